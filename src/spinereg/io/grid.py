@@ -1,0 +1,71 @@
+"""A voxel grid in world space: shape plus voxel-to-RAS+ (mm) affine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import nibabel as nib
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Sampling grid: ``shape`` (3 ints) and ``affine`` (4x4, voxel index -> RAS+ mm)."""
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(int(s) for s in self.shape[:3]))
+        object.__setattr__(self, "affine", np.asarray(self.affine, dtype=float).copy())
+
+    @property
+    def zooms(self) -> np.ndarray:
+        """Voxel size (mm) along each voxel axis."""
+        return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+
+    @property
+    def axcodes(self) -> tuple[str, ...]:
+        return nib.aff2axcodes(self.affine)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def same_as(self, other: Grid, atol: float = 1e-4) -> bool:
+        return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
+
+    def voxel_to_world(self, ijk: np.ndarray) -> np.ndarray:
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def world_to_voxel(self, xyz: np.ndarray) -> np.ndarray:
+        inv = np.linalg.inv(self.affine)
+        xyz = np.asarray(xyz, dtype=float)
+        return xyz @ inv[:3, :3].T + inv[:3, 3]
+
+    def voxel_coords(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
+        """Voxel indices (N, 3) of slices ``k0:k1`` of the last axis, Fortran-free C order."""
+        k1 = self.shape[2] if k1 is None else k1
+        i, j, k = np.meshgrid(
+            np.arange(self.shape[0]), np.arange(self.shape[1]), np.arange(k0, k1), indexing="ij"
+        )
+        return np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1).astype(float)
+
+    def world_coords(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
+        """World (RAS+ mm) coordinates (N, 3) of the voxels of slices ``k0:k1`` (C order)."""
+        return self.voxel_to_world(self.voxel_coords(k0, k1))
+
+    def chunks(self, max_points: int = 2_000_000) -> Iterator[tuple[int, int]]:
+        """Slabs ``(k0, k1)`` along the last axis holding at most ``max_points`` voxels each."""
+        per_slice = max(1, self.shape[0] * self.shape[1])
+        step = max(1, max_points // per_slice)
+        for k0 in range(0, self.shape[2], step):
+            yield k0, min(self.shape[2], k0 + step)
+
+    def center_world(self) -> np.ndarray:
+        return self.voxel_to_world((np.array(self.shape) - 1) / 2.0)
+
+    def __repr__(self) -> str:
+        return f"Grid(shape={self.shape}, zooms={np.round(self.zooms, 4).tolist()}, axcodes={''.join(self.axcodes)})"

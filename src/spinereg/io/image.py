@@ -1,0 +1,235 @@
+"""NIfTI images: checked loading, header-preserving atomic saving.
+
+``load_image`` turns every way a file can be wrong (missing, not a NIfTI, truncated gzip, wrong
+dimensionality, NaN/Inf voxels) into a :class:`~spinereg.errors.InputError` naming the file and
+the fix. ``save_image`` writes to a temporary name in the destination folder and renames, so a
+failed run never leaves a partial output, and refuses to overwrite unless asked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from spinereg.errors import InputError, OutputError
+from spinereg.io.grid import Grid
+
+log = logging.getLogger(__name__)
+
+_READ_ERRORS = (EOFError, zlib.error, OSError, ValueError)
+
+
+class Image:
+    """A 3D or 4D image in world space.
+
+    ``data`` is loaded on first access (4D series can instead be read volume by volume with
+    :meth:`volume`). ``affine`` maps voxel indices to RAS+ mm; ``header`` is the original NIfTI
+    header, kept so that saved outputs carry the input's metadata.
+    """
+
+    def __init__(
+        self,
+        data: np.ndarray | None,
+        affine: np.ndarray,
+        header: nib.Nifti1Header | None = None,
+        path: str | Path | None = None,
+        dataobj=None,
+    ):
+        self._data = None if data is None else np.asanyarray(data)
+        self._dataobj = dataobj
+        self.affine = np.asarray(affine, dtype=float)
+        self.header = header.copy() if header is not None else nib.Nifti1Header()
+        self.path = None if path is None else Path(path)
+
+    # -- shape and geometry -------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self._data is not None:
+            return tuple(self._data.shape)
+        return tuple(self._dataobj.shape)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nvols(self) -> int:
+        return 1 if self.ndim == 3 else int(np.prod(self.shape[3:]))
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.shape[:3], self.affine)
+
+    @property
+    def name(self) -> str:
+        return str(self.path) if self.path else "<image>"
+
+    # -- data -------------------------------------------------------------------------------
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            self._data = _read(self._dataobj, self.name, slice(None))
+        return self._data
+
+    def volume(self, t: int) -> np.ndarray:
+        """Volume ``t`` of a 4D series (the image itself for 3D), read without loading the rest."""
+        if self.ndim == 3:
+            return self.data
+        if self._data is not None:
+            return self._data.reshape(self.shape[:3] + (-1,), order="F")[..., t]
+        return _read(self._dataobj, self.name, (Ellipsis, t))
+
+    def with_data(self, data: np.ndarray, affine: np.ndarray | None = None) -> Image:
+        """A new image sharing this one's header (and affine unless given)."""
+        return Image(data, self.affine if affine is None else affine, self.header, None)
+
+    def to_nifti(self, dtype=None) -> nib.Nifti1Image:
+        data = self.data if dtype is None else self.data.astype(dtype)
+        hdr = self.header.copy()
+        img = nib.Nifti1Image(data, self.affine, hdr)
+        img.header.set_data_dtype(data.dtype)
+        codes = (int(hdr["sform_code"]) or 1, int(hdr["qform_code"]) or 1)
+        img.set_sform(self.affine, code=codes[0])
+        img.set_qform(self.affine, code=codes[1])
+        return img
+
+
+def _read(dataobj, name: str, index) -> np.ndarray:
+    try:
+        return np.asanyarray(dataobj[index])
+    except _READ_ERRORS as exc:
+        raise InputError(
+            f"cannot read the voxel data ({type(exc).__name__}: {exc}); the file looks truncated or corrupt",
+            name,
+            "copy or download the file again (check `gzip -t` for .nii.gz)",
+        ) from exc
+
+
+def load_image(
+    path: str | Path,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    check_finite: bool = True,
+    lazy: bool = False,
+    what: str = "image",
+) -> Image:
+    """Load a NIfTI image with checks.
+
+    Parameters
+    ----------
+    path: file to read (``.nii`` or ``.nii.gz``).
+    ndim: required dimensionality (3, 4 or a tuple of allowed values). A 4D image with a single
+        volume is accepted as 3D.
+    check_finite: refuse images with NaN or Inf voxels.
+    lazy: for 4D series, do not read the voxels now (use :meth:`Image.volume`).
+    what: word used in error messages ("image", "mask", "label file", ...).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found", p, "check the path and spelling")
+    if p.is_dir():
+        raise InputError(f"{what} is a folder, not a NIfTI file", p, "give a .nii or .nii.gz file")
+    try:
+        nimg = nib.load(str(p), keep_file_open=False)
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise InputError(
+            f"not a readable NIfTI {what} ({exc.__class__.__name__})",
+            p,
+            "give a .nii or .nii.gz file (convert DICOM with dcm2niix)",
+        ) from exc
+    if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
+    _check_qform_sform(nimg, p)
+    shape = nimg.shape
+    allowed = (ndim,) if isinstance(ndim, int) else ndim
+    eff_ndim = 3 if (len(shape) > 3 and int(np.prod(shape[3:])) == 1) else len(shape)
+    if allowed is not None and eff_ndim not in allowed:
+        want = " or ".join(f"{a}D" for a in allowed)
+        fix = (
+            "give one volume (e.g. the mean: `spinereg` accepts a 3D image here; `fslmaths IN -Tmean OUT`)"
+            if eff_ndim > 3
+            else "give a 4D series"
+        )
+        raise InputError(f"{what} is {eff_ndim}D {shape}, {want} needed", p, fix)
+    img = Image(None, nimg.affine, nimg.header, p, dataobj=nimg.dataobj)
+    if eff_ndim == 3 and len(shape) > 3:
+        img._data = _read(nimg.dataobj, str(p), slice(None)).reshape(shape[:3])
+    if not lazy or eff_ndim == 3:
+        data = img.data
+        if check_finite and data.dtype.kind == "f":
+            bad = ~np.isfinite(data)
+            if bad.any():
+                raise InputError(
+                    f"{what} has {int(bad.sum())} NaN/Inf voxels",
+                    p,
+                    "replace them by finite values (e.g. `fslmaths IN -nan OUT`)",
+                )
+    return img
+
+
+def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
+    hdr = nimg.header
+    if int(hdr["qform_code"]) > 0 and int(hdr["sform_code"]) > 0:
+        q = hdr.get_qform()
+        s = hdr.get_sform()
+        if not np.allclose(q, s, atol=1e-3):
+            msg = (
+                f"{p}: qform and sform disagree (max difference {np.abs(q - s).max():.3g}); "
+                "using the sform, as nibabel and ITK do"
+            )
+            warnings.warn(msg, stacklevel=3)
+            log.warning(msg)
+
+
+def check_writable(path: str | Path, overwrite: bool = False) -> Path:
+    """Check that ``path`` may be written: refuse existing files without ``overwrite``."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputError("output exists", p, "pass --overwrite or choose another name")
+    parent = p.parent if str(p.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output folder ({exc.strerror})", parent, "choose a writable folder") from exc
+    if not os.access(parent, os.W_OK):
+        raise OutputError("output folder is not writable", parent, "choose a writable folder or fix its permissions")
+    return p
+
+
+def atomic_write(path: str | Path, writer, overwrite: bool = False) -> Path:
+    """Call ``writer(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, same suffix)."""
+    p = check_writable(path, overwrite)
+    suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part" + suffix, dir=p.parent)
+    os.close(fd)
+    try:
+        writer(Path(tmp))
+        os.replace(tmp, p)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return p
+
+
+def save_image(
+    img: Image | nib.Nifti1Image, path: str | Path, *, overwrite: bool = False, dtype=None
+) -> Path:
+    """Write ``img`` atomically (temporary name, then rename). Refuses to overwrite by default."""
+    nimg = img.to_nifti(dtype) if isinstance(img, Image) else img
+    return atomic_write(path, lambda tmp: nib.save(nimg, str(tmp)), overwrite)
+
+
+def output_path(path: str | Path) -> Path:
+    """Normalise an output name: add ``.nii.gz`` when no NIfTI suffix is given."""
+    p = Path(path)
+    if not (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
+        p = p.with_name(p.name + ".nii.gz")
+    return p

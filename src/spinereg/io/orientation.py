@@ -1,0 +1,62 @@
+"""Orientation codes and reorientation.
+
+Two spellings exist. nibabel (and spinereg) codes name the direction each voxel axis points *to*
+(``LAS`` = i increases to the Left, j to Anterior, k to Superior). SCT names the side each axis
+starts *from*, so SCT's ``RPI`` is nibabel ``LAS`` and SCT's ``LPI`` is nibabel ``RAS``. Functions
+here take nibabel codes; :func:`sct_to_nibabel` converts.
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+from nibabel import orientations as ornt
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+
+_OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
+
+
+def axcodes(affine: np.ndarray) -> str:
+    """nibabel orientation code (e.g. ``'LAS'``) of an affine."""
+    return "".join(nib.aff2axcodes(affine))
+
+
+def sct_to_nibabel(code: str) -> str:
+    """Convert an SCT orientation string (``RPI``) to nibabel's (``LAS``)."""
+    code = code.upper()
+    _validate(code)
+    return "".join(_OPPOSITE[c] for c in code)
+
+
+def _validate(code: str) -> None:
+    axes = {"L": 0, "R": 0, "A": 1, "P": 1, "S": 2, "I": 2}
+    if len(code) != 3 or any(c not in axes for c in code) or len({axes[c] for c in code}) != 3:
+        raise InputError(
+            f"invalid orientation code {code!r}",
+            None,
+            "use three letters, one of L/R, A/P, S/I each, e.g. LAS (nibabel) or sct:RPI",
+        )
+
+
+def parse_orientation(code: str) -> str:
+    """Accept ``LAS``/``LAS+`` (nibabel) or ``sct:RPI`` (SCT); return the nibabel code."""
+    if code.lower().startswith("sct:"):
+        return sct_to_nibabel(code[4:])
+    code = code.rstrip("+").upper()
+    _validate(code)
+    return code
+
+
+def reorient(img: Image, code: str) -> Image:
+    """Reorder/flip the voxel axes of ``img`` to nibabel orientation ``code``; world unchanged."""
+    code = parse_orientation(code)
+    cur = ornt.io_orientation(img.affine)
+    tgt = ornt.axcodes2ornt(tuple(code))
+    tr = ornt.ornt_transform(cur, tgt)
+    data = img.data
+    out = ornt.apply_orientation(data, tr) if data.ndim >= 3 else data
+    new_aff = img.affine @ ornt.inv_ornt_aff(tr, img.shape[:3])
+    res = Image(np.ascontiguousarray(out), new_aff, img.header, None)
+    return res

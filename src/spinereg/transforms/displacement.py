@@ -1,0 +1,170 @@
+"""Dense displacement fields (RAS+ mm, pull convention), their composition and inversion."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from spinereg.io.grid import Grid
+from spinereg.transforms.base import Transform
+
+#: Displacements larger than this (mm) are legacy "undefined" markers (1e5, FLT_MAX), not motion.
+UNDEFINED_MM = 1e4
+
+
+@dataclass
+class InversionReport:
+    """How well a numerical inverse satisfies ``u(y + v(y)) + v(y) = 0`` on its grid (mm)."""
+
+    iterations: int
+    mean_mm: float
+    max_mm: float
+    rms_mm: float
+    history: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"iterations": self.iterations, "mean_mm": self.mean_mm, "max_mm": self.max_mm,
+                "rms_mm": self.rms_mm}
+
+
+class DisplacementField(Transform):
+    """Pull displacement field ``map(x) = x + u(x)`` sampled on ``grid``.
+
+    ``data`` has shape ``grid.shape + (3,)``, RAS+ mm. Between grid nodes ``u`` is trilinear.
+    Outside the grid (beyond half a voxel) the displacement is zero, as in ITK/ANTs
+    (``outside="identity"``); ``outside="nan"`` marks such points undefined instead. Non-finite
+    or legacy huge values (> 1e4 mm) are undefined: points there map to NaN.
+    """
+
+    def __init__(self, grid: Grid, data: np.ndarray, outside: str = "identity"):
+        data = np.asarray(data, dtype=np.float32)
+        if data.shape != tuple(grid.shape) + (3,):
+            raise ValueError(f"field shape {data.shape} does not match grid {grid.shape} + (3,)")
+        bad = ~np.isfinite(data) | (np.abs(data) > UNDEFINED_MM)
+        if bad.any():
+            data = data.copy()
+            data[bad.any(axis=-1)] = np.nan
+        self.grid = grid
+        self.data = data
+        self._valid = None if not bad.any() else (~bad.any(axis=-1)).astype(np.float32)
+        self._filled = None if not bad.any() else np.nan_to_num(data, nan=0.0)
+        self.outside = outside
+        self.report: InversionReport | None = None
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def zeros(cls, grid: Grid) -> DisplacementField:
+        return cls(grid, np.zeros(tuple(grid.shape) + (3,), np.float32))
+
+    @classmethod
+    def from_transform(cls, transform: Transform, grid: Grid, max_points: int = 2_000_000) -> DisplacementField:
+        """Sample any transform (e.g. a chain) as one field on ``grid``: ``u(x) = T(x) - x``."""
+        out = np.empty(tuple(grid.shape) + (3,), np.float32)
+        for k0, k1 in grid.chunks(max_points):
+            x = grid.world_coords(k0, k1)
+            u = transform.map(x) - x
+            out[:, :, k0:k1] = u.reshape(grid.shape[0], grid.shape[1], k1 - k0, 3)
+        return cls(grid, out)
+
+    # -- evaluation ------------------------------------------------------------------------
+    def displacement(self, points: np.ndarray) -> np.ndarray:
+        """Displacement (N, 3) at world points, trilinear; outside per ``self.outside``."""
+        pts = np.asarray(points, dtype=float)
+        ijk = self.grid.world_to_voxel(pts)
+        shape = np.array(self.grid.shape)
+        inside = np.all((ijk >= -0.5) & (ijk <= shape - 0.5), axis=1)
+        out = np.zeros(pts.shape, dtype=np.float64)
+        if self.outside == "nan":
+            out[~inside] = np.nan
+        if inside.any():
+            c = ijk[inside].T
+            src = self.data if self._filled is None else self._filled
+            for d in range(3):
+                out[inside, d] = ndimage.map_coordinates(src[..., d], c, order=1, mode="nearest")
+            if self._valid is not None:
+                ok = ndimage.map_coordinates(self._valid, c, order=1, mode="nearest") > 0.999
+                sub = out[inside]
+                sub[~ok] = np.nan
+                out[inside] = sub
+        return out
+
+    def map(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, dtype=float)
+        return pts + self.displacement(pts)
+
+    def inverse_map(self, points: np.ndarray, iterations: int = 60, tol_mm: float = 1e-3) -> np.ndarray:
+        """Points ``x`` with ``x + u(x) = p`` for each ``p``: fixed-point iteration.
+
+        Starts at ``p``; points that do not converge restart from the nearest mapped grid node.
+        """
+        p = np.asarray(points, dtype=float)
+        x = self._fixed_point(p, p.copy(), iterations)
+        res = np.linalg.norm(self.map(x) - p, axis=1)
+        bad = ~(res < max(tol_mm, 0.05 * float(self.grid.zooms.min())))
+        if bad.any():
+            x[bad] = self._fixed_point(p[bad], self._nearest_preimage(p[bad]), iterations)
+        return x
+
+    def _fixed_point(self, p: np.ndarray, x: np.ndarray, iterations: int) -> np.ndarray:
+        for _ in range(iterations):
+            u = self.displacement(x)
+            x_new = p - u
+            if np.nanmax(np.abs(x_new - x), initial=0.0) < 1e-5:
+                return x_new
+            x = x_new
+        return x
+
+    def _nearest_preimage(self, p: np.ndarray, max_nodes: int = 1_000_000) -> np.ndarray:
+        stride = max(1, int(np.ceil((self.grid.size / max_nodes) ** (1 / 3))))
+        sub = tuple(slice(None, None, stride) for _ in range(3))
+        idx = np.stack(np.meshgrid(*[np.arange(s)[::stride] for s in self.grid.shape], indexing="ij"), -1)
+        idx = idx.reshape(-1, 3).astype(float)
+        x = self.grid.voxel_to_world(idx)
+        y = x + self.data[sub].reshape(-1, 3)
+        ok = np.all(np.isfinite(y), axis=1)
+        tree = cKDTree(y[ok])
+        _, j = tree.query(p)
+        return x[ok][j]
+
+    # -- algebra -----------------------------------------------------------------------------
+    def inverse(self, grid: Grid | None = None, iterations: int = 50, tol_mm: float = 1e-3) -> DisplacementField:
+        """Numerical inverse on ``grid`` (default: this field's grid) by fixed-point iteration.
+
+        Solves ``v(y) = -u(y + v(y))``; the residual is stored in ``result.report``.
+        """
+        g = self.grid if grid is None else grid
+        out = np.empty(tuple(g.shape) + (3,), np.float32)
+        history: list[float] = []
+        res_all = np.empty(g.size)
+        n = 0
+        for k0, k1 in g.chunks():
+            y = g.world_coords(k0, k1)
+            v = -self.displacement(y)
+            it = 0
+            for it in range(1, iterations + 1):
+                v_new = -self.displacement(y + v)
+                step = np.nanmax(np.abs(v_new - v), initial=0.0)
+                v = v_new
+                if step < tol_mm * 0.1:
+                    break
+            res = np.linalg.norm(v + self.displacement(y + v), axis=1)
+            res_all[n:n + len(y)] = res
+            n += len(y)
+            history.append(float(np.nanmax(res, initial=0.0)))
+            out[:, :, k0:k1] = v.reshape(g.shape[0], g.shape[1], k1 - k0, 3)
+        inv = DisplacementField(g, out, outside=self.outside)
+        fin = res_all[np.isfinite(res_all)]
+        inv.report = InversionReport(
+            iterations=it,
+            mean_mm=float(fin.mean()) if fin.size else float("nan"),
+            max_mm=float(fin.max()) if fin.size else float("nan"),
+            rms_mm=float(np.sqrt((fin**2).mean())) if fin.size else float("nan"),
+            history=history,
+        )
+        return inv
+
+    def __repr__(self) -> str:
+        return f"DisplacementField({self.grid!r})"

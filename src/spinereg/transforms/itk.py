@@ -1,0 +1,150 @@
+"""ITK/ANTs file adapters: displacement fields (5D NIfTI, LPS+ mm) and affines (.mat, .txt).
+
+Everything inside spinereg is RAS+; the sign flips of x and y happen only here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import scipy.io
+
+from spinereg.errors import InputError
+from spinereg.io.grid import Grid
+from spinereg.io.image import atomic_write
+from spinereg.transforms.affine import AffineTransform
+from spinereg.transforms.displacement import DisplacementField
+
+_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
+_FLIP3 = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
+AFFINE_SUFFIXES = (".mat", ".txt", ".tfm")
+
+
+def is_affine_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in AFFINE_SUFFIXES
+
+
+# -- displacement fields ------------------------------------------------------------------------
+def read_displacement(path: str | Path) -> DisplacementField:
+    """Read an ITK/ANTs displacement field (nx, ny, nz, 1, 3) or (nx, ny, nz, 3), LPS+ mm."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("warp not found", p, "check the path")
+    try:
+        img = nib.load(str(p))
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+    except Exception as exc:
+        raise InputError(f"not a readable warp field ({exc.__class__.__name__}: {exc})", p,
+                         "give an ITK/ANTs displacement field (5D NIfTI, intent vector)") from exc
+    if data.ndim == 5 and data.shape[3] == 1 and data.shape[4] == 3:
+        vec = data[:, :, :, 0, :]
+    elif data.ndim == 4 and data.shape[3] == 3:
+        vec = data
+    else:
+        raise InputError(
+            f"not a 3D displacement field (shape {data.shape}, expected (nx, ny, nz, 1, 3))", p,
+            "give a warp_*.nii.gz written by spinereg, SCT or ANTs; use -w only for warps and affines",
+        )
+    vec = vec * _FLIP3
+    return DisplacementField(Grid(vec.shape[:3], img.affine), vec)
+
+
+def write_displacement(field: DisplacementField, path: str | Path, overwrite: bool = False) -> Path:
+    """Write a field as ITK/ANTs expect: 5D float32, intent vector (1007), LPS+ mm."""
+    data = np.nan_to_num(field.data, nan=0.0) * _FLIP3
+    img = nib.Nifti1Image(data[:, :, :, None, :].astype(np.float32), field.grid.affine)
+    img.header.set_intent("vector", (), name="")
+    img.set_qform(field.grid.affine, code=1)
+    img.set_sform(field.grid.affine, code=1)
+    img.header["xyzt_units"] = 2  # mm
+    return atomic_write(path, lambda tmp: nib.save(img, str(tmp)), overwrite)
+
+
+# -- affines ------------------------------------------------------------------------------------
+def _lps_to_ras(a: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = a
+    m[:3, 3] = t + c - a @ c
+    return _LPS @ m @ _LPS
+
+
+def read_affine(path: str | Path) -> AffineTransform:
+    """Read an ITK affine (ANTs binary ``.mat`` or ITK text ``.txt``/``.tfm``), return RAS+."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("affine not found", p, "check the path")
+    try:
+        if p.suffix.lower() == ".mat":
+            m = scipy.io.loadmat(str(p))
+            key = next((k for k in m if not k.startswith("__") and k != "fixed"), None)
+            params = np.asarray(m[key], dtype=float).ravel()
+            fixed = np.asarray(m.get("fixed", np.zeros(3)), dtype=float).ravel()
+        else:
+            text = p.read_text()
+            params = np.array(re.search(r"^Parameters:(.*)$", text, re.M).group(1).split(), float)
+            fm = re.search(r"^FixedParameters:(.*)$", text, re.M)
+            fixed = np.array(fm.group(1).split(), float) if fm else np.zeros(3)
+    except Exception as exc:
+        raise InputError(f"not a readable ITK affine ({exc.__class__.__name__})", p,
+                         "give an ANTs .mat or ITK .txt affine") from exc
+    if params.size == 12:
+        a, t = params[:9].reshape(3, 3), params[9:12]
+    elif params.size == 3:  # translation transform
+        a, t = np.eye(3), params
+    else:
+        raise InputError(f"unsupported ITK transform with {params.size} parameters", p,
+                         "give a 3D affine (12 parameters)")
+    return AffineTransform(_lps_to_ras(a, t, fixed[:3] if fixed.size >= 3 else np.zeros(3)))
+
+
+def write_affine(transform: AffineTransform, path: str | Path, overwrite: bool = False) -> Path:
+    """Write an affine as ANTs ``.mat`` (MATLAB v4, ``AffineTransform_double_3_3``) or ITK ``.txt``."""
+    m = _LPS @ transform.matrix @ _LPS
+    params = np.concatenate([m[:3, :3].ravel(), m[:3, 3]])
+    p = Path(path)
+    if p.suffix.lower() == ".mat":
+        def writer(tmp: Path) -> None:
+            with open(tmp, "wb") as fh:
+                scipy.io.savemat(fh, {"AffineTransform_double_3_3": params.reshape(12, 1),
+                                      "fixed": np.zeros((3, 1))}, format="4")
+    else:
+        text = ("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+                "Parameters: " + " ".join(f"{v:.17g}" for v in params) + "\nFixedParameters: 0 0 0\n")
+
+        def writer(tmp: Path) -> None:
+            tmp.write_text(text)
+    return atomic_write(p, writer, overwrite)
+
+
+# -- any transform --------------------------------------------------------------------------------
+def parse_spec(spec: str) -> tuple[str, bool]:
+    """``path``, ``inv:path``, ``-path`` or ANTs ``[path,1]`` -> (path, use_inverse)."""
+    s = spec.strip()
+    m = re.fullmatch(r"\[\s*(.+?)\s*,\s*([01])\s*\]", s)
+    if m:
+        return m.group(1), m.group(2) == "1"
+    if s.startswith("inv:"):
+        return s[4:], True
+    return s, False
+
+
+def load_transform(spec: str | Path, inverse_grid: Grid | None = None):
+    """Load a warp or affine from a spec (see :func:`parse_spec`); invert if asked.
+
+    Inverting a displacement field needs the grid to put the inverse on (``inverse_grid``);
+    by default the field's own grid is used.
+    """
+    path, inv = parse_spec(str(spec))
+    t = read_affine(path) if is_affine_file(path) else read_displacement(path)
+    if inv:
+        t = t.inverse() if isinstance(t, AffineTransform) else t.inverse(inverse_grid)
+    return t
+
+
+def save_transform(transform, path: str | Path, overwrite: bool = False) -> Path:
+    if isinstance(transform, AffineTransform):
+        return write_affine(transform, path, overwrite)
+    return write_displacement(transform, path, overwrite)

@@ -1,0 +1,47 @@
+"""Shared fixtures. Real-data tests never skip: without the data they fail saying how to get it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def _data_root() -> Path | None:
+    env = os.environ.get("SPINEREG_DATA")
+    if env and Path(env).is_dir():
+        return Path(env)
+    here = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return here if here.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = _data_root()
+    if root is None:
+        pytest.fail(
+            "reference data not found: set SPINEREG_DATA to a folder holding PAM50/, MNI-Poly-AMU/ "
+            "and sct_testing_data/ (or run `spinereg data fetch sct_testing_data`)"
+        )
+    return root
+
+
+@pytest.fixture(scope="session")
+def sct_data(data_root: Path) -> Path:
+    p = data_root / "sct_testing_data"
+    assert p.is_dir(), f"{p} missing"
+    return p
+
+
+@pytest.fixture(scope="session")
+def pam50_dir(data_root: Path) -> Path:
+    p = data_root / "PAM50"
+    assert p.is_dir(), f"{p} missing"
+    return p
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261125)
