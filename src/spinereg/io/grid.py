@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import nibabel as nib
+import numpy as np
 
 
 @dataclass(frozen=True, eq=False)

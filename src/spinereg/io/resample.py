@@ -13,7 +13,6 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image
 
 INTERPOLATIONS = ("nn", "linear", "spline", "label")
 _ALIASES = {"nearest": "nn", "nearestneighbor": "nn", "0": "nn", "1": "linear", "3": "spline",

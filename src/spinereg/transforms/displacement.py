@@ -138,16 +138,17 @@ class DisplacementField(Transform):
         g = self.grid if grid is None else grid
         out = np.empty(tuple(g.shape) + (3,), np.float32)
         history: list[float] = []
+        it = 0
         res_all = np.empty(g.size)
         n = 0
         for k0, k1 in g.chunks():
             y = g.world_coords(k0, k1)
             v = -self.displacement(y)
-            it = 0
-            for it in range(1, iterations + 1):
+            for n_it in range(1, iterations + 1):
                 v_new = -self.displacement(y + v)
                 step = np.nanmax(np.abs(v_new - v), initial=0.0)
                 v = v_new
+                it = n_it
                 if step < tol_mm * 0.1:
                     break
             res = np.linalg.norm(v + self.displacement(y + v), axis=1)

@@ -1,0 +1,182 @@
+"""Transforms: ANTs interop on real data, composition, inversion, file round trips."""
+
+from __future__ import annotations
+
+import ants
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from spinereg.cli.main import main
+from spinereg.io import Grid, load_image
+from spinereg.transforms import (
+    AffineTransform,
+    Chain,
+    DisplacementField,
+    apply_transforms,
+    load_transform,
+    read_affine,
+    read_displacement,
+    write_affine,
+    write_displacement,
+)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+def smooth_field(grid: Grid, rng: np.random.Generator, amplitude_vox: float = 2.0, sigma: float = 4.0) -> DisplacementField:
+    """A random smooth field with max |grad u| < 0.5 (hence invertible)."""
+    u = rng.standard_normal(tuple(grid.shape) + (3,))
+    for d in range(3):
+        u[..., d] = ndimage.gaussian_filter(u[..., d], sigma, mode="nearest")
+    u *= amplitude_vox * grid.zooms.min() / np.abs(u).max()
+    return DisplacementField(grid, u)
+
+
+# -- real data: SCT warps through spinereg vs ANTs ----------------------------------------------
+def test_apply_sct_warp_matches_sct_and_ants(sct_data, tmp_path):
+    cord = sct_data / "template/template/PAM50_small_cord.nii.gz"
+    t2 = sct_data / "t2/t2.nii.gz"
+    warp = sct_data / "t2/warp_template2anat.nii.gz"
+    out = tmp_path / "cord.nii.gz"
+    assert main(["apply", "-i", str(cord), "-d", str(t2), "-w", str(warp), "-x", "linear", "-o", str(out)]) == 0
+    ours = load_image(out).data
+    seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz").data > 0
+    d = dice(ours > 0.5, seg)
+    assert d >= 0.95, d  # SCT's own figure: 0.951
+    ref = ants.apply_transforms(ants.image_read(str(t2)), ants.image_read(str(cord)), [str(warp)],
+                                interpolator="linear").numpy()
+    assert np.abs(ours - ref).max() <= 1e-3
+
+
+def test_concat_matches_sct_composed_warp(sct_data, tmp_path):
+    out = tmp_path / "w.nii.gz"
+    rc = main(["concat", "-d", str(sct_data / "mt/mt1.nii.gz"), "-w",
+               str(sct_data / "t2/warp_template2anat.nii.gz"), str(sct_data / "mt/warp_t22mt1.nii.gz"),
+               "-o", str(out)])
+    assert rc == 0
+    ours = read_displacement(out)
+    sct = read_displacement(sct_data / "mt/warp_template2mt.nii.gz")
+    diff = np.linalg.norm(ours.data - sct.data, axis=-1)
+    defined = np.isfinite(diff)
+    assert defined.sum() > 0.5 * diff.size
+    assert np.nanmax(diff) < 0.1
+
+
+# -- synthetic: inversion and composition ---------------------------------------------------------
+def test_field_inverse_round_trip(rng):
+    grid = Grid((40, 36, 32), np.diag([1.2, 0.9, 1.5, 1.0]) @ _rot(20))
+    fwd = smooth_field(grid, rng)
+    inv = fwd.inverse()
+    assert inv.report.mean_mm < 0.01  # the residual concentrates at the borders (points leave the domain)
+    x = grid.world_coords()
+    ijk = grid.world_to_voxel(x)
+    interior = np.all((ijk > 5) & (ijk < np.array(grid.shape) - 6), axis=1)
+    err_vox = np.linalg.norm((fwd @ inv).map(x[interior]) - x[interior], axis=1) / grid.zooms.min()
+    assert np.sqrt((err_vox**2).mean()) < 0.05
+    # and the composed field, sampled on the grid, is close to zero too
+    comp = DisplacementField.from_transform(Chain([inv, fwd]), grid)
+    rms = np.sqrt(np.nanmean(np.sum(comp.data.reshape(-1, 3)[interior] ** 2, axis=1))) / grid.zooms.min()
+    assert rms < 0.05
+
+
+def test_inverse_of_pure_translation_exact():
+    grid = Grid((10, 10, 10), np.eye(4))
+    f = DisplacementField(grid, np.broadcast_to(np.array([1.5, -2.0, 0.5], np.float32), (10, 10, 10, 3)))
+    inv = f.inverse()
+    centre = inv.data[3:7, 3:7, 3:7].reshape(-1, 3)
+    assert np.allclose(centre, [-1.5, 2.0, -0.5], atol=1e-5)
+
+
+def test_affine_inverse_and_composition(rng):
+    a = AffineTransform.from_params((10, -5, 30), (3, -2, 7), (1.1, 0.9, 1.0), center=(5, 5, 5))
+    b = AffineTransform.from_params((0, 20, 0), (1, 1, 1))
+    p = rng.uniform(-50, 50, (100, 3))
+    assert np.allclose((~a).map(a.map(p)), p, atol=1e-9)
+    assert np.allclose((a @ b).map(p), a.map(b.map(p)))
+    assert np.allclose(Chain([a, b]).map(p), a.map(b.map(p)))
+    assert np.allclose((~Chain([a, b])).map(Chain([a, b]).map(p)), p, atol=1e-9)
+
+
+def test_point_push_through_field(rng):
+    grid = Grid((30, 30, 30), np.eye(4))
+    f = smooth_field(grid, rng, amplitude_vox=3)
+    p = rng.uniform(8, 22, (20, 3))
+    x = f.inverse_map(p)
+    assert np.allclose(f.map(x), p, atol=1e-3)
+
+
+def test_point_push_large_displacement():
+    grid = Grid((20, 20, 60), np.eye(4))
+    u = np.zeros((20, 20, 60, 3), np.float32)
+    u[..., 2] = 25.0 + 0.3 * np.arange(60)[None, None, :]  # large, non-contracting start
+    f = DisplacementField(grid, u)
+    p = np.array([[10.0, 10.0, 60.0]])
+    x = f.inverse_map(p)
+    assert np.allclose(f.map(x), p, atol=1e-3)
+
+
+# -- files ----------------------------------------------------------------------------------------
+def test_warp_write_read_identical(tmp_path, rng):
+    grid = Grid((12, 11, 10), _rot(15) @ np.diag([0.8, 0.8, 2.0, 1.0]))
+    f = smooth_field(grid, rng)
+    p = write_displacement(f, tmp_path / "warp.nii.gz")
+    g = read_displacement(p)
+    assert g.grid.same_as(grid)
+    assert np.array_equal(g.data, f.data)
+    import nibabel as nib
+
+    img = nib.load(str(p))
+    assert img.shape == (12, 11, 10, 1, 3) and int(img.header["intent_code"]) == 1007
+    # ANTs reads it as a warp and moves points as we do
+    moving = np.zeros((12, 11, 10), np.float32)
+    moving[4:8, 3:9, 2:7] = 1
+    mimg = load_image_from_array(moving, grid.affine, tmp_path / "m.nii.gz")
+    ours = apply_transforms(mimg, grid, [g], "linear").data
+    theirs = ants.apply_transforms(ants.image_read(str(tmp_path / "m.nii.gz")),
+                                   ants.image_read(str(tmp_path / "m.nii.gz")), [str(p)],
+                                   interpolator="linear").numpy()
+    assert np.abs(ours - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("suffix", [".mat", ".txt"])
+def test_affine_write_read_and_ants_agree(tmp_path, suffix, sct_data):
+    a = AffineTransform.from_params((4, -3, 8), (2.0, -1.5, 3.0), center=(1, 2, 3))
+    path = write_affine(a, tmp_path / f"aff{suffix}")
+    b = read_affine(path)
+    assert np.allclose(a.matrix, b.matrix, atol=1e-12)
+    t2 = sct_data / "t2/t2.nii.gz"
+    img = load_image(t2)
+    ours = apply_transforms(img, img.grid, [b], "linear").data
+    theirs = ants.apply_transforms(ants.image_read(str(t2)), ants.image_read(str(t2)), [str(path)],
+                                   interpolator="linear").numpy()
+    assert np.abs(ours - theirs).max() < 1e-2 * np.abs(theirs).max()
+
+
+def test_inverse_spec_and_invert_cli(tmp_path, rng):
+    grid = Grid((24, 24, 24), np.eye(4))
+    f = smooth_field(grid, rng)
+    w = write_displacement(f, tmp_path / "w.nii.gz")
+    out = tmp_path / "winv.nii.gz"
+    assert main(["invert", "-w", str(w), "-o", str(out)]) == 0
+    inv_cli = read_displacement(out)
+    inv_spec = load_transform(f"inv:{w}")
+    assert np.allclose(inv_cli.data, inv_spec.data, atol=1e-5)
+    assert np.allclose(load_transform(f"[{w},1]").data, inv_spec.data, atol=1e-5)
+
+
+def load_image_from_array(data, affine, path):
+    import nibabel as nib
+
+    nib.save(nib.Nifti1Image(data, affine), str(path))
+    return load_image(path)
+
+
+def _rot(deg: float) -> np.ndarray:
+    t = np.deg2rad(deg)
+    m = np.eye(4)
+    m[:3, :3] = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]]) @ np.array(
+        [[1, 0, 0], [0, np.cos(t / 2), -np.sin(t / 2)], [0, np.sin(t / 2), np.cos(t / 2)]])
+    return m
