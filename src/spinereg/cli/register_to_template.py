@@ -1,0 +1,41 @@
+"""``spinereg register-to-template``: normalise an anatomical image to PAM50 / MNI-Poly-AMU."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from spinereg.cli.common import new_parser
+from spinereg.progress import progress_bar
+from spinereg.register.outputs import write_outputs
+from spinereg.register.template import register_to_template
+
+
+def register(sub) -> None:
+    p = new_parser(sub, "register-to-template", "register an anatomical image to a template (SCT outputs)")
+    p.add_argument("-i", "--image", required=True, help="anatomical image (T2w, T1w, T2*w)")
+    p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("-l", "--labels", help="vertebral body labels (values as PAM50_label_body, C3 = 3)")
+    g.add_argument("--ldisc", help="disc labels (values as PAM50_label_disc, C2/C3 = 3)")
+    g.add_argument("--lrootlet", help="rootlet segmentation (values = spinal levels)")
+    p.add_argument("-t", "--template", default="PAM50", help="PAM50, MNI-Poly-AMU, PAM50_small or a folder")
+    p.add_argument("-c", "--contrast", default="t2", choices=["t1", "t2", "t2s"], help="image contrast")
+    p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name")
+    p.add_argument("--ref", default="template", choices=["template", "subject"],
+                   help="space where the steps run (subject: thick-slice axial data)")
+    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    t0 = time.perf_counter()
+    reg = register_to_template(args.image, args.seg, labels=args.labels, ldisc=args.ldisc,
+                               lrootlet=args.lrootlet, template=args.template, contrast=args.contrast,
+                               param=args.param, ref=args.ref, progress=progress_bar("steps"))
+    inputs = {"image": args.image, "seg": args.seg, "labels": args.labels, "ldisc": args.ldisc,
+              "lrootlet": args.lrootlet, "param": args.param}
+    write_outputs(reg, args.outdir, overwrite=args.overwrite, inputs=inputs)
+    summary = {"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2), **reg.metrics}
+    print(json.dumps(summary, indent=1))
+    return 0

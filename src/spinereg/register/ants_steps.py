@@ -1,0 +1,84 @@
+"""ANTs-backed registration steps (translation, rigid, affine, syn, bsplinesyn), in-process.
+
+antsRegistration is called through antspyx with an explicit argument list, so the step language
+maps one-to-one onto ANTs options (metric, iterations, shrink, smoothing, gradient step,
+restricted deformation). Both images are given on the same grid (the fixed grid); the result is
+a pull transform on that grid (fixed points -> moving points).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import ants
+import numpy as np
+from ants.internal import get_lib_fn, get_pointer_string, process_arguments
+
+from spinereg.errors import SpineregError
+from spinereg.io.grid import Grid
+from spinereg.transforms.affine import AffineTransform
+from spinereg.transforms.displacement import DisplacementField
+from spinereg.transforms.itk import read_affine, read_displacement
+
+_FLIP = np.diag([-1.0, -1.0, 1.0])
+_LINEAR = {"translation": "Translation", "rigid": "Rigid", "affine": "Affine"}
+_METRIC_PARAM = {"MeanSquares": "1,0", "CC": "1,4", "MI": "1,32"}
+
+
+def to_ants(data: np.ndarray, grid: Grid) -> ants.ANTsImage:
+    """An ANTs image (LPS physical space) with ``grid``'s geometry."""
+    zooms = grid.zooms
+    direction = _FLIP @ (grid.affine[:3, :3] / zooms)
+    origin = _FLIP @ grid.affine[:3, 3]
+    return ants.from_numpy(np.asarray(data, dtype=np.float32), origin=tuple(origin), spacing=tuple(zooms),
+                           direction=direction)
+
+
+def _get(step: Any, key: str, default):
+    return getattr(step, key, default) if not isinstance(step, dict) else step.get(key, default)
+
+
+def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
+              fixed_mask: np.ndarray | None = None) -> DisplacementField | AffineTransform:
+    """Run one ANTs stage; ``fixed`` and ``moving`` are arrays on ``grid``.
+
+    ``step`` provides ``algo``, ``metric``, ``iter``, ``shrink``, ``smooth`` (mm), ``gradStep``
+    (``grad_step``), ``deformation`` ("1x1x0") and ``spline_distance`` (mm, bsplinesyn).
+    """
+    algo = _get(step, "algo", "syn")
+    metric = _get(step, "metric", "MeanSquares")
+    iters = int(_get(step, "iter", 10))
+    shrink = int(_get(step, "shrink", 1))
+    smooth = float(_get(step, "smooth", 0))
+    grad = float(_get(step, "gradStep", _get(step, "grad_step", 0.5)))
+    deformation = str(_get(step, "deformation", "1x1x0"))
+    spline = float(_get(step, "spline_distance", 5.0))
+    f_img, m_img = to_ants(fixed, grid), to_ants(moving, grid)
+    with tempfile.TemporaryDirectory(prefix="spinereg-ants-") as tmp:
+        prefix = os.path.join(tmp, "s")
+        args = ["-d", "3", "--float", "1", "--random-seed", "1",
+                "-m", f"{metric}[{get_pointer_string(f_img)},{get_pointer_string(m_img)},{_METRIC_PARAM.get(metric, '1,0')}]"]
+        if algo in _LINEAR:
+            args += ["-t", f"{_LINEAR[algo]}[{grad}]"]
+        elif algo == "syn":
+            args += ["-t", f"SyN[{grad},3,0]", "-g", deformation]
+        elif algo == "bsplinesyn":
+            args += ["-t", f"BSplineSyN[{grad},{spline},0,3]", "-g", deformation]
+        else:
+            raise ValueError(f"not an ANTs algorithm: {algo}")
+        args += ["-c", f"[{iters},1e-6,10]", "-f", str(shrink), "-s", f"{smooth}mm", "-o", prefix]
+        if fixed_mask is not None:
+            mask_img = to_ants((np.asarray(fixed_mask) > 0).astype(np.float32), grid)
+            args += ["-x", f"[{get_pointer_string(mask_img)},NULL]"]
+        code = get_lib_fn("antsRegistration")(process_arguments(args))
+        if code != 0:
+            raise SpineregError(f"antsRegistration failed (exit {code}) in step algo={algo}", None,
+                                "check the inputs overlap after the previous steps; try type=seg")
+        if algo in _LINEAR:
+            return read_affine(Path(prefix + "0GenericAffine.mat"))
+        field = read_displacement(Path(prefix + "0Warp.nii.gz"))
+    # resample onto our grid object exactly (same geometry, avoids float drift in the header)
+    return DisplacementField(grid, field.data)

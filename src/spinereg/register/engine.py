@@ -1,0 +1,88 @@
+"""Run a list of registration steps between a fixed and a moving image on one grid.
+
+Each step is dispatched by name through the algorithm registry (slice-wise algorithms and ANTs
+stages), never through if/elif chains. After each step the moving images are resampled again
+from the originals through the whole chain, so data are interpolated once per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinereg.io.grid import Grid
+from spinereg.io.image import Image
+from spinereg.register.ants_steps import ants_step
+from spinereg.transforms.apply import apply_transforms
+from spinereg.transforms.base import Transform
+
+log = logging.getLogger(__name__)
+
+
+def _ants_algo(fixed, moving, fixed_grid, moving_grid, step, fixed_mask=None):
+    return ants_step(fixed, moving, fixed_grid, step, fixed_mask)
+
+
+def algorithm(name: str) -> Callable:
+    """The function implementing algorithm ``name`` (slice-wise or ANTs)."""
+    from spinereg.register import slicewise
+
+    table = dict(slicewise.ALGORITHMS)
+    for algo in ("translation", "rigid", "affine", "syn", "bsplinesyn"):
+        table.setdefault(algo, _ants_algo)
+    if name not in table:
+        raise KeyError(name)
+    return table[name]
+
+
+@dataclass
+class StepRecord:
+    step: str
+    seconds: float
+    kind: str
+
+    def as_dict(self) -> dict:
+        return {"step": self.step, "seconds": round(self.seconds, 3), "transform": self.kind}
+
+
+@dataclass
+class EngineResult:
+    transforms: list[Transform]
+    records: list[StepRecord] = field(default_factory=list)
+
+
+def run_steps(
+    steps: Sequence,
+    grid: Grid,
+    fixed: dict[str, np.ndarray],
+    moving_src: dict[str, Image],
+    initial: Sequence[Transform],
+    fixed_mask: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> EngineResult:
+    """Estimate one transform per step; the moving images are pulled through ``initial`` + steps.
+
+    ``fixed`` holds arrays on ``grid`` by type (``"seg"``, ``"im"``); ``moving_src`` the original
+    moving images by type. Returns the step transforms (pull, on ``grid``), in order.
+    """
+    found: list[Transform] = []
+    records: list[StepRecord] = []
+    work = [s for s in steps if s.type not in ("label", "rootlet")]
+    for n, step in enumerate(work):
+        kind = "seg" if step.type in ("seg", "imseg") else "im"
+        if kind not in fixed or kind not in moving_src:
+            kind = "seg" if "seg" in fixed else "im"
+        t0 = time.perf_counter()
+        mov = apply_transforms(moving_src[kind], grid, list(initial) + found, "linear").data
+        fn = algorithm(step.algo)
+        t = fn(fixed[kind], mov, grid, grid, step, fixed_mask)
+        found.append(t)
+        records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__))
+        log.info("step %s done in %.2f s", step, records[-1].seconds)
+        if progress:
+            progress(n + 1, len(work))
+    return EngineResult(found, records)

@@ -1,0 +1,146 @@
+"""Write a template registration with SCT's file names, plus metrics.json and provenance.json."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.errors import OutputError
+from spinereg.io.image import Image, atomic_write, save_image
+from spinereg.metrics import dice, inverse_consistency, jacobian
+from spinereg.transforms.apply import apply_transforms
+from spinereg.transforms.itk import write_displacement
+
+OUTPUT_NAMES = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
+                "template2anat.nii.gz", "metrics.json", "provenance.json")
+
+
+def _mask_from(img: Image, thr: float = 0.5) -> Image:
+    return img.with_data((np.asarray(img.data) > thr).astype(np.uint8))
+
+
+def registration_metrics(reg, fwd, inv) -> dict:
+    """Cord Dice in both spaces, landmark residuals, Jacobians and inverse consistency."""
+    from spinereg.io.image import load_image
+
+    tcord = load_image(reg.template.path("cord"), ndim=3, check_finite=False)
+    tcord_on_out = apply_transforms(tcord, fwd.grid, [], "nn")
+    cord_in_subj = apply_transforms(tcord, reg.image.grid, [inv], "linear")
+    seg_in_tpl = apply_transforms(reg.seg, fwd.grid, [fwd], "linear")
+    d_subj = dice(_mask_from(cord_in_subj), _mask_from(reg.seg))
+    d_subj_zb = dice(_mask_from(cord_in_subj), _mask_from(reg.seg), zb=True)
+    d_tpl = dice(_mask_from(seg_in_tpl), _mask_from(tcord_on_out), zb=True)
+    # landmarks: subject points pushed into the template vs the template's own
+    lm, tlm = reg.landmarks, reg.template_landmarks
+    common = np.intersect1d(lm.values, tlm.values)
+    pushed = inv.map(lm.subset(common).points)
+    err = np.linalg.norm(pushed - tlm.subset(common).points, axis=1)
+    tvox = float(tcord.grid.zooms.max())
+    seg_mask = _mask_from(reg.seg)
+    jac_inv = jacobian(inv, seg_mask, warp_name="warp_template2anat")
+    jac_fwd = jacobian(fwd, _mask_from(seg_in_tpl), warp_name="warp_anat2template")
+    cons = inverse_consistency(inv, fwd, both=False, stride=1, names=("warp_template2anat", "warp_anat2template"))
+    return {
+        "cord_dice_subject_space": round(d_subj.dice, 4),
+        "cord_dice_subject_space_zb": round(d_subj_zb.dice, 4),
+        "cord_dice_template_space_zb": round(d_tpl.dice, 4),
+        "landmarks": {
+            "kind": lm.kind,
+            "residual_mm": {int(v): round(float(e), 3) for v, e in zip(common, err, strict=True)},
+            "max_residual_mm": round(float(err.max()), 3) if err.size else None,
+            "max_residual_template_voxels": round(float(err.max() / tvox), 3) if err.size else None,
+        },
+        "jacobian_template2anat_in_cord": {"min": round(jac_inv.min, 4), "max": round(jac_inv.max, 4),
+                                           "pct_folding": round(jac_inv.pct_nonpositive, 4)},
+        "jacobian_anat2template_in_cord": {"min": round(jac_fwd.min, 4), "max": round(jac_fwd.max, 4),
+                                           "pct_folding": round(jac_fwd.pct_nonpositive, 4)},
+        "inverse_consistency_mm": {"mean": round(cons.forward.mean_mm, 4), "p95": round(cons.forward.p95_mm, 4),
+                                   "max": round(cons.forward.max_mm, 4)},
+    }
+
+
+def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
+                  metrics: bool = True) -> dict[str, Path]:
+    """Write warps, warped images, metrics.json and provenance.json into ``outdir``."""
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise OutputError("output folder is a file", out, "choose a folder name")
+    if not overwrite:
+        existing = [n for n in OUTPUT_NAMES if (out / n).exists()]
+        if existing:
+            raise OutputError(f"outputs exist ({', '.join(existing)})", out, "pass --overwrite or choose another folder")
+    t0 = time.perf_counter()
+    fwd = reg.warp_anat2template()
+    inv = reg.warp_template2anat()
+    t_fields = time.perf_counter() - t0
+    files: dict[str, Path] = {}
+    files["warp_anat2template"] = write_displacement(fwd, out / "warp_anat2template.nii.gz", overwrite)
+    files["warp_template2anat"] = write_displacement(inv, out / "warp_template2anat.nii.gz", overwrite)
+    files["anat2template"] = save_image(apply_transforms(reg.image, fwd.grid, [fwd], "spline"),
+                                        out / "anat2template.nii.gz", overwrite=overwrite)
+    tim = _template_image(reg)
+    files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], "spline"),
+                                        out / "template2anat.nii.gz", overwrite=overwrite)
+    mets = {}
+    if metrics:
+        t1 = time.perf_counter()
+        mets = registration_metrics(reg, fwd, inv)
+        mets["seconds"] = round(time.perf_counter() - t1, 3)
+    files["metrics"] = _write_json(out / "metrics.json", mets, overwrite)
+    timings = dict(reg.timings)
+    timings["fields"] = t_fields
+    prov = provenance(reg, inputs or {}, timings)
+    files["provenance"] = _write_json(out / "provenance.json", prov, overwrite)
+    reg.metrics = mets
+    return files
+
+
+def _template_image(reg) -> Image:
+    from spinereg.io.image import load_image
+    from spinereg.register.template import _template_intensity
+
+    tcord = load_image(reg.template.path("cord"), ndim=3, check_finite=False)
+    return _template_intensity(reg.template, "t2", tcord) or tcord
+
+
+def _write_json(path: Path, obj: dict, overwrite: bool) -> Path:
+    text = json.dumps(obj, indent=2, default=_plain)
+    return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"), overwrite)
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return str(v)
+
+
+def provenance(reg, inputs: dict, timings: dict) -> dict:
+    import ants
+    import nibabel
+    import scipy
+
+    import spinereg
+
+    return {
+        "command": "register-to-template",
+        "inputs": {k: str(v) for k, v in inputs.items() if v is not None},
+        "template": {"name": reg.template.name, "root": str(reg.template.root)},
+        "ref": reg.ref,
+        "steps": [str(s) for s in reg.steps],
+        "step_records": reg.records,
+        "landmarks": {"kind": reg.landmarks.kind, "subject_mm": reg.landmarks.as_dict(),
+                      "arc_correspondence": reg.mapping.arc.as_dict()},
+        "grids": {"work": repr(reg.work_grid), "template_output": repr(reg.template_grid)},
+        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "seed": 1,
+        "versions": {"spinereg": spinereg.__version__, "python": sys.version.split()[0],
+                     "numpy": np.__version__, "scipy": scipy.__version__, "nibabel": nibabel.__version__,
+                     "antspyx": getattr(ants, "__version__", "?"), "platform": platform.platform()},
+    }

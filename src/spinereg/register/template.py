@@ -1,0 +1,228 @@
+"""Normalisation to a template (``spinereg register-to-template``).
+
+Pipeline (``ref="template"``, as SCT's default):
+
+1. centerlines of the subject cord (from its segmentation) and of the template cord;
+2. landmarks (vertebral bodies, discs or rootlet midpoints) projected onto both centerlines give
+   an arc-length correspondence (1 label: shift, 2: shift + S-I scaling, >2: piecewise), which
+   with the centerline frames defines one analytic cord-to-cord mapping (straightening and label
+   alignment in one transform);
+3. the registration steps (``--param`` or a preset) refine it in template space;
+4. the chain is sampled once into ``warp_anat2template`` (template grid) and its inverse into
+   ``warp_template2anat`` (subject grid), so every output is interpolated once.
+
+``ref="subject"`` runs the steps in the subject's space instead (no resampling of the subject
+image; for thick-slice axial data).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.cord.landmarks import (
+    Landmarks,
+    check_against_template,
+    check_near_seg,
+    read_point_labels,
+    rootlet_midpoints,
+)
+from spinereg.errors import InputError
+from spinereg.io.grid import Grid
+from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
+from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear
+from spinereg.register.engine import run_steps
+from spinereg.register.steps import Step, parse_param
+from spinereg.transforms.base import Chain, Transform
+from spinereg.transforms.displacement import DisplacementField
+
+DEFAULT_PRESET = "template_default"
+_TEMPLATE_LABEL_ROLE = {"body": "body", "disc": "disc", "rootlet": "rootlets_midpoint"}
+
+
+@dataclass
+class TemplateRegistration:
+    """Result of :func:`register_to_template` (in memory; see ``save`` in the output module)."""
+
+    image: Image
+    seg: Image
+    template: object
+    ref: str
+    steps: list[Step]
+    landmarks: Landmarks
+    template_landmarks: Landmarks
+    mapping: CordMapping
+    step_transforms: list[Transform]
+    step_inverses: list[Transform]
+    work_grid: Grid
+    template_grid: Grid
+    timings: dict[str, float] = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+
+    @property
+    def anat2template(self) -> Chain:
+        """Pull chain on the template grid: template points -> subject points."""
+        if self.ref == "template":
+            return Chain([self.mapping, *self.step_transforms])
+        return Chain([*reversed(self.step_inverses), self.mapping])
+
+    @property
+    def template2anat(self) -> Chain:
+        """Pull chain on the subject grid: subject points -> template points."""
+        if self.ref == "template":
+            return Chain([*reversed(self.step_inverses), self.mapping.inverse()])
+        return Chain([self.mapping.inverse(), *self.step_transforms])
+
+    def warp_anat2template(self) -> DisplacementField:
+        return DisplacementField.from_transform(self.anat2template, self.template_grid)
+
+    def warp_template2anat(self) -> DisplacementField:
+        return DisplacementField.from_transform(self.template2anat, self.image.grid)
+
+
+def load_landmarks(labels=None, ldisc=None, lrootlet=None) -> Landmarks:
+    given = [(k, v) for k, v in (("body", labels), ("disc", ldisc), ("rootlet", lrootlet)) if v is not None]
+    if len(given) != 1:
+        raise InputError("give exactly one kind of landmarks", None,
+                         "use one of -l (vertebral body labels), --ldisc (disc labels), --lrootlet (rootlet seg)")
+    kind, src = given[0]
+    img = src if isinstance(src, Image) else load_image(src, ndim=3, what="label file")
+    return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind)
+
+
+def template_landmarks(tpl, kind: str) -> Landmarks:
+    """The template's landmarks of ``kind``.
+
+    Templates without body labels (e.g. PAM50_small) get them from the disc labels: the body of
+    level N lies midway between discs N and N+1 (within 0.8 mm on PAM50, where both exist).
+    """
+    if kind == "body" and not tpl.has("body") and tpl.has("disc"):
+        discs = template_landmarks(tpl, "disc")
+        vals = [v for v in discs.values if v + 1 in discs.values]
+        pts = np.array([(discs.point(v) + discs.point(v + 1)) / 2 for v in vals])
+        return Landmarks("body", np.array(vals), pts, str(tpl.path("disc")))
+    img = load_image(tpl.path(_TEMPLATE_LABEL_ROLE[kind]), ndim=3, what="template label file")
+    return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind, allow_blobs=True)
+
+
+def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> PiecewiseLinear:
+    """Arc length on the reference cord -> arc length on the source cord, through the landmarks."""
+    common = np.intersect1d(lm_ref.values, lm_src.values)
+    s_ref, _ = cl_ref.project(lm_ref.subset(common).points)
+    s_src, _ = cl_src.project(lm_src.subset(common).points)
+    if len(common) == 1:
+        return PiecewiseLinear(s_ref, s_src)
+    return PiecewiseLinear(s_ref, s_src)
+
+
+def crop_grid(grid: Grid, world_points: np.ndarray, margin_mm: float = 10.0) -> Grid:
+    """Sub-grid of ``grid`` (same voxels) covering ``world_points`` plus a margin."""
+    ijk = grid.world_to_voxel(world_points)
+    m = margin_mm / grid.zooms
+    lo = np.maximum(np.floor(ijk.min(0) - m), 0).astype(int)
+    hi = np.minimum(np.ceil(ijk.max(0) + m), np.array(grid.shape) - 1).astype(int)
+    if np.any(hi < lo):
+        raise InputError("the subject does not overlap the template after landmark alignment", None,
+                         "check the landmark values")
+    aff = grid.affine.copy()
+    aff[:3, 3] = grid.voxel_to_world(lo)
+    return Grid(tuple(hi - lo + 1), aff)
+
+
+def slice_like(img: Image, sub: Grid) -> np.ndarray:
+    """Data of ``img`` on ``sub`` (a voxel-aligned sub-grid of img's grid)."""
+    off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
+    sl = tuple(slice(o, o + s) for o, s in zip(off, sub.shape, strict=True))
+    return np.asarray(img.data[sl], dtype=np.float32)
+
+
+def register_to_template(
+    image: str | Path | Image,
+    seg: str | Path | Image,
+    *,
+    labels=None,
+    ldisc=None,
+    lrootlet=None,
+    template: str | Path = "PAM50",
+    contrast: str = "t2",
+    param: str | None = None,
+    ref: str = "template",
+    progress=None,
+) -> TemplateRegistration:
+    """Register a subject's anatomical image to a template (see module doc).
+
+    Returns a :class:`TemplateRegistration`; :func:`spinereg.register.outputs.write_outputs`
+    writes SCT-named warps, images, metrics and provenance.
+    """
+    from spinereg.cord.centerline import centerline_from_seg
+    from spinereg.io.template import load_template
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    img = image if isinstance(image, Image) else load_image(image, ndim=3)
+    sg = seg if isinstance(seg, Image) else load_image(seg, ndim=3, what="segmentation")
+    require_same_grid(img, sg)
+    require_nonempty(sg)
+    lm = load_landmarks(labels, ldisc, lrootlet)
+    check_near_seg(lm, sg)
+    tpl = load_template(template)
+    tlm = template_landmarks(tpl, lm.kind)
+    check_against_template(lm, tlm, tpl.name)
+    tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
+    timings["load"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    cl_subj = centerline_from_seg(sg)
+    cl_tpl = centerline_from_seg(tcord)
+    arc = arc_correspondence(cl_tpl, cl_subj, tlm, lm)
+    mapping = CordMapping(cl_tpl, cl_subj, arc)
+    timings["centerline_landmarks"] = time.perf_counter() - t0
+
+    steps = parse_param(param if param else DEFAULT_PRESET)
+    if ref not in ("template", "subject"):
+        raise InputError(f"unknown --ref {ref!r}", None, "use --ref template or --ref subject")
+
+    t0 = time.perf_counter()
+    # template-space region that the subject covers (its seg mapped into the template)
+    seg_pts = sg.grid.voxel_to_world(np.argwhere(sg.data > 0.5))
+    covered = mapping.inverse().map(seg_pts)
+    work_tpl = crop_grid(tcord.grid, covered, margin_mm=12.0)
+    out_tpl = tcord.grid if tcord.grid.size <= 4_000_000 else crop_grid(tcord.grid, covered, margin_mm=30.0)
+    if ref == "template":
+        grid = work_tpl
+        fixed = {"seg": slice_like(tcord, grid)}
+        moving = {"seg": sg, "im": img}
+        tim = _template_intensity(tpl, contrast, tcord)
+        if tim is not None:
+            fixed["im"] = slice_like(tim, grid)
+        initial: list[Transform] = [mapping]
+    else:
+        grid = img.grid
+        fixed = {"seg": (np.asarray(sg.data) > 0.5).astype(np.float32), "im": np.asarray(img.data, np.float32)}
+        moving = {"seg": tcord}
+        tim = _template_intensity(tpl, contrast, tcord)
+        if tim is not None:
+            moving["im"] = tim
+        initial = [mapping.inverse()]
+    res = run_steps(steps, grid, fixed, moving, initial, progress=progress)
+    timings["steps"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    inverses = [t.inverse() for t in res.transforms]
+    timings["invert"] = time.perf_counter() - t0
+    return TemplateRegistration(
+        image=img, seg=sg, template=tpl, ref=ref, steps=steps, landmarks=lm, template_landmarks=tlm,
+        mapping=mapping, step_transforms=res.transforms, step_inverses=inverses, work_grid=grid,
+        template_grid=out_tpl, timings=timings, records=[r.as_dict() for r in res.records],
+    )
+
+
+def _template_intensity(tpl, contrast: str, tcord: Image) -> Image | None:
+    """The template image for ``contrast`` when present, else one synthesised from tissue maps."""
+    if tpl.has(contrast):
+        return load_image(tpl.path(contrast), ndim=3, check_finite=False)
+    from spinereg.register.contrast import synthesize_contrast
+
+    return synthesize_contrast(tpl, contrast, tcord)
