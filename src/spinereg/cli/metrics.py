@@ -1,0 +1,140 @@
+"""``spinereg metrics``: registration quality metrics, printed as JSON, optionally saved.
+
+Each subcommand prints its result as JSON on stdout; ``-o out.json`` or ``-o out.csv`` also
+writes it (CSV columns: metric, quantity, label, z_mm, value, unit; see
+:mod:`spinereg.metrics.report`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from spinereg.cli.common import new_parser
+from spinereg.io.image import check_writable, load_image, output_path, save_image
+from spinereg.metrics.centerline import centerline_distance
+from spinereg.metrics.consistency import inverse_consistency
+from spinereg.metrics.distance import hausdorff
+from spinereg.metrics.jacobian import jacobian
+from spinereg.metrics.labels import label_distances
+from spinereg.metrics.overlap import dice
+from spinereg.metrics.report import MetricResult, check_output_suffix, to_json, write_result
+from spinereg.transforms.itk import load_transform, read_displacement
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "metrics", help="registration quality metrics (Dice, distances, Jacobian, inverse consistency)",
+        description="Registration quality metrics in world space (mm). Each prints JSON; "
+                    "-o FILE.json or FILE.csv also saves it.")
+    msub = p.add_subparsers(dest="metric", metavar="METRIC")
+    msub.required = True
+
+    d = _sub(msub, "dice", "Dice overlap of two masks on the same grid")
+    _pair(d, "mask")
+    d.add_argument("--zb", action="store_true",
+                   help="count only slices (along S-I) where both masks exist, as SCT's tests")
+    d.set_defaults(func=_run_dice)
+
+    h = _sub(msub, "hausdorff", "Hausdorff (max, 95th percentile) and mean surface distance (mm)")
+    _pair(h, "mask")
+    h.set_defaults(func=_run_hausdorff)
+
+    c = _sub(msub, "centerline", "per-slice in-plane distance between two centerlines (mm)")
+    _pair(c, "segmentation or centerline mask")
+    c.set_defaults(func=_run_centerline)
+
+    lab = _sub(msub, "labels", "distances between labels of equal value (mm)")
+    lab.add_argument("-i", "--input", required=True, help="label file A")
+    lab.add_argument("-r", "--ref", required=True, help="label file B")
+    lab.set_defaults(func=_run_labels)
+
+    j = _sub(msub, "jacobian", "Jacobian determinant of a warp (min, max, %% folded voxels)")
+    j.add_argument("-w", "--warp", required=True, help="displacement field (ITK/ANTs/SCT warp)")
+    j.add_argument("-m", "--mask", help="restrict the statistics to this mask (on the warp's grid)")
+    j.add_argument("--thr", type=float, default=0.5, help="mask threshold (default 0.5)")
+    j.add_argument("--out-map", help="save the determinant map (NIfTI, NaN where undefined)")
+    j.set_defaults(func=_run_jacobian)
+
+    ic = _sub(msub, "inverse-consistency", "round-trip residual of a forward/inverse warp pair (mm)")
+    ic.add_argument("-w", "--warp", required=True, help="forward warp (or affine with -r)")
+    ic.add_argument("-winv", "--warp-inverse", required=True, help="its inverse")
+    ic.add_argument("-r", "--ref", help="image whose grid to evaluate on (default: the warp's)")
+    ic.add_argument("--stride", type=int, default=1, help="use every N-th voxel (default 1)")
+    ic.add_argument("--one-way", action="store_true", help="forward direction only")
+    ic.set_defaults(func=_run_consistency)
+
+
+def _sub(msub, name: str, help_: str) -> argparse.ArgumentParser:
+    p = new_parser(msub, name, help_)
+    p.add_argument("-o", "--output", help="also write the result to FILE.json or FILE.csv")
+    return p
+
+
+def _pair(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("-i", "--input", required=True, help=f"{what} A (e.g. warped)")
+    p.add_argument("-r", "--ref", required=True, help=f"{what} B (e.g. ground truth)")
+    p.add_argument("--thr", type=float, default=0.5, help="threshold: voxels > thr (default 0.5)")
+
+
+def _check_output(args) -> None:
+    if args.output:
+        check_writable(check_output_suffix(args.output), args.overwrite)
+
+
+def _emit(args, result: MetricResult) -> int:
+    sys.stdout.write(to_json(result) + "\n")
+    if args.output:
+        write_result(result, args.output, overwrite=args.overwrite)
+    return 0
+
+
+def _load_pair(args, what: str):
+    return load_image(args.input, ndim=3, what=what), load_image(args.ref, ndim=3, what=what)
+
+
+def _run_dice(args) -> int:
+    _check_output(args)
+    a, b = _load_pair(args, "mask")
+    return _emit(args, dice(a, b, threshold=args.thr, zb=args.zb))
+
+
+def _run_hausdorff(args) -> int:
+    _check_output(args)
+    a, b = _load_pair(args, "mask")
+    return _emit(args, hausdorff(a, b, threshold=args.thr))
+
+
+def _run_centerline(args) -> int:
+    _check_output(args)
+    a, b = _load_pair(args, "mask")
+    return _emit(args, centerline_distance(a, b, threshold=args.thr))
+
+
+def _run_labels(args) -> int:
+    _check_output(args)
+    a, b = _load_pair(args, "label file")
+    return _emit(args, label_distances(a, b))
+
+
+def _run_jacobian(args) -> int:
+    _check_output(args)
+    out_map = None
+    if args.out_map:
+        out_map = check_writable(output_path(args.out_map), args.overwrite)
+    warp = read_displacement(args.warp)
+    mask = load_image(args.mask, ndim=3, what="mask") if args.mask else None
+    result = jacobian(warp, mask, threshold=args.thr, warp_name=args.warp)
+    if out_map is not None:
+        save_image(result.det_image(), out_map, overwrite=args.overwrite)
+    return _emit(args, result)
+
+
+def _run_consistency(args) -> int:
+    _check_output(args)
+    fwd = load_transform(args.warp)
+    inv = load_transform(args.warp_inverse)
+    grid = load_image(args.ref, ndim=(3, 4), lazy=True, check_finite=False).grid if args.ref else None
+    result = inverse_consistency(fwd, inv, grid=grid, both=not args.one_way, stride=args.stride,
+                                 names=(args.warp, args.warp_inverse))
+    return _emit(args, result)
