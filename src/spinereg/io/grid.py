@@ -64,6 +64,12 @@ class Grid:
         for k0 in range(0, self.shape[2], step):
             yield k0, min(self.shape[2], k0 + step)
 
+    def coarsened(self, stride) -> Grid:
+        """A grid with every ``stride``-th node (per axis) that still spans this grid's extent."""
+        st = np.broadcast_to(np.asarray(stride, dtype=int), (3,))
+        shape = tuple(int(np.ceil((n - 1) / s)) + 1 for n, s in zip(self.shape, st, strict=True))
+        return Grid(shape, self.affine @ np.diag([*st.astype(float), 1.0]))
+
     def center_world(self) -> np.ndarray:
         return self.voxel_to_world((np.array(self.shape) - 1) / 2.0)
 
