@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from spinereg.cli.common import new_parser
-from spinereg.io.image import load_image, output_path
+from spinereg.io.image import check_writable, load_image, output_path
 from spinereg.progress import progress_bar
 from spinereg.transforms.apply import apply_transforms_file
 from spinereg.transforms.itk import load_transform
@@ -24,9 +24,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    ref = load_image(args.dest, ndim=(3, 4), check_finite=False, lazy=True)
+    ref = load_image(args.dest, ndim=(3, 4), check_finite=False, lazy=True, what="reference image")
     transforms = [load_transform(w) for w in args.warp]
-    out = output_path(args.output)
+    out = check_writable(output_path(args.output), args.overwrite)  # fail before the work
     apply_transforms_file(args.input, ref.grid, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
     print(out)

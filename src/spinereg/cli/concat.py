@@ -5,7 +5,7 @@ from __future__ import annotations
 from spinereg.cli.apply import WARP_HELP
 from spinereg.cli.common import new_parser
 from spinereg.errors import InputError
-from spinereg.io.image import load_image, output_path
+from spinereg.io.image import check_writable, load_image, output_path
 from spinereg.transforms.base import Chain
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform, write_displacement
@@ -22,9 +22,10 @@ def register(sub) -> None:
 def run(args) -> int:
     if not args.warp:
         raise InputError("no transform given", None, "pass at least one -w")
-    ref = load_image(args.dest, ndim=(3, 4), check_finite=False, lazy=True)
+    ref = load_image(args.dest, ndim=(3, 4), check_finite=False, lazy=True, what="reference image")
     chain = Chain([load_transform(w) for w in args.warp])
+    out = check_writable(output_path(args.output), args.overwrite)  # fail before the work
     field = DisplacementField.from_transform(chain, ref.grid)
-    out = write_displacement(field, output_path(args.output), overwrite=args.overwrite)
+    out = write_displacement(field, out, overwrite=args.overwrite)
     print(out)
     return 0

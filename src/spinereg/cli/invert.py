@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from spinereg.cli.common import new_parser
-from spinereg.io.image import load_image
+from spinereg.io.image import check_writable, load_image
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.itk import load_transform, save_transform
 
@@ -22,6 +22,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     t = load_transform(args.warp)
+    check_writable(args.output, args.overwrite)  # fail before the work
     if isinstance(t, AffineTransform):
         inv = t.inverse()
     else:

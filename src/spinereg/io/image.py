@@ -8,6 +8,7 @@ failed run never leaves a partial output, and refuses to overwrite unless asked.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import tempfile
@@ -47,6 +48,9 @@ class Image:
         self.affine = np.asarray(affine, dtype=float)
         self.header = header.copy() if header is not None else nib.Nifti1Header()
         self.path = None if path is None else Path(path)
+        #: set by :func:`load_image`: volumes read lazily are checked for NaN/Inf as they are read
+        self.check_finite = False
+        self.what = "image"
 
     # -- shape and geometry -------------------------------------------------------------------
     @property
@@ -75,7 +79,10 @@ class Image:
     @property
     def data(self) -> np.ndarray:
         if self._data is None:
-            self._data = _read(self._dataobj, self.name, slice(None))
+            data = _read(self._dataobj, self.name, slice(None))
+            if self.check_finite:
+                _check_finite(data, self.name, self.what)
+            self._data = data
         return self._data
 
     def volume(self, t: int) -> np.ndarray:
@@ -84,7 +91,14 @@ class Image:
             return self.data
         if self._data is not None:
             return self._data.reshape(self.shape[:3] + (-1,), order="F")[..., t]
-        return _read(self._dataobj, self.name, (Ellipsis, t))
+        if len(self.shape) > 4:  # 5D+: volume t in Fortran order of the trailing axes
+            index = (Ellipsis,) + np.unravel_index(t, self.shape[3:], order="F")
+        else:
+            index = (Ellipsis, t)
+        vol = _read(self._dataobj, self.name, index)
+        if self.check_finite:
+            _check_finite(vol, self.name, self.what, f" (volume {t})")
+        return vol
 
     def with_data(self, data: np.ndarray, affine: np.ndarray | None = None) -> Image:
         """A new image sharing this one's header (and affine unless given)."""
@@ -99,6 +113,18 @@ class Image:
         img.set_sform(self.affine, code=codes[0])
         img.set_qform(self.affine, code=codes[1])
         return img
+
+
+def _check_finite(data: np.ndarray, name: str, what: str, where: str = "") -> None:
+    if data.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(data)
+    if bad.any():
+        raise InputError(
+            f"{what} has {int(bad.sum())} NaN/Inf voxels{where}",
+            name,
+            "replace them by finite values (e.g. `fslmaths IN -nan OUT`)",
+        )
 
 
 def _read(dataobj, name: str, index) -> np.ndarray:
@@ -159,18 +185,14 @@ def load_image(
         )
         raise InputError(f"{what} is {eff_ndim}D {shape}, {want} needed", p, fix)
     img = Image(None, nimg.affine, nimg.header, p, dataobj=nimg.dataobj)
+    img.check_finite = check_finite
+    img.what = what
     if eff_ndim == 3 and len(shape) > 3:
         img._data = _read(nimg.dataobj, str(p), slice(None)).reshape(shape[:3])
+        if check_finite:
+            _check_finite(img._data, str(p), what)
     if not lazy or eff_ndim == 3:
-        data = img.data
-        if check_finite and data.dtype.kind == "f":
-            bad = ~np.isfinite(data)
-            if bad.any():
-                raise InputError(
-                    f"{what} has {int(bad.sum())} NaN/Inf voxels",
-                    p,
-                    "replace them by finite values (e.g. `fslmaths IN -nan OUT`)",
-                )
+        img.data  # noqa: B018 -- read (and check) now
     return img
 
 
@@ -185,36 +207,68 @@ def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
                 "using the sform, as nibabel and ITK do"
             )
             warnings.warn(msg, stacklevel=3)
-            log.warning(msg)
 
 
 def check_writable(path: str | Path, overwrite: bool = False) -> Path:
     """Check that ``path`` may be written: refuse existing files without ``overwrite``."""
     p = Path(path)
+    if p.is_dir():
+        raise OutputError("output is a folder", p, "give a file name (e.g. out.nii.gz)")
     if p.exists() and not overwrite:
         raise OutputError("output exists", p, "pass --overwrite or choose another name")
     parent = p.parent if str(p.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create the output folder ({exc.strerror})", parent, "choose a writable folder") from exc
+        why = exc.strerror or type(exc).__name__
+        if parent.exists() and not parent.is_dir():
+            why = "a file of that name exists"
+        raise OutputError(f"cannot create the output folder ({why})", parent, "choose a writable folder") from exc
     if not os.access(parent, os.W_OK):
         raise OutputError("output folder is not writable", parent, "choose a writable folder or fix its permissions")
     return p
 
 
+_OUTPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,
+                  errno.ENOTDIR, errno.EISDIR, errno.EFBIG}
+
+
+def output_os_error(exc: OSError, path: str | Path) -> Exception:
+    """An :class:`OutputError` for an OS error while writing ``path`` (others are returned as is)."""
+    if exc.errno not in _OUTPUT_ERRNOS:
+        return exc
+    why = exc.strerror or type(exc).__name__
+    fix = "free disk space or choose another folder" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) \
+        else "choose a writable folder or fix its permissions"
+    return OutputError(f"cannot write the output ({why})", path, fix)
+
+
+def make_temp(path: Path, suffix: str = "") -> str:
+    """Create a hidden temporary file next to ``path`` (``.NAME.XXXX.part``); return its name."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
+    except OSError as exc:
+        raise output_os_error(exc, path) from exc
+    os.close(fd)
+    return tmp
+
+
 def atomic_write(path: str | Path, writer, overwrite: bool = False) -> Path:
-    """Call ``writer(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, same suffix)."""
+    """Call ``writer(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, same suffix).
+
+    On any failure the temporary file is removed and ``path`` is left as it was.
+    """
     p = check_writable(path, overwrite)
     suffix = "".join(p.suffixes[-2:]) if p.name.endswith(".nii.gz") else p.suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part" + suffix, dir=p.parent)
-    os.close(fd)
+    tmp = make_temp(p, suffix)
     try:
         writer(Path(tmp))
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise output_os_error(exc, p) from exc
         raise
     return p
 
@@ -225,6 +279,39 @@ def save_image(
     """Write ``img`` atomically (temporary name, then rename). Refuses to overwrite by default."""
     nimg = img.to_nifti(dtype) if isinstance(img, Image) else img
     return atomic_write(path, lambda tmp: nib.save(nimg, str(tmp)), overwrite)
+
+
+def require_same_grid(a: Image, b: Image, atol: float = 1e-4, what: str = "images") -> None:
+    """Raise :class:`InputError` unless ``a`` and ``b`` share one voxel grid (shape and affine)."""
+    ga, gb = a.grid, b.grid
+    if ga.same_as(gb, atol=atol):
+        return
+    if ga.shape != gb.shape:
+        diff = f"shape {ga.shape} vs {gb.shape}"
+    else:
+        diff = f"affines differ by up to {np.abs(ga.affine - gb.affine).max():.3g} mm"
+    raise InputError(
+        f"{what} are not on the same voxel grid ({diff}): {a.name} and {b.name}",
+        b.name,
+        f"resample one onto the other, e.g. `spinereg apply -i {b.name} -d {a.name} -x nn -o OUT`",
+    )
+
+
+def require_nonempty(mask: Image, what: str = "mask") -> None:
+    """Raise :class:`InputError` if ``mask`` has no non-zero voxel."""
+    if not np.any(mask.data):
+        raise InputError(f"{what} is empty (no non-zero voxel)", mask.name,
+                         f"check that the right {what} was given (it may have been thresholded away)")
+
+
+def require_labels(img: Image, what: str = "label file") -> np.ndarray:
+    """Raise :class:`InputError` if ``img`` holds no non-zero label; return the sorted label values."""
+    data = img.data
+    vals = np.unique(data[data != 0])
+    if vals.size == 0:
+        raise InputError(f"{what} has no labels (all voxels are 0)", img.name,
+                         "give the file with non-zero values at the labelled points")
+    return vals
 
 
 def output_path(path: str | Path) -> Path:
