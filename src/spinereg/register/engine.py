@@ -27,6 +27,12 @@ def _ants_algo(fixed, moving, fixed_grid, moving_grid, step, fixed_mask=None):
     return ants_step(fixed, moving, fixed_grid, step, fixed_mask)
 
 
+def _is_slicewise(name: str) -> bool:
+    from spinereg.register import slicewise
+
+    return name in slicewise.ALGORITHMS
+
+
 def algorithm(name: str) -> Callable:
     """The function implementing algorithm ``name`` (slice-wise or ANTs)."""
     from spinereg.register import slicewise
@@ -73,13 +79,23 @@ def run_steps(
     records: list[StepRecord] = []
     work = [s for s in steps if s.type not in ("label", "rootlet")]
     for n, step in enumerate(work):
-        kind = "seg" if step.type in ("seg", "imseg") else "im"
-        if kind not in fixed or kind not in moving_src:
-            kind = "seg" if "seg" in fixed else "im"
         t0 = time.perf_counter()
-        mov = apply_transforms(moving_src[kind], grid, list(initial) + found, "linear").data
+        chain = list(initial) + found
+
+        def pulled(kind: str, _chain=chain) -> np.ndarray:
+            return apply_transforms(moving_src[kind], grid, _chain, "linear").data
+
         fn = algorithm(step.algo)
-        t = fn(fixed[kind], mov, grid, grid, step, fixed_mask)
+        both = all(k in fixed and k in moving_src for k in ("im", "seg"))
+        if step.type == "imseg" and both and _is_slicewise(step.algo):
+            t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
+                   fixed_seg=fixed["seg"], moving_seg=pulled("seg"))
+        else:
+            kind = "im" if step.type == "im" else "seg"
+            if kind not in fixed or kind not in moving_src:
+                kind = "seg" if "seg" in fixed and "seg" in moving_src else "im"
+            t = fn(fixed[kind], pulled(kind), grid, grid, step.replace(type=kind) if step.type == "imseg" else step,
+                   fixed_mask)
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__))
         log.info("step %s done in %.2f s", step, records[-1].seconds)

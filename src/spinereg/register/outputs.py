@@ -14,6 +14,7 @@ from spinereg.errors import OutputError
 from spinereg.io.image import Image, atomic_write, save_image
 from spinereg.metrics import dice, inverse_consistency, jacobian
 from spinereg.transforms.apply import apply_transforms
+from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
 OUTPUT_NAMES = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
@@ -29,9 +30,12 @@ def registration_metrics(reg, fwd, inv) -> dict:
     from spinereg.io.image import load_image
 
     tcord = load_image(reg.template.path("cord"), ndim=3, check_finite=False)
-    tcord_on_out = apply_transforms(tcord, fwd.grid, [], "nn")
+    # template-space measures on the template region the subject covers (same voxels as fwd)
+    crop = reg.template_crop
+    fwd = DisplacementField.from_transform(fwd, crop)
+    tcord_on_out = apply_transforms(tcord, crop, [], "nn")
     cord_in_subj = apply_transforms(tcord, reg.image.grid, [inv], "linear")
-    seg_in_tpl = apply_transforms(reg.seg, fwd.grid, [fwd], "linear")
+    seg_in_tpl = apply_transforms(reg.seg, crop, [fwd], "linear")
     d_subj = dice(_mask_from(cord_in_subj), _mask_from(reg.seg))
     d_subj_zb = dice(_mask_from(cord_in_subj), _mask_from(reg.seg), zb=True)
     d_tpl = dice(_mask_from(seg_in_tpl), _mask_from(tcord_on_out), zb=True)
