@@ -17,6 +17,12 @@ def _data_root() -> Path | None:
     return here if here.is_dir() else None
 
 
+_ROOT = _data_root()
+if _ROOT is not None:
+    # library lookups (templates by name, the data registry) see the same data as the fixtures
+    os.environ.setdefault("SPINEREG_DATA", str(_ROOT))
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     root = _data_root()
