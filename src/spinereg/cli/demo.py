@@ -7,7 +7,6 @@ import time
 
 from spinereg.cli.common import new_parser
 from spinereg.progress import progress_bar
-from spinereg.register.demo import run_demo
 
 
 def register(sub) -> None:
@@ -18,6 +17,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from spinereg.register.demo import run_demo
     t0 = time.perf_counter()
     reg = run_demo(args.outdir, args.template, overwrite=args.overwrite, progress=progress_bar("demo"))
     print(json.dumps({"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2), **reg.metrics},

@@ -7,8 +7,6 @@ import time
 
 from spinereg.cli.common import new_parser
 from spinereg.progress import progress_bar
-from spinereg.register.outputs import write_outputs
-from spinereg.register.template import register_to_template
 
 
 def register(sub) -> None:
@@ -29,6 +27,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from spinereg.register.outputs import write_outputs
+    from spinereg.register.template import register_to_template
     t0 = time.perf_counter()
     reg = register_to_template(args.image, args.seg, labels=args.labels, ldisc=args.ldisc,
                                lrootlet=args.lrootlet, template=args.template, contrast=args.contrast,

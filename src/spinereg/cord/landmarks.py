@@ -63,13 +63,17 @@ def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) 
     name = img.name
     data = np.asarray(img.data)
     values = _values_present(data, name)
-    rounded = np.round(data).astype(int)
+    # work in the bounding box of the labels (template label files are large and mostly empty)
+    nz = np.argwhere(data != 0)
+    lo, hi = nz.min(0), nz.max(0) + 1
+    offset = lo.astype(float)
+    rounded = np.round(data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]).astype(int)
     points = []
     for v in values:
         mask = rounded == v
         lab, n = ndimage.label(mask)
         if n > 1:
-            coms = np.array(ndimage.center_of_mass(mask, lab, range(1, n + 1)))
+            coms = np.array(ndimage.center_of_mass(mask, lab, range(1, n + 1))) + offset
             world = img.grid.voxel_to_world(coms)
             spread = np.linalg.norm(world - world.mean(0), axis=1).max()
             if spread > 3.0 or not allow_blobs:
@@ -77,7 +81,7 @@ def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) 
                     f"label {v} appears {n} times (at {np.round(world, 1).tolist()} mm)", name,
                     "keep one voxel per label value",
                 )
-        com = np.array(ndimage.center_of_mass(mask))
+        com = np.array(ndimage.center_of_mass(mask)) + offset
         points.append(img.grid.voxel_to_world(com))
     return Landmarks(kind, values, np.array(points), name)
 

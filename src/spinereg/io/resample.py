@@ -91,3 +91,4 @@ def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None)
     ok = np.all((ijk >= 0) & (ijk < np.array(grid.shape)), axis=1) & np.all(np.isfinite(points), axis=1)
     out[tuple(ijk[ok].T)] = np.asarray(values)[ok]
     return out
+

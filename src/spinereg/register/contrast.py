@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
 
 #: relative intensities (csf, wm, gm, cord, background) by contrast
@@ -19,24 +20,34 @@ TISSUE_INTENSITY = {
 }
 
 
-def synthesize_contrast(tpl, contrast: str, cord: Image | None = None) -> Image | None:
-    """An intensity image on the template grid for ``contrast`` from cord/wm/gm/csf maps."""
+def synthesize_contrast(tpl, contrast: str, cord: Image | None = None, region: Grid | None = None) -> Image | None:
+    """An intensity image for ``contrast`` from cord/wm/gm/csf maps, on the template grid or on
+    ``region`` (a voxel-aligned sub-grid of it)."""
     table = TISSUE_INTENSITY.get(contrast)
     if table is None:
         return None
     cord = cord or load_image(tpl.path("cord"), ndim=3, check_finite=False)
-    out = np.full(cord.shape, table["background"], np.float32)
+
+    def part(img: Image) -> np.ndarray:
+        return np.asarray(img.data if region is None else _slice(img, region), np.float32)
+
     maps = {}
     for role in ("csf", "wm", "gm"):
         if tpl.has(role):
-            maps[role] = np.clip(np.asarray(load_image(tpl.path(role), ndim=3, check_finite=False).data,
-                                            np.float32), 0, 1)
+            maps[role] = np.clip(part(load_image(tpl.path(role), ndim=3, check_finite=False)), 0, 1)
+    c = np.clip(part(cord), 0, 1)
+    out = np.full(c.shape, table["background"], np.float32)
     if "csf" in maps:
         out += maps["csf"] * (table["csf"] - table["background"])
-    c = np.clip(np.asarray(cord.data, np.float32), 0, 1)
     if "wm" in maps and "gm" in maps:
         out = out * (1 - c) + maps["wm"] * table["wm"] + maps["gm"] * table["gm"] + c * 0
     else:
         out = out * (1 - c) + c * table["cord"]
     out = ndimage.gaussian_filter(out, 0.5)
-    return cord.with_data(out)
+    affine = cord.affine if region is None else region.affine
+    return Image(out, affine, cord.header)
+
+
+def _slice(img: Image, region: Grid) -> np.ndarray:
+    off = np.rint(img.grid.world_to_voxel(region.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
+    return np.asarray(img.data)[tuple(slice(o, o + n) for o, n in zip(off, region.shape, strict=True))]

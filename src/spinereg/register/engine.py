@@ -16,7 +16,6 @@ import numpy as np
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
-from spinereg.register.ants_steps import ants_step
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Transform
 
@@ -24,6 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def _ants_algo(fixed, moving, fixed_grid, moving_grid, step, fixed_mask=None):
+    from spinereg.register.ants_steps import ants_step  # ANTs loads only when a step needs it
+
     return ants_step(fixed, moving, fixed_grid, step, fixed_mask)
 
 
@@ -36,8 +37,10 @@ def _is_slicewise(name: str) -> bool:
 def algorithm(name: str) -> Callable:
     """The function implementing algorithm ``name`` (slice-wise or ANTs)."""
     from spinereg.register import slicewise
+    from spinereg.register.demons import demons
 
     table = dict(slicewise.ALGORITHMS)
+    table.setdefault("demons", demons)
     for algo in ("translation", "rigid", "affine", "syn", "bsplinesyn"):
         table.setdefault(algo, _ants_algo)
     if name not in table:
@@ -102,3 +105,13 @@ def run_steps(
         if progress:
             progress(n + 1, len(work))
     return EngineResult(found, records)
+
+
+def invert_step(t: Transform) -> Transform:
+    """Inverse of a step transform: exact for per-slice rigid fields and affines, numerical else."""
+    from spinereg.register.slicewise import field_from_params, invert_params
+
+    params = getattr(t, "slice_params", None)
+    if params is not None and hasattr(t, "grid"):
+        return field_from_params(t.grid, invert_params(params))
+    return t.inverse()

@@ -87,7 +87,7 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     files["warp_template2anat"] = write_displacement(inv, out / "warp_template2anat.nii.gz", overwrite)
     files["anat2template"] = save_image(apply_transforms(reg.image, fwd.grid, [fwd], "spline"),
                                         out / "anat2template.nii.gz", overwrite=overwrite)
-    tim = _template_image(reg)
+    tim = _template_image(reg, inv)
     files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], "spline"),
                                         out / "template2anat.nii.gz", overwrite=overwrite)
     mets = {}
@@ -104,12 +104,14 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     return files
 
 
-def _template_image(reg) -> Image:
+def _template_image(reg, inv) -> Image:
+    """The template's intensity image (real or synthesised) on the part the subject maps into."""
     from spinereg.io.image import load_image
-    from spinereg.register.template import _template_intensity
+    from spinereg.register.template import _template_intensity, covered_region
 
     tcord = load_image(reg.template.path("cord"), ndim=3, check_finite=False)
-    return _template_intensity(reg.template, "t2", tcord) or tcord
+    region = covered_region(tcord.grid, inv, reg.image.grid)
+    return _template_intensity(reg.template, "t2", tcord, region) or tcord
 
 
 def _write_json(path: Path, obj: dict, overwrite: bool) -> Path:
@@ -126,11 +128,17 @@ def _plain(v):
 
 
 def provenance(reg, inputs: dict, timings: dict) -> dict:
-    import ants
+    from importlib.metadata import PackageNotFoundError, version
+
     import nibabel
     import scipy
 
     import spinereg
+
+    try:
+        ants_version = version("antspyx")
+    except PackageNotFoundError:  # pragma: no cover
+        ants_version = "absent"
 
     return {
         "command": "register-to-template",
@@ -146,5 +154,5 @@ def provenance(reg, inputs: dict, timings: dict) -> dict:
         "seed": 1,
         "versions": {"spinereg": spinereg.__version__, "python": sys.version.split()[0],
                      "numpy": np.__version__, "scipy": scipy.__version__, "nibabel": nibabel.__version__,
-                     "antspyx": getattr(ants, "__version__", "?"), "platform": platform.platform()},
+                     "antspyx": ants_version, "platform": platform.platform()},
     }

@@ -57,6 +57,7 @@ __all__ = [
     "columnwise",
     "field_from_params",
     "get_algorithm",
+    "invert_params",
     "register_algorithm",
     "regularise_poly",
     "regularise_spline",
@@ -91,6 +92,12 @@ class SliceParams:
         """Shift of each slice as a world (RAS+ mm) vector (nz, 3)."""
         a = grid.affine[:3, :2]
         return self.shift @ a.T
+
+
+def invert_params(params: SliceParams) -> SliceParams:
+    """Exact inverse of per-slice rigid parameters: angle -a about ``center + shift``, shift -shift."""
+    return SliceParams(shift=-params.shift, angle=-params.angle, center=params.center + params.shift,
+                       valid=params.valid, raw_shift=params.raw_shift, raw_angle=params.raw_angle)
 
 
 def field_from_params(grid: Grid, params: SliceParams) -> DisplacementField:
