@@ -202,3 +202,46 @@ def test_cli_label_error_exit_code(sct_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "42" in err and "fix" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "warp_anat2template.nii.gz").exists()
+
+
+def _t1_disc_label(sct_data) -> Image:
+    """One disc label placed by hand on t1w, as a user would from SCT's own hint.
+
+    ``t1/init_label_vertebrae.txt`` says ``-initz 55,3``: the C2/C3 disc (value 3) is at slice 55
+    (third voxel axis, S-I in this RAS image). We put label 3 at the centre of mass of the manual
+    cord segmentation in that slice, which is where SCT's viewer would project it.
+    """
+    seg = load_image(sct_data / "t1/t1w_seg-manual.nii.gz")
+    d = np.asarray(seg.data)
+    ij = np.argwhere(d[:, :, 55] > 0).mean(0)
+    lab = np.zeros(d.shape, np.uint8)
+    lab[int(round(ij[0])), int(round(ij[1])), 55] = 3
+    return seg.with_data(lab)
+
+
+@pytest.mark.parametrize("ref", ["template", "subject"])
+def test_t1_one_disc_label_both_modes(sct_data, tmp_path, ref):
+    t1 = sct_data / "t1"
+    reg = register_to_template(t1 / "t1w.nii.gz", t1 / "t1w_seg-manual.nii.gz", ldisc=_t1_disc_label(sct_data),
+                               template="PAM50_small", contrast="t1", ref=ref)
+    write_outputs(reg, tmp_path)
+    m = reg.metrics
+    assert m["cord_dice_subject_space"] >= 0.90, m
+    assert m["jacobian_template2anat_in_cord"]["pct_folding"] == 0.0
+    assert m["landmarks"]["max_residual_mm"] < SQRT3
+    assert json.loads((tmp_path / "provenance.json").read_text())["ref"] == ref
+
+
+def test_t2_ref_subject(sct_data, tmp_path):
+    t2 = sct_data / "t2"
+    reg = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=t2 / "labels.nii.gz",
+                               template="PAM50_small", ref="subject")
+    write_outputs(reg, tmp_path)
+    assert reg.metrics["cord_dice_subject_space"] >= 0.95
+    assert reg.metrics["jacobian_template2anat_in_cord"]["pct_folding"] == 0.0
+
+
+def test_default_steps_do_not_fold(t2_run):
+    m = json.loads((t2_run / "metrics.json").read_text())
+    assert m["jacobian_template2anat_in_cord"]["min"] > 0.2
+    assert m["jacobian_anat2template_in_cord"]["min"] > 0.2

@@ -17,10 +17,12 @@ image; for thick-slice axial data).
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from spinereg.cord.landmarks import (
@@ -33,9 +35,11 @@ from spinereg.cord.landmarks import (
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
+from spinereg.io.orientation import reorient
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear
 from spinereg.register.engine import invert_step, run_steps
 from spinereg.register.steps import Step, parse_param
+from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 
@@ -112,6 +116,35 @@ def template_landmarks(tpl, kind: str) -> Landmarks:
     return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind, allow_blobs=True)
 
 
+def template_centerline(tcord: Image):
+    """Centerline of a template cord, cached on disk by file identity (templates do not change)."""
+    import hashlib
+    import json
+
+    from spinereg.cord.centerline import Centerline, centerline_from_seg
+    from spinereg.io.registry import cache_dir
+
+    path = tcord.path
+    if path is None:
+        return centerline_from_seg(tcord)
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v1".encode()).hexdigest()[:24]
+    cache = cache_dir() / "centerlines" / f"{key}.json"
+    try:
+        return Centerline.from_dict(json.loads(cache.read_text()))
+    except (OSError, ValueError, KeyError):
+        pass
+    cl = centerline_from_seg(tcord)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.part")
+        tmp.write_text(json.dumps(cl.to_dict()))
+        os.replace(tmp, cache)
+    except OSError:  # a read-only cache only costs time
+        pass
+    return cl
+
+
 def project_landmarks(lm: Landmarks, cl) -> Landmarks:
     """The landmarks moved to their closest centerline points."""
     s, _ = cl.project(lm.points)
@@ -126,6 +159,13 @@ def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> 
     if len(common) == 1:
         return PiecewiseLinear(s_ref, s_src)
     return PiecewiseLinear(s_ref, s_src)
+
+
+def si_last_code(affine: np.ndarray) -> str:
+    """Orientation code with the same in-plane axes but the S-I axis moved last."""
+    codes = list(nib.aff2axcodes(affine))
+    si = next(i for i, c in enumerate(codes) if c in "SI")
+    return "".join(codes[:si] + codes[si + 1:] + [codes[si]])
 
 
 def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: float = 4.0) -> DisplacementField:
@@ -197,7 +237,7 @@ def register_to_template(
 
     t0 = time.perf_counter()
     cl_subj = centerline_from_seg(sg)
-    cl_tpl = centerline_from_seg(tcord)
+    cl_tpl = template_centerline(tcord)
     # landmarks are projected onto their centerline (rootlet midpoints and body labels may lie
     # off the cord centre); residuals are measured between projected points
     lm, tlm = project_landmarks(lm, cl_subj), project_landmarks(tlm, cl_tpl)
@@ -222,16 +262,22 @@ def register_to_template(
     timings["mapping_fields"] = time.perf_counter() - t0
     needs_image = any(st.type in ("im", "imseg") for st in steps)
     if ref == "template":
-        grid = work_tpl
-        fixed = {"seg": slice_like(tcord, grid)}
+        # register at about the subject's resolution (a 0.5 mm template is not refined further)
+        ratio = float(np.min(img.grid.zooms)) / tcord.grid.zooms
+        grid = work_tpl.coarsened(np.maximum(1, np.floor(ratio + 0.25)).astype(int))
+        fixed = {"seg": apply_transforms(Image(slice_like(tcord, work_tpl), work_tpl.affine), grid, [],
+                                         "linear").data}
         moving = {"seg": sg, "im": img}
-        tim = _template_intensity(tpl, contrast, tcord, grid) if needs_image else None
+        tim = _template_intensity(tpl, contrast, tcord, work_tpl) if needs_image else None
         if tim is not None:
-            fixed["im"] = np.asarray(tim.data, np.float32)
+            fixed["im"] = apply_transforms(tim, grid, [], "linear").data
         initial: list[Transform] = [fwd_map]
     else:
-        grid = img.grid
-        fixed = {"seg": (np.asarray(sg.data) > 0.5).astype(np.float32), "im": np.asarray(img.data, np.float32)}
+        # slice-wise steps need axial slices along the last voxel axis: reorder the subject's axes
+        code = si_last_code(img.affine)
+        wimg, wseg = reorient(img, code), reorient(sg, code)
+        grid = wimg.grid
+        fixed = {"seg": (np.asarray(wseg.data) > 0.5).astype(np.float32), "im": np.asarray(wimg.data, np.float32)}
         moving = {"seg": tcord}
         tim = _template_intensity(tpl, contrast, tcord, covered_region(tcord.grid, inv_map, img.grid))\
             if needs_image else None
