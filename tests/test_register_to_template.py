@@ -245,3 +245,13 @@ def test_default_steps_do_not_fold(t2_run):
     m = json.loads((t2_run / "metrics.json").read_text())
     assert m["jacobian_template2anat_in_cord"]["min"] > 0.2
     assert m["jacobian_anat2template_in_cord"]["min"] > 0.2
+
+
+def test_deterministic(sct_data, tmp_path):
+    t2 = sct_data / "t2"
+    fields = []
+    for _ in range(2):
+        reg = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=t2 / "labels.nii.gz",
+                                   template="PAM50_small")
+        fields.append(reg.warp_template2anat().data)
+    assert np.array_equal(fields[0], fields[1])
