@@ -60,3 +60,11 @@ def reorient(img: Image, code: str) -> Image:
     new_aff = img.affine @ ornt.inv_ornt_aff(tr, img.shape[:3])
     res = Image(np.ascontiguousarray(out), new_aff, img.header, None)
     return res
+
+
+def si_last_code(affine: np.ndarray) -> str:
+    """nibabel code with the same in-plane axes but the S-I axis moved last (axial slices along
+    the last voxel axis, as slice-wise algorithms need)."""
+    codes = list(nib.aff2axcodes(affine))
+    si = next(i for i, c in enumerate(codes) if c in "SI")
+    return "".join(codes[:si] + codes[si + 1:] + [codes[si]])

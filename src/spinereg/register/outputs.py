@@ -127,7 +127,8 @@ def _plain(v):
     return str(v)
 
 
-def provenance(reg, inputs: dict, timings: dict) -> dict:
+def versions() -> dict[str, str]:
+    """Versions of spinereg and the libraries that shape its numbers (for provenance)."""
     from importlib.metadata import PackageNotFoundError, version
 
     import nibabel
@@ -139,7 +140,17 @@ def provenance(reg, inputs: dict, timings: dict) -> dict:
         ants_version = version("antspyx")
     except PackageNotFoundError:  # pragma: no cover
         ants_version = "absent"
+    return {"spinereg": spinereg.__version__, "python": sys.version.split()[0], "numpy": np.__version__,
+            "scipy": scipy.__version__, "nibabel": nibabel.__version__, "antspyx": ants_version,
+            "platform": platform.platform()}
 
+
+def write_json(path: str | Path, obj: dict, overwrite: bool = False) -> Path:
+    """Write ``obj`` as indented JSON, atomically (numpy values converted)."""
+    return _write_json(Path(path), obj, overwrite)
+
+
+def provenance(reg, inputs: dict, timings: dict) -> dict:
     return {
         "command": "register-to-template",
         "inputs": {k: str(v) for k, v in inputs.items() if v is not None},
@@ -152,7 +163,5 @@ def provenance(reg, inputs: dict, timings: dict) -> dict:
         "grids": {"work": repr(reg.work_grid), "template_output": repr(reg.template_grid)},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "seed": 1,
-        "versions": {"spinereg": spinereg.__version__, "python": sys.version.split()[0],
-                     "numpy": np.__version__, "scipy": scipy.__version__, "nibabel": nibabel.__version__,
-                     "antspyx": ants_version, "platform": platform.platform()},
+        "versions": versions(),
     }

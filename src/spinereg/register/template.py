@@ -22,7 +22,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from spinereg.cord.landmarks import (
@@ -35,7 +34,7 @@ from spinereg.cord.landmarks import (
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
-from spinereg.io.orientation import reorient
+from spinereg.io.orientation import reorient, si_last_code
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear
 from spinereg.register.engine import invert_step, run_steps
 from spinereg.register.steps import Step, parse_param
@@ -159,13 +158,6 @@ def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> 
     if len(common) == 1:
         return PiecewiseLinear(s_ref, s_src)
     return PiecewiseLinear(s_ref, s_src)
-
-
-def si_last_code(affine: np.ndarray) -> str:
-    """Orientation code with the same in-plane axes but the S-I axis moved last."""
-    codes = list(nib.aff2axcodes(affine))
-    si = next(i for i, c in enumerate(codes) if c in "SI")
-    return "".join(codes[:si] + codes[si + 1:] + [codes[si]])
 
 
 def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: float = 4.0) -> DisplacementField:

@@ -1,0 +1,68 @@
+"""spinereg register (subject to subject) on sct_testing_data: t2 -> t2s / t1w / mt1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.errors import InputError
+from spinereg.io import load_image
+from spinereg.metrics import dice
+from spinereg.register.multimodal import register_multimodal
+from spinereg.transforms import apply_transforms, read_displacement
+
+TARGETS = {
+    "t2s": ("t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz"),
+    "t1w": ("t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz"),
+    "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz"),  # 5 slices of 17 mm
+}
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_t2_to_target_with_segs(sct_data, tmp_path, name):
+    dest, dseg = TARGETS[name]
+    out = tmp_path / name
+    rc = main(["register", "-i", str(sct_data / "t2/t2.nii.gz"), "--iseg", str(sct_data / "t2/t2_seg-manual.nii.gz"),
+               "-d", str(sct_data / dest), "--dseg", str(sct_data / dseg), "-o", str(out)])
+    assert rc == 0
+    d = dest.split("/")[1].replace(".nii.gz", "")
+    for f in ("t2_reg.nii.gz", f"{d}_reg.nii.gz", f"warp_t22{d}.nii.gz", f"warp_{d}2t2.nii.gz", "metrics.json",
+              "provenance.json"):
+        assert (out / f).is_file(), f
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["cord_dice_dest_zb"] >= 0.95, m
+    assert m["jacobian_src2dest"]["pct_folding"] == 0.0
+    # independent check with the written warp
+    seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz")
+    target = load_image(sct_data / dseg)
+    w = apply_transforms(seg, target.grid, [read_displacement(out / f"warp_t22{d}.nii.gz")], "linear")
+    got = dice(w.with_data((w.data > 0.5).astype(np.uint8)), target.with_data((target.data > 0.5).astype(np.uint8)),
+               zb=True).dice
+    assert abs(got - m["cord_dice_dest_zb"]) < 1e-3
+
+
+def test_identity_is_header_resampling(sct_data, tmp_path):
+    reg = register_multimodal(sct_data / "t2/t2.nii.gz", sct_data / "mt/mt1.nii.gz", identity=True)
+    f = reg.warp_src2dest()
+    assert np.abs(f.data).max() == 0.0
+
+
+def test_init_warp_joins_chain(sct_data):
+    # SCT's own t2->mt1 warp as the initial link: our steps refine it; Dice must not drop
+    reg = register_multimodal(sct_data / "t2/t2.nii.gz", sct_data / "mt/mt1.nii.gz",
+                              iseg=sct_data / "t2/t2_seg-manual.nii.gz", dseg=sct_data / "mt/mt1_seg.nii.gz",
+                              init_warp=sct_data / "mt/warp_t22mt1.nii.gz")
+    assert len(reg.src2dest.transforms) == 1 + len(reg.step_transforms)
+    seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz")
+    dseg = load_image(sct_data / "mt/mt1_seg.nii.gz")
+    w = apply_transforms(seg, dseg.grid, [reg.warp_src2dest()], "linear")
+    assert dice(w.with_data((w.data > 0.5).astype(np.uint8)), dseg, zb=True).dice >= 0.95
+
+
+def test_seg_steps_need_segs(sct_data):
+    with pytest.raises(InputError, match="segmentation"):
+        register_multimodal(sct_data / "t2/t2.nii.gz", sct_data / "mt/mt1.nii.gz",
+                            param="step=1,type=seg,algo=centermass")
