@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from spinereg.errors import InputError
+from spinereg.io.grid import Grid
 from spinereg.transforms.base import Transform
+from spinereg.transforms.displacement import DisplacementField
 
 
 class PiecewiseLinear:
@@ -78,3 +80,34 @@ class CordMapping(Transform):
 
     def __repr__(self) -> str:
         return f"CordMapping(arc={self.arc.as_dict()})"
+
+
+class SampledMapping(Transform):
+    """A transform sampled as a displacement field on a grid (fast trilinear evaluation there),
+    falling back to the exact transform outside that grid, so chains through it stay defined
+    beyond the image it was sampled for (e.g. a target image larger than the anatomical one)."""
+
+    def __init__(self, exact: Transform, field: DisplacementField):
+        self.exact = exact
+        self.field = field
+
+    @property
+    def grid(self) -> Grid:
+        return self.field.grid
+
+    def map(self, points: np.ndarray) -> np.ndarray:
+        pts = np.asarray(points, dtype=float)
+        ijk = self.field.grid.world_to_voxel(pts)
+        inside = np.all((ijk >= -0.5) & (ijk <= np.array(self.field.grid.shape) - 0.5), axis=1)
+        out = np.empty_like(pts)
+        if inside.any():
+            out[inside] = self.field.map(pts[inside])
+        if (~inside).any():
+            out[~inside] = self.exact.map(pts[~inside])
+        return out
+
+    def inverse(self) -> Transform:
+        return self.exact.inverse()
+
+    def __repr__(self) -> str:
+        return f"SampledMapping({self.exact!r} on {self.field.grid!r})"

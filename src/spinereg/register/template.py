@@ -35,7 +35,7 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
 from spinereg.io.orientation import reorient, si_last_code
-from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear
+from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear, SampledMapping
 from spinereg.register.engine import invert_step, run_steps
 from spinereg.register.steps import Step, parse_param
 from spinereg.transforms.apply import apply_transforms
@@ -58,7 +58,7 @@ class TemplateRegistration:
     landmarks: Landmarks
     template_landmarks: Landmarks
     mapping: CordMapping
-    mapping_fields: tuple[DisplacementField, DisplacementField]
+    mapping_fields: tuple[SampledMapping, SampledMapping]
     step_transforms: list[Transform]
     step_inverses: list[Transform]
     work_grid: Grid
@@ -160,7 +160,7 @@ def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> 
     return PiecewiseLinear(s_ref, s_src)
 
 
-def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: float = 4.0) -> DisplacementField:
+def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: float = 4.0) -> SampledMapping:
     """``transform`` sampled on nodes spanning ``grid`` (trilinear in between): ``si_mm`` apart
     along the voxel axis closest to S-I, ``inplane_mm`` along the others. The cord mapping is
     linear in-plane and curves gently along the cord, so this is accurate (< 0.2 mm near the cord)."""
@@ -168,7 +168,7 @@ def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: fl
     spacing = np.full(3, inplane_mm)
     spacing[si] = si_mm
     stride = np.maximum(1, np.round(spacing / grid.zooms)).astype(int)
-    return DisplacementField.from_transform(transform, grid.coarsened(stride))
+    return SampledMapping(transform, DisplacementField.from_transform(transform, grid.coarsened(stride)))
 
 
 def crop_grid(grid: Grid, world_points: np.ndarray, margin_mm: float = 10.0) -> Grid:

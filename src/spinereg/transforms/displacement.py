@@ -98,14 +98,23 @@ class DisplacementField(Transform):
     def inverse_map(self, points: np.ndarray, iterations: int = 60, tol_mm: float = 1e-3) -> np.ndarray:
         """Points ``x`` with ``x + u(x) = p`` for each ``p``: fixed-point iteration.
 
-        Starts at ``p``; points that do not converge restart from the nearest mapped grid node.
+        Starts from the grid node whose mapped position is nearest to ``p`` (so that a point the
+        field moves in from far away is found on the grid, not at the trivial solution ``x = p``
+        that the identity outside the grid offers); points with no such pre-image fall back to
+        starting at ``p``.
         """
-        p = np.asarray(points, dtype=float)
-        x = self._fixed_point(p, p.copy(), iterations)
+        p = np.asarray(points, dtype=float).reshape(-1, 3)
+        tol = max(tol_mm, 0.05 * float(self.grid.zooms.min()))
+        x = self._fixed_point(p, self._nearest_preimage(p), iterations)
         res = np.linalg.norm(self.map(x) - p, axis=1)
-        bad = ~(res < max(tol_mm, 0.05 * float(self.grid.zooms.min())))
+        bad = ~(res < tol)
         if bad.any():
-            x[bad] = self._fixed_point(p[bad], self._nearest_preimage(p[bad]), iterations)
+            alt = self._fixed_point(p[bad], p[bad].copy(), iterations)
+            alt_res = np.linalg.norm(self.map(alt) - p[bad], axis=1)
+            better = ~(alt_res >= res[bad])
+            sub = x[bad]
+            sub[better] = alt[better]
+            x[bad] = sub
         return x
 
     def _fixed_point(self, p: np.ndarray, x: np.ndarray, iterations: int) -> np.ndarray:

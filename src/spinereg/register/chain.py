@@ -1,0 +1,201 @@
+"""Chains through intermediate references: target -> ... -> anatomical -> template.
+
+The anatomical image (last of the chain) is registered to the template with its landmarks.
+Each other image is reached from its neighbour towards the anatomy by a subject-to-subject
+registration (segmentation-driven when both segmentations exist, image-driven otherwise), or by
+warps the user already has (from SCT or spinereg). Then, for every image of the chain:
+
+* if it has its own cord segmentation, the landmarks are carried into it through the chain and
+  the template is registered to it directly (its own centerline covers its whole field of view,
+  which a composition through a smaller anatomical image cannot);
+* otherwise the template->image warp is the composition of the links, sampled once on the
+  image's grid (so the data are interpolated once when the warp is applied).
+
+:func:`order_images` implements the documented rule for choosing intermediates by contrast.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.cord.landmarks import Landmarks
+from spinereg.errors import InputError
+from spinereg.io.image import Image, load_image
+from spinereg.io.resample import place_labels
+from spinereg.register.multimodal import MultimodalRegistration, register_multimodal
+from spinereg.register.template import TemplateRegistration, register_to_template
+from spinereg.transforms.base import Chain, Transform
+from spinereg.transforms.displacement import DisplacementField
+from spinereg.transforms.itk import load_transform
+
+
+@dataclass
+class ChainLink:
+    """How image ``index`` relates to image ``index + 1`` (its neighbour towards the anatomy)."""
+
+    index: int
+    kind: str  # "registered" | "given"
+    to_next: Transform  # pull on image index's grid: its points -> neighbour's points
+    from_next: Transform  # pull on the neighbour's grid: neighbour's points -> this image's points
+    registration: MultimodalRegistration | None = None
+
+    def as_dict(self) -> dict:
+        d = {"index": self.index, "kind": self.kind}
+        if self.registration is not None:
+            d["steps"] = [str(s) for s in self.registration.steps]
+            d["timings_s"] = {k: round(v, 3) for k, v in self.registration.timings.items()}
+        return d
+
+
+@dataclass
+class ChainResult:
+    images: list[Image]
+    segs: list[Image | None]
+    anat: TemplateRegistration
+    links: list[ChainLink]
+    #: per image: how its template warp was obtained ("anatomical", "direct", "composed")
+    modes: list[str] = field(default_factory=list)
+    direct: dict[int, TemplateRegistration] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def template2image(self, k: int) -> Transform:
+        """Pull chain on image ``k``'s grid: its points -> template points."""
+        if k == len(self.images) - 1:
+            return self.anat.template2anat
+        if k in self.direct:
+            return self.direct[k].template2anat
+        return Chain([self.template2image(k + 1), self.links[k].to_next])
+
+    def image2template(self, k: int) -> Transform:
+        """Pull chain on the template grid: template points -> image ``k``'s points."""
+        if k == len(self.images) - 1:
+            return self.anat.anat2template
+        if k in self.direct:
+            return self.direct[k].anat2template
+        return Chain([self.links[k].from_next, self.image2template(k + 1)])
+
+    def warp_template2image(self, k: int) -> DisplacementField:
+        return DisplacementField.from_transform(self.template2image(k), self.images[k].grid)
+
+    def warp_image2template(self, k: int) -> DisplacementField:
+        return DisplacementField.from_transform(self.image2template(k), self.anat.template_grid)
+
+    def provenance(self) -> dict:
+        return {
+            "images": [str(im.path) for im in self.images],
+            "segmentations": [None if s is None else str(s.path) for s in self.segs],
+            "links": [lk.as_dict() for lk in self.links],
+            "template_warp_modes": self.modes,
+            "anatomical_steps": [str(s) for s in self.anat.steps],
+            "timings_s": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def _contrast_table() -> dict:
+    text = resources.files("spinereg.register").joinpath("presets/contrast_order.json").read_text()
+    return json.loads(text)
+
+
+def contrast_rank(path: str | Path) -> int:
+    """Position of an image's contrast between EPI (0) and the T2w anatomy (highest), from its
+    file name (BIDS suffix or common tokens), following ``presets/contrast_order.json``."""
+    name = Path(path).name.lower()
+    table = _contrast_table()
+    for family in table["families"]:
+        if any(tok in name for tok in family["tokens"]):
+            return int(family["rank"])
+    return int(table["unknown_rank"])
+
+
+def order_images(target: str | Path, anatomical: str | Path, candidates: list[str | Path]) -> list[str]:
+    """The documented rule for choosing the intermediate: among the candidates whose contrast
+    rank lies strictly between the target's and the anatomical image's, take the one closest
+    to the target (lowest rank; ties broken by file name). Ranks: EPI/BOLD/DWI 0, T2*w/GRE/MT 1,
+    T1w 2, T2w 3. No such candidate means a direct link target -> anatomical.
+    """
+    r0, r1 = contrast_rank(target), contrast_rank(anatomical)
+    between = sorted((c for c in candidates if r0 < contrast_rank(c) < r1),
+                     key=lambda c: (contrast_rank(c), str(c)))
+    return [str(target), *([str(between[0])] if between else []), str(anatomical)]
+
+
+def register_chain(
+    images: list[str | Path | Image],
+    segs: list[str | Path | Image | None],
+    *,
+    labels=None,
+    ldisc=None,
+    lrootlet=None,
+    template: str | Path = "PAM50",
+    contrast: str = "t2",
+    given: dict[int, tuple[str, str]] | None = None,
+    link_param: str | None = None,
+    direct: bool = True,
+    progress=None,
+) -> ChainResult:
+    """Register a chain ``images[0] -> images[1] -> ... -> images[-1] (anatomical) -> template``.
+
+    ``segs[k]`` is image k's cord segmentation or None. Landmarks (``labels``/``ldisc``/
+    ``lrootlet``) belong to the anatomical image. ``given[k] = (warp_k2next, warp_next2k)`` uses
+    existing warps (SCT names: ``warp_<k>2<next>`` lives on the neighbour's grid) for link k.
+    """
+    if len(images) < 1 or len(segs) != len(images):
+        raise InputError("give one segmentation (or 'none') per image of the chain", None,
+                         "use --seg with as many entries as -i (write 'none' where there is none)")
+    t0 = time.perf_counter()
+    imgs = [im if isinstance(im, Image) else load_image(im, ndim=(3, 4), lazy=True) for im in images]
+    sgs = [None if s is None else (s if isinstance(s, Image) else load_image(s, ndim=3, what="segmentation"))
+           for s in segs]
+    n = len(imgs)
+    if sgs[-1] is None:
+        raise InputError("the anatomical image (last of the chain) needs a cord segmentation", None,
+                         "give its segmentation as the last --seg")
+    anat = register_to_template(imgs[-1], sgs[-1], labels=labels, ldisc=ldisc, lrootlet=lrootlet,
+                                template=template, contrast=contrast, progress=progress)
+    timings = {"anatomical": time.perf_counter() - t0}
+    links: list[ChainLink] = []
+    given = given or {}
+    for k in range(n - 1):
+        t1 = time.perf_counter()
+        if k in given:
+            # SCT naming: warp_<k>2<next> lives on the neighbour's grid (pulls its points into k),
+            # warp_<next>2<k> lives on k's grid (pulls k's points into the neighbour)
+            from_next, to_next = load_transform(given[k][0]), load_transform(given[k][1])
+            links.append(ChainLink(k, "given", to_next, from_next))
+        else:
+            # the neighbour (towards the anatomy) is moved onto image k
+            reg = register_multimodal(imgs[k + 1], imgs[k], iseg=sgs[k + 1], dseg=sgs[k],
+                                      param=link_param if link_param else None)
+            links.append(ChainLink(k, "registered", reg.src2dest, reg.dest2src, reg))
+        timings[f"link{k}"] = time.perf_counter() - t1
+    result = ChainResult(imgs, sgs, anat, links, timings=timings)
+    modes = ["composed"] * n
+    modes[-1] = "anatomical"
+    lm = anat.landmarks
+    for k in range(n - 2, -1, -1):
+        # carry the landmarks one link down (kept as world points for the next link too)
+        pts = links[k].from_next.map(lm.points)
+        lm = Landmarks(lm.kind, lm.values, pts, lm.source)
+        if direct and sgs[k] is not None:
+            t1 = time.perf_counter()
+            lab = imgs[k].with_data(place_labels(pts, lm.values, imgs[k].grid, dtype=np.uint8))
+            thick = float(imgs[k].grid.zooms.max()) > 3.0
+            img3d = imgs[k] if imgs[k].ndim == 3 else _mean(imgs[k])
+            kw = {{"body": "labels", "disc": "ldisc", "rootlet": "lrootlet"}[lm.kind]: lab}
+            result.direct[k] = register_to_template(img3d, sgs[k], template=template, contrast=contrast,
+                                                    ref="subject" if thick else "template", **kw)
+            modes[k] = "direct"
+            timings[f"direct{k}"] = time.perf_counter() - t1
+    result.modes = modes
+    return result
+
+
+def _mean(img: Image) -> Image:
+    data = np.stack([np.asarray(img.volume(t), np.float32) for t in range(img.nvols)], axis=-1)
+    return Image(data.mean(-1), img.affine, img.header, img.path)
