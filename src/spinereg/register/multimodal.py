@@ -21,12 +21,16 @@ from spinereg.io.image import Image, load_image, require_nonempty, require_same_
 from spinereg.io.orientation import reorient, si_last_code
 from spinereg.register.engine import invert_step, run_steps
 from spinereg.register.steps import Step, parse_param
+from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform
 
 DEFAULT_SEG_PRESET = "multimodal_spinereg_seg"
 DEFAULT_IM_PRESET = "multimodal_default"
+DEFAULT_SRC_SEG_PRESET = "multimodal_epi"
+#: dilation (mm) of the source segmentation when it serves as the destination's metric mask
+MASK_DILATION_MM = 5.0
 
 
 @dataclass
@@ -116,7 +120,8 @@ def register_multimodal(
         return MultimodalRegistration(s_img, d_img, s_seg, d_seg, [], initial, initial_inv, [], [], timings)
 
     has_segs = s_seg is not None and d_seg is not None
-    steps = parse_param(param if param else (DEFAULT_SEG_PRESET if has_segs else DEFAULT_IM_PRESET))
+    default = DEFAULT_SEG_PRESET if has_segs else (DEFAULT_SRC_SEG_PRESET if s_seg is not None else DEFAULT_IM_PRESET)
+    steps = parse_param(param if param else default)
     if not has_segs and any(st.type in ("seg", "imseg") for st in steps):
         raise InputError("type=seg steps need both segmentations", None,
                          "give --iseg and --dseg, or use type=im steps")
@@ -131,9 +136,9 @@ def register_multimodal(
         moving["seg"] = s_seg
     fmask = None
     if m_img is not None:
-        from spinereg.transforms.apply import apply_transforms
-
         fmask = apply_transforms(m_img, grid, [], "linear").data
+    elif s_seg is not None and d_seg is None:
+        fmask = derived_mask(s_seg, grid, initial)
     res = run_steps(steps, grid, fixed, moving, initial, fixed_mask=fmask, progress=progress)
     timings["steps"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -141,6 +146,22 @@ def register_multimodal(
     timings["invert"] = time.perf_counter() - t0
     return MultimodalRegistration(s_img, d_img, s_seg, d_seg, steps, initial, initial_inv, res.transforms,
                                   inverses, timings, [r.as_dict() for r in res.records])
+
+
+def derived_mask(seg: Image, grid: Grid, initial: list[Transform], dilation_mm: float = MASK_DILATION_MM) -> np.ndarray:
+    """A cord mask on ``grid`` from another image's segmentation carried through ``initial``
+    (the chain so far, or the headers), dilated by ``dilation_mm``."""
+    from scipy import ndimage
+
+    m = apply_transforms(seg, grid, list(initial), "linear").data > 0.5
+    if not m.any():
+        raise InputError("the source segmentation does not overlap the destination image", seg.name,
+                         "check the images belong to the same subject/session, or give --init-warp")
+    r = np.maximum(1, np.round(dilation_mm / grid.zooms)).astype(int)
+    struct = np.zeros(tuple(2 * r + 1), bool)
+    c = np.indices(struct.shape) - r[:, None, None, None]
+    struct[((c / r[:, None, None, None]) ** 2).sum(0) <= 1.0] = True
+    return ndimage.binary_dilation(m, struct).astype(np.float32)
 
 
 def _as_transform(obj) -> Transform:

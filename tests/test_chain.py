@@ -1,0 +1,120 @@
+"""Chains through intermediate references: template -> t2 -> X covers X's whole field of view."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.io import Image, load_image
+from spinereg.metrics import dice
+from spinereg.register.ants_steps import ants_step
+from spinereg.register.chain import order_images, register_chain
+from spinereg.transforms import apply_transforms, apply_transforms_file
+
+T2 = ("t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz")
+
+
+def _bin(img: Image, data=None) -> Image:
+    return img.with_data(((img.data if data is None else data) > 0.5).astype(np.uint8))
+
+
+@pytest.mark.parametrize("name,dest,dseg,bound", [
+    ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.95),
+    ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.93),
+    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.93),
+])
+def test_template_to_target_whole_fov(sct_data, name, dest, dseg, bound):
+    """SCT's -initwarp route reaches whole-FOV Dice 0.61 (t2s), 0.80 (t1w), 0.56 (mt1); the issue asks
+    0.90/0.90/0.85. Measured here with the full PAM50: 0.98/0.96/0.97."""
+    res = register_chain([sct_data / dest, sct_data / T2[0]], [sct_data / dseg, sct_data / T2[1]],
+                         labels=sct_data / "t2/labels.nii.gz", template="PAM50")
+    assert res.modes == ["direct", "anatomical"]
+    seg = load_image(sct_data / dseg)
+    tcord = load_image(res.anat.template.path("cord"), check_finite=False)
+    w = apply_transforms(tcord, seg.grid, [res.warp_template2image(0)], "linear")
+    assert dice(_bin(w), _bin(seg)).dice >= bound
+
+
+def test_chain_cli_three_images(sct_data, tmp_path):
+    out = tmp_path / "chain"
+    rc = main(["chain", "-i", str(sct_data / "mt/mt1.nii.gz"), str(sct_data / "t2s/t2s.nii.gz"),
+               str(sct_data / T2[0]), "--seg", str(sct_data / "mt/mt1_seg.nii.gz"),
+               str(sct_data / "t2s/t2s_seg.nii.gz"), str(sct_data / T2[1]), "-l", str(sct_data / "t2/labels.nii.gz"),
+               "-t", "PAM50_small", "-o", str(out)])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    # PAM50_small (1x1x2 mm) is coarser than t2s (0.5 mm in-plane): lower bounds than with PAM50
+    assert m["mt1"]["cord_dice_whole"] >= 0.90 and m["t2s"]["cord_dice_whole"] >= 0.85
+    prov = json.loads((out / "provenance.json").read_text())
+    assert len(prov["links"]) == 2 and prov["template_warp_modes"] == ["direct", "direct", "anatomical"]
+    for f in ("warp_template2mt1.nii.gz", "warp_mt12template.nii.gz", "warp_template2t2.nii.gz"):
+        assert (out / f).is_file()
+
+
+def test_order_rule(sct_data):
+    got = order_images("sub-01_bold.nii.gz", "sub-01_T2w.nii.gz",
+                       ["sub-01_T1w.nii.gz", "sub-01_T2star.nii.gz", "sub-01_dwi.nii.gz"])
+    assert got == ["sub-01_bold.nii.gz", "sub-01_T2star.nii.gz", "sub-01_T2w.nii.gz"]
+    assert order_images("a_T2star.nii.gz", "a_T2w.nii.gz", ["a_bold.nii.gz"]) == ["a_T2star.nii.gz", "a_T2w.nii.gz"]
+
+
+def test_given_link_warps(sct_data, tmp_path):
+    """Existing warps (here written by `spinereg register`) plug in as a link."""
+    out = tmp_path / "link"
+    assert main(["register", "-i", str(sct_data / T2[0]), "--iseg", str(sct_data / T2[1]), "-d",
+                 str(sct_data / "mt/mt1.nii.gz"), "--dseg", str(sct_data / "mt/mt1_seg.nii.gz"), "-o", str(out)]) == 0
+    res = register_chain([sct_data / "mt/mt1.nii.gz", sct_data / T2[0]], [None, sct_data / T2[1]],
+                         labels=sct_data / "t2/labels.nii.gz", template="PAM50_small",
+                         given={0: (str(out / "warp_mt12t2.nii.gz"), str(out / "warp_t22mt1.nii.gz"))})
+    assert res.links[0].kind == "given" and res.modes[0] == "composed"
+    seg = load_image(sct_data / "mt/mt1_seg.nii.gz")
+    tcord = load_image(res.anat.template.path("cord"), check_finite=False)
+    a = _bin(apply_transforms(tcord, seg.grid, [res.warp_template2image(0)], "linear"))
+    reg = register_chain([sct_data / "mt/mt1.nii.gz", sct_data / T2[0]], [seg, sct_data / T2[1]],
+                         labels=sct_data / "t2/labels.nii.gz", template="PAM50_small", direct=False)
+    b = _bin(apply_transforms(tcord, seg.grid, [reg.warp_template2image(0)], "linear"))
+    # written-then-read warps compose exactly like the in-process registration
+    assert dice(a, b).dice >= 0.98
+
+
+def _epi_mean(sct_data) -> Image:
+    f = load_image(sct_data / "fmri/fmri.nii.gz", lazy=True)
+    return Image(np.stack([f.volume(t).astype(np.float32) for t in range(f.nvols)], -1).mean(-1), f.affine)
+
+
+def test_epi_chain_with_derived_mask(sct_data, tmp_path):
+    """fmri (4D EPI, no segmentation): template -> fmri mean through t2, image steps in a cord mask
+    derived from the chain.
+
+    Reference segmentation (documented derivation): the manual T2 segmentation carried onto the
+    EPI mean by an independent ANTs rigid registration (Mattes MI, 200 iterations) of the T2
+    image, evaluated on the EPI slices the T2 covers. Header-only placement reaches 0.68 against
+    it; the chain reaches 0.96 (measured on this data)."""
+    res = register_chain([sct_data / "fmri/fmri.nii.gz", sct_data / T2[0]], [None, sct_data / T2[1]],
+                         labels=sct_data / "t2/labels.nii.gz", template="PAM50_small")
+    link = res.links[0].registration
+    assert [s.algo for s in link.steps] == ["slicereg"] and link.steps[0].type == "im"
+    mean = _epi_mean(sct_data)
+    t2, seg = load_image(sct_data / T2[0]), load_image(sct_data / T2[1])
+    rigid = ants_step(mean.data, apply_transforms(t2, mean.grid, [], "linear").data, mean.grid,
+                      {"algo": "rigid", "metric": "MI", "iter": 200, "shrink": 1, "smooth": 0, "gradStep": 0.1})
+    ref = _bin(mean, apply_transforms(seg, mean.grid, [rigid], "linear").data)
+    tcord = load_image(res.anat.template.path("cord"), check_finite=False)
+    ours = _bin(mean, apply_transforms(tcord, mean.grid, [res.warp_template2image(0)], "linear").data)
+    header = _bin(mean, apply_transforms(seg, mean.grid, [], "linear").data)
+    d_ours, d_header = dice(ours, ref, zb=True).dice, dice(header, ref, zb=True).dice
+    assert d_ours >= 0.85 and d_ours > d_header + 0.1, (d_ours, d_header)
+    # 4D: the series moved to the template (streamed, one interpolation per volume) has the mean
+    # of the moved mean volume (linear interpolation commutes with the temporal mean)
+    fwd = res.warp_image2template(0)
+    out = apply_transforms_file(sct_data / "fmri/fmri.nii.gz", fwd.grid, [fwd], tmp_path / "fmri2tpl.nii.gz",
+                                interp="linear")
+    series = load_image(out, lazy=True)
+    mean_of_moved = np.mean([series.volume(t) for t in range(series.nvols)], axis=0)
+    moved_mean = apply_transforms(mean, fwd.grid, [fwd], "linear").data
+    roi = moved_mean > 0.2 * moved_mean.max()
+    rel = np.abs(mean_of_moved[roi] - moved_mean[roi]).mean() / moved_mean[roi].mean()
+    assert rel < 0.01
