@@ -98,13 +98,13 @@ class ChainResult:
 
 
 def _contrast_table() -> dict:
-    text = resources.files("spinereg.register").joinpath("presets/contrast_order.json").read_text()
+    text = resources.files("spinereg").joinpath("data/contrast_order.json").read_text()
     return json.loads(text)
 
 
 def contrast_rank(path: str | Path) -> int:
     """Position of an image's contrast between EPI (0) and the T2w anatomy (highest), from its
-    file name (BIDS suffix or common tokens), following ``presets/contrast_order.json``."""
+    file name (BIDS suffix or common tokens), following ``data/contrast_order.json``."""
     name = Path(path).name.lower()
     table = _contrast_table()
     for family in table["families"]:

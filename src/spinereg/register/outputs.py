@@ -94,7 +94,7 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     if metrics:
         t1 = time.perf_counter()
         mets = registration_metrics(reg, fwd, inv)
-        mets["seconds"] = round(time.perf_counter() - t1, 3)
+        mets["metrics_seconds"] = round(time.perf_counter() - t1, 3)
     files["metrics"] = _write_json(out / "metrics.json", mets, overwrite)
     timings = dict(reg.timings)
     timings["fields"] = t_fields
