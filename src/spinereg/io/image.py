@@ -163,7 +163,8 @@ def load_image(
     if p.is_dir():
         raise InputError(f"{what} is a folder, not a NIfTI file", p, "give a .nii or .nii.gz file")
     try:
-        nimg = nib.load(str(p), keep_file_open=False)
+        # lazy 4D series are read volume by volume in order: keep one decompression stream open
+        nimg = nib.load(str(p), keep_file_open=bool(lazy))
     except Exception as exc:  # nibabel raises several types for unreadable files
         raise InputError(
             f"not a readable NIfTI {what} ({exc.__class__.__name__})",
