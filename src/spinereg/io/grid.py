@@ -70,6 +70,16 @@ class Grid:
         shape = tuple(int(np.ceil((n - 1) / s)) + 1 for n, s in zip(self.shape, st, strict=True))
         return Grid(shape, self.affine @ np.diag([*st.astype(float), 1.0]))
 
+    def with_voxel_size(self, voxel_mm) -> Grid:
+        """Same orientation and origin corner, voxels of ``voxel_mm`` (per axis), covering at
+        least this grid's extent."""
+        v = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))
+        extent = (np.array(self.shape) - 1) * self.zooms
+        shape = tuple(int(np.ceil(e / vv - 1e-6)) + 1 for e, vv in zip(extent, v, strict=True))
+        aff = self.affine.copy()
+        aff[:3, :3] = self.affine[:3, :3] / self.zooms * v
+        return Grid(shape, aff)
+
     def center_world(self) -> np.ndarray:
         return self.voxel_to_world((np.array(self.shape) - 1) / 2.0)
 

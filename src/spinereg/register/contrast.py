@@ -1,7 +1,9 @@
 """Template contrasts synthesised from tissue maps when the intensity template is absent.
 
 Relative intensities per tissue for each contrast (CSF, white matter, grey matter, cord if no
-WM/GM maps, background); the result is smoothed by half a voxel to mimic partial volume.
+WM/GM maps, vertebral bone from the spine mask, background); the result is smoothed by half a
+voxel to mimic partial volume. The vertebrae matter: their alternation with the discs is the
+S-I pattern that real T1w/T2w images (and the real PAM50 templates) show along the whole spine.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from spinereg.io.image import Image, load_image
 
 #: relative intensities (csf, wm, gm, cord, background) by contrast
 TISSUE_INTENSITY = {
-    "t2": {"csf": 1.0, "wm": 0.30, "gm": 0.40, "cord": 0.33, "background": 0.15},
-    "t2s": {"csf": 0.9, "wm": 0.35, "gm": 0.65, "cord": 0.45, "background": 0.15},
-    "t1": {"csf": 0.15, "wm": 0.80, "gm": 0.70, "cord": 0.78, "background": 0.45},
+    "t2": {"csf": 1.0, "wm": 0.30, "gm": 0.40, "cord": 0.33, "bone": 0.45, "background": 0.15},
+    "t2s": {"csf": 0.9, "wm": 0.35, "gm": 0.65, "cord": 0.45, "bone": 0.30, "background": 0.15},
+    "t1": {"csf": 0.15, "wm": 0.80, "gm": 0.70, "cord": 0.78, "bone": 0.75, "background": 0.45},
 }
 
 
@@ -37,6 +39,9 @@ def synthesize_contrast(tpl, contrast: str, cord: Image | None = None, region: G
             maps[role] = np.clip(part(load_image(tpl.path(role), ndim=3, check_finite=False)), 0, 1)
     c = np.clip(part(cord), 0, 1)
     out = np.full(c.shape, table["background"], np.float32)
+    if tpl.has("spine"):
+        bone = np.clip(part(load_image(tpl.path("spine"), ndim=3, check_finite=False)), 0, 1)
+        out += bone * (table["bone"] - table["background"])
     if "csf" in maps:
         out += maps["csf"] * (table["csf"] - table["background"])
     if "wm" in maps and "gm" in maps:

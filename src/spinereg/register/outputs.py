@@ -46,9 +46,11 @@ def registration_metrics(reg, fwd, inv) -> dict:
     err = np.linalg.norm(pushed - tlm.subset(common).points, axis=1)
     tvox = float(tcord.grid.zooms.max())
     seg_mask = _mask_from(reg.seg)
-    jac_inv = jacobian(inv, seg_mask, warp_name="warp_template2anat")
-    jac_fwd = jacobian(fwd, _mask_from(seg_in_tpl), warp_name="warp_anat2template")
-    cons = inverse_consistency(inv, fwd, both=False, stride=1, names=("warp_template2anat", "warp_anat2template"))
+    jac_inv = jacobian(*_in_mask_box(inv, seg_mask), warp_name="warp_template2anat")
+    jac_fwd = jacobian(*_in_mask_box(fwd, _mask_from(seg_in_tpl)), warp_name="warp_anat2template")
+    stride = max(1, int(np.ceil((inv.grid.size / 1_000_000) ** (1 / 3))))
+    cons = inverse_consistency(inv, fwd, both=False, stride=stride,
+                               names=("warp_template2anat", "warp_anat2template"))
     return {
         "cord_dice_subject_space": round(d_subj.dice, 4),
         "cord_dice_subject_space_zb": round(d_subj_zb.dice, 4),
@@ -68,6 +70,27 @@ def registration_metrics(reg, fwd, inv) -> dict:
     }
 
 
+def _in_mask_box(field: DisplacementField, mask: Image, margin: int = 2) -> tuple[DisplacementField, Image]:
+    """The field and mask restricted to the mask's bounding box (Jacobians of large warps)."""
+    nz = np.argwhere(np.asarray(mask.data) > 0)
+    if nz.size == 0:
+        return field, mask
+    lo = np.maximum(nz.min(0) - margin, 0)
+    hi = np.minimum(nz.max(0) + margin + 1, np.array(field.grid.shape))
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    aff = field.grid.affine.copy()
+    aff[:3, 3] = field.grid.voxel_to_world(lo[None].astype(float))[0]
+    from spinereg.io.grid import Grid
+
+    sub = Grid(tuple(hi - lo), aff)
+    return DisplacementField(sub, field.data[sl]), Image(np.asarray(mask.data)[sl], aff)
+
+
+def _image_interp(grid) -> str:
+    """Cubic B-spline as SCT, linear on very large grids (output images only; warps are exact)."""
+    return "spline" if grid.size <= 4_000_000 else "linear"
+
+
 def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
                   metrics: bool = True) -> dict[str, Path]:
     """Write warps, warped images, metrics.json and provenance.json into ``outdir``."""
@@ -85,10 +108,10 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     files: dict[str, Path] = {}
     files["warp_anat2template"] = write_displacement(fwd, out / "warp_anat2template.nii.gz", overwrite)
     files["warp_template2anat"] = write_displacement(inv, out / "warp_template2anat.nii.gz", overwrite)
-    files["anat2template"] = save_image(apply_transforms(reg.image, fwd.grid, [fwd], "spline"),
+    files["anat2template"] = save_image(apply_transforms(reg.image, fwd.grid, [fwd], _image_interp(fwd.grid)),
                                         out / "anat2template.nii.gz", overwrite=overwrite)
     tim = _template_image(reg, inv)
-    files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], "spline"),
+    files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
                                         out / "template2anat.nii.gz", overwrite=overwrite)
     mets = {}
     if metrics:
@@ -160,6 +183,7 @@ def provenance(reg, inputs: dict, timings: dict) -> dict:
         "step_records": reg.records,
         "landmarks": {"kind": reg.landmarks.kind, "subject_mm": reg.landmarks.as_dict(),
                       "arc_correspondence": reg.mapping.arc.as_dict()},
+        "si_refinement": reg.si_report,
         "grids": {"work": repr(reg.work_grid), "template_output": repr(reg.template_grid)},
         "timings_s": {k: round(v, 3) for k, v in timings.items()},
         "seed": 1,

@@ -64,6 +64,7 @@ class TemplateRegistration:
     work_grid: Grid
     template_grid: Grid
     template_crop: Grid
+    si_report: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
 
@@ -84,10 +85,16 @@ class TemplateRegistration:
         return Chain([inv, *self.step_transforms])
 
     def warp_anat2template(self) -> DisplacementField:
-        return DisplacementField.from_transform(self.anat2template, self.template_grid)
+        return DisplacementField.from_transform(self.anat2template, self.template_grid, coarse_mm=self._coarse_mm)
 
     def warp_template2anat(self) -> DisplacementField:
-        return DisplacementField.from_transform(self.template2anat, self.image.grid)
+        return DisplacementField.from_transform(self.template2anat, self.image.grid, coarse_mm=self._coarse_mm)
+
+    @property
+    def _coarse_mm(self) -> float:
+        """Large grids: evaluate the chain on nodes about as far apart as the working grid's voxels
+        (the chain has no finer detail) and interpolate trilinearly in between."""
+        return float(np.min(self.work_grid.zooms))
 
 
 def load_landmarks(labels=None, ldisc=None, lrootlet=None) -> Landmarks:
@@ -203,9 +210,13 @@ def register_to_template(
     contrast: str = "t2",
     param: str | None = None,
     ref: str = "template",
+    si_refine: bool = True,
     progress=None,
 ) -> TemplateRegistration:
     """Register a subject's anatomical image to a template (see module doc).
+
+    ``si_refine``: refine the landmarks' S-I correspondence with the vertebral pattern of the
+    image (see :mod:`spinereg.register.si_refine`); kept only when it improves the match.
 
     Returns a :class:`TemplateRegistration`; :func:`spinereg.register.outputs.write_outputs`
     writes SCT-named warps, images, metrics and provenance.
@@ -234,8 +245,13 @@ def register_to_template(
     # off the cord centre); residuals are measured between projected points
     lm, tlm = project_landmarks(lm, cl_subj), project_landmarks(tlm, cl_tpl)
     arc = arc_correspondence(cl_tpl, cl_subj, tlm, lm)
-    mapping = CordMapping(cl_tpl, cl_subj, arc)
     timings["centerline_landmarks"] = time.perf_counter() - t0
+    si_report: dict = {"used": False, "reason": "disabled"}
+    if si_refine:
+        t0 = time.perf_counter()
+        arc, si_report = _refine_si(arc, cl_tpl, cl_subj, img, tpl, contrast, tcord, tlm.subset(lm.values))
+        timings["si_refine"] = time.perf_counter() - t0
+    mapping = CordMapping(cl_tpl, cl_subj, arc)
 
     steps = parse_param(param if param else DEFAULT_PRESET)
     if ref not in ("template", "subject"):
@@ -255,8 +271,7 @@ def register_to_template(
     needs_image = any(st.type in ("im", "imseg") for st in steps)
     if ref == "template":
         # register at about the subject's resolution (a 0.5 mm template is not refined further)
-        ratio = float(np.min(img.grid.zooms)) / tcord.grid.zooms
-        grid = work_tpl.coarsened(np.maximum(1, np.floor(ratio + 0.25)).astype(int))
+        grid = work_tpl.with_voxel_size(np.maximum(float(np.min(img.grid.zooms)), tcord.grid.zooms))
         fixed = {"seg": apply_transforms(Image(slice_like(tcord, work_tpl), work_tpl.affine), grid, [],
                                          "linear").data}
         moving = {"seg": sg, "im": img}
@@ -284,7 +299,7 @@ def register_to_template(
     return TemplateRegistration(
         image=img, seg=sg, template=tpl, ref=ref, steps=steps, landmarks=lm, template_landmarks=tlm,
         mapping=mapping, mapping_fields=(fwd_map, inv_map), step_transforms=res.transforms, step_inverses=inverses, work_grid=grid,
-        template_grid=out_tpl, template_crop=work_tpl, timings=timings, records=[r.as_dict() for r in res.records],
+        template_grid=out_tpl, template_crop=work_tpl, si_report=si_report, timings=timings, records=[r.as_dict() for r in res.records],
     )
 
 
@@ -293,6 +308,20 @@ def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm
     sub = subject.coarsened(4)
     pts = to_template.map(sub.world_coords())
     return crop_grid(tgrid, pts[np.all(np.isfinite(pts), axis=1)], margin_mm)
+
+
+def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Image, tlm: Landmarks):
+    """S-I refinement from the vertebral pattern (template image on the region the subject covers)."""
+    from spinereg.register.si_refine import refine_with_image
+
+    inv = arc.inverse()
+    s_ref = np.linspace(float(inv(np.array([-20.0]))[0]), float(inv(np.array([cl_subj.length + 20.0]))[0]), 50)
+    region = crop_grid(tcord.grid, cl_tpl.points(s_ref), margin_mm=35.0)
+    tim = _template_intensity(tpl, contrast, tcord, region)
+    if tim is None:
+        return arc, {"used": False, "reason": f"no template image for contrast {contrast}"}
+    anchors, _ = cl_tpl.project(tlm.points)
+    return refine_with_image(arc, cl_tpl, cl_subj, tim, img, anchors)
 
 
 def _template_intensity(tpl, contrast: str, tcord: Image, region: Grid | None = None) -> Image | None:

@@ -60,12 +60,31 @@ class DisplacementField(Transform):
         return cls(grid, np.zeros(tuple(grid.shape) + (3,), np.float32))
 
     @classmethod
-    def from_transform(cls, transform: Transform, grid: Grid, max_points: int = 2_000_000) -> DisplacementField:
-        """Sample any transform (e.g. a chain) as one field on ``grid``: ``u(x) = T(x) - x``."""
+    def from_transform(cls, transform: Transform, grid: Grid, max_points: int = 2_000_000,
+                       coarse_mm: float | None = None, min_size: int = 2_000_000) -> DisplacementField:
+        """Sample any transform (e.g. a chain) as one field on ``grid``: ``u(x) = T(x) - x``.
+
+        With ``coarse_mm`` and a grid of more than ``min_size`` voxels, the transform is evaluated
+        on nodes about ``coarse_mm`` apart spanning the grid and interpolated trilinearly onto it
+        (for smooth chains whose finest component is that coarse; much faster on large grids).
+        """
+        if coarse_mm is not None and grid.size > min_size:
+            stride = np.maximum(1, np.floor(coarse_mm / grid.zooms + 1e-6)).astype(int)
+            if np.any(stride > 1):
+                coarse = cls.from_transform(transform, grid.coarsened(stride), max_points)
+                return cls._upsample(coarse, grid, max_points)
         out = np.empty(tuple(grid.shape) + (3,), np.float32)
         for k0, k1 in grid.chunks(max_points):
             x = grid.world_coords(k0, k1)
             u = transform.map(x) - x
+            out[:, :, k0:k1] = u.reshape(grid.shape[0], grid.shape[1], k1 - k0, 3)
+        return cls(grid, out)
+
+    @classmethod
+    def _upsample(cls, coarse: DisplacementField, grid: Grid, max_points: int) -> DisplacementField:
+        out = np.empty(tuple(grid.shape) + (3,), np.float32)
+        for k0, k1 in grid.chunks(max_points):
+            u = coarse.displacement(grid.world_coords(k0, k1))
             out[:, :, k0:k1] = u.reshape(grid.shape[0], grid.shape[1], k1 - k0, 3)
         return cls(grid, out)
 
