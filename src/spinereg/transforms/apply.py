@@ -56,11 +56,14 @@ def apply_transforms(
     interp: str = "linear",
     cval: float = 0.0,
     progress: Callable[[int, int], None] | None = None,
+    per_volume: Sequence[Transform] | None = None,
 ) -> Image:
     """Resample ``img`` onto ``reference`` through ``transforms`` (application order).
 
     Each output voxel is interpolated once, whatever the number of transforms. 4D images are
     processed volume by volume (the mapped coordinates are computed once and reused).
+    ``per_volume[t]`` (e.g. motion correction: reference-volume points -> volume ``t`` points)
+    is applied to volume ``t`` before ``transforms``; still one interpolation per volume.
     """
     interp = interp_name(interp)
     ref = _ref_grid(reference)
@@ -70,13 +73,42 @@ def apply_transforms(
         data = _apply_volume(img.data, src, ref, chain, interp, cval)
         return _with_grid(img, data, ref)
     nvol = img.nvols
-    coords = _cached_coords(chain, ref, src) if interp != "label" else None
+    _check_per_volume(per_volume, nvol)
+    coords = _cached_coords(chain, ref, src) if interp != "label" and per_volume is None else None
+    mid = _cached_world(chain, ref) if per_volume is not None else None
     out = np.empty(tuple(ref.shape) + (nvol,), dtype=_output_dtype(img.header.get_data_dtype(), interp))
     for t in range(nvol):
-        out[..., t] = _apply_volume(img.volume(t), src, ref, chain, interp, cval, coords)
+        out[..., t] = _volume_t(img.volume(t), src, ref, chain, interp, cval, coords, per_volume, mid, t)
         if progress:
             progress(t + 1, nvol)
     return _with_grid(img, out.reshape(tuple(ref.shape) + tuple(img.shape[3:])), ref)
+
+
+def _check_per_volume(per_volume, nvol: int) -> None:
+    if per_volume is not None and len(per_volume) != nvol:
+        from spinereg.errors import InputError
+
+        raise InputError(f"{len(per_volume)} per-volume transforms for {nvol} volumes", None,
+                         "give one transform per volume (e.g. the motion table of this series)")
+
+
+def _cached_world(chain: Chain, ref: Grid) -> list[np.ndarray]:
+    """World points of the reference voxels after ``chain`` (per slab), for per-volume links."""
+    out = []
+    for k0, k1 in ref.chunks():
+        x = ref.world_coords(k0, k1)
+        out.append(chain.map(x) if len(chain) else x)
+    return out
+
+
+def _volume_t(vol, src: Grid, ref: Grid, chain: Chain, interp: str, cval: float, coords, per_volume, mid,
+              t: int) -> np.ndarray:
+    if per_volume is None:
+        return _apply_volume(vol, src, ref, chain, interp, cval, coords)
+    if interp == "label":
+        return _apply_volume(vol, src, ref, Chain([per_volume[t], *chain.transforms]), interp, cval)
+    vox = [src.world_to_voxel(per_volume[t].map(m)) for m in mid]
+    return _apply_volume(vol, src, ref, chain, interp, cval, vox)
 
 
 def _cached_coords(chain: Chain, ref: Grid, src: Grid, limit: int = 20_000_000) -> list[np.ndarray] | None:
@@ -100,8 +132,11 @@ def apply_transforms_file(
     cval: float = 0.0,
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    per_volume: Sequence[Transform] | None = None,
 ) -> Path:
-    """File-to-file apply. 4D series are streamed: one input and one output volume in memory."""
+    """File-to-file apply. 4D series are streamed: one input and one output volume in memory.
+
+    ``per_volume``: one transform per volume applied first (see :func:`apply_transforms`)."""
     from spinereg.io.stream import StreamingNiftiWriter
 
     interp = interp_name(interp)
@@ -109,19 +144,21 @@ def apply_transforms_file(
     if img.ndim == 3:
         from spinereg.io.image import save_image
 
-        out = apply_transforms(img, reference, transforms, interp, cval)
+        out = apply_transforms(img, reference, transforms, interp, cval, per_volume=None)
         return save_image(out, out_path, overwrite=overwrite)
     ref = _ref_grid(reference)
     chain = as_chain(transforms)
     src = img.grid
-    coords = _cached_coords(chain, ref, src) if interp != "label" else None
-    dtype = _output_dtype(img.header.get_data_dtype(), interp)
     nvol = img.nvols
+    _check_per_volume(per_volume, nvol)
+    coords = _cached_coords(chain, ref, src) if interp != "label" and per_volume is None else None
+    mid = _cached_world(chain, ref) if per_volume is not None else None
+    dtype = _output_dtype(img.header.get_data_dtype(), interp)
     with StreamingNiftiWriter(out_path, tuple(ref.shape) + (nvol,), ref.affine, dtype,
                               template_header=img.header, overwrite=overwrite) as writer:
         for t in range(nvol):
             vol = img.volume(t)
-            writer.write_volume(_apply_volume(vol, src, ref, chain, interp, cval, coords))
+            writer.write_volume(_volume_t(vol, src, ref, chain, interp, cval, coords, per_volume, mid, t))
             if progress:
                 progress(t + 1, nvol)
     return Path(out_path)
