@@ -304,8 +304,12 @@ def test_slicereg_mt_images_in_dilated_cord_mask(sct_data):
     ours = field.slice_params.shift_mm(g)[:, :2]
     err = np.abs(ours - _gt_ras(sct_data))
     # image-based estimate vs SCT's seg-based one: measured max 0.16 mm (CC), 0.15 (MI), 0.32 (MeanSquares)
-    assert err.max() < 0.25, err
+    assert err.max() < 0.2, err
     warped = apply_transforms(m, g, field)
     before = np.corrcoef(m.data[mask], f.data[mask])[0, 1]
     after = np.corrcoef(warped.data[mask], f.data[mask])[0, 1]
     assert after > before + 0.15, (before, after)  # measured 0.68 -> 0.93
+    # at least as good as SCT's own slicereg result shipped with the data (issue: gold 0.918)
+    gold = load_image(mt / "mt0_reg_slicereg_goldstandard.nii.gz").data
+    gold_ncc = np.corrcoef(gold[mask], f.data[mask])[0, 1]
+    assert after >= gold_ncc - 1e-3, (after, gold_ncc)
