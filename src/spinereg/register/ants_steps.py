@@ -43,11 +43,14 @@ def _get(step: Any, key: str, default):
 
 def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
               fixed_mask: np.ndarray | None = None) -> DisplacementField | AffineTransform:
-    """Run one ANTs stage; ``fixed`` and ``moving`` are arrays on ``grid``.
+    """Run one ANTs stage (``slicewise=1``: one 2D registration per axial slice, see
+    :func:`ants_slicewise`); ``fixed`` and ``moving`` are arrays on ``grid``.
 
     ``step`` provides ``algo``, ``metric``, ``iter``, ``shrink``, ``smooth`` (mm), ``gradStep``
     (``grad_step``), ``deformation`` ("1x1x0") and ``spline_distance`` (mm, bsplinesyn).
     """
+    if int(_get(step, "slicewise", 0) or 0) == 1:
+        return ants_slicewise(fixed, moving, grid, step, fixed_mask)
     algo = _get(step, "algo", "syn")
     metric = _get(step, "metric", "MeanSquares")
     iters = int(_get(step, "iter", 10))
@@ -82,3 +85,63 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         field = read_displacement(Path(prefix + "0Warp.nii.gz"))
     # resample onto our grid object exactly (same geometry, avoids float drift in the header)
     return DisplacementField(grid, field.data)
+
+
+def _args_2d(f_img, m_img, step: Any, prefix: str, mask_img=None) -> list[str]:
+    algo = _get(step, "algo", "syn")
+    metric = _get(step, "metric", "MeanSquares")
+    grad = float(_get(step, "gradStep", _get(step, "grad_step", 0.5)))
+    args = ["-d", "2", "--float", "1", "--random-seed", "1",
+            "-m", f"{metric}[{get_pointer_string(f_img)},{get_pointer_string(m_img)},{_METRIC_PARAM.get(metric, '1,0')}]"]
+    if algo in _LINEAR:
+        args += ["-t", f"{_LINEAR[algo]}[{grad}]"]
+    elif algo == "syn":
+        args += ["-t", f"SyN[{grad},3,0]"]
+    else:
+        args += ["-t", f"BSplineSyN[{grad},{float(_get(step, 'spline_distance', 5.0))},0,3]"]
+    args += ["-c", f"[{int(_get(step, 'iter', 10))},1e-6,10]", "-f", str(int(_get(step, "shrink", 1))),
+             "-s", f"{float(_get(step, 'smooth', 0))}mm", "-o", prefix]
+    if mask_img is not None:
+        args += ["-x", f"[{get_pointer_string(mask_img)},NULL]"]
+    return args
+
+
+def ants_slicewise(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
+                   fixed_mask: np.ndarray | None = None) -> DisplacementField:
+    """SCT's ``slicewise=1``: an independent 2D ANTs registration in each axial slice (the last
+    voxel axis), assembled into one in-plane pull field on ``grid``. Slices where either image is
+    empty keep a zero displacement."""
+    zooms = grid.zooms
+    nx, ny, nz = grid.shape
+    disp = np.zeros((nx, ny, nz, 2), np.float32)  # in-plane mm along voxel axes i, j
+    for k in range(nz):
+        f2, m2 = np.asarray(fixed[:, :, k], np.float32), np.asarray(moving[:, :, k], np.float32)
+        if not (np.any(f2) and np.any(m2)):
+            continue
+        f_img = ants.from_numpy(f2, spacing=(float(zooms[0]), float(zooms[1])))
+        m_img = ants.from_numpy(m2, spacing=(float(zooms[0]), float(zooms[1])))
+        mask_img = None
+        if fixed_mask is not None and np.any(fixed_mask[:, :, k]):
+            mask_img = ants.from_numpy((np.asarray(fixed_mask[:, :, k]) > 0).astype(np.float32),
+                                       spacing=(float(zooms[0]), float(zooms[1])))
+        with tempfile.TemporaryDirectory(prefix="spinereg-ants2d-") as tmp:
+            prefix = os.path.join(tmp, "s")
+            code = get_lib_fn("antsRegistration")(process_arguments(_args_2d(f_img, m_img, step, prefix, mask_img)))
+            if code != 0:
+                raise SpineregError(f"antsRegistration (2D, slice {k}) failed (exit {code})", None,
+                                    "check that both images have the cord in this slice")
+            if _get(step, "algo", "syn") in _LINEAR:
+                tx = ants.read_transform(prefix + "0GenericAffine.mat")
+                ii, jj = np.meshgrid(np.arange(nx) * zooms[0], np.arange(ny) * zooms[1], indexing="ij")
+                pts = np.stack([ii.ravel(), jj.ravel()], -1)
+                moved = np.array([tx.apply_to_point(tuple(p)) for p in pts[:: max(1, len(pts) // 64)]])
+                # an affine is exactly determined by a few points: fit it, then evaluate everywhere
+                sub = pts[:: max(1, len(pts) // 64)]
+                a, *_ = np.linalg.lstsq(np.c_[sub, np.ones(len(sub))], moved, rcond=None)
+                disp[:, :, k] = (np.c_[pts, np.ones(len(pts))] @ a - pts).reshape(nx, ny, 2)
+            else:
+                w = ants.image_read(prefix + "0Warp.nii.gz").numpy()
+                disp[:, :, k] = w.reshape(nx, ny, 2)
+    a3 = grid.affine[:3, :3] / zooms
+    data = disp[..., 0:1] * a3[:, 0].astype(np.float32) + disp[..., 1:2] * a3[:, 1].astype(np.float32)
+    return DisplacementField(grid, data)
