@@ -1,0 +1,89 @@
+"""BIDS JSON sidecars of EPI and field-map images: reading, checking, atomic writing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from spinereg.epi.distortion import pe_axis
+from spinereg.errors import InputError
+from spinereg.io.image import atomic_write
+
+
+def sidecar_path(image_path: str | Path) -> Path:
+    """``sub.nii.gz`` -> ``sub.json`` (BIDS sidecar next to the image)."""
+    p = Path(image_path)
+    name = p.name
+    for suf in (".nii.gz", ".nii"):
+        if name.endswith(suf):
+            return p.with_name(name[: -len(suf)] + ".json")
+    return p.with_suffix(".json")
+
+
+def read_sidecar(path: str | Path | None, image_path: str | Path | None = None) -> dict:
+    """Sidecar ``path`` (or the one next to ``image_path`` if it exists; else ``{}``)."""
+    if path is None:
+        if image_path is None:
+            return {}
+        p = sidecar_path(image_path)
+        if not p.exists():
+            return {}
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise InputError("JSON sidecar not found", p, "check the path (BIDS: same name as the image, .json)")
+    try:
+        meta = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a readable JSON sidecar ({type(exc).__name__}: {exc})", p,
+                         "fix the JSON syntax (e.g. `python -m json.tool FILE`)") from exc
+    if not isinstance(meta, dict):
+        raise InputError("JSON sidecar is not an object", p, "give a BIDS sidecar ({\"Key\": value, ...})")
+    meta["_path"] = str(p)
+    return meta
+
+
+def write_sidecar(path: str | Path, meta: dict, overwrite: bool = False) -> Path:
+    """Write ``meta`` (keys starting with ``_`` dropped) as an indented JSON file, atomically."""
+    clean = {k: v for k, v in meta.items() if not str(k).startswith("_")}
+    text = json.dumps(clean, indent=2) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite)
+
+
+@dataclass(frozen=True)
+class EPIParams:
+    """What distortion correction needs from an EPI: PE direction and total readout time (s)."""
+
+    pe: str
+    readout_s: float
+
+
+def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None,
+               image: str | Path | None = None) -> EPIParams:
+    """PE direction and readout time from arguments, else from the sidecar ``meta``.
+
+    ``TotalReadoutTime`` may also be derived from ``EffectiveEchoSpacing`` and the matrix size
+    along PE (``(N - 1) * spacing``) is *not* guessed here: give it explicitly.
+    """
+    where = meta.get("_path") or (str(image) if image else None)
+    if pe is None:
+        pe = meta.get("PhaseEncodingDirection")
+        if pe is None:
+            raise InputError("no phase-encode direction (PhaseEncodingDirection missing from the sidecar)",
+                             where, "pass --pe j (or j-, i, i-) or add PhaseEncodingDirection to the JSON")
+    pe_axis(pe)
+    if readout_s is None:
+        readout_s = meta.get("TotalReadoutTime")
+        if readout_s is None:
+            raise InputError("no readout time (TotalReadoutTime missing from the sidecar)", where,
+                             "pass --readout-time SECONDS (e.g. 0.03) or add TotalReadoutTime to the JSON")
+    try:
+        readout = float(readout_s)
+    except (TypeError, ValueError):
+        raise InputError(f"TotalReadoutTime is not a number ({readout_s!r})", where,
+                         "give the total readout time in seconds (e.g. 0.03)") from None
+    if not (0 < readout < 1):
+        raise InputError(f"total readout time {readout} s is out of range (0, 1)", where,
+                         "give it in seconds (e.g. 0.03, not 30)")
+    return EPIParams(str(pe).strip().lower(), readout)
