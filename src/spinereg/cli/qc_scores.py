@@ -1,0 +1,34 @@
+"""``spinereg qc-scores``: pass/warn/fail verdicts of output folders, one cohort CSV."""
+
+from __future__ import annotations
+
+from spinereg.cli.common import new_parser
+
+
+def register(sub) -> None:
+    p = new_parser(sub, "qc-scores", "QC verdicts of registration output folders, aggregated into one CSV",
+                   "Scan output folders (each with metrics.json + provenance.json), judge each run against "
+                   "spinereg/data/qc_thresholds.json and write one row per run.")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="output folders, or folders containing them")
+    p.add_argument("-o", "--output", required=True, help="cohort CSV")
+    p.add_argument("--rescore", action="store_true",
+                   help="recompute every verdict (image scores included) and update each metrics.json")
+    p.add_argument("--thresholds", help="thresholds JSON (default: the package's qc_thresholds.json)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from collections import Counter
+
+    from spinereg.io.image import check_writable
+    from spinereg.metrics.cohort import aggregate, write_cohort_csv
+    from spinereg.metrics.verdict import load_thresholds
+
+    check_writable(args.output, args.overwrite)
+    table = load_thresholds(args.thresholds) if args.thresholds else None
+    rows = aggregate(args.dirs, rescore=args.rescore, thresholds=table)
+    write_cohort_csv(rows, args.output, overwrite=args.overwrite)
+    counts = Counter(r["verdict"] for r in rows)
+    print(f"{len(rows)} runs: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail"))
+          + f" -> {args.output}")
+    return 0

@@ -1,0 +1,115 @@
+"""Cohort table of QC verdicts: one row per output folder (metrics.json + provenance.json).
+
+:func:`aggregate` finds every output folder under the given roots (the roots themselves included),
+takes each folder's ``qc`` block from metrics.json (or judges it now when absent or ``rescore``)
+and returns one row per run: run id, subject, command, verdict, reasons and the key scores.
+:func:`write_cohort_csv` writes the rows as one CSV, atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from spinereg.errors import InputError, SpineregError
+from spinereg.io.image import atomic_write
+from spinereg.metrics.verdict import command_kind, judge, score_output_folder
+
+KEY_SCORES = ("cord_dice", "hausdorff95_mm", "centerline_rms_mm", "landmark_max_residual_mm",
+              "label_si_scale", "label_si_scale_deviation", "jacobian_min", "pct_folding",
+              "inverse_consistency_p95_mm")
+FIXED_COLUMNS = ("run_id", "subject", "command", "verdict", "reasons", "folder")
+
+
+def find_output_folders(roots: list[str | Path]) -> list[Path]:
+    """Folders holding both metrics.json and provenance.json under (or equal to) each root, sorted."""
+    found: set[Path] = set()
+    for root in roots:
+        r = Path(root)
+        if not r.is_dir():
+            raise InputError("not a folder", r, "give spinereg output folders or folders that contain them")
+        for m in r.rglob("metrics.json"):
+            if (m.parent / "provenance.json").is_file():
+                found.add(m.parent.resolve())
+    return sorted(found)
+
+
+def _subject(prov: dict, folder: Path) -> str:
+    inputs = prov.get("inputs") or {}
+    path = inputs.get("image") or inputs.get("input") or inputs.get("dest")
+    if not path:
+        return folder.name
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _run_id(folder: Path, roots: list[Path]) -> str:
+    for r in roots:
+        try:
+            rel = folder.relative_to(r)
+        except ValueError:
+            continue
+        return str(Path(r.name) / rel) if str(rel) != "." else r.name
+    return folder.name
+
+
+def aggregate(roots: list[str | Path], rescore: bool = False, thresholds: dict | None = None) -> list[dict]:
+    """One row per output folder found under ``roots`` (see the module docstring).
+
+    ``rescore``: recompute each folder's verdict (image scores included) and write it into its
+    metrics.json; otherwise a folder without a ``qc`` block is judged from its metrics only.
+    """
+    rroots = [Path(r).resolve() for r in roots]
+    folders = find_output_folders(roots)
+    if not folders:
+        raise InputError("no output folder (metrics.json + provenance.json) found", ", ".join(map(str, roots)),
+                         "give the folders that spinereg register-to-template / register wrote")
+    rows = []
+    for folder in folders:
+        try:
+            prov = json.loads((folder / "provenance.json").read_text())
+            mets = json.loads((folder / "metrics.json").read_text())
+        except ValueError as exc:
+            raise InputError(f"unreadable JSON ({exc})", folder, "rerun the command with --overwrite") from exc
+        try:
+            kind = command_kind(prov)
+        except SpineregError:
+            continue  # not a registration folder (e.g. extract-metric)
+        if rescore:
+            block = score_output_folder(folder, thresholds).as_block()
+        elif isinstance(mets.get("qc"), dict) and "verdict" in mets["qc"]:
+            block = mets["qc"]
+        else:
+            block = judge(mets, kind, thresholds).as_block()
+        row = {"run_id": _run_id(folder, rroots), "subject": _subject(prov, folder), "command": kind,
+               "verdict": block.get("verdict"), "reasons": "; ".join(block.get("reasons", [])),
+               "folder": str(folder)}
+        scores = block.get("scores", {})
+        row.update({k: scores.get(k) for k in KEY_SCORES})
+        row.update({k: v for k, v in scores.items() if k not in row})
+        rows.append(row)
+    return rows
+
+
+def to_cohort_csv(rows: list[dict]) -> str:
+    """CSV text: fixed columns, the key scores, then any other score (blank where absent)."""
+    cols = list(FIXED_COLUMNS) + list(KEY_SCORES)
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in cols})
+    return buf.getvalue()
+
+
+def write_cohort_csv(rows: list[dict], path: str | Path, overwrite: bool = False) -> Path:
+    """Write :func:`to_cohort_csv` to ``path`` atomically."""
+    text = to_cohort_csv(rows)
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite)

@@ -1,0 +1,137 @@
+"""QC verdicts: thresholds, a real t2 run (pass), labels shifted by one vertebra (fail), cohort CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.metrics.cohort import aggregate
+from spinereg.metrics.verdict import judge, load_thresholds, score_output_folder
+
+GOOD = {"cord_dice_subject_space_zb": 0.97, "cord_dice_template_space_zb": 0.98,
+        "landmarks": {"max_residual_mm": 0.2},
+        "jacobian_template2anat_in_cord": {"min": 0.7, "pct_folding": 0.0},
+        "jacobian_anat2template_in_cord": {"min": 0.4, "pct_folding": 0.0},
+        "inverse_consistency_mm": {"p95": 0.04}}
+
+
+def _with(path: str, value) -> dict:
+    m = json.loads(json.dumps(GOOD))
+    d = m
+    keys = path.split(".")
+    for k in keys[:-1]:
+        d = d[k]
+    d[keys[-1]] = value
+    return m
+
+
+def test_thresholds_documented():
+    table = load_thresholds()
+    assert table["version"]
+    for kind in ("register-to-template", "register", "moco"):
+        for name, spec in table["kinds"][kind].items():
+            assert spec.get("doc"), name
+            assert any(k in spec for k in ("fail_below", "fail_above", "warn_below", "warn_above")), name
+
+
+def test_judge_pass_warn_fail():
+    assert judge(GOOD).verdict == "pass"
+    v = judge(_with("cord_dice_subject_space_zb", 0.80))
+    assert v.verdict == "fail" and v.reasons == ["fail: cord_dice 0.8 < 0.85"]
+    assert judge(_with("cord_dice_subject_space_zb", 0.90)).verdict == "warn"
+    v = judge(_with("jacobian_anat2template_in_cord.pct_folding", 0.01))
+    assert v.verdict == "fail" and "pct_folding" in v.reasons[0]
+    assert judge(_with("landmarks.max_residual_mm", 2.5)).verdict == "fail"
+    assert judge(_with("landmarks.max_residual_mm", 1.5)).verdict == "warn"
+    assert judge(_with("inverse_consistency_mm.p95", 1.2)).verdict == "fail"
+    v = judge(_with("jacobian_template2anat_in_cord.min", 0.1))
+    assert v.verdict == "warn" and v.scores["jacobian_min"] == 0.1
+    assert judge({}, "register").verdict == "warn"
+    v = judge(GOOD, extra_scores={"hausdorff95_mm": 4.0})
+    assert v.verdict == "fail" and v.reasons[0].startswith("fail: hausdorff95_mm 4")
+
+
+def test_judge_register_kind():
+    m = {"cord_dice_dest_zb": 0.95, "jacobian_src2dest": {"min": 0.5, "pct_folding": 0.0},
+         "inverse_consistency_mm": {"p95": 0.1}}
+    assert judge(m, "register").verdict == "pass"
+    m["jacobian_src2dest"]["pct_folding"] = 0.5
+    assert judge(m, "register").verdict == "fail"
+
+
+def _run(t2, labels, out) -> None:
+    rc = main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
+               "-l", str(labels), "-t", "PAM50_small", "-o", str(out)])
+    assert rc == 0
+
+
+@pytest.fixture(scope="module")
+def runs(sct_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("qc")
+    t2 = sct_data / "t2"
+    _run(t2, t2 / "labels.nii.gz", root / "good")
+    lab = nib.load(t2 / "labels.nii.gz")
+    a = np.asarray(lab.dataobj)
+    b = a.copy()
+    b[a == 3], b[a == 5] = 4, 6  # one vertebra too low
+    shifted = root / "labels_shifted.nii.gz"
+    nib.save(nib.Nifti1Image(b, lab.affine, lab.header), shifted)
+    _run(t2, shifted, root / "runs" / "shifted")
+    return root
+
+
+def test_good_run_passes(runs):
+    qc = json.loads((runs / "good" / "metrics.json").read_text())["qc"]
+    assert qc["verdict"] == "pass", qc["reasons"]
+    s = qc["scores"]
+    assert s["cord_dice"] > 0.95 and s["hausdorff95_mm"] <= 2.0 and s["centerline_rms_mm"] < 1.0
+    assert abs(s["label_si_scale"] - 1) < 0.02
+    assert qc["thresholds_version"] == load_thresholds()["version"]
+
+
+def test_shifted_labels_fail_with_reason(runs):
+    qc = json.loads((runs / "runs" / "shifted" / "metrics.json").read_text())["qc"]
+    assert qc["verdict"] == "fail"
+    assert any(r.startswith("fail: label_si_scale_deviation") for r in qc["reasons"]), qc["reasons"]
+    # the registration itself obeys the wrong labels: overlap and residuals stay good
+    assert qc["scores"]["cord_dice"] > 0.95 and qc["scores"]["landmark_max_residual_mm"] < 1.0
+
+
+def test_score_output_folder_rewrites_metrics(runs, tmp_path):
+    folder = tmp_path / "copy"
+    shutil.copytree(runs / "good", folder)
+    m = json.loads((folder / "metrics.json").read_text())
+    del m["qc"]
+    (folder / "metrics.json").write_text(json.dumps(m))
+    v = score_output_folder(folder)
+    assert v.verdict == "pass"
+    assert json.loads((folder / "metrics.json").read_text())["qc"]["verdict"] == "pass"
+    assert not list(folder.glob(".*part*"))
+
+
+def test_cohort_csv_lists_three_runs(runs, tmp_path):
+    third = tmp_path / "subject3"
+    shutil.copytree(runs / "good", third)
+    rows = aggregate([runs, third])
+    assert sorted(r["verdict"] for r in rows) == ["fail", "pass", "pass"]
+    out = tmp_path / "cohort.csv"
+    assert main(["qc-scores", str(runs), str(third), "-o", str(out)]) == 0
+    table = list(csv.DictReader(out.open()))
+    assert len(table) == 3
+    assert {r["run_id"] for r in table} == {f"{runs.name}/good", f"{runs.name}/runs/shifted", "subject3"}
+    bad = [r for r in table if r["verdict"] == "fail"]
+    assert len(bad) == 1 and "label_si_scale_deviation" in bad[0]["reasons"]
+    assert float(bad[0]["cord_dice"]) > 0.9
+    assert main(["qc-scores", str(runs), "-o", str(out)]) == 2  # exists without --overwrite
+
+
+def test_qc_scores_bad_folder(tmp_path, capsys):
+    assert main(["qc-scores", str(tmp_path / "nope"), "-o", str(tmp_path / "c.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder" in err and "fix:" in err and not (tmp_path / "c.csv").exists()
