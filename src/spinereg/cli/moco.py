@@ -1,0 +1,118 @@
+"""``spinereg moco``: slice-wise motion correction of fMRI/DWI series, artifact scores."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from spinereg.cli.common import new_parser
+from spinereg.errors import InputError
+from spinereg.progress import progress_bar
+
+PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter=N (reference passes, "
+              "default 2), ref=mean|median, nref=N (first N volumes for the first reference), smooth=S "
+              "(in-plane sigma, voxels), exclude=0|1 (flagged volumes/slices out of the reference and "
+              "the z fit), dropout=F, ghost=F, fd=MM, z=Z (flag thresholds)")
+
+
+def register(sub) -> None:
+    p = new_parser(sub, "moco", "slice-wise motion correction of an fMRI or DWI series (multiband-aware)")
+    p.add_argument("-i", "--input", required=True, help="4D series (slices along the 3rd voxel axis)")
+    p.add_argument("-g", "--group", type=int, default=1, help="DWI: consecutive b>0 volumes averaged per estimate")
+    p.add_argument("--bvals", help="FSL bvals (DWI)")
+    p.add_argument("--bvecs", help="FSL bvecs (DWI; b=0 volumes are those with a zero vector when no bvals)")
+    p.add_argument("-m", "--mask", help="binary or soft mask (weights) on the series grid, e.g. around the cord")
+    p.add_argument("--multiband", type=int, help="multiband factor (default: from the BIDS sidecar, else 1)")
+    p.add_argument("--sidecar", help="BIDS JSON sidecar (default: the .json next to the series)")
+    p.add_argument("--param", default="", help=PARAM_HELP)
+    p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline"],
+                   help="interpolation of the corrected series (default spline)")
+    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.set_defaults(func=run)
+
+
+_KEYS = {"reg": str, "iter": int, "ref": str, "nref": int, "smooth": float, "exclude": int,
+         "dropout": float, "ghost": float, "fd": float, "z": float}
+
+
+def parse_moco_param(text: str) -> dict:
+    """``reg=spline,iter=2`` -> dict of typed values (InputError naming the bad key)."""
+    out: dict = {}
+    for item in filter(None, (s.strip() for s in (text or "").split(","))):
+        key, sep, val = item.partition("=")
+        if not sep or key not in _KEYS:
+            raise InputError(f"bad --param entry {item!r}", None, "use " + ", ".join(f"{k}=..." for k in _KEYS))
+        try:
+            out[key] = _KEYS[key](val)
+        except ValueError:
+            raise InputError(f"bad value in --param {item!r}", None, f"{key} takes a {_KEYS[key].__name__}") from None
+    return out
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from spinereg.epi.artifacts import Thresholds
+    from spinereg.epi.moco import (
+        motion_correct,
+        output_names,
+        read_bvals,
+        read_bvecs,
+        series_stem,
+        write_moco_outputs,
+    )
+    from spinereg.epi.sidecar import read_sidecar
+    from spinereg.io.image import check_writable, load_image
+
+    t0 = time.perf_counter()
+    prm = parse_moco_param(args.param)
+    img = load_image(args.input, ndim=4, lazy=True, what="series")
+    out = Path(args.outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError("output folder is a file", out, "give a folder name")
+    meta = read_sidecar(args.sidecar, args.input)
+    bvals = None
+    if args.bvals:
+        bvals = read_bvals(args.bvals, img.nvols)
+    elif args.bvecs:
+        bvals = np.where(np.linalg.norm(read_bvecs(args.bvecs, img.nvols), axis=1) > 1e-3, 1000.0, 0.0)
+    if args.bvals and args.bvecs:
+        read_bvecs(args.bvecs, img.nvols)  # checked for consistency with the series
+    timing = meta.get("SliceTiming")
+    multiband = args.multiband if args.multiband is not None else int(meta.get("MultibandAccelerationFactor") or 1)
+    if args.multiband is not None and timing is not None:
+        timing = None  # an explicit factor wins over the sidecar
+    pe = str(meta.get("PhaseEncodingDirection", "j"))
+    th = Thresholds(**{k2: prm[k1] for k1, k2 in (("dropout", "dropout"), ("ghost", "ghosting"), ("fd", "fd_mm"),
+                                                   ("z", "residual_z")) if k1 in prm})
+    mask = load_image(args.mask, ndim=3, what="mask") if args.mask else None
+    outdir = out
+    for n in output_names(series_stem(img)).values():
+        check_writable(outdir / n, args.overwrite)  # fail before the work
+    res = motion_correct(img, mask, multiband=multiband, group=args.group, bvals=bvals, slice_timing=timing,
+                         reference=prm.get("ref", "mean"), n_ref=prm.get("nref"), iterations=prm.get("iter", 2),
+                         regularise=prm.get("reg", "spline"), smooth=prm.get("smooth", 0.0),
+                         pe_axis=0 if pe.startswith("i") else 1, thresholds=th,
+                         exclude_flagged=bool(prm.get("exclude", 1)), progress=progress_bar("moco"))
+    inputs = {"input": args.input, "mask": args.mask, "bvals": args.bvals, "bvecs": args.bvecs,
+              "sidecar": meta.get("_path"), "param": args.param, "multiband": multiband, "group": args.group}
+    cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
+    files = write_moco_outputs(res, img, outdir, overwrite=args.overwrite, interp=args.interp, inputs=inputs,
+                               cord_mask=cord, progress=progress_bar("write"))
+    summ = json.loads(files["metrics"].read_text())["summary"]
+    print(json.dumps({"outdir": str(outdir), "seconds": round(time.perf_counter() - t0, 2),
+                      "files": {k: str(v) for k, v in files.items()},
+                      **{k: summ[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_mean", "fd_mm_max",
+                                              "n_flagged_volumes", "n_slice_groups") if k in summ}}, indent=1))
+    return 0
+
+
+def _mask_on(mask, grid):
+    import numpy as np
+
+    from spinereg.transforms.apply import resample
+
+    if mask.grid.same_as(grid, atol=1e-3):
+        return np.asarray(mask.data, float)
+    return np.asarray(resample(mask, grid, "linear").data, float)
