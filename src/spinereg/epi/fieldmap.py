@@ -1,0 +1,185 @@
+"""Field-map susceptibility distortion correction, and the result type shared by all SDC methods.
+
+A field map in Hz (or a phase difference in radians with EchoTime1/2) is resampled onto the EPI
+grid through the headers (optionally after a rigid registration of its magnitude to the EPI),
+turned into a voxel shift map ``vsm = field * TotalReadoutTime`` (signed by the PE direction) and
+the EPI is unwarped with Jacobian intensity modulation. The correction is also returned as a pull
+:class:`~spinereg.transforms.DisplacementField` on the EPI grid (see :mod:`spinereg.epi.distortion`)
+that opens the EPI -> T2*w -> T2w -> template chain.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.epi.distortion import pe_axis, unwarp, vsm_from_field, vsm_to_field
+from spinereg.epi.sidecar import epi_params, read_sidecar
+from spinereg.errors import InputError
+from spinereg.io.image import Image, check_writable, load_image, save_image
+from spinereg.transforms.displacement import DisplacementField
+
+
+@dataclass
+class SDCResult:
+    """Outcome of a distortion correction (any method)."""
+
+    corrected: Image  # unwarped EPI (3D or 4D), Jacobian-modulated unless disabled
+    field_hz: Image  # field on the EPI grid
+    vsm: Image  # signed voxel shifts along the PE axis
+    transform: DisplacementField  # pull on the EPI grid: undistorted point -> distorted point
+    pe: str
+    readout_s: float
+    info: dict = field(default_factory=dict)
+
+    def outputs(self, out_dir: str | Path, name: str = "epi") -> dict[str, Path]:
+        d = Path(out_dir)
+        return {"corrected": d / f"{name}_sdc.nii.gz", "field": d / f"{name}_fieldmap_hz.nii.gz",
+                "vsm": d / f"{name}_vsm.nii.gz", "warp": d / f"warp_{name}_sdc.nii.gz",
+                "json": d / f"{name}_sdc.json"}
+
+    def save(self, out_dir: str | Path, name: str = "epi", overwrite: bool = False) -> dict[str, Path]:
+        """Write the corrected EPI, field, VSM, the ITK warp and a JSON summary (no partial output:
+        every destination is checked first)."""
+        from spinereg.io.image import atomic_write
+        from spinereg.transforms.itk import write_displacement
+
+        paths = self.outputs(out_dir, name)
+        for p in paths.values():
+            check_writable(p, overwrite)
+        save_image(self.corrected, paths["corrected"], overwrite=overwrite, dtype=np.float32)
+        save_image(self.field_hz, paths["field"], overwrite=overwrite, dtype=np.float32)
+        save_image(self.vsm, paths["vsm"], overwrite=overwrite, dtype=np.float32)
+        write_displacement(self.transform, paths["warp"], overwrite)
+        meta = {"PhaseEncodingDirection": self.pe, "TotalReadoutTime": self.readout_s, **self.info}
+        text = json.dumps(meta, indent=2, default=float) + "\n"
+        atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(text), overwrite)
+        return paths
+
+
+def _as_image(x: str | Path | Image, what: str, ndim=(3, 4)) -> Image:
+    return x if isinstance(x, Image) else load_image(x, ndim=ndim, what=what)
+
+
+def mean_volume(img: Image) -> np.ndarray:
+    """The image itself (3D) or the mean over volumes (4D), float64."""
+    if img.ndim == 3:
+        return np.asarray(img.data, dtype=np.float64)
+    acc = np.zeros(img.shape[:3])
+    for t in range(img.nvols):
+        acc += img.volume(t)
+    return acc / img.nvols
+
+
+def fieldmap_from_phasediff(phasediff: Image, echo_times: tuple[float, float]) -> Image:
+    """Field (Hz) of a phase difference (radians; [0, 4096] scanner units are rescaled)."""
+    te1, te2 = (float(t) for t in echo_times)
+    dte = te2 - te1
+    if not np.isfinite(dte) or abs(dte) < 1e-5:
+        raise InputError(f"echo times {te1}, {te2} s give no usable difference", phasediff.path,
+                         "give EchoTime1 < EchoTime2 in seconds (e.g. 0.00492 0.00738)")
+    ph = np.asarray(phasediff.data, dtype=np.float64)
+    if ph.max(initial=0.0) > 2 * np.pi + 0.1:  # Siemens 12-bit phase: [0, 4096) -> [-pi, pi)
+        ph = ph / 4096.0 * 2 * np.pi - np.pi
+    return phasediff.with_data((ph / (2 * np.pi * dte)).astype(np.float32))
+
+
+def field_on_epi(fieldmap: Image, epi_grid, magnitude: Image | None = None,
+                 epi_ref: Image | None = None, rigid: bool = False) -> tuple[np.ndarray, dict]:
+    """Resample the field map onto the EPI grid (headers; optional rigid magnitude -> EPI)."""
+    from spinereg.transforms.apply import apply_transforms
+
+    info: dict = {"alignment": "header"}
+    transforms = []
+    if rigid:
+        if magnitude is None or epi_ref is None:
+            raise InputError("rigid alignment of the field map needs its magnitude image", None,
+                             "pass --magnitude (or drop --rigid)")
+        from spinereg.register.multimodal import register_multimodal
+
+        reg = register_multimodal(magnitude, epi_ref, param="step=1,type=im,algo=rigid,metric=MI")
+        transforms = [reg.src2dest]
+        info["alignment"] = "rigid (magnitude -> EPI, MI)"
+    out = apply_transforms(fieldmap, epi_grid, transforms, interp="linear", cval=0.0)
+    return np.asarray(out.data, dtype=np.float64), info
+
+
+def correct_fieldmap(
+    epi: str | Path | Image,
+    fieldmap: str | Path | Image | None = None,
+    *,
+    phasediff: str | Path | Image | None = None,
+    echo_times: tuple[float, float] | None = None,
+    magnitude: str | Path | Image | None = None,
+    pe: str | None = None,
+    readout_s: float | None = None,
+    sidecar: str | Path | None = None,
+    rigid: bool = False,
+    jacobian_mod: bool = True,
+    smooth_mm: float = 0.0,
+) -> SDCResult:
+    """Correct ``epi`` (3D or 4D) with a field map in Hz or a phase difference.
+
+    ``pe``/``readout_s`` default to the EPI's sidecar (``sidecar`` or the ``.json`` next to the
+    EPI file); ``echo_times`` default to the phase difference's sidecar (EchoTime1/2).
+    ``smooth_mm``: Gaussian smoothing of the field (mm, in-plane) before use.
+    """
+    t0 = time.perf_counter()
+    epi_img = _as_image(epi, "EPI")
+    meta = read_sidecar(sidecar, epi_img.path)
+    par = epi_params(meta, pe, readout_s, epi_img.path)
+    axis, _ = pe_axis(par.pe)
+    if (fieldmap is None) == (phasediff is None):
+        raise InputError("give either a field map in Hz or a phase difference", None,
+                         "pass --fieldmap FILE (Hz) or --phasediff FILE with --echo-times TE1 TE2")
+    if fieldmap is not None:
+        fm = _as_image(fieldmap, "field map", 3)
+    else:
+        pd = _as_image(phasediff, "phase difference", 3)
+        if echo_times is None:
+            pmeta = read_sidecar(None, pd.path)
+            if "EchoTime1" not in pmeta or "EchoTime2" not in pmeta:
+                raise InputError("no echo times for the phase difference (EchoTime1/2 missing from its sidecar)",
+                                 pd.path, "pass --echo-times TE1 TE2 (seconds)")
+            echo_times = (pmeta["EchoTime1"], pmeta["EchoTime2"])
+        fm = fieldmap_from_phasediff(pd, echo_times)
+    mag = _as_image(magnitude, "magnitude", (3, 4)) if magnitude is not None else None
+    epi_mean = epi_img.with_data(mean_volume(epi_img).astype(np.float32)) if rigid else None
+    field_hz, info = field_on_epi(fm, epi_img.grid, mag, epi_mean, rigid)
+    if smooth_mm > 0:
+        from spinereg.epi.distortion import smooth_field
+
+        sig = [smooth_mm / z for z in epi_img.grid.zooms[:2]] + [0.0]
+        field_hz = smooth_field(field_hz, sig)
+    vsm = vsm_from_field(field_hz, par.readout_s, par.pe)
+    corrected = unwarp_image(epi_img, vsm, axis, jacobian_mod)
+    info.update({"method": "fieldmap", "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
+                 "seconds": round(time.perf_counter() - t0, 3)})
+    return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
+                     vsm=epi_img_3d(epi_img, vsm), transform=vsm_to_field(vsm, epi_img.grid, axis),
+                     pe=par.pe, readout_s=par.readout_s, info=info)
+
+
+def epi_img_3d(epi: Image, data: np.ndarray) -> Image:
+    """A 3D float32 image on the EPI grid."""
+    out = Image(np.asarray(data, dtype=np.float32), epi.affine, epi.header)
+    out.header.set_data_shape(out.shape)
+    return out
+
+
+def unwarp_image(epi: Image, vsm: np.ndarray, axis: int, jacobian_mod: bool = True) -> Image:
+    """Unwarp every volume of ``epi`` with one VSM (cubic along PE, Jacobian-modulated)."""
+    if epi.ndim == 3:
+        data = unwarp(epi.data, vsm, axis, jacobian_mod=jacobian_mod).astype(np.float32)
+    else:
+        data = np.empty(epi.shape[:3] + (epi.nvols,), np.float32)
+        for t in range(epi.nvols):
+            data[..., t] = unwarp(epi.volume(t), vsm, axis, jacobian_mod=jacobian_mod)
+        data = data.reshape(epi.shape)
+    out = Image(data, epi.affine, epi.header)
+    out.header.set_data_shape(data.shape)
+    return out

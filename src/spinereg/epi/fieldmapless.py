@@ -1,0 +1,91 @@
+"""Field-map-less distortion correction: EPI -> anatomy registration along the PE axis only.
+
+The anatomy (T2*w or T2w; undistorted) is resampled onto the EPI grid through the headers and an
+optional transform (pull, EPI points -> anatomy points: e.g. the rigid/affine part of an
+EPI -> anatomy registration). The EPI's voxel shift map is then estimated by the reverse-PE solver
+of :mod:`spinereg.epi.topup` with the anatomy as a fixed target: displacement only along PE,
+Jacobian-modulated prediction, coarse to fine, windowed (smooth) updates, the target's contrast
+mapped to the EPI's each few iterations (so T2*w/T2w -> EPI contrast differences do not bias the
+shift). The metric is weighted by the cord mask dilated by ``dilate_mm`` (the focus), with a small
+weight elsewhere so the field stays defined over the whole slice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.epi.distortion import field_from_vsm, pe_axis, vsm_to_field
+from spinereg.epi.fieldmap import SDCResult, _as_image, epi_img_3d, mean_volume, unwarp_image
+from spinereg.epi.sidecar import epi_params, read_sidecar
+from spinereg.epi.topup import DEFAULT_LEVELS, solve_pe_shift
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+from spinereg.transforms.base import Transform
+
+
+def cord_weight(mask: np.ndarray, zooms: np.ndarray, dilate_mm: float = 6.0, floor: float = 0.05) -> np.ndarray:
+    """Metric weight: 1 in the cord mask dilated by ``dilate_mm`` (in-plane), soft edge, ``floor``
+    elsewhere."""
+    m = np.asarray(mask) > 0.5
+    if not m.any():
+        raise InputError("cord mask is empty on the EPI grid", None,
+                         "check that the mask overlaps the EPI (same subject, same space)")
+    dist = ndimage.distance_transform_edt(~m, sampling=(*zooms[:2], 1e6))
+    w = np.clip(1.0 - (dist - dilate_mm) / 2.0, 0.0, 1.0)
+    return floor + (1.0 - floor) * w
+
+
+def correct_fieldmapless(
+    epi: str | Path | Image,
+    anat: str | Path | Image,
+    *,
+    mask: str | Path | Image | None = None,
+    init: Transform | Sequence[Transform] | None = None,
+    pe: str | None = None,
+    readout_s: float | None = None,
+    sidecar: str | Path | None = None,
+    dilate_mm: float = 6.0,
+    levels: Sequence[tuple[float, float, int]] = DEFAULT_LEVELS,
+    jacobian_mod: bool = True,
+) -> SDCResult:
+    """Estimate the EPI's voxel shift map by registering it to ``anat`` along PE and correct.
+
+    ``mask``: cord mask (any grid in the same space as ``anat``; resampled like it). ``init``: pull
+    transform(s) EPI points -> anatomy points. ``readout_s`` is only needed for the field in Hz
+    (without it the field image holds NaN-free zeros and ``info['field_hz'] = False``).
+    """
+    from spinereg.transforms.apply import apply_transforms
+
+    t0 = time.perf_counter()
+    epi_img = _as_image(epi, "EPI")
+    anat_img = _as_image(anat, "anatomical image", 3)
+    meta = read_sidecar(sidecar, epi_img.path)
+    have_readout = readout_s is not None or "TotalReadoutTime" in meta
+    par = epi_params(meta, pe, readout_s if have_readout else 1.0, epi_img.path)
+    axis, _ = pe_axis(par.pe)
+    if axis == 2:
+        raise InputError("phase encoding along the slice axis is not supported", epi_img.path, "use i/j data")
+    grid = epi_img.grid
+    transforms = [] if init is None else ([init] if isinstance(init, Transform) else list(init))
+    target = np.asarray(apply_transforms(anat_img, grid, transforms, interp="linear").data, dtype=np.float64)
+    if mask is not None:
+        m_img = _as_image(mask, "cord mask", 3)
+        m = np.asarray(apply_transforms(m_img, grid, transforms, interp="linear").data) > 0.5
+        weight = cord_weight(m, grid.zooms, dilate_mm)
+    else:
+        weight = np.ones(grid.shape)
+    d1 = mean_volume(epi_img)
+    vsm, costs = solve_pe_shift(d1, axis, target=target, weight=weight, levels=levels)
+    corrected = unwarp_image(epi_img, vsm, axis, jacobian_mod)
+    field_hz = field_from_vsm(vsm, par.readout_s, par.pe) if have_readout else np.zeros_like(vsm)
+    info = {"method": "fieldmapless", "cost_per_level": costs, "dilate_mm": dilate_mm,
+            "field_hz": bool(have_readout), "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
+            "seconds": round(time.perf_counter() - t0, 3)}
+    return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
+                     vsm=epi_img_3d(epi_img, vsm), transform=vsm_to_field(vsm, grid, axis),
+                     pe=par.pe, readout_s=par.readout_s if have_readout else float("nan"), info=info)
