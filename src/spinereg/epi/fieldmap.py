@@ -36,7 +36,9 @@ class SDCResult:
     readout_s: float
     info: dict = field(default_factory=dict)
 
-    def outputs(self, out_dir: str | Path, name: str = "epi") -> dict[str, Path]:
+    @staticmethod
+    def outputs(out_dir: str | Path, name: str = "epi") -> dict[str, Path]:
+        """The files :meth:`save` writes."""
         d = Path(out_dir)
         return {"corrected": d / f"{name}_sdc.nii.gz", "field": d / f"{name}_fieldmap_hz.nii.gz",
                 "vsm": d / f"{name}_vsm.nii.gz", "warp": d / f"warp_{name}_sdc.nii.gz",

@@ -1,0 +1,93 @@
+"""``spinereg sdc fieldmap|topup|anat``: susceptibility distortion correction of EPI."""
+
+from __future__ import annotations
+
+from spinereg.cli.common import add_common
+
+_OUT_HELP = ("output folder: <name>_sdc.nii.gz (corrected), <name>_fieldmap_hz.nii.gz, <name>_vsm.nii.gz, "
+             "warp_<name>_sdc.nii.gz (pull on the EPI grid; first warp of the EPI -> template chain), "
+             "<name>_sdc.json")
+
+
+def _common(p) -> None:
+    add_common(p)
+    p.add_argument("--pe", choices=["i", "i-", "j", "j-"], help="phase-encode direction (default: sidecar)")
+    p.add_argument("--readout-time", type=float, help="total readout time in s (default: sidecar)")
+    p.add_argument("--json", help="EPI sidecar (default: the .json next to the EPI)")
+    p.add_argument("--no-jacobian", action="store_true", help="do not modulate intensities")
+    p.add_argument("--name", default="epi", help="output name prefix (default epi)")
+    p.add_argument("-o", "--output", required=True, help=_OUT_HELP)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("sdc", help="susceptibility distortion correction (field map, reverse PE, anatomy)",
+                       description="Correct EPI distortion along the phase-encode axis.")
+    add_common(p)
+    methods = p.add_subparsers(dest="method", metavar="METHOD")
+    methods.required = True
+    f = methods.add_parser("fieldmap", help="with a field map in Hz or a phase difference")
+    f.add_argument("-i", "--input", required=True, help="EPI (3D or 4D)")
+    src = f.add_mutually_exclusive_group(required=True)
+    src.add_argument("--fieldmap", help="field map in Hz")
+    src.add_argument("--phasediff", help="phase difference in radians")
+    f.add_argument("--echo-times", type=float, nargs=2, metavar=("TE1", "TE2"),
+                   help="echo times of the phase difference (s; default: its sidecar)")
+    f.add_argument("--magnitude", help="field-map magnitude (for --rigid)")
+    f.add_argument("--rigid", action="store_true", help="rigidly align the magnitude to the EPI first")
+    _common(f)
+    t = methods.add_parser("topup", help="estimate the field from a blip-up/blip-down pair")
+    t.add_argument("-i", "--input", required=True, help="blip-up EPI (PE as --pe/sidecar)")
+    t.add_argument("--reverse", required=True, help="blip-down EPI (opposite PE), same grid")
+    t.add_argument("--apply-to", help="EPI series (blip-up PE) to correct with the estimated field")
+    _common(t)
+    a = methods.add_parser("anat", help="field-map-less: PE-only registration to an anatomical image")
+    a.add_argument("-i", "--input", required=True, help="EPI (3D or 4D; the mean is registered)")
+    a.add_argument("-d", "--dest", required=True, help="undistorted anatomy (T2*w or T2w)")
+    a.add_argument("-m", "--mask", help="cord mask in the anatomy's space (focus)")
+    a.add_argument("-w", "--init-warp", nargs="*", default=[], help="pull transforms EPI -> anatomy")
+    a.add_argument("--dilate", type=float, default=6.0, help="mask dilation (mm, default 6)")
+    _common(a)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from spinereg.errors import InputError
+    from spinereg.io.image import check_writable
+
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise InputError("output is a file, not a folder", out, "give a folder name")
+    jac = not args.no_jacobian
+    if args.method == "fieldmap":
+        from spinereg.epi.fieldmap import SDCResult, correct_fieldmap
+    elif args.method == "topup":
+        from spinereg.epi.fieldmap import SDCResult
+        from spinereg.epi.topup import correct_reverse_pe
+    else:
+        from spinereg.epi.fieldmap import SDCResult
+        from spinereg.epi.fieldmapless import correct_fieldmapless
+    # fail before the work when outputs exist
+    probe = SDCResult.outputs(out, args.name)
+    for p in probe.values():
+        check_writable(p, args.overwrite)
+    if args.method == "fieldmap":
+        res = correct_fieldmap(args.input, args.fieldmap, phasediff=args.phasediff,
+                               echo_times=tuple(args.echo_times) if args.echo_times else None,
+                               magnitude=args.magnitude, pe=args.pe, readout_s=args.readout_time,
+                               sidecar=args.json, rigid=args.rigid, jacobian_mod=jac)
+    elif args.method == "topup":
+        res = correct_reverse_pe(args.input, args.reverse, pe=args.pe, readout_s=args.readout_time,
+                                 sidecar=args.json, apply_to=args.apply_to, jacobian_mod=jac)
+    else:
+        from spinereg.transforms.itk import load_transform
+
+        init = [load_transform(w) for w in args.init_warp]
+        res = correct_fieldmapless(args.input, args.dest, mask=args.mask, init=init or None,
+                                   pe=args.pe, readout_s=args.readout_time, sidecar=args.json,
+                                   dilate_mm=args.dilate, jacobian_mod=jac)
+    paths = res.save(out, args.name, overwrite=args.overwrite)
+    print(f"max shift {res.info['max_abs_shift_vox']:.2f} voxels, {res.info['seconds']:.2f} s")
+    print(paths["corrected"])
+    return 0
