@@ -255,6 +255,7 @@ def test_dmri_groups_cli(sct_data: Path, tmp_path: Path) -> None:
     shifts = np.array(params["shift_vox"])
     assert np.array_equal(shifts[1], shifts[2]) and np.array_equal(shifts[4], shifts[6])
     assert np.abs(shifts[0]).max() == 0.0  # the single b=0 volume is the reference
+    assert np.abs(shifts[1:]).max() < 0.5  # b>0 groups against their mean: small motion (measured < 0.1)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["schema"] == "spinereg.moco.metrics/1"
     assert [r["class"] for r in metrics["per_volume"]] == ["b0"] + ["dwi"] * 6

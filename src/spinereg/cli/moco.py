@@ -12,7 +12,7 @@ from spinereg.progress import progress_bar
 
 PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter=N (reference passes, "
               "default 2), ref=mean|median, nref=N (first N volumes for the first reference), smooth=S "
-              "(in-plane sigma, voxels), exclude=0|1 (flagged volumes/slices out of the reference and "
+              "(in-plane sigma, voxels), align=0|1 (DWI: register the b>0 mean onto the b=0 mean), exclude=0|1 (flagged volumes/slices out of the reference and "
               "the z fit), dropout=F, ghost=F, fd=MM, z=Z (flag thresholds)")
 
 
@@ -32,7 +32,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-_KEYS = {"reg": str, "iter": int, "ref": str, "nref": int, "smooth": float, "exclude": int,
+_KEYS = {"reg": str, "iter": int, "ref": str, "nref": int, "smooth": float, "exclude": int, "align": int,
          "dropout": float, "ghost": float, "fd": float, "z": float}
 
 
@@ -94,7 +94,8 @@ def run(args) -> int:
                          reference=prm.get("ref", "mean"), n_ref=prm.get("nref"), iterations=prm.get("iter", 2),
                          regularise=prm.get("reg", "spline"), smooth=prm.get("smooth", 0.0),
                          pe_axis=0 if pe.startswith("i") else 1, thresholds=th,
-                         exclude_flagged=bool(prm.get("exclude", 1)), progress=progress_bar("moco"))
+                         exclude_flagged=bool(prm.get("exclude", 1)),
+                         align_classes=bool(prm.get("align", 0)), progress=progress_bar("moco"))
     inputs = {"input": args.input, "mask": args.mask, "bvals": args.bvals, "bvecs": args.bvecs,
               "sidecar": meta.get("_path"), "param": args.param, "multiband": multiband, "group": args.group}
     cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
