@@ -23,6 +23,7 @@ def register(sub) -> None:
     p.add_argument("--ref", default="template", choices=["template", "subject"],
                    help="space where the steps run (subject: thick-slice axial data)")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("--qc", metavar="QCROOT", help="also add the run to the HTML QC report in QCROOT")
     p.set_defaults(func=run)
 
 
@@ -36,6 +37,9 @@ def run(args) -> int:
     inputs = {"image": args.image, "seg": args.seg, "labels": args.labels, "ldisc": args.ldisc,
               "lrootlet": args.lrootlet, "param": args.param}
     write_outputs(reg, args.outdir, overwrite=args.overwrite, inputs=inputs)
+    if args.qc:
+        from spinereg.qc import add_to_report
+        add_to_report(args.outdir, args.qc, "register-to-template")
     summary = {"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2), **reg.metrics}
     print(json.dumps(summary, indent=1))
     return 0
