@@ -321,7 +321,20 @@ def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Imag
     if tim is None:
         return arc, {"used": False, "reason": f"no template image for contrast {contrast}"}
     anchors, _ = cl_tpl.project(tlm.points)
-    return refine_with_image(arc, cl_tpl, cl_subj, tim, img, anchors)
+    # each pass may move the correspondence by less than half a vertebra; far from the labels the
+    # extrapolation can be off by more, so passes repeat while they improve the match
+    passes = []
+    for _ in range(3):
+        new, rep = refine_with_image(arc, cl_tpl, cl_subj, tim, img, anchors)
+        passes.append(rep)
+        if not rep["used"]:
+            break
+        arc = new
+    used = any(p["used"] for p in passes)
+    return arc, {"used": used, "passes": len([p for p in passes if p["used"]]),
+                 "correlation_before": passes[0]["correlation_before"],
+                 "correlation_after": max(p["correlation_after"] if p["used"] else p["correlation_before"]
+                                          for p in passes), "details": passes}
 
 
 def _template_intensity(tpl, contrast: str, tcord: Image, region: Grid | None = None) -> Image | None:
