@@ -1,0 +1,492 @@
+"""Spine measures from labelled vertebral body segmentations, disc labels and a cord segmentation.
+
+All measures are in world space (RAS+ mm), so they do not depend on voxel order or obliquity.
+Vertebra values follow SCT (C1 = 1 ... C7 = 7, T1 = 8 ... T12 = 19, L1 = 20 ... L5 = 24; disc
+labels carry the value of the vertebra below: C2/C3 = 3).
+
+* :func:`vbq` -- vertebral bone quality (Ehresman et al. 2020, Spine J): median T1w signal of the
+  L1-L4 trabecular bone (each body eroded by ``erode_mm`` to exclude the cortex; the median of
+  the four per-level medians) divided by the median CSF signal at L3 (CSF voxels within the S-I
+  extent of L3's body).
+* :func:`trabecular_hu` -- per-vertebra trabecular CT numbers (mean, median, SD of the eroded
+  body) with the opportunistic-screening flags: mean <= 110 HU "osteoporosis likely", <= 160 HU
+  "osteopenia likely".
+* :func:`vertebral_heights` -- anterior, middle and posterior heights along each body's S-I axis
+  (the principal axis of the body closest to the local spine direction), measured at the centre
+  of each third of the body's antero-posterior depth as the body volume under a triangular
+  window (half-width a sixth of the depth, a quarter of the width) over the window's area, so
+  that voxelisation errors average out; plus the wedge (anterior/posterior) and biconcave
+  (middle/posterior) ratios.
+* :func:`endplate_angles` -- planes fitted to the superior and inferior endplates of each body;
+  sagittal tilt of their normals; segmental (disc) angles between consecutive bodies and a
+  Cobb-like angle between the inferior endplates of two levels (e.g. C2-C7). Positive angles are
+  lordosis (convex anteriorly).
+* :func:`disc_label_angles` -- angles between consecutive disc-to-disc directions (sagittal).
+* :func:`cord_curvature` -- max and mean curvature (1/mm) of the cord centerline over a level
+  range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+from spinereg.metrics.overlap import ImageLike, as_image, check_same_grid
+
+OSTEOPOROSIS_HU = 110.0
+OSTEOPENIA_HU = 160.0
+VBQ_LEVELS = (20, 21, 22, 23)
+VBQ_CSF_LEVEL = 22
+
+
+def level_name(value: int) -> str:
+    """SCT vertebra value -> name (3 -> C3, 8 -> T1, 20 -> L1, 25 -> S1)."""
+    v = int(value)
+    if 1 <= v <= 7:
+        return f"C{v}"
+    if 8 <= v <= 19:
+        return f"T{v - 7}"
+    if 20 <= v <= 24:
+        return f"L{v - 19}"
+    if 25 <= v <= 29:
+        return f"S{v - 24}"
+    return str(v)
+
+
+def parse_level(text: str) -> int:
+    """``"L3"``, ``"C2"``, ``"T12"`` or ``"22"`` -> SCT value."""
+    t = str(text).strip().upper()
+    if t.isdigit():
+        return int(t)
+    base = {"C": 0, "T": 7, "L": 19, "S": 24}
+    if t[:1] in base and t[1:].isdigit():
+        return base[t[0]] + int(t[1:])
+    raise InputError(f"unknown vertebral level {text!r}", None, "use names (C2, T12, L3) or SCT values (2, 19, 22)")
+
+
+def _labels(bodies: ImageLike) -> tuple[Image, np.ndarray, list[int]]:
+    img = as_image(bodies, "vertebral body segmentation")
+    data = np.asarray(img.data)
+    if not np.allclose(data, np.round(data)):
+        raise InputError("vertebral body segmentation has non-integer values", img.name,
+                         "give a labelled segmentation (value = vertebra, L1 = 20), resampled with -x nn")
+    lab = np.round(data).astype(np.int32)
+    values = [int(v) for v in np.unique(lab) if v > 0]
+    if not values:
+        raise InputError("vertebral body segmentation is empty", img.name, "give a labelled vertebral body segmentation")
+    return img, lab, values
+
+
+def trabecular_masks(bodies: ImageLike, erode_mm: float = 3.0) -> dict[int, np.ndarray]:
+    """Per vertebra: body voxels farther than ``erode_mm`` (world mm) from outside the body."""
+    img, lab, values = _labels(bodies)
+    zooms = img.grid.zooms
+    out = {}
+    for v in values:
+        m = lab == v
+        sl = ndimage.find_objects(m.astype(np.int8))[0]
+        pad = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in sl)
+        dist = np.zeros(m.shape, np.float32)
+        dist[pad] = ndimage.distance_transform_edt(m[pad], sampling=zooms)
+        out[v] = dist > erode_mm
+    return out
+
+
+@dataclass
+class VBQResult:
+    vbq: float
+    bone_median: float
+    csf_median: float
+    level_medians: dict[int, float]
+    n_csf: int
+
+
+def _body_frame(points: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and axes (rows: lr, ap, si) of a body: PCA, S-I = the axis closest to ``up``."""
+    c = points.mean(0)
+    _, vecs = np.linalg.eigh(np.cov((points - c).T))
+    vecs = vecs.T
+    i_si = int(np.argmax(np.abs(vecs @ up)))
+    si = vecs[i_si] * np.sign(vecs[i_si] @ up)
+    rest = [vecs[k] for k in range(3) if k != i_si]
+    ant = np.array([0.0, 1.0, 0.0])
+    ant = ant - (ant @ si) * si
+    i_ap = int(np.argmax([abs(r @ ant) for r in rest]))
+    ap = rest[i_ap] * np.sign(rest[i_ap] @ ant)
+    lr = np.cross(ap, si)
+    return c, np.stack([lr, ap, si])
+
+
+def _centroids(img: Image, lab: np.ndarray, values: list[int]) -> dict[int, np.ndarray]:
+    com = ndimage.center_of_mass(np.ones(lab.shape, np.float32), lab, values)
+    return {v: img.grid.voxel_to_world(np.array(c, float)[None])[0] for v, c in zip(values, com, strict=True)}
+
+
+def _up_directions(cents: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
+    """Local spine direction (towards the head) at each body, from its labelled neighbours."""
+    vals = sorted(cents)
+    out = {}
+    for i, v in enumerate(vals):
+        above = cents[vals[i - 1]] if i > 0 else None
+        below = cents[vals[i + 1]] if i + 1 < len(vals) else None
+        if above is not None and below is not None:
+            d = above - below
+        elif above is not None:
+            d = above - cents[v]
+        elif below is not None:
+            d = cents[v] - below
+        else:
+            d = np.array([0.0, 0.0, 1.0])
+        out[v] = d / np.linalg.norm(d)
+    return out
+
+
+def _frames(img: Image, lab: np.ndarray, values: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per body: centroid, axes (lr, ap, si) and local coordinates of its voxels."""
+    ups = _up_directions(_centroids(img, lab, values))
+    out = {}
+    for v in values:
+        pts = img.grid.voxel_to_world(np.argwhere(lab == v).astype(float))
+        c, axes = _body_frame(pts, ups[v])
+        out[v] = (c, axes, (pts - c) @ axes.T)
+    return out
+
+
+def vbq(t1: ImageLike, bodies: ImageLike, csf: ImageLike, *, levels: tuple[int, ...] = VBQ_LEVELS,
+        csf_level: int = VBQ_CSF_LEVEL, erode_mm: float = 3.0) -> VBQResult:
+    """Vertebral bone quality score (T1w): median L1-L4 trabecular signal / CSF signal at L3."""
+    it1 = as_image(t1, "T1w image")
+    ib, lab, values = _labels(bodies)
+    icsf = as_image(csf, "CSF mask")
+    check_same_grid(it1, ib)
+    check_same_grid(it1, icsf)
+    missing = [level_name(v) for v in (*levels, csf_level) if v not in values]
+    if missing:
+        raise InputError(f"vertebral body segmentation lacks {', '.join(sorted(set(missing)))}", ib.name,
+                         "VBQ needs L1-L4 bodies labelled 20-23 (SCT values)")
+    data = np.asarray(it1.data, float)
+    masks = trabecular_masks(ib, erode_mm)
+    med = {}
+    for v in levels:
+        if not masks[v].any():
+            raise InputError(f"{level_name(v)} has no voxel deeper than {erode_mm} mm", ib.name, "lower --erode")
+        med[v] = float(np.median(data[masks[v]]))
+    c, axes, loc = _frames(ib, lab, [v for v in values if abs(v - csf_level) <= 1])[csf_level]
+    lo, hi = loc[:, 2].min(), loc[:, 2].max()
+    cidx = np.argwhere(np.asarray(icsf.data) > 0.5)
+    cl = (icsf.grid.voxel_to_world(cidx.astype(float)) - c) @ axes.T
+    keep = (cl[:, 2] >= lo) & (cl[:, 2] <= hi) & (np.hypot(cl[:, 0], cl[:, 1]) < 60.0)
+    if not keep.any():
+        raise InputError(f"no CSF voxel at {level_name(csf_level)}", icsf.name,
+                         "give a CSF mask (e.g. the thecal sac) covering the L3 level")
+    csf_med = float(np.median(data[tuple(cidx[keep].T)]))
+    bone = float(np.median(list(med.values())))
+    return VBQResult(vbq=bone / csf_med, bone_median=bone, csf_median=csf_med, level_medians=med,
+                     n_csf=int(keep.sum()))
+
+
+@dataclass
+class HURow:
+    level: int
+    name: str
+    mean_hu: float
+    median_hu: float
+    sd_hu: float
+    n_voxels: int
+    flag: str
+
+
+def hu_flag(mean_hu: float) -> str:
+    if mean_hu <= OSTEOPOROSIS_HU:
+        return "osteoporosis likely"
+    if mean_hu <= OSTEOPENIA_HU:
+        return "osteopenia likely"
+    return "normal"
+
+
+def trabecular_hu(ct: ImageLike, bodies: ImageLike, *, erode_mm: float = 3.0) -> list[HURow]:
+    """Per vertebra: mean, median and SD of the trabecular CT numbers, with the HU flags."""
+    ict = as_image(ct, "CT image")
+    ib, _, _ = _labels(bodies)
+    check_same_grid(ict, ib)
+    data = np.asarray(ict.data, float)
+    rows = []
+    for v, m in trabecular_masks(ib, erode_mm).items():
+        vals = data[m]
+        if vals.size == 0:
+            rows.append(HURow(v, level_name(v), float("nan"), float("nan"), float("nan"), 0, "too small"))
+            continue
+        mean = float(vals.mean())
+        rows.append(HURow(v, level_name(v), mean, float(np.median(vals)), float(vals.std()), int(vals.size),
+                          hu_flag(mean)))
+    return rows
+
+
+@dataclass
+class HeightRow:
+    level: int
+    name: str
+    anterior_mm: float
+    middle_mm: float
+    posterior_mm: float
+    wedge_ratio: float
+    biconcave_ratio: float
+    depth_mm: float
+
+
+def _voxel_extent(img: Image, direction: np.ndarray) -> float:
+    """Extent of one voxel along ``direction`` (projection of the voxel box)."""
+    return float(np.abs(np.asarray(img.affine)[:3, :3].T @ direction).sum())
+
+
+def vertebral_heights(bodies: ImageLike) -> list[HeightRow]:
+    """Anterior/middle/posterior heights (mm) of each labelled body and their ratios."""
+    ib, lab, values = _labels(bodies)
+    vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
+    rows = []
+    for v, (_, axes, loc) in _frames(ib, lab, values).items():
+        a, lr = loc[:, 1], loc[:, 0]
+        ea, el = _voxel_extent(ib, axes[1]), _voxel_extent(ib, axes[0])
+        a0, a1 = a.min() - ea / 2, a.max() + ea / 2
+        l0, l1 = lr.min() - el / 2, lr.max() + el / 2
+        depth, width = a1 - a0, l1 - l0
+        lc = 0.5 * (l0 + l1)
+        # triangular windows (half-widths ra, rl; integral ra * rl) so that the voxel sums carry no
+        # staircase error; for a linear height profile the window mean is the height at its centre
+        ra, rl = depth / 6, width / 4
+        wl = np.clip(1 - np.abs(lr - lc) / rl, 0, None)
+        h = []
+        for t in (5 / 6, 1 / 2, 1 / 6):  # anterior, middle, posterior third centres
+            wa = np.clip(1 - np.abs(a - (a0 + t * depth)) / ra, 0, None)
+            h.append(float((wa * wl).sum()) * vox / (ra * rl))
+        ha, hm, hp = h
+        rows.append(HeightRow(v, level_name(v), ha, hm, hp, ha / hp if hp else float("nan"),
+                              hm / hp if hp else float("nan"), depth))
+    return rows
+
+
+def _sag_deg(n: np.ndarray) -> float:
+    return float(np.degrees(np.arctan2(-n[1], n[2])))
+
+
+@dataclass
+class EndplateRow:
+    level: int
+    name: str
+    superior_deg: float
+    inferior_deg: float
+    superior_normal: list[float]
+    inferior_normal: list[float]
+
+
+def _fit_endplates(a: np.ndarray, lr: np.ndarray, si: np.ndarray, voxel_volume: float,
+                   voxel_extents: tuple[float, float], n_a: int = 3, n_lr: int = 2,
+                   core: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Planes si = c0 + c1 a + c2 lr of the superior and inferior endplates; returns both (c1, c2).
+
+    At ``n_a x n_lr`` sample points over the central ``core`` of the body's footprint, a
+    triangular window gives the body's local height (volume under the window over its area) and
+    mid-height (window-weighted mean si); top = mid + height / 2, bottom = mid - height / 2 are
+    sub-voxel (no staircase of the extreme voxels)."""
+    a0, a1 = a.min() - voxel_extents[0] / 2, a.max() + voxel_extents[0] / 2
+    l0, l1 = lr.min() - voxel_extents[1] / 2, lr.max() + voxel_extents[1] / 2
+    ac, lc = 0.5 * (a0 + a1), 0.5 * (l0 + l1)
+    da, dl = core * (a1 - a0) / 2, core * (l1 - l0) / 2
+    ra, rl = (a1 - a0) / (2 * n_a), (l1 - l0) / (2 * n_lr)
+    pa = np.linspace(ac - da + ra, ac + da - ra, n_a)
+    pl = np.linspace(lc - dl + rl, lc + dl - rl, n_lr)
+    wa = np.clip(1 - np.abs(a[None] - pa[:, None]) / ra, 0, None)  # (n_a, N)
+    wl = np.clip(1 - np.abs(lr[None] - pl[:, None]) / rl, 0, None)  # (n_lr, N)
+    w = wa[:, None, :] * wl[None, :, :]  # (n_a, n_lr, N)
+    sw = w.sum(-1)
+    height = sw * voxel_volume / (ra * rl)
+    mid = (w * si).sum(-1) / np.where(sw > 0, sw, 1)
+    ga, gl = np.meshgrid(pa, pl, indexing="ij")
+    ok = sw.ravel() > 0
+    A = np.stack([np.ones(ok.sum()), ga.ravel()[ok], gl.ravel()[ok]], -1)
+    out = []
+    for sign in (1.0, -1.0):
+        coef, *_ = np.linalg.lstsq(A, (mid + sign * height / 2).ravel()[ok], rcond=None)
+        out.append(coef[1:])
+    return out[0], out[1]
+
+
+def endplate_angles(bodies: ImageLike, core: float = 0.9) -> list[EndplateRow]:
+    """Superior and inferior endplate planes of each body and their sagittal tilts (deg).
+
+    Tilt = angle of the plane's superior-pointing normal from +S, towards posterior positive.
+    Planes are fitted to sub-voxel top/bottom points sampled over the central ``core`` fraction of
+    the body's depth and width (see :func:`_fit_endplates`).
+    """
+    ib, lab, values = _labels(bodies)
+    vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
+    rows = []
+    for v, (_, axes, loc) in _frames(ib, lab, values).items():
+        ext = (_voxel_extent(ib, axes[1]), _voxel_extent(ib, axes[0]))
+        normals = []
+        for c1, c2 in _fit_endplates(loc[:, 1], loc[:, 0], loc[:, 2], vox, ext, core=core):
+            n = axes[2] - c1 * axes[1] - c2 * axes[0]
+            normals.append(n / np.linalg.norm(n))
+        rows.append(EndplateRow(v, level_name(v), _sag_deg(normals[0]), _sag_deg(normals[1]),
+                                normals[0].round(6).tolist(), normals[1].round(6).tolist()))
+    return rows
+
+
+def segmental_angles(rows: list[EndplateRow]) -> dict[str, float]:
+    """Disc angles between consecutive labelled bodies: inferior endplate of the upper minus
+    superior endplate of the lower (deg, positive = lordosis)."""
+    by = {r.level: r for r in rows}
+    vals = sorted(by)
+    return {f"{level_name(u)}-{level_name(lw)}": by[u].inferior_deg - by[lw].superior_deg
+            for u, lw in zip(vals[:-1], vals[1:], strict=True) if lw == u + 1}
+
+
+def cobb_angle(rows: list[EndplateRow], upper: int, lower: int) -> float:
+    """Cobb-like angle between the inferior endplates of ``upper`` and ``lower`` (e.g. C2-C7)."""
+    by = {r.level: r for r in rows}
+    miss = [level_name(v) for v in (upper, lower) if v not in by]
+    if miss:
+        raise InputError(f"vertebral body segmentation lacks {', '.join(miss)}", None,
+                         "label both end vertebrae of the angle")
+    return by[upper].inferior_deg - by[lower].inferior_deg
+
+
+def disc_label_angles(discs: ImageLike) -> dict[str, float]:
+    """Sagittal angles between consecutive disc-to-disc directions (deg, positive = lordosis)."""
+    from spinereg.cord.landmarks import read_point_labels
+
+    lm = read_point_labels(as_image(discs, "disc labels"), "disc")
+    order = np.argsort(lm.values)
+    vals, pts = lm.values[order], lm.points[order]
+    if len(vals) < 3:
+        raise InputError("fewer than 3 disc labels", lm.source, "label at least 3 consecutive discs")
+    d = np.diff(pts, axis=0)
+    ang = np.degrees(np.arctan2(-d[:, 1], -d[:, 2]))
+    return {f"{vals[j]}-{vals[j + 1]}-{vals[j + 2]}": float(ang[j + 1] - ang[j]) for j in range(len(d) - 1)}
+
+
+@dataclass
+class CurvatureResult:
+    max_per_mm: float
+    mean_per_mm: float
+    s_range_mm: tuple[float, float]
+    levels: tuple[int, int] | None
+
+
+def cord_curvature(cord_seg: ImageLike, bodies: ImageLike | None = None,
+                   levels: tuple[int, int] | None = None, margin_mm: float = 5.0) -> CurvatureResult:
+    """Max and mean curvature (1/mm) of the cord centerline, between the body centroids of
+    ``levels`` (upper, lower) when given, else over the whole segmentation minus ``margin_mm``
+    at each end (where the fitted curve is least constrained)."""
+    from spinereg.cord.centerline import Centerline
+
+    seg = as_image(cord_seg, "cord segmentation")
+    cl = Centerline.from_mask(seg)
+    lo, hi = margin_mm, cl.length - margin_mm
+    if levels is not None:
+        if bodies is None:
+            raise InputError("a level range needs the vertebral body segmentation", None, "give --bodies")
+        ib, lab, values = _labels(bodies)
+        miss = [level_name(v) for v in levels if v not in values]
+        if miss:
+            raise InputError(f"vertebral body segmentation lacks {', '.join(miss)}", ib.name, "choose labelled levels")
+        cents = _centroids(ib, lab, list(levels))
+        s, _ = cl.project(np.array([cents[v] for v in levels]))
+        lo, hi = float(max(min(s), 0.0)), float(min(max(s), cl.length))
+    if hi <= lo:
+        raise InputError("the level range covers no part of the centerline", seg.name, "choose other levels")
+    ss = np.linspace(lo, hi, max(int((hi - lo) / 0.5), 2))
+    k = cl.curvature(ss)
+    return CurvatureResult(float(k.max()), float(k.mean()), (lo, hi), levels)
+
+
+SPINE_CSV_COLUMNS = ("measure", "level", "name", "value", "unit", "flag")
+
+
+def _row(measure: str, level, name: str, value: float, unit: str, flag: str = "") -> dict:
+    return {"measure": measure, "level": level, "name": name, "value": round(float(value), 6), "unit": unit,
+            "flag": flag}
+
+
+def parse_level_range(text: str | None) -> tuple[int, int] | None:
+    """``"C2:C7"`` / ``"2:7"`` -> (2, 7); None stays None."""
+    if not text:
+        return None
+    parts = str(text).split(":")
+    if len(parts) != 2:
+        raise InputError(f"bad level range {text!r}", None, "write UPPER:LOWER, e.g. C2:C7 or 20:23")
+    lo, hi = parse_level(parts[0]), parse_level(parts[1])
+    return (min(lo, hi), max(lo, hi))
+
+
+def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = None, csf: ImageLike | None = None,
+                       ct: ImageLike | None = None, discs: ImageLike | None = None, cord: ImageLike | None = None,
+                       levels: str | tuple[int, int] | None = None, erode_mm: float = 3.0) -> list[dict]:
+    """Every measure the inputs allow, as long-format rows (see ``SPINE_CSV_COLUMNS``)."""
+    rng = parse_level_range(levels) if isinstance(levels, str | None) else tuple(levels)
+    rows: list[dict] = []
+    if t1 is not None or csf is not None:
+        if bodies is None or t1 is None or csf is None:
+            raise InputError("VBQ needs the T1w image, the CSF mask and the vertebral bodies", None,
+                             "give --t1, --csf and --bodies together")
+        r = vbq(t1, bodies, csf, erode_mm=erode_mm)
+        rows += [_row("t1_trabecular_median", v, level_name(v), m, "a.u.") for v, m in r.level_medians.items()]
+        rows.append(_row("csf_median_at_L3", VBQ_CSF_LEVEL, "L3", r.csf_median, "a.u."))
+        rows.append(_row("vbq", "L1-L4", "L1-L4", r.vbq, "ratio"))
+    if ct is not None:
+        if bodies is None:
+            raise InputError("trabecular HU needs the vertebral bodies", None, "give --bodies with --ct")
+        for h in trabecular_hu(ct, bodies, erode_mm=erode_mm):
+            rows += [_row("hu_mean", h.level, h.name, h.mean_hu, "HU", h.flag),
+                     _row("hu_median", h.level, h.name, h.median_hu, "HU"),
+                     _row("hu_sd", h.level, h.name, h.sd_hu, "HU"),
+                     _row("hu_n_voxels", h.level, h.name, h.n_voxels, "voxels")]
+    if bodies is not None:
+        for h in vertebral_heights(bodies):
+            rows += [_row("height_anterior", h.level, h.name, h.anterior_mm, "mm"),
+                     _row("height_middle", h.level, h.name, h.middle_mm, "mm"),
+                     _row("height_posterior", h.level, h.name, h.posterior_mm, "mm"),
+                     _row("wedge_ratio", h.level, h.name, h.wedge_ratio, "ratio"),
+                     _row("biconcave_ratio", h.level, h.name, h.biconcave_ratio, "ratio")]
+        eps = endplate_angles(bodies)
+        for e in eps:
+            rows += [_row("endplate_superior_tilt", e.level, e.name, e.superior_deg, "deg"),
+                     _row("endplate_inferior_tilt", e.level, e.name, e.inferior_deg, "deg")]
+        for k, a in segmental_angles(eps).items():
+            rows.append(_row("segmental_angle", k, k, a, "deg"))
+        have = {e.level for e in eps}
+        if rng is not None and rng[0] in have and rng[1] in have:
+            nm = f"{level_name(rng[0])}-{level_name(rng[1])}"
+            rows.append(_row("cobb_angle", nm, nm, cobb_angle(eps, *rng), "deg"))
+        elif rng is None and 2 in have and 7 in have:
+            rows.append(_row("cobb_angle", "C2-C7", "C2-C7", cobb_angle(eps, 2, 7), "deg"))
+    if discs is not None:
+        for k, a in disc_label_angles(discs).items():
+            nm = "-".join(level_name(int(x)) for x in k.split("-"))
+            rows.append(_row("disc_label_angle", k, nm, a, "deg"))
+    if cord is not None:
+        c = cord_curvature(cord, bodies, rng if (rng is not None and bodies is not None) else None)
+        nm = f"{level_name(rng[0])}-{level_name(rng[1])}" if c.levels else "all"
+        rows += [_row("cord_curvature_max", nm, nm, c.max_per_mm, "1/mm"),
+                 _row("cord_curvature_mean", nm, nm, c.mean_per_mm, "1/mm")]
+    return rows
+
+
+def write_spine_csv(rows: list[dict], path, overwrite: bool = False):
+    """Write the rows as CSV atomically."""
+    import csv
+    import io
+    from pathlib import Path
+
+    from spinereg.io.image import atomic_write
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(SPINE_CSV_COLUMNS), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    text = buf.getvalue()
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite)

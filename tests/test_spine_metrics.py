@@ -1,0 +1,128 @@
+"""Spine measures on phantoms of known design: heights within 2 %, angles within 1 degree, VBQ and
+trabecular HU exact."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.io.image import save_image
+from spinereg.metrics import spine as S
+from spinereg.phantom.spine import make_spine_phantom
+
+
+@pytest.fixture(scope="module")
+def lumbar():
+    # L1-L5, 30 degrees of lordosis, an anterior wedge fracture of L3 (anterior/posterior 0.7)
+    return make_spine_phantom((20, 21, 22, 23, 24), lordosis_deg=30.0, wedge={22: 0.7})
+
+
+@pytest.fixture(scope="module")
+def cervical():
+    # C2-C7, 25 degrees of lordosis, a mild wedge of C5
+    return make_spine_phantom(tuple(range(2, 8)), height_mm=14.0, depth_mm=16.0, width_mm=20.0, disc_mm=5.0,
+                              lordosis_deg=25.0, wedge={5: 0.8}, cortex_mm=1.0, voxel_mm=0.4,
+                              cord_radius_mm=4.0, csf_radius_mm=6.0)
+
+
+def test_vbq_exact(lumbar):
+    r = S.vbq(lumbar.t1, lumbar.bodies, lumbar.csf)
+    assert r.vbq == pytest.approx(lumbar.truth["vbq"], abs=1e-12)  # 115 / 50 = 2.3
+    assert r.csf_median == lumbar.truth["csf_t1"]
+    assert r.level_medians == {v: lumbar.truth["levels"][v]["marrow_t1"] for v in (20, 21, 22, 23)}
+
+
+def test_trabecular_hu_exact_and_flags(lumbar):
+    rows = {r.level: r for r in S.trabecular_hu(lumbar.ct, lumbar.bodies)}
+    for v, r in rows.items():
+        hu = lumbar.truth["levels"][v]["trabecular_hu"]
+        assert r.mean_hu == hu and r.median_hu == hu and r.sd_hu == 0.0 and r.n_voxels > 1000
+    assert [rows[v].flag for v in (20, 21, 22, 23, 24)] == [
+        "normal", "normal", "osteopenia likely", "osteoporosis likely", "osteoporosis likely"]  # 200..80 HU
+
+
+@pytest.mark.parametrize("which", ["lumbar", "cervical"])
+def test_heights_within_2_percent(which, request):
+    ph = request.getfixturevalue(which)
+    for h in S.vertebral_heights(ph.bodies):
+        t = ph.truth["levels"][h.level]
+        for got, key in ((h.anterior_mm, "height_anterior_mm"), (h.middle_mm, "height_middle_mm"),
+                         (h.posterior_mm, "height_posterior_mm")):
+            assert got == pytest.approx(t[key], rel=0.02), (h.name, key)
+        assert h.wedge_ratio == pytest.approx(t["wedge_ratio"], rel=0.02)
+        assert h.biconcave_ratio == pytest.approx(t["biconcave_ratio"], rel=0.02)
+
+
+def test_wedge_fracture_detected(lumbar):
+    by = {h.level: h for h in S.vertebral_heights(lumbar.bodies)}
+    assert by[22].wedge_ratio < 0.8 < min(by[v].wedge_ratio for v in (20, 21, 23, 24))
+
+
+@pytest.mark.parametrize("which", ["lumbar", "cervical"])
+def test_endplate_and_segmental_angles_within_1_degree(which, request):
+    ph = request.getfixturevalue(which)
+    rows = S.endplate_angles(ph.bodies)
+    for e in rows:
+        t = ph.truth["levels"][e.level]
+        assert abs(e.superior_deg - t["endplate_superior_deg"]) < 1.0
+        assert abs(e.inferior_deg - t["endplate_inferior_deg"]) < 1.0
+    seg = S.segmental_angles(rows)
+    truth = ph.truth["disc_angles_deg"]
+    assert len(seg) == len(truth)
+    for got, want in zip(seg.values(), truth.values(), strict=True):
+        assert abs(got - want) < 1.0
+    levels = sorted(ph.truth["levels"])
+    assert abs(S.cobb_angle(rows, levels[0], levels[-1]) - ph.truth["cobb_deg"]) < 1.0
+
+
+def test_c2_c7_cobb(cervical):
+    rows = S.endplate_angles(cervical.bodies)
+    cobb = S.cobb_angle(rows, 2, 7)
+    assert cobb > 15  # lordosis is positive
+    assert abs(cobb - cervical.truth["cobb_deg"]) < 1.0
+
+
+def test_disc_label_angles_within_1_degree(cervical):
+    got = S.disc_label_angles(cervical.discs)
+    want = cervical.truth["disc_label_angles_deg"]
+    assert got.keys() == want.keys()
+    for k in want:
+        assert abs(got[k] - want[k]) < 1.0, k
+
+
+def test_cord_curvature_over_levels(lumbar):
+    c = S.cord_curvature(lumbar.cord, lumbar.bodies, (21, 23))
+    k = lumbar.truth["cord_curvature_per_mm"]
+    assert c.mean_per_mm == pytest.approx(k, rel=0.05)
+    assert k <= c.max_per_mm < 2 * k
+
+
+def test_level_names():
+    assert [S.level_name(v) for v in (2, 7, 8, 19, 20, 24)] == ["C2", "C7", "T1", "T12", "L1", "L5"]
+    assert S.parse_level("L3") == 22 and S.parse_level("c2") == 2 and S.parse_level("19") == 19
+
+
+def test_cli_writes_csv(lumbar, tmp_path):
+    paths = {}
+    for k in ("t1", "ct", "bodies", "csf", "cord"):
+        paths[k] = save_image(getattr(lumbar, k), tmp_path / f"{k}.nii.gz")
+    out = tmp_path / "spine.csv"
+    rc = main(["spine-metrics", "-b", str(paths["bodies"]), "--t1", str(paths["t1"]), "--csf", str(paths["csf"]),
+               "--ct", str(paths["ct"]), "--cord", str(paths["cord"]), "--levels", "L2:L4", "-o", str(out)])
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    vbq = [r for r in rows if r["measure"] == "vbq"]
+    assert len(vbq) == 1 and float(vbq[0]["value"]) == pytest.approx(2.3)
+    l3 = {r["measure"]: r for r in rows if r["name"] == "L3"}
+    assert float(l3["hu_mean"]["value"]) == 140 and l3["hu_mean"]["flag"] == "osteopenia likely"
+    assert float(l3["wedge_ratio"]["value"]) == pytest.approx(lumbar.truth["levels"][22]["wedge_ratio"], rel=0.02)
+    assert any(r["measure"] == "cobb_angle" and r["name"] == "L2-L4" for r in rows)
+    assert any(r["measure"] == "cord_curvature_mean" for r in rows)
+    # a missing input: one line, exit 2, no CSV
+    out2 = tmp_path / "bad.csv"
+    assert main(["spine-metrics", "--t1", str(paths["t1"]), "-o", str(out2)]) == 2
+    assert not out2.exists()
+    assert np.isfinite([float(r["value"]) for r in rows]).all()
