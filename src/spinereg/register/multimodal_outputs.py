@@ -10,6 +10,7 @@ import numpy as np
 from spinereg.errors import OutputError
 from spinereg.io.image import Image, save_image
 from spinereg.metrics import dice, inverse_consistency, jacobian
+from spinereg.metrics.verdict import score_output_folder
 from spinereg.register.outputs import versions, write_json
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.itk import write_displacement
@@ -90,4 +91,5 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
         "versions": versions(),
     }
     files["provenance"] = write_json(out / names["provenance"], prov, overwrite)
+    score_output_folder(out, metrics=reg.metrics)  # qc verdict into reg.metrics, metrics.json rewritten atomically
     return files

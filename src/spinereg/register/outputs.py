@@ -13,6 +13,7 @@ import numpy as np
 from spinereg.errors import OutputError
 from spinereg.io.image import Image, atomic_write, save_image
 from spinereg.metrics import dice, inverse_consistency, jacobian
+from spinereg.metrics.verdict import score_output_folder
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
@@ -123,6 +124,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     timings["fields"] = t_fields
     prov = provenance(reg, inputs or {}, timings)
     files["provenance"] = _write_json(out / "provenance.json", prov, overwrite)
+    if metrics:  # pass/warn/fail verdict: the qc block is added to mets and metrics.json rewritten atomically
+        score_output_folder(out, metrics=mets)
     reg.metrics = mets
     return files
 
