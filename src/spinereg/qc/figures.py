@@ -304,10 +304,10 @@ def label_points(labels: np.ndarray, kind: str) -> list[tuple[float, float, str]
 
 
 # -- moco animation -------------------------------------------------------------------------------
-def _frame(vol: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Mid-sagittal and mid-axial views of one volume side by side (uint8)."""
+def _frame(vol: np.ndarray, lo: float, hi: float, zooms=(1.0, 1.0, 1.0)) -> np.ndarray:
+    """Mid-sagittal and mid-axial views of one volume side by side (uint8; thick slices repeated)."""
     nx, ny, nz = vol.shape
-    sag = vol[nx // 2].T[::-1]
+    sag = np.repeat(vol[nx // 2].T[::-1], max(1, int(round(zooms[2] / zooms[1]))), axis=0)
     ax = vol[:, :, nz // 2][::-1].T[::-1]
     h = max(sag.shape[0], ax.shape[0])
     pad = lambda a: np.pad(a, ((0, h - a.shape[0]), (0, 0)))  # noqa: E731
@@ -319,9 +319,9 @@ def moco_frames(img: Image, max_frames: int = 24) -> list[np.ndarray]:
     """Frames of a 4D series (RAS, up to ``max_frames`` volumes evenly spaced), one intensity window."""
     nvol = img.nvols
     ts = np.unique(np.round(np.linspace(0, nvol - 1, min(max_frames, nvol))).astype(int))
-    vols = [to_ras(img.volume(int(t)), img.affine).data.astype(np.float32) for t in ts]
-    lo, hi = _norm(vols[len(vols) // 2])
-    return [_frame(v, lo, hi) for v in vols]
+    views = [to_ras(img.volume(int(t)), img.affine) for t in ts]
+    lo, hi = _norm(views[len(views) // 2].data)
+    return [_frame(v.data.astype(np.float32), lo, hi, v.zooms) for v in views]
 
 
 def save_gif(frames: Sequence[np.ndarray], path: Path, scale: int = 3, ms: int = 150) -> Path:
