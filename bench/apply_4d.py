@@ -28,7 +28,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -119,20 +118,41 @@ def spinereg_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "spinereg.cli.main"]
 
 
+_HWM_WRAPPER = (
+    "import atexit, os, runpy, sys\n"
+    "def _hwm():\n"
+    "    with open('/proc/self/status') as f, open(os.environ['SPINEREG_HWM_FILE'], 'w') as out:\n"
+    "        out.write(next(l for l in f if l.startswith('VmHWM')).split()[1])\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = ['spinereg'] + sys.argv[1:]\n"
+    "from spinereg.cli.main import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
+
+
 def run_measured(cmd: list[str], timeout: float = 1800.0) -> dict:
-    """Run ``cmd``; wall seconds, peak RSS (MB) of the child (``wait4``), exit code, output."""
+    """Run a spinereg command; wall seconds, its peak RSS (MB), exit code, output.
+
+    The peak is the child's own ``VmHWM`` written at exit: ``wait4``'s ``ru_maxrss`` would also
+    count the memory the parent had when it forked (the high-water mark survives ``exec``), which
+    inflates it when the parent is a big test process.
+    """
+    args = cmd[1:] if cmd[:1] != [sys.executable] else cmd[3:]
     t0 = time.perf_counter()
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        timer = threading.Timer(timeout, proc.kill)
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)  # reaps the child: its own peak RSS
+    with tempfile.TemporaryFile() as log, tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        env = {**os.environ, "SPINEREG_HWM_FILE": hwm.name}
+        proc = subprocess.Popen([sys.executable, "-c", _HWM_WRAPPER, *args], stdout=log,
+                                stderr=subprocess.STDOUT, env=env)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
         wall = time.perf_counter() - t0
-        timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         log.seek(0)
         out = log.read().decode(errors="replace")
-    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024.0,
+        text = open(hwm.name).read().strip()
+    return {"wall_s": wall, "peak_mb": float(text) / 1024.0 if text else float("nan"),
             "rc": proc.returncode, "output": out}
 
 
