@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import add_landmarks, add_template, new_parser
 from spinereg.progress import progress_bar
 
 
@@ -16,12 +16,8 @@ def register(sub) -> None:
                    help="images from the target (e.g. EPI mean) to the anatomical image (last)")
     p.add_argument("--seg", nargs="+", required=True,
                    help="one cord segmentation per image, 'none' where there is none (the last is required)")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("-l", "--labels", help="vertebral body labels of the anatomical image")
-    g.add_argument("--ldisc", help="disc labels of the anatomical image")
-    g.add_argument("--lrootlet", help="rootlet segmentation of the anatomical image")
-    p.add_argument("-t", "--template", default="PAM50", help="template (default PAM50)")
-    p.add_argument("-c", "--contrast", default="t2", choices=["t1", "t2", "t2s"], help="anatomical contrast")
+    add_landmarks(p, " of the anatomical image")
+    add_template(p, "contrast of the anatomical image")
     p.add_argument("--link-warp", nargs=3, action="append", metavar=("K", "WARP_K2NEXT", "WARP_NEXT2K"), default=[],
                    help="use existing warps for link K (between image K and K+1), SCT naming")
     p.add_argument("--link-param", help="steps for the image-to-image links (default: by segmentations)")

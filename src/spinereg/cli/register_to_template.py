@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import add_landmarks, add_template, new_parser
 from spinereg.progress import progress_bar
 
 
@@ -13,12 +13,8 @@ def register(sub) -> None:
     p = new_parser(sub, "register-to-template", "register an anatomical image to a template (SCT outputs)")
     p.add_argument("-i", "--image", required=True, help="anatomical image (T2w, T1w, T2*w)")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image")
-    g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("-l", "--labels", help="vertebral body labels (values as PAM50_label_body, C3 = 3)")
-    g.add_argument("--ldisc", help="disc labels (values as PAM50_label_disc, C2/C3 = 3)")
-    g.add_argument("--lrootlet", help="rootlet segmentation (values = spinal levels)")
-    p.add_argument("-t", "--template", default="PAM50", help="PAM50, MNI-Poly-AMU, PAM50_small or a folder")
-    p.add_argument("-c", "--contrast", default="t2", choices=["t1", "t2", "t2s"], help="image contrast")
+    add_landmarks(p)
+    add_template(p)
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name")
     p.add_argument("--ref", default="template", choices=["template", "subject"],
                    help="space where the steps run (subject: thick-slice axial data)")
@@ -30,6 +26,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from spinereg.register.outputs import write_outputs
     from spinereg.register.template import register_to_template
+
     t0 = time.perf_counter()
     reg = register_to_template(args.image, args.seg, labels=args.labels, ldisc=args.ldisc,
                                lrootlet=args.lrootlet, template=args.template, contrast=args.contrast,
