@@ -86,8 +86,11 @@ def image_profile(img: Image, centerline, s_values: np.ndarray, box_a: tuple[flo
     aa, bb, ss = np.meshgrid(a, b, s_values, indexing="ij")
     pts = centerline.from_local(np.stack([aa.ravel(), bb.ravel(), ss.ravel()], -1))
     vals = sample_world(np.asarray(img.data, np.float32), img.affine, pts, "linear", cval=np.nan)
-    prof = np.nanmean(vals.reshape(len(a) * len(b), len(s_values)), axis=0)
-    prof = np.where(np.isfinite(prof), prof, np.nanmean(prof))
+    vals = vals.reshape(len(a) * len(b), len(s_values))
+    count = np.isfinite(vals).sum(0)
+    prof = np.where(count > 0, np.nansum(vals, 0) / np.maximum(count, 1), np.nan)
+    fill = float(np.nanmean(prof)) if np.isfinite(prof).any() else 0.0
+    prof = np.where(np.isfinite(prof), prof, fill)
     ds = float(np.median(np.diff(s_values))) if len(s_values) > 1 else 1.0
     w = 15.0 / ds
     mean = ndimage.gaussian_filter1d(prof, w, mode="nearest")
@@ -176,9 +179,10 @@ def refine_with_image(arc: PiecewiseLinear, cl_ref, cl_src, ref_img: Image, src_
 
     def corr(a: PiecewiseLinear) -> float:
         inside = (a(s_ref) > s_src[0]) & (a(s_ref) < s_src[-1])
-        if inside.sum() < 10:
+        x, y = np.interp(a(s_ref[inside]), s_src, p_src), p_ref[inside]
+        if inside.sum() < 10 or x.std() == 0 or y.std() == 0:
             return float("nan")
-        return float(np.corrcoef(np.interp(a(s_ref[inside]), s_src, p_src), p_ref[inside])[0, 1])
+        return float(np.corrcoef(x, y)[0, 1])
 
     before = corr(arc)
     new, rep = refine_arc(arc, s_ref, p_ref, s_src, p_src, anchors_ref, knot_mm=knot_mm)
