@@ -66,3 +66,15 @@ def test_seg_steps_need_segs(sct_data):
     with pytest.raises(InputError, match="segmentation"):
         register_multimodal(sct_data / "t2/t2.nii.gz", sct_data / "mt/mt1.nii.gz",
                             param="step=1,type=seg,algo=centermass")
+
+
+def test_dropout_slices_are_excluded_from_the_epi_metric():
+    from spinereg.register.multimodal import exclude_dropout_slices
+
+    rng = np.random.default_rng(0)
+    img = 100 + rng.normal(0, 1, (20, 20, 6))
+    img[:, :, 4] *= 0.3  # z-shim failure: signal dropout in slice 4
+    mask = np.zeros((20, 20, 6), np.float32)
+    mask[8:12, 8:12, :] = 1
+    out, bad = exclude_dropout_slices(img, mask)
+    assert bad == [4] and out[:, :, 4].sum() == 0 and out[:, :, 3].sum() == 16

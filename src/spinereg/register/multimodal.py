@@ -139,6 +139,8 @@ def register_multimodal(
         fmask = apply_transforms(m_img, grid, [], "linear").data
     elif s_seg is not None and d_seg is None:
         fmask = derived_mask(s_seg, grid, initial)
+        fmask, dropped = exclude_dropout_slices(fixed["im"], fmask)
+        timings["excluded_slices"] = float(len(dropped))
     res = run_steps(steps, grid, fixed, moving, initial, fixed_mask=fmask, progress=progress)
     timings["steps"] = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -162,6 +164,21 @@ def derived_mask(seg: Image, grid: Grid, initial: list[Transform], dilation_mm: 
     c = np.indices(struct.shape) - r[:, None, None, None]
     struct[((c / r[:, None, None, None]) ** 2).sum(0) <= 1.0] = True
     return ndimage.binary_dilation(m, struct).astype(np.float32)
+
+
+def exclude_dropout_slices(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """Zero the mask in slices (last axis) whose cord signal drops below the artifact threshold
+    relative to the other slices (EPI signal dropout where z-shim fails): those slices then take
+    no part in the image metric and their motion comes from the regularisation along z."""
+    from spinereg.epi.artifacts import Thresholds, cord_means, dropout_scores
+
+    means = cord_means(image, mask)[None, :]
+    _, static = dropout_scores(means)
+    bad = [int(k) for k in np.flatnonzero(static < Thresholds().dropout)]
+    if bad and len(bad) < image.shape[2]:
+        mask = mask.copy()
+        mask[:, :, bad] = 0.0
+    return mask, bad
 
 
 def _as_transform(obj) -> Transform:
