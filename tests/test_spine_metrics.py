@@ -126,3 +126,20 @@ def test_cli_writes_csv(lumbar, tmp_path):
     assert main(["spine-metrics", "--t1", str(paths["t1"]), "-o", str(out2)]) == 2
     assert not out2.exists()
     assert np.isfinite([float(r["value"]) for r in rows]).all()
+
+
+def test_spine_values_appear_in_the_qc_report(lumbar, tmp_path):
+    import json
+
+    paths = {k: save_image(getattr(lumbar, k), tmp_path / f"{k}.nii.gz") for k in ("ct", "bodies")}
+    out = tmp_path / "run" / "spine.csv"
+    qc = tmp_path / "qc"
+    assert main(["spine-metrics", "-b", str(paths["bodies"]), "--ct", str(paths["ct"]), "-o", str(out),
+                 "--qc", str(qc)]) == 0
+    assert json.loads((out.parent / "provenance.json").read_text())["command"] == "spine-metrics"
+    entries = json.loads((qc / "entries.json").read_text())["entries"]
+    assert [e["command"] for e in entries] == ["spine-metrics"]
+    figs = entries[0]["figures"]
+    assert {f["title"] for f in figs} >= {"Vertebral heights (mm)", "Trabecular HU"}
+    for f in figs:
+        assert (qc / f["files"]["image"]).stat().st_size > 1000

@@ -12,6 +12,7 @@ their descriptions (title, file names, kind ``toggle``/``single``/``anim``) for 
 from __future__ import annotations
 
 import ast
+import json
 import logging
 import os
 import tempfile
@@ -597,7 +598,54 @@ def render_moco(run_dir: Path, prov: dict, outdir: Path) -> list[Figure]:
                    names)]
 
 
+def render_spine_metrics(run_dir: Path, prov: dict, outdir: Path) -> list[Figure]:
+    """Spine measures as charts per vertebra (heights, ratios, HU, angles) from metrics.json."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure as MplFigure
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = metrics.get("rows", [])
+    groups = {
+        "Vertebral heights (mm)": ("height_anterior", "height_middle", "height_posterior"),
+        "Height ratios": ("wedge_ratio", "biconcave_ratio"),
+        "Trabecular HU": ("hu_mean",),
+        "Angles (deg)": ("segmental_angle", "disc_label_angle", "cobb_angle"),
+    }
+    figs: list[Figure] = []
+    for n, (title, measures) in enumerate(groups.items()):
+        sel = [r for r in rows if r.get("measure") in measures and _num(r.get("value")) is not None]
+        if not sel:
+            continue
+        names = sorted({str(r["name"]) for r in sel}, key=lambda x: [r["name"] for r in sel].index(x))
+        fig = MplFigure(figsize=(6.4, 3.2), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(111)
+        width = 0.8 / len(measures)
+        for j, m in enumerate(measures):
+            vals = {str(r["name"]): float(r["value"]) for r in sel if r["measure"] == m}
+            xs = [i + j * width for i, nm in enumerate(names) if nm in vals]
+            ax.bar(xs, [vals[nm] for nm in names if nm in vals], width, label=m)
+        flagged = [f"{r['name']} ({r['flag']})" for r in sel if "likely" in str(r.get("flag", ""))]
+        ax.set_xticks([i + 0.4 - width / 2 for i in range(len(names))], names, rotation=45, fontsize=8)
+        ax.set_title(title + (f" — flagged: {', '.join(flagged)}" if flagged else ""), fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fname = f"spine_{n}.png"
+        save_png(fig, outdir / fname)
+        figs.append(Figure(title, "single", {"image": fname}))
+    return figs
+
+
+def _num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
 RENDERERS = {
+    "spine-metrics": render_spine_metrics,
     "register-to-template": render_register_to_template,
     "register": render_register,
     "chain": render_chain,
