@@ -75,7 +75,7 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         args += ["-c", f"[{iters},1e-6,10]", "-f", str(shrink), "-s", f"{smooth}mm", "-o", prefix]
         if fixed_mask is not None:
             mask_img = to_ants((np.asarray(fixed_mask) > 0).astype(np.float32), grid)
-            args += ["-x", f"[{get_pointer_string(mask_img)},NULL]"]
+            args += ["-x", get_pointer_string(mask_img)]
         code = get_lib_fn("antsRegistration")(process_arguments(args))
         if code != 0:
             raise SpineregError(f"antsRegistration failed (exit {code}) in step algo={algo}", None,
@@ -102,7 +102,7 @@ def _args_2d(f_img, m_img, step: Any, prefix: str, mask_img=None) -> list[str]:
     args += ["-c", f"[{int(_get(step, 'iter', 10))},1e-6,10]", "-f", str(int(_get(step, "shrink", 1))),
              "-s", f"{float(_get(step, 'smooth', 0))}mm", "-o", prefix]
     if mask_img is not None:
-        args += ["-x", f"[{get_pointer_string(mask_img)},NULL]"]
+        args += ["-x", get_pointer_string(mask_img)]
     return args
 
 

@@ -27,7 +27,6 @@ import numpy as np
 from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
-from spinereg.io.resample import place_labels
 from spinereg.register.multimodal import MultimodalRegistration, register_multimodal
 from spinereg.register.template import TemplateRegistration, register_to_template
 from spinereg.transforms.base import Chain, Transform
@@ -135,7 +134,7 @@ def register_chain(
     template: str | Path = "PAM50",
     contrast: str = "t2",
     given: dict[int, tuple[str, str]] | None = None,
-    link_param: str | None = None,
+    link_param: str | list[str | None] | None = None,
     direct: bool = True,
     progress=None,
 ) -> ChainResult:
@@ -144,6 +143,7 @@ def register_chain(
     ``segs[k]`` is image k's cord segmentation or None. Landmarks (``labels``/``ldisc``/
     ``lrootlet``) belong to the anatomical image. ``given[k] = (warp_k2next, warp_next2k)`` uses
     existing warps (SCT names: ``warp_<k>2<next>`` lives on the neighbour's grid) for link k.
+    ``link_param``: steps for every link, or a list with one entry (or None: the default) per link.
     """
     if len(images) < 1 or len(segs) != len(images):
         raise InputError("give one segmentation (or 'none') per image of the chain", None,
@@ -170,8 +170,8 @@ def register_chain(
             links.append(ChainLink(k, "given", to_next, from_next))
         else:
             # the neighbour (towards the anatomy) is moved onto image k
-            reg = register_multimodal(imgs[k + 1], imgs[k], iseg=sgs[k + 1], dseg=sgs[k],
-                                      param=link_param if link_param else None)
+            param = link_param[k] if isinstance(link_param, list | tuple) else link_param
+            reg = register_multimodal(imgs[k + 1], imgs[k], iseg=sgs[k + 1], dseg=sgs[k], param=param or None)
             links.append(ChainLink(k, "registered", reg.src2dest, reg.dest2src, reg))
         timings[f"link{k}"] = time.perf_counter() - t1
     result = ChainResult(imgs, sgs, anat, links, timings=timings)
@@ -184,10 +184,11 @@ def register_chain(
         lm = Landmarks(lm.kind, lm.values, pts, lm.source)
         if direct and sgs[k] is not None:
             t1 = time.perf_counter()
-            lab = imgs[k].with_data(place_labels(pts, lm.values, imgs[k].grid, dtype=np.uint8))
             thick = float(imgs[k].grid.zooms.max()) > 3.0
             img3d = imgs[k] if imgs[k].ndim == 3 else _mean(imgs[k])
-            kw = {{"body": "labels", "disc": "ldisc", "rootlet": "lrootlet"}[lm.kind]: lab}
+            # the carried landmarks stay world points: snapping them to voxels of a thick-slice
+            # image would move them by up to half a slice along S-I
+            kw = {{"body": "labels", "disc": "ldisc", "rootlet": "lrootlet"}[lm.kind]: lm}
             result.direct[k] = register_to_template(img3d, sgs[k], template=template, contrast=contrast,
                                                     ref="subject" if thick else "template", **kw)
             modes[k] = "direct"

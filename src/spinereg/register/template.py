@@ -103,6 +103,8 @@ def load_landmarks(labels=None, ldisc=None, lrootlet=None) -> Landmarks:
         raise InputError("give exactly one kind of landmarks", None,
                          "use one of -l (vertebral body labels), --ldisc (disc labels), --lrootlet (rootlet seg)")
     kind, src = given[0]
+    if isinstance(src, Landmarks):  # points already in world mm (e.g. carried through a chain)
+        return Landmarks(kind, src.values, src.points, src.source)
     img = src if isinstance(src, Image) else load_image(src, ndim=3, what="label file")
     return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind)
 
