@@ -255,3 +255,21 @@ def test_deterministic(sct_data, tmp_path):
                                    template="PAM50_small")
         fields.append(reg.warp_template2anat().data)
     assert np.array_equal(fields[0], fields[1])
+
+
+def test_straight_outputs(sct_data, tmp_path):
+    """--straight writes SCT's straightening outputs; the written warp straightens the cord to SCT's
+    criteria (max distance of slice centres to the straight line < 1.2 voxel)."""
+    t2 = sct_data / "t2"
+    out = tmp_path / "st"
+    assert main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
+                 "-l", str(t2 / "labels.nii.gz"), "-t", "PAM50_small", "--straight", "-o", str(out)]) == 0
+    for f in ("warp_curve2straight.nii.gz", "warp_straight2curve.nii.gz", "straight_ref.nii.gz"):
+        assert (out / f).is_file()
+    ref = load_image(out / "straight_ref.nii.gz")
+    seg = load_image(t2 / "t2_seg-manual.nii.gz")
+    st = apply_transforms(seg, ref.grid, [read_displacement(out / "warp_curve2straight.nii.gz")], "linear").data > 0.5
+    ks = [k for k in range(st.shape[2]) if st[:, :, k].sum() > 5][2:-2]
+    com = np.array([np.argwhere(st[:, :, k]).mean(0) for k in ks])
+    dist = np.linalg.norm(com - np.median(com, axis=0), axis=1)
+    assert dist.max() < 1.2 and (dist ** 2).mean() < 0.8

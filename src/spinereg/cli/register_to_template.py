@@ -19,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--ref", default="template", choices=["template", "subject"],
                    help="space where the steps run (subject: thick-slice axial data)")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("--straight", action="store_true",
+                   help="also write SCT's straightening outputs (warp_curve2straight, warp_straight2curve, "
+                        "straight_ref)")
     p.add_argument("--qc", metavar="QCROOT", help="also add the run to the HTML QC report in QCROOT")
     p.set_defaults(func=run)
 
@@ -33,7 +36,7 @@ def run(args) -> int:
                                param=args.param, ref=args.ref, progress=progress_bar("steps"))
     inputs = {"image": args.image, "seg": args.seg, "labels": args.labels, "ldisc": args.ldisc,
               "lrootlet": args.lrootlet, "param": args.param}
-    write_outputs(reg, args.outdir, overwrite=args.overwrite, inputs=inputs)
+    write_outputs(reg, args.outdir, overwrite=args.overwrite, inputs=inputs, straight=args.straight)
     if args.qc:
         from spinereg.qc import add_to_report
         add_to_report(args.outdir, args.qc, "register-to-template")

@@ -93,8 +93,11 @@ def _image_interp(grid) -> str:
 
 
 def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                  metrics: bool = True) -> dict[str, Path]:
-    """Write warps, warped images, metrics.json and provenance.json into ``outdir``."""
+                  metrics: bool = True, straight: bool = False) -> dict[str, Path]:
+    """Write warps, warped images, metrics.json and provenance.json into ``outdir``.
+
+    ``straight``: also SCT's straightening outputs (``warp_curve2straight``,
+    ``warp_straight2curve``, ``straight_ref``) built from the subject's centerline."""
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise OutputError("output folder is a file", out, "choose a folder name")
@@ -114,6 +117,11 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     tim = _template_image(reg, inv)
     files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
                                         out / "template2anat.nii.gz", overwrite=overwrite)
+    if straight:
+        from spinereg.cord.straighten import straighten
+
+        res = straighten(reg.seg, centerline=reg.mapping.src, qc=False)
+        files.update(res.save(out, overwrite=overwrite))
     mets = {}
     if metrics:
         t1 = time.perf_counter()
