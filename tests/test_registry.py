@@ -346,3 +346,25 @@ def test_cli_fetch_real_name_checks_manifest(no_data, tiny, capsys):
     assert "failed verification" in err and "2 differ, 54 missing" in err
     assert len(err.strip().splitlines()) == 1
     assert not (no_data / "PAM50").exists()
+
+
+def test_ensure_dataset_downloads_when_absent(monkeypatch, tmp_path):
+    """Named templates and the demo find data through SPINEREG_DATA, then the cache, then a
+    checked download (here intercepted); SPINEREG_OFFLINE=1 turns the download into the error."""
+    from spinereg.errors import DataNotFoundError
+    from spinereg.io import registry
+
+    monkeypatch.setenv("SPINEREG_DATA", str(tmp_path / "nothing"))
+    monkeypatch.setenv("SPINEREG_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake_fetch(ds, progress=False):
+        calls.append(ds.name)
+        return tmp_path / "cache" / ds.folder
+
+    monkeypatch.setattr(registry, "fetch", fake_fetch)
+    assert registry.ensure_dataset("PAM50") == tmp_path / "cache" / "PAM50"
+    assert calls == ["PAM50"]
+    monkeypatch.setenv("SPINEREG_OFFLINE", "1")
+    with pytest.raises(DataNotFoundError, match="spinereg data fetch PAM50"):
+        registry.ensure_dataset("PAM50")

@@ -218,6 +218,28 @@ def dataset_path(name: str | Dataset) -> Path:
     return found[0]
 
 
+def ensure_dataset(name: str | Dataset, progress: bool = False) -> Path:
+    """Like :func:`dataset_path`, but downloads (with checksum verification) into the cache when the
+    dataset is neither under ``SPINEREG_DATA`` nor cached. ``SPINEREG_OFFLINE=1`` disables the
+    download (the error then says how to get the data)."""
+    ds = get_dataset(name)
+    found = locate(ds)
+    if found is not None:
+        return found[0]
+    if os.environ.get("SPINEREG_OFFLINE"):
+        return dataset_path(ds)
+    log.warning("dataset %s not found locally: downloading release %s (checksummed)", ds.name, ds.version)
+    try:
+        return fetch(ds, progress=progress)
+    except DataNotFoundError:
+        raise
+    except Exception as exc:  # network errors: say how to get the data instead
+        raise DataNotFoundError(
+            f"dataset {ds.name} not found locally and the download failed ({exc.__class__.__name__})", None,
+            f"run `spinereg data fetch {ds.name}` when online, or set {ENV_DATA} to a folder holding "
+            f"{ds.folder}/") from exc
+
+
 # -- checksums -------------------------------------------------------------------------------
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file, read in 1 MiB chunks."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from spinereg.errors import DataNotFoundError, InputError
-from spinereg.io.registry import dataset_path, templates_table
+from spinereg.io.registry import ensure_dataset, templates_table
 
 log = logging.getLogger(__name__)
 
@@ -342,14 +342,14 @@ def load_template(name_or_dir: str | Path = "PAM50") -> Template:
 
     A folder may contain ``template/`` (SCT's ``-t`` convention) or be the template folder
     itself (holding ``info_label.txt``; its parent is then the root, where ``atlas/`` is looked
-    for). Named templates are found with :func:`spinereg.io.registry.dataset_path`.
+    for). Named templates are found (or downloaded) with :func:`spinereg.io.registry.ensure_dataset`.
     """
     table = templates_table()
     if isinstance(name_or_dir, str):
         key = next((k for k in table if k.lower() == name_or_dir.lower()), None)
         if key is not None and not Path(name_or_dir).is_dir():
             row = table[key]
-            root = dataset_path(row["dataset"])
+            root = ensure_dataset(row["dataset"])
             if row.get("subdir"):
                 root = root / row["subdir"]
             return Template(root, name=key, note=row.get("note", ""))
