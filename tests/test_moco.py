@@ -280,3 +280,12 @@ def test_cli_errors(sct_data: Path, tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     assert err.count("error:") == 3 and "not divisible" in err
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_at_most_half_of_the_volumes_leave_the_reference():
+    from spinereg.epi.moco import _cap_exclusions
+
+    flags = np.array([1, 1, 1, 1, 0, 0], bool)
+    fd = np.array([0.6, 0.9, 0.7, 0.8, 0.1, 0.2])
+    assert _cap_exclusions(flags, fd).tolist() == [False, True, True, True, False, False]
+    assert _cap_exclusions(np.array([1, 0, 0, 0], bool), np.zeros(4)).tolist() == [True, False, False, False]

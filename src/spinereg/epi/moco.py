@@ -386,6 +386,20 @@ def _shift_volume(vol: np.ndarray, shifts: np.ndarray, order: int = 3) -> np.nda
     return out
 
 
+def _cap_exclusions(flags: np.ndarray, severity: np.ndarray, max_fraction: float = 0.5) -> np.ndarray:
+    """At most ``max_fraction`` of the volumes leave the reference: the most severe flagged ones
+    (a series that moves a lot must still keep a reference to register to)."""
+    flags = np.asarray(flags, bool)
+    limit = int(np.floor(max_fraction * flags.size))
+    if flags.sum() <= limit:
+        return flags
+    order = np.argsort(-np.where(flags, np.nan_to_num(np.asarray(severity, float), nan=0.0), -np.inf),
+                       kind="stable")
+    out = np.zeros_like(flags)
+    out[order[:limit]] = True
+    return out & flags
+
+
 def _as_image(series: Image | str | Path) -> Image:
     if isinstance(series, Image):
         return series
@@ -575,7 +589,7 @@ def motion_correct(
         scores.residual_z = robust_z(resid, classes)
         scores.fd_mm = framewise_displacement(
             shifts_within @ grid.affine[:3, :2].T)
-        excluded = scores.volume_flags if exclude_flagged else np.zeros(nvol, bool)
+        excluded = _cap_exclusions(scores.volume_flags, scores.fd_mm) if exclude_flagged else np.zeros(nvol, bool)
         keep = (~scores.slice_flags).astype(float) if exclude_flagged else np.ones((nvol, nz))
         for t in range(nvol):
             c = int(classes[t])
