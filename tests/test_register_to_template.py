@@ -63,7 +63,6 @@ def test_written_warps_are_inverse(t2_run):
     inv = read_displacement(t2_run / "warp_template2anat.nii.gz")
     m = json.loads((t2_run / "metrics.json").read_text())
     assert m["inverse_consistency_mm"]["p95"] < 0.5
-    seg = load_image(t2_run.parent / "missing", ndim=3) if False else None  # noqa: F841
     # subject cord points -> template -> back
     x = inv.grid.voxel_to_world(np.argwhere(np.ones(inv.grid.shape, bool))[::97])
     back = fwd.map(inv.map(x))
