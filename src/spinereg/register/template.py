@@ -164,8 +164,7 @@ def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> 
     common = np.intersect1d(lm_ref.values, lm_src.values)
     s_ref, _ = cl_ref.project(lm_ref.subset(common).points)
     s_src, _ = cl_src.project(lm_src.subset(common).points)
-    if len(common) == 1:
-        return PiecewiseLinear(s_ref, s_src)
+    # one landmark: a shift along the cord; two: shift + S-I scaling; more: piecewise
     return PiecewiseLinear(s_ref, s_src)
 
 
