@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
+from spinereg.io.image import Image
 
 INTERPOLATIONS = ("nn", "linear", "spline", "label")
 _ALIASES = {"nearest": "nn", "nearestneighbor": "nn", "0": "nn", "1": "linear", "3": "spline",
@@ -92,3 +93,10 @@ def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None)
     out[tuple(ijk[ok].T)] = np.asarray(values)[ok]
     return out
 
+
+
+def slice_like(img: Image, sub: Grid) -> np.ndarray:
+    """Data of ``img`` on ``sub``, a voxel-aligned sub-grid of ``img``'s grid (float32)."""
+    off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
+    sl = tuple(slice(o, o + s) for o, s in zip(off, sub.shape, strict=True))
+    return np.asarray(np.asarray(img.data)[sl], dtype=np.float32)

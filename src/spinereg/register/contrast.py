@@ -13,6 +13,7 @@ from scipy import ndimage
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
+from spinereg.io.resample import slice_like
 
 #: relative intensities (csf, wm, gm, cord, background) by contrast
 TISSUE_INTENSITY = {
@@ -31,7 +32,7 @@ def synthesize_contrast(tpl, contrast: str, cord: Image | None = None, region: G
     cord = cord or load_image(tpl.path("cord"), ndim=3, check_finite=False)
 
     def part(img: Image) -> np.ndarray:
-        return np.asarray(img.data if region is None else _slice(img, region), np.float32)
+        return np.asarray(img.data if region is None else slice_like(img, region), np.float32)
 
     maps = {}
     for role in ("csf", "wm", "gm"):
@@ -52,7 +53,3 @@ def synthesize_contrast(tpl, contrast: str, cord: Image | None = None, region: G
     affine = cord.affine if region is None else region.affine
     return Image(out, affine, cord.header)
 
-
-def _slice(img: Image, region: Grid) -> np.ndarray:
-    off = np.rint(img.grid.world_to_voxel(region.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
-    return np.asarray(img.data)[tuple(slice(o, o + n) for o, n in zip(off, region.shape, strict=True))]

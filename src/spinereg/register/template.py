@@ -35,6 +35,7 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
 from spinereg.io.orientation import reorient, si_last_code
+from spinereg.io.resample import slice_like
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear, SampledMapping
 from spinereg.register.engine import invert_step, run_steps
 from spinereg.register.steps import Step, parse_param
@@ -191,13 +192,6 @@ def crop_grid(grid: Grid, world_points: np.ndarray, margin_mm: float = 10.0) -> 
     aff = grid.affine.copy()
     aff[:3, 3] = grid.voxel_to_world(lo)
     return Grid(tuple(hi - lo + 1), aff)
-
-
-def slice_like(img: Image, sub: Grid) -> np.ndarray:
-    """Data of ``img`` on ``sub`` (a voxel-aligned sub-grid of img's grid)."""
-    off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
-    sl = tuple(slice(o, o + s) for o, s in zip(off, sub.shape, strict=True))
-    return np.asarray(img.data[sl], dtype=np.float32)
 
 
 def register_to_template(
