@@ -70,6 +70,23 @@ class Grid:
         shape = tuple(int(np.ceil((n - 1) / s)) + 1 for n, s in zip(self.shape, st, strict=True))
         return Grid(shape, self.affine @ np.diag([*st.astype(float), 1.0]))
 
+    def bounding_subgrid(self, world_points: np.ndarray, margin_mm: float = 0.0) -> Grid | None:
+        """Voxel-aligned sub-grid covering the finite ``world_points`` plus ``margin_mm``, clipped
+        to this grid; ``None`` when they do not overlap it."""
+        pts = np.asarray(world_points, dtype=float).reshape(-1, 3)
+        pts = pts[np.all(np.isfinite(pts), axis=1)]
+        if pts.size == 0:
+            return None
+        ijk = self.world_to_voxel(pts)
+        pad = margin_mm / self.zooms
+        lo = np.maximum(np.floor(ijk.min(0) - pad), 0).astype(int)
+        hi = np.minimum(np.ceil(ijk.max(0) + pad), np.array(self.shape) - 1).astype(int)
+        if np.any(hi < lo):
+            return None
+        aff = self.affine.copy()
+        aff[:3, 3] = self.voxel_to_world(lo[None].astype(float))[0]
+        return Grid(tuple(hi - lo + 1), aff)
+
     def with_voxel_size(self, voxel_mm) -> Grid:
         """Same orientation and origin corner, voxels of ``voxel_mm`` (per axis), covering at
         least this grid's extent."""

@@ -95,8 +95,10 @@ def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None)
 
 
 
-def slice_like(img: Image, sub: Grid) -> np.ndarray:
-    """Data of ``img`` on ``sub``, a voxel-aligned sub-grid of ``img``'s grid (float32)."""
+def slice_like(img: Image, sub: Grid, dtype=np.float32) -> np.ndarray:
+    """Data of ``img`` on ``sub``, a voxel-aligned sub-grid of ``img``'s grid (``dtype=None``
+    keeps the image's own type)."""
     off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
     sl = tuple(slice(o, o + s) for o, s in zip(off, sub.shape, strict=True))
-    return np.asarray(np.asarray(img.data)[sl], dtype=np.float32)
+    data = np.asarray(img.data)[sl]
+    return data if dtype is None else np.asarray(data, dtype=dtype)

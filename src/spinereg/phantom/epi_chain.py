@@ -40,12 +40,10 @@ import numpy as np
 from spinereg.epi.distortion import invert_shift, jacobian, pe_axis, vsm_to_field
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
-from spinereg.io.resample import VolumeSampler
+from spinereg.io.resample import VolumeSampler, slice_like
 from spinereg.phantom.template_subject import (
     TemplateSubject,
-    _crop,
     _label_points,
-    _sub_grid,
     make_template_subject,
 )
 from spinereg.transforms.affine import AffineTransform
@@ -102,11 +100,10 @@ class _TemplateTissue:
         from spinereg.io.image import load_image
 
         cord_img = load_image(tpl.path("cord"), ndim=3, check_finite=False)
-        region = _sub_grid(cord_img.grid, points, margin_mm=4.0)
-        maps = {"cord": np.clip(np.asarray(_crop(cord_img, region), np.float32), 0, 1)}
+        region = cord_img.grid.bounding_subgrid(points, margin_mm=4.0)
+        maps = {"cord": np.clip(slice_like(cord_img, region), 0, 1)}
         for role in ("csf", "wm", "gm", "spine"):
-            maps[role] = (np.clip(np.asarray(_crop(load_image(tpl.path(role), ndim=3, check_finite=False),
-                                                     region), np.float32), 0, 1)
+            maps[role] = (np.clip(slice_like(load_image(tpl.path(role), ndim=3, check_finite=False), region), 0, 1)
                           if tpl.has(role) else np.zeros_like(maps["cord"]))
         samplers = {"cord": VolumeSampler(maps["cord"], "linear")}
         for name in contrasts:

@@ -35,7 +35,7 @@ import numpy as np
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, save_image
-from spinereg.io.resample import VolumeSampler, place_labels
+from spinereg.io.resample import VolumeSampler, place_labels, slice_like
 from spinereg.transforms.base import Transform
 from spinereg.transforms.displacement import DisplacementField
 
@@ -302,22 +302,6 @@ def _label_points(path: Path) -> dict[int, np.ndarray]:
     return {int(v): pts[vals == v].mean(axis=0) for v in np.unique(vals)}
 
 
-def _sub_grid(grid: Grid, world_points: np.ndarray, margin_mm: float) -> Grid:
-    """The voxel-aligned sub-grid of ``grid`` bounding ``world_points`` (+ margin), clipped."""
-    ijk = grid.world_to_voxel(world_points[np.all(np.isfinite(world_points), axis=1)])
-    pad = margin_mm / grid.zooms
-    lo = np.clip(np.floor(ijk.min(0) - pad), 0, np.array(grid.shape) - 1).astype(int)
-    hi = np.clip(np.ceil(ijk.max(0) + pad), 0, np.array(grid.shape) - 1).astype(int)
-    aff = grid.affine.copy()
-    aff[:3, 3] = grid.voxel_to_world(lo[None].astype(float))[0]
-    return Grid(tuple(hi - lo + 1), aff)
-
-
-def _crop(img: Image, sub: Grid) -> np.ndarray:
-    off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
-    return np.asarray(img.data)[tuple(slice(o, o + n) for o, n in zip(off, sub.shape, strict=True))]
-
-
 def make_template_subject(
     template: str = "PAM50",
     voxel_mm: float = 0.8,
@@ -400,10 +384,10 @@ def make_template_subject(
     # template images on the covered region
     t2_ = time.perf_counter()
     tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
-    region = _sub_grid(tcord.grid, yc, margin_mm=5.0)
-    cord_r = np.asarray(_crop(tcord, region), np.float32)
+    region = tcord.grid.bounding_subgrid(yc, margin_mm=5.0)
+    cord_r = slice_like(tcord, region)
     levels_img = load_image(tpl.path("levels"), ndim=3, check_finite=False)
-    levels_r = np.asarray(_crop(levels_img, region))
+    levels_r = slice_like(levels_img, region, dtype=None)
     del levels_img
     tint = synthesize_contrast(tpl, "t2", cord=tcord, region=region)
     del tcord

@@ -182,16 +182,11 @@ def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: fl
 
 def crop_grid(grid: Grid, world_points: np.ndarray, margin_mm: float = 10.0) -> Grid:
     """Sub-grid of ``grid`` (same voxels) covering ``world_points`` plus a margin."""
-    ijk = grid.world_to_voxel(world_points)
-    m = margin_mm / grid.zooms
-    lo = np.maximum(np.floor(ijk.min(0) - m), 0).astype(int)
-    hi = np.minimum(np.ceil(ijk.max(0) + m), np.array(grid.shape) - 1).astype(int)
-    if np.any(hi < lo):
+    sub = grid.bounding_subgrid(world_points, margin_mm)
+    if sub is None:
         raise InputError("the subject does not overlap the template after landmark alignment", None,
                          "check the landmark values")
-    aff = grid.affine.copy()
-    aff[:3, 3] = grid.voxel_to_world(lo)
-    return Grid(tuple(hi - lo + 1), aff)
+    return sub
 
 
 def register_to_template(
