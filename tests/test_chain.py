@@ -13,6 +13,7 @@ from spinereg.metrics import dice
 from spinereg.register.ants_steps import ants_step
 from spinereg.register.chain import order_images, register_chain
 from spinereg.transforms import apply_transforms, apply_transforms_file
+from spinereg.transforms.displacement import DisplacementField
 
 T2 = ("t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz")
 
@@ -21,21 +22,28 @@ def _bin(img: Image, data=None) -> Image:
     return img.with_data(((img.data if data is None else data) > 0.5).astype(np.uint8))
 
 
-@pytest.mark.parametrize("name,dest,dseg,bound", [
-    ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.95),
-    ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.93),
-    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.93),
+@pytest.mark.parametrize("name,dest,dseg,direct_claim,composed_claim", [
+    ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.981, 0.920),
+    ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.957, 0.930),
+    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.986, 0.802),
 ])
-def test_template_to_target_whole_fov(sct_data, name, dest, dseg, bound):
+def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, composed_claim):
     """SCT's -initwarp route reaches whole-FOV Dice 0.61 (t2s), 0.80 (t1w), 0.56 (mt1); the issue asks
-    0.90/0.90/0.85. Measured here with the full PAM50: 0.98/0.96/0.97."""
+    0.90/0.90/0.85. With the full PAM50: the direct template registration of X (landmarks carried
+    through the chain, fitted to X's own segmentation, so the Dice against that segmentation is
+    not independent) 0.981/0.957/0.986; the composition template -> t2 -> X, which does not use
+    X's segmentation for the template step, 0.920/0.930/0.802 (mt1's field of view extends beyond
+    t2's). Both asserted at the measured figure minus 0.015."""
     res = register_chain([sct_data / dest, sct_data / T2[0]], [sct_data / dseg, sct_data / T2[1]],
                          labels=sct_data / "t2/labels.nii.gz", template="PAM50")
     assert res.modes == ["direct", "anatomical"]
     seg = load_image(sct_data / dseg)
     tcord = load_image(res.anat.template.path("cord"), check_finite=False)
     w = apply_transforms(tcord, seg.grid, [res.warp_template2image(0)], "linear")
-    assert dice(_bin(w), _bin(seg)).dice >= bound
+    assert dice(_bin(w), _bin(seg)).dice >= direct_claim - 0.015
+    comp = DisplacementField.from_transform(res.composed_template2image(0), seg.grid)
+    c = apply_transforms(tcord, seg.grid, [comp], "linear")
+    assert dice(_bin(c), _bin(seg)).dice >= composed_claim - 0.015
 
 
 def test_chain_cli_three_images(sct_data, tmp_path):
@@ -48,6 +56,12 @@ def test_chain_cli_three_images(sct_data, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     # PAM50_small (1x1x2 mm) is coarser than t2s (0.5 mm in-plane): lower bounds than with PAM50
     assert m["mt1"]["cord_dice_whole"] >= 0.90 and m["t2s"]["cord_dice_whole"] >= 0.85
+    # direct registrations are reported beside the composition through the chain, named as such
+    for name in ("mt1", "t2s"):
+        assert m[name]["mode"] == "direct" and m[name]["direct_fitted_to_this_seg"] is True
+        assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb"}
+        assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= 1.0
+    assert "composed" not in m["t2"]
     prov = json.loads((out / "provenance.json").read_text())
     assert len(prov["links"]) == 2 and prov["template_warp_modes"] == ["direct", "direct", "anatomical"]
     for f in ("warp_template2mt1.nii.gz", "warp_mt12template.nii.gz", "warp_template2t2.nii.gz"):

@@ -71,6 +71,13 @@ class ChainResult:
             return self.direct[k].template2anat
         return Chain([self.template2image(k + 1), self.links[k].to_next])
 
+    def composed_template2image(self, k: int) -> Transform:
+        """Image ``k``'s points -> template points through the links and the anatomical
+        registration only (ignores a direct registration of image ``k``; the last image's own)."""
+        if k == len(self.images) - 1:
+            return self.anat.template2anat
+        return Chain([self.composed_template2image(k + 1), self.links[k].to_next])
+
     def image2template(self, k: int) -> Transform:
         """Pull chain on the template grid: template points -> image ``k``'s points."""
         if k == len(self.images) - 1:

@@ -13,6 +13,7 @@ from spinereg.metrics import dice
 from spinereg.register.multimodal_outputs import stem
 from spinereg.register.outputs import versions, write_json
 from spinereg.transforms.apply import apply_transforms
+from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
 
@@ -23,8 +24,13 @@ def _bin(img: Image) -> Image:
 def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
                         which: str = "all") -> dict[str, Path]:
     """``warp_template2<name>`` / ``warp_<name>2template`` for every image (``which="target"``:
-    only the first), plus metrics.json (template cord Dice per image with a segmentation, over
-    every slice and over slices where both exist) and provenance.json (the chain)."""
+    only the first), plus metrics.json and provenance.json (the chain).
+
+    metrics.json, per image with a segmentation: template cord Dice over every slice and over
+    slices where both exist, through the warp written (``mode``: ``anatomical``, ``direct`` or
+    ``composed``). For ``direct`` images, whose template registration is fitted to that very
+    segmentation, ``composed`` gives the same Dice through the chain of links and the anatomical
+    registration (the figure that does not reuse the segmentation it is scored against)."""
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise OutputError("output folder is a file", out, "choose a folder name")
@@ -48,9 +54,13 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
         seg = result.segs[k]
         m = {"mode": result.modes[k]}
         if seg is not None:
-            w = _bin(apply_transforms(tcord, seg.grid, [inv], "linear"))
-            m["cord_dice_whole"] = round(dice(w, _bin(seg)).dice, 4)
-            m["cord_dice_zb"] = round(dice(w, _bin(seg), zb=True).dice, 4)
+            m.update(_cord_dice(tcord, seg, inv))
+            if result.modes[k] == "direct":
+                # the direct registration was fitted to this segmentation: its Dice is not an
+                # independent check. The composition through the links is reported beside it.
+                comp = DisplacementField.from_transform(result.composed_template2image(k), seg.grid)
+                m["direct_fitted_to_this_seg"] = True
+                m["composed"] = _cord_dice(tcord, seg, comp)
         metrics[names[k]] = m
     timings = {**result.timings, "outputs": time.perf_counter() - t0}
     files["metrics"] = write_json(out / "metrics.json", metrics, overwrite)
@@ -60,6 +70,14 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
     files["provenance"] = write_json(out / "provenance.json", prov, overwrite)
     result.metrics = metrics
     return files
+
+
+def _cord_dice(tcord: Image, seg: Image, template2image) -> dict[str, float]:
+    """Template cord warped onto ``seg``'s grid vs ``seg``: Dice over every slice and over the
+    slices holding both."""
+    w = _bin(apply_transforms(tcord, seg.grid, [template2image], "linear"))
+    return {"cord_dice_whole": round(dice(w, _bin(seg)).dice, 4),
+            "cord_dice_zb": round(dice(w, _bin(seg), zb=True).dice, 4)}
 
 
 def _template_cord(result) -> Image:
