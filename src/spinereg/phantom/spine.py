@@ -12,7 +12,9 @@ Everything is analytic, so the truth is known exactly:
 * disc label points (value of the vertebra below, as SCT: C2/C3 = 3);
 * cord curvature (1 / radius of the cord arc);
 * T1w signal (marrow per level, cortex, CSF) and CT numbers (trabecular HU per level, cortex),
-  constant per tissue, so VBQ and trabecular HU are exact by design.
+  constant per tissue by default (so VBQ and trabecular HU are exact by design, a check of the
+  arithmetic only); ``texture``, ``noise`` and ``pv_factor`` make them realistic (see
+  :func:`make_spine_phantom`).
 
 Vertebra values follow SCT: C1 = 1 ... C7 = 7, T1 = 8 ... T12 = 19, L1 = 20 ... L5 = 24.
 """
@@ -63,6 +65,10 @@ def make_spine_phantom(
     cortex_hu: float = 700.0,
     cord_radius_mm: float = 4.0,
     csf_radius_mm: float = 7.0,
+    texture: float = 0.0,
+    noise: float = 0.0,
+    pv_factor: int = 1,
+    seed: int = 0,
 ) -> SpinePhantom:
     """Build a phantom of the vertebrae ``levels`` (top to bottom), RAS+ grid of ``voxel_mm``.
 
@@ -70,7 +76,22 @@ def make_spine_phantom(
     body's axis). ``wedge``: level -> anterior/posterior height ratio (e.g. ``{22: 0.7}`` an
     anterior wedge fracture of L3; posterior height stays ``height_mm``). ``marrow_t1`` and
     ``trabecular_hu`` default to distinct values per level.
+
+    Realism (defaults off, which keeps every tissue constant): ``texture`` multiplies marrow and
+    soft tissue by ``1 + texture * n`` (``n`` smooth unit-variance noise, ~1.5 mm correlation),
+    ``noise`` adds Gaussian noise (fraction of the CSF T1 signal; CT gets ``noise * 100`` HU),
+    ``pv_factor`` > 1 builds every image on a grid ``pv_factor`` times finer and averages blocks
+    (partial volume at the output voxel ``voxel_mm``; label masks keep the majority). The truth
+    stays the design values.
     """
+    if pv_factor > 1:
+        fine = make_spine_phantom(levels, voxel_mm=voxel_mm / pv_factor, height_mm=height_mm, depth_mm=depth_mm,
+                                  width_mm=width_mm, disc_mm=disc_mm, lordosis_deg=lordosis_deg, wedge=wedge,
+                                  cortex_mm=cortex_mm, marrow_t1=marrow_t1, trabecular_hu=trabecular_hu,
+                                  csf_t1=csf_t1, cortex_t1=cortex_t1, cortex_hu=cortex_hu,
+                                  cord_radius_mm=cord_radius_mm, csf_radius_mm=csf_radius_mm,
+                                  texture=texture, noise=0.0, pv_factor=1, seed=seed)
+        return _block_average(fine, int(pv_factor), voxel_mm, noise, seed)
     levels = tuple(int(v) for v in levels)
     n = len(levels)
     wedge = dict(wedge or {})
@@ -180,6 +201,19 @@ def make_spine_phantom(
         m = (labels == v) & inner
         t1[m] = marrow_t1[v]
         hu[m] = trabecular_hu[v]
+    rng = np.random.default_rng(seed)
+    if texture > 0:
+        from scipy import ndimage
+
+        tex = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5 / voxel_mm).ravel()
+        tex /= max(float(tex.std()), 1e-6)
+        soft = (labels == 0) & ~disc_mask & ~csf & ~cord
+        for sel in (inner, soft):
+            t1[sel] *= 1 + texture * tex[sel]
+            hu[sel] += texture * np.abs(hu[sel]).clip(50, None) * tex[sel]
+    if noise > 0:
+        t1 += rng.normal(0, noise * csf_t1, t1.shape).astype(np.float32)
+        hu += rng.normal(0, noise * 100.0, hu.shape).astype(np.float32)
 
     def img(a, dtype=None):
         return Image(a.reshape(shape) if dtype is None else a.reshape(shape).astype(dtype), affine)
@@ -212,3 +246,39 @@ def make_spine_phantom(
     }
     return SpinePhantom(t1=img(t1), ct=img(hu), bodies=img(labels), csf=img(csf, np.uint8),
                         cord=img(cord, np.uint8), discs=Image(disc_lab, affine), truth=truth)
+
+
+def _block_average(fine: SpinePhantom, f: int, voxel_mm: float, noise: float, seed: int) -> SpinePhantom:
+    """The phantom at ``f`` times coarser voxels: intensities averaged over each block (partial
+    volume), masks and labels by majority, disc point labels re-placed at the nearest voxel."""
+    shape = tuple(n // f for n in fine.t1.shape)
+
+    def blocks(a: np.ndarray) -> np.ndarray:
+        a = np.asarray(a)[: shape[0] * f, : shape[1] * f, : shape[2] * f]
+        return a.reshape(shape[0], f, shape[1], f, shape[2], f)
+
+    def mean(a: np.ndarray) -> np.ndarray:
+        return blocks(a.astype(np.float32)).mean(axis=(1, 3, 5))
+
+    affine = fine.t1.affine.copy()
+    affine[:3, :3] *= f
+    affine[:3, 3] += fine.t1.affine[:3, :3] @ np.full(3, (f - 1) / 2)
+    lab = blocks(fine.bodies.data)
+    vals = np.unique(fine.bodies.data[fine.bodies.data > 0])
+    counts = np.stack([(lab == v).sum(axis=(1, 3, 5)) for v in vals], -1)
+    bodies = np.where(counts.max(-1) * 2 > f**3, vals[counts.argmax(-1)], 0).astype(np.int16)
+    rng = np.random.default_rng(seed + 1)
+    t1, ct = mean(fine.t1.data), mean(fine.ct.data)
+    if noise > 0:
+        t1 += rng.normal(0, noise * fine.truth["csf_t1"], t1.shape).astype(np.float32)
+        ct += rng.normal(0, noise * 100.0, ct.shape).astype(np.float32)
+    discs = np.zeros(shape, np.int16)
+    inv = np.linalg.inv(affine)
+    for v, p in fine.truth["disc_points_mm"].items():
+        idx = np.round(inv[:3, :3] @ np.asarray(p) + inv[:3, 3]).astype(int)
+        discs[tuple(idx)] = v
+    truth = {**fine.truth, "voxel_mm": voxel_mm, "pv_factor": f}
+    return SpinePhantom(t1=Image(t1, affine), ct=Image(ct, affine), bodies=Image(bodies, affine),
+                        csf=Image((mean(fine.csf.data) > 0.5).astype(np.uint8), affine),
+                        cord=Image((mean(fine.cord.data) > 0.5).astype(np.uint8), affine),
+                        discs=Image(discs, affine), truth=truth)
