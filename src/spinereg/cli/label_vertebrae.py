@@ -1,0 +1,60 @@
+"""``spinereg label-vertebrae``: find every intervertebral disc along the cord (SCT's
+sct_label_vertebrae)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from spinereg.cli.common import new_parser
+
+
+def register(sub) -> None:
+    p = new_parser(sub, "label-vertebrae", "label every intervertebral disc and vertebral level along the cord")
+    p.add_argument("-i", "--input", required=True, help="image (T1w, T2w or T2*w; sagittal, axial or 3D)")
+    p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (same grid)")
+    p.add_argument("-c", "--contrast", default="auto", choices=["t1", "t2", "t2s", "auto"],
+                   help="image contrast (t2/t2s: bright discs; t1/auto: bright or dark)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-initz", "--initz", metavar="Z,DISC",
+                   help="pin one disc: slice Z (S-I voxel index counted from the inferior end, as SCT's "
+                        "RPI slice number) holds disc DISC (PAM50_label_disc value, 3 = C2/C3)")
+    g.add_argument("-initlabel", "--initlabel", metavar="FILE",
+                   help="pin one disc with a label file: one voxel valued by its disc (3 = C2/C3)")
+    p.add_argument("-o", "--outdir", default=".", help="output folder (default: the current folder)")
+    p.add_argument("--qc", metavar="QCROOT", help="also write the labeling QC page into folder QCROOT")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spinereg.io.image import load_image
+    from spinereg.vertebrae.init import init_from_label_file, init_from_slice
+    from spinereg.vertebrae.label import label_vertebrae
+    from spinereg.vertebrae.outputs import write_labeling
+
+    t0 = time.perf_counter()
+    image = load_image(args.input, ndim=3)
+    seg = load_image(args.seg, ndim=3, what="segmentation")
+    init = None
+    if args.initz:
+        init = init_from_slice(args.initz, seg)
+    elif args.initlabel:
+        init = init_from_label_file(args.initlabel)
+    if args.qc:
+        from spinereg.qc.labeling import check_qc_root
+
+        check_qc_root(args.qc)
+    labeling = label_vertebrae(image, seg, contrast=args.contrast, init=init)
+    inputs = {"image": str(args.input), "seg": str(args.seg), "contrast": args.contrast,
+              "initz": args.initz, "initlabel": args.initlabel}
+    files = write_labeling(image, seg, labeling, args.outdir, overwrite=args.overwrite, inputs=inputs)
+    out = {"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2),
+           "files": {k: str(v) for k, v in files.items()},
+           "discs": [f"{d.name} {d.confidence:.2f}" for d in labeling.discs],
+           "ambiguous": labeling.ambiguous, "gaps": labeling.gaps}
+    if args.qc:
+        from spinereg.qc.labeling import write_labeling_page
+
+        out["qc_page"] = str(write_labeling_page(image, labeling, args.qc, overwrite=args.overwrite))
+    print(json.dumps(out, indent=1))
+    return 0

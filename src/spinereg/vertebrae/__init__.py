@@ -1,0 +1,6 @@
+"""Automatic vertebral labeling along the spinal cord (discs and levels)."""
+
+from spinereg.vertebrae.label import Disc, VertebralLabeling, disc_name, label_vertebrae
+from spinereg.vertebrae.names import level_name, level_number
+
+__all__ = ["Disc", "VertebralLabeling", "disc_name", "label_vertebrae", "level_name", "level_number"]

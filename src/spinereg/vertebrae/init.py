@@ -1,0 +1,44 @@
+"""Pinning one disc as SCT does: ``-initz Z,DISC`` (a slice) or ``-initlabel FILE`` (a point)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinereg.cord.centerline import si_axis
+from spinereg.cord.landmarks import read_point_labels
+from spinereg.errors import InputError
+from spinereg.io.image import Image, load_image
+
+
+def init_from_slice(text: str, seg: Image) -> tuple[np.ndarray, int]:
+    """``"Z,DISC"`` -> (world point, disc value): slice ``Z`` along the image's S-I voxel axis,
+    counted from the inferior end (SCT's slice number in RPI), at the cord's centre of mass in
+    that slice (the slice centre when the cord is not segmented there)."""
+    try:
+        z_txt, v_txt = text.split(",")
+        z, value = int(z_txt), int(v_txt)
+    except ValueError as exc:
+        raise InputError(f"-initz {text!r} is not 'Z,DISC'", None, "write e.g. -initz 34,3 (slice 34 is C2/C3)") from exc
+    axis = si_axis(seg.affine)
+    n = seg.shape[axis]
+    if not 0 <= z < n:
+        raise InputError(f"-initz slice {z} is outside the image (0..{n - 1} along S-I)", seg.name,
+                         "give a slice index counted from the inferior end")
+    superior_up = seg.affine[2, axis] > 0
+    k = z if superior_up else n - 1 - z
+    plane = np.take(np.asarray(seg.data) > 0.5, k, axis=axis)
+    if plane.any():
+        ij = np.argwhere(plane).mean(0)
+    else:
+        ij = (np.array(plane.shape) - 1) / 2.0
+    vox = np.insert(ij, axis, k)
+    return seg.grid.voxel_to_world(vox[None])[0], value
+
+
+def init_from_label_file(path: str) -> tuple[np.ndarray, int]:
+    """The single disc label of ``path`` -> (world point, disc value)."""
+    lm = read_point_labels(load_image(path, ndim=3, what="label file"), "disc")
+    if len(lm) != 1:
+        raise InputError(f"-initlabel file has {len(lm)} labels ({lm.values.tolist()})", path,
+                         "keep exactly one disc label (e.g. 3 at the C2/C3 disc)")
+    return lm.points[0], int(lm.values[0])

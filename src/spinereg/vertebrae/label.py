@@ -1,0 +1,317 @@
+"""Automatic vertebral labeling: every intervertebral disc along the cord, with its level.
+
+:func:`label_vertebrae` takes an image and its cord segmentation (same grid) and returns a
+:class:`VertebralLabeling`: one :class:`Disc` per intervertebral disc in the field of view
+(PAM50_label_disc values: 3 = C2/C3 ... 8 = C7/T1 ... 20 = T12/L1), each at its arc length along
+the cord centerline and as a world point on the centerline at the disc's height, with a
+confidence. Steps (see the modules):
+
+1. the cord centerline of the segmentation and a mid-sagittal slab of the image in the cord's
+   frame (:mod:`~spinereg.vertebrae.straight`);
+2. a global, contrast-agnostic match of the slab to the template's tissue classes over every S-I
+   shift and scale (:mod:`~spinereg.vertebrae.match`): where the vertebral-body column lies in
+   depth, and the template position of each subject row;
+3. disc band evidence in the posterior half of that column, over tilts
+   (:mod:`~spinereg.vertebrae.evidence`), for bright and/or dark discs (by contrast);
+4. the chain of template discs placed by dynamic programming with the template's disc spacing
+   (:mod:`~spinereg.vertebrae.dp`), optionally pinned by ``init`` (SCT's ``-initz`` /
+   ``-initlabel``), plus the global match's vote on identity.
+
+Identity (which disc is C2/C3) comes from the chain itself where the field of view shows
+something only one identity explains (C2 and the skull base above the first disc, the spacing of
+thoracic versus cervical vertebrae, the template match); ``identity_margin`` says by how much the
+best identity beats the chain shifted by one level, and ``ambiguous`` is set when that margin is
+small: then pass ``init``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spinereg.cord.centerline import Centerline
+from spinereg.errors import InputError
+from spinereg.io.image import Image, require_nonempty, require_same_grid
+from spinereg.vertebrae.cordwidth import lr_width
+from spinereg.vertebrae.dp import best_chain
+from spinereg.vertebrae.evidence import Evidence, band_evidence
+from spinereg.vertebrae.match import candidates, global_search
+from spinereg.vertebrae.model import CORD, SpineModel, spine_model
+from spinereg.vertebrae.names import level_name
+from spinereg.vertebrae.straight import straighten_slab
+
+#: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
+UNSEEN = (1, 2)
+#: evidence (robust z-score) a disc band must exceed to pay for itself
+E0 = 1.0
+#: identity margin (chain score units) under which the identity is called ambiguous
+AMBIGUOUS_MARGIN = 2.0
+#: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
+SPACING_SD = 0.15
+#: spread of the log ratio of the subject's cord width to the template's at the same level
+WIDTH_SD = 0.12
+#: weight of the cord-width mismatch against the correlation ratio in the global match
+WIDTH_WEIGHT = 2.0
+#: weight of the global match's correlation ratio in the chain (per unit of eta^2, whole chain)
+GLOBAL_WEIGHT = 60.0
+CONTRAST_POLARITY = {"t2": (1,), "t2s": (1,), "t1": (1, -1), "auto": (1, -1)}
+
+
+@dataclass
+class Disc:
+    """One intervertebral disc: PAM50 value, arc length on the centerline (mm), world point on
+    the centerline at the disc's height (RAS mm), confidence in [0, 1], band evidence, tilt."""
+
+    value: int
+    s: float
+    point: np.ndarray
+    confidence: float
+    evidence: float
+    tilt_deg: float
+
+    @property
+    def name(self) -> str:
+        return disc_name(self.value)
+
+    def as_dict(self) -> dict:
+        return {"value": int(self.value), "name": self.name, "s_mm": round(float(self.s), 2),
+                "point_mm": [round(float(c), 2) for c in self.point],
+                "confidence": round(float(self.confidence), 3), "evidence": round(float(self.evidence), 2),
+                "tilt_deg": float(self.tilt_deg)}
+
+
+def disc_name(value: int) -> str:
+    """``3`` -> ``"C2/C3"``; ``60`` -> ``"conus"``."""
+    if value == 60:
+        return "conus"
+    if value == 1:
+        return "PMJ"
+    return f"{level_name(value - 1)}/{level_name(value)}"
+
+
+@dataclass
+class VertebralLabeling:
+    """Result of :func:`label_vertebrae` (discs top to bottom)."""
+
+    discs: list[Disc]
+    centerline: Centerline
+    scale: float
+    identity_margin: float
+    ambiguous: bool
+    polarity: int
+    identity_source: str
+    gaps: list[str] = field(default_factory=list)
+    evidence: Evidence | None = None
+    report: dict = field(default_factory=dict)
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.array([d.value for d in self.discs], int)
+
+    @property
+    def points(self) -> np.ndarray:
+        return np.array([d.point for d in self.discs], float).reshape(-1, 3)
+
+    def level_at(self, s: np.ndarray) -> np.ndarray:
+        """Vertebral level (PAM50_levels values) at arc lengths ``s``: the level between the disc
+        above and the disc below (level ``v`` lies under disc ``v`` and above disc ``v + 1``)."""
+        s = np.asarray(s, float)
+        ds = np.array([d.s for d in self.discs if d.value != 60])
+        vs = np.array([d.value for d in self.discs if d.value != 60])
+        if len(ds) == 0:
+            return np.zeros(s.shape, int)
+        order = np.argsort(-ds)  # top (largest s) first
+        ds, vs = ds[order], vs[order]
+        # number of discs above each point
+        above = np.searchsorted(-ds, -s, side="right")
+        first = vs[0] - 1  # level above the top disc
+        return np.where(above == 0, first, vs[np.clip(above - 1, 0, len(vs) - 1)]).astype(int)
+
+    def as_dict(self) -> dict:
+        return {"discs": [d.as_dict() for d in self.discs], "scale_to_template": round(self.scale, 4),
+                "identity_margin": round(float(self.identity_margin), 2), "ambiguous": bool(self.ambiguous),
+                "identity_source": self.identity_source, "disc_polarity": "bright" if self.polarity > 0 else "dark",
+                "gaps": list(self.gaps), **self.report}
+
+
+def _front(mask: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Most anterior depth of ``mask`` (rows x depths) per row; rows without it filled from the
+    nearest row that has it (NaN when none has)."""
+    has = mask.any(1)
+    front = np.where(has, np.max(np.where(mask, b[None], -np.inf), 1), np.nan)
+    if not has.any():
+        return front
+    idx = np.arange(len(front))
+    return np.interp(idx, idx[has], front[has])
+
+
+def _column_walls(model: SpineModel, t_rows: np.ndarray, cord_front: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The subject's vertebral-body column per row: posterior wall = the subject's cord front plus
+    the template's gap from cord front to column at the matched row; depth from the template."""
+    r = model.rows(t_rows)
+    tpl_front = _front((model.classes == CORD).T, model.b)
+    gap = np.clip(model.column_back - tpl_front, 1.0, 15.0)
+    back = np.where(np.isfinite(cord_front), cord_front, tpl_front[r]) + gap[r]
+    return back, np.maximum(model.column_front[r] - model.column_back[r], 8.0)
+
+
+def _half_widths(model: SpineModel, t_rows: np.ndarray, scale: float) -> np.ndarray:
+    """A quarter of the expected disc spacing (subject mm) at each row, 3.5-8 mm."""
+    t = model.disc_s
+    mids, gaps = 0.5 * (t[:-1] + t[1:]), t[:-1] - t[1:]
+    return np.clip(0.22 * np.interp(t_rows, mids[::-1], gaps[::-1]) / scale, 3.5, 8.0)
+
+
+def _expected_strength(ev: Evidence, n_peaks: int = 3) -> float:
+    """What a disc in view must score to pay for itself: half the median of the image's strongest
+    band peaks (at least ``E0``), so an expected disc without a band costs in proportion to how
+    clearly the other discs show."""
+    from scipy.signal import find_peaks
+
+    sc = np.where(ev.inside, ev.score, -np.inf)
+    pk, _ = find_peaks(np.nan_to_num(sc, neginf=-1e9), distance=max(1, int(8.0 / (ev.s[1] - ev.s[0]))))
+    if len(pk) == 0:
+        return E0
+    top = np.sort(sc[pk])[::-1][:n_peaks]
+    return float(max(E0, 0.5 * np.median(top)))
+
+
+def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarray):
+    """The global match whose correlation ratio, less ``WIDTH_WEIGHT`` x the mean squared log
+    ratio of the subject's to the template's cord width, is highest."""
+    ok = np.isfinite(width)
+    if ok.sum() < 5:
+        return cands[0]
+
+    def score(g) -> float:
+        wt = np.interp(g.t(s[ok]), model.s, model.cord_width)
+        return g.eta2 - WIDTH_WEIGHT * float(np.mean(np.log(width[ok] / wt) ** 2))
+
+    return max(cands, key=score)
+
+
+def _global_vote(eta: np.ndarray, scales: np.ndarray, tfirst: np.ndarray, s0: float, grid: np.ndarray,
+                 t: np.ndarray) -> np.ndarray:
+    """``GLOBAL_WEIGHT`` x (best correlation ratio of a global match putting template disc ``k``
+    at ``grid[x]``, minus the overall best), shared out over the discs: the whole-field match's
+    say on identity."""
+    out = np.full((len(t), len(grid)), -np.inf)
+    for i, sc in enumerate(scales):
+        row, tf = eta[i], tfirst[i]
+        ok = np.isfinite(tf)
+        if not ok.any():
+            continue
+        f0, step = tf[ok][0], tf[ok][1] - tf[ok][0]
+        want = t[:, None] - sc * (grid[None] - s0)  # template position of the subject's first row
+        idx = np.rint((want - f0) / step).astype(int)
+        inside = (idx >= 0) & (idx < ok.sum())
+        vals = np.where(inside, np.nan_to_num(row[np.flatnonzero(ok)][np.clip(idx, 0, ok.sum() - 1)], nan=-np.inf),
+                        -np.inf)
+        out = np.maximum(out, vals)
+    best = np.nanmax(eta)
+    out = np.where(np.isfinite(out), out - best, -0.5)
+    return GLOBAL_WEIGHT * np.maximum(out, -0.5) / len(t)
+
+
+def _init_position(init, cl: Centerline) -> tuple[int, float]:
+    """``init`` = (world point (3,), disc value) -> (value, arc length)."""
+    point, value = init
+    s, dist = cl.project(np.asarray(point, float)[None])
+    return int(value), float(s[0])
+
+
+def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
+                    template: str = "PAM50") -> VertebralLabeling:
+    """Find every intervertebral disc of ``image`` along the cord of ``seg``.
+
+    ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
+    tried otherwise). ``init``: ``(world_point, disc_value)`` pinning one disc (e.g. from
+    SCT's ``-initz`` or ``-initlabel``); the chain keeps that disc within 5 mm of the point.
+    """
+    if contrast not in CONTRAST_POLARITY:
+        raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
+    require_same_grid(image, seg, what="image and segmentation")
+    require_nonempty(seg, "segmentation")
+    if image.ndim != 3:
+        raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
+    cl = Centerline.from_mask(seg)
+    model = spine_model(template)
+    sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0)
+    if len(sub.s) < 20:
+        raise InputError("the image covers less than 1 cm of the cord", image.name,
+                         "give an image with at least one vertebra in view")
+    eta, scales, tfirst = global_search(sub, model)
+    width = lr_width(seg, cl, sub.s)
+    glob = _best_global(candidates(eta, scales, tfirst, sub, n=40), model, sub.s, width)
+    seg_slab = straighten_slab(seg, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0)
+    j0 = int(np.rint((sub.s[0] - seg_slab.s[0]) / 0.5))
+    cord = np.nan_to_num(seg_slab.values[j0:j0 + len(sub.s)]) > 0.5
+    back, depth = _column_walls(model, glob.t(sub.s), _front(cord, model.b))
+    half_width = _half_widths(model, glob.t(sub.s), glob.scale)
+
+    step = float(sub.s[1] - sub.s[0])
+    t = model.disc_s
+    span = float(t[0] - t[-1])
+    ext = 1.3 * span
+    grid = np.arange(sub.s[0] - ext, sub.s[-1] + ext + 1e-6, step)
+    j = np.rint((grid - sub.s[0]) / step).astype(int)
+    in_sub = (j >= 0) & (j < len(sub.s))
+    jc = np.clip(j, 0, len(sub.s) - 1)
+    seen = ~np.isin(model.disc_values, UNSEEN)
+    pinned = None
+    if init is not None:
+        value, s_init = _init_position(init, cl)
+        if value not in model.disc_values:
+            raise InputError(f"initial disc value {value} is not a {model.name} disc label",
+                             None, f"use one of {model.disc_values.tolist()} (3 = C2/C3)")
+        pinned = (int(np.flatnonzero(model.disc_values == value)[0]), s_init)
+
+    # the cord's width at each grid position against the template's at each disc
+    w_grid = np.where(in_sub, width[jc], np.nan)
+    w_tpl = np.interp(t, model.s, model.cord_width)
+    with np.errstate(all="ignore"):
+        lr = np.log(w_grid[None] / w_tpl[:, None])
+    width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * WIDTH_SD ** 2), 0.0)
+    vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
+    results = []
+    for pol in CONTRAST_POLARITY[contrast]:
+        ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width)
+        e0 = _expected_strength(ev)
+        e = np.where(in_sub & ev.inside[jc], ev.score[jc] - e0, 0.0)
+        unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
+        if pinned is not None:
+            k, s0 = pinned
+            unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
+        chain = best_chain(grid, unary, t, scales, sd=SPACING_SD)
+        results.append((chain.score, pol, ev, chain))
+    results.sort(key=lambda r: -r[0])
+    _, pol, ev, chain = results[0]
+
+    inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
+        if ev.inside.any() else np.zeros(len(t), bool)
+    gx = np.rint((chain.positions - grid[0]) / step).astype(int)
+    # identity margin: best chain vs chains putting the neighbouring template disc at the
+    # position of each seen disc in view (the whole labeling shifted by one level)
+    margins = []
+    for k in np.flatnonzero(inside & seen):
+        best_here = chain.marginal[k, gx[k]]
+        win = slice(max(gx[k] - 6, 0), gx[k] + 7)
+        alt = [chain.marginal[k2, win].max() for k2 in (k - 1, k + 1) if 0 <= k2 < len(t)]
+        margins.append(best_here - max(alt))
+    margin = float(min(margins)) if margins else 0.0
+    discs = []
+    for k in np.flatnonzero(inside & seen):
+        m = chain.marginal[k]
+        far = np.abs(np.arange(len(grid)) - gx[k]) * step > 3.0
+        pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
+        conf = float((1 - np.exp(-max(pos_margin, 0.0) / 2.0)) * (1 - np.exp(-max(margin, 0.0) / 2.0)))
+        jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
+        discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
+                          conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
+    gaps = [d.name for d in discs if d.evidence < E0]
+    source = "init" if pinned is not None else "chain"
+    ambiguous = pinned is None and margin < AMBIGUOUS_MARGIN
+    report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
+              "chain_score": round(chain.score, 2), "contrast": contrast}
+    return VertebralLabeling(discs, cl, chain.scale, margin, ambiguous, pol, source, gaps, ev, report)

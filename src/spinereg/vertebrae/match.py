@@ -1,0 +1,143 @@
+"""Matching the subject's cord-frame slab to the template's spine classes.
+
+Contrast-agnostic: the subject may show any intensity for each tissue class (discs brighter or
+darker than bodies, T1, T2, T2*), so the global match scores the *correlation ratio* (eta^2) of
+the subject's intensities grouped by template class and depth bin: the fraction of the intensity
+variance that the template's classes explain. It is computed for every S-I shift at once by FFT
+cross-correlation, for a range of S-I scales (subjects 0.8-1.25x the template's length).
+
+:func:`refine_discs` then places every disc by dynamic programming: each vertebra between two
+consecutive discs is the template's vertebra stretched linearly onto the subject, scored by the
+squared difference between the subject and the class means (per class and depth, estimated from
+the global match), plus a penalty on each vertebra's height ratio departing from the global
+scale. Min-marginals give each disc's positional uncertainty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.vertebrae.model import SpineModel
+from spinereg.vertebrae.straight import Straightened
+
+N_CLASSES = 8
+
+
+@dataclass
+class GlobalMatch:
+    """``t(s) = t0 + scale * (s - s0)``: template arc length of subject arc length ``s``."""
+
+    scale: float
+    t0: float
+    s0: float
+    eta2: float
+
+    def t(self, s: np.ndarray) -> np.ndarray:
+        return self.t0 + self.scale * (np.asarray(s, float) - self.s0)
+
+    def s(self, t: np.ndarray) -> np.ndarray:
+        return self.s0 + (np.asarray(t, float) - self.t0) / self.scale
+
+
+def normalise(sub: Straightened, detrend_mm: float = 15.0) -> tuple[np.ndarray, np.ndarray]:
+    """Robustly scaled values (0 where invalid) and the validity mask. Each depth's slow trend
+    along the cord (Gaussian ``detrend_mm``) is removed: what stays is the S-I pattern of the
+    vertebrae, not the constant tube of cord and CSF."""
+    v = sub.valid
+    x = np.where(v, sub.values, 0.0)
+    if detrend_mm > 0:
+        sig = detrend_mm / float(sub.s[1] - sub.s[0])
+        w = ndimage.gaussian_filter1d(v.astype(float), sig, axis=0, mode="constant")
+        m = ndimage.gaussian_filter1d(x, sig, axis=0, mode="constant")
+        x = np.where(v, x - m / np.maximum(w, 1e-6), 0.0)
+    lo, med, hi = np.percentile(x[v], [5, 50, 95]) if v.any() else (0.0, 0.0, 1.0)
+    y = np.where(v, (x - med) / max(hi - lo, 1e-6), 0.0)
+    return y, v.astype(float)
+
+
+def _bins(b: np.ndarray, bin_mm: float) -> np.ndarray:
+    return ((b - b[0]) // bin_mm).astype(int)
+
+
+def global_search(sub: Straightened, model: SpineModel, scales: np.ndarray | None = None,
+                  bin_mm: float = 4.0, min_overlap: float = 0.7, row_mm: float = 1.0,
+                  depth_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Correlation ratio for every (scale, shift): returns ``eta2`` (n_scales, n_shifts),
+    ``scales`` and ``t_first`` (n_scales, n_shifts), the template arc length matched to the
+    subject's first row. Computed on ``row_mm`` x ``depth_mm`` cells; shifts leaving less than
+    ``min_overlap`` of the subject inside the template score NaN."""
+    if scales is None:
+        scales = np.exp(np.linspace(np.log(0.8), np.log(1.25), 15))
+    y, v = normalise(sub)
+    bstep = max(1, int(round(depth_mm / float(model.b[1] - model.b[0]))))
+    tstep = max(1, int(round(row_mm / model.ds)))
+    bsel = np.arange(0, len(model.b), bstep)
+    y, v = y[:, bsel], v[:, bsel]
+    cls = model.classes[bsel][:, ::tstep].T  # (nt, nb)
+    t_rows = model.s[::tstep]
+    ds_t = float(t_rows[1] - t_rows[0])
+    nt, nb = cls.shape
+    gb = _bins(model.b[bsel], bin_mm)
+    nbins = int(gb.max()) + 1
+    onehot = np.stack([(cls == c) for c in range(N_CLASSES)]).astype(np.float32)  # (C, nt, nb)
+    rows, firsts = [], []
+    cache: dict[int, np.ndarray] = {}
+    for sc in scales:
+        m = np.arange(0.0, (sub.s[-1] - sub.s[0]) * sc / ds_t + 1e-9)
+        j = np.clip(np.rint(m * ds_t / sc / (sub.s[1] - sub.s[0])).astype(int), 0, len(sub.s) - 1)
+        ym, vm = y[j], v[j]
+        nm = len(m)
+        L = int(2 ** np.ceil(np.log2(nm + nt)))
+        if L not in cache:
+            cache[L] = np.fft.rfft(onehot, L, axis=1)
+        fo = cache[L]  # (C, F, nb)
+
+        def corr(a: np.ndarray, fo=fo, L=L) -> np.ndarray:
+            fa = np.conj(np.fft.rfft(a, L, axis=0))[None] * fo  # (C, F, nb)
+            fg = np.stack([fa[..., gb == g].sum(-1) for g in range(nbins)], -1)  # (C, F, nbins)
+            return np.fft.irfft(fg, L, axis=1)
+
+        Sg, Ng = corr(ym * vm), corr(vm)
+        Q = corr(ym * ym * vm).sum((0, 2))
+        lags = np.r_[np.arange(L - (nm - 1), L), np.arange(0, nt)]
+        Sg, Ng, Q = Sg[:, lags], Ng[:, lags], Q[lags]
+        with np.errstate(all="ignore"):
+            between = np.where(Ng > 0.5, Sg ** 2 / Ng, 0.0).sum((0, 2))
+            T, Nt = Sg.sum((0, 2)), Ng.sum((0, 2))
+            eta = (between - T ** 2 / Nt) / (Q - T ** 2 / Nt)
+        eta[Nt / max(vm.sum(), 1.0) < min_overlap] = np.nan
+        k = np.r_[np.arange(-(nm - 1), 0), np.arange(0, nt)]
+        rows.append(eta)
+        firsts.append(t_rows[0] + k * ds_t)
+    width = max(len(r) for r in rows)
+    out = np.full((len(scales), width), np.nan)
+    tf = np.full((len(scales), width), np.nan)
+    for i, (r, f) in enumerate(zip(rows, firsts, strict=True)):
+        out[i, :len(r)], tf[i, :len(f)] = r, f
+    return out, np.asarray(scales), tf
+
+
+def candidates(eta2: np.ndarray, scales: np.ndarray, t_first: np.ndarray, sub: Straightened,
+               n: int = 6, separation_mm: float = 8.0) -> list[GlobalMatch]:
+    """The best global matches whose template positions of the subject's middle differ by at
+    least ``separation_mm`` (distinct level identities), best first."""
+    s_mid = 0.5 * (sub.s[0] + sub.s[-1])
+    order = np.argsort(np.where(np.isfinite(eta2), -eta2, np.inf), axis=None)
+    out: list[GlobalMatch] = []
+    mids: list[float] = []
+    for flat in order:
+        i, k = np.unravel_index(flat, eta2.shape)
+        e = eta2[i, k]
+        if not np.isfinite(e):
+            break
+        g = GlobalMatch(float(scales[i]), float(t_first[i, k]), float(sub.s[0]), float(e))
+        mid = float(g.t(s_mid))
+        if all(abs(mid - o) >= separation_mm for o in mids):
+            out.append(g)
+            mids.append(mid)
+            if len(out) >= n:
+                break
+    return out

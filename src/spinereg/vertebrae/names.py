@@ -1,0 +1,29 @@
+"""Vertebral level names as PAM50 numbers them (C1 = 1 ... C7 = 7, T1 = 8 ... T12 = 19, L1 = 20
+... L5 = 24, S1 = 25)."""
+
+from __future__ import annotations
+
+_REGIONS = (("C", 1, 7), ("T", 8, 19), ("L", 20, 24), ("S", 25, 29))
+
+
+def level_name(level: int) -> str:
+    """``3`` -> ``"C3"``, ``8`` -> ``"T1"``, ``20`` -> ``"L1"``."""
+    for prefix, lo, hi in _REGIONS:
+        if lo <= level <= hi:
+            return f"{prefix}{level - lo + 1}"
+    return str(level)
+
+
+def level_number(name: str | int) -> int:
+    """``"C3"`` -> ``3``, ``"T1"`` -> ``8``; integers pass through."""
+    if isinstance(name, int):
+        return name
+    text = str(name).strip().upper()
+    if text.isdigit():
+        return int(text)
+    for prefix, lo, hi in _REGIONS:
+        if text.startswith(prefix) and text[1:].isdigit():
+            n = lo + int(text[1:]) - 1
+            if lo <= n <= hi:
+                return n
+    raise ValueError(f"unknown vertebral level {name!r} (use e.g. C3, T6 or 3)")

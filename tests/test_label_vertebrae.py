@@ -1,0 +1,171 @@
+"""Automatic vertebral labeling on real data, with truth the method does not use.
+
+Truth: ``sct_testing_data/t2``'s manually labelled segmentation (its level boundaries along the
+cord are discs; it numbers the cord one level lower than PAM50, so its boundary k|k+1 is disc
+k+2), ``labels.nii.gz`` (mid-body of C3 and C5) for identity, and ``t1``'s
+``init_label_vertebrae.txt`` (slice 55 = C2/C3). t1 and t2 are one subject in one world space
+(their cords agree within 1 mm), which also shows that t2's own ``init_label_vertebrae.txt``
+(``34,3``) is one level off: slice 34 of t2 is the C3/C4 disc.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from spinereg.cord.centerline import Centerline
+from spinereg.cord.landmarks import read_point_labels
+from spinereg.io.image import load_image
+from spinereg.vertebrae import label_vertebrae, level_name, level_number
+from spinereg.vertebrae.init import init_from_slice
+
+pytestmark = pytest.mark.realdata
+
+
+def _t1_c2c3_world(sct_data) -> np.ndarray:
+    seg = load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz")
+    text = (sct_data / "t1" / "init_label_vertebrae.txt").read_text().split()
+    point, value = init_from_slice(text[1], seg)
+    assert value == 3
+    return point
+
+
+def _t2_truth(sct_data) -> tuple[dict[int, float], Centerline, dict[int, float]]:
+    """Disc arc lengths from the labelled segmentation's boundaries (PAM50 values) and the body
+    labels' arc lengths, on the manual segmentation's centerline."""
+    seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    lab = load_image(sct_data / "t2" / "t2_seg-manual_labeled.nii.gz")
+    cl = Centerline.from_mask(seg)
+    data = np.rint(np.asarray(lab.data)).astype(int)
+    idx = np.argwhere(data > 0)
+    s, _ = cl.project(lab.grid.voxel_to_world(idx))
+    vals = data[tuple(idx.T)]
+    discs = {}
+    for k in np.unique(vals):
+        if k + 1 in vals:  # boundary between its level k (above) and k + 1 (below) = disc k + 2
+            lower = np.percentile(s[vals == k], 2)
+            upper = np.percentile(s[vals == k + 1], 98)
+            discs[int(k + 2)] = 0.5 * (lower + upper)
+    bodies = read_point_labels(load_image(sct_data / "t2" / "labels.nii.gz"), "body")
+    sb, _ = cl.project(bodies.points)
+    return discs, cl, {int(v): float(x) for v, x in zip(bodies.values, sb, strict=True)}
+
+
+def test_level_names():
+    assert [level_name(v) for v in (1, 7, 8, 19, 20, 24)] == ["C1", "C7", "T1", "T12", "L1", "L5"]
+    assert level_number("T1") == 8 and level_number("c3") == 3 and level_number(5) == 5
+
+
+def test_t2_init_file_is_one_level_off(sct_data):
+    """t2's init file names slice 34 C2/C3, but t1's C2/C3 (same world space) is 19 mm higher,
+    where the labelled segmentation's top boundary and labels.nii.gz's body 3 say it is."""
+    seg2 = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    p2, v2 = init_from_slice((sct_data / "t2" / "init_label_vertebrae.txt").read_text().split()[1], seg2)
+    p1 = _t1_c2c3_world(sct_data)
+    assert v2 == 3
+    assert 15 < p1[2] - p2[2] < 22  # one cervical vertebra apart
+    discs, cl, bodies = _t2_truth(sct_data)
+    s2, _ = cl.project(p2[None])
+    assert abs(s2[0] - discs[4]) < 2.5  # slice 34 is the C3/C4 disc
+    assert discs[4] < bodies[3]  # body 3 above the C3/C4 disc
+
+
+def test_t1_c2c3_without_init(sct_data):
+    """t1: C2/C3 within 2 mm of slice 55 without -initz (measured 0.8 mm), identity not ambiguous,
+    and the next discs within 2 mm of t2's boundaries (same world space; measured 1.7, 0.2)."""
+    img = load_image(sct_data / "t1" / "t1w.nii.gz")
+    seg = load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz")
+    lab = label_vertebrae(img, seg, contrast="t1")
+    assert not lab.ambiguous
+    got = {d.value: d for d in lab.discs}
+    assert 3 in got
+    c2c3 = _t1_c2c3_world(sct_data)
+    s_true, _ = lab.centerline.project(c2c3[None])
+    assert abs(got[3].s - s_true[0]) <= 2.0
+    discs, cl2, _ = _t2_truth(sct_data)
+    for v in (4, 5):
+        # the t2 truth's world point at that arc length, projected on t1's centerline
+        s1, _ = lab.centerline.project(cl2.points(discs[v])[None])
+        assert abs(got[v].s - s1[0]) <= 2.0, (v, got[v].s, s1[0])
+
+
+@pytest.fixture(scope="module")
+def t2_labeled(sct_data):
+    img = load_image(sct_data / "t2" / "t2.nii.gz")
+    seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    # identity pinned from t1's init file (same subject, same world space): C2/C3 at z of t1's slice 55
+    return label_vertebrae(img, seg, contrast="t2", init=(_t1_c2c3_world(sct_data), 3)), img, seg
+
+
+def test_t2_positions_and_identity_with_init(sct_data, t2_labeled):
+    """t2 with the C2/C3 disc pinned: every disc more than 5 mm inside the segmented cord on the
+    labelled boundaries (mean <= 1.5 mm, max <= 3 mm; measured 1.1 / 1.1 mm: C3/C4, C4/C5) and
+    every level right against labels.nii.gz. Not found: C5/C6, 2.5 mm from the bottom edge."""
+    lab, _, _ = t2_labeled
+    discs, cl, bodies = _t2_truth(sct_data)
+    got = {d.value: d for d in lab.discs}
+    errs = []
+    inner = {v: s for v, s in discs.items() if 5.0 <= s <= cl.length - 5.0}
+    assert sorted(inner) == [4, 5]
+    for v, s_true in inner.items():
+        assert v in got, f"disc {v} not found ({sorted(got)})"
+        s_got, _ = cl.project(got[v].point[None])
+        errs.append(abs(s_got[0] - s_true))
+    assert np.mean(errs) <= 1.5 and np.max(errs) <= 3.0, errs
+    for body, s in bodies.items():
+        s_lab, _ = lab.centerline.project(cl.points(s)[None])
+        assert lab.level_at(s_lab)[0] == body
+
+
+def test_t2_without_init_does_not_fool(sct_data):
+    """Without -initz the 55 mm t2 field of view (C2/C3 at its top edge) does not tell C3 from
+    C4: the labeling must say so (ambiguous) unless its identity is right."""
+    img = load_image(sct_data / "t2" / "t2.nii.gz")
+    seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    lab = label_vertebrae(img, seg, contrast="t2")
+    discs, cl, _ = _t2_truth(sct_data)
+    right = all(abs(cl.project(d.point[None])[0][0] - discs[d.value]) <= 3.0
+                for d in lab.discs if d.value in discs) and any(d.value in discs for d in lab.discs)
+    assert right or lab.ambiguous
+
+
+def test_outputs_and_cli(sct_data, tmp_path):
+    """CLI: labelled segmentation (levels), one voxel per disc, JSON; QC page; refuses to
+    overwrite (exit 2, one line, nothing changed)."""
+    d = sct_data / "t1"
+    cmd = [sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "t1w.nii.gz"),
+           "-s", str(d / "t1w_seg-manual.nii.gz"), "-c", "t1", "-o", str(tmp_path / "out"),
+           "--qc", str(tmp_path / "qc")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "out"
+    doc = json.loads((out / "t1w_discs.json").read_text())
+    assert [x["name"] for x in doc["discs"]][:3] == ["C2/C3", "C3/C4", "C4/C5"]
+    assert all(0 <= x["confidence"] <= 1 for x in doc["discs"])
+    labels = load_image(out / "t1w_labels-disc.nii.gz")
+    vals = np.unique(np.asarray(labels.data))
+    assert {3, 4, 5} <= set(vals.tolist())
+    assert all((np.asarray(labels.data) == v).sum() == 1 for v in vals if v)
+    painted = np.asarray(load_image(out / "t1w_seg_labeled.nii.gz").data)
+    seg = np.asarray(load_image(d / "t1w_seg-manual.nii.gz").data) > 0.5
+    assert set(np.unique(painted[seg]).tolist()) <= {2, 3, 4, 5, 6}
+    assert (painted[~seg] == 0).all()
+    page = tmp_path / "qc" / "labeling" / "t1w" / "index.html"
+    assert "C2/C3" in page.read_text() and "data:image/png;base64," in page.read_text()
+    before = (out / "t1w_discs.json").stat().st_mtime_ns
+    r2 = subprocess.run(cmd, capture_output=True, text=True)
+    assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1 and "overwrite" in r2.stderr
+    assert (out / "t1w_discs.json").stat().st_mtime_ns == before
+
+
+def test_cli_bad_initz(sct_data, tmp_path):
+    d = sct_data / "t2"
+    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "t2.nii.gz"),
+                        "-s", str(d / "t2_seg-manual.nii.gz"), "-initz", "900,3", "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "initz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
