@@ -519,7 +519,9 @@ class _PSpline:
         self.P = d.T @ d
 
     def _design(self, z: np.ndarray) -> np.ndarray:
-        zc = np.clip(np.asarray(z, float), self.za, self.zb)
+        # clip to the knots' own base interval: ``za + nseg * h`` can round below ``zb``, and
+        # design_matrix refuses points a hair outside it ("Out of bounds")
+        zc = np.clip(np.asarray(z, float), self.t[3], self.t[-4])
         return BSpline.design_matrix(zc, self.t, 3).toarray()
 
     def _solve(self, y: np.ndarray, w: np.ndarray, L: float):

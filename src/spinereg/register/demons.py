@@ -22,10 +22,11 @@ from spinereg.transforms.displacement import DisplacementField
 
 
 def _restriction(grid: Grid, deformation: str) -> np.ndarray:
-    """3x3 matrix projecting voxel-unit displacements onto the allowed world directions."""
+    """3x3 matrix projecting voxel-unit displacements onto the allowed voxel axes of the working
+    grid (``1x1x0``: the slice plane, whatever the header's obliquity), so that a rigidly moved
+    subject (rotated headers) gets the same result and thick slices are never mixed."""
     w = np.array([float(v) for v in str(deformation).lower().split("x")][:3])
-    a = grid.affine[:3, :3]
-    return np.linalg.inv(a) @ np.diag(w) @ a
+    return np.diag(w)
 
 
 def _apply_matrix(u: np.ndarray, m: np.ndarray) -> np.ndarray:
