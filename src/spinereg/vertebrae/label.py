@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
 from spinereg.errors import InputError
@@ -37,7 +38,7 @@ from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import Evidence, band_evidence
 from spinereg.vertebrae.match import candidates, global_search
-from spinereg.vertebrae.model import CORD, SpineModel, spine_model
+from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
 from spinereg.vertebrae.straight import straighten_slab
 
@@ -45,6 +46,12 @@ from spinereg.vertebrae.straight import straighten_slab
 UNSEEN = (1, 2)
 #: evidence (robust z-score) a disc band must exceed to pay for itself
 E0 = 1.0
+#: where in the column the disc bands are averaged (see evidence.band_evidence)
+EVIDENCE_OPTIONS = {"offset_mm": 3.0, "fraction": 0.45}
+#: the image must go on this far (mm) below the end of the cord for that end to be the conus
+CONUS_BELOW_MM = 5.0
+#: centerline smoothing (mm; fixed: the labeling needs the cord's course, not its wiggles)
+CENTERLINE_SMOOTH_MM = None
 #: identity margin (chain score units) under which the identity is called ambiguous
 AMBIGUOUS_MARGIN = 2.0
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
@@ -55,7 +62,13 @@ WIDTH_SD = 0.12
 WIDTH_WEIGHT = 2.0
 #: weight of the global match's correlation ratio in the chain (per unit of eta^2, whole chain)
 GLOBAL_WEIGHT = 60.0
-CONTRAST_POLARITY = {"t2": (1,), "t2s": (1,), "t1": (1, -1), "auto": (1, -1)}
+#: disc polarities tried per contrast (+1 bright, -1 dark discs); the first gets PRIOR_BONUS
+#: for t1 (discs darker than fatty marrow on most T1w images, but not on every one:
+#: sct_testing_data's t1 shows bright discs, and wins by a wide margin)
+CONTRAST_POLARITY = {"t2": (1,), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
+PRIOR_BONUS = {"t1": 2.0}
+#: chain score difference under which the two polarities are called a tie (ambiguous)
+POLARITY_MARGIN = 1.0
 
 
 @dataclass
@@ -77,7 +90,7 @@ class Disc:
     def as_dict(self) -> dict:
         return {"value": int(self.value), "name": self.name, "s_mm": round(float(self.s), 2),
                 "point_mm": [round(float(c), 2) for c in self.point],
-                "confidence": round(float(self.confidence), 3), "evidence": round(float(self.evidence), 2),
+                "confidence": round(float(self.confidence), 3), "evidence": round(float(self.evidence), 2) if np.isfinite(self.evidence) else None,
                 "tilt_deg": float(self.tilt_deg)}
 
 
@@ -167,10 +180,9 @@ def _expected_strength(ev: Evidence, n_peaks: int = 3) -> float:
     """What a disc in view must score to pay for itself: half the median of the image's strongest
     band peaks (at least ``E0``), so an expected disc without a band costs in proportion to how
     clearly the other discs show."""
-    from scipy.signal import find_peaks
-
-    sc = np.where(ev.inside, ev.score, -np.inf)
-    pk, _ = find_peaks(np.nan_to_num(sc, neginf=-1e9), distance=max(1, int(8.0 / (ev.s[1] - ev.s[0]))))
+    sc = np.where(ev.inside, ev.score, -1e9)
+    size = 2 * max(1, int(8.0 / (ev.s[1] - ev.s[0]))) + 1
+    pk = np.flatnonzero((sc == ndimage.maximum_filter1d(sc, size, mode="nearest")) & ev.inside)
     if len(pk) == 0:
         return E0
     top = np.sort(sc[pk])[::-1][:n_peaks]
@@ -189,6 +201,16 @@ def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarra
         return g.eta2 - WIDTH_WEIGHT * float(np.mean(np.log(width[ok] / wt) ** 2))
 
     return max(cands, key=score)
+
+
+def _conus(discs: list[Disc], cl: Centerline, s_first: float, margin: float) -> Disc | None:
+    """The conus medullaris tip (PAM50 value 60): the inferior end of the segmented cord, when the
+    image goes on at least ``CONUS_BELOW_MM`` below it and the lowest disc found is T10/T11 or
+    lower (above that, a cord ending in the image is a cropped segmentation, not the conus)."""
+    if not discs or s_first > -CONUS_BELOW_MM or max(d.value for d in discs) < 18:
+        return None
+    conf = float(1 - np.exp(-max(margin, 0.0) / 2.0))
+    return Disc(CONUS, 0.0, cl.points(0.0), conf, float("nan"), 0.0)
 
 
 def _global_vote(eta: np.ndarray, scales: np.ndarray, tfirst: np.ndarray, s0: float, grid: np.ndarray,
@@ -235,7 +257,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     require_nonempty(seg, "segmentation")
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
-    cl = Centerline.from_mask(seg)
+    cl = Centerline.from_mask(seg, smooth_mm=CENTERLINE_SMOOTH_MM)
     model = spine_model(template)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0)
     if len(sub.s) < 20:
@@ -276,7 +298,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
-        ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width)
+        ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
         e0 = _expected_strength(ev)
         e = np.where(in_sub & ev.inside[jc], ev.score[jc] - e0, 0.0)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
@@ -284,9 +306,11 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
             k, s0 = pinned
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
         chain = best_chain(grid, unary, t, scales, sd=SPACING_SD)
-        results.append((chain.score, pol, ev, chain))
+        bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
+        results.append((chain.score + bonus, pol, ev, chain))
     results.sort(key=lambda r: -r[0])
     _, pol, ev, chain = results[0]
+    pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
         if ev.inside.any() else np.zeros(len(t), bool)
@@ -309,9 +333,13 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
         discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
-    gaps = [d.name for d in discs if d.evidence < E0]
+    conus = _conus(discs, cl, sub.s[0], margin)
+    if conus is not None:
+        discs.append(conus)
+    gaps = [d.name for d in discs if d.value != CONUS and d.evidence < E0]
     source = "init" if pinned is not None else "chain"
-    ambiguous = pinned is None and margin < AMBIGUOUS_MARGIN
+    ambiguous = pinned is None and (margin < AMBIGUOUS_MARGIN or pol_margin < POLARITY_MARGIN)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
-              "chain_score": round(chain.score, 2), "contrast": contrast}
+              "chain_score": round(chain.score, 2), "contrast": contrast,
+              "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2)}
     return VertebralLabeling(discs, cl, chain.scale, margin, ambiguous, pol, source, gaps, ev, report)

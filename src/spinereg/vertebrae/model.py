@@ -12,6 +12,8 @@ with any intensity per class (see :mod:`spinereg.vertebrae.match`).
 
 from __future__ import annotations
 
+import hashlib
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -67,14 +69,45 @@ def _slab_mean(img, xc: np.ndarray, yc: np.ndarray, z: np.ndarray, a: np.ndarray
     return vals.reshape(len(a), len(b), len(z)).mean(0)
 
 
+_FIELDS = ("b", "s", "classes", "disc_values", "disc_s", "cord_top_s", "cord_bottom_s", "column_back",
+           "column_front", "cord_width")
+_VERSION = 2
+
+
 @lru_cache(maxsize=4)
-def spine_model(template: str = "PAM50", slab_mm: float = 3.0, db: float = 1.0, ds: float = 0.5,
-                b_range: tuple[float, float] = (-45.0, 60.0), core_mm: float = 1.5,
-                rim_mm: float = 3.0) -> SpineModel:
-    """The class map of a straight template (default PAM50); cached per process."""
+def spine_model(template: str = "PAM50") -> SpineModel:
+    """The class map of a straight template (default PAM50): cached per process and on disk in
+    the user cache (keyed by the template files' names, sizes and times), rebuilt when they
+    change."""
+    from spinereg.io.registry import cache_dir
     from spinereg.io.template import load_template
 
     tpl = load_template(template)
+    roles = [r for r in ("cord", "spine", "disc", "csf") if tpl.has(r)]
+    key = hashlib.sha1(repr((_VERSION, [(str(tpl.path(r)), tpl.path(r).stat().st_size,
+                                         tpl.path(r).stat().st_mtime_ns) for r in roles])).encode()).hexdigest()[:16]
+    path = cache_dir() / "vertebrae" / f"spine_model_{key}.npz"
+    if path.is_file():
+        try:
+            with np.load(path) as z:
+                return SpineModel(**{f: (z[f] if z[f].ndim else float(z[f])) for f in _FIELDS}, name=tpl.name)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable cache: rebuild
+    model = build_spine_model(tpl)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part.npz")
+        np.savez_compressed(tmp, **{f: getattr(model, f) for f in _FIELDS})
+        os.replace(tmp, path)
+    except OSError:
+        pass  # read-only cache: fine, rebuilt next time
+    return model
+
+
+def build_spine_model(tpl, slab_mm: float = 3.0, db: float = 1.0, ds: float = 0.5,
+                      b_range: tuple[float, float] = (-45.0, 60.0), core_mm: float = 1.5,
+                      rim_mm: float = 3.0) -> SpineModel:
+    """Build the class map of ``tpl`` (a :class:`~spinereg.io.template.Template`)."""
     for role in ("cord", "spine", "disc"):
         if not tpl.has(role):
             raise DataNotFoundError(f"template {tpl.name} has no '{role}' file, needed for vertebral labeling",

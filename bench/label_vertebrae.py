@@ -1,0 +1,181 @@
+"""Benchmark ``spinereg label-vertebrae``: time and memory per image, and the accuracy tables.
+
+Timing cases (whole command as a subprocess, median of ``--repeats`` runs, peak resident memory
+of the child from ``wait4``; target <= 5 s on 2 cores):
+
+* ``t2``: sct_testing_data/t2 (60 x 55 x 52, 1 mm) with its manual segmentation, ``-c t2``, with
+  the C2/C3 disc pinned from t1's init file (``-initz 53,3``: t1 and t2 share world space) and
+  without (identity ambiguous on this 55 mm field of view: reported as such);
+* ``t1``: sct_testing_data/t1 (42 x 76 x 77, 1 mm), ``-c t1``, no init;
+* ``full``: the independent phantom's ``full`` variant (0.8 mm, 64 x 320 x ~320, C1-T6, seed 0).
+
+Accuracy: disc positions along the cord against the truth (t2: the labelled segmentation's level
+boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc points), level
+identity, and the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``).
+
+Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--out DIR]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def spinereg_cmd() -> list[str]:
+    exe = shutil.which("spinereg")
+    return [exe] if exe else [sys.executable, "-m", "spinereg.cli.main"]
+
+
+def run_timed(cmd: list[str]) -> dict:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024.0, "rc": os.waitstatus_to_exitcode(status),
+            "stdout": out, "stderr": err}
+
+
+def timed_case(name: str, args: list[str], outdir: Path, repeats: int) -> dict:
+    runs = []
+    for i in range(repeats):
+        dest = outdir / f"{name}_{i}"
+        runs.append(run_timed([*spinereg_cmd(), "label-vertebrae", *args, "-o", str(dest), "--overwrite"]))
+    ok = [r for r in runs if r["rc"] == 0]
+    row = {"case": name, "runs": len(runs), "failed": len(runs) - len(ok),
+           "wall_median_s": statistics.median(r["wall_s"] for r in runs),
+           "wall_all_s": [round(r["wall_s"], 2) for r in runs],
+           "peak_mb": max(r["peak_mb"] for r in runs)}
+    if not ok:
+        row["error"] = runs[-1]["stderr"].strip()
+    return row
+
+
+def truth_t2(root: Path) -> dict[int, np.ndarray]:
+    """World points of t2's discs from the labelled segmentation (boundary k|k+1 = disc k + 2)."""
+    from spinereg.cord.centerline import Centerline
+    from spinereg.io.image import load_image
+
+    t2 = root / "sct_testing_data" / "t2"
+    cl = Centerline.from_mask(load_image(t2 / "t2_seg-manual.nii.gz"))
+    lab = load_image(t2 / "t2_seg-manual_labeled.nii.gz")
+    data = np.rint(np.asarray(lab.data)).astype(int)
+    idx = np.argwhere(data > 0)
+    s, _ = cl.project(lab.grid.voxel_to_world(idx))
+    vals = data[tuple(idx.T)]
+    out = {}
+    for k in np.unique(vals):
+        if k + 1 in vals:
+            out[int(k + 2)] = cl.points(0.5 * (np.percentile(s[vals == k], 2) + np.percentile(s[vals == k + 1], 98)))
+    return out
+
+
+def accuracy_real(root: Path) -> list[dict]:
+    from spinereg.io.image import load_image
+    from spinereg.vertebrae import label_vertebrae
+    from spinereg.vertebrae.evaluate import compare_to_truth
+    from spinereg.vertebrae.init import init_from_slice
+
+    d = root / "sct_testing_data"
+    t1, t1s = load_image(d / "t1" / "t1w.nii.gz"), load_image(d / "t1" / "t1w_seg-manual.nii.gz")
+    c2c3 = init_from_slice((d / "t1" / "init_label_vertebrae.txt").read_text().split()[1], t1s)[0]
+    t2, t2s = load_image(d / "t2" / "t2.nii.gz"), load_image(d / "t2" / "t2_seg-manual.nii.gz")
+    tr2 = truth_t2(root)
+    rows = []
+    for name, img, seg, c, init, truth in [
+        ("t2 (C2/C3 pinned from t1's init)", t2, t2s, "t2", (c2c3, 3), tr2),
+        ("t2 (no init)", t2, t2s, "t2", None, tr2),
+        ("t1 (no init; truth C2/C3 = slice 55, C3/C4, C4/C5 from t2)", t1, t1s, "t1", None, {3: c2c3, **{k: v for k, v in tr2.items() if k in (4, 5)}}),
+    ]:
+        lab = label_vertebrae(img, seg, contrast=c, init=init)
+        r = compare_to_truth(lab, truth)
+        rows.append({"case": name, "found": [x.name for x in lab.discs], **r,
+                     "identity_margin": round(lab.identity_margin, 2)})
+    return rows
+
+
+def accuracy_phantoms() -> list[dict]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_label_vertebrae_phantoms import CASES, _run
+
+    rows = []
+    for v, s in CASES:
+        t0 = time.perf_counter()
+        r = _run(v, s)
+        r["seconds"] = round(time.perf_counter() - t0, 1)
+        rows.append(r)
+        print(f"  {r['case']:<20} identity {'ok ' if r['identity_ok'] else 'BAD'} ambiguous {r['ambiguous']!s:<5} "
+              f"MAE {r['mae_mm']:.2f} max {r['max_mm']:.2f} conus {r['errors'].get(60)}", flush=True)
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
+    ap.add_argument("--out", help="work folder (default: a temporary one)")
+    a = ap.parse_args()
+    env = os.environ.get("SPINEREG_DATA", "")
+    root = next((Path(p) for p in env.split(os.pathsep) if p and (Path(p) / "sct_testing_data").is_dir()), None)
+    if root is None:
+        print("set SPINEREG_DATA to the folder holding sct_testing_data/ and PAM50/", file=sys.stderr)
+        return 2
+    work = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="bench_label_"))
+    d = root / "sct_testing_data"
+    from spinereg.phantom.independent import make_independent_subject
+
+    full = make_independent_subject("full", seed=0)
+    files = full.save(work / "full_phantom")
+    print(f"full phantom: {full.grid!r}", flush=True)
+    cases = [
+        ("t2 -initz 53,3", ["-i", str(d / "t2" / "t2.nii.gz"), "-s", str(d / "t2" / "t2_seg-manual.nii.gz"),
+                            "-c", "t2", "-initz", "53,3"]),
+        ("t2 (no init)", ["-i", str(d / "t2" / "t2.nii.gz"), "-s", str(d / "t2" / "t2_seg-manual.nii.gz"), "-c", "t2"]),
+        ("t1", ["-i", str(d / "t1" / "t1w.nii.gz"), "-s", str(d / "t1" / "t1w_seg-manual.nii.gz"), "-c", "t1"]),
+        ("full 0.8 mm 64x320x320", ["-i", str(files[full.contrast]), "-s", str(files["seg"]), "-c", "t2"]),
+    ]
+    print(f"{'case':<26} {'median s':>9} {'runs (s)':<24} {'peak MB':>8}  target <= 5 s")
+    for name, args in cases:
+        r = timed_case("".join(c if c.isalnum() else "_" for c in name), args, work, a.repeats)
+        print(f"{name:<26} {r['wall_median_s']:9.2f} {str(r['wall_all_s']):<24} {r['peak_mb']:8.0f}"
+              + ("" if not r["failed"] else f"  FAILED {r['failed']}: {r.get('error', '')}"), flush=True)
+    print("\naccuracy, real data (errors along the cord, mm):")
+    for r in accuracy_real(root):
+        print(f"  {r['case']}: found {r['found']}; errors {r['errors']}; MAE {r['mae_mm']:.2f} max {r['max_mm']:.2f}; "
+              f"identity {'ok' if r['identity_ok'] else 'WRONG'} (ambiguous {r['ambiguous']}, margin {r['identity_margin']})")
+    from spinereg.vertebrae import label_vertebrae
+    from spinereg.vertebrae.evaluate import compare_to_truth
+
+    lab = label_vertebrae(full.image, full.seg, contrast="t2")
+    r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in full.disc_points.items()})
+    print(f"  full phantom seed 0: {len(lab.discs)} discs, MAE {r['mae_mm']:.2f} max {r['max_mm']:.2f}, identity "
+          f"{'ok' if r['identity_ok'] else 'WRONG'}, missing {r['missing']}")
+    if a.phantoms:
+        print("\naccuracy, 20 independent phantoms (tests/test_label_vertebrae_phantoms.py):")
+        rows = accuracy_phantoms()
+        right = [x for x in rows if x["identity_ok"]]
+        maes = [x["mae_mm"] for x in right]
+        print(f"  identity right {len(right)}/{len(rows)}; wrong and not flagged: "
+              f"{sum(1 for x in rows if not x['identity_ok'] and not x['ambiguous'])}; "
+              f"MAE mean {np.mean(maes):.2f} (range {min(maes):.2f}-{max(maes):.2f}); "
+              f"max error {max(x['max_mm'] for x in right):.2f} mm")
+        (work / "phantoms.json").write_text(json.dumps(rows, indent=1, default=float))
+    if not a.out:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
