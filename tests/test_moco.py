@@ -83,7 +83,7 @@ def test_per_volume_translations_recovered() -> None:
     res = motion_correct(_series(truth))
     rms = _rms(res.shifts, truth)
     print(f"per-volume translations: RMS error {rms:.4f} voxel, max truth {np.abs(truth).max():.2f}")
-    assert rms < 0.1
+    assert rms < 0.006  # measured 0.0037 (motion exactly the slice-wise model's: see the rigid 3D test)
     # the motion table is in world mm (here voxel axes = RAS axes, 1 mm in-plane)
     assert np.allclose(res.shifts_mm()[..., :2], res.shifts * [1.0, 1.0])
 
@@ -107,8 +107,8 @@ def test_multiband_groups_no_zigzag() -> None:
     zig_slice = np.abs(np.diff(per_slice.shifts, axis=1)).max()
     print(f"MB2 rigid: RMS {rms:.4f} voxel, max adjacent-slice difference {adjacent:.4f} voxel "
           f"(independent per-slice estimates: {zig_slice:.4f}, RMS {_rms(per_slice.shifts, truth):.4f})")
-    assert rms < 0.1
-    assert adjacent < 0.1
+    assert rms < 0.02  # measured 0.0153
+    assert adjacent < 0.07  # measured 0.0545 (independent per-slice estimates: 0.098)
     # slices excited together carry identical estimates
     assert np.array_equal(res.shifts[:, :6], res.shifts[:, 6:])
 
@@ -123,7 +123,7 @@ def test_multiband_groups_no_zigzag() -> None:
     rms_g = _rms(res_g.shifts, truth_g)
     same = np.abs(res_g.shifts[:, :6] - res_g.shifts[:, 6:]).max()
     print(f"MB2 per-group motion: RMS {rms_g:.4f} voxel, same-group difference {same:.2e}")
-    assert rms_g < 0.1 and same < 0.1
+    assert rms_g < 0.01 and same < 0.1  # measured 0.0069, 0
 
 
 def test_epi_phantom_multiband2() -> None:
@@ -143,8 +143,8 @@ def test_epi_phantom_multiband2() -> None:
     baseline = motion_correct(ph.epi, slice_groups=np.arange(nz) % (nz // 2))  # z order, no timing
     print(f"phantom MB2: RMS {rms:.4f} voxel, even/odd error component {zig:.4f}, same-group {same:.2e}; "
           f"regularised in slice order instead of acquisition order: RMS {_rms(baseline.shifts_mm()[..., :2] / vox, truth):.4f}")
-    assert rms < 0.1
-    assert zig < 0.1
+    assert rms < 0.006  # measured 0.0034
+    assert zig < 0.015  # measured 0.0093
     assert same < 0.1
     assert res.info["regularisation_order"] == "slice timing"
 
@@ -289,3 +289,28 @@ def test_at_most_half_of_the_volumes_leave_the_reference():
     fd = np.array([0.6, 0.9, 0.7, 0.8, 0.1, 0.2])
     assert _cap_exclusions(flags, fd).tolist() == [False, True, True, True, False, False]
     assert _cap_exclusions(np.array([1, 0, 0, 0], bool), np.zeros(4)).tolist() == [True, False, False, False]
+
+
+#: rigid 3D motion with slice timing (rigid_motion_series, 8 volumes): RMS error (voxels) of the
+#: slice-wise estimates against the in-plane displacement of each slice's cord centre, per seed,
+#: and doing nothing. Through-plane motion (up to 0.7-1.4 mm) and rotation are outside the
+#: slice-wise translation model; the old figure (0.004 voxel) was measured on motion that was
+#: exactly the model's.
+RIGID_CLAIMS = {0: (0.066, 0.575), 1: (0.083, 0.617), 2: (0.058, 0.489)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", sorted(RIGID_CLAIMS))
+def test_rigid_3d_motion_with_slice_timing_at_the_claim(seed) -> None:
+    from spinereg.phantom.epi import make_epi_phantom
+    from spinereg.phantom.epi_realism import rigid_motion_series
+
+    ph = make_epi_phantom(n_volumes=2, seed=seed)
+    ms = rigid_motion_series(ph, n_volumes=8, seed=seed)
+    assert ms.params["max_through_plane_mm"] > 0.5  # not the model's motion
+    res = motion_correct(ms.epi, slice_timing=ms.slice_timing)
+    vox = ph.epi.grid.zooms[:2]
+    est, truth = res.shifts_mm()[..., :2] / vox, ms.displacement_mm / vox
+    claim, nothing = RIGID_CLAIMS[seed]
+    assert _rms(est, truth) <= claim + 0.015
+    assert _rms(np.zeros_like(truth), truth) == pytest.approx(nothing, abs=0.01)

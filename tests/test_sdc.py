@@ -1,4 +1,17 @@
-"""Susceptibility distortion correction on the EPI phantom (64x64x20, 30 ms, +-70 Hz)."""
+"""Susceptibility distortion correction on the EPI phantom (64x64x20, 30 ms, +-70 Hz).
+
+Figures (voxel shift map RMS error in the cord, voxels; seeds 0/1/2; doing nothing: 0.61/0.66/0.69):
+
+* the exact, noiseless field map on the phantom's own grid (what the old claim measured):
+  0.0042/0.0049/0.0049 -- the method agreeing with a perfect input, not an accuracy figure;
+* a measured-like field map (:func:`spinereg.phantom.epi_realism.measured_fieldmap`: 2.5 x 2.5 x
+  4 mm, the subject 1.9 mm / 2.2 degrees away since the EPI, phase noise 6 Hz at full signal,
+  2 mm smoothing): header placement 0.295/0.337/0.335, ``--rigid`` alignment 0.212/0.199/0.262;
+* reverse phase-encode pair: 0.081/0.092/0.091 (field 2.7/3.05/3.05 Hz RMS);
+* field-map-less (T2*w anatomy): 0.270/0.306/0.279;
+* Jacobian intensity error in the cord after field-map correction: 1.45/1.36/1.40 %.
+
+Each is asserted per seed at the figure plus a small margin (``MARGIN``)."""
 
 from __future__ import annotations
 
@@ -21,6 +34,25 @@ def ph():
     return make_epi_phantom(n_volumes=2, seed=0)
 
 
+SEEDS = (0, 1, 2)
+#: per seed: exact field map, measured-like (header, rigid), reverse PE (vsm, Hz), field-map-less,
+#: Jacobian intensity error, doing nothing
+CLAIMS = {
+    0: {"exact": 0.0042, "header": 0.295, "rigid": 0.212, "topup": 0.081, "topup_hz": 2.69, "fml": 0.270,
+        "jac": 0.0145, "none": 0.609},
+    1: {"exact": 0.0049, "header": 0.337, "rigid": 0.199, "topup": 0.092, "topup_hz": 3.05, "fml": 0.306,
+        "jac": 0.0136, "none": 0.661},
+    2: {"exact": 0.0049, "header": 0.335, "rigid": 0.262, "topup": 0.091, "topup_hz": 3.05, "fml": 0.279,
+        "jac": 0.0140, "none": 0.685},
+}
+MARGIN = {"exact": 0.001, "header": 0.03, "rigid": 0.03, "topup": 0.015, "topup_hz": 0.4, "fml": 0.03, "jac": 0.003}
+
+
+@pytest.fixture(scope="module", params=[pytest.param(s, marks=pytest.mark.slow) for s in SEEDS])
+def seeded(request):
+    return request.param, make_epi_phantom(n_volumes=2, seed=request.param)
+
+
 @pytest.fixture(scope="module")
 def ph_dir(ph, tmp_path_factory):
     d = tmp_path_factory.mktemp("epi_phantom")
@@ -39,8 +71,39 @@ def test_fieldmap_hz_and_phasediff(ph):
     for kw in ({"fieldmap": ph.fieldmap_hz},
                {"phasediff": ph.fieldmap_phasediff, "echo_times": (0.00492, 0.00738)}):
         res = correct_fieldmap(ph.epi, pe="j", readout_s=0.03, **kw)
-        assert _rms_in_cord(ph, res.vsm.data) <= 0.2
+        assert _rms_in_cord(ph, res.vsm.data) <= CLAIMS[0]["exact"] + MARGIN["exact"]
         assert res.corrected.shape == ph.epi.shape
+
+
+def test_every_method_at_the_claim(seeded):
+    """Per seed: the exact field map, a measured-like one (header and --rigid), the reverse-PE
+    pair, the field-map-less correction, against doing nothing (module docstring)."""
+    from spinereg.phantom.epi_realism import measured_fieldmap
+
+    seed, p = seeded
+    claim = CLAIMS[seed]
+    got = {"none": _rms_in_cord(p, np.zeros_like(p.vsm_true)),
+           "exact": _rms_in_cord(p, correct_fieldmap(p.epi, p.fieldmap_hz, pe="j", readout_s=0.03).vsm.data)}
+    fm, mag, _ = measured_fieldmap(p, seed=seed)
+    got["header"] = _rms_in_cord(p, correct_fieldmap(p.epi, fm, pe="j", readout_s=0.03).vsm.data)
+    got["rigid"] = _rms_in_cord(p, correct_fieldmap(p.epi, fm, magnitude=mag, rigid=True, pe="j",
+                                                    readout_s=0.03).vsm.data)
+    tp = correct_reverse_pe(p.blip_up, p.blip_down, pe="j", readout_s=0.03)
+    cord = p.epi_seg.data > 0
+    got["topup"] = _rms_in_cord(p, tp.vsm.data)
+    got["topup_hz"] = float(np.sqrt(((tp.field_hz.data - p.field_true_hz.data)[cord] ** 2).mean()))
+    got["fml"] = _rms_in_cord(p, correct_fieldmapless(p.blip_up, p.t2s, mask=p.t2s_seg, pe="j",
+                                                      readout_s=0.03).vsm.data)
+    res = correct_fieldmap(p.blip_up, p.fieldmap_hz, pe="j", readout_s=0.03)
+    truth = p.epi_undistorted.data
+    got["jac"] = float(np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean())
+    for key, bound in MARGIN.items():
+        assert got[key] <= claim[key] + bound, (key, got[key], claim[key])
+    assert got["none"] == pytest.approx(claim["none"], abs=0.01)
+    # every correction halves the error of doing nothing, or nearly (header placement: 0.49-0.51)
+    for key in ("header", "rigid", "topup", "fml"):
+        assert got[key] < 0.55 * got["none"], key
+    assert got["rigid"] < got["header"]  # the alignment recovers part of the offset
 
 
 def test_jacobian_restores_cord_intensity(ph):
@@ -73,9 +136,9 @@ def test_sdc_transform_joins_the_chain(ph):
 def test_reverse_pe(ph):
     res = correct_reverse_pe(ph.blip_up, ph.blip_down, pe="j", readout_s=0.03)
     cord = ph.epi_seg.data > 0
-    assert _rms_in_cord(ph, res.vsm.data) <= 0.3
+    assert _rms_in_cord(ph, res.vsm.data) <= CLAIMS[0]["topup"] + MARGIN["topup"]
     field_rms = np.sqrt(((res.field_hz.data - ph.field_true_hz.data)[cord] ** 2).mean())
-    assert field_rms <= 5.0
+    assert field_rms <= CLAIMS[0]["topup_hz"] + MARGIN["topup_hz"]
     truth = ph.epi_undistorted.data
     assert np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean() < 0.05
 
@@ -89,7 +152,7 @@ def test_reverse_pe_odd_matrix_few_slices():
 
 def test_fieldmapless(ph):
     res = correct_fieldmapless(ph.blip_up, ph.t2s, mask=ph.t2s_seg, pe="j", readout_s=0.03)
-    assert _rms_in_cord(ph, res.vsm.data) <= 0.5
+    assert _rms_in_cord(ph, res.vsm.data) <= CLAIMS[0]["fml"] + MARGIN["fml"]
 
 
 def test_sdc_cli(ph_dir, tmp_path, capsys):

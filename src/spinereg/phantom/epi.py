@@ -37,7 +37,7 @@ Everything is deterministic for a given ``seed``; parameters are in ``truth/para
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -208,6 +208,10 @@ class EPIPhantom:
     true_epi2t2w: DisplacementField  # pull, T2w grid -> EPI-frame points
     sidecars: dict[str, dict] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
+    #: the analytic truth at any world points of the EPI frame (reference position): field (Hz)
+    #: and undistorted tissue signal of a contrast (``t2w``/``t2s``/``epi``), for other phantoms
+    field_at: Callable[[np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    signal_at: Callable[[np.ndarray, str], np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def pe(self) -> str:
@@ -485,4 +489,6 @@ def make_epi_phantom(
         epi_undistorted=img(epi_undist.astype(np.float32), epi_grid), epi_seg=img(epi_seg, epi_grid),
         motion=mot, groups=groups, slice_timing=timing, true_t2w2epi=t2w2epi, true_epi2t2w=epi2t2w,
         sidecars=sidecars, params=params,
+        field_at=lambda p: model.field(model.to_anatomy(np.asarray(p, float) - center)),
+        signal_at=lambda p, contrast="epi": undistorted(np.asarray(p, float) - center, contrast),
     )
