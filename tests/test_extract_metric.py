@@ -260,9 +260,10 @@ def test_phantom_map_recovers_tract_values_better_than_wa(tmp_path):
 
 @pytest.mark.parametrize("f,n_lo,vox,mean_bound,max_bound", [(10, 16, 1.0, 0.02, 0.04), (5, 32, 0.5, 0.005, 0.02)])
 def test_phantom_map_within_two_percent(tmp_path, f, n_lo, vox, mean_bound, max_bound):
-    """Issue 4: MAP within 2% of the truth where the weighted average is biased. Measured at 1 mm
-    (tracts ~4 voxels wide): wa 9.8% mean bias, MAP 1.1% mean / 3.3% worst tract; at 0.5 mm: wa
-    4.8%, MAP 0.2% / 0.5%."""
+    """On a phantom built with MAP's own linear partial-volume model (the atlas is the exact
+    fractions of the metric's generation) MAP is within 2%: at 1 mm (tracts ~4 voxels wide) wa
+    9.8% mean bias, MAP 1.1% mean / 3.3% worst tract; at 0.5 mm wa 4.8%, MAP 0.2% / 0.5%. This checks
+    the solver, not its accuracy: see test_map_on_an_independent_phantom_at_the_claim."""
     metric = make_phantom(tmp_path / "atlas", f=f, n_lo=n_lo, vox=vox)
     wa = np.array([r.value for r in extract_metric(metric, tmp_path / "atlas", "0:9", method="wa")])
     mp = np.array([r.value for r in extract_metric(metric, tmp_path / "atlas", "0:9", method="map")])
@@ -362,3 +363,25 @@ def test_writer_rejects_non_csv(tmp_path, mt):
         write_metric_csv(rows, tmp_path / "x.json")
     p = write_metric_csv(rows, tmp_path / "x.csv")
     assert p.read_text().count("\n") == 2
+
+
+#: MAP and wa on the independent tract phantom (phantom.tracts: wobbling boundaries, texture, PSF,
+#: atlas misregistered by 0.4 mm and blurred), 1 mm voxels, seeds 0-2: mean / worst relative error
+MAP_CLAIMS = {0: (0.064, 0.182, 0.197), 1: (0.102, 0.197, 0.219), 2: (0.077, 0.189, 0.202)}
+
+
+@pytest.mark.parametrize("seed", sorted(MAP_CLAIMS))
+def test_map_on_an_independent_phantom_at_the_claim(tmp_path, seed):
+    """The image is not MAP's model (module phantom.tracts): MAP's error is 6-10% of the tract
+    values (worst tract 18-20%), wa's 20-22%; the old 'within 2%' held only on the model's own
+    phantom."""
+    from spinereg.phantom.tracts import make_tract_phantom
+
+    ph = make_tract_phantom(tmp_path, seed=seed, voxel_mm=1.0)
+    mean_c, max_c, wa_c = MAP_CLAIMS[seed]
+    mp = np.array([r.value for r in extract_metric(ph.metric, ph.atlas, "0:9", method="map")])
+    wa = np.array([r.value for r in extract_metric(ph.metric, ph.atlas, "0:9", method="wa")])
+    rel_map, rel_wa = np.abs(mp - ph.truth) / ph.truth, np.abs(wa - ph.truth) / ph.truth
+    assert rel_map.mean() <= mean_c + 0.01 and rel_map.max() <= max_c + 0.02
+    assert rel_wa.mean() == pytest.approx(wa_c, abs=0.01)
+    assert rel_map.mean() < 0.55 * rel_wa.mean()
