@@ -9,13 +9,18 @@ confidence. Steps (see the modules):
 1. the cord centerline of the segmentation and a mid-sagittal slab of the image in the cord's
    frame (:mod:`~spinereg.vertebrae.straight`);
 2. a global, contrast-agnostic match of the slab to the template's tissue classes over every S-I
-   shift and scale (:mod:`~spinereg.vertebrae.match`): where the vertebral-body column lies in
-   depth, and the template position of each subject row;
+   shift and scale (:mod:`~spinereg.vertebrae.match`), checked against the cord's left-right
+   width (:mod:`~spinereg.vertebrae.cordwidth`): where the vertebral-body column lies in depth,
+   the expected disc spacing, and a vote on identity;
 3. disc band evidence in the posterior half of that column, over tilts
    (:mod:`~spinereg.vertebrae.evidence`), for bright and/or dark discs (by contrast);
 4. the chain of template discs placed by dynamic programming with the template's disc spacing
-   (:mod:`~spinereg.vertebrae.dp`), optionally pinned by ``init`` (SCT's ``-initz`` /
-   ``-initlabel``), plus the global match's vote on identity.
+   (:mod:`~spinereg.vertebrae.dp`): each disc in view scores its band evidence minus what a disc
+   must show, plus the cord-width agreement and the global match's vote; the pontomedullary
+   junction cannot lie below the top of the segmented cord nor the template's last disc far
+   above its end; ``init`` (SCT's ``-initz`` / ``-initlabel``) pins one disc;
+5. the conus tip (value 60) at the inferior end of the segmented cord when the image continues
+   below it and the lowest disc is T10/T11 (value 18) or lower.
 
 Identity (which disc is C2/C3) comes from the chain itself where the field of view shows
 something only one identity explains (C2 and the skull base above the first disc, the spacing of
@@ -26,6 +31,7 @@ small: then pass ``init``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,8 +56,10 @@ E0 = 1.0
 EVIDENCE_OPTIONS = {"offset_mm": 3.0, "fraction": 0.45}
 #: the image must go on this far (mm) below the end of the cord for that end to be the conus
 CONUS_BELOW_MM = 5.0
-#: centerline smoothing (mm; fixed: the labeling needs the cord's course, not its wiggles)
-CENTERLINE_SMOOTH_MM = None
+#: how far (mm) below the top of the segmented cord the pontomedullary junction may be found
+PMJ_TOLERANCE_MM = 5.0
+#: how far (mm) above the inferior end of the segmented cord the template's last disc may be
+CONUS_TOLERANCE_MM = 40.0
 #: identity margin (chain score units) under which the identity is called ambiguous
 AMBIGUOUS_MARGIN = 2.0
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
@@ -243,8 +251,26 @@ def _init_position(init, cl: Centerline) -> tuple[int, float]:
     return int(value), float(s[0])
 
 
+def _one_blas_thread():
+    """Small dense products and solves (the centerline fit) run far faster on one BLAS thread
+    than on a pool competing for busy cores; ``threadpoolctl`` when installed, else nothing."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - optional
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                     template: str = "PAM50") -> VertebralLabeling:
+    """Find every intervertebral disc of ``image`` along the cord of ``seg`` (see
+    :func:`_label_vertebrae`)."""
+    with _one_blas_thread():
+        return _label_vertebrae(image, seg, contrast, init, template)
+
+
+def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
+                     template: str = "PAM50") -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg``.
 
     ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
@@ -257,7 +283,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     require_nonempty(seg, "segmentation")
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
-    cl = Centerline.from_mask(seg, smooth_mm=CENTERLINE_SMOOTH_MM)
+    cl = Centerline.from_mask(seg)
     model = spine_model(template)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0)
     if len(sub.s) < 20:
@@ -296,6 +322,12 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         lr = np.log(w_grid[None] / w_tpl[:, None])
     width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * WIDTH_SD ** 2), 0.0)
     vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
+    # the pontomedullary junction (PAM50 disc 1) is the top of the spinal cord: never more than
+    # PMJ_TOLERANCE_MM below the top of the segmented cord
+    if model.disc_values[0] == 1:
+        vote[0] = np.where(grid >= cl.length - PMJ_TOLERANCE_MM, vote[0], -1e9)
+    # nor can the cord end far below the template's last disc (L1/L2 in PAM50, next to its conus)
+    vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
         ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
