@@ -12,6 +12,12 @@ of the T2*w, and the EPI link (slicereg in a mask derived from the T2*w segmenta
 onto it. Measured with the defaults: seed 0 0.64 / 1.11 mm, seed 1 0.96 / 1.68, seed 2 0.44 / 1.15
 (mean / p95). Snapping the carried labels to slice centres, as an earlier version did, left
 1.07 mm; ``LINK`` (a rigid MI image link) is kept for the per-link analysis.
+
+Those figures use the exact field on the EPI grid. With a measured-like field map instead
+(:func:`spinereg.phantom.epi_realism.degrade_fieldmap`: 2.5 x 2.5 x 4 mm, subject 1.9 mm / 2.2
+degrees away, 6 Hz noise, 2 mm smoothing; VSM error 0.55-0.62 voxel in the cord): seeds 0/1/2
+0.82/1.13/0.65 mm mean, 1.26/1.88/1.53 mm p95 (``MEASURED_CLAIMS``). Not independent yet: the
+T2w subject is the older template_subject phantom, whose contrast is close to the solver's.
 """
 
 from __future__ import annotations
@@ -109,7 +115,7 @@ def test_epi_through_the_chain_within_1mm(phantom, chained):
     err = _errors(full, p.true_template2epi, cord)
     mean, p95 = float(err.mean()), float(np.percentile(err, 95))
     print(f"EPI -> template (with SDC): mean {mean:.2f} mm, p95 {p95:.2f} mm, n={err.size}")
-    assert mean <= 1.0 and p95 <= 1.6  # measured 0.64 / 1.11
+    assert mean <= 0.64 + 0.08 and p95 <= 1.11 + 0.15  # measured 0.64 / 1.11
 
     # the distortion correction matters: the same chain without the SDC link ...
     no_sdc = _errors(res.template2image(0), p.true_template2epi, cord)
@@ -146,3 +152,23 @@ def test_per_link_errors(phantom, chained):
     # the segmentation link T2*w -> T2w cannot see S-I offsets (1.0 mm here); with its own
     # segmentation the T2*w is registered to the template directly, so that link is not on the path
     assert e_epi.mean() < 0.6 and e_t2s.mean() < 1.2 and e_anat["mean_mm"] < 0.7
+
+
+#: seed -> (mean, p95) mm with the measured-like field map (module docstring)
+MEASURED_CLAIMS = {0: (0.82, 1.26), 1: (1.13, 1.88), 2: (0.65, 1.53)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", sorted(MEASURED_CLAIMS))
+def test_chain_with_a_measured_like_fieldmap_at_the_claim(data_root, seed):
+    from spinereg.phantom.epi_realism import degrade_fieldmap
+
+    p = make_epi_chain_phantom(seed=seed)
+    fm, _ = degrade_fieldmap(p.fieldmap_hz, seed=seed, body=np.ones(p.fieldmap_hz.shape, bool))
+    sdc = correct_fieldmap(p.epi, fm, pe=p.pe, readout_s=p.readout_s)
+    res = register_chain([sdc.corrected, p.t2s, p.t2w], [None, p.t2s_seg, p.t2w_seg], labels=p.labels,
+                         template="PAM50")
+    full = Chain([res.template2image(0), _distorted2undistorted(sdc.vsm.data, p.epi.grid, sdc.pe)])
+    err = _errors(full, p.true_template2epi, p.epi_cord.data)
+    mean_c, p95_c = MEASURED_CLAIMS[seed]
+    assert err.mean() <= mean_c + 0.08 and np.percentile(err, 95) <= p95_c + 0.15

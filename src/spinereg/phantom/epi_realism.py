@@ -167,3 +167,42 @@ def rigid_motion_series(ph, *, n_volumes: int = 12, seed: int = 0, rotation_deg:
               "noise": noise, "profile_samples": profile_samples,
               "max_inplane_mm": float(np.abs(disp).max()), "max_through_plane_mm": float(np.abs(thru).max())}
     return MovingSeries(Image(data, grid.affine), list(ph.slice_timing), disp, thru, traj, params)
+
+
+def degrade_fieldmap(fieldmap_hz: Image, *, seed: int = 0, voxel_mm=(2.5, 2.5, 4.0), noise_hz: float = 6.0,
+                     smooth_mm: float = 2.0, offset_mm=(0.5, 1.5, 1.0), rotation_deg=(1.0, 0.0, 2.0),
+                     body: np.ndarray | None = None) -> tuple[Image, dict]:
+    """A measured-like field map made from an exact one (any phantom): the field moved by a rigid
+    offset (the subject moved since the EPI), re-sampled on a coarser grid of ``voxel_mm`` (mean of
+    3 x 3 x 3 trilinear samples per voxel), with Gaussian noise of ``noise_hz`` and smoothing of
+    ``smooth_mm``; zero outside ``body`` (a mask on the exact map's grid; default: where the exact
+    field is non-zero). Returns the field (Hz) on its own grid and a record."""
+    from spinereg.io.resample import VolumeSampler
+
+    rng = np.random.default_rng(seed)
+    src = fieldmap_hz.grid
+    voxel = np.asarray(voxel_mm, float)
+    ext = np.array(src.shape) * src.zooms
+    shape = np.maximum(1, np.ceil(ext / voxel).astype(int) + 2)
+    grid = _axial_grid(shape, voxel, src.center_world() + rng.uniform(-0.5, 0.5, 3) * voxel)
+    rot, t, c0 = rotation_matrix(rotation_deg), np.asarray(offset_mm, float), src.center_world()
+    mask = (np.asarray(fieldmap_hz.data) != 0) if body is None else np.asarray(body, bool)
+    s_f = VolumeSampler(np.asarray(fieldmap_hz.data, np.float32), "linear", cval=0.0)
+    s_m = VolumeSampler(mask.astype(np.float32), "linear", cval=0.0)
+    offs = np.stack(np.meshgrid(*[(np.arange(3) - 1) / 3.0] * 3, indexing="ij"), -1).reshape(-1, 3)
+    x = grid.world_coords()
+    hz, inside = np.zeros(len(x)), np.zeros(len(x))
+    for o in offs:
+        p = x + (o * voxel) @ np.abs(grid.affine[:3, :3] / voxel).T
+        a = (p - c0 - t) @ rot + c0
+        ijk = src.world_to_voxel(a)
+        hz += s_f.at_voxels(ijk)
+        inside += s_m.at_voxels(ijk)
+    hz, inside = (hz / len(offs)).reshape(grid.shape), (inside / len(offs)).reshape(grid.shape)
+    hz = hz + rng.normal(0, noise_hz, hz.shape)
+    if smooth_mm > 0:
+        hz = ndimage.gaussian_filter(hz, smooth_mm / voxel)
+    hz = np.where(inside > 0.5, hz, 0.0)
+    record = {"voxel_mm": voxel.tolist(), "noise_hz": noise_hz, "smooth_mm": smooth_mm, "offset_mm": t.tolist(),
+              "rotation_deg": list(rotation_deg)}
+    return Image(hz.astype(np.float32), grid.affine), record
