@@ -1,7 +1,7 @@
 """Benchmark ``spinereg label-vertebrae``: time and memory per image, and the accuracy tables.
 
-Timing cases (whole command as a subprocess, median of ``--repeats`` runs, peak resident memory
-of the child from ``wait4``; target <= 5 s on 2 cores):
+Timing cases (whole command in a fresh interpreter, median of ``--repeats`` runs, the child's own
+peak resident memory (VmHWM at exit); target <= 5 s on 2 cores):
 
 * ``t2``: sct_testing_data/t2 (60 x 55 x 52, 1 mm) with its manual segmentation, ``-c t2``, with
   the C2/C3 disc pinned from t1's init file (``-initz 53,3``: t1 and t2 share world space) and
@@ -31,28 +31,38 @@ from pathlib import Path
 
 import numpy as np
 
+#: runs the CLI and writes its own peak resident memory (VmHWM, kB) at exit: wait4's ru_maxrss
+#: would include the memory this (big) parent had when it forked
+_HWM_WRAPPER = (
+    "import atexit, os, sys\n"
+    "def _hwm():\n"
+    "    with open('/proc/self/status') as f, open(os.environ['SPINEREG_HWM_FILE'], 'w') as out:\n"
+    "        out.write(next(l for l in f if l.startswith('VmHWM')).split()[1])\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = ['spinereg'] + sys.argv[1:]\n"
+    "from spinereg.cli.main import main\n"
+    "raise SystemExit(main(sys.argv[1:]))\n"
+)
 
-def spinereg_cmd() -> list[str]:
-    exe = shutil.which("spinereg")
-    return [exe] if exe else [sys.executable, "-m", "spinereg.cli.main"]
 
-
-def run_timed(cmd: list[str]) -> dict:
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024.0, "rc": os.waitstatus_to_exitcode(status),
-            "stdout": out, "stderr": err}
+def run_timed(args: list[str]) -> dict:
+    """Run ``spinereg ARGS`` in a fresh interpreter: wall seconds (start-up included), its own
+    peak memory (MB), exit code and output."""
+    with tempfile.NamedTemporaryFile("r", suffix=".hwm") as hwm:
+        env = {**os.environ, "SPINEREG_HWM_FILE": hwm.name}
+        t0 = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", _HWM_WRAPPER, *args], capture_output=True, text=True, env=env)
+        wall = time.perf_counter() - t0
+        text = Path(hwm.name).read_text().strip()
+    return {"wall_s": wall, "peak_mb": int(text) / 1024.0 if text else float("nan"), "rc": proc.returncode,
+            "stdout": proc.stdout, "stderr": proc.stderr}
 
 
 def timed_case(name: str, args: list[str], outdir: Path, repeats: int) -> dict:
     runs = []
     for i in range(repeats):
         dest = outdir / f"{name}_{i}"
-        runs.append(run_timed([*spinereg_cmd(), "label-vertebrae", *args, "-o", str(dest), "--overwrite"]))
+        runs.append(run_timed(["label-vertebrae", *args, "-o", str(dest), "--overwrite"]))
     ok = [r for r in runs if r["rc"] == 0]
     row = {"case": name, "runs": len(runs), "failed": len(runs) - len(ok),
            "wall_median_s": statistics.median(r["wall_s"] for r in runs),

@@ -5,7 +5,7 @@ seeds, 10-15 of the 'test' variant). The contrast is given as a user would (-c).
 
 Measured (this commit): level identity right on 19/20; the wrong one (axial_thick seed 0,
 0.5 x 0.5 x 5 mm T2*-like) is flagged ambiguous; among the right ones the per-subject mean absolute
-S-I error is 0.23-1.04 mm (mean 0.58), the largest single error 2.2 mm; conus tip 0.0-0.23 mm.
+S-I error is 0.23-1.04 mm (mean 0.57), the largest single error 2.2 mm; conus tip 0.0-0.23 mm.
 """
 
 from __future__ import annotations
