@@ -169,3 +169,43 @@ def test_cli_bad_initz(sct_data, tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2 and "initz" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_bad_inputs_leave_nothing(sct_data, tmp_path):
+    """Segmentation on another grid, empty segmentation: one line naming the file, exit 2, no
+    output folder."""
+    import nibabel as nib
+
+    t2, t1 = sct_data / "t2", sct_data / "t1"
+    r = _cli("-i", str(t2 / "t2.nii.gz"), "-s", str(t1 / "t1w_seg-manual.nii.gz"), "-o", str(tmp_path / "a"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "same voxel grid" in r.stderr
+    seg = nib.load(str(t2 / "t2_seg-manual.nii.gz"))
+    empty = tmp_path / "empty_seg.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(seg.shape, np.uint8), seg.affine, seg.header), str(empty))
+    r = _cli("-i", str(t2 / "t2.nii.gz"), "-s", str(empty), "-o", str(tmp_path / "b"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "empty" in r.stderr
+    assert str(empty) in r.stderr
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_cli_initlabel(sct_data, tmp_path):
+    """-initlabel: a one-voxel disc label file pins that disc (t2's C2/C3 at t1's slice 55)."""
+    import nibabel as nib
+
+    from spinereg.io.resample import place_labels
+
+    t2 = sct_data / "t2"
+    img = load_image(t2 / "t2.nii.gz")
+    lab = place_labels(_t1_c2c3_world(sct_data)[None], np.array([3]), img.grid, dtype=np.uint8)
+    path = tmp_path / "init.nii.gz"
+    nib.save(nib.Nifti1Image(lab, img.affine), str(path))
+    r = _cli("-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"), "-c", "t2", "-initlabel",
+             str(path), "-o", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "out" / "t2_discs.json").read_text())
+    assert [d["name"] for d in doc["discs"]] == ["C3/C4", "C4/C5"] and doc["identity_source"] == "init"
