@@ -41,6 +41,11 @@ def algorithm(name: str) -> Callable:
 
     table = dict(slicewise.ALGORITHMS)
     table.setdefault("demons", demons)
+    from spinereg.register.polyrigid import polyrigid
+    from spinereg.register.tps import tps_step
+
+    table.setdefault("polyrigid", polyrigid)
+    table.setdefault("tps", tps_step)
     for algo in ("translation", "rigid", "affine", "syn", "bsplinesyn"):
         table.setdefault(algo, _ants_algo)
     if name not in table:
@@ -77,10 +82,12 @@ def run_steps(
 
     ``fixed`` holds arrays on ``grid`` by type (``"seg"``, ``"im"``); ``moving_src`` the original
     moving images by type. Returns the step transforms (pull, on ``grid``), in order.
+    Anatomical constraints: ``fixed["vertebrae"]`` (per-vertebra labels on ``grid``) feeds
+    ``algo=polyrigid`` and ``rigidity=W``; ``fixed["landmarks"]`` feeds label steps with ``algo=tps``.
     """
     found: list[Transform] = []
     records: list[StepRecord] = []
-    work = [s for s in steps if s.type not in ("label", "rootlet")]
+    work = [s for s in steps if s.type not in ("label", "rootlet") or s.algo == "tps"]
     for n, step in enumerate(work):
         t0 = time.perf_counter()
         chain = list(initial) + found
@@ -89,16 +96,23 @@ def run_steps(
             return apply_transforms(moving_src[kind], grid, _chain, "linear").data
 
         fn = algorithm(step.algo)
+        extra = {k: fixed[k] for k in getattr(fn, "needs", ()) if k in fixed}
+        if "chain" in getattr(fn, "needs", ()):
+            extra["chain"] = chain
         both = all(k in fixed and k in moving_src for k in ("im", "seg"))
         if step.type == "imseg" and both and _is_slicewise(step.algo):
             t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
-                   fixed_seg=fixed["seg"], moving_seg=pulled("seg"))
+                   fixed_seg=fixed["seg"], moving_seg=pulled("seg"), **extra)
         else:
             kind = "im" if step.type == "im" else "seg"
             if kind not in fixed or kind not in moving_src:
                 kind = "seg" if "seg" in fixed and "seg" in moving_src else "im"
             t = fn(fixed[kind], pulled(kind), grid, grid, step.replace(type=kind) if step.type == "imseg" else step,
-                   fixed_mask)
+                   fixed_mask, **extra)
+        if getattr(step, "rigidity", 0):
+            from spinereg.register.rigidity import constrain
+
+            t = constrain(t, step, fixed.get("vertebrae"), chain)
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__))
         log.info("step %s done in %.2f s", step, records[-1].seconds)

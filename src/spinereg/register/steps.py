@@ -89,6 +89,8 @@ class Step:
     rot_method: str = _default("rot_method")
     laplacian: float = _default("laplacian")
     dof: str = _default("dof")
+    rigidity: float = _default("rigidity")  # spinereg extension
+    sigma: str = _default("sigma")  # spinereg extension (algo=tps)
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
