@@ -51,3 +51,20 @@ def pam50_dir(data_root: Path) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20261125)
+
+
+# -- the two PAM50 layouts (tests/layouts.py): built whatever the reference copy holds -------------
+@pytest.fixture(scope="session")
+def pam50_mirror(pam50_dir: Path, tmp_path_factory) -> Path:
+    """PAM50 without PAM50_t1/t2/t2s (the mirror's layout), as symbolic links."""
+    from layouts import build_layout
+
+    return build_layout(pam50_dir, tmp_path_factory.mktemp("layout") / "PAM50", "mirror")
+
+
+@pytest.fixture(scope="session")
+def pam50_full(pam50_dir: Path, sct_data: Path, tmp_path_factory) -> Path:
+    """PAM50 as the full release (t1/t2/t2s present: stand-ins from PAM50_small_t2)."""
+    from layouts import build_layout
+
+    return build_layout(pam50_dir, tmp_path_factory.mktemp("layout") / "PAM50", "full")

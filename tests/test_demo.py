@@ -1,23 +1,92 @@
-"""The README's main job: the sample subject registered to PAM50 with its QC report."""
+"""The README's main job: the sample subject registered to PAM50 with its QC report.
+
+The full run (PAM50 at 0.5 mm) is marked slow: scripts/test.sh runs it in its second stage.
+The re-run behaviour (the demo replaces its own previous output, refuses a foreign folder)
+is checked with PAM50_small and a registration computed once.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
 
 from spinereg.cli.main import main
 
+OUTPUTS = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
+           "template2anat.nii.gz", "metrics.json", "provenance.json", "qc/index.html", "qc/entries.json")
 
-def test_demo_main_job(tmp_path, capsys, data_root):
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+@pytest.mark.slow
+def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
+    import spinereg.register.template as template_mod
+
+    real, seen = template_mod.register_to_template, []
+
+    def spy(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(template_mod, "register_to_template", spy)
     out = tmp_path / "spinereg_demo"
     assert main(["demo", "-o", str(out)]) == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert printed["cord_dice_subject_space"] >= 0.95
-    for f in ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
-              "template2anat.nii.gz", "metrics.json", "provenance.json", "qc/index.html", "qc/entries.json"):
+    printed = capsys.readouterr().out
+    assert printed.startswith("demo: PASS"), printed
+    assert f"QC report: {out / 'qc' / 'index.html'}" in printed and "cord Dice" in printed
+    for f in OUTPUTS:
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["cord_dice_subject_space"] >= 0.95
     assert metrics["qc"]["verdict"] == "pass", metrics["qc"]
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["template"]["name"] == "PAM50" and prov["versions"]["spinereg"]
-    # nothing is overwritten without --overwrite
-    assert main(["demo", "-o", str(out)]) == 2
+    assert prov["invoked_as"] == "demo" and prov["command_line"].startswith("spinereg demo -o ")
+    # the QC report says where the template image is synthesised (no PAM50_t2 in the data here)
+    entry = json.loads((out / "qc" / "entries.json").read_text())["entries"][0]
+    has_t2 = (data_root / "PAM50" / "template" / "PAM50_t2.nii.gz").exists()
+    notes = [p["note_after"] for p in entry["panels"] if p["stage"].startswith("registration") and p["kind"] == "toggle"]
+    assert notes and all(("SYNTHESISED" in n) != has_t2 for n in notes), notes
+    assert any(p["title"] == "Atlas tract groups on the subject" for p in entry["panels"])
+    # template-space outputs on PAM50's own grid (shape and affine of PAM50_cord)
+    cord = nib.load(str(data_root / "PAM50" / "template" / "PAM50_cord.nii.gz"))
+    for name in ("anat2template.nii.gz", "warp_anat2template.nii.gz"):
+        img = nib.load(str(out / name))
+        assert img.shape[:3] == cord.shape == (141, 141, 991), name
+        assert np.allclose(img.affine, cord.affine, atol=1e-4), name
+    assert nib.load(str(out / "warp_anat2template.nii.gz")).header.get_intent()[0] == "vector"
+    # files readable as the umask allows (not 0600)
+    want = 0o666 & ~_umask()
+    for p in out.rglob("*"):
+        if p.is_file() and p.name != ".lock":
+            assert p.stat().st_mode & 0o777 == want, (p, oct(p.stat().st_mode))
+    # outside the region the subject maps into, the constant fill sends template points outside the
+    # subject's field of view: resampling there gives the zeros anat2template holds
+    from spinereg.io.image import load_image
+    from spinereg.transforms.itk import read_displacement
+    from spinereg.transforms.sanity import inside
+
+    w = read_displacement(out / "warp_anat2template.nii.gz")
+    a2t = np.asarray(nib.load(str(out / "anat2template.nii.gz")).dataobj)
+    t2 = load_image(sct_data / "t2" / "t2.nii.gz")
+    ijk = np.stack([np.random.default_rng(0).integers(0, s, 100_000) for s in w.grid.shape], 1)
+    lands = inside(t2.grid, w.map(w.grid.voxel_to_world(ijk)))
+    vals = a2t[tuple(ijk.T)]
+    assert lands.sum() > 1000 and np.all(vals[~lands] == 0) and np.mean(vals[lands] != 0) > 0.99
+    # --crop keeps the small grid (a voxel-aligned part of PAM50's)
+    from spinereg.register.outputs import write_outputs
+
+    reg = seen[-1]
+    files = write_outputs(reg, tmp_path / "cropped", crop=True)
+    img = nib.load(str(files["anat2template"]))
+    assert img.shape == tuple(reg.template_grid.shape) and img.shape[2] < 991
+    off = np.linalg.solve(cord.affine, img.affine)
+    assert np.allclose(off[:3, :3], np.eye(3)) and np.allclose(off[:3, 3], np.round(off[:3, 3]), atol=1e-3)

@@ -58,14 +58,27 @@ def test_report_files(t2_qc):
     assert e["scores"]["cord_dice"] == pytest.approx(expected)
     assert e["scores"]["cord_dice"] > 0.9
     assert e["scores"]["pct_folding"] == 0
-    files = [f for fig in e["figures"] for f in fig["files"].values()]
-    assert {fig["kind"] for fig in e["figures"]} >= {"toggle", "single"}
-    assert len(files) == 5
+    # scores beside their bounds and meaning
+    rows = {r["name"]: r for r in e["score_table"]}
+    assert rows["cord_dice"]["bounds"] == "fail < 0.85, warn < 0.92" and rows["cord_dice"]["state"] == "pass"
+    assert all(r["meaning"] for r in e["score_table"] if r["bounds"])
+    # command line and version
+    assert e["command_line"].startswith("spinereg register-to-template -i ") and e["version"].startswith("spinereg ")
+    # one section per stage, in order; every panel's pictures exist and are not blank
+    stages = list(dict.fromkeys(p["stage"] for p in e["panels"]))
+    assert stages == ["segmentation", "labels", "registration: subject space", "registration: template space"]
+    files = [f for p in e["panels"] for f in p["files"].values()]
+    assert {p["kind"] for p in e["panels"]} >= {"toggle", "single"}
+    assert len(files) == 12
     sizes = {f: _png_ok(root / f) for f in files}
-    # the before/after pairs have the same geometry (the toggle swaps aligned pictures)
-    for fig in e["figures"]:
-        if fig["kind"] == "toggle":
-            assert sizes[fig["files"]["before"]] == sizes[fig["files"]["after"]]
+    # the before/after pairs have the same geometry (the toggle swaps aligned pictures), large
+    for p in e["panels"]:
+        if p["kind"] == "toggle":
+            assert sizes[p["files"]["before"]] == sizes[p["files"]["after"]]
+    axial = [sizes[f] for f in files if "axial" in f]
+    assert min(w for _, w in axial) >= 600, axial  # tiles of 200 px
+    # PAM50_small ships its T2 image: nothing says "synthesised"
+    assert not any(p["note_after"] for p in e["panels"])
     # the index embeds the entry and references only files next to it
     html = (root / "index.html").read_text()
     assert e["id"] in html
@@ -129,7 +142,8 @@ def test_moco_entry_is_animated(tmp_path):
     e = load_entries(tmp_path / "qc")[0]
     assert e["command"] == "moco" and e["subject"] == "fmri"
     assert e["scores"] == {"max_abs_shift_mm": 4.0}
-    gifs = e["figures"][0]["files"]
+    assert e["panels"][0]["stage"] == "motion"
+    gifs = e["panels"][0]["files"]
     for key in ("before", "after"):
         with PILImage.open(tmp_path / "qc" / gifs[key]) as im:
             assert im.is_animated and im.n_frames == nvol
@@ -141,6 +155,34 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["qc", "--index", str(tmp_path)]) == 2
     with pytest.raises(Exception, match="no entries.json"):
         build_index(tmp_path)
+
+
+def test_page_api(tmp_path):
+    """A new kind of run gets its page by registering a renderer (see spinereg.qc.pages)."""
+    from spinereg.qc.figures import View, axial_mosaic
+    from spinereg.qc.pages import Panel, page
+
+    @page("toy-segment")
+    def render(run_dir, prov, outdir):
+        vol = np.random.default_rng(0).normal(size=(20, 20, 6)).astype(np.float32)
+        mask = np.zeros(vol.shape, bool)
+        mask[8:12, 8:12] = True
+        axial_mosaic(View(vol, np.ones(3)), outdir / "a.png", mask, slices=[1, 3], tile_labels=["s1", "s3"])
+        return [Panel("segmentation", "Toy", "single", {"image": "a.png"}, "a caption")]
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "provenance.json").write_text(json.dumps({"command": "toy-segment", "inputs": {}}))
+    add_to_report(run, tmp_path / "qc")
+    e = load_entries(tmp_path / "qc")[0]
+    assert e["command"] == "toy-segment" and e["panels"][0]["stage"] == "segmentation"
+    assert (tmp_path / "qc" / e["panels"][0]["files"]["image"]).is_file()
+    with pytest.raises(ValueError):
+        Panel("labels", "bad", "toggle", {"image": "x.png"})
+    (run / "provenance.json").write_text(json.dumps({"command": "no-such-kind", "inputs": {}}))
+    with pytest.raises(Exception, match="no QC page for runs of 'no-such-kind'"):
+        add_to_report(run, tmp_path / "qc2")
+    assert not (tmp_path / "qc2").exists()  # a failed first entry leaves no QC folder
 
 
 def test_level_names():

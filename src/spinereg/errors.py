@@ -1,8 +1,19 @@
-"""Errors that the command line reports as one line with exit code 2."""
+"""Errors that the command line reports as one line with exit code 2, and the exit codes.
+
+Exit codes of ``spinereg``: 0 success; 2 the command could not run (bad input or arguments, an
+output that cannot be written, any other error: one line on stderr, nothing written); 3 the
+command ran and wrote its outputs but the result failed its checks (QC verdict ``fail``, or an
+all-zero output): one summary line on stderr (``--allow-fail`` exits 0 instead); 130 interrupted.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+EXIT_OK = 0
+EXIT_ERROR = 2
+EXIT_RESULT_FAILED = 3
+EXIT_INTERRUPTED = 130
 
 
 class SpineregError(Exception):

@@ -2,32 +2,61 @@
 
 from __future__ import annotations
 
+import sys
+
 from spinereg.cli.common import new_parser
-from spinereg.io.image import check_writable, load_image, output_path
-from spinereg.progress import progress_bar
-from spinereg.transforms.apply import apply_transforms_file
-from spinereg.transforms.itk import load_transform
+from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
 
 WARP_HELP = ("warps/affines in application order (A->B first, then B->C); prefix 'inv:' or "
              "write ANTs-style '[file,1]' to use an inverse")
 
+DESCRIPTION = """\
+Resample -i onto the grid of -d through the transforms -w (one interpolation; 4D series are
+streamed volume by volume). Before any work the transforms are checked against the images: a
+warp made for another space, -i/-d swapped, or no common extent is refused (exit 2). An all-zero
+result is written but reported (exit 3; --allow-fail: 0)."""
+
 
 def register(sub) -> None:
-    p = new_parser(sub, "apply", "apply transforms to an image (3D or 4D, streamed)")
+    p = new_parser(sub, "apply", "apply transforms to an image (3D or 4D, streamed)", DESCRIPTION)
     p.add_argument("-i", "--input", required=True, help="image to move")
-    p.add_argument("-d", "--dest", required=True, help="reference image (output grid)")
-    p.add_argument("-w", "--warp", nargs="*", default=[], help=WARP_HELP)
-    p.add_argument("-o", "--output", required=True, help="output image")
+    p.add_argument("-d", "--dest", required=True, help="reference image (its grid is the output grid)")
+    p.add_argument("-w", "--warp", nargs="+", default=[], metavar="W",
+                   help=WARP_HELP + " (default: none, i.e. resample through the headers only)")
+    p.add_argument("-o", "--output", required=True, help="output image file (.nii.gz added without a suffix)")
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline", "label"],
-                   help="interpolation (default spline, as SCT)")
+                   help="interpolation (spline as SCT)")
+    p.add_argument("--allow-fail", action="store_true", help="exit 0 even when the result is all zero")
     p.set_defaults(func=run)
 
 
+def _all_zero(path) -> bool:
+    import nibabel as nib
+    import numpy as np
+
+    img = nib.load(str(path))
+    if len(img.shape) <= 3:
+        return not np.any(np.asanyarray(img.dataobj))
+    return not np.any(np.asanyarray(img.dataobj[..., img.shape[3] // 2]))
+
+
 def run(args) -> int:
-    ref = load_image(args.dest, ndim=(3, 4), check_finite=False, lazy=True, what="reference image")
+    from spinereg.io.image import check_writable, output_path, read_grid
+    from spinereg.progress import progress_bar
+    from spinereg.transforms.apply import apply_transforms_file
+    from spinereg.transforms.itk import load_transform
+    from spinereg.transforms.sanity import check_overlap
+
+    ref = read_grid(args.dest, what="reference image")
+    src = read_grid(args.input, what="input image")
     transforms = [load_transform(w) for w in args.warp]
-    out = check_writable(output_path(args.output), args.overwrite)  # fail before the work
-    apply_transforms_file(args.input, ref.grid, transforms, out, interp=args.interp,
+    check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
+    out = check_writable(output_path(args.output), args.overwrite)
+    apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
     print(out)
-    return 0
+    if _all_zero(out):
+        print(f"spinereg apply: result: {out} is all zero (the transforms bring nothing of {args.input} onto "
+              f"{args.dest}) -- exit code {0 if args.allow_fail else 3}", file=sys.stderr)
+        return EXIT_OK if args.allow_fail else EXIT_RESULT_FAILED
+    return EXIT_OK

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import time
-
-from spinereg.cli.common import add_landmarks, add_template, new_parser
-from spinereg.progress import progress_bar
+from spinereg.cli.common import (
+    add_landmarks,
+    add_result_options,
+    add_template,
+    finish_run,
+    new_parser,
+    start_run,
+)
 
 
 def register(sub) -> None:
@@ -20,32 +23,26 @@ def register(sub) -> None:
     add_template(p, "contrast of the anatomical image")
     p.add_argument("--link-warp", nargs=3, action="append", metavar=("K", "WARP_K2NEXT", "WARP_NEXT2K"), default=[],
                    help="use existing warps for link K (between image K and K+1), SCT naming")
-    p.add_argument("--link-param", help="steps for the image-to-image links (default: by segmentations)")
+    p.add_argument("--link-param", help="steps for the image-to-image links (default: chosen by the "
+                                        "segmentations given)")
     p.add_argument("--no-direct", action="store_true",
                    help="always compose through the chain, even for images with a segmentation")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
+    add_result_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from spinereg.errors import InputError
-    from spinereg.register.chain import register_chain
-    from spinereg.register.chain_outputs import write_chain_outputs
+    from spinereg.pipelines.registration import chain_job
 
     if len(args.seg) != len(args.images):
         raise InputError(f"{len(args.images)} images but {len(args.seg)} segmentations", None,
                          "give one --seg per image, 'none' where there is none")
     segs = [None if s.lower() == "none" else s for s in args.seg]
-    given = {}
-    for k, w1, w2 in args.link_warp:
-        given[int(k)] = (w1, w2)
-    t0 = time.perf_counter()
-    res = register_chain(args.images, segs, labels=args.labels, ldisc=args.ldisc, lrootlet=args.lrootlet,
-                         template=args.template, contrast=args.contrast, given=given, link_param=args.link_param,
-                         direct=not args.no_direct, progress=progress_bar("chain"))
-    write_chain_outputs(res, args.outdir, overwrite=args.overwrite,
-                        inputs={"images": args.images, "segs": args.seg, "labels": args.labels or args.ldisc
-                                or args.lrootlet})
-    print(json.dumps({"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2), **res.metrics},
-                     indent=1))
-    return 0
+    given = {int(k): (w1, w2) for k, w1, w2 in args.link_warp}
+    rec, display = start_run(args, "chain", stages=3)
+    res = chain_job(args.images, segs, args.outdir, labels=args.labels, ldisc=args.ldisc, lrootlet=args.lrootlet,
+                    template=args.template, contrast=args.contrast, given=given, link_param=args.link_param,
+                    direct=not args.no_direct, overwrite=args.overwrite, run=rec, progress=display.bar())
+    return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)

@@ -21,11 +21,14 @@ def register(sub) -> None:
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
 
-    a = actions.add_parser("list", help="datasets, their release and where they are found")
+    a = actions.add_parser("list", help="datasets, their release and where they are found",
+                           description="List the reference datasets, their release and where they are found.")
     _verbose(a)
     a.set_defaults(func=run_list)
 
-    a = actions.add_parser("fetch", help="download, unzip and verify a dataset into the cache")
+    a = actions.add_parser("fetch", help="download, unzip and verify a dataset into the cache",
+                           description="Download a dataset's release, unzip it into the cache and check every "
+                                       "file against the manifest shipped with spinereg.")
     a.add_argument("name", help="dataset name (see `spinereg data list`)")
     a.add_argument("--force", action="store_true", help="download again even if cached")
     a.add_argument("--url", help="download from this address instead (a mirror, or "
@@ -33,20 +36,25 @@ def register(sub) -> None:
     _verbose(a)
     a.set_defaults(func=run_fetch)
 
-    a = actions.add_parser("path", help="print the folder of a dataset (exit 2 if absent)")
-    a.add_argument("name")
+    a = actions.add_parser("path", help="print the folder of a dataset (exit 2 if absent)",
+                           description="Print the folder of a dataset (exit 2 if it is not available).")
+    a.add_argument("name", help="dataset name (see `spinereg data list`)")
     _verbose(a)
     a.set_defaults(func=run_path)
 
-    a = actions.add_parser("verify", help="check a dataset's files against their checksums")
-    a.add_argument("name")
+    a = actions.add_parser("verify", help="check a dataset's files against their checksums",
+                           description="Check a dataset's files against the sha256 manifest shipped with "
+                                       "spinereg (exit 2 on any difference).")
+    a.add_argument("name", help="dataset name (see `spinereg data list`)")
     a.add_argument("--root", help="folder to check (default: where the dataset is found)")
     _verbose(a)
     a.set_defaults(func=run_verify)
 
-    t = sub.add_parser("template-info", help="list a template's objects, roles and atlas")
+    t = sub.add_parser("template-info", help="list a template's objects, roles and atlas",
+                       description="List a template's objects (id, role, kind, interpolation, file), its "
+                                   "atlas and spinal level maps.")
     t.add_argument("-t", "--template", default="PAM50",
-                   help="template name (PAM50, MNI-Poly-AMU, PAM50_small) or folder (default PAM50)")
+                   help="template name (PAM50, MNI-Poly-AMU, PAM50_small) or folder")
     _verbose(t)
     t.set_defaults(func=run_template_info)
 

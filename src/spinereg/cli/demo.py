@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import json
-import time
-from pathlib import Path
+from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
 
-from spinereg.cli.common import new_parser
-from spinereg.progress import progress_bar
+DESCRIPTION = """\
+The main job: register SCT's sample subject (sct_testing_data t2: T2w, manual cord segmentation,
+C3/C5 body labels) to the template and write every output, the verdict and the HTML QC report
+(OUTDIR/qc/index.html) into -o. Running it again replaces its own previous output (a folder
+holding anything else needs --overwrite). Exit code 3 when the verdict is fail."""
 
 
 def register(sub) -> None:
-    p = new_parser(sub, "demo", "register the sample subject (sct_testing_data t2) to PAM50 with all outputs")
-    p.add_argument("-o", "--outdir", default="spinereg_demo", help="output folder (default spinereg_demo)")
-    p.add_argument("-t", "--template", default="PAM50", help="template (default PAM50)")
-    p.add_argument("--qc", metavar="QCROOT", help="HTML QC report folder (default OUTDIR/qc)")
+    p = new_parser(sub, "demo", "register the sample subject (sct_testing_data t2) to PAM50 with all outputs",
+                   DESCRIPTION)
+    p.add_argument("-o", "--outdir", default="spinereg_demo", help="output folder (several files)")
+    p.add_argument("-t", "--template", default="PAM50", help="template")
+    p.add_argument("--qc", metavar="QCROOT", help="HTML QC report folder (default: OUTDIR/qc)")
+    add_result_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from spinereg.register.demo import run_demo
-    t0 = time.perf_counter()
-    reg = run_demo(args.outdir, args.template, overwrite=args.overwrite, progress=progress_bar("demo"))
-    from spinereg.qc import add_to_report
-    qc_index = add_to_report(args.outdir, args.qc or Path(args.outdir) / "qc", "register-to-template")
-    print(json.dumps({"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2), **reg.metrics,
-                      "qc_report": str(qc_index)}, indent=1))
-    return 0
+    from spinereg.pipelines.registration import demo_job
+
+    rec, display = start_run(args, "demo", stages=6)
+    res = demo_job(args.outdir, args.template, qc_root=args.qc, overwrite=args.overwrite, run=rec,
+                   progress=display.bar())
+    return finish_run(args, "demo", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -35,8 +35,7 @@ def register(sub) -> None:
     p.add_argument("-z", "--slices", help="slice range, inclusive, numbered I->S (e.g. 2:12)")
     p.add_argument("--discard-neg-val", action="store_true",
                    help="ignore voxels with a negative metric value")
-    p.add_argument("-o", "--output", default="extract_metric.csv", help="CSV file (default "
-                   "extract_metric.csv)")
+    p.add_argument("-o", "--output", default="extract_metric.csv", help="output file (CSV)")
     p.add_argument("--append", action="store_true",
                    help="append rows to an existing CSV (header written once)")
     p.set_defaults(func=run)

@@ -1,4 +1,8 @@
-"""``spinereg`` entry point: discovers subcommands, reports errors as one line (exit 2)."""
+"""``spinereg`` entry point: discovers subcommands, reports every failure as one line (exit 2).
+
+Exit codes: see :mod:`spinereg.errors` (0 success, 2 could not run, 3 result failed its checks,
+130 interrupted). Tracebacks only with ``-v``.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +14,26 @@ import sys
 import traceback
 import warnings
 
-import spinereg
 import spinereg.cli
-from spinereg.cli.common import add_common
-from spinereg.errors import SpineregError
+from spinereg.cli.common import Parser, add_common
+from spinereg.errors import EXIT_ERROR, EXIT_INTERRUPTED, SpineregError
+from spinereg.io.image import output_os_error
+from spinereg.io.provenance import version_string
 
 _SKIP = {"main", "common"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="spinereg",
         description="Spinal cord and spine registration (SCT/ANTs-compatible files).",
+        epilog="Every command: -v for details and tracebacks, --overwrite to replace outputs. "
+               "Exit codes: 0 success; 2 the command could not run (one line on stderr, nothing "
+               "written); 3 outputs written but the result failed its checks (QC verdict fail, "
+               "empty output; --allow-fail exits 0); 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=f"spinereg {spinereg.__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=version_string())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for mod in sorted(pkgutil.iter_modules(spinereg.cli.__path__), key=lambda m: m.name):
         if mod.name in _SKIP or mod.name.startswith("_"):
@@ -67,12 +76,31 @@ def _warning_printer():
     return show
 
 
+def _error_line(command: str, err: BaseException) -> str:
+    """The one line shown for a failure that is not a :class:`SpineregError`."""
+    if isinstance(err, OSError):
+        conv = output_os_error(err, getattr(err, "filename", None) or "")
+        if isinstance(conv, SpineregError):
+            return conv.one_line()
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        return f"{where}{err.strerror or err} -- fix: check the file and the disk, then run again"
+    text = " ".join(str(err).split()) or "no message"
+    return (f"internal error ({type(err).__name__}: {text}) -- fix: run again with -v and report the "
+            "traceback")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``spinereg`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and not getattr(args, "unavailable", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    try:
+        args, extra = parser.parse_known_args(argv)
+        if extra and not getattr(args, "unavailable", False):
+            sub = parser._subparsers._group_actions[0].choices.get(args.command, parser)
+            sub.error(f"unrecognized arguments: {' '.join(extra)}")
+    except SystemExit as exc:  # --help / --version (0) or a usage error (one line printed, 2)
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
+    args._argv = argv
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="spinereg: %(levelname)s: %(message)s")
@@ -89,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code
     except KeyboardInterrupt:
         print("spinereg: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as err:  # noqa: BLE001 - every failure is one line (traceback with -v)
+        if verbose:
+            traceback.print_exc()
+        print(f"spinereg {args.command}: error: {_error_line(args.command, err)}", file=sys.stderr)
+        return EXIT_ERROR
     return int(result or 0)
 
 

@@ -52,29 +52,29 @@ def register(sub) -> None:
     j = _sub(msub, "jacobian", "Jacobian determinant of a warp (min, max, %% folded voxels)")
     j.add_argument("-w", "--warp", required=True, help="displacement field (ITK/ANTs/SCT warp)")
     j.add_argument("-m", "--mask", help="restrict the statistics to this mask (on the warp's grid)")
-    j.add_argument("--thr", type=float, default=0.5, help="mask threshold (default 0.5)")
-    j.add_argument("--out-map", help="save the determinant map (NIfTI, NaN where undefined)")
+    j.add_argument("--thr", type=float, default=0.5, help="mask threshold")
+    j.add_argument("--out-map", help="also save the determinant map to this file (NIfTI, NaN where undefined)")
     j.set_defaults(func=_run_jacobian)
 
     ic = _sub(msub, "inverse-consistency", "round-trip residual of a forward/inverse warp pair (mm)")
     ic.add_argument("-w", "--warp", required=True, help="forward warp (or affine with -r)")
     ic.add_argument("-winv", "--warp-inverse", required=True, help="its inverse")
     ic.add_argument("-r", "--ref", help="image whose grid to evaluate on (default: the warp's)")
-    ic.add_argument("--stride", type=int, default=1, help="use every N-th voxel (default 1)")
+    ic.add_argument("--stride", type=int, default=1, help="use every N-th voxel")
     ic.add_argument("--one-way", action="store_true", help="forward direction only")
     ic.set_defaults(func=_run_consistency)
 
 
 def _sub(msub, name: str, help_: str) -> argparse.ArgumentParser:
     p = new_parser(msub, name, help_)
-    p.add_argument("-o", "--output", help="also write the result to FILE.json or FILE.csv")
+    p.add_argument("-o", "--output", help="also write the result to one file, FILE.json or FILE.csv")
     return p
 
 
 def _pair(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("-i", "--input", required=True, help=f"{what} A (e.g. warped)")
     p.add_argument("-r", "--ref", required=True, help=f"{what} B (e.g. ground truth)")
-    p.add_argument("--thr", type=float, default=0.5, help="threshold: voxels > thr (default 0.5)")
+    p.add_argument("--thr", type=float, default=0.5, help="threshold: voxels > thr")
 
 
 def _check_output(args) -> None:

@@ -25,10 +25,10 @@ def register(sub) -> None:
     p.add_argument("-m", "--mask", help="binary or soft mask (weights) on the series grid, e.g. around the cord")
     p.add_argument("--multiband", type=int, help="multiband factor (default: from the BIDS sidecar, else 1)")
     p.add_argument("--sidecar", help="BIDS JSON sidecar (default: the .json next to the series)")
-    p.add_argument("--param", default="", help=PARAM_HELP)
+    p.add_argument("--param", default="", help=PARAM_HELP + " (default: none, i.e. the values above)")
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline"],
                    help="interpolation of the corrected series (default spline)")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
     p.set_defaults(func=run)
 
 

@@ -10,7 +10,7 @@ def register(sub) -> None:
                    "T2w, T2*w, 4D GE-EPI, blip-up/down pair, field map (Hz, phase difference, "
                    "magnitude) with BIDS sidecars; truth/ holds the field, voxel shift map, warps, "
                    "motion table (volume,slice,group,tx_mm,ty_mm) and parameters.")
-    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("-o", "--output", required=True, help="output folder (several files)")
     p.add_argument("--shape", type=int, nargs=3, default=[64, 64, 20], metavar=("NX", "NY", "NZ"))
     p.add_argument("--voxel", type=float, nargs=3, default=[1.0, 1.0, 5.0], metavar=("DX", "DY", "DZ"),
                    help="EPI voxel size in mm")
@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--motion", type=float, default=1.0, help="motion amplitude (mm, 0 = none)")
     p.add_argument("--multiband", type=int, default=1, help="multiband factor (divides NZ)")
     p.add_argument("--noise", type=float, default=0.01, help="Rician noise sigma (CSF = 1)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.set_defaults(func=run)
 
 
@@ -40,6 +40,9 @@ def run(args) -> int:
     ph = make_epi_phantom(shape=args.shape, voxel_mm=args.voxel, readout_s=args.readout_time,
                           pe=args.pe, field_max_hz=args.field_max, n_volumes=args.volumes,
                           motion=args.motion, multiband=args.multiband, noise=args.noise, seed=args.seed)
-    ph.save(out, overwrite=args.overwrite)
+    from spinereg.io.staging import OutputFolder
+
+    with OutputFolder(out, overwrite=args.overwrite) as tmp:  # appears only when complete
+        ph.save(tmp, overwrite=True)
     print(out)
     return 0

@@ -12,9 +12,9 @@ def register(sub) -> None:
                    "and add it to QCROOT/index.html (open it in a browser from file://). "
                    "With --index, only rebuild QCROOT/index.html from QCROOT/entries.json.")
     p.add_argument("run_dir", nargs="?", help="output folder of a spinereg run (holds provenance.json)")
-    p.add_argument("--root", help="QC folder (default RUN_DIR/qc); share one between runs for a cohort index")
-    p.add_argument("--kind", choices=["register-to-template", "register", "chain", "moco"],
-                   help="kind of run (default: the command named in provenance.json)")
+    p.add_argument("--root", help="QC folder; share one between runs for a cohort index (default: RUN_DIR/qc)")
+    p.add_argument("--kind", help="kind of run: register-to-template, register, chain, moco, spine-metrics or any "
+                                  "kind with a QC page (default: the command named in provenance.json)")
     p.add_argument("--index", metavar="QCROOT", help="rebuild the index of QCROOT (no run folder)")
     p.set_defaults(func=run)
 

@@ -10,7 +10,7 @@ def register(sub) -> None:
                    "Scan output folders (each with metrics.json + provenance.json), judge each run against "
                    "spinereg/data/qc_thresholds.json and write one row per run.")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="output folders, or folders containing them")
-    p.add_argument("-o", "--output", required=True, help="cohort CSV")
+    p.add_argument("-o", "--output", required=True, help="output file: the cohort CSV")
     p.add_argument("--rescore", action="store_true",
                    help="recompute every verdict (image scores included) and update each metrics.json")
     p.add_argument("--thresholds", help="thresholds JSON (default: the package's qc_thresholds.json)")

@@ -2,41 +2,43 @@
 
 from __future__ import annotations
 
-import json
-import time
+from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
 
-from spinereg.cli.common import new_parser
-from spinereg.progress import progress_bar
+DESCRIPTION = """\
+Register a source image onto a destination image (any contrasts) and write SCT's outputs into the
+folder -o: <src>_reg, <dest>_reg, warp_<src>2<dest>, warp_<dest>2<src>, metrics.json with a
+pass/warn/fail verdict, provenance.json. The folder appears only when everything was written.
+Default steps: multimodal_spinereg_seg with both segmentations, multimodal_epi with only --iseg,
+multimodal_default otherwise. Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 
 def register(sub) -> None:
-    p = new_parser(sub, "register", "register a source image onto a destination image (any contrasts)")
+    p = new_parser(sub, "register", "register a source image onto a destination image (any contrasts)",
+                   DESCRIPTION)
     p.add_argument("-i", "--input", required=True, help="source image (moved)")
     p.add_argument("-d", "--dest", required=True, help="destination image (fixed)")
     p.add_argument("--iseg", help="cord segmentation of the source")
     p.add_argument("--dseg", help="cord segmentation of the destination")
     p.add_argument("-m", "--mask", help="mask on the destination (binary or soft) restricting the image metric")
     p.add_argument("--init-warp", help="initial transform source -> destination (warp or affine)")
-    p.add_argument("--init-warp-inv", help="its inverse (computed when absent)")
-    p.add_argument("--param", help="steps ('step=1,type=seg,algo=centermass:step=2,...') or a preset name")
+    p.add_argument("--init-warp-inv", help="its inverse (default: computed)")
+    p.add_argument("--param", help="steps ('step=1,type=seg,algo=centermass:step=2,...') or a preset name "
+                                   "(default: by the segmentations given, see above)")
     p.add_argument("--identity", action="store_true", help="no estimation: resample through the headers only")
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline"],
-                   help="interpolation of the output images (default spline)")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
+                   help="interpolation of the output images")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
+    p.add_argument("--qc", metavar="QCROOT", help="also add the run to the HTML QC report in folder QCROOT")
+    add_result_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from spinereg.register.multimodal import register_multimodal
-    from spinereg.register.multimodal_outputs import write_multimodal_outputs
+    from spinereg.pipelines.registration import multimodal_job
 
-    t0 = time.perf_counter()
-    reg = register_multimodal(args.input, args.dest, iseg=args.iseg, dseg=args.dseg, mask=args.mask,
-                              init_warp=args.init_warp, init_warp_inv=args.init_warp_inv, param=args.param,
-                              identity=args.identity, progress=progress_bar("steps"))
-    inputs = {k: getattr(args, k) for k in ("input", "dest", "iseg", "dseg", "mask", "init_warp", "init_warp_inv",
-                                             "param")}
-    files = write_multimodal_outputs(reg, args.outdir, overwrite=args.overwrite, inputs=inputs, interp=args.interp)
-    print(json.dumps({"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2),
-                      "files": {k: str(v) for k, v in files.items()}, **reg.metrics}, indent=1))
-    return 0
+    rec, display = start_run(args, "register", stages=6 if args.qc else 5)
+    res = multimodal_job(args.input, args.dest, args.outdir, iseg=args.iseg, dseg=args.dseg, mask=args.mask,
+                         init_warp=args.init_warp, init_warp_inv=args.init_warp_inv, param=args.param,
+                         identity=args.identity, interp=args.interp, qc_root=args.qc, overwrite=args.overwrite,
+                         run=rec, progress=display.bar())
+    return finish_run(args, "register", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

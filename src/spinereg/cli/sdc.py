@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from spinereg.cli.common import add_common
 
-_OUT_HELP = ("output folder: <name>_sdc.nii.gz (corrected), <name>_fieldmap_hz.nii.gz, <name>_vsm.nii.gz, "
+_OUT_HELP = ("output folder (several files): <name>_sdc.nii.gz (corrected), <name>_fieldmap_hz.nii.gz, <name>_vsm.nii.gz, "
              "warp_<name>_sdc.nii.gz (pull on the EPI grid; first warp of the EPI -> template chain), "
              "<name>_sdc.json")
 
@@ -21,11 +21,14 @@ def _common(p) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("sdc", help="susceptibility distortion correction (field map, reverse PE, anatomy)",
-                       description="Correct EPI distortion along the phase-encode axis.")
+                       description="Correct EPI distortion along the phase-encode axis: METHOD fieldmap (a "
+                                   "field map in Hz or a phase difference), topup (a blip-up/down pair) or anat "
+                                   "(registration to the anatomy along the phase-encode axis).")
     add_common(p)
     methods = p.add_subparsers(dest="method", metavar="METHOD")
     methods.required = True
-    f = methods.add_parser("fieldmap", help="with a field map in Hz or a phase difference")
+    f = methods.add_parser("fieldmap", help="with a field map in Hz or a phase difference",
+                           description="Correct an EPI with a field map in Hz or a phase difference.")
     f.add_argument("-i", "--input", required=True, help="EPI (3D or 4D)")
     src = f.add_mutually_exclusive_group(required=True)
     src.add_argument("--fieldmap", help="field map in Hz")
@@ -35,16 +38,19 @@ def register(sub) -> None:
     f.add_argument("--magnitude", help="field-map magnitude (for --rigid)")
     f.add_argument("--rigid", action="store_true", help="rigidly align the magnitude to the EPI first")
     _common(f)
-    t = methods.add_parser("topup", help="estimate the field from a blip-up/blip-down pair")
+    t = methods.add_parser("topup", help="estimate the field from a blip-up/blip-down pair",
+                           description="Estimate the field from a blip-up/blip-down pair and correct.")
     t.add_argument("-i", "--input", required=True, help="blip-up EPI (PE as --pe/sidecar)")
     t.add_argument("--reverse", required=True, help="blip-down EPI (opposite PE), same grid")
     t.add_argument("--apply-to", help="EPI series (blip-up PE) to correct with the estimated field")
     _common(t)
-    a = methods.add_parser("anat", help="field-map-less: PE-only registration to an anatomical image")
+    a = methods.add_parser("anat", help="field-map-less: PE-only registration to an anatomical image",
+                           description="Field-map-less correction: registration to an undistorted anatomical "
+                                       "image along the phase-encode axis only.")
     a.add_argument("-i", "--input", required=True, help="EPI (3D or 4D; the mean is registered)")
     a.add_argument("-d", "--dest", required=True, help="undistorted anatomy (T2*w or T2w)")
     a.add_argument("-m", "--mask", help="cord mask in the anatomy's space (focus)")
-    a.add_argument("-w", "--init-warp", nargs="*", default=[], help="pull transforms EPI -> anatomy")
+    a.add_argument("-w", "--init-warp", nargs="+", default=[], help="pull transforms EPI -> anatomy")
     a.add_argument("--dilate", type=float, default=6.0, help="mask dilation (mm, default 6)")
     _common(a)
     p.set_defaults(func=run)
@@ -54,7 +60,6 @@ def run(args) -> int:
     from pathlib import Path
 
     from spinereg.errors import InputError
-    from spinereg.io.image import check_writable
 
     out = Path(args.output)
     if out.exists() and not out.is_dir():
@@ -68,10 +73,11 @@ def run(args) -> int:
     else:
         from spinereg.epi.fieldmap import SDCResult
         from spinereg.epi.fieldmapless import correct_fieldmapless
-    # fail before the work when outputs exist
+    from spinereg.io.staging import OutputFolder
+
+    # fail before the work when outputs exist (nothing is created until the end)
     probe = SDCResult.outputs(out, args.name)
-    for p in probe.values():
-        check_writable(p, args.overwrite)
+    folder = OutputFolder(out, [p.name for p in probe.values()], overwrite=args.overwrite).check()
     if args.method == "fieldmap":
         res = correct_fieldmap(args.input, args.fieldmap, phasediff=args.phasediff,
                                echo_times=tuple(args.echo_times) if args.echo_times else None,
@@ -87,7 +93,9 @@ def run(args) -> int:
         res = correct_fieldmapless(args.input, args.dest, mask=args.mask, init=init or None,
                                    pe=args.pe, readout_s=args.readout_time, sidecar=args.json,
                                    dilate_mm=args.dilate, jacobian_mod=jac)
-    paths = res.save(out, args.name, overwrite=args.overwrite)
+    with folder as tmp:
+        res.save(tmp, args.name, overwrite=True)  # the folder appears only when complete
+    paths = SDCResult.outputs(out, args.name)
     print(f"max shift {res.info['max_abs_shift_vox']:.2f} voxels, {res.info['seconds']:.2f} s")
     print(paths["corrected"])
     return 0

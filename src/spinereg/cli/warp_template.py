@@ -17,9 +17,9 @@ def register(sub) -> None:
                    "each info_label.txt (for sct_extract_metric) and DIR/provenance.json.")
     p.add_argument("-d", "--dest", required=True, help="destination image (its grid is the output grid)")
     p.add_argument("-w", "--warp", nargs="+", required=True, help=WARP_HELP)
-    p.add_argument("-o", "--outdir", required=True, help="output folder (SCT's default name is 'label')")
+    p.add_argument("-o", "--outdir", required=True, help="output folder (several files; SCT's default name is 'label')")
     p.add_argument("-t", "--template", default="PAM50",
-                   help="PAM50 (default), MNI-Poly-AMU, PAM50_small or a template folder (SCT's -t)")
+                   help="PAM50, MNI-Poly-AMU, PAM50_small or a template folder (SCT's -t)")
     p.add_argument("-a", "--atlas", action="store_true", help="also warp the white matter atlas (DIR/atlas)")
     p.add_argument("-s", "--spinal-levels", action="store_true",
                    help="also warp per-level spinal maps where the template ships them (MNI-Poly-AMU)")

@@ -197,6 +197,24 @@ def load_image(
     return img
 
 
+def read_grid(path: str | Path, what: str = "image") -> Grid:
+    """The voxel grid of a NIfTI file from its header alone (no voxel data read), with the same
+    one-line errors as :func:`load_image` for missing or unreadable files."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{what} not found", p, "check the path and spelling")
+    if p.is_dir():
+        raise InputError(f"{what} is a folder, not a NIfTI file", p, "give a .nii or .nii.gz file")
+    try:
+        nimg = nib.load(str(p))
+    except Exception as exc:  # nibabel raises several types for unreadable files
+        raise InputError(f"not a readable NIfTI {what} ({exc.__class__.__name__})", p,
+                         "give a .nii or .nii.gz file (convert DICOM with dcm2niix)") from exc
+    if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
+        raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
+    return Grid(nimg.shape[:3], nimg.affine)
+
+
 def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
     hdr = nimg.header
     if int(hdr["qform_code"]) > 0 and int(hdr["sform_code"]) > 0:
@@ -244,13 +262,27 @@ def output_os_error(exc: OSError, path: str | Path) -> Exception:
     return OutputError(f"cannot write the output ({why})", path, fix)
 
 
+def file_mode() -> int:
+    """Mode of new output files: read/write as the umask allows (``mkstemp`` alone gives 0600)."""
+    from spinereg.io.staging import umask
+
+    return 0o666 & ~umask()
+
+
 def make_temp(path: Path, suffix: str = "") -> str:
-    """Create a hidden temporary file next to ``path`` (``.NAME.XXXX.part``); return its name."""
+    """Create a hidden temporary file next to ``path`` (``.NAME.XXXX.part``); return its name.
+
+    The file gets the mode a plain ``open`` would give (0666 less the umask), so that the output
+    renamed from it is readable by the colleagues the umask lets in.
+    """
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + suffix, dir=path.parent)
     except OSError as exc:
         raise output_os_error(exc, path) from exc
-    os.close(fd)
+    try:
+        os.fchmod(fd, file_mode())
+    finally:
+        os.close(fd)
     return tmp
 
 

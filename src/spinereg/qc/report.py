@@ -3,12 +3,19 @@
 Layout of a QC root::
 
     qc/index.html        the report (data inlined: opens from file:// with no server)
-    qc/entries.json      every entry (the report's data; rewritten atomically under a lock)
+    qc/entries.json      every entry (the report's data)
     qc/assets/           report.js, report.css (copied from the package)
-    qc/entries/<id>/     the figures of one entry
+    qc/entries/<id>/     the pictures of one entry
 
-An entry's id is derived from the command and the run folder, so re-running QC on a folder
-replaces its entry. Nothing in the report refers to the network.
+An entry holds the run's command line and spinereg version, its verdict and reasons, each score
+beside its bounds and meaning (:mod:`spinereg.qc.scores`), and its panels grouped by stage
+(:mod:`spinereg.qc.pages`, where new kinds of runs add their page). An entry's id is derived
+from the command and the run folder, so re-running QC on a folder replaces its entry.
+
+Updating a root is one transaction under a lock: the entry's pictures are rendered into a
+hidden folder, the new entries.json, index.html and assets are written to temporary files, and
+only then is everything renamed into place; a failure leaves the root as it was (a root created
+by the failed call is removed). Nothing in the report refers to the network.
 """
 
 from __future__ import annotations
@@ -27,84 +34,29 @@ from importlib import resources
 from pathlib import Path
 
 from spinereg.errors import InputError, OutputError, SpineregError
+from spinereg.io.image import file_mode, make_temp
+from spinereg.io.staging import dir_mode
+from spinereg.qc.scores import score_table, scores_from_metrics, verdict_of
+
+__all__ = ["add_to_report", "build_index", "check_qc_root", "load_entries", "scores_from_metrics", "verdict_of"]
 
 ASSETS = ("report.js", "report.css")
 ENTRIES = "entries.json"
 INDEX = "index.html"
 
 
-# -- scores ---------------------------------------------------------------------------------------
-def _num(v) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, float]:
-    out: dict[str, float] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif _num(v) is not None:
-            out[key] = _num(v)
-    return out
-
-
-def scores_from_metrics(kind: str, metrics: dict) -> dict[str, float]:
-    """The headline scores of a run from metrics.json, named as the verdict's ``qc.scores`` (whose
-    values, and extra scores, win where the block is present)."""
-    s: dict[str, float | None] = {}
-    if kind == "register-to-template":
-        s["cord_dice"] = _num(metrics.get("cord_dice_subject_space_zb"))
-        s["landmark_max_residual_mm"] = _num((metrics.get("landmarks") or {}).get("max_residual_mm"))
-        jacs = [metrics.get(k) or {} for k in ("jacobian_template2anat_in_cord", "jacobian_anat2template_in_cord")]
-        mins = [_num(j.get("min")) for j in jacs if _num(j.get("min")) is not None]
-        fold = [_num(j.get("pct_folding")) for j in jacs if _num(j.get("pct_folding")) is not None]
-        s["jacobian_min"] = min(mins) if mins else None
-        s["pct_folding"] = max(fold) if fold else None
-        s["inverse_consistency_p95_mm"] = _num((metrics.get("inverse_consistency_mm") or {}).get("p95"))
-    elif kind == "register":
-        s["cord_dice"] = _num(metrics.get("cord_dice_dest_zb"))
-        j = metrics.get("jacobian_src2dest") or {}
-        s["jacobian_min"] = _num(j.get("min"))
-        s["pct_folding"] = _num(j.get("pct_folding"))
-        s["inverse_consistency_p95_mm"] = _num((metrics.get("inverse_consistency_mm") or {}).get("p95"))
-    elif kind == "chain":
-        dices = [_num(m.get("cord_dice_zb")) for m in metrics.values() if isinstance(m, dict)]
-        dices = [d for d in dices if d is not None]
-        s["cord_dice"] = min(dices) if dices else None
-    elif kind == "moco":
-        summary = metrics.get("summary") or {}
-        for k in ("max_abs_shift_mm", "tsnr_before", "tsnr_after"):
-            s[k] = _num(summary.get(k))
-    else:
-        s.update(_flatten({k: v for k, v in metrics.items() if k not in ("qc", "versions")}))
-    qc = metrics.get("qc")
-    if isinstance(qc, dict) and isinstance(qc.get("scores"), dict):
-        s.update(_flatten(qc["scores"]))
-    return {k: round(v, 4) for k, v in s.items() if v is not None}
-
-
-def verdict_of(metrics: dict) -> dict:
-    """``{"verdict": "pass|warn|fail", "reasons": [...]}`` from metrics' ``qc`` block, else not scored."""
-    qc = metrics.get("qc")
-    if isinstance(qc, dict) and qc.get("verdict") in ("pass", "warn", "fail"):
-        reasons = qc.get("reasons") or []
-        return {"verdict": qc["verdict"], "reasons": [str(r) for r in reasons]}
-    return {"verdict": "not scored", "reasons": []}
-
-
 def subject_of(prov: dict, run_dir: Path) -> str:
     """BIDS ``sub-XX[/ses-YY]`` of the run's main input when present, else the input's file stem."""
-    from spinereg.qc.figures import _list_input
+    from spinereg.qc.page_registration import list_input
 
     inputs = prov.get("inputs") or {}
     main = None
     for key in ("image", "input", "src", "images"):
         if inputs.get(key):
-            main = _list_input(inputs[key])[0] if key == "images" else str(inputs[key])
+            main = list_input(inputs[key])[0] if key == "images" else str(inputs[key])
             break
     if main is None and prov.get("images"):
-        main = str(_list_input(prov["images"])[0])
+        main = str(list_input(prov["images"])[0])
     if main is None:
         return run_dir.name
     parts = Path(main).parts
@@ -128,17 +80,21 @@ def _read_json(path: Path, what: str) -> dict:
         raise InputError(f"{what} is not readable JSON ({exc})", path, "re-run the command") from exc
 
 
-def _write_text(path: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+def _write_all(files: list[tuple[Path, str]]) -> None:
+    """Write every (path, text) to a temporary file first, then rename them all (no half update)."""
+    done: list[tuple[str, Path]] = []
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
+        for path, text in files:
+            tmp = make_temp(path, path.suffix)
+            done.append((tmp, path))
+            Path(tmp).write_text(text, encoding="utf-8")
+    except BaseException:
+        for tmp, _ in done:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    for tmp, path in done:
         os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 @contextlib.contextmanager
@@ -152,14 +108,20 @@ def _locked(qc_root: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _prepare_root(qc_root: Path) -> Path:
+def check_qc_root(qc_root: str | Path) -> Path:
+    """Raise :class:`OutputError` when ``qc_root`` cannot hold a QC report (a file, or in an
+    unwritable place); nothing is created. Returns the resolved folder."""
     qc_root = Path(qc_root).expanduser().resolve()
     if qc_root.exists() and not qc_root.is_dir():
-        raise OutputError("QC root is a file", qc_root, "choose a folder for the QC report")
-    try:
-        (qc_root / "entries").mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the QC folder ({exc.strerror})", qc_root, "choose a writable folder") from exc
+        raise OutputError("QC folder (--qc) is a file", qc_root, "give a folder for the QC report")
+    for p in qc_root.parents:
+        if p.exists():
+            if not p.is_dir():
+                raise OutputError("cannot create the QC folder (a file of that name exists)", p,
+                                  "give another folder for the QC report")
+            if not os.access(p, os.W_OK | os.X_OK) and not qc_root.exists():
+                raise OutputError("QC folder is not writable", p, "give a writable folder for the QC report")
+            break
     return qc_root
 
 
@@ -183,21 +145,86 @@ def _rel(path: Path, start: Path) -> str:
         return str(path)
 
 
-# -- public API -----------------------------------------------------------------------------------
-def add_to_report(run_dir: Path, qc_root: Path | None = None, kind: str | None = None) -> Path:
-    """Render the figures of a run folder and add (or replace) its entry in the QC report.
+def _version_of(prov: dict) -> str:
+    v = prov.get("versions") or {}
+    text = f"spinereg {v.get('spinereg', '?')}"
+    if v.get("git_commit"):
+        text += f" (git {str(v['git_commit'])[:10]}{', modified' if v.get('git_dirty') else ''})"
+    return text
 
-    ``run_dir`` is the output folder of ``register-to-template``, ``register``, ``chain`` or a
-    motion correction (``moco``); its ``provenance.json`` (for ``moco``: ``metrics.json``) names
-    the inputs and, unless ``kind`` is given, the command. The verdict and reasons come from
-    metrics.json's ``qc`` block ("not scored" without one). ``qc_root`` defaults to ``run_dir/qc``. Returns ``qc_root/index.html``.
+
+# -- public API -----------------------------------------------------------------------------------
+def add_to_report(run_dir: Path, qc_root: Path | None = None, kind: str | None = None, *,
+                  record_run_dir: Path | None = None, record_root: Path | None = None) -> Path:
+    """Render the panels of a run folder and add (or replace) its entry in the QC report.
+
+    ``run_dir`` is the output folder of a run (``register-to-template``, ``register``,
+    ``chain``, ``moco``, ``spine-metrics`` or any kind with a page, see :mod:`spinereg.qc.pages`);
+    its ``provenance.json`` (for ``moco``: ``metrics.json``) names the inputs and, unless
+    ``kind`` is given, the command. The verdict and reasons come from metrics.json's ``qc``
+    block ("not scored" without one). ``qc_root`` defaults to ``run_dir/qc``.
+    ``record_run_dir`` / ``record_root``: where the run folder and the QC folder will be once a
+    job renames them into place (the report is built from their temporary folders); they name
+    the entry and the report. Returns ``qc_root/index.html``.
     """
+    pending = prepare_entry(run_dir, qc_root, kind, record_run_dir=record_run_dir, record_root=record_root)
+    return pending.commit()
+
+
+class PendingEntry:
+    """An entry rendered into a hidden folder of its QC root, not yet in the report:
+    :meth:`commit` adds it (one transaction), :meth:`abort` removes every trace of it."""
+
+    def __init__(self, qc_root: Path, entry: dict, stage: Path, shown_root: Path, created: list[Path]):
+        self.qc_root, self.entry, self.stage, self.shown_root, self.created = qc_root, entry, stage, shown_root, created
+
+    def commit(self) -> Path:
+        qc_root, eid = self.qc_root, self.entry["id"]
+        try:
+            with _locked(qc_root):
+                entries = [e for e in load_entries(qc_root) if e.get("id") != eid] + [self.entry]
+                files = [(qc_root / ENTRIES, json.dumps({"version": 2, "entries": entries}, indent=1) + "\n"),
+                         *_index_files(qc_root, entries, self.shown_root)]
+                (qc_root / "assets").mkdir(exist_ok=True, mode=dir_mode())
+                final = qc_root / "entries" / eid
+                old = None
+                if final.exists():
+                    old = final.with_name(f".{eid}-old-{os.getpid()}")
+                    os.replace(final, old)
+                os.replace(self.stage, final)
+                try:
+                    _write_all(files)
+                except BaseException:
+                    shutil.rmtree(final, ignore_errors=True)
+                    if old is not None:
+                        os.replace(old, final)
+                    raise
+                if old is not None:
+                    shutil.rmtree(old, ignore_errors=True)
+        except BaseException:
+            self.abort()
+            raise
+        return qc_root / INDEX
+
+    def abort(self) -> None:
+        if self.stage.exists():
+            shutil.rmtree(self.stage, ignore_errors=True)
+        for p in self.created:  # a root this entry created goes away again
+            if p == self.qc_root:
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                _rmdir(p)
+
+
+def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None = None, *,
+                  record_run_dir: Path | None = None, record_root: Path | None = None) -> PendingEntry:
+    """Render a run's panels into a hidden folder of the QC root (see :func:`add_to_report`)."""
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:
         raise SpineregError("the QC report needs matplotlib, which is not installed", None,
                             "python -m pip install 'spinereg[qc]' (or matplotlib)") from exc
-    from spinereg.qc.figures import render_run
+    from spinereg.qc.pages import STAGES, render_run
 
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir():
@@ -212,49 +239,52 @@ def add_to_report(run_dir: Path, qc_root: Path | None = None, kind: str | None =
     if not kind:
         raise InputError("provenance.json does not name the command", run_dir / "provenance.json",
                          "pass the kind (register-to-template, register, chain, moco)")
-    qc_root = _prepare_root(qc_root if qc_root is not None else run_dir / "qc")
-    eid = _entry_id(kind, run_dir)
-    stage = Path(tempfile.mkdtemp(dir=qc_root / "entries", prefix=f".{eid}-"))
+    qc_root = check_qc_root(qc_root if qc_root is not None else run_dir / "qc")
+    created = [p for p in (qc_root, *qc_root.parents) if not p.exists()]
+    shown_dir = Path(record_run_dir) if record_run_dir is not None else run_dir
+    shown_root = Path(record_root) if record_root is not None else qc_root
+    eid = _entry_id(kind, shown_dir)
+    stage = qc_root / "entries" / f".{eid}-new"
+    pending = PendingEntry(qc_root, {}, stage, shown_root, created)
     try:
-        figures = render_run(kind, run_dir, prov, stage)
+        (qc_root / "entries").mkdir(parents=True, exist_ok=True, mode=dir_mode())
+        pending.stage = stage = Path(tempfile.mkdtemp(dir=qc_root / "entries", prefix=f".{eid}-"))
+        panels = render_run(kind, run_dir, prov, stage)
         for p in stage.iterdir():
-            os.chmod(p, 0o644)
-        os.chmod(stage, 0o755)
+            os.chmod(p, file_mode())
+        os.chmod(stage, dir_mode())
+        order = {s: n for n, s in enumerate(STAGES)}
+        panels = sorted(panels, key=lambda pn: order.get(pn.stage, len(order)))
+        scores = scores_from_metrics(kind, metrics)
         stamp = _dt.datetime.now(_dt.UTC).replace(microsecond=0)
-        entry = {
+        tpl = prov.get("template")
+        pending.entry = {
             "id": eid,
             "command": kind,
-            "subject": subject_of(prov, run_dir),
-            "run_dir": str(run_dir),
-            "run_rel": _rel(run_dir, qc_root),
+            "subject": subject_of(prov, shown_dir),
+            "run_dir": str(shown_dir),
+            "run_rel": _rel(shown_dir, shown_root),
             "date": stamp.isoformat().replace("+00:00", "Z"),
-            "scores": scores_from_metrics(kind, metrics),
+            "command_line": prov.get("command_line"),
+            "version": _version_of(prov),
+            "scores": scores,
+            "score_table": score_table(kind, scores),
             **verdict_of(metrics),
-            "template": (prov.get("template") or {}).get("name") if isinstance(prov.get("template"), dict)
-            else prov.get("template"),
-            "metrics": {k: v for k, v in metrics.items() if k not in ("per_volume", "versions")},
-            "figures": [_with_folder(f.as_dict(), f"entries/{eid}") for f in figures],
+            "template": tpl.get("name") if isinstance(tpl, dict) else tpl,
+            "template_image": tpl.get("image") if isinstance(tpl, dict) else None,
+            "metrics": {k: v for k, v in metrics.items() if k not in ("per_volume", "versions", "rows")},
+            "panels": [{**p.as_dict(), "files": {k: f"entries/{eid}/{v}" for k, v in p.files.items()}}
+                       for p in panels],
         }
-        with _locked(qc_root):
-            final = qc_root / "entries" / eid
-            old = None
-            if final.exists():
-                old = final.with_name(f".{eid}-old-{os.getpid()}")
-                os.replace(final, old)
-            os.replace(stage, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
-            entries = [e for e in load_entries(qc_root) if e.get("id") != eid] + [entry]
-            _write_text(qc_root / ENTRIES, json.dumps({"version": 1, "entries": entries}, indent=1) + "\n")
-            index = _write_index(qc_root, entries)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
-    return index
+    except BaseException:
+        pending.abort()
+        raise
+    return pending
 
 
-def _with_folder(fig: dict, folder: str) -> dict:
-    return {**fig, "files": {k: f"{folder}/{v}" for k, v in fig["files"].items()}}
+def _rmdir(p: Path) -> None:
+    with contextlib.suppress(OSError):
+        p.rmdir()
 
 
 def build_index(qc_root: Path) -> Path:
@@ -264,24 +294,25 @@ def build_index(qc_root: Path) -> Path:
         raise InputError("no entries.json in the QC folder", qc_root,
                          "give a folder written by `spinereg qc RUN_DIR --root QCROOT`")
     with _locked(qc_root):
-        return _write_index(qc_root, load_entries(qc_root))
+        (qc_root / "assets").mkdir(exist_ok=True, mode=dir_mode())
+        _write_all(_index_files(qc_root, load_entries(qc_root)))
+    return qc_root / INDEX
 
 
-def _copy_assets(qc_root: Path) -> None:
-    dest = qc_root / "assets"
-    dest.mkdir(exist_ok=True)
-    pkg = resources.files("spinereg.qc").joinpath("assets")
-    for name in ASSETS:
-        _write_text(dest / name, pkg.joinpath(name).read_text(encoding="utf-8"))
+def _index_files(qc_root: Path, entries: list[dict], shown_root: Path | None = None) -> list[tuple[Path, str]]:
+    """The page and its assets as (path, text)."""
+    from spinereg.io.provenance import version_string
 
-
-def _write_index(qc_root: Path, entries: list[dict]) -> Path:
-    _copy_assets(qc_root)
-    report_id = hashlib.sha1(str(qc_root).encode()).hexdigest()[:10]
-    data = json.dumps({"report_id": report_id, "root": str(qc_root), "entries": entries}, default=str)
+    shown_root = shown_root or qc_root
+    report_id = hashlib.sha1(str(shown_root).encode()).hexdigest()[:10]
+    data = json.dumps({"report_id": report_id, "root": str(shown_root), "entries": entries,
+                       "generator": version_string()}, default=str)
     data = data.replace("</", "<\\/")  # no closing tag inside the script element
-    page = _TEMPLATE.format(title=html.escape(f"spinereg QC — {qc_root.name}"), count=len(entries), data=data)
-    return _write_text(qc_root / INDEX, page)
+    page = _TEMPLATE.format(title=html.escape(f"spinereg QC — {shown_root.name}"), count=len(entries), data=data,
+                            generator=html.escape(version_string()))
+    pkg = resources.files("spinereg.qc").joinpath("assets")
+    return [(qc_root / "assets" / name, pkg.joinpath(name).read_text(encoding="utf-8")) for name in ASSETS] + \
+        [(qc_root / INDEX, page)]
 
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -294,8 +325,8 @@ _TEMPLATE = """<!DOCTYPE html>
 </head>
 <body>
 <header>
-  <h1>spinereg QC</h1>
-  <span id="count">{count} entries</span>
+  <div class="title"><h1>spinereg QC</h1> <span id="count">{count} entries</span>
+    <span class="generator">{generator}</span></div>
   <div class="controls">
     <label>verdict <select id="filter-verdict">
       <option value="">all</option><option>pass</option><option>warn</option><option>fail</option>
@@ -304,18 +335,23 @@ _TEMPLATE = """<!DOCTYPE html>
     <label>flag <select id="filter-flag">
       <option value="">all</option><option>pass</option><option>fail</option><option>artifact</option>
       <option value="none">unflagged</option></select></label>
-    <input id="filter-text" type="search" placeholder="filter subject, folder, reason">
-    <button id="export-failures" type="button">export failures</button>
+    <input id="filter-text" type="search" placeholder="filter subject, folder, reason" aria-label="filter">
+    <button id="export-flags" type="button" title="download every flag as qc_flags.json">export flags</button>
+    <label class="file-button" title="merge flags from a qc_flags.json file">import flags
+      <input id="import-flags" type="file" accept=".json,application/json"></label>
+    <button id="export-failures" type="button" title="download the entries flagged fail">export failures</button>
   </div>
-  <p class="help">Click a row (or move with &uarr;/&darr;); with an entry focused press
-    <kbd>p</kbd> pass, <kbd>f</kbd> fail, <kbd>a</kbd> artifact, <kbd>x</kbd> clear,
-    <kbd>t</kbd> before/after. Flags are kept in this browser (localStorage).</p>
+  <p class="help">Click a row (or move with <kbd>&uarr;</kbd>/<kbd>&darr;</kbd>); with an entry selected press
+    <kbd>p</kbd> pass, <kbd>f</kbd> fail, <kbd>a</kbd> artifact, <kbd>x</kbd> clear, <kbd>t</kbd> before/after,
+    <kbd>space</kbd> animate. Click a picture to zoom. Flags are kept in this browser (localStorage) and can be
+    exported to a file and imported back.</p>
+  <p id="flag-status" class="status" role="status"></p>
 </header>
 <main>
   <table id="entries"><thead></thead><tbody></tbody></table>
   <section id="export-box" hidden>
-    <h2>Entries flagged fail</h2>
-    <textarea id="failures" rows="6" readonly></textarea>
+    <h2 id="export-title">Export</h2>
+    <textarea id="failures" rows="6" readonly aria-labelledby="export-title"></textarea>
   </section>
   <section id="detail"><p class="empty">Select an entry.</p></section>
 </main>

@@ -1,17 +1,22 @@
-"""Write a subject-to-subject registration with SCT's names (``<src>_reg``, ``warp_<src>2<dest>``...)."""
+"""Write a subject-to-subject registration with SCT's names (``<src>_reg``, ``warp_<src>2<dest>``...).
+
+All files are written into a temporary folder renamed into place at the end (see
+:mod:`spinereg.io.staging`): a failure at any point leaves the destination as it was.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from spinereg.errors import OutputError
 from spinereg.io.image import Image, save_image
+from spinereg.io.provenance import RunRecord, write_json
+from spinereg.io.staging import OutputFolder
 from spinereg.metrics import dice, inverse_consistency, jacobian
 from spinereg.metrics.verdict import score_output_folder
-from spinereg.register.outputs import versions, write_json
+from spinereg.register.outputs import finish_outputs
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.itk import write_displacement
 
@@ -57,39 +62,51 @@ def multimodal_metrics(reg, fwd, inv) -> dict:
 
 
 def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                             interp: str = "spline") -> dict[str, Path]:
-    """Write warps both ways, both images resampled once, metrics.json and provenance.json."""
-    out = Path(outdir)
+                             interp: str = "spline", *, run: RunRecord | None = None,
+                             before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
+    """Write warps both ways, both images resampled once, metrics.json (with the verdict) and
+    provenance.json; ``before_commit(tmp)`` runs on the temporary folder before it is renamed
+    (e.g. the QC report; see :func:`spinereg.register.outputs.write_outputs`). Returns the final
+    paths."""
+    run = run or RunRecord("register")
     names = output_names(reg)
-    if out.exists() and not out.is_dir():
-        raise OutputError("output folder is a file", out, "choose a folder name")
-    if not overwrite:
-        existing = [n for n in names.values() if (out / n).exists()]
-        if existing:
-            raise OutputError(f"outputs exist ({', '.join(existing)})", out, "pass --overwrite or choose another folder")
-    t0 = time.perf_counter()
-    fwd, inv = reg.warp_src2dest(), reg.warp_dest2src()
-    files = {
-        "warp_src2dest": write_displacement(fwd, out / names["warp_src2dest"], overwrite),
-        "warp_dest2src": write_displacement(inv, out / names["warp_dest2src"], overwrite),
-        "src_reg": save_image(apply_transforms(reg.src, reg.dest.grid, [fwd], interp), out / names["src_reg"],
-                              overwrite=overwrite),
-        "dest_reg": save_image(apply_transforms(reg.dest, reg.src.grid, [inv], interp), out / names["dest_reg"],
-                               overwrite=overwrite),
-    }
-    reg.metrics = multimodal_metrics(reg, fwd, inv)
-    timings = {**reg.timings, "outputs": time.perf_counter() - t0}
-    files["metrics"] = write_json(out / names["metrics"], reg.metrics, overwrite)
-    prov = {
-        "command": "register",
-        "inputs": {k: str(v) for k, v in (inputs or {}).items() if v is not None},
-        "steps": [str(s) for s in reg.steps],
-        "initial_transforms": [repr(t) for t in reg.initial],
-        "step_records": reg.records,
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "seed": 1,
-        "versions": versions(),
-    }
-    files["provenance"] = write_json(out / names["provenance"], prov, overwrite)
-    score_output_folder(out, metrics=reg.metrics)  # qc verdict into reg.metrics, metrics.json rewritten atomically
-    return files
+    inputs = dict(inputs or {})
+    folder = OutputFolder(outdir, names.values(), overwrite=overwrite).check()
+    with folder as tmp:
+        with run.stage("fields"):
+            fwd, inv = reg.warp_src2dest(), reg.warp_dest2src()
+        with run.stage("write outputs"):
+            write_displacement(fwd, tmp / names["warp_src2dest"])
+            write_displacement(inv, tmp / names["warp_dest2src"])
+            save_image(apply_transforms(reg.src, reg.dest.grid, [fwd], interp), tmp / names["src_reg"])
+            save_image(apply_transforms(reg.dest, reg.src.grid, [inv], interp), tmp / names["dest_reg"])
+        with run.stage("metrics"):
+            reg.metrics = multimodal_metrics(reg, fwd, inv)
+        write_json(tmp / names["metrics"], reg.metrics)
+
+        def prov() -> dict:
+            rec = run.as_dict(inputs)
+            return {
+                "command": "register",
+                **{k: v for k, v in rec.items() if k != "command"},
+                "inputs": {k: str(v) for k, v in inputs.items() if v is not None},
+                "steps": [str(s) for s in reg.steps],
+                "initial_transforms": [repr(t) for t in reg.initial],
+                "step_records": _step_records(reg),
+                "registration_timings_s": {k: round(v, 3) for k, v in reg.timings.items()},
+                "seed": 1,
+            }
+
+        write_json(tmp / names["provenance"], prov())
+        with run.stage("verdict"):  # qc verdict into reg.metrics, metrics.json rewritten atomically
+            score_output_folder(tmp, metrics=reg.metrics)
+        finish_outputs(tmp, before_commit, lambda: write_json(tmp / names["provenance"], prov(), overwrite=True))
+    out = Path(outdir)
+    return {k: out / v for k, v in names.items()}
+
+
+def _step_records(reg) -> list[dict]:
+    """One record per step (a step the engine did not record says so)."""
+    by_step = {r.get("step"): r for r in reg.records}
+    return [dict(by_step.get(str(st)) or {"step": str(st), "seconds": 0.0, "transform": None, "what": "not run"})
+            for st in reg.steps]

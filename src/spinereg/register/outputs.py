@@ -1,25 +1,51 @@
-"""Write a template registration with SCT's file names, plus metrics.json and provenance.json."""
+"""Write a template registration with SCT's file names, plus metrics.json and provenance.json.
+
+Every file goes into a hidden temporary folder next to the destination (see
+:mod:`spinereg.io.staging`); the folder gets its final name only when every output, the
+metrics, the verdict and (through ``before_commit``) the QC report were written, so a failure at
+any point leaves the destination as it was.
+
+Template-space outputs (``warp_anat2template``, ``anat2template``) are on the template's own
+grid by default (shape and affine of ``PAM50_cord``), as SCT writes them, so that they stack
+voxel by voxel with the template's files and other subjects. On large templates the fields are
+evaluated only on the template region the subject maps into (the bounding box of the subject's
+field of view pulled into the template, plus the registration's own output region); outside it
+``warp_anat2template`` holds one constant displacement (the median on that region's border: a
+translation that keeps those template points outside the subject's field of view, so that
+resampling with it gives 0 there, as ``anat2template`` holds) and ``anat2template`` holds 0.
+``crop=True`` keeps the small grid instead.
+"""
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from spinereg.errors import OutputError
-from spinereg.io.image import Image, atomic_write, save_image
+from spinereg.io.grid import Grid
+from spinereg.io.image import Image, save_image
+from spinereg.io.provenance import RunRecord, versions, write_json
+from spinereg.io.staging import OutputFolder
 from spinereg.metrics import dice, inverse_consistency, jacobian
 from spinereg.metrics.verdict import score_output_folder
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
+__all__ = ["OUTPUT_NAMES", "STRAIGHT_NAMES", "output_names", "registration_metrics", "template_output_grid",
+           "versions", "write_json", "write_outputs"]
+
 OUTPUT_NAMES = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
                 "template2anat.nii.gz", "metrics.json", "provenance.json")
+STRAIGHT_NAMES = ("warp_curve2straight.nii.gz", "warp_straight2curve.nii.gz", "straight_ref.nii.gz",
+                  "centerline.json")
+_LPS = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
+
+
+def output_names(straight: bool = False) -> tuple[str, ...]:
+    """Files a register-to-template output folder holds."""
+    return OUTPUT_NAMES + (STRAIGHT_NAMES if straight else ())
 
 
 def _mask_from(img: Image, thr: float = 0.5) -> Image:
@@ -81,8 +107,6 @@ def _in_mask_box(field: DisplacementField, mask: Image, margin: int = 2) -> tupl
     sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     aff = field.grid.affine.copy()
     aff[:3, 3] = field.grid.voxel_to_world(lo[None].astype(float))[0]
-    from spinereg.io.grid import Grid
-
     sub = Grid(tuple(hi - lo), aff)
     return DisplacementField(sub, field.data[sl]), Image(np.asarray(mask.data)[sl], aff)
 
@@ -92,50 +116,68 @@ def _image_interp(grid) -> str:
     return "spline" if grid.size <= 4_000_000 else "linear"
 
 
-def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                  metrics: bool = True, straight: bool = False) -> dict[str, Path]:
-    """Write warps, warped images, metrics.json and provenance.json into ``outdir``.
+# -- template-space grid --------------------------------------------------------------------------
+def _offset_in(full: Grid, sub: Grid) -> np.ndarray:
+    """Voxel offset of a voxel-aligned sub-grid inside ``full``."""
+    off = full.world_to_voxel(sub.affine[:3, 3][None])[0]
+    return np.round(off).astype(int)
 
-    ``straight``: also SCT's straightening outputs (``warp_curve2straight``,
-    ``warp_straight2curve``, ``straight_ref``) built from the subject's centerline."""
-    out = Path(outdir)
-    if out.exists() and not out.is_dir():
-        raise OutputError("output folder is a file", out, "choose a folder name")
-    if not overwrite:
-        existing = [n for n in OUTPUT_NAMES if (out / n).exists()]
-        if existing:
-            raise OutputError(f"outputs exist ({', '.join(existing)})", out, "pass --overwrite or choose another folder")
-    t0 = time.perf_counter()
-    fwd = reg.warp_anat2template()
-    inv = reg.warp_template2anat()
-    t_fields = time.perf_counter() - t0
-    files: dict[str, Path] = {}
-    files["warp_anat2template"] = write_displacement(fwd, out / "warp_anat2template.nii.gz", overwrite)
-    files["warp_template2anat"] = write_displacement(inv, out / "warp_template2anat.nii.gz", overwrite)
-    files["anat2template"] = save_image(apply_transforms(reg.image, fwd.grid, [fwd], _image_interp(fwd.grid)),
-                                        out / "anat2template.nii.gz", overwrite=overwrite)
-    tim = _template_image(reg, inv)
-    files["template2anat"] = save_image(apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
-                                        out / "template2anat.nii.gz", overwrite=overwrite)
-    if straight:
-        from spinereg.cord.straighten import straighten
 
-        res = straighten(reg.seg, centerline=reg.mapping.src, qc=False)
-        files.update(res.save(out, overwrite=overwrite))
-    mets = {}
-    if metrics:
-        t1 = time.perf_counter()
-        mets = registration_metrics(reg, fwd, inv)
-        mets["metrics_seconds"] = round(time.perf_counter() - t1, 3)
-    files["metrics"] = _write_json(out / "metrics.json", mets, overwrite)
-    timings = dict(reg.timings)
-    timings["fields"] = t_fields
-    prov = provenance(reg, inputs or {}, timings)
-    files["provenance"] = _write_json(out / "provenance.json", prov, overwrite)
-    if metrics:  # pass/warn/fail verdict: the qc block is added to mets and metrics.json rewritten atomically
-        score_output_folder(out, metrics=mets)
-    reg.metrics = mets
-    return files
+def template_output_grid(reg, inv: DisplacementField, crop: bool = False) -> tuple[Grid, Grid]:
+    """``(output grid, evaluated sub-grid)`` of the template-space outputs.
+
+    Output grid: the template's own grid (``crop=False``) or the registration's sub-grid. The
+    fields are evaluated on the sub-grid covering both the registration's sub-grid and the
+    template region that the subject's field of view maps into (``inv``: subject -> template).
+    """
+    from spinereg.io.image import load_image
+
+    if crop:
+        return reg.template_grid, reg.template_grid
+    tcord = load_image(reg.template.path("cord"), ndim=3, lazy=True, check_finite=False)
+    full = tcord.grid
+    if reg.template_grid.same_as(full, atol=1e-3):
+        return full, full
+    sub = inv.grid.coarsened(4)
+    pts = inv.map(sub.world_coords())
+    corners = [reg.template_grid.voxel_to_world(np.array([[0, 0, 0]], float)),
+               reg.template_grid.voxel_to_world((np.array(reg.template_grid.shape, float) - 1)[None])]
+    region = full.bounding_subgrid(np.vstack([pts[np.all(np.isfinite(pts), axis=1)], *corners]), margin_mm=5.0)
+    return full, region if region is not None else reg.template_grid
+
+
+def _write_embedded_field(field: DisplacementField, full: Grid, path: Path) -> Path:
+    """Write ``field`` (on a voxel-aligned sub-grid of ``full``) as an ITK/ANTs warp on ``full``;
+    outside the sub-grid one constant displacement: the median on the sub-grid's border."""
+    import nibabel as nib
+
+    from spinereg.io.stream import StreamingNiftiWriter
+
+    data = np.nan_to_num(field.data, nan=0.0)
+    border = np.concatenate([data[[0, -1]].reshape(-1, 3), data[:, [0, -1]].reshape(-1, 3),
+                             data[:, :, [0, -1]].reshape(-1, 3)])
+    fill = np.median(border, axis=0).astype(np.float32)
+    off = _offset_in(full, field.grid)
+    sl = tuple(slice(o, o + n) for o, n in zip(off, field.grid.shape, strict=True))
+    hdr = nib.Nifti1Header()
+    hdr.set_intent("vector", (), name="")
+    hdr["xyzt_units"] = 2  # mm
+    with StreamingNiftiWriter(path, tuple(full.shape) + (1, 3), full.affine, np.float32, template_header=hdr) as w:
+        for c in range(3):
+            vol = np.full(full.shape, fill[c] * _LPS[c], np.float32)
+            vol[sl] = data[..., c] * _LPS[c]
+            w.write_volume(vol)
+            del vol
+    return path
+
+
+def _embed_image(img: Image, full: Grid, header) -> Image:
+    if img.grid.same_as(full, atol=1e-3):
+        return img
+    out = np.zeros(full.shape, np.asarray(img.data).dtype)
+    off = _offset_in(full, img.grid)
+    out[tuple(slice(o, o + n) for o, n in zip(off, img.grid.shape, strict=True))] = img.data
+    return Image(out, full.affine, header)
 
 
 def _template_image(reg, inv) -> Image:
@@ -148,55 +190,131 @@ def _template_image(reg, inv) -> Image:
     return _template_intensity(reg.template, "t2", tcord, region) or tcord
 
 
-def _write_json(path: Path, obj: dict, overwrite: bool) -> Path:
-    text = json.dumps(obj, indent=2, default=_plain)
-    return atomic_write(path, lambda tmp: tmp.write_text(text + "\n"), overwrite)
+def template_image_note(reg) -> str:
+    """Where the template image of ``template2anat`` comes from (said in the QC report)."""
+    tpl = reg.template
+    if tpl.has("t2"):
+        return f"real template image ({tpl.path('t2').name})"
+    return f"synthesised from {tpl.name}'s tissue maps and vertebrae (no T2 template image in {tpl.root})"
 
 
-def _plain(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
+# -- provenance -----------------------------------------------------------------------------------
+def _step_records(reg) -> list[dict]:
+    """One record per step: the label step (cord mapping) from the registration's own timings,
+    the others from the engine's records."""
+    by_step = {r.get("step"): r for r in reg.records}
+    out = []
+    for st in reg.steps:
+        key = str(st)
+        if key in by_step:
+            out.append(dict(by_step[key]))
+        elif st.type == "label":
+            secs = sum(reg.timings.get(k, 0.0) for k in ("centerline_landmarks", "si_refine", "mapping_fields"))
+            out.append({"step": key, "seconds": round(secs, 3), "transform": "CordMapping",
+                        "what": "cord-to-cord mapping through centerlines and landmarks"
+                                + (" (S-I refined with the vertebral pattern)" if reg.si_report.get("used") else "")})
+        else:
+            out.append({"step": key, "seconds": 0.0, "transform": None, "what": "not run"})
+    return out
 
 
-def versions() -> dict[str, str]:
-    """Versions of spinereg and the libraries that shape its numbers (for provenance)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    import nibabel
-    import scipy
-
-    import spinereg
-
-    try:
-        ants_version = version("antspyx")
-    except PackageNotFoundError:  # pragma: no cover
-        ants_version = "absent"
-    return {"spinereg": spinereg.__version__, "python": sys.version.split()[0], "numpy": np.__version__,
-            "scipy": scipy.__version__, "nibabel": nibabel.__version__, "antspyx": ants_version,
-            "platform": platform.platform()}
-
-
-def write_json(path: str | Path, obj: dict, overwrite: bool = False) -> Path:
-    """Write ``obj`` as indented JSON, atomically (numpy values converted)."""
-    return _write_json(Path(path), obj, overwrite)
-
-
-def provenance(reg, inputs: dict, timings: dict) -> dict:
-    return {
+def provenance(reg, inputs: dict, run: RunRecord, grids: dict, invoked_as: str | None = None) -> dict:
+    """provenance.json of a template registration (run record plus registration details)."""
+    rec = run.as_dict(inputs)
+    prov = {
         "command": "register-to-template",
+        **{k: v for k, v in rec.items() if k != "command"},
         "inputs": {k: str(v) for k, v in inputs.items() if v is not None},
-        "template": {"name": reg.template.name, "root": str(reg.template.root)},
+        "template": {"name": reg.template.name, "root": str(reg.template.root),
+                     "image": template_image_note(reg)},
         "ref": reg.ref,
         "steps": [str(s) for s in reg.steps],
-        "step_records": reg.records,
+        "step_records": _step_records(reg),
         "landmarks": {"kind": reg.landmarks.kind, "subject_mm": reg.landmarks.as_dict(),
                       "arc_correspondence": reg.mapping.arc.as_dict()},
         "si_refinement": reg.si_report,
-        "grids": {"work": repr(reg.work_grid), "template_output": repr(reg.template_grid)},
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        "grids": {"work": repr(reg.work_grid), **grids},
         "seed": 1,
-        "versions": versions(),
     }
+    if invoked_as:
+        prov["invoked_as"] = invoked_as
+    return prov
+
+
+# -- the writer -----------------------------------------------------------------------------------
+def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
+                  metrics: bool = True, straight: bool = False, *, crop: bool = False,
+                  run: RunRecord | None = None, replace: bool = False, invoked_as: str | None = None,
+                  before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
+    """Write warps, warped images, metrics.json (with the verdict) and provenance.json.
+
+    ``straight``: also SCT's straightening outputs built from the subject's centerline.
+    ``crop``: template-space outputs on the registration's sub-grid instead of the template's
+    grid. ``run``: the run record to complete (timings, command line); a new one by default.
+    ``replace``: replace ``outdir`` as a whole (a previous run of the same job).
+    ``before_commit(tmp)``: called with the temporary folder once everything but the final
+    provenance.json is written (e.g. to render the QC report); it may return an object whose
+    ``commit()`` runs after that last write and ``abort()`` after a failure (a QC entry added
+    only when the outputs are complete). A failure anywhere leaves ``outdir`` untouched.
+    Returns the final paths.
+    """
+    run = run or RunRecord("register-to-template")
+    inputs = dict(inputs or {})
+    folder = OutputFolder(outdir, output_names(straight), overwrite=overwrite, replace=replace).check()
+    names: dict[str, str] = {}
+    with folder as tmp:
+        with run.stage("fields"):
+            inv = reg.warp_template2anat()
+            full, region = template_output_grid(reg, inv, crop)
+            fwd = DisplacementField.from_transform(reg.anat2template, region, coarse_mm=reg._coarse_mm)
+        with run.stage("write outputs"):
+            if region.same_as(full, atol=1e-3):
+                write_displacement(fwd, tmp / "warp_anat2template.nii.gz")
+            else:
+                _write_embedded_field(fwd, full, tmp / "warp_anat2template.nii.gz")
+            write_displacement(inv, tmp / "warp_template2anat.nii.gz")
+            a2t = apply_transforms(reg.image, region, [fwd], _image_interp(region))
+            save_image(_embed_image(a2t, full, a2t.header), tmp / "anat2template.nii.gz")
+            del a2t
+            tim = _template_image(reg, inv)
+            save_image(apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
+                       tmp / "template2anat.nii.gz")
+            names.update({k: f"{k}.nii.gz" for k in ("warp_anat2template", "warp_template2anat", "anat2template",
+                                                       "template2anat")})
+        if straight:
+            from spinereg.cord.straighten import straighten
+
+            with run.stage("straightening"):
+                res = straighten(reg.seg, centerline=reg.mapping.src, qc=False)
+                names.update({k: Path(v).name for k, v in res.save(tmp).items()})
+        mets: dict = {}
+        if metrics:
+            with run.stage("metrics"):
+                mets = registration_metrics(reg, fwd, inv)
+        grids = {"template_output": repr(full), "template_evaluated": repr(region),
+                 "template_output_is_template_grid": not crop}
+        write_json(tmp / "metrics.json", mets)
+        names["metrics"] = "metrics.json"
+        write_json(tmp / "provenance.json", provenance(reg, inputs, run, grids, invoked_as))
+        names["provenance"] = "provenance.json"
+        if metrics:  # pass/warn/fail verdict: the qc block is added to mets and metrics.json rewritten atomically
+            with run.stage("verdict"):
+                score_output_folder(tmp, metrics=mets)
+        reg.metrics = mets
+        finish_outputs(tmp, before_commit, lambda: write_json(tmp / "provenance.json",
+                                                        provenance(reg, inputs, run, grids, invoked_as), overwrite=True))
+    out = Path(outdir)
+    return {k: out / v for k, v in names.items()}
+
+
+def finish_outputs(tmp: Path, before_commit, last_write) -> None:
+    """``before_commit(tmp)``, the last write, then the hook's ``commit()`` (``abort()`` on failure)."""
+    pending = before_commit(tmp) if before_commit is not None else None
+    try:
+        last_write()
+        if pending is not None:
+            pending.commit()
+    except BaseException:
+        if pending is not None:
+            pending.abort()
+        raise

@@ -258,6 +258,7 @@ def register_to_template(
     fwd_map = sampled(mapping, out_tpl)
     inv_map = sampled(mapping.inverse(), img.grid)
     timings["mapping_fields"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     needs_image = any(st.type in ("im", "imseg") for st in steps)
     if ref == "template":
         # register at about the subject's resolution (a 0.5 mm template is not refined further)

@@ -42,6 +42,12 @@ class AffineTransform(Transform):
         return pts @ self.matrix[:3, :3].T + self.matrix[:3, 3]
 
     def inverse(self) -> AffineTransform:
+        det = float(np.linalg.det(self.matrix[:3, :3]))
+        if not np.isfinite(det) or abs(det) < 1e-12:
+            from spinereg.errors import InputError
+
+            raise InputError(f"the affine is singular (determinant {det:.3g}): it has no inverse", None,
+                             "check the affine file (a 3D affine with a non-zero determinant is needed)")
         return AffineTransform(np.linalg.inv(self.matrix))
 
     def inverse_map(self, points: np.ndarray) -> np.ndarray:

@@ -1,0 +1,94 @@
+"""Content checks that catch swapped or wrong inputs before any long work.
+
+A cord segmentation is a mask: values 0/1 (or soft values in [0, 1], or one constant non-zero
+value such as 255). An anatomical image is not: an "image" holding two values (or a handful of
+integer values on almost all-zero voxels) is a mask or a label file given in its place. Values
+are judged on at most ~2 million evenly spaced voxels, so the checks take milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+
+
+@dataclass
+class Values:
+    """What an image's voxel values look like (on a sample)."""
+
+    n_distinct: int  # distinct values, counted up to 64
+    vmin: float
+    vmax: float
+    frac_nonzero: float
+    integer: bool
+
+    def describe(self) -> str:
+        kind = "integer" if self.integer else "real"
+        many = "64+" if self.n_distinct >= 64 else str(self.n_distinct)
+        return f"{many} distinct {kind} values in [{self.vmin:.4g}, {self.vmax:.4g}], {100 * self.frac_nonzero:.1f}% non-zero"
+
+
+def values_of(img: Image, max_samples: int = 2_000_000) -> Values:
+    """Summary of ``img``'s voxel values (3D, or the first volume of a series)."""
+    data = np.asarray(img.data if img.ndim == 3 else img.volume(0))
+    flat = data.reshape(-1)
+    step = max(1, flat.size // max_samples)
+    sample = flat[::step]
+    finite = sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
+    if finite.size == 0:
+        return Values(0, 0.0, 0.0, 0.0, True)
+    distinct = np.unique(finite[: 1_000_000]) if finite.size > 1_000_000 else np.unique(finite)
+    if distinct.size < 64 and finite.size > 1_000_000:  # the head may miss rare values
+        distinct = np.unique(finite)
+    integer = bool(np.all(np.round(distinct[:64]) == distinct[:64]))
+    return Values(int(min(distinct.size, 64)), float(finite.min()), float(finite.max()),
+                  float(np.count_nonzero(finite) / finite.size), integer)
+
+
+def is_mask(v: Values) -> bool:
+    """Binary (at most two values, e.g. 0/1 or 0/255) or soft in [0, 1] and mostly zero (an
+    intensity image scaled to [0, 1] is non-zero almost everywhere)."""
+    if v.n_distinct <= 2 and v.vmin >= 0:
+        return True
+    return v.vmin >= -1e-3 and v.vmax <= 1 + 1e-3 and v.frac_nonzero <= 0.5
+
+
+def looks_like_mask(v: Values) -> bool:
+    """A mask or label file: at most two values, or <= 8 integer values on >= 99% zeros."""
+    if v.n_distinct <= 2:
+        return True
+    return v.integer and v.n_distinct <= 8 and v.frac_nonzero <= 0.01
+
+
+def require_mask(img: Image, what: str = "segmentation", option: str = "-s") -> None:
+    """Raise :class:`InputError` unless ``img`` looks like a mask (see module doc)."""
+    v = values_of(img)
+    if not is_mask(v):
+        hint = " (a label file?)" if v.integer and v.n_distinct <= 64 and v.frac_nonzero < 0.2 else \
+            " (an intensity image?)"
+        raise InputError(f"the {what} ({option}) is not a mask: {v.describe()}{hint}", img.name,
+                         f"give a binary or soft (0..1) cord {what} with {option}")
+
+
+def require_not_mask(img: Image, what: str = "image", option: str = "-i") -> None:
+    """Raise :class:`InputError` if ``img`` looks like a mask or a label file."""
+    v = values_of(img)
+    if looks_like_mask(v):
+        raise InputError(f"the {what} ({option}) looks like a mask or label file, not an image: {v.describe()}",
+                         img.name, f"give the anatomical image with {option}")
+
+
+def check_image_and_seg(img: Image, seg: Image, image_option: str = "-i", seg_option: str = "-s",
+                        what: str = "image") -> None:
+    """The image is an image and the segmentation a mask; says "swapped" when both are wrong."""
+    vi, vs = values_of(img), values_of(seg)
+    if looks_like_mask(vi) and not is_mask(vs):
+        raise InputError(f"{what} and segmentation look swapped: {image_option} holds {vi.describe()}, "
+                         f"{seg_option} holds {vs.describe()}", img.name,
+                         f"give the {what} with {image_option} and its cord segmentation with {seg_option}")
+    require_mask(seg, "segmentation", seg_option)
+    require_not_mask(img, what, image_option)

@@ -1,0 +1,204 @@
+"""Output folders written all at once: a run writes into a hidden temporary folder next to the
+destination, and its files get their final names only when the whole run succeeded.
+
+``with OutputFolder(dest, names, overwrite) as tmp:`` yields the temporary folder; on success
+its content is moved into ``dest`` (a rename of the whole folder when ``dest`` does not exist,
+else one rename per file), on any failure it is deleted and ``dest`` is left exactly as it was.
+Folders the check had to create for ``dest`` are removed again after a failure.
+
+:meth:`OutputFolder.check` runs the checks alone (``dest`` not a file, writable, the named
+outputs absent unless ``overwrite``) so that commands can fail before their long work.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from spinereg.errors import OutputError
+from spinereg.io.image import output_os_error
+
+
+def umask() -> int:
+    """The process umask (read from /proc where possible: setting it is not thread-safe)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def dir_mode() -> int:
+    return 0o777 & ~umask()
+
+
+class OutputFolder:
+    """One output folder written atomically (see module doc).
+
+    ``names``: files (relative paths) the run will write; without ``overwrite`` any of them
+    already in ``dest`` is an error (no names: any non-empty ``dest`` is). ``replace``: on success the previous ``dest`` is replaced as
+    a whole (used when ``dest`` holds only a previous run of the same command); otherwise files
+    are moved in one by one and files the run did not write are kept.
+    """
+
+    def __init__(self, dest: str | Path, names: Iterable[str] = (), overwrite: bool = False,
+                 replace: bool = False):
+        self.dest = Path(dest)
+        self.names = [str(n) for n in names]
+        self.overwrite = overwrite
+        self.replace = replace
+        self.tmp: Path | None = None
+        self._created: list[Path] = []
+
+    # -- checks before the work ---------------------------------------------------------------
+    def check(self) -> OutputFolder:
+        """Raise :class:`OutputError` if the outputs cannot or may not be written."""
+        d = self.dest
+        if d.exists() and not d.is_dir():
+            raise OutputError("output folder is a file", d, "give a folder name for -o")
+        if d.is_dir() and not self.overwrite and not self.replace:
+            if not self.names and any(d.iterdir()):
+                raise OutputError("output folder exists and is not empty", d,
+                                  "pass --overwrite or choose another folder")
+            existing = [n for n in self.names if (d / n).exists()]
+            if existing:
+                shown = ", ".join(existing[:4]) + (" ..." if len(existing) > 4 else "")
+                raise OutputError(f"outputs exist ({shown})", d, "pass --overwrite or choose another folder")
+        parent = d.parent if str(d.parent) else Path(".")
+        for p in [parent, *parent.parents]:
+            if p.exists():
+                if not p.is_dir():
+                    raise OutputError("cannot create the output folder (a file of that name exists)", p,
+                                      "choose another output folder")
+                if not os.access(p, os.W_OK | os.X_OK):
+                    raise OutputError("output folder is not writable", p,
+                                      "choose a writable folder or fix its permissions")
+                break
+        return self
+
+    def _make_parents(self) -> None:
+        missing = []
+        p = self.dest.parent if str(self.dest.parent) else Path(".")
+        while not p.exists():
+            missing.append(p)
+            p = p.parent
+        for p in reversed(missing):
+            try:
+                p.mkdir(mode=0o777)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise output_os_error(exc, p) from exc
+            self._created.append(p)
+
+    # -- the transaction ------------------------------------------------------------------------
+    def __enter__(self) -> Path:
+        self.check()
+        self._make_parents()
+        try:
+            tmp = tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".part", dir=self.dest.parent)
+            os.chmod(tmp, dir_mode())
+        except OSError as exc:
+            self._remove_created()
+            raise output_os_error(exc, self.dest) from exc
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Delete the temporary folder (and the folders made for it); ``dest`` is untouched."""
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        self._remove_created()
+
+    def _remove_created(self) -> None:
+        for p in reversed(self._created):
+            try:
+                p.rmdir()
+            except OSError:
+                pass
+        self._created = []
+
+    def commit(self) -> None:
+        """Move the temporary folder's content to ``dest``."""
+        tmp, dest = self.tmp, self.dest
+        if tmp is None:
+            raise RuntimeError("commit outside the with-block")
+        try:
+            if not dest.exists():
+                os.rename(tmp, dest)
+            elif self.replace:
+                old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+                os.rename(dest, old / dest.name)
+                try:
+                    os.rename(tmp, dest)
+                except OSError:
+                    os.rename(old / dest.name, dest)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                _merge(tmp, dest)
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError as exc:
+            raise output_os_error(exc, dest) from exc
+        self.tmp = None
+        self._created = []
+
+
+def _merge(src: Path, dest: Path) -> None:
+    """Move every file of ``src`` to the same relative path in ``dest`` (renames)."""
+    for root, dirs, files in os.walk(src):
+        rel = Path(root).relative_to(src)
+        target = dest / rel
+        if not target.is_dir():
+            if target.exists():
+                target.unlink()
+            target.mkdir(mode=dir_mode())
+        for name in files:
+            t = target / name
+            if t.is_dir():
+                shutil.rmtree(t)
+            os.replace(Path(root) / name, t)
+        for name in dirs:
+            t = target / name
+            if t.exists() and not t.is_dir():
+                t.unlink()
+
+
+def folder_is_own_run(folder: Path, marker: str, names: Iterable[str] = ()) -> bool:
+    """True when ``folder`` is empty, or holds only a previous run of ``marker`` (its
+    provenance.json says ``invoked_as`` == ``marker``, and it holds nothing but ``names`` and
+    ``qc/``): such a folder may be replaced as a whole."""
+    import json
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return False
+    present = {p.name for p in folder.iterdir()}
+    if not present:
+        return True
+    if not present <= {*names, "qc", "provenance.json"}:
+        return False
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(prov, dict) and prov.get("invoked_as") == marker

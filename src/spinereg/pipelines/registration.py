@@ -1,0 +1,186 @@
+"""Registration jobs as the commands run them: ``register-to-template``, ``register``, ``chain``
+and the ``demo`` main job.
+
+Each job checks its inputs and outputs first (well under a second: swapped or wrong inputs,
+existing outputs, an unusable QC folder), then registers, then writes every output into a
+temporary folder that is renamed into place only at the end; the QC report, when asked, is built
+before that rename (a failure anywhere leaves the destination and the QC folder as they were).
+A :class:`~spinereg.io.provenance.RunRecord` times each stage; its record is provenance.json.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spinereg.io.provenance import RunRecord
+from spinereg.io.staging import OutputFolder, folder_is_own_run
+
+Progress = Callable[[int, int], None] | None
+
+
+@dataclass
+class JobResult:
+    """What a job wrote: ``files`` (final paths), ``metrics`` (with the ``qc`` verdict block),
+    ``qc_index`` (the report page, if any), ``seconds`` (wall time)."""
+
+    outdir: Path
+    files: dict[str, Path]
+    metrics: dict
+    qc_index: Path | None = None
+    seconds: float = 0.0
+    result: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+def _qc_hook(run: RunRecord, kind: str, qc_root: str | Path | None, outdir: Path,
+             box: dict) -> Callable[[Path], None] | None:
+    """``before_commit`` callback adding the run to the QC report. ``qc_root="inside"``: the
+    report is ``OUTDIR/qc``, written into the temporary folder with the other outputs."""
+    if qc_root is None:
+        return None
+    from spinereg.qc.report import prepare_entry
+
+    final = Path(os.path.abspath(outdir))
+    inside = qc_root == "inside"
+
+    def hook(tmp: Path):
+        with run.stage("qc report"):
+            pending = prepare_entry(tmp, tmp / "qc" if inside else Path(qc_root), kind, record_run_dir=final,
+                                    record_root=final / "qc" if inside else None)
+        box["index"] = (final / "qc" if inside else Path(os.path.abspath(Path(qc_root).expanduser()))) / "index.html"
+        return pending  # committed after the last write into tmp
+
+    return hook
+
+
+def _check_qc_root(qc_root: str | Path | None) -> None:
+    if qc_root is not None:
+        from spinereg.qc.report import check_qc_root
+
+        check_qc_root(qc_root)
+
+
+def template_job(image: str | Path, seg: str | Path, outdir: str | Path, *, labels=None, ldisc=None,
+                 lrootlet=None, template: str = "PAM50", contrast: str = "t2", param: str | None = None,
+                 ref: str = "template", straight: bool = False, crop: bool = False,
+                 qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
+                 progress: Progress = None, invoked_as: str | None = None, replace: bool = False) -> JobResult:
+    """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
+    QC report in ``OUTDIR/qc`` (the demo)."""
+    from spinereg.register.outputs import output_names, write_outputs
+    from spinereg.register.preflight import check_template_inputs
+    from spinereg.register.template import register_to_template
+
+    run = run or RunRecord("register-to-template")
+    out = Path(outdir)
+    inside = qc_root == "inside"
+    with run.stage("check inputs"):
+        OutputFolder(out, output_names(straight), overwrite=overwrite, replace=replace).check()
+        if not inside:
+            _check_qc_root(qc_root)
+        inp = check_template_inputs(image, seg, param)
+    with run.stage("registration"):
+        reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
+                                   template=template, contrast=contrast, param=param, ref=ref, progress=progress)
+    run.add_parts("registration", reg.timings)
+    inputs = {"image": image, "seg": seg, "labels": labels, "ldisc": ldisc, "lrootlet": lrootlet,
+              "param": param, "template": template, "contrast": contrast}
+    box: dict = {}
+    hook = _qc_hook(run, "register-to-template", qc_root, out, box)
+    files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop, run=run,
+                          replace=replace, invoked_as=invoked_as, before_commit=hook)
+    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
+
+
+def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,
+             overwrite: bool = False, run: RunRecord | None = None, progress: Progress = None) -> JobResult:
+    """The main job: SCT's sample ``t2`` (T2w, manual cord seg, C3/C5 body labels) to ``template``
+    with every output and the QC report (``OUTDIR/qc`` unless ``qc_root``).
+
+    Re-running replaces the folder's previous demo output as a whole (a folder holding anything
+    else needs ``overwrite``, and then keeps its other files)."""
+    from spinereg.io.registry import ensure_dataset
+    from spinereg.register.outputs import output_names
+
+    run = run or RunRecord("register-to-template")
+    out = Path(outdir)
+    own = folder_is_own_run(out, "demo", output_names(straight=True))
+    with run.stage("data"):
+        OutputFolder(out, output_names(), overwrite=overwrite, replace=own).check()  # before any download
+        t2 = ensure_dataset("sct_testing_data") / "t2"
+    return template_job(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", out, labels=t2 / "labels.nii.gz",
+                        template=template, contrast="t2", qc_root="inside" if qc_root is None else qc_root,
+                        overwrite=overwrite, run=run, progress=progress, invoked_as="demo", replace=own)
+
+
+def stem_of(path: str | Path) -> str:
+    """File name without ``.nii``/``.nii.gz`` (SCT's naming of outputs)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, iseg=None, dseg=None, mask=None,
+                   init_warp=None, init_warp_inv=None, param: str | None = None, identity: bool = False,
+                   interp: str = "spline", qc_root: str | Path | None = None, overwrite: bool = False,
+                   run: RunRecord | None = None, progress: Progress = None) -> JobResult:
+    """register (one image onto another) with every output (see module doc)."""
+    from spinereg.register.multimodal import register_multimodal
+    from spinereg.register.multimodal_outputs import write_multimodal_outputs
+    from spinereg.register.preflight import check_mask, check_multimodal_inputs
+    from spinereg.transforms.itk import load_transform
+
+    run = run or RunRecord("register")
+    out = Path(outdir)
+    with run.stage("check inputs"):
+        s_name, d_name = stem_of(src), stem_of(dest)
+        OutputFolder(out, [f"{s_name}_reg.nii.gz", f"{d_name}_reg.nii.gz", f"warp_{s_name}2{d_name}.nii.gz",
+                           f"warp_{d_name}2{s_name}.nii.gz", "metrics.json", "provenance.json"],
+                     overwrite=overwrite).check()
+        _check_qc_root(qc_root)
+        init = load_transform(init_warp) if init_warp is not None else None
+        init_inv = load_transform(init_warp_inv) if init_warp_inv is not None else None
+        inp = check_multimodal_inputs(src, dest, iseg, dseg, init, param,
+                                      init_name=str(init_warp) if init_warp else "--init-warp")
+        m = check_mask(mask) if mask is not None else None
+    with run.stage("registration"):
+        reg = register_multimodal(inp.src, inp.dest, iseg=inp.iseg, dseg=inp.dseg, mask=m, init_warp=init,
+                                  init_warp_inv=init_inv, param=param, identity=identity, progress=progress)
+    run.add_parts("registration", reg.timings)
+    inputs = {"input": src, "dest": dest, "iseg": iseg, "dseg": dseg, "mask": mask, "init_warp": init_warp,
+              "init_warp_inv": init_warp_inv, "param": param}
+    box: dict = {}
+    hook = _qc_hook(run, "register", qc_root, out, box)
+    files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
+                                     before_commit=hook)
+    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
+
+
+def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldisc=None, lrootlet=None,
+              template: str = "PAM50", contrast: str = "t2", given: dict | None = None,
+              link_param: str | None = None, direct: bool = True, overwrite: bool = False,
+              run: RunRecord | None = None, progress: Progress = None) -> JobResult:
+    """chain (target -> intermediates -> anatomical -> template) with every output, written as
+    one transaction."""
+    from spinereg.register.chain import register_chain
+    from spinereg.register.chain_outputs import write_chain_outputs
+
+    run = run or RunRecord("chain")
+    out = Path(outdir)
+    folder = OutputFolder(out, ("metrics.json", "provenance.json"), overwrite=overwrite)
+    with run.stage("check inputs"):
+        folder.check()
+    with run.stage("registration"):
+        res = register_chain(images, segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet, template=template,
+                             contrast=contrast, given=given or {}, link_param=link_param, direct=direct,
+                             progress=progress)
+    with folder as tmp, run.stage("write outputs"):
+        files = write_chain_outputs(res, tmp, overwrite=True,
+                                    inputs={"images": images, "segs": segs, "labels": labels or ldisc or lrootlet})
+    return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, None, run.elapsed(), res)

@@ -1,0 +1,163 @@
+"""Mistakes caught before any work: one line naming what looks wrong, exit 2, in under a second,
+nothing written. And results that ran but failed (QC verdict fail, all-zero output): one summary
+line on stderr and exit code 3 (``--allow-fail``: 0), outputs kept.
+
+Cases: -i/-d swapped in apply; a warp made for another template space (SCT's sample
+warp_template2anat, made with the old PAM50_small coordinates, applied with the full PAM50); a
+warp whose grid is far from the reference; a "segmentation" that is not a mask; image and
+segmentation swapped; an image that is a mask; images that do not overlap; a singular affine;
+SCT's algo=dl; --qc pointing at a file.
+"""
+
+from __future__ import annotations
+
+import time
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from helpers import folder_listing
+from spinereg.cli.main import main
+from spinereg.transforms import AffineTransform, write_affine
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _imports_loaded():
+    """Time the checks, not Python's first import of the registration modules."""
+    import spinereg.pipelines.registration  # noqa: F401
+    import spinereg.register.engine  # noqa: F401
+    import spinereg.register.multimodal  # noqa: F401
+    import spinereg.register.preflight  # noqa: F401
+    import spinereg.register.slicewise  # noqa: F401
+    import spinereg.register.template  # noqa: F401
+
+
+@pytest.fixture
+def d(sct_data, data_root, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    return {"t2": sct_data / "t2" / "t2.nii.gz", "seg": sct_data / "t2" / "t2_seg-manual.nii.gz",
+            "labels": sct_data / "t2" / "labels.nii.gz", "warp": sct_data / "t2" / "warp_template2anat.nii.gz",
+            "small": sct_data / "template" / "template" / "PAM50_small_cord.nii.gz",
+            "full": data_root / "PAM50" / "template" / "PAM50_cord.nii.gz",
+            "t2s": sct_data / "t2s" / "t2s.nii.gz", "t2s_seg": sct_data / "t2s" / "t2s_seg.nii.gz",
+            "out": out, "tmp": tmp_path}
+
+
+def _error(capsys, argv, *words, out=None) -> str:
+    """Run; assert exit 2 within a second, one line naming ``words``, nothing written in ``out``."""
+    before = folder_listing(out) if out is not None else None
+    t0 = time.perf_counter()
+    rc = main([str(a) for a in argv])
+    took = time.perf_counter() - t0
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err and "fix" in lines[0], err
+    for w in words:
+        assert w in lines[0], f"{w!r} not in: {lines[0]}"
+    assert took < 1.0, f"{took:.2f} s until the error"
+    if out is not None:
+        assert folder_listing(out) == before, "something was written"
+    return lines[0]
+
+
+def test_apply_swapped_inputs(capsys, d):
+    # right: the small template onto t2 through SCT's warp (works; checked in test_transforms)
+    _error(capsys, ["apply", "-i", d["t2"], "-d", d["small"], "-w", d["warp"], "-o", d["out"] / "x.nii.gz"],
+           "-i and -d look swapped", "t2.nii.gz", out=d["out"])
+
+
+def test_apply_warp_for_another_template_space(capsys, d):
+    """SCT's sample warp (old PAM50_small coordinates) with today's full PAM50: no common extent."""
+    line = _error(capsys, ["apply", "-i", d["full"], "-d", d["t2"], "-w", d["warp"], "-o", d["out"] / "x.nii.gz"],
+                  "no common extent", "warp_template2anat.nii.gz", out=d["out"])
+    assert "template version" in line
+
+
+def test_apply_and_concat_warp_grid_far_from_reference(capsys, d):
+    _error(capsys, ["apply", "-i", d["t2"], "-d", d["full"], "-w", d["warp"], "-o", d["out"] / "x.nii.gz"],
+           "warp's grid is far", "warp_template2anat.nii.gz", out=d["out"])
+    _error(capsys, ["concat", "-d", d["full"], "-w", d["warp"], "-o", d["out"] / "w.nii.gz"],
+           "warp's grid is far", "warp_template2anat.nii.gz", out=d["out"])
+
+
+def _rtt(d, image, seg, *extra):
+    return ["register-to-template", "-i", image, "-s", seg, "-l", d["labels"], "-t", "PAM50_small",
+            "-o", d["out"] / "reg", *extra]
+
+
+def test_segmentation_that_is_not_a_mask(capsys, d):
+    _error(capsys, _rtt(d, d["t2"], d["t2"]), "segmentation (-s) is not a mask", "t2.nii.gz", out=d["out"])
+
+
+def test_image_and_segmentation_swapped(capsys, d):
+    _error(capsys, _rtt(d, d["seg"], d["t2"]), "look swapped", "t2_seg-manual.nii.gz", out=d["out"])
+
+
+def test_image_that_is_a_mask(capsys, d):
+    _error(capsys, ["register", "-i", d["seg"], "-d", d["t2s"], "-o", d["out"] / "r"],
+           "looks like a mask", "t2_seg-manual.nii.gz", out=d["out"])
+
+
+def test_images_that_do_not_overlap(capsys, d):
+    img = nib.load(str(d["t2s"]))
+    aff = img.affine.copy()
+    aff[2, 3] += 500.0  # another scanner position
+    far = d["tmp"] / "t2s_far.nii.gz"
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj), aff, img.header), str(far))
+    _error(capsys, ["register", "-i", d["t2"], "-d", far, "-o", d["out"] / "r"], "no common extent", out=d["out"])
+
+
+def test_singular_affine_and_unavailable_algorithm(capsys, d):
+    sing = write_affine(AffineTransform(np.diag([1.0, 0.0, 1.0, 1.0])), d["tmp"] / "flat.txt")
+    _error(capsys, ["invert", "-w", sing, "-o", d["out"] / "inv.txt"], "singular", "flat.txt", out=d["out"])
+    _error(capsys, _rtt(d, d["t2"], d["seg"], "--param", "step=1,type=seg,algo=dl"), "algo=dl", out=d["out"])
+    _error(capsys, ["register", "-i", d["t2"], "-d", d["t2s"], "--param", "step=1,type=im,algo=dl",
+                    "-o", d["out"] / "r"], "algo=dl", out=d["out"])
+
+
+def test_qc_folder_that_is_a_file(capsys, d):
+    blocker = d["out"] / "qc.html"
+    blocker.write_text("not a folder")
+    _error(capsys, _rtt(d, d["t2"], d["seg"], "--qc", blocker), "QC folder (--qc) is a file", "qc.html",
+           out=d["out"])
+
+
+def test_usage_errors_are_one_line(capsys, d):
+    for argv in (["apply", "-i", d["t2"]], ["apply", "-i", d["t2"], "-d", d["t2"], "-w", "-o", d["out"] / "x"],
+                 ["register-to-template", "-i", d["t2"]], ["nonsense"], ["apply", "-x", "cubic"], []):
+        _error(capsys, argv, out=d["out"])
+
+
+# -- results that ran but failed: exit 3 -------------------------------------------------------------
+def test_fail_verdict_exit_code(capsys, d):
+    """register --identity onto a segmentation shifted by 6 mm: Dice far below 0.85, verdict fail."""
+    seg = nib.load(str(d["seg"]))
+    shifted = d["tmp"] / "seg_shifted.nii.gz"
+    nib.save(nib.Nifti1Image(np.roll(np.asanyarray(seg.dataobj), 6, axis=0), seg.affine, seg.header), str(shifted))
+    copy = d["tmp"] / "t2copy.nii.gz"
+    copy.write_bytes(d["t2"].read_bytes())
+    argv = ["register", "-i", d["t2"], "--iseg", d["seg"], "-d", copy, "--dseg", shifted, "--identity"]
+    assert main([str(a) for a in [*argv, "-o", d["out"] / "a"]]) == 3
+    cap = capsys.readouterr()
+    lines = cap.err.strip().splitlines()
+    assert len(lines) == 1 and "verdict fail" in lines[0] and "cord_dice" in lines[0] and "exit code 3" in lines[0]
+    assert cap.out.startswith("register: FAIL")
+    assert (d["out"] / "a" / "metrics.json").is_file()  # outputs kept for inspection
+    assert main([str(a) for a in [*argv, "-o", d["out"] / "b", "--allow-fail"]]) == 0
+    assert "--allow-fail given" in capsys.readouterr().err
+
+
+def test_all_zero_result_exit_code(capsys, d):
+    img = nib.load(str(d["t2"]))
+    zero = d["tmp"] / "zero.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.float32), img.affine), str(zero))
+    assert main(["apply", "-i", str(zero), "-d", str(d["t2"]), "-o", str(d["out"] / "z.nii.gz")]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "all zero" in err[0]
+    assert main(["apply", "-i", str(zero), "-d", str(d["t2"]), "-o", str(d["out"] / "z2.nii.gz"),
+                 "--allow-fail"]) == 0
