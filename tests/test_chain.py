@@ -79,7 +79,8 @@ def test_given_link_warps(sct_data, tmp_path):
     """Existing warps (here written by `spinereg register`) plug in as a link."""
     out = tmp_path / "link"
     assert main(["register", "-i", str(sct_data / T2[0]), "--iseg", str(sct_data / T2[1]), "-d",
-                 str(sct_data / "mt/mt1.nii.gz"), "--dseg", str(sct_data / "mt/mt1_seg.nii.gz"), "-o", str(out)]) == 0
+                 str(sct_data / "mt/mt1.nii.gz"), "--dseg", str(sct_data / "mt/mt1_seg.nii.gz"), "-o", str(out),
+                 "--allow-fail"]) == 0  # the warps are what this test needs, whatever the verdict
     res = register_chain([sct_data / "mt/mt1.nii.gz", sct_data / T2[0]], [None, sct_data / T2[1]],
                          labels=sct_data / "t2/labels.nii.gz", template="PAM50_small",
                          given={0: (str(out / "warp_mt12t2.nii.gz"), str(out / "warp_t22mt1.nii.gz"))})

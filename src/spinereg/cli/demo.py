@@ -24,7 +24,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from spinereg.pipelines.registration import demo_job
 
-    rec, display = start_run(args, "demo", stages=6)
+    rec, display = start_run(args, "demo", stages=8)
     res = demo_job(args.outdir, args.template, qc_root=args.qc, overwrite=args.overwrite, run=rec,
                    progress=display.bar())
     return finish_run(args, "demo", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -36,7 +36,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from spinereg.pipelines.registration import multimodal_job
 
-    rec, display = start_run(args, "register", stages=6 if args.qc else 5)
+    rec, display = start_run(args, "register", stages=7 if args.qc else 6)
     res = multimodal_job(args.input, args.dest, args.outdir, iseg=args.iseg, dseg=args.dseg, mask=args.mask,
                          init_warp=args.init_warp, init_warp_inv=args.init_warp_inv, param=args.param,
                          identity=args.identity, interp=args.interp, qc_root=args.qc, overwrite=args.overwrite,

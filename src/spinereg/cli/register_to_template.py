@@ -45,7 +45,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from spinereg.pipelines.registration import template_job
 
-    rec, display = start_run(args, "register-to-template", stages=6 if args.qc else 5)
+    rec, display = start_run(args, "register-to-template", stages=6 + bool(args.qc) + bool(args.straight))
     res = template_job(args.image, args.seg, args.outdir, labels=args.labels, ldisc=args.ldisc,
                        lrootlet=args.lrootlet, template=args.template, contrast=args.contrast, param=args.param,
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
