@@ -110,7 +110,8 @@ def run_spinereg(case: str, inputs: dict, outdir: Path, timeout: float, truth=No
 
     dest = outdir / "spinereg"
     cmd = [*spinereg_cmd(), "register-to-template", "-i", str(inputs["t2"]), "-s", str(inputs["seg"]),
-           "-l", str(inputs["labels"]), "-t", inputs["template"], "-o", str(dest), "--overwrite"]
+           "-l", str(inputs["labels"]), "-t", inputs["template"], "-o", str(dest), "--overwrite",
+           "--allow-fail"]  # a fail verdict exits 3; the accuracy is measured here whatever the verdict
     row = {"case": case, "method": "spinereg", **run_timed(cmd, outdir / "spinereg.log", timeout)}
     warp = dest / "warp_template2anat.nii.gz"
     if row["rc"] == 0 and warp.is_file():
