@@ -83,6 +83,8 @@ def test_t1_c2c3_without_init(sct_data):
     assert not lab.ambiguous
     got = {d.value: d for d in lab.discs}
     assert 3 in got
+    lm = lab.as_landmarks()
+    assert lm.kind == "disc" and lm.values.tolist() == [d.value for d in lab.discs]
     c2c3 = _t1_c2c3_world(sct_data)
     s_true, _ = lab.centerline.project(c2c3[None])
     assert abs(got[3].s - s_true[0]) <= 2.0

@@ -38,6 +38,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
+from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cordwidth import lr_width
@@ -133,6 +134,10 @@ class VertebralLabeling:
     @property
     def points(self) -> np.ndarray:
         return np.array([d.point for d in self.discs], float).reshape(-1, 3)
+
+    def as_landmarks(self) -> Landmarks:
+        """The discs (conus included) as disc landmarks for registration (``--ldisc``)."""
+        return Landmarks("disc", self.values, self.points, "label-vertebrae")
 
     def level_at(self, s: np.ndarray) -> np.ndarray:
         """Vertebral level (PAM50_levels values) at arc lengths ``s``: the level between the disc

@@ -1,0 +1,51 @@
+"""What every disc buys the template registration: the independent full-resolution phantom
+(0.8 mm, 64 x 320 x ~320, C1-T6; spinereg.phantom.independent 'full') registered to PAM50 with
+the discs that label-vertebrae finds (--ldisc) instead of two body labels.
+
+Measured with the phantom's true cord segmentation (the segmentation model of issue 9 is not in
+the package yet, so this is not yet "from the bare image"), cord mapping error mean / p95 and cord
+Dice, seeds 0, 1, 2:
+
+* automatic discs (11 found, C2/C3-T5/T6, identity right, MAE 0.43/0.59/0.42 mm):
+  0.54 / 1.10, 0.55 / 1.33, 0.60 / 1.13 mm; Dice 0.982 / 0.983 / 0.985
+* two body labels (3, 5): 0.97 / 2.94, 1.13 / 3.47, 0.65 / 2.55 mm; Dice 0.981 / 0.983 / 0.985
+
+sct_testing_data/t2 with its manual segmentation and the discs found with C2/C3 pinned from t1's
+init file: Dice 0.977 against the manual segmentation (0.976 with labels.nii.gz); labels.nii.gz's
+bodies pushed into PAM50 land 1.5 / 1.3 mm from PAM50's body labels (0.8 / 1.1 when they are the
+landmarks). The seeds asserted below are the best and the worst of the three.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinereg.io.image import load_image
+from spinereg.io.template import load_template
+from spinereg.metrics import dice
+from spinereg.phantom.independent import make_independent_subject
+from spinereg.register.template import register_to_template
+from spinereg.transforms import apply_transforms
+from spinereg.vertebrae import label_vertebrae
+from spinereg.vertebrae.evaluate import compare_to_truth
+from spinereg.vertebrae.outputs import disc_label_image
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+CLAIMS = {0: (0.54, 1.10), 2: (0.60, 1.13)}
+
+
+@pytest.mark.parametrize("seed", sorted(CLAIMS))
+def test_full_phantom_with_automatic_discs(seed):
+    ph = make_independent_subject("full", seed=seed)
+    lab = label_vertebrae(ph.image, ph.seg, contrast="t2")
+    r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
+    assert r["identity_ok"] and not r["ambiguous"] and len(lab.discs) == 11
+    reg = register_to_template(ph.image, ph.seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
+                               contrast="t2")
+    err = ph.error(reg.template2anat)
+    mean, p95 = CLAIMS[seed]
+    assert err["mean_mm"] <= mean + 0.03 and err["p95_mm"] <= p95 + 0.1, (err["mean_mm"], err["p95_mm"])
+    tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
+    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.975
