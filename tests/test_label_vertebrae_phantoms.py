@@ -65,3 +65,12 @@ def test_conus(results):
     """Thoracolumbar subjects: the conus tip (label 60) within 1 mm along the cord."""
     tl = [r for r in results if r["case"].startswith("thoracolumbar")]
     assert all(60 in r["errors"] and abs(r["errors"][60]) <= 1.0 for r in tl), [r["errors"] for r in tl]
+
+
+def test_too_coarse_is_flagged():
+    """7.5 mm axial slices (axial_7p5, seeds 0-2) sample the cord too coarsely to see discs: the
+    labeling is wrong on all three and must say so (ambiguous, with the reason)."""
+    for seed in range(3):
+        ph = make_independent_subject("axial_7p5", seed=seed)
+        lab = label_vertebrae(ph.image, ph.seg, contrast="t2")
+        assert lab.ambiguous and lab.report["si_spacing_mm"] > 6.0 and "too coarse" in lab.report["warning"]

@@ -52,6 +52,8 @@ def run(args) -> int:
            "files": {k: str(v) for k, v in files.items()},
            "discs": [f"{d.name} {d.confidence:.2f}" for d in labeling.discs],
            "ambiguous": labeling.ambiguous, "gaps": labeling.gaps}
+    if labeling.report.get("warning"):
+        out["warning"] = labeling.report["warning"]
     if args.qc:
         from spinereg.qc.labeling import write_labeling_page
 

@@ -73,7 +73,7 @@ def _level_label(labeling, s: float) -> str:
 
 
 def labeling_html(image: Image, labeling, png: bytes) -> str:
-    warnings = []
+    warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
     if labeling.ambiguous:
         warnings.append(f"level identity is ambiguous (margin {labeling.identity_margin:.2f} over the labeling "
                         "shifted by one level): check the names, or pin one disc with -initz / -initlabel")

@@ -57,6 +57,8 @@ E0 = 1.0
 EVIDENCE_OPTIONS = {"offset_mm": 3.0, "fraction": 0.45}
 #: the image must go on this far (mm) below the end of the cord for that end to be the conus
 CONUS_BELOW_MM = 5.0
+#: coarsest sampling along the cord (mm) at which discs (4-6 mm thick) are still resolved
+MAX_SI_SPACING_MM = 6.0
 #: how far (mm) below the top of the segmented cord the pontomedullary junction may be found
 PMJ_TOLERANCE_MM = 5.0
 #: how far (mm) above the inferior end of the segmented cord the template's last disc may be
@@ -214,6 +216,15 @@ def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarra
         return g.eta2 - WIDTH_WEIGHT * float(np.mean(np.log(width[ok] / wt) ** 2))
 
     return max(cands, key=score)
+
+
+def _si_spacing(image: Image, cl: Centerline) -> float:
+    """Extent (mm) of one voxel along the cord's mean direction: how finely the image samples the
+    cord's length (a 7.5 mm axial slice crossed by a cord tilted 20 degrees: about 7.2 mm)."""
+    tan = cl.tangent(np.linspace(0.0, cl.length, 20)).mean(0)
+    tan /= max(float(np.linalg.norm(tan)), 1e-9)
+    axes = image.affine[:3, :3] / image.grid.zooms
+    return float(np.sum(np.abs(axes.T @ tan) * image.grid.zooms))
 
 
 def _conus(discs: list[Disc], cl: Centerline, s_first: float, margin: float) -> Disc | None:
@@ -375,8 +386,14 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         discs.append(conus)
     gaps = [d.name for d in discs if d.value != CONUS and d.evidence < E0]
     source = "init" if pinned is not None else "chain"
-    ambiguous = pinned is None and (margin < AMBIGUOUS_MARGIN or pol_margin < POLARITY_MARGIN)
+    si_mm = _si_spacing(image, cl)
+    coarse = si_mm > MAX_SI_SPACING_MM
+    ambiguous = coarse or (pinned is None and (margin < AMBIGUOUS_MARGIN or pol_margin < POLARITY_MARGIN))
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
               "chain_score": round(chain.score, 2), "contrast": contrast,
-              "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2)}
+              "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
+              "si_spacing_mm": round(si_mm, 2)}
+    if coarse:
+        report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
+                             f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
     return VertebralLabeling(discs, cl, chain.scale, margin, ambiguous, pol, source, gaps, ev, report)
