@@ -156,8 +156,13 @@ def test_outputs_and_cli(sct_data, tmp_path):
     seg = np.asarray(load_image(d / "t1w_seg-manual.nii.gz").data) > 0.5
     assert set(np.unique(painted[seg]).tolist()) <= {2, 3, 4, 5, 6}
     assert (painted[~seg] == 0).all()
-    page = tmp_path / "qc" / "labeling" / "t1w" / "index.html"
-    assert "C2/C3" in page.read_text() and "data:image/png;base64," in page.read_text()
+    # the run's entry in the HTML QC report: one page with the labeling picture and confidences
+    entries = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
+    (entry,) = [e for e in entries if e["command"] == "label-vertebrae"]
+    assert entry["subject"] == "t1w" and (tmp_path / "qc" / "index.html").is_file()
+    panels = json.dumps(entry)
+    assert "C2/C3" in panels and "labeling.png" in panels
+    assert not list(out.glob(".label-vertebrae-qc-*"))
     before = (out / "t1w_discs.json").stat().st_mtime_ns
     r2 = subprocess.run(cmd, capture_output=True, text=True)
     assert r2.returncode == 2 and len(r2.stderr.strip().splitlines()) == 1 and "overwrite" in r2.stderr

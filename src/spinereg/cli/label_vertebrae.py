@@ -41,7 +41,7 @@ def run(args) -> int:
     elif args.initlabel:
         init = init_from_label_file(args.initlabel)
     if args.qc:
-        from spinereg.qc.labeling import check_qc_root
+        from spinereg.qc.report import check_qc_root
 
         check_qc_root(args.qc)
     labeling = label_vertebrae(image, seg, contrast=args.contrast, init=init)
@@ -55,8 +55,29 @@ def run(args) -> int:
     if labeling.report.get("warning"):
         out["warning"] = labeling.report["warning"]
     if args.qc:
-        from spinereg.qc.labeling import write_labeling_page
-
-        out["qc_page"] = str(write_labeling_page(image, labeling, args.qc, overwrite=args.overwrite))
+        out["qc_report"] = str(_add_to_report(args, files, inputs))
     print(json.dumps(out, indent=1))
     return 0
+
+
+def _add_to_report(args, files: dict, inputs: dict):
+    """The run's entry in the HTML QC report (page: spinereg.qc.page_label_vertebrae), made from
+    a hidden provenance folder so that several images can be labelled into one output folder."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from spinereg.qc.report import add_to_report
+    from spinereg.vertebrae.outputs import image_stem
+
+    outdir = Path(args.outdir).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix=".label-vertebrae-qc-", dir=outdir))
+    try:
+        prov = {"command": "label-vertebrae", "inputs": {**inputs, "image": str(Path(args.input).resolve()),
+                                                          "seg": str(Path(args.seg).resolve())},
+                "labeling_json": str(Path(files["json"]).resolve())}
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        return add_to_report(tmp, Path(args.qc), kind="label-vertebrae",
+                             record_run_dir=outdir / image_stem(args.input))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -72,7 +72,8 @@ def _level_label(labeling, s: float) -> str:
     return level_name(int(labeling.level_at(np.array([s]))[0]))
 
 
-def labeling_html(image: Image, labeling, png: bytes) -> str:
+def warnings_of(labeling) -> list[str]:
+    """What the QC must say about a labeling: coarse sampling, ambiguous identity, gaps."""
     warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
     if labeling.ambiguous:
         warnings.append(f"level identity is ambiguous (margin {labeling.identity_margin:.2f} over the labeling "
@@ -81,6 +82,11 @@ def labeling_html(image: Image, labeling, png: bytes) -> str:
         warnings.append("weak or missing disc band (gap in the sequence) at: " + ", ".join(labeling.gaps))
     if not labeling.discs:
         warnings.append("no disc found in the field of view")
+    return warnings
+
+
+def labeling_html(image: Image, labeling, png: bytes) -> str:
+    warnings = warnings_of(labeling)
     rows = "".join(f"<tr><td>{html.escape(d.name)}</td><td>{d.value}</td><td>{d.s:.1f}</td>"
                    f"<td>{d.confidence:.2f}</td><td>{d.evidence:.1f}</td></tr>" for d in labeling.discs)
     warn = "".join(f'<p class="warn">&#9888; {html.escape(w)}</p>' for w in warnings) or "<p>no warning</p>"

@@ -1,0 +1,44 @@
+"""QC report page of ``label-vertebrae``: the cord-frame sagittal view with every disc, its level
+name and confidence, and the labeling's warnings (ambiguous identity, gaps, coarse sampling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.qc.pages import Panel, page
+
+
+def labeling_from_json(doc: dict, seg_path: str):
+    """A :class:`~spinereg.vertebrae.label.VertebralLabeling` rebuilt from its JSON and the
+    segmentation (for the centerline)."""
+    from spinereg.cord.centerline import Centerline
+    from spinereg.io.image import load_image
+    from spinereg.vertebrae.label import Disc, VertebralLabeling
+
+    cl = Centerline.from_mask(load_image(seg_path, ndim=3, what="segmentation"))
+    discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),
+                  float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)))
+             for d in doc.get("discs", [])]
+    report = {k: doc[k] for k in ("warning",) if k in doc}
+    return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),
+                             bool(doc.get("ambiguous", False)), 1 if doc.get("disc_polarity") == "bright" else -1,
+                             str(doc.get("identity_source", "")), list(doc.get("gaps", [])), None, report)
+
+
+@page("label-vertebrae")
+def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
+    from spinereg.io.image import load_image
+    from spinereg.qc.labeling import labeling_figure, warnings_of
+
+    inputs = prov.get("inputs") or {}
+    doc = json.loads(Path(prov["labeling_json"]).read_text())
+    lab = labeling_from_json(doc, inputs["seg"])
+    image = load_image(inputs["image"], ndim=3)
+    (Path(outdir) / "labeling.png").write_bytes(labeling_figure(image, lab, width_in=6.0))
+    names = ", ".join(f"{d.name} {d.confidence:.2f}" for d in lab.discs) or "no disc found"
+    return [Panel("labels", "Vertebral labeling (discs and levels along the cord)", "single",
+                  {"image": "labeling.png"}, caption=f"disc (confidence): {names}; level names between discs",
+                  note="; ".join(warnings_of(lab)))]
