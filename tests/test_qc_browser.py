@@ -86,7 +86,9 @@ def _open(ctx, root: Path, width: int):
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    # a request the page itself cancels (a picture replaced before it finished loading) is not an error
+    page.on("requestfailed", lambda r: None if "ERR_ABORTED" in str(r.failure) else
+            errors.append(f"request failed: {r.url} ({r.failure})"))
     page.goto((root / "index.html").as_uri())
     page.wait_for_load_state("load")
     return page, errors

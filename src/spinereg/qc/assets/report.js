@@ -292,7 +292,15 @@
     renderRows();
     var row = rowOf(id);
     if (row) { row.className = "selected"; row.focus(); }
-    renderDetail();
+    updateFlagBadge();
+  }
+  function updateFlagBadge() {  // the pictures stay as they are (no reload)
+    var badge = document.getElementById("detail-flag");
+    var e = byId(state.selected);
+    if (!badge || !e) return;
+    var f = loadFlags()[e.id] || "none";
+    badge.className = "badge f-" + f;
+    badge.textContent = f;
   }
   function focusedId() {
     var el = document.activeElement;
@@ -360,7 +368,7 @@
     });
     saveFlags(flags);
     renderRows();
-    renderDetail();
+    updateFlagBadge();
     status(n + " flags imported" + (skipped ? ", " + skipped + " not matching any entry" : ""));
   }
   document.getElementById("import-flags").addEventListener("change", function (ev) {
