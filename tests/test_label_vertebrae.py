@@ -212,7 +212,10 @@ def test_cli_initlabel(sct_data, tmp_path):
     path = tmp_path / "init.nii.gz"
     nib.save(nib.Nifti1Image(lab, img.affine), str(path))
     r = _cli("-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"), "-c", "t2", "-initlabel",
-             str(path), "-o", str(tmp_path / "out"))
+             str(path), "-o", str(tmp_path / "out"), "--qc", str(tmp_path / "qc"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "out" / "t2_discs.json").read_text())
     assert [d["name"] for d in doc["discs"]] == ["C3/C4", "C4/C5"] and doc["identity_source"] == "init"
+    # the weak C3/C4 band is a gap: the QC entry says warn, with the reason
+    (entry,) = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
+    assert doc["gaps"] == ["C3/C4"] and entry["verdict"] == "warn" and "C3/C4" in entry["reasons"][0]

@@ -55,14 +55,16 @@ def run(args) -> int:
     if labeling.report.get("warning"):
         out["warning"] = labeling.report["warning"]
     if args.qc:
-        out["qc_report"] = str(_add_to_report(args, files, inputs))
+        out["qc_report"] = str(_add_to_report(args, files, inputs, labeling))
     print(json.dumps(out, indent=1))
     return 0
 
 
-def _add_to_report(args, files: dict, inputs: dict):
+def _add_to_report(args, files: dict, inputs: dict, labeling):
     """The run's entry in the HTML QC report (page: spinereg.qc.page_label_vertebrae), made from
-    a hidden provenance folder so that several images can be labelled into one output folder."""
+    a hidden provenance folder so that several images can be labelled into one output folder.
+    Verdict: warn with the reasons when the labeling has warnings (ambiguous identity, gaps,
+    coarse sampling), else not scored (no threshold has been calibrated for a pass)."""
     import shutil
     import tempfile
     from pathlib import Path
@@ -77,6 +79,11 @@ def _add_to_report(args, files: dict, inputs: dict):
                                                           "seg": str(Path(args.seg).resolve())},
                 "labeling_json": str(Path(files["json"]).resolve())}
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        from spinereg.qc.labeling import warnings_of
+
+        reasons = warnings_of(labeling)
+        if reasons:
+            (tmp / "metrics.json").write_text(json.dumps({"qc": {"verdict": "warn", "reasons": reasons}}))
         return add_to_report(tmp, Path(args.qc), kind="label-vertebrae",
                              record_run_dir=outdir / image_stem(args.input))
     finally:
