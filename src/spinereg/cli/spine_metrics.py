@@ -5,6 +5,7 @@ from __future__ import annotations
 from spinereg.cli.common import new_parser, start_run
 
 CSV_NAME = "spine_metrics.csv"
+PLACED_NAME = "bodies_placed.nii.gz"
 
 
 def register(sub) -> None:
@@ -13,6 +14,11 @@ def register(sub) -> None:
                    "unit, flag), metrics.json and provenance.json. Vertebra values as SCT: C2 = 2, T1 = 8, "
                    "L1 = 20; disc labels: value of the vertebra below.")
     p.add_argument("-b", "--bodies", help="labelled vertebral body segmentation (value = vertebra)")
+    p.add_argument("-w", "--warp", help="instead of --bodies: a registration's warp_template2anat; the "
+                                        f"template's vertebral bodies placed by it (written as {PLACED_NAME}, "
+                                        "on the grid of --t1/--ct, else the warp's): their positions are the "
+                                        "subject's, their shapes the template's")
+    p.add_argument("-t", "--template", default="PAM50", help="template of --warp (default PAM50)")
     p.add_argument("--t1", help="T1w image (VBQ; needs --csf and L1-L4 bodies)")
     p.add_argument("--csf", help="CSF mask (VBQ: CSF signal at L3)")
     p.add_argument("--ct", help="CT image in HU (trabecular HU per vertebra)")
@@ -35,23 +41,33 @@ def run(args) -> int:
     from spinereg.io.staging import OutputFolder
     from spinereg.metrics.spine import spine_metrics_rows, write_spine_csv
 
-    if not any([args.bodies, args.discs, args.cord]):
-        raise InputError("nothing to measure", None, "give --bodies, --discs and/or --cord")
+    if not any([args.bodies, args.warp, args.discs, args.cord]):
+        raise InputError("nothing to measure", None, "give --bodies (or --warp), --discs and/or --cord")
+    if args.bodies and args.warp:
+        raise InputError("both --bodies and --warp given", None, "give one source of vertebral bodies")
     out = Path(args.outdir)
-    names = (CSV_NAME, "metrics.json", "provenance.json")
+    names = (CSV_NAME, "metrics.json", "provenance.json") + ((PLACED_NAME,) if args.warp else ())
     folder = OutputFolder(out, names, overwrite=args.overwrite).check()
     if args.qc:
         from spinereg.qc.report import check_qc_root
 
         check_qc_root(args.qc)
     rec, _ = start_run(args, "spine-metrics")
+    bodies = args.bodies
+    if args.warp:
+        with rec.stage("place bodies"):
+            bodies = _placed_bodies(args)
     with rec.stage("measures"):
-        rows = spine_metrics_rows(bodies=args.bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
+        rows = spine_metrics_rows(bodies=bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
                                   cord=args.cord, levels=args.levels, erode_mm=args.erode)
-    inputs = {k: getattr(args, k) for k in ("bodies", "t1", "csf", "ct", "discs", "cord") if getattr(args, k)}
+    inputs = {k: getattr(args, k) for k in ("bodies", "warp", "t1", "csf", "ct", "discs", "cord") if getattr(args, k)}
     qc_index = None
     with folder as tmp:
         write_spine_csv(rows, tmp / CSV_NAME)
+        if args.warp:
+            from spinereg.io.image import save_image
+
+            save_image(bodies, tmp / PLACED_NAME)
         write_json(tmp / "metrics.json", {"rows": rows})
         write_json(tmp / "provenance.json", {**rec.as_dict(inputs), "inputs": inputs,
                                              "parameters": {"levels": args.levels, "erode_mm": args.erode}})
@@ -63,3 +79,15 @@ def run(args) -> int:
     if qc_index:
         print(f"QC report: {qc_index}")
     return 0
+
+
+def _placed_bodies(args):
+    """The template's bodies placed by ``--warp`` on the grid of the measured image."""
+    from spinereg.io.image import load_image
+    from spinereg.metrics.spine_registration import bodies_from_warp
+    from spinereg.transforms.itk import read_displacement
+
+    warp = read_displacement(args.warp)
+    ref = args.t1 or args.ct
+    grid = load_image(ref, ndim=3).grid if ref else warp.grid
+    return bodies_from_warp(warp, grid, template=args.template)

@@ -181,6 +181,56 @@ def template_vertebrae(tpl) -> Image:
     return out
 
 
+def vertebral_bodies(vertebrae: np.ndarray, cord: np.ndarray, grid: Grid, offset_mm: float = 8.0) -> np.ndarray:
+    """The body of each vertebra: its voxels more than ``offset_mm`` anterior (world +y) to the
+    cord centre of their axial slice (the grid's voxel axis closest to S-I), largest 6-connected
+    part (drops lateral masses and processes that reach forward)."""
+    lab = np.asarray(vertebrae)
+    si = int(np.argmax(np.abs(grid.affine[2, :3]) / grid.zooms))
+    cidx = np.argwhere(np.asarray(cord) > 0.5)
+    if cidx.size == 0:
+        raise InputError("cord mask is empty", None, "give the template's cord mask on the same grid")
+    ys = grid.voxel_to_world(cidx)[:, 1]
+    k = cidx[:, si]
+    sums = np.bincount(k, ys, minlength=grid.shape[si])
+    cnt = np.bincount(k, minlength=grid.shape[si])
+    have = cnt > 0
+    cy = np.interp(np.arange(grid.shape[si]), np.flatnonzero(have), sums[have] / cnt[have])
+    idx = np.argwhere(lab > 0)
+    ant = grid.voxel_to_world(idx)[:, 1] - cy[idx[:, si]]
+    body = np.zeros(lab.shape, bool)
+    body[tuple(idx[ant > offset_mm].T)] = True
+    out = np.zeros(lab.shape, np.int16)
+    sel = np.where(body, lab, 0)
+    for v, sl in enumerate(ndimage.find_objects(sel), start=1):
+        if sl is None:
+            continue
+        part, n = ndimage.label(sel[sl] == v)
+        if n:
+            big = np.argmax(np.bincount(part.ravel())[1:]) + 1
+            out[sl][part == big] = v
+    return out
+
+
+def spine_tissues(tpl, region: Grid, vertebrae: np.ndarray, disc_gap_mm: float = 8.0) -> dict[str, np.ndarray]:
+    """Tissue masks of a template region (for synthetic spine contrasts): ``cord``, ``csf``,
+    ``bone`` (the vertebrae), ``cortex`` (bone within 1 mm of its surface), ``disc`` (gaps of at
+    most ``disc_gap_mm`` along S-I between vertebral bodies) and ``bodies`` (labels)."""
+    from spinereg.io.resample import slice_like
+
+    cord = slice_like(load_image(tpl.path("cord"), ndim=3, check_finite=False), region) > 0.5
+    csf = slice_like(load_image(tpl.path("csf"), ndim=3, check_finite=False), region) > 0.5
+    bone = np.asarray(vertebrae) > 0
+    inner = ndimage.distance_transform_edt(bone, sampling=region.zooms)
+    bodies = vertebral_bodies(vertebrae, cord, region, offset_mm=5.0)
+    si = int(np.argmax(np.abs(region.affine[2, :3]) / region.zooms))
+    length = int(round(disc_gap_mm / region.zooms[si])) | 1
+    st = np.ones([length if a == si else 1 for a in range(3)], bool)
+    disc = ndimage.binary_closing(bodies > 0, structure=st) & ~bone
+    return {"cord": cord, "csf": csf & ~cord, "bone": bone, "cortex": bone & (inner <= 1.0), "disc": disc,
+            "bodies": bodies}
+
+
 def vertebrae_on_grid(labels: Image, grid: Grid, transforms=None) -> np.ndarray:
     """Vertebra labels resampled (nearest neighbour) onto ``grid`` through pull ``transforms``."""
     from spinereg.transforms.apply import apply_transforms

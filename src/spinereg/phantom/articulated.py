@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import Image
 from spinereg.io.resample import VolumeSampler, slice_like
 from spinereg.transforms.displacement import DisplacementField
 
@@ -170,24 +170,6 @@ def shepard_displacement(labels: np.ndarray, grid: Grid, motions: dict[int, np.n
     return out.astype(np.float32)
 
 
-def _tissues(tpl, region: Grid, vert: np.ndarray) -> dict[str, np.ndarray]:
-    cord = slice_like(load_image(tpl.path("cord"), ndim=3, check_finite=False), region) > 0.5
-    csf = slice_like(load_image(tpl.path("csf"), ndim=3, check_finite=False), region) > 0.5
-    bone = vert > 0
-    inner = ndimage.distance_transform_edt(bone, sampling=region.zooms)
-    cortex = bone & (inner <= 1.0)
-    # discs: gaps of <= 8 mm along S-I between vertebral bodies (bone > 5 mm anterior to the cord)
-    cy = region.voxel_to_world(np.argwhere(cord)).mean(0)[1] if cord.any() else region.center_world()[1]
-    ys = region.voxel_to_world(np.stack([np.zeros(region.shape[1]), np.arange(region.shape[1]),
-                                         np.zeros(region.shape[1])], -1))[:, 1]
-    body = bone & (ys > cy + 5.0)[None, :, None]
-    si = int(np.argmax(np.abs(region.affine[2, :3])))
-    length = int(round(8.0 / region.zooms[si])) | 1
-    st = np.ones([length if a == si else 1 for a in range(3)], bool)
-    disc = ndimage.binary_closing(body, structure=st) & ~bone
-    return {"cord": cord, "csf": csf & ~cord, "bone": bone, "cortex": cortex, "disc": disc}
-
-
 def _content(tissues: dict[str, np.ndarray], contrast: str, rng: np.random.Generator, zooms) -> np.ndarray:
     tab = CONTRASTS[contrast]
     out = np.full(tissues["cord"].shape, tab["background"], np.float32)
@@ -241,7 +223,7 @@ def make_articulated_phantom(levels: tuple[int, int] = (2, 7), *, voxel_mm: floa
     (PAM50: 0.5 mm). ``noise``: Gaussian noise SD relative to the contrast's range (subject only).
     Motions whose field would fold (Jacobian determinant below ``min_det``: vertebrae colliding)
     are redrawn (``params["draws"]`` counts the draws). Deterministic for a given ``seed``."""
-    from spinereg.cord.vertebra_masks import template_vertebrae
+    from spinereg.cord.vertebra_masks import spine_tissues, template_vertebrae
     from spinereg.io.template import load_template
     from spinereg.metrics.jacobian import determinant_map
 
@@ -296,7 +278,7 @@ def make_articulated_phantom(levels: tuple[int, int] = (2, 7), *, voxel_mm: floa
             raise ValueError(f"no motion draw without folding in {max_draws} tries; lower the angles or translations")
     pull, residual = invert_push(push, grid)
 
-    tissues = _tissues(tpl, region, vert_r)
+    tissues = spine_tissues(tpl, region, vert_r)
     content = _content(tissues, contrast, rng, region.zooms)
     content = ndimage.gaussian_filter(content, 0.42 * stride)  # PSF of the working voxel
     sampler = VolumeSampler(content, "linear")

@@ -87,7 +87,8 @@ def _region(labels: np.ndarray, v: int, grid: Grid, shell_mm: float) -> tuple[np
 class _Level:
     """Smoothed fixed/moving arrays and the moving image's world gradient at one resolution."""
 
-    def __init__(self, fixed: np.ndarray, moving: np.ndarray, grid: Grid, sigma_mm: float):
+    def __init__(self, fixed: np.ndarray, moving: np.ndarray, grid: Grid, sigma_mm: float,
+                 valid: np.ndarray | None = None):
         sig = sigma_mm / grid.zooms
         self.f = ndimage.gaussian_filter(fixed, sig) if sigma_mm > 0 else fixed
         self.m = ndimage.gaussian_filter(moving, sig) if sigma_mm > 0 else moving
@@ -96,47 +97,87 @@ class _Level:
         # cubic B-spline values: linear interpolation blurs edges unevenly with the sub-voxel
         # position, which biases the fit (towards shrinking, for a stretch); gradients only steer
         self.coef = ndimage.spline_filter(self.m.astype(np.float64), order=3, mode="nearest")
+        self.valid = None if valid is None else np.asarray(valid, np.float32)
         self.grid = grid
 
     def sample(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         c = self.grid.world_to_voxel(y).T
         val = ndimage.map_coordinates(self.coef, c, order=3, mode="nearest", prefilter=False)
         grad = np.stack([ndimage.map_coordinates(self.g[..., k], c, order=1, mode="nearest") for k in range(3)], -1)
-        return val, grad
+        hi = np.array(self.grid.shape)[:, None] - 0.5
+        ok = np.all((c >= -0.5) & (c <= hi), axis=0)
+        if self.valid is not None:
+            ok &= ndimage.map_coordinates(self.valid, c, order=1, mode="constant", cval=0.0) > 0.99
+        return val, grad, ok.astype(float)
+
+
+#: prior SDs of the parameters (tx ty tz mm | rotation vector rad | log-scales)
+PRIOR_SD = np.array([5.0, 5.0, 5.0, *np.radians([10.0, 10.0, 10.0]), 0.1, 0.1, 0.1])
 
 
 def _evaluate(lev: _Level, q: np.ndarray, centre: np.ndarray, rel: np.ndarray, fv: np.ndarray, w: np.ndarray,
-              cc: bool) -> tuple:
-    """Cost and residuals at parameters ``q`` (tx ty tz | rotvec | log-scales)."""
+              cc: bool, prior: float, var: float, min_valid: float) -> tuple:
+    """Cost and residuals at parameters ``q`` (tx ty tz | rotvec | log-scales): weighted mean
+    squared residual over the samples that land inside the moving image's coverage, plus the
+    prior ``prior * var * sum (q / PRIOR_SD)^2``; infinite when less than ``min_valid`` of the
+    weight lands inside."""
     lin = _rotation(q[3:6]) @ np.diag(np.exp(q[6:9]))
     y = centre + rel @ lin.T + q[:3]
-    mv, gr = lev.sample(y)
+    mv, gr, ok = lev.sample(y)
+    we = w * ok
+    if we.sum() <= 0 or we.sum() < min_valid:
+        return np.inf, None, 0.0, None, y, lin, we
     gain, off = 1.0, 0.0
     if cc:  # intensities matched linearly (either sign) within the region
         a = np.stack([mv, np.ones_like(mv)], -1)
-        (gain, off), *_ = np.linalg.lstsq(a * np.sqrt(w)[:, None], fv * np.sqrt(w), rcond=None)
+        (gain, off), *_ = np.linalg.lstsq(a * np.sqrt(we)[:, None], fv * np.sqrt(we), rcond=None)
     r = gain * mv + off - fv
-    return float((w * r * r).sum() / w.sum()), r, gain, gr, y, lin
+    cost = float((we * r * r).sum() / we.sum()) + prior * var * float(((q / PRIOR_SD) ** 2).sum())
+    return cost, r, gain, gr, y, lin, we
+
+
+def _search_si(lev: _Level, ijk: np.ndarray, w: np.ndarray, centre: np.ndarray, cc: bool) -> np.ndarray:
+    """Exhaustive search of an S-I shift (+-4 mm) and S-I scale (0.8-1.5) along the grid's world
+    z: a start for bodies whose size differs from the template's (a local fit would lock onto the
+    neighbouring disc)."""
+    rel = lev.grid.voxel_to_world(ijk) - centre
+    fv = lev.f[tuple(ijk.T)].astype(float)
+    best, start = np.inf, np.zeros(9)
+    for tz in np.arange(-4.0, 4.01, 0.5):
+        for sz in np.log(np.arange(0.8, 1.501, 0.025)):
+            q = np.zeros(9)
+            q[2], q[8] = tz, sz
+            cost = _evaluate(lev, q, centre, rel, fv, w, cc, 0.0, 1.0, 0.8 * float(w.sum()))[0]
+            if cost < best:
+                best, start = cost, q
+    return start
 
 
 def _fit_one(levels: list[_Level], ijk: np.ndarray, w: np.ndarray, centre: np.ndarray, free: np.ndarray,
-             cc: bool, iterations: int) -> tuple[np.ndarray, dict]:
+             cc: bool, iterations: int, prior: float = 0.0, start: np.ndarray | None = None
+             ) -> tuple[np.ndarray, dict]:
     """Levenberg-Marquardt over the pyramid; returns the parameters and the costs."""
     rel = levels[0].grid.voxel_to_world(ijk) - centre
-    p = np.zeros(9)
+    p = np.zeros(9) if start is None else start.copy()
     info: dict = {"cost0": None, "cost": None}
+    inv_var = 1.0 / PRIOR_SD[free] ** 2
     for lev in levels:
         fv = lev.f[tuple(ijk.T)].astype(float)
+        var = float(np.var(fv)) or 1.0
         lam = 1e-3
-        cost, r, gain, gr, y, lin = _evaluate(lev, p, centre, rel, fv, w, cc)
+        cost, r, gain, gr, y, lin, we = _evaluate(lev, p, centre, rel, fv, w, cc, prior, var, 0.0)
+        if not np.isfinite(cost):
+            break
+        min_valid = 0.9 * float(we.sum())
         if info["cost0"] is None:
             info["cost0"] = cost
         for _ in range(iterations):
             # d y / d params: translation I; rotation (y - c - t) x .; scale_k lin[:, k] rel_k
             arm = y - centre - p[:3]
             jac = gain * np.concatenate([gr, np.cross(arm, gr), (gr @ lin) * rel], axis=1)[:, free]
-            h = (jac * w[:, None]).T @ jac
-            b = (jac * w[:, None]).T @ r
+            sw = float(we.sum())
+            h = (jac * we[:, None]).T @ jac / sw + prior * var * np.diag(inv_var)
+            b = (jac * we[:, None]).T @ r / sw + prior * var * p[free] * inv_var
             improved, delta = False, np.zeros(int(free.sum()))
             for _ in range(6):
                 try:
@@ -147,9 +188,9 @@ def _fit_one(levels: list[_Level], ijk: np.ndarray, w: np.ndarray, centre: np.nd
                 full[free] = delta
                 q = p + np.concatenate([full[:3], np.zeros(3), full[6:9]])
                 q[3:6] = _rotvec(_rotation(full[3:6]) @ _rotation(p[3:6]))
-                new = _evaluate(lev, q, centre, rel, fv, w, cc)
+                new = _evaluate(lev, q, centre, rel, fv, w, cc, prior, var, min_valid)
                 if new[0] < cost:
-                    p, (cost, r, gain, gr, y, lin) = q, new
+                    p, (cost, r, gain, gr, y, lin, we) = q, new
                     lam = max(lam / 3, 1e-6)
                     improved = True
                     break
@@ -157,6 +198,12 @@ def _fit_one(levels: list[_Level], ijk: np.ndarray, w: np.ndarray, centre: np.nd
             if not improved or np.abs(delta).max() < 1e-5:
                 break
     info["cost"] = cost
+    if len(levels) > 1:  # the finest level's cost at the identity, to check the fit against
+        fv = levels[-1].f[tuple(ijk.T)].astype(float)
+        var = float(np.var(fv)) or 1.0
+        info["cost_identity"] = _evaluate(levels[-1], np.zeros(9), centre, rel, fv, w, cc, prior, var, 0.0)[0]
+    else:
+        info["cost_identity"] = info["cost0"]
     return p, info
 
 
@@ -171,10 +218,21 @@ def _rotvec(r: np.ndarray) -> np.ndarray:
 
 def estimate_motions(fixed: np.ndarray, moving: np.ndarray, grid: Grid, labels: np.ndarray, *,
                      metric: str = "MeanSquares", iterations: int = 30, smooth_mm: float = 0.0,
-                     shell_mm: float = 0.0, dof: str = "Tx_Ty_Tz_Rx_Ry_Rz", min_voxels: int = 50
-                     ) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
+                     shell_mm: float = 0.0, dof: str = "Tx_Ty_Tz_Rx_Ry_Rz", min_voxels: int = 50,
+                     moving_valid: np.ndarray | None = None, prior: float = 1e-3,
+                     pyramid: tuple[float, ...] = (2.0, 1.0, 0.0), min_gain: float = 0.0,
+                     search_si: bool = False) -> tuple[dict[int, np.ndarray], dict[int, dict]]:
     """Per-vertebra pull matrices (4x4, world mm) taking fixed points to moving points.
 
+    ``moving_valid``: where the moving image has data (> 0.99; e.g. its field of view pulled onto
+    the grid): samples elsewhere are left out, and a step that would leave out more than a tenth
+    of the region is refused. ``prior``: weight of a Gaussian prior on the parameters (SD 5 mm,
+    10 degrees, 10 % scale) relative to the fixed intensities' variance; it only keeps ill-posed
+    fits (a vertebra half outside the image) from running away. ``pyramid``: Gaussian smoothing
+    of the resolution levels, in voxels. A vertebra whose fit lowers the finest level's cost
+    (prior included) by less than ``min_gain`` (a fraction) keeps the identity. ``search_si``:
+    start each fit from the best S-I shift and scale of an exhaustive search (for vertebral bodies
+    of another size than the template's; needs ``Tz`` and ``Sz`` in ``dof``).
     Vertebrae with fewer than ``min_voxels`` voxels get their nearest fitted neighbour's motion.
     Returns the matrices and a report per vertebra (voxels, costs before/after, params)."""
     free = _dof_mask(dof)
@@ -183,7 +241,7 @@ def estimate_motions(fixed: np.ndarray, moving: np.ndarray, grid: Grid, labels: 
     vox = float(np.min(grid.zooms))
     f = np.asarray(fixed, np.float32)
     m = np.asarray(moving, np.float32)
-    levels = [_Level(f, m, grid, float(np.hypot(s * vox, smooth_mm))) for s in (2.0, 1.0, 0.0)]
+    levels = [_Level(f, m, grid, float(np.hypot(s * vox, smooth_mm)), moving_valid) for s in pyramid]
     values = [int(v) for v in np.unique(labels) if v > 0]
     cc = metric in ("CC", "MI")
     out: dict[int, np.ndarray] = {}
@@ -194,10 +252,15 @@ def estimate_motions(fixed: np.ndarray, moving: np.ndarray, grid: Grid, labels: 
         if n_bone < min_voxels:
             continue
         centre = grid.voxel_to_world(np.argwhere(labels == v)).mean(0)
-        p, info = _fit_one(levels, ijk, w, centre, free, cc, iterations)
+        start = _search_si(levels[0], ijk, w, centre, cc) if search_si else None
+        p, info = _fit_one(levels, ijk, w, centre, free, cc, iterations, prior, start)
+        gain = 1.0 - info["cost"] / info["cost_identity"] if info["cost_identity"] > 0 else 0.0
+        used = bool(np.isfinite(info["cost"]) and gain >= min_gain)
+        if not used:  # no better than where the earlier steps put it: keep that
+            p = np.zeros(9)
         out[v] = similarity_matrix(centre, p[3:6], p[:3], p[6:9])
-        report[v] = {"voxels": n_bone, "region_voxels": len(ijk), "cost_before": info["cost0"],
-                     "cost_after": info["cost"], "translation_mm": p[:3].round(4).tolist(),
+        report[v] = {"voxels": n_bone, "region_voxels": len(ijk), "cost_identity": info["cost_identity"],
+                     "cost_after": info["cost"], "used": used, "translation_mm": p[:3].round(4).tolist(),
                      "rotation_deg": np.degrees(p[3:6]).round(4).tolist(), "log_scale": p[6:9].round(5).tolist()}
     if not out:
         raise InputError("no vertebra large enough for the polyrigid step", None,
@@ -280,8 +343,10 @@ def fuse(motions: dict[int, np.ndarray], labels: np.ndarray, grid: Grid, sigma_m
 # -- the step -----------------------------------------------------------------------------------
 def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step,
               fixed_mask: np.ndarray | None = None, *, vertebrae: np.ndarray | None = None,
-              **_: object) -> PolyRigidField:
-    """The ``algo=polyrigid`` step: ``vertebrae`` are per-vertebra labels on ``fixed_grid``.
+              spine: np.ndarray | None = None, **_: object) -> PolyRigidField:
+    """The ``algo=polyrigid`` step: ``vertebrae`` are per-vertebra labels on ``fixed_grid``;
+    ``spine`` (optional) replaces the fixed image of image steps (a template's spine contrast,
+    :mod:`spinereg.register.spine_contrast`).
 
     Step keys used: ``metric``, ``iter`` (Levenberg-Marquardt iterations per resolution, x3),
     ``smooth`` (mm, added to the pyramid's smoothing), ``dof`` (rigid by default; add Sx_Sy_Sz for
@@ -290,8 +355,16 @@ def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gr
         raise InputError("algo=polyrigid needs per-vertebra masks", None,
                          "register to a template with a spine mask (PAM50) or give a vertebra segmentation")
     lab = np.asarray(vertebrae).astype(np.int32)
+    if spine is not None and getattr(step, "type", "im") in ("im", "imseg"):
+        fixed = spine
     dof = getattr(step, "dof", "Tx_Ty_Tz_Rx_Ry_Rz")
+    # against a synthesised template (another subject's anatomy, a tissue model) the fits are kept
+    # near the earlier steps' placement and dropped when they gain little
+    synthetic = spine is not None
+    valid = np.isfinite(moving) & (np.abs(np.asarray(moving)) > 0) if synthetic else None
     motions, report = estimate_motions(fixed, moving, fixed_grid, lab, metric=getattr(step, "metric", "MeanSquares"),
+                                       moving_valid=valid, prior=0.02 if synthetic else 1e-3,
+                                       min_gain=0.02 if synthetic else 0.0,
                                        iterations=max(5, 3 * int(getattr(step, "iter", 10))),
                                        smooth_mm=float(getattr(step, "smooth", 0.0) or 0.0), dof=dof)
     field = fuse(motions, lab, fixed_grid)
@@ -301,4 +374,4 @@ def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gr
     return field
 
 
-polyrigid.needs = ("vertebrae",)  # inputs the engine passes (see engine.run_steps)
+polyrigid.needs = ("vertebrae", "spine")  # inputs the engine passes (see engine.run_steps)

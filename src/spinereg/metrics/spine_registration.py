@@ -1,0 +1,79 @@
+"""Vertebral bodies placed on a subject by a template registration, for the spine measures
+(:mod:`spinereg.metrics.spine`: heights and ratios, endplate tilts and segmental angles, VBQ,
+trabecular HU) on real images without a vertebra segmentation.
+
+The template's spine mask is split by level (:func:`~spinereg.cord.vertebra_masks.
+template_vertebrae`) and each vertebra reduced to its body (its part more than 5 mm anterior to
+the cord, :func:`~spinereg.cord.vertebra_masks.vertebral_bodies`). A registration's
+``warp_template2anat`` (subject grid: subject point -> template point, SCT's file) then labels
+every subject voxel with the body it falls in (nearest neighbour at the template's 0.5 mm, on the
+subject's grid refined by ``supersample``).
+
+What this measures: the template's bodies where the registration puts them. A registration
+driven by the cord and two to a few landmarks places the levels (S-I position, tilt) but keeps the
+template's body shapes and sizes, scaled with the spine between the landmarks: heights and ratios
+are the template's, not the subject's, unless a per-vertebra step (``algo=polyrigid`` with
+``dof=..._Sx_Sy_Sz``) adapts them. VBQ and trabecular HU only need the bodies' positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import numpy as np
+
+from spinereg.io.grid import Grid
+from spinereg.io.image import Image
+from spinereg.transforms.base import Transform
+
+
+def template_bodies(tpl) -> Image:
+    """The template's vertebral bodies labelled by level (cached on disk by file identity)."""
+    from spinereg.cord.vertebra_masks import template_vertebrae, vertebral_bodies
+    from spinereg.io.image import load_image, save_image
+    from spinereg.io.registry import cache_dir
+
+    vert = template_vertebrae(tpl)
+    paths = [tpl.path("spine"), tpl.path("levels"), tpl.path("cord")]
+    ident = "|".join(f"{p.resolve()}|{p.stat().st_size}|{p.stat().st_mtime_ns}" for p in paths)
+    key = hashlib.sha256(f"{ident}|bodies-v1".encode()).hexdigest()[:24]
+    cache = cache_dir() / "vertebrae" / f"{key}.nii.gz"
+    try:
+        cached = load_image(cache, ndim=3)
+        if cached.grid.same_as(vert.grid):
+            return Image(np.asarray(cached.data).astype(np.int16), vert.affine, vert.header)
+    except (OSError, ValueError, Exception):  # noqa: BLE001 - any unreadable cache is recomputed
+        pass
+    cord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
+    out = Image(vertebral_bodies(np.asarray(vert.data), np.asarray(cord.data), vert.grid, offset_mm=5.0),
+                vert.affine, vert.header)
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{key}.{os.getpid()}.nii.gz")
+        save_image(Image(out.data.astype(np.uint8), out.affine, out.header), tmp, overwrite=True)
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return out
+
+
+def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
+                     levels=None) -> Image:
+    """Body labels on ``grid`` (the subject's; refined ``supersample`` times per axis) through the
+    pull transform ``template2anat`` (subject point -> template point)."""
+    from spinereg.io.resample import VolumeSampler
+    from spinereg.io.template import load_template
+
+    bodies = template_bodies(load_template(template))
+    lab = np.asarray(bodies.data)
+    if levels is not None:
+        lab = np.where(np.isin(lab, list(levels)), lab, 0).astype(np.int16)
+    g = grid if supersample <= 1 else grid.with_voxel_size(grid.zooms / supersample)
+    sampler = VolumeSampler(lab, "nn")
+    out = np.zeros(g.shape, np.int16)
+    for k0, k1 in g.chunks():
+        x = template2anat.map(g.world_coords(k0, k1))
+        vals = sampler.at_voxels(bodies.grid.world_to_voxel(x))
+        out[:, :, k0:k1] = vals.reshape(g.shape[0], g.shape[1], k1 - k0)
+    return Image(out, g.affine)

@@ -1,0 +1,93 @@
+"""Spine measures on a real image (sct_testing_data/t2) with vertebral bodies placed by the
+registration to PAM50 (no vertebra segmentation needed).
+
+What is asserted is where the registration puts the bodies: the levels the image shows (C3-C5;
+C2 and C6 are cut by the field of view), each body's centre at the S-I level of its body label
+(labels.nii.gz marks mid-C3 and mid-C5 on the cord; measured 0.1-0.3 and 1.2-1.4 mm), in front of the
+cord and never overlapping it. Heights and angles of placed template bodies are the template's
+shapes at the subject's positions: they are not compared with the subject's anatomy here (see
+the README, "Anatomical constraints").
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def t2_registered(sct_data, tmp_path_factory):
+    from spinereg.register.template import register_to_template
+    from spinereg.transforms.itk import write_displacement
+
+    d = sct_data / "t2"
+    reg = register_to_template(d / "t2.nii.gz", d / "t2_seg-manual.nii.gz", labels=d / "labels.nii.gz",
+                               template="PAM50")
+    warp = reg.warp_template2anat()
+    path = write_displacement(warp, tmp_path_factory.mktemp("reg") / "warp_template2anat.nii.gz")
+    return reg, warp, path
+
+
+def test_bodies_placed_at_the_labelled_levels(t2_registered, sct_data):
+    from spinereg.cord.centerline import centerline_from_seg
+    from spinereg.cord.landmarks import read_point_labels
+    from spinereg.io.image import load_image
+    from spinereg.metrics.spine_registration import bodies_from_warp
+
+    reg, warp, _ = t2_registered
+    d = sct_data / "t2"
+    bodies = bodies_from_warp(warp, reg.image.grid)
+    lab = np.asarray(bodies.data)
+    counts = {int(v): int((lab == v).sum()) for v in np.unique(lab[lab > 0])}
+    assert all(counts.get(v, 0) > 1500 for v in (3, 4, 5)), counts  # whole bodies, 1 mm voxels
+    seg = load_image(d / "t2_seg-manual.nii.gz")
+    assert not ((lab > 0) & (np.asarray(seg.data) > 0.5)).any()
+    cl = centerline_from_seg(seg)
+    labels = read_point_labels(load_image(d / "labels.nii.gz"), "body")
+    s_label, _ = cl.project(labels.points)
+    for v, s_v in zip(labels.values, s_label, strict=True):
+        centre = bodies.grid.voxel_to_world(np.argwhere(lab == v)).mean(0)
+        s_c, dist = cl.project(centre[None])
+        assert abs(s_c[0] - s_v) < 2.0, (v, s_c[0], s_v)  # measured 0.1-0.3 (C3), 1.2-1.4 (C5) mm
+        assert 8.0 < dist[0] < 20.0  # the body lies in front of the cord
+
+
+def test_spine_metrics_cli_with_the_registration(t2_registered, sct_data, tmp_path):
+    from spinereg.cli.main import main
+    from spinereg.io.image import load_image
+
+    _, _, warp_path = t2_registered
+    d = sct_data / "t2"
+    out = tmp_path / "spine"
+    assert main(["spine-metrics", "--warp", str(warp_path), "--cord", str(d / "t2_seg-manual.nii.gz"),
+                 "-o", str(out)]) == 0
+    placed = load_image(out / "bodies_placed.nii.gz")
+    assert {3, 4, 5} <= set(np.unique(np.asarray(placed.data)).tolist())
+    rows = list(csv.DictReader((out / "spine_metrics.csv").open()))
+    names = {(r["measure"], r["name"]) for r in rows}
+    assert {("height_middle", "C3"), ("height_middle", "C4"), ("height_middle", "C5")} <= names
+    assert any(r["measure"] == "segmental_angle" for r in rows)
+    assert main(["spine-metrics", "--warp", str(warp_path), "-b", str(out / "bodies_placed.nii.gz"),
+                 "-o", str(tmp_path / "bad")]) == 2
+
+
+def test_template_spine_preset_keeps_the_cord_fit(sct_data):
+    """The rigid-vertebrae preset (polyrigid + demons with rigidity=1) on t2: cord Dice in subject
+    space as the default preset's (measured 0.977 both)."""
+    from spinereg.io.image import load_image
+    from spinereg.io.template import load_template
+    from spinereg.register.template import register_to_template
+    from spinereg.transforms.apply import apply_transforms
+
+    d = sct_data / "t2"
+    reg = register_to_template(d / "t2.nii.gz", d / "t2_seg-manual.nii.gz", labels=d / "labels.nii.gz",
+                               template="PAM50", param="template_spine")
+    assert [r["step"].split(",algo=")[1].split(",")[0] for r in reg.records] == ["centermassrot", "polyrigid", "demons"]
+    seg = load_image(d / "t2_seg-manual.nii.gz")
+    s = np.asarray(seg.data) > 0.5
+    cord = apply_transforms(load_image(load_template("PAM50").path("cord")), seg.grid, reg.template2anat).data > 0.5
+    assert 2 * (cord & s).sum() / (cord.sum() + s.sum()) >= 0.97
