@@ -18,6 +18,7 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Transform
+from spinereg.transforms.displacement import VelocityField
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +29,11 @@ def _ants_algo(fixed, moving, fixed_grid, moving_grid, step, fixed_mask=None):
     return ants_step(fixed, moving, fixed_grid, step, fixed_mask)
 
 
-def _is_slicewise(name: str) -> bool:
+def _takes_segs(name: str) -> bool:
+    """Algorithms that use the segmentations next to the images in ``type=imseg`` steps."""
     from spinereg.register import slicewise
 
-    return name in slicewise.ALGORITHMS
+    return name in slicewise.ALGORITHMS or name == "demons"
 
 
 def algorithm(name: str) -> Callable:
@@ -58,9 +60,13 @@ class StepRecord:
     step: str
     seconds: float
     kind: str
+    report: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"step": self.step, "seconds": round(self.seconds, 3), "transform": self.kind}
+        d = {"step": self.step, "seconds": round(self.seconds, 3), "transform": self.kind}
+        if self.report:
+            d["report"] = self.report
+        return d
 
 
 @dataclass
@@ -87,6 +93,7 @@ def run_steps(
     """
     found: list[Transform] = []
     records: list[StepRecord] = []
+    roi = region_of_interest(grid, [fixed.get("seg"), fixed_mask])
     work = [s for s in steps if s.type not in ("label", "rootlet") or s.algo == "tps"]
     for n, step in enumerate(work):
         t0 = time.perf_counter()
@@ -100,7 +107,7 @@ def run_steps(
         if "chain" in getattr(fn, "needs", ()):
             extra["chain"] = chain
         both = all(k in fixed and k in moving_src for k in ("im", "seg"))
-        if step.type == "imseg" and both and _is_slicewise(step.algo):
+        if step.type == "imseg" and both and _takes_segs(step.algo):
             t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
                    fixed_seg=fixed["seg"], moving_seg=pulled("seg"), **extra)
         else:
@@ -113,19 +120,47 @@ def run_steps(
             from spinereg.register.rigidity import constrain
 
             t = constrain(t, step, fixed.get("vertebrae"), chain)
+        t = diffeomorphic(t, grid, roi)
         found.append(t)
-        records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__))
+        records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__,
+                                  dict(getattr(t, "report", None) or {})))
         log.info("step %s done in %.2f s", step, records[-1].seconds)
         if progress:
             progress(n + 1, len(work))
     return EngineResult(found, records)
 
 
-def invert_step(t: Transform) -> Transform:
-    """Inverse of a step transform: exact for per-slice rigid fields and affines, numerical else."""
-    from spinereg.register.slicewise import field_from_params, invert_params
+def region_of_interest(grid: Grid, masks, margin_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray] | None:
+    """Voxel box (lo, hi) of the union of ``masks`` (> 0.5) grown by ``margin_mm``; None if empty."""
+    union = None
+    for m in masks:
+        if m is not None:
+            b = np.asarray(m) > 0.5
+            union = b if union is None else union | b
+    if union is None or not union.any():
+        return None
+    idx = np.argwhere(union)
+    pad = np.ceil(margin_mm / grid.zooms).astype(int)
+    return np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad, np.array(grid.shape) - 1)
+
+
+def diffeomorphic(t: Transform, grid: Grid, roi=None) -> Transform:
+    """A step's transform in a form that composes without folding: per-slice rigid fields become
+    the exponential of their logarithm (:func:`~spinereg.register.slicewise.rigid_velocity`),
+    exactly rigid over ``roi`` and tapered into the identity at the edge of the grid (the identity
+    beyond the grid then continues them without a jump); velocity fields and affines are kept."""
+    from spinereg.register.slicewise import rigid_velocity
 
     params = getattr(t, "slice_params", None)
-    if params is not None and hasattr(t, "grid"):
-        return field_from_params(t.grid, invert_params(params))
+    if params is not None and hasattr(t, "grid") and not isinstance(t, VelocityField):
+        out = rigid_velocity(t.grid, params, keep=roi)
+        out.slice_params = params  # type: ignore[attr-defined]
+        out.report = getattr(t, "report", None)  # type: ignore[attr-defined]
+        return out
+    return t
+
+
+def invert_step(t: Transform) -> Transform:
+    """Inverse of a step transform: exact for velocity fields (``exp(-v)``) and affines,
+    numerical for other fields."""
     return t.inverse()

@@ -45,7 +45,7 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.register.steps import Step
 from spinereg.transforms.affine import AffineTransform
-from spinereg.transforms.displacement import DisplacementField
+from spinereg.transforms.displacement import DisplacementField, VelocityField, taper_window
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ __all__ = [
     "register_algorithm",
     "regularise_poly",
     "regularise_spline",
+    "rigid_velocity",
     "slicereg",
 ]
 
@@ -68,6 +69,10 @@ AlgorithmFn = Callable[..., DisplacementField | AffineTransform]
 
 #: Minimum segmentation area (voxels) for a slice to count as present.
 MIN_AREA_VOX = 1.0
+#: Minimum cross-section (mm2) of both segmentations for an orientation (rotation) estimate.
+MIN_ROT_AREA_MM2 = 8.0
+#: Largest PCA rotation trusted (radians): beyond it the principal axes may have swapped.
+MAX_PCA_ANGLE = np.pi / 4
 
 
 # -- per-slice parameters ---------------------------------------------------------------------
@@ -114,6 +119,46 @@ def field_from_params(grid: Grid, params: SliceParams) -> DisplacementField:
     disp_x = (ca * px - sa * py) - px + params.shift[:, 0][None, None, :] * dx
     disp_y = (sa * px + ca * py) - py + params.shift[:, 1][None, None, :] * dy
     return _field_from_inplane(grid, disp_x / dx, disp_y / dy)
+
+
+def rigid_velocity(grid: Grid, params: SliceParams, keep: tuple[np.ndarray, np.ndarray] | None = None,
+                   width_mm: float = 8.0) -> VelocityField:
+    """The per-slice rigid maps as one diffeomorphism on ``grid``: the SE(2) logarithm of every
+    slice's map (``v(p) = angle J p + u``, whose flow is the rigid map) as an in-plane velocity
+    field, tapered to zero at the in-plane edges of the grid outside the voxel box ``keep``
+    (where the maps stay exactly rigid), then exponentiated. Unlike :func:`field_from_params`
+    it continues without a jump into the identity beyond the grid, so chains through it do not
+    fold there, and its inverse is exact."""
+    nx, ny, nz = grid.shape
+    dx, dy = (float(v) for v in grid.zooms[:2])
+    th = np.asarray(params.angle, float)
+    cos, sin = np.cos(th), np.sin(th)
+    c = params.center * [dx, dy]
+    t = params.shift * [dx, dy]
+    rc = np.stack([cos * c[:, 0] - sin * c[:, 1], sin * c[:, 0] + cos * c[:, 1]], -1)
+    b = c - rc + t
+    small = np.abs(th) < 1e-8
+    safe = np.where(small, 1.0, th)
+    a_ = np.where(small, 1.0, sin / safe)  # V = [[a, -g], [g, a]]
+    g_ = np.where(small, 0.0, (1 - cos) / safe)
+    det = a_**2 + g_**2
+    u = np.stack([(a_ * b[:, 0] + g_ * b[:, 1]) / det, (-g_ * b[:, 0] + a_ * b[:, 1]) / det], -1)
+    px = (np.arange(nx, dtype=float) * dx)[:, None, None]
+    py = (np.arange(ny, dtype=float) * dy)[None, :, None]
+    vx = -th[None, None, :] * py + u[:, 0][None, None, :]
+    vy = th[None, None, :] * px + u[:, 1][None, None, :]
+    if keep is not None:
+        # the flow from a point of the box travels to its image: keep the whole path rigid
+        lo, hi = (np.asarray(k, int) for k in keep)
+        box = field_from_params(grid, params).data[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+        reach = np.abs(np.einsum("ij,...j->...i", np.linalg.inv(grid.affine[:3, :3]), box)).max(axis=(0, 1, 2))
+        pad = np.ceil(reach).astype(int) + 1
+        keep = (np.maximum(lo - pad, 0), np.minimum(hi + pad, np.array(grid.shape) - 1))
+    w = taper_window(grid.shape, grid.zooms, (0, 1), width_mm, keep)
+    v = np.zeros(tuple(grid.shape) + (3,), np.float32)
+    v[..., 0] = vx / dx * w
+    v[..., 1] = vy / dy * w
+    return VelocityField.from_voxel_velocity(grid, v)
 
 
 def _field_from_inplane(grid: Grid, di: np.ndarray, dj: np.ndarray) -> DisplacementField:
@@ -323,9 +368,16 @@ def centermassrot(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, movin
     valid = params.valid
     th = step.pca_eigenratio_th
     raw = np.full(len(valid), np.nan)
-    pca_ok = valid & (mf.ratio > th) & (mm.ratio > th)
+    vox_mm2 = float(np.prod(fixed_grid.zooms[:2]))
+    big = (mf.area * vox_mm2 >= MIN_ROT_AREA_MM2) & (mm.area * vox_mm2 >= MIN_ROT_AREA_MM2)
+    pca_ok = valid & big & (mf.ratio > th) & (mm.ratio > th)
     if step.rot_method in ("pca", "pcahog"):
-        raw[pca_ok] = _wrap(mm.angle - mf.angle, np.pi)[pca_ok]
+        pca = _wrap(mm.angle - mf.angle, np.pi)
+        # beyond 45 degrees the two principal axes may have swapped (an ellipse turned by
+        # 90 degrees is itself): no orientation information (e.g. the conus, where the section
+        # shrinks and rounds)
+        pca_ok &= np.abs(pca) <= MAX_PCA_ANGLE
+        raw[pca_ok] = pca[pca_ok]
     if step.rot_method in ("hog", "pcahog"):
         need = valid & (~pca_ok if step.rot_method == "pcahog" else True)
         fimg = np.asarray(fixed, float) if step.type == "imseg" else fseg

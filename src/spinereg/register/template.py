@@ -44,6 +44,10 @@ from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 
 DEFAULT_PRESET = "template_spinereg"
+#: smallest smoothing (mm) of the centerlines the cord mapping is built on: sub-centimetre
+#: wiggles of a centerline fit (segmentation noise, the tapering conus) bend the cord frames
+#: sharply, and points a few centimetres away would fold; no cord curves on that scale
+MAPPING_SMOOTH_MM = 6.0
 _TEMPLATE_LABEL_ROLE = {"body": "body", "disc": "disc", "rootlet": "rootlets_midpoint"}
 
 
@@ -135,15 +139,15 @@ def template_centerline(tcord: Image):
 
     path = tcord.path
     if path is None:
-        return centerline_from_seg(tcord)
+        return centerline_from_seg(tcord, min_smooth_mm=MAPPING_SMOOTH_MM)
     st = path.stat()
-    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v1".encode()).hexdigest()[:24]
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|v2|{MAPPING_SMOOTH_MM}".encode()).hexdigest()[:24]
     cache = cache_dir() / "centerlines" / f"{key}.json"
     try:
         return Centerline.from_dict(json.loads(cache.read_text()))
     except (OSError, ValueError, KeyError):
         pass
-    cl = centerline_from_seg(tcord)
+    cl = centerline_from_seg(tcord, min_smooth_mm=MAPPING_SMOOTH_MM)
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".{os.getpid()}.part")
@@ -229,7 +233,7 @@ def register_to_template(
     timings["load"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    cl_subj = centerline_from_seg(sg)
+    cl_subj = centerline_from_seg(sg, min_smooth_mm=MAPPING_SMOOTH_MM)
     cl_tpl = template_centerline(tcord)
     # landmarks are projected onto their centerline (rootlet midpoints and body labels may lie
     # off the cord centre); residuals are measured between projected points
@@ -258,13 +262,6 @@ def register_to_template(
     fwd_map = sampled(mapping, out_tpl)
     inv_map = sampled(mapping.inverse(), img.grid)
     timings["mapping_fields"] = time.perf_counter() - t0
-    from spinereg.register.spine_contrast import needs_spine, spine_inputs
-
-    if needs_spine(steps):  # per-vertebra steps: the whole spine the subject shows, not just the cord
-        if ref != "template":
-            raise InputError("per-vertebra steps (algo=polyrigid, rigidity=) run in template space", None,
-                             "use --ref template with them")
-        work_tpl = covered_region(tcord.grid, inv_map, img.grid)
     t0 = time.perf_counter()
     needs_image = any(st.type in ("im", "imseg") for st in steps)
     if ref == "template":
@@ -276,7 +273,6 @@ def register_to_template(
         tim = _template_intensity(tpl, contrast, tcord, work_tpl) if needs_image else None
         if tim is not None:
             fixed["im"] = apply_transforms(tim, grid, [], "linear").data
-        fixed.update(spine_inputs(steps, tpl, contrast, work_tpl, grid))
         initial: list[Transform] = [fwd_map]
     else:
         # slice-wise steps need axial slices along the last voxel axis: reorder the subject's axes

@@ -1,4 +1,11 @@
-"""Dense displacement fields (RAS+ mm, pull convention), their composition and inversion."""
+"""Dense displacement fields (RAS+ mm, pull convention), their composition and inversion.
+
+:class:`VelocityField` is a diffeomorphism by construction: the exponential of a stationary
+velocity field (scaling and squaring, every squaring step smaller than a quarter voxel), with
+the exact inverse ``exp(-v)``. Registration steps are returned in that form, tapered to zero at
+the edge of their grid (:func:`taper_window`) so that the identity beyond the grid continues
+them without a jump: chains through them do not fold where one step's grid ends.
+"""
 
 from __future__ import annotations
 
@@ -201,3 +208,93 @@ class DisplacementField(Transform):
 
     def __repr__(self) -> str:
         return f"DisplacementField({self.grid!r})"
+
+
+# -- diffeomorphisms by construction ------------------------------------------------------------
+def _voxel_base(shape: tuple[int, ...]) -> list[np.ndarray]:
+    return [a.astype(np.float32) for a in np.meshgrid(*[np.arange(n) for n in shape], indexing="ij", sparse=True)]
+
+
+def compose_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pull composition in voxel units on one grid: ``(id + a) o (id + b) - id = b + a(x + b)``."""
+    base = _voxel_base(a.shape[:3])
+    coords = [base[d] + b[..., d] for d in range(3)]
+    out = np.empty_like(b)
+    for d in range(3):
+        if np.any(a[..., d]):
+            out[..., d] = b[..., d] + ndimage.map_coordinates(a[..., d], coords, order=1, mode="nearest")
+        else:
+            out[..., d] = b[..., d]
+    return out
+
+
+def exp_velocity(v: np.ndarray, max_step: float = 0.25) -> tuple[np.ndarray, int]:
+    """Displacement of the flow of the stationary velocity ``v`` (voxel units, (X, Y, Z, 3)) at
+    time 1, by scaling and squaring: ``v / 2^n`` is smaller than ``max_step`` voxel everywhere
+    (so each small map is invertible), then squared ``n`` times. Returns (displacement, n)."""
+    v = np.asarray(v, np.float32)
+    vmax = float(np.sqrt((v**2).sum(-1)).max()) if v.size else 0.0
+    n = max(0, int(np.ceil(np.log2(max(vmax, 1e-12) / max_step)))) if vmax > max_step else 0
+    d = v / np.float32(2**n)
+    for _ in range(n):
+        d = compose_voxel(d, d)
+    return d, n
+
+
+def taper_window(shape: tuple[int, ...], zooms: np.ndarray, axes, width_mm: float = 8.0,
+                 keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Separable window, 1 inside and 0 on the outer voxels of the grid along ``axes`` (a cosine
+    ramp over ``width_mm``, at most a quarter of the extent). ``keep``: voxel box (lo, hi) that
+    stays at 1 where it can: the ramp is shortened to fit outside it, but not below
+    ``min(4 voxels, a quarter of the extent)`` (a steeper ramp is not representable on the grid)."""
+    w = np.ones(shape[:3], np.float32)
+    for ax in axes:
+        n = shape[ax]
+        if n < 3:
+            continue
+        idx = np.arange(n, dtype=float)
+        ramp = max(1.0, min(width_mm / float(zooms[ax]), 0.25 * (n - 1)))
+        floor = max(1.0, min(4.0, 0.25 * (n - 1)))
+        lo_r = hi_r = ramp
+        if keep is not None:
+            lo_r = max(floor, min(ramp, float(keep[0][ax])))
+            hi_r = max(floor, min(ramp, float(n - 1 - keep[1][ax])))
+        a = np.clip(idx / lo_r, 0.0, 1.0)
+        b = np.clip((n - 1 - idx) / hi_r, 0.0, 1.0)
+        prof = (0.5 - 0.5 * np.cos(np.pi * np.minimum(a, b))).astype(np.float32)
+        w *= prof.reshape([-1 if k == ax else 1 for k in range(3)])
+    return w
+
+
+class VelocityField(DisplacementField):
+    """``exp(v)`` of a stationary velocity field ``v`` (world mm, on ``grid``): a diffeomorphism
+    by construction whose inverse is exactly ``exp(-v)`` (no fixed-point inversion to fail where
+    the map compresses). ``velocity`` keeps ``v``; ``data`` is the displacement of ``exp(v)``."""
+
+    def __init__(self, grid: Grid, velocity: np.ndarray, displacement: np.ndarray | None = None):
+        vel = np.asarray(velocity, np.float32)
+        if vel.shape != tuple(grid.shape) + (3,):
+            raise ValueError(f"velocity shape {vel.shape} does not match grid {grid.shape} + (3,)")
+        self.velocity = vel
+        a = grid.affine[:3, :3]
+        if displacement is None:
+            v_vox = np.einsum("ij,...j->...i", np.linalg.inv(a).astype(np.float32), vel)
+            d_vox, self.squarings = exp_velocity(v_vox)
+            displacement = np.einsum("ij,...j->...i", a.astype(np.float32), d_vox)
+        super().__init__(grid, displacement)
+
+    @classmethod
+    def from_voxel_velocity(cls, grid: Grid, v_vox: np.ndarray) -> VelocityField:
+        """From a velocity in voxel units of ``grid``."""
+        a = grid.affine[:3, :3].astype(np.float32)
+        return cls(grid, np.einsum("ij,...j->...i", a, np.asarray(v_vox, np.float32)))
+
+    def inverse(self, grid: Grid | None = None, iterations: int = 50, tol_mm: float = 1e-3) -> DisplacementField:
+        """``exp(-v)``, exact; on another ``grid`` it is sampled there (identity beyond this grid)."""
+        inv = VelocityField(self.grid, -self.velocity)
+        if grid is None or grid.same_as(self.grid):
+            return inv
+        return DisplacementField.from_transform(inv, grid)
+
+    def __repr__(self) -> str:
+        return f"VelocityField({self.grid!r})"
