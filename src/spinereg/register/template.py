@@ -262,6 +262,13 @@ def register_to_template(
     fwd_map = sampled(mapping, out_tpl)
     inv_map = sampled(mapping.inverse(), img.grid)
     timings["mapping_fields"] = time.perf_counter() - t0
+    from spinereg.register.spine_contrast import needs_spine, spine_inputs
+
+    if needs_spine(steps):  # per-vertebra steps: the whole spine the subject shows, not just the cord
+        if ref != "template":
+            raise InputError("per-vertebra steps (algo=polyrigid, rigidity=) run in template space", None,
+                             "use --ref template with them")
+        work_tpl = covered_region(tcord.grid, inv_map, img.grid)
     t0 = time.perf_counter()
     needs_image = any(st.type in ("im", "imseg") for st in steps)
     if ref == "template":
@@ -273,6 +280,7 @@ def register_to_template(
         tim = _template_intensity(tpl, contrast, tcord, work_tpl) if needs_image else None
         if tim is not None:
             fixed["im"] = apply_transforms(tim, grid, [], "linear").data
+        fixed.update(spine_inputs(steps, tpl, contrast, work_tpl, grid))
         initial: list[Transform] = [fwd_map]
     else:
         # slice-wise steps need axial slices along the last voxel axis: reorder the subject's axes
