@@ -14,8 +14,8 @@ constraints".
 3. ``real``: sct_testing_data/t2 registered to PAM50 (default preset); bodies placed by the
    warp; S-I offset of each placed body centre from its body label along the cord.
 
-Usage: ``python bench/constraints.py [--part phantom|tps|real|all] [--levels 2:7] [--seeds 0,1,2]
-[--contrasts mr,ct] [--deform STEP]``. Needs SPINEREG_DATA. Not part of the test suite.
+Usage: ``python bench/constraints.py [--part phantom|tps|real|all] [--levels 3:5] [--margin 12]
+[--seeds 0,1,2] [--contrasts mr,ct] [--deform STEP]`` (the defaults are the tests' phantom). Needs SPINEREG_DATA. Not part of the test suite.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import time
 import numpy as np
 
 
-def phantom_table(levels: tuple[int, int], seeds: list[int], contrasts: list[str], deform: str) -> None:
+def phantom_table(levels: tuple[int, int], seeds: list[int], contrasts: list[str], deform: str,
+                  margin_mm: float) -> None:
     from spinereg.phantom.articulated import make_articulated_phantom
     from spinereg.register.engine import run_steps
     from spinereg.register.rigidity import rigidity_map
@@ -36,13 +37,13 @@ def phantom_table(levels: tuple[int, int], seeds: list[int], contrasts: list[str
 
     pipes = {"unconstrained": f"step=1,{deform}",
              "constrained": f"step=1,type=im,algo=polyrigid:step=2,{deform},rigidity=1"}
-    print(f"phantom C{levels[0]}-C{levels[1]}, deformable step: {deform}")
+    print(f"phantom C{levels[0]}-C{levels[1]} (margin {margin_mm:g} mm), deformable step: {deform}")
     print(f"{'case':10} {'pipeline':14} {'time s':>7} {'bone mm':>8} {'bone p95':>9} {'cord mm':>8} "
           f"{'|JtJ-I|':>8} {'time x':>7}")
     rows = []
     for contrast in contrasts:
         for seed in seeds:
-            ph = make_articulated_phantom(levels, seed=seed, contrast=contrast)
+            ph = make_articulated_phantom(levels, seed=seed, contrast=contrast, margin_mm=margin_mm)
             lab = np.asarray(ph.vertebrae.data)
             bone = np.isin(lab, list(range(levels[0], levels[1] + 1))) & (np.asarray(ph.rigid.data) > 0)
             cord = np.asarray(ph.cord.data) > 0
@@ -139,7 +140,8 @@ def real_table() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", default="all", choices=("phantom", "tps", "real", "all"))
-    ap.add_argument("--levels", default="2:7")
+    ap.add_argument("--levels", default="3:5")
+    ap.add_argument("--margin", type=float, default=12.0, help="mm of phantom above and below the levels")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--contrasts", default="mr,ct")
     ap.add_argument("--deform", default="type=im,algo=syn,deformation=1x1x1,iter=10,smooth=1")
@@ -150,7 +152,7 @@ def main() -> None:
         real_table()
     if a.part in ("phantom", "all"):
         lo, hi = (int(x) for x in a.levels.split(":"))
-        phantom_table((lo, hi), [int(s) for s in a.seeds.split(",")], a.contrasts.split(","), a.deform)
+        phantom_table((lo, hi), [int(s) for s in a.seeds.split(",")], a.contrasts.split(","), a.deform, a.margin)
 
 
 if __name__ == "__main__":

@@ -237,6 +237,7 @@ def register_to_template(
     cl_tpl = template_centerline(tcord)
     # landmarks are projected onto their centerline (rootlet midpoints and body labels may lie
     # off the cord centre); residuals are measured between projected points
+    raw_landmarks = (tlm, lm)  # as placed in the label files (algo=tps steps)
     lm, tlm = project_landmarks(lm, cl_subj), project_landmarks(tlm, cl_tpl)
     arc = arc_correspondence(cl_tpl, cl_subj, tlm, lm)
     timings["centerline_landmarks"] = time.perf_counter() - t0
@@ -281,6 +282,9 @@ def register_to_template(
         if tim is not None:
             fixed["im"] = apply_transforms(tim, grid, [], "linear").data
         fixed.update(spine_inputs(steps, tpl, contrast, work_tpl, grid))
+        from spinereg.register.tps import template_landmark_inputs
+
+        fixed.update(template_landmark_inputs(steps, *raw_landmarks, tcord.grid, img.grid))
         initial: list[Transform] = [fwd_map]
     else:
         # slice-wise steps need axial slices along the last voxel axis: reorder the subject's axes

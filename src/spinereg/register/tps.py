@@ -1,13 +1,13 @@
 """Thin-plate splines on landmarks (``algo=tps``): approximating with per-landmark error
 covariance (Rohr et al. 2001), interpolating as the zero-error limit.
 
-The spline ``f(x) = A x + b + sum_i U(|x - p_i|) w_i`` with the 3D biharmonic kernel
+The spline ``f(x) = x + A x + b + sum_i U(|x - p_i|) w_i`` with the 3D biharmonic kernel
 ``U(r) = -r / (8 pi)`` minimises
 
     sum_i (q_i - f(p_i))^T S_i^-1 (q_i - f(p_i)) + lam * J(f)
 
 (``J`` the bending energy; ``S_i`` the 3x3 error covariance of landmark pair i, mm^2). The
-solution solves ``(K + lam W^-1) w + P a = q``, ``P^T w = 0`` with ``K = U(|p_i - p_j|) (x) I_3``
+solution solves ``(K + lam W^-1) w + P a = q - p``, ``P^T w = 0`` with ``K = U(|p_i - p_j|) (x) I_3``
 and ``W^-1`` the block diagonal of the ``S_i``: a landmark known precisely in-plane but poorly
 along S-I (a disc label on 5 mm slices) pulls the spline hard in-plane and softly along S-I. With
 all ``S_i = 0`` the system is the interpolating spline exactly (same code path, same numbers).
@@ -42,7 +42,8 @@ def _kernel(r: np.ndarray) -> np.ndarray:
 
 
 class ThinPlateSpline(Transform):
-    """``map(x) = A x + b + sum_i U(|x - p_i|) w_i`` (pull, world mm)."""
+    """``map(x) = x + A x + b + sum_i U(|x - p_i|) w_i`` (pull, world mm): the spline models the
+    displacement, so directions the landmarks do not span keep the identity."""
 
     def __init__(self, centres: np.ndarray, weights: np.ndarray, affine: np.ndarray):
         self.centres = np.asarray(centres, float)
@@ -52,7 +53,7 @@ class ThinPlateSpline(Transform):
 
     def map(self, points: np.ndarray) -> np.ndarray:
         x = np.asarray(points, float).reshape(-1, 3)
-        out = self.affine[0] + x @ self.affine[1:]
+        out = x + self.affine[0] + x @ self.affine[1:]
         for c, w in zip(self.centres, self.weights, strict=True):
             out += _kernel(np.sqrt(((x - c) ** 2).sum(1)))[:, None] * w
         return out
@@ -95,15 +96,32 @@ class _InverseTPS(Transform):
         return self.forward
 
 
-def _system(p: np.ndarray, cov: np.ndarray | None, lam: float) -> np.ndarray:
+def _poly_basis(p: np.ndarray, min_sd_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and axes (rows) of the linear part: the principal directions along which the
+    landmarks spread (SD > ``min_sd_mm``). Landmarks on one curve in the mid-sagittal plane (SCT's
+    labels) span no L-R direction: the spline is then affine only in their plane."""
+    centre = p.mean(0)
+    if len(p) < 2:
+        return centre, np.zeros((0, 3))
+    _, sv, vt = np.linalg.svd(p - centre, full_matrices=False)
+    return centre, vt[sv / np.sqrt(max(len(p) - 1, 1)) > min_sd_mm]
+
+
+def _poly(x: np.ndarray, centre: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(len(x)), (x - centre) @ axes.T])
+
+
+def _system(p: np.ndarray, cov: np.ndarray | None, lam: float, basis=None) -> np.ndarray:
     n = len(p)
+    centre, axes = _poly_basis(p) if basis is None else basis
+    m = 1 + len(axes)
     k = _kernel(np.linalg.norm(p[:, None] - p[None], axis=-1))
-    big = np.zeros((3 * n + 12, 3 * n + 12))
+    big = np.zeros((3 * n + 3 * m, 3 * n + 3 * m))
     big[: 3 * n, : 3 * n] = np.kron(k, np.eye(3))
     if cov is not None:
         for i in range(n):
             big[3 * i: 3 * i + 3, 3 * i: 3 * i + 3] += lam * cov[i]
-    pk = np.kron(np.column_stack([np.ones(n), p]), np.eye(3))  # (3n, 12)
+    pk = np.kron(_poly(p, centre, axes), np.eye(3))  # (3n, 3m)
     big[: 3 * n, 3 * n:] = pk
     big[3 * n:, : 3 * n] = pk.T
     return big
@@ -116,13 +134,14 @@ def choose_lambda(p: np.ndarray, q: np.ndarray, cov: np.ndarray,
     ``|q - f(p)|^2 + 2 tr(H C) - tr(C)`` (``H`` the hat matrix ``q -> f(p)``)."""
     n = len(p)
     big_c = _block(cov)
-    rhs = np.zeros((3 * n + 12, 3 * n))
+    m = 1 + len(_poly_basis(p)[1])
+    rhs = np.zeros((3 * n + 3 * m, 3 * n))
     rhs[: 3 * n] = np.eye(3 * n)
     best, best_lam = np.inf, 1.0
     for lam in np.logspace(-2, 2, 17) if grid is None else grid:
         w_op = np.linalg.solve(_system(p, cov, lam), rhs)[: 3 * n]  # q -> spline weights w
         resid_op = lam * big_c @ w_op  # q - f(p) = lam C w
-        r = resid_op @ q.ravel()
+        r = resid_op @ (q - p).ravel()
         hat = np.eye(3 * n) - resid_op
         risk = float(r @ r) + 2.0 * float(np.trace(hat @ big_c)) - float(np.trace(big_c))
         if risk < best:
@@ -142,15 +161,18 @@ def fit_tps(source: np.ndarray, target: np.ndarray, cov: np.ndarray | None = Non
             lam: float | str = "auto") -> ThinPlateSpline:
     """Spline with ``f(source_i) ~ target_i``; ``cov`` (N, 3, 3) error covariances (mm^2) or None
     (interpolating). ``lam="auto"`` picks the smoothing weight by Stein's unbiased risk estimate
-    (:func:`choose_lambda`). Needs >= 4 landmarks not in one plane (the affine part)."""
+    (:func:`choose_lambda`). The linear part spans the directions the landmarks spread along
+    (all three for landmarks around the spine; the sagittal plane for SCT's labels on the cord),
+    translation only across them."""
     p = np.asarray(source, float).reshape(-1, 3)
     q = np.asarray(target, float).reshape(-1, 3)
     n = len(p)
     if n != len(q):
         raise ValueError("source and target landmarks differ in number")
-    centred = np.column_stack([np.ones(n), p - p.mean(0)])
-    if n < 4 or np.linalg.matrix_rank(centred, tol=1e-6 * max(1.0, float(np.ptp(p)))) < 4:
-        raise InputError(f"a thin-plate spline needs >= 4 landmarks not in one plane (got {n})", None,
+    basis = _poly_basis(p)
+    m = 1 + len(basis[1])
+    if n < 2 or n < m:
+        raise InputError(f"a thin-plate spline needs >= 2 landmarks (got {n})", None,
                          "give more landmarks (e.g. discs and vertebral bodies) or use a label step without tps")
     c = None if cov is None else np.asarray(cov, float).reshape(n, 3, 3)
     if c is not None and not np.any(c):
@@ -158,8 +180,12 @@ def fit_tps(source: np.ndarray, target: np.ndarray, cov: np.ndarray | None = Non
     if c is not None and lam == "auto":
         lam = choose_lambda(p, q, c)
     lam = 1.0 if lam == "auto" else float(lam)
-    sol = np.linalg.solve(_system(p, c, lam), np.concatenate([q.ravel(), np.zeros(12)]))
-    spline = ThinPlateSpline(p, sol[: 3 * n].reshape(n, 3), sol[3 * n:].reshape(4, 3))
+    sol = np.linalg.solve(_system(p, c, lam, basis), np.concatenate([(q - p).ravel(), np.zeros(3 * m)]))
+    lin = np.zeros((4, 3))
+    coef = sol[3 * n:].reshape(m, 3)  # rows: constant, then one per basis axis
+    lin[1:] = basis[1].T @ coef[1:]
+    lin[0] = coef[0] - basis[0] @ lin[1:]
+    spline = ThinPlateSpline(p, sol[: 3 * n].reshape(n, 3), lin)
     spline.lam = lam if c is not None else 0.0
     return spline
 
@@ -229,3 +255,15 @@ def tps_step(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gri
 
 
 tps_step.needs = ("landmarks", "chain")  # inputs the engine passes (see engine.run_steps)
+
+
+def template_landmark_inputs(steps, template_landmarks, subject_landmarks, template_grid: Grid,
+                             subject_grid: Grid) -> dict:
+    """``fixed["landmarks"]`` for a template-space registration whose steps include
+    ``algo=tps``: the template's labels (fixed) and the subject's (moving), as placed in their
+    files (not projected on the cord), with the voxel sizes of both images for ``sigma=auto``."""
+    if not any(getattr(s, "algo", None) == "tps" for s in steps):
+        return {}
+    common = subject_landmarks.values[np.isin(subject_landmarks.values, template_landmarks.values)]
+    return {"landmarks": LandmarkPairs.from_landmarks(template_landmarks.subset(common), subject_landmarks,
+                                                      template_grid, subject_grid)}
