@@ -1,0 +1,40 @@
+"""``spinereg csa``: cord cross-sectional area per slice and per level (sct_process_segmentation)."""
+
+from __future__ import annotations
+
+import json
+
+from spinereg.cli.common import new_parser
+
+
+def register(sub) -> None:
+    p = new_parser(sub, "csa", "cord cross-sectional area per slice, perpendicular to the cord, and per level",
+                   "CSA per slice along the S-I voxel axis, corrected for the cord's inclination with "
+                   "its centerline (as sct_process_segmentation), aggregated per vertebral level when "
+                   "a levels image is given. CSV rows: 'slice', 'level', and one summary row.")
+    p.add_argument("-s", "--seg", required=True, help="cord segmentation (binary or soft)")
+    p.add_argument("--levels", help="vertebral levels image (cord voxels valued by level; any grid)")
+    p.add_argument("--vert", help="levels averaged in the summary row, e.g. 2:5 (needs --levels)")
+    p.add_argument("--no-angle-correction", action="store_true", help="area in the slice plane (no correction)")
+    p.add_argument("-o", "--output", required=True, help="output CSV")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from spinereg.errors import InputError
+    from spinereg.io.image import check_writable, load_image
+    from spinereg.metrics.morphometry import cross_sectional_area, parse_levels, write_csa_csv
+
+    check_writable(args.output, args.overwrite)
+    vert = parse_levels(args.vert)
+    if vert is not None and not args.levels:
+        raise InputError("--vert needs --levels", None, "give the levels image with --levels")
+    seg = load_image(args.seg, ndim=3, what="segmentation")
+    levels = load_image(args.levels, ndim=3, what="levels image") if args.levels else None
+    res = cross_sectional_area(seg, levels, angle_correction=not args.no_angle_correction)
+    path = write_csa_csv(res, args.output, vert=vert, overwrite=args.overwrite)
+    m, sd, n = res.mean_over(vert)
+    print(json.dumps({"csv": str(path), "slices": len(res.slices), "csa_mean_mm2": round(m, 3) if n else None,
+                      "csa_std_mm2": round(sd, 3) if n else None, "n_slices": n,
+                      "levels": {lv.level: round(lv.csa_mean_mm2, 3) for lv in res.levels}}, indent=1))
+    return 0

@@ -1,0 +1,192 @@
+"""Cord cross-sectional area (CSA) per slice, perpendicular to the cord, and per vertebral level.
+
+As SCT's ``sct_process_segmentation``: the segmentation is cut into slices along its voxel axis
+closest to world S-I; each slice's cord area (voxel count -- or the sum of a soft segmentation's
+values -- times the in-plane voxel area) is corrected for the cord's inclination with the
+centerline (:class:`spinereg.cord.centerline.Centerline`): ``csa = area * |t . n|`` where ``t``
+is the cord's unit tangent at the slice and ``n`` the slice plane's unit normal (the area of an
+oblique cut through a cylinder is its cross-section over the cosine of the angle). Everything is
+computed from world vectors, so voxel order, flips and oblique headers do not change the result.
+
+With a levels image (cord voxels valued by vertebral level, e.g. ``PAM50_levels`` warped to the
+subject or ``*_seg_labeled``; any grid: it is read at the segmentation voxels' world positions),
+each slice gets the most frequent non-zero level among its cord voxels, and levels aggregate the
+mean and standard deviation of their slices' CSA.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.cord.centerline import Centerline, si_axis
+from spinereg.errors import InputError
+from spinereg.io.image import Image, atomic_write
+from spinereg.io.resample import sample_world
+
+
+@dataclass
+class SliceArea:
+    """One slice: index along the S-I voxel axis, world centre (mm), areas (mm2), angle (deg)."""
+
+    slice: int
+    centre_mm: tuple[float, float, float]
+    area_slice_mm2: float
+    angle_deg: float
+    csa_mm2: float
+    level: int | None = None
+
+
+@dataclass
+class LevelArea:
+    level: int
+    csa_mean_mm2: float
+    csa_std_mm2: float
+    n_slices: int
+    slices: list[int] = field(default_factory=list)
+
+
+@dataclass
+class CSAResult:
+    """Per-slice and per-level CSA of a segmentation."""
+
+    seg: str
+    slice_axis: int
+    slices: list[SliceArea]
+    levels: list[LevelArea]
+    angle_correction: bool = True
+
+    def mean_over(self, levels: list[int] | None = None) -> tuple[float, float, int]:
+        """Mean, std and count of the slice CSAs (of the given levels only, when given)."""
+        vals = [s.csa_mm2 for s in self.slices if levels is None or s.level in levels]
+        if not vals:
+            return float("nan"), float("nan"), 0
+        return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+    def to_rows(self, vert: list[int] | None = None) -> list[dict]:
+        rows = []
+        for s in self.slices:
+            rows.append({"scope": "slice", "slice": s.slice, "level": "" if s.level is None else s.level,
+                         "x_mm": round(s.centre_mm[0], 3), "y_mm": round(s.centre_mm[1], 3),
+                         "z_mm": round(s.centre_mm[2], 3), "csa_mm2": round(s.csa_mm2, 4),
+                         "csa_std_mm2": "", "n_slices": 1, "area_slice_mm2": round(s.area_slice_mm2, 4),
+                         "angle_deg": round(s.angle_deg, 3)})
+        for lv in self.levels:
+            rows.append({"scope": "level", "slice": "", "level": lv.level, "x_mm": "", "y_mm": "", "z_mm": "",
+                         "csa_mm2": round(lv.csa_mean_mm2, 4), "csa_std_mm2": round(lv.csa_std_mm2, 4),
+                         "n_slices": lv.n_slices, "area_slice_mm2": "", "angle_deg": ""})
+        m, sd, n = self.mean_over(vert)
+        label = "all" if vert is None else f"levels {min(vert)}:{max(vert)}"
+        rows.append({"scope": label, "slice": "", "level": "", "x_mm": "", "y_mm": "", "z_mm": "",
+                     "csa_mm2": round(m, 4) if n else "", "csa_std_mm2": round(sd, 4) if n else "",
+                     "n_slices": n, "area_slice_mm2": "", "angle_deg": ""})
+        return rows
+
+
+CSV_COLUMNS = ["scope", "slice", "level", "x_mm", "y_mm", "z_mm", "csa_mm2", "csa_std_mm2", "n_slices",
+               "area_slice_mm2", "angle_deg"]
+
+
+def _weights(seg: Image) -> np.ndarray:
+    d = np.asarray(seg.data, np.float64)
+    if d.min() < 0 or d.max() > 1:  # a labelled segmentation: every non-zero voxel is cord
+        return (d > 0).astype(np.float64)
+    return d
+
+
+def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_correction: bool = True,
+                         min_area_mm2: float = 0.0) -> CSAResult:
+    """CSA per slice (and per level with ``levels``) of a binary or soft cord segmentation."""
+    if seg.ndim != 3:
+        raise InputError(f"segmentation must be 3D, got shape {seg.shape}", seg.name, "give a 3D cord segmentation")
+    w = _weights(seg)
+    if not np.any(w > 0):
+        raise InputError("segmentation is empty (no voxel > 0)", seg.name, "give a spinal cord segmentation")
+    axis = si_axis(seg.affine)
+    inplane = [a for a in range(3) if a != axis]
+    lin = seg.affine[:3, :3]
+    cross = np.cross(lin[:, inplane[0]], lin[:, inplane[1]])
+    vox_area = float(np.linalg.norm(cross))
+    normal = cross / vox_area
+    wm = np.moveaxis(w, axis, 2)
+    mass = wm.sum(axis=(0, 1))
+    ks = np.flatnonzero(mass * vox_area > max(min_area_mm2, 1e-9))
+    # world centre of each slice's cord
+    ii = np.arange(wm.shape[0])[:, None]
+    jj = np.arange(wm.shape[1])[None, :]
+    vox = np.zeros((len(ks), 3))
+    for n, k in enumerate(ks):
+        sl = wm[:, :, k]
+        vox[n, inplane[0]] = float((sl * ii).sum() / mass[k])
+        vox[n, inplane[1]] = float((sl * jj).sum() / mass[k])
+        vox[n, axis] = k
+    centres = seg.grid.voxel_to_world(vox)
+    if angle_correction:
+        bin_img = Image((w > 0).astype(np.float32) if w.max() > 1 else w.astype(np.float32), seg.affine)
+        cl = Centerline.from_mask(bin_img)
+        s, _ = cl.project(centres)
+        t = cl.tangent(s)
+        cosang = np.clip(np.abs(t @ normal), 1e-6, 1.0)
+    else:
+        cosang = np.ones(len(ks))
+    slice_lv = _slice_levels(seg, w, axis, ks, levels) if levels is not None else [None] * len(ks)
+    slices = [SliceArea(int(k), tuple(float(v) for v in c), float(mass[k] * vox_area),
+                        float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv)
+              for k, c, ca, lv in zip(ks, centres, cosang, slice_lv, strict=True)]
+    per_level = []
+    for lv in sorted({s.level for s in slices if s.level is not None}):
+        vals = [s.csa_mm2 for s in slices if s.level == lv]
+        per_level.append(LevelArea(lv, float(np.mean(vals)), float(np.std(vals)), len(vals),
+                                   [s.slice for s in slices if s.level == lv]))
+    return CSAResult(seg.name, axis, slices, per_level, angle_correction)
+
+
+def _slice_levels(seg: Image, w: np.ndarray, axis: int, ks: np.ndarray, levels: Image) -> list[int | None]:
+    if levels.ndim != 3:
+        raise InputError(f"levels image must be 3D, got shape {levels.shape}", levels.name,
+                         "give a 3D image of vertebral levels (cord voxels valued by level)")
+    idx = np.argwhere(w > 0)
+    vals = np.rint(sample_world(np.asarray(levels.data), levels.affine, seg.grid.voxel_to_world(idx),
+                                interp="nn")).astype(int)
+    if not np.any(vals > 0):
+        raise InputError("levels image has no level at the segmentation's voxels", levels.name,
+                         "give the levels of this subject (e.g. PAM50_levels warped onto the image)")
+    out: list[int | None] = []
+    kk = idx[:, axis]
+    for k in ks:
+        v = vals[(kk == k) & (vals > 0)]
+        if v.size == 0:
+            out.append(None)
+        else:
+            u, c = np.unique(v, return_counts=True)
+            out.append(int(u[np.argmax(c)]))
+    return out
+
+
+def parse_levels(text: str | None) -> list[int] | None:
+    """``"2:5"`` -> [2, 3, 4, 5]; ``"2,3,7"`` -> [2, 3, 7]; None -> None."""
+    if not text:
+        return None
+    try:
+        if ":" in text:
+            a, b = (int(v) for v in text.split(":"))
+            return list(range(min(a, b), max(a, b) + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise InputError(f"invalid levels {text!r}", None, "use e.g. 2:5 or 2,3,4") from exc
+
+
+def write_csa_csv(result: CSAResult, path: str | Path, *, vert: list[int] | None = None,
+                  overwrite: bool = False) -> Path:
+    """Per-slice rows, per-level rows and one summary row (``all`` or ``levels a:b``), atomically."""
+    buf = io.StringIO()
+    wr = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    wr.writeheader()
+    for row in result.to_rows(vert):
+        wr.writerow(row)
+    text = buf.getvalue()
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite)

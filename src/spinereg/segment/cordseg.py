@@ -1,0 +1,165 @@
+"""Automatic spinal cord segmentation: :func:`segment_cord` (mask) and :func:`segment` (mask,
+probability and a report).
+
+1. One 3D volume (4D series: their mean, or the DWI mean with b-values), refused when empty or
+   constant.
+2. The axial, world-aligned working grid (``workgrid``): 0.5 mm pixels, the input's S-I spacing.
+3. Whole field of view (wider than ``LOCATE_ABOVE_MM``): a coarse model (2 mm pixels) finds the
+   cord on every slice; the fine model then runs on a box of +-``BOX_HALF_MM`` around it.
+4. The fine model predicts the cord's partial volume per working pixel; connected components
+   keep the cord only (``components``); an image without a plausible cord raises
+   :class:`~spinereg.errors.InputError` instead of returning noise.
+5. The probability is averaged over each input voxel's footprint and thresholded at 0.5.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+from spinereg.segment.components import select_cord, soft_keep
+from spinereg.segment.inputs import load_volume
+from spinereg.segment.model import get_model, model_summary, normalise, predict
+from spinereg.segment.workgrid import WorkGrid, sample_to_work, work_to_input, working_grid
+
+log = logging.getLogger(__name__)
+
+CONTRASTS = ("auto", "t1", "t2", "t2s", "mt", "dwi", "epi")
+#: use the coarse localiser when the in-plane field of view is wider than this (mm)
+LOCATE_ABOVE_MM = 80.0
+#: half-width of the fine box around the located cord (mm)
+BOX_HALF_MM = 24.0
+#: plausible cord cross-section (mm2, median over the slices holding cord)
+AREA_RANGE_MM2 = (8.0, 400.0)
+#: the kept cord must be confidently predicted: mean probability inside it
+MIN_MEAN_PROB = 0.7
+#: ... run along S-I: in at least this fraction of the slices that hold image (stacks of >= 6
+#: slices; a lumbar view below the conus still has the cord in its upper part) ...
+MIN_COVERAGE = 0.25
+#: ... and hold at least this volume (mm3)
+MIN_VOLUME_MM3 = 40.0
+
+
+@dataclass
+class CordSegmentation:
+    """``seg`` (uint8 mask on the input grid), ``prob`` (float32 cord partial volume on the
+    input grid) and ``info`` (what was segmented, how, figures)."""
+
+    seg: Image
+    prob: Image
+    info: dict = field(default_factory=dict)
+
+
+def _no_cord(name: str, why: str) -> InputError:
+    return InputError(f"no spinal cord found ({why})", name,
+                      "give an image that shows the spinal cord (check the file and its field of view)")
+
+
+def _smoothed_for(vol: np.ndarray, img: Image, px: float) -> np.ndarray:
+    """Anti-aliasing before sampling on coarser pixels: Gaussian along voxel axes finer than px."""
+    z = img.grid.zooms
+    sig = np.where(z < px, 0.4 * np.sqrt(np.maximum((px / z) ** 2 - 1, 0)), 0.0)
+    return ndimage.gaussian_filter(vol, sig) if np.any(sig > 0.3) else vol
+
+
+def _locate(vol: np.ndarray, img: Image, wg_fine: WorkGrid) -> tuple[WorkGrid, dict]:
+    """Fine working box around the cord found by the coarse model on the whole field of view."""
+    model = get_model("locate")
+    wg = wg_fine.rescaled(model.px, multiple=model.multiple)
+    data, inside = sample_to_work(_smoothed_for(vol, img, model.px), img.grid, wg)
+    prob = predict(model, normalise(data, inside))
+    comp = select_cord(prob, wg, near_mm=8.0)
+    if comp is None:
+        raise _no_cord(img.name, "the whole-field search found nothing")
+    k = np.flatnonzero(np.isfinite(comp.centre[:, 0]))
+    world = wg.to_world(np.column_stack([comp.centre[k], k]))
+    c = wg_fine.to_index(world)[:, :2]
+    half = BOX_HALF_MM / wg_fine.px
+    lo, hi = c.min(0) - half, c.max(0) + half
+    box = wg_fine.crop(lo[0], hi[0], lo[1], hi[1], multiple=get_model("fine").multiple)
+    return box, {"located_slices": int(len(k)), "box_mm": [round(float(box.nx * box.px), 1),
+                                                          round(float(box.ny * box.px), 1)]}
+
+
+def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | Path | np.ndarray | None = None,
+            progress: Callable[[str], None] | None = None) -> CordSegmentation:
+    """Segment the spinal cord of ``image`` (a file or an :class:`Image`, 3D or 4D).
+
+    ``contrast`` is recorded (the models are contrast-agnostic); with ``bvals`` a 4D diffusion
+    series is segmented on its DWI mean. Raises :class:`InputError` for empty, constant, 2D or
+    5D images and for images where no plausible cord is found.
+    """
+    if contrast not in CONTRASTS:
+        raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(CONTRASTS)}")
+    t0 = time.perf_counter()
+    img, what = load_volume(image, bvals)
+    vol = np.asarray(img.data, np.float32)
+    fine = get_model("fine")
+    wg = working_grid(img.grid, fine.px, multiple=fine.multiple)
+    info: dict = {"input": img.name, "segmented": what, "contrast": contrast}
+    if max(wg.nx, wg.ny) * wg.px > LOCATE_ABOVE_MM:
+        if progress:
+            progress("locating the cord")
+        wg, loc = _locate(vol, img, wg)
+        info["whole_field"] = loc
+    if progress:
+        progress("segmenting")
+    data, inside = sample_to_work(_smoothed_for(vol, img, fine.px), img.grid, wg)
+    prob = predict(fine, normalise(data, inside))
+    comp = select_cord(prob, wg)
+    if comp is None:
+        raise _no_cord(img.name, "the model found no cord voxel")
+    area = comp.area_mm2[comp.slices]
+    med = float(np.median(area))
+    mean_p = float(prob[comp.keep].mean())
+    n_content = int(inside.any(axis=(1, 2)).sum())
+    coverage = len(comp.slices) / max(n_content, 1)
+    volume = float(area.sum() * wg.dz)
+    few = n_content >= 6 and (coverage < MIN_COVERAGE or len(comp.slices) < 3)
+    if not (AREA_RANGE_MM2[0] <= med <= AREA_RANGE_MM2[1]) or mean_p < MIN_MEAN_PROB or few \
+            or volume < MIN_VOLUME_MM3:
+        raise _no_cord(img.name, f"what was found does not look like a cord: median cross-section "
+                                 f"{med:.0f} mm2 in {len(comp.slices)} of {n_content} slices, "
+                                 f"mean probability {mean_p:.2f}")
+    prob = soft_keep(prob, comp.keep)
+    bbox = np.argwhere(prob > 0)
+    lo, hi = bbox.min(0), bbox.max(0)
+    pts = wg.to_world(np.array([[i, j, k] for k in (lo[0], hi[0]) for i in (lo[1], hi[1])
+                                for j in (lo[2], hi[2])], float))
+    margin = max(2 * float(np.max(img.grid.zooms)), wg.dz)
+    sub = img.grid.bounding_subgrid(pts, margin_mm=margin)
+    pin = work_to_input(prob, wg, img.grid, sub) if sub is not None else np.zeros(img.shape[:3], np.float32)
+    seg = (pin >= 0.5).astype(np.uint8)
+    if not seg.any():
+        raise _no_cord(img.name, "the cord found is smaller than one voxel of the image")
+    seg_img = img.with_data(seg)
+    seg_img.header.set_data_dtype(np.uint8)
+    seg_img.header.set_slope_inter(1.0, 0.0)
+    prob_img = img.with_data(np.clip(pin, 0, 1).astype(np.float32))
+    prob_img.header.set_data_dtype(np.float32)
+    prob_img.header.set_slope_inter(1.0, 0.0)
+    info.update({
+        "voxels": int(seg.sum()),
+        "volume_mm3": round(float(seg.sum() * np.prod(img.grid.zooms)), 1),
+        "working_slices_with_cord": int(len(comp.slices)),
+        "median_axial_area_mm2": round(med, 1),
+        "mean_probability": round(mean_p, 3),
+        "components": {"found": comp.n_components, "kept": comp.n_kept},
+        "models": model_summary(),
+        "seconds": round(time.perf_counter() - t0, 2),
+    })
+    return CordSegmentation(seg_img, prob_img, info)
+
+
+def segment_cord(image: Image | str | Path, contrast: str = "auto", *,
+                 bvals: str | Path | np.ndarray | None = None) -> Image:
+    """Binary spinal cord mask (uint8, 1 = cord) of ``image`` on its own grid. See :func:`segment`."""
+    return segment(image, contrast, bvals=bvals).seg

@@ -1,0 +1,74 @@
+"""What the cord models are given: one 3D volume with a usable signal.
+
+4D series (fMRI, DWI) are reduced to their mean, or to the mean of the diffusion-weighted
+volumes (b > 50 s/mm2; the b = 0 mean when there are none) when b-values are given. Empty and
+constant images, 2D and 5D files are refused with a one-line error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image, load_image
+
+#: b-value (s/mm2) above which a volume counts as diffusion-weighted
+B_DWI = 50.0
+
+
+def read_bvals(path: str | Path, nvols: int) -> np.ndarray:
+    """b-values (one per volume) from an FSL-style text file."""
+    p = Path(path)
+    try:
+        vals = np.loadtxt(p, dtype=float).ravel()
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read b-values ({type(exc).__name__})", p,
+                         "give a text file of numbers (FSL bvals: one row, one value per volume)") from exc
+    if vals.size != nvols:
+        raise InputError(f"{vals.size} b-values for {nvols} volumes", p,
+                         "give the bvals file that belongs to this series")
+    return vals
+
+
+def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None = None) -> tuple[Image, str]:
+    """A 3D image to segment and a sentence saying what it is (``"the image"``, ``"the mean of
+    30 volumes"``, ``"the mean of 6 diffusion-weighted volumes (b > 50)"``)."""
+    if isinstance(image, str | Path):
+        img = load_image(image, ndim=(3, 4), lazy=True)
+    else:
+        img = image
+        if img.ndim not in (3, 4) and not (img.ndim > 4 and img.nvols == 1):
+            raise InputError(f"image is {img.ndim}D {img.shape}, 3D or 4D needed", img.name,
+                             "give a 3D image or a 4D series")
+    if min(img.shape[:3]) < 1 or (img.shape[0] == 1 and img.shape[1] == 1):
+        raise InputError(f"image has no slice to segment (shape {img.shape})", img.name, "give a 3D image")
+    if img.ndim == 3 or img.nvols == 1:
+        vol = np.asarray(img.data if img.ndim == 3 else img.volume(0), np.float32)
+        what = "the image"
+    else:
+        n = img.nvols
+        use = np.arange(n)
+        what = f"the mean of its {n} volumes"
+        if bvals is not None:
+            b = np.asarray(bvals, float).ravel() if isinstance(bvals, np.ndarray) else read_bvals(bvals, n)
+            if b.size != n:
+                raise InputError(f"{b.size} b-values for {n} volumes", img.name, "give matching b-values")
+            dwi = np.flatnonzero(b > B_DWI)
+            if dwi.size:
+                use, what = dwi, f"the mean of its {dwi.size} diffusion-weighted volumes (b > {B_DWI:g})"
+            else:
+                what = f"the mean of its {n} b=0 volumes"
+        acc = np.zeros(img.shape[:3], np.float64)
+        for t in use:
+            acc += np.asarray(img.volume(int(t)), np.float64).reshape(img.shape[:3])
+        vol = (acc / len(use)).astype(np.float32)
+    if not np.any(vol):
+        raise InputError("image is empty (every voxel is 0)", img.name, "give the image that shows the spinal cord")
+    lo, hi = float(vol.min()), float(vol.max())
+    if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12):
+        raise InputError(f"image is constant (every voxel = {lo:g})", img.name,
+                         "give the image that shows the spinal cord")
+    out = Image(vol, img.affine, img.header, img.path)
+    return out, what
