@@ -1,0 +1,142 @@
+"""Group outputs of a batch, rebuilt from the unit folders at the end of every run (so that a
+resumed run ends with the same group files as an uninterrupted one):
+
+* ``OUT/group/subjects.tsv``: one row per unit, its status (done / failed), verdict and one-line reason;
+* ``OUT/group/qc_scores.csv``: every registration's verdict and scores (``spinereg qc-scores``'s table);
+* ``OUT/group/metrics_per_level.tsv``: every extracted metric, per subject and level;
+* ``OUT/group/summary_per_level.tsv``: per metric, label and level, n / mean / SD / median / min / max across subjects;
+* ``OUT/qc/index.html``: one QC report over every unit (the pages stay in each unit's ``qc/``;
+  the report's filters select by verdict, command, flag, text).
+
+Each is written into a temporary file or folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from spinereg.batch.tables import METRIC_COLUMNS, SUMMARY_COLUMNS, read_tsv, summarise, write_tsv
+
+SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder")
+
+
+def unit_provenance(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def subject_rows(out: Path, units, failures: dict[str, str]) -> list[dict]:
+    rows = []
+    for u in units:
+        folder = out / u.rel
+        prov = unit_provenance(folder) if folder.is_dir() else {}
+        verdict = prov.get("verdict")
+        if folder.is_dir():
+            reasons = [f"{s['contrast']} {s['step']}: {'; '.join(s.get('reasons', []))}"
+                       for s in prov.get("steps", []) if s.get("verdict") == "fail"]
+            status = "failed" if verdict == "fail" else "done"
+            reason = ("QC verdict fail -- " + " | ".join(reasons)) if reasons else "n/a"
+        else:
+            status, reason = "failed", failures.get(u.uid, "not run")
+        rows.append({"participant_id": f"sub-{u.subject}", "session_id": f"ses-{u.session}" if u.session else "n/a",
+                     "unit": u.uid, "status": status, "verdict": verdict or "n/a", "reason": reason,
+                     "folder": str(u.rel) if folder.is_dir() else "n/a"})
+    return rows
+
+
+def _metric_rows(out: Path, units) -> list[dict]:
+    rows = []
+    for u in units:
+        folder = out / u.rel
+        if folder.is_dir():
+            for t in sorted(folder.glob("*/*_perlevel.tsv")):
+                rows.extend(read_tsv(t))
+    return rows
+
+
+def _qc_index(out: Path, units) -> Path | None:
+    """One report over the units' QC entries (their pictures stay in the unit folders)."""
+    from spinereg.qc.report import ENTRIES, build_index, load_entries
+
+    entries = []
+    final = out / "qc"
+    for u in units:
+        qc = out / u.rel / "qc"
+        if not (qc / ENTRIES).is_file():
+            continue
+        for e in load_entries(qc):
+            rel = os.path.relpath(qc, final)
+            e = dict(e, panels=[{**p, "files": {k: f"{rel}/{v}" for k, v in p.get("files", {}).items()}}
+                                for p in e.get("panels", [])])
+            e["run_rel"] = os.path.relpath(e.get("run_dir", ""), final)
+            entries.append(e)
+    if not entries:
+        return None
+    tmp = Path(tempfile.mkdtemp(prefix=".qc.", suffix=".part", dir=out))
+    try:
+        (tmp / ENTRIES).write_text(json.dumps({"version": 2, "entries": entries}, indent=1) + "\n")
+        build_index(tmp)
+        # the page names its folder: rebuild it under the final name
+        os.chmod(tmp, 0o755)
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=".qc.", suffix=".old", dir=out))
+            os.replace(final, old / "qc")
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        (final / ".lock").unlink(missing_ok=True)
+        build_index(final)
+        (final / ".lock").unlink(missing_ok=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final / "index.html"
+
+
+def write_group(out: Path, units, failures: dict[str, str]) -> dict[str, Path]:
+    """Write every group output (see module doc); returns them by role."""
+    from spinereg.errors import SpineregError
+    from spinereg.metrics.cohort import aggregate, to_cohort_csv
+
+    group = out / "group"
+    tmp = Path(tempfile.mkdtemp(prefix=".group.", suffix=".part", dir=out))
+    files: dict[str, Path] = {}
+    try:
+        subs = subject_rows(out, units, failures)
+        write_tsv(tmp / "subjects.tsv", SUBJECT_COLUMNS, subs)
+        done = [out / u.rel for u in units if (out / u.rel).is_dir()]
+        if done:
+            try:
+                rows = aggregate(done)
+            except SpineregError:
+                rows = []
+            text = to_cohort_csv(rows) if rows else ""
+            (tmp / "qc_scores.csv").write_text(text)
+        mrows = _metric_rows(out, units)
+        write_tsv(tmp / "metrics_per_level.tsv", METRIC_COLUMNS, mrows)
+        write_tsv(tmp / "summary_per_level.tsv", SUMMARY_COLUMNS, summarise(mrows))
+        for p in tmp.iterdir():
+            os.chmod(p, 0o644)
+        os.chmod(tmp, 0o755)
+        old = None
+        if group.exists():
+            old = Path(tempfile.mkdtemp(prefix=".group.", suffix=".old", dir=out))
+            os.replace(group, old / "group")
+        os.replace(tmp, group)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files.update({p.stem: p for p in sorted(group.iterdir())})
+    index = _qc_index(out, units)
+    if index is not None:
+        files["qc"] = index
+    return files

@@ -1,0 +1,222 @@
+"""One unit of the batch (a subject-session), as a Dask worker runs it.
+
+Everything is written into a hidden temporary folder beside the unit's final folder
+(``OUT/sub-X/.ses-Y.<random>.part``), which is renamed to ``OUT/sub-X/ses-Y`` only when every
+step, table, QC page and the unit's provenance.json are written: a unit folder exists complete or
+not at all, whenever the process is killed. A rerun skips units whose folder exists.
+
+Byte-identical reruns: images are written with gzip headers without time (nibabel), tables
+without timestamps, and every provenance.json of the unit keeps only what does not change
+between runs (inputs and their sha256, configuration digest, steps, versions). What does change
+(UTC times, durations, working folder, host, process) goes to the run log
+``OUT/logs/units/<unit>.<run id>.json``, outside the unit folder; the QC pages are dated with the
+newest modification time of the unit's inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import resource
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from spinereg.batch import steps as st
+from spinereg.batch.bids import Unit
+from spinereg.batch.config import BatchConfig
+from spinereg.io.provenance import describe_inputs, versions, write_json
+
+#: keys of provenance records that differ from run to run (moved to the run log)
+RUN_SPECIFIC = frozenset({"time", "started_utc", "finished_utc", "wall_seconds", "timings_s", "timings", "seconds", "cwd",
+                          "command_line", "stages"})
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
+
+
+def cap_threads(n: int) -> None:
+    """ITK/OpenMP/BLAS threads of this process limited to ``n`` (workers must not oversubscribe)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scipy's usual installs
+        pass
+
+
+def split_run_specific(obj):
+    """(stable, run-specific) parts of a JSON record (see :data:`RUN_SPECIFIC`)."""
+    if isinstance(obj, dict):
+        keep, moved = {}, {}
+        for k, v in obj.items():
+            if k in RUN_SPECIFIC:
+                moved[k] = v
+                continue
+            a, b = split_run_specific(v)
+            keep[k] = a
+            if b not in (None, {}, []):
+                moved[k] = b
+        return keep, moved
+    if isinstance(obj, list):
+        pairs = [split_run_specific(v) for v in obj]
+        kept = [a for a, _ in pairs]
+        moved = [b for _, b in pairs]
+        return kept, (moved if any(m not in (None, {}, []) for m in moved) else None)
+    return obj, None
+
+
+def _stabilise_provenance(tmp: Path, final: Path) -> dict:
+    """Rewrite every provenance.json under ``tmp`` without its run-specific fields (returned),
+    and every JSON file naming the temporary folder with the final one instead."""
+    moved = {}
+    for p in sorted(tmp.rglob("*.json")):
+        if p.is_symlink():
+            continue
+        text = p.read_text()
+        if str(tmp) in text:
+            text = text.replace(str(tmp), str(final))
+            p.write_text(text)
+        if p.name != "provenance.json":
+            continue
+        keep, run = split_run_specific(json.loads(text))
+        write_json(p, keep, overwrite=True)
+        if run:
+            moved[str(p.relative_to(tmp))] = run
+    (tmp / "qc" / ".lock").unlink(missing_ok=True)
+    return moved
+
+
+def final_folder(out: Path, unit: Unit) -> Path:
+    return out / unit.rel
+
+
+def inputs_date(paths) -> str:
+    """Newest modification time of the inputs, UTC (the date shown on the unit's QC pages)."""
+    newest = max((Path(p).stat().st_mtime for p in paths if p and Path(p).is_file()), default=0.0)
+    return _dt.datetime.fromtimestamp(int(newest), _dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def _qc_pages(ctx: st.Context, final: Path, date: str) -> None:
+    from spinereg.qc.report import prepare_entry
+
+    for rec in ctx.records:
+        if rec.kind and rec.run_dir and ctx.cfg.qc_for(rec.step):
+            pending = prepare_entry(ctx.tmp / rec.run_dir, ctx.tmp / "qc", rec.kind,
+                                    record_run_dir=final / rec.run_dir, record_root=final / "qc")
+            pending.entry["date"] = date
+            pending.commit()
+
+
+def _run_steps(ctx: st.Context) -> None:
+    cfg, unit = ctx.cfg, ctx.unit
+    anat = cfg.anatomical
+    present = [s for s in cfg.data["contrasts"] if unit.of(s)]
+    if not present:
+        raise st.UnitError(f"{unit.root / unit.rel}: no image of a configured contrast "
+                           f"({', '.join(cfg.data['contrasts'])}) -- fix: check the file names (BIDS suffixes)")
+    needs_anat = any("chain" in cfg.steps(s) for s in present) or anat in present
+    for suffix in present:
+        im = st.target_image(ctx, suffix)
+        if im is None:
+            ctx.notes.append(f"{suffix}: no image matching {cfg.contrast(suffix).get('target')}")
+            continue
+        st.check_readable(im)
+        ctx.targets[suffix] = im
+        ctx.inputs[suffix] = str(im.path)
+    if needs_anat and anat not in ctx.targets:
+        raise st.UnitError(f"{unit.root / unit.rel}: missing contrast {anat} (the anatomical image every other "
+                           f"contrast is chained through) -- fix: add it, or set anatomical in the configuration")
+    order = [anat] + [s for s in ctx.targets if s != anat]
+    for suffix in order:
+        im = ctx.targets[suffix]
+        is_anat = suffix == anat
+        ctx.segs[suffix] = st.segmentation(ctx, suffix, im, required=is_anat)
+        if is_anat:
+            ctx.landmarks = st.anatomical_landmarks(ctx, suffix, im, ctx.segs[suffix])
+        for step in cfg.steps(suffix):
+            if step in ("segment", "label"):
+                continue  # done above, when needed
+            fn = {"register-to-template": st.register_anatomical, "chain": st.chain, "mtr": st.mtr,
+                  "warp-template": st.warp_template_step, "extract-metric": st.extract_step}[step]
+            fn(ctx, suffix, im)
+
+
+def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads: int = 1) -> dict:
+    """Run one unit (see module doc). Never raises for the unit's own failures: returns
+    ``{"unit", "status": done|failed|skipped, "reason", "verdict", "records", "start", "end",
+    "peak_rss_mb", "worker"}``."""
+    cap_threads(threads)
+    out = Path(out)
+    t_start = time.time()
+    final = final_folder(out, unit)
+    base = {"unit": unit.uid, "rel": str(unit.rel), "start": t_start, "pid": os.getpid(), "host": socket.gethostname()}
+    if final.is_dir():
+        return {**base, "status": "skipped", "reason": "complete", "end": time.time()}
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    ctx = st.Context(unit, cfg, tmp)
+    try:
+        _run_steps(ctx)
+        date = inputs_date(list(ctx.inputs.values()))
+        _qc_pages(ctx, final, date)
+        run_log = _stabilise_provenance(tmp, final)
+        verdicts = [r.verdict for r in ctx.records if r.verdict]
+        verdict = "fail" if "fail" in verdicts else "warn" if "warn" in verdicts else "pass" if verdicts else None
+        prov = {"command": "batch", "unit": unit.uid, "subject": f"sub-{unit.subject}",
+                "session": f"ses-{unit.session}" if unit.session else None, "verdict": verdict,
+                "config_sha256": cfg.digest(), "template": cfg.template,
+                "steps": [r.as_dict() for r in ctx.records], "notes": ctx.notes,
+                "inputs": dict(sorted(ctx.inputs.items())),
+                "input_files": describe_inputs(dict(sorted(ctx.inputs.items()))), "versions": versions()}
+        write_json(tmp / "provenance.json", prov)
+        t_end = time.time()
+        _write_log(out, unit, run_id, {**base, "end": t_end, "provenance": run_log})
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if final.is_dir():  # the same unit finished elsewhere meanwhile (a task run twice)
+                shutil.rmtree(tmp, ignore_errors=True)
+                return {**base, "status": "skipped", "reason": "completed by another attempt", "end": time.time()}
+            raise
+        reasons = [f"{r.contrast} {r.step}: {'; '.join(r.reasons)}" for r in ctx.records if r.verdict == "fail"]
+        return {**base, "status": "failed" if verdict == "fail" else "done", "verdict": verdict,
+                "reason": ("QC verdict fail -- " + " | ".join(reasons)) if verdict == "fail" else None,
+                "records": [r.as_dict() for r in ctx.records], "end": time.time(), "peak_rss_mb": _peak_mb()}
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, KeyboardInterrupt | SystemExit):
+            raise
+        return {**base, "status": "failed", "reason": one_line(err), "end": time.time(), "peak_rss_mb": _peak_mb()}
+
+
+def one_line(err: BaseException) -> str:
+    from spinereg.errors import SpineregError
+
+    if isinstance(err, SpineregError):
+        return err.one_line()
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, st.UnitError):
+        return text
+    return f"internal error ({type(err).__name__}: {text}) -- fix: rerun the unit with -v and report it"
+
+
+def _write_log(out: Path, unit: Unit, run_id: str, record: dict) -> None:
+    logs = out / "logs" / "units"
+    logs.mkdir(parents=True, exist_ok=True)
+    write_json(logs / f"{unit.uid}.{run_id}.json", record, overwrite=True)
+
+
+def _peak_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)
+
+
+def _umask() -> int:
+    from spinereg.io.staging import umask
+
+    return umask()

@@ -1,0 +1,165 @@
+"""spinereg batch, fast part: BIDS discovery, configuration checks, names, run-specific records,
+and the command's refusals (one line, exit 2, nothing written). The runs themselves:
+test_batch_run.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinereg.batch.bids import discover, find_given, parse_name
+from spinereg.batch.config import load_config
+from spinereg.batch.naming import chain_names, template_label, template_names
+from spinereg.batch.tables import summarise
+from spinereg.batch.unit import split_run_specific
+from spinereg.cli.main import main
+from spinereg.errors import InputError
+
+
+def _img(path: Path, shape=(4, 4, 3)) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(np.ones(shape, np.float32), np.eye(4)), str(path))
+
+
+@pytest.fixture
+def tiny_bids(tmp_path: Path) -> Path:
+    root = tmp_path / "ds"
+    (root).mkdir()
+    (root / "dataset_description.json").write_text('{"Name": "x", "BIDSVersion": "1.9.0"}')
+    (root / "T2w.json").write_text('{"MagneticFieldStrength": 3, "EchoTime": 0.1}')
+    _img(root / "sub-01/ses-01/anat/sub-01_ses-01_T2w.nii.gz")
+    (root / "sub-01/ses-01/anat/sub-01_ses-01_T2w.json").write_text('{"EchoTime": 0.12}')
+    _img(root / "sub-01/ses-02/anat/sub-01_ses-02_acq-sag_T2w.nii.gz")
+    _img(root / "sub-01/ses-02/anat/sub-01_ses-02_flip-1_mt-on_MTS.nii.gz")
+    _img(root / "sub-01/ses-02/func/sub-01_ses-02_task-rest_bold.nii.gz", (4, 4, 3, 2))
+    _img(root / "sub-02/anat/sub-02_T2starw.nii.gz")
+    _img(root / "sub-02/anat/sub-02_T2starw_seg.nii.gz")  # a given file next to the image, not an image
+    _img(root / "sub-02/dwi/sub-02_dwi.nii.gz", (4, 4, 3, 2))
+    _img(root / "derivatives/labels/sub-01/ses-01/anat/sub-01_ses-01_T2w_seg-manual.nii.gz")
+    return root
+
+
+def test_parse_name():
+    assert parse_name("sub-01_ses-02_acq-x_T2w.nii.gz") == ((("sub", "01"), ("ses", "02"), ("acq", "x")), "T2w")
+    assert parse_name("sub-01_T2w.json") is None
+    assert parse_name("README.nii.gz") is None
+    assert parse_name("ses-01_sub-01_T2w.nii") is None
+
+
+def test_discover_units_sessions_sidecars_given(tiny_bids: Path):
+    ds = discover(tiny_bids)
+    assert [u.uid for u in ds.units] == ["sub-01_ses-01", "sub-01_ses-02", "sub-02"]
+    u1, u2, u3 = ds.units
+    assert [im.suffix for im in u1.images] == ["T2w"]
+    t2 = u1.images[0]
+    # inheritance: the dataset-level T2w.json under the image's own sidecar
+    assert t2.sidecar == {"MagneticFieldStrength": 3, "EchoTime": 0.12}
+    assert sorted(im.suffix for im in u2.images) == ["MTS", "T2w", "bold"]
+    assert u2.of("T2w")[0].prefix == "sub-01_ses-02_acq-sag"
+    assert sorted(im.suffix for im in u3.images) == ["T2starw", "dwi"]  # the _seg file is not an image
+    assert find_given(t2, tiny_bids, ["_seg-manual"]).name == "sub-01_ses-01_T2w_seg-manual.nii.gz"
+    assert find_given(u3.of("T2starw")[0], tiny_bids, ["_seg-manual", "_seg"]).name == "sub-02_T2starw_seg.nii.gz"
+    assert find_given(u2.of("T2w")[0], tiny_bids, ["_seg-manual"]) is None
+    # selection
+    assert [u.uid for u in discover(tiny_bids, participant_label=["sub-01"], session=["02"]).units] == ["sub-01_ses-02"]
+    with pytest.raises(InputError, match="participant label"):
+        discover(tiny_bids, participant_label=["03"])
+
+
+def test_discover_refuses_non_bids(tmp_path: Path):
+    with pytest.raises(InputError, match="not a BIDS dataset"):
+        discover(tmp_path)
+    with pytest.raises(InputError, match="not found"):
+        discover(tmp_path / "nope")
+
+
+def test_config_default_and_errors(tmp_path: Path):
+    cfg = load_config()
+    assert cfg.anatomical == "T2w" and cfg.steps("MTS") == ["chain", "mtr", "warp-template", "extract-metric"]
+    assert cfg.qc_for("register-to-template")
+    user = tmp_path / "c.yaml"
+    user.write_text("template: PAM50_small\ncontrasts:\n  T2w: {steps: [register-to-template], preset: template_fast}\n")
+    cfg2 = load_config(user)
+    assert cfg2.template == "PAM50_small" and cfg2.steps("T2w") == ["register-to-template"]
+    assert cfg2.steps("MTS") == cfg.steps("MTS")  # other contrasts kept from the default
+    assert cfg2.digest() != cfg.digest()
+    bad = {
+        "tempalte: PAM50\n": "unknown key",
+        "contrasts:\n  T2w: {steps: [registr]}\n": "unknown step",
+        "contrasts:\n  T2w: {steps: [register-to-template], preset: nope}\n": "unknown preset",
+        "contrasts:\n  MTS: {steps: [chain], via: [T2starw]}\n": "via must end",
+        "contrasts:\n  T2starw: {steps: [register-to-template]}\n": "anatomical contrast only",
+        "contrasts:\n  Flair: {steps: [chain], via: [T2w]}\n": "unknown contrast",
+        "qc: maybe\n": "qc",
+        "a: [1\n": "not valid YAML",
+    }
+    for text, msg in bad.items():
+        user.write_text(text)
+        with pytest.raises(InputError, match=msg) as exc:
+            load_config(user)
+        assert str(user) in exc.value.one_line() and "fix:" in exc.value.one_line()
+
+
+def test_names_and_aliases():
+    assert template_label("PAM50_small") == "PAM50small"
+    n = template_names("sub-01_ses-01", "T2w", "PAM50")
+    assert n["warp_anat2template.nii.gz"] == "sub-01_ses-01_from-T2w_to-PAM50_mode-image_xfm.nii.gz"
+    assert n["warp_template2anat.nii.gz"] == "sub-01_ses-01_from-PAM50_to-T2w_mode-image_xfm.nii.gz"
+    c = chain_names("sub-01", "sub-01_T2starw", "T2starw", "PAM50")
+    assert c["warp_sub-01_T2starw2template.nii.gz"] == "sub-01_from-T2starw_to-PAM50_mode-image_xfm.nii.gz"
+
+
+def test_run_specific_fields_split():
+    rec = {"command": "x", "started_utc": "t", "stages": [{"name": "a", "seconds": 1}], "inputs": {"a": "b"},
+           "links": [{"k": 0, "timings": {"x": 1.0}}, {"k": 1}], "time": "now"}
+    keep, moved = split_run_specific(rec)
+    assert keep == {"command": "x", "inputs": {"a": "b"}, "links": [{"k": 0}, {"k": 1}]}
+    assert moved["started_utc"] == "t" and moved["time"] == "now" and moved["links"][0] == {"timings": {"x": 1.0}}
+
+
+def test_summary_per_level():
+    rows = [{"contrast": "MTS", "metric": "mtr", "label": "cord", "method": "wa", "level": lv, "value": v}
+            for lv, v in (("3", "30.0"), ("3", "34.0"), ("10", "20.0"), ("3", "n/a"))]
+    out = summarise(rows)
+    assert [r["level"] for r in out] == ["3", "10"]  # numeric order
+    assert out[0]["n"] == 2 and out[0]["mean"] == "32.0" and out[0]["units"] == "%"
+
+
+def test_cli_refusals(tiny_bids: Path, tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    assert main(["batch", str(tmp_path / "nope"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "BIDS folder not found" in err and "fix:" in err
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("contrasts:\n  T2w: {steps: [registr]}\n")
+    assert main(["batch", str(tiny_bids), "-o", str(out), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert str(cfg) in err and err.count("\n") == 1
+    assert not out.exists()  # nothing written
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.txt").write_text("mine")
+    assert main(["batch", str(tiny_bids), "-o", str(other)]) == 2
+    assert "holds no spinereg batch" in capsys.readouterr().err
+    assert sorted(p.name for p in other.iterdir()) == ["x.txt"]
+    assert main(["batch", str(tiny_bids), "-o", str(tiny_bids / "sub-01")]) == 2
+    assert "inside the raw BIDS data" in capsys.readouterr().err
+
+
+def test_cli_dry_run(tiny_bids: Path, tmp_path: Path, capsys):
+    assert main(["batch", str(tiny_bids), "-o", str(tmp_path / "o"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "sub-01_ses-02: MTS, T2w, bold" in text and "3 unit(s)" in text
+    assert not (tmp_path / "o").exists()
+
+
+def test_config_file_json(tmp_path: Path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"crop": True, "engine": {"workers": 2}}))
+    cfg = load_config(p)
+    assert cfg.data["crop"] is True and cfg.data["engine"]["workers"] == 2
+    assert cfg.data["engine"]["threads_per_worker"] == 1
