@@ -18,9 +18,9 @@ the transforms are blended into one stationary velocity field
 ``dist_v`` the distance (mm) to vertebra v and ``s(x) = sigma_mm + 0.5 min_v dist_v(x)``: inside
 and near a vertebra its own transform dominates (a neighbour 4 mm away weighs e^-8 with the
 default 0.5 mm), while far from the spine the weights vary slowly. The field is integrated by
-scaling and squaring (``exp(v)``: ``v / 2^N`` composed with itself N times), so the result is a
-diffeomorphism; its inverse is ``exp(-v)`` on the same grid (:class:`PolyRigidField`), which is
-what :func:`spinereg.register.engine.invert_step` uses.
+scaling and squaring (``exp(v)``, :class:`~spinereg.transforms.displacement.VelocityField`), so
+the result is a diffeomorphism whose inverse is ``exp(-v)`` on the same grid
+(:class:`PolyRigidField`), which is what :func:`spinereg.register.engine.invert_step` uses.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from scipy.linalg import expm, logm
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
-from spinereg.transforms.displacement import DisplacementField
+from spinereg.transforms.displacement import DisplacementField, VelocityField
 
 log = logging.getLogger(__name__)
 
@@ -274,42 +274,24 @@ def estimate_motions(fixed: np.ndarray, moving: np.ndarray, grid: Grid, labels: 
 
 
 # -- fusion -------------------------------------------------------------------------------------
-class PolyRigidField(DisplacementField):
-    """``exp(v)`` of a stationary velocity field on ``grid`` (pull, world mm); the inverse is
-    ``exp(-v)`` on the same grid."""
+class PolyRigidField(VelocityField):
+    """The exponential of a poly-rigid velocity field (:class:`~spinereg.transforms.displacement.
+    VelocityField`); its inverse ``exp(-v)`` is computed once and kept (the rigidity projection
+    of a following step pulls many points back through it)."""
 
-    def __init__(self, grid: Grid, velocity: np.ndarray, steps: int | None = None):
-        self.velocity = np.asarray(velocity, np.float32)
-        self.steps = steps
-        self._inv: PolyRigidField | None = None
-        super().__init__(grid, exponential(grid, self.velocity, steps))
+    def __init__(self, grid: Grid, velocity: np.ndarray):
+        super().__init__(grid, velocity)
+        self._inv: VelocityField | None = None
 
     def inverse(self, grid: Grid | None = None, iterations: int = 50, tol_mm: float = 1e-3) -> DisplacementField:
         if grid is None or grid.same_as(self.grid):
             if self._inv is None:
-                self._inv = PolyRigidField(self.grid, -self.velocity, self.steps)
-                self._inv._inv = self
+                self._inv = VelocityField(self.grid, -self.velocity)
             return self._inv
         return super().inverse(grid, iterations, tol_mm)
 
     def inverse_map(self, points: np.ndarray, iterations: int = 60, tol_mm: float = 1e-3) -> np.ndarray:
         return self.inverse().map(points)
-
-
-def exponential(grid: Grid, velocity: np.ndarray, steps: int | None = None) -> np.ndarray:
-    """Scaling and squaring of a stationary velocity field (world mm) -> pull displacement."""
-    a = grid.affine[:3, :3]
-    ainv = np.linalg.inv(a)
-    vmax = float(np.sqrt((velocity.astype(np.float64) ** 2).sum(-1)).max()) if velocity.size else 0.0
-    if steps is None:
-        steps = max(0, int(np.ceil(np.log2(max(vmax, 1e-9) / (0.25 * float(grid.zooms.min())))))) + 1
-    u = (velocity / 2.0**steps) @ ainv.T  # voxel units
-    base = np.indices(grid.shape, dtype=np.float32)
-    for _ in range(steps):
-        coords = base + np.moveaxis(u, -1, 0)
-        u = u + np.stack([ndimage.map_coordinates(u[..., k], coords, order=1, mode="nearest")
-                          for k in range(3)], -1)
-    return (u @ a.T).astype(np.float32)
 
 
 def fusion_weights(labels: np.ndarray, grid: Grid, values: list[int], sigma_mm: float = 0.5,
