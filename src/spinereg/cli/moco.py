@@ -63,7 +63,7 @@ def run(args) -> int:
         write_moco_outputs,
     )
     from spinereg.epi.sidecar import read_sidecar
-    from spinereg.io.image import check_writable, load_image
+    from spinereg.io.image import load_image
 
     t0 = time.perf_counter()
     prm = parse_moco_param(args.param)
@@ -87,9 +87,10 @@ def run(args) -> int:
     th = Thresholds(**{k2: prm[k1] for k1, k2 in (("dropout", "dropout"), ("ghost", "ghosting"), ("fd", "fd_mm"),
                                                    ("z", "residual_z")) if k1 in prm})
     mask = load_image(args.mask, ndim=3, what="mask") if args.mask else None
+    from spinereg.io.staging import OutputFolder
+
     outdir = out
-    for n in output_names(series_stem(img)).values():
-        check_writable(outdir / n, args.overwrite)  # fail before the work
+    folder = OutputFolder(out, output_names(series_stem(img)).values(), overwrite=args.overwrite).check()
     res = motion_correct(img, mask, multiband=multiband, group=args.group, bvals=bvals, slice_timing=timing,
                          reference=prm.get("ref", "mean"), n_ref=prm.get("nref"), iterations=prm.get("iter", 2),
                          regularise=prm.get("reg", "spline"), smooth=prm.get("smooth", 0.0),
@@ -99,8 +100,10 @@ def run(args) -> int:
     inputs = {"input": args.input, "mask": args.mask, "bvals": args.bvals, "bvecs": args.bvecs,
               "sidecar": meta.get("_path"), "param": args.param, "multiband": multiband, "group": args.group}
     cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
-    files = write_moco_outputs(res, img, outdir, overwrite=args.overwrite, interp=args.interp, inputs=inputs,
-                               cord_mask=cord, progress=progress_bar("write"))
+    with folder as tmp:  # the folder appears only when complete
+        staged = write_moco_outputs(res, img, tmp, overwrite=True, interp=args.interp, inputs=inputs,
+                                    cord_mask=cord, progress=progress_bar("write"))
+    files = {k: outdir / Path(v).name for k, v in staged.items()}
     summ = json.loads(files["metrics"].read_text())["summary"]
     print(json.dumps({"outdir": str(outdir), "seconds": round(time.perf_counter() - t0, 2),
                       "files": {k: str(v) for k, v in files.items()},

@@ -185,8 +185,9 @@ def _merge(src: Path, dest: Path) -> None:
 
 def folder_is_own_run(folder: Path, marker: str, names: Iterable[str] = ()) -> bool:
     """True when ``folder`` is empty, or holds only a previous run of ``marker`` (its
-    provenance.json says ``invoked_as`` == ``marker``, and it holds nothing but ``names`` and
-    ``qc/``): such a folder may be replaced as a whole."""
+    provenance.json says ``invoked_as`` == ``marker``, and the folder holds nothing but ``names``,
+    the ``outputs`` that provenance.json lists, and ``qc/``): such a folder may be replaced as a
+    whole."""
     import json
 
     folder = Path(folder)
@@ -195,10 +196,10 @@ def folder_is_own_run(folder: Path, marker: str, names: Iterable[str] = ()) -> b
     present = {p.name for p in folder.iterdir()}
     if not present:
         return True
-    if not present <= {*names, "qc", "provenance.json"}:
-        return False
     try:
         prov = json.loads((folder / "provenance.json").read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(prov, dict) and prov.get("invoked_as") == marker
+    if not isinstance(prov, dict) or prov.get("invoked_as") != marker:
+        return False
+    return present <= {*names, *(prov.get("outputs") or []), "qc", "provenance.json"}

@@ -68,8 +68,14 @@ def list_input(value) -> list[str | None]:
     return list(parsed) if isinstance(parsed, (list, tuple)) else [str(parsed)]
 
 
-def _load(path: Path | str, what: str) -> Image:
+def _load(path: Path | str, what: str, run_dir: Path | None = None) -> Image:
+    """An input named in provenance.json; one that is not found where it was is looked for in
+    the run folder by its file name (inputs a run wrote itself, e.g. an automatic segmentation,
+    recorded as ``NAME (how it was made)``)."""
     p = Path(path)
+    if not p.exists() and run_dir is not None:
+        local = Path(run_dir) / Path(str(path).split(" (")[0]).name
+        p = local if local.is_file() else p
     if not p.exists():
         raise InputError(f"{what} named in provenance.json not found", p,
                          "run QC where the run's inputs are still available")
@@ -279,8 +285,8 @@ def template_space_panels(outdir: Path, anat2template: Image, template, note: st
 def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     from spinereg.transforms.itk import read_displacement
 
-    image = _load(_input(prov, "image"), "image")
-    seg = _load(_input(prov, "seg"), "segmentation") if _input(prov, "seg") else None
+    image = _load(_input(prov, "image"), "image", run_dir)
+    seg = _load(_input(prov, "seg"), "segmentation", run_dir) if _input(prov, "seg") else None
     labels, kind = None, "body"
     for key in ("labels", "ldisc", "lrootlet"):
         if _input(prov, key):
@@ -323,7 +329,7 @@ def render_register(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     src = _load(_input(prov, "input") or _input(prov, "src") or _input(prov, "image"), "source image")
     dest = _load(_input(prov, "dest"), "destination image")
     src_reg = _load(run_dir / f"{stem(src, 'src')}_reg.nii.gz", "registered source")
-    dseg = _load(_input(prov, "dseg"), "destination segmentation") if _input(prov, "dseg") else None
+    dseg = _load(_input(prov, "dseg"), "destination segmentation", run_dir) if _input(prov, "dseg") else None
     grid = crop_grid(dest.grid, None if dseg is None else np.asarray(dseg.data) > 0.5)
     dimg = dest if dest.ndim == 3 else dest.with_data(dest.volume(0))
     simg = src_reg if src_reg.ndim == 3 else src_reg.with_data(src_reg.volume(0))

@@ -301,8 +301,13 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
             with run.stage("verdict"):
                 score_output_folder(tmp, metrics=mets)
         reg.metrics = mets
-        finish_outputs(tmp, before_commit, lambda: write_json(tmp / "provenance.json",
-                                                        provenance(reg, inputs, run, grids, invoked_as), overwrite=True))
+        def last_write() -> None:  # the final provenance lists every file of the folder
+            prov = provenance(reg, inputs, run, grids, invoked_as)
+            prov["outputs"] = sorted({*(p.name for p in tmp.iterdir() if not p.name.startswith(".")),
+                                      "provenance.json"})
+            write_json(tmp / "provenance.json", prov, overwrite=True)
+
+        finish_outputs(tmp, before_commit, last_write)
     out = Path(outdir)
     return {k: out / v for k, v in names.items()}
 
