@@ -64,6 +64,10 @@ def test_discover_units_sessions_sidecars_given(tiny_bids: Path):
     assert find_given(t2, tiny_bids, ["_seg-manual"]).name == "sub-01_ses-01_T2w_seg-manual.nii.gz"
     assert find_given(u3.of("T2starw")[0], tiny_bids, ["_seg-manual", "_seg"]).name == "sub-02_T2starw_seg.nii.gz"
     assert find_given(u2.of("T2w")[0], tiny_bids, ["_seg-manual"]) is None
+    own = tiny_bids / "derivatives" / "spinereg"  # a batch output inside derivatives is never an input
+    _img(own / "sub-01/ses-02/anat/sub-01_ses-02_acq-sag_T2w_seg-manual.nii.gz")
+    (own / ".spinereg-batch.json").write_text("{}")
+    assert find_given(u2.of("T2w")[0], tiny_bids, ["_seg-manual"]) is None
     # selection
     assert [u.uid for u in discover(tiny_bids, participant_label=["sub-01"], session=["02"]).units] == ["sub-01_ses-02"]
     with pytest.raises(InputError, match="participant label"):
@@ -79,7 +83,7 @@ def test_discover_refuses_non_bids(tmp_path: Path):
 
 def test_config_default_and_errors(tmp_path: Path):
     cfg = load_config()
-    assert cfg.anatomical == "T2w" and cfg.steps("MTS") == ["chain", "mtr", "warp-template", "extract-metric"]
+    assert cfg.anatomical == "T2w" and cfg.steps("MTS") == ["segment", "chain", "mtr", "warp-template", "extract-metric"]
     assert cfg.qc_for("register-to-template")
     user = tmp_path / "c.yaml"
     user.write_text("template: PAM50_small\ncontrasts:\n  T2w: {steps: [register-to-template], preset: template_fast}\n")
@@ -95,6 +99,7 @@ def test_config_default_and_errors(tmp_path: Path):
         "contrasts:\n  T2starw: {steps: [register-to-template]}\n": "anatomical contrast only",
         "contrasts:\n  Flair: {steps: [chain], via: [T2w]}\n": "unknown contrast",
         "qc: maybe\n": "qc",
+        "contrasts:\n  T2w: {steps: [register-to-template, csa]}\n": "csa step needs warp-template",
         "a: [1\n": "not valid YAML",
     }
     for text, msg in bad.items():

@@ -189,7 +189,8 @@ def find_given(image: BidsImage, root: Path, patterns) -> Path | None:
     """The first ``<stem><pattern>.nii[.gz]`` found in the derivatives or next to the image."""
     d = dict(image.entities)
     rel = Path(f"sub-{d['sub']}") / (f"ses-{d['ses']}" if "ses" in d else "") / image.datatype
-    folders = [p / rel for p in sorted((root / "derivatives").glob("*")) if (p / rel).is_dir()]
+    folders = [p / rel for p in sorted((root / "derivatives").glob("*"))
+               if (p / rel).is_dir() and not (p / ".spinereg-batch.json").exists()]  # never our own outputs
     folders.append(image.path.parent)
     for pattern in patterns:
         for folder in folders:

@@ -18,7 +18,7 @@ from pathlib import Path
 from spinereg.batch.bids import SUFFIXES
 from spinereg.errors import InputError
 
-STEPS = ("segment", "label", "register-to-template", "chain", "mtr", "warp-template", "extract-metric")
+STEPS = ("segment", "label", "register-to-template", "chain", "mtr", "warp-template", "extract-metric", "csa")
 TOP_KEYS = {"template", "anatomical", "crop", "qc", "given", "contrasts", "engine"}
 CONTRAST_KEYS = {"steps", "contrast", "preset", "via", "target", "extract", "atlas", "link_preset", "direct"}
 EXTRACT_KEYS = {"metric", "labels", "method", "perlevel", "vert"}
@@ -165,6 +165,8 @@ def check(data: dict, where: str) -> None:
                 and "register-to-template" not in steps:
             _fail(f"{w}: warp-template / extract-metric need a registration step first", where,
                   "add chain (or register-to-template) before them")
+        if "csa" in steps and ("warp-template" not in steps or steps.index("csa") < steps.index("warp-template")):
+            _fail(f"{w}: the csa step needs warp-template before it (levels)", where, "add warp-template before csa")
         if "mtr" in steps and suffix != "MTS":
             _fail(f"{w}: the mtr step needs an MTS pair", where, "use it under contrasts.MTS")
         for pk in ("preset", "link_preset"):

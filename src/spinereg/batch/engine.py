@@ -92,7 +92,7 @@ def cluster(scheduler: str | None = None, workers: int | None = None, threads: i
     n = workers or auto_workers(memory_gb)
     mem = f"{memory_gb}GB" if memory_gb else "auto"
     cl = LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, memory_limit=mem,
-                      dashboard_address=None, scheduler_kwargs={"dashboard": False},
+                      dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
                       silence_logs=logging.ERROR)
     client = Client(cl)
     try:

@@ -39,13 +39,20 @@ class BatchResult:
     results: dict[str, dict] = field(default_factory=dict)  # unit -> last result
     skipped: list[str] = field(default_factory=list)
     group: dict[str, Path] = field(default_factory=dict)
+    subjects: list[dict] = field(default_factory=list)  # group/subjects.tsv: every unit of the selection
 
     def units_with(self, status: str) -> list[str]:
         return sorted(k for k, r in self.results.items() if r.get("status") == status)
 
     @property
     def failed(self) -> dict[str, str]:
+        """Units of this run that failed (reason); see :attr:`subjects` for the whole selection."""
         return {k: str(r.get("reason")) for k, r in sorted(self.results.items()) if r.get("status") == "failed"}
+
+    @property
+    def failed_units(self) -> dict[str, str]:
+        """Every unit of the selection that is not complete with a passing verdict, this run or earlier."""
+        return {r["unit"]: r["reason"] for r in self.subjects if r["status"] == "failed"}
 
 
 def _utc() -> str:
@@ -217,7 +224,11 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
 
                 jobs = [(u.uid, (u, cfg, str(Path(os.path.abspath(out))), run_id)) for u in todo]
                 follow(client, jobs, threads, on_result, live_line, run_id)
+            _clean_stale(out)  # attempts of units whose worker was killed (the unit was run again)
         result.group = write_group(out, ds.units, result.failed)
+        from spinereg.batch.tables import read_tsv
+
+        result.subjects = read_tsv(out / "group" / "subjects.tsv")
         _log(out, {"event": "end", "run": run_id, "done": len(result.units_with("done")),
                    "failed": len(result.failed), "skipped": len(result.skipped)})
     return result

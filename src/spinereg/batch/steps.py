@@ -111,7 +111,9 @@ def segmentation(ctx: Context, suffix: str, im: BidsImage, required: bool) -> Pa
         except ImportError as err:
             raise UnitError(f"{im.path}: no segmentation given and automatic segmentation is not available "
                             f"({err}) -- fix: add {im.stem}_seg-manual.nii.gz to derivatives/labels") from err
-        seg = segment_cord(load_image(im.path, ndim=(3, 4)))
+        c = (ctx.cfg.contrast(suffix) or {}).get("contrast") or {"MTS": "mt", "dwi": "dwi", "bold": "epi"}.get(
+            suffix, "auto")
+        seg = segment_cord(im.path, c)
         out = ctx.datatype_dir(im) / f"{im.stem}_label-SC_seg.nii.gz"
         save_image(seg, out)
         ctx.records.append(StepRecord(suffix, "segment", files=[str(out.relative_to(ctx.tmp))]))
@@ -246,3 +248,27 @@ def extract_step(ctx: Context, suffix: str, im: BidsImage) -> None:
     extract_rows(ctx, suffix, path, folder, ex, out)
     ctx.tables.append(out)
     ctx.records.append(StepRecord(suffix, "extract-metric", files=[str(out.relative_to(ctx.tmp))]))
+
+
+def csa_step(ctx: Context, suffix: str, im: BidsImage) -> None:
+    """Cord cross-sectional area per vertebral level (angle-corrected), levels from the warped
+    template; one TSV per unit, in the metrics table's columns (metric ``csa``, mm2)."""
+    from spinereg.batch.tables import METRIC_COLUMNS, num, write_tsv
+    from spinereg.metrics.morphometry import cross_sectional_area
+
+    levels = sorted((ctx.run_dir(suffix, "warp-template") / "template").glob("*_levels.nii.gz"))
+    if not levels:
+        raise UnitError(f"contrasts.{suffix}: the csa step needs the warped template levels -- fix: add "
+                        "warp-template before csa")
+    seg = load_image(ctx.segs[suffix], ndim=3, what="segmentation")
+    res = cross_sectional_area(seg, load_image(levels[0], ndim=3, what="levels image"))
+    sub, ses = f"sub-{ctx.unit.subject}", f"ses-{ctx.unit.session}" if ctx.unit.session else "n/a"
+    rows = [{"participant_id": sub, "session_id": ses, "contrast": suffix, "metric": "csa",
+             "label": "spinal cord", "method": "angle-corrected" if res.angle_correction else "slice plane",
+             "level": str(lv.level), "slices": ",".join(map(str, lv.slices)), "size_vox": str(lv.n_slices),
+             "value": num(lv.csa_mean_mm2), "std": num(lv.csa_std_mm2)} for lv in res.levels]
+    out = ctx.datatype_dir(im) / f"{im.prefix}_desc-csa_perlevel.tsv"
+    write_tsv(out, METRIC_COLUMNS, rows, overwrite=False)
+    ctx.tables.append(out)
+    ctx.records.append(StepRecord(suffix, "csa", files=[str(out.relative_to(ctx.tmp))]))
+

@@ -18,7 +18,7 @@ SUMMARY_COLUMNS = ("contrast", "metric", "label", "method", "level", "n", "mean"
                    "units")
 
 
-def _num(v) -> str:
+def num(v) -> str:
     if v is None:
         return "n/a"
     f = float(v)
@@ -79,8 +79,8 @@ def extract_rows(ctx, suffix: str, metric_path: Path, warp_dir: Path, ex: dict, 
                      f"ses-{ctx.unit.session}" if ctx.unit.session else "n/a", "contrast": suffix,
                      "metric": metric, "label": r.label, "method": r.method,
                      "level": ",".join(map(str, r.levels)) if r.levels else "n/a",
-                     "slices": ",".join(map(str, r.slices)), "size_vox": _num(r.size), "value": _num(r.value),
-                     "std": _num(r.std)})
+                     "slices": ",".join(map(str, r.slices)), "size_vox": num(r.size), "value": num(r.value),
+                     "std": num(r.std)})
     return write_tsv(out, METRIC_COLUMNS, recs, overwrite=False)
 
 
@@ -102,9 +102,9 @@ def summarise(rows: list[dict]) -> list[dict]:
     for key in sorted(groups, key=level_key):
         vals = groups[key]
         out.append({**dict(zip(("contrast", "metric", "label", "method", "level"), key, strict=True)),
-                    "n": len(vals), "mean": _num(statistics.fmean(vals)) if vals else "n/a",
-                    "sd": _num(statistics.stdev(vals)) if len(vals) > 1 else "n/a",
-                    "median": _num(statistics.median(vals)) if vals else "n/a",
-                    "min": _num(min(vals)) if vals else "n/a", "max": _num(max(vals)) if vals else "n/a",
+                    "n": len(vals), "mean": num(statistics.fmean(vals)) if vals else "n/a",
+                    "sd": num(statistics.stdev(vals)) if len(vals) > 1 else "n/a",
+                    "median": num(statistics.median(vals)) if vals else "n/a",
+                    "min": num(min(vals)) if vals else "n/a", "max": num(max(vals)) if vals else "n/a",
                     "units": "%" if key[1] == "mtr" else ("mm2" if key[1] == "csa" else "")})
     return out

@@ -142,7 +142,8 @@ def _run_steps(ctx: st.Context) -> None:
             if step in ("segment", "label"):
                 continue  # done above, when needed
             fn = {"register-to-template": st.register_anatomical, "chain": st.chain, "mtr": st.mtr,
-                  "warp-template": st.warp_template_step, "extract-metric": st.extract_step}[step]
+                  "warp-template": st.warp_template_step, "extract-metric": st.extract_step,
+                  "csa": st.csa_step}[step]
             fn(ctx, suffix, im)
 
 

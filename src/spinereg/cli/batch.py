@@ -60,15 +60,16 @@ def run(args) -> int:
                     session=args.session, scheduler=args.scheduler, workers=args.workers,
                     threads_per_worker=args.threads_per_worker, slurm=slurm, overwrite=args.overwrite,
                     argv=getattr(args, "_argv", None))
-    done = len(res.units_with("done")) + len(res.skipped)
-    print(f"batch: {done} unit(s) complete ({len(res.skipped)} kept from an earlier run), {len(res.failed)} failed "
+    failed = res.failed_units
+    done = len(res.subjects) - len(failed)
+    print(f"batch: {done} unit(s) complete ({len(res.skipped)} kept from an earlier run), {len(failed)} failed "
           f"-> {res.out}")
     if "qc" in res.group:
         print(f"QC report: {res.group['qc']}")
-    if res.failed:
+    if failed:
         import sys
 
-        for unit, reason in res.failed.items():
+        for unit, reason in failed.items():
             print(f"  {unit}: {reason}", file=sys.stderr)
         return 0 if args.allow_fail else 3
     return 0
