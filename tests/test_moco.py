@@ -246,7 +246,7 @@ def test_dmri_groups_cli(sct_data: Path, tmp_path: Path) -> None:
             "-g", "3", "-o", str(out)]
     assert main(args) == 0
     names = {"dmri_moco.nii.gz", "dmri_moco_mean.nii.gz", "dmri_tsnr_before.nii.gz", "dmri_tsnr_after.nii.gz",
-             "moco_params.csv", "moco_params.json", "metrics.json"}
+             "moco_params.csv", "moco_params.json", "metrics.json", "provenance.json"}
     assert {p.name for p in out.iterdir()} == names
     assert load_image(out / "dmri_moco.nii.gz").shape == (40, 42, 5, 7)
     params = json.loads((out / "moco_params.json").read_text())

@@ -53,6 +53,7 @@ def parse_moco_param(text: str) -> dict:
 def run(args) -> int:
     import numpy as np
 
+    from spinereg.cli.common import start_run
     from spinereg.epi.artifacts import Thresholds
     from spinereg.epi.moco import (
         motion_correct,
@@ -64,8 +65,10 @@ def run(args) -> int:
     )
     from spinereg.epi.sidecar import read_sidecar
     from spinereg.io.image import load_image
+    from spinereg.io.provenance import RunRecord, write_json
 
     t0 = time.perf_counter()
+    rec: RunRecord = start_run(args, "moco")[0]
     prm = parse_moco_param(args.param)
     img = load_image(args.input, ndim=4, lazy=True, what="series")
     out = Path(args.outdir)
@@ -90,20 +93,25 @@ def run(args) -> int:
     from spinereg.io.staging import OutputFolder
 
     outdir = out
-    folder = OutputFolder(out, output_names(series_stem(img)).values(), overwrite=args.overwrite).check()
-    res = motion_correct(img, mask, multiband=multiband, group=args.group, bvals=bvals, slice_timing=timing,
-                         reference=prm.get("ref", "mean"), n_ref=prm.get("nref"), iterations=prm.get("iter", 2),
-                         regularise=prm.get("reg", "spline"), smooth=prm.get("smooth", 0.0),
-                         pe_axis=0 if pe.startswith("i") else 1, thresholds=th,
-                         exclude_flagged=bool(prm.get("exclude", 1)),
-                         align_classes=bool(prm.get("align", 0)), progress=progress_bar("moco"))
+    folder = OutputFolder(out, [*output_names(series_stem(img)).values(), "provenance.json"],
+                          overwrite=args.overwrite).check()
+    with rec.stage("motion correction"):
+        res = motion_correct(img, mask, multiband=multiband, group=args.group, bvals=bvals, slice_timing=timing,
+                             reference=prm.get("ref", "mean"), n_ref=prm.get("nref"), iterations=prm.get("iter", 2),
+                             regularise=prm.get("reg", "spline"), smooth=prm.get("smooth", 0.0),
+                             pe_axis=0 if pe.startswith("i") else 1, thresholds=th,
+                             exclude_flagged=bool(prm.get("exclude", 1)),
+                             align_classes=bool(prm.get("align", 0)), progress=progress_bar("moco"))
     inputs = {"input": args.input, "mask": args.mask, "bvals": args.bvals, "bvecs": args.bvecs,
               "sidecar": meta.get("_path"), "param": args.param, "multiband": multiband, "group": args.group}
     cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
-    with folder as tmp:  # the folder appears only when complete
+    with folder as tmp, rec.stage("write outputs"):  # the folder appears only when complete
         staged = write_moco_outputs(res, img, tmp, overwrite=True, interp=args.interp, inputs=inputs,
                                     cord_mask=cord, progress=progress_bar("write"))
+        write_json(tmp / "provenance.json", {**rec.as_dict(inputs), "inputs": {k: v for k, v in inputs.items()
+                                                                                if v is not None}})
     files = {k: outdir / Path(v).name for k, v in staged.items()}
+    files["provenance"] = outdir / "provenance.json"
     summ = json.loads(files["metrics"].read_text())["summary"]
     print(json.dumps({"outdir": str(outdir), "seconds": round(time.perf_counter() - t0, 2),
                       "files": {k: str(v) for k, v in files.items()},
