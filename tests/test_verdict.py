@@ -1,4 +1,4 @@
-"""QC verdicts: thresholds, a real t2 run (pass), labels shifted by one vertebra (fail), cohort CSV."""
+"""QC verdicts: thresholds, a real t2 run (pass), labels shifted by one vertebra (warn), cohort CSV."""
 
 from __future__ import annotations
 
@@ -49,12 +49,12 @@ def test_judge_pass_warn_fail():
     assert v.verdict == "fail" and "pct_folding" in v.reasons[0]
     assert judge(_with("landmarks.max_residual_mm", 2.5)).verdict == "fail"
     assert judge(_with("landmarks.max_residual_mm", 1.5)).verdict == "warn"
-    assert judge(_with("inverse_consistency_mm.p95", 1.2)).verdict == "fail"
+    assert judge(GOOD, extra_scores={"inverse_consistency_vox": 1.2}).verdict == "fail"
     v = judge(_with("jacobian_template2anat_in_cord.min", 0.1))
     assert v.verdict == "warn" and v.scores["jacobian_min"] == 0.1
     assert judge({}, "register").verdict == "warn"
-    v = judge(GOOD, extra_scores={"hausdorff95_mm": 4.0})
-    assert v.verdict == "fail" and v.reasons[0].startswith("fail: hausdorff95_mm 4")
+    v = judge(GOOD, extra_scores={"hausdorff95_vox": 4.0})
+    assert v.verdict == "fail" and v.reasons[0].startswith("fail: hausdorff95_vox 4")
 
 
 def test_judge_register_kind():
@@ -95,10 +95,15 @@ def test_good_run_passes(runs):
     assert qc["thresholds_version"] == load_thresholds()["version"]
 
 
-def test_shifted_labels_fail_with_reason(runs):
+def test_shifted_labels_warn_with_reason(runs):
+    """On this subject the automatic level check is ambiguous (its labeling is one level off
+    itself), so the levels are not verified; the S-I scale the shifted labels impose (6 %) then
+    warns. (Where the automatic labeling is clear, wrong levels warn through
+    level_offset_vertebrae: tests/test_validation_qc.py.)"""
     qc = json.loads((runs / "runs" / "shifted" / "metrics.json").read_text())["qc"]
-    assert qc["verdict"] == "fail"
-    assert any(r.startswith("fail: label_si_scale_deviation") for r in qc["reasons"]), qc["reasons"]
+    assert qc["verdict"] == "warn"
+    assert any(r.startswith("warn: unverified_si_scale_deviation") for r in qc["reasons"]), qc["reasons"]
+    assert any(n.startswith("levels not verified") for n in qc.get("notes", [])), qc
     # the registration itself obeys the wrong labels: overlap and residuals stay good
     assert qc["scores"]["cord_dice"] > 0.95 and qc["scores"]["landmark_max_residual_mm"] < 1.0
 
@@ -119,14 +124,14 @@ def test_cohort_csv_lists_three_runs(runs, tmp_path):
     third = tmp_path / "subject3"
     shutil.copytree(runs / "good", third)
     rows = aggregate([runs, third])
-    assert sorted(r["verdict"] for r in rows) == ["fail", "pass", "pass"]
+    assert sorted(r["verdict"] for r in rows) == ["pass", "pass", "warn"]
     out = tmp_path / "cohort.csv"
     assert main(["qc-scores", str(runs), str(third), "-o", str(out)]) == 0
     table = list(csv.DictReader(out.open()))
     assert len(table) == 3
     assert {r["run_id"] for r in table} == {f"{runs.name}/good", f"{runs.name}/runs/shifted", "subject3"}
-    bad = [r for r in table if r["verdict"] == "fail"]
-    assert len(bad) == 1 and "label_si_scale_deviation" in bad[0]["reasons"]
+    bad = [r for r in table if r["verdict"] == "warn"]
+    assert len(bad) == 1 and "unverified_si_scale_deviation" in bad[0]["reasons"]
     assert float(bad[0]["cord_dice"]) > 0.9
     assert main(["qc-scores", str(runs), "-o", str(out)]) == 2  # exists without --overwrite
 

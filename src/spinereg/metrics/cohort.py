@@ -17,9 +17,10 @@ from spinereg.errors import InputError, SpineregError
 from spinereg.io.image import atomic_write
 from spinereg.metrics.verdict import command_kind, judge, score_output_folder
 
-KEY_SCORES = ("cord_dice", "hausdorff95_mm", "centerline_rms_mm", "landmark_max_residual_mm",
-              "label_si_scale", "label_si_scale_deviation", "jacobian_min", "pct_folding",
-              "inverse_consistency_p95_mm")
+KEY_SCORES = ("cord_dice", "hausdorff95_mm", "hausdorff95_vox", "centerline_rms_mm", "landmark_max_residual_mm",
+              "label_si_scale", "label_si_scale_deviation", "level_offset_vertebrae", "label_si_uncertainty_mm",
+              "jacobian_min", "pct_folding", "inverse_consistency_vox", "similarity_before", "similarity_after",
+              "similarity_shift_gain", "image_structure")
 FIXED_COLUMNS = ("run_id", "subject", "command", "verdict", "reasons", "folder")
 
 

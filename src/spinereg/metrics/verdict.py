@@ -2,21 +2,20 @@
 
 :func:`judge` turns a ``metrics.json`` dict into a :class:`Verdict`: each score of the command
 kind (``register-to-template``, ``register``, ``moco``) is read from the dict through the paths
-listed in ``spinereg/data/qc_thresholds.json`` and compared with its bounds there (fail: cord Dice
-< 0.85, any folding, landmark residual > 2 mm, inverse consistency p95 > 1 mm...; warn: Dice <
-0.92, residual > 1 mm, Jacobian min < 0.2...). The verdict is the worst of the scores, and each
-score out of bounds gives one reason naming it, its value and the bound.
+listed in ``spinereg/data/qc_thresholds.json`` and compared with its bounds there (calibrated on
+known-truth runs: docs/qc_calibration.md). The verdict is the worst of the scores, and each score
+out of bounds gives one reason naming it, its value and the bound.
 
-:func:`folder_scores` adds the scores that need images, from an output folder: Hausdorff 95 and
-centerline error of the template cord warped to the subject against the subject's segmentation,
-and the S-I scaling that the landmarks impose (``label_si_scale``): the subject's arc length
-between its first and last landmarks over the template's between the same levels. Labels shifted
-by one vertebra pair each subject vertebra with the template's neighbour, which leaves Dice and
-landmark residuals perfect (the registration does what the labels say) but changes this scale.
+:func:`folder_scores` (:mod:`spinereg.metrics.run_scores`) adds the scores that need images, from
+an output folder: distances over the slices both images cover in voxels of the coarsest axis,
+image similarity before/after and image structure (noise, empty images), the automatic level
+check and the S-I scale the labels impose (:mod:`spinereg.metrics.level_check`), identity
+results; :func:`~spinereg.metrics.run_scores.derived_scores` combines them with the command's
+own metrics.
 
 :func:`score_output_folder` does both and writes the ``qc`` block
-``{"verdict", "reasons", "scores", "thresholds_version"}`` into the folder's metrics.json
-(atomically).
+``{"verdict", "reasons", "scores", "thresholds_version", "notes"}`` into the folder's
+metrics.json (atomically).
 """
 
 from __future__ import annotations
@@ -29,9 +28,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from spinereg.errors import InputError, SpineregError
+from spinereg.metrics.run_scores import _read_json, derived_scores, folder_scores
+
+__all__ = ["Verdict", "command_kind", "extract_scores", "folder_scores", "judge", "load_thresholds",
+           "score_output_folder"]
 
 KINDS = ("register-to-template", "register", "moco")
 VERDICTS = ("pass", "warn", "fail")
@@ -161,131 +162,6 @@ def judge(metrics: dict, kind: str = "register-to-template", thresholds: dict | 
                    str(table.get("version", "")))
 
 
-# -- scores from an output folder ----------------------------------------------------------------
-
-
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise InputError(f"{what} not found", path, "give a spinereg output folder (with metrics.json and "
-                         "provenance.json)")
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise InputError(f"{what} is not valid JSON ({exc})", path, "rerun the command with --overwrite") from exc
-
-
-def _bin(img, thr: float = 0.5):
-    return img.with_data((np.asarray(img.data) > thr).astype(np.uint8))
-
-
-def _surface_scores(moved, target) -> dict[str, float]:
-    from spinereg.metrics.centerline import centerline_distance
-    from spinereg.metrics.distance import hausdorff
-
-    hd = hausdorff(_bin(moved), _bin(target))
-    cl = centerline_distance(_bin(moved), _bin(target))
-    return {"hausdorff95_mm": round(hd.hausdorff95_mm, 4), "centerline_rms_mm": round(cl.rms_mm, 4),
-            "centerline_max_mm": round(cl.max_mm, 4)}
-
-
-def label_si_scale(prov: dict, seg) -> dict[str, float]:
-    """S-I scale the landmarks impose: subject arc length / template arc length between landmarks.
-
-    Subject landmarks (provenance ``landmarks.subject_mm``) are projected on the centerline of
-    ``seg``, the template's on its cord centerline. Returns ``label_si_scale`` (first to last
-    landmark), ``label_si_scale_deviation`` = max |ln s| over that span and every segment between
-    consecutive landmarks; empty with fewer than two common landmarks.
-    """
-    from spinereg.cord.centerline import centerline_from_seg
-    from spinereg.io.image import load_image
-    from spinereg.io.template import load_template
-    from spinereg.register.template import template_centerline, template_landmarks
-
-    lm = prov.get("landmarks") or {}
-    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items()}
-    kind = lm.get("kind")
-    if len(subj) < 2 or kind is None:
-        return {}
-    tpl = load_template(prov["template"]["name"])
-    tlm = template_landmarks(tpl, kind)
-    common = sorted(set(subj) & {int(v) for v in tlm.values})
-    if len(common) < 2:
-        return {}
-    tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
-    s_subj, _ = centerline_from_seg(seg).project(np.array([subj[v] for v in common], float))
-    s_tpl, _ = template_centerline(tcord).project(tlm.subset(common).points[np.argsort(tlm.subset(common).values)])
-    d_subj, d_tpl = np.diff(s_subj), np.diff(s_tpl)
-    ok = np.abs(d_tpl) > 1e-6
-    if not ok.any():
-        return {}
-    seg_scales = d_subj[ok] / d_tpl[ok]
-    total = float((s_subj[-1] - s_subj[0]) / (s_tpl[-1] - s_tpl[0]))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        logs = np.abs(np.log(np.append(seg_scales, total)))
-    dev = float(np.nanmax(np.where(np.isfinite(logs), logs, np.inf)))
-    return {"label_si_scale": round(total, 4), "label_si_scale_deviation": round(dev, 4)}
-
-
-def folder_scores(folder: str | Path, prov: dict | None = None) -> dict[str, float]:
-    """Scores needing images, computed from an output folder's warps and the inputs it names.
-
-    ``register-to-template``: Hausdorff 95 and centerline RMS/max (mm) of the template cord warped
-    to the subject (``warp_template2anat``) vs the subject segmentation, and the landmarks' S-I
-    scale. ``register`` (both segmentations given): the same for the warped source segmentation
-    vs the destination's.
-    """
-    from spinereg.io.image import load_image
-    from spinereg.transforms.apply import apply_transforms
-    from spinereg.transforms.itk import read_displacement
-
-    out = Path(folder)
-    prov = prov if prov is not None else _read_json(out / "provenance.json", "provenance.json")
-    command = prov.get("command")
-    inputs = prov.get("inputs") or {}
-    scores: dict[str, float] = {}
-    if command == "register-to-template":
-        from spinereg.io.template import load_template
-
-        seg = load_image(_input_path(inputs, "seg", out), ndim=3, what="segmentation")
-        tpl = load_template(prov["template"]["name"])
-        tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
-        inv = read_displacement(_existing(out / "warp_template2anat.nii.gz"))
-        moved = apply_transforms(tcord, seg.grid, [inv], "linear")
-        scores.update(_surface_scores(moved, seg))
-        scores.update(label_si_scale(prov, seg))
-    elif command == "register":
-        if inputs.get("iseg") and inputs.get("dseg"):
-            from spinereg.register.multimodal_outputs import stem
-
-            src = load_image(_input_path(inputs, "input", out), ndim=3, what="source image")
-            dest = load_image(_input_path(inputs, "dest", out), ndim=3, what="destination image")
-            iseg = load_image(_input_path(inputs, "iseg", out), ndim=3, what="source segmentation")
-            dseg = load_image(_input_path(inputs, "dseg", out), ndim=3, what="destination segmentation")
-            fwd = read_displacement(_existing(out / f"warp_{stem(src, 'src')}2{stem(dest, 'dest')}.nii.gz"))
-            moved = apply_transforms(iseg, dseg.grid, [fwd], "linear")
-            scores.update(_surface_scores(moved, dseg))
-    return scores
-
-
-def _existing(p: Path) -> Path:
-    if not p.is_file():
-        raise InputError("output file missing", p, "rerun the command with --overwrite")
-    return p
-
-
-def _input_path(inputs: dict, key: str, folder: Path) -> Path:
-    if not inputs.get(key):
-        raise InputError(f"provenance.json names no {key!r} input", folder / "provenance.json",
-                         "rerun the command that wrote this folder")
-    p = Path(inputs[key])
-    if not p.is_absolute() and not p.exists():
-        p = folder / p
-    if not p.is_file():
-        raise InputError(f"the {key} input named in provenance.json is gone", p,
-                         "restore it, or rerun the registration")
-    return p
-
-
 def command_kind(prov: dict) -> str:
     """QC kind of a provenance record (its ``command``)."""
     cmd = str(prov.get("command", ""))
@@ -319,7 +195,9 @@ def score_output_folder(folder: str | Path, thresholds: dict | None = None, metr
         extra = {}
         text = err.one_line() if isinstance(err, SpineregError) else f"{type(err).__name__}: {err}"
         notes.append(f"image scores not computed: {text}")
+    notes.extend(extra.pop("_notes", []))
     base = {k: v for k, v in mets.items() if k != "qc"}
+    extra.update(derived_scores(extra, base))
     verdict = judge(base, kind, thresholds, extra_scores=extra)
     verdict.scores = {**{k: v for k, v in extra.items() if k not in verdict.scores}, **verdict.scores}
     verdict.notes = notes

@@ -1,0 +1,107 @@
+"""Vertebral-level checks of a template registration.
+
+:func:`label_si_scale`: the S-I scaling the landmarks impose, i.e. the subject's arc length
+between its first and last landmarks over the template's between the same levels
+(``label_si_scale``), and ``label_si_scale_deviation`` = max |ln s| over that span and every
+segment between consecutive landmarks. Labels shifted by one vertebra pair each subject vertebra
+with the template's neighbour, which leaves Dice and landmark residuals perfect but changes this
+scale -- by about as much as real subjects differ from the template (0.85-1.15x), so the score
+only catches gross label errors.
+
+:func:`auto_level_offset`: an independent check of the levels. The subject's discs are found by
+the automatic vertebral labeling (:func:`spinereg.vertebrae.label.label_vertebrae`, from the
+image and the cord segmentation, without the user's labels) and pushed into the template by the
+registration; each lands at its own template disc when the levels are right and about one
+vertebra away when they are off by one. With the offsets in units of the local disc spacing,
+``level_offset_vertebrae`` is the integer shift (0, 1, 2) that explains them best (least absolute
+deviation weighted by the labeling's per-disc confidence, so one disc misplaced by the automatic
+labeling does not decide), with
+``level_offset_margin`` (how much better than the next shift, per disc) and the median offset.
+When the labeling is ambiguous (small fields of view without C2, thick slices) no score is given
+and a note says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinereg.io.image import Image, load_image
+
+
+def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
+    """``label_si_scale`` and ``label_si_scale_deviation`` (see the module docstring); empty with
+    fewer than two landmarks in common with the template.
+
+    Subject landmarks (provenance ``landmarks.subject_mm``) are projected on the centerline of
+    ``seg``, the template's on its cord centerline.
+    """
+    from spinereg.cord.centerline import centerline_from_seg
+    from spinereg.register.template import template_centerline, template_landmarks
+
+    lm = prov.get("landmarks") or {}
+    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items()}
+    kind = lm.get("kind")
+    if len(subj) < 2 or kind is None:
+        return {}
+    tlm = template_landmarks(tpl, kind)
+    common = sorted(set(subj) & {int(v) for v in tlm.values})
+    if len(common) < 2:
+        return {}
+    tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
+    s_subj, _ = centerline_from_seg(seg).project(np.array([subj[v] for v in common], float))
+    s_tpl, _ = template_centerline(tcord).project(tlm.subset(common).points[np.argsort(tlm.subset(common).values)])
+    d_subj, d_tpl = np.diff(s_subj), np.diff(s_tpl)
+    ok = np.abs(d_tpl) > 1e-6
+    if not ok.any():
+        return {}
+    seg_scales = d_subj[ok] / d_tpl[ok]
+    total = float((s_subj[-1] - s_subj[0]) / (s_tpl[-1] - s_tpl[0]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        logs = np.abs(np.log(np.append(seg_scales, total)))
+    dev = float(np.nanmax(np.where(np.isfinite(logs), logs, np.inf)))
+    return {"label_si_scale": round(total, 4), "label_si_scale_deviation": round(dev, 4)}
+
+
+def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template, tpl) -> tuple[dict[str, float], list[str]]:
+    """``level_offset_vertebrae`` and ``level_check_discs`` (see the module docstring), and notes."""
+    from spinereg.register.template import template_landmarks
+    from spinereg.vertebrae.label import label_vertebrae
+
+    try:
+        lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
+                              template=tpl.name if tpl.name in ("PAM50",) else "PAM50")
+    except Exception as err:  # noqa: BLE001 - the check must never block the outputs
+        return {}, [f"levels not verified: automatic labeling failed ({type(err).__name__}: {err})"]
+    if lab.ambiguous:
+        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {lab.identity_margin:.2f})"]
+    tl = template_landmarks(tpl, "disc")
+    tz = {int(v): float(p[2]) for v, p in zip(tl.values, tl.points, strict=True)}
+    ijk = image.grid.world_to_voxel(np.array([d.point for d in lab.discs], float).reshape(-1, 3))
+    inside = np.all((ijk >= -0.5) & (ijk <= np.array(image.grid.shape) - 0.5), axis=1)
+    # discs in the image's field of view only (a warp is the identity outside its grid)
+    discs = [d for d, ok in zip(lab.discs, inside, strict=True) if ok and d.value in tz and d.value != 60]
+    if not discs:
+        return {}, ["levels not verified: no disc found"]
+    moved = subject2template.map(np.array([d.point for d in discs], float))
+    z = np.array(sorted(tz.values()))
+    units, weights = [], []
+    for d, m in zip(discs, moved, strict=True):
+        if not np.all(np.isfinite(m)):
+            continue
+        i = int(np.argmin(np.abs(z - tz[d.value])))
+        spacing = float(np.median(np.abs(np.diff(z[max(0, i - 1): i + 2])))) if len(z) > 1 else 18.0
+        units.append((m[2] - tz[d.value]) / max(spacing, 1.0))
+        weights.append(max(float(d.confidence), 0.05))
+    if not units:
+        return {}, ["levels not verified: the discs fall outside the registration"]
+    u, w = np.array(units), np.array(weights)
+    # the registration's level shift: the integer k (in disc spacings) that explains the offsets
+    # best (least absolute deviation weighted by the labeling's confidence per disc: one disc
+    # misplaced by the automatic labeling does not decide)
+    ks = np.arange(-2, 3)
+    cost = (w[:, None] * np.abs(u[:, None] - ks[None, :])).sum(0)
+    order = np.argsort(cost)
+    return {"level_offset_vertebrae": float(abs(ks[order[0]])),
+            "level_offset_median": round(float(np.median(u)), 4),
+            "level_offset_margin": round(float((cost[order[1]] - cost[order[0]]) / w.sum()), 4),
+            "level_check_discs": float(len(u))}, []

@@ -1,0 +1,274 @@
+"""QC scores that need images, computed from an output folder (its warps and the inputs named in
+provenance.json), for :mod:`spinereg.metrics.verdict`.
+
+Distances are judged where both images hold the cord and in voxels of the coarsest axis: a
+7.5 mm-slice image cannot be closer than half a slice to anything along S-I, so
+``hausdorff95_vox`` divides the Hausdorff 95 distance (over the slices that hold both masks) by
+the subject's largest voxel size. Inverse consistency is re-measured over the same region
+(``inverse_consistency_region_p95_mm``: destination voxels within 10 mm of the cord on the
+slices both segmentations cover, whose image lies in the source's field of view): the far
+corners of two different fields of view carry extrapolated fields, not registration errors.
+
+Image similarity (:mod:`spinereg.metrics.similarity`) compares the fixed image with the moving
+image before (header placement) and after the registration in a 10 mm neighbourhood of the cord
+(the whole overlap for image-only runs): for ``register-to-template`` the subject image vs the
+template image of its contrast (the real template image when present, else synthesised from the
+tissue maps) warped with ``warp_template2anat``; for ``register`` the destination vs the source
+warped with the forward warp. ``image_structure`` / ``image_empty`` flag noise and empty images;
+``warp_identity`` flags an identity result.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image, load_image
+from spinereg.metrics.similarity import image_structure, registration_similarity
+
+
+def _read_json(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise InputError(f"{what} not found", path, "give a spinereg output folder (with metrics.json and "
+                         "provenance.json)")
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputError(f"{what} is not valid JSON ({exc})", path, "rerun the command with --overwrite") from exc
+
+
+def _bin(img: Image, thr: float = 0.5) -> Image:
+    return img.with_data((np.asarray(img.data) > thr).astype(np.uint8))
+
+
+def _si_axis(img: Image) -> int:
+    from spinereg.metrics.overlap import si_axis
+
+    return si_axis(img.affine)
+
+
+def shared_slices(a: Image, b: Image) -> np.ndarray:
+    """Boolean per slice (along ``b``'s S-I voxel axis) of the slices of ``b`` holding both masks
+    (``a`` on ``b``'s grid)."""
+    ax = _si_axis(b)
+    other = tuple(i for i in range(3) if i != ax)
+    return np.any(np.asarray(a.data) > 0.5, axis=other) & np.any(np.asarray(b.data) > 0.5, axis=other)
+
+
+def _restrict(img: Image, keep: np.ndarray) -> Image:
+    ax = _si_axis(img)
+    shape = [1, 1, 1]
+    shape[ax] = -1
+    return img.with_data(((np.asarray(img.data) > 0.5) & keep.reshape(shape)).astype(np.uint8))
+
+
+def surface_scores(moved: Image, target: Image) -> dict[str, float]:
+    """Hausdorff 95 (mm and voxels of the coarsest axis) and centerline RMS/max of ``moved`` vs
+    ``target`` over the slices holding both (same grid)."""
+    from spinereg.metrics.centerline import centerline_distance
+    from spinereg.metrics.distance import hausdorff
+
+    keep = shared_slices(moved, target)
+    if keep.sum() < 2:
+        return {"shared_slices": float(keep.sum())}
+    a, b = _restrict(_bin(moved), keep), _restrict(_bin(target), keep)
+    hd = hausdorff(a, b)
+    cl = centerline_distance(a, b)
+    coarse = float(np.max(target.grid.zooms))
+    return {"hausdorff95_mm": round(hd.hausdorff95_mm, 4), "hausdorff95_vox": round(hd.hausdorff95_mm / coarse, 4),
+            "centerline_rms_mm": round(cl.rms_mm, 4), "centerline_max_mm": round(cl.max_mm, 4),
+            "shared_slices": float(keep.sum())}
+
+
+def cord_region(seg: Image, margin_mm: float = 10.0, keep: np.ndarray | None = None) -> np.ndarray:
+    """Voxels within ``margin_mm`` of the cord (distance transform in mm), on the ``keep`` slices."""
+    m = np.asarray(seg.data) > 0.5
+    if not m.any():
+        return np.zeros(m.shape, bool)
+    region = ndimage.distance_transform_edt(~m, sampling=seg.grid.zooms) <= margin_mm
+    if keep is not None:
+        shape = [1, 1, 1]
+        shape[_si_axis(seg)] = -1
+        region &= keep.reshape(shape)
+    return region
+
+
+def region_consistency(fwd, inv, grid, region: np.ndarray, source_grid) -> dict[str, float]:
+    """p95 / max of ``|inv(fwd(x)) - x|`` over the ``region`` voxels of ``grid`` whose image lies
+    in ``source_grid`` (mm)."""
+    idx = np.argwhere(region)
+    if len(idx) > 200_000:
+        idx = idx[:: len(idx) // 200_000 + 1]
+    if not len(idx):
+        return {}
+    x = grid.voxel_to_world(idx)
+    y = fwd.map(x)
+    ijk = source_grid.world_to_voxel(np.nan_to_num(y))
+    ok = np.all(np.isfinite(y), axis=1) & np.all((ijk >= -0.5) & (ijk <= np.array(source_grid.shape) - 0.5), axis=1)
+    if ok.sum() < 10:
+        return {}
+    r = np.linalg.norm(inv.map(y[ok]) - x[ok], axis=1)
+    r = r[np.isfinite(r)]
+    return {"inverse_consistency_region_p95_mm": round(float(np.percentile(r, 95)), 4),
+            "inverse_consistency_region_max_mm": round(float(r.max()), 4)}
+
+
+def _image_scores(fixed: Image, moving: Image, transform, region: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, img, reg in (("fixed", fixed, region), ("moving", moving, None)):
+        s = image_structure(img, reg if reg is not None and reg.any() else None)
+        out[f"image_empty_{name}"] = s["empty"]
+        out[f"image_structure_{name}"] = s["structure"]
+    out["image_empty"] = max(out["image_empty_fixed"], out["image_empty_moving"])
+    out["image_structure"] = min(out["image_structure_fixed"], out["image_structure_moving"])
+    if out["image_empty"] == 0.0:
+        out.update(registration_similarity(fixed, moving, transform, region if region.any() else None).as_dict())
+    return out
+
+
+def _template_of(prov: dict):
+    from spinereg.io.template import load_template
+
+    info = prov.get("template") or {}
+    root = info.get("root")
+    if root and Path(root).is_dir():
+        return load_template(root)
+    return load_template(info.get("name") or (prov.get("inputs") or {}).get("template") or "PAM50")
+
+
+def template_image(tpl, contrast: str, tcord: Image, region) -> Image | None:
+    """The template's image for ``contrast`` on ``region`` (a voxel-aligned sub-grid): the real
+    file when the template has one, else synthesised from its tissue maps."""
+    from spinereg.io.resample import slice_like
+    from spinereg.register.contrast import synthesize_contrast
+
+    if tpl.has(contrast):
+        full = load_image(tpl.path(contrast), ndim=3, check_finite=False)
+        return Image(slice_like(full, region), region.affine)
+    return synthesize_contrast(tpl, contrast, tcord, region)
+
+
+def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
+    from spinereg.metrics.level_check import label_si_scale
+    from spinereg.transforms.apply import apply_transforms
+    from spinereg.transforms.itk import read_displacement
+
+    inputs = prov.get("inputs") or {}
+    seg = load_image(input_path(inputs, "seg", out), ndim=3, what="segmentation")
+    tpl = _template_of(prov)
+    tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
+    inv = read_displacement(_existing(out / "warp_template2anat.nii.gz"))
+    moved = apply_transforms(tcord, seg.grid, [inv], "linear")
+    scores = surface_scores(moved, seg)
+    scores["coarsest_voxel_mm"] = round(float(np.max(seg.grid.zooms)), 4)
+    # labels are voxels: along S-I they are known to half a voxel at best
+    scores["label_si_uncertainty_mm"] = round(float(seg.grid.zooms[_si_axis(seg)]) / 2, 4)
+    scores.update(label_si_scale(prov, seg, tpl))
+    if inputs.get("image"):
+        img = load_image(input_path(inputs, "image", out), ndim=3, what="image")
+        region = cord_region(seg)
+        pts = inv.map(seg.grid.voxel_to_world(np.argwhere(region)[::7]))
+        sub = tcord.grid.bounding_subgrid(pts, margin_mm=10.0)
+        tim = template_image(tpl, str(inputs.get("contrast") or "t2"), tcord, sub) if sub is not None else None
+        if tim is not None:
+            scores.update(_image_scores(img, tim, inv, region))
+        if scores.get("image_empty", 0.0) == 0.0 and scores.get("image_structure", 1.0) >= 0.1:
+            from spinereg.metrics.level_check import auto_level_offset
+
+            lv, notes = auto_level_offset(img, seg, str(inputs.get("contrast") or "t2"), inv, tpl)
+            scores.update(lv)
+            if notes:
+                scores["_notes"] = notes
+    return scores
+
+
+def register_run_scores(out: Path, prov: dict) -> dict[str, float]:
+    from spinereg.register.multimodal_outputs import stem
+    from spinereg.transforms.apply import apply_transforms
+    from spinereg.transforms.itk import read_displacement
+
+    inputs = prov.get("inputs") or {}
+    src = load_image(input_path(inputs, "input", out), ndim=3, what="source image")
+    dest = load_image(input_path(inputs, "dest", out), ndim=3, what="destination image")
+    s, d = stem(src, "src"), stem(dest, "dest")
+    fwd = read_displacement(_existing(out / f"warp_{s}2{d}.nii.gz"))
+    scores: dict[str, float] = {"warp_identity": float(np.nanmax(np.abs(fwd.data), initial=0.0) < 1e-3),
+                                "coarsest_voxel_mm": round(float(max(np.max(src.grid.zooms), np.max(dest.grid.zooms))), 4)}
+    region = np.ones(dest.shape[:3], bool)
+    if inputs.get("iseg") and inputs.get("dseg"):
+        iseg = load_image(input_path(inputs, "iseg", out), ndim=3, what="source segmentation")
+        dseg = load_image(input_path(inputs, "dseg", out), ndim=3, what="destination segmentation")
+        moved = apply_transforms(iseg, dseg.grid, [fwd], "linear")
+        scores.update(surface_scores(moved, dseg))
+        region = cord_region(dseg, keep=shared_slices(moved, dseg))
+        inv_path = out / f"warp_{d}2{s}.nii.gz"
+        if inv_path.is_file():
+            scores.update(region_consistency(fwd, read_displacement(inv_path), dest.grid, region, src.grid))
+    elif inputs.get("dseg"):
+        dseg = load_image(input_path(inputs, "dseg", out), ndim=3, what="destination segmentation")
+        region = cord_region(dseg)
+    scores.update(_image_scores(dest, src, fwd, region))
+    return scores
+
+
+def derived_scores(scores: dict[str, float], metrics: dict) -> dict[str, float]:
+    """Scores combining the image scores with the command's own metrics:
+
+    * ``inverse_consistency_vox``: the inverse-consistency p95 (over the cord region when
+      measured there, else the command's whole-grid figure) in voxels of the coarsest axis;
+    * ``identity_result``: 1 when the warp is the identity and the images give no evidence that
+      the identity placement is right (their similarity does not peak there), else 0;
+    * ``unverified_si_scale_deviation``: ``label_si_scale_deviation`` when the automatic level
+      check gave no verdict (ambiguous labeling), so that an unusual S-I scale warns there.
+    """
+    out: dict[str, float] = {}
+    coarse = scores.get("coarsest_voxel_mm")
+    ic = scores.get("inverse_consistency_region_p95_mm")
+    if ic is None:
+        ic = (metrics.get("inverse_consistency_mm") or {}).get("p95")
+    if coarse and ic is not None and np.isfinite(ic):
+        out["inverse_consistency_vox"] = round(float(ic) / float(coarse), 4)
+    if "label_si_scale_deviation" in scores and "level_offset_vertebrae" not in scores:
+        # levels not verified independently: an unusual S-I scale is then the only hint of a
+        # one-level label error, so it warns (see docs/qc_calibration.md)
+        out["unverified_si_scale_deviation"] = float(scores["label_si_scale_deviation"])
+    if "warp_identity" in scores:
+        supported = scores.get("similarity_shift_gain", 0.0) > 0.002
+        out["identity_result"] = float(scores["warp_identity"] >= 0.5 and not supported)
+    return out
+
+
+def folder_scores(folder: str | Path, prov: dict | None = None) -> dict[str, float]:
+    """Scores needing images, from an output folder's warps and the inputs it names (see the
+    module docstring); empty for commands without image scores."""
+    out = Path(folder)
+    prov = prov if prov is not None else _read_json(out / "provenance.json", "provenance.json")
+    command = prov.get("command")
+    if command == "register-to-template":
+        return template_run_scores(out, prov)
+    if command == "register":
+        return register_run_scores(out, prov)
+    return {}
+
+
+def _existing(p: Path) -> Path:
+    if not p.is_file():
+        raise InputError("output file missing", p, "rerun the command with --overwrite")
+    return p
+
+
+def input_path(inputs: dict, key: str, folder: Path) -> Path:
+    if not inputs.get(key):
+        raise InputError(f"provenance.json names no {key!r} input", folder / "provenance.json",
+                         "rerun the command that wrote this folder")
+    p = Path(inputs[key])
+    if not p.is_absolute() and not p.exists():
+        p = folder / p
+    if not p.is_file():
+        raise InputError(f"the {key} input named in provenance.json is gone", p,
+                         "restore it, or rerun the registration")
+    return p

@@ -1,0 +1,165 @@
+"""QC verdicts track accuracy: the cases of issue 11, each on data with known truth.
+
+Registrations run through the library into minimal output folders (the warps the verdict reads,
+the command's own metrics, the provenance fields it needs) and are judged by
+:func:`spinereg.metrics.verdict.score_output_folder`, the command's own verdict path. Thresholds:
+``spinereg/data/qc_thresholds.json``, calibrated in docs/qc_calibration.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from spinereg.io.image import Image, load_image, save_image
+from spinereg.metrics.verdict import judge, score_output_folder
+from spinereg.phantom.independent import make_independent_subject
+from spinereg.register.multimodal import register_multimodal
+from spinereg.register.multimodal_outputs import write_multimodal_outputs
+from spinereg.register.outputs import registration_metrics, write_json
+from spinereg.register.template import register_to_template
+from spinereg.transforms.itk import write_displacement
+
+
+def template_run(out: Path, image: Path, seg: Path, labels: Path, contrast: str = "t2", ref: str = "template"):
+    """register-to-template into ``out`` (warp_template2anat, metrics.json, provenance.json) and
+    its verdict."""
+    reg = register_to_template(load_image(image), load_image(seg), labels=load_image(labels), template="PAM50",
+                               contrast=contrast, ref=ref)
+    out.mkdir(parents=True, exist_ok=True)
+    inv = reg.warp_template2anat()
+    write_displacement(inv, out / "warp_template2anat.nii.gz", overwrite=True)
+    metrics = registration_metrics(reg, reg.anat2template, inv)
+    write_json(out / "metrics.json", metrics, overwrite=True)
+    prov = {"command": "register-to-template",
+            "inputs": {"image": str(image), "seg": str(seg), "labels": str(labels), "template": "PAM50",
+                       "contrast": contrast},
+            "template": {"name": reg.template.name, "root": str(reg.template.root)},
+            "landmarks": {"kind": reg.landmarks.kind, "subject_mm": reg.landmarks.as_dict()}}
+    write_json(out / "provenance.json", prov, overwrite=True)
+    return score_output_folder(out), reg
+
+
+def _phantom_files(ph, folder: Path, labels=(3, 5), values=None) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    lab = ph.labels("body", labels).data.copy()
+    if values is not None:
+        for old, new in zip(labels, values, strict=True):
+            lab[ph.labels("body", labels).data == old] = new
+    return {"image": save_image(ph.image, folder / f"{ph.contrast}.nii.gz", overwrite=True),
+            "seg": save_image(ph.seg, folder / "seg.nii.gz", overwrite=True),
+            "labels": save_image(Image(lab, ph.grid.affine), folder / "labels.nii.gz", overwrite=True)}
+
+
+@pytest.fixture(scope="module")
+def longer(data_root, tmp_path_factory):
+    """A subject 5 % longer than the template, registered correctly."""
+    ph = make_independent_subject("test", seed=5, length_scale=1.05)
+    f = _phantom_files(ph, tmp_path_factory.mktemp("longer"))
+    v, reg = template_run(f["image"].parent / "run", f["image"], f["seg"], f["labels"])
+    return ph, f, v, reg
+
+
+def test_subject_5_percent_longer_passes(longer):
+    ph, _, v, reg = longer
+    assert ph.error(reg.template2anat)["mean_mm"] < 1.0  # a correct registration ...
+    assert v.verdict == "pass", v.reasons  # ... passes
+    assert 1.0 < v.scores["label_si_scale"] < 1.12
+    for key in ("similarity_after", "similarity_shift_gain", "image_structure", "hausdorff95_vox"):
+        assert key in v.scores, key  # image-driven: the images' similarity is measured and judged
+
+
+def test_noise_image_in_place_of_the_anatomy_fails(longer):
+    ph, f, _, _ = longer
+    rng = np.random.default_rng(0)
+    level = float(np.percentile(ph.image.data, 99))
+    noise = np.hypot(rng.normal(0, 0.3 * level, ph.grid.shape), rng.normal(0, 0.3 * level, ph.grid.shape))
+    path = save_image(Image(noise.astype(np.float32), ph.grid.affine), f["image"].parent / "noise.nii.gz",
+                      overwrite=True)
+    v, _ = template_run(f["image"].parent / "run_noise", path, f["seg"], f["labels"])
+    assert v.verdict == "fail"
+    assert any("image_structure" in r or "similarity_after" in r for r in v.reasons), v.reasons
+
+
+def test_wrong_level_is_flagged(longer, tmp_path):
+    ph, f, _, _ = longer
+    g = _phantom_files(ph, tmp_path, values=(4, 6))  # the C3 and C5 bodies labelled C4 and C6
+    v, reg = template_run(tmp_path / "run", g["image"], g["seg"], g["labels"])
+    assert max(ph.level_errors(reg.template2anat).values()) > 10  # the registration follows the labels
+    assert v.verdict in ("warn", "fail"), v.scores
+
+
+def test_thick_slices_do_not_fail_hausdorff_by_construction(data_root, tmp_path):
+    ph = make_independent_subject("axial_7p5", seed=1)
+    f = _phantom_files(ph, tmp_path)
+    v, reg = template_run(tmp_path / "run", f["image"], f["seg"], f["labels"])
+    # Hausdorff is judged in 7.5 mm voxels over the slices both masks hold: no failure by construction
+    assert v.scores["hausdorff95_vox"] <= 2.0 and not any("hausdorff" in r for r in v.reasons), v.reasons
+    # the real S-I error (3.6 mm mean: labels on 7.5 mm slices are known to +-3.75 mm only) is said
+    assert ph.error(reg.template2anat)["mean_mm"] > 2.0
+    assert v.verdict in ("warn", "fail") and any(r.startswith("warn: label_si_uncertainty_mm") for r in v.reasons)
+
+
+# -- register (two images) ---------------------------------------------------------------------------
+def _register_run(out: Path, src: Path, dest: Path, iseg: Path | None = None, dseg: Path | None = None,
+                  identity: bool = False):
+    reg = register_multimodal(src, dest, iseg=iseg, dseg=dseg, identity=identity)
+    write_multimodal_outputs(reg, out, overwrite=True,
+                             inputs={"input": src, "dest": dest, "iseg": iseg, "dseg": dseg})
+    return json.loads((out / "metrics.json").read_text())["qc"]
+
+
+def test_t2_to_t2s_with_both_segs_does_not_fail_on_coverage(sct_data, tmp_path):
+    t2, t2s = sct_data / "t2", sct_data / "t2s"
+    qc = _register_run(tmp_path / "r", t2 / "t2.nii.gz", t2s / "t2s.nii.gz", t2 / "t2_seg-manual.nii.gz",
+                       t2s / "t2s_seg.nii.gz")
+    assert qc["scores"]["cord_dice"] > 0.95
+    assert qc["verdict"] != "fail", qc["reasons"]
+    # distances are judged over the slices both cover, in voxels of the coarsest axis (5 mm)
+    assert qc["scores"]["inverse_consistency_vox"] < 0.5 and qc["scores"]["hausdorff95_vox"] < 1.0
+
+
+def test_image_only_run_gets_a_similarity_score(sct_data, tmp_path):
+    qc = _register_run(tmp_path / "r", sct_data / "t2" / "t2.nii.gz", sct_data / "t2s" / "t2s.nii.gz")
+    s = qc["scores"]
+    assert {"similarity_before", "similarity_after", "similarity_shift_gain"} <= set(s)
+    assert s["similarity_after"] > s["similarity_before"]
+    assert qc["verdict"] != "fail", qc["reasons"]
+
+
+def test_identity_onto_an_empty_destination_fails(sct_data, tmp_path):
+    t2 = sct_data / "t2" / "t2.nii.gz"
+    ref = nib.load(str(t2))
+    zero = tmp_path / "zero.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.float32), ref.affine), str(zero))
+    qc = _register_run(tmp_path / "r", t2, zero, identity=True)
+    assert qc["verdict"] == "fail"
+    assert any("image_empty" in r for r in qc["reasons"]) and any("identity_result" in r for r in qc["reasons"])
+
+
+def test_identity_fails_unless_the_images_are_aligned(sct_data, tmp_path):
+    t2, t2s = sct_data / "t2" / "t2.nii.gz", sct_data / "t2s" / "t2s.nii.gz"
+    mt0, mt1 = sct_data / "mt" / "mt0.nii.gz", sct_data / "mt" / "mt1.nii.gz"
+    far = _register_run(tmp_path / "far", t2, t2s, identity=True)
+    assert far["scores"]["identity_result"] == 1.0 and far["verdict"] == "fail"
+    # a registration that does nothing on the same image is right, and says so
+    import shutil
+
+    copy = shutil.copy(mt1, tmp_path / "mt1_copy.nii.gz")
+    same = _register_run(tmp_path / "same", mt1, Path(copy), identity=True)
+    assert same["scores"]["identity_result"] == 0.0, same["scores"]
+    # mt0 and mt1 are one acquisition apart (the gold standard moves them by < 1 mm): not flagged either
+    near = _register_run(tmp_path / "near", mt0, mt1, identity=True)
+    assert near["scores"]["identity_result"] == 0.0, near["scores"]
+
+
+def test_judge_uses_the_new_scores():
+    base = {"cord_dice_dest_zb": 0.96}
+    assert judge(base, "register", extra_scores={"image_empty": 1.0}).verdict == "fail"
+    assert judge(base, "register", extra_scores={"image_structure": 0.05}).verdict == "fail"
+    assert judge(base, "register", extra_scores={"hausdorff95_vox": 0.9}).verdict == "pass"
+    assert judge(base, "register", extra_scores={"inverse_consistency_vox": 1.5}).verdict == "fail"
