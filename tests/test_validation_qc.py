@@ -64,6 +64,7 @@ def longer(data_root, tmp_path_factory):
     return ph, f, v, reg
 
 
+@pytest.mark.slow
 def test_subject_5_percent_longer_passes(longer):
     ph, _, v, reg = longer
     assert ph.error(reg.template2anat)["mean_mm"] < 1.0  # a correct registration ...
@@ -73,6 +74,7 @@ def test_subject_5_percent_longer_passes(longer):
         assert key in v.scores, key  # image-driven: the images' similarity is measured and judged
 
 
+@pytest.mark.slow
 def test_noise_image_in_place_of_the_anatomy_fails(longer):
     ph, f, _, _ = longer
     rng = np.random.default_rng(0)
@@ -85,6 +87,7 @@ def test_noise_image_in_place_of_the_anatomy_fails(longer):
     assert any("image_structure" in r or "similarity_after" in r for r in v.reasons), v.reasons
 
 
+@pytest.mark.slow
 def test_wrong_level_is_flagged(longer, tmp_path):
     ph, f, _, _ = longer
     g = _phantom_files(ph, tmp_path, values=(4, 6))  # the C3 and C5 bodies labelled C4 and C6
@@ -93,6 +96,7 @@ def test_wrong_level_is_flagged(longer, tmp_path):
     assert v.verdict in ("warn", "fail"), v.scores
 
 
+@pytest.mark.slow
 def test_thick_slices_do_not_fail_hausdorff_by_construction(data_root, tmp_path):
     ph = make_independent_subject("axial_7p5", seed=1)
     f = _phantom_files(ph, tmp_path)
