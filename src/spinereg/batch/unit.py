@@ -159,7 +159,8 @@ def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads
     if final.is_dir():
         return {**base, "status": "skipped", "reason": "complete", "end": time.time()}
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent))
+    # the worker's pid in the name: which process is writing it (``ls -a``, tests killing a worker)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     ctx = st.Context(unit, cfg, tmp)
     try:
