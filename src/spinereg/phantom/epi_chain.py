@@ -149,7 +149,7 @@ class _FieldModel:
 class EpiChainPhantom:
     """Images and ground truth of :func:`make_epi_chain_phantom` (see the module docstring)."""
 
-    subject: TemplateSubject  # T2w anatomy (``t2``, ``seg``, ``labels``), ``true_subject2template``
+    subject: TemplateSubject  # T2w anatomy (``t2``/``image``, ``seg``, ``labels``), ``true_subject2template``
     t2s: Image
     t2s_seg: Image
     epi: Image  # distorted GE-EPI mean (3D), PE = ``pe``
@@ -169,7 +169,7 @@ class EpiChainPhantom:
 
     @property
     def t2w(self) -> Image:
-        return self.subject.t2
+        return self.subject.image if hasattr(self.subject, "image") else self.subject.t2
 
     @property
     def t2w_seg(self) -> Image:
@@ -177,7 +177,8 @@ class EpiChainPhantom:
 
     @property
     def labels(self) -> Image:
-        return self.subject.labels
+        lab = self.subject.labels
+        return lab("body") if callable(lab) else lab
 
     @property
     def pe(self) -> str:
@@ -194,7 +195,8 @@ class EpiChainPhantom:
 
     def t2w_to_template(self, points: np.ndarray) -> np.ndarray:
         """Exact (analytic) template points of T2w world points."""
-        return self.subject.deformation.pull(np.asarray(points, float))
+        pull = self.subject.pull if getattr(self.subject, "pull", None) is not None else self.subject.deformation.pull
+        return pull(np.asarray(points, float))
 
 
 def make_epi_chain_phantom(
@@ -217,6 +219,7 @@ def make_epi_chain_phantom(
     noise: float = 0.02,
     epi_noise: float = 0.03,
     helper_mm: float = 1.5,
+    subject: str = "template",
 ) -> EpiChainPhantom:
     """Build the EPI chain phantom (see the module docstring).
 
@@ -228,19 +231,34 @@ def make_epi_chain_phantom(
     2.1 voxels). ``pe``: BIDS phase-encode direction of the EPI (``j`` = towards anterior on its
     LAS grid). ``noise`` / ``epi_noise``: Rician sigma relative to the CSF intensity (~1).
     ``helper_mm``: spacing of the interpolated map used to paint sub-samples (the truth fields
-    are evaluated exactly at voxel centres).
+    are evaluated exactly at voxel centres). ``subject``: ``"template"`` (the T2w subject of
+    :func:`make_template_subject`, whose contrast is close to the solver's) or ``"independent"``
+    (:func:`spinereg.phantom.independent.make_independent_subject`: its own deformation family and
+    the real PAM50_small T2 average; the truth is its node field).
     """
     from spinereg.io.template import load_template
 
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     rng = np.random.default_rng(seed)
-    subj = make_template_subject(template, voxel_mm=t2w_voxel_mm, levels=levels, seed=seed,
-                                 fov_inplane_mm=t2w_fov_inplane_mm, noise=noise, body_labels=body_labels)
+    if subject == "independent":
+        from spinereg.phantom.independent import make_independent_subject
+
+        subj = make_independent_subject(None, template=template, voxel_mm=t2w_voxel_mm, levels=list(levels), seed=seed,
+                                        fov_inplane_mm=list(t2w_fov_inplane_mm), noise=noise,
+                                        body_labels=list(body_labels))
+        pull = subj.pull
+        cord_xy = np.array([v[0] for v in subj.deformation.profile.at(np.array([subj.deformation.z_center]))[:2]])
+    elif subject == "template":
+        subj = make_template_subject(template, voxel_mm=t2w_voxel_mm, levels=levels, seed=seed,
+                                     fov_inplane_mm=t2w_fov_inplane_mm, noise=noise, body_labels=body_labels)
+        pull = subj.deformation.pull
+        cord_xy = subj.deformation.center[:2].copy()
+    else:
+        raise ValueError(f"unknown subject {subject!r} (use 'template' or 'independent')")
     times["t2w"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     tpl = load_template(template)
-    deform = subj.deformation
 
     # axial grids centred on the cord at mid-height of the T2w subject
     seg_pts = subj.grid.voxel_to_world(np.argwhere(subj.seg.data > 0).astype(float))
@@ -263,7 +281,7 @@ def make_epi_chain_phantom(
         """Template points of T2*w (``space="t2s"``) or undistorted EPI points: exact (analytic
         inverse of ``P``) or, for the many sub-samples that paint the images, through ``helper``."""
         p = epi_to_t2s.map(points) if space == "epi" else np.asarray(points, float)
-        return deform.pull(t2s_to_t2w.map(p)) if exact else helper.map(p)
+        return pull(t2s_to_t2w.map(p)) if exact else helper.map(p)
 
     # T2*w-frame points -> template points on a 1.5 mm helper grid covering both new grids (the
     # map is smooth at the centimetre scale: trilinear interpolation is within ~0.01 mm)
@@ -301,7 +319,7 @@ def make_epi_chain_phantom(
         if z_lo <= zc <= z_hi:
             amp = float(rng.uniform(0.7, 1.0))
             sources += [(zc + _DISC_HALF_MM, amp), (zc - _DISC_HALF_MM, -amp)]
-    fmodel = _FieldModel(cord_xy=deform.center[:2].copy(), sources=sources,
+    fmodel = _FieldModel(cord_xy=cord_xy, sources=sources,
                          gradient=(float(rng.uniform(0.003, 0.006)), float(rng.uniform(-0.002, 0.002))))
     xe = epi_grid.world_coords()
     true_und = to_template(xe, "epi")

@@ -8,6 +8,7 @@ Use::
     ph.disc_points, ph.body_points                           # true label positions {value: world mm}
     ph.labels("body", (3, 5)), ph.disc_labels                # label images (PAM50 label values)
     ph.true_subject2template                                 # pull field on the subject grid (warp_template2anat)
+    ph.pull(points)                                          # the same truth at any world points
     ph.error(estimate)                                       # cord mapping error vs truth (mean/p95 mm ...)
     ph.save(folder)                                          # NIfTI + ITK warps + phantom.json
 
@@ -122,6 +123,9 @@ class IndependentSubject:
     contrast: str
     params: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the truth at any subject world points (N, 3) -> template points: the node field every image
+    #: was resampled through (``true_subject2template`` is its value at the voxel centres)
+    pull: NodeField | None = field(default=None, repr=False)
 
     @property
     def grid(self) -> Grid:
@@ -372,6 +376,7 @@ def make_independent_subject(variant: str | None = "test", *, seed: int = 0, sha
         levels=Image(lev_out, aff), disc_labels=lab(pts["disc"]), body_labels=lab(pts["body"]),
         disc_points=pts["disc"], body_points=pts["body"], true_subject2template=truth, deformation=deform,
         template_region=region, template=tpl.name, contrast=o["contrast"], params=params, timings=times,
+        pull=pull,
     )
 
 
