@@ -109,20 +109,25 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, capsys, kind):
     assert folder_listing(tmp_path) == before
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-@pytest.mark.parametrize("kind", ["white_noise", "smooth_noise"])
-def test_noise_image_has_no_cord(seed, kind):
-    """A noise image must raise InputError ('no spinal cord found'), never return a mask."""
-    rng = np.random.default_rng(seed)
-    g = _grid((64, 64, 20), (0.8, 0.8, 2.0))
-    data = rng.standard_normal(g.shape).astype(np.float32)
-    if kind == "smooth_noise":
-        from scipy import ndimage
+NOISE_GEOMETRIES = {"stack": ((64, 64, 20), (0.8, 0.8, 2.0)), "thick": ((40, 40, 5), (0.84, 0.84, 17.0)),
+                    "wide": ((160, 160, 12), (1.0, 1.0, 4.0)), "single": ((64, 64, 1), (0.5, 0.5, 5.0))}
 
+
+@pytest.mark.parametrize("geometry", sorted(NOISE_GEOMETRIES))
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize("kind", ["white_noise", "smooth_noise"])
+def test_noise_image_has_no_cord(seed, kind, geometry):
+    """A noise image must raise InputError ('no spinal cord found'), never return a mask."""
+    from scipy import ndimage
+
+    shape, zooms = NOISE_GEOMETRIES[geometry]
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal(shape).astype(np.float32)
+    if kind == "smooth_noise":
         data = ndimage.gaussian_filter(data, 2.0)
     data = np.abs(data) * 100
     with pytest.raises(InputError, match="no spinal cord found"):
-        segment(Image(data, g.affine))
+        segment(Image(data, np.diag([*zooms, 1.0])))
 
 
 # -- shipped models -------------------------------------------------------------------------------
@@ -161,3 +166,23 @@ def test_cli_output_names_and_soft(tmp_path, capsys, sct_data):
     # exists without --overwrite: exit 2, nothing changed
     rc = main(["segment", "-i", str(img)])
     assert rc == 2 and "exists" in capsys.readouterr().err
+
+
+def test_cli_qc_page(tmp_path, capsys, sct_data):
+    """--qc adds a 'segment' entry (axial mosaic without/with the outline, sagittal view) to the
+    HTML report and leaves no hidden provenance folder behind."""
+    img = tmp_path / "mt1.nii.gz"
+    img.write_bytes((sct_data / "mt" / "mt1.nii.gz").read_bytes())
+    qc = tmp_path / "qc"
+    rc = main(["segment", "-i", str(img), "--qc", str(qc)])
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert json.loads(cap.out)["files"]["qc_report"] == str(qc / "index.html")
+    entries = json.loads((qc / "entries.json").read_text())["entries"]
+    assert [e["command"] for e in entries] == ["segment"]
+    panels = entries[0]["panels"]
+    assert [p["kind"] for p in panels] == ["toggle", "single"] and panels[0]["stage"] == "segmentation"
+    for p in panels:
+        for f in p["files"].values():
+            assert (qc / f).stat().st_size > 1000
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["mt1.nii.gz", "mt1_seg.nii.gz", "qc"]

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("-i", "--images", nargs="+", required=True,
                    help="images from the target (e.g. EPI mean) to the anatomical image (last)")
     p.add_argument("--seg", nargs="+", required=True,
-                   help="one cord segmentation per image, 'none' where there is none (the last is required)")
+                   help="one cord segmentation per image, 'none' where there is none, 'auto' to segment the image "
+                        "automatically (written into -o); the last is required (a file or 'auto')")
     add_landmarks(p, " of the anatomical image")
     add_template(p, "contrast of the anatomical image")
     p.add_argument("--link-warp", nargs=3, action="append", metavar=("K", "WARP_K2NEXT", "WARP_NEXT2K"), default=[],

@@ -23,7 +23,9 @@ def register(sub) -> None:
     p = new_parser(sub, "register-to-template", "register an anatomical image to a template (SCT outputs)",
                    DESCRIPTION)
     p.add_argument("-i", "--image", required=True, help="anatomical image (T2w, T1w, T2*w)")
-    p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (binary or soft mask)")
+    p.add_argument("-s", "--seg", help="cord segmentation of the image (binary or soft mask); absent or 'auto': "
+                                       "segmented automatically (spinereg segment), written as <image>_seg.nii.gz "
+                                       "into -o and recorded in provenance.json")
     add_landmarks(p)
     add_template(p)
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name "

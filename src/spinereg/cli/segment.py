@@ -21,17 +21,21 @@ def register(sub) -> None:
     p.add_argument("--soft", action="store_true",
                    help="also write the cord probability (partial volume, 0-1) as <out>_soft.nii.gz")
     p.add_argument("--bvals", help="b-values of a 4D diffusion series (segment the DWI mean)")
+    p.add_argument("--qc", metavar="QCROOT",
+                   help="also add a segmentation page (axial mosaic with the outline) to the HTML QC report in QCROOT")
     p.set_defaults(func=run)
+
+
+def _stem(name: str) -> str:
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
 
 
 def default_output(image: str | Path) -> Path:
     p = Path(image)
-    name = p.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            name = name[: -len(ext)]
-            break
-    return p.with_name(f"{name}_seg.nii.gz")
+    return p.with_name(f"{_stem(p.name)}_seg.nii.gz")
 
 
 def soft_output(seg_path: Path) -> Path:
@@ -49,6 +53,10 @@ def run(args) -> int:
     for p in (out, soft):  # refuse before computing, write nothing on failure
         if p is not None:
             check_writable(p, args.overwrite)
+    if args.qc:
+        from spinereg.qc.report import check_qc_root
+
+        check_qc_root(args.qc)
     res = segment(args.input, args.contrast, bvals=args.bvals)
     written = {"seg": str(save_image(res.seg, out, overwrite=args.overwrite, dtype="uint8"))}
     if soft is not None:
@@ -57,7 +65,37 @@ def run(args) -> int:
         except BaseException:
             out.unlink(missing_ok=True)  # no partial outputs
             raise
+    if args.qc:
+        try:
+            written["qc_report"] = str(_add_to_report(args, out, res.info))
+        except BaseException:
+            for f in (out, soft):  # no partial outputs
+                if f is not None:
+                    f.unlink(missing_ok=True)
+            raise
     summary = {k: v for k, v in res.info.items() if k != "models"}
     summary["models"] = {k: {"file": v["file"], "bytes": v["bytes"]} for k, v in res.info["models"].items()}
     print(json.dumps({"files": written, **summary}, indent=1))
     return 0
+
+
+def _add_to_report(args, seg_path: Path, info: dict) -> Path:
+    """The run's entry in the HTML QC report (page: spinereg.qc.page_segment), made from a hidden
+    provenance folder next to the output, removed afterwards (several images may be segmented
+    into one folder). Not scored: no threshold has been calibrated for a segmentation verdict."""
+    import shutil
+    import tempfile
+
+    from spinereg.qc.report import add_to_report
+
+    folder = seg_path.resolve().parent
+    tmp = Path(tempfile.mkdtemp(prefix=".segment-qc-", dir=folder))
+    try:
+        prov = {"command": "segment", "inputs": {"image": str(Path(args.input).resolve()), "contrast": args.contrast,
+                                                 "bvals": args.bvals},
+                "outputs": {"seg": str(seg_path.resolve())},
+                "segmentation": {k: v for k, v in info.items() if k != "models"}}
+        (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
+        return add_to_report(tmp, Path(args.qc), kind="segment", record_run_dir=folder / _stem(seg_path.name))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -18,6 +18,7 @@ from typing import Any
 
 from spinereg.io.provenance import RunRecord
 from spinereg.io.staging import OutputFolder, folder_is_own_run
+from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
 
 Progress = Callable[[int, int], None] | None
 
@@ -64,13 +65,14 @@ def _check_qc_root(qc_root: str | Path | None) -> None:
         check_qc_root(qc_root)
 
 
-def template_job(image: str | Path, seg: str | Path, outdir: str | Path, *, labels=None, ldisc=None,
+def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, *, labels=None, ldisc=None,
                  lrootlet=None, template: str = "PAM50", contrast: str = "t2", param: str | None = None,
                  ref: str = "template", straight: bool = False, crop: bool = False,
                  qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
-    QC report in ``OUTDIR/qc`` (the demo)."""
+    QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
+    automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json)."""
     from spinereg.register.outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
@@ -78,28 +80,39 @@ def template_job(image: str | Path, seg: str | Path, outdir: str | Path, *, labe
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
     inside = qc_root == "inside"
-    with run.stage("check inputs"):
-        OutputFolder(out, output_names(straight), overwrite=overwrite, replace=replace).check()
-        if not inside:
-            _check_qc_root(qc_root)
-        inp = check_template_inputs(image, seg, param)
-    with run.stage("registration"):
-        reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
-                                   template=template, contrast=contrast, param=param, ref=ref, progress=progress)
-    run.add_parts("registration", reg.timings)
-    inputs = {"image": image, "seg": seg, "labels": labels, "ldisc": ldisc, "lrootlet": lrootlet,
-              "param": param, "template": template, "contrast": contrast}
-    box: dict = {}
-    hook = _qc_hook(run, "register-to-template", qc_root, out, box)
-    files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop, run=run,
-                          replace=replace, invoked_as=invoked_as, before_commit=hook)
+    with AutoSegmentations() as auto:  # seg None or "auto": spinereg segment (pipelines.autoseg)
+        with run.stage("check inputs"):
+            OutputFolder(out, output_names(straight), overwrite=overwrite, replace=replace).check()
+            if not inside:
+                _check_qc_root(qc_root)
+            if seg is not None and not is_auto(seg):
+                inp = check_template_inputs(image, seg, param)
+        if seg is None or is_auto(seg):
+            with run.stage("segmentation") as rec:
+                seg = auto.segment(image, contrast)
+                inp = check_template_inputs(image, seg, param)
+                rec["segmentation"] = auto.records
+        with run.stage("registration"):
+            reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
+                                       template=template, contrast=contrast, param=param, ref=ref,
+                                       progress=progress)
+        run.add_parts("registration", reg.timings)
+        inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": ldisc,
+                  "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
+        box: dict = {}
+        hook = auto.before_commit(_qc_hook(run, "register-to-template", qc_root, out, box))
+        files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop, run=run,
+                              replace=replace, invoked_as=invoked_as, before_commit=hook)
+        if auto.files:
+            files["seg"] = out / next(iter(auto.files))
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,
              overwrite: bool = False, run: RunRecord | None = None, progress: Progress = None) -> JobResult:
-    """The main job: SCT's sample ``t2`` (T2w, manual cord seg, C3/C5 body labels) to ``template``
-    with every output and the QC report (``OUTDIR/qc`` unless ``qc_root``).
+    """The main job: SCT's sample ``t2`` (T2w and its C3/C5 body labels; the cord is segmented
+    automatically) to ``template`` with every output and the QC report (``OUTDIR/qc`` unless
+    ``qc_root``).
 
     Re-running replaces the folder's previous demo output as a whole (a folder holding anything
     else needs ``overwrite``, and then keeps its other files)."""
@@ -112,7 +125,7 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
     with run.stage("data"):
         OutputFolder(out, output_names(), overwrite=overwrite, replace=own).check()  # before any download
         t2 = ensure_dataset("sct_testing_data") / "t2"
-    return template_job(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", out, labels=t2 / "labels.nii.gz",
+    return template_job(t2 / "t2.nii.gz", None, out, labels=t2 / "labels.nii.gz",
                         template=template, contrast="t2", qc_root="inside" if qc_root is None else qc_root,
                         overwrite=overwrite, run=run, progress=progress, invoked_as="demo", replace=own)
 
@@ -138,27 +151,38 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
 
     run = run or RunRecord("register")
     out = Path(outdir)
-    with run.stage("check inputs"):
-        s_name, d_name = stem_of(src), stem_of(dest)
-        OutputFolder(out, [f"{s_name}_reg.nii.gz", f"{d_name}_reg.nii.gz", f"warp_{s_name}2{d_name}.nii.gz",
-                           f"warp_{d_name}2{s_name}.nii.gz", "metrics.json", "provenance.json"],
-                     overwrite=overwrite).check()
-        _check_qc_root(qc_root)
-        init = load_transform(init_warp) if init_warp is not None else None
-        init_inv = load_transform(init_warp_inv) if init_warp_inv is not None else None
-        inp = check_multimodal_inputs(src, dest, iseg, dseg, init, param,
-                                      init_name=str(init_warp) if init_warp else "--init-warp")
-        m = check_mask(mask) if mask is not None else None
-    with run.stage("registration"):
-        reg = register_multimodal(inp.src, inp.dest, iseg=inp.iseg, dseg=inp.dseg, mask=m, init_warp=init,
-                                  init_warp_inv=init_inv, param=param, identity=identity, progress=progress)
-    run.add_parts("registration", reg.timings)
-    inputs = {"input": src, "dest": dest, "iseg": iseg, "dseg": dseg, "mask": mask, "init_warp": init_warp,
-              "init_warp_inv": init_warp_inv, "param": param}
-    box: dict = {}
-    hook = _qc_hook(run, "register", qc_root, out, box)
-    files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
-                                     before_commit=hook)
+    given = {"iseg": iseg, "dseg": dseg}
+    with AutoSegmentations() as auto:  # --iseg/--dseg auto: spinereg segment (pipelines.autoseg)
+        with run.stage("check inputs"):
+            s_name, d_name = stem_of(src), stem_of(dest)
+            OutputFolder(out, [f"{s_name}_reg.nii.gz", f"{d_name}_reg.nii.gz", f"warp_{s_name}2{d_name}.nii.gz",
+                               f"warp_{d_name}2{s_name}.nii.gz", "metrics.json", "provenance.json"],
+                         overwrite=overwrite).check()
+            _check_qc_root(qc_root)
+            init = load_transform(init_warp) if init_warp is not None else None
+            init_inv = load_transform(init_warp_inv) if init_warp_inv is not None else None
+            m = check_mask(mask) if mask is not None else None
+        if is_auto(iseg) or is_auto(dseg):
+            with run.stage("segmentation") as rec:
+                iseg = auto.segment(src) if is_auto(iseg) else iseg
+                dseg = auto.segment(dest) if is_auto(dseg) else dseg
+                rec["segmentation"] = auto.records
+        with run.stage("check inputs"):
+            inp = check_multimodal_inputs(src, dest, iseg, dseg, init, param,
+                                          init_name=str(init_warp) if init_warp else "--init-warp")
+        with run.stage("registration"):
+            reg = register_multimodal(inp.src, inp.dest, iseg=inp.iseg, dseg=inp.dseg, mask=m, init_warp=init,
+                                      init_warp_inv=init_inv, param=param, identity=identity, progress=progress)
+        run.add_parts("registration", reg.timings)
+        auto_in = {k: f"{Path(v).name} (automatic: spinereg segment)" for k, v in (("iseg", iseg), ("dseg", dseg))
+                   if is_auto(given[k])}
+        inputs = {"input": src, "dest": dest, "iseg": iseg, "dseg": dseg, "mask": mask, "init_warp": init_warp,
+                  "init_warp_inv": init_warp_inv, "param": param, **auto_in}
+        box: dict = {}
+        hook = auto.before_commit(_qc_hook(run, "register", qc_root, out, box))
+        files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
+                                         before_commit=hook)
+        files.update({f"seg:{name}": out / name for name in auto.files})
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
 
 
@@ -176,11 +200,21 @@ def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldis
     folder = OutputFolder(out, ("metrics.json", "provenance.json"), overwrite=overwrite)
     with run.stage("check inputs"):
         folder.check()
-    with run.stage("registration"):
-        res = register_chain(images, segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet, template=template,
-                             contrast=contrast, given=given or {}, link_param=link_param, direct=direct,
-                             progress=progress)
-    with folder as tmp, run.stage("write outputs"):
-        files = write_chain_outputs(res, tmp, overwrite=True,
-                                    inputs={"images": images, "segs": segs, "labels": labels or ldisc or lrootlet})
+    with AutoSegmentations() as auto:  # 'auto' segmentations: spinereg segment (pipelines.autoseg)
+        if any(is_auto(s) for s in segs):
+            with run.stage("segmentation") as rec:
+                segs = [auto.segment(im, contrast if im is images[-1] else "auto") if is_auto(s) else s
+                        for im, s in zip(images, segs, strict=True)]
+                rec["segmentation"] = auto.records
+        with run.stage("registration"):
+            res = register_chain(images, segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet, template=template,
+                                 contrast=contrast, given=given or {}, link_param=link_param, direct=direct,
+                                 progress=progress)
+        shown = [f"{Path(s).name} (automatic: spinereg segment)" if s is not None and Path(s).name in auto.files
+                 else s for s in segs]
+        with folder as tmp, run.stage("write outputs"):
+            files = write_chain_outputs(res, tmp, overwrite=True,
+                                        inputs={"images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
+            auto.copy_into(tmp)
+        files.update({f"seg:{name}": name for name in auto.files})
     return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, None, run.elapsed(), res)

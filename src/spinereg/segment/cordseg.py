@@ -37,13 +37,16 @@ CONTRASTS = ("auto", "t1", "t2", "t2s", "mt", "dwi", "epi")
 LOCATE_ABOVE_MM = 80.0
 #: half-width of the fine box around the located cord (mm)
 BOX_HALF_MM = 24.0
-#: plausible cord cross-section (mm2, median over the slices holding cord)
-AREA_RANGE_MM2 = (8.0, 400.0)
+#: plausible cord cross-section (mm2, median over the slices holding cord; adult cords are
+#: 40-100 mm2, the conus tapers below 20 over its last centimetre)
+AREA_RANGE_MM2 = (20.0, 400.0)
 #: the kept cord must be confidently predicted: mean probability inside it
-MIN_MEAN_PROB = 0.7
+MIN_MEAN_PROB = 0.93
 #: ... run along S-I: in at least this fraction of the slices that hold image (stacks of >= 6
-#: slices; a lumbar view below the conus still has the cord in its upper part) ...
+#: slices; a lumbar view below the conus still has the cord in its upper part; shorter stacks:
+#: in half of them) ...
 MIN_COVERAGE = 0.25
+MIN_COVERAGE_SHORT = 0.5
 #: ... and hold at least this volume (mm3)
 MIN_VOLUME_MM3 = 40.0
 
@@ -123,7 +126,7 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     n_content = int(inside.any(axis=(1, 2)).sum())
     coverage = len(comp.slices) / max(n_content, 1)
     volume = float(area.sum() * wg.dz)
-    few = n_content >= 6 and (coverage < MIN_COVERAGE or len(comp.slices) < 3)
+    few = (coverage < MIN_COVERAGE or len(comp.slices) < 3) if n_content >= 6 else coverage < MIN_COVERAGE_SHORT
     if not (AREA_RANGE_MM2[0] <= med <= AREA_RANGE_MM2[1]) or mean_p < MIN_MEAN_PROB or few \
             or volume < MIN_VOLUME_MM3:
         raise _no_cord(img.name, f"what was found does not look like a cord: median cross-section "

@@ -1,0 +1,89 @@
+"""Automatic cord segmentation inside the registration jobs.
+
+``register-to-template`` without ``-s`` (or with ``-s auto``), ``register --iseg auto`` /
+``--dseg auto`` and ``chain --seg ... auto ...`` segment those images with
+:func:`spinereg.segment.segment` before registering. Each segmentation is written into the job's
+output folder as ``<image>_seg.nii.gz`` (SCT's name; it is part of the transaction: nothing is
+left behind on failure) and described in provenance.json (what was segmented, the models and
+their sha256, the figures of the segmentation).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+AUTO = "auto"
+
+
+def is_auto(seg) -> bool:
+    return isinstance(seg, str) and seg.strip().lower() == AUTO
+
+
+def _stem(path: str | Path) -> str:
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+class AutoSegmentations:
+    """Segmentations made during one job: temporary files until :meth:`copy_into` puts them in
+    the job's output folder. Use as a context manager (the temporary folder goes away)."""
+
+    def __init__(self) -> None:
+        self._tmp: Path | None = None
+        self.files: dict[str, Path] = {}  # output file name -> temporary path
+        self.records: dict[str, dict] = {}  # output file name -> provenance record
+
+    def __enter__(self) -> AutoSegmentations:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    def segment(self, image: str | Path, contrast: str = "auto") -> Path:
+        """Segment ``image``; return the path of the (temporary) mask file."""
+        from spinereg.io.image import save_image
+        from spinereg.segment import segment
+        from spinereg.segment.cordseg import CONTRASTS
+
+        if self._tmp is None:
+            self._tmp = Path(tempfile.mkdtemp(prefix="spinereg-autoseg-"))
+        res = segment(image, contrast if contrast in CONTRASTS else "auto")
+        name = f"{_stem(image)}_seg.nii.gz"
+        path = save_image(res.seg, self._tmp / name, overwrite=True, dtype="uint8")
+        models = {k: {"file": v["file"], "bytes": v["bytes"]} for k, v in res.info["models"].items()}
+        self.records[name] = {"image": str(image), "file": name, "by": "spinereg segment (automatic)",
+                              **{k: v for k, v in res.info.items() if k not in ("models", "input")},
+                              "models": models}
+        self.files[name] = path
+        return path
+
+    def seg_or_segment(self, image: str | Path, seg, contrast: str = "auto"):
+        """``seg`` itself, or the path of an automatic segmentation when ``seg`` is None/'auto'."""
+        return self.segment(image, contrast) if seg is None or is_auto(seg) else seg
+
+    def copy_into(self, folder: Path) -> None:
+        for name, path in self.files.items():
+            shutil.copyfile(path, Path(folder) / name)
+
+    def before_commit(self, hook):
+        """A ``before_commit`` callback that first copies the segmentations into the output
+        folder, then runs ``hook`` (e.g. the QC report's)."""
+        if not self.files:
+            return hook
+
+        def wrapped(tmp: Path):
+            self.copy_into(tmp)
+            return hook(tmp) if hook is not None else None
+
+        return wrapped
+
+    def describe(self) -> str:
+        """One line for provenance inputs: which files were segmented automatically."""
+        return "; ".join(f"{n} (automatic: spinereg segment of {r['segmented']})" for n, r in self.records.items())
