@@ -137,7 +137,7 @@ def test_variants_and_contrasts(data_root):
 
 
 def test_thoracolumbar_reaches_the_conus(data_root):
-    tl = make_independent_subject("thoracolumbar", seed=3, coarse_mm=3.2, noise=0.0)
+    tl = make_independent_subject("thoracolumbar", seed=3, coarse_mm=3.2, noise=0.0, source="average")
     assert 60 in tl.disc_points and {17, 19} <= set(tl.body_points)
     assert tl.params["body_labels"] == [17, 19]
 
