@@ -180,7 +180,7 @@ def score_output_folder(folder: str | Path, thresholds: dict | None = None, metr
     Scores that need images (:func:`folder_scores`) are skipped with a note when the inputs named
     in provenance.json are unavailable.
     """
-    from spinereg.register.outputs import write_json
+    from spinereg.io.provenance import write_json
 
     out = Path(folder)
     if not out.is_dir():
