@@ -8,10 +8,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
-from spinereg.io.provenance import RunRecord
-from spinereg.progress import StageProgress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.provenance import RunRecord
+    from spinereg.progress import StageProgress
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -78,6 +81,9 @@ def add_template(parser: argparse.ArgumentParser, contrast_help: str = "image co
 # -- a run: record, progress, end ----------------------------------------------------------------
 def start_run(args: argparse.Namespace, command: str, stages: int = 0) -> tuple[RunRecord, StageProgress]:
     """The run record (command line from ``args._argv``) and its progress display on stderr."""
+    from spinereg.io.provenance import RunRecord
+    from spinereg.progress import StageProgress
+
     display = StageProgress(total=stages)
     run = RunRecord(command, getattr(args, "_argv", None), on_stage=display.on_stage)
     return run, display

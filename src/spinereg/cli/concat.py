@@ -5,11 +5,6 @@ from __future__ import annotations
 from spinereg.cli.apply import WARP_HELP
 from spinereg.cli.common import new_parser
 from spinereg.errors import InputError
-from spinereg.io.image import check_writable, output_path, read_grid
-from spinereg.transforms.base import Chain
-from spinereg.transforms.displacement import DisplacementField
-from spinereg.transforms.itk import load_transform, write_displacement
-from spinereg.transforms.sanity import check_chain_domain
 
 
 def register(sub) -> None:
@@ -24,6 +19,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from spinereg.io.image import check_writable, output_path, read_grid
+    from spinereg.transforms.base import Chain
+    from spinereg.transforms.displacement import DisplacementField
+    from spinereg.transforms.itk import load_transform, write_displacement
+    from spinereg.transforms.sanity import check_chain_domain
+
     if not args.warp:
         raise InputError("no transform given", None, "pass at least one -w")
     ref = read_grid(args.dest, what="reference image")

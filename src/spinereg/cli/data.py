@@ -6,7 +6,6 @@ import importlib.util
 import sys
 
 from spinereg.io import registry
-from spinereg.io.template import load_template
 
 
 def _verbose(p) -> None:
@@ -100,6 +99,8 @@ def run_verify(args) -> int:
 
 
 def run_template_info(args) -> int:
+    from spinereg.io.template import load_template
+
     tpl = load_template(args.template)
     print(f"template {tpl.name}: {tpl.root}")
     if tpl.note:

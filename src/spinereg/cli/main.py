@@ -17,10 +17,23 @@ import warnings
 import spinereg.cli
 from spinereg.cli.common import Parser, add_common
 from spinereg.errors import EXIT_ERROR, EXIT_INTERRUPTED, SpineregError
-from spinereg.io.image import output_os_error
-from spinereg.io.provenance import version_string
 
 _SKIP = {"main", "common"}
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the version string (with the git commit) is found only when asked for, so
+    that building the parser runs no ``git`` and imports no library module."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                 help="show program's version number and exit"):
+        super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from spinereg.io.provenance import version_string
+
+        parser._print_message(version_string() + "\n", sys.stdout)
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                "written); 3 outputs written but the result failed its checks (QC verdict fail, "
                "empty output; --allow-fail exits 0); 130 interrupted.",
     )
-    parser.add_argument("--version", action="version", version=version_string())
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for mod in sorted(pkgutil.iter_modules(spinereg.cli.__path__), key=lambda m: m.name):
@@ -79,6 +92,8 @@ def _warning_printer():
 def _error_line(command: str, err: BaseException) -> str:
     """The one line shown for a failure that is not a :class:`SpineregError`."""
     if isinstance(err, OSError):
+        from spinereg.io.image import output_os_error
+
         conv = output_os_error(err, getattr(err, "filename", None) or "")
         if isinstance(conv, SpineregError):
             return conv.one_line()

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
-from spinereg.io.image import check_writable, load_image, output_path, save_image
-from spinereg.metrics.centerline import centerline_distance
-from spinereg.metrics.consistency import inverse_consistency
-from spinereg.metrics.distance import hausdorff
-from spinereg.metrics.jacobian import jacobian
-from spinereg.metrics.labels import label_distances
-from spinereg.metrics.overlap import dice
-from spinereg.metrics.report import MetricResult, check_output_suffix, to_json, write_result
-from spinereg.transforms.itk import load_transform, read_displacement
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.metrics.report import MetricResult
+
+# the library is imported inside each command (the parser is built without numpy/scipy/nibabel)
 
 
 def register(sub) -> None:
@@ -78,11 +75,16 @@ def _pair(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _check_output(args) -> None:
+    from spinereg.io.image import check_writable
+    from spinereg.metrics.report import check_output_suffix
+
     if args.output:
         check_writable(check_output_suffix(args.output), args.overwrite)
 
 
 def _emit(args, result: MetricResult) -> int:
+    from spinereg.metrics.report import to_json, write_result
+
     sys.stdout.write(to_json(result) + "\n")
     if args.output:
         write_result(result, args.output, overwrite=args.overwrite)
@@ -90,34 +92,48 @@ def _emit(args, result: MetricResult) -> int:
 
 
 def _load_pair(args, what: str):
+    from spinereg.io.image import load_image
+
     return load_image(args.input, ndim=3, what=what), load_image(args.ref, ndim=3, what=what)
 
 
 def _run_dice(args) -> int:
+    from spinereg.metrics.overlap import dice
+
     _check_output(args)
     a, b = _load_pair(args, "mask")
     return _emit(args, dice(a, b, threshold=args.thr, zb=args.zb))
 
 
 def _run_hausdorff(args) -> int:
+    from spinereg.metrics.distance import hausdorff
+
     _check_output(args)
     a, b = _load_pair(args, "mask")
     return _emit(args, hausdorff(a, b, threshold=args.thr))
 
 
 def _run_centerline(args) -> int:
+    from spinereg.metrics.centerline import centerline_distance
+
     _check_output(args)
     a, b = _load_pair(args, "mask")
     return _emit(args, centerline_distance(a, b, threshold=args.thr))
 
 
 def _run_labels(args) -> int:
+    from spinereg.metrics.labels import label_distances
+
     _check_output(args)
     a, b = _load_pair(args, "label file")
     return _emit(args, label_distances(a, b))
 
 
 def _run_jacobian(args) -> int:
+    from spinereg.io.image import check_writable, load_image, output_path, save_image
+    from spinereg.metrics.jacobian import jacobian
+    from spinereg.transforms.itk import read_displacement
+
     _check_output(args)
     out_map = None
     if args.out_map:
@@ -131,6 +147,10 @@ def _run_jacobian(args) -> int:
 
 
 def _run_consistency(args) -> int:
+    from spinereg.io.image import load_image
+    from spinereg.metrics.consistency import inverse_consistency
+    from spinereg.transforms.itk import load_transform
+
     _check_output(args)
     fwd = load_transform(args.warp)
     inv = load_transform(args.warp_inverse)

@@ -26,9 +26,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from spinereg.io.image import atomic_write
+# numpy, nibabel and scipy are imported where they are used: the command line imports this
+# module to build its parsers (``--version``) and must start without them.
 
 
 def utc_now() -> str:
@@ -38,6 +37,8 @@ def utc_now() -> str:
 
 # -- JSON -----------------------------------------------------------------------------------------
 def _plain(v: Any) -> Any:
+    import numpy as np
+
     if isinstance(v, np.generic):
         return v.item()
     if isinstance(v, np.ndarray):
@@ -47,6 +48,8 @@ def _plain(v: Any) -> Any:
 
 def write_json(path: str | Path, obj: Mapping, overwrite: bool = False) -> Path:
     """Write ``obj`` as indented JSON, atomically (numpy values converted)."""
+    from spinereg.io.image import atomic_write
+
     text = json.dumps(obj, indent=2, default=_plain) + "\n"
     return atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text), overwrite)
 
@@ -132,6 +135,7 @@ def versions() -> dict[str, Any]:
     from importlib.metadata import PackageNotFoundError, version
 
     import nibabel
+    import numpy as np
     import scipy
 
     try:

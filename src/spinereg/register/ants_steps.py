@@ -4,6 +4,9 @@ antsRegistration is called through antspyx with an explicit argument list, so th
 maps one-to-one onto ANTs options (metric, iterations, shrink, smoothing, gradient step,
 restricted deformation). Both images are given on the same grid (the fixed grid); the result is
 a pull transform on that grid (fixed points -> moving points).
+
+The compiled ANTs library is loaded on its own (:mod:`spinereg.register.ants_lib`): antspyx's
+Python package, with its learning and plotting modules, is never imported.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import ants
+import nibabel as nib
 import numpy as np
-from ants.internal import get_lib_fn, get_pointer_string, process_arguments
 
 from spinereg.errors import SpineregError
 from spinereg.io.grid import Grid
+from spinereg.register.ants_lib import LibImage, ants_registration, read_affine_2d
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import read_affine, read_displacement
@@ -28,13 +31,13 @@ _LINEAR = {"translation": "Translation", "rigid": "Rigid", "affine": "Affine"}
 _METRIC_PARAM = {"MeanSquares": "1,0", "CC": "1,4", "MI": "1,32"}
 
 
-def to_ants(data: np.ndarray, grid: Grid) -> ants.ANTsImage:
+def to_ants(data: np.ndarray, grid: Grid) -> LibImage:
     """An ANTs image (LPS physical space) with ``grid``'s geometry."""
     zooms = grid.zooms
     direction = _FLIP @ (grid.affine[:3, :3] / zooms)
     origin = _FLIP @ grid.affine[:3, 3]
-    return ants.from_numpy(np.asarray(data, dtype=np.float32), origin=tuple(origin), spacing=tuple(zooms),
-                           direction=direction)
+    return LibImage(np.asarray(data, dtype=np.float32), origin=tuple(origin), spacing=tuple(zooms),
+                    direction=direction)
 
 
 def _get(step: Any, key: str, default):
@@ -63,7 +66,7 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
     with tempfile.TemporaryDirectory(prefix="spinereg-ants-") as tmp:
         prefix = os.path.join(tmp, "s")
         args = ["-d", "3", "--float", "1", "--random-seed", "1",
-                "-m", f"{metric}[{get_pointer_string(f_img)},{get_pointer_string(m_img)},{_METRIC_PARAM.get(metric, '1,0')}]"]
+                "-m", f"{metric}[{f_img.ptr},{m_img.ptr},{_METRIC_PARAM.get(metric, '1,0')}]"]
         if algo in _LINEAR:
             args += ["-t", f"{_LINEAR[algo]}[{grad}]"]
         elif algo == "syn":
@@ -75,8 +78,8 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         args += ["-c", f"[{iters},1e-6,10]", "-f", str(shrink), "-s", f"{smooth}mm", "-o", prefix]
         if fixed_mask is not None:
             mask_img = to_ants((np.asarray(fixed_mask) > 0).astype(np.float32), grid)
-            args += ["-x", get_pointer_string(mask_img)]
-        code = get_lib_fn("antsRegistration")(process_arguments(args))
+            args += ["-x", mask_img.ptr]
+        code = ants_registration(args)
         if code != 0:
             raise SpineregError(f"antsRegistration failed (exit {code}) in step algo={algo}", None,
                                 "check the inputs overlap after the previous steps; try type=seg")
@@ -92,7 +95,7 @@ def _args_2d(f_img, m_img, step: Any, prefix: str, mask_img=None) -> list[str]:
     metric = _get(step, "metric", "MeanSquares")
     grad = float(_get(step, "gradStep", _get(step, "grad_step", 0.5)))
     args = ["-d", "2", "--float", "1", "--random-seed", "1",
-            "-m", f"{metric}[{get_pointer_string(f_img)},{get_pointer_string(m_img)},{_METRIC_PARAM.get(metric, '1,0')}]"]
+            "-m", f"{metric}[{f_img.ptr},{m_img.ptr},{_METRIC_PARAM.get(metric, '1,0')}]"]
     if algo in _LINEAR:
         args += ["-t", f"{_LINEAR[algo]}[{grad}]"]
     elif algo == "syn":
@@ -102,7 +105,7 @@ def _args_2d(f_img, m_img, step: Any, prefix: str, mask_img=None) -> list[str]:
     args += ["-c", f"[{int(_get(step, 'iter', 10))},1e-6,10]", "-f", str(int(_get(step, "shrink", 1))),
              "-s", f"{float(_get(step, 'smooth', 0))}mm", "-o", prefix]
     if mask_img is not None:
-        args += ["-x", get_pointer_string(mask_img)]
+        args += ["-x", mask_img.ptr]
     return args
 
 
@@ -118,29 +121,26 @@ def ants_slicewise(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         f2, m2 = np.asarray(fixed[:, :, k], np.float32), np.asarray(moving[:, :, k], np.float32)
         if not (np.any(f2) and np.any(m2)):
             continue
-        f_img = ants.from_numpy(f2, spacing=(float(zooms[0]), float(zooms[1])))
-        m_img = ants.from_numpy(m2, spacing=(float(zooms[0]), float(zooms[1])))
+        f_img = LibImage(f2, spacing=(float(zooms[0]), float(zooms[1])))
+        m_img = LibImage(m2, spacing=(float(zooms[0]), float(zooms[1])))
         mask_img = None
         if fixed_mask is not None and np.any(fixed_mask[:, :, k]):
-            mask_img = ants.from_numpy((np.asarray(fixed_mask[:, :, k]) > 0).astype(np.float32),
-                                       spacing=(float(zooms[0]), float(zooms[1])))
+            mask_img = LibImage((np.asarray(fixed_mask[:, :, k]) > 0).astype(np.float32),
+                                spacing=(float(zooms[0]), float(zooms[1])))
         with tempfile.TemporaryDirectory(prefix="spinereg-ants2d-") as tmp:
             prefix = os.path.join(tmp, "s")
-            code = get_lib_fn("antsRegistration")(process_arguments(_args_2d(f_img, m_img, step, prefix, mask_img)))
+            code = ants_registration(_args_2d(f_img, m_img, step, prefix, mask_img))
             if code != 0:
                 raise SpineregError(f"antsRegistration (2D, slice {k}) failed (exit {code})", None,
                                     "check that both images have the cord in this slice")
             if _get(step, "algo", "syn") in _LINEAR:
-                tx = ants.read_transform(prefix + "0GenericAffine.mat")
+                a, t, c = read_affine_2d(prefix + "0GenericAffine.mat")
                 ii, jj = np.meshgrid(np.arange(nx) * zooms[0], np.arange(ny) * zooms[1], indexing="ij")
                 pts = np.stack([ii.ravel(), jj.ravel()], -1)
-                moved = np.array([tx.apply_to_point(tuple(p)) for p in pts[:: max(1, len(pts) // 64)]])
-                # an affine is exactly determined by a few points: fit it, then evaluate everywhere
-                sub = pts[:: max(1, len(pts) // 64)]
-                a, *_ = np.linalg.lstsq(np.c_[sub, np.ones(len(sub))], moved, rcond=None)
-                disp[:, :, k] = (np.c_[pts, np.ones(len(pts))] @ a - pts).reshape(nx, ny, 2)
+                moved = (pts - c) @ a.T + t + c  # ITK: A (x - c) + t + c
+                disp[:, :, k] = (moved - pts).reshape(nx, ny, 2)
             else:
-                w = ants.image_read(prefix + "0Warp.nii.gz").numpy()
+                w = np.asarray(nib.load(prefix + "0Warp.nii.gz").dataobj, dtype=np.float32)
                 disp[:, :, k] = w.reshape(nx, ny, 2)
     a3 = grid.affine[:3, :3] / zooms
     data = disp[..., 0:1] * a3[:, 0].astype(np.float32) + disp[..., 1:2] * a3[:, 1].astype(np.float32)
