@@ -7,7 +7,8 @@ the package yet, so this is not yet "from the bare image"), cord mapping error m
 Dice, seeds 0, 1, 2:
 
 * automatic discs (11 found, C2/C3-T5/T6, identity right, MAE 0.43/0.59/0.42 mm):
-  0.54 / 1.10, 0.55 / 1.33, 0.60 / 1.13 mm; Dice 0.982 / 0.983 / 0.985
+  0.589 / 1.329, 0.539 / 1.325, 0.602 / 1.134 mm (since 5a50ae4, diffeomorphic steps: seed 0 was
+  0.54 / 1.10 before it, seeds 1-2 unchanged within 0.01 mm); Dice 0.982 / 0.983 / 0.985
 * two body labels (3, 5): 0.97 / 2.94, 1.13 / 3.47, 0.65 / 2.55 mm; Dice 0.981 / 0.983 / 0.985
 
 sct_testing_data/t2 with its manual segmentation and the discs found with C2/C3 pinned from t1's
@@ -33,7 +34,7 @@ from spinereg.vertebrae.outputs import disc_label_image
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-CLAIMS = {0: (0.54, 1.10), 2: (0.60, 1.13)}
+CLAIMS = {0: (0.59, 1.33), 2: (0.60, 1.13)}
 
 
 @pytest.mark.parametrize("seed", sorted(CLAIMS))

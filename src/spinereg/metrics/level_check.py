@@ -17,8 +17,10 @@ vertebra away when they are off by one. With the offsets in units of the local d
 deviation weighted by the labeling's per-disc confidence, so one disc misplaced by the automatic
 labeling does not decide), with
 ``level_offset_margin`` (how much better than the next shift, per disc) and the median offset.
-When the labeling is ambiguous (small fields of view without C2, thick slices) no score is given
-and a note says so.
+When the labeling is ambiguous (small fields of view without C2, thick slices), or finds fewer
+than :data:`MIN_DISCS` discs in the field of view (one or two discs fix no sequence: on
+sct_testing_data's t2 moved by smooth fields the labeling returned two discs two levels off with a
+high identity margin), no score is given and a note says so.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ from __future__ import annotations
 import numpy as np
 
 from spinereg.io.image import Image, load_image
+
+#: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
+MIN_DISCS = 3
 
 
 def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
@@ -80,8 +85,9 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     inside = np.all((ijk >= -0.5) & (ijk <= np.array(image.grid.shape) - 0.5), axis=1)
     # discs in the image's field of view only (a warp is the identity outside its grid)
     discs = [d for d, ok in zip(lab.discs, inside, strict=True) if ok and d.value in tz and d.value != 60]
-    if not discs:
-        return {}, ["levels not verified: no disc found"]
+    if len(discs) < MIN_DISCS:
+        return {}, [f"levels not verified: the automatic labeling found {len(discs)} disc(s) in the field of "
+                    f"view (at least {MIN_DISCS} needed to verify the levels)"]
     moved = subject2template.map(np.array([d.point for d in discs], float))
     z = np.array(sorted(tz.values()))
     units, weights = [], []
