@@ -368,3 +368,26 @@ def test_ensure_dataset_downloads_when_absent(monkeypatch, tmp_path):
     monkeypatch.setenv("SPINEREG_OFFLINE", "1")
     with pytest.raises(DataNotFoundError, match="spinereg data fetch PAM50"):
         registry.ensure_dataset("PAM50")
+
+
+def test_mistyped_spinereg_data_is_named(monkeypatch, tmp_path, data_root):
+    """A SPINEREG_DATA that does not provide the dataset says why (missing folder, the dataset folder
+    itself instead of its parent, a folder holding other things) in the error and the warning."""
+    from spinereg.errors import DataNotFoundError
+    from spinereg.io import registry
+
+    monkeypatch.setenv("SPINEREG_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SPINEREG_OFFLINE", "1")
+    cases = {str(tmp_path / "dat"): "does not exist",
+             str(data_root / "PAM50"): f"names the dataset folder {data_root / 'PAM50'} itself",
+             str(data_root / "sct_testing_data"): "itself"}
+    (tmp_path / "other" / "x").mkdir(parents=True)
+    cases[str(tmp_path / "other")] = "holds no PAM50/ (it holds: x)"
+    for env, said in cases.items():
+        monkeypatch.setenv("SPINEREG_DATA", env)
+        with pytest.raises(DataNotFoundError) as err:
+            registry.ensure_dataset("PAM50")
+        assert said in str(err.value), str(err.value)
+        assert "\n" not in str(err.value)
+    monkeypatch.setenv("SPINEREG_DATA", str(data_root))
+    assert registry.data_env_hint("PAM50") == ""

@@ -206,14 +206,35 @@ def locate(name: str | Dataset) -> tuple[Path, str] | None:
     return None
 
 
+def data_env_hint(name: str | Dataset) -> str:
+    """Why ``$SPINEREG_DATA`` does not provide dataset ``name`` ('' when it is unset or does): a
+    folder that does not exist, a folder that is the dataset itself (its parent is wanted), or
+    what the folder holds instead."""
+    ds = get_dataset(name)
+    notes = []
+    for root in data_dirs():
+        if (root / ds.folder).is_dir():
+            return ""
+        if not root.is_dir():
+            notes.append(f"{ENV_DATA} folder {root} does not exist")
+        elif root.name == ds.folder or (root / "template").is_dir() or (root / "t2").is_dir():
+            notes.append(f"{ENV_DATA} names the dataset folder {root} itself: set it to the folder "
+                         f"that holds {ds.folder}/ ({root.parent})")
+        else:
+            held = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))[:6]
+            notes.append(f"{ENV_DATA} folder {root} holds no {ds.folder}/ (it holds: {', '.join(held) or 'no folders'})")
+    return "; ".join(notes)
+
+
 def dataset_path(name: str | Dataset) -> Path:
     """Folder holding dataset ``name``; :class:`DataNotFoundError` with the fix if absent."""
     ds = get_dataset(name)
     found = locate(ds)
     if found is None:
         looked = [str(r / ds.folder) for r in data_dirs()] + [str(cache_dir() / ds.folder)]
+        hint = data_env_hint(ds)
         raise DataNotFoundError(
-            f"dataset {ds.name} not found (looked in {', '.join(looked)})", None,
+            f"dataset {ds.name} not found (looked in {', '.join(looked)})" + (f"; {hint}" if hint else ""), None,
             f"run `spinereg data fetch {ds.name}` or set {ENV_DATA} to a folder holding {ds.folder}/")
     return found[0]
 
@@ -228,14 +249,17 @@ def ensure_dataset(name: str | Dataset, progress: bool = False) -> Path:
         return found[0]
     if os.environ.get("SPINEREG_OFFLINE"):
         return dataset_path(ds)
-    log.warning("dataset %s not found locally: downloading release %s (checksummed)", ds.name, ds.version)
+    hint = data_env_hint(ds)
+    log.warning("dataset %s not found locally%s: downloading release %s (checksummed)", ds.name,
+                f" ({hint})" if hint else "", ds.version)
     try:
         return fetch(ds, progress=progress)
     except DataNotFoundError:
         raise
     except Exception as exc:  # network errors: say how to get the data instead
         raise DataNotFoundError(
-            f"dataset {ds.name} not found locally and the download failed ({exc.__class__.__name__})", None,
+            f"dataset {ds.name} not found locally" + (f" ({hint})" if hint else "")
+            + f" and the download failed ({exc.__class__.__name__})", None,
             f"run `spinereg data fetch {ds.name}` when online, or set {ENV_DATA} to a folder holding "
             f"{ds.folder}/") from exc
 
