@@ -13,8 +13,14 @@ constraints".
    mean error at 520 held-out points inside the vertebrae, 10 seeds.
 3. ``real``: sct_testing_data/t2 registered to PAM50 (default preset); bodies placed by the
    warp; S-I offset of each placed body centre from its body label along the cord.
+4. ``endplates``: the subject's heights and endplate tilts measured through the registration
+   (:func:`spinereg.metrics.spine_registration.subject_endplates`) on t2 with the default and
+   the template_spine presets, against the reference of ``tests/spine_reference_t2.py``
+   (manual-style morphometry on the mid-sagittal slab, no registration); then on articulated
+   phantoms (seeds x MR/CT, bodies placed exactly and misplaced by 2 mm S-I, 1 mm A-P and a 10 %
+   scale) against the body label's extent along the measured lines.
 
-Usage: ``python bench/constraints.py [--part phantom|tps|real|all] [--levels 3:5] [--margin 12]
+Usage: ``python bench/constraints.py [--part phantom|tps|real|endplates|all] [--levels 3:5] [--margin 12]
 [--seeds 0,1,2] [--contrasts mr,ct] [--deform STEP]`` (the defaults are the tests' phantom). Needs SPINEREG_DATA. Not part of the test suite.
 """
 
@@ -137,9 +143,60 @@ def real_table() -> None:
         print(f"  C{v}: body centre {s_c[0] - s_v:+.2f} mm from its label along the cord, {dist[0]:.1f} mm in front")
 
 
+def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import spine_reference_t2 as ref
+    from spinereg.io.image import load_image
+    from spinereg.io.registry import dataset_path
+    from spinereg.metrics.spine_registration import subject_endplates
+    from spinereg.register.template import register_to_template
+    from test_spine_metrics_endplates import phantom_height_errors
+
+    d = dataset_path("sct_testing_data") / "t2"
+    img = load_image(d / "t2.nii.gz")
+    truth = ref.reference(np.asarray(img.data, float))
+    alt = ref.reference(np.asarray(img.data, float), slab=(23, 28))
+    cols = tuple(ref.FRACTIONS)
+    print("t2 reference (3 mm slab; 5 mm slab in brackets): heights A/M/P mm, tilts deg")
+    for v in (3, 4):
+        print(f"  C{v}: " + " / ".join(f"{truth['heights'][v][k]:.2f} ({alt['heights'][v][k]:.2f})" for k in cols))
+    print("  tilts: " + ", ".join(f"C{v}{s[0]} {a:+.1f} ({alt['tilts'][(v, s)]:+.1f})" for (v, s), a in truth["tilts"].items())
+          + "; segmental " + ", ".join(f"{k} {a:+.1f}" for k, a in truth["segmental"].items()))
+    for preset in ("default", "template_spine"):
+        kw = {} if preset == "default" else {"param": preset}
+        t0 = time.perf_counter()
+        reg = register_to_template(d / "t2.nii.gz", d / "t2_seg-manual.nii.gz", labels=d / "labels.nii.gz",
+                                   template="PAM50", **kw)
+        t1 = time.perf_counter()
+        rows = {r.level: r for r in subject_endplates(img, reg.warp_template2anat())}
+        print(f"{preset}: registration {t1 - t0:.1f} s, endplates {time.perf_counter() - t1:.1f} s")
+        for v, r in sorted(rows.items()):
+            hs = " / ".join(f"{r.heights[k]:.2f}" for k in cols)
+            err = (" err " + " / ".join(f"{r.heights[k] - truth['heights'][v][k]:+.2f}" for k in cols)
+                   if v in truth["heights"] else "")
+            print(f"  {r.name}: heights {hs}{err}; tilts sup {r.superior_deg:+.1f} inf {r.inferior_deg:+.1f}"
+                  + ("" if r.status == "measured" else f"  [{r.status[:90]}]"))
+        dt = {(v, s): getattr(rows[v], f"{s}_deg") - a for (v, s), a in truth["tilts"].items()}
+        print("  tilt error: " + ", ".join(f"C{v}{s[0]} {e:+.1f}" for (v, s), e in dt.items()))
+        seg = {"C3-C4": dt[(3, "inferior")] - dt[(4, "superior")], "C4-C5": dt[(4, "inferior")] - dt[(5, "superior")]}
+        print("  segmental angle error: " + ", ".join(f"{k} {e:+.1f}" for k, e in seg.items()))
+    print("phantoms C2-C6 (C3-C5 measured), height error mm (measured - label extent), columns A/M/P")
+    for contrast in contrasts:
+        for seed in seeds:
+            for name, kw in (("exact", {}), ("misplaced", {"shift": (0.0, 1.0, 2.0), "scale": 0.9})):
+                e = phantom_height_errors(seed, contrast, **kw)
+                per = "  ".join(f"C{v} " + "/".join(f"{e[(v, k)]:+.2f}" for k in cols) for v in (3, 4, 5))
+                f = np.array([x for x in e.values() if np.isfinite(x)])
+                print(f"  {contrast} s{seed} {name:9} {per}   mean {f.mean():+.2f} max|e| {np.abs(f).max():.2f} "
+                      f"({len(f)}/9 measured)", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="all", choices=("phantom", "tps", "real", "all"))
+    ap.add_argument("--part", default="all", choices=("phantom", "tps", "real", "endplates", "all"))
     ap.add_argument("--levels", default="3:5")
     ap.add_argument("--margin", type=float, default=12.0, help="mm of phantom above and below the levels")
     ap.add_argument("--seeds", default="0,1,2")
@@ -150,6 +207,8 @@ def main() -> None:
         tps_table()
     if a.part in ("real", "all"):
         real_table()
+    if a.part in ("endplates", "all"):
+        endplates_table([int(s) for s in a.seeds.split(",")], a.contrasts.split(","))
     if a.part in ("phantom", "all"):
         lo, hi = (int(x) for x in a.levels.split(":"))
         phantom_table((lo, hi), [int(s) for s in a.seeds.split(",")], a.contrasts.split(","), a.deform, a.margin)

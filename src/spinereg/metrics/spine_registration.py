@@ -9,7 +9,8 @@ the cord, :func:`~spinereg.cord.vertebra_masks.vertebral_bodies`). A registratio
 every subject voxel with the body it falls in (nearest neighbour at the template's 0.5 mm, on the
 subject's grid refined by ``supersample``).
 
-What this measures: the template's bodies where the registration puts them. A registration
+What this measures: the template's bodies where the registration puts them (for the subject's
+own heights and endplates located in the image inside them, see :func:`subject_endplates`). A registration
 driven by the cord and two to a few landmarks places the levels (S-I position, tilt) but keeps the
 template's body shapes and sizes, scaled with the spine between the landmarks: heights and ratios
 are the template's, not the subject's, unless a per-vertebra step (``algo=polyrigid`` with
@@ -77,3 +78,17 @@ def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM5
         vals = sampler.at_voxels(bodies.grid.world_to_voxel(x))
         out[:, :, k0:k1] = vals.reshape(g.shape[0], g.shape[1], k1 - k0)
     return Image(out, g.affine)
+
+
+def subject_endplates(image, template2anat: Transform, contrast: str = "t2", template: str = "PAM50",
+                      levels=None, supersample: int = 2) -> list:
+    """The subject's vertebral heights and endplate tilts measured in ``image``
+    (:func:`spinereg.metrics.endplates.measure_endplates`) inside the template's bodies placed by
+    the registration (:func:`bodies_from_warp`, on the image's grid refined ``supersample``
+    times): the registration says which level is where; the endplates come from the image."""
+    from spinereg.metrics.endplates import measure_endplates
+    from spinereg.metrics.overlap import as_image
+
+    img = as_image(image, "image")
+    bodies = bodies_from_warp(template2anat, img.grid, template=template, supersample=supersample, levels=levels)
+    return measure_endplates(img, bodies, contrast, levels)

@@ -1,0 +1,429 @@
+"""Vertebral endplates located in the image, inside bodies placed by a registration (or any body
+labels): heights, ratios and endplate tilts of the *subject*, not of the template's shapes.
+
+The placed body is only a prior: which level, roughly where and which way is up, how deep the
+body is, where it roughly ends. Everything measured comes from the image along lines through it:
+
+1. **Frame.** From the labelled body: the spine's direction at it (S-I, from its labelled
+   neighbours), its widest direction across (L-R), A-P completing them; the midline (L-R centre)
+   and the A-P extent of its mid-sagittal part (``depth``).
+2. **Profiles.** Along S-I through the body, the image is sampled (trilinear, 0.25 mm steps,
+   NaN beyond the outer voxel centres) on columns at several A-P positions, averaged over a small
+   box across the column (``lr_halfwidth_mm`` left and right, 0.5 mm front and back: a reader's
+   3 mm mid-sagittal slab).
+3. **Edges.** Within ``WINDOW_MM`` of where the placed body ends on that column, the endplate is
+   the strongest edge with the disc's polarity (T2: bright disc beyond dark bone; T1 and CT:
+   darker disc) at a local maximum of the derivative of the profile smoothed by
+   ``EDGE_SMOOTH_MM``, refined by a parabola: the disc-bone boundary. The band beyond it must be
+   disc: inside the image over ``DISC_BEYOND_MM`` and differing from the marrow (median of the
+   body's core on that column) by ``MIN_DISC_CONTRAST`` of it with the disc's polarity.
+4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give least-squares
+   endplate planes (points farther than ``OUTLIER_MM`` refitted out; at least
+   ``MIN_PLANE_POINTS`` inliers, else that endplate is not measured). The body's axis becomes the
+   bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis and
+   the planes refitted (the default, 1, keeps the columns along the spine's direction: on curved
+   cervical endplates a tilted column range shifts the fitted tilt by several degrees).
+5. **Heights.** Along the body's axis at the anterior, middle and posterior columns (3/4, 1/2
+   and 1/4 of the depth from the posterior wall), each endplate searched within
+   ``REFINE_WINDOW_MM`` of its plane, where the band beyond the edge only has to differ from the
+   bone side (the annulus, front and back, is about as dark as the marrow on T2). Wedge ratio
+   anterior/posterior, biconcave ratio middle/posterior.
+
+A side whose disc is not in the field of view, or whose edges are too few or scattered for a
+plane, is not measured: heights and that endplate's tilt are NaN and ``status`` says which side
+and why (a body cut by the image's end is refused, not measured short).
+Tilts use the convention of :mod:`spinereg.metrics.spine` (angle of the superior-pointing normal
+from +S, towards posterior positive), so :func:`~spinereg.metrics.spine.segmental_angles` apply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image
+from spinereg.metrics.overlap import ImageLike, as_image
+
+#: disc polarity per contrast: +1 discs brighter than marrow, -1 darker
+DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
+#: antero-posterior positions of the anterior / middle / posterior heights (fraction of the
+#: depth from the posterior wall)
+COLUMNS = {"anterior": 0.75, "middle": 0.5, "posterior": 0.25}
+#: antero-posterior fractions of the columns the endplate planes are fitted to
+PLANE_COLUMNS = np.linspace(0.2, 0.8, 7)
+#: a disc must differ from the marrow by this fraction of the marrow level (absolute value)
+MIN_DISC_CONTRAST = 0.1
+#: how far (mm) from the placed body's end the endplate is looked for
+WINDOW_MM = 4.5
+#: how far (mm) from the endplate plane fitted in the first pass it is looked for afterwards
+REFINE_WINDOW_MM = 2.0
+#: edge points farther than this (mm) from their endplate plane are refitted out
+OUTLIER_MM = 1.5
+#: an endplate plane needs this many inlying edge points (of 7 x 3 columns)
+MIN_PLANE_POINTS = 9
+#: the disc must show over this length (mm) beyond the edge, inside the image
+DISC_BEYOND_MM = 2.0
+#: a placed body with fewer voxels than this share of the median body is not measured
+MIN_BODY_SHARE = 0.4
+STEP_MM = 0.25
+#: smoothing (Gaussian SD, mm) of the profile before its derivative
+EDGE_SMOOTH_MM = 0.5
+
+
+@dataclass
+class BodyEndplates:
+    """Endplates of one vertebral body measured in the image (mm, degrees; NaN: not measured)."""
+
+    level: int
+    name: str
+    anterior_mm: float
+    middle_mm: float
+    posterior_mm: float
+    wedge_ratio: float
+    biconcave_ratio: float
+    superior_deg: float
+    inferior_deg: float
+    superior_normal: list[float]
+    inferior_normal: list[float]
+    centre: np.ndarray
+    axes: np.ndarray  # rows: lr, ap, si (unit vectors, world)
+    depth_mm: float
+    status: str = "measured"
+    columns: dict[str, np.ndarray] = field(default_factory=dict)  # column centre points (world)
+    edges: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (s_inf, s_sup) mm
+
+    @property
+    def heights(self) -> dict[str, float]:
+        return {"anterior": self.anterior_mm, "middle": self.middle_mm, "posterior": self.posterior_mm}
+
+
+class _Sampler:
+    """Trilinear samples of the image at world points; NaN beyond the outer voxel centres."""
+
+    def __init__(self, img: Image, order: int = 1):
+        self.order = order
+        self.data = np.asarray(img.data, np.float64)
+        self.grid = img.grid
+        self.hi = np.array(self.data.shape[:3], float) - 1
+
+    def __call__(self, pts: np.ndarray) -> np.ndarray:
+        v = self.grid.world_to_voxel(pts.reshape(-1, 3))
+        inside = np.all((v >= -1e-6) & (v <= self.hi + 1e-6), axis=1)
+        out = np.full(len(v), np.nan)
+        if inside.any():
+            out[inside] = ndimage.map_coordinates(self.data, np.clip(v[inside], 0, self.hi).T, order=self.order)
+        return out.reshape(pts.shape[:-1])
+
+
+def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
+    """Per body: midline centre, axes (lr, ap, si), depth and height of its mid-sagittal part;
+    or why there is none (a body mostly outside the labels' grid)."""
+    from spinereg.metrics.spine import _up_directions
+
+    lab = np.round(np.asarray(bodies.data)).astype(np.int32)
+    pts = {v: bodies.grid.voxel_to_world(np.argwhere(lab == v).astype(float)) for v in values}
+    vox = float(np.min(bodies.grid.zooms))
+    typical = float(np.median([len(p) for p in pts.values()]))
+    whole = [v for v in values if len(pts[v]) >= max(MIN_BODY_SHARE * typical, 20)]
+    ups = _up_directions({v: pts[v].mean(0) for v in whole})
+    out: dict[int, tuple | str] = {}
+    for v in values:
+        if v not in whole:
+            out[v] = f"body mostly outside the field of view ({len(pts[v]) / typical:.0%} of a typical one placed)"
+            continue
+        c, axes = _frame(pts[v], ups[v])
+        loc = (pts[v] - c) @ axes.T
+        lr_mid = float(np.median(loc[:, 0]))
+        m = loc[np.abs(loc[:, 0] - lr_mid) <= max(3.0, vox)]
+        if len(m) < 10:
+            out[v] = "no mid-sagittal part in the body labels"
+            continue
+        a0, a1 = m[:, 1].min() - vox / 2, m[:, 1].max() + vox / 2
+        s0, s1 = m[:, 2].min() - vox / 2, m[:, 2].max() + vox / 2
+        centre = c + axes @ np.array([lr_mid, 0.5 * (a0 + a1), 0.5 * (s0 + s1)])
+        out[v] = (centre, axes, float(a1 - a0), float(s1 - s0))
+    return out
+
+
+def _frame(points: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and axes (rows lr, ap, si): S-I = ``up`` (the spine's direction at the body, from
+    its neighbours: a body's own principal axes mix A-P and S-I, which are about as long), L-R =
+    the body's widest direction across it, A-P completing them towards anterior."""
+    c = points.mean(0)
+    si = up / np.linalg.norm(up)
+    d = points - c
+    d = d - np.outer(d @ si, si)
+    _, vecs = np.linalg.eigh(d.T @ d)
+    lr = vecs[:, -1] - (vecs[:, -1] @ si) * si
+    lr /= np.linalg.norm(lr)
+    ap = np.cross(si, lr)
+    if ap[1] < 0:
+        ap, lr = -ap, -lr
+    return c, np.stack([lr, ap, si])
+
+
+def _smooth(p: np.ndarray, sigma_mm: float) -> np.ndarray:
+    """Gaussian smoothing of a profile with NaN ends (normalised convolution)."""
+    ok = np.isfinite(p)
+    num = ndimage.gaussian_filter1d(np.where(ok, p, 0.0), sigma_mm / STEP_MM, mode="nearest")
+    den = ndimage.gaussian_filter1d(ok.astype(float), sigma_mm / STEP_MM, mode="nearest")
+    return np.where(ok & (den > 0.5), num / np.where(den > 0, den, 1), np.nan)
+
+
+def _parabola(y: np.ndarray, i: int) -> float:
+    if 0 < i < len(y) - 1 and np.all(np.isfinite(y[i - 1:i + 2])):
+        d = y[i - 1] - 2 * y[i] + y[i + 1]
+        if d < 0:
+            return float(np.clip(0.5 * (y[i - 1] - y[i + 1]) / d, -0.5, 0.5))
+    return 0.0
+
+
+def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: int,
+              window_mm: float | None = None, marrow: float | None = None,
+              refine: bool = False) -> tuple[float, str]:
+    """Endplate position (mm along ``s``) on one ``side`` (+1 superior, -1 inferior) of a body
+    profile ``p(s)`` (``s`` = 0 at the body centre), or NaN and the reason.
+
+    ``prior``: where the placed body ends on this line (the registration's guess). Within
+    ``window_mm`` of it, the endplate is the strongest edge of the disc's polarity (T2, superior:
+    dark bone below, bright disc above), at a local maximum of the derivative of the profile
+    smoothed by ``EDGE_SMOOTH_MM``, refined by a parabola. The disc beyond it must be inside the
+    image (``DISC_BEYOND_MM``) and differ from the bone side by ``MIN_DISC_CONTRAST`` of the
+    marrow level (``marrow``: the profile's median over the body's core if not given)."""
+    window_mm = WINDOW_MM if window_mm is None else window_mm
+    if marrow is None:
+        core = np.abs(s) < 2.0
+        marrow = float(np.nanmedian(p[core])) if np.isfinite(p[core]).any() else np.nan
+    if not np.isfinite(marrow) or not np.isfinite(prior):
+        return np.nan, "body core outside the field of view"
+    ps = _smooth(p, EDGE_SMOOTH_MM)
+    score = polarity * side * np.gradient(ps, STEP_MM)
+    nb = int(round(DISC_BEYOND_MM / STEP_MM))
+    idx = np.flatnonzero((np.abs(s - prior) <= window_mm) & np.isfinite(score))
+    if idx.size < 3:
+        return np.nan, "endplate outside the field of view"
+    best, why = np.nan, "no edge of the disc's polarity"
+    for i in idx[np.argsort(score[idx])[::-1]]:
+        if score[i] <= 0:
+            break
+        if not (0 < i < len(s) - 1 and score[i] >= score[i - 1] and score[i] >= score[i + 1]):
+            continue
+        beyond = i + side * np.arange(1, nb + 1)
+        if beyond.min() < 0 or beyond.max() >= len(s) or not np.isfinite(ps[beyond]).all():
+            why = "disc outside the field of view"
+            continue
+        # the band beyond the edge must be disc, not marrow on the far side of a vessel or a
+        # trabecular line: it differs from the marrow with the disc's polarity; near the planes
+        # that the first pass fitted (``refine``), it only has to differ from the bone side of
+        # the edge (the annulus, front and back, is as dark as the marrow on T2)
+        disc = float(np.max(polarity * ps[beyond]))
+        if refine:
+            ref = float(np.min(polarity * ps[np.clip(i - side * np.arange(0, nb + 1), 0, len(s) - 1)]))
+        else:
+            ref = polarity * marrow
+        if disc - ref < MIN_DISC_CONTRAST * abs(marrow):
+            why = "no disc beyond the edge"
+            continue
+        best = float(s[i] + _parabola(score, i) * STEP_MM)
+        break
+    return best, ("" if np.isfinite(best) else why)
+
+
+def _column(sample: _Sampler, centre, axes, ap_mm: float, lr_mm: float, s: np.ndarray,
+            lr_halfwidth_mm: float, ap_halfwidth_mm: float = 0.5) -> np.ndarray:
+    """Profile along ``axes[2]`` through the column at (``lr_mm``, ``ap_mm``), averaged over a
+    small box across it (NaN where any sample leaves the image)."""
+    offs = [(a, lr_mm + b) for a in np.linspace(-ap_halfwidth_mm, ap_halfwidth_mm, 3)
+            for b in np.arange(-lr_halfwidth_mm, lr_halfwidth_mm + 1e-6, 0.5)]
+    pts = np.stack([centre + axes[0] * b + axes[1] * (ap_mm + a) + s[:, None] * axes[2] for a, b in offs])
+    vals = sample(pts)
+    return np.where(np.isfinite(vals).all(0), vals.mean(0), np.nan)
+
+
+def _prior_ends(labels: _Sampler, level: int, centre, axes, ap_mm: float, lr_mm: float,
+                s: np.ndarray) -> tuple[float, float]:
+    """Where the placed body ends below and above along the column (the run of its label through
+    the centre, or the nearest run), NaN if the column misses it."""
+    pts = centre + axes[0] * lr_mm + axes[1] * ap_mm + s[:, None] * axes[2]
+    inside = np.round(np.nan_to_num(labels(pts), nan=0.0)) == level
+    if not inside.any():
+        return np.nan, np.nan
+    runs = np.split(np.flatnonzero(inside), np.flatnonzero(np.diff(np.flatnonzero(inside)) > 1) + 1)
+    run = min(runs, key=lambda r: np.min(np.abs(s[r])))
+    return float(s[run[0]] - STEP_MM / 2), float(s[run[-1]] + STEP_MM / 2)
+
+
+def _fit_plane(pts: np.ndarray, axes: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Unit normal (towards +si) and a point of the plane through ``pts`` (points farther than
+    ``OUTLIER_MM`` refitted out), or None with fewer than ``MIN_PLANE_POINTS`` inliers or an
+    antero-posterior spread under 3 mm."""
+    loc = (pts - centre) @ axes.T
+    keep = np.ones(len(loc), bool)
+    coef = None
+    for _ in range(4):
+        if keep.sum() < 4 or np.ptp(loc[keep, 1]) < 3.0:
+            return None
+        A = np.column_stack([np.ones(keep.sum()), loc[keep, 1], loc[keep, 0]])
+        coef, *_ = np.linalg.lstsq(A, loc[keep, 2], rcond=None)
+        res = np.abs(np.column_stack([np.ones(len(loc)), loc[:, 1], loc[:, 0]]) @ coef - loc[:, 2])
+        new = res <= max(OUTLIER_MM, 2.5 * float(np.median(res[keep])))
+        if (new == keep).all():
+            break
+        keep = new
+    if keep.sum() < MIN_PLANE_POINTS:
+        return None
+    n = axes[2] - coef[1] * axes[1] - coef[2] * axes[0]
+    return n / np.linalg.norm(n), centre + coef[0] * axes[2]
+
+
+def _plane_hit(plane: tuple[np.ndarray, np.ndarray], base: np.ndarray, direction: np.ndarray) -> float:
+    """Parameter t where base + t * direction meets the plane (normal, point)."""
+    n, q = plane
+    den = float(n @ direction)
+    return float(n @ (q - base)) / den if abs(den) > 1e-6 else np.nan
+
+
+def _sag_deg(n: np.ndarray | None) -> float:
+    return float(np.degrees(np.arctan2(-n[1], n[2]))) if n is not None else float("nan")
+
+
+def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, depth: float, height: float,
+                 polarity: int, *, lr_halfwidth_mm: float = 1.5, iterations: int = 1) -> BodyEndplates:
+    """Endplates of one body from its prior frame (see the module doc)."""
+    from spinereg.metrics.spine import level_name
+
+    axes = np.array(axes, float)
+    reach = 0.5 * height + WINDOW_MM + 4.0
+    s = np.arange(-reach, reach + 1e-9, STEP_MM)
+
+    nf = "endplate not found in enough columns to fit its plane"
+
+    def edges(ap: float, lr: float, axes: np.ndarray, planes=None) -> tuple[float, float, str]:
+        prof = _column(sample, centre, axes, ap, lr, s, lr_halfwidth_mm)
+        if planes is None:  # the placed body's ends on this line, searched widely
+            lo, hi = _prior_ends(labels, level, centre, axes, ap, lr, s)
+            window = WINDOW_MM
+        else:  # the endplate planes fitted so far, searched narrowly
+            base = centre + axes[0] * lr + axes[1] * ap
+            hi, lo = (np.nan if pl is None else _plane_hit(pl, base, axes[2]) for pl in planes)
+            window = REFINE_WINDOW_MM
+        core = np.abs(s) < max(0.2 * height, 2.0)
+        marrow = float(np.nanmedian(prof[core])) if np.isfinite(prof[core]).any() else np.nan
+        refine = planes is not None
+        top, why_t = find_edge(s, prof, hi, +1, polarity, window, marrow, refine) if np.isfinite(hi) else (np.nan, nf)
+        bot, why_b = find_edge(s, prof, lo, -1, polarity, window, marrow, refine) if np.isfinite(lo) else (np.nan, nf)
+        why = "; ".join(w for w in (f"superior: {why_t}" if why_t else "",
+                                    f"inferior: {why_b}" if why_b else "") if w)
+        return bot, top, why
+
+    planes = None
+    normals: tuple = (None, None)
+    for _ in range(max(1, iterations)):
+        sup, inf = [], []
+        for f in PLANE_COLUMNS:
+            for lr in (-lr_halfwidth_mm, 0.0, lr_halfwidth_mm):
+                ap = (f - 0.5) * depth
+                b, t, _ = edges(ap, lr, axes, planes)
+                base = centre + axes[0] * lr + axes[1] * ap
+                if np.isfinite(t):
+                    sup.append(base + t * axes[2])
+                if np.isfinite(b):
+                    inf.append(base + b * axes[2])
+        planes = [_fit_plane(np.array(q).reshape(-1, 3), axes, centre) for q in (sup, inf)]
+        normals = tuple(None if f is None else f[0] for f in planes)
+        if normals[0] is None or normals[1] is None:
+            break
+        si = normals[0] + normals[1]
+        si /= np.linalg.norm(si)
+        ap_ax = axes[1] - (axes[1] @ si) * si
+        ap_ax /= np.linalg.norm(ap_ax)
+        axes = np.stack([np.cross(ap_ax, si), ap_ax, si])
+    h, cols, found, why_all = {}, {}, {}, []
+    for name, f in COLUMNS.items():
+        ap = (f - 0.5) * depth
+        b, t, why = edges(ap, 0.0, axes, planes)
+        cols[name] = centre + axes[1] * ap
+        found[name] = (b, t)
+        h[name] = t - b
+        if why:
+            why_all.append(f"{name} {why}")
+    ha, hm, hp = h["anterior"], h["middle"], h["posterior"]
+    status = "measured" if not why_all else "; ".join(why_all)
+    return BodyEndplates(level, level_name(level), ha, hm, hp, ha / hp if hp else np.nan, hm / hp if hp else np.nan,
+                         _sag_deg(normals[0]), _sag_deg(normals[1]),
+                         [] if normals[0] is None else normals[0].round(6).tolist(),
+                         [] if normals[1] is None else normals[1].round(6).tolist(),
+                         centre, axes, depth, status, cols, found)
+
+
+def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2", levels=None, *,
+                      lr_halfwidth_mm: float = 1.5, iterations: int = 1) -> list[BodyEndplates]:
+    """Heights, ratios and endplate tilts of each labelled body, located in ``image`` (any grid:
+    the body labels are only the region prior, e.g. bodies placed by a registration's
+    ``warp_template2anat``, :func:`~spinereg.metrics.spine_registration.bodies_from_warp`)."""
+    img = as_image(image, "image")
+    ib = as_image(bodies, "vertebral bodies")
+    if contrast not in DISC_POLARITY:
+        raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(DISC_POLARITY)}")
+    lab = np.asarray(ib.data)
+    values = sorted(int(v) for v in np.unique(np.round(lab)) if v > 0)
+    if levels is not None:
+        values = [v for v in values if v in set(int(x) for x in levels)]
+    if not values:
+        raise InputError("no vertebral body to measure", ib.name, "give bodies labelled by level (C3 = 3)")
+    frames = _prior_frames(ib, values)
+    sample = _Sampler(img)
+    labels = _Sampler(Image(np.round(lab).astype(np.float32), ib.affine), order=0)
+    out = []
+    for v in values:
+        if isinstance(frames[v], str):
+            out.append(_unmeasured(v, frames[v]))
+            continue
+        out.append(measure_body(sample, labels, v, *frames[v], DISC_POLARITY[contrast],
+                                lr_halfwidth_mm=lr_halfwidth_mm, iterations=iterations))
+    return out
+
+
+def _unmeasured(level: int, why: str) -> BodyEndplates:
+    from spinereg.metrics.spine import level_name
+
+    nan = float("nan")
+    return BodyEndplates(level, level_name(level), nan, nan, nan, nan, nan, nan, nan, [], [],
+                         np.full(3, nan), np.full((3, 3), nan), nan, why)
+
+
+#: wedge and biconcave ratios outside this range are flagged (Genant-style semi-quantitative
+#: grading starts at a 20 % height loss)
+RATIO_RANGE = (0.8, 1.2)
+
+
+def endplate_rows(results: list[BodyEndplates]) -> list[dict]:
+    """Long-format rows (``spinereg.metrics.spine.SPINE_CSV_COLUMNS``) of heights, ratios (flagged
+    outside ``RATIO_RANGE``), endplate tilts and segmental angles measured in the image; a body or
+    side not measured gives NaN values with its reason in ``flag``."""
+    from spinereg.metrics.spine import EndplateRow, segmental_angles
+
+    def row(measure, level, name, value, unit, flag=""):
+        return {"measure": measure, "level": level, "name": name, "value": round(float(value), 6), "unit": unit,
+                "flag": flag}
+
+    rows: list[dict] = []
+    for r in results:
+        why = "" if r.status == "measured" else f"not measured: {r.status}"
+        for col in ("anterior", "middle", "posterior"):
+            rows.append(row(f"image_height_{col}", r.level, r.name, r.heights[col], "mm",
+                            why if not np.isfinite(r.heights[col]) else ""))
+        for measure, value in (("image_wedge_ratio", r.wedge_ratio), ("image_biconcave_ratio", r.biconcave_ratio)):
+            flag = why if not np.isfinite(value) else (
+                "" if RATIO_RANGE[0] <= value <= RATIO_RANGE[1] else f"outside {RATIO_RANGE[0]}-{RATIO_RANGE[1]}")
+            rows.append(row(measure, r.level, r.name, value, "ratio", flag))
+        rows.append(row("image_endplate_superior_tilt", r.level, r.name, r.superior_deg, "deg"))
+        rows.append(row("image_endplate_inferior_tilt", r.level, r.name, r.inferior_deg, "deg"))
+    eps = [EndplateRow(r.level, r.name, r.superior_deg, r.inferior_deg, r.superior_normal, r.inferior_normal)
+           for r in results]
+    for k, a in segmental_angles(eps).items():
+        rows.append(row("image_segmental_angle", k, k, a, "deg", "" if np.isfinite(a) else "not measured"))
+    return rows
