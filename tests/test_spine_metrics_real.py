@@ -75,6 +75,30 @@ def test_spine_metrics_cli_with_the_registration(t2_registered, sct_data, tmp_pa
                  "-o", str(tmp_path / "bad")]) == 2
 
 
+def test_spine_metrics_cli_measures_the_subject_in_the_image(t2_registered, sct_data, tmp_path):
+    """``--image``: heights and tilts located in t2 inside the placed bodies (image_* rows), C3/C4
+    middle heights as the library's (tests/test_spine_metrics_endplates.py: within 0.5 mm of the
+    reference), C5 flagged as not measured; --image without bodies is a one-line error."""
+    import spine_reference_t2 as ref
+    from spinereg.cli.main import main
+    from spinereg.io.image import load_image
+
+    _, _, warp_path = t2_registered
+    d = sct_data / "t2"
+    out = tmp_path / "spine"
+    assert main(["spine-metrics", "--warp", str(warp_path), "--image", str(d / "t2.nii.gz"), "-o", str(out)]) == 0
+    rows = list(csv.DictReader((out / "spine_metrics.csv").open()))
+    got = {(r["measure"], r["name"]): r for r in rows}
+    truth = ref.reference(np.asarray(load_image(d / "t2.nii.gz").data, float))
+    for v in (3, 4):
+        h = float(got[("image_height_middle", f"C{v}")]["value"])
+        assert abs(h - truth["heights"][v]["middle"]) < 0.5, (v, h)
+    assert got[("image_height_middle", "C5")]["flag"].startswith("not measured")
+    assert ("image_segmental_angle", "C3-C4") in got
+    assert main(["spine-metrics", "--image", str(d / "t2.nii.gz"), "--cord", str(d / "t2_seg-manual.nii.gz"),
+                 "-o", str(tmp_path / "bad")]) == 2
+
+
 def test_template_spine_preset_keeps_the_cord_fit(sct_data):
     """The rigid-vertebrae preset (polyrigid + demons with rigidity=1) on t2: cord Dice in subject
     space as the default preset's (measured 0.977 both)."""

@@ -22,6 +22,11 @@ def register(sub) -> None:
     p.add_argument("--t1", help="T1w image (VBQ; needs --csf and L1-L4 bodies)")
     p.add_argument("--csf", help="CSF mask (VBQ: CSF signal at L3)")
     p.add_argument("--ct", help="CT image in HU (trabecular HU per vertebra)")
+    p.add_argument("--image", help="with --warp or --bodies: measure the subject's heights, endplate tilts and "
+                                   "segmental angles in this image (image_* rows; the bodies only say which "
+                                   "level is where)")
+    p.add_argument("--contrast", default="t2", choices=("t2", "t2s", "t1", "ct"),
+                   help="contrast of --image: which way the discs differ from the marrow (default t2)")
     p.add_argument("--discs", help="disc labels (angles between disc-to-disc directions)")
     p.add_argument("--cord", help="cord segmentation (centerline curvature)")
     p.add_argument("--levels", help="level range for the Cobb angle and curvature, e.g. C2:C7 or 2:7 "
@@ -41,6 +46,8 @@ def run(args) -> int:
     from spinereg.io.staging import OutputFolder
     from spinereg.metrics.spine import spine_metrics_rows, write_spine_csv
 
+    if args.image and not (args.bodies or args.warp):
+        raise InputError("--image needs vertebral bodies", args.image, "give --warp or --bodies with --image")
     if not any([args.bodies, args.warp, args.discs, args.cord]):
         raise InputError("nothing to measure", None, "give --bodies (or --warp), --discs and/or --cord")
     if args.bodies and args.warp:
@@ -60,7 +67,12 @@ def run(args) -> int:
     with rec.stage("measures"):
         rows = spine_metrics_rows(bodies=bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
                                   cord=args.cord, levels=args.levels, erode_mm=args.erode)
-    inputs = {k: getattr(args, k) for k in ("bodies", "warp", "t1", "csf", "ct", "discs", "cord") if getattr(args, k)}
+        if args.image:
+            from spinereg.metrics.endplates import endplate_rows, measure_endplates
+
+            rows += endplate_rows(measure_endplates(args.image, bodies, args.contrast))
+    inputs = {k: getattr(args, k) for k in ("bodies", "warp", "image", "t1", "csf", "ct", "discs", "cord")
+              if getattr(args, k)}
     qc_index = None
     with folder as tmp:
         write_spine_csv(rows, tmp / CSV_NAME)
@@ -88,6 +100,6 @@ def _placed_bodies(args):
     from spinereg.transforms.itk import read_displacement
 
     warp = read_displacement(args.warp)
-    ref = args.t1 or args.ct
+    ref = args.image or args.t1 or args.ct
     grid = load_image(ref, ndim=3).grid if ref else warp.grid
-    return bodies_from_warp(warp, grid, template=args.template)
+    return bodies_from_warp(warp, grid, template=args.template, supersample=2 if args.image else 1)
