@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -63,6 +64,10 @@ def test_chain_cli_three_images(sct_data, tmp_path):
         assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= 1.0
     assert "composed" not in m["t2"]
     prov = json.loads((out / "provenance.json").read_text())
+    assert prov["command_line"].startswith("spinereg chain -i ") and prov["started_utc"].endswith("Z")
+    assert prov["input_files"]["images"][0]["sha256"] == hashlib.sha256((sct_data / "mt/mt1.nii.gz").read_bytes()).hexdigest()
+    assert [r["path"] for r in prov["input_files"]["segs"]][-1] == str((sct_data / T2[1]).resolve())
+    assert "registration" in prov["timings_s"] and prov["chain_timings_s"]
     assert len(prov["links"]) == 2 and prov["template_warp_modes"] == ["direct", "direct", "anatomical"]
     for f in ("warp_template2mt1.nii.gz", "warp_mt12template.nii.gz", "warp_template2t2.nii.gz"):
         assert (out / f).is_file()

@@ -248,7 +248,15 @@ def test_cli_runs_and_refuses_to_overwrite(sct_data: Path, tmp_path: Path, capsy
     names = {p.name for p in (out / "template").iterdir()}
     assert {"PAM50_small_cord.nii.gz", "PAM50_small_levels.nii.gz", "PAM50_small_label_disc.nii.gz",
             "info_label.txt"} <= names
-    assert (out / "provenance.json").is_file()
+    import hashlib
+    import json
+
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["command_line"] == "spinereg " + " ".join(argv)
+    warp = sct_data / "t2" / "warp_template2anat.nii.gz"
+    assert prov["input_files"]["warps"][0]["sha256"] == hashlib.sha256(warp.read_bytes()).hexdigest()
+    assert prov["input_files"]["dest"]["path"] == str((sct_data / "t2" / "t2.nii.gz").resolve())
+    assert prov["versions"]["numpy"] and "git_commit" in prov["versions"]
     before = _tree_digest(out)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

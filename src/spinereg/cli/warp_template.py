@@ -27,12 +27,16 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from spinereg.io.provenance import RunRecord
     from spinereg.progress import progress_bar
+
+    def command_line(a) -> str | None:
+        return RunRecord("warp-template", getattr(a, "_argv", None)).command_line
     from spinereg.register.warp_template import warp_template
 
     res = warp_template(args.dest, args.warp, args.outdir, template=args.template, atlas=args.atlas,
                         spinal_levels=args.spinal_levels, overwrite=args.overwrite,
-                        progress=progress_bar("warp-template"))
+                        progress=progress_bar("warp-template"), command_line=command_line(args))
     folders = sorted({w.folder for w in res.written})
     counts = ", ".join(f"{sum(w.folder == f for w in res.written)} in {f}/" for f in folders)
     print(f"{res.outdir}: {len(res.written)} files ({counts}) from {res.template} in {res.seconds:.1f} s")

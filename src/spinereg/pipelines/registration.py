@@ -213,7 +213,7 @@ def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldis
         shown = [f"{Path(s).name} (automatic: spinereg segment)" if s is not None and Path(s).name in auto.files
                  else s for s in segs]
         with folder as tmp, run.stage("write outputs"):
-            files = write_chain_outputs(res, tmp, overwrite=True,
+            files = write_chain_outputs(res, tmp, overwrite=True, run=run,
                                         inputs={"images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
             auto.copy_into(tmp)
         files.update({f"seg:{name}": name for name in auto.files})

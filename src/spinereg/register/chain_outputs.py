@@ -9,9 +9,9 @@ import numpy as np
 
 from spinereg.errors import OutputError
 from spinereg.io.image import Image
+from spinereg.io.provenance import RunRecord, describe_inputs, versions, write_json
 from spinereg.metrics import dice
 from spinereg.register.multimodal_outputs import stem
-from spinereg.register.outputs import versions, write_json
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
@@ -22,7 +22,7 @@ def _bin(img: Image) -> Image:
 
 
 def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                        which: str = "all") -> dict[str, Path]:
+                        which: str = "all", run: RunRecord | None = None) -> dict[str, Path]:
     """``warp_template2<name>`` / ``warp_<name>2template`` for every image (``which="target"``:
     only the first), plus metrics.json and provenance.json (the chain).
 
@@ -30,7 +30,12 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
     slices where both exist, through the warp written (``mode``: ``anatomical``, ``direct`` or
     ``composed``). For ``direct`` images, whose template registration is fitted to that very
     segmentation, ``composed`` gives the same Dice through the chain of links and the anatomical
-    registration (the figure that does not reuse the segmentation it is scored against)."""
+    registration (the figure that does not reuse the segmentation it is scored against).
+
+    provenance.json: ``run``'s record (command line, UTC times, stages; see
+    :class:`~spinereg.io.provenance.RunRecord`) when given, the sha256 of every input file, the
+    versions, the links and the template warp modes, the chain's own timings
+    (``chain_timings_s``)."""
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise OutputError("output folder is a file", out, "choose a folder name")
@@ -64,9 +69,12 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
         metrics[names[k]] = m
     timings = {**result.timings, "outputs": time.perf_counter() - t0}
     files["metrics"] = write_json(out / "metrics.json", metrics, overwrite)
-    prov = {"command": "chain", "inputs": {k: str(v) for k, v in (inputs or {}).items() if v is not None},
-            **result.provenance(), "timings_s": {k: round(v, 3) for k, v in timings.items()}, "seed": 1,
-            "versions": versions()}
+    prov = run.as_dict(inputs) if run is not None else {"command": "chain", "input_files": describe_inputs(inputs or {}),
+                                                         "versions": versions()}
+    prov.update({"inputs": {k: (v if isinstance(v, (list, tuple)) else str(v)) for k, v in (inputs or {}).items()
+                            if v is not None},
+                 **{k: v for k, v in result.provenance().items() if k != "timings_s"},
+                 "chain_timings_s": {k: round(v, 3) for k, v in timings.items()}, "seed": 1})
     files["provenance"] = write_json(out / "provenance.json", prov, overwrite)
     result.metrics = metrics
     return files

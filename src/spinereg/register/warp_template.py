@@ -21,9 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -40,6 +38,7 @@ from scipy.spatial import cKDTree
 from spinereg.errors import InputError, OutputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, output_os_error
+from spinereg.io.provenance import describe_inputs, versions
 from spinereg.io.resample import VolumeSampler, place_labels
 from spinereg.io.template import Template, TemplateObject, load_template
 from spinereg.transforms.apply import as_chain
@@ -393,6 +392,7 @@ def warp_template(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    command_line: str | None = None,
 ) -> WarpTemplateResult:
     """Warp every template object (and the atlas) onto ``dest``'s grid, as ``sct_warp_template``.
 
@@ -409,6 +409,8 @@ def warp_template(
     overwrite: replace existing outputs; without it, any existing output is an error raised
         before any work.
     workers: threads reading, warping and writing files (default: CPUs available, at most 8).
+    command_line: the command that ran (for provenance.json, which also holds the sha256 of
+        every input file, the versions and the UTC time).
 
     Listed objects missing on disk (mirrors omit the intensity templates) are skipped and
     reported in ``result.skipped``; the copied ``info_label.txt`` then omits their rows.
@@ -475,6 +477,9 @@ def warp_template(
         result.provenance = out / "provenance.json"
         result.seconds = time.perf_counter() - t0
         prov = _provenance(result, tpl, dest_name, grid, warps, atlas, spinal_levels, t_map)
+        prov["command_line"] = command_line
+        prov["input_files"] = describe_inputs({"dest": dest if isinstance(dest, (str, Path)) else None,
+                                               "warps": [w for w in warps if isinstance(w, (str, Path))]})
         (stage / "provenance.json").write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
         # move into place: renames within one file system, after everything was written
         for folder in {j.folder for j in jobs} | set(infos):
@@ -495,10 +500,6 @@ def warp_template(
 
 def _provenance(result: WarpTemplateResult, tpl: Template, dest_name: str, grid: Grid,
                 warps: Sequence, atlas: bool, spinal_levels: bool, t_map: float) -> dict:
-    import scipy
-
-    import spinereg
-
     return {
         "command": "warp-template",
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -510,7 +511,5 @@ def _provenance(result: WarpTemplateResult, tpl: Template, dest_name: str, grid:
         "skipped": [s.as_dict() for s in result.skipped],
         "notes": result.notes,
         "seconds": {"coordinates": round(t_map, 3), "total": round(result.seconds, 3)},
-        "versions": {"spinereg": spinereg.__version__, "python": sys.version.split()[0],
-                     "numpy": np.__version__, "scipy": scipy.__version__, "nibabel": nib.__version__,
-                     "platform": platform.platform()},
+        "versions": versions(),
     }
