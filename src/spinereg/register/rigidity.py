@@ -73,6 +73,7 @@ def project_rigid(field: DisplacementField, labels: np.ndarray, weight: float = 
     blend = np.zeros(grid.shape, np.float64)
     target = np.zeros(grid.shape + (3,), np.float64)
     fits = {}
+    zones = []  # per vertebra: voxel offsets in its box, box origin, weights, rigidly moved points
     for v in [int(k) for k in np.unique(lab) if k > 0]:
         idx = np.argwhere(lab == v)
         if len(idx) < 4:
@@ -94,16 +95,20 @@ def project_rigid(field: DisplacementField, labels: np.ndarray, weight: float = 
         b = weight * _smooth_step((dist - margin) / max(falloff_mm, 1e-6))
         sub = np.argwhere(b > 0)
         pts = grid.voxel_to_world(sub + lo)
-        moved = pts @ m[:3, :3].T + m[:3, 3]
+        zones.append((sub, lo, b[tuple(sub.T)], pts, pts @ m[:3, :3].T + m[:3, 3]))
+    if zones:
+        moved = np.concatenate([z[4] for z in zones])
         if before is not None:
-            moved = before.inverse_map(moved)
-        rig = moved - pts
-        good = np.all(np.isfinite(rig), axis=1)
-        sub, rig = sub[good], rig[good]
-        bi = b[tuple(sub.T)]
-        gi = tuple((sub + lo).T)
-        blend[gi] += bi
-        target[gi] += bi[:, None] * rig
+            # one inversion of the earlier steps for all vertebrae (each numerical inverse
+            # starts with a search over the whole grid: once, not once per vertebra)
+            moved = _pull_back(before, moved)
+        parts = np.split(moved, np.cumsum([len(z[4]) for z in zones])[:-1])
+        for (sub, lo, bi, pts, _), mv in zip(zones, parts, strict=True):
+            rig = mv - pts
+            good = np.all(np.isfinite(rig), axis=1)
+            gi = tuple((sub[good] + lo).T)
+            blend[gi] += bi[good]
+            target[gi] += bi[good][:, None] * rig[good]
     over = blend > 1.0
     if over.any():  # two vertebrae's zones overlap: share the weight
         target[over] /= blend[over][:, None]
@@ -112,6 +117,18 @@ def project_rigid(field: DisplacementField, labels: np.ndarray, weight: float = 
     res = DisplacementField(grid, out.astype(np.float32), outside=field.outside)
     res.rigid_fits = fits
     return res
+
+
+def _pull_back(before: Transform, points: np.ndarray) -> np.ndarray:
+    """``before.inverse_map(points)``, with the exact inverse ``exp(-v)`` of velocity fields
+    (one scaling and squaring on their grid) instead of a fixed-point inversion per point."""
+    from spinereg.transforms.base import Chain
+    from spinereg.transforms.displacement import VelocityField
+
+    pts = np.asarray(points, float)
+    for t in before.transforms if isinstance(before, Chain) else [before]:
+        pts = t.inverse().map(pts) if isinstance(t, VelocityField) else t.inverse_map(pts)
+    return pts
 
 
 def rigidity_map(field: DisplacementField) -> np.ndarray:
