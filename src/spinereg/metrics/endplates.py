@@ -19,7 +19,8 @@ body is, where it roughly ends. Everything measured comes from the image along l
    body's core on that column) by ``MIN_DISC_CONTRAST`` of it with the disc's polarity.
 4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give least-squares
    endplate planes (points farther than ``OUTLIER_MM`` refitted out; at least
-   ``MIN_PLANE_POINTS`` inliers, else that endplate is not measured). The body's axis becomes the
+   ``MIN_PLANE_POINTS`` inliers, at most ``MAX_TILT_DEG`` from the spine's direction, the body
+   between them ``HEIGHT_RANGE`` times the placed one's height; else not measured). The body's axis becomes the
    bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis and
    the planes refitted (the default, 1, keeps the columns along the spine's direction: on curved
    cervical endplates a tilted column range shifts the fitted tilt by several degrees).
@@ -64,6 +65,10 @@ REFINE_WINDOW_MM = 2.0
 OUTLIER_MM = 1.5
 #: an endplate plane needs this many inlying edge points (of 7 x 3 columns)
 MIN_PLANE_POINTS = 9
+#: an endplate plane more tilted than this from the spine's direction at the body is refused
+MAX_TILT_DEG = 25.0
+#: the measured body must be this many times as tall as the placed one (middle, along the spine)
+HEIGHT_RANGE = (0.6, 1.6)
 #: the disc must show over this length (mm) beyond the edge, inside the image
 DISC_BEYOND_MM = 2.0
 #: a placed body with fewer voxels than this share of the median body is not measured
@@ -279,6 +284,27 @@ def _fit_plane(pts: np.ndarray, axes: np.ndarray, centre: np.ndarray) -> tuple[n
     return n / np.linalg.norm(n), centre + coef[0] * axes[2]
 
 
+def _plausible(planes: list, axes: np.ndarray, centre: np.ndarray, height: float, why: list[str]) -> list:
+    """Planes an anatomy allows, the others None (reason in ``why``): each endplate within
+    ``MAX_TILT_DEG`` of the spine's direction at the body, and the body between them (along that
+    direction through its centre) ``HEIGHT_RANGE`` times as tall as the placed one. Edges of
+    trabecular texture, vessels or a neighbour taken for an endplate fail one of them."""
+    out = list(planes)
+    for k, pl in enumerate(planes):
+        if pl is not None:
+            tilt = float(np.degrees(np.arccos(np.clip(abs(pl[0] @ axes[2]), 0.0, 1.0))))
+            if tilt > MAX_TILT_DEG:
+                out[k] = None
+                why[k] = f"endplate plane tilted {tilt:.0f} deg from the spine (> {MAX_TILT_DEG:g})"
+    if out[0] is not None and out[1] is not None:
+        h = _plane_hit(out[0], centre, axes[2]) - _plane_hit(out[1], centre, axes[2])
+        if not HEIGHT_RANGE[0] * height <= h <= HEIGHT_RANGE[1] * height:
+            why[0] = why[1] = (f"endplates {h:.1f} mm apart where the placed body is {height:.1f} mm tall "
+                               f"(outside {HEIGHT_RANGE[0]:g}-{HEIGHT_RANGE[1]:g} times)")
+            out = [None, None]
+    return out
+
+
 def _plane_hit(plane: tuple[np.ndarray, np.ndarray], base: np.ndarray, direction: np.ndarray) -> float:
     """Parameter t where base + t * direction meets the plane (normal, point)."""
     n, q = plane
@@ -299,7 +325,8 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     reach = 0.5 * height + WINDOW_MM + 4.0
     s = np.arange(-reach, reach + 1e-9, STEP_MM)
 
-    nf = "endplate not found in enough columns to fit its plane"
+    axes0 = axes.copy()
+    why_plane = ["endplate not found in enough columns to fit its plane"] * 2  # superior, inferior
 
     def edges(ap: float, lr: float, axes: np.ndarray, planes=None) -> tuple[float, float, str]:
         prof = _column(sample, centre, axes, ap, lr, s, lr_halfwidth_mm)
@@ -313,8 +340,10 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         core = np.abs(s) < max(0.2 * height, 2.0)
         marrow = float(np.nanmedian(prof[core])) if np.isfinite(prof[core]).any() else np.nan
         refine = planes is not None
-        top, why_t = find_edge(s, prof, hi, +1, polarity, window, marrow, refine) if np.isfinite(hi) else (np.nan, nf)
-        bot, why_b = find_edge(s, prof, lo, -1, polarity, window, marrow, refine) if np.isfinite(lo) else (np.nan, nf)
+        top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine) if np.isfinite(hi)
+                      else (np.nan, why_plane[0]))
+        bot, why_b = (find_edge(s, prof, lo, -1, polarity, window, marrow, refine) if np.isfinite(lo)
+                      else (np.nan, why_plane[1]))
         why = "; ".join(w for w in (f"superior: {why_t}" if why_t else "",
                                     f"inferior: {why_b}" if why_b else "") if w)
         return bot, top, why
@@ -333,6 +362,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                 if np.isfinite(b):
                     inf.append(base + b * axes[2])
         planes = [_fit_plane(np.array(q).reshape(-1, 3), axes, centre) for q in (sup, inf)]
+        planes = _plausible(planes, axes0, centre, height, why_plane)
         normals = tuple(None if f is None else f[0] for f in planes)
         if normals[0] is None or normals[1] is None:
             break
