@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import nibabel as nib
 import numpy as np
@@ -210,7 +209,7 @@ def test_failure_mid_write_leaves_nothing(capsys, ws, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(image_mod.nib, "save", disk_full)
+    monkeypatch.setattr(image_mod, "write_nifti", disk_full)
     line = _apply_error(capsys, ws, ["-i", ws["t2"], "-d", ws["t2"]], "moved.nii.gz")
     assert "No space left" in line
 
@@ -218,7 +217,7 @@ def test_failure_mid_write_leaves_nothing(capsys, ws, monkeypatch):
         Path(filename).write_bytes(b"partial")
         raise RuntimeError("writer bug")
 
-    monkeypatch.setattr(image_mod.nib, "save", crash)
+    monkeypatch.setattr(image_mod, "write_nifti", crash)
     with pytest.raises(RuntimeError, match="writer bug"):  # not a user error: a real traceback
         save_image(synth_image(), ws["out"] / "lib.nii.gz")
     assert folder_listing(ws["out"]) == set()
@@ -255,8 +254,8 @@ def test_failure_mid_stream_leaves_nothing(capsys, ws, monkeypatch):
         def __getattr__(self, name):
             return getattr(self.fh, name)
 
-    fake_gzip = SimpleNamespace(open=lambda *a, **k: FullDisk(gzip.open(*a, **k)))
-    monkeypatch.setattr(stream_mod, "gzip", fake_gzip)
+    real_gz = stream_mod.ParallelGzipWriter
+    monkeypatch.setattr(stream_mod, "ParallelGzipWriter", lambda *a, **k: FullDisk(real_gz(*a, **k)))
     line = _apply_error(capsys, ws, ["-i", ws["fmri"], "-d", ws["fmri"], "-x", "linear"], "moved.nii.gz")
     assert "No space left" in line
 

@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 
 from spinereg.errors import InputError, OutputError
+from spinereg.io.fastgz import write_nifti
 from spinereg.io.grid import Grid
 
 log = logging.getLogger(__name__)
@@ -309,9 +310,11 @@ def atomic_write(path: str | Path, writer, overwrite: bool = False) -> Path:
 def save_image(
     img: Image | nib.Nifti1Image, path: str | Path, *, overwrite: bool = False, dtype=None
 ) -> Path:
-    """Write ``img`` atomically (temporary name, then rename). Refuses to overwrite by default."""
+    """Write ``img`` atomically (temporary name, then rename). Refuses to overwrite by default.
+    ``.nii.gz`` is deflated in parallel threads (:mod:`spinereg.io.fastgz`: one standard gzip
+    stream, the bytes nibabel would write)."""
     nimg = img.to_nifti(dtype) if isinstance(img, Image) else img
-    return atomic_write(path, lambda tmp: nib.save(nimg, str(tmp)), overwrite)
+    return atomic_write(path, lambda tmp: write_nifti(nimg, tmp), overwrite)
 
 
 def require_same_grid(a: Image, b: Image, atol: float = 1e-4, what: str = "images") -> None:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import os
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from spinereg.io.fastgz import ParallelGzipWriter
 from spinereg.io.image import check_writable, make_temp, output_os_error
 
 
@@ -47,7 +47,8 @@ class StreamingNiftiWriter:
         gz = self.path.name.endswith(".gz")
         self._tmp = make_temp(self.path)
         try:
-            self._fh = gzip.open(self._tmp, "wb", compresslevel=4) if gz else open(self._tmp, "wb")
+            # parallel deflate, level 1 (spinereg.io.fastgz): one standard gzip stream
+            self._fh = ParallelGzipWriter(self._tmp) if gz else open(self._tmp, "wb")  # noqa: SIM115
             # write_to sets vox_offset and writes the 348-byte header plus the 4-byte extension
             # flag (and extensions); pad up to vox_offset in case it is larger
             self.header.write_to(self._fh)
@@ -76,7 +77,7 @@ class StreamingNiftiWriter:
     def _discard(self) -> None:
         if self._fh is not None:
             try:
-                self._fh.close()
+                getattr(self._fh, "abort", self._fh.close)()  # a gzip stream is not finished
             except OSError:
                 pass
             self._fh = None

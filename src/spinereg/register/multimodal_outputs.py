@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinereg.io.fastgz import BackgroundWrites
 from spinereg.io.image import Image, save_image
 from spinereg.io.provenance import RunRecord, write_json
 from spinereg.io.staging import OutputFolder
@@ -72,16 +73,18 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
     names = output_names(reg)
     inputs = dict(inputs or {})
     folder = OutputFolder(outdir, names.values(), overwrite=overwrite).check()
-    with folder as tmp:
+    with folder as tmp, BackgroundWrites() as bg:  # files are written beside the next computations
         with run.stage("fields"):
             fwd, inv = reg.warp_src2dest(), reg.warp_dest2src()
         with run.stage("write outputs"):
-            write_displacement(fwd, tmp / names["warp_src2dest"])
-            write_displacement(inv, tmp / names["warp_dest2src"])
-            save_image(apply_transforms(reg.src, reg.dest.grid, [fwd], interp), tmp / names["src_reg"])
-            save_image(apply_transforms(reg.dest, reg.src.grid, [inv], interp), tmp / names["dest_reg"])
+            bg.submit(write_displacement, fwd, tmp / names["warp_src2dest"])
+            bg.submit(write_displacement, inv, tmp / names["warp_dest2src"])
+            bg.submit(save_image, apply_transforms(reg.src, reg.dest.grid, [fwd], interp), tmp / names["src_reg"])
+            bg.submit(save_image, apply_transforms(reg.dest, reg.src.grid, [inv], interp), tmp / names["dest_reg"])
         with run.stage("metrics"):
             reg.metrics = multimodal_metrics(reg, fwd, inv)
+        with run.stage("write outputs: waiting for the background writes"):
+            bg.wait()  # every image and warp is on disk before the verdict reads them
         write_json(tmp / names["metrics"], reg.metrics)
 
         def prov() -> dict:

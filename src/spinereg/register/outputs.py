@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinereg.io.fastgz import BackgroundWrites
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, save_image
 from spinereg.io.provenance import RunRecord, versions, write_json
@@ -262,23 +263,23 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     inputs = dict(inputs or {})
     folder = OutputFolder(outdir, output_names(straight), overwrite=overwrite, replace=replace).check()
     names: dict[str, str] = {}
-    with folder as tmp:
+    with folder as tmp, BackgroundWrites() as bg:  # files are written beside the next computations
         with run.stage("fields"):
             inv = reg.warp_template2anat()
             full, region = template_output_grid(reg, inv, crop)
             fwd = DisplacementField.from_transform(reg.anat2template, region, coarse_mm=reg._coarse_mm)
         with run.stage("write outputs"):
             if region.same_as(full, atol=1e-3):
-                write_displacement(fwd, tmp / "warp_anat2template.nii.gz")
+                bg.submit(write_displacement, fwd, tmp / "warp_anat2template.nii.gz")
             else:
-                _write_embedded_field(fwd, full, tmp / "warp_anat2template.nii.gz")
-            write_displacement(inv, tmp / "warp_template2anat.nii.gz")
+                bg.submit(_write_embedded_field, fwd, full, tmp / "warp_anat2template.nii.gz")
+            bg.submit(write_displacement, inv, tmp / "warp_template2anat.nii.gz")
             a2t = apply_transforms(reg.image, region, [fwd], _image_interp(region))
-            save_image(_embed_image(a2t, full, a2t.header), tmp / "anat2template.nii.gz")
+            bg.submit(save_image, _embed_image(a2t, full, a2t.header), tmp / "anat2template.nii.gz")
             del a2t
             tim = _template_image(reg, inv)
-            save_image(apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
-                       tmp / "template2anat.nii.gz")
+            bg.submit(save_image, apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
+                      tmp / "template2anat.nii.gz")
             names.update({k: f"{k}.nii.gz" for k in ("warp_anat2template", "warp_template2anat", "anat2template",
                                                        "template2anat")})
         if straight:
@@ -291,6 +292,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
         if metrics:
             with run.stage("metrics"):
                 mets = registration_metrics(reg, fwd, inv)
+        with run.stage("write outputs: waiting for the background writes"):
+            bg.wait()  # every image and warp is on disk before the verdict reads them
         grids = {"template_output": repr(full), "template_evaluated": repr(region),
                  "template_output_is_template_grid": not crop}
         write_json(tmp / "metrics.json", mets)

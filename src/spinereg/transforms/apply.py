@@ -21,10 +21,33 @@ def as_chain(transforms: Transform | Sequence[Transform] | None) -> Chain:
     return Chain(list(transforms))
 
 
+def on_grid(transform: Transform, grid: Grid) -> bool:
+    """Whether ``transform`` is a displacement field sampled on exactly ``grid`` (its values at
+    the grid's voxel centres are then its nodes: see ``DisplacementField.node_displacement``)."""
+    from spinereg.transforms.displacement import DisplacementField
+
+    g = getattr(transform, "grid", None)
+    return (isinstance(transform, DisplacementField) and g is not None and tuple(g.shape) == tuple(grid.shape)
+            and np.array_equal(g.affine, grid.affine))
+
+
+def map_grid(chain: Chain, ref: Grid, k0: int = 0, k1: int | None = None) -> np.ndarray:
+    """``chain.map`` of the world points of ``ref``'s voxels of slab ``k0:k1``; a first-applied
+    displacement field on ``ref`` itself is read off its nodes instead of interpolated."""
+    x = ref.world_coords(k0, k1)
+    if not len(chain):
+        return x
+    first = chain.transforms[-1]
+    if on_grid(first, ref):
+        x = x + first.node_displacement(k0, k1)
+        rest = chain.transforms[:-1]
+        return Chain(rest).map(x) if rest else x
+    return chain.map(x)
+
+
 def source_voxels(chain: Chain, ref: Grid, src: Grid, k0: int = 0, k1: int | None = None) -> np.ndarray:
     """Continuous voxel coordinates in ``src`` of the reference voxels of slab ``k0:k1``."""
-    x = ref.world_coords(k0, k1)
-    return src.world_to_voxel(chain.map(x) if len(chain) else x)
+    return src.world_to_voxel(map_grid(chain, ref, k0, k1))
 
 
 def _apply_volume(volume: np.ndarray, src: Grid, ref: Grid, chain: Chain, interp: str, cval: float,
@@ -96,8 +119,7 @@ def _cached_world(chain: Chain, ref: Grid) -> list[np.ndarray]:
     """World points of the reference voxels after ``chain`` (per slab), for per-volume links."""
     out = []
     for k0, k1 in ref.chunks():
-        x = ref.world_coords(k0, k1)
-        out.append(chain.map(x) if len(chain) else x)
+        out.append(map_grid(chain, ref, k0, k1))
     return out
 
 

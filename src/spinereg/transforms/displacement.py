@@ -117,6 +117,17 @@ class DisplacementField(Transform):
                 out[inside] = sub
         return out
 
+    def node_displacement(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
+        """:meth:`displacement` at this grid's own voxel centres of slices ``k0:k1`` (the points of
+        ``grid.world_coords(k0, k1)``, same order), read off the nodes without interpolating:
+        trilinear interpolation at a node is the node's value."""
+        src = self.data if self._filled is None else self._filled
+        k1 = self.grid.shape[2] if k1 is None else k1
+        out = src[:, :, k0:k1].reshape(-1, 3).astype(np.float64)
+        if self._valid is not None:
+            out[~(self._valid[:, :, k0:k1].reshape(-1) > 0.999)] = np.nan
+        return out
+
     def map(self, points: np.ndarray) -> np.ndarray:
         pts = np.asarray(points, dtype=float)
         return pts + self.displacement(pts)

@@ -60,7 +60,9 @@ def write_displacement(field: DisplacementField, path: str | Path, overwrite: bo
     img.set_qform(field.grid.affine, code=1)
     img.set_sform(field.grid.affine, code=1)
     img.header["xyzt_units"] = 2  # mm
-    return atomic_write(path, lambda tmp: nib.save(img, str(tmp)), overwrite)
+    from spinereg.io.fastgz import write_nifti
+
+    return atomic_write(path, lambda tmp: write_nifti(img, tmp), overwrite)
 
 
 # -- affines ------------------------------------------------------------------------------------
