@@ -123,16 +123,28 @@ def test_t2_positions_and_identity_with_init(sct_data, t2_labeled):
         assert lab.level_at(s_lab)[0] == body
 
 
-def test_t2_without_init_does_not_fool(sct_data):
-    """Without -initz the 55 mm t2 field of view (C2/C3 at its top edge) does not tell C3 from
-    C4: the labeling must say so (ambiguous) unless its identity is right."""
+def test_t2_without_init(sct_data):
+    """Without -initz, the 55 mm t2 field of view (C2/C3 at its top edge, C5/C6 4 mm above its
+    bottom): C2/C3, C3/C4 and C4/C5 found with the right identity (the C3-C4 step of the cord's
+    width tells it from one level lower), mean / max absolute S-I error 0.80 / 1.05 mm against the
+    labelled segmentation's boundaries, every body of labels.nii.gz in its level. The margin over
+    the labeling one level lower is 1.24, under the 2.0 at which the labeling calls itself sure:
+    it is flagged ambiguous, with that reason (with the automatic segmentation: 1.85). C5/C6, at the bottom edge with no band, is not
+    reported."""
     img = load_image(sct_data / "t2" / "t2.nii.gz")
     seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
     lab = label_vertebrae(img, seg, contrast="t2")
-    discs, cl, _ = _t2_truth(sct_data)
-    right = all(abs(cl.project(d.point[None])[0][0] - discs[d.value]) <= 3.0
-                for d in lab.discs if d.value in discs) and any(d.value in discs for d in lab.discs)
-    assert right or lab.ambiguous
+    discs, cl, bodies = _t2_truth(sct_data)
+    assert [d.value for d in lab.discs] == [3, 4, 5]
+    errs = [abs(cl.project(d.point[None])[0][0] - discs[d.value]) for d in lab.discs if d.value != 3]
+    top, _ = cl.project(lab.discs[0].point[None])
+    assert top[0] >= cl.length - 1.0  # C2/C3 at the top edge
+    assert np.mean(errs) <= 0.9 and np.max(errs) <= 1.2, errs
+    for body, s in bodies.items():
+        s_lab, _ = lab.centerline.project(cl.points(s)[None])
+        assert lab.level_at(s_lab)[0] == body
+    assert lab.ambiguous and 1.0 <= lab.identity_margin < 2.0
+    assert any("identity margin" in r for r in lab.report["ambiguous_reasons"])
 
 
 def test_outputs_and_cli(sct_data, tmp_path):
@@ -215,7 +227,7 @@ def test_cli_initlabel(sct_data, tmp_path):
              str(path), "-o", str(tmp_path / "out"), "--qc", str(tmp_path / "qc"))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "out" / "t2_discs.json").read_text())
-    assert [d["name"] for d in doc["discs"]] == ["C3/C4", "C4/C5"] and doc["identity_source"] == "init"
+    assert [d["name"] for d in doc["discs"]] == ["C2/C3", "C3/C4", "C4/C5"] and doc["identity_source"] == "init"
     # the weak C3/C4 band is a gap: the QC entry says warn, with the reason
     (entry,) = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
     assert doc["gaps"] == ["C3/C4"] and entry["verdict"] == "warn" and "C3/C4" in entry["reasons"][0]

@@ -76,8 +76,9 @@ def warnings_of(labeling) -> list[str]:
     """What the QC must say about a labeling: coarse sampling, ambiguous identity, gaps."""
     warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
     if labeling.ambiguous:
-        warnings.append(f"level identity is ambiguous (margin {labeling.identity_margin:.2f} over the labeling "
-                        "shifted by one level): check the names, or pin one disc with -initz / -initlabel")
+        why = "; ".join(r for r in labeling.report.get("ambiguous_reasons", []) if "S-I sampling" not in r)
+        warnings.append(f"level identity is ambiguous ({why or f'margin {labeling.identity_margin:.2f}'}): "
+                        "check the names, or pin one disc with -initz / -initlabel")
     if labeling.gaps:
         warnings.append("weak or missing disc band (gap in the sequence) at: " + ", ".join(labeling.gaps))
     if not labeling.discs:

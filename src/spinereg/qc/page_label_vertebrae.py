@@ -22,7 +22,7 @@ def labeling_from_json(doc: dict, seg_path: str):
     discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),
                   float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)))
              for d in doc.get("discs", [])]
-    report = {k: doc[k] for k in ("warning",) if k in doc}
+    report = {k: doc[k] for k in ("warning", "ambiguous_reasons") if k in doc}
     return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),
                              bool(doc.get("ambiguous", False)), 1 if doc.get("disc_polarity") == "bright" else -1,
                              str(doc.get("identity_source", "")), list(doc.get("gaps", [])), None, report)

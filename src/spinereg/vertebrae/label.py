@@ -63,12 +63,33 @@ MAX_SI_SPACING_MM = 6.0
 PMJ_TOLERANCE_MM = 5.0
 #: how far (mm) above the inferior end of the segmented cord the template's last disc may be
 CONUS_TOLERANCE_MM = 40.0
-#: identity margin (chain score units) under which the identity is called ambiguous
+#: a disc this far (mm) beyond the last row with band evidence is still reported (its band shows)
+EDGE_SLACK_MM = 1.0
+#: fewest discs found, and fewest of them showing a band (evidence >= E0), for an identity that
+#: comes from the chain (not ``init``) to be trusted: one or two discs fix no sequence
+MIN_DISCS = 3
+MIN_BANDS = 2
+#: band evidence at which a disc counts as showing a band for MIN_BANDS (dark T1 discs: 0.5-0.8)
+BAND_SHOWN = 0.5
+#: identity margin (chain score units) under which the identity is called ambiguous; with an
+#: S-I sampling coarser than THICK_SI_MM it grows in proportion (a 5 mm slice shows a 4-6 mm disc
+#: in one or two slices: its band evidence is the weaker and the margin's units the less certain)
 AMBIGUOUS_MARGIN = 2.0
+THICK_SI_MM = 2.5
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
 SPACING_SD = 0.15
 #: spread of the log ratio of the subject's cord width to the template's at the same level
 WIDTH_SD = 0.12
+#: spread of the change of the log cord width from one disc to the next against the template's
+#: (the pair term of the chain: scale-free, it places the cervical and lumbar enlargements)
+WIDTH_STEP_SD = 0.05
+#: the identity's reference disc stays this close (mm) to its place when positions are refined
+POSITION_HOLD_MM = 6.0
+#: measurement part of that spread per (left-right voxel extent / cord width)
+WIDTH_RES_FACTOR = 0.5
+#: the width measured at the ends of the segmented cord is held this far (mm) beyond them, so the
+#: pair term reaches discs at the edges of the field of view
+WIDTH_EXTEND_MM = 8.0
 #: weight of the cord-width mismatch against the correlation ratio in the global match
 WIDTH_WEIGHT = 2.0
 #: weight of the global match's correlation ratio in the chain (per unit of eta^2, whole chain)
@@ -218,13 +239,26 @@ def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarra
     return max(cands, key=score)
 
 
+def _extent_along(image: Image, direction: np.ndarray) -> float:
+    """Extent (mm) of one voxel of ``image`` along the world ``direction``."""
+    direction = np.asarray(direction, float) / max(float(np.linalg.norm(direction)), 1e-9)
+    axes = image.affine[:3, :3] / image.grid.zooms
+    return float(np.sum(np.abs(axes.T @ direction) * image.grid.zooms))
+
+
 def _si_spacing(image: Image, cl: Centerline) -> float:
     """Extent (mm) of one voxel along the cord's mean direction: how finely the image samples the
     cord's length (a 7.5 mm axial slice crossed by a cord tilted 20 degrees: about 7.2 mm)."""
-    tan = cl.tangent(np.linspace(0.0, cl.length, 20)).mean(0)
-    tan /= max(float(np.linalg.norm(tan)), 1e-9)
-    axes = image.affine[:3, :3] / image.grid.zooms
-    return float(np.sum(np.abs(axes.T @ tan) * image.grid.zooms))
+    return _extent_along(image, cl.tangent(np.linspace(0.0, cl.length, 20)).mean(0))
+
+
+def _width_step_sd(image: Image, width: np.ndarray) -> float:
+    """Spread of the disc-to-disc change of the log cord width: ``WIDTH_STEP_SD`` (anatomy) and
+    the measurement's own, which grows with the voxel's left-right extent beyond 0.5 mm against
+    the cord's width (3 mm sagittal slices measure an 11 mm cord's width in 3-4 steps)."""
+    w = float(np.nanmedian(width)) if np.isfinite(width).any() else 10.0
+    lr = _extent_along(image, np.array([1.0, 0.0, 0.0]))
+    return float(np.hypot(WIDTH_STEP_SD, WIDTH_RES_FACTOR * max(lr - 0.5, 0.0) / max(w, 1.0)))
 
 
 def _conus(discs: list[Disc], cl: Centerline, s_first: float, margin: float) -> Disc | None:
@@ -258,6 +292,19 @@ def _global_vote(eta: np.ndarray, scales: np.ndarray, tfirst: np.ndarray, s0: fl
     best = np.nanmax(eta)
     out = np.where(np.isfinite(out), out - best, -0.5)
     return GLOBAL_WEIGHT * np.maximum(out, -0.5) / len(t)
+
+
+def _extend(x: np.ndarray, n: int) -> np.ndarray:
+    """``x`` (NaN outside one finite run) with its first and last finite values held ``n``
+    samples beyond them."""
+    ok = np.flatnonzero(np.isfinite(x))
+    if len(ok) == 0:
+        return x
+    out = x.copy()
+    lo, hi = ok[0], ok[-1]
+    out[max(lo - n, 0):lo] = x[lo]
+    out[hi + 1:hi + 1 + n] = x[hi]
+    return out
 
 
 def _init_position(init, cl: Centerline) -> tuple[int, float]:
@@ -308,7 +355,7 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     eta, scales, tfirst = global_search(sub, model)
     width = lr_width(seg, cl, sub.s)
     glob = _best_global(candidates(eta, scales, tfirst, sub, n=40), model, sub.s, width)
-    seg_slab = straighten_slab(seg, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0)
+    seg_slab = straighten_slab(seg, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0, mask_padding=False)
     j0 = int(np.rint((sub.s[0] - seg_slab.s[0]) / 0.5))
     cord = np.nan_to_num(seg_slab.values[j0:j0 + len(sub.s)]) > 0.5
     back, depth = _column_walls(model, glob.t(sub.s), _front(cord, model.b))
@@ -337,6 +384,10 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     with np.errstate(all="ignore"):
         lr = np.log(w_grid[None] / w_tpl[:, None])
     width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * WIDTH_SD ** 2), 0.0)
+    with np.errstate(all="ignore"):
+        pair_q = np.log(_extend(w_grid, int(round(WIDTH_EXTEND_MM / step))))
+        pair_dq = -np.diff(np.log(w_tpl))
+    pair_sd = _width_step_sd(image, width)
     vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
     # the pontomedullary junction (PAM50 disc 1) is the top of the spinal cord: never more than
     # PMJ_TOLERANCE_MM below the top of the segmented cord
@@ -349,15 +400,22 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
         e0 = _expected_strength(ev)
         e = np.where(in_sub & ev.inside[jc], ev.score[jc] - e0, 0.0)
+        # within a band's half-width of the evidence's ends a band is measured on one flank only:
+        # a missing one there costs nothing and a present one counts half
+        if ev.inside.any():
+            lo_s, hi_s = ev.s[ev.inside][[0, -1]]
+            edge = (np.minimum(grid - lo_s, hi_s - grid) < half_width[jc]) & in_sub & ev.inside[jc]
+            e = np.where(edge, 0.5 * np.maximum(e, 0.0), e)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
         if pinned is not None:
             k, s0 = pinned
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
-        chain = best_chain(grid, unary, t, scales, sd=SPACING_SD)
+        chain = best_chain(grid, unary, t, scales, sd=SPACING_SD, pair_q=pair_q, pair_dq=pair_dq,
+                           pair_sd=pair_sd)
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        results.append((chain.score + bonus, pol, ev, chain))
+        results.append((chain.score + bonus, pol, ev, chain, unary))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain = results[0]
+    _, pol, ev, chain, unary = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
@@ -365,15 +423,40 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     gx = np.rint((chain.positions - grid[0]) / step).astype(int)
     # identity margin: best chain vs chains putting the neighbouring template disc at the
     # position of each seen disc in view (the whole labeling shifted by one level)
-    margins = []
+    margins, alts = [], []
     for k in np.flatnonzero(inside & seen):
         best_here = chain.marginal[k, gx[k]]
         win = slice(max(gx[k] - 6, 0), gx[k] + 7)
         alt = [chain.marginal[k2, win].max() for k2 in (k - 1, k + 1) if 0 <= k2 < len(t)]
         margins.append(best_here - max(alt))
+        alts.append({"disc": int(model.disc_values[k]), "up": None if k == 0 else round(float(best_here - chain.marginal[k - 1, win].max()), 2),
+                     "down": None if k + 1 >= len(t) else round(float(best_here - chain.marginal[k + 1, win].max()), 2)})
     margin = float(min(margins)) if margins else 0.0
+    # positions: the cord width's pair term decides the identity, not where each disc sits (a
+    # width changing fast across a disc would pull it): with the identity held (the in-view disc
+    # with the strongest band kept within POSITION_HOLD_MM of its place) the chain is placed
+    # again on the band evidence and the spacing alone
+    ref = [k for k in np.flatnonzero(inside & seen)]
+    if ref:
+        kr = max(ref, key=lambda k: ev.score[int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0,
+                                                            len(sub.s) - 1))])
+        held = unary.copy()
+        held[kr] = np.where(np.abs(grid - chain.positions[kr]) <= POSITION_HOLD_MM, held[kr], -1e9)
+        chain = best_chain(grid, held, t, scales, sd=SPACING_SD)
+        gx = np.rint((chain.positions - grid[0]) / step).astype(int)
+    # reported: the chain's discs in view (a disc within EDGE_SLACK_MM beyond the last row with
+    # evidence still shows its band there), less those at an edge of the field of view that show
+    # no band (their place is the spacing's guess, not a measurement)
+    if ev.inside.any():
+        lo_s, hi_s = ev.s[ev.inside][[0, -1]]
+        jk = np.clip(np.rint((chain.positions - sub.s[0]) / step), 0, len(sub.s) - 1).astype(int)
+        near = (chain.positions >= lo_s - EDGE_SLACK_MM) & (chain.positions <= hi_s + EDGE_SLACK_MM)
+        at_edge = np.minimum(chain.positions - lo_s, hi_s - chain.positions) < half_width[jk]
+        shown = near & ~(at_edge & (ev.score[jk] < E0))
+    else:
+        shown = np.zeros(len(t), bool)
     discs = []
-    for k in np.flatnonzero(inside & seen):
+    for k in np.flatnonzero(shown & seen):
         m = chain.marginal[k]
         far = np.abs(np.arange(len(grid)) - gx[k]) * step > 3.0
         pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
@@ -388,11 +471,29 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     source = "init" if pinned is not None else "chain"
     si_mm = _si_spacing(image, cl)
     coarse = si_mm > MAX_SI_SPACING_MM
-    ambiguous = coarse or (pinned is None and (margin < AMBIGUOUS_MARGIN or pol_margin < POLARITY_MARGIN))
+    n_found = sum(d.value != CONUS for d in discs)
+    n_bands = sum(d.value != CONUS and d.evidence >= BAND_SHOWN for d in discs)
+    reasons = []
+    if coarse:
+        reasons.append(f"S-I sampling {si_mm:.1f} mm > {MAX_SI_SPACING_MM} mm")
+    if pinned is None:
+        need = AMBIGUOUS_MARGIN * max(1.0, si_mm / THICK_SI_MM)
+        if margin < need:
+            reasons.append(f"identity margin {margin:.2f} < {need:.1f}: the levels shifted by one fit "
+                           "almost as well")
+        if pol_margin < POLARITY_MARGIN:
+            reasons.append(f"bright and dark discs fit alike (margin {pol_margin:.2f} < {POLARITY_MARGIN})")
+        if n_found < MIN_DISCS:
+            reasons.append(f"{n_found} disc(s) found in the field of view: fewer than {MIN_DISCS} fix no sequence")
+        if n_bands < MIN_BANDS:
+            reasons.append(f"weak sequence fit: {n_bands} of the {n_found} discs show a band "
+                           f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
+    ambiguous = bool(reasons)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
               "chain_score": round(chain.score, 2), "contrast": contrast,
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
-              "si_spacing_mm": round(si_mm, 2)}
+              "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
+              "ambiguous_reasons": reasons, "identity_alternatives": alts}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")

@@ -3,7 +3,9 @@
 Rows are arc lengths ``s`` along the cord centerline (mm, superior increasing; the centerline
 continues straight beyond the segmentation so the image above and below it is used too), columns
 depths ``b`` (mm, anterior positive, the centerline's rotation-minimising normal). Values are the
-mean of the image over ``|a| <= slab_mm`` (left-right), NaN outside the field of view.
+mean of the image over ``|a| <= slab_mm`` (left-right), NaN outside the field of view. Padding
+(a constant fill touching the volume's border, left by resampling or rotating an image) counts as
+outside the field of view: its sharp edge is not anatomy.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from spinereg.io.image import Image
 from spinereg.io.resample import sample_world
@@ -29,17 +32,39 @@ class Straightened:
         return np.isfinite(self.values)
 
 
+def padding_mask(volume: np.ndarray, min_fraction: float = 0.002) -> np.ndarray:
+    """Voxels of a constant fill at the volume's minimum connected to its border (6-connected
+    regions of at least ``min_fraction`` of the volume): what resampling outside a field of view
+    writes (exact zeros), never measured tissue (noise never repeats one value over a region)."""
+    v = np.asarray(volume)
+    flat = v == v.min()
+    if flat.mean() < min_fraction:
+        return np.zeros(v.shape, bool)
+    lab, n = ndimage.label(flat)
+    border = np.unique(np.concatenate([np.take(lab, i, axis=a).ravel() for a in range(3) for i in (0, -1)]))
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = np.zeros(n + 1, bool)
+    keep[border] = True
+    keep[0] = False
+    keep &= sizes >= min_fraction * v.size
+    return keep[lab]
+
+
 def straighten_slab(image: Image, centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
-                    margin_mm: float = 40.0, min_valid: float = 0.3) -> Straightened:
+                    margin_mm: float = 40.0, min_valid: float = 0.3, mask_padding: bool = True) -> Straightened:
     """Sample ``image`` in the cord frame of ``centerline`` (rows: arc length every ``ds`` mm from
     ``margin_mm`` below to ``margin_mm`` above the centerline's ends, kept where at least
-    ``min_valid`` of the depths are inside the field of view)."""
+    ``min_valid`` of the depths are inside the field of view; ``mask_padding``: constant fill at the
+    border read as outside, see :func:`padding_mask`)."""
     s = np.arange(-margin_mm, centerline.length + margin_mm + 1e-6, ds)
     a = np.arange(-slab_mm, slab_mm + 1e-6, 1.0)
     aa, bb, ss = np.meshgrid(a, b, s, indexing="ij")
     local = np.stack([aa.ravel(), bb.ravel(), ss.ravel()], -1)
     pts = centerline.from_local(local)
     vol = np.asarray(image.data, np.float32)
+    pad = padding_mask(vol) if mask_padding else None
+    if pad is not None and pad.any():
+        vol = np.where(pad, np.float32(np.nan), vol)
     vals = sample_world(vol, image.affine, pts, "linear", cval=np.nan).reshape(aa.shape)
     with np.errstate(all="ignore"):
         n = np.isfinite(vals).sum(0)
