@@ -209,7 +209,7 @@ def ants_worker(fixed: str, moving: str, prefix: str) -> int:
 
 def commit_tree(rev: str, dest: Path) -> str:
     """``src`` of ``rev`` extracted under ``dest`` (no change to the repository); its path."""
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(os.environ.get("SPEED_REPO") or Path(__file__).resolve().parents[1])  # a snapshot: the checkout
     dest.mkdir(parents=True, exist_ok=True)
     archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src"], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
