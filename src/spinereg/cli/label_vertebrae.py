@@ -44,6 +44,9 @@ def run(args) -> int:
         from spinereg.qc.report import check_qc_root
 
         check_qc_root(args.qc)
+    from spinereg.io.staging import OutputFolder
+
+    OutputFolder(args.outdir, overwrite=True).check()  # a folder we may write (named files: checked when written)
     labeling = label_vertebrae(image, seg, contrast=args.contrast, init=init)
     inputs = {"image": str(args.input), "seg": str(args.seg), "contrast": args.contrast,
               "initz": args.initz, "initlabel": args.initlabel}

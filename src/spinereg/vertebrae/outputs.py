@@ -4,7 +4,8 @@
 values), from its arc length on the centerline; ``<img>_labels-disc.nii.gz``: one voxel per disc
 (PAM50_label_disc values, 60 = conus tip) on the centerline at the disc's height;
 ``<img>_discs.json``: positions (mm), level names, confidences, identity margin and gaps. Each file
-is written atomically; a failure leaves none of them behind.
+appears with the others or not at all (spinereg.io.staging.OutputFolder): a failure leaves the
+folder as it was.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spinereg.io.image import Image, atomic_write, check_writable, save_image
+from spinereg.io.image import Image, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.label import VertebralLabeling
 
@@ -52,19 +53,16 @@ def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir
     files = {"seg_labeled": outdir / f"{stem}_seg_labeled.nii.gz",
              "disc_labels": outdir / f"{stem}_labels-disc.nii.gz",
              "json": outdir / f"{stem}_discs.json"}
-    for p in files.values():  # refuse before writing anything
-        check_writable(p, overwrite)
+    from spinereg.io.staging import OutputFolder
+
+    folder = OutputFolder(outdir, [p.name for p in files.values()], overwrite=overwrite).check()  # before any work
     labeled = labeled_segmentation(seg, labeling)
     discs = disc_label_image(image, labeling)
     doc = {"inputs": inputs or {}, **labeling.as_dict()}
-    written = []
-    try:
-        written.append(save_image(labeled, files["seg_labeled"], overwrite=overwrite, dtype=np.uint8))
-        written.append(save_image(discs, files["disc_labels"], overwrite=overwrite, dtype=np.uint8))
-        written.append(atomic_write(files["json"], lambda tmp: tmp.write_text(json.dumps(doc, indent=1)),
-                                    overwrite=overwrite))
-    except BaseException:
-        for p in written:
-            p.unlink(missing_ok=True)
-        raise
+    # all three files appear together or none (a failure leaves the folder as it was, and removes
+    # the folders made for it)
+    with folder as tmp:
+        save_image(labeled, tmp / files["seg_labeled"].name, overwrite=True, dtype=np.uint8)
+        save_image(discs, tmp / files["disc_labels"].name, overwrite=True, dtype=np.uint8)
+        (tmp / files["json"].name).write_text(json.dumps(doc, indent=1))
     return files
