@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
 from spinereg.cli.common import (
-    add_landmarks,
     add_result_options,
     add_template,
     finish_run,
@@ -15,7 +16,11 @@ DESCRIPTION = """\
 Register an anatomical image (with its cord segmentation and landmarks) to a template and write
 SCT's outputs into the folder -o: warp_anat2template, warp_template2anat, anat2template,
 template2anat (template-space files on the template's own grid unless --crop), metrics.json with a
-pass/warn/fail verdict, provenance.json. The folder appears only when everything was written.
+pass/warn/fail verdict, provenance.json. Without -s the cord is segmented (spinereg segment);
+without -l/--ldisc/--lrootlet every disc is labelled (spinereg label-vertebrae, written as
+<image>_labels-disc.nii.gz and <image>_discs.json, warnings on stderr when the levels are
+ambiguous) and the registration uses them all (--ldisc); given labels always win.
+The folder appears only when everything was written.
 Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 
@@ -26,7 +31,10 @@ def register(sub) -> None:
     p.add_argument("-s", "--seg", help="cord segmentation of the image (binary or soft mask); absent or 'auto': "
                                        "segmented automatically (spinereg segment), written as <image>_seg.nii.gz "
                                        "into -o and recorded in provenance.json")
-    add_landmarks(p)
+    g = p.add_mutually_exclusive_group()  # none given: the discs are labelled automatically
+    g.add_argument("-l", "--labels", help="vertebral body labels (values as PAM50_label_body, C3 = 3)")
+    g.add_argument("--ldisc", help="disc labels (values as PAM50_label_disc, C2/C3 = 3)")
+    g.add_argument("--lrootlet", help="rootlet segmentation (values = spinal levels)")
     add_template(p)
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name "
                                    "(default: template_spinereg)")
@@ -52,4 +60,6 @@ def run(args) -> int:
                        lrootlet=args.lrootlet, template=args.template, contrast=args.contrast, param=args.param,
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
                        overwrite=args.overwrite, run=rec, progress=display.bar())
+    for warning in res.extra.get("warnings", []):
+        print(f"spinereg register-to-template: warning: {warning}", file=sys.stderr)
     return finish_run(args, "register-to-template", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -11,6 +11,7 @@ A :class:`~spinereg.io.provenance.RunRecord` times each stage; its record is pro
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,7 +73,10 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
-    automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json)."""
+    automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
+    landmarks (``labels``, ``ldisc``, ``lrootlet`` all None): every disc is labelled
+    automatically (:func:`auto_discs`) and the registration uses them all; given labels win.
+    ``JobResult.extra["warnings"]``: what the automatic labeling warns of."""
     from spinereg.register.outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
@@ -80,7 +84,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
     inside = qc_root == "inside"
-    with AutoSegmentations() as auto:  # seg None or "auto": spinereg segment (pipelines.autoseg)
+    with AutoSegmentations() as auto, tempfile.TemporaryDirectory(prefix="spinereg-autolabel-") as ltmp:
+        # seg None or "auto": spinereg segment (pipelines.autoseg); no landmarks: label-vertebrae
         with run.stage("check inputs"):
             OutputFolder(out, output_names(straight), overwrite=overwrite, replace=replace).check()
             if not inside:
@@ -92,20 +97,60 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                 seg = auto.segment(image, contrast)
                 inp = check_template_inputs(image, seg, param)
                 rec["segmentation"] = auto.records
+        warnings: list[str] = []
+        if labels is None and ldisc is None and lrootlet is None:  # no landmarks given: label the discs
+            with run.stage("vertebral labeling") as rec:
+                ldisc, rec["labeling"], warnings = auto_discs(inp.image, inp.seg, image, contrast, auto, Path(ltmp))
         with run.stage("registration"):
             reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                        template=template, contrast=contrast, param=param, ref=ref,
                                        progress=progress)
         run.add_parts("registration", reg.timings)
-        inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": ldisc,
+        shown_ldisc = (f"{Path(ldisc).name} (automatic: spinereg label-vertebrae)"
+                       if ldisc is not None and Path(ldisc).name in auto.files else ldisc)
+        inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
                   "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
         box: dict = {}
         hook = auto.before_commit(_qc_hook(run, "register-to-template", qc_root, out, box))
         files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop, run=run,
                               replace=replace, invoked_as=invoked_as, before_commit=hook)
-        if auto.files:
-            files["seg"] = out / next(iter(auto.files))
-    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
+        for name in auto.files:
+            files["disc_labels" if name.endswith("_labels-disc.nii.gz") else
+                  "discs_json" if name.endswith("_discs.json") else "seg"] = out / name
+    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": warnings})
+
+
+def auto_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
+               tmp: Path) -> tuple[Path, dict, list]:
+    """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
+    :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
+    ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
+    among ``auto``'s files (they join the job's output folder), and returns the label file, the
+    provenance record and the warnings (an ambiguous identity, a gap: the registration still uses
+    the discs, the best reading of the image, and says so on stderr and in provenance.json)."""
+    import json
+
+    from spinereg.errors import InputError
+    from spinereg.io.image import save_image
+    from spinereg.qc.labeling import warnings_of
+    from spinereg.vertebrae import label_vertebrae
+    from spinereg.vertebrae.outputs import disc_label_image, image_stem
+
+    lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto")
+    stem = image_stem(image_path)
+    if not any(d.value != 60 for d in lab.discs):
+        raise InputError("the automatic vertebral labeling found no disc", image_path,
+                         "give landmarks: -l (vertebral body labels) or --ldisc (disc labels)")
+    path = save_image(disc_label_image(image, lab), tmp / f"{stem}_labels-disc.nii.gz", overwrite=True,
+                      dtype="uint8")
+    doc = {"by": "spinereg label-vertebrae (automatic)", **lab.as_dict()}
+    (tmp / f"{stem}_discs.json").write_text(json.dumps(doc, indent=1))
+    auto.files[path.name] = path
+    auto.files[f"{stem}_discs.json"] = tmp / f"{stem}_discs.json"
+    warnings = [f"automatic vertebral labeling: {w}" for w in warnings_of(lab)]
+    record = {"file": path.name, "discs": [d.name for d in lab.discs], "ambiguous": lab.ambiguous,
+              "identity_margin": round(float(lab.identity_margin), 2), "warnings": warnings}
+    return path, record, warnings
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,
