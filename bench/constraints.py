@@ -20,7 +20,10 @@ constraints".
    phantoms (seeds x MR/CT, bodies placed exactly and misplaced by 2 mm S-I, 1 mm A-P and a 10 %
    scale) against the body label's extent along the measured lines.
 
-Usage: ``python bench/constraints.py [--part phantom|tps|real|endplates|all] [--levels 3:5] [--margin 12]
+5. ``speed``: ``spinereg register-to-template`` on t2 with the default and the template_spine
+   presets, whole commands timed from outside the process, alternating, ``--repeats`` each.
+
+Usage: ``python bench/constraints.py [--part phantom|tps|real|endplates|speed|all] [--levels 3:5] [--margin 12]
 [--seeds 0,1,2] [--contrasts mr,ct] [--deform STEP]`` (the defaults are the tests' phantom). Needs SPINEREG_DATA. Not part of the test suite.
 """
 
@@ -194,9 +197,36 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
                       f"({len(f)}/9 measured)", flush=True)
 
 
+def speed_table(repeats: int) -> None:
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from spinereg.io.registry import dataset_path
+
+    d = dataset_path("sct_testing_data") / "t2"
+    base = [sys.executable, "-m", "spinereg.cli.main", "register-to-template", "-i", str(d / "t2.nii.gz"),
+            "-s", str(d / "t2_seg-manual.nii.gz"), "-l", str(d / "labels.nii.gz"), "--allow-fail"]
+    times: dict[str, list[float]] = {"default": [], "template_spine": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for preset in times:
+                cmd = base + ["-o", str(Path(tmp) / f"{preset}{i}")] + ([] if preset == "default" else
+                                                                       ["--param", preset])
+                t0 = time.perf_counter()
+                subprocess.run(cmd, check=True, capture_output=True)
+                times[preset].append(time.perf_counter() - t0)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    print(f"register-to-template t2 ({repeats} runs each, whole command): "
+          + ", ".join(f"{k} {med[k]:.1f} s ({min(v):.1f}-{max(v):.1f})" for k, v in times.items())
+          + f"; template_spine / default {med['template_spine'] / med['default']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", default="all", choices=("phantom", "tps", "real", "endplates", "all"))
+    ap.add_argument("--part", default="all", choices=("phantom", "tps", "real", "endplates", "speed", "all"))
+    ap.add_argument("--repeats", type=int, default=3, help="runs per preset of --part speed")
     ap.add_argument("--levels", default="3:5")
     ap.add_argument("--margin", type=float, default=12.0, help="mm of phantom above and below the levels")
     ap.add_argument("--seeds", default="0,1,2")
@@ -207,6 +237,8 @@ def main() -> None:
         tps_table()
     if a.part in ("real", "all"):
         real_table()
+    if a.part in ("speed", "all"):
+        speed_table(a.repeats)
     if a.part in ("endplates", "all"):
         endplates_table([int(s) for s in a.seeds.split(",")], a.contrasts.split(","))
     if a.part in ("phantom", "all"):
