@@ -101,7 +101,7 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     truth = ref.reference(np.asarray(img.data, float))
     rows = {r.level: r for r in subject_endplates(img, reg.warp_template2anat())}
     for v in (3, 4):
-        for k in ("middle", "posterior"):
+        for k in ("middle", "posterior"):  # measured -0.04 / -0.41 (C3), -0.03 / -0.03 mm (C4)
             assert abs(rows[v].heights[k] - truth["heights"][v][k]) < 0.5, (v, k, rows[v].heights[k])
         # the anterior annulus is as dark as the marrow on this T2: not measured, and said so
         assert np.isnan(rows[v].anterior_mm) and "anterior" in rows[v].status
@@ -110,10 +110,15 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     assert np.isnan(rows[5].inferior_deg)
     assert all(np.isnan(rows[v].middle_mm) for v in (2, 6) if v in rows)
     tilt = {(v, s): getattr(rows[v], f"{s}_deg") for v, s in truth["tilts"]}
-    for key in ((3, "superior"), (3, "inferior"), (4, "superior"), (5, "superior")):
-        assert abs(tilt[key] - truth["tilts"][key]) < 3.0, (key, tilt[key], truth["tilts"][key])
+    # measured +0.3, +1.3, -0.7, -2.1 deg: each within 1 deg of its claim, all within the 3 deg target
+    claims = {(3, "superior"): 0.3, (3, "inferior"): 1.3, (4, "superior"): -0.7, (5, "superior"): -2.1}
+    for key, claim in claims.items():
+        err = tilt[key] - truth["tilts"][key]
+        assert abs(err - claim) < 1.0 and abs(err) < 3.0, (key, err)
     seg = (tilt[(3, "inferior")] - tilt[(4, "superior")]) - truth["segmental"]["C3-C4"]
-    assert abs(seg) < 3.0, seg  # measured 2.0
+    assert abs(seg - 2.0) < 1.0 and abs(seg) < 3.0, seg
+    # not reached (documented): the curved C4 inferior endplate, +7.0 deg
+    assert 5.0 < tilt[(4, "inferior")] - truth["tilts"][(4, "inferior")] < 9.0
     out = endplate_rows(list(rows.values()))
     assert {"image_height_middle", "image_endplate_superior_tilt", "image_segmental_angle"} <= {r["measure"] for r in out}
     assert any(r["flag"].startswith("not measured") for r in out if r["name"] == "C5")
