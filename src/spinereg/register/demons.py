@@ -21,9 +21,16 @@ slice carries no information there), step limited to half a voxel, ``v ← G_dif
 the edge of the region worked on (the segmentations or mask plus a margin), so the identity
 continues the field beyond it. Multi-resolution (``shrink`` or 2 levels), deterministic.
 
-Image terms are checked before and after: where the two images do not correlate in the region
-(a noise image, an empty one) nothing is estimated, and a result that does not raise the local
-correlation is dropped; ``field.report`` says which (the engine copies it into the step record).
+Image terms (``im``/``imseg``) act within ``IMAGE_REGION_MM`` of the segmentations (or in the
+mask, else everywhere), from 4x the finest voxel down (levels above ``MAX_IMAGE_VOXELS`` are
+interpolated, not iterated on), with steps normalised to one voxel of the level; ``imseg``
+starts from the mean in-plane offset of the cords (nothing along S-I: the fields of view need
+not cover the same length). Where the region reaches the edge of the grid, the field lives on
+a grid extended ``EDGE_PAD_MM`` beyond it and tapers to zero there (not inside the image).
+Image terms are checked before and after: where the two images share no structure in the
+region (mean squared local correlation < ``MIN_LOCAL_CC``: a noise image, an empty one) nothing
+is estimated, and a result that does not raise the local correlation is dropped;
+``field.report`` says which (the engine copies it into the step record).
 """
 
 from __future__ import annotations
@@ -39,10 +46,21 @@ from spinereg.transforms.displacement import (
     taper_window,
 )
 
-#: Below this correlation in the region the image is treated as carrying no information.
-MIN_IMAGE_NCC = 0.2
+#: Below this mean squared local correlation (5-voxel windows) in the region the images share no
+#: structure (white noise against anything scores about 1/125 = 0.008; real pairs 0.1-0.3, of any
+#: contrasts, the square ignoring inversions): nothing is estimated.
+MIN_LOCAL_CC = 0.04
 #: An image-driven result must raise the mean local correlation by at least this much.
 MIN_GAIN = 0.002
+#: image terms act within this distance (mm) of the segmentations (when no mask is given)
+IMAGE_REGION_MM = 20.0
+#: image levels: coarsest voxel (mm, x the finest voxel), and the iterations per level (x iter/10)
+IMAGE_COARSEST = 4
+IMAGE_ITERATIONS = (100, 60, 30)
+#: image steps whose region reaches the edge of the grid: the field extends this far beyond it
+EDGE_PAD_MM = 8.0
+#: image levels finer than this many voxels are not iterated on (large fields of view)
+MAX_IMAGE_VOXELS = 600_000
 _DEBUG = bool(__import__('os').environ.get('SPINEREG_DEMONS_DEBUG'))
 
 
@@ -128,13 +146,15 @@ def _rescale(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
 
 def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step,
            fixed_mask: np.ndarray | None = None, *, fixed_seg: np.ndarray | None = None,
-           moving_seg: np.ndarray | None = None, **_: object) -> VelocityField:
+           moving_seg: np.ndarray | None = None, check_only: bool = False, **_: object) -> VelocityField:
     """Demons registration of ``moving`` (already on ``fixed_grid``) to ``fixed`` (see module doc).
 
     Step keys used: ``type``, ``metric`` (images: CC or MeanSquares), ``iter`` (iterations per
     level x10, at most), ``smooth`` (mm, pre-smoothing of the inputs), ``smoothWarpXY`` (diffusion
     regularisation, x 0.5 mm), ``deformation``, ``shrink`` (coarsest level factor, 2 by default).
-    ``fixed_mask`` restricts the image term. Returns the pull diffeomorphism on ``fixed_grid``.
+    ``fixed_mask`` restricts the image term. ``check_only``: only check (and report) whether the
+    images share structure, estimate nothing (the fixed image is not a real image of the moving
+    one's contrast). Returns the pull diffeomorphism on ``fixed_grid``.
     """
     grid = fixed_grid
     zooms = grid.zooms
@@ -148,46 +168,77 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     elif kind == "seg":
         seg_f, seg_m = f, m
     image = kind in ("im", "imseg")
-    margin = np.ceil((15.0 if image else 8.0) / zooms).astype(int)
+    margin = np.ceil(((IMAGE_REGION_MM + 5.0) if image else 8.0) / zooms).astype(int)
     lo, hi, roi_union = _roi_box(f.shape, [seg_f, seg_m, fixed_mask], margin)
     sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
     report: dict = {"type": kind, "crop": [int(v) for v in (hi - lo + 1)]}
     w_axes = _axes_weights(grid, getattr(step, "deformation", "1x1x0"))
     smooth_mm = float(getattr(step, "smooth", 0.0) or 0.0)
+    # image steps: where the crop reaches the edge of the grid, the field lives on a grid
+    # extended beyond it (edge values) and tapers to zero there, not inside the image
+    pad_lo = pad_hi = np.zeros(3, int)
+    if image and not getattr(step, "rigidity", 0):
+        pv = np.ceil(EDGE_PAD_MM / zooms).astype(int) * (w_axes > 0)
+        pad_lo = np.where(lo == 0, pv, 0)
+        pad_hi = np.where(hi == np.array(f.shape) - 1, pv, 0)
+    padded = bool(pad_lo.any() or pad_hi.any())
+    pads = [(int(a), int(b)) for a, b in zip(pad_lo, pad_hi, strict=True)]
+
+    def crop(a: np.ndarray, edge: bool = True) -> np.ndarray:
+        a = np.asarray(a)[sl]
+        return np.pad(a, pads, mode="edge" if edge else "constant") if padded else a
 
     def prep(a: np.ndarray) -> np.ndarray:
-        a = a[sl]
+        a = crop(a)
         return ndimage.gaussian_filter(a, smooth_mm / zooms) if smooth_mm > 0 else a
 
     if seg_f is not None:
         chans.append(("seg", prep(np.clip(seg_f, 0, 1)), prep(np.clip(seg_m, 0, 1))))
-    region = roi_union[sl] if roi_union.any() else np.ones(tuple(hi - lo + 1), bool)
+    inside = crop(np.ones(f.shape, bool), edge=False)
+    roi_c = crop(roi_union, edge=False)
+    region = roi_c if roi_union.any() else inside
     if fixed_mask is not None and np.any(fixed_mask):
-        region = np.asarray(fixed_mask)[sl] > 0.5
+        region = crop(np.asarray(fixed_mask) > 0.5, edge=False)
     elif seg_f is not None:
-        grow = np.maximum(1, np.round(5.0 / zooms)).astype(int)
-        region = ndimage.binary_dilation(region, np.ones(tuple(2 * grow + 1), bool))
+        region = _dilate_mm(region, zooms, IMAGE_REGION_MM if image else 5.0)
     if image:
-        fi, mi = _rescale(f, roi_union)[sl], _rescale(m, roi_union)[sl]
-        ncc0 = _ncc(fi, mi, region)
-        report["ncc_before"] = round(ncc0, 4)
-        if abs(ncc0) < MIN_IMAGE_NCC:
-            report.update(used=False, reason=f"the images do not correlate in the region (NCC {ncc0:.2f} < "
-                                             f"{MIN_IMAGE_NCC}): no image information, nothing estimated")
+        fi, mi = prep(_rescale(f, roi_union)), prep(_rescale(m, roi_union))
+        lcc0 = float(_LNCC(fi).cc(mi)[region].mean())
+        report["ncc_before"] = round(_ncc(fi, mi, region), 4)
+        report["local_cc_before"] = round(lcc0, 4)
+        if lcc0 < MIN_LOCAL_CC:
+            report.update(used=False, image_information=False,
+                          reason=f"the images share no structure in the region (local correlation "
+                                             f"{lcc0:.3f} < {MIN_LOCAL_CC}): no image information, nothing "
+                                             "estimated from the image")
             return _identity(grid, report)
-        chans.insert(0, ("im" if getattr(step, "metric", "CC") != "MeanSquares" else "im_ssd", prep(fi), prep(mi)))
+        if check_only:
+            report.update(used=False, image_information=True,
+                          reason="the fixed image is synthesised (no real image of this contrast): it is "
+                                 "checked against the moving image, not used to deform it")
+            return _identity(grid, report)
+        chans.insert(0, ("im" if getattr(step, "metric", "CC") != "MeanSquares" else "im_ssd", fi, mi))
     if not np.any(w_axes):
         report.update(used=False, reason="no axis may deform")
         return _identity(grid, report)
 
-    sub = grid_crop(grid, lo, hi)
-    v = log_displacement(_solve(chans, sub.zooms, w_axes, step, region)) * w_axes.astype(np.float32)
+    sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
+    init = None
+    if image and seg_f is not None:
+        # start from the translation that superposes the segmentations (a global shift, so no
+        # slice-to-slice jitter for the smooth image term to undo)
+        init = _inplane_shift(chans[-1][1], chans[-1][2]) * w_axes
+    v = log_displacement(_solve(chans, sub.zooms, w_axes, step, region, init)) * w_axes.astype(np.float32)
     # zero at the edge of the crop (along the axes that deform), 1 over the segmentations / mask
+    keep = None
     if roi_union.any():
-        idx = np.argwhere(roi_union[sl])
+        idx = np.argwhere(roi_c)
         keep = (idx.min(0), idx.max(0))
-    else:
-        keep = None
+    if padded:  # the ramp lies in the extension
+        n = np.array(inside.shape)
+        box = (np.where(pad_lo > 0, pad_lo, 0), np.where(pad_hi > 0, n - 1 - pad_hi, n - 1))
+        keep = box if keep is None else (np.where(pad_lo > 0, np.minimum(keep[0], box[0]), keep[0]),
+                                         np.where(pad_hi > 0, np.maximum(keep[1], box[1]), keep[1]))
     v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
     if seg_f is not None:
         # beyond the slices where both segmentations exist there is nothing to match: fade out
@@ -209,7 +260,13 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         report["seg_dice_before"] = round(_dice(fs, ms), 4)
         report["seg_dice_after"] = round(_dice(fs, after_s), 4)
     report["used"] = True
+    if image:
+        report["image_information"] = True
     a = grid.affine[:3, :3].astype(np.float32)
+    if padded:  # the field on its extended crop grid (the identity beyond it)
+        out = VelocityField(sub, np.einsum("ij,...j->...i", a, v), np.einsum("ij,...j->...i", a, d))
+        out.report = report
+        return out
     vel = np.zeros(tuple(grid.shape) + (3,), np.float32)
     disp = np.zeros_like(vel)
     vel[sl] = np.einsum("ij,...j->...i", a, v)
@@ -235,6 +292,14 @@ def _coverage_window(fs: np.ndarray, ms: np.ndarray, zooms: np.ndarray, w_axes: 
         prof = np.where(dist <= 0, 1.0, 0.5 + 0.5 * np.cos(np.pi * np.clip(dist / ramp_mm, 0, 1)))
         out *= prof.astype(np.float32).reshape([-1 if a == ax else 1 for a in range(3)])
     return out
+
+
+def _dilate_mm(mask: np.ndarray, zooms: np.ndarray, mm: float) -> np.ndarray:
+    """``mask`` grown by ``mm`` (ellipsoidal distance in voxels of ``zooms``)."""
+    if not mask.any():
+        return mask
+    dist = ndimage.distance_transform_edt(~mask, sampling=zooms)
+    return dist <= mm
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -271,16 +336,44 @@ def _levels(shape, zooms: np.ndarray, coarsest: int) -> list[np.ndarray]:
     return out
 
 
-def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray) -> np.ndarray:
-    """Displacement (voxel units of the crop) from coarse to fine levels."""
+def _inplane_shift(fs: np.ndarray, ms: np.ndarray) -> np.ndarray:
+    """Mean in-plane offset (voxels) of the moving segmentation's slice centres from the fixed
+    one's, over the slices (last axis) both hold; nothing along the slices (the two fields of
+    view need not cover the same cord length)."""
+    a, b = fs > 0.5, ms > 0.5
+    both = a.any((0, 1)) & b.any((0, 1))
+    if not both.any():
+        return np.zeros(3)
+    ij = np.indices(a.shape[:2]).reshape(2, -1).astype(float)
+    za = a[..., both].reshape(-1, both.sum())
+    zb = b[..., both].reshape(-1, both.sum())
+    ca = (ij @ za) / za.sum(0)
+    cb = (ij @ zb) / zb.sum(0)
+    return np.array([*(cb - ca).mean(1), 0.0])
+
+
+def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
+           init: np.ndarray | None = None) -> np.ndarray:
+    """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
+    ``init`` (voxels) when given."""
     shape = chans[0][1].shape
+    image = any(name.startswith("im") for name, _, _ in chans)
     shrink = max(1, int(getattr(step, "shrink", 1)))
-    levels = _levels(shape, zooms, 2 if shrink == 1 else shrink)
-    iters = max(5, int(getattr(step, "iter", 10)) * 10)
+    levels = _levels(shape, zooms, (IMAGE_COARSEST if image else 2) if shrink == 1 else shrink)
+    scale = max(int(getattr(step, "iter", 10)), 1) / 10.0
+    if image:
+        iters = [max(5, int(round(n * scale))) for n in IMAGE_ITERATIONS[-len(levels):]]
+        # large fields of view: the finest levels beyond MAX_IMAGE_VOXELS are not worked on (the
+        # smooth field is interpolated onto them)
+        while len(levels) > 1 and np.prod(np.ceil(np.array(shape) / levels[-1])) > MAX_IMAGE_VOXELS:
+            levels.pop()
+        iters = iters[:len(levels)]
+    else:
+        iters = [max(5, int(getattr(step, "iter", 10)) * 10)] * len(levels)
     diff_mm = float(getattr(step, "smoothWarpXY", 2.0) or 2.0) * 0.5
     s = None
     prev = None
-    for fac in levels:
+    for fac, n_it in zip(levels, iters, strict=True):
         sub = tuple(slice(None, None, int(k)) for k in fac)
         lvl = []
         for name, fa, ma in chans:
@@ -288,22 +381,39 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
                 fa = ndimage.gaussian_filter(fa, 0.5 * fac)[sub]
                 ma = ndimage.gaussian_filter(ma, 0.5 * fac)[sub]
             lvl.append((name, fa, ma))
-        s = np.zeros(lvl[0][1].shape + (3,), np.float32) if s is None else _upsample(s, lvl[0][1].shape, prev / fac)
+        if s is None:
+            s = np.zeros(lvl[0][1].shape + (3,), np.float32)
+            if init is not None:
+                s += (np.asarray(init, np.float32) / fac).astype(np.float32)
+        else:
+            s = _upsample(s, lvl[0][1].shape, prev / fac)
         z = zooms * fac
-        s = _level(lvl, s, w_axes, iters, 1.0 / z, diff_mm / z, region[sub])
+        # images: ANTs-like normalised steps (one voxel of the level), fluid 2 voxels; segmentations:
+        # demons steps of at most half a voxel, fluid 1 mm
+        fluid = np.full(3, 2.0) if image else 1.0 / z
+        s = _level(lvl, s, w_axes, n_it, fluid, diff_mm / z, region[sub], max_step=1.0 if image else 0.5,
+                   image_region=region[sub] if image else None)
         prev = fac
+    if np.any(prev > 1):
+        s = _upsample(s, shape, prev.astype(float))
     return s
 
 
 def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_fluid: np.ndarray,
-           sigma_diff: np.ndarray, region: np.ndarray, max_step: float = 0.5, tol: float = 1e-4) -> np.ndarray:
+           sigma_diff: np.ndarray, region: np.ndarray, max_step: float = 0.5, tol: float = 1e-4,
+           image_region: np.ndarray | None = None) -> np.ndarray:
     """Compositive demons iterations ``s <- G_diff * (u + s o (id + u))`` (Vercauteren et al. 2009)
-    on one level; ``s`` in voxel units. Stops when the energy no longer falls."""
+    on one level; ``s`` in voxel units. Segmentations only: stops when the energy no longer
+    falls. With an image term: each step is normalised to ``max_step`` voxel (99th percentile
+    of the force in the region), shrunk when the energy rises; stops after 4 stalled steps."""
     lncc = {name: _LNCC(fa) for name, fa, _ in chans if name == "im"}
     norm = {name: max(float(np.abs(fa).max()), float(np.abs(ma).max()), 1e-6) for name, fa, ma in chans}
     w = w_axes.astype(np.float32)
-    alpha: float | None = None
+    image = image_region is not None
+    step = max_step
     prev = np.inf
+    stall = 0
+    best = (np.inf, s)
     for _it in range(iterations):
         u = np.zeros_like(s)
         energy = 0.0
@@ -312,11 +422,9 @@ def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_flui
             if name == "im":
                 g, cc = lncc[name].force(mw)
                 energy += 1.0 - float(cc[region].mean())
-                if alpha is None:
-                    mag = np.sqrt((g**2).sum(-1))[region]
-                    p = float(np.percentile(mag, 99)) if mag.size else 0.0
-                    alpha = max_step / p if p > 0 else 0.0
-                u += alpha * g
+                mag = np.sqrt((g**2).sum(-1))[region]
+                p = float(np.percentile(mag, 99)) if mag.size else 0.0
+                u += (step / p if p > 0 else 0.0) * g * image_region[..., None]
             else:
                 diff = (fa - mw) / norm[name]
                 grad = _grad(mw / norm[name])
@@ -325,15 +433,23 @@ def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_flui
                 energy += float((diff**2).mean())
         if _DEBUG:
             print(f"  level {s.shape[:3]} it {_it} energy {energy:.5f}")
+        if image:
+            if energy < best[0]:
+                best = (energy, s)
+            if energy > prev:
+                step *= 0.7
+            stall = stall + 1 if prev - energy < tol * prev else 0
+            if stall >= 4:
+                break
         u = _smooth(u * w, sigma_fluid) * w
         mag = float(np.sqrt((u**2).sum(-1)).max())
         if mag > max_step:
             u *= max_step / mag
         s = _smooth(compose_voxel(s, u.astype(np.float32)), sigma_diff) * w
-        if prev - energy < tol * prev:
+        if not image and prev - energy < tol * prev:
             break
         prev = energy
-    return s
+    return best[1] if image and best[0] < np.inf else s
 
 
 def log_displacement(d: np.ndarray, iterations: int = 4) -> np.ndarray:

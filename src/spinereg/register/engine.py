@@ -83,8 +83,17 @@ def run_steps(
     initial: Sequence[Transform],
     fixed_mask: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    image_check_only: bool = False,
+    require_gain: bool = False,
 ) -> EngineResult:
     """Estimate one transform per step; the moving images are pulled through ``initial`` + steps.
+
+    ``require_gain``: image-only steps (``type=im``; demons or a CC metric) must raise the normalised cross-correlation
+    of the images in ``fixed_mask`` (else where both images have signal) that the step record
+    reports; a step that does not is replaced by the identity and its record says so. ``image_check_only``: the fixed
+    image is not a real image of the subject's contrast (a template synthesised from tissue
+    maps): image-driven demons steps only check and report whether the moving image carries
+    information, they do not deform.
 
     ``fixed`` holds arrays on ``grid`` by type (``"seg"``, ``"im"``); ``moving_src`` the original
     moving images by type. Returns the step transforms (pull, on ``grid``), in order.
@@ -106,6 +115,8 @@ def run_steps(
         extra = {k: fixed[k] for k in getattr(fn, "needs", ()) if k in fixed}
         if "chain" in getattr(fn, "needs", ()):
             extra["chain"] = chain
+        if image_check_only and step.algo == "demons" and step.type in ("im", "imseg"):
+            extra["check_only"] = True
         both = all(k in fixed and k in moving_src for k in ("im", "seg"))
         if step.type == "imseg" and both and _takes_segs(step.algo):
             t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
@@ -121,6 +132,9 @@ def run_steps(
 
             t = constrain(t, step, fixed.get("vertebrae"), chain)
         t = diffeomorphic(t, grid, roi)
+        if require_gain and step.type == "im" and (step.algo == "demons" or getattr(step, "metric", "") == "CC") \
+                and "im" in fixed and "im" in moving_src:
+            t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask)
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__,
                                   dict(getattr(t, "report", None) or {})))
@@ -128,6 +142,38 @@ def run_steps(
         if progress:
             progress(n + 1, len(work))
     return EngineResult(found, records)
+
+
+def masked_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> float:
+    """Normalised cross-correlation of ``a`` and ``b`` over ``mask`` (> 0.5; where both are non-zero
+    without a mask)."""
+    sel = (np.asarray(mask) > 0.5) if mask is not None else (np.asarray(a) != 0) & (np.asarray(b) != 0)
+    if sel.sum() < 8:
+        return float("nan")
+    x = np.asarray(a, float)[sel]
+    y = np.asarray(b, float)[sel]
+    x, y = x - x.mean(), y - y.mean()
+    den = float(np.sqrt((x * x).sum() * (y * y).sum()))
+    return float((x * y).sum() / den) if den > 0 else 0.0
+
+
+def _must_raise_similarity(t: Transform, fixed_im: np.ndarray, moving: Image, grid: Grid, chain: list,
+                           mask: np.ndarray | None) -> Transform:
+    """``t`` if it raises the masked NCC of the images, else the identity (reported either way)."""
+    before = apply_transforms(moving, grid, chain, "linear").data
+    after = apply_transforms(moving, grid, [*chain, t], "linear").data
+    sim0 = masked_ncc(fixed_im, before, mask)
+    sim1 = masked_ncc(fixed_im, after, mask)
+    where = "in the mask" if mask is not None else "where both images have signal"
+    report = dict(getattr(t, "report", None) or {})
+    report.update(similarity="NCC " + where, similarity_before=round(sim0, 4), similarity_after=round(sim1, 4))
+    if np.isfinite(sim0) and not (sim1 > sim0):
+        report.update(used=False, reason=f"the step did not raise the image similarity ({where}: NCC {sim0:.4f} -> "
+                                         f"{sim1:.4f}); the transform before it is kept")
+        z = np.zeros(tuple(grid.shape) + (3,), np.float32)
+        t = VelocityField(grid, z, z)
+    t.report = report  # type: ignore[attr-defined]
+    return t
 
 
 def region_of_interest(grid: Grid, masks, margin_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray] | None:

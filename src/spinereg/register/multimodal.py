@@ -27,7 +27,7 @@ from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform
 
 DEFAULT_SEG_PRESET = "multimodal_spinereg_seg"
-DEFAULT_IM_PRESET = "multimodal_default"
+DEFAULT_IM_PRESET = "multimodal_spinereg_im"
 DEFAULT_SRC_SEG_PRESET = "multimodal_epi"
 #: dilation (mm) of the source segmentation when it serves as the destination's metric mask
 MASK_DILATION_MM = 5.0
@@ -141,7 +141,7 @@ def register_multimodal(
         fmask = derived_mask(s_seg, grid, initial)
         fmask, dropped = exclude_dropout_slices(fixed["im"], fmask)
         timings["excluded_slices"] = float(len(dropped))
-    res = run_steps(steps, grid, fixed, moving, initial, fixed_mask=fmask, progress=progress)
+    res = run_steps(steps, grid, fixed, moving, initial, fixed_mask=fmask, progress=progress, require_gain=True)
     timings["steps"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     inverses = [invert_step(t) for t in res.transforms]
