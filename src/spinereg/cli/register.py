@@ -9,7 +9,7 @@ Register a source image onto a destination image (any contrasts) and write SCT's
 folder -o: <src>_reg, <dest>_reg, warp_<src>2<dest>, warp_<dest>2<src>, metrics.json with a
 pass/warn/fail verdict, provenance.json. The folder appears only when everything was written.
 Default steps: multimodal_spinereg_seg with both segmentations, multimodal_epi with only --iseg,
-multimodal_default otherwise. Exit code 3 when the verdict is fail (--allow-fail: 0)."""
+multimodal_spinereg_im otherwise. Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 
 def register(sub) -> None:
