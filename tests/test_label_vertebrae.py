@@ -84,7 +84,8 @@ def test_t1_c2c3_without_init(sct_data):
     got = {d.value: d for d in lab.discs}
     assert 3 in got
     lm = lab.as_landmarks()
-    assert lm.kind == "disc" and lm.values.tolist() == [d.value for d in lab.discs]
+    assert lm.kind == "disc" and lm.values.tolist() == [d.value for d in lab.discs if not d.estimated]
+    assert [d.value for d in lab.discs if d.estimated] == [2]  # C1/C2 in view, placed by the spacing
     c2c3 = _t1_c2c3_world(sct_data)
     s_true, _ = lab.centerline.project(c2c3[None])
     assert abs(got[3].s - s_true[0]) <= 2.0
@@ -158,15 +159,18 @@ def test_outputs_and_cli(sct_data, tmp_path):
     assert r.returncode == 0, r.stderr
     out = tmp_path / "out"
     doc = json.loads((out / "t1w_discs.json").read_text())
-    assert [x["name"] for x in doc["discs"]][:3] == ["C2/C3", "C3/C4", "C4/C5"]
+    # C1/C2 (no disc band) in view: reported at the chain's place, marked estimated, and kept out
+    # of the disc label file (the registration's landmarks)
+    assert [x["name"] for x in doc["discs"]][:4] == ["C1/C2", "C2/C3", "C3/C4", "C4/C5"]
+    assert doc["discs"][0].get("estimated") is True and "estimated" not in doc["discs"][1]
     assert all(0 <= x["confidence"] <= 1 for x in doc["discs"])
     labels = load_image(out / "t1w_labels-disc.nii.gz")
     vals = np.unique(np.asarray(labels.data))
-    assert {3, 4, 5} <= set(vals.tolist())
+    assert {3, 4, 5} <= set(vals.tolist()) and 2 not in vals
     assert all((np.asarray(labels.data) == v).sum() == 1 for v in vals if v)
     painted = np.asarray(load_image(out / "t1w_seg_labeled.nii.gz").data)
     seg = np.asarray(load_image(d / "t1w_seg-manual.nii.gz").data) > 0.5
-    assert set(np.unique(painted[seg]).tolist()) <= {2, 3, 4, 5, 6}
+    assert set(np.unique(painted[seg]).tolist()) <= {1, 2, 3, 4, 5, 6}
     assert (painted[~seg] == 0).all()
     # the run's entry in the HTML QC report: one page with the labeling picture and confidences
     entries = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]

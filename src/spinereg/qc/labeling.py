@@ -89,7 +89,8 @@ def warnings_of(labeling) -> list[str]:
 def labeling_html(image: Image, labeling, png: bytes) -> str:
     warnings = warnings_of(labeling)
     rows = "".join(f"<tr><td>{html.escape(d.name)}</td><td>{d.value}</td><td>{d.s:.1f}</td>"
-                   f"<td>{d.confidence:.2f}</td><td>{d.evidence:.1f}</td></tr>" for d in labeling.discs)
+                   f"<td>{d.confidence:.2f}</td><td>{'estimated (no band)' if d.estimated else f'{d.evidence:.1f}'}</td></tr>"
+                   for d in labeling.discs)
     warn = "".join(f'<p class="warn">&#9888; {html.escape(w)}</p>' for w in warnings) or "<p>no warning</p>"
     img64 = base64.b64encode(png).decode("ascii")
     title = html.escape(str(image.path.name if image.path else "image"))

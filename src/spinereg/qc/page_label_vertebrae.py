@@ -20,7 +20,8 @@ def labeling_from_json(doc: dict, seg_path: str):
 
     cl = Centerline.from_mask(load_image(seg_path, ndim=3, what="segmentation"))
     discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),
-                  float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)))
+                  float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)),
+                  bool(d.get("estimated", False)))
              for d in doc.get("discs", [])]
     report = {k: doc[k] for k in ("warning", "ambiguous_reasons") if k in doc}
     return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),
