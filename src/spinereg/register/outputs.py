@@ -7,9 +7,10 @@ any point leaves the destination as it was.
 
 Template-space outputs (``warp_anat2template``, ``anat2template``) are on the template's own
 grid by default (shape and affine of ``PAM50_cord``), as SCT writes them, so that they stack
-voxel by voxel with the template's files and other subjects. On large templates the fields are
-evaluated only on the template region the subject maps into (the bounding box of the subject's
-field of view pulled into the template, plus the registration's own output region); outside it
+voxel by voxel with the template's files and other subjects. The fields are evaluated only on
+the template region the subject maps into (the bounding box of the subject's field of view pulled
+into the template, plus the registration's own output region: its template sub-grid, or on
+small templates such as PAM50_small the sub-grid it worked on); outside it
 ``warp_anat2template`` holds one constant displacement (the median on that region's border: a
 translation that keeps those template points outside the subject's field of view, so that
 resampling with it gives 0 there, as ``anat2template`` holds) and ``anat2template`` holds 0.
@@ -137,12 +138,14 @@ def template_output_grid(reg, inv: DisplacementField, crop: bool = False) -> tup
         return reg.template_grid, reg.template_grid
     tcord = load_image(reg.template.path("cord"), ndim=3, lazy=True, check_finite=False)
     full = tcord.grid
-    if reg.template_grid.same_as(full, atol=1e-3):
-        return full, full
+    # the registration's own output region: its template sub-grid, or (small templates, where that
+    # is the whole template) the sub-grid it worked on; outside the region the subject maps into,
+    # the fields carry nothing (see the module docstring)
+    own = reg.template_crop if reg.template_grid.same_as(full, atol=1e-3) else reg.template_grid
     sub = inv.grid.coarsened(4)
     pts = inv.map(sub.world_coords())
-    corners = [reg.template_grid.voxel_to_world(np.array([[0, 0, 0]], float)),
-               reg.template_grid.voxel_to_world((np.array(reg.template_grid.shape, float) - 1)[None])]
+    corners = [own.voxel_to_world(np.array([[0, 0, 0]], float)),
+               own.voxel_to_world((np.array(own.shape, float) - 1)[None])]
     region = full.bounding_subgrid(np.vstack([pts[np.all(np.isfinite(pts), axis=1)], *corners]), margin_mm=5.0)
     return full, region if region is not None else reg.template_grid
 
