@@ -36,23 +36,37 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+#: generator version each synthetic set was made with (``--set-version NAME=V``; default: the current)
+SET_VERSIONS: dict[str, int] = {}
+
+
 def _set_info(name: str) -> dict:
-    """``fine_s1_n24000.npz`` -> mode, seed, count."""
+    """``fine_s1_n24000.npz`` -> mode, seed, count, generator version."""
     stem = name.removesuffix(".npz")
     mode, s, n = stem.split("_")
     px, size = MODES[mode]
     return {"file": name, "mode": mode, "seed": int(s[1:]), "count": int(n[1:]), "px_mm": px, "size": size,
+            "generator_version": SET_VERSIONS.get(name, GENERATOR_VERSION),
             "command": f"python training/segment/make_data.py --mode {mode} --count {n[1:]} --seed {s[1:]} --out DIR"}
 
 
 def _run_info(run: Path) -> dict:
+    """A run's record; several (comma-separated) training or validation sets and a fine-tuning
+    start (``init``: the run it started from, recorded in full as ``fine_tuned_from``)."""
     info = json.loads((run / "run.json").read_text())
-    info["train_set"] = _set_info(info["train_set"])
-    info["val_set"] = _set_info(info["val_set"])
-    info["command"] = (f"python training/segment/train.py --mode {info['mode']} --train DIR/{info['train_set']['file']} "
-                       f"--val DIR/{info['val_set']['file']} --seed {info['seed']} --steps {info['steps']} "
+    tr, va = info["train_set"].split(","), info["val_set"].split(",")
+    info["train_set"] = _set_info(tr[0]) if len(tr) == 1 else [_set_info(t) for t in tr]
+    info["val_set"] = _set_info(va[0]) if len(va) == 1 else [_set_info(v) for v in va]
+    init = ""
+    if info.get("init"):
+        parent = run.parent / Path(info["init"]).parent
+        init = f" --init {Path(info['init']).parent.name.upper()}/{Path(info['init']).name}"
+        info["fine_tuned_from"] = {k: v for k, v in _run_info(parent).items() if k != "history"}
+    info["command"] = (f"python training/segment/train.py --mode {info['mode']} "
+                       f"--train {','.join('DIR/' + t for t in tr)} --val {','.join('DIR/' + v for v in va)} "
+                       f"--seed {info['seed']} --steps {info['steps']} "
                        f"--batch {info['batch']} --crop {info['crop']} --lr {info['lr']} "
-                       f"--channels {','.join(map(str, info['channels']))} --threads 1 --out RUN")
+                       f"--channels {','.join(map(str, info['channels']))} --threads 1{init} --out RUN")
     return info
 
 
@@ -62,7 +76,11 @@ def main() -> None:
     ap.add_argument("--locate", required=True)
     ap.add_argument("--extra-fine", nargs="*", default=[])
     ap.add_argument("--note", default="")
+    ap.add_argument("--set-version", action="append", default=[], help="NAME.npz=V: a set made by generator V")
     a = ap.parse_args()
+    for sv in a.set_version:
+        name, v = sv.split("=")
+        SET_VERSIONS[name] = int(v)
     root = Path(os.environ.get("SPINEREG_DATA", "/work/shared/data"))
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     runs = {"fine": Path(a.fine), "locate": Path(a.locate)}
@@ -73,9 +91,10 @@ def main() -> None:
         shutil.copyfile(run / "model.onnx", dst)
         prov_runs[role] = {k: v for k, v in info.items() if k != "history"} | {"val_history": info["history"],
                                                                                  "onnx_sha256": sha256(dst)}
+        sets = lambda s: s["seed"] if isinstance(s, dict) else sorted({x["seed"] for x in s})  # noqa: E731
         entries[role] = {"file": dst.name, "px_mm": MODES[info["mode"]][0], "multiple": 8,
-                         "training": {"seeds": {"training": info["seed"], "train_set": info["train_set"]["seed"],
-                                                "val_set": info["val_set"]["seed"]},
+                         "training": {"seeds": {"training": info["seed"], "train_set": sets(info["train_set"]),
+                                                "val_set": sets(info["val_set"])},
                                       "data": "synthetic slices from the PAM50 and MNI-Poly-AMU tissue maps only",
                                       "best_val_dice": round(info["best_val_dice"], 4),
                                       "provenance": "cord_models.provenance.json"}}

@@ -37,7 +37,7 @@ import numpy as np
 from scipy import ndimage
 
 #: bumped whenever the recipe changes (recorded in the model provenance with the git commit)
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 3
 
 #: files used, relative to SPINEREG_DATA (written into the model's provenance)
 TEMPLATE_FILES = {
@@ -81,8 +81,16 @@ class Templates:
             else:
                 maps[role] = (data > 0.5).astype(np.uint8)
             affine = img.affine
+        # the templates' CSF masks leave a one-voxel gap around the cord (PAM50: 61 % of the
+        # first ring); in reality CSF touches the cord: close the canal (holes per axial slice,
+        # and where CSF lies within a voxel of that ring) and give the gap to the CSF
+        cord = maps["cord"] > 0
+        st2 = np.zeros((3, 3, 3), bool)
+        st2[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+        canal = ndimage.binary_fill_holes(cord | (maps["csf"] > 0), structure=st2)
+        canal |= ndimage.binary_dilation(cord, st2, iterations=2) & ndimage.binary_dilation(maps["csf"] > 0, st2)
+        maps["csf"] = (canal & ~cord).astype(np.uint8)
         # epidural shells: two 1.5 mm layers around the canal (outside the bone)
-        canal = (maps["cord"] > 0) | (maps["csf"] > 0)
         vox = float(np.sqrt((affine[:3, :3] ** 2).sum(0))[0])
         it = max(1, int(round(1.5 / vox)))
         st = ndimage.generate_binary_structure(3, 1)
@@ -185,7 +193,14 @@ CONTRAST_RULES = {
     "t2s": (0.40, 0.20, 0.90, 0.15, 0.35, 0.40),
     "dwi": (0.80, 0.05, 0.10, 0.08, 0.10, 0.08),
     "mt": (0.45, 0.08, 0.85, 0.25, 0.45, 0.55),
+    # v3: T1w with bright epidural fat and marrow (cord bright, CSF dark, vertebral bodies as
+    # bright as the cord) and proton-density-like views (MT off: low cord/CSF contrast)
+    "t1_fat": (0.75, -0.04, 0.30, 0.80, 0.95, 0.45),
+    "pd": (0.55, 0.04, 0.78, 0.40, 0.50, 0.42),
 }
+#: v3: probability that a sample follows a contrast rule, and the rules' weights
+RULE_SHARE = 0.5
+RULE_WEIGHTS = {"t2": 0.15, "t1": 0.2, "t2s": 0.1, "dwi": 0.1, "mt": 0.1, "t1_fat": 0.2, "pd": 0.15}
 
 
 def make_sample(rng: np.random.Generator, tpls: Templates, px_mm: float = 0.5, n: int = 80,
@@ -204,6 +219,7 @@ def make_sample(rng: np.random.Generator, tpls: Templates, px_mm: float = 0.5, n
         if rng.random() < 0.5:
             img = np.abs(img)
         return _normalise(img), np.zeros((n, n), np.float32)
+    empty_scene = neg < 0.06  # tissues, blobs and body outline but no canal at all
     t = tpls.items[0] if rng.random() < 0.75 else tpls.items[1]
     locate = mode == "locate"
     # --- level: along the cord, 12 % below the conus (cauda equina) or at the top
@@ -295,6 +311,8 @@ def make_sample(rng: np.random.Generator, tpls: Templates, px_mm: float = 0.5, n
         bone *= np.clip((rb - rad) / 6.0, 0, 1)
     else:
         bone = np.zeros_like(cord)
+    if empty_scene:
+        cord0, csf, cord, gm, shell1, shell2, bone = (np.zeros_like(cord) for _ in range(7))
     canal = np.clip(np.maximum(cord0 + csf, cord), 0, 1)
     csf = np.clip(canal - cord, 0, 1)
     bone = np.minimum(bone, 1 - canal)
@@ -360,8 +378,10 @@ def make_sample(rng: np.random.Generator, tpls: Templates, px_mm: float = 0.5, n
             roots = np.minimum(ndimage.gaussian_filter(roots, 0.5), csf)
     # --- intensities
     rule = None
-    if rng.random() < 0.35:
-        rule = list(CONTRAST_RULES)[int(rng.integers(0, len(CONTRAST_RULES)))]
+    if rng.random() < RULE_SHARE:
+        names = list(RULE_WEIGHTS)
+        w = np.array([RULE_WEIGHTS[k] for k in names])
+        rule = names[int(rng.choice(len(names), p=w / w.sum()))]
     inten = _intensities(rng, rule, n_bg)
     img = np.zeros((nn, nn), np.float32)
     tex_scale = rng.uniform(2, 8) / pxs
@@ -403,9 +423,9 @@ def make_sample(rng: np.random.Generator, tpls: Templates, px_mm: float = 0.5, n
         img = img.reshape(n, ss, n, ss).mean((1, 3))
         target = target.reshape(n, ss, n, ss).mean((1, 3))
     img = _acquire(rng, img, px_mm)
-    if locate and rng.random() < 0.25:  # edge of the field of view (zero padding, as the inference)
+    if rng.random() < (0.25 if locate else 0.1):  # edge of the field of view (zero, as the inference)
         img = _normalise(img)
-        w = rng.integers(int(80 / px_mm), n + 1, 2)
+        w = rng.integers(int((80 if locate else 24) / px_mm), n + 1, 2)
         o = [int(rng.integers(0, n - ww + 1)) for ww in w]
         keep = np.zeros((n, n), bool)
         keep[o[0]: o[0] + w[0], o[1]: o[1] + w[1]] = True
@@ -457,13 +477,26 @@ def _acquire(rng: np.random.Generator, img: np.ndarray, px_mm: float) -> np.ndar
         bi = np.clip((np.arange(n) - off[0] * 0.999 * n / small[0]) / (n / small[0]), 0, small[0] - 1)
         bj = np.clip((np.arange(n) - off[1] * 0.999 * n / small[1]) / (n / small[1]), 0, small[1] - 1)
         img = ndimage.map_coordinates(low, np.meshgrid(bi, bj, indexing="ij"), order=1, mode="nearest")
+    # Gibbs ringing (k-space truncation, per axis) and ghosting along a phase-encode axis
+    if rng.random() < 0.25:
+        k = np.fft.fft2(img)
+        for ax in range(2):
+            keep = rng.uniform(0.45, 0.9) * n / 2
+            fr = np.abs(np.fft.fftfreq(n) * n)
+            shape = [1, 1]
+            shape[ax] = n
+            k = k * (fr <= keep).reshape(shape)
+        img = np.real(np.fft.ifft2(k)).astype(np.float32)
+    if rng.random() < 0.1:
+        ax = int(rng.integers(0, 2))
+        img = img + rng.uniform(0.03, 0.15) * np.roll(img, n // 2 + int(rng.integers(-3, 4)), axis=ax)
     # bias field
     if rng.random() < 0.8:
         img = img * np.exp(rng.uniform(0, 0.35) * smooth_field(rng, img.shape, rng.uniform(30, 120) / px_mm))
     # gamma
     img = np.clip(img, 0, None) ** np.exp(rng.normal(0, 0.25))
     # noise (Gaussian or Rician)
-    sd = rng.uniform(0, 0.1) * (float(np.percentile(img, 99)) + 1e-3)
+    sd = (rng.uniform(0, 0.1) if rng.random() < 0.85 else rng.uniform(0.1, 0.3)) * (float(np.percentile(img, 99)) + 1e-3)
     if rng.random() < 0.5:
         img = np.sqrt((img + sd * rng.standard_normal(img.shape)) ** 2 + (sd * rng.standard_normal(img.shape)) ** 2)
     else:

@@ -25,10 +25,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from net import UNet2D, n_params  # noqa: E402
 
 
-def load_set(path: str) -> tuple[torch.Tensor, torch.Tensor]:
-    z = np.load(path)
-    return torch.from_numpy(z["image"].astype(np.float32))[:, None], \
-        torch.from_numpy(z["target"].astype(np.float32) / 255.0)[:, None]
+def load_set(paths: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """One set or several (comma-separated, concatenated); kept as float16 / uint8 in memory."""
+    imgs, tgts = [], []
+    for path in paths.split(","):
+        z = np.load(path)
+        imgs.append(z["image"].astype(np.float16))
+        tgts.append(z["target"].astype(np.uint8))
+    return torch.from_numpy(np.concatenate(imgs))[:, None], torch.from_numpy(np.concatenate(tgts))[:, None]
+
+
+def as_float(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return x.float(), t.float() / 255.0
 
 
 def loss_fn(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -46,7 +54,7 @@ def evaluate(model: torch.nn.Module, img: torch.Tensor, tgt: torch.Tensor, bs: i
     losses = []
     per = []
     for i in range(0, len(img), bs):
-        x, t = img[i: i + bs], tgt[i: i + bs]
+        x, t = as_float(img[i: i + bs], tgt[i: i + bs])
         lo = model(x)
         losses.append(float(loss_fn(lo, t)))
         p = (torch.sigmoid(lo) > 0.5).float()
@@ -99,6 +107,7 @@ def main() -> None:
     ap.add_argument("--ckpt-every", type=int, default=100)
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", help="start from these weights (a best.pt of an earlier run): fine-tuning")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -107,6 +116,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     channels = tuple(int(c) for c in a.channels.split(","))
     model = UNet2D(channels)
+    if a.init:
+        model.load_state_dict(torch.load(a.init))
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=a.lr, total_steps=a.steps, pct_start=0.1)
     g = torch.Generator().manual_seed(a.seed)
@@ -126,14 +137,14 @@ def main() -> None:
     run_loss = []
     while step < a.steps:
         idx = torch.randint(0, len(img), (a.batch,), generator=g)
-        x, t = augment(img[idx], tgt[idx], g, a.crop)
+        x, t = augment(*as_float(img[idx], tgt[idx]), g, a.crop)
         loss = loss_fn(model(x), t)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         step += 1
-        run_loss.append(float(loss))
+        run_loss.append(float(loss.detach()))
         if step % 25 == 0:
             print(f"step {step} loss {np.mean(run_loss[-25:]):.4f} {time.time() - t0:.0f}s", file=log, flush=True)
         if step % a.val_every == 0 or step == a.steps:
@@ -150,8 +161,10 @@ def main() -> None:
     model.load_state_dict(torch.load(out / "best.pt"))
     export_onnx(model, out / "model.onnx")
     info = {"mode": a.mode, "seed": a.seed, "steps": a.steps, "batch": a.batch, "crop": a.crop, "lr": a.lr,
-            "channels": list(channels), "n_params": n_params(model), "train_set": Path(a.train).name,
-            "val_set": Path(a.val).name, "best_val_dice": best, "history": history,
+            "channels": list(channels), "n_params": n_params(model),
+            "train_set": ",".join(Path(p).name for p in a.train.split(",")),
+            "val_set": ",".join(Path(p).name for p in a.val.split(",")),
+            "init": a.init and str(Path(a.init).parent.name + "/" + Path(a.init).name), "best_val_dice": best, "history": history,
             "train_seconds": round(time.time() - t0)}
     (out / "run.json").write_text(json.dumps(info, indent=1))
     print("done", json.dumps({k: v for k, v in info.items() if k != "history"}), file=log, flush=True)

@@ -9,7 +9,9 @@ probability and a report).
 4. The fine model predicts the cord's partial volume per working pixel; connected components
    keep the cord only (``components``); an image without a plausible cord raises
    :class:`~spinereg.errors.InputError` instead of returning noise.
-5. The probability is averaged over each input voxel's footprint and thresholded at 0.5.
+5. The probability is averaged over each input voxel's footprint and thresholded at the fine
+   model's ``threshold`` (models.json; 0.5 when absent, as the shipped models: the partial
+   volume's half-way point).
 """
 
 from __future__ import annotations
@@ -93,12 +95,13 @@ def _locate(vol: np.ndarray, img: Image, wg_fine: WorkGrid) -> tuple[WorkGrid, d
 
 
 def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | Path | np.ndarray | None = None,
-            progress: Callable[[str], None] | None = None) -> CordSegmentation:
+            progress: Callable[[str], None] | None = None, threshold: float | None = None) -> CordSegmentation:
     """Segment the spinal cord of ``image`` (a file or an :class:`Image`, 3D or 4D).
 
     ``contrast`` is recorded (the models are contrast-agnostic); with ``bvals`` a 4D diffusion
     series is segmented on its DWI mean. Raises :class:`InputError` for empty, constant, 2D or
-    5D images and for images where no plausible cord is found.
+    5D images and for images where no plausible cord is found. ``threshold`` (on the partial
+    volume of each input voxel) overrides the model's (models.json ``threshold``, else 0.5).
     """
     if contrast not in CONTRASTS:
         raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(CONTRASTS)}")
@@ -140,7 +143,8 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     margin = max(2 * float(np.max(img.grid.zooms)), wg.dz)
     sub = img.grid.bounding_subgrid(pts, margin_mm=margin)
     pin = work_to_input(prob, wg, img.grid, sub) if sub is not None else np.zeros(img.shape[:3], np.float32)
-    seg = (pin >= 0.5).astype(np.uint8)
+    thr = fine.threshold if threshold is None else float(threshold)
+    seg = (pin >= thr).astype(np.uint8)
     if not seg.any():
         raise _no_cord(img.name, "the cord found is smaller than one voxel of the image")
     seg_img = img.with_data(seg)
@@ -154,6 +158,7 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
         "volume_mm3": round(float(seg.sum() * np.prod(img.grid.zooms)), 1),
         "working_slices_with_cord": int(len(comp.slices)),
         "median_axial_area_mm2": round(med, 1),
+        "threshold": thr,
         "mean_probability": round(mean_p, 3),
         "components": {"found": comp.n_components, "kept": comp.n_kept},
         "models": model_summary(),

@@ -32,6 +32,11 @@ class CordModel:
     info: dict
 
     @property
+    def threshold(self) -> float:
+        """Mask threshold on the partial-volume map (calibrated; 0.5 when not given)."""
+        return float(self.info.get("threshold", 0.5))
+
+    @property
     def size_bytes(self) -> int:
         return self.path.stat().st_size
 
@@ -69,8 +74,10 @@ def model_summary() -> dict:
     out = {}
     for role in _table()["models"]:
         m = get_model(role)
-        out[role] = {"file": m.path.name, "bytes": m.size_bytes, "px_mm": m.px,
+        out[role] = {"file": m.path.name, "version": _table().get("version", ""), "bytes": m.size_bytes, "px_mm": m.px,
                      "training": m.info.get("training", {})}
+        if "threshold" in m.info:
+            out[role]["threshold"] = m.threshold
     return out
 
 
