@@ -19,7 +19,8 @@ body is, where it roughly ends. Everything measured comes from the image along l
    body's core on that column) by ``MIN_DISC_CONTRAST`` of it with the disc's polarity.
 4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give least-squares
    endplate planes (points farther than ``OUTLIER_MM`` refitted out; at least
-   ``MIN_PLANE_POINTS`` inliers, at most ``MAX_TILT_DEG`` from the spine's direction, the body
+   ``MIN_PLANE_POINTS`` inliers within ``MAX_PLANE_RMS_MM``, at most ``MAX_TILT_DEG`` from the
+   spine's direction, the body
    between them ``HEIGHT_RANGE`` times the placed one's height; else not measured). The body's axis becomes the
    bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis and
    the planes refitted (the default, 1, keeps the columns along the spine's direction: on curved
@@ -55,16 +56,21 @@ DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
 COLUMNS = {"anterior": 0.75, "middle": 0.5, "posterior": 0.25}
 #: antero-posterior fractions of the columns the endplate planes are fitted to
 PLANE_COLUMNS = np.linspace(0.2, 0.8, 7)
-#: a disc must differ from the marrow by this fraction of the marrow level (absolute value)
+#: a disc must differ from the marrow by this fraction of the marrow level (absolute value) and,
+#: in the first pass, by this many robust SDs of the marrow's own variation on the column
 MIN_DISC_CONTRAST = 0.1
+DISC_SNR = 2.0
 #: how far (mm) from the placed body's end the endplate is looked for
 WINDOW_MM = 4.5
 #: how far (mm) from the endplate plane fitted in the first pass it is looked for afterwards
 REFINE_WINDOW_MM = 2.0
 #: edge points farther than this (mm) from their endplate plane are refitted out
 OUTLIER_MM = 1.5
-#: an endplate plane needs this many inlying edge points (of 7 x 3 columns)
-MIN_PLANE_POINTS = 9
+#: an endplate plane needs this many inlying edge points (of 7 x 3 columns), lying this close
+#: to it (RMS, mm): edges on noise scatter over the search window (RMS 0.8-1.0 mm on t2's grid
+#: filled with noise), endplates do not (0.04-0.29 mm on t2, up to 0.51 on the phantoms)
+MIN_PLANE_POINTS = 10
+MAX_PLANE_RMS_MM = 0.8
 #: an endplate plane more tilted than this from the spine's direction at the body is refused
 MAX_TILT_DEG = 25.0
 #: the measured body must be this many times as tall as the placed one (middle, along the spine)
@@ -188,7 +194,7 @@ def _parabola(y: np.ndarray, i: int) -> float:
 
 def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: int,
               window_mm: float | None = None, marrow: float | None = None,
-              refine: bool = False) -> tuple[float, str]:
+              refine: bool = False, spread: float = 0.0) -> tuple[float, str]:
     """Endplate position (mm along ``s``) on one ``side`` (+1 superior, -1 inferior) of a body
     profile ``p(s)`` (``s`` = 0 at the body centre), or NaN and the reason.
 
@@ -229,7 +235,8 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
             ref = float(np.min(polarity * ps[np.clip(i - side * np.arange(0, nb + 1), 0, len(s) - 1)]))
         else:
             ref = polarity * marrow
-        if disc - ref < MIN_DISC_CONTRAST * abs(marrow):
+        need = MIN_DISC_CONTRAST * abs(marrow) if refine else max(MIN_DISC_CONTRAST * abs(marrow), DISC_SNR * spread)
+        if disc - ref < need:
             why = "no disc beyond the edge"
             continue
         best = float(s[i] + _parabola(score, i) * STEP_MM)
@@ -263,8 +270,8 @@ def _prior_ends(labels: _Sampler, level: int, centre, axes, ap_mm: float, lr_mm:
 
 def _fit_plane(pts: np.ndarray, axes: np.ndarray, centre: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Unit normal (towards +si) and a point of the plane through ``pts`` (points farther than
-    ``OUTLIER_MM`` refitted out), or None with fewer than ``MIN_PLANE_POINTS`` inliers or an
-    antero-posterior spread under 3 mm."""
+    ``OUTLIER_MM`` refitted out), or None with fewer than ``MIN_PLANE_POINTS`` inliers, inliers
+    farther than ``MAX_PLANE_RMS_MM`` (RMS) from it, or an antero-posterior spread under 3 mm."""
     loc = (pts - centre) @ axes.T
     keep = np.ones(len(loc), bool)
     coef = None
@@ -278,7 +285,7 @@ def _fit_plane(pts: np.ndarray, axes: np.ndarray, centre: np.ndarray) -> tuple[n
         if (new == keep).all():
             break
         keep = new
-    if keep.sum() < MIN_PLANE_POINTS:
+    if keep.sum() < MIN_PLANE_POINTS or float(np.sqrt(np.mean(res[keep] ** 2))) > MAX_PLANE_RMS_MM:
         return None
     n = axes[2] - coef[1] * axes[1] - coef[2] * axes[0]
     return n / np.linalg.norm(n), centre + coef[0] * axes[2]
@@ -326,7 +333,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     s = np.arange(-reach, reach + 1e-9, STEP_MM)
 
     axes0 = axes.copy()
-    why_plane = ["endplate not found in enough columns to fit its plane"] * 2  # superior, inferior
+    why_plane = ["no endplate plane: too few edges in the columns, or scattered"] * 2  # superior, inferior
 
     def edges(ap: float, lr: float, axes: np.ndarray, planes=None) -> tuple[float, float, str]:
         prof = _column(sample, centre, axes, ap, lr, s, lr_halfwidth_mm)
@@ -339,10 +346,15 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
             window = REFINE_WINDOW_MM
         core = np.abs(s) < max(0.2 * height, 2.0)
         marrow = float(np.nanmedian(prof[core])) if np.isfinite(prof[core]).any() else np.nan
+        # the marrow's own variation on this column (robust SD of the smoothed core): a disc has
+        # to stand out of it
+        pc = _smooth(prof, EDGE_SMOOTH_MM)[core]
+        pc = pc[np.isfinite(pc)]
+        spread = 1.4826 * float(np.median(np.abs(pc - np.median(pc)))) if pc.size else 0.0
         refine = planes is not None
-        top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine) if np.isfinite(hi)
+        top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine, spread) if np.isfinite(hi)
                       else (np.nan, why_plane[0]))
-        bot, why_b = (find_edge(s, prof, lo, -1, polarity, window, marrow, refine) if np.isfinite(lo)
+        bot, why_b = (find_edge(s, prof, lo, -1, polarity, window, marrow, refine, spread) if np.isfinite(lo)
                       else (np.nan, why_plane[1]))
         why = "; ".join(w for w in (f"superior: {why_t}" if why_t else "",
                                     f"inferior: {why_b}" if why_b else "") if w)
