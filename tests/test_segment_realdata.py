@@ -83,7 +83,7 @@ def test_whole_field_t2s_uncropped(sct_data):
     gm = load_image(t2s / "t2s_uncropped_gmseg_manual.nii.gz")
     assert (seg & (gm.data > 0)).sum() / (gm.data > 0).sum() >= 0.98  # measured 0.993
     assert outside_reference_mm3(res.seg, gm, max_mm=10.0) == 0.0
-    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (+2.2 %)
+    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (+0.7 %)
     ref = load_image(t2s / "t2s_seg.nii.gz").data > 0
     mine, theirs = seg[:, :, :9].sum(), ref.sum()
     assert abs(mine - theirs) / theirs <= 0.05, (mine, theirs)
