@@ -5,7 +5,7 @@ peak resident memory (VmHWM at exit); target <= 5 s on 2 cores):
 
 * ``t2``: sct_testing_data/t2 (60 x 55 x 52, 1 mm) with its manual segmentation, ``-c t2``, with
   the C2/C3 disc pinned from t1's init file (``-initz 53,3``: t1 and t2 share world space) and
-  without (identity ambiguous on this 55 mm field of view: reported as such);
+  without (C2/C3-C4/C5 found with the right levels, flagged ambiguous: identity margin 1.31 < 2);
 * ``t1``: sct_testing_data/t1 (42 x 76 x 77, 1 mm), ``-c t1``, no init;
 * ``full``: the independent phantom's ``full`` variant (0.8 mm, 64 x 320 x ~320, C1-T6, seed 0).
 

@@ -5,13 +5,15 @@ phantom: the labels are right, or the labeling says it is not sure (never a conf
 
 Truth: the disc positions read from t2's manually labelled segmentation (see
 test_label_vertebrae.py), pushed through each copy's inverse transform; phantoms: their own disc
-points. Measured (this commit), copies k = 0-3 of seeds 0-2 (12 copies):
+points. Measured (this commit), copies k = 0-3 of seeds 0-4 (20 copies; seeds 3-4 were run only after
+the method was set):
 
-* levels right on 11/12 (every disc found carries the right value; copy 1/1 also misses C5/C6,
-  4 mm above the bottom edge); the wrong one (2/0: C2/C3-C4/C5 named C3/C4-C5/C6) is flagged
-  ambiguous; 5/12 flagged in all (identity margins 0.63-1.88 < 2);
-* disc positions (copies with the right levels): per-copy mean absolute error 0.53-1.83 mm
-  (mean 1.07), largest single error 2.09 mm;
+* levels right on 18/20 (every disc found carries the right value; copy 1/1 also misses C5/C6,
+  4 mm above the bottom edge); the two wrong ones are flagged ambiguous (2/0: C2/C3-C4/C5 named
+  C3/C4-C5/C6; 4/2: a single disc named T10/T11); 8/20 flagged in all (identity margins
+  0.0-1.90 < 2);
+* disc positions (copies with the right levels): per-copy mean absolute error 0.31-2.07 mm
+  (mean 1.14), largest single error 2.27 mm;
 * 'test' phantom seeds 0-3: right and not flagged on seeds 1-2 (seed 2: MAE 2.12 mm, its C2/C3
   5.1 mm low), seeds 0 and 3 wrong (C2/C3 missed, C3/C4 5-7 mm off) and flagged (2 discs found).
 """
@@ -63,7 +65,7 @@ def _values_right(lab, truth: dict) -> bool:
 @pytest.fixture(scope="module")
 def moved(sct_data) -> list[tuple[str, bool, bool, dict]]:
     rows = []
-    for seed in range(3):
+    for seed in range(5):
         for k in range(4):
             img, seg, truth = _moved_t2(sct_data, seed, k)
             lab = label_vertebrae(img, seg, contrast="t2")
@@ -74,19 +76,19 @@ def moved(sct_data) -> list[tuple[str, bool, bool, dict]]:
 
 
 def test_moved_t2_levels(moved):
-    """Levels right on 11/12 copies; never a wrong labeling that is not flagged; at most 5 of 12
+    """Levels right on 18/20 copies; never a wrong labeling that is not flagged; at most 8 of 20
     flagged ambiguous."""
     assert all(right or amb for _, right, amb, _ in moved), [c for c, right, amb, _ in moved if not (right or amb)]
-    assert sum(right for _, right, _, _ in moved) >= 11
-    assert sum(amb for _, _, amb, _ in moved) <= 5
+    assert sum(right for _, right, _, _ in moved) >= 18
+    assert sum(amb for _, _, amb, _ in moved) <= 8
 
 
 def test_moved_t2_positions(moved):
-    """Disc positions on the copies with the right levels: per-copy MAE <= 1.9 mm (measured
-    0.53-1.83), mean <= 1.15 (1.07), every disc <= 2.2 mm (2.09)."""
+    """Disc positions on the copies with the right levels: per-copy MAE <= 2.1 mm (measured
+    0.31-2.07), mean <= 1.2 (1.14), every disc <= 2.4 mm (2.27)."""
     maes = np.array([r["mae_mm"] for _, right, _, r in moved if right])
-    assert np.all(maes <= 1.9) and maes.mean() <= 1.15, maes
-    assert max(r["max_mm"] for _, right, _, r in moved if right) <= 2.2
+    assert np.all(maes <= 2.1) and maes.mean() <= 1.2, maes
+    assert max(r["max_mm"] for _, right, _, r in moved if right) <= 2.4
 
 
 def test_independent_test_phantom_never_confidently_wrong():

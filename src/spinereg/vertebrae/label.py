@@ -411,11 +411,12 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         e0 = _expected_strength(ev)
         e = np.where(in_sub & ev.inside[jc], ev.score[jc] - e0, 0.0)
         # within a band's half-width of the evidence's ends a band is measured on one flank only:
-        # a missing one there costs nothing and a present one counts half
+        # it counts half there, present or missing (free, a missing band there would let a chain
+        # of far-apart discs hide every disc at the edges of a short field of view)
         if ev.inside.any():
             lo_s, hi_s = ev.s[ev.inside][[0, -1]]
             edge = (np.minimum(grid - lo_s, hi_s - grid) < half_width[jc]) & in_sub & ev.inside[jc]
-            e = np.where(edge, 0.5 * np.maximum(e, 0.0), e)
+            e = np.where(edge, 0.5 * e, e)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
         if pinned is not None:
             k, s0 = pinned
