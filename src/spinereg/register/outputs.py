@@ -299,10 +299,11 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
             bg.wait()  # every image and warp is on disk before the verdict reads them
         grids = {"template_output": repr(full), "template_evaluated": repr(region),
                  "template_output_is_template_grid": not crop}
-        write_json(tmp / "metrics.json", mets)
-        names["metrics"] = "metrics.json"
-        write_json(tmp / "provenance.json", provenance(reg, inputs, run, grids, invoked_as))
-        names["provenance"] = "provenance.json"
+        with run.stage("metrics.json and provenance.json"):  # input checksums, versions
+            write_json(tmp / "metrics.json", mets)
+            names["metrics"] = "metrics.json"
+            write_json(tmp / "provenance.json", provenance(reg, inputs, run, grids, invoked_as))
+            names["provenance"] = "provenance.json"
         if metrics:  # pass/warn/fail verdict: the qc block is added to mets and metrics.json rewritten atomically
             with run.stage("verdict"):
                 score_output_folder(tmp, metrics=mets)
