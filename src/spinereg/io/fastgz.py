@@ -43,14 +43,18 @@ def default_threads() -> int:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
 _POOL_LOCK = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
-    global _POOL
+    """The compression threads of this process (a forked child makes its own: threads do not
+    survive ``fork``)."""
+    global _POOL, _POOL_PID
     with _POOL_LOCK:
-        if _POOL is None:
+        if _POOL is None or _POOL_PID != os.getpid():
             _POOL = ThreadPoolExecutor(max_workers=default_threads(), thread_name_prefix="spinereg-gz")
+            _POOL_PID = os.getpid()
         return _POOL
 
 
