@@ -15,8 +15,13 @@ points are compared with the true ones inside the destination cord (mean, p95, S
 The true field scored this way gives 0 (checked every run).
 
 Methods: ``ants_syn`` (``ants.registration(type_of_transform="SyN")``, defaults), spinereg
-``register`` with both segmentations (``seg``, the default preset) and image-only (``im``, the
-default preset), and optionally the presets before image refinement (``--old``).
+``register`` with both segmentations (``seg``: the default preset, centermass + seg demons;
+``imseg``: multimodal_spinereg_imseg, image-driven 3D demons with the segmentations as a
+constraint), image-only (``im``, the default preset multimodal_spinereg_im) and with ``--old``
+the image-only default before it (``im_old``: SCT's multimodal_default, ANTs SyN MeanSquares).
+
+``--speed N``: image-only ``spinereg register`` on a 256 x 256 x 22 pair (whole command, median of
+N, beside ``spinereg --version``). ``--lumbar 0,1,2``: folding on the thoracolumbar conus phantom.
 
 Usage: ``python bench/register_robustness.py [--cases t2,t1,t2s,mt1] [--seeds 0,1,2] [--old]``.
 Not part of the test suite.
@@ -42,10 +47,7 @@ CASES = {
     "t2s": ("t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz"),
     "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz"),
 }
-OLD_PRESETS = {
-    "seg": "step=1,type=seg,algo=centermass:step=2,type=seg,algo=demons,smooth=1,smoothWarpXY=2",
-    "im": "multimodal_default",
-}
+PRESETS = {"seg": None, "imseg": "multimodal_spinereg_imseg", "im": None, "im_old": "multimodal_default"}
 _LPS = np.array([-1.0, -1.0, 1.0])
 
 
@@ -167,7 +169,7 @@ def run_spinereg(case: dict, out: Path, kind: str, param: str | None) -> tuple[l
     from spinereg.transforms.itk import write_displacement
 
     p = case["paths"]
-    segs = {"iseg": p["src_seg"], "dseg": p["dest_seg"]} if kind == "seg" else {}
+    segs = {"iseg": p["src_seg"], "dseg": p["dest_seg"]} if kind in ("seg", "imseg") else {}
     reg = register_multimodal(p["src"], p["dest"], param=param, **segs)
     path = out / "warp_src2dest.nii.gz"
     write_displacement(reg.warp_src2dest(), path, overwrite=True)
@@ -269,8 +271,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cases", default="t2,t1,t2s,mt1")
     ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--methods", default="none,ants_syn,seg,im")
-    ap.add_argument("--old", action="store_true", help="also the presets before image refinement")
+    ap.add_argument("--methods", default="none,ants_syn,seg,imseg,im")
+    ap.add_argument("--old", action="store_true", help="also the image-only default before (SCT's SyN step)")
     ap.add_argument("--speed", type=int, default=0, metavar="N",
                     help="only the 256x256x22 image-only timing, median of N whole commands")
     ap.add_argument("--lumbar", default="", metavar="SEEDS", help="only the lumbar conus folding table (e.g. 0,1,2)")
@@ -283,7 +285,7 @@ def main(argv=None) -> int:
         return 0
     methods = args.methods.split(",")
     if args.old:
-        methods += ["seg_old", "im_old"]
+        methods += ["im_old"]
     print("| case | seed | field | method | cord mean mm | p95 mm | S-I true mm | S-I residual mm | similarity | s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.cases.split(","):
@@ -306,9 +308,7 @@ def main(argv=None) -> int:
                     elif meth == "ants_syn":
                         tf, info = run_ants(case, mdir)
                     else:
-                        kind = meth.split("_")[0]
-                        param = OLD_PRESETS[kind] if meth.endswith("_old") else None
-                        tf, info = run_spinereg(case, mdir, kind, param)
+                        tf, info = run_spinereg(case, mdir, meth.split("_")[0], PRESETS[meth])
                     sec = time.perf_counter() - t0
                     s = score(case, coords, tf) if tf else score(case, coords, [str(_identity(case, mdir))])
                     sim = info.get("sim", "")

@@ -239,10 +239,15 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         box = (np.where(pad_lo > 0, pad_lo, 0), np.where(pad_hi > 0, n - 1 - pad_hi, n - 1))
         keep = box if keep is None else (np.where(pad_lo > 0, np.minimum(keep[0], box[0]), keep[0]),
                                          np.where(pad_hi > 0, np.maximum(keep[1], box[1]), keep[1]))
-    v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
     if seg_f is not None:
-        # beyond the slices where both segmentations exist there is nothing to match: fade out
-        v *= _coverage_window(chans[-1][1], chans[-1][2], sub.zooms, w_axes)[..., None]
+        if image:
+            # beyond the slices where both segmentations exist (along the axes that do not
+            # deform) the nearest such slice's in-plane field continues
+            v = _extend_covered(v, chans[-1][1], chans[-1][2], w_axes)
+        else:
+            # beyond the slices where both segmentations exist there is nothing to match: fade out
+            v *= _coverage_window(chans[-1][1], chans[-1][2], sub.zooms, w_axes)[..., None]
+    v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
     d, _ = exp_velocity(v)
     if image:
         lncc = _LNCC(chans[0][1])
@@ -292,6 +297,20 @@ def _coverage_window(fs: np.ndarray, ms: np.ndarray, zooms: np.ndarray, w_axes: 
         prof = np.where(dist <= 0, 1.0, 0.5 + 0.5 * np.cos(np.pi * np.clip(dist / ramp_mm, 0, 1)))
         out *= prof.astype(np.float32).reshape([-1 if a == ax else 1 for a in range(3)])
     return out
+
+
+def _extend_covered(v: np.ndarray, fs: np.ndarray, ms: np.ndarray, w_axes: np.ndarray) -> np.ndarray:
+    """``v`` with the slices (along each axis that does not deform) beyond those holding both
+    segmentations replaced by the nearest slice that holds both."""
+    for ax in np.flatnonzero(w_axes == 0):
+        other = tuple(a for a in range(3) if a != ax)
+        both = (fs > 0.5).any(axis=other) & (ms > 0.5).any(axis=other)
+        if not both.any() or both.all():
+            continue
+        k = np.flatnonzero(both)
+        idx = np.clip(np.arange(v.shape[ax]), k[0], k[-1])
+        v = np.take(v, idx, axis=ax)
+    return v
 
 
 def _dilate_mm(mask: np.ndarray, zooms: np.ndarray, mm: float) -> np.ndarray:
