@@ -81,10 +81,11 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
         return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {lab.identity_margin:.2f})"]
     tl = template_landmarks(tpl, "disc")
     tz = {int(v): float(p[2]) for v, p in zip(tl.values, tl.points, strict=True)}
-    ijk = image.grid.world_to_voxel(np.array([d.point for d in lab.discs], float).reshape(-1, 3))
+    found = lab.measured  # discs seen on the image (not the estimated C1/C2)
+    ijk = image.grid.world_to_voxel(np.array([d.point for d in found], float).reshape(-1, 3))
     inside = np.all((ijk >= -0.5) & (ijk <= np.array(image.grid.shape) - 0.5), axis=1)
     # discs in the image's field of view only (a warp is the identity outside its grid)
-    discs = [d for d, ok in zip(lab.discs, inside, strict=True) if ok and d.value in tz and d.value != 60]
+    discs = [d for d, ok in zip(found, inside, strict=True) if ok and d.value in tz and d.value != 60]
     if len(discs) < MIN_DISCS:
         return {}, [f"levels not verified: the automatic labeling found {len(discs)} disc(s) in the field of "
                     f"view (at least {MIN_DISCS} needed to verify the levels)"]
