@@ -204,7 +204,13 @@ class BackgroundWrites:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spinereg-write")
         self._futures: list[Future] = []
 
+    serial = False  #: True: each write runs at once, in the caller's thread
+
     def submit(self, fn, *args, **kwargs) -> Future:
+        if self.serial:
+            fut: Future = Future()
+            fut.set_result(fn(*args, **kwargs))
+            return fut
         fut = self._pool.submit(fn, *args, **kwargs)
         self._futures.append(fut)
         return fut

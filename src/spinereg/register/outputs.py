@@ -272,6 +272,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
             full, region = template_output_grid(reg, inv, crop)
             fwd = DisplacementField.from_transform(reg.anat2template, region, coarse_mm=reg._coarse_mm)
         with run.stage("write outputs"):
+            if full.size > 4_000_000:  # large outputs one at a time: no second large array alive
+                bg.serial = True
             if region.same_as(full, atol=1e-3):
                 bg.submit(write_displacement, fwd, tmp / "warp_anat2template.nii.gz")
             else:
