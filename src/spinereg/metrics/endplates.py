@@ -273,7 +273,19 @@ def _fit_plane(pts: np.ndarray, axes: np.ndarray, centre: np.ndarray) -> tuple[n
     ``OUTLIER_MM`` refitted out), or None with fewer than ``MIN_PLANE_POINTS`` inliers, inliers
     farther than ``MAX_PLANE_RMS_MM`` (RMS) from it, or an antero-posterior spread under 3 mm."""
     loc = (pts - centre) @ axes.T
-    keep = np.ones(len(loc), bool)
+    if len(loc) < 4 or np.ptp(loc[:, 1]) < 3.0:
+        return None
+    # robust start (Theil-Sen: medians of pairwise slopes), so that one far point at the front
+    # or the back does not tilt the first fit enough to keep itself in
+    i, j = np.triu_indices(len(loc), 1)
+    da, dl, ds = loc[j, 1] - loc[i, 1], loc[j, 0] - loc[i, 0], loc[j, 2] - loc[i, 2]
+    pa = np.abs(da) >= 1.0
+    sa = float(np.median(ds[pa] / da[pa])) if pa.any() else 0.0
+    pl_ = np.abs(dl) >= 1.0
+    sl = float(np.median((ds[pl_] - sa * da[pl_]) / dl[pl_])) if pl_.any() else 0.0
+    c0 = float(np.median(loc[:, 2] - sa * loc[:, 1] - sl * loc[:, 0]))
+    res = np.abs(c0 + sa * loc[:, 1] + sl * loc[:, 0] - loc[:, 2])
+    keep = res <= OUTLIER_MM
     coef = None
     for _ in range(4):
         if keep.sum() < 4 or np.ptp(loc[keep, 1]) < 3.0:
@@ -362,11 +374,17 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
 
     planes = None
     normals: tuple = (None, None)
+    unseen = [0, 0]  # first-pass columns where the image ends within the superior / inferior search
     for _ in range(max(1, iterations)):
         sup, inf = [], []
         for f in PLANE_COLUMNS:
             for lr in (-lr_halfwidth_mm, 0.0, lr_halfwidth_mm):
                 ap = (f - 0.5) * depth
+                if planes is None:
+                    prof = _column(sample, centre, axes, ap, lr, s, lr_halfwidth_mm)
+                    for k, end in enumerate(reversed(_prior_ends(labels, level, centre, axes, ap, lr, s))):
+                        near = np.abs(s - end) <= WINDOW_MM + DISC_BEYOND_MM
+                        unseen[k] += int(not np.isfinite(end) or not np.isfinite(prof[near]).all())
                 b, t, _ = edges(ap, lr, axes, planes)
                 base = centre + axes[0] * lr + axes[1] * ap
                 if np.isfinite(t):
@@ -375,6 +393,15 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                     inf.append(base + b * axes[2])
         planes = [_fit_plane(np.array(q).reshape(-1, 3), axes, centre) for q in (sup, inf)]
         planes = _plausible(planes, axes0, centre, height, why_plane)
+        for k in (0, 1):
+            if planes[k] is None and unseen[k] > 1.5 * len(PLANE_COLUMNS):
+                why_plane[k] = "endplate or its disc outside the field of view"
+            elif planes[k] is None and planes[1 - k] is not None:
+                # both endplates are in the image and only one was found: not a body this method
+                # can read (noise, an artefact); nothing is reported for it
+                planes[1 - k] = None
+                why_plane[1 - k] = why_plane[k] = ("only one endplate found though both are in the image: "
+                                                   + why_plane[k])
         normals = tuple(None if f is None else f[0] for f in planes)
         if normals[0] is None or normals[1] is None:
             break
