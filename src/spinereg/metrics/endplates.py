@@ -17,14 +17,16 @@ body is, where it roughly ends. Everything measured comes from the image along l
    ``EDGE_SMOOTH_MM``, refined by a parabola: the disc-bone boundary. The band beyond it must be
    disc: inside the image over ``DISC_BEYOND_MM`` and differing from the marrow (median of the
    body's core on that column) by ``MIN_DISC_CONTRAST`` of it with the disc's polarity.
-4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give least-squares
-   endplate planes (points farther than ``OUTLIER_MM`` refitted out; at least
-   ``MIN_PLANE_POINTS`` inliers within ``MAX_PLANE_RMS_MM``, at most ``MAX_TILT_DEG`` from the
-   spine's direction, the body
-   between them ``HEIGHT_RANGE`` times the placed one's height; else not measured). The body's axis becomes the
-   bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis and
-   the planes refitted (the default, 1, keeps the columns along the spine's direction: on curved
-   cervical endplates a tilted column range shifts the fitted tilt by several degrees).
+4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give endplate
+   planes: a robust start (Theil-Sen), then least squares with points farther than
+   ``OUTLIER_MM`` refitted out; at least ``MIN_PLANE_POINTS`` inliers within
+   ``MAX_PLANE_RMS_MM``, at most ``MAX_TILT_DEG`` from the spine's direction, the body between
+   them ``HEIGHT_RANGE`` times the placed one's height; else not measured. A body with one
+   endplate found while the other's search lies inside the image reports nothing (on images of
+   noise a single plane can pass by chance; a vertebral body shows both). The body's axis becomes
+   the bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis
+   and the planes refitted (the default, 1, keeps the columns along the spine's direction: on
+   curved cervical endplates a tilted column range shifts the fitted tilt by several degrees).
 5. **Heights.** Along the body's axis at the anterior, middle and posterior columns (3/4, 1/2
    and 1/4 of the depth from the posterior wall), each endplate searched within
    ``REFINE_WINDOW_MM`` of its plane, where the band beyond the edge only has to differ from the
