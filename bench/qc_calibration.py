@@ -63,11 +63,11 @@ def make_inputs(variant: str, seed: int, root: Path) -> Path:
 
 def register(folder: Path) -> None:
     """Run every case through the library (register_to_template, the registration metrics of
-    ``register.outputs``) into a minimal output folder: ``warp_template2anat``, metrics.json and
+    ``pipelines.template_outputs``) into a minimal output folder: ``warp_template2anat``, metrics.json and
     the provenance fields the verdict reads. (The command writes template-space outputs on the
     whole PAM50 grid too, which only costs time here.)"""
     from spinereg.io.image import load_image
-    from spinereg.register.outputs import registration_metrics, write_json
+    from spinereg.pipelines.template_outputs import registration_metrics, write_json
     from spinereg.register.template import register_to_template
     from spinereg.transforms.itk import write_displacement
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from spinereg.io import Grid, Image
+from spinereg.pipelines.template_outputs import write_outputs
 from spinereg.register.ants_steps import ants_step
-from spinereg.register.outputs import write_outputs
 from spinereg.register.steps import parse_step
 from spinereg.register.template import register_to_template
 from spinereg.transforms import apply_transforms

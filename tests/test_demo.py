@@ -82,7 +82,7 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     vals = a2t[tuple(ijk.T)]
     assert lands.sum() > 1000 and np.all(vals[~lands] == 0) and np.mean(vals[lands] != 0) > 0.99
     # --crop keeps the small grid (a voxel-aligned part of PAM50's)
-    from spinereg.register.outputs import write_outputs
+    from spinereg.pipelines.template_outputs import write_outputs
 
     reg = seen[-1]
     files = write_outputs(reg, tmp_path / "cropped", crop=True)

@@ -12,7 +12,7 @@ from spinereg.cli.main import main
 from spinereg.errors import InputError
 from spinereg.io import Image, load_image, reorient
 from spinereg.metrics import dice
-from spinereg.register.outputs import write_outputs
+from spinereg.pipelines.template_outputs import write_outputs
 from spinereg.register.template import register_to_template
 from spinereg.transforms import apply_transforms, read_displacement
 

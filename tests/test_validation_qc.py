@@ -18,9 +18,9 @@ import pytest
 from spinereg.io.image import Image, load_image, save_image
 from spinereg.metrics.verdict import judge, score_output_folder
 from spinereg.phantom.independent import make_independent_subject
+from spinereg.pipelines.multimodal_outputs import write_multimodal_outputs
+from spinereg.pipelines.template_outputs import registration_metrics, write_json
 from spinereg.register.multimodal import register_multimodal
-from spinereg.register.multimodal_outputs import write_multimodal_outputs
-from spinereg.register.outputs import registration_metrics, write_json
 from spinereg.register.template import register_to_template
 from spinereg.transforms.itk import write_displacement
 

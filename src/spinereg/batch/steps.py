@@ -171,8 +171,8 @@ def register_anatomical(ctx: Context, suffix: str, im: BidsImage) -> None:
 
 
 def chain(ctx: Context, suffix: str, im: BidsImage) -> None:
+    from spinereg.pipelines.chain_outputs import write_chain_outputs
     from spinereg.register.chain import register_chain
-    from spinereg.register.chain_outputs import write_chain_outputs
 
     c = ctx.cfg.contrast(suffix) or {}
     via = []

@@ -666,9 +666,9 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
     end; a failure leaves ``outdir`` as it was.
     """
     from spinereg.io.image import save_image
+    from spinereg.io.provenance import write_json
     from spinereg.io.resample import VolumeSampler, interp_name
     from spinereg.io.stream import StreamingNiftiWriter
-    from spinereg.register.outputs import write_json
     from spinereg.transforms.apply import source_voxels
     from spinereg.transforms.base import Chain
 
@@ -733,7 +733,7 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
 def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs: dict | None = None,
                  seconds_write: float | None = None) -> dict:
     """The ``metrics.json`` document: ``per_volume`` list (motion and artifact scores) + summary."""
-    from spinereg.register.outputs import versions
+    from spinereg.io.provenance import versions
 
     sc = result.scores
     mm = result.shifts_mm()

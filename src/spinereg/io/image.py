@@ -356,3 +356,15 @@ def output_path(path: str | Path) -> Path:
     if not (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
         p = p.with_name(p.name + ".nii.gz")
     return p
+
+
+def file_stem(img: Image, default: str) -> str:
+    """``img``'s file name without ``.nii``/``.nii.gz`` (SCT's naming of outputs); ``default`` for an
+    image that has no file."""
+    if img.path is None:
+        return default
+    name = Path(img.path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name

@@ -187,7 +187,7 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
 
 
 def register_run_scores(out: Path, prov: dict) -> dict[str, float]:
-    from spinereg.register.multimodal_outputs import stem
+    from spinereg.io.image import file_stem as stem
     from spinereg.transforms.apply import apply_transforms
     from spinereg.transforms.itk import read_displacement
 

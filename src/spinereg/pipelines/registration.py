@@ -77,7 +77,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     landmarks (``labels``, ``ldisc``, ``lrootlet`` all None): every disc is labelled
     automatically (:func:`auto_discs`) and the registration uses them all; given labels win.
     ``JobResult.extra["warnings"]``: what the automatic labeling warns of."""
-    from spinereg.register.outputs import output_names, write_outputs
+    from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
 
@@ -162,7 +162,7 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
     Re-running replaces the folder's previous demo output as a whole (a folder holding anything
     else needs ``overwrite``, and then keeps its other files)."""
     from spinereg.io.registry import ensure_dataset
-    from spinereg.register.outputs import output_names
+    from spinereg.pipelines.template_outputs import output_names
 
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
@@ -189,8 +189,8 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
                    interp: str = "spline", qc_root: str | Path | None = None, overwrite: bool = False,
                    run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """register (one image onto another) with every output (see module doc)."""
+    from spinereg.pipelines.multimodal_outputs import write_multimodal_outputs
     from spinereg.register.multimodal import register_multimodal
-    from spinereg.register.multimodal_outputs import write_multimodal_outputs
     from spinereg.register.preflight import check_mask, check_multimodal_inputs
     from spinereg.transforms.itk import load_transform
 
@@ -237,8 +237,8 @@ def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldis
               run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """chain (target -> intermediates -> anatomical -> template) with every output, written as
     one transaction."""
+    from spinereg.pipelines.chain_outputs import write_chain_outputs
     from spinereg.register.chain import register_chain
-    from spinereg.register.chain_outputs import write_chain_outputs
 
     run = run or RunRecord("chain")
     out = Path(outdir)

@@ -16,7 +16,7 @@ def _moco_output(run_dir: Path, prov: dict, src: Image) -> Path:
     if out:
         p = Path(out)
         return p if p.is_absolute() else run_dir / p
-    from spinereg.register.multimodal_outputs import stem
+    from spinereg.io.image import file_stem as stem
 
     cand = run_dir / f"{stem(src, 'image')}_moco.nii.gz"
     if cand.exists():

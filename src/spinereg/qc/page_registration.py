@@ -306,7 +306,7 @@ def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list
 
 @page("chain")
 def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
-    from spinereg.register.multimodal_outputs import stem
+    from spinereg.io.image import file_stem as stem
     from spinereg.transforms.itk import read_displacement
 
     images = list_input(prov.get("images") or (prov.get("inputs") or {}).get("images"))
@@ -324,7 +324,7 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
 
 @page("register")
 def render_register(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
-    from spinereg.register.multimodal_outputs import stem
+    from spinereg.io.image import file_stem as stem
 
     src = _load(_input(prov, "input") or _input(prov, "src") or _input(prov, "image"), "source image")
     dest = _load(_input(prov, "dest"), "destination image")

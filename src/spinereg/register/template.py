@@ -212,7 +212,7 @@ def register_to_template(
     ``si_refine``: refine the landmarks' S-I correspondence with the vertebral pattern of the
     image (see :mod:`spinereg.register.si_refine`); kept only when it improves the match.
 
-    Returns a :class:`TemplateRegistration`; :func:`spinereg.register.outputs.write_outputs`
+    Returns a :class:`TemplateRegistration`; :func:`spinereg.pipelines.template_outputs.write_outputs`
     writes SCT-named warps, images, metrics and provenance.
     """
     from spinereg.cord.centerline import centerline_from_seg

@@ -9,9 +9,9 @@ import numpy as np
 
 from spinereg.errors import OutputError
 from spinereg.io.image import Image
+from spinereg.io.image import file_stem as stem
 from spinereg.io.provenance import RunRecord, describe_inputs, versions, write_json
 from spinereg.metrics import dice
-from spinereg.register.multimodal_outputs import stem
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement

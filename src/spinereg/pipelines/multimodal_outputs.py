@@ -13,24 +13,14 @@ import numpy as np
 
 from spinereg.io.fastgz import BackgroundWrites
 from spinereg.io.image import Image, save_image
+from spinereg.io.image import file_stem as stem
 from spinereg.io.provenance import RunRecord, write_json
 from spinereg.io.staging import OutputFolder
 from spinereg.metrics import dice, inverse_consistency, jacobian
 from spinereg.metrics.verdict import score_output_folder
-from spinereg.register.outputs import finish_outputs
+from spinereg.pipelines.template_outputs import finish_outputs
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.itk import write_displacement
-
-
-def stem(img: Image, default: str) -> str:
-    """File name without ``.nii``/``.nii.gz`` (SCT's naming of outputs)."""
-    if img.path is None:
-        return default
-    name = img.path.name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
 
 
 def output_names(reg) -> dict[str, str]:
@@ -67,7 +57,7 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
                              before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
     """Write warps both ways, both images resampled once, metrics.json (with the verdict) and
     provenance.json; ``before_commit(tmp)`` runs on the temporary folder before it is renamed
-    (e.g. the QC report; see :func:`spinereg.register.outputs.write_outputs`). Returns the final
+    (e.g. the QC report; see :func:`spinereg.pipelines.template_outputs.write_outputs`). Returns the final
     paths."""
     run = run or RunRecord("register")
     names = output_names(reg)
