@@ -11,6 +11,9 @@ import numpy as np
 from spinereg.io.fastgz import ParallelGzipWriter
 from spinereg.io.image import check_writable, make_temp, output_os_error
 
+#: deflate block of streamed series (bytes)
+STREAM_BLOCK = 1 << 20
+
 
 class StreamingNiftiWriter:
     """Context manager: header first, then one volume at a time, renamed into place on success.
@@ -47,8 +50,9 @@ class StreamingNiftiWriter:
         gz = self.path.name.endswith(".gz")
         self._tmp = make_temp(self.path)
         try:
-            # parallel deflate, level 1 (spinereg.io.fastgz): one standard gzip stream
-            self._fh = ParallelGzipWriter(self._tmp) if gz else open(self._tmp, "wb")  # noqa: SIM115
+            # parallel deflate, level 1 (spinereg.io.fastgz): one standard gzip stream; 1 MiB blocks
+            # so that the blocks in flight stay a few MB whatever the series' length
+            self._fh = ParallelGzipWriter(self._tmp, block=STREAM_BLOCK) if gz else open(self._tmp, "wb")  # noqa: SIM115
             # write_to sets vox_offset and writes the 348-byte header plus the 4-byte extension
             # flag (and extensions); pad up to vox_offset in case it is larger
             self.header.write_to(self._fh)
