@@ -31,8 +31,8 @@ from spinereg.batch.config import BatchConfig
 from spinereg.io.provenance import describe_inputs, versions, write_json
 
 #: keys of provenance records that differ from run to run (moved to the run log)
-RUN_SPECIFIC = frozenset({"time", "started_utc", "finished_utc", "wall_seconds", "timings_s", "timings", "seconds", "cwd",
-                          "command_line", "stages"})
+RUN_SPECIFIC = frozenset({"time", "started_utc", "finished_utc", "wall_seconds", "timings_s", "chain_timings_s", "timings",
+                          "seconds", "cwd", "command_line", "stages"})
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS")
 

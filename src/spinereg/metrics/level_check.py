@@ -17,10 +17,10 @@ vertebra away when they are off by one. With the offsets in units of the local d
 deviation weighted by the labeling's per-disc confidence, so one disc misplaced by the automatic
 labeling does not decide), with
 ``level_offset_margin`` (how much better than the next shift, per disc) and the median offset.
-When the labeling is ambiguous (small fields of view without C2, thick slices), or finds fewer
-than :data:`MIN_DISCS` discs in the field of view (one or two discs fix no sequence: on
-sct_testing_data's t2 moved by smooth fields the labeling returned two discs two levels off with a
-high identity margin), no score is given and a note says so.
+When the labeling is ambiguous (small fields of view without C2, thick slices, fewer than 3 discs
+found: :func:`~spinereg.vertebrae.label.label_vertebrae` flags those), or fewer than
+:data:`MIN_DISCS` of its discs lie inside the image's grid (outside it the warp is the identity),
+no score is given and a note says so.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 from spinereg.io.image import Image, load_image
 
 #: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
-MIN_DISCS = 3
+MIN_DISCS = 2
 
 
 def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
