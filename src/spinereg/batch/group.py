@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from spinereg.batch.tables import METRIC_COLUMNS, SUMMARY_COLUMNS, read_tsv, summarise, write_tsv
+from spinereg.io.staging import OutputFolder
 
 SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder")
 
@@ -78,25 +77,14 @@ def _qc_index(out: Path, units) -> Path | None:
             entries.append(e)
     if not entries:
         return None
-    tmp = Path(tempfile.mkdtemp(prefix=".qc.", suffix=".part", dir=out))
-    try:
+    # written aside, then replacing the previous report as a whole (io.staging.OutputFolder)
+    with OutputFolder(final, replace=True) as tmp:
         (tmp / ENTRIES).write_text(json.dumps({"version": 2, "entries": entries}, indent=1) + "\n")
         build_index(tmp)
-        # the page names its folder: rebuild it under the final name
-        os.chmod(tmp, 0o755)
-        old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=".qc.", suffix=".old", dir=out))
-            os.replace(final, old / "qc")
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        (final / ".lock").unlink(missing_ok=True)
-        build_index(final)
-        (final / ".lock").unlink(missing_ok=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    # the page names its folder: rebuild it under the final name
+    (final / ".lock").unlink(missing_ok=True)
+    build_index(final)
+    (final / ".lock").unlink(missing_ok=True)
     return final / "index.html"
 
 
@@ -106,9 +94,8 @@ def write_group(out: Path, units, failures: dict[str, str]) -> dict[str, Path]:
     from spinereg.metrics.cohort import aggregate, to_cohort_csv
 
     group = out / "group"
-    tmp = Path(tempfile.mkdtemp(prefix=".group.", suffix=".part", dir=out))
     files: dict[str, Path] = {}
-    try:
+    with OutputFolder(group, replace=True) as tmp:  # replaces the previous group folder as a whole
         subs = subject_rows(out, units, failures)
         write_tsv(tmp / "subjects.tsv", SUBJECT_COLUMNS, subs)
         done = [out / u.rel for u in units if (out / u.rel).is_dir()]
@@ -124,17 +111,6 @@ def write_group(out: Path, units, failures: dict[str, str]) -> dict[str, Path]:
         write_tsv(tmp / "summary_per_level.tsv", SUMMARY_COLUMNS, summarise(mrows))
         for p in tmp.iterdir():
             os.chmod(p, 0o644)
-        os.chmod(tmp, 0o755)
-        old = None
-        if group.exists():
-            old = Path(tempfile.mkdtemp(prefix=".group.", suffix=".old", dir=out))
-            os.replace(group, old / "group")
-        os.replace(tmp, group)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     files.update({p.stem: p for p in sorted(group.iterdir())})
     index = _qc_index(out, units)
     if index is not None:
