@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spinereg.metrics.verdict import finite_number as _num
+
 VARIANTS = ("test", "test_t1", "axial_thick", "sagittal_thick")
 CASES = {"correct": (3, 5), "level_low": (4, 6), "level_high": (2, 4), "noise": (3, 5)}
 SCORES = ("cord_dice", "hausdorff95_vox", "centerline_rms_mm", "landmark_max_residual_mm",
@@ -254,14 +256,6 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {key} | {len(g)} | {min(err):.2f}-{max(err):.2f} | "
                      + " | ".join(str(sum(r["verdict"] == v for r in g)) for v in ("pass", "warn", "fail")) + " |")
     return "\n".join(lines)
-
-
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
 
 
 def rejudge(rows: list[dict]) -> list[dict]:

@@ -88,7 +88,8 @@ def _lookup(d: dict, path: str) -> Any:
     return cur
 
 
-def _number(v: Any) -> float | None:
+def finite_number(v: Any) -> float | None:
+    """``v`` as a finite float, or None (None, booleans, text, NaN and infinities)."""
     if isinstance(v, bool) or v is None:
         return None
     try:
@@ -104,7 +105,7 @@ def extract_scores(metrics: dict, kind: str, thresholds: dict | None = None) -> 
     specs = _kind_specs(table, kind)
     scores: dict[str, float] = {}
     for name, spec in specs.items():
-        vals = [x for x in (_number(_lookup(metrics, p)) for p in spec.get("from", [name])) if x is not None]
+        vals = [x for x in (finite_number(_lookup(metrics, p)) for p in spec.get("from", [name])) if x is not None]
         if not vals:
             continue
         combine = spec.get("combine")

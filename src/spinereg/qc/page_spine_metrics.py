@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
+from spinereg.metrics.verdict import finite_number as _num
 from spinereg.qc.figures import save_png
 from spinereg.qc.pages import Panel, page
 
@@ -16,14 +15,6 @@ GROUPS = {
     "Trabecular HU": ("hu_mean",),
     "Angles (deg)": ("segmental_angle", "disc_label_angle", "cobb_angle"),
 }
-
-
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
 
 
 @page("spine-metrics")
