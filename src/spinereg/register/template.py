@@ -72,6 +72,14 @@ class TemplateRegistration:
     si_report: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     records: list[dict] = field(default_factory=list)
+    #: measured discs of the automatic labeling used beside the given landmarks (subject, template;
+    #: projected on the centerlines), None when the given landmarks were used alone
+    auto_landmarks: Landmarks | None = None
+    auto_template_landmarks: Landmarks | None = None
+    #: which landmarks were used (given / automatic) and why (provenance.json, metrics.json)
+    landmark_report: dict = field(default_factory=dict)
+    #: the automatic vertebral labeling run for this registration (reused by the QC level check)
+    labeling: object = None
 
     @property
     def anat2template(self) -> Chain:
@@ -205,12 +213,20 @@ def register_to_template(
     param: str | None = None,
     ref: str = "template",
     si_refine: bool = True,
+    labeling=None,
     progress=None,
 ) -> TemplateRegistration:
     """Register a subject's anatomical image to a template (see module doc).
 
     ``si_refine``: refine the landmarks' S-I correspondence with the vertebral pattern of the
     image (see :mod:`spinereg.register.si_refine`); kept only when it improves the match.
+
+    ``labeling``: the automatic vertebral labeling of the image (a
+    :class:`~spinereg.vertebrae.label.VertebralLabeling`, or ``"auto"`` to run
+    :func:`~spinereg.vertebrae.label_vertebrae` here). When it is not ambiguous and its levels
+    agree with the given body or disc labels, its measured discs join them as landmarks (the given
+    labels win; see :mod:`spinereg.register.auto_landmarks`); otherwise the given labels are used
+    alone. None (default): the given labels alone. ``landmark_report`` says what was used and why.
 
     Returns a :class:`TemplateRegistration`; :func:`spinereg.pipelines.template_outputs.write_outputs`
     writes SCT-named warps, images, metrics and provenance.
@@ -231,6 +247,19 @@ def register_to_template(
     check_against_template(lm, tlm, tpl.name)
     tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
     timings["load"] = time.perf_counter() - t0
+    auto, tauto, report = None, None, {"given": {"kind": lm.kind, "values": [int(v) for v in lm.values]},
+                                       "automatic": {"used": False, "reason": "not asked (labeling=None)"}}
+    if labeling is not None:
+        from spinereg.register.auto_landmarks import automatic_discs
+
+        if isinstance(labeling, str):
+            t0 = time.perf_counter()
+            labeling = auto_labeling(img, sg, contrast)
+            timings["labeling"] = time.perf_counter() - t0
+        tdisc = template_landmarks(tpl, "disc")
+        auto, report["automatic"] = automatic_discs(lm, labeling, tdisc)
+        if auto is not None:
+            tauto = tdisc.subset(auto.values)
 
     t0 = time.perf_counter()
     cl_subj = centerline_from_seg(sg, min_smooth_mm=MAPPING_SMOOTH_MM)
@@ -240,11 +269,25 @@ def register_to_template(
     raw_landmarks = (tlm, lm)  # as placed in the label files (algo=tps steps)
     lm, tlm = project_landmarks(lm, cl_subj), project_landmarks(tlm, cl_tpl)
     arc = arc_correspondence(cl_tpl, cl_subj, tlm, lm)
+    anchors = tlm.subset(lm.values).points
+    if auto is not None:
+        from spinereg.register.auto_landmarks import arc_pairs
+
+        auto, tauto = project_landmarks(auto, cl_subj), project_landmarks(tauto, cl_tpl)
+        s_ref, s_src = arc_pairs(cl_tpl, cl_subj, [(tlm, lm), (tauto, auto)])
+        try:
+            arc = PiecewiseLinear(s_ref, s_src)
+            anchors = np.concatenate([anchors, tauto.points])
+        except InputError:  # not in the same order along both cords: the given labels alone
+            report["automatic"].update(used=False, reason="the automatic discs and the given labels are not in "
+                                                          "the same order along the cord: the given labels only",
+                                       warn=True)
+            auto, tauto = None, None
     timings["centerline_landmarks"] = time.perf_counter() - t0
     si_report: dict = {"used": False, "reason": "disabled"}
     if si_refine:
         t0 = time.perf_counter()
-        arc, si_report = _refine_si(arc, cl_tpl, cl_subj, img, tpl, contrast, tcord, tlm.subset(lm.values))
+        arc, si_report = _refine_si(arc, cl_tpl, cl_subj, img, tpl, contrast, tcord, anchors)
         timings["si_refine"] = time.perf_counter() - t0
     mapping = CordMapping(cl_tpl, cl_subj, arc)
 
@@ -307,7 +350,18 @@ def register_to_template(
         image=img, seg=sg, template=tpl, ref=ref, steps=steps, landmarks=lm, template_landmarks=tlm,
         mapping=mapping, mapping_fields=(fwd_map, inv_map), step_transforms=res.transforms, step_inverses=inverses, work_grid=grid,
         template_grid=out_tpl, template_crop=work_tpl, si_report=si_report, timings=timings, records=[r.as_dict() for r in res.records],
+        auto_landmarks=auto, auto_template_landmarks=tauto, landmark_report=report,
+        labeling=labeling if labeling is not None and not isinstance(labeling, str) else None,
     )
+
+
+def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50"):
+    """The automatic vertebral labeling of ``image`` as register-to-template and its QC level
+    check run it (one call, shared by both)."""
+    from spinereg.vertebrae import label_vertebrae
+
+    return label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
+                           template=template)
 
 
 def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm: float = 5.0) -> Grid:
@@ -317,8 +371,9 @@ def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm
     return crop_grid(tgrid, pts[np.all(np.isfinite(pts), axis=1)], margin_mm)
 
 
-def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Image, tlm: Landmarks):
-    """S-I refinement from the vertebral pattern (template image on the region the subject covers)."""
+def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Image, anchor_points: np.ndarray):
+    """S-I refinement from the vertebral pattern (template image on the region the subject
+    covers), anchored at the template points of the landmarks (world mm, N x 3)."""
     from spinereg.register.si_refine import refine_with_image
 
     inv = arc.inverse()
@@ -327,7 +382,7 @@ def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Imag
     tim = _template_intensity(tpl, contrast, tcord, region)
     if tim is None:
         return arc, {"used": False, "reason": f"no template image for contrast {contrast}"}
-    anchors, _ = cl_tpl.project(tlm.points)
+    anchors, _ = cl_tpl.project(anchor_points)
     # each pass may move the correspondence by less than half a vertebra; far from the labels the
     # extrapolation can be off by more, so passes repeat while they improve the match
     passes = []
