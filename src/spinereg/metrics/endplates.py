@@ -50,6 +50,7 @@ from scipy import ndimage
 from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.metrics.overlap import ImageLike, as_image
+from spinereg.metrics.spine import Heights
 
 #: disc polarity per contrast: +1 discs brighter than marrow, -1 darker
 DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
@@ -87,16 +88,9 @@ EDGE_SMOOTH_MM = 0.5
 
 
 @dataclass
-class BodyEndplates:
+class BodyEndplates(Heights):
     """Endplates of one vertebral body measured in the image (mm, degrees; NaN: not measured)."""
 
-    level: int
-    name: str
-    anterior_mm: float
-    middle_mm: float
-    posterior_mm: float
-    wedge_ratio: float
-    biconcave_ratio: float
     superior_deg: float
     inferior_deg: float
     superior_normal: list[float]

@@ -227,7 +227,9 @@ def trabecular_hu(ct: ImageLike, bodies: ImageLike, *, erode_mm: float = 3.0) ->
 
 
 @dataclass
-class HeightRow:
+class Heights:
+    """Heights of one vertebral body (mm) and their ratios (anterior and middle over posterior)."""
+
     level: int
     name: str
     anterior_mm: float
@@ -235,6 +237,10 @@ class HeightRow:
     posterior_mm: float
     wedge_ratio: float
     biconcave_ratio: float
+
+
+@dataclass
+class HeightRow(Heights):
     depth_mm: float
 
 
