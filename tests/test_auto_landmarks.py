@@ -46,8 +46,8 @@ def labeling(values=range(2, 12), ambiguous=False) -> FakeLabeling:
                          for v in values], ambiguous)
 
 
-def bodies(values, shift_mm: float = 0.0) -> Landmarks:
-    z = [(disc_z(v) + disc_z(v + 1)) / 2 + shift_mm for v in values]
+def bodies(values, shift_mm=0.0) -> Landmarks:
+    z = np.array([(disc_z(v) + disc_z(v + 1)) / 2 for v in values]) + np.asarray(shift_mm)
     return Landmarks("body", np.array(values), np.array([[0.0, 5.0, zz] for zz in z]))
 
 
@@ -55,9 +55,9 @@ TEMPLATE_DISCS = Landmarks("disc", np.arange(1, 26), np.zeros((25, 3)))
 
 
 def test_agreeing_labels_add_the_measured_discs():
-    auto, rep = automatic_discs(bodies([3, 5], shift_mm=4.0), labeling(), TEMPLATE_DISCS)
-    assert rep["used"] and rep["agreement"]["agree"]
-    assert rep["agreement"]["checked_offset_spacings"] == {3: round(4 / 18, 3), 5: round(4 / 18, 3)}
+    auto, rep = automatic_discs(bodies([3, 5], shift_mm=2.0), labeling(), TEMPLATE_DISCS)
+    assert rep["used"] and rep["agreement"]["agree"] and "left_out_near" not in rep
+    assert rep["agreement"]["checked_offset_spacings"] == {3: round(2 / 18, 3), 5: round(2 / 18, 3)}
     assert auto.kind == "disc" and auto.values.tolist() == list(range(3, 12))  # estimated C1/C2 left out
 
 
@@ -67,9 +67,18 @@ def test_one_level_off_labels_are_refused():
     auto, rep = automatic_discs(off, labeling(), TEMPLATE_DISCS)
     assert auto is None and not rep["used"] and "disagrees" in rep["reason"]
     assert rep["agreement"]["checked_offset_spacings"] == {4: 1.0, 6: 1.0}
-    # half a level off (a body label on a disc) is refused too; a third is the limit
+    # half a level off (a body label on a disc) is refused too; 0.45 spacings is the limit
     assert automatic_discs(bodies([3, 5], shift_mm=0.5 * SPACING), labeling(), TEMPLATE_DISCS)[0] is None
-    assert automatic_discs(bodies([3, 5], shift_mm=0.3 * SPACING), labeling(), TEMPLATE_DISCS)[0] is not None
+
+
+def test_labeling_off_near_a_label_leaves_its_discs_out():
+    # levels agree but the labels lie 0.4 spacings from where the labeling puts them: the discs
+    # around them are left out, the others join
+    auto, rep = automatic_discs(bodies([3, 5], shift_mm=0.4 * SPACING), labeling(), TEMPLATE_DISCS)
+    assert rep["used"] and rep["left_out_near"] == [3, 5]
+    assert auto.values.tolist() == [7, 8, 9, 10, 11]
+    auto, rep = automatic_discs(bodies([3, 9], shift_mm=[0.0, 0.2 * SPACING]), labeling(), TEMPLATE_DISCS)
+    assert rep["left_out_near"] == [9] and auto.values.tolist() == [3, 4, 5, 6, 7, 8, 11]
 
 
 def test_ambiguous_or_uncheckable_labeling_is_not_used():

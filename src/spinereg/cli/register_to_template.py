@@ -19,7 +19,9 @@ template2anat (template-space files on the template's own grid unless --crop), m
 pass/warn/fail verdict, provenance.json. Without -s the cord is segmented (spinereg segment);
 without -l/--ldisc/--lrootlet every disc is labelled (spinereg label-vertebrae, written as
 <image>_labels-disc.nii.gz and <image>_discs.json, warnings on stderr when the levels are
-ambiguous) and the registration uses them all (--ldisc); given labels always win.
+ambiguous) and the registration uses them all (--ldisc); given labels always win. With -l or
+--ldisc the image is labelled too, and the discs it measures join the given labels when its levels
+agree with them (--no-auto-discs: the given labels only).
 The folder appears only when everything was written.
 Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
@@ -38,6 +40,9 @@ def register(sub) -> None:
     add_template(p)
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name "
                                    "(default: template_spinereg)")
+    p.add_argument("--no-auto-discs", action="store_true",
+                   help="with -l/--ldisc: register with the given labels only (default: the discs that the "
+                        "automatic labeling measures join them when its levels agree with the given labels)")
     p.add_argument("--ref", default="template", choices=["template", "subject"],
                    help="space where the steps run (subject: thick-slice axial data)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
@@ -59,7 +64,8 @@ def run(args) -> int:
     res = template_job(args.image, args.seg, args.outdir, labels=args.labels, ldisc=args.ldisc,
                        lrootlet=args.lrootlet, template=args.template, contrast=args.contrast, param=args.param,
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
-                       overwrite=args.overwrite, run=rec, progress=display.bar())
+                       overwrite=args.overwrite, run=rec, progress=display.bar(),
+                       auto_discs=not args.no_auto_discs)
     for warning in res.extra.get("warnings", []):
         print(f"spinereg register-to-template: warning: {warning}", file=sys.stderr)
     return finish_run(args, "register-to-template", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -21,9 +21,22 @@ When the labeling is ambiguous (small fields of view without C2, thick slices, f
 found: :func:`~spinereg.vertebrae.label.label_vertebrae` flags those), or fewer than
 :data:`MIN_DISCS` of its discs lie inside the image's grid (outside it the warp is the identity),
 no score is given and a note says so.
+
+A job that already labelled the image (register-to-template labels it before registering, to
+add the discs it finds to the user's labels) hands that labeling to the check with
+:func:`shared_labeling` instead of labelling the image twice; the check uses it only for the
+same image and segmentation (same grid and voxels). When that labeling's discs joined the user's
+labels as landmarks (:mod:`spinereg.register.auto_landmarks`), they were first checked against
+the labels' levels (every label within 0.45 disc spacings of its level), and an offset of 0 here
+follows from that check; when they disagreed the registration used the labels alone and this
+check measures the disagreement independently, as without the automatic discs.
 """
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -31,6 +44,31 @@ from spinereg.io.image import Image, load_image
 
 #: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
 MIN_DISCS = 2
+
+_SHARED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("spinereg_shared_labeling", default=None)
+
+
+@contextlib.contextmanager
+def shared_labeling(labeling, image: Image, seg: Image) -> Iterator[None]:
+    """Within this block :func:`auto_level_offset` reuses ``labeling`` (the automatic labeling of
+    ``image`` with ``seg``) for that image and segmentation instead of running it again."""
+    token = _SHARED.set((labeling, image, seg) if labeling is not None else None)
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _same(a: Image, b: Image) -> bool:
+    return a is b or (a.grid.same_as(b.grid, atol=1e-4) and np.array_equal(np.asarray(a.data), np.asarray(b.data)))
+
+
+def _shared_for(image: Image, seg: Image):
+    shared = _SHARED.get()
+    if shared is None:
+        return None
+    lab, img0, seg0 = shared
+    return lab if _same(image, img0) and _same(seg, seg0) else None
 
 
 def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
@@ -73,8 +111,10 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     from spinereg.vertebrae.label import label_vertebrae
 
     try:
-        lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
-                              template=tpl.name if tpl.name in ("PAM50",) else "PAM50")
+        lab = _shared_for(image, seg)
+        if lab is None:
+            lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
+                                  template=tpl.name if tpl.name in ("PAM50",) else "PAM50")
     except Exception as err:  # noqa: BLE001 - the check must never block the outputs
         return {}, [f"levels not verified: automatic labeling failed ({type(err).__name__}: {err})"]
     if lab.ambiguous:

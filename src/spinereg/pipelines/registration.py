@@ -70,13 +70,21 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                  lrootlet=None, template: str = "PAM50", contrast: str = "t2", param: str | None = None,
                  ref: str = "template", straight: bool = False, crop: bool = False,
                  qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
-                 progress: Progress = None, invoked_as: str | None = None, replace: bool = False) -> JobResult:
+                 progress: Progress = None, invoked_as: str | None = None, replace: bool = False,
+                 auto_discs: bool = True) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
     automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
     landmarks (``labels``, ``ldisc``, ``lrootlet`` all None): every disc is labelled
-    automatically (:func:`auto_discs`) and the registration uses them all; given labels win.
+    automatically (:func:`label_discs`) and the registration uses them all; given labels win.
+
+    Body or disc labels given and ``auto_discs`` (default; CLI ``--no-auto-discs`` turns it off):
+    the image is labelled automatically once, before the registration; when that labeling is not
+    ambiguous and its levels agree with the given labels, the discs it measured join them as
+    landmarks (:mod:`spinereg.register.auto_landmarks`; the given labels win), otherwise the given
+    labels are used alone and a warning says why. The QC level check reuses that labeling.
     ``JobResult.extra["warnings"]``: what the automatic labeling warns of."""
+    from spinereg.metrics.level_check import shared_labeling
     from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
@@ -98,45 +106,79 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                 inp = check_template_inputs(image, seg, param)
                 rec["segmentation"] = auto.records
         warnings: list[str] = []
-        if labels is None and ldisc is None and lrootlet is None:  # no landmarks given: label the discs
+        lab = use_lab = None
+        given = labels is not None or ldisc is not None  # body or disc labels (rootlets are not checked)
+        if not given and lrootlet is None:  # no landmarks given: label the discs
             with run.stage("vertebral labeling") as rec:
-                ldisc, rec["labeling"], warnings = auto_discs(inp.image, inp.seg, image, contrast, auto, Path(ltmp))
+                ldisc, rec["labeling"], warnings, lab = label_discs(inp.image, inp.seg, image, contrast, auto,
+                                                                    Path(ltmp))
+        elif given and auto_discs:  # labels given: the discs the image shows may join them
+            with run.stage("vertebral labeling") as rec:
+                lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
+            use_lab = lab
         with run.stage("registration"):
             reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                        template=template, contrast=contrast, param=param, ref=ref,
-                                       progress=progress)
+                                       labeling=use_lab, progress=progress)
         run.add_parts("registration", reg.timings)
+        automatic = reg.landmark_report.setdefault("automatic", {})
+        if given and not auto_discs:
+            automatic.update(used=False, reason="turned off (--no-auto-discs)")
+        elif given and lab is None:
+            automatic.update(used=False, warn=True, reason="automatic labeling failed: the given labels only")
+        elif not given:
+            automatic.update(used=False, reason="no body or disc labels given" if lrootlet is not None else
+                             "no landmarks given: the automatic discs are the landmarks")
+        if automatic.get("warn"):  # disagreement with the given labels (ambiguity is only recorded)
+            warnings.append(f"automatic discs not added to the given labels: {automatic.get('reason')}")
         shown_ldisc = (f"{Path(ldisc).name} (automatic: spinereg label-vertebrae)"
                        if ldisc is not None and Path(ldisc).name in auto.files else ldisc)
         inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
                   "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
         box: dict = {}
         hook = auto.before_commit(_qc_hook(run, "register-to-template", qc_root, out, box))
-        files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop, run=run,
-                              replace=replace, invoked_as=invoked_as, before_commit=hook)
+        with shared_labeling(lab, inp.image, inp.seg):  # the QC level check reuses the labeling
+            files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop,
+                                  run=run, replace=replace, invoked_as=invoked_as, before_commit=hook)
         for name in auto.files:
             files["disc_labels" if name.endswith("_labels-disc.nii.gz") else
                   "discs_json" if name.endswith("_discs.json") else "seg"] = out / name
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": warnings})
 
 
-def auto_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
-               tmp: Path) -> tuple[Path, dict, list]:
+def labeling_for_landmarks(image, seg, contrast: str) -> tuple[object, dict]:
+    """The automatic labeling of ``image`` (an Image, with its segmentation ``seg``) run before a
+    registration given body or disc labels, and its provenance record; (None, record) when it
+    fails (the registration then uses the given labels alone; the failure never blocks it)."""
+    from spinereg.register.template import auto_labeling
+
+    try:
+        lab = auto_labeling(image, seg, contrast)
+    except Exception as err:  # noqa: BLE001 - an optional addition must never block the registration
+        return None, {"failed": f"{type(err).__name__}: {err}"}
+    return lab, {"by": "spinereg label-vertebrae (automatic)", "discs": [d.name for d in lab.discs],
+                 "measured": [d.name for d in lab.measured], "ambiguous": bool(lab.ambiguous),
+                 "identity_margin": round(float(lab.identity_margin), 2)}
+
+
+def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
+                tmp: Path) -> tuple[Path, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
     among ``auto``'s files (they join the job's output folder), and returns the label file, the
-    provenance record and the warnings (an ambiguous identity, a gap: the registration still uses
-    the discs, the best reading of the image, and says so on stderr and in provenance.json)."""
+    provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
+    the discs, the best reading of the image, and says so on stderr and in provenance.json) and
+    the labeling (for the QC level check)."""
     import json
 
     from spinereg.errors import InputError
     from spinereg.io.image import save_image
     from spinereg.qc.labeling import warnings_of
-    from spinereg.vertebrae import label_vertebrae
+    from spinereg.register.template import auto_labeling
     from spinereg.vertebrae.outputs import disc_label_image, image_stem
 
-    lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto")
+    lab = auto_labeling(image, seg, contrast)
     stem = image_stem(image_path)
     if not any(d.value != 60 for d in lab.discs):
         raise InputError("the automatic vertebral labeling found no disc", image_path,
@@ -150,7 +192,7 @@ def auto_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegm
     warnings = [f"automatic vertebral labeling: {w}" for w in warnings_of(lab)]
     record = {"file": path.name, "discs": [d.name for d in lab.discs], "ambiguous": lab.ambiguous,
               "identity_margin": round(float(lab.identity_margin), 2), "warnings": warnings}
-    return path, record, warnings
+    return path, record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,

@@ -74,6 +74,9 @@ def registration_metrics(reg, fwd, inv) -> dict:
     pushed = inv.map(lm.subset(common).points)
     err = np.linalg.norm(pushed - tlm.subset(common).points, axis=1)
     tvox = float(tcord.grid.zooms.max())
+    auto, tauto = getattr(reg, "auto_landmarks", None), getattr(reg, "auto_template_landmarks", None)
+    auto_err = (np.linalg.norm(inv.map(auto.points) - tauto.subset(auto.values).points, axis=1)
+                if auto is not None and tauto is not None else np.zeros(0))
     seg_mask = _mask_from(reg.seg)
     jac_inv = jacobian(*_in_mask_box(inv, seg_mask), warp_name="warp_template2anat")
     jac_fwd = jacobian(*_in_mask_box(fwd, _mask_from(seg_in_tpl)), warp_name="warp_anat2template")
@@ -89,6 +92,11 @@ def registration_metrics(reg, fwd, inv) -> dict:
             "residual_mm": {int(v): round(float(e), 3) for v, e in zip(common, err, strict=True)},
             "max_residual_mm": round(float(err.max()), 3) if err.size else None,
             "max_residual_template_voxels": round(float(err.max() / tvox), 3) if err.size else None,
+            # which landmarks the registration used (given / automatic discs) and why
+            "used": _landmarks_used(reg),
+            **({"automatic_disc_residual_mm": {int(v): round(float(e), 3)
+                                               for v, e in zip(auto.values, auto_err, strict=True)}}
+               if auto_err.size else {}),
         },
         "jacobian_template2anat_in_cord": {"min": round(jac_inv.min, 4), "max": round(jac_inv.max, 4),
                                            "pct_folding": round(jac_inv.pct_nonpositive, 4)},
@@ -97,6 +105,14 @@ def registration_metrics(reg, fwd, inv) -> dict:
         "inverse_consistency_mm": {"mean": round(cons.forward.mean_mm, 4), "p95": round(cons.forward.p95_mm, 4),
                                    "max": round(cons.forward.max_mm, 4)},
     }
+
+
+def _landmarks_used(reg) -> dict:
+    """``{"given": kind and values, "automatic": used, reason, discs}`` of a registration."""
+    rep = dict(getattr(reg, "landmark_report", None) or {})
+    rep.setdefault("given", {"kind": reg.landmarks.kind, "values": [int(v) for v in reg.landmarks.values]})
+    rep.setdefault("automatic", {"used": False})
+    return rep
 
 
 def _in_mask_box(field: DisplacementField, mask: Image, margin: int = 2) -> tuple[DisplacementField, Image]:
@@ -235,7 +251,9 @@ def provenance(reg, inputs: dict, run: RunRecord, grids: dict, invoked_as: str |
         "steps": [str(s) for s in reg.steps],
         "step_records": _step_records(reg),
         "landmarks": {"kind": reg.landmarks.kind, "subject_mm": reg.landmarks.as_dict(),
-                      "arc_correspondence": reg.mapping.arc.as_dict()},
+                      "arc_correspondence": reg.mapping.arc.as_dict(), "used": _landmarks_used(reg),
+                      **({"automatic_discs_subject_mm": reg.auto_landmarks.as_dict()}
+                         if getattr(reg, "auto_landmarks", None) is not None else {})},
         "si_refinement": reg.si_report,
         "grids": {"work": repr(reg.work_grid), **grids},
         "seed": 1,

@@ -7,16 +7,23 @@ sees on the image. :func:`automatic_discs` decides whether those discs may join 
 
 * the labeling must not be ambiguous (its identity margin is large enough, see the labeling);
 * every given label must lie where the labeling puts that level, along the labeling's own
-  centerline, within ``tolerance`` (a third by default) of the local disc spacing: a body label
-  of level ``v`` midway between discs ``v`` and ``v + 1``, a disc label at disc ``v``. A label
-  one level off the labeling is half (body) or one (disc) spacing away and is refused; at least
-  one given label must be checkable (its level within the labeling's range);
+  centerline, within ``tolerance`` (0.45 by default) of the local disc spacing: a body label of
+  level ``v`` midway between discs ``v`` and ``v + 1``, a disc label at disc ``v``. A label one
+  level off the labeling is one spacing away and is refused (0.55 spacings to spare); half a
+  spacing is where the level is undecidable; at least one given label must be checkable (its
+  level within the labeling's range);
 * only the *measured* discs join (the estimated C1/C2 and the conus do not), and only levels the
   template has; the user's labels win: a given disc label replaces the automatic disc of its
-  level. Body labels and discs are different landmarks and both stay (each mapped to its own
-  template point). Leaving out the two discs that bound each given body label was tried and is
-  worse: on the full phantom (seed 0, bodies C3 and C5) it drops C2/C3, the only landmark above
-  C3, and the error above it grows (0.65 / 2.49 mm mean / p95 against 0.53 / 1.39 with them).
+  level, and where a given label lies more than :data:`LOCAL_TOLERANCE` (0.15) spacings from
+  where the labeling puts it (levels agree, positions do not: the labeling is off there), the
+  automatic discs around that label (discs ``v`` and ``v + 1`` of a body label, ``v - 1`` to
+  ``v + 1`` of a disc label) are left out and the user's label alone holds that vertebra.
+  Elsewhere body labels and discs are different landmarks and both stay (each mapped to its own
+  template point): leaving out the two discs that bound every given body label was tried and is
+  worse where the labeling is right, since it drops C2/C3, the only landmark above C3 (full
+  phantom, seed 0, bodies C3 and C5: 0.65 / 2.49 mm mean / p95 against 0.53 / 1.39 with them).
+  On seed 3 the labeling places C2/C3-C5/C6 about 6 mm low; the bodies lie 0.40 spacings off and
+  its thoracic discs (within 1.3 mm) join without the four around them.
 
 When they disagree the registration uses the user's labels only; the report says why (stderr,
 provenance.json), and the QC level check, which measures the labeling's discs after the
@@ -32,8 +39,12 @@ import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 
-#: largest distance of a given label from where the labeling puts its level, in local disc spacings
-TOLERANCE = 1.0 / 3.0
+#: largest distance of a given label from where the labeling puts its level, in local disc
+#: spacings (a label one level off is 1.0 away)
+TOLERANCE = 0.45
+#: beyond this distance (disc spacings) the labeling is off near that label: its discs around the
+#: label are left out (seeds 0-2 of the full phantom: at most 0.04)
+LOCAL_TOLERANCE = 0.15
 
 
 def arc_pairs(cl_ref, cl_src, pairs: list[tuple[Landmarks, Landmarks]]) -> tuple[np.ndarray, np.ndarray]:
@@ -121,6 +132,10 @@ def automatic_discs(given: Landmarks, lab, template_discs: Landmarks,
         report["warn"] = True  # a label may be on the wrong level (the QC level check will say)
         return None, report
     skip = {int(v) for v in given.values} if given.kind == "disc" else set()
+    off = {v for v, o in agreement["checked_offset_spacings"].items() if abs(o) > LOCAL_TOLERANCE}
+    skip |= {v + k for v in off for k in ((-1, 0, 1) if given.kind == "disc" else (0, 1))}
+    if off:
+        report["left_out_near"] = sorted(off)
     keep = [d for d in lab.measured if d.value != 60 and int(d.value) not in skip
             and int(d.value) in set(int(v) for v in template_discs.values)]
     if not keep:
@@ -128,6 +143,9 @@ def automatic_discs(given: Landmarks, lab, template_discs: Landmarks,
         return None, report
     auto = Landmarks("disc", np.array([d.value for d in keep], int), np.array([d.point for d in keep], float),
                      "label-vertebrae (automatic)")
-    report.update(used=True, reason="the automatic labeling is not ambiguous and agrees with the given labels",
-                  discs=[d.name for d in keep])
+    reason = "the automatic labeling is not ambiguous and agrees with the given labels"
+    if off:
+        reason += (f" (its discs around label(s) {sorted(off)}, more than {LOCAL_TOLERANCE:.2f} spacings from "
+                   "where it puts them, are left out)")
+    report.update(used=True, reason=reason, discs=[d.name for d in keep])
     return auto, report
