@@ -35,23 +35,39 @@ class ChainResult:
     marginal: np.ndarray
 
 
-def _shift(a: np.ndarray, d: int, fill: float) -> np.ndarray:
-    """``out[x] = a[x + d]`` (fill outside)."""
-    out = np.full_like(a, fill)
-    n = len(a)
-    if d >= 0:
-        out[: n - d] = a[d:]
-    else:
-        out[-d:] = a[: n + d]
+def _windows(a: np.ndarray, d0: int, d1: int, fill: float) -> np.ndarray:
+    """``w[i, x] = a[x + d0 + i]`` for ``0 <= i <= d1 - d0`` (``fill`` beyond the end of ``a``):
+    a read-only view, one contiguous row per offset."""
+    padded = np.concatenate([a, np.full(d1, fill, a.dtype)])
+    return np.lib.stride_tricks.sliding_window_view(padded, len(a))[d0:d1 + 1]
+
+
+def _first_argmax(c: np.ndarray) -> np.ndarray:
+    """``np.argmax(c, 0)`` (the first maximum of each column) for a short first axis: the column
+    maxima, then the first row reaching them, by reductions along the first axis (numpy's
+    ``argmax`` over a short axis runs one call per column)."""
+    mx = c.max(0)
+    w = np.arange(len(c), 0, -1, dtype=np.int32)[:, None]
+    hit = ((c == mx) * w).max(0)
+    out = len(c) - hit
+    if not hit.all():  # a column with NaN: numpy's own answer there
+        bad = hit == 0
+        out[bad] = np.argmax(c[:, bad], 0)
     return out
 
 
-def _pair_cost(q: np.ndarray | None, dq: np.ndarray | None, k: int, ds_: np.ndarray, sd: float) -> np.ndarray:
-    """Cost (len(ds_), n) of disc ``k`` at ``x + d`` and disc ``k + 1`` at ``x``: the squared
-    departure of ``q[x + d] - q[x]`` from the template's ``dq[k]`` (0 where ``q`` is unknown)."""
-    if q is None or dq is None:
-        return np.zeros((len(ds_), 1))
-    diff = np.stack([_shift(q, int(d), np.nan) for d in ds_]) - q[None] - dq[k]
+def _offsets(gap: float, step: float, max_dev: float) -> tuple[int, int]:
+    """First and last offset (grid steps) allowed between two discs ``gap`` mm apart."""
+    lo = int(np.floor(gap * (1 - max_dev) / step))
+    hi = int(np.ceil(gap * (1 + max_dev) / step))
+    return max(lo, 1), hi
+
+
+def _pair_cost(q: np.ndarray, dq: float, d0: int, d1: int, sd: float) -> np.ndarray:
+    """Cost (d1 - d0 + 1, n) of disc ``k`` at ``x + d`` and disc ``k + 1`` at ``x`` (``d0 <= d
+    <= d1``): the squared departure of ``q[x + d] - q[x]`` from the template's change ``dq``
+    (0 where ``q`` is unknown)."""
+    diff = _windows(q, d0, d1, np.nan) - q[None] - dq
     return np.where(np.isfinite(diff), diff * diff / (2 * sd * sd), 0.0)
 
 
@@ -61,42 +77,60 @@ def best_chain(grid: np.ndarray, unary: np.ndarray, t: np.ndarray, scales: np.nd
     """Best positions on ``grid`` (uniform, increasing) for the discs with template positions
     ``t`` (decreasing), given ``unary[k, x]`` (score of disc ``k`` at ``grid[x]``); ``pair_q``
     (per grid position, NaN where unknown) and ``pair_dq[k]`` (the template's change from disc
-    ``k`` to ``k + 1``): the pair term, spread ``pair_sd``."""
+    ``k`` to ``k + 1``): the pair term, spread ``pair_sd``. The first scale reaching the best
+    score wins; min-marginals are computed for that scale only."""
     step = float(grid[1] - grid[0])
     K, n = unary.shape
-    best: ChainResult | None = None
     neg = -1e18
-    for sc in scales:
-        gaps = sc * (t[:-1] - t[1:])
+    rows = np.arange(n)
+    gaps_of = [sc * (t[:-1] - t[1:]) for sc in scales]
+    offsets = [[_offsets(g[k], step, max_dev) for k in range(K - 1)] for g in gaps_of]
+    pair = []  # per disc: (first offset, cost (offsets, n)) over the offsets of every scale
+    if pair_q is not None and pair_dq is not None:
+        for k in range(K - 1):
+            d0 = min(o[k][0] for o in offsets)
+            d1 = max(o[k][1] for o in offsets)
+            pair.append((d0, _pair_cost(pair_q, pair_dq[k], d0, d1, pair_sd)))
+
+    def penalty(k: int, gaps: np.ndarray, d0: int, d1: int) -> np.ndarray:
+        """Cost (offsets, n or 1) of disc ``k`` at ``x + d`` with disc ``k + 1`` at ``x``."""
+        ds_ = np.arange(d0, d1 + 1)
+        pen = weight * ((ds_ * step / gaps[k] - 1.0) ** 2) / (2 * sd * sd)
+        if not pair:
+            return pen[:, None]
+        p0, cost = pair[k]
+        return pen[:, None] + cost[d0 - p0:d1 - p0 + 1]
+
+    best = None  # (score, scale index, end, fwd, arg)
+    for si, gaps in enumerate(gaps_of):
         fwd = np.empty((K, n))
         arg = np.zeros((K, n), np.int32)
         fwd[0] = unary[0]
-        offs = []
         for k in range(K - 1):
-            lo = int(np.floor(gaps[k] * (1 - max_dev) / step))
-            hi = int(np.ceil(gaps[k] * (1 + max_dev) / step))
-            ds_ = np.arange(max(lo, 1), hi + 1)
-            pen = weight * ((ds_ * step / gaps[k] - 1.0) ** 2) / (2 * sd * sd)
-            pen = pen[:, None] + _pair_cost(pair_q, pair_dq, k, ds_, pair_sd)  # (nd, n or 1)
-            offs.append((ds_, pen))
-            cand = np.stack([_shift(fwd[k], int(d), neg) - p for d, p in zip(ds_, pen, strict=True)])
-            i = np.argmax(cand, 0)
-            fwd[k + 1] = unary[k + 1] + cand[i, np.arange(n)]
-            arg[k + 1] = ds_[i]
+            d0, d1 = offsets[si][k]
+            # cand[i, x]: disc k at x + d0 + i (its forward score; neg beyond the grid) less the cost
+            cand = _windows(fwd[k], d0, d1, neg) - penalty(k, gaps, d0, d1)
+            i = _first_argmax(cand)
+            fwd[k + 1] = unary[k + 1] + cand[i, rows]
+            arg[k + 1] = d0 + i
         end = int(np.argmax(fwd[-1]))
         score = float(fwd[-1, end])
-        if best is not None and score <= best.score:
-            continue
-        pos = np.empty(K, int)
-        pos[-1] = end
-        for k in range(K - 1, 0, -1):
-            pos[k - 1] = pos[k] + arg[k, pos[k]]
-        bwd = np.zeros((K, n))
-        for k in range(K - 2, -1, -1):
-            ds_, pen = offs[k]
-            nxt = bwd[k + 1] + unary[k + 1]
-            cand = np.stack([_shift(nxt - p, -int(d), neg) for d, p in zip(ds_, pen, strict=True)])
-            bwd[k] = cand.max(0)
-        best = ChainResult(grid, grid[np.clip(pos, 0, n - 1)], float(sc), score, fwd + bwd)
+        if best is None or score > best[0]:
+            best = (score, si, end, fwd, arg)
     assert best is not None
-    return best
+    score, si, end, fwd, arg = best
+    pos = np.empty(K, int)
+    pos[-1] = end
+    for k in range(K - 1, 0, -1):
+        pos[k - 1] = pos[k] + arg[k, pos[k]]
+    bwd = np.zeros((K, n))
+    for k in range(K - 2, -1, -1):
+        d0, d1 = offsets[si][k]
+        # bwd[k][x] = max over d of the chain below with disc k + 1 at x - d (neg where x - d < 0)
+        m = (bwd[k + 1] + unary[k + 1])[None] - penalty(k, gaps_of[si], d0, d1)
+        out = np.full(n, -np.inf)
+        out[:d1] = neg
+        for i, d in enumerate(range(d0, d1 + 1)):
+            np.maximum(out[d:], m[min(i, len(m) - 1), : n - d], out=out[d:])
+        bwd[k] = out
+    return ChainResult(grid, grid[np.clip(pos, 0, n - 1)], float(scales[si]), score, fwd + bwd)

@@ -47,7 +47,7 @@ from spinereg.vertebrae.evidence import Evidence, band_evidence
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
-from spinereg.vertebrae.straight import straighten_slab
+from spinereg.vertebrae.straight import slab_points, straighten_slab
 
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
 UNSEEN = (1, 2)
@@ -358,14 +358,16 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
     cl = Centerline.from_mask(seg)
     model = spine_model(template)
-    sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0)
+    pts = slab_points(cl, model.b, ds=0.5, margin_mm=40.0)
+    sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, points=pts)
     if len(sub.s) < 20:
         raise InputError("the image covers less than 1 cm of the cord", image.name,
                          "give an image with at least one vertebra in view")
     eta, scales, tfirst = global_search(sub, model)
     width = lr_width(seg, cl, sub.s)
     glob = _best_global(candidates(eta, scales, tfirst, sub, n=40), model, sub.s, width)
-    seg_slab = straighten_slab(seg, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0, mask_padding=False)
+    seg_slab = straighten_slab(seg, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0, mask_padding=False,
+                               points=pts)
     j0 = int(np.rint((sub.s[0] - seg_slab.s[0]) / 0.5))
     cord = np.nan_to_num(seg_slab.values[j0:j0 + len(sub.s)]) > 0.5
     back, depth = _column_walls(model, glob.t(sub.s), _front(cord, model.b))

@@ -81,7 +81,7 @@ def global_search(sub: Straightened, model: SpineModel, scales: np.ndarray | Non
     ds_t = float(t_rows[1] - t_rows[0])
     nt, nb = cls.shape
     gb = _bins(model.b[bsel], bin_mm)
-    nbins = int(gb.max()) + 1
+    starts = np.flatnonzero(np.r_[True, np.diff(gb) != 0])  # depths are increasing: bins are runs
     onehot = np.stack([(cls == c) for c in range(N_CLASSES)]).astype(np.float32)  # (C, nt, nb)
     rows, firsts = [], []
     cache: dict[int, np.ndarray] = {}
@@ -92,18 +92,22 @@ def global_search(sub: Straightened, model: SpineModel, scales: np.ndarray | Non
         nm = len(m)
         L = int(2 ** np.ceil(np.log2(nm + nt)))
         if L not in cache:
-            cache[L] = np.fft.rfft(onehot, L, axis=1)
+            cache[L] = np.fft.rfft(onehot, L, axis=1).astype(np.complex128)  # cast once, not per product
         fo = cache[L]  # (C, F, nb)
 
         def corr(a: np.ndarray, fo=fo, L=L) -> np.ndarray:
             fa = np.conj(np.fft.rfft(a, L, axis=0))[None] * fo  # (C, F, nb)
-            fg = np.stack([fa[..., gb == g].sum(-1) for g in range(nbins)], -1)  # (C, F, nbins)
+            fg = np.add.reduceat(fa, starts, axis=-1)  # (C, F, nbins): the depths of each bin summed
             return np.fft.irfft(fg, L, axis=1)
 
         Sg, Ng = corr(ym * vm), corr(vm)
-        Q = corr(ym * ym * vm).sum((0, 2))
         lags = np.r_[np.arange(L - (nm - 1), L), np.arange(0, nt)]
-        Sg, Ng, Q = Sg[:, lags], Ng[:, lags], Q[lags]
+        Sg, Ng = Sg[:, lags], Ng[:, lags]
+        # sum of y^2 over the subject rows that overlap the template at each lag (every template
+        # cell has one class: the classes' correlations sum to this window sum)
+        cum = np.r_[0.0, np.cumsum((ym * ym * vm).sum(1))]
+        tau = np.r_[np.arange(-(nm - 1), 0), np.arange(0, nt)]
+        Q = cum[np.minimum(nm, nt - tau)] - cum[np.maximum(0, -tau)]
         with np.errstate(all="ignore"):
             between = np.where(Ng > 0.5, Sg ** 2 / Ng, 0.0).sum((0, 2))
             T, Nt = Sg.sum((0, 2)), Ng.sum((0, 2))
@@ -125,19 +129,16 @@ def candidates(eta2: np.ndarray, scales: np.ndarray, t_first: np.ndarray, sub: S
     """The best global matches whose template positions of the subject's middle differ by at
     least ``separation_mm`` (distinct level identities), best first."""
     s_mid = 0.5 * (sub.s[0] + sub.s[-1])
+    s0 = float(sub.s[0])
     order = np.argsort(np.where(np.isfinite(eta2), -eta2, np.inf), axis=None)
+    order = order[np.isfinite(eta2.ravel()[order])]
+    ii, kk = np.unravel_index(order, eta2.shape)
+    mids = t_first[ii, kk] + scales[ii] * (s_mid - s0)  # template position of the subject's middle
+    alive = np.ones(len(order), bool)  # not within separation_mm of a match already taken
     out: list[GlobalMatch] = []
-    mids: list[float] = []
-    for flat in order:
-        i, k = np.unravel_index(flat, eta2.shape)
-        e = eta2[i, k]
-        if not np.isfinite(e):
-            break
-        g = GlobalMatch(float(scales[i]), float(t_first[i, k]), float(sub.s[0]), float(e))
-        mid = float(g.t(s_mid))
-        if all(abs(mid - o) >= separation_mm for o in mids):
-            out.append(g)
-            mids.append(mid)
-            if len(out) >= n:
-                break
+    while len(out) < n and alive.any():
+        j = int(np.argmax(alive))  # the best match left
+        i, k = ii[j], kk[j]
+        out.append(GlobalMatch(float(scales[i]), float(t_first[i, k]), s0, float(eta2[i, k])))
+        alive &= np.abs(mids - mids[j]) >= separation_mm
     return out

@@ -50,22 +50,36 @@ def padding_mask(volume: np.ndarray, min_fraction: float = 0.002) -> np.ndarray:
     return keep[lab]
 
 
+def slab_points(centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
+                margin_mm: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
+    """Arc lengths ``s`` (every ``ds`` mm from ``margin_mm`` below to ``margin_mm`` above the
+    centerline's ends) and the world points (a, b, s, 3) of the slab ``|a| <= slab_mm`` (1 mm
+    steps) at depths ``b``: ``c(s) + a binormal(s) + b normal(s)``, the curve and its frame
+    evaluated once per row (what :meth:`Centerline.from_local` gives point by point)."""
+    s = np.arange(-margin_mm, centerline.length + margin_mm + 1e-6, ds)
+    a = np.arange(-slab_mm, slab_mm + 1e-6, 1.0)
+    b = np.asarray(b, float)
+    c = centerline.points(s)  # (ns, 3)
+    f = centerline.frame(s)  # (ns, 3, 3): columns binormal, normal, tangent
+    pts = c[None, None] + a[:, None, None, None] * f[None, None, :, :, 0]
+    pts = pts + b[None, :, None, None] * f[None, None, :, :, 1]
+    return s, pts
+
+
 def straighten_slab(image: Image, centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
-                    margin_mm: float = 40.0, min_valid: float = 0.3, mask_padding: bool = True) -> Straightened:
+                    margin_mm: float = 40.0, min_valid: float = 0.3, mask_padding: bool = True,
+                    points: tuple[np.ndarray, np.ndarray] | None = None) -> Straightened:
     """Sample ``image`` in the cord frame of ``centerline`` (rows: arc length every ``ds`` mm from
     ``margin_mm`` below to ``margin_mm`` above the centerline's ends, kept where at least
     ``min_valid`` of the depths are inside the field of view; ``mask_padding``: constant fill at the
-    border read as outside, see :func:`padding_mask`)."""
-    s = np.arange(-margin_mm, centerline.length + margin_mm + 1e-6, ds)
-    a = np.arange(-slab_mm, slab_mm + 1e-6, 1.0)
-    aa, bb, ss = np.meshgrid(a, b, s, indexing="ij")
-    local = np.stack([aa.ravel(), bb.ravel(), ss.ravel()], -1)
-    pts = centerline.from_local(local)
+    border read as outside, see :func:`padding_mask`). ``points``: :func:`slab_points` of the same
+    arguments, when several images on one centerline are straightened."""
+    s, pts = points if points is not None else slab_points(centerline, b, ds, slab_mm, margin_mm)
     vol = np.asarray(image.data, np.float32)
     pad = padding_mask(vol) if mask_padding else None
     if pad is not None and pad.any():
         vol = np.where(pad, np.float32(np.nan), vol)
-    vals = sample_world(vol, image.affine, pts, "linear", cval=np.nan).reshape(aa.shape)
+    vals = sample_world(vol, image.affine, pts.reshape(-1, 3), "linear", cval=np.nan).reshape(pts.shape[:3])
     with np.errstate(all="ignore"):
         n = np.isfinite(vals).sum(0)
         mean = np.where(n > 0, np.nansum(vals, 0) / np.maximum(n, 1), np.nan)  # (b, s)
