@@ -271,12 +271,12 @@ def register_to_template(
     arc = arc_correspondence(cl_tpl, cl_subj, tlm, lm)
     anchors = tlm.subset(lm.values).points
     if auto is not None:
-        from spinereg.register.auto_landmarks import arc_pairs
+        from spinereg.register.auto_landmarks import FittedEnds, arc_pairs
 
         auto, tauto = project_landmarks(auto, cl_subj), project_landmarks(tauto, cl_tpl)
         s_ref, s_src = arc_pairs(cl_tpl, cl_subj, [(tlm, lm), (tauto, auto)])
         try:
-            arc = PiecewiseLinear(s_ref, s_src)
+            arc = FittedEnds(s_ref, s_src)
             anchors = np.concatenate([anchors, tauto.points])
         except InputError:  # not in the same order along both cords: the given labels alone
             report["automatic"].update(used=False, reason="the automatic discs and the given labels are not in "
