@@ -51,11 +51,15 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_result_options(parser: argparse.ArgumentParser) -> None:
-    """``--json`` (full result on stdout) and ``--allow-fail`` (exit 0 on a failed result)."""
+    """``--json`` (full result on stdout), ``--allow-fail`` (exit 0 on a failed result) and
+    ``--no-gzip`` (NIfTI outputs stored uncompressed, see :func:`spinereg.io.fastgz.set_output_level`)."""
     parser.add_argument("--json", action="store_true",
                         help="print the full result as JSON instead of the short summary")
     parser.add_argument("--allow-fail", action="store_true",
                         help="exit 0 even when the QC verdict is fail (otherwise exit code 3)")
+    parser.add_argument("--no-gzip", action="store_true",
+                        help="store the NIfTI outputs uncompressed (same .nii.gz names, a gzip container every "
+                             "reader opens, no time spent compressing; files about 2-4x larger)")
 
 
 def new_parser(sub, name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
@@ -81,9 +85,11 @@ def add_template(parser: argparse.ArgumentParser, contrast_help: str = "image co
 # -- a run: record, progress, end ----------------------------------------------------------------
 def start_run(args: argparse.Namespace, command: str, stages: int = 0) -> tuple[RunRecord, StageProgress]:
     """The run record (command line from ``args._argv``) and its progress display on stderr."""
+    from spinereg.io.fastgz import set_output_level
     from spinereg.io.provenance import RunRecord
     from spinereg.progress import StageProgress
 
+    set_output_level(0 if getattr(args, "no_gzip", False) else None)
     display = StageProgress(total=stages)
     run = RunRecord(command, getattr(args, "_argv", None), on_stage=display.on_stage)
     return run, display

@@ -26,6 +26,24 @@ from pathlib import Path
 
 #: deflate level of the outputs (1: fastest, as nibabel's default)
 LEVEL = 1
+#: level used when none is passed (``--no-gzip``: 0, see :func:`set_output_level`)
+_OUTPUT_LEVEL: int | None = None
+
+
+def set_output_level(level: int | None) -> None:
+    """Deflate level of every ``.nii.gz`` written from now on in this process (``None``: back to
+    :data:`LEVEL`). Level 0 (``--no-gzip``) stores the data uncompressed inside a standard gzip
+    container: the file names stay ``.nii.gz`` (SCT's names) and every gzip reader opens them,
+    but no time goes into compression (the files are about as large as ``.nii``)."""
+    global _OUTPUT_LEVEL
+    if level is not None and not 0 <= int(level) <= 9:
+        raise ValueError(f"deflate level {level} is not in 0..9")
+    _OUTPUT_LEVEL = None if level is None else int(level)
+
+
+def output_level() -> int:
+    """The deflate level used when none is given (see :func:`set_output_level`)."""
+    return LEVEL if _OUTPUT_LEVEL is None else _OUTPUT_LEVEL
 #: uncompressed bytes per independently compressed block
 BLOCK = 4 << 20
 
@@ -66,9 +84,10 @@ def _deflate(data: bytes, level: int, last: bool) -> tuple[bytes, bytes]:
 class ParallelGzipWriter(io.IOBase):
     """Write-only binary file object producing a single-member gzip file (module docstring)."""
 
-    def __init__(self, path: str | Path, level: int = LEVEL, block: int | None = None, threads: int | None = None):
+    def __init__(self, path: str | Path, level: int | None = None, block: int | None = None,
+                 threads: int | None = None):
         self.name = str(path)
-        self.level = int(level)
+        self.level = output_level() if level is None else int(level)
         self.block = int(block or BLOCK)
         self.threads = threads or default_threads()
         self._fh = open(path, "wb")  # noqa: SIM115 - closed in close()
@@ -166,12 +185,12 @@ class ParallelGzipWriter(io.IOBase):
             self.abort()
 
 
-def open_output(path: str | Path, level: int = LEVEL):
+def open_output(path: str | Path, level: int | None = None):
     """A binary output file: :class:`ParallelGzipWriter` for ``*.gz``, a plain file otherwise."""
     return ParallelGzipWriter(path, level) if str(path).endswith(".gz") else open(path, "wb")  # noqa: SIM115
 
 
-def write_nifti(img, path: str | Path, level: int = LEVEL) -> Path:
+def write_nifti(img, path: str | Path, level: int | None = None) -> Path:
     """Save a nibabel NIfTI image at ``path`` (``.nii.gz``: parallel deflate; ``.nii``: plain),
     serialised by nibabel itself (header, scaling, data layout as ``nib.save``)."""
     import nibabel as nib
