@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.fft import next_fast_len
 
 from spinereg.vertebrae.model import SpineModel
 from spinereg.vertebrae.straight import Straightened
@@ -82,7 +83,8 @@ def global_search(sub: Straightened, model: SpineModel, scales: np.ndarray | Non
     nt, nb = cls.shape
     gb = _bins(model.b[bsel], bin_mm)
     starts = np.flatnonzero(np.r_[True, np.diff(gb) != 0])  # depths are increasing: bins are runs
-    onehot = np.stack([(cls == c) for c in range(N_CLASSES)]).astype(np.float32)  # (C, nt, nb)
+    sizes = np.diff(np.r_[starts, len(gb)])
+    onehot = np.stack([(cls.T == c) for c in range(N_CLASSES)]).astype(np.float32)  # (C, nb, nt)
     rows, firsts = [], []
     cache: dict[int, np.ndarray] = {}
     for sc in scales:
@@ -90,27 +92,31 @@ def global_search(sub: Straightened, model: SpineModel, scales: np.ndarray | Non
         j = np.clip(np.rint(m * ds_t / sc / (sub.s[1] - sub.s[0])).astype(int), 0, len(sub.s) - 1)
         ym, vm = y[j], v[j]
         nm = len(m)
-        L = int(2 ** np.ceil(np.log2(nm + nt)))
-        if L not in cache:
-            cache[L] = np.fft.rfft(onehot, L, axis=1).astype(np.complex128)  # cast once, not per product
-        fo = cache[L]  # (C, F, nb)
-
-        def corr(a: np.ndarray, fo=fo, L=L) -> np.ndarray:
-            fa = np.conj(np.fft.rfft(a, L, axis=0))[None] * fo  # (C, F, nb)
-            fg = np.add.reduceat(fa, starts, axis=-1)  # (C, F, nbins): the depths of each bin summed
-            return np.fft.irfft(fg, L, axis=1)
-
-        Sg, Ng = corr(ym * vm), corr(vm)
+        L = next_fast_len(nm + nt, real=True)
+        if L not in cache:  # the template's classes, transformed along s once per length
+            cache[L] = np.fft.rfft(onehot, L, axis=-1).astype(np.complex128)  # (C, nb, F)
+        fo = cache[L]
+        # correlations along s of the subject's y (valid rows) and validity with each class, per
+        # depth, summed over the depths of each bin: (2, C, nbins, L); transforms along the last,
+        # contiguous axis
+        fa = np.conj(np.fft.rfft(np.stack([ym * vm, vm]).transpose(0, 2, 1), L, axis=-1))  # (2, nb, F)
+        prod = fa[:, None] * fo[None]  # (2, C, nb, F)
+        fg = prod[:, :, starts]  # (2, C, nbins, F): each bin's depths summed in order
+        for o in range(1, int(sizes.max())):
+            more = sizes > o
+            fg[:, :, more] += prod[:, :, starts[more] + o]
+        corr = np.fft.irfft(fg, L, axis=-1)
         lags = np.r_[np.arange(L - (nm - 1), L), np.arange(0, nt)]
-        Sg, Ng = Sg[:, lags], Ng[:, lags]
+        Sg, Ng = corr[0][..., lags], corr[1][..., lags]  # (C, nbins, lags)
+        Ng = np.rint(Ng)  # counts of valid cells: whole numbers (the transforms' rounding removed)
         # sum of y^2 over the subject rows that overlap the template at each lag (every template
         # cell has one class: the classes' correlations sum to this window sum)
         cum = np.r_[0.0, np.cumsum((ym * ym * vm).sum(1))]
         tau = np.r_[np.arange(-(nm - 1), 0), np.arange(0, nt)]
         Q = cum[np.minimum(nm, nt - tau)] - cum[np.maximum(0, -tau)]
         with np.errstate(all="ignore"):
-            between = np.where(Ng > 0.5, Sg ** 2 / Ng, 0.0).sum((0, 2))
-            T, Nt = Sg.sum((0, 2)), Ng.sum((0, 2))
+            between = np.where(Ng > 0.5, Sg ** 2 / Ng, 0.0).sum((0, 1))
+            T, Nt = Sg.sum((0, 1)), Ng.sum((0, 1))
             eta = (between - T ** 2 / Nt) / (Q - T ** 2 / Nt)
         eta[Nt / max(vm.sum(), 1.0) < min_overlap] = np.nan
         k = np.r_[np.arange(-(nm - 1), 0), np.arange(0, nt)]
