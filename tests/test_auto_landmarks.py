@@ -106,3 +106,24 @@ def test_arc_pairs_match_within_each_kind():
     sd = Landmarks("disc", np.array([4, 3]), np.array([[0, 0, 41.0], [0, 0, 59.0]]))
     s_ref, s_src = arc_pairs(StraightCord(), StraightCord(), [(tb, sb), (td, sd)])
     assert sorted(zip(s_ref.tolist(), s_src.tolist(), strict=True)) == [(90.0, 41.0), (100.0, 50.0), (110.0, 59.0)]
+
+
+def test_cli_no_auto_discs_reaches_the_job(monkeypatch, tmp_path):
+    """``--no-auto-discs`` turns the automatic discs off (template_job's ``auto_discs``)."""
+    import spinereg.pipelines.registration as job
+    from spinereg.cli.main import main
+
+    seen = []
+
+    def fake(*a, **kw):
+        seen.append(kw["auto_discs"])
+        raise SystemExit(0)
+
+    monkeypatch.setattr(job, "template_job", fake)
+    for extra, want in (([], True), (["--no-auto-discs"], False)):
+        try:
+            main(["register-to-template", "-i", "t2.nii.gz", "-s", "seg.nii.gz", "-l", "labels.nii.gz",
+                  "-o", str(tmp_path / "out"), *extra])
+        except SystemExit:
+            pass
+        assert seen[-1] is want
