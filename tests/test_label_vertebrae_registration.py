@@ -10,6 +10,9 @@ Dice, seeds 0, 1, 2:
   0.589 / 1.329, 0.539 / 1.325, 0.602 / 1.134 mm (since 5a50ae4, diffeomorphic steps: seed 0 was
   0.54 / 1.10 before it, seeds 1-2 unchanged within 0.01 mm); Dice 0.982 / 0.983 / 0.985
 * two body labels (3, 5): 0.97 / 2.94, 1.13 / 3.47, 0.65 / 2.55 mm; Dice 0.981 / 0.983 / 0.985
+* both, as ``register-to-template -l`` now runs (the automatic discs join the two labels when its
+  levels agree; tests/test_validation_register.py asserts it): 0.53 / 1.37, 0.58 / 1.51,
+  0.48 / 1.02 mm (seed 3: 0.67 / 1.60); Dice 0.984 / 0.986 / 0.987
 
 sct_testing_data/t2 with its manual segmentation and the discs found with C2/C3 pinned from t1's
 init file: Dice 0.977 against the manual segmentation (0.976 with labels.nii.gz); labels.nii.gz's
