@@ -135,14 +135,17 @@ class DisplacementField(Transform):
         ijk = self.grid.world_to_voxel(pts)
         shape = np.array(self.grid.shape)
         inside = np.all((ijk >= -0.5) & (ijk <= shape - 0.5), axis=1)
+        src = self.data if self._filled is None else self._filled
+        if self._valid is None and inside.all():  # every point on the grid: no selection
+            return trilinear_vectors(src, ijk)
         out = np.zeros(pts.shape, dtype=np.float64)
         if self.outside == "nan":
             out[~inside] = np.nan
         if inside.any():
-            c = ijk[inside].T
-            src = self.data if self._filled is None else self._filled
-            out[inside] = trilinear_vectors(src, ijk[inside])
+            sel = ijk[inside]
+            out[inside] = trilinear_vectors(src, sel)
             if self._valid is not None:
+                c = sel.T
                 ok = ndimage.map_coordinates(self._valid, c, order=1, mode="nearest") > 0.999
                 sub = out[inside]
                 sub[~ok] = np.nan
