@@ -11,7 +11,9 @@ Accuracy (library calls, same model): Dice vs the references of sct_testing_data
 mask threshold calibrated on the other four images, leave-one-image-out), dwi_mean
 centerline RMS, t2s_uncropped overlap Dice and volume outside the canal, CSA C2-C5 on t2, and
 Dice on independent phantoms (spinereg.phantom.independent: a generator the model was not
-trained with) with thick slices, noise and bias.
+trained with) with thick slices, noise and bias. Each Dice is also given for the model's own map
+(``segment(..., refine=False)``: no S-I gap filling, no outline from the image's contrast, no
+inward move), the figures before the inference-side corrections of spinereg.segment.refine.
 
 Usage: ``SPINEREG_DATA=... python bench/segment.py [--repeats 3] [--no-accuracy] [--no-phantoms]``.
 """
@@ -99,9 +101,12 @@ def accuracy() -> dict:
     for name, im, ref in [("t2", "t2/t2", "t2/t2_seg-manual"), ("t1", "t1/t1w", "t1/t1w_seg-manual"),
                           ("t2s", "t2s/t2s", "t2s/t2s_seg"), ("mt1", "mt/mt1", "mt/mt1_seg"),
                           ("mt0", "mt/mt0", "mt/mt0_seg")]:
+        refd = load_image(r / f"{ref}.nii.gz").data
         res = segment(r / f"{im}.nii.gz", threshold=loio.get(name))
-        out[f"dice {name} (threshold {loio.get(name, fine.threshold)})"] = round(
-            dice_same_grid(res.seg.data, load_image(r / f"{ref}.nii.gz").data), 4)
+        raw = segment(r / f"{im}.nii.gz", threshold=loio.get(name), refine=False)
+        out[f"dice {name} (threshold {loio.get(name, fine.threshold)})"] = (
+            f"{dice_same_grid(res.seg.data, refd):.4f}  (model only, refine=False: "
+            f"{dice_same_grid(raw.seg.data, refd):.4f})")
     res = segment(r / "dmri" / "dwi_mean.nii.gz")
     out["dwi_mean centerline RMS mm"] = round(centerline_rms(res.seg, load_image(r / "dmri" / "dwi_mean_centerline-optic.nii.gz")), 3)
     # t2s.nii.gz is not a crop of t2s_uncropped in any common space (tests/test_segment_realdata.py):
@@ -128,12 +133,14 @@ def phantoms() -> list[dict]:
 
     rows = []
     for variant, kw in PHANTOMS:
-        ds = []
+        ds, raw = [], []
         for seed in PHANTOM_SEEDS:
             ph = make_independent_subject(variant, seed=seed, **kw)
             ds.append(dice_same_grid(segment(ph.image).seg.data, ph.seg.data))
+            raw.append(dice_same_grid(segment(ph.image, refine=False).seg.data, ph.seg.data))
         rows.append({"variant": variant + ("" if not kw else " " + json.dumps(kw)),
-                     "dice": [round(d, 4) for d in ds], "min": round(min(ds), 4)})
+                     "dice": [round(d, 4) for d in ds], "min": round(min(ds), 4),
+                     "model_only": [round(d, 4) for d in raw]})
     return rows
 
 
@@ -157,9 +164,14 @@ def main() -> int:
         for k, v in accuracy().items():
             print(f"{k:44s} {v}")
     if not a.no_phantoms:
-        print("\nindependent phantoms (seeds " + ", ".join(map(str, PHANTOM_SEEDS)) + "): Dice vs the true seg")
-        for row in phantoms():
-            print(f"{row['variant']:44s} {row['dice']}  min {row['min']}")
+        print("\nindependent phantoms (seeds " + ", ".join(map(str, PHANTOM_SEEDS)) + "): Dice vs the true seg"
+              " (in brackets: the model only, refine=False)")
+        rows = phantoms()
+        for row in rows:
+            print(f"{row['variant']:44s} {row['dice']}  min {row['min']}  ({row['model_only']})")
+        for key, name in (("dice", "default"), ("model_only", "model only")):
+            v = [d for row in rows for d in row[key]]
+            print(f"all {len(v)} phantoms, {name}: mean {np.mean(v):.4f}, worst {min(v):.4f}")
     return 0
 
 

@@ -9,6 +9,10 @@ probability and a report).
 4. The fine model predicts the cord's partial volume per working pixel; connected components
    keep the cord only (``components``); an image without a plausible cord raises
    :class:`~spinereg.errors.InputError` instead of returning noise.
+4b. Inference-side corrections (``refine``, :mod:`spinereg.segment.refine`): weak slices
+   between slices with cord get their neighbours' map as a prior, the outline is pulled in to
+   the image's cord/CSF intensity half-way point where the model drew it beyond, and the whole
+   map is moved 0.1 mm inwards along its own gradient.
 5. The probability is averaged over each input voxel's footprint and thresholded at the fine
    model's ``threshold`` (models.json; 0.5 when absent, as the shipped models: the partial
    volume's half-way point).
@@ -30,6 +34,7 @@ from spinereg.io.image import Image
 from spinereg.segment.components import select_cord, soft_keep
 from spinereg.segment.inputs import load_volume
 from spinereg.segment.model import get_model, model_summary, normalise, predict
+from spinereg.segment.refine import fill_gaps, refine_boundary, shift_inward
 from spinereg.segment.workgrid import WorkGrid, sample_to_work, work_to_input, working_grid
 
 log = logging.getLogger(__name__)
@@ -95,13 +100,16 @@ def _locate(vol: np.ndarray, img: Image, wg_fine: WorkGrid) -> tuple[WorkGrid, d
 
 
 def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | Path | np.ndarray | None = None,
-            progress: Callable[[str], None] | None = None, threshold: float | None = None) -> CordSegmentation:
+            progress: Callable[[str], None] | None = None, threshold: float | None = None,
+            refine: bool = True) -> CordSegmentation:
     """Segment the spinal cord of ``image`` (a file or an :class:`Image`, 3D or 4D).
 
     ``contrast`` is recorded (the models are contrast-agnostic); with ``bvals`` a 4D diffusion
     series is segmented on its DWI mean. Raises :class:`InputError` for empty, constant, 2D or
     5D images and for images where no plausible cord is found. ``threshold`` (on the partial
     volume of each input voxel) overrides the model's (models.json ``threshold``, else 0.5).
+    ``refine=False`` skips the inference-side corrections of :mod:`spinereg.segment.refine`
+    (S-I gap filling, outline from the image's contrast) and gives the model's own map.
     """
     if contrast not in CONTRASTS:
         raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(CONTRASTS)}")
@@ -136,6 +144,11 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
                                  f"{med:.0f} mm2 in {len(comp.slices)} of {n_content} slices, "
                                  f"mean probability {mean_p:.2f}")
     prob = soft_keep(prob, comp.keep)
+    if refine:
+        prob, filled = fill_gaps(prob, wg)
+        prob, n_refined = refine_boundary(prob, data, inside, wg)
+        info["refined"] = {"gap_slices_filled": filled, "slices_outline_from_contrast": n_refined}
+        prob = shift_inward(prob, wg)
     bbox = np.argwhere(prob > 0)
     lo, hi = bbox.min(0), bbox.max(0)
     pts = wg.to_world(np.array([[i, j, k] for k in (lo[0], hi[0]) for i in (lo[1], hi[1])
