@@ -76,7 +76,8 @@ def test_oblique_copy_same_mask(sct_data, angles):
     back, inside = _mapped_back(res, img)
     # compare where the copy saw the voxel
     d = dice_same_grid(back & inside, (ref.seg.data > 0) & inside)
-    assert d >= 0.978, (angles, d)  # measured 0.980-0.990 (target 0.98)
+    # measured 0.981 / 0.986 / 0.990 / 0.987 (model alone 0.980 / 0.987 / 0.987 / 0.984); target 0.98
+    assert d >= 0.978, (angles, d)
 
 
 def test_thick_axial_oblique_copy(sct_data):

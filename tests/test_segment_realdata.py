@@ -24,16 +24,17 @@ from spinereg.metrics.cordseg import (
 from spinereg.metrics.morphometry import cross_sectional_area
 from spinereg.segment import segment
 
-#: image, reference, asserted Dice (measured - margin; issue target in the comment)
+#: image, reference, asserted Dice (measured - margin; issue target in the comment). Measured with
+#: the models 2026.1 and spinereg.segment.refine (the model's own map, refine=False, in brackets)
 DICE_CASES = {
-    "t2": ("t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz", 0.96),  # measured 0.971, target 0.95
-    "t1": ("t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.85),  # measured 0.860, target 0.92 (not met)
-    "t2s": ("t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.92),  # measured 0.932, target 0.92
-    "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.895),  # measured 0.901, target 0.90
-    "mt0": ("mt/mt0.nii.gz", "mt/mt0_seg.nii.gz", 0.865),  # measured 0.875, target 0.90 (not met)
+    "t2": ("t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz", 0.97),  # measured 0.980 (0.971), target 0.95
+    "t1": ("t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.935),  # measured 0.943 (0.860), target 0.92
+    "t2s": ("t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.925),  # measured 0.934 (0.932), target 0.92
+    "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.90),  # measured 0.908 (0.901), target 0.90
+    "mt0": ("mt/mt0.nii.gz", "mt/mt0_seg.nii.gz", 0.90),  # measured 0.902 (0.875), target 0.90
 }
-#: dwi_mean centerline RMS (mm): measured 0.51, target 1.0
-DWI_RMS_MM = 0.7
+#: dwi_mean centerline RMS (mm): measured 0.50 (0.51), target 1.0
+DWI_RMS_MM = 0.6
 
 
 @functools.cache
@@ -47,6 +48,21 @@ def test_dice_against_reference(sct_data, name):
     res = _segment(str(sct_data / img))
     d = dice_same_grid(res.seg.data, load_image(sct_data / ref).data)
     assert d >= claim, f"{name}: Dice {d:.4f} < {claim}"
+
+
+def test_t1_no_slice_missed(sct_data):
+    """The model alone misses the cord on t1's slices 3-5 and 18-19 (of 77, from the inferior end)
+    and finds a third to two thirds of it on 8 more: S-I gap filling and the outline from the
+    image's contrast (spinereg.segment.refine) leave every slice with Dice >= 0.754 (the lowest:
+    slices 16, 17 and 23, 0.79 / 0.76 / 0.75, which the model alone finds in part, not weakly
+    enough to be filled)."""
+    res = _segment(str(sct_data / "t1" / "t1w.nii.gz"))
+    seg, ref = res.seg.data > 0, load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz").data > 0
+    inter = (seg & ref).sum(axis=(0, 1))
+    per_slice = 2 * inter / np.maximum(seg.sum(axis=(0, 1)) + ref.sum(axis=(0, 1)), 1)
+    assert ref.any(axis=(0, 1)).all()
+    assert per_slice.min() >= 0.73, np.round(per_slice, 2)
+    assert res.info["refined"]["gap_slices_filled"][:5] == [1, 2, 3, 4, 5]
 
 
 def test_dwi_mean_centerline_within_1mm(sct_data):
@@ -81,9 +97,10 @@ def test_whole_field_t2s_uncropped(sct_data):
     assert "whole_field" in res.info
     seg = res.seg.data > 0
     gm = load_image(t2s / "t2s_uncropped_gmseg_manual.nii.gz")
-    assert (seg & (gm.data > 0)).sum() / (gm.data > 0).sum() >= 0.98  # measured 0.993
+    assert (seg & (gm.data > 0)).sum() / (gm.data > 0).sum() >= 0.98  # measured 0.989 (0.993)
     assert outside_reference_mm3(res.seg, gm, max_mm=10.0) == 0.0
-    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (+0.7 %)
+    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (-3.3 %;
+    # the model alone: +0.7 %)
     ref = load_image(t2s / "t2s_seg.nii.gz").data > 0
     mine, theirs = seg[:, :, :9].sum(), ref.sum()
     assert abs(mine - theirs) / theirs <= 0.05, (mine, theirs)
@@ -94,7 +111,7 @@ def test_whole_field_t2s_uncropped(sct_data):
     aff[:3, 3] = img.grid.voxel_to_world(np.array([[sl[0].start, sl[1].start, 0]], float))[0]
     crop = segment(Image(np.asarray(img.data)[sl], aff, img.header))
     assert "whole_field" not in crop.info
-    assert dice_same_grid(crop.seg.data, seg[sl]) >= 0.95  # measured 0.967
+    assert dice_same_grid(crop.seg.data, seg[sl]) >= 0.955  # measured 0.965 (0.967)
 
 
 def test_csa_c2_c5_within_5_percent_of_manual(sct_data):
@@ -105,7 +122,7 @@ def test_csa_c2_c5_within_5_percent_of_manual(sct_data):
     auto = cross_sectional_area(_segment(str(t2 / "t2.nii.gz")).seg, lev).mean_over([2, 3, 4, 5])
     man = cross_sectional_area(load_image(t2 / "t2_seg-manual.nii.gz"), lev).mean_over([2, 3, 4, 5])
     assert man[2] >= 45 and auto[2] >= 45
-    assert abs(auto[0] - man[0]) / man[0] <= 0.05, (auto, man)  # measured +4.4 %
+    assert abs(auto[0] - man[0]) / man[0] <= 0.05, (auto, man)  # measured -2.4 % (model alone +4.4 %)
 
 
 def test_fmri_mean_is_segmented(sct_data):
