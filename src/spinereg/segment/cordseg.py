@@ -109,7 +109,8 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     5D images and for images where no plausible cord is found. ``threshold`` (on the partial
     volume of each input voxel) overrides the model's (models.json ``threshold``, else 0.5).
     ``refine=False`` skips the inference-side corrections of :mod:`spinereg.segment.refine`
-    (S-I gap filling, outline from the image's contrast) and gives the model's own map.
+    (S-I gap filling, outline from the image's contrast, 0.1 mm inward move) and gives the
+    model's own map.
     """
     if contrast not in CONTRASTS:
         raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(CONTRASTS)}")
@@ -149,6 +150,8 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
         prob, n_refined = refine_boundary(prob, data, inside, wg)
         info["refined"] = {"gap_slices_filled": filled, "slices_outline_from_contrast": n_refined}
         prob = shift_inward(prob, wg)
+        if not np.any(prob > 0):
+            raise _no_cord(img.name, "the cord found is smaller than one voxel of the image")
     bbox = np.argwhere(prob > 0)
     lo, hi = bbox.min(0), bbox.max(0)
     pts = wg.to_world(np.array([[i, j, k] for k in (lo[0], hi[0]) for i in (lo[1], hi[1])
