@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ants
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -23,6 +22,15 @@ from spinereg.transforms import (
 )
 
 
+@pytest.fixture(scope="module")
+def ants():
+    """The antspyx package, imported by the tests comparing with it only (its import takes seconds:
+    collecting the suite, on every worker, does not pay it)."""
+    import ants as antspyx
+
+    return antspyx
+
+
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
 
@@ -37,7 +45,7 @@ def smooth_field(grid: Grid, rng: np.random.Generator, amplitude_vox: float = 2.
 
 
 # -- real data: SCT warps through spinereg vs ANTs ----------------------------------------------
-def test_apply_sct_warp_matches_sct_and_ants(sct_data, tmp_path):
+def test_apply_sct_warp_matches_sct_and_ants(sct_data, tmp_path, ants):
     cord = sct_data / "template/template/PAM50_small_cord.nii.gz"
     t2 = sct_data / "t2/t2.nii.gz"
     warp = sct_data / "t2/warp_template2anat.nii.gz"
@@ -120,7 +128,7 @@ def test_point_push_large_displacement():
 
 
 # -- files ----------------------------------------------------------------------------------------
-def test_warp_write_read_identical(tmp_path, rng):
+def test_warp_write_read_identical(tmp_path, rng, ants):
     grid = Grid((12, 11, 10), _rot(15) @ np.diag([0.8, 0.8, 2.0, 1.0]))
     f = smooth_field(grid, rng)
     p = write_displacement(f, tmp_path / "warp.nii.gz")
@@ -143,7 +151,7 @@ def test_warp_write_read_identical(tmp_path, rng):
 
 
 @pytest.mark.parametrize("suffix", [".mat", ".txt"])
-def test_affine_write_read_and_ants_agree(tmp_path, suffix, sct_data):
+def test_affine_write_read_and_ants_agree(tmp_path, suffix, sct_data, ants):
     a = AffineTransform.from_params((4, -3, 8), (2.0, -1.5, 3.0), center=(1, 2, 3))
     path = write_affine(a, tmp_path / f"aff{suffix}")
     b = read_affine(path)
