@@ -70,22 +70,22 @@ class Similarity:
 
 def _moved_and_covered(moving: Image, grid: Grid, transforms: list[Transform]) -> tuple[np.ndarray, np.ndarray]:
     """``moving`` resampled (linear) onto ``grid`` through ``transforms``, and where it is covered
-    (linear interpolation of ones > 0.99), from ONE evaluation of the transforms (the same source coordinates serve
-    both samplings, as two ``apply_transforms`` calls would compute them)."""
+    (linear interpolation of ones > 0.99: the source point within half a voxel of ``moving``'s
+    grid, where that interpolation is 1 and 0 beyond), from ONE evaluation of the transforms."""
     from spinereg.io.resample import VolumeSampler
     from spinereg.transforms.apply import as_chain, source_voxels
 
     chain = as_chain(transforms)
     img_s = VolumeSampler(moving.data, "linear", 0.0)
-    one_s = VolumeSampler(np.ones(moving.shape[:3], np.float32), "linear", 0.0)
+    limit = np.array(moving.shape[:3]) - 0.5
     moved = np.empty(grid.shape, np.float32)
-    ones = np.empty(grid.shape, np.float32)
+    covered = np.empty(grid.shape, bool)
     for k0, k1 in grid.chunks():
         ijk = source_voxels(chain, grid, moving.grid, k0, k1)
         shape = (grid.shape[0], grid.shape[1], k1 - k0)
         moved[:, :, k0:k1] = img_s.at_voxels(ijk).reshape(shape)
-        ones[:, :, k0:k1] = one_s.at_voxels(ijk).reshape(shape)
-    return moved, ones > 0.99
+        covered[:, :, k0:k1] = np.all((ijk >= -0.5) & (ijk <= limit), axis=1).reshape(shape)
+    return moved, covered
 
 
 def _region_box(region: np.ndarray, grid: Grid, margin: int) -> tuple[tuple[slice, ...], Grid]:
