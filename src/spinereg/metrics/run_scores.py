@@ -89,7 +89,14 @@ def cord_region(seg: Image, margin_mm: float = 10.0, keep: np.ndarray | None = N
     m = np.asarray(seg.data) > 0.5
     if not m.any():
         return np.zeros(m.shape, bool)
-    region = ndimage.distance_transform_edt(~m, sampling=seg.grid.zooms) <= margin_mm
+    # only the cord's bounding box plus the margin can be within margin_mm of it: the distance
+    # transform there (every cord voxel inside) gives the same distances as on the whole grid
+    idx = np.argwhere(m)
+    pad = np.ceil(margin_mm / seg.grid.zooms).astype(int) + 1
+    lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, m.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    region = np.zeros(m.shape, bool)
+    region[box] = ndimage.distance_transform_edt(~m[box], sampling=seg.grid.zooms) <= margin_mm
     if keep is not None:
         shape = [1, 1, 1]
         shape[_si_axis(seg)] = -1

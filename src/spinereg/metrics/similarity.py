@@ -144,6 +144,12 @@ def image_structure(img: Image, region: np.ndarray | None = None) -> dict[str, f
             or not np.any(vals != 0):
         return {"empty": 1.0, "structure": 0.0}
     sigma = [1.0 if n > 1 else 0.0 for n in data.shape]
-    smooth = ndimage.gaussian_filter(data, sigma, mode="nearest")[sel]
+    # smoothed on the region's bounding box plus the filter's radius (4 sigma): every region
+    # voxel's window lies inside it (or meets the image's own border, treated alike), so its
+    # smoothed values are those of the whole image
+    idx = np.argwhere(sel)
+    lo, hi = np.maximum(idx.min(0) - 4, 0), np.minimum(idx.max(0) + 5, data.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    smooth = ndimage.gaussian_filter(data[box], sigma, mode="nearest")[sel[box]]
     var = float(vals.var())
     return {"empty": 0.0, "structure": round(float(np.clip(smooth.var() / var, 0, 1)), 4)}
