@@ -6,6 +6,7 @@ Everything inside spinereg is RAS+; the sign flips of x and y happen only here.
 from __future__ import annotations
 
 import re
+import weakref
 from pathlib import Path
 
 import nibabel as nib
@@ -28,11 +29,47 @@ def is_affine_file(path: str | Path) -> bool:
 
 
 # -- displacement fields ------------------------------------------------------------------------
+#: fields this process wrote: resolved path -> (size, mtime_ns, the field); read back from memory
+#: while the file is unchanged (see read_displacement); the last few only, held weakly
+_WRITTEN: dict[str, tuple[int, int, weakref.ref]] = {}
+_WRITTEN_MAX = 4
+
+
+def _remember(path: Path, field: DisplacementField) -> None:
+    st = path.stat()
+    _WRITTEN[str(path.resolve())] = (st.st_size, st.st_mtime_ns, weakref.ref(field))
+    while len(_WRITTEN) > _WRITTEN_MAX:
+        _WRITTEN.pop(next(iter(_WRITTEN)))
+
+
+def _written(p: Path) -> DisplacementField | None:
+    """The field read back from ``p`` without decompressing it, when this process wrote ``p``, the
+    file is unchanged and the field is still alive: its values as the file holds them (NaN
+    written as 0) on the grid the file's header gives (float32 affine), as a read would."""
+    key = str(p.resolve())
+    entry = _WRITTEN.get(key)
+    if entry is None:
+        return None
+    size, mtime, ref = entry
+    field = ref()
+    st = p.stat()
+    if field is None or (st.st_size, st.st_mtime_ns) != (size, mtime):
+        _WRITTEN.pop(key, None)
+        return None
+    hdr = nib.load(str(p))  # the header only: the data stays on disk
+    if hdr.shape != tuple(field.grid.shape) + (1, 3) or hdr.get_data_dtype() != np.float32:
+        return None
+    return DisplacementField(Grid(field.grid.shape, hdr.affine), np.nan_to_num(field.data, nan=0.0))
+
+
 def read_displacement(path: str | Path) -> DisplacementField:
     """Read an ITK/ANTs displacement field (nx, ny, nz, 1, 3) or (nx, ny, nz, 3), LPS+ mm."""
     p = Path(path)
     if not p.exists():
         raise InputError("warp not found", p, "check the path")
+    known = _written(p)
+    if known is not None:
+        return known
     try:
         img = nib.load(str(p))
         data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -62,7 +99,9 @@ def write_displacement(field: DisplacementField, path: str | Path, overwrite: bo
     img.header["xyzt_units"] = 2  # mm
     from spinereg.io.fastgz import write_nifti
 
-    return atomic_write(path, lambda tmp: write_nifti(img, tmp), overwrite)
+    out = atomic_write(path, lambda tmp: write_nifti(img, tmp), overwrite)
+    _remember(Path(out), field)
+    return out
 
 
 # -- affines ------------------------------------------------------------------------------------
