@@ -13,6 +13,8 @@ from spinereg.io.image import check_writable, make_temp, output_os_error
 
 #: deflate block of streamed series (bytes)
 STREAM_BLOCK = 1 << 20
+#: bytes of a volume serialised at a time
+SLAB_BYTES = 4 << 20
 
 
 class StreamingNiftiWriter:
@@ -72,8 +74,13 @@ class StreamingNiftiWriter:
             raise ValueError(f"volume shape {vol.shape} != {self.shape[:3]}")
         if self.written >= self.expected:
             raise ValueError(f"all {self.expected} volumes were already written")
+        v = np.asarray(vol, dtype=self.dtype)
+        # the volume's Fortran-order bytes slab by slab along the last axis (each slab's bytes are
+        # the next run of the whole volume's): no second copy of a large volume in memory
+        step = max(1, SLAB_BYTES // max(1, v[:, :, :1].nbytes))
         try:
-            self._fh.write(np.asarray(vol, dtype=self.dtype).tobytes(order="F"))
+            for k in range(0, v.shape[2], step):
+                self._fh.write(v[:, :, k:k + step].tobytes(order="F"))
         except OSError as exc:
             raise output_os_error(exc, self.path) from exc
         self.written += 1
