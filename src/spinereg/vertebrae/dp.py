@@ -101,24 +101,34 @@ def best_chain(grid: np.ndarray, unary: np.ndarray, t: np.ndarray, scales: np.nd
         p0, cost = pair[k]
         return pen[:, None] + cost[d0 - p0:d1 - p0 + 1]
 
-    best = None  # (score, scale index, end, fwd, arg)
-    for si, gaps in enumerate(gaps_of):
+    def forward(si: int, with_arg: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Forward scores at scale ``si`` (and each disc's best offset to the disc above)."""
+        gaps = gaps_of[si]
         fwd = np.empty((K, n))
-        arg = np.zeros((K, n), np.int32)
+        arg = np.zeros((K, n), np.int32) if with_arg else None
         fwd[0] = unary[0]
         for k in range(K - 1):
             d0, d1 = offsets[si][k]
             # cand[i, x]: disc k at x + d0 + i (its forward score; neg beyond the grid) less the cost
             cand = _windows(fwd[k], d0, d1, neg) - penalty(k, gaps, d0, d1)
-            i = _first_argmax(cand)
-            fwd[k + 1] = unary[k + 1] + cand[i, rows]
-            arg[k + 1] = d0 + i
+            if with_arg:
+                i = _first_argmax(cand)
+                fwd[k + 1] = unary[k + 1] + cand[i, rows]
+                arg[k + 1] = d0 + i
+            else:  # the maximum is the element argmax picks: the same scores
+                fwd[k + 1] = unary[k + 1] + cand.max(0)
+        return fwd, arg
+
+    best = None  # (score, scale index, end, fwd)
+    for si in range(len(gaps_of)):
+        fwd, _ = forward(si, False)
         end = int(np.argmax(fwd[-1]))
         score = float(fwd[-1, end])
         if best is None or score > best[0]:
-            best = (score, si, end, fwd, arg)
+            best = (score, si, end, fwd)
     assert best is not None
-    score, si, end, fwd, arg = best
+    score, si, end, fwd = best
+    _, arg = forward(si, True)  # the winning scale again, with the offsets for the positions
     pos = np.empty(K, int)
     pos[-1] = end
     for k in range(K - 1, 0, -1):
