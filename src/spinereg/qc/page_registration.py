@@ -290,7 +290,7 @@ def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list
     labels, kind = None, "body"
     for key in ("labels", "ldisc", "lrootlet"):
         if _input(prov, key):
-            labels, kind = _load(_input(prov, key), "labels"), {"labels": "body", "ldisc": "disc"}.get(key, key)
+            labels, kind = _load(_input(prov, key), "labels", run_dir), {"labels": "body", "ldisc": "disc"}.get(key, key)
             break
     tpl = _template(prov)
     note = template_note(tpl, prov)
