@@ -11,7 +11,6 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import scipy.io
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
@@ -119,6 +118,8 @@ def read_affine(path: str | Path) -> AffineTransform:
         raise InputError("affine not found", p, "check the path")
     try:
         if p.suffix.lower() == ".mat":
+            import scipy.io  # only for ANTs .mat affines (about 30 ms to import)
+
             m = scipy.io.loadmat(str(p))
             key = next((k for k in m if not k.startswith("__") and k != "fixed"), None)
             params = np.asarray(m[key], dtype=float).ravel()
@@ -148,6 +149,8 @@ def write_affine(transform: AffineTransform, path: str | Path, overwrite: bool =
     p = Path(path)
     if p.suffix.lower() == ".mat":
         def writer(tmp: Path) -> None:
+            import scipy.io
+
             with open(tmp, "wb") as fh:
                 scipy.io.savemat(fh, {"AffineTransform_double_3_3": params.reshape(12, 1),
                                       "fixed": np.zeros((3, 1))}, format="4")
