@@ -70,6 +70,23 @@ def trilinear_vectors(field: np.ndarray, ijk: np.ndarray, chunk: int = 1 << 18) 
     return out
 
 
+def _node_slices(transform, grid: Grid) -> tuple[slice, ...] | None:
+    """Slices of ``transform``'s data holding ``grid``'s voxels when ``transform`` is a plain
+    displacement field (no undefined values) and ``grid`` a voxel-aligned part of its grid
+    (same axes and voxel size, whole-voxel offset, inside it); else None. Trilinear
+    interpolation at a node is the node's value, so ``from_transform`` is then a slice."""
+    if not isinstance(transform, DisplacementField) or transform._valid is not None:
+        return None
+    g = transform.grid
+    if not np.allclose(g.affine[:3, :3], grid.affine[:3, :3], rtol=0, atol=1e-9):
+        return None
+    off = g.world_to_voxel(grid.affine[:3, 3][None])[0]
+    k = np.rint(off)
+    if np.abs(off - k).max() > 1e-6 or np.any(k < 0) or np.any(k + np.array(grid.shape) > np.array(g.shape)):
+        return None
+    return tuple(slice(int(a), int(a) + n) for a, n in zip(k, grid.shape, strict=True))
+
+
 class DisplacementField(Transform):
     """Pull displacement field ``map(x) = x + u(x)`` sampled on ``grid``.
 
@@ -108,6 +125,9 @@ class DisplacementField(Transform):
         on nodes about ``coarse_mm`` apart spanning the grid and interpolated trilinearly onto it
         (for smooth chains whose finest component is that coarse; much faster on large grids).
         """
+        sl = _node_slices(transform, grid)
+        if sl is not None:  # a field read on a voxel-aligned part of its own grid: its nodes
+            return cls(grid, transform.data[sl].copy())
         if coarse_mm is not None and grid.size > min_size:
             stride = np.maximum(1, np.floor(coarse_mm / grid.zooms + 1e-6)).astype(int)
             if np.any(stride > 1):
