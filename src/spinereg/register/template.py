@@ -249,7 +249,9 @@ def register_to_template(
     timings["load"] = time.perf_counter() - t0
     auto, tauto, report = None, None, {"given": {"kind": lm.kind, "values": [int(v) for v in lm.values]},
                                        "automatic": {"used": False, "reason": "not asked (labeling=None)"}}
-    if labeling is not None:
+    if labeling is not None and not tpl.has("disc"):
+        report["automatic"]["reason"] = f"template {tpl.name} has no disc labels"
+    elif labeling is not None:
         from spinereg.register.auto_landmarks import automatic_discs
 
         if isinstance(labeling, str):
