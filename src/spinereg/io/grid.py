@@ -52,7 +52,20 @@ class Grid:
 
     def world_coords(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
         """World (RAS+ mm) coordinates (N, 3) of the voxels of slices ``k0:k1`` (C order)."""
-        return self.voxel_to_world(self.voxel_coords(k0, k1))
+        k1 = self.shape[2] if k1 is None else k1
+        a = self.affine[:3, :3]
+        nz = a != 0
+        if not ((nz.sum(1) == 1).all() and (nz.sum(0) == 1).all()):
+            return self.voxel_to_world(self.voxel_coords(k0, k1))
+        # axis-aligned: each world coordinate depends on one voxel index; the same products and
+        # sums as voxel_to_world(voxel_coords()), written straight into the output
+        ranges = (np.arange(self.shape[0]), np.arange(self.shape[1]), np.arange(k0, k1))
+        out = np.empty((self.shape[0], self.shape[1], k1 - k0, 3))
+        for i in range(3):
+            j = int(np.argmax(nz[i]))
+            vals = ranges[j].astype(float) * a[i, j] + self.affine[i, 3]
+            out[..., i] = vals.reshape([-1 if ax == j else 1 for ax in range(3)])
+        return out.reshape(-1, 3)
 
     def chunks(self, max_points: int = 2_000_000) -> Iterator[tuple[int, int]]:
         """Slabs ``(k0, k1)`` along the last axis holding at most ``max_points`` voxels each."""
