@@ -45,10 +45,11 @@ class Grid:
     def voxel_coords(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
         """Voxel indices (N, 3) of slices ``k0:k1`` of the last axis, Fortran-free C order."""
         k1 = self.shape[2] if k1 is None else k1
-        i, j, k = np.meshgrid(
-            np.arange(self.shape[0]), np.arange(self.shape[1]), np.arange(k0, k1), indexing="ij"
-        )
-        return np.stack([i.ravel(), j.ravel(), k.ravel()], axis=1).astype(float)
+        out = np.empty((self.shape[0], self.shape[1], k1 - k0, 3))
+        out[..., 0] = np.arange(self.shape[0], dtype=float)[:, None, None]
+        out[..., 1] = np.arange(self.shape[1], dtype=float)[None, :, None]
+        out[..., 2] = np.arange(k0, k1, dtype=float)[None, None, :]
+        return out.reshape(-1, 3)
 
     def world_coords(self, k0: int = 0, k1: int | None = None) -> np.ndarray:
         """World (RAS+ mm) coordinates (N, 3) of the voxels of slices ``k0:k1`` (C order)."""
