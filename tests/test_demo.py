@@ -1,8 +1,13 @@
-"""The README's main job: the sample subject registered to PAM50 with its QC report.
+"""The README's main job: the sample subject registered to PAM50 from the bare image (cord
+segmented, every disc labelled automatically: register-to-template -i t2.nii.gz -c t2) with its
+QC report. labels.nii.gz (mid-body of C3 and C5, by hand) is held out and scores the result.
 
-The full run (PAM50 at 0.5 mm) is marked slow: scripts/test.sh runs it in its second stage.
-The re-run behaviour (the demo replaces its own previous output, refuses a foreign folder)
-is checked with PAM50_small and a registration computed once.
+Measured (this commit, PAM50 at 0.5 mm): discs C2/C3, C3/C4, C4/C5 (the right levels; flagged
+ambiguous, identity margin 0.72 < 2: the warning is on stderr), verdict pass, cord Dice 0.977
+against the automatic segmentation and 0.971 against t2_seg-manual.nii.gz (not used); the held-out
+bodies land 0.68 (C3) and 1.05 mm (C5) from PAM50's body labels, mean 0.87 (S-I +0.28 / -0.59 mm).
+
+The full run is marked slow: scripts/test.sh runs it in its second stage.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import numpy as np
 import pytest
 
 from spinereg.cli.main import main
+from spinereg.io.image import load_image
 
 OUTPUTS = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2template.nii.gz",
-           "template2anat.nii.gz", "metrics.json", "provenance.json", "qc/index.html", "qc/entries.json")
+           "template2anat.nii.gz", "metrics.json", "provenance.json", "qc/index.html", "qc/entries.json",
+           "t2_seg.nii.gz", "t2_labels-disc.nii.gz", "t2_discs.json")
 
 
 def _umask() -> int:
@@ -39,7 +46,8 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     monkeypatch.setattr(template_mod, "register_to_template", spy)
     out = tmp_path / "spinereg_demo"
     assert main(["demo", "-o", str(out)]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert printed.startswith("demo: PASS"), printed
     assert f"QC report: {out / 'qc' / 'index.html'}" in printed and "cord Dice" in printed
     for f in OUTPUTS:
@@ -50,6 +58,26 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["template"]["name"] == "PAM50" and prov["versions"]["spinereg"]
     assert prov["invoked_as"] == "demo" and prov["command_line"].startswith("spinereg demo -o ")
+    # from the bare image: the segmentation and the discs are the job's own, labels.nii.gz is not used
+    assert "automatic: spinereg segment" in prov["inputs"]["seg"] and not prov["inputs"].get("labels")
+    assert "automatic: spinereg label-vertebrae" in prov["inputs"]["ldisc"]
+    discs = json.loads((out / "t2_discs.json").read_text())
+    assert [d["name"] for d in discs["discs"]] == ["C2/C3", "C3/C4", "C4/C5"]
+    if discs["ambiguous"]:  # measured: margin 0.72 < 2, said on stderr
+        assert "level identity is ambiguous" in captured.err
+    # held-out truth: the hand-placed C3/C5 bodies pushed into PAM50 (measured 0.68 / 1.05 mm)
+    held = metrics["held_out"]
+    assert set(held["body_labels"]) == {"3", "5"}
+    assert held["mean_mm"] <= 0.90 and held["max_mm"] <= 1.15, held
+    assert "held out (labels.nii.gz" in printed
+    # and the manual segmentation (measured Dice 0.971)
+    from spinereg.io.template import load_template
+    from spinereg.metrics import dice
+    from spinereg.transforms import apply_transforms
+
+    man = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
+    assert dice(apply_transforms(tcord, man.grid, [seen[-1].template2anat], "linear"), man).dice >= 0.965
     # the QC report says where the template image is synthesised (no PAM50_t2 in the data here)
     entry = json.loads((out / "qc" / "entries.json").read_text())["entries"][0]
     has_t2 = (data_root / "PAM50" / "template" / "PAM50_t2.nii.gz").exists()
@@ -70,7 +98,6 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
             assert p.stat().st_mode & 0o777 == want, (p, oct(p.stat().st_mode))
     # outside the region the subject maps into, the constant fill sends template points outside the
     # subject's field of view: resampling there gives the zeros anat2template holds
-    from spinereg.io.image import load_image
     from spinereg.transforms.itk import read_displacement
     from spinereg.transforms.sanity import inside
 
@@ -90,3 +117,18 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     assert img.shape == tuple(reg.template_grid.shape) and img.shape[2] < 991
     off = np.linalg.solve(cord.affine, img.affine)
     assert np.allclose(off[:3, :3], np.eye(3)) and np.allclose(off[:3, 3], np.round(off[:3, 3]), atol=1e-3)
+
+
+def test_held_out_body_residuals(pam50_dir):
+    """The demo's held-out score: the template's own body labels through the identity land on
+    themselves (0 mm); moved 2 mm along S-I, 2 mm with S-I part -2."""
+    from spinereg.pipelines.registration import held_out_body_residuals
+    from spinereg.transforms.affine import AffineTransform
+
+    body = pam50_dir / "template" / "PAM50_label_body.nii.gz"
+    same = held_out_body_residuals(AffineTransform(np.eye(4)), body)
+    assert same["max_mm"] <= 1e-6 and len(same["body_labels"]) >= 5
+    shift = np.eye(4)
+    shift[2, 3] = -2.0
+    moved = held_out_body_residuals(AffineTransform(shift), body)
+    assert all(abs(v["mm"] - 2.0) < 1e-3 and abs(v["si_mm"] + 2.0) < 1e-3 for v in moved["body_labels"].values())

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import sys
+
 from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
 
 DESCRIPTION = """\
-The main job: register SCT's sample subject (sct_testing_data t2: T2w, manual cord segmentation,
-C3/C5 body labels) to the template and write every output, the verdict and the HTML QC report
-(OUTDIR/qc/index.html) into -o. Running it again replaces its own previous output (a folder
+The main job: register SCT's sample subject (sct_testing_data t2, T2w) to the template from the
+bare image, as `spinereg register-to-template -i t2.nii.gz -c t2 -o OUTDIR`: the cord is segmented
+(t2_seg.nii.gz), every disc labelled (t2_labels-disc.nii.gz, t2_discs.json) and the registration
+uses them all; every output, the verdict and the HTML QC report (OUTDIR/qc/index.html) go into -o.
+The subject's hand-placed C3/C5 body labels (labels.nii.gz) are held out: metrics.json's held_out
+says where they land in the template. Running it again replaces its own previous output (a folder
 holding anything else needs --overwrite). Exit code 3 when the verdict is fail."""
 
 
@@ -24,7 +29,14 @@ def register(sub) -> None:
 def run(args) -> int:
     from spinereg.pipelines.registration import demo_job
 
-    rec, display = start_run(args, "demo", stages=8)
+    rec, display = start_run(args, "demo", stages=10)
     res = demo_job(args.outdir, args.template, qc_root=args.qc, overwrite=args.overwrite, run=rec,
                    progress=display.bar())
-    return finish_run(args, "demo", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)
+    for warning in res.extra.get("warnings", []):  # e.g. an ambiguous level identity
+        print(f"spinereg demo: warning: {warning}", file=sys.stderr)
+    code = finish_run(args, "demo", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)
+    held = res.metrics.get("held_out") or {}
+    if held.get("mean_mm") is not None and not getattr(args, "json", False):
+        print(f"held out (labels.nii.gz, C3/C5 bodies by hand, not used): they land {held['mean_mm']:.2f} mm "
+              f"mean / {held['max_mm']:.2f} mm max from the template's body labels")
+    return code
