@@ -37,7 +37,7 @@ class InversionReport:
                 "rms_mm": self.rms_mm}
 
 
-def trilinear_vectors(field: np.ndarray, ijk: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+def trilinear_vectors(field: np.ndarray, ijk: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
     """Trilinear values (N, 3) of a vector field (X, Y, Z, 3) at voxel coordinates ``ijk`` (N, 3)
     within half a voxel of the grid (beyond its outer nodes: the outer node's value). The same
     numbers as ``ndimage.map_coordinates(field[..., d], ijk.T, order=1, mode="nearest")`` for
