@@ -121,7 +121,8 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
 
 def test_held_out_body_residuals(pam50_dir):
     """The demo's held-out score: the template's own body labels through the identity land on
-    themselves (0 mm); moved 2 mm along S-I, 2 mm with S-I part -2."""
+    themselves (0 mm); moved 2 mm along S-I, 2 mm with S-I part -2; no body labels in the
+    template: not scored."""
     from spinereg.pipelines.registration import held_out_body_residuals
     from spinereg.transforms.affine import AffineTransform
 
@@ -132,3 +133,6 @@ def test_held_out_body_residuals(pam50_dir):
     shift[2, 3] = -2.0
     moved = held_out_body_residuals(AffineTransform(shift), body)
     assert all(abs(v["mm"] - 2.0) < 1e-3 and abs(v["si_mm"] + 2.0) < 1e-3 for v in moved["body_labels"].values())
+    # a template without body labels (PAM50_small): said, not scored
+    small = held_out_body_residuals(AffineTransform(np.eye(4)), body, "PAM50_small")
+    assert small["mean_mm"] is None and "no vertebral body labels" in small["what"]

@@ -71,7 +71,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                  ref: str = "template", straight: bool = False, crop: bool = False,
                  qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False,
-                 auto_discs: bool = True) -> JobResult:
+                 auto_discs: bool = True, extra_metrics: Callable[[Any], dict] | None = None) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
     automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
@@ -83,7 +83,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     ambiguous and its levels agree with the given labels, the discs it measured join them as
     landmarks (:mod:`spinereg.register.auto_landmarks`; the given labels win), otherwise the given
     labels are used alone and a warning says why. The QC level check reuses that labeling.
-    ``JobResult.extra["warnings"]``: what the automatic labeling warns of."""
+    ``JobResult.extra["warnings"]``: what the automatic labeling warns of. ``extra_metrics(reg)``:
+    a dict joining metrics.json (written with the other outputs, before the verdict)."""
     from spinereg.metrics.level_check import shared_labeling
     from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
@@ -139,7 +140,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         hook = auto.before_commit(_qc_hook(run, "register-to-template", qc_root, out, box))
         with shared_labeling(lab, inp.image, inp.seg):  # the QC level check reuses the labeling
             files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop,
-                                  run=run, replace=replace, invoked_as=invoked_as, before_commit=hook)
+                                  run=run, replace=replace, invoked_as=invoked_as, before_commit=hook,
+                                  extra_metrics=extra_metrics)
         for name in auto.files:
             files["disc_labels" if name.endswith("_labels-disc.nii.gz") else
                   "discs_json" if name.endswith("_discs.json") else "seg"] = out / name
@@ -208,9 +210,6 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
 
     Re-running replaces the folder's previous demo output as a whole (a folder holding anything
     else needs ``overwrite``, and then keeps its other files)."""
-    import json
-
-    from spinereg.io.provenance import write_json
     from spinereg.io.registry import ensure_dataset
     from spinereg.pipelines.template_outputs import output_names
 
@@ -220,16 +219,12 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
     with run.stage("data"):
         OutputFolder(out, output_names(), overwrite=overwrite, replace=own).check()  # before any download
         t2 = ensure_dataset("sct_testing_data") / "t2"
-    res = template_job(t2 / "t2.nii.gz", None, out, template=template, contrast="t2",
-                       qc_root="inside" if qc_root is None else qc_root, overwrite=overwrite, run=run,
-                       progress=progress, invoked_as="demo", replace=own)
-    held = held_out_body_residuals(res.result.template2anat, t2 / "labels.nii.gz", template)
-    res.metrics["held_out"] = held
-    if "metrics" in res.files:  # the verdict is the job's own; the held-out score is added beside it
-        doc = json.loads(Path(res.files["metrics"]).read_text())
-        doc["held_out"] = held
-        write_json(res.files["metrics"], doc, overwrite=True)
-    return res
+    labels = t2 / "labels.nii.gz"
+    return template_job(t2 / "t2.nii.gz", None, out, template=template, contrast="t2",
+                        qc_root="inside" if qc_root is None else qc_root, overwrite=overwrite, run=run,
+                        progress=progress, invoked_as="demo", replace=own,
+                        extra_metrics=lambda reg: {"held_out": held_out_body_residuals(reg.template2anat, labels,
+                                                                                        template)})
 
 
 def held_out_body_residuals(template2anat, labels: str | Path, template: str = "PAM50") -> dict:
@@ -243,6 +238,9 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     from spinereg.io.template import load_template
 
     tpl = load_template(template)
+    if not tpl.has("body"):
+        return {"what": f"{Path(labels).name}: not scored ({tpl.name} has no vertebral body labels)",
+                "body_labels": {}, "mean_mm": None, "max_mm": None}
     bodies = read_point_labels(load_image(labels), "body")
     tb = read_point_labels(load_image(tpl.path("body"), ndim=3, check_finite=False), "body")
     ref = {int(v): np.asarray(p, float) for v, p in zip(tb.values, tb.points, strict=True)}

@@ -267,13 +267,15 @@ def provenance(reg, inputs: dict, run: RunRecord, grids: dict, invoked_as: str |
 def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
                   metrics: bool = True, straight: bool = False, *, crop: bool = False,
                   run: RunRecord | None = None, replace: bool = False, invoked_as: str | None = None,
-                  before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
+                  before_commit: Callable[[Path], None] | None = None,
+                  extra_metrics: Callable[[object], dict] | None = None) -> dict[str, Path]:
     """Write warps, warped images, metrics.json (with the verdict) and provenance.json.
 
     ``straight``: also SCT's straightening outputs built from the subject's centerline.
     ``crop``: template-space outputs on the registration's sub-grid instead of the template's
     grid. ``run``: the run record to complete (timings, command line); a new one by default.
     ``replace``: replace ``outdir`` as a whole (a previous run of the same job).
+    ``extra_metrics(reg)``: a dict joining metrics.json before the verdict (same atomic commit).
     ``before_commit(tmp)``: called with the temporary folder once everything but the final
     provenance.json is written (e.g. to render the QC report); it may return an object whose
     ``commit()`` runs after that last write and ``abort()`` after a failure (a QC entry added
@@ -315,6 +317,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
         if metrics:
             with run.stage("metrics"):
                 mets = registration_metrics(reg, fwd, inv)
+                if extra_metrics is not None:  # e.g. the demo's held-out landmarks
+                    mets.update(extra_metrics(reg))
         with run.stage("write outputs: waiting for the background writes"):
             bg.wait()  # every image and warp is on disk before the verdict reads them
         grids = {"template_output": repr(full), "template_evaluated": repr(region),
