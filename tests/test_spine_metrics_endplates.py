@@ -9,10 +9,16 @@ Truth:
   C2 and C6 hardly at all.
 - articulated phantoms (PAM50's vertebrae moved rigidly, MR and CT contrasts, 1 mm voxels): the
   extent of the template's body label along the very lines the method measured on, pulled
-  through the exact truth field (geometry, not intensities).
+  through the exact truth field (geometry, not intensities); for tilts, the endplate measured on
+  the phantom's template image turned by the vertebra's known rotation (a body moved rigidly
+  must show the same endplate turned by the same angle).
+- the analytic spine phantom (spinereg.phantom.spine: flat trapezoid bodies, texture, noise,
+  partial volume; no PAM50): its design tilts.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 import pytest
@@ -84,10 +90,12 @@ def test_reference_is_repeatable(sct_data):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_t2_heights_and_tilts_through_the_registration(sct_data):
-    """Default preset (measured: middle/posterior heights C3 -0.04/-0.41, C4 -0.02/-0.01 mm vs
-    the reference; tilts C3s +0.3, C3i +1.3, C4s -0.8, C5s -1.8 deg, C3-C4 +2.1; C4i +5.7 deg,
-    not reached: the curved C4 inferior endplate, whose reference tilt itself moves 3-5 deg when
-    its fitted range shifts 0.5 mm). Images of noise in t2's place: nothing measured."""
+    """Default preset, method minus reference: middle/posterior heights C3 -0.08/-0.32, C4
+    +0.02/+0.01 mm; tilts C3s -2.8, C3i +1.0, C4s +0.6, C4i +3.1, C5s +0.6 deg; segmental C3-C4
+    +0.4, C4-C5 +2.5 (before the wall axis and the refit: C4i +5.7, C4-C5 +7.5). C4i stays just
+    outside 3 deg: the curved C4 inferior endplate, whose reference tilt itself moves -4.5 to
+    +3.4 deg when its walls are read 0.5 mm off (the reference's stated reading precision).
+    Images of noise in t2's place: nothing measured."""
     import spine_reference_t2 as ref
     from spinereg.io.image import load_image
     from spinereg.metrics.endplates import endplate_rows
@@ -101,7 +109,7 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     truth = ref.reference(np.asarray(img.data, float))
     rows = {r.level: r for r in subject_endplates(img, reg.warp_template2anat())}
     for v in (3, 4):
-        for k in ("middle", "posterior"):  # measured -0.04 / -0.41 (C3), -0.02 / -0.01 mm (C4)
+        for k in ("middle", "posterior"):  # measured -0.08 / -0.32 (C3), +0.02 / +0.01 mm (C4)
             assert abs(rows[v].heights[k] - truth["heights"][v][k]) < 0.5, (v, k, rows[v].heights[k])
         # the anterior annulus is as dark as the marrow on this T2: not measured, and said so
         assert np.isnan(rows[v].anterior_mm) and "anterior" in rows[v].status
@@ -110,15 +118,16 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     assert np.isnan(rows[5].inferior_deg)
     assert all(np.isnan(rows[v].middle_mm) for v in (2, 6) if v in rows)
     tilt = {(v, s): getattr(rows[v], f"{s}_deg") for v, s in truth["tilts"]}
-    # measured +0.3, +1.3, -0.8, -1.8 deg: each within 1 deg of its claim, all within the 3 deg target
-    claims = {(3, "superior"): 0.3, (3, "inferior"): 1.3, (4, "superior"): -0.8, (5, "superior"): -1.8}
+    # each within 0.7 deg of its claim, all but C4 inferior within the 3 deg target
+    claims = {(3, "superior"): -2.8, (3, "inferior"): 1.0, (4, "superior"): 0.6, (4, "inferior"): 3.1,
+              (5, "superior"): 0.6}
     for key, claim in claims.items():
         err = tilt[key] - truth["tilts"][key]
-        assert abs(err - claim) < 1.0 and abs(err) < 3.0, (key, err)
-    seg = (tilt[(3, "inferior")] - tilt[(4, "superior")]) - truth["segmental"]["C3-C4"]
-    assert abs(seg - 2.1) < 1.0 and abs(seg) < 3.0, seg
-    # not reached (documented): the curved C4 inferior endplate, +5.7 deg
-    assert 4.5 < tilt[(4, "inferior")] - truth["tilts"][(4, "inferior")] < 7.0
+        assert abs(err - claim) < 0.7 and (abs(err) < 3.0 or key == (4, "inferior")), (key, err)
+    seg = {"C3-C4": (tilt[(3, "inferior")] - tilt[(4, "superior")]) - truth["segmental"]["C3-C4"],
+           "C4-C5": (tilt[(4, "inferior")] - tilt[(5, "superior")]) - truth["segmental"]["C4-C5"]}
+    for k, claim in {"C3-C4": 0.4, "C4-C5": 2.5}.items():
+        assert abs(seg[k] - claim) < 0.7 and abs(seg[k]) < 3.0, seg
     # an image of noise in t2's place (white, and smoothed over 1 mm): nothing measured
     from scipy import ndimage
 
@@ -144,6 +153,15 @@ class _Misplaced:
         return self.pull.map(self.centre + (x - self.centre) * self.scale + self.shift)
 
 
+@functools.lru_cache(maxsize=1)
+def _phantom(seed: int, contrast: str):
+    """The articulated phantom C2-C6 (read only here): built once for its exact and its misplaced
+    measurement, which follow each other."""
+    from spinereg.phantom.articulated import make_articulated_phantom
+
+    return make_articulated_phantom((2, 6), seed=seed, contrast=contrast, margin_mm=10.0)
+
+
 def phantom_height_errors(seed: int, contrast: str, shift=(0.0, 0.0, 0.0), scale: float = 1.0) -> dict:
     """(level, column) -> measured minus true height (mm) on an articulated phantom C2-C6 (bodies
     C3-C5 measured), bodies placed by the truth field (optionally misplaced)."""
@@ -152,9 +170,8 @@ def phantom_height_errors(seed: int, contrast: str, shift=(0.0, 0.0, 0.0), scale
     from spinereg.io.template import load_template
     from spinereg.metrics.endplates import measure_endplates
     from spinereg.metrics.spine_registration import bodies_from_warp, template_bodies
-    from spinereg.phantom.articulated import make_articulated_phantom
 
-    ph = make_articulated_phantom((2, 6), seed=seed, contrast=contrast, margin_mm=10.0)
+    ph = _phantom(seed, contrast)
     pull = ph.truth_template2anat
     centre = ph.grid.voxel_to_world(np.argwhere(np.asarray(ph.vertebrae.data) > 0)).mean(0)
     bodies = bodies_from_warp(_Misplaced(pull, shift, scale, centre), ph.grid, supersample=2, levels=[3, 4, 5])
@@ -183,11 +200,12 @@ def phantom_height_errors(seed: int, contrast: str, shift=(0.0, 0.0, 0.0), scale
 def test_phantom_heights_against_the_geometry(pam50_dir, contrast):
     """Seed 0 (seeds 0-2 in bench/constraints.py --part endplates), bodies placed exactly and
     misplaced (2 mm S-I, 1 mm A-P, 10 % scale about the spine's centre). Exact: every height within
-    1.1 mm of the body label's extent (seed 0: <= 1.00; seeds 0-2: <= 1.18), mean bias +0.4-0.6 mm
-    (the blurred 1 mm cortical line pulls the steepest edge outwards). Misplaced: middle and
-    posterior heights of C3-C4 within 1.1 mm (seeds 0-2: <= 1.07; anterior up to 2.61 mm, where
-    the column lands on the rounded anterior corner); C5, misplaced by ~4 mm, is refused, not
-    measured wrong."""
+    1.1 mm of the body label's extent (seed 0: <= 1.00; seeds 0-2: <= 1.48, MR seed 1 C4 anterior,
+    1.18 before the refit; middle/posterior <= 1.04), mean bias +0.44-0.74 mm per case (the
+    blurred 1 mm cortical line pulls the steepest edge outwards). Misplaced: middle and posterior
+    heights of C3-C4 within 1.1 mm (seeds 0-2: <= 1.03; anterior up to 2.61 mm, where the column
+    lands on the rounded anterior corner); C5, misplaced by ~4 mm, is refused, not measured
+    wrong."""
     exact = phantom_height_errors(0, contrast)
     moved = phantom_height_errors(0, contrast, shift=(0.0, 1.0, 2.0), scale=0.9)
     e = np.array([v for v in exact.values()])
@@ -203,10 +221,72 @@ def test_phantom_misplaced_body_is_refused_not_measured_wrong(pam50_dir):
     """CT seed 2, bodies misplaced: C5's endplates were once taken from trabecular texture (planes
     tilted 27 deg, heights off by +8.3 / -4.2 mm). Planes tilted more than 25 deg from the spine
     or a body outside 0.6-1.6 times the placed height are refused; C3-C4 stay measured (middle
-    and posterior within 1.1 mm, anterior 2.61 mm at C4's rounded corner)."""
+    and posterior within 1.1 mm, C4 anterior 2.61 mm at its rounded corner; C3 anterior, 0.56
+    mm before the refit, not measured)."""
     e = phantom_height_errors(2, "ct", shift=(0.0, 1.0, 2.0), scale=0.9)
     assert all(np.isnan(v) for (lev, _), v in e.items() if lev == 5), e
     m = np.array([v for (lev, k), v in e.items() if lev in (3, 4) and k != "anterior"])
     assert np.isfinite(m).all() and np.abs(m).max() < 1.1, e
-    a = np.array([v for (lev, k), v in e.items() if lev in (3, 4) and k == "anterior"])
-    assert np.isfinite(a).all() and np.abs(a).max() < 2.8, e  # 2.61 (C4: the rounded anterior corner)
+    # anterior: C4 2.61 mm (the rounded anterior corner); C3's not measured since the refit
+    assert np.isfinite(e[(4, "anterior")]) and abs(e[(4, "anterior")]) < 2.8, e
+    assert np.isnan(e[(3, "anterior")]) or abs(e[(3, "anterior")]) < 2.8, e
+
+
+class _Identity:
+    def map(self, x):
+        return x
+
+
+def phantom_tilt_errors(seed: int, contrast: str, **kw) -> dict:
+    """(level, side) -> measured minus expected endplate tilt (deg) on an articulated phantom C2-C6
+    (bodies C3-C5 placed exactly): expected = the endplate measured on the phantom's template
+    image (bodies in place, no motion, no noise) turned by the vertebra's known rotation."""
+    from spinereg.metrics.endplates import _sag_deg, measure_endplates
+    from spinereg.metrics.spine_registration import bodies_from_warp
+
+    ph = _phantom(seed, contrast)
+    c = "t2" if contrast == "mr" else "ct"
+    at_rest = bodies_from_warp(_Identity(), ph.grid, supersample=2, levels=[3, 4, 5])
+    moved = bodies_from_warp(ph.truth_template2anat, ph.grid, supersample=2, levels=[3, 4, 5])
+    rest = {r.level: r for r in measure_endplates(ph.template, at_rest, c, levels=[3, 4, 5], **kw)}
+    got = {r.level: r for r in measure_endplates(ph.subject, moved, c, levels=[3, 4, 5], **kw)}
+    out = {}
+    for v in (3, 4, 5):
+        for side in ("superior", "inferior"):
+            n = getattr(rest[v], f"{side}_normal")
+            out[(v, side)] = (getattr(got[v], f"{side}_deg") - _sag_deg(ph.motions[v][:3, :3] @ np.array(n))
+                              if n else np.nan)
+    return out
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("contrast", ["mr", "ct"])
+def test_phantom_tilts_follow_the_vertebra(pam50_dir, contrast):
+    """Seed 0 (seeds 0-2 in bench/constraints.py --part endplates): all six endplates of C3-C5
+    within 3 deg of the template's endplate turned by the known rotation (measured max 2.2 MR,
+    2.7 CT). Seeds 0-2 x MR/CT (36 endplates): RMS 1.9 deg, mean +0.2, max 5.6 (MR seed 1, C4
+    superior: the rounded anterior corner, where the phantom has no disc, enters the refitted
+    plane); before the wall axis and the refit: RMS 2.0, mean +0.8, C3 inferior +3.4 on average."""
+    e = phantom_tilt_errors(0, contrast)
+    f = np.array(list(e.values()))
+    assert np.isfinite(f).all() and np.abs(f).max() < 3.0, e
+
+
+@pytest.mark.parametrize("contrast", ["t1", "ct"])
+def test_flat_endplates_of_the_analytic_phantom(contrast):
+    """Analytic cervical phantom (flat trapezoid bodies C2-C7, 25 deg lordosis, a wedge at C5,
+    texture, noise, partial volume at 0.8 mm), bodies labelled: every measured endplate tilt
+    within 1.2 deg of its design (seeds 0-2, T1 and CT: max 1.1 deg); CT middle heights +0.3 to
+    +0.6 mm. (T1 heights are 2.0-2.5 mm short: the dark cortex on T1 is taken for disc.)"""
+    from spinereg.metrics.endplates import measure_endplates
+    from spinereg.phantom.spine import make_spine_phantom
+
+    ph = make_spine_phantom(tuple(range(2, 8)), height_mm=14.0, depth_mm=16.0, width_mm=20.0, disc_mm=5.0,
+                            lordosis_deg=25.0, wedge={5: 0.8}, cortex_mm=1.0, voxel_mm=0.8, cord_radius_mm=4.0,
+                            csf_radius_mm=6.0, pv_factor=2, texture=0.15, noise=0.05, seed=0)
+    rows = measure_endplates(ph.t1 if contrast == "t1" else ph.ct, ph.bodies, contrast)
+    err = [getattr(r, f"{s}_deg") - ph.truth["levels"][r.level][f"endplate_{s}_deg"]
+           for r in rows for s in ("superior", "inferior")]
+    err = np.array([x for x in err if np.isfinite(x)])
+    assert len(err) >= 8 and np.abs(err).max() < 1.2, err

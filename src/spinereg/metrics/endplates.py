@@ -6,7 +6,18 @@ body is, where it roughly ends. Everything measured comes from the image along l
 
 1. **Frame.** From the labelled body: the spine's direction at it (S-I, from its labelled
    neighbours), its widest direction across (L-R), A-P completing them; the midline (L-R centre)
-   and the A-P extent of its mid-sagittal part (``depth``).
+   and the A-P extent of its mid-sagittal part (``depth``). **Body axis** (``wall_axis``, on by
+   default): the body's anterior and posterior walls are located in the image (the cortical
+   line, darkest on MR and brightest on CT, within ``WALL_WINDOW_MM`` of the placed body's walls,
+   on rows across the middle of the body, a line through them) and S-I is turned in the
+   sagittal plane to be parallel to them (the mean of the walls found; none found or turned by
+   more than ``MAX_WALL_TILT_DEG``: the spine's direction is kept). The columns below then
+   stand in the body as morphometry places them, parallel to its walls; the neighbours'
+   direction differs from it where the bodies stand in a staircase (cervical lordosis: 1-6 deg
+   on t2, where only the anterior wall shows: veins and the posterior ligament blur the back),
+   and on a curved endplate a column range turned by that much moves the fitted tilt by
+   degrees (articulated phantoms, vertebrae turned by known angles: C3 inferior off by +3.4 deg
+   on average with the neighbours' direction, +1.5 with the walls').
 2. **Profiles.** Along S-I through the body, the image is sampled (trilinear, 0.25 mm steps,
    NaN beyond the outer voxel centres) on columns at several A-P positions, averaged over a small
    box across the column (``lr_halfwidth_mm`` left and right, 0.5 mm front and back: a reader's
@@ -23,10 +34,16 @@ body is, where it roughly ends. Everything measured comes from the image along l
    ``MAX_PLANE_RMS_MM``, at most ``MAX_TILT_DEG`` from the spine's direction, the body between
    them ``HEIGHT_RANGE`` times the placed one's height; else not measured. A body with one
    endplate found while the other's search lies inside the image reports nothing (on images of
-   noise a single plane can pass by chance; a vertebral body shows both). The body's axis becomes
-   the bisector of the two normals. With ``iterations`` > 1 the columns are tilted to that axis
-   and the planes refitted (the default, 1, keeps the columns along the spine's direction: on
-   curved cervical endplates a tilted column range shifts the fitted tilt by several degrees).
+   noise a single plane can pass by chance; a vertebral body shows both). **Refit**
+   (``refits``, 1 by default): every plane column is searched again within
+   ``REFINE_WINDOW_MM`` of the planes with the criterion the heights use (the disc only has to
+   differ from the bone side of the edge) and the planes are refitted: the first pass keeps
+   only edges with a disc clearly brighter (T2) than the marrow, which drops the anterior lip of
+   a curved endplate where the annulus is as dark as the marrow; the tilt is then fitted to
+   part of the endplate only (t2's C4 inferior: 5.7 deg off). A refit plane that fails the
+   checks keeps the first one. The body's axis for the heights becomes the bisector of the two
+   normals. With ``iterations`` > 1 the columns are tilted to that axis and the planes refitted
+   (the default, 1, keeps the columns along the body axis of step 1).
 5. **Heights.** Along the body's axis at the anterior, middle and posterior columns (3/4, 1/2
    and 1/4 of the depth from the posterior wall), each endplate searched within
    ``REFINE_WINDOW_MM`` of its plane, where the band beyond the edge only has to differ from the
@@ -54,6 +71,8 @@ from spinereg.metrics.spine import Heights
 
 #: disc polarity per contrast: +1 discs brighter than marrow, -1 darker
 DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
+#: cortical bone polarity per contrast: -1 darker than marrow (MR), +1 brighter (CT)
+CORTEX_POLARITY = {"t2": -1, "t2s": -1, "mr": -1, "t1": -1, "ct": 1}
 #: antero-posterior positions of the anterior / middle / posterior heights (fraction of the
 #: depth from the posterior wall)
 COLUMNS = {"anterior": 0.75, "middle": 0.5, "posterior": 0.25}
@@ -240,6 +259,61 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
     return best, ("" if np.isfinite(best) else why)
 
 
+#: the walls are looked for within this distance (mm) of the placed body's walls, on rows
+#: spaced ``WALL_STEP_MM`` over the middle ``WALL_SPAN`` of its height
+WALL_WINDOW_MM = 2.5
+WALL_STEP_MM = 0.5
+WALL_SPAN = 0.6
+#: a wall line needs this share of the rows with a cortical line, lying this close to it (RMS)
+WALL_MIN_SHARE = 0.6
+WALL_MAX_RMS_MM = 0.8
+#: a body axis from its walls farther than this from the spine's direction is not used
+MAX_WALL_TILT_DEG = 15.0
+
+
+def body_walls(sample: _Sampler, centre: np.ndarray, axes: np.ndarray, depth: float, height: float,
+               cortex: int, lr_halfwidth_mm: float = 1.5) -> dict[str, tuple[float, float] | None]:
+    """The body's anterior and posterior walls in the mid-sagittal slab: on antero-posterior rows
+    across the middle of the body, the cortical line (darkest on MR, brightest on CT: ``cortex``
+    -1 / +1) within ``WALL_WINDOW_MM`` of the placed body's wall, refined by a parabola; a line
+    a = a0 + k s (mm along ``axes[1]`` and ``axes[2]`` from ``centre``) through them (Theil-Sen),
+    or None where too few rows show the line or they scatter."""
+    rows = np.arange(-0.5 * WALL_SPAN * height, 0.5 * WALL_SPAN * height + 1e-9, WALL_STEP_MM)
+    a = np.arange(-0.5 * depth - WALL_WINDOW_MM - 2.0, 0.5 * depth + WALL_WINDOW_MM + 2.0 + 1e-9, STEP_MM)
+    offs = [(e, b) for e in (-0.5, 0.0, 0.5) for b in np.arange(-lr_halfwidth_mm, lr_halfwidth_mm + 1e-6, 0.5)]
+    out: dict[str, tuple[float, float] | None] = {}
+    prof = []
+    for r in rows:
+        pts = np.stack([centre + axes[0] * b + (r + e) * axes[2] + a[:, None] * axes[1] for e, b in offs])
+        vals = sample(pts)
+        prof.append(_smooth(np.where(np.isfinite(vals).all(0), vals.mean(0), np.nan), EDGE_SMOOTH_MM))
+    for name, side in (("anterior", 1), ("posterior", -1)):
+        win = np.flatnonzero(np.abs(a - side * 0.5 * depth) <= WALL_WINDOW_MM)
+        core = np.abs(a) <= 0.25 * depth
+        pts = []
+        for r, p in zip(rows, prof, strict=True):
+            q = cortex * p[win]
+            marrow = np.nanmedian(p[core]) if np.isfinite(p[core]).any() else np.nan
+            if not np.isfinite(q).all() or not np.isfinite(marrow):
+                continue
+            i = int(np.argmax(q))
+            # a cortical line: an extremum inside the window, standing out of the marrow
+            if i in (0, len(q) - 1) or q[i] - cortex * marrow < MIN_DISC_CONTRAST * abs(marrow):
+                continue
+            pts.append((r, a[win[i]] + _parabola(q, i) * STEP_MM))
+        if len(pts) < max(4, WALL_MIN_SHARE * len(rows)):
+            out[name] = None
+            continue
+        r_, w_ = np.array(pts).T
+        i, j = np.triu_indices(len(r_), 1)
+        ok = np.abs(r_[j] - r_[i]) >= 1.0
+        k = float(np.median((w_[j] - w_[i])[ok] / (r_[j] - r_[i])[ok]))
+        a0 = float(np.median(w_ - k * r_))
+        res = w_ - a0 - k * r_
+        out[name] = (a0, k) if float(np.sqrt(np.mean(res**2))) <= WALL_MAX_RMS_MM else None
+    return out
+
+
 def _column(sample: _Sampler, centre, axes, ap_mm: float, lr_mm: float, s: np.ndarray,
             lr_halfwidth_mm: float, ap_halfwidth_mm: float = 0.5) -> np.ndarray:
     """Profile along ``axes[2]`` through the column at (``lr_mm``, ``ap_mm``), averaged over a
@@ -332,7 +406,8 @@ def _sag_deg(n: np.ndarray | None) -> float:
 
 
 def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, depth: float, height: float,
-                 polarity: int, *, lr_halfwidth_mm: float = 1.5, iterations: int = 1) -> BodyEndplates:
+                 polarity: int, *, lr_halfwidth_mm: float = 1.5, iterations: int = 1,
+                 refits: int = 1, wall_axis: bool = True, cortex: int = -1) -> BodyEndplates:
     """Endplates of one body from its prior frame (see the module doc)."""
     from spinereg.metrics.spine import level_name
 
@@ -341,6 +416,20 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     s = np.arange(-reach, reach + 1e-9, STEP_MM)
 
     axes0 = axes.copy()
+    walls = {}
+    if wall_axis:
+        # the body's own axis: parallel to its walls in the image (the spine's direction from the
+        # neighbours' centres differs from it where the bodies stand in a staircase, as in a
+        # cervical lordosis; on a curved endplate a column range turned by that difference moves
+        # the fitted tilt by degrees)
+        walls = body_walls(sample, centre, axes, depth, height, cortex, lr_halfwidth_mm)
+        ks = [w[1] for w in walls.values() if w is not None]
+        if ks and np.degrees(np.arctan(abs(np.mean(ks)))) <= MAX_WALL_TILT_DEG:
+            k = float(np.mean(ks))
+            si = axes[2] + k * axes[1]
+            si /= np.linalg.norm(si)
+            ap_ax = axes[1] - (axes[1] @ si) * si
+            axes = np.stack([axes[0], ap_ax / np.linalg.norm(ap_ax), si])
     why_plane = ["no endplate plane: too few edges in the columns, or scattered"] * 2  # superior, inferior
 
     def edges(ap: float, lr: float, axes: np.ndarray, planes=None) -> tuple[float, float, str]:
@@ -371,7 +460,8 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     planes = None
     normals: tuple = (None, None)
     unseen = [0, 0]  # first-pass columns where the image ends within the superior / inferior search
-    for _ in range(max(1, iterations)):
+
+    def plane_points(axes: np.ndarray, planes) -> tuple[list, list]:
         sup, inf = [], []
         for f in PLANE_COLUMNS:
             for lr in (-lr_halfwidth_mm, 0.0, lr_halfwidth_mm):
@@ -387,6 +477,10 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                     sup.append(base + t * axes[2])
                 if np.isfinite(b):
                     inf.append(base + b * axes[2])
+        return sup, inf
+
+    for it in range(max(1, iterations)):
+        sup, inf = plane_points(axes, planes)
         planes = [_fit_plane(np.array(q).reshape(-1, 3), axes, centre) for q in (sup, inf)]
         planes = _plausible(planes, axes0, centre, height, why_plane)
         for k in (0, 1):
@@ -398,6 +492,17 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                 planes[1 - k] = None
                 why_plane[1 - k] = why_plane[k] = ("only one endplate found though both are in the image: "
                                                    + why_plane[k])
+        if it == 0:
+            # refit: every plane column searched again near the planes, with the edges the heights
+            # use (the disc only has to differ from the bone side: the annulus at the anterior lip
+            # is as dark as the marrow on T2), so that a plane is fitted to the whole endplate and
+            # not to the part where the disc is brightest
+            for _ in range(refits):
+                sup, inf = plane_points(axes, planes)
+                new = [None if pl is None else _fit_plane(np.array(q).reshape(-1, 3), axes, centre)
+                       for pl, q in zip(planes, (sup, inf), strict=True)]
+                new = _plausible(new, axes0, centre, height, list(why_plane))
+                planes = [n if n is not None else pl for n, pl in zip(new, planes, strict=True)]
         normals = tuple(None if f is None else f[0] for f in planes)
         if normals[0] is None or normals[1] is None:
             break
@@ -425,10 +530,14 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
 
 
 def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2", levels=None, *,
-                      lr_halfwidth_mm: float = 1.5, iterations: int = 1) -> list[BodyEndplates]:
+                      lr_halfwidth_mm: float = 1.5, iterations: int = 1, refits: int = 1,
+                      wall_axis: bool = True) -> list[BodyEndplates]:
     """Heights, ratios and endplate tilts of each labelled body, located in ``image`` (any grid:
     the body labels are only the region prior, e.g. bodies placed by a registration's
-    ``warp_template2anat``, :func:`~spinereg.metrics.spine_registration.bodies_from_warp`)."""
+    ``warp_template2anat``, :func:`~spinereg.metrics.spine_registration.bodies_from_warp`).
+    ``wall_axis``: columns parallel to the body's walls located in the image (else along the
+    spine's direction from the neighbouring bodies); ``refits``: plane refits with every column's
+    edge near the first planes (0: the first pass's planes); see the module doc, steps 1 and 4."""
     img = as_image(image, "image")
     ib = as_image(bodies, "vertebral bodies")
     if contrast not in DISC_POLARITY:
@@ -448,7 +557,8 @@ def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
             out.append(_unmeasured(v, frames[v]))
             continue
         out.append(measure_body(sample, labels, v, *frames[v], DISC_POLARITY[contrast],
-                                lr_halfwidth_mm=lr_halfwidth_mm, iterations=iterations))
+                                lr_halfwidth_mm=lr_halfwidth_mm, iterations=iterations, refits=refits,
+                                wall_axis=wall_axis, cortex=CORTEX_POLARITY[contrast]))
     return out
 
 
