@@ -18,7 +18,9 @@ constraints".
    the template_spine presets, against the reference of ``tests/spine_reference_t2.py``
    (manual-style morphometry on the mid-sagittal slab, no registration); then on articulated
    phantoms (seeds x MR/CT, bodies placed exactly and misplaced by 2 mm S-I, 1 mm A-P and a 10 %
-   scale) against the body label's extent along the measured lines.
+   scale) against the body label's extent along the measured lines; endplate tilts on the
+   phantoms against the template's endplate turned by each vertebra's known rotation; the
+   reference's own tilts with its walls read 0.5 voxel off.
 
 5. ``speed``: ``spinereg register-to-template`` on t2 with the default and the template_spine
    presets, whole commands timed from outside the process, alternating, ``--repeats`` each.
@@ -156,7 +158,7 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
     from spinereg.io.registry import dataset_path
     from spinereg.metrics.spine_registration import subject_endplates
     from spinereg.register.template import register_to_template
-    from test_spine_metrics_endplates import phantom_height_errors
+    from test_spine_metrics_endplates import phantom_height_errors, phantom_tilt_errors
 
     d = dataset_path("sct_testing_data") / "t2"
     img = load_image(d / "t2.nii.gz")
@@ -168,6 +170,21 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
         print(f"  C{v}: " + " / ".join(f"{truth['heights'][v][k]:.2f} ({alt['heights'][v][k]:.2f})" for k in cols))
     print("  tilts: " + ", ".join(f"C{v}{s[0]} {a:+.1f} ({alt['tilts'][(v, s)]:+.1f})" for (v, s), a in truth["tilts"].items())
           + "; segmental " + ", ".join(f"{k} {a:+.1f}" for k, a in truth["segmental"].items()))
+    # the reference's own sensitivity: its walls were read to +-0.5 voxel (module doc, step 2)
+    import itertools
+
+    walls0, spread = dict(ref.WALLS), {}
+    try:
+        for da, dp in itertools.product((-0.5, 0.0, 0.5), repeat=2):
+            ref.WALLS = {v: (a + da, p + dp) for v, (a, p) in walls0.items()}
+            r = ref.reference(np.asarray(img.data, float))
+            for k, a in {**r["tilts"], **r["segmental"]}.items():
+                spread.setdefault(k, []).append(a - {**truth["tilts"], **truth["segmental"]}[k])
+    finally:
+        ref.WALLS = walls0
+    print("  reference tilts with its walls read +-0.5 voxel off: "
+          + ", ".join(f"{f'C{k[0]}{k[1][0]}' if isinstance(k, tuple) else k} {min(v):+.1f}..{max(v):+.1f}"
+                      for k, v in spread.items()))
     for preset in ("default", "template_spine"):
         kw = {} if preset == "default" else {"param": preset}
         t0 = time.perf_counter()
@@ -195,6 +212,17 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
                 f = np.array([x for x in e.values() if np.isfinite(x)])
                 print(f"  {contrast} s{seed} {name:9} {per}   mean {f.mean():+.2f} max|e| {np.abs(f).max():.2f} "
                       f"({len(f)}/9 measured)", flush=True)
+    print("phantoms C2-C6 (bodies placed exactly), endplate tilt error deg: measured minus the endplate measured "
+          "on the template image turned by the vertebra's known rotation; C3-C5 superior/inferior")
+    allt = []
+    for contrast in contrasts:
+        for seed in seeds:
+            e = phantom_tilt_errors(seed, contrast)
+            allt += list(e.values())
+            print(f"  {contrast} s{seed} " + "  ".join(f"C{v}{s[0]} {x:+.1f}" for (v, s), x in e.items()), flush=True)
+    t = np.array(allt)
+    print(f"  all: mean {np.nanmean(t):+.2f}, RMS {np.sqrt(np.nanmean(t**2)):.2f}, max |e| {np.nanmax(np.abs(t)):.1f} deg "
+          f"({np.isfinite(t).sum()}/{t.size} measured)")
 
 
 def speed_table(repeats: int) -> None:
