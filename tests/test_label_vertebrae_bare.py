@@ -72,3 +72,47 @@ def test_register_to_template_from_bare_t2(sct_data, tmp_path):
     res = [float(np.linalg.norm(p - tb.points[list(tb.values).index(v)])) for v, p in zip(bodies.values, moved,
                                                                                           strict=True)]
     assert max(res) <= 1.15 and np.mean(res) <= 0.90, res  # measured 0.68 / 1.05
+
+
+def _bare_labeling(seed: int):
+    """The independent full phantom (0.8 mm, C1-T6) as the bare-image job sees it: its automatic
+    segmentation (spinereg segment) and the automatic labeling on it (register-to-template's own
+    call, register.template.auto_labeling)."""
+    from spinereg.phantom.independent import make_independent_subject
+    from spinereg.register.template import auto_labeling
+    from spinereg.segment import segment
+    from spinereg.vertebrae.evaluate import compare_to_truth
+
+    ph = make_independent_subject("full", seed=seed)
+    seg = segment(ph.image, ph.contrast).seg
+    lab = auto_labeling(ph.image, seg, ph.contrast)
+    return ph, seg, lab, compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
+
+
+def test_full_phantom_from_bare_image_seed2():
+    """Seed 2 (of 0-4, measured in the module docstring and docs/labeling_bare_image.md): levels
+    right, not flagged; the registration with the measured discs (what the bare job does) 0.64 /
+    1.21 mm cord mapping error mean / p95, template cord Dice 0.948 against the true cord (the
+    automatic segmentation's own Dice: 0.948): the issue's 0.6 mm / Dice 0.97 are not met."""
+    from spinereg.register.template import register_to_template
+    from spinereg.vertebrae.outputs import disc_label_image
+
+    ph, seg, lab, r = _bare_labeling(2)
+    assert r["identity_ok"] and not lab.ambiguous and r["mae_mm"] <= 0.49  # measured 0.46
+    assert dice(seg, ph.seg).dice >= 0.945  # measured 0.948
+    reg = register_to_template(ph.image, seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
+                               contrast=ph.contrast)
+    err = ph.error(reg.template2anat)
+    assert err["mean_mm"] <= 0.67 and err["p95_mm"] <= 1.31, (err["mean_mm"], err["p95_mm"])
+    tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
+    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.945
+
+
+@pytest.mark.xfail(strict=True, reason="known silent failure (docs/labeling_bare_image.md): from the automatic "
+                   "segmentation seed 3's chain is stretched by the absolute cord-width term (disc MAE 17 mm, "
+                   "margin 2.73: not flagged); right from the true segmentation")
+def test_full_phantom_seed3_bare_labeling_right_or_flagged():
+    """A wrong labeling must be flagged. Strict xfail: when it passes, the failure is fixed and
+    this mark (and the docs) must go."""
+    _, _, lab, r = _bare_labeling(3)
+    assert r["identity_ok"] or lab.ambiguous, (r["mae_mm"], lab.identity_margin)
