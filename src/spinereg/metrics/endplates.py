@@ -23,11 +23,15 @@ body is, where it roughly ends. Everything measured comes from the image along l
    box across the column (``lr_halfwidth_mm`` left and right, 0.5 mm front and back: a reader's
    3 mm mid-sagittal slab).
 3. **Edges.** Within ``WINDOW_MM`` of where the placed body ends on that column, the endplate is
-   the strongest edge with the disc's polarity (T2: bright disc beyond dark bone; T1 and CT:
-   darker disc) at a local maximum of the derivative of the profile smoothed by
-   ``EDGE_SMOOTH_MM``, refined by a parabola: the disc-bone boundary. The band beyond it must be
-   disc: inside the image over ``DISC_BEYOND_MM`` and differing from the marrow (median of the
-   body's core on that column) by ``MIN_DISC_CONTRAST`` of it with the disc's polarity.
+   the strongest edge from bone to disc (``EDGE_POLARITY``; T2 and T1: from the dark cortical
+   line up to the disc; CT: from the bright cortex down to the disc) at a local maximum of the
+   derivative of the profile smoothed by ``EDGE_SMOOTH_MM``, refined by a parabola: the
+   disc-bone boundary. The band beyond it must be disc: inside the image over
+   ``DISC_BEYOND_MM`` and differing from the marrow (median of the body's core on that column) by
+   ``MIN_DISC_CONTRAST`` of it with the disc's polarity (``DISC_POLARITY``: T2 brighter, T1 and CT
+   darker). On T1 the disc is darker than the marrow but brighter than the cortical line: taking
+   the edge from the marrow into the cortex instead made bodies a cortex too short on each side
+   (analytic phantom: -2.0 to -2.5 mm; now +0.5 to +0.8 mm, the outward bias of every contrast).
 4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give endplate
    planes: a robust start (Theil-Sen), then least squares with points farther than
    ``OUTLIER_MM`` refitted out; at least ``MIN_PLANE_POINTS`` inliers within
@@ -71,6 +75,9 @@ from spinereg.metrics.spine import Heights
 
 #: disc polarity per contrast: +1 discs brighter than marrow, -1 darker
 DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
+#: polarity of the endplate edge (bone side to disc side): +1 the disc brighter than the cortical
+#: line (MR: T2 and T1 alike, though the T1 disc is darker than the marrow), -1 darker (CT)
+EDGE_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": 1, "ct": -1}
 #: cortical bone polarity per contrast: -1 darker than marrow (MR), +1 brighter (CT)
 CORTEX_POLARITY = {"t2": -1, "t2s": -1, "mr": -1, "t1": -1, "ct": 1}
 #: antero-posterior positions of the anterior / middle / posterior heights (fraction of the
@@ -209,7 +216,8 @@ def _parabola(y: np.ndarray, i: int) -> float:
 
 def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: int,
               window_mm: float | None = None, marrow: float | None = None,
-              refine: bool = False, spread: float = 0.0) -> tuple[float, str]:
+              refine: bool = False, spread: float = 0.0,
+              disc_polarity: int | None = None) -> tuple[float, str]:
     """Endplate position (mm along ``s``) on one ``side`` (+1 superior, -1 inferior) of a body
     profile ``p(s)`` (``s`` = 0 at the body centre), or NaN and the reason.
 
@@ -218,8 +226,13 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
     dark bone below, bright disc above), at a local maximum of the derivative of the profile
     smoothed by ``EDGE_SMOOTH_MM``, refined by a parabola. The disc beyond it must be inside the
     image (``DISC_BEYOND_MM``) and differ from the bone side by ``MIN_DISC_CONTRAST`` of the
-    marrow level (``marrow``: the profile's median over the body's core if not given)."""
+    marrow level (``marrow``: the profile's median over the body's core if not given).
+    ``polarity`` is the edge's (bone side to disc side, :data:`EDGE_POLARITY`), ``disc_polarity``
+    the disc's against the marrow (:data:`DISC_POLARITY`; the edge's if not given). Where they
+    differ (T1: a dark cortical line, a grey disc beyond it, bright marrow) the disc's level is the
+    median of the band beyond the edge."""
     window_mm = WINDOW_MM if window_mm is None else window_mm
+    dpol = polarity if disc_polarity is None else disc_polarity
     if marrow is None:
         core = np.abs(s) < 2.0
         marrow = float(np.nanmedian(p[core])) if np.isfinite(p[core]).any() else np.nan
@@ -249,7 +262,16 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
         if refine:
             ref = float(np.min(polarity * ps[np.clip(i - side * np.arange(0, nb + 1), 0, len(s) - 1)]))
         else:
-            ref = polarity * marrow
+            if dpol != polarity:
+                # T1: the disc's level beyond the edge, darker than the marrow, and a real step up
+                # from the cortical line to it (not a ripple in whatever lies beyond the bone)
+                level = float(np.median(ps[beyond]))
+                bone = float(np.min(polarity * ps[np.clip(i - side * np.arange(0, nb + 1), 0, len(s) - 1)]))
+                if polarity * level - bone < MIN_DISC_CONTRAST * abs(marrow):
+                    why = "no disc beyond the edge"
+                    continue
+                disc = dpol * level
+            ref = dpol * marrow
         need = MIN_DISC_CONTRAST * abs(marrow) if refine else max(MIN_DISC_CONTRAST * abs(marrow), DISC_SNR * spread)
         if disc - ref < need:
             why = "no disc beyond the edge"
@@ -407,7 +429,8 @@ def _sag_deg(n: np.ndarray | None) -> float:
 
 def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, depth: float, height: float,
                  polarity: int, *, lr_halfwidth_mm: float = 1.5, iterations: int = 1,
-                 refits: int = 1, wall_axis: bool = True, cortex: int = -1) -> BodyEndplates:
+                 refits: int = 1, wall_axis: bool = True, cortex: int = -1,
+                 disc_polarity: int | None = None) -> BodyEndplates:
     """Endplates of one body from its prior frame (see the module doc)."""
     from spinereg.metrics.spine import level_name
 
@@ -449,9 +472,11 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         pc = pc[np.isfinite(pc)]
         spread = 1.4826 * float(np.median(np.abs(pc - np.median(pc)))) if pc.size else 0.0
         refine = planes is not None
-        top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine, spread) if np.isfinite(hi)
+        top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine, spread, disc_polarity)
+                      if np.isfinite(hi)
                       else (np.nan, why_plane[0]))
-        bot, why_b = (find_edge(s, prof, lo, -1, polarity, window, marrow, refine, spread) if np.isfinite(lo)
+        bot, why_b = (find_edge(s, prof, lo, -1, polarity, window, marrow, refine, spread, disc_polarity)
+                      if np.isfinite(lo)
                       else (np.nan, why_plane[1]))
         why = "; ".join(w for w in (f"superior: {why_t}" if why_t else "",
                                     f"inferior: {why_b}" if why_b else "") if w)
@@ -556,9 +581,10 @@ def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
         if isinstance(frames[v], str):
             out.append(_unmeasured(v, frames[v]))
             continue
-        out.append(measure_body(sample, labels, v, *frames[v], DISC_POLARITY[contrast],
+        out.append(measure_body(sample, labels, v, *frames[v], EDGE_POLARITY[contrast],
                                 lr_halfwidth_mm=lr_halfwidth_mm, iterations=iterations, refits=refits,
-                                wall_axis=wall_axis, cortex=CORTEX_POLARITY[contrast]))
+                                wall_axis=wall_axis, cortex=CORTEX_POLARITY[contrast],
+                                disc_polarity=DISC_POLARITY[contrast]))
     return out
 
 
