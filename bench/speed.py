@@ -25,10 +25,11 @@ wall time its named rows account for.
 
 Baseline, in the same run: ``--baseline ants`` (plain ANTs SyN through antspyx on the same image
 pair: the subject image and the template's T2w, ``ants.registration(type_of_transform="SyN")``),
-``--baseline commit:REV`` (the same command from ``git archive REV``, run with PYTHONPATH), or
+``--baseline commit:REV`` (the same command from ``git archive REV``, run with PYTHONPATH),
+``--baseline flags:ARGS`` (the same command and code with ARGS added, e.g. ``flags:--no-gzip``), or
 ``none``. Default: ants for t2, the commit before this bench's speed work (``e7f2bb1``) for full.
 
-Usage: ``python bench/speed.py [--case t2,full,segment,help] [--runs 3] [--baseline auto|ants|commit:REV|none]
+Usage: ``python bench/speed.py [--case t2,full,segment,help] [--runs 3] [--baseline auto|ants|commit:REV|flags:ARGS|none]
 [--out DIR]``. Not part of the test suite; the machine's load is printed with every figure.
 """
 
@@ -297,6 +298,17 @@ def bench_case(case: str, args, root: Path, work: Path) -> dict:
         res["baseline"] = {"what": f"the same command at commit {rev}",
                            **repeat(lambda i: cmd_of_run(i, spinereg_cmd(src), "base"), args.baseline_runs,
                                     d / "base", args.timeout, env)}
+    elif baseline.startswith("flags:") and case != "help":
+        extra = baseline.split(":", 1)[1].split()
+        print(f"[{case}] baseline: the same code with {' '.join(extra)} ...", flush=True)
+        (d / "flags").mkdir(exist_ok=True)
+
+        def with_flags(i: int):
+            cmd, out = cmd_of_run(i, None, "flags")
+            return [*cmd, *extra], out
+
+        res["baseline"] = {"what": f"the same command with {' '.join(extra)}",
+                           **repeat(with_flags, args.baseline_runs, d / "flags", args.timeout)}
     return res
 
 
@@ -376,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--case", default="help,t2,segment,full", help="comma-separated: help, t2, segment, full")
     p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--baseline", default="auto", help="auto, ants, commit:REV or none")
+    p.add_argument("--baseline", default="auto", help="auto, ants, commit:REV, flags:ARGS or none")
     p.add_argument("--baseline-runs", type=int, default=3)
     p.add_argument("--no-profile", action="store_true", help="skip the cProfile run")
     p.add_argument("--timeout", type=float, default=900.0)
