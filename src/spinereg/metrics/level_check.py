@@ -49,10 +49,12 @@ _SHARED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("spinereg
 
 
 @contextlib.contextmanager
-def shared_labeling(labeling, image: Image, seg: Image) -> Iterator[None]:
+def shared_labeling(labeling, image: Image, seg: Image, *, landmarks: bool = False) -> Iterator[None]:
     """Within this block :func:`auto_level_offset` reuses ``labeling`` (the automatic labeling of
-    ``image`` with ``seg``) for that image and segmentation instead of running it again."""
-    token = _SHARED.set((labeling, image, seg) if labeling is not None else None)
+    ``image`` with ``seg``) for that image and segmentation instead of running it again.
+    ``landmarks``: the registration's landmarks ARE this labeling's discs (a bare-image run): the
+    check would compare the labeling with itself, so it gives no score and says so."""
+    token = _SHARED.set((labeling, image, seg, landmarks) if labeling is not None else None)
     try:
         yield
     finally:
@@ -63,12 +65,13 @@ def _same(a: Image, b: Image) -> bool:
     return a is b or (a.grid.same_as(b.grid, atol=1e-4) and np.array_equal(np.asarray(a.data), np.asarray(b.data)))
 
 
-def _shared_for(image: Image, seg: Image):
+def _shared_for(image: Image, seg: Image) -> tuple[object, bool]:
+    """The shared labeling of ``image``/``seg`` (or None) and whether it gave the landmarks."""
     shared = _SHARED.get()
     if shared is None:
-        return None
-    lab, img0, seg0 = shared
-    return lab if _same(image, img0) and _same(seg, seg0) else None
+        return None, False
+    lab, img0, seg0, landmarks = shared
+    return (lab, landmarks) if _same(image, img0) and _same(seg, seg0) else (None, False)
 
 
 def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
@@ -111,7 +114,11 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     from spinereg.vertebrae.label import label_vertebrae
 
     try:
-        lab = _shared_for(image, seg)
+        lab, gave_landmarks = _shared_for(image, seg)
+        if gave_landmarks:
+            return {}, ["levels not independently verified: the registration's landmarks are the automatic "
+                        f"labeling's own discs (identity margin {lab.identity_margin:.2f}"
+                        f"{', flagged ambiguous' if lab.ambiguous else ''}); give -l or --ldisc to have them checked"]
         if lab is None:
             lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
                                   template=tpl.name if tpl.name in ("PAM50",) else "PAM50")

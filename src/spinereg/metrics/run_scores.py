@@ -272,7 +272,8 @@ def input_path(inputs: dict, key: str, folder: Path) -> Path:
     if not inputs.get(key):
         raise InputError(f"provenance.json names no {key!r} input", folder / "provenance.json",
                          "rerun the command that wrote this folder")
-    p = Path(inputs[key])
+    # a file the run made itself is named "NAME (automatic: ...)" and lies in the run folder
+    p = Path(str(inputs[key]).split(" (automatic:")[0].strip())
     if not p.is_absolute() and not p.exists():
         p = folder / p
     if not p.is_file():

@@ -137,11 +137,11 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
                   "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
         box: dict = {}
-        hook = auto.before_commit(_qc_hook(run, "register-to-template", qc_root, out, box))
-        with shared_labeling(lab, inp.image, inp.seg):  # the QC level check reuses the labeling
+        hook = _qc_hook(run, "register-to-template", qc_root, out, box)  # auto.files: copied first
+        with shared_labeling(lab, inp.image, inp.seg, landmarks=not given):  # the QC level check reuses it
             files = write_outputs(reg, out, overwrite=overwrite, inputs=inputs, straight=straight, crop=crop,
                                   run=run, replace=replace, invoked_as=invoked_as, before_commit=hook,
-                                  extra_metrics=extra_metrics)
+                                  extra_metrics=extra_metrics, with_files=auto.files)
         for name in auto.files:
             files["disc_labels" if name.endswith("_labels-disc.nii.gz") else
                   "discs_json" if name.endswith("_discs.json") else "seg"] = out / name

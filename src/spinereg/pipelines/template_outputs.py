@@ -19,7 +19,8 @@ resampling with it gives 0 there, as ``anat2template`` holds) and ``anat2templat
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import shutil
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -268,7 +269,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
                   metrics: bool = True, straight: bool = False, *, crop: bool = False,
                   run: RunRecord | None = None, replace: bool = False, invoked_as: str | None = None,
                   before_commit: Callable[[Path], None] | None = None,
-                  extra_metrics: Callable[[object], dict] | None = None) -> dict[str, Path]:
+                  extra_metrics: Callable[[object], dict] | None = None,
+                  with_files: Mapping[str, Path] | None = None) -> dict[str, Path]:
     """Write warps, warped images, metrics.json (with the verdict) and provenance.json.
 
     ``straight``: also SCT's straightening outputs built from the subject's centerline.
@@ -276,6 +278,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     grid. ``run``: the run record to complete (timings, command line); a new one by default.
     ``replace``: replace ``outdir`` as a whole (a previous run of the same job).
     ``extra_metrics(reg)``: a dict joining metrics.json before the verdict (same atomic commit).
+    ``with_files``: ``{name: path}`` of files the job made (an automatic segmentation, disc labels)
+    copied into the folder first, where the verdict finds the inputs provenance.json names.
     ``before_commit(tmp)``: called with the temporary folder once everything but the final
     provenance.json is written (e.g. to render the QC report); it may return an object whose
     ``commit()`` runs after that last write and ``abort()`` after a failure (a QC entry added
@@ -287,6 +291,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     folder = OutputFolder(outdir, output_names(straight), overwrite=overwrite, replace=replace).check()
     names: dict[str, str] = {}
     with folder as tmp, BackgroundWrites() as bg:  # files are written beside the next computations
+        for name, path in (with_files or {}).items():
+            shutil.copyfile(path, tmp / name)
         with run.stage("fields"):
             inv = reg.warp_template2anat()
             full, region = template_output_grid(reg, inv, crop)
