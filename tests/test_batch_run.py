@@ -7,7 +7,8 @@ run as a user runs it: the ``spinereg`` command in its own process.
 * killed mid-way (SIGKILL to the whole process group), the same command resumes: completed
   units are not recomputed (the log says skipped, their files are untouched), a worker killed
   during the resumed run is replaced, and the final outputs equal, byte for byte, those of an
-  uninterrupted run into the same folder;
+  uninterrupted run into the same folder (the main run: four of its units are redone by the
+  killed and resumed runs, its other units are copied in as an earlier run would have left them);
 * a ``dask scheduler`` and a ``dask worker`` started on localhost run the batch (--scheduler).
 """
 
@@ -154,32 +155,54 @@ def test_cohort_group_outputs(cohort: dict, main_run: dict):
                 assert (out / "qc" / f).is_file(), f
 
 
-def test_killed_run_resumes_to_identical_outputs(cohort: dict):
-    subset = ["03", "04", "05", "06"]
-    place = cohort["root"] / "resume"
-    args = [str(cohort["bids"]), "-o", str(place), "--config", str(cohort["config"]), "--workers", "2",
-            "--participant-label", *subset]
-    ref = batch(*args)
-    assert ref.returncode == 0, ref.stderr
-    reference = tree(place)
-    place.rename(cohort["root"] / "resume_reference")
+def test_killed_run_resumes_to_identical_outputs(cohort: dict, main_run: dict):
+    """The uninterrupted reference is the main run (the same command into the same folder): its
+    folder is set aside, and the same command is run again into that folder holding the main run's
+    complete units except four (as an earlier interrupted run leaves them). That run is killed
+    with two of the four complete and others running; the same command resumes (one of its
+    workers killed mid-unit) and must end with the main run's outputs, byte for byte."""
+    subset = ["sub-03", "sub-04", "sub-05", "sub-06"]
+    place = main_run["out"]
+    assert main_run["res"].returncode == 3, main_run["res"].stderr
+    reference_dir = cohort["root"] / "derivatives_reference"
+    place.rename(reference_dir)
+    try:
+        reference = tree(reference_dir)
+        place.mkdir()
+        earlier = sorted(p.name for p in reference_dir.glob("sub-*") if p.is_dir() and p.name not in subset)
+        for name in earlier:
+            shutil.copytree(reference_dir / name, place / name, symlinks=True)
+        for name in (".spinereg-batch.json", "dataset_description.json"):  # the batch's own files, as a run leaves them
+            shutil.copy2(reference_dir / name, place / name)
+        earlier_units = [u for u in cohort["units"] if u.split("_")[0] not in subset]
+        assert len(earlier_units) == len(cohort["units"]) - 4
+        _kill_and_resume(cohort, place, subset, earlier_units, reference)
+    finally:
+        if reference_dir.is_dir():  # the main run's folder back in place for the other tests
+            shutil.rmtree(place, ignore_errors=True)
+            reference_dir.rename(place)
+
+
+def _kill_and_resume(cohort: dict, place: Path, subset: list[str], earlier_units: list[str], reference: dict) -> None:
+    args = [str(cohort["bids"]), "-o", str(place), "--config", str(cohort["config"]), "--workers", "2"]
 
     # 1. the client and its workers killed at once, mid-way
     cmd = [sys.executable, "-m", "spinereg.cli.main", "batch", *args]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     t0 = time.monotonic()
     while time.monotonic() - t0 < 900:
-        done = [p for p in place.glob("sub-*") if p.is_dir()] if place.is_dir() else []
+        done = [u for u in subset if (place / u).is_dir()]
         if len(done) >= 2 and list(place.glob(".sub-*.part")):  # two complete, others running
             break
         assert proc.poll() is None, "the run ended before it could be killed"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = sorted(p.name for p in place.glob("sub-*") if p.is_dir())
+    kept = sorted(u for u in subset if (place / u).is_dir())
     assert 2 <= len(kept) < 4, kept
     assert list(place.glob(".sub-*.part")), "units were running when the run was killed"
-    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for u in kept for p in (place / u).rglob("*")}
+    complete = sorted(p.name for p in place.glob("sub-*") if p.is_dir())
+    stamps = {p: (p.stat().st_ino, p.stat().st_mtime_ns) for u in complete for p in (place / u).rglob("*")}
 
     # 2. the same command resumes; one worker is killed while it runs a unit
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -194,24 +217,23 @@ def test_killed_run_resumes_to_identical_outputs(cohort: dict):
             killed_worker = True
         time.sleep(0.2)
     stdout, stderr = proc.communicate(timeout=900)
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 3, stderr  # the two broken subjects fail again, every other unit is written
     assert killed_worker
-    assert f"{len(kept)} unit(s) already complete" in stdout
+    assert f"{len(earlier_units) + len(kept)} unit(s) already complete" in stdout
     # the log: completed units skipped by the resumed run, never done again
     log = events(place)
     runs = [e["run"] for e in log if e["event"] == "start"]
     assert len(runs) == 2
     last = [e for e in log if e["run"] == runs[-1]]
-    assert sorted(e["unit"] for e in last if e["event"] == "skipped") == kept
-    assert sorted(e["unit"] for e in last if e["event"] == "done") == sorted(
-        f"sub-{s}" for s in subset if f"sub-{s}" not in kept)
+    assert sorted(e["unit"] for e in last if e["event"] == "skipped") == sorted(earlier_units + kept)
+    assert sorted(e["unit"] for e in last if e["event"] == "done") == sorted(u for u in subset if u not in kept)
+    assert sorted(e["unit"] for e in last if e["event"] == "failed") == sorted(cohort["broken"])
     assert all(p.stat().st_ino == ino and p.stat().st_mtime_ns == mt for p, (ino, mt) in stamps.items())
     # byte-identical to the uninterrupted run
     final = tree(place)
     assert sorted(final) == sorted(reference)
     diff = [k for k in reference if final[k] != reference[k]]
     assert not diff, diff[:10]
-    shutil.rmtree(cohort["root"] / "resume_reference")
 
 
 def test_external_dask_scheduler_and_worker(cohort: dict, tmp_path: Path):
