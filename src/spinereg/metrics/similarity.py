@@ -73,14 +73,14 @@ def _moved_and_covered(moving: Image, grid: Grid, transforms: list[Transform]) -
     (linear interpolation of ones > 0.99: the source point within half a voxel of ``moving``'s
     grid, where that interpolation is 1 and 0 beyond), from ONE evaluation of the transforms."""
     from spinereg.io.resample import VolumeSampler
-    from spinereg.transforms.apply import as_chain, source_voxels
+    from spinereg.transforms.apply import CHUNK_POINTS, as_chain, source_voxels
 
     chain = as_chain(transforms)
     img_s = VolumeSampler(moving.data, "linear", 0.0)
     limit = np.array(moving.shape[:3]) - 0.5
     moved = np.empty(grid.shape, np.float32)
     covered = np.empty(grid.shape, bool)
-    for k0, k1 in grid.chunks():
+    for k0, k1 in grid.chunks(CHUNK_POINTS):
         ijk = source_voxels(chain, grid, moving.grid, k0, k1)
         shape = (grid.shape[0], grid.shape[1], k1 - k0)
         moved[:, :, k0:k1] = img_s.at_voxels(ijk).reshape(shape)
@@ -138,18 +138,22 @@ def image_structure(img: Image, region: np.ndarray | None = None) -> dict[str, f
     """``empty`` (1.0 when the image has no signal or is constant in ``region``) and
     ``structure`` (variance kept by a one-voxel Gaussian smoothing, 0-1)."""
     data = np.asarray(img.data, np.float32)
-    sel = np.ones(data.shape, bool) if region is None else np.asarray(region, bool)
-    vals = data[sel]
+    sel = None if region is None else np.asarray(region, bool)
+    vals = data.ravel() if sel is None else data[sel]  # the whole image: its values in order, no copy
     if vals.size == 0 or not np.isfinite(vals).all() or float(vals.std()) <= 1e-6 * (abs(float(vals.mean())) + 1e-12) \
             or not np.any(vals != 0):
         return {"empty": 1.0, "structure": 0.0}
     sigma = [1.0 if n > 1 else 0.0 for n in data.shape]
-    # smoothed on the region's bounding box plus the filter's radius (4 sigma): every region
-    # voxel's window lies inside it (or meets the image's own border, treated alike), so its
-    # smoothed values are those of the whole image
-    idx = np.argwhere(sel)
-    lo, hi = np.maximum(idx.min(0) - 4, 0), np.minimum(idx.max(0) + 5, data.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
-    smooth = ndimage.gaussian_filter(data[box], sigma, mode="nearest")[sel[box]]
+    if sel is None:
+        smooth = ndimage.gaussian_filter(data, sigma, mode="nearest").ravel()
+    else:
+        # smoothed on the region's bounding box plus the filter's radius (4 sigma): every region
+        # voxel's window lies inside it (or meets the image's own border, treated alike), so its
+        # smoothed values are those of the whole image
+        nz = [np.flatnonzero(sel.any(axis=tuple(a for a in range(sel.ndim) if a != ax))) for ax in range(sel.ndim)]
+        lo = np.maximum([n[0] - 4 for n in nz], 0)
+        hi = np.minimum([n[-1] + 5 for n in nz], data.shape)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        smooth = ndimage.gaussian_filter(data[box], sigma, mode="nearest")[sel[box]]
     var = float(vals.var())
     return {"empty": 0.0, "structure": round(float(np.clip(smooth.var() / var, 0, 1)), 4)}

@@ -12,6 +12,9 @@ from spinereg.io.image import Image, load_image
 from spinereg.io.resample import VolumeSampler, interp_name, label_points, place_labels
 from spinereg.transforms.base import Chain, Transform
 
+#: output voxels mapped at a time (their coordinates and the chain's temporaries: ~100 bytes each)
+CHUNK_POINTS = 500_000
+
 
 def as_chain(transforms: Transform | Sequence[Transform] | None) -> Chain:
     if transforms is None:
@@ -58,7 +61,7 @@ def _apply_volume(volume: np.ndarray, src: Grid, ref: Grid, chain: Chain, interp
         return place_labels(pushed, vals, ref, dtype=volume.dtype)
     sampler = VolumeSampler(volume, interp, cval)
     out = np.empty(ref.shape, dtype=np.float32 if sampler.order else volume.dtype)
-    for n, (k0, k1) in enumerate(ref.chunks()):
+    for n, (k0, k1) in enumerate(ref.chunks(CHUNK_POINTS)):
         ijk = coords[n] if coords is not None else source_voxels(chain, ref, src, k0, k1)
         out[:, :, k0:k1] = sampler.at_voxels(ijk).reshape(ref.shape[0], ref.shape[1], k1 - k0)
     return out
@@ -118,7 +121,7 @@ def _check_per_volume(per_volume, nvol: int) -> None:
 def _cached_world(chain: Chain, ref: Grid) -> list[np.ndarray]:
     """World points of the reference voxels after ``chain`` (per slab), for per-volume links."""
     out = []
-    for k0, k1 in ref.chunks():
+    for k0, k1 in ref.chunks(CHUNK_POINTS):
         out.append(map_grid(chain, ref, k0, k1))
     return out
 
@@ -136,7 +139,7 @@ def _volume_t(vol, src: Grid, ref: Grid, chain: Chain, interp: str, cval: float,
 def _cached_coords(chain: Chain, ref: Grid, src: Grid, limit: int = 20_000_000) -> list[np.ndarray] | None:
     if ref.size > limit:
         return None
-    return [source_voxels(chain, ref, src, k0, k1).astype(np.float32) for k0, k1 in ref.chunks()]
+    return [source_voxels(chain, ref, src, k0, k1).astype(np.float32) for k0, k1 in ref.chunks(CHUNK_POINTS)]
 
 
 def _with_grid(img: Image, data: np.ndarray, ref: Grid) -> Image:

@@ -117,7 +117,7 @@ class DisplacementField(Transform):
         return cls(grid, np.zeros(tuple(grid.shape) + (3,), np.float32))
 
     @classmethod
-    def from_transform(cls, transform: Transform, grid: Grid, max_points: int = 2_000_000,
+    def from_transform(cls, transform: Transform, grid: Grid, max_points: int = 500_000,
                        coarse_mm: float | None = None, min_size: int = 2_000_000) -> DisplacementField:
         """Sample any transform (e.g. a chain) as one field on ``grid``: ``u(x) = T(x) - x``.
 
