@@ -74,15 +74,16 @@ def pam50_full(pam50_dir: Path, sct_data: Path, tmp_path_factory) -> Path:
 # xdist hands out whole files in collection order; by default it reorders them by their number of
 # tests, which sent a 4-test file of 8 minutes (test_batch_run) after 36 one-second tests and left
 # a 2-minute file (test_register_robustness) for the end of stage 1 while the other worker idled.
-# Longest first instead (seconds per stage, measured with --durations on 2 shared cores at load ~8:
+# Longest first instead (seconds per stage, measured with --durations on 2 shared cores at load 8-13:
 # relative figures; files not named here are short and keep their collection order after these).
 LONGEST_FIRST = {
-    "slow": {"test_batch_run.py": 1160, "test_label_vertebrae_phantoms.py": 460,
-             "test_articulated_registration.py": 226, "test_epi_chain.py": 221,
-             "test_spine_metrics_endplates.py": 229, "test_demo.py": 100, "test_validation_qc.py": 83,
-             "test_diffeomorphic.py": 74, "test_geometry_robustness.py": 66, "test_segment_phantoms.py": 65,
-             "test_label_vertebrae_registration.py": 35, "test_segment_geometry.py": 33,
-             "test_outputs_atomic.py": 30},
+    "slow": {"test_batch_run.py": 1206, "test_articulated_registration.py": 409,
+             "test_label_vertebrae_phantoms.py": 369, "test_spine_metrics_endplates.py": 247, "test_epi_chain.py": 197,
+             "test_diffeomorphic.py": 153, "test_auto_discs_job.py": 140, "test_demo.py": 139,
+             "test_validation_qc.py": 111, "test_label_vertebrae_registration.py": 93, "test_sdc.py": 72,
+             "test_geometry_robustness.py": 71, "test_validation_register.py": 70, "test_moco.py": 66,
+             "test_polyrigid.py": 51, "test_segment_pipelines.py": 46, "test_segment_phantoms.py": 46,
+             "test_label_vertebrae_bare.py": 46, "test_segment_geometry.py": 42, "test_phantom_independent.py": 41},
     "not slow": {"test_register_to_template.py": 153, "test_register_robustness.py": 141, "test_chain.py": 93,
                  "test_sdc.py": 64, "test_spine_metrics.py": 60, "test_warp_template.py": 59,
                  "test_segment_geometry.py": 57, "test_phantom_independent.py": 57, "test_moco.py": 56,
