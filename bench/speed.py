@@ -12,7 +12,7 @@ Cases (targets of issue 14):
 
 Whole command: each run is a separate child process (``python -m spinereg.cli.main``); wall time
 from the parent's clock (start-up, imports, output writing and exit included), peak memory is the
-child's maximum resident set (``wait4``), the 1-minute load average is read before each run.
+child's own maximum resident set (GNU time's ``%M``; ``wait4``'s would count this parent's pages), the 1-minute load average is read before each run.
 Median (and min-max) of ``--runs`` runs (>= 3).
 
 Profile: two tables per case, both from separate measured runs.
@@ -62,19 +62,30 @@ def spinereg_cmd(pythonpath: str | None = None) -> list[str]:
     return [sys.executable, "-m", "spinereg.cli.main"]
 
 
+#: GNU time (``/usr/bin/time``), which reports its child's own peak RSS; without it, wait4's
+GNU_TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
+
 def run_timed(cmd: list[str], log: Path, timeout: float, env: dict | None = None) -> dict:
     """One child process: wall seconds, peak RSS (MB), exit code, load average before, launch time."""
     load = os.getloadavg()[0]
+    # the child's peak RSS: ru_maxrss of a child forked from this (possibly large) process counts
+    # the parent's pages it held until exec (after the full case's phantom was built here every
+    # later child showed ~0.58 GB); GNU time forks the command from its own small process
+    rss = Path(f"{log}.maxrss")
+    timed = [GNU_TIME, "-f", "%M", "-o", str(rss), *cmd] if GNU_TIME else cmd
     with open(log, "w") as fh:
         launched = time.time()
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(timed, stdout=fh, stderr=subprocess.STDOUT, env=env)
         timer = threading.Timer(timeout, proc.kill)
         timer.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
         timer.cancel()
-    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024.0, "rc": os.waitstatus_to_exitcode(status),
+    text = rss.read_text().strip().splitlines() if GNU_TIME and rss.is_file() else []
+    peak_kb = float(text[-1]) if text and text[-1].isdigit() else usage.ru_maxrss
+    return {"wall_s": wall, "peak_mb": peak_kb / 1024.0, "rc": os.waitstatus_to_exitcode(status),
             "load1": load, "launched": launched, "log": str(log)}
 
 

@@ -68,3 +68,23 @@ def test_failure_leaves_no_partial_stream(tmp_path):
             raise RuntimeError("stop")
     with pytest.raises((EOFError, OSError)):
         gzip.open(tmp_path / "x.nii.gz").read()
+
+
+def test_deflate_library_per_level(tmp_path):
+    """Levels 1-3 go through ISA-L (a dependency: several times faster than zlib, the same
+    format); level 0 (--no-gzip: stored blocks) and levels above 3 through zlib. Both streams
+    read back to the same bytes."""
+    import zlib
+
+    from isal import isal_zlib
+
+    from spinereg.io import fastgz
+
+    assert fastgz.deflate_library(1) is isal_zlib and fastgz.deflate_library(3) is isal_zlib
+    assert fastgz.deflate_library(0) is zlib and fastgz.deflate_library(6) is zlib
+    data = np.arange(300_000, dtype=np.float32).tobytes()
+    for level in (0, 1, 6):
+        with ParallelGzipWriter(tmp_path / f"l{level}.gz", level=level, block=1 << 18) as fh:
+            fh.write(data)
+        assert gzip.decompress((tmp_path / f"l{level}.gz").read_bytes()) == data
+    assert (tmp_path / "l1.gz").stat().st_size < 0.8 * (tmp_path / "l0.gz").stat().st_size
