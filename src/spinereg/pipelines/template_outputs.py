@@ -174,9 +174,9 @@ def _write_embedded_field(field: DisplacementField, full: Grid, path: Path) -> P
 
     from spinereg.io.stream import StreamingNiftiWriter
 
-    data = np.nan_to_num(field.data, nan=0.0)
-    border = np.concatenate([data[[0, -1]].reshape(-1, 3), data[:, [0, -1]].reshape(-1, 3),
-                             data[:, :, [0, -1]].reshape(-1, 3)])
+    data = field.data  # NaN -> 0 per component below: no second copy of the whole field alive
+    border = np.nan_to_num(np.concatenate([data[[0, -1]].reshape(-1, 3), data[:, [0, -1]].reshape(-1, 3),
+                                           data[:, :, [0, -1]].reshape(-1, 3)]), nan=0.0)
     fill = np.median(border, axis=0).astype(np.float32)
     off = _offset_in(full, field.grid)
     sl = tuple(slice(o, o + n) for o, n in zip(off, field.grid.shape, strict=True))
@@ -186,7 +186,11 @@ def _write_embedded_field(field: DisplacementField, full: Grid, path: Path) -> P
     with StreamingNiftiWriter(path, tuple(full.shape) + (1, 3), full.affine, np.float32, template_header=hdr) as w:
         for c in range(3):
             vol = np.full(full.shape, fill[c] * _LPS[c], np.float32)
-            vol[sl] = data[..., c] * _LPS[c]
+            part = vol[sl]  # a view: the same values as nan_to_num(data)[..., c] * _LPS[c], in place
+            part[...] = data[..., c]
+            np.nan_to_num(part, copy=False, nan=0.0)
+            part *= _LPS[c]
+            del part
             w.write_volume(vol)
             del vol
     return path
@@ -325,6 +329,7 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
                 mets = registration_metrics(reg, fwd, inv)
                 if extra_metrics is not None:  # e.g. the demo's held-out landmarks
                     mets.update(extra_metrics(reg))
+        del fwd  # written and measured: the verdict reads warp_template2anat only (inv stays alive)
         with run.stage("write outputs: waiting for the background writes"):
             bg.wait()  # every image and warp is on disk before the verdict reads them
         grids = {"template_output": repr(full), "template_evaluated": repr(region),
