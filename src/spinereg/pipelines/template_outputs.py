@@ -300,10 +300,18 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
         with run.stage("fields"):
             inv = reg.warp_template2anat()
             full, region = template_output_grid(reg, inv, crop)
+        if full.size > 4_000_000:  # large outputs one at a time: no second large array alive
+            bg.serial = True
+        with run.stage("write outputs: template2anat"):
+            # before the forward field exists: the synthesised template image (tissue maps on the
+            # covered region) is the largest transient of the writing
+            tim = _template_image(reg, inv)
+            bg.submit(save_image, apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
+                      tmp / "template2anat.nii.gz")
+            del tim
+        with run.stage("fields: anat2template"):
             fwd = DisplacementField.from_transform(reg.anat2template, region, coarse_mm=reg._coarse_mm)
         with run.stage("write outputs"):
-            if full.size > 4_000_000:  # large outputs one at a time: no second large array alive
-                bg.serial = True
             if region.same_as(full, atol=1e-3):
                 bg.submit(write_displacement, fwd, tmp / "warp_anat2template.nii.gz")
             else:
@@ -312,9 +320,6 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
             a2t = apply_transforms(reg.image, region, [fwd], _image_interp(region))
             bg.submit(save_image, _embed_image(a2t, full, a2t.header), tmp / "anat2template.nii.gz")
             del a2t
-            tim = _template_image(reg, inv)
-            bg.submit(save_image, apply_transforms(tim, reg.image.grid, [inv], _image_interp(reg.image.grid)),
-                      tmp / "template2anat.nii.gz")
             names.update({k: f"{k}.nii.gz" for k in ("warp_anat2template", "warp_template2anat", "anat2template",
                                                        "template2anat")})
         if straight:
