@@ -75,13 +75,14 @@ class JacobianResult(MetricResult):
 
 
 def jacobian(warp: DisplacementField, mask: ImageLike | None = None, *, threshold: float = 0.5,
-             warp_name: str = "<warp>") -> JacobianResult:
+             warp_name: str = "<warp>", max_points: int = 2_000_000) -> JacobianResult:
     """Jacobian determinant statistics of ``warp`` (optionally within ``mask > threshold``).
 
     ``mask`` must be on the warp's grid. ``n_undefined`` counts the (masked) voxels left out
-    because the field is undefined there.
+    because the field is undefined there. ``max_points``: voxels per slab of the determinant
+    computation (its transients: ~200 bytes a voxel; the values do not depend on it).
     """
-    det = determinant_map(warp)
+    det = determinant_map(warp, max_points)
     sel = np.ones(warp.grid.shape, dtype=bool)
     mask_name = None
     if mask is not None:

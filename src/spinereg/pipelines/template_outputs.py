@@ -79,8 +79,10 @@ def registration_metrics(reg, fwd, inv) -> dict:
     auto_err = (np.linalg.norm(inv.map(auto.points) - tauto.subset(auto.values).points, axis=1)
                 if auto is not None and tauto is not None else np.zeros(0))
     seg_mask = _mask_from(reg.seg)
-    jac_inv = jacobian(*_in_mask_box(inv, seg_mask), warp_name="warp_template2anat")
-    jac_fwd = jacobian(*_in_mask_box(fwd, _mask_from(seg_in_tpl)), warp_name="warp_anat2template")
+    # slabs of 250k voxels: ~50 MB of transients instead of ~400 MB (same values)
+    jac_inv = jacobian(*_in_mask_box(inv, seg_mask), warp_name="warp_template2anat", max_points=250_000)
+    jac_fwd = jacobian(*_in_mask_box(fwd, _mask_from(seg_in_tpl)), warp_name="warp_anat2template",
+                       max_points=250_000)
     stride = max(1, int(np.ceil((inv.grid.size / 1_000_000) ** (1 / 3))))
     cons = inverse_consistency(inv, fwd, both=False, stride=stride,
                                names=("warp_template2anat", "warp_anat2template"))
