@@ -172,6 +172,7 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
     inv = read_displacement(_existing(out / "warp_template2anat.nii.gz"))
     moved = apply_transforms(tcord, seg.grid, [inv], "linear")
     scores = surface_scores(moved, seg)
+    del moved  # not alive beside the template image below (full-resolution peak)
     scores["coarsest_voxel_mm"] = round(float(np.max(seg.grid.zooms)), 4)
     # labels are voxels: along S-I they are known to half a voxel at best
     scores["label_si_uncertainty_mm"] = round(float(seg.grid.zooms[_si_axis(seg)]) / 2, 4)
