@@ -43,6 +43,7 @@ from spinereg.transforms.displacement import (
     VelocityField,
     compose_voxel,
     exp_velocity,
+    sample_linear,
     taper_window,
 )
 
@@ -73,14 +74,18 @@ def _axes_weights(grid: Grid, deformation: str) -> np.ndarray:
 
 
 def _warp(img: np.ndarray, d: np.ndarray) -> np.ndarray:
-    base = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in img.shape], indexing="ij", sparse=True)
-    return ndimage.map_coordinates(img, [base[k] + d[..., k] for k in range(3)], order=1, mode="nearest")
+    return sample_linear([img], d[..., 0], d[..., 1], d[..., 2] if np.any(d[..., 2]) else None)[0]
 
 
 def _smooth(u: np.ndarray, sigma_vox: np.ndarray) -> np.ndarray:
+    """Each component Gaussian-smoothed (components that are zero everywhere stay so, unfiltered)."""
     if not np.any(sigma_vox > 0):
         return u
-    return np.stack([ndimage.gaussian_filter(u[..., k], sigma_vox, mode="nearest") for k in range(3)], -1)
+    out = np.zeros_like(u)
+    for k in range(3):
+        if np.any(u[..., k]):
+            out[..., k] = ndimage.gaussian_filter(u[..., k], sigma_vox, mode="nearest")
+    return out
 
 
 def _grad(a: np.ndarray) -> np.ndarray:
@@ -228,7 +233,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         # start from the translation that superposes the segmentations (a global shift, so no
         # slice-to-slice jitter for the smooth image term to undo)
         init = _inplane_shift(chans[-1][1], chans[-1][2]) * w_axes
-    v = log_displacement(_solve(chans, sub.zooms, w_axes, step, region, init)) * w_axes.astype(np.float32)
+    v = _solve_log(chans, sub.zooms, w_axes, step, region, init) * w_axes.astype(np.float32)
     # zero at the edge of the crop (along the axes that deform), 1 over the segmentations / mask
     keep = None
     if roi_union.any():
@@ -372,9 +377,10 @@ def _inplane_shift(fs: np.ndarray, ms: np.ndarray) -> np.ndarray:
 
 
 def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-           init: np.ndarray | None = None) -> np.ndarray:
+           init: np.ndarray | None = None, keep_level: list | None = None) -> np.ndarray:
     """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
-    ``init`` (voxels) when given."""
+    ``init`` (voxels) when given. ``keep_level`` (a list): the displacement stays on the finest
+    level worked on (voxel units of that level) and that level's factors are appended to it."""
     shape = chans[0][1].shape
     image = any(name.startswith("im") for name, _, _ in chans)
     shrink = max(1, int(getattr(step, "shrink", 1)))
@@ -413,9 +419,24 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
         s = _level(lvl, s, w_axes, n_it, fluid, diff_mm / z, region[sub], max_step=1.0 if image else 0.5,
                    image_region=region[sub] if image else None)
         prev = fac
+    if keep_level is not None:
+        keep_level.append(prev.astype(float))
+        return s
     if np.any(prev > 1):
         s = _upsample(s, shape, prev.astype(float))
     return s
+
+
+def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
+               init: np.ndarray | None = None) -> np.ndarray:
+    """The stationary velocity (voxel units of the crop) of :func:`_solve`'s displacement: its
+    logarithm taken on the finest level worked on, then interpolated onto the crop (the field
+    is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop)."""
+    shape = tuple(chans[0][1].shape)
+    fac = []
+    s = _solve(chans, zooms, w_axes, step, region, init, keep_level=fac)
+    v = log_displacement(s)
+    return _upsample(v, shape, fac[0]) if fac and np.any(fac[0] > 1) else v
 
 
 def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_fluid: np.ndarray,
