@@ -9,6 +9,9 @@ Cases (targets of issue 14):
   64 x 320 x 320) to the full ``PAM50``. Target <= 20 s, <= 0.8 GB.
 * ``segment``: ``spinereg segment`` on sct_testing_data/t2. Target <= 3 s.
 * ``help``: ``spinereg --help`` (start-up). Target <= 0.3 s.
+* ``imreg``: image-only ``spinereg register`` (default preset) on the 256 x 256 x 22 full-FOV axial
+  pair of ``bench/register_robustness.py`` (t2s_uncropped resampled, known in-plane deformation,
+  seed 0). Target <= 5 s.
 
 Whole command: each run is a separate child process (``python -m spinereg.cli.main``); wall time
 from the parent's clock (start-up, imports, output writing and exit included), peak memory is the
@@ -50,7 +53,8 @@ import threading
 import time
 from pathlib import Path
 
-TARGETS = {"t2": (2.0, 400.0), "full": (20.0, 800.0), "segment": (3.0, None), "help": (0.3, None)}
+TARGETS = {"t2": (2.0, 400.0), "full": (20.0, 800.0), "segment": (3.0, None), "help": (0.3, None),
+           "imreg": (5.0, None)}
 BASE_COMMIT = "e7f2bb1"
 
 
@@ -235,6 +239,14 @@ def commit_tree(rev: str, dest: Path) -> str:
 
 # -- cases -----------------------------------------------------------------------------------------
 def case_inputs(case: str, root: Path, work: Path) -> dict:
+    if case == "imreg":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from register_robustness import full_fov_pair
+
+        d = work / "imreg_pair"
+        d.mkdir(parents=True, exist_ok=True)
+        p = full_fov_pair(d)["paths"]
+        return {"src": p["src"], "dest": p["dest"]}
     if case == "full":
         from spinereg.phantom.independent import make_independent_subject
 
@@ -261,6 +273,9 @@ def case_argv(case: str, inp: dict, outdir: Path) -> list[str]:
         return ["--help"]
     if case == "segment":
         return ["segment", "-i", str(inp["image"]), "-o", str(outdir / "t2_seg.nii.gz"), "--overwrite"]
+    if case == "imreg":
+        return ["register", "-i", str(inp["src"]), "-d", str(inp["dest"]), "-o", str(outdir), "--overwrite",
+                "--allow-fail"]
     return ["register-to-template", "-i", str(inp["image"]), "-s", str(inp["seg"]), "-l", str(inp["labels"]),
             "-t", inp["template"], "-c", inp["contrast"], "-o", str(outdir), "--overwrite", "--allow-fail"]
 
@@ -269,7 +284,7 @@ def bench_case(case: str, args, root: Path, work: Path) -> dict:
     d = work / case
     d.mkdir(parents=True, exist_ok=True)
     inp = case_inputs(case, root, work) if case != "help" else {}
-    folder_out = case in ("t2", "full")
+    folder_out = case in ("t2", "full", "imreg")
 
     def cmd_of_run(i: int, base: list[str] | None = None, tag: str = "run"):
         out = d / f"{tag}{i}"
@@ -290,7 +305,7 @@ def bench_case(case: str, args, root: Path, work: Path) -> dict:
     baseline = args.baseline
     if baseline == "auto":
         baseline = {"t2": "ants", "full": f"commit:{BASE_COMMIT}", "segment": "none",
-                    "help": f"commit:{BASE_COMMIT}"}[case]
+                    "help": f"commit:{BASE_COMMIT}", "imreg": "commit:28356c2"}[case]
     if baseline == "ants" and case in ("t2", "full"):
         print(f"[{case}] baseline: ANTs SyN ...", flush=True)
         if case == "full" and not Path(inp["template_t2"]).is_file():
@@ -397,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--ants-worker"]:
         return ants_worker(*argv[1:4])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--case", default="help,t2,segment,full", help="comma-separated: help, t2, segment, full")
+    p.add_argument("--case", default="help,t2,segment,full", help="comma-separated: help, t2, segment, full, imreg")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--baseline", default="auto", help="auto, ants, commit:REV, flags:ARGS or none")
     p.add_argument("--baseline-runs", type=int, default=3)
