@@ -93,4 +93,6 @@ def test_subprocess_peak_memory_and_mean(series, tmp_path):
     assert run_short["rc"] == 0, run_short["output"]
     growth = run["peak_mb"] - run_short["peak_mb"]
     print(f"peak RSS: {run['peak_mb']:.1f} MB ({NVOL} vols), {run_short['peak_mb']:.1f} MB ({NVOL // 10})")
-    assert growth < 10.0, f"peak RSS grows with the number of volumes: +{growth:.1f} MB"
+    # measured +8.2 MB with zlib, +10.0-10.3 MB with ISA-L's deflate (28356c2) on a loaded machine;
+    # 14 MB stays half of what a whole-series load adds (>= 28 MB, above)
+    assert growth < 14.0, f"peak RSS grows with the number of volumes: +{growth:.1f} MB"
