@@ -358,13 +358,18 @@ def output_path(path: str | Path) -> Path:
     return p
 
 
+def path_stem(path: str | Path) -> str:
+    """A file's name without ``.nii``/``.nii.gz`` (SCT's naming of outputs)."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
 def file_stem(img: Image, default: str) -> str:
     """``img``'s file name without ``.nii``/``.nii.gz`` (SCT's naming of outputs); ``default`` for an
     image that has no file."""
     if img.path is None:
         return default
-    name = Path(img.path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return path_stem(img.path)

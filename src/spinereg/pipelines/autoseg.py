@@ -21,14 +21,6 @@ def is_auto(seg) -> bool:
     return isinstance(seg, str) and seg.strip().lower() == AUTO
 
 
-def _stem(path: str | Path) -> str:
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 class AutoSegmentations:
     """Segmentations made during one job: temporary files until :meth:`copy_into` puts them in
     the job's output folder. Use as a context manager (the temporary folder goes away)."""
@@ -48,14 +40,14 @@ class AutoSegmentations:
 
     def segment(self, image: str | Path, contrast: str = "auto") -> Path:
         """Segment ``image``; return the path of the (temporary) mask file."""
-        from spinereg.io.image import save_image
+        from spinereg.io.image import path_stem, save_image
         from spinereg.segment import segment
         from spinereg.segment.cordseg import CONTRASTS
 
         if self._tmp is None:
             self._tmp = Path(tempfile.mkdtemp(prefix="spinereg-autoseg-"))
         res = segment(image, contrast if contrast in CONTRASTS else "auto")
-        name = f"{_stem(image)}_seg.nii.gz"
+        name = f"{path_stem(image)}_seg.nii.gz"
         path = save_image(res.seg, self._tmp / name, overwrite=True, dtype="uint8")
         models = {k: {"file": v["file"], "bytes": v["bytes"]} for k, v in res.info["models"].items()}
         self.records[name] = {"image": str(image), "file": name, "by": "spinereg segment (automatic)",

@@ -257,20 +257,12 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
             "max_mm": round(float(np.max(mm)), 3) if mm else None}
 
 
-def stem_of(path: str | Path) -> str:
-    """File name without ``.nii``/``.nii.gz`` (SCT's naming of outputs)."""
-    name = Path(path).name
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
-
-
 def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, iseg=None, dseg=None, mask=None,
                    init_warp=None, init_warp_inv=None, param: str | None = None, identity: bool = False,
                    interp: str = "spline", qc_root: str | Path | None = None, overwrite: bool = False,
                    run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """register (one image onto another) with every output (see module doc)."""
+    from spinereg.io.image import path_stem
     from spinereg.pipelines.multimodal_outputs import write_multimodal_outputs
     from spinereg.register.multimodal import register_multimodal
     from spinereg.register.preflight import check_mask, check_multimodal_inputs
@@ -281,7 +273,7 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
     given = {"iseg": iseg, "dseg": dseg}
     with AutoSegmentations() as auto:  # --iseg/--dseg auto: spinereg segment (pipelines.autoseg)
         with run.stage("check inputs"):
-            s_name, d_name = stem_of(src), stem_of(dest)
+            s_name, d_name = path_stem(src), path_stem(dest)
             OutputFolder(out, [f"{s_name}_reg.nii.gz", f"{d_name}_reg.nii.gz", f"warp_{s_name}2{d_name}.nii.gz",
                                f"warp_{d_name}2{s_name}.nii.gz", "metrics.json", "provenance.json"],
                          overwrite=overwrite).check()

@@ -15,17 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from spinereg.io.image import Image, save_image
+from spinereg.io.image import Image, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.label import VertebralLabeling
 
 
 def image_stem(path: str | Path | None) -> str:
-    name = Path(path).name if path else "image"
-    for suffix in (".nii.gz", ".nii"):
-        if name.endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return path_stem(path) if path else "image"
 
 
 def labeled_segmentation(seg: Image, labeling: VertebralLabeling) -> Image:
