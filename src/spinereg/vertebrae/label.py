@@ -76,6 +76,14 @@ BAND_SHOWN = 0.5
 #: in one or two slices: its band evidence is the weaker and the margin's units the less certain)
 AMBIGUOUS_MARGIN = 2.0
 THICK_SI_MM = 2.5
+#: the chain's identity is also scored on the image alone (disc bands, spacing and the global
+#: match's vote; no cord width, see _image_identity): when the levels shifted by one fit the image
+#: better by more than this (chain score units), the cues disagree and the identity is called
+#: ambiguous. The cord width comes from the segmentation and an automatic one is biased wide
+#: (full independent phantom seed 3: one level off from the automatic segmentation, margin 2.73,
+#: image-alone margin -3.10); on the 48 reference cases and the full phantoms' other 9 runs every
+#: unflagged labeling scores >= -0.21 (docs/labeling_bare_image.md)
+IMAGE_DISAGREE_MARGIN = 1.0
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
 SPACING_SD = 0.15
 #: spread of the log ratio of the subject's cord width to the template's at the same level
@@ -317,6 +325,32 @@ def _extend(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _image_identity(grid: np.ndarray, img_unary: np.ndarray, t: np.ndarray, scales: np.ndarray, chain,
+                    ev: Evidence, s_sub: np.ndarray, step: float, in_view: np.ndarray) -> dict | None:
+    """The image's own say on the chain's identity, without the cord width: the best chain on
+    the band evidence, the global match's vote and the spacing alone with the in-view disc of the
+    strongest band held at its place (within POSITION_HOLD_MM) under its own name, and under the
+    names one level up and one level down (each over every scale). ``margin``: the chain's
+    identity's score less the better shifted one (negative: the image prefers a shifted identity
+    and only the cord width chose this one)."""
+    ks = np.flatnonzero(in_view)
+    if len(ks) == 0:
+        return None
+    jk = np.clip(np.rint((chain.positions[ks] - s_sub[0]) / step), 0, len(s_sub) - 1).astype(int)
+    kr = int(ks[np.argmax(ev.score[jk])])
+    near = np.abs(grid - chain.positions[kr]) <= POSITION_HOLD_MM
+    scores = {}
+    for shift in (-1, 0, 1):
+        k = kr + shift
+        if not 0 <= k < len(t):
+            continue
+        u = img_unary.copy()
+        u[k] = np.where(near, u[k], -1e9)
+        scores[shift] = best_chain(grid, u, t, scales, sd=SPACING_SD).score
+    alt = max(v for k, v in scores.items() if k != 0)
+    return {"margin": round(float(scores[0] - alt), 2), "scores": {str(k): round(float(v), 2) for k, v in scores.items()}}
+
+
 def _init_position(init, cl: Centerline) -> tuple[int, float]:
     """``init`` = (world point (3,), disc value) -> (value, arc length)."""
     point, value = init
@@ -425,10 +459,11 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
         chain = best_chain(grid, unary, t, scales, sd=SPACING_SD, pair_q=pair_q, pair_dq=pair_dq,
                            pair_sd=pair_sd)
+        img_unary = np.where(seen[:, None], e[None], 0.0) + vote
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        results.append((chain.score + bonus, pol, ev, chain, unary))
+        results.append((chain.score + bonus, pol, ev, chain, unary, img_unary))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain, unary = results[0]
+    _, pol, ev, chain, unary, img_unary = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
@@ -445,6 +480,8 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         alts.append({"disc": int(model.disc_values[k]), "up": None if k == 0 else round(float(best_here - chain.marginal[k - 1, win].max()), 2),
                      "down": None if k + 1 >= len(t) else round(float(best_here - chain.marginal[k + 1, win].max()), 2)})
     margin = float(min(margins)) if margins else 0.0
+    image_check = _image_identity(grid, img_unary, t, scales, chain, ev, sub.s, step, inside & seen) \
+        if pinned is None else None
     # positions: the cord width's pair term decides the identity, not where each disc sits (a
     # width changing fast across a disc would pull it): with the identity held (the in-view disc
     # with the strongest band kept within POSITION_HOLD_MM of its place) the chain is placed
@@ -505,6 +542,10 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         if margin < need:
             reasons.append(f"identity margin {margin:.2f} < {need:.1f}: the levels shifted by one fit "
                            "almost as well")
+        if image_check is not None and image_check["margin"] < -IMAGE_DISAGREE_MARGIN:
+            reasons.append(f"the cues disagree: without the cord width (disc bands, spacing and template match "
+                           f"alone) the levels shifted by one fit better by {-image_check['margin']:.2f} > "
+                           f"{IMAGE_DISAGREE_MARGIN}; the identity rests on the segmentation's cord width")
         if pol_margin < POLARITY_MARGIN:
             reasons.append(f"bright and dark discs fit alike (margin {pol_margin:.2f} < {POLARITY_MARGIN})")
         if n_found < MIN_DISCS:
@@ -517,7 +558,8 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
               "chain_score": round(chain.score, 2), "contrast": contrast,
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
-              "ambiguous_reasons": reasons, "identity_alternatives": alts}
+              "ambiguous_reasons": reasons, "identity_alternatives": alts,
+              "image_identity": image_check}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
