@@ -5,7 +5,8 @@ QC report. labels.nii.gz (mid-body of C3 and C5, by hand) is held out and scores
 Measured (this commit, PAM50 at 0.5 mm): discs C2/C3, C3/C4, C4/C5 (the right levels; flagged
 ambiguous, identity margin 0.72 < 2: the warning is on stderr), verdict warn (the levels cannot be
 verified independently -- the landmarks are the labeling's own discs -- and then a landmark S-I
-scale deviation of 0.082 > 0.05 warns: unverified_si_scale_deviation), cord Dice 0.977
+scale deviation of 0.082 > 0.05 warns: unverified_si_scale_deviation; and the labeling that gave
+the landmarks is ambiguous: landmark_levels_ambiguous), cord Dice 0.977
 against the automatic segmentation and 0.971 against t2_seg-manual.nii.gz (not used); the held-out
 bodies land 0.68 (C3) and 1.05 mm (C5) from PAM50's body labels, mean 0.87 (S-I +0.28 / -0.59 mm).
 
@@ -57,7 +58,9 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["cord_dice_subject_space"] >= 0.95
     qc = metrics["qc"]
-    assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.0822 > 0.05"], qc
+    assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.0822 > 0.05",
+                                                          "warn: landmark_levels_ambiguous 1 > 0.5"], qc
+    assert qc["scores"]["landmark_levels_contradicted"] == 0.0  # ambiguous (margin 0.72), not contradicted
     assert any(n.startswith("levels not independently verified") for n in qc["notes"]), qc
     assert qc["scores"]["cord_dice"] >= 0.97 and "similarity_after" in qc["scores"], qc  # image scores computed
     prov = json.loads((out / "provenance.json").read_text())

@@ -117,7 +117,18 @@ def test_full_phantom_seed3_bare_labeling_flagged():
     reference cases and of the full phantoms' other 9 runs: >= -0.21), so the labeling is now
     flagged ambiguous with that reason (was: a silent failure). Not fixed: the levels stay wrong;
     the bare job warns and records it (docs/labeling_bare_image.md)."""
-    _, _, lab, r = _bare_labeling(3)
+    from spinereg.metrics.level_check import auto_level_offset, shared_labeling
+    from spinereg.metrics.verdict import judge
+
+    ph, seg, lab, r = _bare_labeling(3)
     assert r["identity_ok"] or lab.ambiguous, (r["mae_mm"], lab.identity_margin)
     assert any(x.startswith("the cues disagree") for x in lab.report["ambiguous_reasons"]), lab.report
     assert -3.6 <= lab.report["image_identity"]["margin"] <= -2.6  # measured -3.10
+    # the bare job's QC verdict (its landmarks are this labeling's discs): fail, named (the whole
+    # command, measured: exit 3, 'fail: landmark_levels_contradicted 1 > 0.5')
+    with shared_labeling(lab, ph.image, seg, landmarks=True):
+        scores, notes = auto_level_offset(ph.image, seg, "t2", None, load_template("PAM50"))
+    assert scores == {"landmark_levels_ambiguous": 1.0, "landmark_levels_contradicted": 1.0}
+    assert "the cues disagree" in notes[0]
+    v = judge({"qc": {"scores": scores}})
+    assert v.verdict == "fail" and v.reasons[0] == "fail: landmark_levels_contradicted 1 > 0.5", v.reasons

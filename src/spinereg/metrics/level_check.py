@@ -22,6 +22,12 @@ found: :func:`~spinereg.vertebrae.label.label_vertebrae` flags those), or fewer 
 :data:`MIN_DISCS` of its discs lie inside the image's grid (outside it the warp is the identity),
 no score is given and a note says so.
 
+When the registration's landmarks are that labeling's own discs (a bare-image run), nothing is
+checked; ``landmark_levels_ambiguous`` (1 when the labeling flagged its identity ambiguous) and
+``landmark_levels_contradicted`` (1 when the reason is that the image's own vertebral pattern
+prefers the levels shifted by one: the levels rest on the segmentation's cord width alone) say what
+the landmarks' levels are worth.
+
 A job that already labelled the image (register-to-template labels it before registering, to
 add the discs it finds to the user's labels) hands that labeling to the check with
 :func:`shared_labeling` instead of labelling the image twice; the check uses it only for the
@@ -116,9 +122,13 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     try:
         lab, gave_landmarks = _shared_for(image, seg)
         if gave_landmarks:
-            return {}, ["levels not independently verified: the registration's landmarks are the automatic "
-                        f"labeling's own discs (identity margin {lab.identity_margin:.2f}"
-                        f"{', flagged ambiguous' if lab.ambiguous else ''}); give -l or --ldisc to have them checked"]
+            reasons = list(lab.report.get("ambiguous_reasons") or []) if lab.ambiguous else []
+            contradicted = any(r.startswith("the cues disagree") for r in reasons)
+            return ({"landmark_levels_ambiguous": float(lab.ambiguous), "landmark_levels_contradicted": float(contradicted)},
+                    ["levels not independently verified: the registration's landmarks are the automatic "
+                     f"labeling's own discs (identity margin {lab.identity_margin:.2f}"
+                     f"{', flagged ambiguous: ' + '; '.join(reasons) if lab.ambiguous else ''}); "
+                     "give -l or --ldisc to have them checked"])
         if lab is None:
             lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
                                   template=tpl.name if tpl.name in ("PAM50",) else "PAM50")
