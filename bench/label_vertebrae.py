@@ -13,10 +13,17 @@ Accuracy: disc positions along the cord against the truth (t2: the labelled segm
 boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc points), level
 identity, and the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``).
 
-Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--out DIR]``.
+Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
+(spinereg segment), as register-to-template from a bare image does; seed 3 is one level off and
+flagged ("the cues disagree", image-alone margin -3.10; docs/labeling_bare_image.md).
+
+Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--bare] [--out DIR]``.
 
 Last run (2026-11-30, shared 2-core machine at load average 13): median t2 2.52 s, t2 -initz 2.62 s,
-t1 2.56 s, full 3.70 s; peak 133 / 133 / 139 / 289 MB (docs/labeling_bare_image.md).
+t1 2.56 s, full 3.70 s; peak 133 / 133 / 139 / 289 MB (docs/labeling_bare_image.md). After the
+image-alone identity check (three more chain searches without the pair term), at load ~4 with the
+test suite running beside it: t2 0.94 s, t2 -initz 0.80 s, t1 1.88 s, full 3.17 s (3.02-3.42);
+peak 134 / 133 / 137 / 291 MB; in-process on the full phantom the check adds 0.2-0.4 s to ~1.8 s.
 """
 
 from __future__ import annotations
@@ -115,7 +122,8 @@ def accuracy_real(root: Path) -> list[dict]:
         lab = label_vertebrae(img, seg, contrast=c, init=init)
         r = compare_to_truth(lab, truth)
         rows.append({"case": name, "found": [x.name for x in lab.discs], **r,
-                     "identity_margin": round(lab.identity_margin, 2)})
+                     "identity_margin": round(lab.identity_margin, 2),
+                     "image_margin": (lab.report.get("image_identity") or {}).get("margin")})
     return rows
 
 
@@ -134,10 +142,35 @@ def accuracy_phantoms() -> list[dict]:
     return rows
 
 
+def accuracy_bare(seeds=range(5)) -> list[dict]:
+    """The full independent phantom (0.8 mm, C1-T6) labelled from its automatic segmentation, as
+    ``register-to-template`` from a bare image does (register.template.auto_labeling): identity,
+    flag and reasons, identity margin, the image-alone margin (vertebrae.label._image_identity)."""
+    from spinereg.phantom.independent import make_independent_subject
+    from spinereg.register.template import auto_labeling
+    from spinereg.segment import segment
+    from spinereg.vertebrae.evaluate import compare_to_truth
+
+    rows = []
+    for seed in seeds:
+        ph = make_independent_subject("full", seed=seed)
+        lab = auto_labeling(ph.image, segment(ph.image, ph.contrast).seg, ph.contrast)
+        r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
+        rows.append({"case": f"full/{seed} automatic seg", **r, "identity_margin": round(lab.identity_margin, 2),
+                     "image_margin": (lab.report.get("image_identity") or {}).get("margin"),
+                     "reasons": lab.report.get("ambiguous_reasons")})
+        x = rows[-1]
+        print(f"  {x['case']:<24} identity {'ok   ' if x['identity_ok'] else 'WRONG'} ambiguous {x['ambiguous']!s:<5} "
+              f"margin {x['identity_margin']:5.2f} image margin {x['image_margin']} MAE {x['mae_mm']:.2f}", flush=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
+    ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
+                    "segmentation (minutes)")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     a = ap.parse_args()
     env = os.environ.get("SPINEREG_DATA", "")
@@ -167,7 +200,8 @@ def main() -> int:
     print("\naccuracy, real data (errors along the cord, mm):")
     for r in accuracy_real(root):
         print(f"  {r['case']}: found {r['found']}; errors {r['errors']}; MAE {r['mae_mm']:.2f} max {r['max_mm']:.2f}; "
-              f"identity {'ok' if r['identity_ok'] else 'WRONG'} (ambiguous {r['ambiguous']}, margin {r['identity_margin']})")
+              f"identity {'ok' if r['identity_ok'] else 'WRONG'} (ambiguous {r['ambiguous']}, margin {r['identity_margin']}, "
+              f"image margin {r['image_margin']})")
     from spinereg.vertebrae import label_vertebrae
     from spinereg.vertebrae.evaluate import compare_to_truth
 
@@ -175,6 +209,9 @@ def main() -> int:
     r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in full.disc_points.items()})
     print(f"  full phantom seed 0: {len(lab.discs)} discs, MAE {r['mae_mm']:.2f} max {r['max_mm']:.2f}, identity "
           f"{'ok' if r['identity_ok'] else 'WRONG'}, missing {r['missing']}")
+    if a.bare:
+        print("\naccuracy, full phantom from the bare image (automatic segmentation):")
+        accuracy_bare()
     if a.phantoms:
         print("\naccuracy, 20 independent phantoms (tests/test_label_vertebrae_phantoms.py):")
         rows = accuracy_phantoms()
