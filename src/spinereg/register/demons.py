@@ -62,6 +62,13 @@ IMAGE_ITERATIONS = (100, 60, 30)
 EDGE_PAD_MM = 8.0
 #: image levels finer than this many voxels are not iterated on (large fields of view)
 MAX_IMAGE_VOXELS = 600_000
+#: image-only steps on a large field of view (no mask, no segmentation): levels up to this many
+#: voxels work on the whole crop, the finer ones in a box around the cord the cord model finds
+#: (:mod:`spinereg.register.cord_box`); the box's field is blended into the coarse one over this (mm)
+BOX_WHOLE_VOXELS = 150_000
+BOX_BLEND_MM = 8.0
+#: image levels stop after 4 steps in a row that lower the energy by less than this fraction
+IMAGE_TOL = 1e-4
 _DEBUG = bool(__import__('os').environ.get('SPINEREG_DEMONS_DEBUG'))
 
 
@@ -228,12 +235,25 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         return _identity(grid, report)
 
     sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
+    box = None
+    if image and seg_f is None and not roi_union.any() and inside.size > MAX_IMAGE_VOXELS:
+        # a large field of view and nothing to say where the cord is: the cord model finds it,
+        # the finest levels work around it (else on the whole field of view, coarser)
+        from spinereg.register.cord_box import cord_box, locate_cord
+
+        cord, info = locate_cord(f, grid)
+        if cord is not None:
+            box = cord_box(crop(cord, edge=False), sub.zooms, w_axes > 0)
+            info["box_mm"] = [round(float(v), 1) for v in (box[1] - box[0]) * sub.zooms]
+        else:
+            info["reason"] += ": the finest levels are not worked on, the field of view is too large"
+        report["cord_box"] = info
     init = None
     if image and seg_f is not None:
         # start from the translation that superposes the segmentations (a global shift, so no
         # slice-to-slice jitter for the smooth image term to undo)
         init = _inplane_shift(chans[-1][1], chans[-1][2]) * w_axes
-    v = _solve_log(chans, sub.zooms, w_axes, step, region, init) * w_axes.astype(np.float32)
+    v = _solve_log(chans, sub.zooms, w_axes, step, region, init, box) * w_axes.astype(np.float32)
     # zero at the edge of the crop (along the axes that deform), 1 over the segmentations / mask
     keep = None
     if roi_union.any():
@@ -376,28 +396,37 @@ def _inplane_shift(fs: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return np.array([*(cb - ca).mean(1), 0.0])
 
 
-def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-           init: np.ndarray | None = None, keep_level: list | None = None) -> np.ndarray:
-    """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
-    ``init`` (voxels) when given. ``keep_level`` (a list): the displacement stays on the finest
-    level worked on (voxel units of that level) and that level's factors are appended to it."""
-    shape = chans[0][1].shape
-    image = any(name.startswith("im") for name, _, _ in chans)
+def _plan(shape, zooms: np.ndarray, step, image: bool, box_shape=None) -> tuple[list, list[int], int]:
+    """Levels (subsampling factors, coarsest first), iterations per level, and how many of the
+    levels work on the whole crop (the rest in the box of ``box_shape`` voxels, when given)."""
     shrink = max(1, int(getattr(step, "shrink", 1)))
     levels = _levels(shape, zooms, (IMAGE_COARSEST if image else 2) if shrink == 1 else shrink)
     scale = max(int(getattr(step, "iter", 10)), 1) / 10.0
-    if image:
-        iters = [max(5, int(round(n * scale))) for n in IMAGE_ITERATIONS[-len(levels):]]
-        # large fields of view: the finest levels beyond MAX_IMAGE_VOXELS are not worked on (the
-        # smooth field is interpolated onto them)
-        while len(levels) > 1 and np.prod(np.ceil(np.array(shape) / levels[-1])) > MAX_IMAGE_VOXELS:
-            levels.pop()
-        iters = iters[:len(levels)]
-    else:
-        iters = [max(5, int(getattr(step, "iter", 10)) * 10)] * len(levels)
+    if not image:
+        return levels, [max(5, int(getattr(step, "iter", 10)) * 10)] * len(levels), len(levels)
+    iters = [max(5, int(round(n * scale))) for n in IMAGE_ITERATIONS[-len(levels):]]
+    # large fields of view: the finest levels beyond MAX_IMAGE_VOXELS (in the box, with one) are
+    # not worked on (the smooth field is interpolated onto them)
+    top = np.array(shape if box_shape is None else box_shape)
+    while len(levels) > 1 and np.prod(np.ceil(top / levels[-1])) > MAX_IMAGE_VOXELS:
+        levels.pop()
+    iters = iters[:len(levels)]
+    n_whole = len(levels)
+    if box_shape is not None:
+        n_whole = 1
+        while n_whole < len(levels) and np.prod(np.ceil(np.array(shape) / levels[n_whole])) <= BOX_WHOLE_VOXELS:
+            n_whole += 1
+    return levels, iters, n_whole
+
+
+def _run_levels(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray, levels, iters,
+                s: np.ndarray | None = None, prev: np.ndarray | None = None,
+                init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Demons levels ``levels`` (factors) on ``chans``: the displacement (voxel units of the last
+    level) and that level's factors. Starts from ``s`` (on a level of factors ``prev``, same
+    origin) or from the constant ``init`` (voxels)."""
+    image = any(name.startswith("im") for name, _, _ in chans)
     diff_mm = float(getattr(step, "smoothWarpXY", 2.0) or 2.0) * 0.5
-    s = None
-    prev = None
     for fac, n_it in zip(levels, iters, strict=True):
         sub = tuple(slice(None, None, int(k)) for k in fac)
         lvl = []
@@ -417,8 +446,20 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
         # demons steps of at most half a voxel, fluid 1 mm
         fluid = np.full(3, 2.0) if image else 1.0 / z
         s = _level(lvl, s, w_axes, n_it, fluid, diff_mm / z, region[sub], max_step=1.0 if image else 0.5,
-                   image_region=region[sub] if image else None)
+                   tol=IMAGE_TOL if image else 1e-4, image_region=region[sub] if image else None)
         prev = fac
+    return s, prev
+
+
+def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
+           init: np.ndarray | None = None, keep_level: list | None = None) -> np.ndarray:
+    """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
+    ``init`` (voxels) when given. ``keep_level`` (a list): the displacement stays on the finest
+    level worked on (voxel units of that level) and that level's factors are appended to it."""
+    shape = chans[0][1].shape
+    image = any(name.startswith("im") for name, _, _ in chans)
+    levels, iters, _ = _plan(shape, zooms, step, image)
+    s, prev = _run_levels(chans, zooms, w_axes, step, region, levels, iters, init=init)
     if keep_level is not None:
         keep_level.append(prev.astype(float))
         return s
@@ -428,15 +469,57 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
 
 
 def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-               init: np.ndarray | None = None) -> np.ndarray:
+               init: np.ndarray | None = None, box: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """The stationary velocity (voxel units of the crop) of :func:`_solve`'s displacement: its
     logarithm taken on the finest level worked on, then interpolated onto the crop (the field
-    is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop)."""
+    is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop).
+
+    ``box`` (voxel box ``[lo, hi)`` of the crop): the coarse levels work on the whole crop, the
+    finer ones in the box only, from the coarse field there; the box's velocity replaces the
+    coarse one inside it, blended over ``BOX_BLEND_MM`` at its edges (a smooth velocity: its
+    exponential is a diffeomorphism)."""
     shape = tuple(chans[0][1].shape)
+    image = any(name.startswith("im") for name, _, _ in chans)
+    if box is not None:
+        lo, hi = (np.asarray(b, int) for b in box)
+        levels, iters, n_whole = _plan(shape, zooms, step, image, tuple(hi - lo))
+        if n_whole < len(levels):
+            s_c, fac_c = _run_levels(chans, zooms, w_axes, step, region, levels[:n_whole], iters[:n_whole],
+                                     init=init)
+            v = log_displacement(s_c)
+            v = _upsample(v, shape, fac_c.astype(float)) if np.any(fac_c > 1) else v
+            bsl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+            bchans = [(name, fa[bsl], ma[bsl]) for name, fa, ma in chans]
+            fac_b = levels[n_whole]
+            bshape = tuple(int(np.ceil(n / k)) for n, k in zip(hi - lo, fac_b, strict=True))
+            s_b = _resample_field(s_c, fac_c, fac_b, bshape, lo)
+            s_b, fac_b = _run_levels(bchans, zooms, w_axes, step, region[bsl], levels[n_whole:], iters[n_whole:],
+                                     s=s_b, prev=fac_b)
+            v_b = log_displacement(s_b)
+            v_b = _upsample(v_b, tuple(hi - lo), fac_b.astype(float)) if np.any(fac_b > 1) else v_b
+            win = _box_window(tuple(hi - lo), zooms, lo, hi, np.array(shape), w_axes)
+            v[bsl] += win[..., None] * (v_b - v[bsl])
+            return v
     fac = []
     s = _solve(chans, zooms, w_axes, step, region, init, keep_level=fac)
     v = log_displacement(s)
     return _upsample(v, shape, fac[0]) if fac and np.any(fac[0] > 1) else v
+
+
+def _box_window(bshape, zooms: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: np.ndarray,
+                w_axes: np.ndarray) -> np.ndarray:
+    """1 inside the box, a cosine ramp over ``BOX_BLEND_MM`` to 0 at its faces that lie inside the
+    crop (along the axes that deform; faces on the crop's edge keep 1)."""
+    w = np.ones(bshape, np.float32)
+    for ax in np.flatnonzero(w_axes > 0):
+        n = bshape[ax]
+        ramp = max(1.0, min(BOX_BLEND_MM / float(zooms[ax]), 0.25 * (n - 1)))
+        idx = np.arange(n, dtype=float)
+        a = np.clip(idx / ramp, 0, 1) if lo[ax] > 0 else np.ones(n)
+        b = np.clip((n - 1 - idx) / ramp, 0, 1) if hi[ax] < shape[ax] else np.ones(n)
+        prof = (0.5 - 0.5 * np.cos(np.pi * np.minimum(a, b))).astype(np.float32)
+        w *= prof.reshape([-1 if k == ax else 1 for k in range(3)])
+    return w
 
 
 def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_fluid: np.ndarray,
@@ -506,10 +589,22 @@ def log_displacement(d: np.ndarray, iterations: int = 4) -> np.ndarray:
 
 def _upsample(v: np.ndarray, shape: tuple[int, ...], ratio: np.ndarray) -> np.ndarray:
     """Field in voxel units of a coarse grid -> the finer grid (same origin, ``ratio`` = coarse/fine)."""
-    coords = np.meshgrid(*[np.arange(n) / r for n, r in zip(shape, ratio, strict=True)], indexing="ij")
+    return _resample_field(v, np.asarray(ratio, float), np.ones(3), shape, np.zeros(3))
+
+
+def _resample_field(v: np.ndarray, src_fac, dst_fac, shape: tuple[int, ...], lo) -> np.ndarray:
+    """Field in voxel units of a level of factors ``src_fac`` (origin: the crop's voxel 0) -> the
+    level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels)."""
+    src_fac, dst_fac, lo = (np.asarray(a, float) for a in (src_fac, dst_fac, lo))
+    coords = np.meshgrid(*[(a + k * np.arange(n)) / f for n, a, k, f in zip(shape, lo, dst_fac, src_fac, strict=True)],
+                         indexing="ij")
     out = np.empty(tuple(shape) + (3,), np.float32)
+    ratio = src_fac / dst_fac
     for k in range(3):
-        out[..., k] = ndimage.map_coordinates(v[..., k], coords, order=1, mode="nearest") * ratio[k]
+        if np.any(v[..., k]):
+            out[..., k] = ndimage.map_coordinates(v[..., k], coords, order=1, mode="nearest") * ratio[k]
+        else:
+            out[..., k] = 0.0
     return out
 
 
