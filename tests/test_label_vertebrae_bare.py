@@ -19,7 +19,10 @@ segmentation Dice 0.944 / 0.944 / 0.948 against the phantom's cord; labeling rig
 cord (0.971 / 0.974 / 0.977 against the automatic segmentation it was registered to). The issue's
 0.6 mm / 1.5 mm / Dice 0.97 from the bare image is therefore not met: the Dice is bounded by the
 segmentation's, and seed 0's p95 comes from a second S-I refinement pass above the top landmark
-(C2/C3; the estimated C1/C2 is not a landmark), not from the segmentation.
+(C2/C3; the estimated C1/C2 is not a landmark), not from the segmentation. Seeds 3 and 4 (run
+after): seed 4 right (margin 6.17; 0.61 / 1.46 mm); seed 3 one level off from its automatic
+segmentation, flagged since the image-alone identity check (the whole command ends fail, exit 3:
+landmark_levels_contradicted), asserted below.
 """
 
 from __future__ import annotations
