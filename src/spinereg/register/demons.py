@@ -66,9 +66,12 @@ MAX_IMAGE_VOXELS = 600_000
 #: voxels work on the whole crop, the finer ones in a box around the cord the cord model finds
 #: (:mod:`spinereg.register.cord_box`); the box's field is blended into the coarse one over this (mm)
 BOX_WHOLE_VOXELS = 150_000
+BOX_COARSEST = 4
 BOX_BLEND_MM = 8.0
-#: image levels stop after 4 steps in a row that lower the energy by less than this fraction
+#: image levels stop after 4 steps in a row that lower the energy by less than this fraction (in
+#: the box mode: ``BOX_TOL``; the energy falls by less than 0.1% a step long before the iteration cap)
 IMAGE_TOL = 1e-4
+BOX_TOL = 1e-3
 _DEBUG = bool(__import__('os').environ.get('SPINEREG_DEMONS_DEBUG'))
 
 
@@ -400,11 +403,13 @@ def _plan(shape, zooms: np.ndarray, step, image: bool, box_shape=None) -> tuple[
     """Levels (subsampling factors, coarsest first), iterations per level, and how many of the
     levels work on the whole crop (the rest in the box of ``box_shape`` voxels, when given)."""
     shrink = max(1, int(getattr(step, "shrink", 1)))
-    levels = _levels(shape, zooms, (IMAGE_COARSEST if image else 2) if shrink == 1 else shrink)
+    coarsest = (IMAGE_COARSEST if box_shape is None else BOX_COARSEST) if image else 2
+    levels = _levels(shape, zooms, coarsest if shrink == 1 else shrink)
     scale = max(int(getattr(step, "iter", 10)), 1) / 10.0
     if not image:
         return levels, [max(5, int(getattr(step, "iter", 10)) * 10)] * len(levels), len(levels)
-    iters = [max(5, int(round(n * scale))) for n in IMAGE_ITERATIONS[-len(levels):]]
+    its = (IMAGE_ITERATIONS[0],) * max(0, len(levels) - len(IMAGE_ITERATIONS)) + IMAGE_ITERATIONS
+    iters = [max(5, int(round(n * scale))) for n in its[-len(levels):]]
     # large fields of view: the finest levels beyond MAX_IMAGE_VOXELS (in the box, with one) are
     # not worked on (the smooth field is interpolated onto them)
     top = np.array(shape if box_shape is None else box_shape)
@@ -421,10 +426,10 @@ def _plan(shape, zooms: np.ndarray, step, image: bool, box_shape=None) -> tuple[
 
 def _run_levels(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray, levels, iters,
                 s: np.ndarray | None = None, prev: np.ndarray | None = None,
-                init: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                init: np.ndarray | None = None, tol: float = IMAGE_TOL) -> tuple[np.ndarray, np.ndarray]:
     """Demons levels ``levels`` (factors) on ``chans``: the displacement (voxel units of the last
     level) and that level's factors. Starts from ``s`` (on a level of factors ``prev``, same
-    origin) or from the constant ``init`` (voxels)."""
+    origin) or from the constant ``init`` (voxels). ``tol``: see :func:`_level` (image terms)."""
     image = any(name.startswith("im") for name, _, _ in chans)
     diff_mm = float(getattr(step, "smoothWarpXY", 2.0) or 2.0) * 0.5
     for fac, n_it in zip(levels, iters, strict=True):
@@ -446,7 +451,7 @@ def _run_levels(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.n
         # demons steps of at most half a voxel, fluid 1 mm
         fluid = np.full(3, 2.0) if image else 1.0 / z
         s = _level(lvl, s, w_axes, n_it, fluid, diff_mm / z, region[sub], max_step=1.0 if image else 0.5,
-                   tol=IMAGE_TOL if image else 1e-4, image_region=region[sub] if image else None)
+                   tol=tol if image else 1e-4, image_region=region[sub] if image else None)
         prev = fac
     return s, prev
 
@@ -485,7 +490,7 @@ def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.nd
         levels, iters, n_whole = _plan(shape, zooms, step, image, tuple(hi - lo))
         if n_whole < len(levels):
             s_c, fac_c = _run_levels(chans, zooms, w_axes, step, region, levels[:n_whole], iters[:n_whole],
-                                     init=init)
+                                     init=init, tol=BOX_TOL)
             v = log_displacement(s_c)
             v = _upsample(v, shape, fac_c.astype(float)) if np.any(fac_c > 1) else v
             bsl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
@@ -494,7 +499,7 @@ def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.nd
             bshape = tuple(int(np.ceil(n / k)) for n, k in zip(hi - lo, fac_b, strict=True))
             s_b = _resample_field(s_c, fac_c, fac_b, bshape, lo)
             s_b, fac_b = _run_levels(bchans, zooms, w_axes, step, region[bsl], levels[n_whole:], iters[n_whole:],
-                                     s=s_b, prev=fac_b)
+                                     s=s_b, prev=fac_b, tol=BOX_TOL)
             v_b = log_displacement(s_b)
             v_b = _upsample(v_b, tuple(hi - lo), fac_b.astype(float)) if np.any(fac_b > 1) else v_b
             win = _box_window(tuple(hi - lo), zooms, lo, hi, np.array(shape), w_axes)
@@ -594,18 +599,23 @@ def _upsample(v: np.ndarray, shape: tuple[int, ...], ratio: np.ndarray) -> np.nd
 
 def _resample_field(v: np.ndarray, src_fac, dst_fac, shape: tuple[int, ...], lo) -> np.ndarray:
     """Field in voxel units of a level of factors ``src_fac`` (origin: the crop's voxel 0) -> the
-    level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels)."""
+    level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels):
+    linear interpolation, edge values beyond the outer nodes (``map_coordinates(order=1,
+    mode="nearest")``), one axis at a time (the trilinear weights are separable)."""
     src_fac, dst_fac, lo = (np.asarray(a, float) for a in (src_fac, dst_fac, lo))
-    coords = np.meshgrid(*[(a + k * np.arange(n)) / f for n, a, k, f in zip(shape, lo, dst_fac, src_fac, strict=True)],
-                         indexing="ij")
-    out = np.empty(tuple(shape) + (3,), np.float32)
-    ratio = src_fac / dst_fac
-    for k in range(3):
-        if np.any(v[..., k]):
-            out[..., k] = ndimage.map_coordinates(v[..., k], coords, order=1, mode="nearest") * ratio[k]
-        else:
-            out[..., k] = 0.0
-    return out
+    out = np.asarray(v, np.float32)
+    for ax in range(3):
+        n_src = out.shape[ax]
+        x = (lo[ax] + dst_fac[ax] * np.arange(shape[ax])) / src_fac[ax]
+        if n_src == shape[ax] and np.array_equal(x, np.arange(n_src)):
+            continue
+        x = np.clip(x, 0, n_src - 1)
+        i0 = np.minimum(np.floor(x).astype(np.intp), max(n_src - 2, 0))
+        w = (x - i0).astype(np.float32).reshape([-1 if k == ax else 1 for k in range(4)])
+        a0 = np.take(out, i0, axis=ax)
+        out = a0 + w * (np.take(out, np.minimum(i0 + 1, n_src - 1), axis=ax) - a0) if n_src > 1 else a0
+    ratio = (src_fac / dst_fac).astype(np.float32)
+    return np.ascontiguousarray(out * ratio)
 
 
 __all__ = ["demons"]
