@@ -21,8 +21,9 @@ cord (0.971 / 0.974 / 0.977 against the automatic segmentation it was registered
 segmentation's, and seed 0's p95 comes from a second S-I refinement pass above the top landmark
 (C2/C3; the estimated C1/C2 is not a landmark), not from the segmentation. Seeds 3 and 4 (run
 after): seed 4 right (margin 6.17; 0.61 / 1.46 mm); seed 3 one level off from its automatic
-segmentation, flagged since the image-alone identity check (the whole command ends fail, exit 3:
-landmark_levels_contradicted), asserted below.
+segmentation with the cord width at full weight; since the image-alone identity check it is
+relabelled with the width down-weighted: levels right and flagged (asserted below; the whole command
+ends fail, exit 3, on label_si_scale_deviation 0.373: cord error 3.44 / 6.84 mm).
 """
 
 from __future__ import annotations
@@ -111,28 +112,32 @@ def test_full_phantom_from_bare_image_seed2():
     assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.945
 
 
-def test_full_phantom_seed3_bare_labeling_flagged():
-    """Seed 3 (the shortest subject, length 0.876x) from its automatic segmentation: the chain is
-    one level off from C6/C7 down (disc MAE 17.0 mm) with identity margin 2.73, above the 2.0 flag,
-    because the segmentation's too-wide cord (13.5-15.7 mm against PAM50's 11.5-12.5 at C2-C6)
-    fits the template's wider levels. The image alone (disc bands, spacing, template match; no
-    cord width) prefers the levels shifted by one by 3.10 (threshold 1.5; the right, unflagged
-    labelings of the 48 reference cases, full seeds 0-9 and 26 phantoms with dilated
-    segmentations: >= -0.87), so the labeling is now flagged ambiguous with that reason (was: a
-    silent failure). Not fixed: the levels stay wrong;
-    the bare job warns and records it (docs/labeling_bare_image.md)."""
+def test_full_phantom_seed3_bare_labeling_right_and_flagged():
+    """Seed 3 (the shortest subject, length 0.876x) from its automatic segmentation. With the cord
+    width at full weight the chain is one level off from C6/C7 down (disc MAE 17.0 mm, identity
+    margin 2.73: it was a silent failure), because the segmentation's too-wide cord (13.5-15.7 mm
+    against PAM50's 11.5-12.5 at C2-C6) fits the template's wider levels. The image alone (disc
+    bands, spacing, template match; no cord width) prefers other levels by 3.10 (threshold 1.5; the
+    right, unflagged labelings of 48 reference cases, full seeds 0-9 and 26 phantoms with dilated
+    segmentations: >= -0.87), so the chain is run again with the absolute width down-weighted
+    (spread 0.12 -> 0.3): levels right (disc MAE 2.29 mm, max 6.2: the cervical bands are weak on
+    this phantom; 2.46 / 6.2 from the true segmentation), flagged ambiguous with both reasons. The
+    bare job's verdict on the labeling: warn (landmark_levels_ambiguous); the whole command ends
+    fail (exit 3) on label_si_scale_deviation 0.373 (the misplaced cervical discs), cord error
+    3.44 / 6.84 mm mean / p95 (15.05 / 25.23 before): docs/labeling_bare_image.md."""
     from spinereg.metrics.level_check import auto_level_offset, shared_labeling
     from spinereg.metrics.verdict import judge
 
     ph, seg, lab, r = _bare_labeling(3)
-    assert r["identity_ok"] or lab.ambiguous, (r["mae_mm"], lab.identity_margin)
-    assert any(x.startswith("the cues disagree") for x in lab.report["ambiguous_reasons"]), lab.report
-    assert -3.6 <= lab.report["image_identity"]["margin"] <= -2.6  # measured -3.10
-    # the bare job's QC verdict (its landmarks are this labeling's discs): fail, named (the whole
-    # command, measured: exit 3, 'fail: landmark_levels_contradicted 1 > 0.5')
+    assert r["identity_ok"] and lab.ambiguous, (r["mae_mm"], lab.identity_margin)
+    assert r["mae_mm"] <= 2.45 and r["max_mm"] <= 6.5, r  # measured 2.29 / 6.17
+    assert lab.report["ambiguous_reasons"][0].startswith("cord width and image disagreed"), lab.report
+    assert -3.6 <= lab.report["first_pass"]["image_identity"]["margin"] <= -2.6  # measured -3.10
+    assert lab.report["image_identity"]["margin"] >= 2.0  # the second pass agrees with the image: 2.72
+    # the bare job's QC scores of this labeling (its landmarks are its discs): ambiguous, not contradicted
     with shared_labeling(lab, ph.image, seg, landmarks=True):
         scores, notes = auto_level_offset(ph.image, seg, "t2", None, load_template("PAM50"))
-    assert scores == {"landmark_levels_ambiguous": 1.0, "landmark_levels_contradicted": 1.0}
-    assert "the cues disagree" in notes[0]
+    assert scores == {"landmark_levels_ambiguous": 1.0, "landmark_levels_contradicted": 0.0}
+    assert "cord width and image disagreed" in notes[0]
     v = judge({"qc": {"scores": scores}})
-    assert v.verdict == "fail" and v.reasons[0] == "fail: landmark_levels_contradicted 1 > 0.5", v.reasons
+    assert v.verdict == "warn" and v.reasons == ["warn: landmark_levels_ambiguous 1 > 0.5"], v.reasons

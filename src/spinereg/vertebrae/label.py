@@ -88,6 +88,13 @@ THICK_SI_MM = 2.5
 IMAGE_DISAGREE_MARGIN = 1.5
 #: the shifted identities (levels) that check tries
 IMAGE_SHIFTS = (-2, -1, 1, 2)
+#: when the cues disagree, the chain is run again with the absolute cord-width term this much
+#: wider (log units; the subject's own width profile, the pair term, keeps its weight): an
+#: automatic segmentation 17-26 % too wide (full phantom seed 3) costs < 0.3 a disc there. The
+#: three labelings that disagreed (docs/labeling_bare_image.md) were all right after it
+WIDTH_SD_FALLBACK = 0.3
+#: how a disagreement is said in ``ambiguous_reasons`` (metrics.level_check reads it)
+CUES_DISAGREE = "the cues disagree"
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
 SPACING_SD = 0.15
 #: spread of the log ratio of the subject's cord width to the template's at the same level
@@ -382,7 +389,29 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
 
 def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                      template: str = "PAM50") -> VertebralLabeling:
-    """Find every intervertebral disc of ``image`` along the cord of ``seg``.
+    """Find every intervertebral disc of ``image`` along the cord of ``seg`` (:func:`_chain_labeling`);
+    when the image alone contradicts the identity the cord width chose (``the cues disagree``),
+    label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
+    flagged ambiguous either way, and says what the first pass named."""
+    lab = _chain_labeling(image, seg, contrast, init, template)
+    if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
+        return lab
+    again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
+    first = [d.name for d in lab.measured]
+    note = (f"cord width and image disagreed: with the absolute cord width (spread {WIDTH_SD}) the discs were "
+            f"named {' to '.join(first[:1] + first[-1:])} (image-alone margin {lab.report['image_identity']['margin']:.2f}); "
+            f"relabelled with it down-weighted (spread {WIDTH_SD_FALLBACK})")
+    again.report["ambiguous_reasons"].insert(0, note)
+    again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
+                                  "image_identity": lab.report["image_identity"]}
+    again.ambiguous = True
+    return again
+
+
+def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
+                    template: str = "PAM50", width_sd: float | None = None) -> VertebralLabeling:
+    """Find every intervertebral disc of ``image`` along the cord of ``seg``; ``width_sd``: the
+    spread of the absolute cord-width term (default ``WIDTH_SD``).
 
     ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
     tried otherwise). ``init``: ``(world_point, disc_value)`` pinning one disc (e.g. from
@@ -433,7 +462,8 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     w_tpl = np.interp(t, model.s, model.cord_width)
     with np.errstate(all="ignore"):
         lr = np.log(w_grid[None] / w_tpl[:, None])
-    width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * WIDTH_SD ** 2), 0.0)
+    wsd = WIDTH_SD if width_sd is None else width_sd
+    width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * wsd ** 2), 0.0)
     with np.errstate(all="ignore"):
         pair_q = np.log(_extend(w_grid, int(round(WIDTH_EXTEND_MM / step))))
         pair_dq = -np.diff(np.log(w_tpl))
@@ -547,7 +577,7 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
             reasons.append(f"identity margin {margin:.2f} < {need:.1f}: the levels shifted by one fit "
                            "almost as well")
         if image_check is not None and image_check["margin"] < -IMAGE_DISAGREE_MARGIN:
-            reasons.append(f"the cues disagree: without the cord width (disc bands, spacing and template match "
+            reasons.append(f"{CUES_DISAGREE}: without the cord width (disc bands, spacing and template match "
                            f"alone) levels shifted by one or two fit better by {-image_check['margin']:.2f} > "
                            f"{IMAGE_DISAGREE_MARGIN}; the identity rests on the segmentation's cord width")
         if pol_margin < POLARITY_MARGIN:
