@@ -37,14 +37,15 @@ def nmi_score(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
     a, b = a[ok], b[ok]
     if a.size < 50:
         return 0.0
-    edges = []
+    idx = []
     for v in (a, b):
         lo, hi = np.percentile(v, [1, 99])
         if not hi > lo:
             return 0.0
-        edges.append(np.linspace(lo, hi, bins + 1))
-    h, _, _ = np.histogram2d(np.clip(a, edges[0][0], edges[0][-1]), np.clip(b, edges[1][0], edges[1][-1]),
-                             bins=edges)
+        e = np.linspace(lo, hi, bins + 1)
+        idx.append(_bin_index(np.clip(v, e[0], e[-1]), e))
+    # the joint histogram (np.histogram2d's counts on these edges, by one bincount)
+    h = np.bincount(idx[0] * bins + idx[1], minlength=bins * bins).reshape(bins, bins).astype(np.float64)
     p = h / h.sum()
 
     def ent(q: np.ndarray) -> float:
@@ -53,6 +54,18 @@ def nmi_score(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
 
     hab = ent(p)
     return 0.0 if hab <= 0 else (ent(p.sum(1)) + ent(p.sum(0))) / hab - 1.0
+
+
+def _bin_index(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """The bin of each value of ``v`` (within ``[edges[0], edges[-1]]``, uniform ``edges``) as
+    ``np.histogram`` places it (right-open bins, the last one closed): arithmetic, then the
+    values that rounding put one bin off moved by comparing with the edges themselves."""
+    n = len(edges) - 1
+    i = ((v - edges[0]) * (n / (edges[-1] - edges[0]))).astype(np.intp)
+    np.clip(i, 0, n - 1, out=i)
+    i[v < edges[i]] -= 1
+    i[(v >= edges[i + 1]) & (i != n - 1)] += 1
+    return i
 
 
 @dataclass
