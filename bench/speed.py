@@ -245,8 +245,11 @@ def case_inputs(case: str, root: Path, work: Path) -> dict:
 
         d = work / "imreg_pair"
         d.mkdir(parents=True, exist_ok=True)
-        p = full_fov_pair(d)["paths"]
-        return {"src": p["src"], "dest": p["dest"]}
+        src, dest = d / "fullfov_0_src.nii.gz", d / "fullfov_0_dest.nii.gz"
+        if not (src.is_file() and dest.is_file()):  # kept in --out DIR: its known field takes ~1 min
+            p = full_fov_pair(d)["paths"]
+            src, dest = p["src"], p["dest"]
+        return {"src": src, "dest": dest}
     if case == "full":
         from spinereg.phantom.independent import make_independent_subject
 
