@@ -14,16 +14,18 @@ boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc po
 identity, and the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``).
 
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
-(spinereg segment), as register-to-template from a bare image does; seed 3 is one level off and
-flagged ("the cues disagree", image-alone margin -3.10; docs/labeling_bare_image.md).
+(spinereg segment), as register-to-template from a bare image does; seed 3's first pass is one
+level off (image-alone margin -3.10: the cues disagree), its second pass with the cord width
+down-weighted right and flagged (docs/labeling_bare_image.md).
 
 Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--bare] [--out DIR]``.
 
 Last run (2026-11-30, shared 2-core machine at load average 13): median t2 2.52 s, t2 -initz 2.62 s,
 t1 2.56 s, full 3.70 s; peak 133 / 133 / 139 / 289 MB (docs/labeling_bare_image.md). After the
-image-alone identity check (three more chain searches without the pair term), at load ~4 with the
-test suite running beside it: t2 0.94 s, t2 -initz 0.80 s, t1 1.88 s, full 3.17 s (3.02-3.42);
-peak 134 / 133 / 137 / 291 MB; in-process on the full phantom the check adds 0.2-0.4 s to ~1.8 s.
+image-alone identity check (five more chain searches without the pair term; a second labeling only
+where the cues disagree), 15:17 UTC at load 1.2-1.4: t2 1.10 s, t2 -initz 0.93 s, t1 1.31 s, full
+2.11 s (1.79-2.49); peak 133 / 133 / 141 / 291 MB. Same load, whole command, before (def9208's
+parent) / after, median of 3, interleaved: t2 0.94 / 1.10 s, full phantom (seed 1) 1.51 / 1.82 s.
 """
 
 from __future__ import annotations
@@ -158,10 +160,12 @@ def accuracy_bare(seeds=range(5)) -> list[dict]:
         r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
         rows.append({"case": f"full/{seed} automatic seg", **r, "identity_margin": round(lab.identity_margin, 2),
                      "image_margin": (lab.report.get("image_identity") or {}).get("margin"),
-                     "reasons": lab.report.get("ambiguous_reasons")})
+                     "reasons": lab.report.get("ambiguous_reasons"), "first_pass": lab.report.get("first_pass")})
         x = rows[-1]
         print(f"  {x['case']:<24} identity {'ok   ' if x['identity_ok'] else 'WRONG'} ambiguous {x['ambiguous']!s:<5} "
-              f"margin {x['identity_margin']:5.2f} image margin {x['image_margin']} MAE {x['mae_mm']:.2f}", flush=True)
+              f"margin {x['identity_margin']:5.2f} image margin {x['image_margin']} MAE {x['mae_mm']:.2f}"
+              + (f" (first pass: {x['first_pass']['discs'][0]}-{x['first_pass']['discs'][-1]}, image margin "
+                 f"{x['first_pass']['image_identity']['margin']})" if x["first_pass"] else ""), flush=True)
     return rows
 
 
