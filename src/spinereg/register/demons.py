@@ -278,11 +278,11 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
     d, _ = exp_velocity(v)
     if image:
-        lncc = _LNCC(chans[0][1])
-        before = float(lncc.cc(chans[0][2])[region].mean())
-        after = float(lncc.cc(_warp(chans[0][2], d))[region].mean())
+        before = lcc0  # the same images and region as the check above
+        moved = _warp(chans[0][2], d)
+        after = float(_LNCC(chans[0][1]).cc(moved)[region].mean())
         report.update(local_cc_before=round(before, 4), local_cc_after=round(after, 4),
-                      ncc_after=round(_ncc(chans[0][1], _warp(chans[0][2], d), region), 4))
+                      ncc_after=round(_ncc(chans[0][1], moved, region), 4))
         if not after > before + MIN_GAIN:
             report.update(used=False, reason=f"the local correlation did not rise ({before:.3f} -> {after:.3f}): "
                                              "the step is dropped")
