@@ -15,9 +15,9 @@ points are compared with the true ones inside the destination cord (mean, p95, S
 The true field scored this way gives 0 (checked every run).
 
 Methods: ``ants_syn`` (``ants.registration(type_of_transform="SyN")``, defaults), spinereg
-``register`` with both segmentations (``seg``: the default preset, centermass + seg demons;
-``imseg``: multimodal_spinereg_imseg, image-driven 3D demons with the segmentations as a
-constraint), image-only (``im``, the default preset multimodal_spinereg_im) and with ``--old``
+``register`` with both segmentations (``seg``: multimodal_spinereg_seg, centermass + seg demons;
+``imseg``: the default preset multimodal_spinereg_imseg, image-driven 3D demons with the
+segmentations as a constraint, then stiff seg demons), image-only (``im``, the default preset multimodal_spinereg_im) and with ``--old``
 the image-only default before it (``im_old``: SCT's multimodal_default, ANTs SyN MeanSquares).
 
 ``--speed N``: image-only ``spinereg register`` on a 256 x 256 x 22 pair (whole command, median of
@@ -47,7 +47,7 @@ CASES = {
     "t2s": ("t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz"),
     "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz"),
 }
-PRESETS = {"seg": None, "imseg": "multimodal_spinereg_imseg", "im": None, "im_old": "multimodal_default"}
+PRESETS = {"seg": "multimodal_spinereg_seg", "imseg": None, "im": None, "im_old": "multimodal_default"}
 _LPS = np.array([-1.0, -1.0, 1.0])
 
 

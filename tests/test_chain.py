@@ -23,18 +23,33 @@ def _bin(img: Image, data=None) -> Image:
     return img.with_data(((img.data if data is None else data) > 0.5).astype(np.uint8))
 
 
-@pytest.mark.parametrize("name,dest,dseg,direct_claim,composed_claim", [
-    ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.981, 0.920),
-    ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.957, 0.930),
-    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.986, 0.802),
+def _inside_si(img: Image, ref: Image) -> np.ndarray:
+    """Voxels of ``img`` within the world S-I extent of ``ref``'s field of view."""
+    corners = np.array(np.meshgrid(*[[0, n - 1] for n in ref.shape[:3]], indexing="ij")).reshape(3, -1).T
+    z = ref.grid.voxel_to_world(corners.astype(float))[:, 2]
+    ijk = np.indices(img.shape[:3]).reshape(3, -1).T.astype(float)
+    zi = img.grid.voxel_to_world(ijk)[:, 2].reshape(img.shape[:3])
+    return (zi >= z.min()) & (zi <= z.max())
+
+
+@pytest.mark.parametrize("name,dest,dseg,direct_claim,composed_claim,inside_claim", [
+    ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.981, 0.899, 0.958),
+    ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.957, 0.938, 0.955),
+    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.986, 0.941, 0.977),
 ])
-def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, composed_claim):
+def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, composed_claim, inside_claim):
     """SCT's -initwarp route reaches whole-FOV Dice 0.61 (t2s), 0.80 (t1w), 0.56 (mt1); the issue asks
     0.90/0.90/0.85. With the full PAM50: the direct template registration of X (landmarks carried
     through the chain, fitted to X's own segmentation, so the Dice against that segmentation is
     not independent) 0.981/0.957/0.986; the composition template -> t2 -> X, which does not use
-    X's segmentation for the template step, 0.920/0.930/0.802 (mt1's field of view extends beyond
-    t2's). Both asserted at the measured figure minus 0.015."""
+    X's segmentation for the template step, 0.899/0.938/0.941 over X's whole field of view and
+    0.958/0.955/0.977 within t2's S-I extent (beyond it, 30 mm of t2s and 17-34 mm of mt1/t1w,
+    both warps are extrapolated). The link t2 -> X is the default with segmentations
+    (multimodal_spinereg_imseg: image-driven, then stiffer segmentation demons); the
+    segmentation-only preset, fitted to X's segmentation alone, scores 0.905/0.941/0.942 and
+    0.957/0.957/0.986 inside against that same segmentation, but leaves 1.05-2.25 mm on known
+    deformations of t2 where the default leaves 0.16-0.27 (tests/test_register_robustness.py).
+    Asserted at the measured figure minus 0.015 (whole) and 0.01 (inside)."""
     res = register_chain([sct_data / dest, sct_data / T2[0]], [sct_data / dseg, sct_data / T2[1]],
                          labels=sct_data / "t2/labels.nii.gz", template="PAM50")
     assert res.modes == ["direct", "anatomical"]
@@ -45,6 +60,9 @@ def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, 
     comp = DisplacementField.from_transform(res.composed_template2image(0), seg.grid)
     c = apply_transforms(tcord, seg.grid, [comp], "linear")
     assert dice(_bin(c), _bin(seg)).dice >= composed_claim - 0.015
+    inside = _inside_si(seg, load_image(sct_data / T2[0]))
+    a, b = (np.asarray(c.data) > 0.5) & inside, (np.asarray(seg.data) > 0.5) & inside
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= inside_claim - 0.01
 
 
 def test_chain_cli_three_images(sct_data, tmp_path):
@@ -63,6 +81,10 @@ def test_chain_cli_three_images(sct_data, tmp_path):
         assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb"}
         assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= 1.0
     assert "composed" not in m["t2"]
+    # the anatomical image is labelled first; its discs join the given labels when the levels agree
+    auto = m["t2"]["landmarks"]["used"]["automatic"]
+    assert auto["used"] or auto["reason"], auto
+    assert m["t2"]["landmarks"]["used"]["given"]["kind"] == "body"
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["command_line"].startswith("spinereg chain -i ") and prov["started_utc"].endswith("Z")
     assert prov["input_files"]["images"][0]["sha256"] == hashlib.sha256((sct_data / "mt/mt1.nii.gz").read_bytes()).hexdigest()

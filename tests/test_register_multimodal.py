@@ -19,6 +19,12 @@ TARGETS = {
     "t1w": ("t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz"),
     "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz"),  # 5 slices of 17 mm
 }
+#: cord Dice (slices both hold) of the default steps against the destination's manual segmentation,
+#: measured: the image-driven default (multimodal_spinereg_imseg) is not fitted to that
+#: segmentation alone (the segmentation-only preset scores 0.971 / 0.954 / 0.971 against it, but
+#: leaves 1.05-2.25 mm on known deformations of t2 where this leaves 0.16-0.27,
+#: tests/test_register_robustness.py). Asserted with a 0.01 margin.
+DICE_CLAIM = {"t2s": 0.969, "t1w": 0.946, "mt1": 0.964}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -33,7 +39,7 @@ def test_t2_to_target_with_segs(sct_data, tmp_path, name):
               "provenance.json"):
         assert (out / f).is_file(), f
     m = json.loads((out / "metrics.json").read_text())
-    assert m["cord_dice_dest_zb"] >= 0.95, m
+    assert m["cord_dice_dest_zb"] >= DICE_CLAIM[name] - 0.01, m
     assert m["jacobian_src2dest"]["pct_folding"] == 0.0
     # independent check with the written warp
     seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz")

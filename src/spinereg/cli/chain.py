@@ -28,6 +28,9 @@ def register(sub) -> None:
                                         "segmentations given)")
     p.add_argument("--no-direct", action="store_true",
                    help="always compose through the chain, even for images with a segmentation")
+    p.add_argument("--no-auto-discs", action="store_true",
+                   help="register the anatomical image with the given labels only (default: its automatic discs "
+                        "join them when their levels agree, as in register-to-template)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
     add_result_options(p)
     p.set_defaults(func=run)
@@ -45,5 +48,6 @@ def run(args) -> int:
     rec, display = start_run(args, "chain", stages=3)
     res = chain_job(args.images, segs, args.outdir, labels=args.labels, ldisc=args.ldisc, lrootlet=args.lrootlet,
                     template=args.template, contrast=args.contrast, given=given, link_param=args.link_param,
-                    direct=not args.no_direct, overwrite=args.overwrite, run=rec, progress=display.bar())
+                    direct=not args.no_direct, overwrite=args.overwrite, auto_discs=not args.no_auto_discs,
+                    run=rec, progress=display.bar())
     return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)

@@ -66,6 +66,10 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
                 comp = DisplacementField.from_transform(result.composed_template2image(k), seg.grid)
                 m["direct_fitted_to_this_seg"] = True
                 m["composed"] = _cord_dice(tcord, seg, comp)
+        if k == len(result.images) - 1:  # the anatomical image: which landmarks its registration used, why
+            rep = dict(getattr(result.anat, "landmark_report", None) or {})
+            rep.setdefault("automatic", {"used": False})
+            m["landmarks"] = {"used": rep}
         metrics[names[k]] = m
     timings = {**result.timings, "outputs": time.perf_counter() - t0}
     files["metrics"] = write_json(out / "metrics.json", metrics, overwrite)

@@ -308,9 +308,11 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
 def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldisc=None, lrootlet=None,
               template: str = "PAM50", contrast: str = "t2", given: dict | None = None,
               link_param: str | None = None, direct: bool = True, overwrite: bool = False,
-              run: RunRecord | None = None, progress: Progress = None) -> JobResult:
+              auto_discs: bool = True, run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """chain (target -> intermediates -> anatomical -> template) with every output, written as
-    one transaction."""
+    one transaction. With body or disc labels and ``auto_discs`` (default; CLI
+    ``--no-auto-discs`` turns it off), the anatomical image is labelled first and its measured
+    discs join the given labels when their levels agree, as in :func:`template_job`."""
     from spinereg.pipelines.chain_outputs import write_chain_outputs
     from spinereg.register.chain import register_chain
 
@@ -325,10 +327,24 @@ def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldis
                 segs = [auto.segment(im, contrast if im is images[-1] else "auto") if is_auto(s) else s
                         for im, s in zip(images, segs, strict=True)]
                 rec["segmentation"] = auto.records
+        lab = None
+        if auto_discs and (labels is not None or ldisc is not None):
+            with run.stage("vertebral labeling") as rec:
+                from spinereg.io.image import Image, load_image
+
+                anat, aseg = images[-1], segs[-1]
+                anat = anat if isinstance(anat, Image) else load_image(anat, ndim=3)
+                aseg = aseg if isinstance(aseg, Image) else load_image(aseg, ndim=3, what="segmentation")
+                lab, rec["labeling"] = labeling_for_landmarks(anat, aseg, contrast)
         with run.stage("registration"):
             res = register_chain(images, segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet, template=template,
                                  contrast=contrast, given=given or {}, link_param=link_param, direct=direct,
-                                 progress=progress)
+                                 labeling=lab, progress=progress)
+            automatic = res.anat.landmark_report.setdefault("automatic", {})
+            if not auto_discs and (labels is not None or ldisc is not None):
+                automatic.update(used=False, reason="turned off (--no-auto-discs)")
+            elif auto_discs and (labels is not None or ldisc is not None) and lab is None:
+                automatic.update(used=False, warn=True, reason="automatic labeling failed: the given labels only")
         shown = [f"{Path(s).name} (automatic: spinereg segment)" if s is not None and Path(s).name in auto.files
                  else s for s in segs]
         with folder as tmp, run.stage("write outputs"):

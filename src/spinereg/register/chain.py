@@ -143,6 +143,7 @@ def register_chain(
     given: dict[int, tuple[str, str]] | None = None,
     link_param: str | list[str | None] | None = None,
     direct: bool = True,
+    labeling=None,
     progress=None,
 ) -> ChainResult:
     """Register a chain ``images[0] -> images[1] -> ... -> images[-1] (anatomical) -> template``.
@@ -151,6 +152,9 @@ def register_chain(
     ``lrootlet``) belong to the anatomical image. ``given[k] = (warp_k2next, warp_next2k)`` uses
     existing warps (SCT names: ``warp_<k>2<next>`` lives on the neighbour's grid) for link k.
     ``link_param``: steps for every link, or a list with one entry (or None: the default) per link.
+    ``labeling``: the anatomical image's automatic vertebral labeling, passed to
+    :func:`~spinereg.register.template.register_to_template` (its measured discs join the given
+    labels when their levels agree); None: the given labels alone.
     """
     if len(images) < 1 or len(segs) != len(images):
         raise InputError("give one segmentation (or 'none') per image of the chain", None,
@@ -164,7 +168,7 @@ def register_chain(
         raise InputError("the anatomical image (last of the chain) needs a cord segmentation", None,
                          "give its segmentation as the last --seg")
     anat = register_to_template(imgs[-1], sgs[-1], labels=labels, ldisc=ldisc, lrootlet=lrootlet,
-                                template=template, contrast=contrast, progress=progress)
+                                template=template, contrast=contrast, labeling=labeling, progress=progress)
     timings = {"anatomical": time.perf_counter() - t0}
     links: list[ChainLink] = []
     given = given or {}

@@ -26,7 +26,7 @@ from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform
 
-DEFAULT_SEG_PRESET = "multimodal_spinereg_seg"
+DEFAULT_SEG_PRESET = "multimodal_spinereg_imseg"
 DEFAULT_IM_PRESET = "multimodal_spinereg_im"
 DEFAULT_SRC_SEG_PRESET = "multimodal_epi"
 #: dilation (mm) of the source segmentation when it serves as the destination's metric mask
