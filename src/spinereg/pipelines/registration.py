@@ -155,7 +155,7 @@ def labeling_for_landmarks(image, seg, contrast: str) -> tuple[object, dict]:
     from spinereg.register.template import auto_labeling
 
     try:
-        lab = auto_labeling(image, seg, contrast)
+        lab = auto_labeling(image, seg, contrast, check_identity=False)  # the given labels fix the levels
     except Exception as err:  # noqa: BLE001 - an optional addition must never block the registration
         return None, {"failed": f"{type(err).__name__}: {err}"}
     return lab, {"by": "spinereg label-vertebrae (automatic)", "discs": [d.name for d in lab.discs],

@@ -256,7 +256,7 @@ def register_to_template(
 
         if isinstance(labeling, str):
             t0 = time.perf_counter()
-            labeling = auto_labeling(img, sg, contrast)
+            labeling = auto_labeling(img, sg, contrast, check_identity=False)
             timings["labeling"] = time.perf_counter() - t0
         tdisc = template_landmarks(tpl, "disc")
         auto, report["automatic"] = automatic_discs(lm, labeling, tdisc)
@@ -357,13 +357,14 @@ def register_to_template(
     )
 
 
-def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50"):
+def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50", check_identity: bool = True):
     """The automatic vertebral labeling of ``image`` as register-to-template and its QC level
-    check run it (one call, shared by both)."""
+    check run it (one call, shared by both). ``check_identity=False`` when given labels fix the
+    levels (they are checked against the result): the image-alone second opinion is skipped."""
     from spinereg.vertebrae import label_vertebrae
 
     return label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
-                           template=template)
+                           template=template, check_identity=check_identity)
 
 
 def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm: float = 5.0) -> Grid:

@@ -380,20 +380,22 @@ def _one_blas_thread():
 
 
 def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
-                    template: str = "PAM50") -> VertebralLabeling:
+                    template: str = "PAM50", check_identity: bool = True) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg`` (see
-    :func:`_label_vertebrae`)."""
+    :func:`_label_vertebrae`). ``check_identity=False`` skips the image-alone second opinion on the
+    levels' names (for callers whose own labels fix the identity and are checked against the
+    result, e.g. register-to-template given body labels)."""
     with _one_blas_thread():
-        return _label_vertebrae(image, seg, contrast, init, template)
+        return _label_vertebrae(image, seg, contrast, init, template, check_identity)
 
 
 def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
-                     template: str = "PAM50") -> VertebralLabeling:
+                     template: str = "PAM50", check_identity: bool = True) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg`` (:func:`_chain_labeling`);
     when the image alone contradicts the identity the cord width chose (``the cues disagree``),
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
-    lab = _chain_labeling(image, seg, contrast, init, template)
+    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity)
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
         return lab
     again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
@@ -409,7 +411,8 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
 
 
 def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
-                    template: str = "PAM50", width_sd: float | None = None) -> VertebralLabeling:
+                    template: str = "PAM50", width_sd: float | None = None,
+                    check_identity: bool = True) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg``; ``width_sd``: the
     spread of the absolute cord-width term (default ``WIDTH_SD``).
 
@@ -515,7 +518,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                      "down": None if k + 1 >= len(t) else round(float(best_here - chain.marginal[k + 1, win].max()), 2)})
     margin = float(min(margins)) if margins else 0.0
     image_check = _image_identity(grid, img_unary, t, scales, chain, ev, sub.s, step, inside & seen) \
-        if pinned is None else None
+        if pinned is None and check_identity else None
     # positions: the cord width's pair term decides the identity, not where each disc sits (a
     # width changing fast across a disc would pull it): with the identity held (the in-view disc
     # with the strongest band kept within POSITION_HOLD_MM of its place) the chain is placed
