@@ -66,6 +66,8 @@ MAX_IMAGE_VOXELS = 600_000
 #: voxels work on the whole crop, the finer ones in a box around the cord the cord model finds
 #: (:mod:`spinereg.register.cord_box`); the box's field is blended into the coarse one over this (mm)
 BOX_WHOLE_VOXELS = 150_000
+#: the cord box record also reports the images' NCC in the cord found dilated by this (mm)
+CORD_NCC_DILATION_MM = 5.0
 BOX_COARSEST = 4
 BOX_BLEND_MM = 8.0
 #: image levels stop after 4 steps in a row that lower the energy by less than this fraction (in
@@ -238,7 +240,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         return _identity(grid, report)
 
     sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
-    box = None
+    box = cord_c = None
     if image and seg_f is None and not roi_union.any() and inside.size > MAX_IMAGE_VOXELS:
         # a large field of view and nothing to say where the cord is: the cord model finds it,
         # the finest levels work around it (else on the whole field of view, coarser)
@@ -246,7 +248,9 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
 
         cord, info = locate_cord(f, grid)
         if cord is not None:
-            box = cord_box(crop(cord, edge=False), sub.zooms, w_axes > 0)
+            cord_c = crop(cord, edge=False)
+            box = cord_box(cord_c, sub.zooms, w_axes > 0)
+            cord_c = _dilate_mm(cord_c, sub.zooms, CORD_NCC_DILATION_MM)
             info["box_mm"] = [round(float(v), 1) for v in (box[1] - box[0]) * sub.zooms]
         else:
             info["reason"] += ": the finest levels are not worked on, the field of view is too large"
@@ -283,6 +287,10 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         after = float(_LNCC(chans[0][1]).cc(moved)[region].mean())
         report.update(local_cc_before=round(before, 4), local_cc_after=round(after, 4),
                       ncc_after=round(_ncc(chans[0][1], moved, region), 4))
+        if cord_c is not None:  # the images' correlation around the cord the model found
+            report["cord_box"].update(ncc_before=round(_ncc(chans[0][1], chans[0][2], cord_c), 4),
+                                      ncc_after=round(_ncc(chans[0][1], moved, cord_c), 4),
+                                      ncc_region=f"the cord found, dilated {CORD_NCC_DILATION_MM:g} mm")
         if not after > before + MIN_GAIN:
             report.update(used=False, reason=f"the local correlation did not rise ({before:.3f} -> {after:.3f}): "
                                              "the step is dropped")
