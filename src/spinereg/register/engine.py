@@ -108,8 +108,12 @@ def run_steps(
         t0 = time.perf_counter()
         chain = list(initial) + found
 
-        def pulled(kind: str, _chain=chain) -> np.ndarray:
-            return apply_transforms(moving_src[kind], grid, _chain, "linear").data
+        cache: dict[str, np.ndarray] = {}
+
+        def pulled(kind: str, _chain=chain, _cache=cache) -> np.ndarray:
+            if kind not in _cache:  # kept for the similarity check below (the step gets a copy)
+                _cache[kind] = apply_transforms(moving_src[kind], grid, _chain, "linear").data
+            return _cache[kind].copy()
 
         fn = algorithm(step.algo)
         extra = {k: fixed[k] for k in getattr(fn, "needs", ()) if k in fixed}
@@ -134,7 +138,7 @@ def run_steps(
         t = diffeomorphic(t, grid, roi)
         if require_gain and step.type == "im" and (step.algo == "demons" or getattr(step, "metric", "") == "CC") \
                 and "im" in fixed and "im" in moving_src:
-            t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask)
+            t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask, cache.get("im"))
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__,
                                   dict(getattr(t, "report", None) or {})))
@@ -158,9 +162,11 @@ def masked_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> float:
 
 
 def _must_raise_similarity(t: Transform, fixed_im: np.ndarray, moving: Image, grid: Grid, chain: list,
-                           mask: np.ndarray | None) -> Transform:
-    """``t`` if it raises the masked NCC of the images, else the identity (reported either way)."""
-    before = apply_transforms(moving, grid, chain, "linear").data
+                           mask: np.ndarray | None, before: np.ndarray | None = None) -> Transform:
+    """``t`` if it raises the masked NCC of the images, else the identity (reported either way).
+    ``before``: ``moving`` already pulled through ``chain`` onto ``grid`` (linear), if at hand."""
+    if before is None:
+        before = apply_transforms(moving, grid, chain, "linear").data
     after = apply_transforms(moving, grid, [*chain, t], "linear").data
     sim0 = masked_ncc(fixed_im, before, mask)
     sim1 = masked_ncc(fixed_im, after, mask)
