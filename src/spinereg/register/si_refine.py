@@ -112,7 +112,8 @@ class RefineReport:
 
 def refine_arc(arc: PiecewiseLinear, template_s: np.ndarray, template_f: np.ndarray, subject_s: np.ndarray,
                subject_f: np.ndarray, anchors_ref: np.ndarray, knot_mm: float = 15.0, smoothness: float = 0.3,
-               anchor_weight: float = 0.5, max_offset_mm: float = 8.0) -> tuple[PiecewiseLinear, RefineReport]:
+               anchor_weight: float = 0.5, max_offset_mm: float = 8.0,
+               hold_beyond: tuple[float | None, float | None] = (None, None)) -> tuple[PiecewiseLinear, RefineReport]:
     """Refine ``arc`` (template arc length -> subject arc length) so that feature profiles agree.
 
     ``template_f`` (n, k) are features at template arc lengths ``template_s``; ``subject_f``
@@ -122,6 +123,11 @@ def refine_arc(arc: PiecewiseLinear, template_s: np.ndarray, template_f: np.ndar
     level). Cost: mean squared feature difference, plus ``smoothness`` x second differences of
     ``d`` (mm), plus ``anchor_weight`` x ``d`` at the landmarks (template arc lengths
     ``anchors_ref``). The map stays monotonic.
+
+    ``hold_beyond`` (template arc lengths, lower and upper; None: free): beyond them ``d`` is held
+    at its value there, so the landmarks' own extrapolation is kept (shifted by that end's offset)
+    and the image may not move the correspondence past that end landmark (see
+    :func:`held_ends`).
     """
     tf = np.asarray(template_f, float).reshape(len(template_s), -1)
     sf = np.asarray(subject_f, float).reshape(len(subject_s), -1)
@@ -138,12 +144,17 @@ def refine_arc(arc: PiecewiseLinear, template_s: np.ndarray, template_f: np.ndar
     anchors = np.asarray(anchors_ref, float)
     anchors = anchors[(anchors >= s_lo) & (anchors <= s_hi)]
     w_feat = 1.0 / np.sqrt(len(samples) * tf.shape[1])
+    h_lo = -np.inf if hold_beyond[0] is None else float(hold_beyond[0])
+    h_hi = np.inf if hold_beyond[1] is None else float(hold_beyond[1])
+
+    def offset(s: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return np.interp(np.clip(s, h_lo, h_hi), knots, d)
 
     def subject_at(s: np.ndarray) -> np.ndarray:
         return np.stack([np.interp(s, subject_s, sf[:, j]) for j in range(sf.shape[1])], -1)
 
     def residuals(d: np.ndarray) -> np.ndarray:
-        s_sub = base + np.interp(samples, knots, d)
+        s_sub = base + offset(samples, d)
         r = [w_feat * (subject_at(s_sub) - f_t).ravel(),
              smoothness * np.diff(d, 2) if len(d) > 2 else np.zeros(0),
              anchor_weight * np.interp(anchors, knots, d),
@@ -160,13 +171,35 @@ def refine_arc(arc: PiecewiseLinear, template_s: np.ndarray, template_f: np.ndar
                                  diff_step=0.05, max_nfev=300)
     d = sol.x
     dense = np.arange(min(arc.x[0], s_lo) - 50.0, max(arc.x[-1], s_hi) + 50.0, 2.0)
-    y = arc(dense) + np.interp(dense, knots, d)
+    y = arc(dense) + offset(dense, d)
     y = np.maximum.accumulate(y + 1e-6 * np.arange(len(y)))
     return PiecewiseLinear(dense, y), RefineReport(knots.tolist(), d.tolist(), c0, float(np.sum(sol.fun ** 2)))
 
 
+def held_ends(anchors_ref: np.ndarray, span_mm: float = 40.0, min_count: int = 3) -> tuple[float | None, float | None]:
+    """The end landmarks (template arc lengths) beyond which the image refinement holds the
+    correspondence: an end with at least ``min_count`` landmarks within ``span_mm`` of it, whose
+    extrapolation is fitted from several landmarks (the automatic discs; see
+    :class:`~spinereg.register.auto_landmarks.FittedEnds`); an end with fewer (two body labels)
+    stays free, as the image is then the only S-I evidence beyond it.
+
+    Why: on the independent full phantom (C1-T6, 11 discs) the image pattern above the top disc
+    (C2/C3: C2's tall body, the dens, the skull base) pulled the correspondence 3-7 mm away from
+    the discs' extrapolation, the wrong way (bare seed 0: cord error 1.19 / 5.28 mm mean / p95 ->
+    0.72 / 1.40 held; seed 0 with two labels and the automatic discs 0.53 / 1.37 -> 0.41 / 0.86),
+    while with two body labels on the C2-C5 phantom the refinement beyond them helps (seed 1
+    0.80 / 2.20 mm held at both ends, 0.53 / 1.58 free): docs/labeling_bare_image.md."""
+    a = np.sort(np.asarray(anchors_ref, float).ravel())
+    if len(a) == 0:
+        return None, None
+    lo = float(a[0]) if np.sum(a <= a[0] + span_mm) >= min_count else None
+    hi = float(a[-1]) if np.sum(a >= a[-1] - span_mm) >= min_count else None
+    return lo, hi
+
+
 def refine_with_image(arc: PiecewiseLinear, cl_ref, cl_src, ref_img: Image, src_img: Image,
-                      anchors_ref: np.ndarray, knot_mm: float = 10.0) -> tuple[PiecewiseLinear, dict]:
+                      anchors_ref: np.ndarray, knot_mm: float = 10.0,
+                      hold_beyond: tuple[float | None, float | None] = (None, None)) -> tuple[PiecewiseLinear, dict]:
     """Refine the landmark correspondence with the vertebral disc/body pattern in front of the
     cord (template image vs subject image). Kept only when it improves the profiles'
     correlation; the report says what happened."""
@@ -185,7 +218,7 @@ def refine_with_image(arc: PiecewiseLinear, cl_ref, cl_src, ref_img: Image, src_
         return float(np.corrcoef(x, y)[0, 1])
 
     before = corr(arc)
-    new, rep = refine_arc(arc, s_ref, p_ref, s_src, p_src, anchors_ref, knot_mm=knot_mm)
+    new, rep = refine_arc(arc, s_ref, p_ref, s_src, p_src, anchors_ref, knot_mm=knot_mm, hold_beyond=hold_beyond)
     after = corr(new)
     used = bool(np.isfinite(after) and after > 0.3 and after > (before if np.isfinite(before) else -1) + 0.02)
     report = {"used": used, "correlation_before": round(before, 4), "correlation_after": round(after, 4),
