@@ -74,3 +74,30 @@ def test_no_cord_found_works_on_the_whole_field_of_view_and_says_so(tmp_path):
     box = rep["cord_box"]
     assert box["found"] is False and "finest levels are not worked on" in box["reason"], box
     assert rep["used"] and rep["similarity_after"] > rep["similarity_before"], rep
+
+
+def test_a_step_that_lowers_the_cord_similarity_is_dropped():
+    """The whole image's NCC rises but the correlation around the cord found falls: the step is
+    dropped (identity) and the record says why (issue 10: image-only register must raise the
+    cord-mask similarity it reports)."""
+    from spinereg.io.grid import Grid
+    from spinereg.io.image import Image
+    from spinereg.register.engine import _must_raise_similarity
+    from spinereg.transforms.displacement import VelocityField
+
+    grid = Grid((24, 24, 6), np.eye(4))
+    rng = np.random.default_rng(0)
+    fixed = ndimage.gaussian_filter(rng.normal(size=grid.shape), (2, 2, 0)).astype(np.float32)
+    moving = Image(np.roll(fixed, 1, axis=0), grid.affine)  # moving(x) = fixed(x - 1)
+    shift = np.zeros(grid.shape + (3,), np.float32)
+    shift[..., 0] = 1.0  # pulls moving(x + 1) = fixed(x): raises the whole image's NCC
+    for cord, used in (({"ncc_before": 0.8, "ncc_after": 0.9, "ncc_region": "cord"}, True),
+                       ({"ncc_before": 0.9, "ncc_after": 0.8, "ncc_region": "cord"}, False)):
+        t = VelocityField(grid, shift, shift)
+        t.report = {"cord_box": dict(cord)}
+        out = _must_raise_similarity(t, fixed, moving, grid, [], None)
+        assert out.report["similarity_after"] > out.report["similarity_before"]
+        assert out.report.get("used", True) is used, out.report
+        assert bool(np.abs(np.asarray(out.data)).max() > 0) is used
+        if not used:
+            assert "around the cord" in out.report["reason"]

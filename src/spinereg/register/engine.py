@@ -173,9 +173,16 @@ def _must_raise_similarity(t: Transform, fixed_im: np.ndarray, moving: Image, gr
     where = "in the mask" if mask is not None else "where both images have signal"
     report = dict(getattr(t, "report", None) or {})
     report.update(similarity="NCC " + where, similarity_before=round(sim0, 4), similarity_after=round(sim1, 4))
+    box = report.get("cord_box") or {}
+    reason = None
     if np.isfinite(sim0) and not (sim1 > sim0):
-        report.update(used=False, reason=f"the step did not raise the image similarity ({where}: NCC {sim0:.4f} -> "
-                                         f"{sim1:.4f}); the transform before it is kept")
+        reason = f"the step did not raise the image similarity ({where}: NCC {sim0:.4f} -> {sim1:.4f})"
+    elif "ncc_before" in box and not (box["ncc_after"] > box["ncc_before"]):
+        # the cord the model found: the step must raise the similarity there too
+        reason = (f"the step did not raise the image similarity around the cord ({box.get('ncc_region')}: NCC "
+                  f"{box['ncc_before']:.4f} -> {box['ncc_after']:.4f})")
+    if reason is not None:
+        report.update(used=False, reason=reason + "; the transform before it is kept")
         z = np.zeros(tuple(grid.shape) + (3,), np.float32)
         t = VelocityField(grid, z, z)
     t.report = report  # type: ignore[attr-defined]
