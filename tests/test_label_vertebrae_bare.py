@@ -15,12 +15,16 @@ Not asserted here (40-85 s a seed on a loaded machine), measured in-process on t
 phantom (0.8 mm, C1-T6) from the bare image, seeds 0 / 1 / 2 (docs/labeling_bare_image.md): automatic
 segmentation Dice 0.944 / 0.944 / 0.948 against the phantom's cord; labeling right on all three
 (margins 3.23 / 3.49 / 4.78, disc MAE 0.48 / 0.52 / 0.46 mm); cord mapping error 1.19 / 0.66 /
-0.64 mm mean, 5.28 / 1.36 / 1.21 mm p95; template cord Dice 0.946 / 0.946 / 0.948 against the true
-cord (0.971 / 0.974 / 0.977 against the automatic segmentation it was registered to). The issue's
-0.6 mm / 1.5 mm / Dice 0.97 from the bare image is therefore not met: the Dice is bounded by the
-segmentation's, and seed 0's p95 comes from a second S-I refinement pass above the top landmark
-(C2/C3; the estimated C1/C2 is not a landmark), not from the segmentation. Seeds 3 and 4 (run
-after): seed 4 right (margin 6.17; 0.61 / 1.46 mm); seed 3 one level off from its automatic
+0.64 mm mean, 1.40 / 1.36 / 1.21 mm p95 (seed 0 was 1.19 / 5.28: the S-I refinement from the image
+moved the cord 3-7 mm above the top disc, C2/C3; since it is held beyond an end fitted from several
+landmarks, register.si_refine.held_ends, it keeps the discs' extrapolation there); template cord
+Dice 0.946 / 0.946 / 0.948 against the true cord (0.971 / 0.974 / 0.977 against the automatic
+segmentation it was registered to). The issue's 0.6 mm / 1.5 mm / Dice 0.97 from the bare image is
+therefore not met: the Dice is bounded by the segmentation's, the mean (0.61-0.72 on the
+right-levelled seeds) by the registration with 11 discs and the extrapolation above C2/C3. Seeds
+3-9 (run after): seed 4 right (margin 6.17; 0.61 / 1.46 mm); seeds 5-9 0.72 / 2.27, 0.59 / 1.79,
+0.64 / 1.15, 0.65 / 1.70, 0.63 / 1.86 mm (seed 6 was 0.70 / 1.82 and seed 9 0.56 / 1.16 with the
+refinement free above C2/C3: there it helped); seed 3 one level off from its automatic
 segmentation with the cord width at full weight; since the image-alone identity check it is
 relabelled with the width down-weighted: levels right and flagged (asserted below; the whole command
 ends fail, exit 3, on label_si_scale_deviation 0.373: cord error 3.44 / 6.84 mm).
@@ -94,23 +98,33 @@ def _bare_labeling(seed: int):
     return ph, seg, lab, compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
 
 
-def test_full_phantom_from_bare_image_seed2():
-    """Seed 2 (of 0-4, measured in the module docstring and docs/labeling_bare_image.md): levels
-    right, not flagged; the registration with the measured discs (what the bare job does) 0.64 /
-    1.21 mm cord mapping error mean / p95, template cord Dice 0.948 against the true cord (the
-    automatic segmentation's own Dice: 0.948): the issue's 0.6 mm / Dice 0.97 are not met."""
+#: seed -> (disc MAE mm, seg Dice, cord error mean mm, p95 mm, template cord Dice vs truth) measured
+BARE_CLAIMS = {0: (0.48, 0.944, 0.72, 1.40, 0.946), 2: (0.46, 0.948, 0.64, 1.21, 0.948)}
+
+
+@pytest.mark.parametrize("seed", sorted(BARE_CLAIMS))
+def test_full_phantom_from_bare_image(seed):
+    """Seeds 0 and 2 (of 0-9, measured in the module docstring and docs/labeling_bare_image.md):
+    levels right, not flagged; the registration with the measured discs (what the bare job does)
+    0.72 / 1.40 and 0.64 / 1.21 mm cord mapping error mean / p95, template cord Dice 0.946 / 0.948
+    against the true cord (the automatic segmentation's own Dice: 0.944 / 0.948): the issue's
+    0.6 mm / Dice 0.97 are not met. Seed 0 was 1.19 / 5.28 mm before the S-I refinement was held
+    beyond the top disc (C2/C3, C3/C4 and C4/C5 within 40 mm of it; the thoracic discs at the
+    bottom are further apart, so that end stays free)."""
     from spinereg.register.template import register_to_template
     from spinereg.vertebrae.outputs import disc_label_image
 
-    ph, seg, lab, r = _bare_labeling(2)
-    assert r["identity_ok"] and not lab.ambiguous and r["mae_mm"] <= 0.49  # measured 0.46
-    assert dice(seg, ph.seg).dice >= 0.945  # measured 0.948
+    mae, seg_dice, mean, p95, cord_dice = BARE_CLAIMS[seed]
+    ph, seg, lab, r = _bare_labeling(seed)
+    assert r["identity_ok"] and not lab.ambiguous and r["mae_mm"] <= mae + 0.03, r
+    assert dice(seg, ph.seg).dice >= seg_dice - 0.003
     reg = register_to_template(ph.image, seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
                                contrast=ph.contrast)
+    assert reg.si_report["held_beyond_mm"][1] is not None, reg.si_report  # the top end (C2/C3) is held
     err = ph.error(reg.template2anat)
-    assert err["mean_mm"] <= 0.67 and err["p95_mm"] <= 1.31, (err["mean_mm"], err["p95_mm"])
+    assert err["mean_mm"] <= mean + 0.03 and err["p95_mm"] <= p95 + 0.10, (err["mean_mm"], err["p95_mm"])
     tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
-    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.945
+    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= cord_dice - 0.003
 
 
 def test_full_phantom_seed3_bare_labeling_right_and_flagged():
