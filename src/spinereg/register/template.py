@@ -377,7 +377,7 @@ def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm
 def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Image, anchor_points: np.ndarray):
     """S-I refinement from the vertebral pattern (template image on the region the subject
     covers), anchored at the template points of the landmarks (world mm, N x 3)."""
-    from spinereg.register.si_refine import held_ends, refine_with_image
+    from spinereg.register.si_refine import HOLD_SLACK, held_ends, refine_with_image
 
     inv = arc.inverse()
     s_ref = np.linspace(float(inv(np.array([-20.0]))[0]), float(inv(np.array([cl_subj.length + 20.0]))[0]), 50)
@@ -387,12 +387,13 @@ def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Imag
         return arc, {"used": False, "reason": f"no template image for contrast {contrast}"}
     anchors, _ = cl_tpl.project(anchor_points)
     # beyond an end with several landmarks the landmarks' extrapolation is kept (held_ends)
-    hold = held_ends(anchors)
+    hold, arc0 = held_ends(anchors), arc
     # each pass may move the correspondence by less than half a vertebra; far from the labels the
     # extrapolation can be off by more, so passes repeat while they improve the match
     passes = []
     for _ in range(3):
-        new, rep = refine_with_image(arc, cl_tpl, cl_subj, tim, img, anchors, hold_beyond=hold)
+        new, rep = refine_with_image(arc, cl_tpl, cl_subj, tim, img, anchors, hold_beyond=hold,
+                                     hold_slack=HOLD_SLACK, reference=arc0)
         passes.append(rep)
         if not rep["used"]:
             break
