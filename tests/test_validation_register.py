@@ -16,7 +16,9 @@ Measured with the default preset (S-I refinement on); see docs/validation.md:
 * ``full`` variant (0.8 mm, C1-T6, 64 x 320 x ~330) as ``register-to-template -l`` runs it (the
   image labelled automatically before the registration; its measured discs join the two labels
   when its levels agree with them: :mod:`spinereg.register.auto_landmarks`), seeds 0-3: mean
-  0.53/0.58/0.48/0.67 mm, p95 1.37/1.51/1.02/1.60 mm, worst disc S-I 0.99/1.53/1.09/1.38 mm, cord
+  0.41/0.58/0.48/0.67 mm, p95 0.86/1.51/1.02/1.60 mm (seed 0 0.53/1.37 before the S-I refinement
+  was held beyond the end landmarks, register.si_refine.held_ends), worst disc S-I
+  0.99/1.53/1.09/1.38 mm, cord
   Dice 0.984/0.986/0.987/0.983 (the labeling agrees on every seed; on seed 3 it places
   C2/C3-C5/C6 about 6 mm low, the labels lie 0.40 disc spacings from where it puts them, and its
   four discs around them are left out). The two labels alone: mean 0.97/1.13/0.65/1.19 mm, p95
