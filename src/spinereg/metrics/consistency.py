@@ -53,15 +53,21 @@ def _inside(grid: Grid, pts: np.ndarray) -> np.ndarray:
 
 def round_trip_residual(first: Transform, second: Transform, grid: Grid, *, stride: int = 1,
                         max_points: int = 2_000_000) -> Residual:
-    """Statistics of ``|second.map(first.map(x)) - x|`` for the voxel centres ``x`` of ``grid``."""
+    """Statistics of ``|second.map(first.map(x)) - x|`` for the voxel centres ``x`` of ``grid``
+    (a displacement field ``first`` sampled on ``grid`` itself is read off its nodes there, as
+    :func:`spinereg.transforms.apply.map_grid` does: its trilinear value at a node)."""
+    from spinereg.transforms.apply import map_grid, on_grid
+    from spinereg.transforms.base import Chain
+
     g = _subgrid(grid, stride)
+    first_on_nodes = on_grid(first, g)
     second_grid = _grid_of(second)
     parts = []
     n_total = 0
     for k0, k1 in g.chunks(max_points):
         x = g.world_coords(k0, k1)
         n_total += len(x)
-        y = first.map(x)
+        y = map_grid(Chain([first]), g, k0, k1) if first_on_nodes else first.map(x)
         ok = np.all(np.isfinite(y), axis=1)
         if second_grid is not None:
             ok &= _inside(second_grid, np.where(ok[:, None], y, 0.0))

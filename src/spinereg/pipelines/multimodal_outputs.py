@@ -52,6 +52,10 @@ def multimodal_metrics(reg, fwd, inv) -> dict:
     return out
 
 
+def _resample_and_save(img: Image, grid, transform, interp: str, path: Path) -> None:
+    save_image(apply_transforms(img, grid, [transform], interp), path)
+
+
 def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
                              interp: str = "spline", *, run: RunRecord | None = None,
                              before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
@@ -69,8 +73,9 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
         with run.stage("write outputs"):
             bg.submit(write_displacement, fwd, tmp / names["warp_src2dest"])
             bg.submit(write_displacement, inv, tmp / names["warp_dest2src"])
-            bg.submit(save_image, apply_transforms(reg.src, reg.dest.grid, [fwd], interp), tmp / names["src_reg"])
-            bg.submit(save_image, apply_transforms(reg.dest, reg.src.grid, [inv], interp), tmp / names["dest_reg"])
+            # each image resampled in the writing thread too: both overlap the metrics below
+            bg.submit(_resample_and_save, reg.src, reg.dest.grid, fwd, interp, tmp / names["src_reg"])
+            bg.submit(_resample_and_save, reg.dest, reg.src.grid, inv, interp, tmp / names["dest_reg"])
         with run.stage("metrics"):
             reg.metrics = multimodal_metrics(reg, fwd, inv)
         with run.stage("write outputs: waiting for the background writes"):
