@@ -16,9 +16,13 @@ identity, and the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
 (spinereg segment), as register-to-template from a bare image does; seed 3's first pass is one
 level off (image-alone margin -3.10: the cues disagree), its second pass with the cord width
-down-weighted right and flagged (docs/labeling_bare_image.md).
+down-weighted right and flagged (docs/labeling_bare_image.md). With ``--register`` each is then
+registered with its measured discs (what the bare job does) and scored against the phantom's
+known mapping (cord error mean / p95 mm; which ends the S-I refinement held): the bare table of
+docs/labeling_bare_image.md (seeds 0-9: ``--seeds 0-9``).
 
-Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--bare] [--out DIR]``.
+Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--bare [--register] [--seeds 0-4]]
+[--out DIR]``.
 
 Last run (2026-11-30, shared 2-core machine at load average 13): median t2 2.52 s, t2 -initz 2.62 s,
 t1 2.56 s, full 3.70 s; peak 133 / 133 / 139 / 289 MB (docs/labeling_bare_image.md). After the
@@ -144,7 +148,7 @@ def accuracy_phantoms() -> list[dict]:
     return rows
 
 
-def accuracy_bare(seeds=range(5)) -> list[dict]:
+def accuracy_bare(seeds=range(5), register: bool = False) -> list[dict]:
     """The full independent phantom (0.8 mm, C1-T6) labelled from its automatic segmentation, as
     ``register-to-template`` from a bare image does (register.template.auto_labeling): identity,
     flag and reasons, identity margin, the image-alone margin (vertebrae.label._image_identity)."""
@@ -156,7 +160,8 @@ def accuracy_bare(seeds=range(5)) -> list[dict]:
     rows = []
     for seed in seeds:
         ph = make_independent_subject("full", seed=seed)
-        lab = auto_labeling(ph.image, segment(ph.image, ph.contrast).seg, ph.contrast)
+        seg = segment(ph.image, ph.contrast).seg
+        lab = auto_labeling(ph.image, seg, ph.contrast)
         r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
         rows.append({"case": f"full/{seed} automatic seg", **r, "identity_margin": round(lab.identity_margin, 2),
                      "image_margin": (lab.report.get("image_identity") or {}).get("margin"),
@@ -166,6 +171,17 @@ def accuracy_bare(seeds=range(5)) -> list[dict]:
               f"margin {x['identity_margin']:5.2f} image margin {x['image_margin']} MAE {x['mae_mm']:.2f}"
               + (f" (first pass: {x['first_pass']['discs'][0]}-{x['first_pass']['discs'][-1]}, image margin "
                  f"{x['first_pass']['image_identity']['margin']})" if x["first_pass"] else ""), flush=True)
+        if register:
+            from spinereg.register.template import register_to_template
+            from spinereg.vertebrae.outputs import disc_label_image
+
+            reg = register_to_template(ph.image, seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
+                                       contrast=ph.contrast)
+            err = ph.error(reg.template2anat)
+            x.update(cord_mean_mm=err["mean_mm"], cord_p95_mm=err["p95_mm"],
+                     si_held_beyond_mm=reg.si_report.get("held_beyond_mm"), si_passes=reg.si_report.get("passes"))
+            print(f"    registered with its discs: cord error {err['mean_mm']:.2f} / {err['p95_mm']:.2f} mm mean / p95; "
+                  f"S-I refinement passes {x['si_passes']}, held beyond {x['si_held_beyond_mm']}", flush=True)
     return rows
 
 
@@ -175,6 +191,9 @@ def main() -> int:
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
     ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
                     "segmentation (minutes)")
+    ap.add_argument("--register", action="store_true", help="with --bare: register each with its measured discs "
+                    "and print the cord error against the phantom's known mapping")
+    ap.add_argument("--seeds", default="0-4", help="with --bare: seed range, e.g. 0-9 (default 0-4)")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     a = ap.parse_args()
     env = os.environ.get("SPINEREG_DATA", "")
@@ -215,7 +234,8 @@ def main() -> int:
           f"{'ok' if r['identity_ok'] else 'WRONG'}, missing {r['missing']}")
     if a.bare:
         print("\naccuracy, full phantom from the bare image (automatic segmentation):")
-        accuracy_bare()
+        lo, _, hi = a.seeds.partition("-")
+        accuracy_bare(range(int(lo), int(hi or lo) + 1), register=a.register)
     if a.phantoms:
         print("\naccuracy, 20 independent phantoms (tests/test_label_vertebrae_phantoms.py):")
         rows = accuracy_phantoms()
