@@ -45,3 +45,21 @@ def test_refine_arc_held_beyond_the_end_landmark():
     mid = np.array([80.0, 120.0, 160.0])
     assert np.allclose(free(mid), held(mid), atol=0.3)
     assert rep.knots  # it did run
+
+
+def test_refine_arc_hold_slack_limits_the_change():
+    """With a slack (si_refine.HOLD_SLACK, 3 % of the distance beyond the end landmark) the image may
+    move the map beyond a held end, by no more than the slack (soft wall), also over repeated passes."""
+    from spinereg.register.si_refine import HOLD_SLACK
+
+    arc = PiecewiseLinear(np.array([0.0, 260.0]), np.array([0.0, 260.0]))
+    anchors = np.arange(30.0, 191.0, 20.0)
+    s, f, s_src, f_src = _profiles(4.0, 195.0)
+    hold = held_ends(anchors)
+    once, _ = refine_arc(arc, s, f, s_src, f_src, anchors, knot_mm=10.0, hold_beyond=hold, hold_slack=HOLD_SLACK)
+    twice, _ = refine_arc(once, s, f, s_src, f_src, anchors, knot_mm=10.0, hold_beyond=hold, hold_slack=HOLD_SLACK,
+                          reference=arc)
+    probe = np.array([220.0, 240.0])
+    for m in (once, twice):
+        change = (m(probe) - probe) - (m(np.array([190.0])) - 190.0)
+        assert np.all(change > 0.2) and np.all(change <= HOLD_SLACK * (probe - 190.0) + 0.15), change
