@@ -140,3 +140,19 @@ def test_qc_scores_bad_folder(tmp_path, capsys):
     assert main(["qc-scores", str(tmp_path / "nope"), "-o", str(tmp_path / "c.csv")]) == 2
     err = capsys.readouterr().err
     assert "not a folder" in err and "fix:" in err and not (tmp_path / "c.csv").exists()
+
+
+@pytest.mark.parametrize("segs", [False, True])
+def test_register_verdict_equals_a_rescoring_from_the_files(sct_data, tmp_path, segs):
+    """register's verdict uses the inputs it already holds in memory (not read again): the scores
+    are those of the folder scored afresh from the files its provenance names."""
+    mt = sct_data / "mt"
+    argv = ["register", "-i", str(mt / "mt0.nii.gz"), "-d", str(mt / "mt1.nii.gz"), "-o", str(tmp_path / "r"),
+            "--allow-fail"]
+    if segs:
+        argv += ["--iseg", str(mt / "mt0_seg.nii.gz"), "--dseg", str(mt / "mt1_seg.nii.gz")]
+    assert main(argv) == 0
+    qc = json.loads((tmp_path / "r" / "metrics.json").read_text())["qc"]
+    again = score_output_folder(tmp_path / "r", write=False).as_block()
+    assert again["scores"] == qc["scores"] and again["verdict"] == qc["verdict"]
+    assert "similarity_after" in qc["scores"] and ("cord_dice" in qc["scores"]) == segs

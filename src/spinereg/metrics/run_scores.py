@@ -195,22 +195,31 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
     return scores
 
 
-def register_run_scores(out: Path, prov: dict) -> dict[str, float]:
+def register_run_scores(out: Path, prov: dict, loaded: dict[str, Image] | None = None) -> dict[str, float]:
+    """The image scores of a ``register`` folder; ``loaded``: input images the caller holds, by
+    provenance input key, as ``load_image(path, ndim=3)`` reads the file it names (not read again)."""
     from spinereg.io.image import file_stem as stem
     from spinereg.transforms.apply import apply_transforms
     from spinereg.transforms.itk import read_displacement
 
     inputs = prov.get("inputs") or {}
-    src = load_image(input_path(inputs, "input", out), ndim=3, what="source image")
-    dest = load_image(input_path(inputs, "dest", out), ndim=3, what="destination image")
+
+    def load(key: str, what: str) -> Image:
+        have = (loaded or {}).get(key)
+        if have is not None and np.ndim(have.data) == 3:
+            return have
+        return load_image(input_path(inputs, key, out), ndim=3, what=what)
+
+    src = load("input", "source image")
+    dest = load("dest", "destination image")
     s, d = stem(src, "src"), stem(dest, "dest")
     fwd = read_displacement(_existing(out / f"warp_{s}2{d}.nii.gz"))
     scores: dict[str, float] = {"warp_identity": float(np.nanmax(np.abs(fwd.data), initial=0.0) < 1e-3),
                                 "coarsest_voxel_mm": round(float(max(np.max(src.grid.zooms), np.max(dest.grid.zooms))), 4)}
     region = np.ones(dest.shape[:3], bool)
     if inputs.get("iseg") and inputs.get("dseg"):
-        iseg = load_image(input_path(inputs, "iseg", out), ndim=3, what="source segmentation")
-        dseg = load_image(input_path(inputs, "dseg", out), ndim=3, what="destination segmentation")
+        iseg = load("iseg", "source segmentation")
+        dseg = load("dseg", "destination segmentation")
         moved = apply_transforms(iseg, dseg.grid, [fwd], "linear")
         scores.update(surface_scores(moved, dseg))
         region = cord_region(dseg, keep=shared_slices(moved, dseg))
@@ -218,7 +227,7 @@ def register_run_scores(out: Path, prov: dict) -> dict[str, float]:
         if inv_path.is_file():
             scores.update(region_consistency(fwd, read_displacement(inv_path), dest.grid, region, src.grid))
     elif inputs.get("dseg"):
-        dseg = load_image(input_path(inputs, "dseg", out), ndim=3, what="destination segmentation")
+        dseg = load("dseg", "destination segmentation")
         region = cord_region(dseg)
     scores.update(_image_scores(dest, src, fwd, region))
     return scores
@@ -251,16 +260,18 @@ def derived_scores(scores: dict[str, float], metrics: dict) -> dict[str, float]:
     return out
 
 
-def folder_scores(folder: str | Path, prov: dict | None = None) -> dict[str, float]:
+def folder_scores(folder: str | Path, prov: dict | None = None,
+                  loaded: dict[str, Image] | None = None) -> dict[str, float]:
     """Scores needing images, from an output folder's warps and the inputs it names (see the
-    module docstring); empty for commands without image scores."""
+    module docstring); empty for commands without image scores. ``loaded``: see
+    :func:`register_run_scores`."""
     out = Path(folder)
     prov = prov if prov is not None else _read_json(out / "provenance.json", "provenance.json")
     command = prov.get("command")
     if command == "register-to-template":
         return template_run_scores(out, prov)
     if command == "register":
-        return register_run_scores(out, prov)
+        return register_run_scores(out, prov, loaded)
     return {}
 
 

@@ -174,12 +174,13 @@ def command_kind(prov: dict) -> str:
 
 
 def score_output_folder(folder: str | Path, thresholds: dict | None = None, metrics: dict | None = None,
-                        write: bool = True) -> Verdict:
+                        write: bool = True, loaded: dict | None = None) -> Verdict:
     """Judge an output folder and (``write``) store the ``qc`` block in its metrics.json.
 
     ``metrics``: the metrics dict (default: read metrics.json); it gets the ``qc`` block in place.
     Scores that need images (:func:`folder_scores`) are skipped with a note when the inputs named
-    in provenance.json are unavailable.
+    in provenance.json are unavailable. ``loaded``: input images already in memory (see
+    :func:`spinereg.metrics.run_scores.register_run_scores`).
     """
     from spinereg.io.provenance import write_json
 
@@ -191,7 +192,7 @@ def score_output_folder(folder: str | Path, thresholds: dict | None = None, metr
     kind = command_kind(prov)
     notes: list[str] = []
     try:
-        extra = folder_scores(out, prov)
+        extra = folder_scores(out, prov, loaded)
     except (SpineregError, ValueError, OSError) as err:  # the verdict never blocks writing the outputs
         extra = {}
         text = err.one_line() if isinstance(err, SpineregError) else f"{type(err).__name__}: {err}"

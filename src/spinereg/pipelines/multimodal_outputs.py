@@ -58,11 +58,13 @@ def _resample_and_save(img: Image, grid, transform, interp: str, path: Path) -> 
 
 def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
                              interp: str = "spline", *, run: RunRecord | None = None,
-                             before_commit: Callable[[Path], None] | None = None) -> dict[str, Path]:
+                             before_commit: Callable[[Path], None] | None = None,
+                             loaded: dict[str, Image] | None = None) -> dict[str, Path]:
     """Write warps both ways, both images resampled once, metrics.json (with the verdict) and
     provenance.json; ``before_commit(tmp)`` runs on the temporary folder before it is renamed
     (e.g. the QC report; see :func:`spinereg.pipelines.template_outputs.write_outputs`). Returns the final
-    paths."""
+    paths. ``loaded``: the input images as read from the files ``inputs`` names, by its keys (the
+    verdict uses them instead of reading the files again)."""
     run = run or RunRecord("register")
     names = output_names(reg)
     inputs = dict(inputs or {})
@@ -97,7 +99,7 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
 
         write_json(tmp / names["provenance"], prov())
         with run.stage("verdict"):  # qc verdict into reg.metrics, metrics.json rewritten atomically
-            score_output_folder(tmp, metrics=reg.metrics)
+            score_output_folder(tmp, metrics=reg.metrics, loaded=loaded)
         finish_outputs(tmp, before_commit, lambda: write_json(tmp / names["provenance"], prov(), overwrite=True))
     out = Path(outdir)
     return {k: out / v for k, v in names.items()}

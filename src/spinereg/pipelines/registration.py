@@ -299,8 +299,9 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
                   "init_warp_inv": init_warp_inv, "param": param, **auto_in}
         box: dict = {}
         hook = auto.before_commit(_qc_hook(run, "register", qc_root, out, box))
+        loaded = {"input": inp.src, "dest": inp.dest, "iseg": inp.iseg, "dseg": inp.dseg}  # as the verdict reads them
         files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
-                                         before_commit=hook)
+                                         before_commit=hook, loaded=loaded)
         files.update({f"seg:{name}": out / name for name in auto.files})
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
 
