@@ -73,15 +73,17 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
         with run.stage("fields"):
             fwd, inv = reg.warp_src2dest(), reg.warp_dest2src()
         with run.stage("write outputs"):
-            bg.submit(write_displacement, fwd, tmp / names["warp_src2dest"])
-            bg.submit(write_displacement, inv, tmp / names["warp_dest2src"])
-            # each image resampled in the writing thread too: both overlap the metrics below
+            warps = [bg.submit(write_displacement, fwd, tmp / names["warp_src2dest"]),
+                     bg.submit(write_displacement, inv, tmp / names["warp_dest2src"])]
+            # each image resampled in the writing thread too: both overlap the metrics and the
+            # verdict below (which reads the warps, not these images)
             bg.submit(_resample_and_save, reg.src, reg.dest.grid, fwd, interp, tmp / names["src_reg"])
             bg.submit(_resample_and_save, reg.dest, reg.src.grid, inv, interp, tmp / names["dest_reg"])
         with run.stage("metrics"):
             reg.metrics = multimodal_metrics(reg, fwd, inv)
-        with run.stage("write outputs: waiting for the background writes"):
-            bg.wait()  # every image and warp is on disk before the verdict reads them
+        with run.stage("write outputs: waiting for the warps"):
+            for fut in warps:  # both warps on disk before the verdict reads them
+                fut.result()
         write_json(tmp / names["metrics"], reg.metrics)
 
         def prov() -> dict:
@@ -100,6 +102,8 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
         write_json(tmp / names["provenance"], prov())
         with run.stage("verdict"):  # qc verdict into reg.metrics, metrics.json rewritten atomically
             score_output_folder(tmp, metrics=reg.metrics, loaded=loaded)
+        with run.stage("write outputs: waiting for the background writes"):
+            bg.wait()  # every file on disk before the QC report and the commit
         finish_outputs(tmp, before_commit, lambda: write_json(tmp / names["provenance"], prov(), overwrite=True))
     out = Path(outdir)
     return {k: out / v for k, v in names.items()}
