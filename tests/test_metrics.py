@@ -496,3 +496,22 @@ def test_real_centerline_and_labels(sct_data):
                           load_image(t2 / "t2_labeled_center_manual.nii.gz"))
     assert [p.label for p in lab.pairs] == [3, 5] and lab.only_in_b == [4]
     assert lab.max_mm == pytest.approx(1.0)  # measured: both labels 1 voxel apart (R-L)
+
+
+def test_round_trip_residual_is_the_same_in_any_slabs():
+    """round_trip_residual evaluates whole slices of ~max_points voxels at a time (the forward field
+    read off its nodes on its own grid): each point's residual alone, so the same statistics."""
+    from scipy import ndimage
+
+    from spinereg.metrics.consistency import round_trip_residual
+
+    rng = np.random.default_rng(3)
+    aff = np.array([[-0.6, 0.02, 0.1, 30.0], [0.01, 0.65, 0.3, -20.0], [0.0, -0.05, 3.5, 4.0], [0, 0, 0, 1]])
+    grid = Grid((24, 20, 9), aff)
+    u = ndimage.gaussian_filter(rng.normal(0, 4.0, grid.shape + (3,)), (2, 2, 1, 0)).astype(np.float32)
+    fwd = DisplacementField(grid, u)
+    inv = DisplacementField(grid, -u)
+    ref = round_trip_residual(fwd, inv, grid, max_points=grid.size)
+    assert ref.p95_mm > 0.01 and ref.n_points > 0.9 * grid.size  # not trivial
+    for max_points in (1, 24 * 20 * 2, 1000):
+        assert round_trip_residual(fwd, inv, grid, max_points=max_points) == ref

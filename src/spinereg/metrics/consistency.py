@@ -52,10 +52,11 @@ def _inside(grid: Grid, pts: np.ndarray) -> np.ndarray:
 
 
 def round_trip_residual(first: Transform, second: Transform, grid: Grid, *, stride: int = 1,
-                        max_points: int = 2_000_000) -> Residual:
+                        max_points: int = 500_000) -> Residual:
     """Statistics of ``|second.map(first.map(x)) - x|`` for the voxel centres ``x`` of ``grid``
     (a displacement field ``first`` sampled on ``grid`` itself is read off its nodes there, as
-    :func:`spinereg.transforms.apply.map_grid` does: its trilinear value at a node)."""
+    :func:`spinereg.transforms.apply.map_grid` does: its trilinear value at a node). Whole slices of
+    about ``max_points`` voxels at a time (each point's residual alone: the same statistics)."""
     from spinereg.transforms.apply import map_grid, on_grid
     from spinereg.transforms.base import Chain
 
