@@ -329,22 +329,25 @@ def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldis
                         for im, s in zip(images, segs, strict=True)]
                 rec["segmentation"] = auto.records
         lab = None
-        if auto_discs and (labels is not None or ldisc is not None):
+        given_labels = labels is not None or ldisc is not None
+        reg_images, reg_segs = list(images), list(segs)
+        if auto_discs and given_labels:
             with run.stage("vertebral labeling") as rec:
                 from spinereg.io.image import Image, load_image
 
+                # loaded once: the registration reuses the anatomical image and segmentation
                 anat, aseg = images[-1], segs[-1]
-                anat = anat if isinstance(anat, Image) else load_image(anat, ndim=3)
-                aseg = aseg if isinstance(aseg, Image) else load_image(aseg, ndim=3, what="segmentation")
-                lab, rec["labeling"] = labeling_for_landmarks(anat, aseg, contrast)
+                reg_images[-1] = anat if isinstance(anat, Image) else load_image(anat, ndim=3)
+                reg_segs[-1] = aseg if isinstance(aseg, Image) else load_image(aseg, ndim=3, what="segmentation")
+                lab, rec["labeling"] = labeling_for_landmarks(reg_images[-1], reg_segs[-1], contrast)
         with run.stage("registration"):
-            res = register_chain(images, segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet, template=template,
-                                 contrast=contrast, given=given or {}, link_param=link_param, direct=direct,
-                                 labeling=lab, progress=progress)
+            res = register_chain(reg_images, reg_segs, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
+                                 template=template, contrast=contrast, given=given or {}, link_param=link_param,
+                                 direct=direct, labeling=lab, progress=progress)
             automatic = res.anat.landmark_report.setdefault("automatic", {})
-            if not auto_discs and (labels is not None or ldisc is not None):
+            if given_labels and not auto_discs:
                 automatic.update(used=False, reason="turned off (--no-auto-discs)")
-            elif auto_discs and (labels is not None or ldisc is not None) and lab is None:
+            elif given_labels and lab is None:
                 automatic.update(used=False, warn=True, reason="automatic labeling failed: the given labels only")
         shown = [f"{Path(s).name} (automatic: spinereg segment)" if s is not None and Path(s).name in auto.files
                  else s for s in segs]
