@@ -30,6 +30,10 @@ def interp_name(name: str) -> str:
     return key
 
 
+#: a point whose third voxel coordinate is this close to an integer lies on that slice
+SLICE_TOL = 1e-6
+
+
 class VolumeSampler:
     """Sample one 3D volume at voxel coordinates, with a spline prefilter computed once."""
 
@@ -39,13 +43,34 @@ class VolumeSampler:
             raise ValueError("label interpolation is handled by place_labels")
         self.order = _ORDER[self.interp]
         vol = np.asarray(volume)
-        if self.order == 3:
-            vol = ndimage.spline_filter(vol.astype(np.float64), order=3, mode="mirror")
-        elif vol.dtype.kind not in "f":
+        self._raw = vol if self.order == 3 else None
+        self._coef: dict[str, np.ndarray] = {}  # spline coefficients: "3d", "2d" (in-plane only)
+        if self.order != 3 and vol.dtype.kind not in "f":
             vol = vol.astype(np.float32) if self.order == 1 else vol
-        self.volume = vol
+        self._volume = None if self.order == 3 else vol
         self.shape = np.array(vol.shape[:3])
         self.cval = cval
+
+    @property
+    def volume(self) -> np.ndarray:
+        """The array sampled by ``map_coordinates`` (the 3D spline coefficients for splines)."""
+        if self._volume is None:
+            self._volume = self._coefficients("3d")
+        return self._volume
+
+    def _coefficients(self, kind: str) -> np.ndarray:
+        """Cubic B-spline coefficients (mirror boundaries): over all axes (``3d``) or in-plane only
+        (``2d``: each slice's own 2D spline), computed once."""
+        if kind not in self._coef:
+            raw = np.asarray(self._raw, np.float64)
+            if kind == "3d":
+                self._coef[kind] = ndimage.spline_filter(raw, order=3, mode="mirror")
+            else:
+                c = raw
+                for ax in range(min(2, raw.ndim)):
+                    c = ndimage.spline_filter1d(c, order=3, axis=ax, mode="mirror")
+                self._coef[kind] = np.ascontiguousarray(np.moveaxis(c, 2, 0))  # one slice, one block
+        return self._coef[kind]
 
     def at_voxels(self, ijk: np.ndarray) -> np.ndarray:
         """Values at continuous voxel coordinates ``ijk`` (N, 3); NaN coordinates give cval."""
@@ -55,14 +80,44 @@ class VolumeSampler:
         out_dtype = np.float64 if self.order else self.volume.dtype
         out = np.full(ijk.shape[0], self.cval, dtype=out_dtype)
         if inside.any():
-            vals = ndimage.map_coordinates(
-                self.volume,
-                coords[:, inside],
-                order=self.order,
-                mode="nearest" if self.order < 3 else "mirror",
-                prefilter=False,
-            )
+            vals = self._spline_on_slices(ijk[inside]) if self.order == 3 else None
+            if vals is None:
+                vals = ndimage.map_coordinates(
+                    self.volume,
+                    coords[:, inside],
+                    order=self.order,
+                    mode="nearest" if self.order < 3 else "mirror",
+                    prefilter=False,
+                )
             out[inside] = vals
+        return out
+
+    def _spline_on_slices(self, ijk: np.ndarray) -> np.ndarray | None:
+        """Cubic spline values at points that all lie on the volume's slices (third coordinate
+        within ``SLICE_TOL`` of an integer: in-plane motion): on slice ``k`` the 3D interpolating
+        spline is that slice's own 2D interpolating spline (both interpolate the slice's values
+        with the same mirror boundaries, and that spline is unique), evaluated from 16
+        coefficients instead of 64 -- the 3D path's values to float64 rounding. None when some
+        point lies between slices or the volume is not 3D."""
+        if self._raw is None or np.ndim(self._raw) != 3 or self._raw.shape[2] < 2:
+            return None
+        k = np.rint(ijk[:, 2])
+        if np.abs(ijk[:, 2] - k).max(initial=0.0) > SLICE_TOL:
+            return None
+        nz = self._raw.shape[2]
+        coef = self._coefficients("2d")
+        ks = np.clip(k, 0, nz - 1).astype(np.intp)
+        order = np.argsort(ks, kind="stable")  # the points slice by slice
+        bounds = np.searchsorted(ks[order], np.arange(nz + 1))
+        pts = np.ascontiguousarray(ijk[order, :2].T)
+        vals = np.empty(len(ijk))
+        for z in range(nz):
+            b0, b1 = int(bounds[z]), int(bounds[z + 1])
+            if b1 > b0:
+                vals[b0:b1] = ndimage.map_coordinates(coef[z], pts[:, b0:b1], order=3, mode="mirror",
+                                                      prefilter=False)
+        out = np.empty(len(ijk))
+        out[order] = vals
         return out
 
 

@@ -35,15 +35,19 @@ is estimated, and a result that does not raise the local correlation is dropped;
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.grid import Grid
 from spinereg.transforms.displacement import (
+    ExpPlan,
     VelocityField,
     compose_voxel,
     exp_velocity,
     sample_linear,
+    squared_norm,
     taper_window,
 )
 
@@ -240,27 +244,44 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         return _identity(grid, report)
 
     sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
-    box = cord_c = None
-    if image and seg_f is None and not roi_union.any() and inside.size > MAX_IMAGE_VOXELS:
-        # a large field of view and nothing to say where the cord is: the cord model finds it,
-        # the finest levels work around it (else on the whole field of view, coarser)
-        from spinereg.register.cord_box import cord_box, locate_cord
-
-        cord, info = locate_cord(f, grid)
-        if cord is not None:
-            cord_c = crop(cord, edge=False)
-            box = cord_box(cord_c, sub.zooms, w_axes > 0)
-            cord_c = _dilate_mm(cord_c, sub.zooms, CORD_NCC_DILATION_MM)
-            info["box_mm"] = [round(float(v), 1) for v in (box[1] - box[0]) * sub.zooms]
-        else:
-            info["reason"] += ": the finest levels are not worked on, the field of view is too large"
-        report["cord_box"] = info
+    cord_c = None
     init = None
     if image and seg_f is not None:
         # start from the translation that superposes the segmentations (a global shift, so no
         # slice-to-slice jitter for the smooth image term to undo)
         init = _inplane_shift(chans[-1][1], chans[-1][2]) * w_axes
-    v = _solve_log(chans, sub.zooms, w_axes, step, region, init, box) * w_axes.astype(np.float32)
+    if image and seg_f is None and not roi_union.any() and inside.size > MAX_IMAGE_VOXELS:
+        # a large field of view and nothing to say where the cord is: the cord model finds it
+        # (in a thread, while the coarse levels run: they do not depend on where it is), the
+        # finest levels work around it (else on the whole field of view, coarser)
+        from spinereg.register.cord_box import cord_box, locate_cord
+
+        with ThreadPoolExecutor(1, thread_name_prefix="cord-model") as pool:
+            job = pool.submit(locate_cord, f, grid)
+
+            def find_box() -> tuple[np.ndarray, np.ndarray] | None:
+                nonlocal cord_c
+                cord, info = job.result()
+                found = None
+                if cord is not None:
+                    cord_c = crop(cord, edge=False)
+                    found = cord_box(cord_c, sub.zooms, w_axes > 0)
+                    cord_c = _dilate_mm(cord_c, sub.zooms, CORD_NCC_DILATION_MM)
+                    info["box_mm"] = [round(float(v), 1) for v in (found[1] - found[0]) * sub.zooms]
+                else:
+                    info["reason"] += ": the finest levels are not worked on, the field of view is too large"
+                report["cord_box"] = info
+                return found
+
+            fine: list = []
+            v = _solve_log(chans, sub.zooms, w_axes, step, region, init, find_box, fine)
+    else:
+        fine = []
+        v = _solve_log(chans, sub.zooms, w_axes, step, region, init, None, fine)
+    v *= w_axes.astype(np.float32)
+    # beyond the cord box the velocity is the coarse level's: its exponential is taken there on
+    # that level's nodes (the grid of ``v``'s voxel 0 is the crop's, so the nodes line up)
+    plan = ExpPlan(*fine) if fine and (padded or not np.any(lo)) else None
     # zero at the edge of the crop (along the axes that deform), 1 over the segmentations / mask
     keep = None
     if roi_union.any():
@@ -280,7 +301,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
             # beyond the slices where both segmentations exist there is nothing to match: fade out
             v *= _coverage_window(chans[-1][1], chans[-1][2], sub.zooms, w_axes)[..., None]
     v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
-    d, _ = exp_velocity(v)
+    d, _ = exp_velocity(v, plan=plan)
     if image:
         before = lcc0  # the same images and region as the check above
         moved = _warp(chans[0][2], d)
@@ -305,14 +326,14 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         report["image_information"] = True
     a = grid.affine[:3, :3].astype(np.float32)
     if padded:  # the field on its extended crop grid (the identity beyond it)
-        out = VelocityField(sub, np.einsum("ij,...j->...i", a, v), np.einsum("ij,...j->...i", a, d))
+        out = VelocityField(sub, np.einsum("ij,...j->...i", a, v), np.einsum("ij,...j->...i", a, d), plan=plan)
         out.report = report
         return out
     vel = np.zeros(tuple(grid.shape) + (3,), np.float32)
     disp = np.zeros_like(vel)
     vel[sl] = np.einsum("ij,...j->...i", a, v)
     disp[sl] = np.einsum("ij,...j->...i", a, d)
-    out = VelocityField(grid, vel, disp)
+    out = VelocityField(grid, vel, disp, plan=plan)
     out.report = report
     return out
 
@@ -353,8 +374,13 @@ def _dilate_mm(mask: np.ndarray, zooms: np.ndarray, mm: float) -> np.ndarray:
     """``mask`` grown by ``mm`` (ellipsoidal distance in voxels of ``zooms``)."""
     if not mask.any():
         return mask
-    dist = ndimage.distance_transform_edt(~mask, sampling=zooms)
-    return dist <= mm
+    idx = np.argwhere(mask)  # the distance map only on the mask's box grown by ``mm``
+    pad = np.ceil(mm / np.asarray(zooms, float)).astype(int) + 1
+    lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, mask.shape)
+    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    out = np.zeros(mask.shape, bool)
+    out[sl] = ndimage.distance_transform_edt(~mask[sl], sampling=zooms) <= mm
+    return out
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -482,23 +508,37 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
 
 
 def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-               init: np.ndarray | None = None, box: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+               init: np.ndarray | None = None, box=None, fine: list | None = None) -> np.ndarray:
     """The stationary velocity (voxel units of the crop) of :func:`_solve`'s displacement: its
     logarithm taken on the finest level worked on, then interpolated onto the crop (the field
     is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop).
 
-    ``box`` (voxel box ``[lo, hi)`` of the crop): the coarse levels work on the whole crop, the
+    ``box`` (voxel box ``[lo, hi)`` of the crop, or a callable that returns it or None once the
+    coarse levels are done): the coarse levels work on the whole crop, the
     finer ones in the box only, from the coarse field there; the box's velocity replaces the
     coarse one inside it, blended over ``BOX_BLEND_MM`` at its edges (a smooth velocity: its
-    exponential is a diffeomorphism)."""
+    exponential is a diffeomorphism). ``fine`` (a list): with a box, the box's ``lo``, ``hi`` and the
+    coarse level's factors are appended to it (beyond the box the velocity is that level's)."""
     shape = tuple(chans[0][1].shape)
     image = any(name.startswith("im") for name, _, _ in chans)
+    early = None
+    if callable(box):
+        # the box is being found: the coarse levels (the same for any box that leaves finer
+        # levels to work on) run meanwhile; used below only if the box's own plan has them
+        lv, it, nw = _plan(shape, zooms, step, image, (1, 1, 1))
+        early = (lv[:nw], it[:nw], _run_levels(chans, zooms, w_axes, step, region, lv[:nw], it[:nw],
+                                                init=init, tol=BOX_TOL))
+        box = box()
     if box is not None:
         lo, hi = (np.asarray(b, int) for b in box)
         levels, iters, n_whole = _plan(shape, zooms, step, image, tuple(hi - lo))
         if n_whole < len(levels):
-            s_c, fac_c = _run_levels(chans, zooms, w_axes, step, region, levels[:n_whole], iters[:n_whole],
-                                     init=init, tol=BOX_TOL)
+            if (early is not None and len(early[0]) == n_whole and iters[:n_whole] == early[1]
+                    and all(np.array_equal(a, b) for a, b in zip(levels[:n_whole], early[0], strict=True))):
+                s_c, fac_c = early[2]
+            else:
+                s_c, fac_c = _run_levels(chans, zooms, w_axes, step, region, levels[:n_whole], iters[:n_whole],
+                                         init=init, tol=BOX_TOL)
             v = log_displacement(s_c)
             v = _upsample(v, shape, fac_c.astype(float)) if np.any(fac_c > 1) else v
             bsl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
@@ -512,6 +552,9 @@ def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.nd
             v_b = _upsample(v_b, tuple(hi - lo), fac_b.astype(float)) if np.any(fac_b > 1) else v_b
             win = _box_window(tuple(hi - lo), zooms, lo, hi, np.array(shape), w_axes)
             v[bsl] += win[..., None] * (v_b - v[bsl])
+            if fine is not None:
+                fine.extend([tuple(int(a) for a in lo), tuple(int(b) for b in hi),
+                             tuple(int(k) for k in fac_c)])
             return v
     fac = []
     s = _solve(chans, zooms, w_axes, step, region, init, keep_level=fac)
@@ -558,13 +601,13 @@ def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_flui
             if name == "im":
                 g, cc = lncc[name].force(mw)
                 energy += 1.0 - float(cc[region].mean())
-                mag = np.sqrt((g**2).sum(-1))[region]
+                mag = np.sqrt(squared_norm(g))[region]
                 p = float(np.percentile(mag, 99)) if mag.size else 0.0
                 u += (step / p if p > 0 else 0.0) * g * image_region[..., None]
             else:
                 diff = (fa - mw) / norm[name]
                 grad = _grad(mw / norm[name])
-                den = (grad**2).sum(-1) + diff**2
+                den = squared_norm(grad) + diff**2
                 u += np.where(den[..., None] > 1e-9, diff[..., None] * grad / np.maximum(den, 1e-9)[..., None], 0.0)
                 energy += float((diff**2).mean())
         if _DEBUG:
@@ -578,7 +621,7 @@ def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_flui
             if stall >= 4:
                 break
         u = _smooth(u * w, sigma_fluid) * w
-        mag = float(np.sqrt((u**2).sum(-1)).max())
+        mag = float(np.sqrt(squared_norm(u)).max())
         if mag > max_step:
             u *= max_step / mag
         s = _smooth(compose_voxel(s, u.astype(np.float32)), sigma_diff) * w

@@ -138,6 +138,8 @@ def run_steps(
         t = diffeomorphic(t, grid, roi)
         if require_gain and step.type == "im" and (step.algo == "demons" or getattr(step, "metric", "") == "CC") \
                 and "im" in fixed and "im" in moving_src:
+            if isinstance(t, VelocityField):  # its inverse is computed beside the check
+                t.start_inverse()
             t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask, cache.get("im"))
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__,

@@ -10,6 +10,7 @@ unknown step parameters or unavailable algorithms (e.g. SCT's ``algo=dl``).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,11 @@ def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path 
 
     default = (DEFAULT_SEG_PRESET if iseg and dseg else DEFAULT_SRC_SEG_PRESET if iseg else DEFAULT_IM_PRESET)
     check_param(param, default)
-    s_img = load_image(src, ndim=(3, 4), what="source image")
-    d_img = load_image(dest, ndim=(3, 4), what="destination image")
+    # both images read at once (gzip decompression releases the GIL); the source's error first
+    with ThreadPoolExecutor(2) as pool:
+        s_fut = pool.submit(load_image, src, ndim=(3, 4), what="source image")
+        d_fut = pool.submit(load_image, dest, ndim=(3, 4), what="destination image")
+        s_img, d_img = s_fut.result(), d_fut.result()
     segs: list[Image | None] = []
     for img, seg, opt_i, opt_s in ((s_img, iseg, "-i", "--iseg"), (d_img, dseg, "-d", "--dseg")):
         if seg is None:

@@ -36,13 +36,22 @@ def on_grid(transform: Transform, grid: Grid) -> bool:
 
 def map_grid(chain: Chain, ref: Grid, k0: int = 0, k1: int | None = None) -> np.ndarray:
     """``chain.map`` of the world points of ``ref``'s voxels of slab ``k0:k1``; a first-applied
-    displacement field on ``ref`` itself is read off its nodes instead of interpolated."""
+    displacement field on ``ref`` itself (or on a grid ``ref`` is a voxel-aligned part of) is read
+    off its nodes instead of interpolated."""
     x = ref.world_coords(k0, k1)
     if not len(chain):
         return x
     first = chain.transforms[-1]
     if on_grid(first, ref):
         x = x + first.node_displacement(k0, k1)
+        rest = chain.transforms[:-1]
+        return Chain(rest).map(x) if rest else x
+    from spinereg.transforms.displacement import _node_slices
+
+    sl = _node_slices(first, ref)
+    if sl is not None:  # ``ref`` a voxel-aligned part of the field's grid: its nodes too
+        k1 = ref.shape[2] if k1 is None else k1
+        x = x + first.data[sl][:, :, k0:k1].reshape(-1, 3)
         rest = chain.transforms[:-1]
         return Chain(rest).map(x) if rest else x
     return chain.map(x)
@@ -59,6 +68,10 @@ def _apply_volume(volume: np.ndarray, src: Grid, ref: Grid, chain: Chain, interp
         pts, vals = label_points(volume, src.affine)
         pushed = chain.inverse_map(pts) if len(chain) else pts
         return place_labels(pushed, vals, ref, dtype=volume.dtype)
+    if (not len(chain) and coords is None and interp in ("linear", "nn") and src.shape == ref.shape
+            and np.array_equal(src.affine, ref.affine)):
+        # the identity onto the image's own grid: every voxel centre reads its own value
+        return np.array(volume, dtype=np.float32 if interp == "linear" else volume.dtype)
     sampler = VolumeSampler(volume, interp, cval)
     out = np.empty(ref.shape, dtype=np.float32 if sampler.order else volume.dtype)
     for n, (k0, k1) in enumerate(ref.chunks(CHUNK_POINTS)):

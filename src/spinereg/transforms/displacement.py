@@ -9,6 +9,7 @@ them without a jump: chains through them do not fold where one step's grid ends.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,6 +294,15 @@ class DisplacementField(Transform):
 
 
 # -- diffeomorphisms by construction ------------------------------------------------------------
+def squared_norm(a: np.ndarray) -> np.ndarray:
+    """``(a**2).sum(-1)`` of a (..., 3) field, the same numbers (the same additions in the same
+    order) about 10x faster: three strided products instead of a reduction over the last axis."""
+    out = a[..., 0] * a[..., 0]
+    for k in range(1, a.shape[-1]):
+        out += a[..., k] * a[..., k]
+    return out
+
+
 def _voxel_base(shape: tuple[int, ...]) -> list[np.ndarray]:
     return [a.astype(np.float32) for a in np.meshgrid(*[np.arange(n) for n in shape], indexing="ij", sparse=True)]
 
@@ -365,12 +375,105 @@ def compose_voxel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def exp_velocity(v: np.ndarray, max_step: float = 0.25) -> tuple[np.ndarray, int]:
+@dataclass(frozen=True)
+class ExpPlan:
+    """Where the exponential of a velocity needs its full grid: the voxel box ``[lo, hi)``; beyond
+    it the velocity is smooth at the scale of ``factor`` voxels (the linear interpolation of its
+    values at the nodes ``factor * k`` from voxel 0), as the coarse demons level leaves it."""
+
+    lo: tuple[int, int, int]
+    hi: tuple[int, int, int]
+    factor: tuple[int, int, int]
+
+
+def _upsample_nodes(c: np.ndarray, fac: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Values at nodes ``fac * k`` -> every voxel of ``shape`` (separable linear interpolation)."""
+    out = c
+    for ax in range(3):
+        if fac[ax] == 1:
+            continue
+        x = np.arange(shape[ax]) / float(fac[ax])
+        n_src = out.shape[ax]
+        i0 = np.minimum(np.floor(x).astype(np.intp), max(n_src - 2, 0))
+        w = np.clip(x - i0, 0.0, 1.0).astype(np.float32).reshape([-1 if k == ax else 1 for k in range(out.ndim)])
+        a0 = np.take(out, i0, axis=ax)
+        out = a0 + w * (np.take(out, np.minimum(i0 + 1, n_src - 1), axis=ax) - a0) if n_src > 1 else a0
+    return np.ascontiguousarray(out, np.float32)
+
+
+def _exp_two_scale(v: np.ndarray, plan: ExpPlan, max_step: float) -> tuple[np.ndarray, int] | None:
+    """:func:`exp_velocity` of a velocity that is fine only in ``plan``'s box: the flow on the grid
+    of the coarse nodes, its displacement interpolated onto every voxel, and the flow at full
+    resolution on the box grown enough that it is exact where it is used. The coarse flow is
+    wrong only where paths or node cells reach into the box: up to the largest motion in the box
+    plus one coarse cell beyond it; from there the full-resolution flow blends into the coarse one
+    over one more coarse cell (a cosine ramp). A point's flow reads the velocity only along its
+    path (no longer than the largest motion met), so the full-resolution crop extends that far
+    beyond the blend and its own edge is never read where it is used. None when that crop is most
+    of the grid (the whole grid at full resolution then)."""
+    # nodes every 2 voxels at most: a linear field of coarser nodes is linear between them too, and
+    # the flow's interpolation error (quadratic in the node spacing) stays near the full grid's
+    fac = np.minimum(np.asarray(plan.factor, int), 2)
+    shape = np.array(v.shape[:3])
+    if np.all(fac == 1):
+        return None
+    mag = np.sqrt(squared_norm(v))
+    lo, hi = np.asarray(plan.lo, int), np.asarray(plan.hi, int)
+
+    def grown(g: int) -> tuple[slice, ...]:
+        return tuple(slice(int(a), int(b)) for a, b in
+                     zip(np.maximum(lo - g, 0), np.minimum(hi + g, shape), strict=True))
+
+    cell = int(fac.max())
+    g_start = int(np.ceil(float(mag[grown(0)].max(initial=0.0)))) + 1 + cell
+    g_end = g_start + cell
+    h = g_start
+    for _ in range(4):  # the largest motion met within the crop, grown until it holds
+        h_new = int(np.ceil(float(mag[grown(g_end + h)].max(initial=0.0)))) + 1
+        if h_new <= h:
+            break
+        h = h_new
+    rsl = grown(g_end + h)
+    r_lo = np.array([sl.start for sl in rsl])
+    r_hi = np.array([sl.stop for sl in rsl])
+    if np.prod(r_hi - r_lo) > 0.5 * np.prod(shape):
+        return None
+    # coarse: the nodes factor * k (the grid padded with edge values to a last node)
+    n_nodes = -(-(shape - 1) // fac) + 1
+    pad = [(0, int(n * k - k + 1 - s)) for n, k, s in zip(n_nodes, fac, shape, strict=True)] + [(0, 0)]
+    vc = np.pad(v, pad, mode="edge")[::fac[0], ::fac[1], ::fac[2]] / fac.astype(np.float32)
+    dc, n_c = exp_velocity(vc, max_step)
+    d = _upsample_nodes(dc * fac.astype(np.float32), fac, tuple(int(s) for s in shape))
+    # full resolution on the grown box, blended into the coarse flow between g_start and g_end
+    df, n_f = exp_velocity(v[rsl], max_step)
+    w = np.ones(df.shape[:3], np.float32)
+    for ax in range(3):
+        idx = np.arange(r_lo[ax], r_hi[ax], dtype=float)
+        ramp = np.ones_like(idx)
+        if r_lo[ax] > 0:  # an inner face
+            ramp = np.minimum(ramp, np.clip((idx - (lo[ax] - g_end)) / cell, 0, 1))
+        if r_hi[ax] < shape[ax]:
+            ramp = np.minimum(ramp, np.clip(((hi[ax] - 1 + g_end) - idx) / cell, 0, 1))
+        prof = (0.5 - 0.5 * np.cos(np.pi * ramp)).astype(np.float32)
+        w *= prof.reshape([-1 if k == ax else 1 for k in range(3)])
+    sub = d[rsl]
+    df -= sub
+    df *= w[..., None]
+    sub += df
+    return d, max(n_c, n_f)
+
+
+def exp_velocity(v: np.ndarray, max_step: float = 0.25, plan: ExpPlan | None = None) -> tuple[np.ndarray, int]:
     """Displacement of the flow of the stationary velocity ``v`` (voxel units, (X, Y, Z, 3)) at
     time 1, by scaling and squaring: ``v / 2^n`` is smaller than ``max_step`` voxel everywhere
-    (so each small map is invertible), then squared ``n`` times. Returns (displacement, n)."""
+    (so each small map is invertible), then squared ``n`` times. Returns (displacement, n).
+    ``plan``: the velocity is fine only in a box (see :class:`ExpPlan`, :func:`_exp_two_scale`)."""
     v = np.asarray(v, np.float32)
-    vmax = float(np.sqrt((v**2).sum(-1)).max()) if v.size else 0.0
+    if plan is not None:
+        two = _exp_two_scale(v, plan, max_step)
+        if two is not None:
+            return two
+    vmax = float(np.sqrt(squared_norm(v)).max()) if v.size else 0.0
     n = max(0, int(np.ceil(np.log2(max(vmax, 1e-12) / max_step)))) if vmax > max_step else 0
     d = v / np.float32(2**n)
     for _ in range(n):
@@ -408,15 +511,17 @@ class VelocityField(DisplacementField):
     by construction whose inverse is exactly ``exp(-v)`` (no fixed-point inversion to fail where
     the map compresses). ``velocity`` keeps ``v``; ``data`` is the displacement of ``exp(v)``."""
 
-    def __init__(self, grid: Grid, velocity: np.ndarray, displacement: np.ndarray | None = None):
+    def __init__(self, grid: Grid, velocity: np.ndarray, displacement: np.ndarray | None = None,
+                 plan: ExpPlan | None = None):
         vel = np.asarray(velocity, np.float32)
+        self.plan = plan
         if vel.shape != tuple(grid.shape) + (3,):
             raise ValueError(f"velocity shape {vel.shape} does not match grid {grid.shape} + (3,)")
         self.velocity = vel
         a = grid.affine[:3, :3]
         if displacement is None:
             v_vox = np.einsum("ij,...j->...i", np.linalg.inv(a).astype(np.float32), vel)
-            d_vox, self.squarings = exp_velocity(v_vox)
+            d_vox, self.squarings = exp_velocity(v_vox, plan=plan)
             displacement = np.einsum("ij,...j->...i", a.astype(np.float32), d_vox)
         super().__init__(grid, displacement)
 
@@ -426,9 +531,28 @@ class VelocityField(DisplacementField):
         a = grid.affine[:3, :3].astype(np.float32)
         return cls(grid, np.einsum("ij,...j->...i", a, np.asarray(v_vox, np.float32)))
 
+    def start_inverse(self) -> None:
+        """Compute ``exp(-v)`` in a background thread (numpy releases the GIL: it runs beside
+        the caller's next work); the next :meth:`inverse` takes it (once) instead of computing it."""
+        if getattr(self, "_pending", None) is None:
+            box: dict = {}
+
+            def work() -> None:
+                box["inv"] = VelocityField(self.grid, -self.velocity, plan=getattr(self, "plan", None))
+
+            th = threading.Thread(target=work, name="exp(-v)", daemon=True)
+            th.start()
+            self._pending = (th, box)
+
     def inverse(self, grid: Grid | None = None, iterations: int = 50, tol_mm: float = 1e-3) -> DisplacementField:
         """``exp(-v)``, exact; on another ``grid`` it is sampled there (identity beyond this grid)."""
-        inv = VelocityField(self.grid, -self.velocity)
+        inv = None
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None:  # started by start_inverse: its result (recomputed if it failed)
+            pending[0].join()
+            inv = pending[1].get("inv")
+        if inv is None:
+            inv = VelocityField(self.grid, -self.velocity, plan=getattr(self, "plan", None))
         if grid is None or grid.same_as(self.grid):
             return inv
         return DisplacementField.from_transform(inv, grid)
