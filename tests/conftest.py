@@ -74,24 +74,25 @@ def pam50_full(pam50_dir: Path, sct_data: Path, tmp_path_factory) -> Path:
 # xdist hands out whole files in collection order; by default it reorders them by their number of
 # tests, which sent a 4-test file of 8 minutes (test_batch_run) after 36 one-second tests and left
 # a 2-minute file (test_register_robustness) for the end of stage 1 while the other worker idled.
-# Longest first instead (seconds per stage, measured with --durations on 2 shared cores at load 8-13:
-# relative figures; files not named here are short and keep their collection order after these).
+# Longest first instead (seconds per file and stage: setup + call + teardown from --durations=0 of
+# a clean-clone run, session 6, 2 cores shared with other jobs of the session: relative figures;
+# files not named here are short and keep their collection order after these).
 LONGEST_FIRST = {
-    "slow": {"test_batch_run.py": 1206, "test_articulated_registration.py": 409,
-             "test_label_vertebrae_phantoms.py": 369, "test_spine_metrics_endplates.py": 247, "test_epi_chain.py": 197,
-             "test_diffeomorphic.py": 153, "test_auto_discs_job.py": 140, "test_demo.py": 139,
-             "test_validation_qc.py": 111, "test_label_vertebrae_registration.py": 93, "test_sdc.py": 72,
-             "test_geometry_robustness.py": 71, "test_validation_register.py": 70, "test_moco.py": 66,
-             "test_polyrigid.py": 51, "test_segment_pipelines.py": 46, "test_segment_phantoms.py": 46,
-             "test_label_vertebrae_bare.py": 46, "test_segment_geometry.py": 42, "test_phantom_independent.py": 41},
-    "not slow": {"test_register_to_template.py": 153, "test_register_robustness.py": 141, "test_chain.py": 93,
-                 "test_sdc.py": 64, "test_spine_metrics.py": 60, "test_warp_template.py": 59,
-                 "test_segment_geometry.py": 57, "test_phantom_independent.py": 57, "test_moco.py": 56,
-                 "test_validation_layouts.py": 54, "test_qc_browser.py": 48, "test_label_vertebrae.py": 46,
-                 "test_epi_chain.py": 46, "test_outputs_atomic.py": 45, "test_outputs_atomic_more.py": 36,
-                 "test_qc_report.py": 33, "test_articulated_phantom.py": 31, "test_validation_register.py": 31,
-                 "test_straighten.py": 27, "test_geometry_robustness.py": 24, "test_apply_4d_memory.py": 23,
-                 "test_phantom_template_subject.py": 22, "test_segment.py": 20, "test_ants_steps.py": 19},
+    "slow": {"test_batch_run.py": 226, "test_register_cord_box.py": 81, "test_label_vertebrae_phantoms.py": 78,
+             "test_articulated_registration.py": 78, "test_label_vertebrae_bare.py": 57,
+             "test_geometry_robustness.py": 44, "test_diffeomorphic.py": 30, "test_epi_chain.py": 30,
+             "test_spine_metrics_endplates.py": 28, "test_label_vertebrae_registration.py": 27, "test_demo.py": 24,
+             "test_validation_register.py": 19, "test_moco.py": 18, "test_validation_qc.py": 18,
+             "test_outputs_atomic.py": 18, "test_auto_discs_job.py": 18, "test_sdc.py": 18,
+             "test_segment_geometry.py": 16, "test_label_vertebrae_moved.py": 15, "test_segment_phantoms.py": 13},
+    "not slow": {"test_register_robustness.py": 102, "test_chain.py": 81, "test_spine_metrics.py": 46,
+                 "test_register_to_template.py": 41, "test_warp_template.py": 36, "test_register_cord_box.py": 33,
+                 "test_sdc.py": 31, "test_validation_layouts.py": 30, "test_outputs_atomic.py": 29,
+                 "test_register_multimodal.py": 29, "test_phantom_independent.py": 29, "test_diffeomorphic.py": 28,
+                 "test_epi_chain.py": 28, "test_qc_browser.py": 22, "test_moco.py": 22, "test_label_vertebrae.py": 20,
+                 "test_segment_geometry.py": 19, "test_outputs_atomic_more.py": 18, "test_qc_report.py": 18,
+                 "test_validation_register.py": 17, "test_straighten.py": 16, "test_apply_4d_memory.py": 14,
+                 "test_articulated_phantom.py": 13, "test_phantom_template_subject.py": 13},
 }
 
 
