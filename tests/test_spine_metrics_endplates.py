@@ -91,7 +91,7 @@ def test_reference_is_repeatable(sct_data):
 @pytest.mark.slow
 def test_t2_heights_and_tilts_through_the_registration(sct_data):
     """Default preset, method minus reference: middle/posterior heights C3 -0.08/-0.32, C4
-    +0.02/+0.01 mm; tilts C3s -2.8, C3i +1.0, C4s +0.6, C4i +3.1, C5s +0.6 deg; segmental C3-C4
+    +0.02/+0.01 mm, anterior C3 -0.43, C4 +0.15 mm (its superior end from the endplate plane); tilts C3s -2.8, C3i +1.0, C4s +0.6, C4i +3.1, C5s +0.6 deg; segmental C3-C4
     +0.4, C4-C5 +2.5 (before the wall axis and the refit: C4i +5.7, C4-C5 +7.5). C4i stays just
     outside 3 deg: the curved C4 inferior endplate, whose reference tilt itself moves -4.5 to
     +3.4 deg when its walls are read 0.5 mm off (the reference's stated reading precision).
@@ -111,8 +111,13 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     for v in (3, 4):
         for k in ("middle", "posterior"):  # measured -0.08 / -0.32 (C3), +0.02 / +0.01 mm (C4)
             assert abs(rows[v].heights[k] - truth["heights"][v][k]) < 0.5, (v, k, rows[v].heights[k])
-        # the anterior annulus is as dark as the marrow on this T2: not measured, and said so
-        assert np.isnan(rows[v].anterior_mm) and "anterior" in rows[v].status
+        # the anterior annulus is as dark as the marrow on this T2: the anterior column's superior
+        # end has no edge of its own and is read off the fitted endplate plane, and the row says
+        # so (measured -0.43 mm at C3, +0.15 mm at C4; refused before session 6)
+        claim = {3: -0.43, 4: 0.15}[v]
+        err = rows[v].anterior_mm - truth["heights"][v]["anterior"]
+        assert abs(err - claim) < 0.2 and abs(err) < 1.0, (v, err)
+        assert "from its endplate plane" in rows[v].status
     # C5's inferior disc is outside the image: refused, not measured short
     assert all(np.isnan(x) for x in rows[5].heights.values()) and "inferior" in rows[5].status
     assert np.isnan(rows[5].inferior_deg)
@@ -222,12 +227,13 @@ def test_phantom_misplaced_body_is_refused_not_measured_wrong(pam50_dir):
     tilted 27 deg, heights off by +8.3 / -4.2 mm). Planes tilted more than 25 deg from the spine
     or a body outside 0.6-1.6 times the placed height are refused; C3-C4 stay measured (middle
     and posterior within 1.1 mm, C4 anterior 2.61 mm at its rounded corner; C3 anterior, 0.56
-    mm before the refit, not measured)."""
+    mm before the refit, not measured after it, 2.66 mm since its superior end is read off the
+    endplate plane where the column has no edge, session 6)."""
     e = phantom_height_errors(2, "ct", shift=(0.0, 1.0, 2.0), scale=0.9)
     assert all(np.isnan(v) for (lev, _), v in e.items() if lev == 5), e
     m = np.array([v for (lev, k), v in e.items() if lev in (3, 4) and k != "anterior"])
     assert np.isfinite(m).all() and np.abs(m).max() < 1.1, e
-    # anterior: C4 2.61 mm (the rounded anterior corner); C3's not measured since the refit
+    # anterior: C4 2.61 mm (the rounded anterior corner); C3 2.66 mm (its superior end from the plane)
     assert np.isfinite(e[(4, "anterior")]) and abs(e[(4, "anterior")]) < 2.8, e
     assert np.isnan(e[(3, "anterior")]) or abs(e[(3, "anterior")]) < 2.8, e
 

@@ -51,7 +51,10 @@ body is, where it roughly ends. Everything measured comes from the image along l
 5. **Heights.** Along the body's axis at the anterior, middle and posterior columns (3/4, 1/2
    and 1/4 of the depth from the posterior wall), each endplate searched within
    ``REFINE_WINDOW_MM`` of its plane, where the band beyond the edge only has to differ from the
-   bone side (the annulus, front and back, is about as dark as the marrow on T2). Wedge ratio
+   bone side (the annulus, front and back, is about as dark as the marrow on T2). A column whose
+   edge is still not found on one side takes that side from its endplate plane when both planes
+   were found (``PLANE_FALLBACK``; the columns lie within the planes' own 0.2-0.8 of the depth) and
+   its ``status`` says so (t2's anterior columns: the superior end from the plane). Wedge ratio
    anterior/posterior, biconcave ratio middle/posterior.
 
 A side whose disc is not in the field of view, or whose edges are too few or scattered for a
@@ -85,6 +88,9 @@ CORTEX_POLARITY = {"t2": -1, "t2s": -1, "mr": -1, "t1": -1, "ct": 1}
 COLUMNS = {"anterior": 0.75, "middle": 0.5, "posterior": 0.25}
 #: antero-posterior fractions of the columns the endplate planes are fitted to
 PLANE_COLUMNS = np.linspace(0.2, 0.8, 7)
+#: a height column without an edge of its own on one side, where both endplate planes were found,
+#: takes that side from its plane (within the planes' columns: an interpolation) and says so
+PLANE_FALLBACK = True
 #: a disc must differ from the marrow by this fraction of the marrow level (absolute value) and,
 #: in the first pass, by this many robust SDs of the marrow's own variation on the column
 MIN_DISC_CONTRAST = 0.1
@@ -541,6 +547,15 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         ap = (f - 0.5) * depth
         b, t, why = edges(ap, 0.0, axes, planes)
         cols[name] = centre + axes[1] * ap
+        if PLANE_FALLBACK and why and planes is not None and all(pl is not None for pl in planes):
+            # an endplate found as a plane but without an edge of its own on this column (T2's
+            # anterior annulus is as dark as the marrow): the plane's height there
+            base = centre + axes[1] * ap
+            t_p, b_p = (_plane_hit(pl, base, axes[2]) for pl in planes)
+            if not np.isfinite(t) and np.isfinite(t_p):
+                t, why = t_p, why + " (superior end from its endplate plane)"
+            if not np.isfinite(b) and np.isfinite(b_p):
+                b, why = b_p, why + " (inferior end from its endplate plane)"
         found[name] = (b, t)
         h[name] = t - b
         if why:
