@@ -46,6 +46,7 @@ from spinereg.transforms.displacement import (
     VelocityField,
     compose_voxel,
     exp_velocity,
+    resample_level_field,
     sample_linear,
     squared_norm,
     taper_window,
@@ -548,7 +549,7 @@ def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.nd
             bchans = [(name, fa[bsl], ma[bsl]) for name, fa, ma in chans]
             fac_b = levels[n_whole]
             bshape = tuple(int(np.ceil(n / k)) for n, k in zip(hi - lo, fac_b, strict=True))
-            s_b = _resample_field(s_c, fac_c, fac_b, bshape, lo)
+            s_b = resample_level_field(s_c, fac_c, fac_b, bshape, lo)
             s_b, fac_b = _run_levels(bchans, zooms, w_axes, step, region[bsl], levels[n_whole:], iters[n_whole:],
                                      s=s_b, prev=fac_b, tol=BOX_TOL)
             v_b = log_displacement(s_b)
@@ -648,28 +649,7 @@ def log_displacement(d: np.ndarray, iterations: int = 4) -> np.ndarray:
 
 def _upsample(v: np.ndarray, shape: tuple[int, ...], ratio: np.ndarray) -> np.ndarray:
     """Field in voxel units of a coarse grid -> the finer grid (same origin, ``ratio`` = coarse/fine)."""
-    return _resample_field(v, np.asarray(ratio, float), np.ones(3), shape, np.zeros(3))
-
-
-def _resample_field(v: np.ndarray, src_fac, dst_fac, shape: tuple[int, ...], lo) -> np.ndarray:
-    """Field in voxel units of a level of factors ``src_fac`` (origin: the crop's voxel 0) -> the
-    level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels):
-    linear interpolation, edge values beyond the outer nodes (``map_coordinates(order=1,
-    mode="nearest")``), one axis at a time (the trilinear weights are separable)."""
-    src_fac, dst_fac, lo = (np.asarray(a, float) for a in (src_fac, dst_fac, lo))
-    out = np.asarray(v, np.float32)
-    for ax in range(3):
-        n_src = out.shape[ax]
-        x = (lo[ax] + dst_fac[ax] * np.arange(shape[ax])) / src_fac[ax]
-        if n_src == shape[ax] and np.array_equal(x, np.arange(n_src)):
-            continue
-        x = np.clip(x, 0, n_src - 1)
-        i0 = np.minimum(np.floor(x).astype(np.intp), max(n_src - 2, 0))
-        w = (x - i0).astype(np.float32).reshape([-1 if k == ax else 1 for k in range(4)])
-        a0 = np.take(out, i0, axis=ax)
-        out = a0 + w * (np.take(out, np.minimum(i0 + 1, n_src - 1), axis=ax) - a0) if n_src > 1 else a0
-    ratio = (src_fac / dst_fac).astype(np.float32)
-    return np.ascontiguousarray(out * ratio)
+    return resample_level_field(v, np.asarray(ratio, float), np.ones(3), shape, np.zeros(3))
 
 
 __all__ = ["demons"]

@@ -386,19 +386,25 @@ class ExpPlan:
     factor: tuple[int, int, int]
 
 
-def _upsample_nodes(c: np.ndarray, fac: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Values at nodes ``fac * k`` -> every voxel of ``shape`` (separable linear interpolation)."""
-    out = c
+def resample_level_field(v: np.ndarray, src_fac, dst_fac, shape: tuple[int, ...], lo) -> np.ndarray:
+    """Field in voxel units of a level of factors ``src_fac`` (origin: the crop's voxel 0) -> the
+    level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels):
+    linear interpolation, edge values beyond the outer nodes (``map_coordinates(order=1,
+    mode="nearest")``), one axis at a time (the trilinear weights are separable)."""
+    src_fac, dst_fac, lo = (np.asarray(a, float) for a in (src_fac, dst_fac, lo))
+    out = np.asarray(v, np.float32)
     for ax in range(3):
-        if fac[ax] == 1:
-            continue
-        x = np.arange(shape[ax]) / float(fac[ax])
         n_src = out.shape[ax]
+        x = (lo[ax] + dst_fac[ax] * np.arange(shape[ax])) / src_fac[ax]
+        if n_src == shape[ax] and np.array_equal(x, np.arange(n_src)):
+            continue
+        x = np.clip(x, 0, n_src - 1)
         i0 = np.minimum(np.floor(x).astype(np.intp), max(n_src - 2, 0))
-        w = np.clip(x - i0, 0.0, 1.0).astype(np.float32).reshape([-1 if k == ax else 1 for k in range(out.ndim)])
+        w = (x - i0).astype(np.float32).reshape([-1 if k == ax else 1 for k in range(4)])
         a0 = np.take(out, i0, axis=ax)
         out = a0 + w * (np.take(out, np.minimum(i0 + 1, n_src - 1), axis=ax) - a0) if n_src > 1 else a0
-    return np.ascontiguousarray(out, np.float32)
+    ratio = (src_fac / dst_fac).astype(np.float32)
+    return np.ascontiguousarray(out * ratio)
 
 
 def _exp_two_scale(v: np.ndarray, plan: ExpPlan, max_step: float) -> tuple[np.ndarray, int] | None:
@@ -443,7 +449,7 @@ def _exp_two_scale(v: np.ndarray, plan: ExpPlan, max_step: float) -> tuple[np.nd
     pad = [(0, int(n * k - k + 1 - s)) for n, k, s in zip(n_nodes, fac, shape, strict=True)] + [(0, 0)]
     vc = np.pad(v, pad, mode="edge")[::fac[0], ::fac[1], ::fac[2]] / fac.astype(np.float32)
     dc, n_c = exp_velocity(vc, max_step)
-    d = _upsample_nodes(dc * fac.astype(np.float32), fac, tuple(int(s) for s in shape))
+    d = resample_level_field(dc, fac, np.ones(3), tuple(int(s) for s in shape), np.zeros(3))
     # full resolution on the grown box, blended into the coarse flow between g_start and g_end
     df, n_f = exp_velocity(v[rsl], max_step)
     w = np.ones(df.shape[:3], np.float32)
