@@ -77,6 +77,8 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     held = metrics["held_out"]
     assert set(held["body_labels"]) == {"3", "5"}
     assert held["mean_mm"] <= 0.90 and held["max_mm"] <= 1.15, held
+    # at their height on the manual segmentation's centerline (measured 0.30 / 0.78 mm)
+    assert held["on_cord_mean_mm"] <= 0.58 and held["on_cord_max_mm"] <= 0.83, held
     assert "held out (labels.nii.gz" in printed
     # and the manual segmentation (measured Dice 0.971)
     from spinereg.io.template import load_template
@@ -144,3 +146,32 @@ def test_held_out_body_residuals(pam50_dir):
     # a template without body labels (PAM50_small): said, not scored
     small = held_out_body_residuals(AffineTransform(np.eye(4)), body, "PAM50_small")
     assert small["mean_mm"] is None and "no vertebral body labels" in small["what"]
+
+
+def test_held_out_body_residuals_on_the_cord(pam50_dir, tmp_path):
+    """With the subject's cord: PAM50's body labels placed 3 mm anterior of where they are (off
+    the cord, as a hand-placed voxel can be) score 3 mm as placed and ~0 at their height on the
+    cord; moved 2 mm along S-I as well, 2 mm (S-I -2) on the cord."""
+    from spinereg.cord.landmarks import read_point_labels
+    from spinereg.io.image import Image, load_image, save_image
+    from spinereg.io.resample import place_labels
+    from spinereg.pipelines.registration import held_out_body_residuals
+    from spinereg.transforms.affine import AffineTransform
+
+    tpl = pam50_dir / "template"
+    lab = read_point_labels(load_image(tpl / "PAM50_label_body.nii.gz", ndim=3, check_finite=False), "body")
+    keep = (lab.values >= 2) & (lab.values <= 12)
+    grid = load_image(tpl / "PAM50_cord.nii.gz", ndim=3, check_finite=False).grid
+    off = np.asarray(lab.points, float)[keep] + [0.0, 3.0, 0.0]
+    arr = place_labels(off, lab.values[keep].astype(int), grid, dtype=np.uint8)
+    save_image(Image(arr, grid.affine), tmp_path / "off.nii.gz")
+    cord = tpl / "PAM50_cord.nii.gz"
+    r = held_out_body_residuals(AffineTransform(np.eye(4)), tmp_path / "off.nii.gz", cord=cord)
+    assert len(r["body_labels"]) == keep.sum()
+    assert all(abs(v["mm"] - 3.0) < 0.3 for v in r["body_labels"].values()), r
+    assert r["on_cord_max_mm"] <= 0.3, r
+    shift = np.eye(4)
+    shift[2, 3] = -2.0
+    r = held_out_body_residuals(AffineTransform(shift), tmp_path / "off.nii.gz", cord=cord)
+    assert all(abs(v["on_cord_si_mm"] + 2.0) < 0.3 and abs(v["on_cord_mm"] - 2.0) < 0.3
+               for v in r["body_labels"].values()), r

@@ -12,7 +12,8 @@ bare image, as `spinereg register-to-template -i t2.nii.gz -c t2 -o OUTDIR`: the
 (t2_seg.nii.gz), every disc labelled (t2_labels-disc.nii.gz, t2_discs.json) and the registration
 uses them all; every output, the verdict and the HTML QC report (OUTDIR/qc/index.html) go into -o.
 The subject's hand-placed C3/C5 body labels (labels.nii.gz) are held out: metrics.json's held_out
-says where they land in the template. Running it again replaces its own previous output (a folder
+says where they land in the template, as placed and at their height on the centerline of the
+manual segmentation (t2_seg-manual.nii.gz, also unused). Running it again replaces its own previous output (a folder
 holding anything else needs --overwrite). Exit code 3 when the verdict is fail."""
 
 
@@ -39,4 +40,7 @@ def run(args) -> int:
     if held.get("mean_mm") is not None and not getattr(args, "json", False):
         print(f"held out (labels.nii.gz, C3/C5 bodies by hand, not used): they land {held['mean_mm']:.2f} mm "
               f"mean / {held['max_mm']:.2f} mm max from the template's body labels")
+        if held.get("on_cord_mean_mm") is not None:
+            print(f"  at their height on the manual cord's centerline (t2_seg-manual.nii.gz, not used): "
+                  f"{held['on_cord_mean_mm']:.2f} mm mean / {held['on_cord_max_mm']:.2f} mm max")
     return code

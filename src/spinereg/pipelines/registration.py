@@ -206,7 +206,9 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
 
     ``labels.nii.gz`` (mid-body of C3 and C5, placed by hand) is held out: metrics.json's
     ``held_out`` gives where those bodies land in the template against the template's own body
-    labels (:func:`held_out_body_residuals`), a score of what the job did not use.
+    labels (:func:`held_out_body_residuals`), a score of what the job did not use; its
+    ``on_cord_*`` figures first move each label to the centerline of ``t2_seg-manual.nii.gz``
+    (also unused) at its height.
 
     Re-running replaces the folder's previous demo output as a whole (a folder holding anything
     else needs ``overwrite``, and then keeps its other files)."""
@@ -223,16 +225,26 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
     return template_job(t2 / "t2.nii.gz", None, out, template=template, contrast="t2",
                         qc_root="inside" if qc_root is None else qc_root, overwrite=overwrite, run=run,
                         progress=progress, invoked_as="demo", replace=own,
-                        extra_metrics=lambda reg: {"held_out": held_out_body_residuals(reg.template2anat, labels,
-                                                                                        template)})
+                        extra_metrics=lambda reg: {"held_out": held_out_body_residuals(
+                            reg.template2anat, labels, template, cord=t2 / "t2_seg-manual.nii.gz")})
 
 
-def held_out_body_residuals(template2anat, labels: str | Path, template: str = "PAM50") -> dict:
+def held_out_body_residuals(template2anat, labels: str | Path, template: str = "PAM50",
+                            cord: str | Path | None = None) -> dict:
     """Vertebral body labels the registration did not use (``labels``, on the subject) pushed into
     the template through ``template2anat`` (it maps subject points to template points): the
-    3D distance (mm) of each from the template's own label of the same value, and its S-I part."""
+    3D distance (mm) of each from the template's own label of the same value, and its S-I part.
+
+    ``cord`` (a cord segmentation of the subject the registration did not use, e.g. the manual
+    one): also ``on_cord_mm`` / ``on_cord_si_mm``, each label first moved to the cord's
+    centerline at its own height, and the template's label to the template's centerline. A body
+    label says which height of the cord is mid-body (SCT's and PAM50's body labels lie on the
+    cord); a hand-placed voxel sits up to a few voxels off the cord's centre, and a registration
+    that maps the cord onto the template's cord carries that offset into the template: the
+    3D distance then counts the label's placement as registration error."""
     import numpy as np
 
+    from spinereg.cord.centerline import Centerline
     from spinereg.cord.landmarks import read_point_labels
     from spinereg.io.image import load_image
     from spinereg.io.template import load_template
@@ -244,17 +256,35 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     bodies = read_point_labels(load_image(labels), "body")
     tb = read_point_labels(load_image(tpl.path("body"), ndim=3, check_finite=False), "body")
     ref = {int(v): np.asarray(p, float) for v, p in zip(tb.values, tb.points, strict=True)}
-    moved = np.asarray(template2anat.map(np.asarray(bodies.points, float)), float)
+    pts = np.asarray(bodies.points, float)
+    moved = np.asarray(template2anat.map(pts), float)
+    on_cord = None
+    if cord is not None:
+        cl = Centerline.from_mask(load_image(cord))
+        tcl = Centerline.from_mask(load_image(tpl.path("cord"), ndim=3, check_finite=False))
+        on_cord = np.asarray(template2anat.map(cl.points(cl.project(pts)[0])), float)
+        ref_cord = {v: tcl.points(tcl.project(p[None])[0])[0] for v, p in ref.items()}
     per = {}
-    for v, p in zip(bodies.values, moved, strict=True):
+    for i, v in enumerate(bodies.values):
         if int(v) in ref:
-            d = p - ref[int(v)]
-            per[str(int(v))] = {"mm": round(float(np.linalg.norm(d)), 3), "si_mm": round(float(d[2]), 3)}
+            d = moved[i] - ref[int(v)]
+            row = {"mm": round(float(np.linalg.norm(d)), 3), "si_mm": round(float(d[2]), 3)}
+            if on_cord is not None:
+                dc = on_cord[i] - ref_cord[int(v)]
+                row.update(on_cord_mm=round(float(np.linalg.norm(dc)), 3), on_cord_si_mm=round(float(dc[2]), 3),
+                           label_off_cord_mm=round(float(np.linalg.norm(pts[i] - cl.points(cl.project(pts[i:i + 1])[0])[0])), 3))
+            per[str(int(v))] = row
     mm = [x["mm"] for x in per.values()]
-    return {"what": f"{Path(labels).name} (vertebral body labels, not used by the registration) pushed into "
-                    f"{template}: distance from {template}'s body labels",
-            "body_labels": per, "mean_mm": round(float(np.mean(mm)), 3) if mm else None,
-            "max_mm": round(float(np.max(mm)), 3) if mm else None}
+    out = {"what": f"{Path(labels).name} (vertebral body labels, not used by the registration) pushed into "
+                   f"{template}: distance from {template}'s body labels",
+           "body_labels": per, "mean_mm": round(float(np.mean(mm)), 3) if mm else None,
+           "max_mm": round(float(np.max(mm)), 3) if mm else None}
+    if on_cord is not None and per:
+        oc = [x["on_cord_mm"] for x in per.values()]
+        out.update(on_cord_what=f"each label moved to the centerline of {Path(cord).name} (not used by the "
+                                f"registration) at its height, {template}'s to its own centerline",
+                   on_cord_mean_mm=round(float(np.mean(oc)), 3), on_cord_max_mm=round(float(np.max(oc)), 3))
+    return out
 
 
 def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, iseg=None, dseg=None, mask=None,
