@@ -7,14 +7,11 @@ twice that. No timing is asserted.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 
+from bench_module import load_bench
 from spinereg.io.image import Image, load_image
 from spinereg.transforms.apply import apply_transforms, apply_transforms_file
 from spinereg.transforms.itk import load_transform
@@ -24,12 +21,7 @@ PEAK_MB_BOUND = 200.0
 
 
 def _bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "apply_4d.py"
-    spec = importlib.util.spec_from_file_location("spinereg_bench_apply_4d", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("apply_4d")
 
 
 @pytest.fixture(scope="module")

@@ -12,24 +12,13 @@ the truth masks lie against their images").
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from bench_module import load_bench
 from spinereg.io.image import Image
 from spinereg.phantom.truth_check import edge_offset
-
-_BENCH = Path(__file__).resolve().parents[1] / "bench" / "phantom_truth.py"
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("phantom_truth_bench", _BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def _cylinder(radius_mm: float, edge_mm: float, zooms=(0.5, 0.5, 1.0)) -> tuple[Image, Image]:
@@ -72,7 +61,7 @@ def test_edge_offset_does_not_depend_on_the_image_grid():
 def test_phantom_sources_and_real_masks(pam50_dir, sct_data):
     """The figures of bench/phantom_truth.py (every 3rd C1-T6 slice of PAM50): 'average' +0.32,
     'tissue' +0.07 mm against PAM50_cord; t2 -0.13, t1 +0.29 mm against their manual masks."""
-    b = _bench()
+    b = load_bench("phantom_truth")
     got = {"average": b.average_source_offset()["median_mm"], "tissue": b.tissue_source_offset()["median_mm"]}
     real = b.real_offsets(sct_data)
     got.update({k: real[k]["median_mm"] for k in ("t2", "t1")})

@@ -14,29 +14,23 @@ coarser, and the step record says so.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
 
+from bench_module import load_bench
 from spinereg.metrics.jacobian import determinant_map
 from spinereg.register.multimodal import register_multimodal
 from spinereg.transforms.itk import write_displacement
 
-_BENCH = Path(__file__).resolve().parents[1] / "bench" / "register_robustness.py"
 #: central 40 mm residual (mean, p95 mm) on seed 0, measured with the bench's scoring
 CLAIM = (0.0355, 0.123)
 MARGIN = (0.005, 0.015)
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("register_robustness", _BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("register_robustness")
 
 
 @pytest.mark.slow  # the bench's pair: its known field alone (850 Gaussian bumps on 1.4M voxels) takes ~40 s

@@ -22,23 +22,16 @@ rest in the bench.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import nibabel as nib
 import numpy as np
 import pytest
 
+from bench_module import load_bench
 from spinereg.register.multimodal import register_multimodal
-
-_BENCH = Path(__file__).resolve().parents[1] / "bench" / "register_robustness.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("register_robustness", _BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("register_robustness")
 
 
 #: (case, seed, preset kind) -> (cord mean mm, p95 mm, S-I residual mm) measured with the bench
