@@ -13,8 +13,9 @@ bare image, as `spinereg register-to-template -i t2.nii.gz -c t2 -o OUTDIR`: the
 uses them all; every output, the verdict and the HTML QC report (OUTDIR/qc/index.html) go into -o.
 The subject's hand-placed C3/C5 body labels (labels.nii.gz) are held out: metrics.json's held_out
 says where they land in the template, as placed and at their height on the centerline of the
-manual segmentation (t2_seg-manual.nii.gz, also unused). Running it again replaces its own previous output (a folder
-holding anything else needs --overwrite). Exit code 3 when the verdict is fail."""
+manual segmentation (t2_seg-manual.nii.gz, also unused). Running it again replaces its own
+previous output (a folder holding anything else needs --overwrite). Exit code 3 when the verdict
+is fail."""
 
 
 def register(sub) -> None:

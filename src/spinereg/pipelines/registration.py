@@ -248,6 +248,7 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     from spinereg.cord.landmarks import read_point_labels
     from spinereg.io.image import load_image
     from spinereg.io.template import load_template
+    from spinereg.register.template import template_centerline
 
     tpl = load_template(template)
     if not tpl.has("body"):
@@ -259,10 +260,11 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     pts = np.asarray(bodies.points, float)
     moved = np.asarray(template2anat.map(pts), float)
     on_cord = None
-    if cord is not None:
+    if cord is not None:  # the template's centerline as the registration projects its landmarks
         cl = Centerline.from_mask(load_image(cord))
-        tcl = Centerline.from_mask(load_image(tpl.path("cord"), ndim=3, check_finite=False))
-        on_cord = np.asarray(template2anat.map(cl.points(cl.project(pts)[0])), float)
+        tcl = template_centerline(load_image(tpl.path("cord"), ndim=3, check_finite=False))
+        foot = cl.points(cl.project(pts)[0])
+        on_cord = np.asarray(template2anat.map(foot), float)
         ref_cord = {v: tcl.points(tcl.project(p[None])[0])[0] for v, p in ref.items()}
     per = {}
     for i, v in enumerate(bodies.values):
@@ -272,7 +274,7 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
             if on_cord is not None:
                 dc = on_cord[i] - ref_cord[int(v)]
                 row.update(on_cord_mm=round(float(np.linalg.norm(dc)), 3), on_cord_si_mm=round(float(dc[2]), 3),
-                           label_off_cord_mm=round(float(np.linalg.norm(pts[i] - cl.points(cl.project(pts[i:i + 1])[0])[0])), 3))
+                           label_off_cord_mm=round(float(np.linalg.norm(pts[i] - foot[i])), 3))
             per[str(int(v))] = row
     mm = [x["mm"] for x in per.values()]
     out = {"what": f"{Path(labels).name} (vertebral body labels, not used by the registration) pushed into "
