@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinereg.cord.centerline import si_axis  # noqa: F401 (the slice axis of axial images, re-exported)
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
 from spinereg.metrics.report import MetricResult
@@ -60,13 +61,6 @@ def binary_mask(img: Image, threshold: float = 0.5, what: str = "mask") -> np.nd
         raise InputError(f"{what} is empty (no voxel > {threshold:g})", img.name,
                          "check that this is the right file, or lower --thr")
     return mask
-
-
-def si_axis(affine: np.ndarray) -> int:
-    """Voxel axis most aligned with world S-I (the slice axis of axial images)."""
-    m = np.asarray(affine, dtype=float)[:3, :3]
-    cos = m / np.linalg.norm(m, axis=0)
-    return int(np.argmax(np.abs(cos[2])))
 
 
 def voxel_volume(affine: np.ndarray) -> float:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from spinereg.cord.centerline import si_axis
 from spinereg.io.image import Image
 from spinereg.io.resample import VolumeSampler
 
@@ -57,10 +58,6 @@ class EdgeOffset:
                 "slices": int(len(self.offsets))}
 
 
-def _si_axis(img: Image) -> int:
-    return int(np.argmax(np.abs(img.affine[2, :3])))
-
-
 def edge_offset(image: Image, mask: Image, *, slices: np.ndarray | None = None, upsample: int = 4,
                 min_area_mm2: float = 15.0) -> EdgeOffset:
     """Where ``image`` shows the edge of the object in ``mask`` (>= 0.5), per slice of the mask's
@@ -71,7 +68,7 @@ def edge_offset(image: Image, mask: Image, *, slices: np.ndarray | None = None, 
 
     Accuracy on cylinders of 3-5 mm radius whose image edge is placed -0.5..+0.5 mm from a 0.5 mm
     pixel mask (tests/test_phantom_truth.py): within 0.075 mm, offsets read ~10 % short."""
-    si = _si_axis(mask)
+    si = si_axis(mask.affine)
     plane = [a for a in range(3) if a != si]
     zooms = np.asarray(mask.grid.zooms, float)[plane]
     m3 = np.asarray(mask.data) >= 0.5
