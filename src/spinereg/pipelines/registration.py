@@ -244,11 +244,11 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     3D distance then counts the label's placement as registration error."""
     import numpy as np
 
-    from spinereg.cord.centerline import Centerline
+    from spinereg.cord.centerline import centerline_from_seg
     from spinereg.cord.landmarks import read_point_labels
     from spinereg.io.image import load_image
     from spinereg.io.template import load_template
-    from spinereg.register.template import template_centerline
+    from spinereg.register.template import MAPPING_SMOOTH_MM, project_landmarks, template_centerline
 
     tpl = load_template(template)
     if not tpl.has("body"):
@@ -260,12 +260,13 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     pts = np.asarray(bodies.points, float)
     moved = np.asarray(template2anat.map(pts), float)
     on_cord = None
-    if cord is not None:  # the template's centerline as the registration projects its landmarks
-        cl = Centerline.from_mask(load_image(cord))
+    if cord is not None:  # both centerlines and the projection as register_to_template makes them
+        cl = centerline_from_seg(load_image(cord), min_smooth_mm=MAPPING_SMOOTH_MM)
         tcl = template_centerline(load_image(tpl.path("cord"), ndim=3, check_finite=False))
-        foot = cl.points(cl.project(pts)[0])
+        foot = project_landmarks(bodies, cl).points
         on_cord = np.asarray(template2anat.map(foot), float)
-        ref_cord = {v: tcl.points(tcl.project(p[None])[0])[0] for v, p in ref.items()}
+        tfoot = project_landmarks(tb, tcl)
+        ref_cord = {int(v): p for v, p in zip(tfoot.values, tfoot.points, strict=True)}
     per = {}
     for i, v in enumerate(bodies.values):
         if int(v) in ref:
