@@ -285,9 +285,13 @@ def input_path(inputs: dict, key: str, folder: Path) -> Path:
     if not inputs.get(key):
         raise InputError(f"provenance.json names no {key!r} input", folder / "provenance.json",
                          "rerun the command that wrote this folder")
-    # a file the run made itself is named "NAME (automatic: ...)" and lies in the run folder
-    p = Path(str(inputs[key]).split(" (automatic:")[0].strip())
-    if not p.is_absolute() and not p.exists():
+    # a file the run made itself is named "NAME (automatic: ...)" and lies in the run folder: the
+    # folder's, even where a file of that name lies in the working directory (a user's own seg)
+    text = str(inputs[key])
+    p = Path(text.split(" (automatic:")[0].strip())
+    if " (automatic:" in text:
+        p = folder / p.name
+    elif not p.is_absolute() and not p.exists():
         p = folder / p
     if not p.is_file():
         raise InputError(f"the {key} input named in provenance.json is gone", p,

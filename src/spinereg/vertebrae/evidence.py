@@ -52,11 +52,12 @@ def _local_standardise(x: np.ndarray, v: np.ndarray, ds: float, trend_mm: float 
 
 def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polarity: int = 1,
                   half_width_mm: np.ndarray | float = 4.0, offset_mm: float = 3.0,
-                  fraction: float = 0.45) -> Evidence:
+                  fraction: float = 0.45, tilts_deg: tuple[float, ...] = TILTS_DEG) -> Evidence:
     """Disc band evidence per row of ``sub``. ``back``/``depth`` (per row, mm): the column's
     posterior wall and depth; the band is averaged over depths ``back + offset_mm`` to
     ``back + offset_mm + fraction * depth`` (the posterior half, where discs are most regular).
-    ``half_width_mm`` (per row or one value): about a quarter of the expected disc spacing."""
+    ``half_width_mm`` (per row or one value): about a quarter of the expected disc spacing.
+    ``tilts_deg``: the band tilts tried (the best one per row is kept)."""
     ds = float(sub.s[1] - sub.s[0])
     v = sub.valid
     y = _local_standardise(sub.values, v, ds)
@@ -72,7 +73,7 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
     pivot = back + offset_mm
     hw = np.rint(np.broadcast_to(np.asarray(half_width_mm, float), (ns,)))  # whole mm: few distinct
     ks = np.maximum(1, np.rint(hw / ds)).astype(int)
-    for tilt in TILTS_DEG:
+    for tilt in tilts_deg:
         # sample each depth at s + (b - pivot) tan(tilt): a band tilted by `tilt` becomes vertical
         shift = (b[None] - pivot[:, None]) * np.tan(np.deg2rad(tilt)) / ds
         coords = np.stack([jj + shift, ii])

@@ -104,6 +104,10 @@ WIDTH_SD = 0.12
 WIDTH_STEP_SD = 0.05
 #: the identity's reference disc stays this close (mm) to its place when positions are refined
 POSITION_HOLD_MM = 6.0
+#: band tilts (degrees) the chain that names the levels reads (None: all of evidence.TILTS_DEG);
+#: the positions are then refined on every tilt within REFINE_MM of that chain's
+IDENTITY_TILTS_DEG: tuple[float, ...] | None = tuple(range(-15, 16, 5))
+REFINE_MM = 3.0
 #: measurement part of that spread per (left-right voxel extent / cord width)
 WIDTH_RES_FACTOR = 0.5
 #: the width measured at the ends of the segmented cord is held this far (mm) beyond them, so the
@@ -239,6 +243,20 @@ def _half_widths(model: SpineModel, t_rows: np.ndarray, scale: float) -> np.ndar
     t = model.disc_s
     mids, gaps = 0.5 * (t[:-1] + t[1:]), t[:-1] - t[1:]
     return np.clip(0.22 * np.interp(t_rows, mids[::-1], gaps[::-1]) / scale, 3.5, 8.0)
+
+
+def _grid_evidence(ev: Evidence, grid: np.ndarray, in_sub: np.ndarray, jc: np.ndarray,
+                   half_width: np.ndarray) -> np.ndarray:
+    """Band evidence less what a disc must score (``_expected_strength``) on the chain's grid; 0
+    outside the image. Within a band's half-width of the evidence's ends a band is measured on one
+    flank only: it counts half there, present or missing (free, a missing band there would let a
+    chain of far-apart discs hide every disc at the edges of a short field of view)."""
+    e = np.where(in_sub & ev.inside[jc], ev.score[jc] - _expected_strength(ev), 0.0)
+    if ev.inside.any():
+        lo_s, hi_s = ev.s[ev.inside][[0, -1]]
+        edge = (np.minimum(grid - lo_s, hi_s - grid) < half_width[jc]) & in_sub & ev.inside[jc]
+        e = np.where(edge, 0.5 * e, e)
+    return e
 
 
 def _expected_strength(ev: Evidence, n_peaks: int = 3) -> float:
@@ -481,26 +499,24 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
         ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
-        e0 = _expected_strength(ev)
-        e = np.where(in_sub & ev.inside[jc], ev.score[jc] - e0, 0.0)
-        # within a band's half-width of the evidence's ends a band is measured on one flank only:
-        # it counts half there, present or missing (free, a missing band there would let a chain
-        # of far-apart discs hide every disc at the edges of a short field of view)
-        if ev.inside.any():
-            lo_s, hi_s = ev.s[ev.inside][[0, -1]]
-            edge = (np.minimum(grid - lo_s, hi_s - grid) < half_width[jc]) & in_sub & ev.inside[jc]
-            e = np.where(edge, 0.5 * e, e)
+        ev_id = ev if IDENTITY_TILTS_DEG is None else band_evidence(
+            sub, back, depth, polarity=pol, half_width_mm=half_width, tilts_deg=IDENTITY_TILTS_DEG,
+            **EVIDENCE_OPTIONS)
+        e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
+        e_pos = e if ev_id is ev else _grid_evidence(ev, grid, in_sub, jc, half_width)
+        unary_pos = np.where(seen[:, None], e_pos[None], 0.0) + width_term + vote
         if pinned is not None:
             k, s0 = pinned
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
+            unary_pos[k] = np.where(np.abs(grid - s0) <= 5.0, unary_pos[k], -1e9)
         chain = best_chain(grid, unary, t, scales, sd=SPACING_SD, pair_q=pair_q, pair_dq=pair_dq,
                            pair_sd=pair_sd)
         img_unary = np.where(seen[:, None], e[None], 0.0) + vote
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        results.append((chain.score + bonus, pol, ev, chain, unary, img_unary))
+        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain, unary, img_unary = results[0]
+    _, pol, ev, chain, unary_pos, img_unary = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
@@ -527,8 +543,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     if ref:
         kr = max(ref, key=lambda k: ev.score[int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0,
                                                             len(sub.s) - 1))])
-        held = unary.copy()
+        held = unary_pos.copy()
         held[kr] = np.where(np.abs(grid - chain.positions[kr]) <= POSITION_HOLD_MM, held[kr], -1e9)
+        if IDENTITY_TILTS_DEG is not None:
+            # every disc in view stays near where the identity's chain put it
+            for k in ref:
+                held[k] = np.where(np.abs(grid - chain.positions[k]) <= REFINE_MM, held[k], -1e9)
         chain = best_chain(grid, held, t, scales, sd=SPACING_SD)
         gx = np.rint((chain.positions - grid[0]) / step).astype(int)
     # reported: the chain's discs in view (a disc within EDGE_SLACK_MM beyond the last row with
