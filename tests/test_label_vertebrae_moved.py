@@ -10,12 +10,14 @@ the method was set):
 
 * levels right on 18/20 (every disc found carries the right value; copy 1/1 also misses C5/C6,
   4 mm above the bottom edge); the two wrong ones are flagged ambiguous (2/0: C2/C3-C4/C5 named
-  C3/C4-C5/C6; 4/2: a single disc named T10/T11); 8/20 flagged in all (identity margins
-  0.0-1.90 < 2);
+  C3/C4-C5/C6; 4/2: a single disc named T10/T11); 9/20 flagged in all (identity margins
+  0.0-1.997 < 2; 8/20 before the levels were read on band tilts within +-15 degrees, which
+  took copy 0/1 from 2.15 to 1.997: docs/labeling_bare_image.md, "Two-stage tilt reading");
 * disc positions (copies with the right levels): per-copy mean absolute error 0.31-2.07 mm
   (mean 1.14), largest single error 2.27 mm;
-* 'test' phantom seeds 0-3: right and not flagged on seeds 1-2 (seed 2: MAE 2.12 mm, its C2/C3
-  5.1 mm low), seeds 0 and 3 wrong (C2/C3 missed, C3/C4 5-7 mm off) and flagged (2 discs found).
+* 'test' phantom seeds 0-3: right and not flagged on seeds 1-2 (MAE 0.52 / 0.43 mm; seed 2 was
+  2.12 mm, its C2/C3 5.1 mm low, before the two-stage tilt reading), seeds 0 and 3 wrong (C2/C3
+  missed, C3/C4 6.7-7.5 mm off) and flagged (2 discs found).
 """
 
 from __future__ import annotations
@@ -76,11 +78,11 @@ def moved(sct_data) -> list[tuple[str, bool, bool, dict]]:
 
 
 def test_moved_t2_levels(moved):
-    """Levels right on 18/20 copies; never a wrong labeling that is not flagged; at most 8 of 20
-    flagged ambiguous."""
+    """Levels right on 18/20 copies; never a wrong labeling that is not flagged; at most 9 of 20
+    flagged ambiguous (measured 9: 7 of them right, margins 1.29-1.997)."""
     assert all(right or amb for _, right, amb, _ in moved), [c for c, right, amb, _ in moved if not (right or amb)]
     assert sum(right for _, right, _, _ in moved) >= 18
-    assert sum(amb for _, _, amb, _ in moved) <= 8
+    assert sum(amb for _, _, amb, _ in moved) <= 9
 
 
 def test_moved_t2_positions(moved):
@@ -93,12 +95,14 @@ def test_moved_t2_positions(moved):
 
 def test_independent_test_phantom_never_confidently_wrong():
     """'test' (1 mm, C2-C5, average T2), seeds 0-3: a labeling with a wrong or missing level is
-    flagged ambiguous (seeds 0 and 3: two discs found); the others are right."""
+    flagged ambiguous (seeds 0 and 3: two discs found); the others are right, their discs within
+    1.2 mm (measured MAE 0.52 / 0.43, max 1.11 / 0.59 mm)."""
     outcomes = []
     for seed in range(4):
         ph = make_independent_subject("test", seed=seed)
         lab = label_vertebrae(ph.image, ph.seg, contrast="t2")
         r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
-        outcomes.append((seed, r["identity_ok"], lab.ambiguous))
-    assert all(ok or amb for _, ok, amb in outcomes), outcomes
-    assert sum(ok for _, ok, _ in outcomes) >= 2, outcomes
+        outcomes.append((seed, r["identity_ok"], lab.ambiguous, r["max_mm"]))
+    assert all(ok or amb for _, ok, amb, _ in outcomes), outcomes
+    assert sum(ok for _, ok, _, _ in outcomes) >= 2, outcomes
+    assert all(mx <= 1.2 for _, ok, amb, mx in outcomes if ok and not amb), outcomes

@@ -9,7 +9,8 @@ wrong (C2/C3 missed), now flagged (test_label_vertebrae_moved.py).
 
 Measured (this commit): level identity right on 19/20; the wrong one (axial_thick seed 0,
 0.5 x 0.5 x 5 mm T2*-like) is flagged ambiguous; among the right ones the per-subject mean absolute
-S-I error is 0.23-1.10 mm (mean 0.58), the largest single error 2.2 mm; conus tip within 1 mm.
+S-I error is 0.23-1.10 mm (mean 0.57; 0.58 before the levels were read on band tilts within
++-15 degrees: iso1mm_t1/0 1.04 -> 0.84), the largest single error 2.2 mm; conus tip within 1 mm.
 The cord width's disc-to-disc change (the chain's pair term, spread 0.05 in log width) was set on
 these seeds and on sct_testing_data's t2 (0.04 put axial_thick seed 2 one level off).
 """
@@ -64,12 +65,12 @@ def test_identity(results):
 
 def test_positions(results):
     """Disc positions along the cord where the identity is right: per subject MAE <= 1.2 mm
-    (measured <= 1.10), all subjects <= 0.65 mm (0.58), every disc <= 2.4 mm (2.2); the issue
+    (measured <= 1.10), all subjects <= 0.62 mm (0.57), every disc <= 2.4 mm (2.2); the issue
     asks MAE <= 2 mm."""
     right = [r for r in results if r["identity_ok"]]
     maes = np.array([r["mae_mm"] for r in right])
     assert np.all(maes <= 1.2), [(r["case"], r["mae_mm"]) for r in right if r["mae_mm"] > 1.2]
-    assert maes.mean() <= 0.65
+    assert maes.mean() <= 0.62
     assert max(r["max_mm"] for r in right) <= 2.4
 
 

@@ -58,6 +58,13 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
     ``back + offset_mm + fraction * depth`` (the posterior half, where discs are most regular).
     ``half_width_mm`` (per row or one value): about a quarter of the expected disc spacing.
     ``tilts_deg``: the band tilts tried (the best one per row is kept)."""
+    return band_evidence_sets(sub, back, depth, polarity, half_width_mm, offset_mm, fraction, (tilts_deg,))[0]
+
+
+def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, polarity: int = 1,
+                       half_width_mm: np.ndarray | float = 4.0, offset_mm: float = 3.0, fraction: float = 0.45,
+                       tilt_sets: tuple[tuple[float, ...], ...] = (TILTS_DEG,)) -> list[Evidence]:
+    """:func:`band_evidence` for each set of tilts in ``tilt_sets``, every tilt measured once."""
     ds = float(sub.s[1] - sub.s[0])
     v = sub.valid
     y = _local_standardise(sub.values, v, ds)
@@ -67,13 +74,11 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
     window = ((b[None] >= lo) & (b[None] <= hi)).astype(float)  # (ns, nb)
     ns, nb = y.shape
     jj, ii = np.meshgrid(np.arange(ns, dtype=float), np.arange(nb, dtype=float), indexing="ij")
-    best = np.full(ns, -np.inf)
-    best_tilt = np.zeros(ns)
-    inside = np.zeros(ns, bool)
     pivot = back + offset_mm
     hw = np.rint(np.broadcast_to(np.asarray(half_width_mm, float), (ns,)))  # whole mm: few distinct
     ks = np.maximum(1, np.rint(hw / ds)).astype(int)
-    for tilt in tilts_deg:
+    per_tilt: dict[float, np.ndarray] = {}
+    for tilt in sorted({t for ts in tilt_sets for t in ts}):
         # sample each depth at s + (b - pivot) tan(tilt): a band tilted by `tilt` becomes vertical
         shift = (b[None] - pivot[:, None]) * np.tan(np.deg2rad(tilt)) / ds
         coords = np.stack([jj + shift, ii])
@@ -82,7 +87,6 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
         wsum = (window * vs).sum(1)
         prof = np.where(wsum > 0.3 * window.sum(1), (window * ys).sum(1) / np.maximum(wsum, 1e-6), np.nan)
         ok = np.isfinite(prof)
-        inside |= ok
         p = ndimage.gaussian_filter1d(np.where(ok, prof, 0.0), 1.0 / ds)
         r = np.full(ns, np.nan)
         for k in np.unique(ks):
@@ -95,13 +99,21 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
             rk = polarity * (p - flank)
             use = (ks == k) & ok & (below | above)
             r[use] = rk[use]
-        better = np.nan_to_num(r, nan=-np.inf) > best
-        best = np.where(better, r, best)
-        best_tilt = np.where(better, tilt, best_tilt)
-    score = np.where(np.isfinite(best), best, np.nan)
-    fin = np.isfinite(score)
-    if fin.sum() > 5:
-        med = np.median(score[fin])
-        mad = 1.4826 * np.median(np.abs(score[fin] - med)) + 1e-6
-        score = (score - med) / mad
-    return Evidence(sub.s, np.where(fin, score, 0.0), best_tilt, fin, polarity)
+        per_tilt[tilt] = r
+    out = []
+    for tilts in tilt_sets:
+        best = np.full(ns, -np.inf)
+        best_tilt = np.zeros(ns)
+        for tilt in tilts:  # in the caller's order: a tie keeps the first tilt
+            r = per_tilt[tilt]
+            better = np.nan_to_num(r, nan=-np.inf) > best
+            best = np.where(better, r, best)
+            best_tilt = np.where(better, tilt, best_tilt)
+        score = np.where(np.isfinite(best), best, np.nan)
+        fin = np.isfinite(score)
+        if fin.sum() > 5:
+            med = np.median(score[fin])
+            mad = 1.4826 * np.median(np.abs(score[fin] - med)) + 1e-6
+            score = (score - med) / mad
+        out.append(Evidence(sub.s, np.where(fin, score, 0.0), best_tilt, fin, polarity))
+    return out

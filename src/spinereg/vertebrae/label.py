@@ -43,7 +43,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
-from spinereg.vertebrae.evidence import Evidence, band_evidence
+from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence, band_evidence_sets
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
@@ -498,10 +498,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
-        ev = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
-        ev_id = ev if IDENTITY_TILTS_DEG is None else band_evidence(
-            sub, back, depth, polarity=pol, half_width_mm=half_width, tilts_deg=IDENTITY_TILTS_DEG,
-            **EVIDENCE_OPTIONS)
+        if IDENTITY_TILTS_DEG is None:
+            ev = ev_id = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
+        else:
+            ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
+                                           tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
         e_pos = e if ev_id is ev else _grid_evidence(ev, grid, in_sub, jc, half_width)
@@ -597,7 +598,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     if pinned is None:
         need = AMBIGUOUS_MARGIN * max(1.0, si_mm / THICK_SI_MM)
         if margin < need:
-            reasons.append(f"identity margin {margin:.2f} < {need:.1f}: the levels shifted by one fit "
+            reasons.append(f"identity margin {np.floor(margin * 100) / 100:.2f} < {need:.2f}: the levels shifted by one fit "
                            "almost as well")
         if image_check is not None and image_check["margin"] < -IMAGE_DISAGREE_MARGIN:
             reasons.append(f"{CUES_DISAGREE}: without the cord width (disc bands, spacing and template match "
