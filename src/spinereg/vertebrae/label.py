@@ -18,7 +18,10 @@ confidence. Steps (see the modules):
    (:mod:`~spinereg.vertebrae.dp`): each disc in view scores its band evidence minus what a disc
    must show, plus the cord-width agreement and the global match's vote; the pontomedullary
    junction cannot lie below the top of the segmented cord nor the template's last disc far
-   above its end; ``init`` (SCT's ``-initz`` / ``-initlabel``) pins one disc;
+   above its end; ``init`` (SCT's ``-initz`` / ``-initlabel``) pins one disc. The chain that
+   names the levels reads bands tilted at most ``IDENTITY_TILTS_DEG`` (steep tilts make spurious
+   peaks between weak discs); the discs are then re-placed on every tilt, each within
+   ``REFINE_MM`` of that chain's place;
 5. the conus tip (value 60) at the inferior end of the segmented cord when the image continues
    below it and the lowest disc is T10/T11 (value 18) or lower.
 
