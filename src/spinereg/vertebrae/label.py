@@ -46,7 +46,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
-from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence, band_evidence_sets
+from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
@@ -107,9 +107,9 @@ WIDTH_SD = 0.12
 WIDTH_STEP_SD = 0.05
 #: the identity's reference disc stays this close (mm) to its place when positions are refined
 POSITION_HOLD_MM = 6.0
-#: band tilts (degrees) the chain that names the levels reads (None: all of evidence.TILTS_DEG);
-#: the positions are then refined on every tilt within REFINE_MM of that chain's
-IDENTITY_TILTS_DEG: tuple[float, ...] | None = tuple(range(-15, 16, 5))
+#: band tilts (degrees) the chain that names the levels reads; the positions are then refined
+#: on every tilt (evidence.TILTS_DEG) within REFINE_MM of that chain's
+IDENTITY_TILTS_DEG: tuple[float, ...] = tuple(range(-15, 16, 5))
 REFINE_MM = 3.0
 #: measurement part of that spread per (left-right voxel extent / cord width)
 WIDTH_RES_FACTOR = 0.5
@@ -501,15 +501,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
-        if IDENTITY_TILTS_DEG is None:
-            ev = ev_id = band_evidence(sub, back, depth, polarity=pol, half_width_mm=half_width, **EVIDENCE_OPTIONS)
-        else:
-            ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
-                                           tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
+        ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
+                                       tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
-        e_pos = e if ev_id is ev else _grid_evidence(ev, grid, in_sub, jc, half_width)
-        unary_pos = np.where(seen[:, None], e_pos[None], 0.0) + width_term + vote
+        unary_pos = np.where(seen[:, None], _grid_evidence(ev, grid, in_sub, jc, half_width)[None], 0.0) \
+            + width_term + vote
         if pinned is not None:
             k, s0 = pinned
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
@@ -549,10 +546,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                                                             len(sub.s) - 1))])
         held = unary_pos.copy()
         held[kr] = np.where(np.abs(grid - chain.positions[kr]) <= POSITION_HOLD_MM, held[kr], -1e9)
-        if IDENTITY_TILTS_DEG is not None:
-            # every disc in view stays near where the identity's chain put it
-            for k in ref:
-                held[k] = np.where(np.abs(grid - chain.positions[k]) <= REFINE_MM, held[k], -1e9)
+        for k in ref:  # every disc in view stays near where the identity's chain put it
+            held[k] = np.where(np.abs(grid - chain.positions[k]) <= REFINE_MM, held[k], -1e9)
         chain = best_chain(grid, held, t, scales, sd=SPACING_SD)
         gx = np.rint((chain.positions - grid[0]) / step).astype(int)
     # reported: the chain's discs in view (a disc within EDGE_SLACK_MM beyond the last row with
