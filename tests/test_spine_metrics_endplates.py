@@ -287,7 +287,8 @@ def test_flat_endplates_of_the_analytic_phantom(contrast, max_tilt, heights):
     middle heights +0.48 to +0.83 mm (the edge from the dark cortical line to the grey disc: the
     edge from the marrow into the cortex, taken before, made T1 bodies 2.0-2.5 mm short and its
     tilts 1.0 deg). The outer endplates of C2 and C7, with no disc beyond, are not measured on T1
-    (before: C7 inferior taken from the marrow-cortex edge)."""
+    (before: C7 inferior taken from the marrow-cortex edge). C2's superior end is never reported
+    (a real C2 has the dens there, not an endplate; the phantom's flat C2 had one): 7 tilts on CT."""
     from spinereg.metrics.endplates import measure_endplates
     from spinereg.phantom.spine import make_spine_phantom
 
@@ -298,7 +299,7 @@ def test_flat_endplates_of_the_analytic_phantom(contrast, max_tilt, heights):
     err = [getattr(r, f"{s}_deg") - ph.truth["levels"][r.level][f"endplate_{s}_deg"]
            for r in rows for s in ("superior", "inferior")]
     err = np.array([x for x in err if np.isfinite(x)])
-    assert len(err) >= 8 and np.abs(err).max() < max_tilt, err
+    assert len(err) >= 7 and np.abs(err).max() < max_tilt, err
     dh = np.array([r.middle_mm - ph.truth["levels"][r.level]["height_middle_mm"] for r in rows])
     dh = dh[np.isfinite(dh)]
     assert len(dh) >= 3 and heights[0] < dh.min() and dh.max() < heights[1], dh

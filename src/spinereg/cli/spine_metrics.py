@@ -26,7 +26,7 @@ def register(sub) -> None:
                                    "segmental angles in this image (image_* rows; the bodies only say which "
                                    "level is where)")
     p.add_argument("--contrast", default="t2", choices=("t2", "t2s", "t1", "ct"),
-                   help="contrast of --image: which way the discs differ from the marrow (default t2)")
+                   help="contrast of --image: which way the discs differ from the marrow (default t2); a t1 image whose discs are brighter than its marrow is measured as such, with a note")
     p.add_argument("--discs", help="disc labels (angles between disc-to-disc directions)")
     p.add_argument("--cord", help="cord segmentation (centerline curvature)")
     p.add_argument("--levels", help="level range for the Cobb angle and curvature, e.g. C2:C7 or 2:7 "
@@ -39,6 +39,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    import sys
     from pathlib import Path
 
     from spinereg.errors import InputError
@@ -67,10 +68,16 @@ def run(args) -> int:
     with rec.stage("measures"):
         rows = spine_metrics_rows(bodies=bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
                                   cord=args.cord, levels=args.levels, erode_mm=args.erode)
+        disc_note = ""
         if args.image:
-            from spinereg.metrics.endplates import endplate_rows, measure_endplates
+            from spinereg.metrics.endplates import DISC_POLARITY, endplate_rows, measure_endplates
 
-            rows += endplate_rows(measure_endplates(args.image, bodies, args.contrast))
+            found = measure_endplates(args.image, bodies, args.contrast)
+            rows += endplate_rows(found)
+            if {r.disc_polarity for r in found} - {0, DISC_POLARITY[args.contrast]}:
+                disc_note = (f"--contrast {args.contrast} assumes discs darker than the marrow; {args.image} shows "
+                             "them brighter: measured as bright")
+                print(f"note: {disc_note}", file=sys.stderr)
     inputs = {k: getattr(args, k) for k in ("bodies", "warp", "image", "t1", "csf", "ct", "discs", "cord")
               if getattr(args, k)}
     qc_index = None
@@ -82,7 +89,8 @@ def run(args) -> int:
             save_image(bodies, tmp / PLACED_NAME)
         write_json(tmp / "metrics.json", {"rows": rows})
         write_json(tmp / "provenance.json", {**rec.as_dict(inputs), "inputs": inputs,
-                                             "parameters": {"levels": args.levels, "erode_mm": args.erode}})
+                                             "parameters": {"levels": args.levels, "erode_mm": args.erode,
+                                                            **({"disc_polarity": disc_note} if disc_note else {})}})
         if args.qc:
             from spinereg.qc import add_to_report
 

@@ -32,6 +32,10 @@ body is, where it roughly ends. Everything measured comes from the image along l
    darker). On T1 the disc is darker than the marrow but brighter than the cortical line: taking
    the edge from the marrow into the cortex instead made bodies a cortex too short on each side
    (analytic phantom: -2.0 to -2.5 mm; now +0.5 to +0.8 mm, the outward bias of every contrast).
+   **Disc polarity from the image:** a T1 whose discs are brighter than the marrow (sct_testing_data
+   t1: 3.5 times; the sequence and the marrow's fat decide it, not the name of the contrast) is
+   measured with bright discs (:func:`disc_polarity`, ``DISC_BRIGHT_RATIO``); before, no body of
+   that image was measured. C2 reports its inferior endplate only: its superior end is the dens.
 4. **Planes.** Edge points at 7 A-P x 3 L-R columns (0.2-0.8 of the depth) give endplate
    planes: a robust start (Theil-Sen), then least squares with points farther than
    ``OUTLIER_MM`` refitted out; at least ``MIN_PLANE_POINTS`` inliers within
@@ -83,6 +87,12 @@ DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
 EDGE_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": 1, "ct": -1}
 #: cortical bone polarity per contrast: -1 darker than marrow (MR), +1 brighter (CT)
 CORTEX_POLARITY = {"t2": -1, "t2s": -1, "mr": -1, "t1": -1, "ct": 1}
+#: an MR contrast whose table says its discs are darker than the marrow (T1) is measured with
+#: bright discs when the image shows them brighter: the median over the placed bodies' ends of the
+#: brightest point within ``WINDOW_MM`` of the end exceeds the body's core by this fraction of it
+#: (sct_testing_data t1: 3.5, its discs bright and its bodies dark; t2: 0.32; the analytic
+#: phantom's T1, discs darker than the marrow: 0.00-0.05)
+DISC_BRIGHT_RATIO = 0.5
 #: antero-posterior positions of the anterior / middle / posterior heights (fraction of the
 #: depth from the posterior wall)
 COLUMNS = {"anterior": 0.75, "middle": 0.5, "posterior": 0.25}
@@ -133,6 +143,9 @@ class BodyEndplates(Heights):
     status: str = "measured"
     columns: dict[str, np.ndarray] = field(default_factory=dict)  # column centre points (world)
     edges: dict[str, tuple[float, float]] = field(default_factory=dict)  # column -> (s_inf, s_sup) mm
+    #: the discs' polarity against the marrow the body was measured with (+1 brighter, -1 darker;
+    #: 0: not measured), see :func:`disc_polarity`
+    disc_polarity: int = 0
 
     @property
     def heights(self) -> dict[str, float]:
@@ -591,16 +604,75 @@ def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
     frames = _prior_frames(ib, values)
     sample = _Sampler(img)
     labels = _Sampler(Image(np.round(lab).astype(np.float32), ib.affine), order=0)
+    dpol, _ = disc_polarity(contrast, disc_brightness(sample, labels, frames, lr_halfwidth_mm))
     out = []
     for v in values:
         if isinstance(frames[v], str):
             out.append(_unmeasured(v, frames[v]))
             continue
-        out.append(measure_body(sample, labels, v, *frames[v], EDGE_POLARITY[contrast],
-                                lr_halfwidth_mm=lr_halfwidth_mm, iterations=iterations, refits=refits,
-                                wall_axis=wall_axis, cortex=CORTEX_POLARITY[contrast],
-                                disc_polarity=DISC_POLARITY[contrast]))
+        r = measure_body(sample, labels, v, *frames[v], EDGE_POLARITY[contrast], lr_halfwidth_mm=lr_halfwidth_mm,
+                         iterations=iterations, refits=refits, wall_axis=wall_axis,
+                         cortex=CORTEX_POLARITY[contrast], disc_polarity=dpol)
+        r.disc_polarity = dpol
+        out.append(_without_dens_end(r) if v == AXIS_LEVEL else r)
     return out
+
+
+#: C2 (the axis): its inferior endplate is measured, its superior end is not an endplate (the dens
+#: rises from the body into the ring of C1), so neither its superior tilt nor its heights are
+#: reported (sct_testing_data t1: an edge at the atlanto-dental joint gave 11.7-13.0 mm "heights")
+AXIS_LEVEL = 2
+
+
+def _without_dens_end(r: BodyEndplates) -> BodyEndplates:
+    """C2 with its superior tilt and heights removed, its status saying why."""
+    from dataclasses import replace
+
+    if not np.isfinite(r.superior_deg) and not np.isfinite(r.middle_mm):
+        return r
+    nan = float("nan")
+    why = "superior: C2 has no superior endplate (the dens): heights and superior tilt not measured"
+    return replace(r, anterior_mm=nan, middle_mm=nan, posterior_mm=nan, wedge_ratio=nan, biconcave_ratio=nan,
+                   superior_deg=nan, superior_normal=[],
+                   status=why if r.status == "measured" else f"{why}; {r.status}")
+
+
+def disc_brightness(sample: _Sampler, labels: _Sampler, frames: dict, lr_halfwidth_mm: float = 1.5) -> float:
+    """How much brighter than the marrow the discs next to the placed bodies are: the median, over
+    the bodies' ends on their plane columns, of (brightest smoothed sample within ``WINDOW_MM`` of
+    the placed end - the body's core median) / the core median; NaN where no end is in view."""
+    ratios = []
+    for v, fr in frames.items():
+        if isinstance(fr, str):
+            continue
+        centre, axes, depth, height = fr
+        reach = 0.5 * height + WINDOW_MM + 4.0
+        s = np.arange(-reach, reach + 1e-9, STEP_MM)
+        core = np.abs(s) < max(0.2 * height, 2.0)
+        for f in PLANE_COLUMNS:
+            ap = (f - 0.5) * depth
+            prof = _column(sample, centre, axes, ap, 0.0, s, lr_halfwidth_mm)
+            if not np.isfinite(prof[core]).any():
+                continue
+            marrow = float(np.nanmedian(prof[core]))
+            ps = _smooth(prof, EDGE_SMOOTH_MM)
+            for end in _prior_ends(labels, v, centre, axes, ap, 0.0, s):
+                near = (np.abs(s - end) <= WINDOW_MM) & np.isfinite(ps)
+                if np.isfinite(end) and near.sum() * STEP_MM >= WINDOW_MM and abs(marrow) > 0:
+                    ratios.append((float(ps[near].max()) - marrow) / abs(marrow))
+    return float(np.median(ratios)) if ratios else float("nan")
+
+
+def disc_polarity(contrast: str, brightness: float) -> tuple[int, str]:
+    """The discs' polarity against the marrow to measure with (+1 brighter, -1 darker) and why:
+    the contrast's (:data:`DISC_POLARITY`), except an MR contrast listed with dark discs (T1)
+    whose image shows them brighter than the marrow by ``DISC_BRIGHT_RATIO``
+    (:func:`disc_brightness`): bright."""
+    dpol = DISC_POLARITY[contrast]
+    if contrast != "ct" and dpol < 0 and np.isfinite(brightness) and brightness > DISC_BRIGHT_RATIO:
+        return 1, (f"discs brighter than the marrow in this image ({brightness:.2f} of it; {contrast} assumes "
+                   "darker): measured as bright")
+    return dpol, ""
 
 
 def _unmeasured(level: int, why: str) -> BodyEndplates:
