@@ -97,9 +97,41 @@ def bare_full_phantom(seed: int, source: str) -> dict:
             "seg_dice": dice(seg, ph.seg).dice, "mean_mm": err["mean_mm"], "p95_mm": err["p95_mm"], "cord_dice": cd}
 
 
+def given_discs_full_phantom(seed: int, source: str) -> dict:
+    """The bare job's registration given discs instead of detecting them (automatic segmentation
+    kept), on the full phantom: the phantom's true discs C2/C3 and below (every disc that shows a
+    band; C1/C2 has none), the same with the true C1/C2 added, and PAM50's second disc file (``PAM50_label_discPosterior``, the same
+    discs marked at their posterior tips) moved by the phantom's deformation. Cord error mean /
+    p95 (mm): what a perfect band reader, or a perfect reader of PAM50's other disc convention,
+    could reach."""
+    from spinereg.io.image import load_image
+    from spinereg.io.resample import place_labels
+    from spinereg.phantom.independent import make_independent_subject
+    from spinereg.register.template import register_to_template
+    from spinereg.segment import segment
+
+    ph = make_independent_subject("full", seed=seed, source=source)
+    seg = segment(ph.image, ph.contrast).seg
+    post_img = load_image(load_template("PAM50").path("disc_posterior"))
+    post_lab = np.asarray(post_img.data).round().astype(int)
+    vals = [v for v in sorted(ph.disc_points) if 2 < v < 60]
+    post = {int(v): post_img.grid.voxel_to_world(np.argwhere(post_lab == v)[:1].astype(float))[0] for v in vals}
+    out = {}
+    with_c12 = [v for v in sorted(ph.disc_points) if 1 < v < 60]
+    for name, vv, pts in (("true", vals, np.array([ph.disc_points[v] for v in vals])),
+                          ("true_c1c2", with_c12, np.array([ph.disc_points[v] for v in with_c12])),
+                          ("posterior", vals, ph.deformation.push(np.array([post[v] for v in vals])))):
+        ld = ph.image.with_data(place_labels(pts, np.array(vv), ph.image.grid, dtype=np.uint8))
+        err = ph.error(register_to_template(ph.image, seg, ldisc=ld, template="PAM50", contrast=ph.contrast).template2anat)
+        out[name] = (err["mean_mm"], err["p95_mm"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bare", default="", help="seeds of the full phantom to run the bare-image job on (e.g. 0,1,2,3)")
+    ap.add_argument("--given-discs", default="", help="seeds of the full phantom to register with given discs "
+                                                      "(true C2/C3 and below; PAM50's posterior disc labels)")
     a = ap.parse_args(argv)
     root = Path(os.environ.get("SPINEREG_DATA", "../shared/data")) / "sct_testing_data"
     t0 = time.perf_counter()
@@ -120,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
                 lv = ("right" if r["levels_right"] else "WRONG") + ("*" if r["flagged"] else "")
                 print(f"{source:8s} {seed:4d} {lv:>7s} {r['disc_mae_mm']:7.2f} {r['seg_dice']:7.4f} "
                       f"{r['mean_mm']:6.3f} {r['p95_mm']:6.3f} {r['cord_dice']:8.4f}", flush=True)
+    if a.given_discs:
+        print("\nFull phantom registered with given discs (automatic segmentation), cord error mean / p95 mm")
+        for source in ("average", "tissue"):
+            for seed in (int(s) for s in a.given_discs.split(",")):
+                r = given_discs_full_phantom(seed, source)
+                print(f"{source:8s} {seed:4d} true C2/C3-: {r['true'][0]:.3f} / {r['true'][1]:.3f}   "
+                      f"with true C1/C2: {r['true_c1c2'][0]:.3f} / {r['true_c1c2'][1]:.3f}   "
+                      f"PAM50 discPosterior: {r['posterior'][0]:.3f} / {r['posterior'][1]:.3f}", flush=True)
     return 0
 
 

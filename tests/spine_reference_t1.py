@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spine_reference_t2 import FRACTIONS, _along, _line, _tilt, trace
+from spine_reference_t2 import FRACTIONS, from_traces, trace  # noqa: F401 (FRACTIONS: the columns, for callers)
 
 SLAB = (22, 25)  # voxel planes x (end excluded)
 COLUMNS = tuple(range(17, 28))
@@ -73,25 +73,4 @@ def traces(data: np.ndarray, planes: tuple[int, int] = SLAB) -> dict[tuple[int, 
 
 def reference(data: np.ndarray, planes: tuple[int, int] = SLAB) -> dict:
     """Reference heights (mm) per body and column, tilts (deg) per endplate, segmental angles."""
-    tr = traces(data, planes)
-    tilts, normals = {}, {}
-    for (lev, side), pts in tr.items():
-        ant, post = WALLS[lev]
-        depth = post - ant
-        normals[(lev, side)] = _line(pts, post - 0.8 * depth, post - 0.2 * depth)
-        tilts[(lev, side)] = _tilt(normals[(lev, side)])
-    heights = {}
-    for lev in LEVELS:
-        ant, post = WALLS[lev]
-        sup, inf = tr[(lev, "superior")], tr[(lev, "inferior")]
-        u = normals[(lev, "superior")] + normals[(lev, "inferior")]
-        u /= np.linalg.norm(u)
-        h = {}
-        for name, f in FRACTIONS.items():
-            x = post - f * (post - ant)
-            c = 0.5 * (np.interp(x, *sup.T) + np.interp(x, *inf.T))
-            h[name] = _along(sup, x, c, u) - _along(inf, x, c, u)
-        heights[lev] = h
-    segmental = {"C3-C4": tilts[(3, "inferior")] - tilts[(4, "superior")],
-                 "C4-C5": tilts[(4, "inferior")] - tilts[(5, "superior")]}
-    return {"heights": heights, "tilts": tilts, "segmental": segmental, "traces": tr}
+    return from_traces(traces(data, planes), WALLS, LEVELS)

@@ -94,16 +94,21 @@ def _along(points: np.ndarray, x: float, c: float, u: np.ndarray) -> float:
 
 def reference(data: np.ndarray, slab: tuple[int, int] = SLAB) -> dict:
     """Reference heights (mm) per body and column, tilts (deg) per endplate, segmental angles."""
-    tr = traces(data, slab)
+    return from_traces(traces(data, slab), WALLS, (3, 4))
+
+
+def from_traces(tr: dict[tuple[int, str], np.ndarray], walls: dict, levels: tuple[int, ...]) -> dict:
+    """Steps 4-5 on traced endplates: tilts of every traced endplate, heights of ``levels``
+    between the ``walls`` (level -> anterior, posterior voxel i), segmental angles C3-C4, C4-C5."""
     tilts, normals = {}, {}
     for (lev, side), pts in tr.items():
-        ant, post = WALLS[lev]
+        ant, post = walls[lev]
         depth = post - ant
         normals[(lev, side)] = _line(pts, post - 0.8 * depth, post - 0.2 * depth)
         tilts[(lev, side)] = _tilt(normals[(lev, side)])
     heights = {}
-    for lev in (3, 4):
-        ant, post = WALLS[lev]
+    for lev in levels:
+        ant, post = walls[lev]
         sup, inf = tr[(lev, "superior")], tr[(lev, "inferior")]
         u = normals[(lev, "superior")] + normals[(lev, "inferior")]
         u /= np.linalg.norm(u)

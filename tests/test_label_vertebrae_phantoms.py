@@ -42,7 +42,8 @@ def _run(variant: str, seed: int) -> dict:
     if c1c2 and 2 in ph.disc_points:
         s_true, _ = lab.centerline.project(np.asarray(ph.disc_points[2], float)[None])
         out["c1c2_mm"] = float(c1c2[0].s - s_true[0])
-        assert c1c2[0].estimated
+        out["c1c2_csf"] = c1c2[0].from_csf
+        assert c1c2[0].estimated != c1c2[0].from_csf
     return out
 
 
@@ -51,7 +52,7 @@ def results() -> list[dict]:
     rows = [_run(v, s) for v, s in CASES]
     for r in rows:
         print(r["case"], r["identity_ok"], r["ambiguous"], round(r["mae_mm"], 2), round(r["max_mm"], 2),
-              r["errors"].get(60), r.get("c1c2_mm"))
+              r["errors"].get(60), r.get("c1c2_mm"), r.get("c1c2_csf"))
     return rows
 
 
@@ -81,12 +82,18 @@ def test_conus(results):
 
 
 def test_c1c2_where_visible(results):
-    """C1/C2 (no disc band: placed by the chain's spacing, marked estimated) is reported where the
-    field of view shows it, within 2.5 mm along the cord on every right subject that shows it
-    (measured 0.2-2.3 mm on the cervical, cervicothoracic, iso1mm_t1, sagittal_thick cases)."""
+    """C1/C2 (no disc band) is reported where the field of view shows it, within 2.5 mm along the
+    cord on every right subject that shows it: located from the CSF profile above C2/C3 on 7
+    (cervical 0-2, cervicothoracic 1, sagittal_thick 0-2: 0.22-1.00 mm, mean 0.61; the chain's
+    spacing gave 0.18-0.85, mean 0.53, on the same seven: the CSF is no better on these short
+    cervical fields of view, it is on the full C1-T6 ones, docs/labeling_bare_image.md), from the
+    chain's spacing (marked estimated) on the other 4 (cervicothoracic 0 2.29 mm, under 20 mm of
+    CSF in view above C2/C3; iso1mm_t1 0-2 1.02-1.50, T1: no bright CSF)."""
     shown = [r for r in results if "c1c2_mm" in r and r["identity_ok"]]
-    assert len(shown) >= 8, [r["case"] for r in shown]
+    assert len(shown) >= 11, [r["case"] for r in shown]
     assert max(abs(r["c1c2_mm"]) for r in shown) <= 2.5, [(r["case"], round(r["c1c2_mm"], 2)) for r in shown]
+    csf = [abs(r["c1c2_mm"]) for r in shown if r["c1c2_csf"]]
+    assert len(csf) >= 7 and max(csf) <= 1.1 and np.mean(csf) <= 0.65, csf
 
 
 def test_too_coarse_is_flagged():

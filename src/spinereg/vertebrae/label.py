@@ -142,6 +142,8 @@ class Disc:
     tilt_deg: float
     #: placed by the chain's spacing, not by a band (C1/C2: no disc band, see UNSEEN)
     estimated: bool = False
+    #: C1/C2 located from the CSF profile above C2/C3 (:mod:`spinereg.vertebrae.c1c2`), not a band
+    from_csf: bool = False
 
     @property
     def name(self) -> str:
@@ -151,7 +153,8 @@ class Disc:
         return {"value": int(self.value), "name": self.name, "s_mm": round(float(self.s), 2),
                 "point_mm": [round(float(c), 2) for c in self.point],
                 "confidence": round(float(self.confidence), 3), "evidence": round(float(self.evidence), 2) if np.isfinite(self.evidence) else None,
-                "tilt_deg": float(self.tilt_deg), **({"estimated": True} if self.estimated else {})}
+                "tilt_deg": float(self.tilt_deg), **({"estimated": True} if self.estimated else {}),
+                **({"located_from": "csf"} if self.from_csf else {})}
 
 
 def disc_name(value: int) -> str:
@@ -400,6 +403,29 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+def _c1c2_from_csf(image: Image, seg: Image, cl, contrast: str, template: str, model, discs: list) -> Disc | str:
+    """C1/C2 from the CSF profile above the measured C2/C3 (:func:`spinereg.vertebrae.c1c2.locate_c1c2`)
+    as a disc, or why not."""
+    from spinereg.io.template import load_template
+    from spinereg.vertebrae.c1c2 import locate_c1c2, template_csf
+
+    c23 = [d for d in discs if d.value == 3 and not d.estimated]
+    vals = list(model.disc_values)
+    if not c23 or 2 not in vals or 3 not in vals:
+        return "no measured C2/C3 (or no C1/C2 in the template)"
+    tpl = load_template(template)
+    if not tpl.has("csf"):
+        return f"template {template} has no CSF mask"
+    found, why = locate_c1c2(image, seg, cl, c23[0].s, contrast, template_csf(str(tpl.path("csf"))),
+                             float(model.disc_s[vals.index(3)]), float(model.disc_s[vals.index(2)]))
+    if found is None:
+        return why
+    if found.s > cl.length:
+        return f"C1/C2 from the CSF lies {found.s - cl.length:.1f} mm above the cord in view"
+    conf = float(min(c23[0].confidence, found.ncc))
+    return Disc(2, found.s, cl.points(found.s), conf, float("nan"), 0.0, from_csf=True)
+
+
 def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                     template: str = "PAM50", check_identity: bool = True) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg`` (see
@@ -581,6 +607,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if lo_s + half_width[jj] <= x <= hi_s - half_width[jj] and x <= cl.length:
             conf = float(min(d.confidence for d in discs)) * 0.5
             discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, estimated=True))
+    # C1/C2 measured where the CSF above a measured C2/C3 shows it (replaces the chain's estimate)
+    c1c2_report = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
+    if isinstance(c1c2_report, Disc):
+        discs = [d for d in discs if d.value != 2]
+        discs.insert(0, c1c2_report)
+        c1c2_report = {"located_from": "csf", **c1c2_report.as_dict()}
     conus = _conus(discs, cl, sub.s[0], margin)
     if conus is not None:
         discs.append(conus)
@@ -588,7 +620,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     source = "init" if pinned is not None else "chain"
     si_mm = _si_spacing(image, cl)
     coarse = si_mm > MAX_SI_SPACING_MM
-    n_found = sum(d.value != CONUS and not d.estimated for d in discs)
+    n_found = sum(d.value != CONUS and not d.estimated and not d.from_csf for d in discs)
     n_bands = sum(d.value != CONUS and not d.estimated and d.evidence >= BAND_SHOWN for d in discs)
     reasons = []
     if coarse:
@@ -615,7 +647,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
-              "image_identity": image_check}
+              "image_identity": image_check, "c1c2": c1c2_report}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")

@@ -1,0 +1,50 @@
+"""spinereg.vertebrae.c1c2: C1/C2 from the CSF profile above C2/C3. Its accuracy on independent
+phantoms is asserted in test_label_vertebrae_bare.py (full phantom seeds 0 and 2: -0.32 / +0.55 mm)
+and test_label_vertebrae_phantoms.py (7 phantoms with the CSF in view: 0.22-1.00 mm); here the
+stretch search and the refusals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinereg.io.template import load_template
+from spinereg.vertebrae import c1c2
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return c1c2.template_csf(str(load_template("PAM50").path("csf")))
+
+
+def test_template_profile_shows_the_csf_maximum_above_c1c2(profile):
+    """PAM50's CSF area: ~150 mm2 at C2/C3 (z index 908), a maximum 3-7 mm above C1/C2 (939)."""
+    tz, area = profile
+    z0 = tz[0]
+    at = {k: float(np.interp(z0 + 0.5 * k, tz, area)) for k in (908, 949, 964)}
+    assert 130 < at[908] < 170 and at[949] > 1.4 * at[908] and at[964] < at[949], at
+
+
+@pytest.mark.parametrize("k", [0.85, 1.0, 1.2])
+def test_stretch_is_recovered(profile, k):
+    """A profile made by stretching the template's above C2/C3 by a known factor, noise added:
+    the search finds the factor within one step."""
+    tz, area = profile
+    t3 = tz[0] + 0.5 * 908
+    s = np.arange(-5.0, 32.0, 0.5)
+    rng = np.random.default_rng(0)
+    a = np.interp(t3 + k * s, tz, area) * 1.7 + 40 + rng.normal(0, 5, len(s))  # any gain and offset
+    found, ncc = c1c2.fit_stretch(s, a, 0.0, tz, area, t3)
+    assert abs(found - k) <= c1c2.K_STEP + 1e-9 and ncc > 0.9, (found, ncc)
+
+
+def test_refusals(profile):
+    class Short:
+        length = 30.0
+
+    r, why = c1c2.locate_c1c2(None, None, Short(), 20.0, "t1", profile, 0.0, 15.5)
+    assert r is None and "bright CSF" in why
+    r, why = c1c2.locate_c1c2(None, None, Short(), 20.0, "t2", profile, 0.0, 15.5)
+    assert r is None and "10 mm of cord in view above C2/C3" in why
