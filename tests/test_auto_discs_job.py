@@ -6,9 +6,14 @@ Independent phantom ``cervical`` (0.8 mm, C1-C7, 60 x 100 x 144), seed 0, throug
 :func:`spinereg.pipelines.registration.template_job` (the command's code path), with the true
 cord segmentation:
 
-* bodies C3 and C5 (right): the labeling (5 discs C2/C3-C6/C7, not ambiguous) agrees, its discs
-  join; provenance.json and metrics.json say so; the level check finds no offset. Cord mapping
-  error 0.34 / 0.71 mm mean / p95 (the labels alone: 0.71 / 1.78; the discs alone: 0.47 / 1.17).
+* bodies C3 and C5 (right): the labeling (5 discs C2/C3-C6/C7 and, since session 10, C1/C2 from
+  the CSF profile above C2/C3, not ambiguous) agrees, its 6 discs join; provenance.json and
+  metrics.json say so; the level check finds no offset. Cord mapping error 0.49 / 1.62 mm mean /
+  p95: worse than the 0.34 / 0.71 with the 5 discs alone, because this phantom's C1/C2 is located
+  1.0 mm high (the labels alone: 0.71 / 1.78). On the short cervical fields of view the CSF's
+  C1/C2 is mixed (discs alone, true segmentation: cervical 0 / 1 / 2 0.42 / 0.80 -> 0.58 / 1.55,
+  0.50 / 1.16 -> 0.40 / 0.74, 0.61 / 0.86 -> 0.67 / 0.87); on the 20 full C1-T6 phantoms it lowers
+  the bare job's mean of means 0.651 -> 0.601 / 0.753 -> 0.676 (docs/labeling_bare_image.md).
   Measured once, not asserted: the ``cervicothoracic`` phantom (1 mm, C1-T6, 48 x 80 mm
   in-plane), seed 0: 0.76 / 2.62 mm (labels alone 1.02 / 3.07, discs alone 0.86 / 2.89), its
   largest errors above C2/C3, beyond every landmark (C1/C2 2.3 mm S-I): item 4's 2 mm p95 is met
@@ -35,7 +40,7 @@ from spinereg.pipelines.registration import template_job
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 #: measured cord mapping error (mean, p95 mm) of the right-label run, asserted + (0.03, 0.1)
-CLAIM_RIGHT = (0.34, 0.71)
+CLAIM_RIGHT = (0.49, 1.62)
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +84,9 @@ def test_agreeing_labeling_adds_its_discs(phantom, labeling_calls, tmp_path):
     assert len(labeling_calls) == 1  # labelled once: before the registration, reused by the level check
     used = prov["landmarks"]["used"]
     assert used["given"] == {"kind": "body", "values": [3, 5]}
-    assert used["automatic"]["used"] and len(used["automatic"]["discs"]) == 5, used
-    assert mets["landmarks"]["used"] == used and len(mets["landmarks"]["automatic_disc_residual_mm"]) == 5
-    assert len(prov["landmarks"]["automatic_discs_subject_mm"]) == 5
+    assert used["automatic"]["used"] and len(used["automatic"]["discs"]) == 6, used  # 5 bands + C1/C2 (CSF)
+    assert mets["landmarks"]["used"] == used and len(mets["landmarks"]["automatic_disc_residual_mm"]) == 6
+    assert len(prov["landmarks"]["automatic_discs_subject_mm"]) == 6
     assert mets["qc"]["scores"]["level_offset_vertebrae"] == 0
     assert not res.extra["warnings"]
     err = ph.error(res.result.template2anat)
