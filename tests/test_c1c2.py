@@ -48,3 +48,29 @@ def test_refusals(profile):
     assert r is None and "bright CSF" in why
     r, why = c1c2.locate_c1c2(None, None, Short(), 20.0, "t2", profile, 0.0, 15.5)
     assert r is None and "10 mm of cord in view above C2/C3" in why
+
+
+def test_another_templates_csf_is_refused_not_misplaced(profile):
+    """An image made of MNI-Poly-AMU's own masks (CSF bright, cord grey; another template built from
+    other subjects, with its own disc labels) anchored at its true C2/C3. Its CSF area has no
+    maximum above C1/C2: a plateau 1-11 mm above it (~160 mm2), then one rise into the cisterna
+    magna. Measured: correlation 0.71 with PAM50's profile, so the CSF locator refuses and the
+    chain's estimate stays; placing C1/C2 from a profile unlike the template's would be the
+    failure that fools a user."""
+    from spinereg.cord.centerline import Centerline
+    from spinereg.io.image import load_image
+    from spinereg.io.template import load_template as lt
+
+    mni = lt("MNI-Poly-AMU")
+    csf, cord, disc = (load_image(mni.path(k)) for k in ("csf", "cord", "disc"))
+    rng = np.random.default_rng(0)
+    img = 0.15 + 0.85 * np.asarray(csf.data) + 0.2 * np.asarray(cord.data) + 0.02 * rng.standard_normal(csf.shape)
+    cl = Centerline.from_mask(cord)
+    d = np.asarray(disc.data).round().astype(int)
+    s3 = float(cl.project(disc.grid.voxel_to_world(np.argwhere(d == 3)[:1].astype(float)))[0][0])
+    pam = load_template("PAM50")
+    dl = load_image(pam.path("disc"))
+    lab = np.asarray(dl.data).round().astype(int)
+    tz = {v: float(dl.grid.voxel_to_world(np.argwhere(lab == v)[:1].astype(float))[0][2]) for v in (2, 3)}
+    found, why = c1c2.locate_c1c2(csf.with_data(img.astype(np.float32)), cord, cl, s3, "t2", profile, tz[3], tz[2])
+    assert found is None and "unlike the template's (correlation 0.7" in why, (found, why)
