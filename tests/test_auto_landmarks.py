@@ -42,7 +42,7 @@ def disc_z(v: int) -> float:
 
 
 def labeling(values=range(2, 12), ambiguous=False) -> FakeLabeling:
-    return FakeLabeling([Disc(v, disc_z(v), np.array([0.0, 0.0, disc_z(v)]), 0.9, 1.0, 0.0, estimated=v == 2)
+    return FakeLabeling([Disc(v, disc_z(v), np.array([0.0, 0.0, disc_z(v)]), 0.9, 1.0, 0.0, "estimated" if v == 2 else "band")
                          for v in values], ambiguous)
 
 

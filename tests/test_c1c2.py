@@ -74,3 +74,19 @@ def test_another_templates_csf_is_refused_not_misplaced(profile):
     tz = {v: float(dl.grid.voxel_to_world(np.argwhere(lab == v)[:1].astype(float))[0][2]) for v in (2, 3)}
     found, why = c1c2.locate_c1c2(csf.with_data(img.astype(np.float32)), cord, cl, s3, "t2", profile, tz[3], tz[2])
     assert found is None and "unlike the template's (correlation 0.7" in why, (found, why)
+
+
+def test_disc_source_is_one_field():
+    """A disc's origin is one field (band, chain estimate or CSF), checked on construction, with
+    the two read-only views the labeling and QC use; a labeling JSON written before the field
+    existed still reads back."""
+    from spinereg.qc.page_label_vertebrae import _source
+    from spinereg.vertebrae.label import Disc
+
+    d = Disc(2, 1.0, np.zeros(3), 0.9, float("nan"), 0.0, source="csf")
+    assert d.from_csf and not d.estimated and d.as_dict()["source"] == "csf"
+    assert Disc(3, 0.0, np.zeros(3), 0.9, 2.0, 0.0).source == "band"
+    with pytest.raises(ValueError, match="disc source"):
+        Disc(2, 1.0, np.zeros(3), 0.9, 1.0, 0.0, source="guess")
+    assert [_source(x) for x in ({"estimated": True}, {"located_from": "csf"}, {}, {"source": "csf"})] == \
+        ["estimated", "csf", "band", "csf"]

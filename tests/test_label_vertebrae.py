@@ -163,6 +163,7 @@ def test_outputs_and_cli(sct_data, tmp_path):
     # of the disc label file (the registration's landmarks)
     assert [x["name"] for x in doc["discs"]][:4] == ["C1/C2", "C2/C3", "C3/C4", "C4/C5"]
     assert doc["discs"][0].get("estimated") is True and "estimated" not in doc["discs"][1]
+    assert [x["source"] for x in doc["discs"][:2]] == ["estimated", "band"]  # t1: no C1/C2 from the CSF
     assert all(0 <= x["confidence"] <= 1 for x in doc["discs"])
     labels = load_image(out / "t1w_labels-disc.nii.gz")
     vals = np.unique(np.asarray(labels.data))

@@ -86,10 +86,18 @@ def warnings_of(labeling) -> list[str]:
     return warnings
 
 
+#: the evidence column of a disc placed without a band, by its source
+_NO_BAND = {"estimated": "estimated (no band)", "csf": "CSF profile (no band)"}
+
+
+def _evidence(d) -> str:
+    return _NO_BAND.get(d.source) or (f"{d.evidence:.1f}" if np.isfinite(d.evidence) else "-")
+
+
 def labeling_html(image: Image, labeling, png: bytes) -> str:
     warnings = warnings_of(labeling)
     rows = "".join(f"<tr><td>{html.escape(d.name)}</td><td>{d.value}</td><td>{d.s:.1f}</td>"
-                   f"<td>{d.confidence:.2f}</td><td>{'estimated (no band)' if d.estimated else f'{d.evidence:.1f}'}</td></tr>"
+                   f"<td>{d.confidence:.2f}</td><td>{_evidence(d)}</td></tr>"
                    for d in labeling.discs)
     warn = "".join(f'<p class="warn">&#9888; {html.escape(w)}</p>' for w in warnings) or "<p>no warning</p>"
     img64 = base64.b64encode(png).decode("ascii")

@@ -11,6 +11,14 @@ import numpy as np
 from spinereg.qc.pages import Panel, page
 
 
+def _source(d: dict) -> str:
+    """A disc's :attr:`~spinereg.vertebrae.label.Disc.source` from its JSON (before "source" was
+    written: "estimated": true, or "located_from": "csf")."""
+    if "source" in d:
+        return str(d["source"])
+    return "estimated" if d.get("estimated") else "csf" if d.get("located_from") == "csf" else "band"
+
+
 def labeling_from_json(doc: dict, seg_path: str):
     """A :class:`~spinereg.vertebrae.label.VertebralLabeling` rebuilt from its JSON and the
     segmentation (for the centerline)."""
@@ -21,7 +29,7 @@ def labeling_from_json(doc: dict, seg_path: str):
     cl = Centerline.from_mask(load_image(seg_path, ndim=3, what="segmentation"))
     discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),
                   float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)),
-                  bool(d.get("estimated", False)))
+                  _source(d))
              for d in doc.get("discs", [])]
     report = {k: doc[k] for k in ("warning", "ambiguous_reasons") if k in doc}
     return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),

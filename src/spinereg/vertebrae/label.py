@@ -129,6 +129,10 @@ PRIOR_BONUS = {"t1": 2.0}
 POLARITY_MARGIN = 1.0
 
 
+#: where a disc's position can come from (:attr:`Disc.source`)
+DISC_SOURCES = ("band", "estimated", "csf")
+
+
 @dataclass
 class Disc:
     """One intervertebral disc: PAM50 value, arc length on the centerline (mm), world point on
@@ -140,10 +144,24 @@ class Disc:
     confidence: float
     evidence: float
     tilt_deg: float
-    #: placed by the chain's spacing, not by a band (C1/C2: no disc band, see UNSEEN)
-    estimated: bool = False
-    #: C1/C2 located from the CSF profile above C2/C3 (:mod:`spinereg.vertebrae.c1c2`), not a band
-    from_csf: bool = False
+    #: where the position comes from: ``"band"`` (a disc band on the image), ``"estimated"`` (the
+    #: chain's spacing, no band: C1/C2, see UNSEEN) or ``"csf"`` (C1/C2 from the CSF profile above
+    #: C2/C3, :mod:`spinereg.vertebrae.c1c2`); see :data:`DISC_SOURCES`
+    source: str = "band"
+
+    def __post_init__(self) -> None:
+        if self.source not in DISC_SOURCES:
+            raise ValueError(f"disc source {self.source!r} not one of {DISC_SOURCES}")
+
+    @property
+    def estimated(self) -> bool:
+        """Placed by the chain's spacing, with nothing on the image marking it."""
+        return self.source == "estimated"
+
+    @property
+    def from_csf(self) -> bool:
+        """C1/C2 located from the CSF profile above C2/C3."""
+        return self.source == "csf"
 
     @property
     def name(self) -> str:
@@ -153,8 +171,8 @@ class Disc:
         return {"value": int(self.value), "name": self.name, "s_mm": round(float(self.s), 2),
                 "point_mm": [round(float(c), 2) for c in self.point],
                 "confidence": round(float(self.confidence), 3), "evidence": round(float(self.evidence), 2) if np.isfinite(self.evidence) else None,
-                "tilt_deg": float(self.tilt_deg), **({"estimated": True} if self.estimated else {}),
-                **({"located_from": "csf"} if self.from_csf else {})}
+                "tilt_deg": float(self.tilt_deg), "source": self.source,
+                **({"estimated": True} if self.estimated else {})}
 
 
 def disc_name(value: int) -> str:
@@ -423,7 +441,7 @@ def _c1c2_from_csf(image: Image, seg: Image, cl, contrast: str, template: str, m
     if found.s > cl.length:
         return f"C1/C2 from the CSF lies {found.s - cl.length:.1f} mm above the cord in view"
     conf = float(min(c23[0].confidence, found.ncc))
-    return Disc(2, found.s, cl.points(found.s), conf, float("nan"), 0.0, from_csf=True)
+    return Disc(2, found.s, cl.points(found.s), conf, float("nan"), 0.0, source="csf")
 
 
 def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
@@ -606,7 +624,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         jj = int(np.clip(np.rint((x - sub.s[0]) / step), 0, len(sub.s) - 1))
         if lo_s + half_width[jj] <= x <= hi_s - half_width[jj] and x <= cl.length:
             conf = float(min(d.confidence for d in discs)) * 0.5
-            discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, estimated=True))
+            discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, source="estimated"))
     # C1/C2 measured where the CSF above a measured C2/C3 shows it (replaces the chain's estimate)
     c1c2_report = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
     if isinstance(c1c2_report, Disc):
@@ -620,7 +638,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     source = "init" if pinned is not None else "chain"
     si_mm = _si_spacing(image, cl)
     coarse = si_mm > MAX_SI_SPACING_MM
-    n_found = sum(d.value != CONUS and not d.estimated and not d.from_csf for d in discs)
+    n_found = sum(d.value != CONUS and d.source == "band" for d in discs)
     n_bands = sum(d.value != CONUS and not d.estimated and d.evidence >= BAND_SHOWN for d in discs)
     reasons = []
     if coarse:
