@@ -217,6 +217,17 @@ def test_cli_bad_inputs_leave_nothing(sct_data, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+def test_cli_field_of_view_cropped_to_the_cord(sct_data, tmp_path):
+    """sct_testing_data's t2s: 9 axial slices over 60 mm of cord, but cropped to 24 x 27 mm
+    around it, so no vertebral body is in view: one line saying so and what to do instead (before:
+    "covers less than 1 cm of the cord"), exit 2, no output."""
+    d = sct_data / "t2s"
+    r = _cli("-i", str(d / "t2s.nii.gz"), "-s", str(d / "t2s_seg.nii.gz"), "-c", "t2s", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "field of view shows 26% of the 105 mm" in r.stderr and "wider field of view" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
 def test_cli_initlabel(sct_data, tmp_path):
     """-initlabel: a one-voxel disc label file pins that disc (t2's C2/C3 at t1's slice 55)."""
     import nibabel as nib

@@ -475,6 +475,22 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     return again
 
 
+def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:
+    """Raise the reason no labeling can be read: too short a stretch of cord, or a field of view
+    too narrow around it (an axial stack cropped to the cord, as sct_testing_data's t2s, shows no
+    vertebral body)."""
+    if cl.length < 10.0:
+        raise InputError(f"the image covers {cl.length:.0f} mm of the cord (less than 1 cm)", image.name,
+                         "give an image with at least one vertebra in view")
+    every = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, min_valid=0.0, points=pts)
+    seen = float(np.isfinite(every.values).mean(1).max()) if len(every.s) else 0.0
+    span = float(model.b.max() - model.b.min())
+    raise InputError(f"the field of view shows {seen:.0%} of the {span:.0f} mm in front of and behind the cord where "
+                     "discs and vertebral bodies are read (30% needed)", image.name,
+                     "label an image of the subject with a wider field of view (e.g. its T2w) and bring its levels "
+                     "over with the registration, or give vertebral labels yourself")
+
+
 def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                     template: str = "PAM50", width_sd: float | None = None,
                     check_identity: bool = True) -> VertebralLabeling:
@@ -496,8 +512,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     pts = slab_points(cl, model.b, ds=0.5, margin_mm=40.0)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, points=pts)
     if len(sub.s) < 20:
-        raise InputError("the image covers less than 1 cm of the cord", image.name,
-                         "give an image with at least one vertebra in view")
+        _too_little_in_view(image, cl, model, pts)
     eta, scales, tfirst = global_search(sub, model)
     width = lr_width(seg, cl, sub.s)
     glob = _best_global(candidates(eta, scales, tfirst, sub, n=40), model, sub.s, width)
