@@ -63,7 +63,9 @@ body is, where it roughly ends. Everything measured comes from the image along l
 
 A side whose disc is not in the field of view, or whose edges are too few or scattered for a
 plane, is not measured: heights and that endplate's tilt are NaN and ``status`` says which side
-and why (a body cut by the image's end is refused, not measured short).
+and why (a body cut by the image's end is refused, not measured short). An endplate found as a
+plane whose outermost plane column (front or back) the field of view hides (``MIN_CUT_END``)
+keeps its heights but gets no tilt: a plane over part of a curved endplate is not its tilt.
 Tilts use the convention of :mod:`spinereg.metrics.spine` (angle of the superior-pointing normal
 from +S, towards posterior positive), so :func:`~spinereg.metrics.spine.segmental_angles` apply.
 """
@@ -101,6 +103,11 @@ PLANE_COLUMNS = np.linspace(0.2, 0.8, 7)
 #: a height column without an edge of its own on one side, where both endplate planes were found,
 #: takes that side from its plane (within the planes' columns: an interpolation) and says so
 PLANE_FALLBACK = True
+#: an endplate whose edge the field of view hides on this many of the 3 lines of its outermost
+#: plane column (front or back) gets no tilt: the plane stands on part of the endplate only
+#: (sct_testing_data t1, C5 inferior, 1-3 mm above the image's lower edge: the anterior columns
+#: lost, a plane over the flatter posterior part, +9.8 deg from the reference)
+MIN_CUT_END = 2
 #: a disc must differ from the marrow by this fraction of the marrow level (absolute value) and,
 #: in the first pass, by this many robust SDs of the marrow's own variation on the column
 MIN_DISC_CONTRAST = 0.1
@@ -504,15 +511,20 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                       else (np.nan, why_plane[1]))
         why = "; ".join(w for w in (f"superior: {why_t}" if why_t else "",
                                     f"inferior: {why_b}" if why_b else "") if w)
-        return bot, top, why
+        return bot, top, why, (why_t, why_b)
 
     planes = None
     normals: tuple = (None, None)
     unseen = [0, 0]  # first-pass columns where the image ends within the superior / inferior search
 
+    # per side (superior, inferior): plane columns at the outer antero-posterior fractions whose
+    # edge the field of view hides, in the last pass
+    cut_ends = [0, 0]
+
     def plane_points(axes: np.ndarray, planes) -> tuple[list, list]:
         sup, inf = [], []
-        for f in PLANE_COLUMNS:
+        cut = np.zeros((2, len(PLANE_COLUMNS)), int)
+        for fi, f in enumerate(PLANE_COLUMNS):
             for lr in (-lr_halfwidth_mm, 0.0, lr_halfwidth_mm):
                 ap = (f - 0.5) * depth
                 if planes is None:
@@ -520,12 +532,15 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                     for k, end in enumerate(reversed(_prior_ends(labels, level, centre, axes, ap, lr, s))):
                         near = np.abs(s - end) <= WINDOW_MM + DISC_BEYOND_MM
                         unseen[k] += int(not np.isfinite(end) or not np.isfinite(prof[near]).all())
-                b, t, _ = edges(ap, lr, axes, planes)
+                b, t, _, whys = edges(ap, lr, axes, planes)
+                for k, w in enumerate(whys):
+                    cut[k, fi] += int("outside the field of view" in w)
                 base = centre + axes[0] * lr + axes[1] * ap
                 if np.isfinite(t):
                     sup.append(base + t * axes[2])
                 if np.isfinite(b):
                     inf.append(base + b * axes[2])
+        cut_ends[:] = [int(max(c[0], c[-1])) for c in cut]
         return sup, inf
 
     for it in range(max(1, iterations)):
@@ -563,7 +578,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     h, cols, found, why_all = {}, {}, {}, []
     for name, f in COLUMNS.items():
         ap = (f - 0.5) * depth
-        b, t, why = edges(ap, 0.0, axes, planes)
+        b, t, why, _ = edges(ap, 0.0, axes, planes)
         cols[name] = centre + axes[1] * ap
         if PLANE_FALLBACK and why and planes is not None and all(pl is not None for pl in planes):
             # an endplate found as a plane but without an edge of its own on this column (T2's
@@ -579,11 +594,19 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         if why:
             why_all.append(f"{name} {why}")
     ha, hm, hp = h["anterior"], h["middle"], h["posterior"]
+    shown = list(normals)
+    for k, side in enumerate(("superior", "inferior")):
+        if normals[k] is not None and cut_ends[k] >= MIN_CUT_END:
+            # the plane stands on part of the endplate only: its tilt is not the tilt over the
+            # body's depth (a curved endplate's part nearest the field of view's edge is lost)
+            shown[k] = None
+            why_all.append(f"{side} tilt: the field of view cuts the endplate's "
+                           "front or back end (tilt not measured)")
     status = "measured" if not why_all else "; ".join(why_all)
     return BodyEndplates(level, level_name(level), ha, hm, hp, ha / hp if hp else np.nan, hm / hp if hp else np.nan,
-                         _sag_deg(normals[0]), _sag_deg(normals[1]),
-                         [] if normals[0] is None else normals[0].round(6).tolist(),
-                         [] if normals[1] is None else normals[1].round(6).tolist(),
+                         _sag_deg(shown[0]), _sag_deg(shown[1]),
+                         [] if shown[0] is None else shown[0].round(6).tolist(),
+                         [] if shown[1] is None else shown[1].round(6).tolist(),
                          centre, axes, depth, status, cols, found)
 
 
@@ -713,8 +736,10 @@ def endplate_rows(results: list[BodyEndplates]) -> list[dict]:
             flag = why if not np.isfinite(value) else (
                 "" if RATIO_RANGE[0] <= value <= RATIO_RANGE[1] else f"outside {RATIO_RANGE[0]}-{RATIO_RANGE[1]}")
             rows.append(row(measure, r.level, r.name, value, "ratio", flag))
-        rows.append(row("image_endplate_superior_tilt", r.level, r.name, r.superior_deg, "deg"))
-        rows.append(row("image_endplate_inferior_tilt", r.level, r.name, r.inferior_deg, "deg"))
+        for side in ("superior", "inferior"):
+            value = getattr(r, f"{side}_deg")
+            rows.append(row(f"image_endplate_{side}_tilt", r.level, r.name, value, "deg",
+                            "" if np.isfinite(value) else (why or f"not measured: {r.status}")))
     eps = [EndplateRow(r.level, r.name, r.superior_deg, r.inferior_deg, r.superior_normal, r.inferior_normal)
            for r in results]
     for k, a in segmental_angles(eps).items():
