@@ -28,6 +28,10 @@ def check_qc_root(qc_root: str | Path) -> Path:
     return p
 
 
+#: the figure's tag of a disc placed without a band, by its source
+_SOURCE_TAG = {"estimated": "estimated", "csf": "from CSF"}
+
+
 def labeling_figure(image: Image, labeling, width_in: float = 5.0) -> bytes:
     """PNG bytes: the cord-frame sagittal view with disc lines, names and confidences."""
     import matplotlib
@@ -48,9 +52,12 @@ def labeling_figure(image: Image, labeling, width_in: float = 5.0) -> bytes:
               extent=[b[0], b[-1], sub.s[0], sub.s[-1]] if len(sub.s) else None)
     for d in labeling.discs:
         colour = "lime" if d.confidence >= 0.5 else ("orange" if d.confidence >= 0.2 else "red")
-        ax.axhline(d.s, color=colour, lw=1.0, alpha=0.8)
-        ax.plot([0.0], [d.s], "o", color=colour, ms=4)
-        ax.text(b[-1] - 1, d.s + 0.5, f"{d.name} ({d.confidence:.2f})", color=colour, fontsize=7, ha="right",
+        # a disc placed without a band on the image (the chain's estimate, C1/C2 from the CSF): dashed
+        band = getattr(d, "source", "band") == "band"
+        ax.axhline(d.s, color=colour, lw=1.0, alpha=0.8, ls="-" if band else "--")
+        ax.plot([0.0], [d.s], "o" if band else "s", color=colour, ms=4, mfc=colour if band else "none")
+        tag = "" if band else f", {_SOURCE_TAG.get(d.source, d.source)}"
+        ax.text(b[-1] - 1, d.s + 0.5, f"{d.name} ({d.confidence:.2f}{tag})", color=colour, fontsize=7, ha="right",
                 va="bottom")
     # level names mid-way between discs
     ss = sorted([d.s for d in labeling.discs])
