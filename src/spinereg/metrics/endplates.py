@@ -103,6 +103,13 @@ PLANE_COLUMNS = np.linspace(0.2, 0.8, 7)
 #: a height column without an edge of its own on one side, where both endplate planes were found,
 #: takes that side from its plane (within the planes' columns: an interpolation) and says so
 PLANE_FALLBACK = True
+#: the reasons an edge or a plane is not found because the image does not show it (the tilt rule
+#: below counts them)
+CORE_UNSEEN = "body core outside the field of view"
+ENDPLATE_UNSEEN = "endplate outside the field of view"
+DISC_UNSEEN = "disc outside the field of view"
+PLANE_UNSEEN = "endplate or its disc outside the field of view"
+UNSEEN_REASONS = frozenset({CORE_UNSEEN, ENDPLATE_UNSEEN, DISC_UNSEEN, PLANE_UNSEEN})
 #: an endplate whose edge the field of view hides on this many of the 3 lines of its outermost
 #: plane column (front or back) gets no tilt: the plane stands on part of the endplate only
 #: (sct_testing_data t1, C5 inferior, 1-3 mm above the image's lower edge: the anterior columns
@@ -268,13 +275,13 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
         core = np.abs(s) < 2.0
         marrow = float(np.nanmedian(p[core])) if np.isfinite(p[core]).any() else np.nan
     if not np.isfinite(marrow) or not np.isfinite(prior):
-        return np.nan, "body core outside the field of view"
+        return np.nan, CORE_UNSEEN
     ps = _smooth(p, EDGE_SMOOTH_MM)
     score = polarity * side * np.gradient(ps, STEP_MM)
     nb = int(round(DISC_BEYOND_MM / STEP_MM))
     idx = np.flatnonzero((np.abs(s - prior) <= window_mm) & np.isfinite(score))
     if idx.size < 3:
-        return np.nan, "endplate outside the field of view"
+        return np.nan, ENDPLATE_UNSEEN
     best, why = np.nan, "no edge of the disc's polarity"
     for i in idx[np.argsort(score[idx])[::-1]]:
         if score[i] <= 0:
@@ -283,7 +290,7 @@ def find_edge(s: np.ndarray, p: np.ndarray, prior: float, side: int, polarity: i
             continue
         beyond = i + side * np.arange(1, nb + 1)
         if beyond.min() < 0 or beyond.max() >= len(s) or not np.isfinite(ps[beyond]).all():
-            why = "disc outside the field of view"
+            why = DISC_UNSEEN
             continue
         # the band beyond the edge must be disc, not marrow on the far side of a vessel or a
         # trabecular line: it differs from the marrow with the disc's polarity; near the planes
@@ -534,7 +541,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                         unseen[k] += int(not np.isfinite(end) or not np.isfinite(prof[near]).all())
                 b, t, _, whys = edges(ap, lr, axes, planes)
                 for k, w in enumerate(whys):
-                    cut[k, fi] += int("outside the field of view" in w)
+                    cut[k, fi] += int(w in UNSEEN_REASONS)
                 base = centre + axes[0] * lr + axes[1] * ap
                 if np.isfinite(t):
                     sup.append(base + t * axes[2])
@@ -549,7 +556,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         planes = _plausible(planes, axes0, centre, height, why_plane)
         for k in (0, 1):
             if planes[k] is None and unseen[k] > 1.5 * len(PLANE_COLUMNS):
-                why_plane[k] = "endplate or its disc outside the field of view"
+                why_plane[k] = PLANE_UNSEEN
             elif planes[k] is None and planes[1 - k] is not None:
                 # both endplates are in the image and only one was found: not a body this method
                 # can read (noise, an artefact); nothing is reported for it
