@@ -26,8 +26,8 @@ When the registration's landmarks are that labeling's own discs (a bare-image ru
 checked; ``landmark_levels_ambiguous`` (1 when the labeling flagged its identity ambiguous) and
 ``landmark_levels_contradicted`` (1 when the reason is that the image's own vertebral pattern
 prefers other levels than the labeling's, even after its second pass with the cord width
-down-weighted: the levels rest on the segmentation's cord width alone) say what the landmarks'
-levels are worth.
+down-weighted: the levels rest on the segmentation's cord width alone; or that the image looks
+upside down, :mod:`spinereg.vertebrae.orientation`) say what the landmarks' levels are worth.
 
 A job that already labelled the image (register-to-template labels it before registering, to
 add the discs it finds to the user's labels) hands that labeling to the check with
@@ -119,12 +119,13 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     """``level_offset_vertebrae`` and ``level_check_discs`` (see the module docstring), and notes."""
     from spinereg.register.template import template_landmarks
     from spinereg.vertebrae.label import CUES_DISAGREE, label_vertebrae
+    from spinereg.vertebrae.orientation import UPSIDE_DOWN
 
     try:
         lab, gave_landmarks = _shared_for(image, seg)
         if gave_landmarks:
             reasons = list(lab.report.get("ambiguous_reasons") or []) if lab.ambiguous else []
-            contradicted = any(r.startswith(CUES_DISAGREE) for r in reasons)
+            contradicted = any(r.startswith((CUES_DISAGREE, UPSIDE_DOWN)) for r in reasons)
             return ({"landmark_levels_ambiguous": float(lab.ambiguous), "landmark_levels_contradicted": float(contradicted)},
                     ["levels not independently verified: the registration's landmarks are the automatic "
                      f"labeling's own discs (identity margin {lab.identity_margin:.2f}"

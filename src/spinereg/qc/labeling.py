@@ -18,6 +18,7 @@ import numpy as np
 
 from spinereg.errors import OutputError
 from spinereg.io.image import Image, atomic_write, check_writable
+from spinereg.vertebrae.orientation import UPSIDE_DOWN
 
 
 def check_qc_root(qc_root: str | Path) -> Path:
@@ -82,8 +83,11 @@ def _level_label(labeling, s: float) -> str:
 def warnings_of(labeling) -> list[str]:
     """What the QC must say about a labeling: coarse sampling, ambiguous identity, gaps."""
     warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
+    reasons = labeling.report.get("ambiguous_reasons", [])
+    # an image that looks upside down needs its header fixed, not a pinned disc
+    warnings += [r for r in reasons if r.startswith(UPSIDE_DOWN)]
     if labeling.ambiguous:
-        why = "; ".join(r for r in labeling.report.get("ambiguous_reasons", []) if "S-I sampling" not in r)
+        why = "; ".join(r for r in reasons if "S-I sampling" not in r and not r.startswith(UPSIDE_DOWN))
         warnings.append(f"level identity is ambiguous ({why or f'margin {labeling.identity_margin:.2f}'}): "
                         "check the names, or pin one disc with -initz / -initlabel")
     if labeling.gaps:

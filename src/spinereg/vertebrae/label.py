@@ -50,6 +50,7 @@ from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
+from spinereg.vertebrae.orientation import flip_si, si_reversal
 from spinereg.vertebrae.straight import slab_points, straighten_slab
 
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
@@ -461,8 +462,9 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
     lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity)
+    orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
-        return lab
+        return _with_orientation(lab, orientation)
     again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
     first = [d.name for d in lab.measured]
     note = (f"cord width and image disagreed: with the absolute cord width (spread {WIDTH_SD}) the discs were "
@@ -472,7 +474,27 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
                                   "image_identity": lab.report["image_identity"]}
     again.ambiguous = True
-    return again
+    return _with_orientation(again, orientation)
+
+
+def _orientation(image: Image, seg: Image, contrast: str, template: str, lab: VertebralLabeling):
+    """:func:`spinereg.vertebrae.orientation.si_reversal` of ``lab`` (its record and reason, or
+    None): the same chain on the image and segmentation mirrored along S-I."""
+    try:
+        mirrored = _chain_labeling(flip_si(image), flip_si(seg), contrast, None, template, check_identity=False)
+    except InputError as err:  # the mirror shows too little to label: nothing to compare
+        return {"checked": False, "why": str(err)}, None
+    return si_reversal(lab.report["chain_score"], mirrored.report["chain_score"])
+
+
+def _with_orientation(lab: VertebralLabeling, orientation) -> VertebralLabeling:
+    if orientation is not None:
+        record, reason = orientation
+        lab.report["orientation"] = record
+        if reason is not None:
+            lab.report["ambiguous_reasons"].append(reason)
+            lab.ambiguous = True
+    return lab
 
 
 def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:

@@ -1,0 +1,55 @@
+"""Is the image upside down? The labeling's chain on the image against its S-I mirror image.
+
+A header that states the wrong S-I direction (a conversion or reorientation error) gives an image
+whose anatomy runs the wrong way up. The cord, its segmentation and the registration's
+cord-to-cord mapping do not see it; the vertebral levels do: the spine is not symmetric along
+S-I (the cervical and lumbar enlargements, vertebrae growing taller caudally, the dens and the
+skull base above C2, the conus below the lumbar enlargement). :func:`si_reversal` compares the
+chain score of the labeling (:func:`spinereg.vertebrae.label.label_vertebrae`) with the score the
+same labeling gets on the image mirrored along its S-I voxel axis (:func:`flip_si`). When the
+mirror fits PAM50's spine better by :data:`UPSIDE_DOWN_MARGIN` or more, the labeling says so
+(:data:`UPSIDE_DOWN` in its ``ambiguous_reasons``) and the bare-image registration's QC fails
+(``landmark_levels_contradicted``, :mod:`spinereg.metrics.level_check`).
+
+Measured when the margin was set (chain score of the image minus that of its mirror; session
+script, docs/labeling_bare_image.md): 24 independent phantoms (the 20 of
+tests/test_label_vertebrae_phantoms.py and 'test' seeds 0-3, their true segmentations), full
+phantom seeds 10-12 of both sources, sct_testing_data t2 and t1 (manual segmentations): -1.97
+(t2) to +30.2; the long fields of view (cervical, cervicothoracic 1, thoracolumbar, full) +6.9 to
++30.2, the short ones (1 mm C2-C5 'test', thick slices, t2's 54 mm) -1.97 to +7.9. So an upside-down
+image is caught where the field of view shows enough of the spine's S-I pattern (its mirror
+scores 6.9-30 better) and not on short ones, which are flagged ambiguous for their identity
+anyway. The margin is not calibrated on real upside-down scans: none was available.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from spinereg.cord.centerline import si_axis
+from spinereg.io.image import Image
+
+#: how the finding is said in ``ambiguous_reasons`` (metrics.level_check reads it)
+UPSIDE_DOWN = "the image looks upside down"
+#: the mirror image's chain score must beat the image's by this much (chain score units)
+UPSIDE_DOWN_MARGIN = 5.0
+
+
+def flip_si(image: Image) -> Image:
+    """``image`` with its voxels mirrored along the voxel axis closest to world S-I, header kept:
+    the anatomy the other way up in the same space."""
+    data = np.asarray(image.data)
+    return image.with_data(np.flip(data, axis=si_axis(image.affine)).copy())
+
+
+def si_reversal(score: float, mirrored_score: float) -> tuple[dict, str | None]:
+    """The check's record (both chain scores, their difference) and the ambiguity reason when the
+    mirror fits better by :data:`UPSIDE_DOWN_MARGIN` or more (else None)."""
+    margin = float(score) - float(mirrored_score)
+    record = {"chain_score": round(float(score), 2), "mirrored_chain_score": round(float(mirrored_score), 2),
+              "margin": round(margin, 2), "upside_down": bool(margin <= -UPSIDE_DOWN_MARGIN)}
+    if not record["upside_down"]:
+        return record, None
+    return record, (f"{UPSIDE_DOWN}: mirrored along S-I it fits the template's spine better by {-margin:.1f} "
+                    f"(>= {UPSIDE_DOWN_MARGIN:g}); check the header's orientation (the S-I direction of its "
+                    "sform/qform) before trusting any level")
