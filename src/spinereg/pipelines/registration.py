@@ -101,6 +101,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                 _check_qc_root(qc_root)
             if seg is not None and not is_auto(seg):
                 inp = check_template_inputs(image, seg, param)
+            if labels is None and ldisc is None and lrootlet is None:
+                require_labelable(image)
         if seg is None or is_auto(seg):
             with run.stage("segmentation") as rec:
                 seg = auto.segment(image, contrast)
@@ -161,6 +163,28 @@ def labeling_for_landmarks(image, seg, contrast: str) -> tuple[object, dict]:
     return lab, {"by": "spinereg label-vertebrae (automatic)", "discs": [d.name for d in lab.discs],
                  "measured": [d.name for d in lab.measured], "ambiguous": bool(lab.ambiguous),
                  "identity_margin": round(float(lab.identity_margin), 2)}
+
+
+def require_labelable(image: str | Path) -> None:
+    """A job given no landmarks labels the discs on ``image``: one that samples world S-I more
+    coarsely than the labeling can see discs (a voxel longer than
+    :data:`spinereg.vertebrae.label.MAX_SI_SPACING_MM` along S-I, e.g. thick axial slices) is
+    refused from its header, before any work, instead of registering with levels that are a
+    guess (:class:`~spinereg.errors.InputError`, exit 2)."""
+    import numpy as np
+
+    from spinereg.errors import InputError
+    from spinereg.io.image import read_grid
+    from spinereg.vertebrae.label import MAX_SI_SPACING_MM
+
+    grid = read_grid(image)
+    axes = np.asarray(grid.affine, float)[:3, :3]
+    si_mm = float(np.abs(axes[2]).sum())  # one voxel's extent along world S-I
+    if si_mm > MAX_SI_SPACING_MM:
+        raise InputError(f"the image samples S-I every {si_mm:.1f} mm, too coarse to find the intervertebral "
+                         f"discs (> {MAX_SI_SPACING_MM:g} mm), and no landmarks were given", image,
+                         "give landmarks (-l vertebral body labels, --ldisc disc labels), or register it through a "
+                         "sagittal image of the same session with `spinereg chain`")
 
 
 def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,

@@ -1,0 +1,45 @@
+"""register-to-template without landmarks labels the discs itself; an image that samples S-I too
+coarsely for that (thick axial slices) is refused from its header, before any work, with the fix.
+Before this check (session 12) sct_testing_data's mt1 (17 mm slices) went through: its discs were
+named T2/T3 and T3/T4 on a cervical image, and the job ended warn, not fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.errors import InputError
+from spinereg.io.image import Image, save_image
+from spinereg.pipelines.registration import require_labelable
+from spinereg.vertebrae.label import MAX_SI_SPACING_MM
+
+
+def _image(tmp_path, affine: np.ndarray):
+    return save_image(Image(np.zeros((8, 8, 8), np.float32), affine), tmp_path / "img.nii.gz", overwrite=True)
+
+
+def test_si_extent_of_a_voxel_decides(tmp_path):
+    ok = np.diag([0.5, 0.5, MAX_SI_SPACING_MM, 1.0])
+    require_labelable(_image(tmp_path, ok))
+    thick = np.diag([0.5, 0.5, 7.5, 1.0])
+    with pytest.raises(InputError, match="samples S-I every 7.5 mm"):
+        require_labelable(_image(tmp_path, thick))
+    # thick slices tilted 40 degrees about L-R: 7.5 x cos(40) + 0.5 x sin(40) = 6.07 mm along S-I
+    c, s = np.cos(np.radians(40)), np.sin(np.radians(40))
+    tilted = np.eye(4)
+    tilted[:3, :3] = np.array([[1, 0, 0], [0, c, -s], [0, s, c]]) @ np.diag([0.5, 0.5, 7.5])
+    with pytest.raises(InputError, match="every 6.1 mm"):
+        require_labelable(_image(tmp_path, tilted))
+    # a sagittal stack of thick slices samples S-I finely: labelled as usual
+    sagittal = np.array([[0, 0, 3.0, 0], [0.8, 0, 0, 0], [0, 0.8, 0, 0], [0, 0, 0, 1]])
+    require_labelable(_image(tmp_path, sagittal))
+
+
+@pytest.mark.realdata
+def test_mt1_from_the_bare_image_is_refused(sct_data, tmp_path, capsys):
+    out = tmp_path / "reg"
+    rc = main(["register-to-template", "-i", str(sct_data / "mt" / "mt1.nii.gz"), "-c", "t2", "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and not out.exists()
+    assert len(err.splitlines()) == 1 and "mt1.nii.gz" in err and "17.0 mm" in err and "-l" in err, err
