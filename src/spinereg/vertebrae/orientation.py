@@ -15,11 +15,11 @@ Measured when the margin was set (chain score of the image minus that of its mir
 script, docs/labeling_bare_image.md): 24 independent phantoms (the 20 of
 tests/test_label_vertebrae_phantoms.py and 'test' seeds 0-3, their true segmentations), full
 phantom seeds 10-12 of both sources, sct_testing_data t2 and t1 (manual segmentations): -1.97
-(t2) to +30.2; the long fields of view (cervical, cervicothoracic 1, thoracolumbar, full) +6.9 to
-+30.2, the short ones (1 mm C2-C5 'test', thick slices, t2's 54 mm) -1.97 to +7.9. So an upside-down
-image is caught where the field of view shows enough of the spine's S-I pattern (its mirror
-scores 6.9-30 better) and not on short ones, which are flagged ambiguous for their identity
-anyway. The margin is not calibrated on real upside-down scans: none was available.
+(t2) to +30.2; the long fields of view (cervical, thoracolumbar, full, cervicothoracic 1) +6.9 to
++30.2 but cervicothoracic 0 (48 x 80 mm in-plane) +2.86, the short ones (1 mm C2-C5 'test', thick
+slices, t2's 54 mm) -1.97 to +7.9. So an upside-down image is caught where the field of view shows
+enough of the spine's S-I pattern and not on short ones, which are flagged ambiguous for their
+identity anyway. The margin is not calibrated on real upside-down scans: none was available.
 """
 
 from __future__ import annotations
