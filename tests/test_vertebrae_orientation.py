@@ -95,3 +95,25 @@ def test_bare_registration_of_an_upside_down_image_fails(tmp_path):
     mets = json.loads((out / "metrics.json").read_text())
     assert mets["qc"]["verdict"] == "fail"
     assert mets["qc"]["scores"]["landmark_levels_contradicted"] == 1.0
+
+
+@pytest.mark.realdata
+def test_a_mirror_that_cannot_be_labelled_is_recorded_not_raised(monkeypatch):
+    """The check is a second opinion: when the mirror cannot be labelled the labeling stands, and
+    its record says the check was not made."""
+    import spinereg.vertebrae.label as label
+    from spinereg.errors import InputError
+    from spinereg.phantom.independent import make_independent_subject
+
+    ph = make_independent_subject("cervical", seed=0)
+    real = label._chain_labeling
+
+    def refuse_mirror(image, *a, **kw):
+        if kw.get("check_identity") is False:
+            raise InputError("too little in view", None, "-")
+        return real(image, *a, **kw)
+
+    monkeypatch.setattr(label, "_chain_labeling", refuse_mirror)
+    lab = label.label_vertebrae(ph.image, ph.seg, "t2")
+    assert lab.report["orientation"]["checked"] is False and not lab.ambiguous
+    assert [d.name for d in lab.discs][:2] == ["C1/C2", "C2/C3"]
