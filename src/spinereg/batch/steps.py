@@ -135,6 +135,7 @@ def anatomical_landmarks(ctx: Context, suffix: str, im: BidsImage, seg: Path) ->
     if "label" not in ctx.cfg.steps(suffix):
         raise UnitError(f"{im.path}: no vertebral labels given (looked for {im.stem}_labels-manual / "
                         f"_labels-disc-manual) -- fix: add them, or add the label step to contrasts.{suffix}")
+    from spinereg.qc.labeling import warnings_of
     from spinereg.vertebrae import label_vertebrae
     from spinereg.vertebrae.outputs import write_labeling
 
@@ -145,11 +146,12 @@ def anatomical_landmarks(ctx: Context, suffix: str, im: BidsImage, seg: Path) ->
     run.mkdir(parents=True)
     files = write_labeling(image, sg, labeling, run, inputs={"image": str(im.path), "seg": str(seg)})
     rec = StepRecord(suffix, "label-vertebrae", run_dir=str(run.relative_to(ctx.tmp)))
-    warn = [str(w) for w in (labeling.as_dict().get("warnings") or [])]
+    warn = warnings_of(labeling)
     if warn:
         rec.verdict, rec.reasons = "warn", warn
     ctx.records.append(rec)
-    return {"ldisc": labeling.as_landmarks(), "_file": files["disc_labels"]}
+    # "_labeling": the registration treats these discs as a bare-image run treats its own
+    return {"ldisc": labeling.as_landmarks(), "_file": files["disc_labels"], "_labeling": labeling}
 
 
 # -- registration steps ---------------------------------------------------------------------------
@@ -158,9 +160,10 @@ def register_anatomical(ctx: Context, suffix: str, im: BidsImage) -> None:
 
     c = ctx.cfg.contrast(suffix) or {}
     run = ctx.run_dir(suffix, "register-to-template")
-    lm = {k: v for k, v in ctx.landmarks.items() if not k.startswith("_")}
+    auto = ctx.landmarks.get("_labeling")  # discs of the label step: the job's own automatic labeling
+    lm = {} if auto is not None else {k: v for k, v in ctx.landmarks.items() if not k.startswith("_")}
     res = template_job(im.path, ctx.segs[suffix], run, template=ctx.cfg.template, contrast=c.get("contrast", "t2"),
-                       param=c.get("preset"), crop=bool(ctx.cfg.data.get("crop")), **lm)
+                       param=c.get("preset"), crop=bool(ctx.cfg.data.get("crop")), labeling=auto, **lm)
     names = template_names(im.prefix, suffix, ctx.tpl)
     moved = move_with_alias(run, names, ctx.datatype_dir(im))
     ctx.warps[suffix] = moved["warp_template2anat.nii.gz"]

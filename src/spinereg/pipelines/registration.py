@@ -71,7 +71,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                  ref: str = "template", straight: bool = False, crop: bool = False,
                  qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False,
-                 auto_discs: bool = True, extra_metrics: Callable[[Any], dict] | None = None) -> JobResult:
+                 auto_discs: bool = True, extra_metrics: Callable[[Any], dict] | None = None,
+                 labeling=None) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
     automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
@@ -84,7 +85,11 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     landmarks (:mod:`spinereg.register.auto_landmarks`; the given labels win), otherwise the given
     labels are used alone and a warning says why. The QC level check reuses that labeling.
     ``JobResult.extra["warnings"]``: what the automatic labeling warns of. ``extra_metrics(reg)``:
-    a dict joining metrics.json (written with the other outputs, before the verdict)."""
+    a dict joining metrics.json (written with the other outputs, before the verdict).
+    ``labeling``: with no landmarks given, an automatic labeling of this image and segmentation
+    already made (spinereg batch's label step): used instead of labelling again, with everything
+    a bare-image run does with its own (its discs the landmarks and outputs, the QC's
+    ``landmark_levels_*`` scores)."""
     from spinereg.metrics.level_check import shared_labeling
     from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
@@ -114,7 +119,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         if not given and lrootlet is None:  # no landmarks given: label the discs
             with run.stage("vertebral labeling") as rec:
                 ldisc, rec["labeling"], warnings, lab = label_discs(inp.image, inp.seg, image, contrast, auto,
-                                                                    Path(ltmp))
+                                                                    Path(ltmp), labeling)
         elif given and auto_discs:  # labels given: the discs the image shows may join them
             with run.stage("vertebral labeling") as rec:
                 lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
@@ -188,14 +193,15 @@ def require_labelable(image: str | Path) -> None:
 
 
 def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
-                tmp: Path) -> tuple[Path, dict, list, object]:
+                tmp: Path, labeling=None) -> tuple[Path, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
     among ``auto``'s files (they join the job's output folder), and returns the label file, the
     provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
     the discs, the best reading of the image, and says so on stderr and in provenance.json) and
-    the labeling (for the QC level check)."""
+    the labeling (for the QC level check). ``labeling``: one already made of this image and
+    segmentation, used instead of labelling again."""
     import json
 
     from spinereg.errors import InputError
@@ -204,7 +210,7 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     from spinereg.register.template import auto_labeling
     from spinereg.vertebrae.outputs import disc_label_image, image_stem
 
-    lab = auto_labeling(image, seg, contrast)
+    lab = labeling if labeling is not None else auto_labeling(image, seg, contrast)
     stem = image_stem(image_path)
     if not any(d.value != 60 for d in lab.discs):
         raise InputError("the automatic vertebral labeling found no disc", image_path,
