@@ -43,9 +43,9 @@ def test_si_reversal_margin_and_reason():
 
 
 @pytest.mark.realdata
-def test_cervical_phantom_and_its_mirror(tmp_path):
+def test_cervical_phantom_and_its_mirror(tmp_path, capsys):
     """The labeling of the cervical phantom records the check (+13.49, not flagged by it); its S-I
-    mirror is flagged upside down, and `spinereg label-vertebrae` writes the reason."""
+    mirror is flagged upside down, and `spinereg label-vertebrae` writes the reason (JSON and stderr)."""
     from spinereg.cli.main import main
     from spinereg.phantom.independent import make_independent_subject
     from spinereg.vertebrae import label_vertebrae
@@ -57,7 +57,10 @@ def test_cervical_phantom_and_its_mirror(tmp_path):
     assert not any(r.startswith(UPSIDE_DOWN) for r in lab.report["ambiguous_reasons"])
 
     img, seg = save_image(flip_si(ph.image), tmp_path / "up.nii.gz"), save_image(flip_si(ph.seg), tmp_path / "up_seg.nii.gz")
+    capsys.readouterr()
     assert main(["label-vertebrae", "-i", str(img), "-s", str(seg), "-c", "t2", "-o", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"spinereg label-vertebrae: warning: {UPSIDE_DOWN}" in err and "header" in err, err
     doc = json.loads(next((tmp_path / "out").glob("*_discs.json")).read_text())
     assert doc["ambiguous"] and doc["orientation"]["upside_down"], doc.get("orientation")
     assert abs(doc["orientation"]["margin"] + CLAIM_CERVICAL) < 0.3

@@ -4,6 +4,7 @@ sct_label_vertebrae)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 from spinereg.cli.common import new_parser
@@ -57,6 +58,10 @@ def run(args) -> int:
            "ambiguous": labeling.ambiguous, "gaps": labeling.gaps}
     if labeling.report.get("warning"):
         out["warning"] = labeling.report["warning"]
+    from spinereg.qc.labeling import warnings_of
+
+    for warning in warnings_of(labeling):  # ambiguous levels, an upside-down image, gaps: said on stderr too
+        print(f"spinereg label-vertebrae: warning: {warning}", file=sys.stderr)
     if args.qc:
         out["qc_report"] = str(_add_to_report(args, files, inputs, labeling))
     print(json.dumps(out, indent=1))
