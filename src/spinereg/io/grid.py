@@ -33,6 +33,13 @@ class Grid:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
+    def extent_along(self, direction) -> float:
+        """Extent (mm) of one voxel along the world ``direction`` (the voxel box projected on it):
+        how finely the grid samples that direction (a 7.5 mm axial slice: 7.5 mm along S-I)."""
+        d = np.asarray(direction, float)
+        d = d / max(float(np.linalg.norm(d)), 1e-9)
+        return float(np.abs(self.affine[:3, :3].T @ d).sum())
+
     def same_as(self, other: Grid, atol: float = 1e-4) -> bool:
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 

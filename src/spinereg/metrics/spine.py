@@ -244,11 +244,6 @@ class HeightRow(Heights):
     depth_mm: float
 
 
-def _voxel_extent(img: Image, direction: np.ndarray) -> float:
-    """Extent of one voxel along ``direction`` (projection of the voxel box)."""
-    return float(np.abs(np.asarray(img.affine)[:3, :3].T @ direction).sum())
-
-
 def vertebral_heights(bodies: ImageLike) -> list[HeightRow]:
     """Anterior/middle/posterior heights (mm) of each labelled body and their ratios."""
     ib, lab, values = _labels(bodies)
@@ -256,7 +251,7 @@ def vertebral_heights(bodies: ImageLike) -> list[HeightRow]:
     rows = []
     for v, (_, axes, loc) in _frames(ib, lab, values).items():
         a, lr = loc[:, 1], loc[:, 0]
-        ea, el = _voxel_extent(ib, axes[1]), _voxel_extent(ib, axes[0])
+        ea, el = ib.grid.extent_along(axes[1]), ib.grid.extent_along(axes[0])
         a0, a1 = a.min() - ea / 2, a.max() + ea / 2
         l0, l1 = lr.min() - el / 2, lr.max() + el / 2
         depth, width = a1 - a0, l1 - l0
@@ -332,7 +327,7 @@ def endplate_angles(bodies: ImageLike, core: float = 0.9) -> list[EndplateRow]:
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
     rows = []
     for v, (_, axes, loc) in _frames(ib, lab, values).items():
-        ext = (_voxel_extent(ib, axes[1]), _voxel_extent(ib, axes[0]))
+        ext = (ib.grid.extent_along(axes[1]), ib.grid.extent_along(axes[0]))
         normals = []
         for c1, c2 in _fit_endplates(loc[:, 1], loc[:, 0], loc[:, 2], vox, ext, core=core):
             n = axes[2] - c1 * axes[1] - c2 * axes[0]

@@ -176,15 +176,11 @@ def require_labelable(image: str | Path) -> None:
     :data:`spinereg.vertebrae.label.MAX_SI_SPACING_MM` along S-I, e.g. thick axial slices) is
     refused from its header, before any work, instead of registering with levels that are a
     guess (:class:`~spinereg.errors.InputError`, exit 2)."""
-    import numpy as np
-
     from spinereg.errors import InputError
     from spinereg.io.image import read_grid
     from spinereg.vertebrae.label import MAX_SI_SPACING_MM
 
-    grid = read_grid(image)
-    axes = np.asarray(grid.affine, float)[:3, :3]
-    si_mm = float(np.abs(axes[2]).sum())  # one voxel's extent along world S-I
+    si_mm = read_grid(image).extent_along([0.0, 0.0, 1.0])  # one voxel's extent along world S-I
     if si_mm > MAX_SI_SPACING_MM:
         raise InputError(f"the image samples S-I every {si_mm:.1f} mm, too coarse to find the intervertebral "
                          f"discs (> {MAX_SI_SPACING_MM:g} mm), and no landmarks were given", image,

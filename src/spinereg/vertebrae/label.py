@@ -311,17 +311,10 @@ def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarra
     return max(cands, key=score)
 
 
-def _extent_along(image: Image, direction: np.ndarray) -> float:
-    """Extent (mm) of one voxel of ``image`` along the world ``direction``."""
-    direction = np.asarray(direction, float) / max(float(np.linalg.norm(direction)), 1e-9)
-    axes = image.affine[:3, :3] / image.grid.zooms
-    return float(np.sum(np.abs(axes.T @ direction) * image.grid.zooms))
-
-
 def _si_spacing(image: Image, cl: Centerline) -> float:
     """Extent (mm) of one voxel along the cord's mean direction: how finely the image samples the
     cord's length (a 7.5 mm axial slice crossed by a cord tilted 20 degrees: about 7.2 mm)."""
-    return _extent_along(image, cl.tangent(np.linspace(0.0, cl.length, 20)).mean(0))
+    return image.grid.extent_along(cl.tangent(np.linspace(0.0, cl.length, 20)).mean(0))
 
 
 def _width_step_sd(image: Image, width: np.ndarray) -> float:
@@ -329,7 +322,7 @@ def _width_step_sd(image: Image, width: np.ndarray) -> float:
     the measurement's own, which grows with the voxel's left-right extent beyond 0.5 mm against
     the cord's width (3 mm sagittal slices measure an 11 mm cord's width in 3-4 steps)."""
     w = float(np.nanmedian(width)) if np.isfinite(width).any() else 10.0
-    lr = _extent_along(image, np.array([1.0, 0.0, 0.0]))
+    lr = image.grid.extent_along([1.0, 0.0, 0.0])
     return float(np.hypot(WIDTH_STEP_SD, WIDTH_RES_FACTOR * max(lr - 0.5, 0.0) / max(w, 1.0)))
 
 
