@@ -122,7 +122,7 @@ def _bare_labeling(seed: int):
 
 
 #: seed -> (disc MAE mm, seg Dice, cord error mean mm, p95 mm, template cord Dice vs truth) measured
-BARE_CLAIMS = {0: (0.48, 0.944, 0.61, 1.15, 0.949), 2: (0.46, 0.948, 0.58, 0.97, 0.948)}
+BARE_CLAIMS = {0: (0.48, 0.944, 0.52, 1.04, 0.949), 2: (0.46, 0.948, 0.58, 1.14, 0.948)}
 #: seed -> C1/C2 from the CSF profile, found minus true along the cord (mm), measured
 C1C2_CLAIMS = {0: -0.32, 2: 0.55}
 
@@ -131,15 +131,17 @@ C1C2_CLAIMS = {0: -0.32, 2: 0.55}
 def test_full_phantom_from_bare_image(seed):
     """Seeds 0 and 2 (of 0-9, measured in the module docstring and docs/labeling_bare_image.md):
     levels right, not flagged; C1/C2 from the CSF profile above C2/C3 (spinereg.vertebrae.c1c2)
-    -0.32 / +0.55 mm from the truth; the registration with the measured discs and C1/C2 (what the
-    bare job does) 0.61 / 1.15 and 0.58 / 0.97 mm cord mapping error mean / p95 (0.72 / 1.40 and
-    0.64 / 1.21 with C1/C2 left to the discs' extrapolation, before session 10), template cord Dice
+    -0.32 / +0.55 mm from the truth; the registration with the measured discs and C1/C2 at their
+    measured points (what the bare job does since session 13) 0.52 / 1.04 and 0.58 / 1.14 mm cord
+    mapping error mean / p95 (0.61 / 1.15 and 0.58 / 0.97 with the discs at the label file's
+    voxels; 0.72 / 1.40 and 0.64 / 1.21 with C1/C2 left to the discs' extrapolation, before
+    session 10), template cord Dice
     0.949 / 0.948 against the true cord (the automatic segmentation's own Dice: 0.944 / 0.948):
     the issue's Dice 0.97 is not met. Seed 0 was 1.19 / 5.28 mm before the S-I refinement was held
     beyond the top disc (C2/C3, C3/C4 and C4/C5 within 40 mm of it; the thoracic discs at the
     bottom are further apart, so that end stays free)."""
     from spinereg.register.template import register_to_template
-    from spinereg.vertebrae.outputs import disc_label_image
+    from spinereg.vertebrae.outputs import disc_landmarks
 
     mae, seg_dice, mean, p95, cord_dice = BARE_CLAIMS[seed]
     ph, seg, lab, r = _bare_labeling(seed)
@@ -149,7 +151,7 @@ def test_full_phantom_from_bare_image(seed):
     assert len(c12) == 1 and c12[0].from_csf, lab.report["c1c2"]
     s2 = lab.centerline.project(np.asarray(ph.disc_points[2], float)[None])[0][0]
     assert abs(c12[0].s - s2 - C1C2_CLAIMS[seed]) <= 0.1, c12[0].s - s2
-    reg = register_to_template(ph.image, seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
+    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab), template="PAM50",
                                contrast=ph.contrast)
     assert reg.si_report["held_beyond_mm"][1] is not None, reg.si_report  # the top end (C2/C3) is held
     err = ph.error(reg.template2anat)
@@ -171,8 +173,9 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     one set of band tilts up to +-20 degrees named the levels and placed the discs: spurious
     tilted bands between the weak cervical discs put C2/C3-C5/C6 5-6 mm low). The bare job's
     verdict on the labeling: warn (landmark_levels_ambiguous); registered with these discs (what
-    the bare job does, C1/C2 from the CSF profile 0.15 mm off): cord error 0.515 / 1.293 mm mean /
-    p95 (0.66 / 1.63 with C1/C2 left to the extrapolation, 3.44 / 6.84 before the two-stage tilt
+    the bare job does, C1/C2 from the CSF profile 0.15 mm off, every disc at its measured point):
+    cord error 0.603 / 1.225 mm mean / p95 (0.515 / 1.293 with the discs at the label file's
+    voxels, 0.66 / 1.63 with C1/C2 left to the extrapolation, 3.44 / 6.84 before the two-stage tilt
     reading, 15.05 / 25.23 before the second pass): docs/labeling_bare_image.md."""
     from spinereg.metrics.level_check import auto_level_offset, shared_labeling
     from spinereg.metrics.verdict import judge
@@ -194,12 +197,13 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     assert v.verdict == "warn" and v.reasons == ["warn: landmark_levels_ambiguous 1 > 0.5"], v.reasons
     # registered with these discs, scored against the phantom's known mapping (not given to the job)
     from spinereg.register.template import register_to_template
-    from spinereg.vertebrae.outputs import disc_label_image
+    from spinereg.vertebrae.outputs import disc_landmarks
 
-    reg = register_to_template(ph.image, seg, ldisc=disc_label_image(ph.image, lab), template="PAM50",
+    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab), template="PAM50",
                                contrast=ph.contrast)
     err = ph.error(reg.template2anat)
-    assert err["mean_mm"] <= 0.54 and err["p95_mm"] <= 1.39, (err["mean_mm"], err["p95_mm"])  # 0.515 / 1.293
+    # 0.603 / 1.225 (0.515 / 1.293 with the discs at the label file's voxels, before session 13)
+    assert err["mean_mm"] <= 0.63 and err["p95_mm"] <= 1.33, (err["mean_mm"], err["p95_mm"])
     # the true segmentation made wide on purpose (dilated one voxel): the first pass names other
     # levels (image-alone margin -3.28), the second right (0.24 mm), flagged
     sys.path.insert(0, str(Path(__file__).parent))

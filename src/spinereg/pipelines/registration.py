@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spinereg.cord.landmarks import Landmarks
 from spinereg.io.provenance import RunRecord
 from spinereg.io.staging import OutputFolder, folder_is_own_run
 from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
@@ -139,8 +140,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                              "no landmarks given: the automatic discs are the landmarks")
         if automatic.get("warn"):  # disagreement with the given labels (ambiguity is only recorded)
             warnings.append(f"automatic discs not added to the given labels: {automatic.get('reason')}")
-        shown_ldisc = (f"{Path(ldisc).name} (automatic: spinereg label-vertebrae)"
-                       if ldisc is not None and Path(ldisc).name in auto.files else ldisc)
+        shown_ldisc = (f"{Path(ldisc.source).name} (automatic: spinereg label-vertebrae)"
+                       if isinstance(ldisc, Landmarks) and Path(str(ldisc.source)).name in auto.files else ldisc)
         inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
                   "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
         box: dict = {}
@@ -189,14 +190,15 @@ def require_labelable(image: str | Path) -> None:
 
 
 def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
-                tmp: Path, labeling=None) -> tuple[Path, dict, list, object]:
+                tmp: Path, labeling=None) -> tuple[Landmarks, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
     among ``auto``'s files (they join the job's output folder), and returns the label file, the
     provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
     the discs, the best reading of the image, and says so on stderr and in provenance.json) and
-    the labeling (for the QC level check). ``labeling``: one already made of this image and
+    the labeling (for the QC level check). The landmarks are the measured disc points (world mm,
+    ``source``: the label file), not the label file's voxels. ``labeling``: one already made of this image and
     segmentation, used instead of labelling again."""
     import json
 
@@ -204,7 +206,7 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     from spinereg.io.image import save_image
     from spinereg.qc.labeling import warnings_of
     from spinereg.register.template import auto_labeling
-    from spinereg.vertebrae.outputs import disc_label_image, image_stem
+    from spinereg.vertebrae.outputs import disc_label_image, disc_landmarks, image_stem
 
     lab = labeling if labeling is not None else auto_labeling(image, seg, contrast)
     stem = image_stem(image_path)
@@ -220,7 +222,10 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     warnings = [f"automatic vertebral labeling: {w}" for w in warnings_of(lab)]
     record = {"file": path.name, "discs": [d.name for d in lab.discs], "ambiguous": lab.ambiguous,
               "identity_margin": round(float(lab.identity_margin), 2), "warnings": warnings}
-    return path, record, warnings, lab
+    # the registration takes the discs where they were measured (world mm, as in the JSON), not
+    # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
+    # 2.5 mm along S-I
+    return disc_landmarks(lab, str(path)), record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from spinereg.cord.landmarks import Landmarks
 from spinereg.io.image import Image, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.label import VertebralLabeling
@@ -39,6 +40,14 @@ def disc_label_image(image: Image, labeling: VertebralLabeling) -> Image:
     """One voxel per disc (PAM50_label_disc values) on ``image``'s grid."""
     vol = place_labels(labeling.points, labeling.values, image.grid, dtype=np.uint8)
     return image.with_data(vol)
+
+
+def disc_landmarks(labeling: VertebralLabeling, source: str | None = None) -> Landmarks:
+    """The labeling's discs as registration landmarks at the points where they were measured
+    (world mm, the JSON's positions), not at the label file's voxels: :func:`disc_label_image`
+    rounds each disc to its nearest voxel, up to half a slice along S-I (2.5 mm on 5 mm axial
+    slices). ``source``: what provenance names them by (e.g. the label file)."""
+    return Landmarks("disc", np.asarray(labeling.values, int), np.asarray(labeling.points, float), source)
 
 
 def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir: str | Path,
