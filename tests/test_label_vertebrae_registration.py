@@ -51,7 +51,7 @@ def test_full_phantom_with_automatic_discs(seed):
     r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
     assert r["identity_ok"] and not r["ambiguous"] and len(lab.measured) == 12  # 11 bands + C1/C2 from the CSF
     assert [d.value for d in lab.measured if d.from_csf] == [2]
-    reg = register_to_template(ph.image, ph.seg, ldisc=disc_landmarks(lab), template="PAM50",
+    reg = register_to_template(ph.image, ph.seg, ldisc=disc_landmarks(lab, ph.image.grid), template="PAM50",
                                contrast="t2")
     err = ph.error(reg.template2anat)
     mean, p95 = CLAIMS[seed]

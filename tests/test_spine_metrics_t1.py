@@ -50,7 +50,7 @@ def t1_measured(sct_data, tmp_path_factory):
     d = sct_data / "t1"
     img, seg = load_image(d / "t1w.nii.gz"), load_image(d / "t1w_seg-manual.nii.gz")
     lab = auto_labeling(img, seg, "t1")
-    reg = register_to_template(img, seg, ldisc=disc_landmarks(lab), template="PAM50", contrast="t1")
+    reg = register_to_template(img, seg, ldisc=disc_landmarks(lab, img.grid), template="PAM50", contrast="t1")
     tmp = tmp_path_factory.mktemp("t1")
     warp = write_displacement(reg.warp_template2anat(), tmp / "warp_template2anat.nii.gz")
     out = tmp / "metrics"

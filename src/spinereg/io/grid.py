@@ -40,6 +40,16 @@ class Grid:
         d = d / max(float(np.linalg.norm(d)), 1e-9)
         return float(np.abs(self.affine[:3, :3].T @ d).sum())
 
+    def nearest_voxels(self, xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each world point's nearest voxel (N, 3 ints) and whether that voxel is on the grid (a
+        finite point at most half a voxel beyond its edge)."""
+        p = np.asarray(xyz, float).reshape(-1, 3)
+        fin = np.all(np.isfinite(p), axis=1)
+        ijk = np.zeros(p.shape, int)
+        ijk[fin] = np.rint(self.world_to_voxel(p[fin])).astype(int)
+        ok = fin & np.all((ijk >= 0) & (ijk < np.array(self.shape[:3])), axis=1)
+        return ijk, ok
+
     def same_as(self, other: Grid, atol: float = 1e-4) -> bool:
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 

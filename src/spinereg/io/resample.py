@@ -143,8 +143,7 @@ def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None)
     out = np.zeros(grid.shape, dtype=dtype if dtype is not None else np.asarray(values).dtype)
     if len(points) == 0:
         return out
-    ijk = np.rint(grid.world_to_voxel(points)).astype(int)
-    ok = np.all((ijk >= 0) & (ijk < np.array(grid.shape)), axis=1) & np.all(np.isfinite(points), axis=1)
+    ijk, ok = grid.nearest_voxels(points)
     out[tuple(ijk[ok].T)] = np.asarray(values)[ok]
     return out
 

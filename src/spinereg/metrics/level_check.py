@@ -86,14 +86,16 @@ def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
     fewer than two landmarks in common with the template.
 
     Subject landmarks (provenance ``landmarks.subject_mm``) are projected on the centerline of
-    ``seg``, the template's on its cord centerline.
+    ``seg``, the template's on its cord centerline. A conus tip among disc labels (60) is left out.
     """
     from spinereg.cord.centerline import centerline_from_seg
     from spinereg.register.template import template_centerline, template_landmarks
 
     lm = prov.get("landmarks") or {}
-    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items()}
     kind = lm.get("kind")
+    # the conus tip (disc value 60) is not a vertebral level: its height varies between people
+    # and PAM50's lies 0.5 mm from its L1/L2 disc (a segment between them has no scale)
+    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items() if not (kind == "disc" and int(k) == 60)}
     if len(subj) < 2 or kind is None:
         return {}
     tlm = template_landmarks(tpl, kind)

@@ -225,7 +225,7 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     # the registration takes the discs where they were measured (world mm, as in the JSON), not
     # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
     # 2.5 mm along S-I
-    return disc_landmarks(lab, str(path)), record, warnings, lab
+    return disc_landmarks(lab, image.grid, str(path)), record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,

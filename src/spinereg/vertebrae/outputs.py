@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
+from spinereg.io.grid import Grid
 from spinereg.io.image import Image, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.label import VertebralLabeling
+from spinereg.vertebrae.model import CONUS
 
 
 def image_stem(path: str | Path | None) -> str:
@@ -42,12 +44,25 @@ def disc_label_image(image: Image, labeling: VertebralLabeling) -> Image:
     return image.with_data(vol)
 
 
-def disc_landmarks(labeling: VertebralLabeling, source: str | None = None) -> Landmarks:
-    """The labeling's discs as registration landmarks at the points where they were measured
-    (world mm, the JSON's positions), not at the label file's voxels: :func:`disc_label_image`
-    rounds each disc to its nearest voxel, up to half a slice along S-I (2.5 mm on 5 mm axial
-    slices). ``source``: what provenance names them by (e.g. the label file)."""
-    return Landmarks("disc", np.asarray(labeling.values, int), np.asarray(labeling.points, float), source)
+def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source: str | None = None) -> Landmarks:
+    """The labeling's measured discs as registration landmarks, at the points where they were
+    measured (world mm, the JSON's positions), not at the label file's voxels:
+    :func:`disc_label_image` rounds each disc to its nearest voxel, up to half a slice along S-I
+    (2.5 mm on 5 mm axial slices). ``grid``: the image's; discs whose nearest voxel is off it are
+    left out, as the label file leaves them out (the band can be in view where the centerline
+    point is not, and the outputs' warps, which the QC pushes landmarks through, end at the grid).
+    ``source``: what provenance names them by (e.g. the label file).
+
+    The conus tip (60) is reported, not a landmark (as when discs join given labels,
+    :mod:`spinereg.register.auto_landmarks`): its vertebral level varies between people (T12-L2)
+    and PAM50's lies 0.5 mm from its L1/L2 disc, so pairing both with the template imposes a
+    spurious stretch between them, or an order the template does not have (a cord ending 0.1 mm
+    below its L1/L2 disc stopped the registration: "landmarks are not in the same order")."""
+    values, points = np.asarray(labeling.values, int), np.asarray(labeling.points, float).reshape(-1, 3)
+    keep = values != CONUS
+    if grid is not None:
+        keep &= grid.nearest_voxels(points)[1]
+    return Landmarks("disc", values[keep], points[keep], source)
 
 
 def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir: str | Path,
