@@ -477,7 +477,8 @@ def _orientation(image: Image, seg: Image, contrast: str, template: str, lab: Ve
         mirrored = _chain_labeling(flip_si(image), flip_si(seg), contrast, None, template, check_identity=False)
     except InputError as err:  # the mirror shows too little to label: nothing to compare
         return {"checked": False, "why": str(err)}, None
-    return si_reversal(lab.report["chain_score"], mirrored.report["chain_score"])
+    n_bands = sum(d.source == "band" and d.value != CONUS for d in lab.discs)
+    return si_reversal(lab.report["chain_score"], mirrored.report["chain_score"], n_bands)
 
 
 def _with_orientation(lab: VertebralLabeling, orientation) -> VertebralLabeling:
@@ -644,23 +645,22 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
         discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
-    # C1/C2 (PAM50 disc 2) shows no band: reported where the field of view shows it (inside the
-    # evidence's rows, not at their edge) at the chain's place, marked estimated; measured
-    # 0.2-2.3 mm from the truth on the independent phantoms that show it
+    # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
+    c1c2_report = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
     k2 = np.flatnonzero(model.disc_values == 2)
-    if len(k2) and ev.inside.any() and discs:
+    if isinstance(c1c2_report, Disc):
+        discs.insert(0, c1c2_report)
+        c1c2_report = {"located_from": "csf", **c1c2_report.as_dict()}
+    elif len(k2) and ev.inside.any() and discs:
+        # otherwise reported where the field of view shows it (inside the evidence's rows, not at
+        # their edge) at the chain's place, marked estimated; measured 0.2-2.3 mm from the truth
+        # on the independent phantoms that show it
         k = int(k2[0])
         x = float(chain.positions[k])
         jj = int(np.clip(np.rint((x - sub.s[0]) / step), 0, len(sub.s) - 1))
         if lo_s + half_width[jj] <= x <= hi_s - half_width[jj] and x <= cl.length:
             conf = float(min(d.confidence for d in discs)) * 0.5
             discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, source="estimated"))
-    # C1/C2 measured where the CSF above a measured C2/C3 shows it (replaces the chain's estimate)
-    c1c2_report = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
-    if isinstance(c1c2_report, Disc):
-        discs = [d for d in discs if d.value != 2]
-        discs.insert(0, c1c2_report)
-        c1c2_report = {"located_from": "csf", **c1c2_report.as_dict()}
     conus = _conus(discs, cl, sub.s[0], margin)
     if conus is not None:
         discs.append(conus)
