@@ -175,7 +175,7 @@ def accuracy_bare(seeds=range(5), register: bool = False) -> list[dict]:
             from spinereg.register.template import register_to_template
             from spinereg.vertebrae.outputs import disc_landmarks
 
-            reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid), template="PAM50",
+            reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                        contrast=ph.contrast)
             err = ph.error(reg.template2anat)
             x.update(cord_mean_mm=err["mean_mm"], cord_p95_mm=err["p95_mm"],

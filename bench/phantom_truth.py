@@ -88,7 +88,7 @@ def bare_full_phantom(seed: int, source: str) -> dict:
     seg = segment(ph.image, ph.contrast).seg
     lab = auto_labeling(ph.image, seg, ph.contrast)
     r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
-    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid), template="PAM50",
+    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                contrast=ph.contrast)
     err = ph.error(reg.template2anat)
     tcord = template_volume(str(load_template("PAM50").path("cord")))

@@ -58,7 +58,7 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["cord_dice_subject_space"] >= 0.95
     qc = metrics["qc"]
-    assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.0553 > 0.05",
+    assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.1023 > 0.05",
                                                           "warn: landmark_levels_ambiguous 1 > 0.5"], qc
     assert qc["scores"]["landmark_levels_contradicted"] == 0.0  # ambiguous (margin 0.72), not contradicted
     assert any(n.startswith("levels not independently verified") for n in qc["notes"]), qc
@@ -73,12 +73,13 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     assert [d["name"] for d in discs["discs"]] == ["C2/C3", "C3/C4", "C4/C5"]
     if discs["ambiguous"]:  # measured: margin 0.72 < 2, said on stderr
         assert "level identity is ambiguous" in captured.err
-    # held-out truth: the hand-placed C3/C5 bodies pushed into PAM50 (measured 0.68 / 1.05 mm)
+    # held-out truth: the hand-placed C3/C5 bodies pushed into PAM50 (measured 0.70 / 0.93 mm; 0.68 /
+    # 1.05 before the discs were registered in PAM50_label_disc's convention)
     held = metrics["held_out"]
     assert set(held["body_labels"]) == {"3", "5"}
-    assert held["mean_mm"] <= 0.90 and held["max_mm"] <= 1.15, held
-    # at their height on the manual segmentation's centerline (measured 0.30 / 0.81 mm)
-    assert held["on_cord_mean_mm"] <= 0.58 and held["on_cord_max_mm"] <= 0.83, held
+    assert held["mean_mm"] <= 0.85 and held["max_mm"] <= 1.0, held
+    # at their height on the manual segmentation's centerline (measured 0.35 / 0.58 mm)
+    assert held["on_cord_mean_mm"] <= 0.50 and held["on_cord_max_mm"] <= 0.63, held
     assert "held out (labels.nii.gz" in printed
     # and the manual segmentation (measured Dice 0.971)
     from spinereg.io.template import load_template

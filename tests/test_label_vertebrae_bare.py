@@ -77,6 +77,9 @@ def test_register_to_template_from_bare_t2(sct_data, tmp_path):
     assert "automatic: spinereg segment" in prov["inputs"]["seg"]
     (stage,) = [s for s in prov["stages"] if s["name"] == "vertebral labeling"]
     assert stage["labeling"]["discs"] == ["C2/C3", "C3/C4", "C4/C5"]
+    # registered in PAM50_label_disc's convention: C3/C4 and C4/C5 ~1 mm lower (data/template_disc_offsets.json)
+    moved = stage["labeling"]["registered_as"]["moved_mm"]
+    assert stage["labeling"]["registered_as"]["converted"] and -1.2 < moved["C4/C5"] < -0.8, moved
     assert prov["landmarks"]["kind"] == "disc"
     # an ambiguous identity is said, on stderr and in provenance.json
     assert stage["labeling"]["ambiguous"] == doc["ambiguous"]
@@ -94,15 +97,17 @@ def test_register_to_template_from_bare_t2(sct_data, tmp_path):
     moved = t2a.map(bodies.points)
     res = [float(np.linalg.norm(p - tb.points[list(tb.values).index(v)])) for v, p in zip(bodies.values, moved,
                                                                                           strict=True)]
-    assert max(res) <= 1.15 and np.mean(res) <= 0.90, res  # measured 0.68 / 1.05
+    # measured 0.70 / 0.93 (0.68 / 1.05 before the discs were registered in PAM50_label_disc's convention)
+    assert max(res) <= 1.0 and np.mean(res) <= 0.85, res
     # the labels sit 0.93 / 1.23 mm off the manual cord's centre (hand-placed voxels); at their
     # height on that centerline (the manual segmentation is not used by the job either) they land
-    # 0.30 / 0.81 mm from PAM50's (S-I +0.28 / -0.59): within the issue's 1 mm
+    # 0.35 / 0.58 mm from PAM50's (S-I +0.33 / -0.01; 0.19 / 0.82, S-I +0.16 / -0.58, with the
+    # discs registered at their measured points; 0.30 / 0.81 at the label file's voxels)
     from spinereg.pipelines.registration import held_out_body_residuals
 
     held = held_out_body_residuals(t2a, t2 / "labels.nii.gz", cord=t2 / "t2_seg-manual.nii.gz")
     oc = {k: v["on_cord_mm"] for k, v in held["body_labels"].items()}
-    assert oc["3"] <= 0.35 and oc["5"] <= 0.83 and held["on_cord_max_mm"] <= 1.0, held
+    assert oc["3"] <= 0.40 and oc["5"] <= 0.63 and held["on_cord_max_mm"] <= 0.65, held
     assert held["body_labels"]["5"]["label_off_cord_mm"] > 1.2, held
 
 
@@ -122,7 +127,7 @@ def _bare_labeling(seed: int):
 
 
 #: seed -> (disc MAE mm, seg Dice, cord error mean mm, p95 mm, template cord Dice vs truth) measured
-BARE_CLAIMS = {0: (0.48, 0.944, 0.52, 1.04, 0.949), 2: (0.46, 0.948, 0.58, 1.14, 0.948)}
+BARE_CLAIMS = {0: (0.48, 0.944, 0.39, 0.76, 0.949), 2: (0.46, 0.948, 0.41, 0.89, 0.948)}
 #: seed -> C1/C2 from the CSF profile, found minus true along the cord (mm), measured
 C1C2_CLAIMS = {0: -0.32, 2: 0.55}
 
@@ -131,9 +136,10 @@ C1C2_CLAIMS = {0: -0.32, 2: 0.55}
 def test_full_phantom_from_bare_image(seed):
     """Seeds 0 and 2 (of 0-9, measured in the module docstring and docs/labeling_bare_image.md):
     levels right, not flagged; C1/C2 from the CSF profile above C2/C3 (spinereg.vertebrae.c1c2)
-    -0.32 / +0.55 mm from the truth; the registration with the measured discs and C1/C2 at their
-    measured points (what the bare job does since session 13) 0.52 / 1.04 and 0.58 / 1.14 mm cord
-    mapping error mean / p95 (0.61 / 1.15 and 0.58 / 0.97 with the discs at the label file's
+    -0.32 / +0.55 mm from the truth; the registration with the measured discs moved to
+    PAM50_label_disc's convention and C1/C2 (what the bare job does since session 13) 0.39 / 0.76
+    and 0.41 / 0.89 mm cord mapping error mean / p95 (0.52 / 1.04 and 0.58 / 1.14 at the measured
+    points; 0.61 / 1.15 and 0.58 / 0.97 with the discs at the label file's
     voxels; 0.72 / 1.40 and 0.64 / 1.21 with C1/C2 left to the discs' extrapolation, before
     session 10), template cord Dice
     0.949 / 0.948 against the true cord (the automatic segmentation's own Dice: 0.944 / 0.948):
@@ -151,7 +157,7 @@ def test_full_phantom_from_bare_image(seed):
     assert len(c12) == 1 and c12[0].from_csf, lab.report["c1c2"]
     s2 = lab.centerline.project(np.asarray(ph.disc_points[2], float)[None])[0][0]
     assert abs(c12[0].s - s2 - C1C2_CLAIMS[seed]) <= 0.1, c12[0].s - s2
-    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid), template="PAM50",
+    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                contrast=ph.contrast)
     assert reg.si_report["held_beyond_mm"][1] is not None, reg.si_report  # the top end (C2/C3) is held
     err = ph.error(reg.template2anat)
@@ -174,7 +180,8 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     tilted bands between the weak cervical discs put C2/C3-C5/C6 5-6 mm low). The bare job's
     verdict on the labeling: warn (landmark_levels_ambiguous); registered with these discs (what
     the bare job does, C1/C2 from the CSF profile 0.15 mm off, every disc at its measured point):
-    cord error 0.579 / 1.195 mm mean / p95 (0.515 / 1.293 with the discs at the label file's
+    cord error 0.457 / 1.190 mm mean / p95 in PAM50_label_disc's convention (0.579 / 1.195 at the
+    measured points, 0.515 / 1.293 with the discs at the label file's
     voxels, 0.66 / 1.63 with C1/C2 left to the extrapolation, 3.44 / 6.84 before the two-stage tilt
     reading, 15.05 / 25.23 before the second pass): docs/labeling_bare_image.md."""
     from spinereg.metrics.level_check import auto_level_offset, shared_labeling
@@ -199,11 +206,11 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     from spinereg.register.template import register_to_template
     from spinereg.vertebrae.outputs import disc_landmarks
 
-    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid), template="PAM50",
+    reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                contrast=ph.contrast)
     err = ph.error(reg.template2anat)
-    # 0.579 / 1.195 (0.515 / 1.293 with the discs at the label file's voxels, before session 13)
-    assert err["mean_mm"] <= 0.61 and err["p95_mm"] <= 1.30, (err["mean_mm"], err["p95_mm"])
+    # 0.457 / 1.190 (0.579 / 1.195 at the measured points; 0.515 / 1.293 at the label file's voxels)
+    assert err["mean_mm"] <= 0.49 and err["p95_mm"] <= 1.29, (err["mean_mm"], err["p95_mm"])
     # the true segmentation made wide on purpose (dilated one voxel): the first pass names other
     # levels (image-alone margin -3.28), the second right (0.24 mm), flagged
     sys.path.insert(0, str(Path(__file__).parent))

@@ -120,7 +120,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         if not given and lrootlet is None:  # no landmarks given: label the discs
             with run.stage("vertebral labeling") as rec:
                 ldisc, rec["labeling"], warnings, lab = label_discs(inp.image, inp.seg, image, contrast, auto,
-                                                                    Path(ltmp), labeling)
+                                                                    Path(ltmp), labeling, template)
         elif given and auto_discs:  # labels given: the discs the image shows may join them
             with run.stage("vertebral labeling") as rec:
                 lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
@@ -190,7 +190,7 @@ def require_labelable(image: str | Path) -> None:
 
 
 def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
-                tmp: Path, labeling=None) -> tuple[Landmarks, dict, list, object]:
+                tmp: Path, labeling=None, template: str = "PAM50") -> tuple[Landmarks, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
@@ -198,7 +198,8 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
     the discs, the best reading of the image, and says so on stderr and in provenance.json) and
     the labeling (for the QC level check). The landmarks are the measured disc points (world mm,
-    ``source``: the label file), not the label file's voxels. ``labeling``: one already made of this image and
+    ``source``: the label file), not the label file's voxels, moved to ``template``'s disc-label
+    convention (:mod:`spinereg.vertebrae.convention`; the record says by how much). ``labeling``: one already made of this image and
     segmentation, used instead of labelling again."""
     import json
 
@@ -206,7 +207,12 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     from spinereg.io.image import save_image
     from spinereg.qc.labeling import warnings_of
     from spinereg.register.template import auto_labeling
-    from spinereg.vertebrae.outputs import disc_label_image, disc_landmarks, image_stem
+    from spinereg.vertebrae.outputs import (
+        disc_label_image,
+        disc_landmarks,
+        disc_landmarks_record,
+        image_stem,
+    )
 
     lab = labeling if labeling is not None else auto_labeling(image, seg, contrast)
     stem = image_stem(image_path)
@@ -225,7 +231,8 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     # the registration takes the discs where they were measured (world mm, as in the JSON), not
     # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
     # 2.5 mm along S-I
-    return disc_landmarks(lab, image.grid, str(path)), record, warnings, lab
+    record["registered_as"] = disc_landmarks_record(lab, image.grid, template)
+    return disc_landmarks(lab, image.grid, str(path), template), record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,

@@ -19,6 +19,7 @@ from spinereg.cord.landmarks import Landmarks
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, path_stem, save_image
 from spinereg.io.resample import place_labels
+from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.label import VertebralLabeling
 from spinereg.vertebrae.model import CONUS
 
@@ -44,14 +45,17 @@ def disc_label_image(image: Image, labeling: VertebralLabeling) -> Image:
     return image.with_data(vol)
 
 
-def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source: str | None = None) -> Landmarks:
+def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source: str | None = None,
+                   template: str | None = None) -> Landmarks:
     """The labeling's measured discs as registration landmarks, at the points where they were
     measured (world mm, the JSON's positions), not at the label file's voxels:
     :func:`disc_label_image` rounds each disc to its nearest voxel, up to half a slice along S-I
     (2.5 mm on 5 mm axial slices). ``grid``: the image's; discs whose nearest voxel is off it are
     left out, as the label file leaves them out (the band can be in view where the centerline
     point is not, and the outputs' warps, which the QC pushes landmarks through, end at the grid).
-    ``source``: what provenance names them by (e.g. the label file).
+    ``source``: what provenance names them by (e.g. the label file). ``template``: the discs are
+    moved to that template's disc-label convention (:func:`spinereg.vertebrae.convention.to_label_convention`;
+    the record is :func:`disc_landmarks_record`); None keeps the measured points.
 
     The conus tip (60) is reported, not a landmark (as when discs join given labels,
     :mod:`spinereg.register.auto_landmarks`): its vertebral level varies between people (T12-L2)
@@ -62,7 +66,19 @@ def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source
     keep = values != CONUS
     if grid is not None:
         keep &= grid.nearest_voxels(points)[1]
-    return Landmarks("disc", values[keep], points[keep], source)
+    lm = Landmarks("disc", values[keep], points[keep], source)
+    if template is None:
+        return lm
+    return to_label_convention(labeling, lm, template, _si_spacing(grid))[0]
+
+
+def disc_landmarks_record(labeling: VertebralLabeling, grid: Grid | None, template: str) -> dict:
+    """What :func:`disc_landmarks` with ``grid`` and ``template`` does to the discs (for provenance)."""
+    return to_label_convention(labeling, disc_landmarks(labeling, grid), template, _si_spacing(grid))[1]
+
+
+def _si_spacing(grid: Grid | None) -> float | None:
+    return None if grid is None else grid.extent_along([0.0, 0.0, 1.0])
 
 
 def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir: str | Path,
