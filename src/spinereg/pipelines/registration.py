@@ -205,6 +205,7 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
 
     from spinereg.errors import InputError
     from spinereg.io.image import save_image
+    from spinereg.io.template import load_template
     from spinereg.qc.labeling import warnings_of
     from spinereg.register.template import auto_labeling
     from spinereg.vertebrae.outputs import (
@@ -231,8 +232,9 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     # the registration takes the discs where they were measured (world mm, as in the JSON), not
     # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
     # 2.5 mm along S-I
-    record["registered_as"] = disc_landmarks_record(lab, image.grid, template)
-    return disc_landmarks(lab, image.grid, str(path), template), record, warnings, lab
+    name = load_template(template).name  # a folder given for -t: the template it holds
+    record["registered_as"] = disc_landmarks_record(lab, image.grid, name)
+    return disc_landmarks(lab, image.grid, str(path), name), record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,
