@@ -194,8 +194,8 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
-    among ``auto``'s files (they join the job's output folder), and returns the label file, the
-    provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
+    among ``auto``'s files (they join the job's output folder), and returns the registration's disc
+    landmarks (:func:`~spinereg.vertebrae.outputs.registration_discs`), the provenance record, the warnings (an ambiguous identity, a gap: the registration still uses
     the discs, the best reading of the image, and says so on stderr and in provenance.json) and
     the labeling (for the QC level check). The landmarks are the measured disc points (world mm,
     ``source``: the label file), not the label file's voxels, moved to ``template``'s disc-label
@@ -208,12 +208,7 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     from spinereg.io.template import load_template
     from spinereg.qc.labeling import warnings_of
     from spinereg.register.template import auto_labeling
-    from spinereg.vertebrae.outputs import (
-        disc_label_image,
-        disc_landmarks,
-        disc_landmarks_record,
-        image_stem,
-    )
+    from spinereg.vertebrae.outputs import disc_label_image, image_stem, registration_discs
 
     lab = labeling if labeling is not None else auto_labeling(image, seg, contrast)
     stem = image_stem(image_path)
@@ -233,8 +228,8 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
     # 2.5 mm along S-I
     name = load_template(template).name  # a folder given for -t: the template it holds
-    record["registered_as"] = disc_landmarks_record(lab, image.grid, name)
-    return disc_landmarks(lab, image.grid, str(path), name), record, warnings, lab
+    discs, record["registered_as"] = registration_discs(lab, image.grid, str(path), name)
+    return discs, record, warnings, lab
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,

@@ -55,30 +55,29 @@ def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source
     point is not, and the outputs' warps, which the QC pushes landmarks through, end at the grid).
     ``source``: what provenance names them by (e.g. the label file). ``template``: the discs are
     moved to that template's disc-label convention (:func:`spinereg.vertebrae.convention.to_label_convention`;
-    the record is :func:`disc_landmarks_record`); None keeps the measured points.
+    the record: :func:`registration_discs`); None keeps the measured points.
 
     The conus tip (60) is reported, not a landmark (as when discs join given labels,
     :mod:`spinereg.register.auto_landmarks`): its vertebral level varies between people (T12-L2)
     and PAM50's lies 0.5 mm from its L1/L2 disc, so pairing both with the template imposes a
     spurious stretch between them, or an order the template does not have (a cord ending 0.1 mm
     below its L1/L2 disc stopped the registration: "landmarks are not in the same order")."""
+    return registration_discs(labeling, grid, source, template)[0]
+
+
+def registration_discs(labeling: VertebralLabeling, grid: Grid | None = None, source: str | None = None,
+                       template: str | None = None) -> tuple[Landmarks, dict]:
+    """:func:`disc_landmarks` and what was done to them for ``template`` (a provenance record;
+    ``{"converted": False, ...}`` without a template)."""
     values, points = np.asarray(labeling.values, int), np.asarray(labeling.points, float).reshape(-1, 3)
     keep = values != CONUS
     if grid is not None:
         keep &= grid.nearest_voxels(points)[1]
     lm = Landmarks("disc", values[keep], points[keep], source)
     if template is None:
-        return lm
-    return to_label_convention(labeling, lm, template, _si_spacing(grid))[0]
-
-
-def disc_landmarks_record(labeling: VertebralLabeling, grid: Grid | None, template: str) -> dict:
-    """What :func:`disc_landmarks` with ``grid`` and ``template`` does to the discs (for provenance)."""
-    return to_label_convention(labeling, disc_landmarks(labeling, grid), template, _si_spacing(grid))[1]
-
-
-def _si_spacing(grid: Grid | None) -> float | None:
-    return None if grid is None else grid.extent_along([0.0, 0.0, 1.0])
+        return lm, {"converted": False, "why": "no template named"}
+    si = None if grid is None else grid.extent_along([0.0, 0.0, 1.0])
+    return to_label_convention(labeling, lm, template, si)
 
 
 def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir: str | Path,
