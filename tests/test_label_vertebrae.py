@@ -83,7 +83,9 @@ def test_t1_c2c3_without_init(sct_data):
     assert not lab.ambiguous
     got = {d.value: d for d in lab.discs}
     assert 3 in got
-    lm = lab.as_landmarks()
+    from spinereg.vertebrae.outputs import disc_landmarks
+
+    lm = disc_landmarks(lab, img.grid)
     assert lm.kind == "disc" and lm.values.tolist() == [d.value for d in lab.discs if not d.estimated]
     assert [d.value for d in lab.discs if d.estimated] == [2]  # C1/C2 in view, placed by the spacing
     c2c3 = _t1_c2c3_world(sct_data)

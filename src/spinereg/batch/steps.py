@@ -135,9 +135,10 @@ def anatomical_landmarks(ctx: Context, suffix: str, im: BidsImage, seg: Path) ->
     if "label" not in ctx.cfg.steps(suffix):
         raise UnitError(f"{im.path}: no vertebral labels given (looked for {im.stem}_labels-manual / "
                         f"_labels-disc-manual) -- fix: add them, or add the label step to contrasts.{suffix}")
+    from spinereg.io.template import load_template
     from spinereg.qc.labeling import warnings_of
     from spinereg.vertebrae import label_vertebrae
-    from spinereg.vertebrae.outputs import write_labeling
+    from spinereg.vertebrae.outputs import registration_discs, write_labeling
 
     image, sg = load_image(im.path, ndim=3), load_image(seg, ndim=3, what="segmentation")
     contrast = (ctx.cfg.contrast(suffix) or {}).get("contrast", "auto")
@@ -150,8 +151,11 @@ def anatomical_landmarks(ctx: Context, suffix: str, im: BidsImage, seg: Path) ->
     if warn:
         rec.verdict, rec.reasons = "warn", warn
     ctx.records.append(rec)
-    # "_labeling": the registration treats these discs as a bare-image run treats its own
-    return {"ldisc": labeling.as_landmarks(), "_file": files["disc_labels"], "_labeling": labeling}
+    # "_labeling": the registration treats these discs as a bare-image run treats its own; "ldisc"
+    # (for chain steps): the same landmarks a bare-image run registers (no conus, in view, in the
+    # template labels' convention)
+    discs, _ = registration_discs(labeling, image.grid, str(files["disc_labels"]), load_template(ctx.cfg.template).name)
+    return {"ldisc": discs, "_file": files["disc_labels"], "_labeling": labeling}
 
 
 # -- registration steps ---------------------------------------------------------------------------

@@ -41,7 +41,6 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
-from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cordwidth import lr_width
@@ -214,11 +213,6 @@ class VertebralLabeling:
     def points(self) -> np.ndarray:
         """World points of the measured discs (see :attr:`measured`)."""
         return np.array([d.point for d in self.measured], float).reshape(-1, 3)
-
-    def as_landmarks(self) -> Landmarks:
-        """The measured discs (conus included, the estimated C1/C2 not) as disc landmarks for
-        registration (``--ldisc``)."""
-        return Landmarks("disc", self.values, self.points, "label-vertebrae")
 
     def level_at(self, s: np.ndarray) -> np.ndarray:
         """Vertebral level (PAM50_levels values) at arc lengths ``s``: the level between the disc
