@@ -8,9 +8,11 @@ cord segmentation:
 
 * bodies C3 and C5 (right): the labeling (5 discs C2/C3-C6/C7 and, since session 10, C1/C2 from
   the CSF profile above C2/C3, not ambiguous) agrees, its 6 discs join; provenance.json and
-  metrics.json say so; the level check finds no offset. Cord mapping error 0.49 / 1.62 mm mean /
-  p95: worse than the 0.34 / 0.71 with the 5 discs alone, because this phantom's C1/C2 is located
-  1.0 mm high (the labels alone: 0.71 / 1.78). On the short cervical fields of view the CSF's
+  metrics.json say so; the level check finds no offset. Cord mapping error 0.58 / 1.72 mm mean /
+  p95 (0.49 / 1.62 at the discs' measured points, before session 14 moved the discs that join to
+  PAM50_label_disc's convention as the bare job's are: worse on this case, better on the full
+  phantom's seeds 0-3, tests/test_validation_register.py): worse than the 0.34 / 0.71 with the 5
+  discs alone, because this phantom's C1/C2 is located 1.0 mm high (the labels alone: 0.71 / 1.78). On the short cervical fields of view the CSF's
   C1/C2 is mixed (discs alone, true segmentation: cervical 0 / 1 / 2 0.42 / 0.80 -> 0.58 / 1.55,
   0.50 / 1.16 -> 0.40 / 0.74, 0.61 / 0.86 -> 0.67 / 0.87); on the 20 full C1-T6 phantoms it lowers
   the bare job's mean of means 0.651 -> 0.601 / 0.753 -> 0.676 (docs/labeling_bare_image.md).
@@ -40,7 +42,7 @@ from spinereg.pipelines.registration import template_job
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
 #: measured cord mapping error (mean, p95 mm) of the right-label run, asserted + (0.03, 0.1)
-CLAIM_RIGHT = (0.49, 1.62)
+CLAIM_RIGHT = (0.58, 1.72)
 
 
 @pytest.fixture(scope="module")

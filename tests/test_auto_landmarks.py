@@ -24,6 +24,9 @@ class StraightCord:
         p = np.asarray(points, float).reshape(-1, 3)
         return p[:, 2].copy(), np.hypot(p[:, 0], p[:, 1])
 
+    def points(self, s):
+        return np.array([0.0, 0.0, float(s)])
+
 
 @dataclass
 class FakeLabeling:
@@ -31,6 +34,8 @@ class FakeLabeling:
     ambiguous: bool = False
     identity_margin: float = 5.0
     centerline: StraightCord = StraightCord()
+    polarity: int = 1
+    scale: float = 1.0
 
     @property
     def measured(self):
@@ -59,6 +64,35 @@ def test_agreeing_labels_add_the_measured_discs():
     assert rep["used"] and rep["agreement"]["agree"] and "left_out_near" not in rep
     assert rep["agreement"]["checked_offset_spacings"] == {3: round(2 / 18, 3), 5: round(2 / 18, 3)}
     assert auto.kind == "disc" and auto.values.tolist() == list(range(3, 12))  # estimated C1/C2 left out
+
+
+def test_joining_discs_moved_to_the_template_labels_convention():
+    """With a template named, the discs that join are moved as the bare job's are (minus the
+    detector's offset on the template's own discs, times the labeling's S-I scale, along its
+    centerline); the level check still reads the measured points; dark discs, S-I sampled
+    coarser than 2 mm, and no template keep them."""
+    from spinereg.vertebrae.convention import label_offsets
+
+    off = label_offsets("PAM50", 1)
+    given = bodies([3, 5], shift_mm=2.0)
+    lab = labeling()
+    lab.scale = 1.1
+    measured, _ = automatic_discs(given, lab, TEMPLATE_DISCS)
+    auto, rep = automatic_discs(given, lab, TEMPLATE_DISCS, template="PAM50", si_spacing_mm=0.8)
+    assert rep["used"] and rep["registered_as"]["converted"]
+    assert rep["agreement"]["checked_offset_spacings"] == {3: round(2 / 18, 3), 5: round(2 / 18, 3)}
+    assert auto.values.tolist() == measured.values.tolist() == list(range(3, 12))
+    shift = auto.points[:, 2] - measured.points[:, 2]
+    np.testing.assert_allclose(shift, [-off[v] * 1.1 for v in auto.values], atol=1e-9)
+    assert abs(shift[auto.values.tolist().index(5)]) > 1.0  # C4/C5: +1.04 mm in template mm
+    for kw in ({"si_spacing_mm": 5.0}, {}):
+        same, rep = automatic_discs(given, lab, TEMPLATE_DISCS, template="PAM50", **kw) if kw else \
+            automatic_discs(given, lab, TEMPLATE_DISCS)
+        np.testing.assert_array_equal(same.points, measured.points)
+    lab.polarity = -1
+    dark, rep = automatic_discs(given, lab, TEMPLATE_DISCS, template="PAM50", si_spacing_mm=0.8)
+    assert not rep["registered_as"]["converted"] and "dark" in rep["registered_as"]["why"]
+    np.testing.assert_array_equal(dark.points, measured.points)
 
 
 def test_one_level_off_labels_are_refused():

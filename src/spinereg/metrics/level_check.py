@@ -48,6 +48,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from spinereg.io.image import Image, load_image
+from spinereg.vertebrae.model import CONUS
 
 #: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
 MIN_DISCS = 2
@@ -95,7 +96,7 @@ def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
     kind = lm.get("kind")
     # the conus tip (disc value 60) is not a vertebral level: its height varies between people
     # and PAM50's lies 0.5 mm from its L1/L2 disc (a segment between them has no scale)
-    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items() if not (kind == "disc" and int(k) == 60)}
+    subj = {int(k): v for k, v in (lm.get("subject_mm") or {}).items() if not (kind == "disc" and int(k) == CONUS)}
     if len(subj) < 2 or kind is None:
         return {}
     tlm = template_landmarks(tpl, kind)
@@ -146,7 +147,7 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template,
     ijk = image.grid.world_to_voxel(np.array([d.point for d in found], float).reshape(-1, 3))
     inside = np.all((ijk >= -0.5) & (ijk <= np.array(image.grid.shape) - 0.5), axis=1)
     # discs in the image's field of view only (a warp is the identity outside its grid)
-    discs = [d for d, ok in zip(found, inside, strict=True) if ok and d.value in tz and d.value != 60]
+    discs = [d for d, ok in zip(found, inside, strict=True) if ok and d.value in tz and d.value != CONUS]
     if len(discs) < MIN_DISCS:
         return {}, [f"levels not verified: the automatic labeling found {len(discs)} disc(s) in the field of "
                     f"view (at least {MIN_DISCS} needed to verify the levels)"]

@@ -39,6 +39,8 @@ import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.register.cord_mapping import PiecewiseLinear
+from spinereg.vertebrae.convention import to_label_convention
+from spinereg.vertebrae.model import CONUS
 
 #: largest distance of a given label from where the labeling puts its level, in local disc
 #: spacings (a label one level off is 1.0 away)
@@ -105,7 +107,7 @@ class FittedEnds(PiecewiseLinear):
 
 def _disc_positions(lab) -> dict[int, float]:
     """Arc length of every disc of the labeling (estimated included, conus not)."""
-    return {int(d.value): float(d.s) for d in lab.discs if d.value != 60}
+    return {int(d.value): float(d.s) for d in lab.discs if d.value != CONUS}
 
 
 def _local_spacing(s: dict[int, float], v: int) -> float | None:
@@ -146,11 +148,16 @@ def level_agreement(given: Landmarks, lab, tolerance: float = TOLERANCE) -> dict
             "tolerance_spacings": round(float(tolerance), 3)}
 
 
-def automatic_discs(given: Landmarks, lab, template_discs: Landmarks,
-                    tolerance: float = TOLERANCE) -> tuple[Landmarks | None, dict]:
+def automatic_discs(given: Landmarks, lab, template_discs: Landmarks, tolerance: float = TOLERANCE,
+                    template: str | None = None, si_spacing_mm: float | None = None
+                    ) -> tuple[Landmarks | None, dict]:
     """The labeling's measured discs that may join ``given`` (see the module doc), or None, and
     the report (``used``, ``reason``, the agreement, the discs added; ``warn`` when the labeling
-    disagrees with the given labels, which a user should hear of)."""
+    disagrees with the given labels, which a user should hear of). ``template``: the discs that
+    join are moved to that template's disc-label convention, as the bare job's are
+    (:func:`spinereg.vertebrae.convention.to_label_convention`, with the image's S-I voxel extent
+    ``si_spacing_mm``; the report's ``registered_as`` says what was moved); None keeps the
+    measured points. The level check above uses the measured points either way."""
     report: dict = {"used": False, "ambiguous": bool(lab.ambiguous),
                     "identity_margin": round(float(lab.identity_margin), 2)}
     if given.kind not in ("body", "disc"):
@@ -177,13 +184,15 @@ def automatic_discs(given: Landmarks, lab, template_discs: Landmarks,
     skip |= {v + k for v in off for k in ((-1, 0, 1) if given.kind == "disc" else (0, 1))}
     if off:
         report["left_out_near"] = sorted(off)
-    keep = [d for d in lab.measured if d.value != 60 and int(d.value) not in skip
+    keep = [d for d in lab.measured if d.value != CONUS and int(d.value) not in skip
             and int(d.value) in set(int(v) for v in template_discs.values)]
     if not keep:
         report["reason"] = "the automatic labeling found no disc beyond the given labels"
         return None, report
     auto = Landmarks("disc", np.array([d.value for d in keep], int), np.array([d.point for d in keep], float),
                      "label-vertebrae (automatic)")
+    if template is not None:
+        auto, report["registered_as"] = to_label_convention(lab, auto, template, si_spacing_mm)
     reason = "the automatic labeling is not ambiguous and agrees with the given labels"
     if off:
         reason += (f" (its discs around label(s) {sorted(off)}, more than {LOCAL_TOLERANCE:.2f} spacings from "

@@ -259,7 +259,8 @@ def register_to_template(
             labeling = auto_labeling(img, sg, contrast, check_identity=False)
             timings["labeling"] = time.perf_counter() - t0
         tdisc = template_landmarks(tpl, "disc")
-        auto, report["automatic"] = automatic_discs(lm, labeling, tdisc)
+        auto, report["automatic"] = automatic_discs(lm, labeling, tdisc, template=tpl.name,
+                                                     si_spacing_mm=img.grid.extent_along([0.0, 0.0, 1.0]))
         if auto is not None:
             tauto = tdisc.subset(auto.values)
 
