@@ -341,6 +341,20 @@ class Centerline:
         b = np.cross(n, t)
         return np.stack([b, n, t], axis=-1).reshape(s.shape + (3, 3))
 
+    def rolled(self, angle_deg: float) -> Centerline:
+        """The same curve with its frame turned by ``angle_deg`` about the tangent (from the
+        binormal toward the normal, so the new binormal is ``cos a binormal + sin a normal``):
+        still rotation-minimising (a constant turn commutes with parallel transport). For a
+        subject turned about S-I in the scanner, whose anterior is not world anterior
+        (:func:`spinereg.cord.roll.cross_section_roll`)."""
+        import copy
+
+        a = np.radians(float(angle_deg))
+        out = copy.copy(self)
+        b = np.cross(self._n, self._t)
+        out._n = np.cos(a) * self._n - np.sin(a) * b
+        return out
+
     def curvature(self, s: np.ndarray | float) -> np.ndarray:
         """Curvature (1/mm) at ``s`` (0 beyond the ends)."""
         s = np.asarray(s, dtype=float)

@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
+from spinereg.cord.roll import cross_section_roll
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cordwidth import lr_width
@@ -52,6 +53,15 @@ from spinereg.vertebrae.names import level_name
 from spinereg.vertebrae.orientation import flip_si, si_reversal
 from spinereg.vertebrae.straight import slab_points, straighten_slab
 
+#: the mid-sagittal slab follows the subject's turn about S-I (the cord cross-section's roll,
+#: :mod:`spinereg.cord.roll`) beyond ROLL_TOLERANCE_DEG: within it the slab (+-3 mm) still holds
+#: the vertebral bodies' mid-line 30 mm in front of the cord (5 deg: 2.6 mm), and every figure
+#: measured before (phantoms turned -5..+5 deg, t2, t1) stays as it was; a larger turn is followed
+#: up to within the tolerance (sct_testing_data t2 turned 15 deg was labelled T10/T11-T11/T12, and
+#: 30 deg lost C2/C3: docs/labeling_bare_image.md). Beyond MAX_ROLL_DEG the cross-section's long
+#: axis is as likely A-P as L-R: nothing is turned
+ROLL_TOLERANCE_DEG = 5.0
+MAX_ROLL_DEG = 45.0
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
 UNSEEN = (1, 2)
 #: evidence (robust z-score) a disc band must exceed to pay for itself
@@ -485,6 +495,14 @@ def _with_orientation(lab: VertebralLabeling, orientation) -> VertebralLabeling:
     return lab
 
 
+def _slab_turn(roll_deg: float) -> float:
+    """How far (degrees) the slab's frame is turned for a cross-section roll of ``roll_deg``."""
+    r = float(roll_deg)
+    if abs(r) > MAX_ROLL_DEG:
+        return 0.0
+    return float(np.sign(r) * max(abs(r) - ROLL_TOLERANCE_DEG, 0.0))
+
+
 def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:
     """Raise the reason no labeling can be read: too short a stretch of cord, or a field of view
     too narrow around it (an axial stack cropped to the cord, as sct_testing_data's t2s, shows no
@@ -518,6 +536,10 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
     cl = Centerline.from_mask(seg)
+    roll = cross_section_roll(seg, cl)
+    turn = _slab_turn(roll.angle_deg)
+    if turn:
+        cl = cl.rolled(turn)
     model = spine_model(template)
     pts = slab_points(cl, model.b, ds=0.5, margin_mm=40.0)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, points=pts)
@@ -685,6 +707,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                            f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
     ambiguous = bool(reasons)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
+              "roll": {**roll.as_dict(), "slab_turned_deg": round(turn, 2)},
               "chain_score": round(chain.score, 2), "contrast": contrast,
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
