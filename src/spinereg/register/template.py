@@ -256,13 +256,18 @@ def register_to_template(
 
         if isinstance(labeling, str):
             t0 = time.perf_counter()
-            labeling = auto_labeling(img, sg, contrast, check_identity=False)
+            try:
+                labeling = auto_labeling(img, sg, contrast, check_identity=False)
+            except InputError as err:  # an optional addition never blocks the given labels
+                labeling = None
+                report["automatic"]["reason"] = f"automatic labeling failed: {err}"
             timings["labeling"] = time.perf_counter() - t0
-        tdisc = template_landmarks(tpl, "disc")
-        auto, report["automatic"] = automatic_discs(lm, labeling, tdisc, template=tpl.name,
-                                                     si_spacing_mm=img.grid.extent_along([0.0, 0.0, 1.0]))
-        if auto is not None:
-            tauto = tdisc.subset(auto.values)
+        if labeling is not None:
+            tdisc = template_landmarks(tpl, "disc")
+            auto, report["automatic"] = automatic_discs(lm, labeling, tdisc, template=tpl.name,
+                                                         si_spacing_mm=img.grid.extent_along([0.0, 0.0, 1.0]))
+            if auto is not None:
+                tauto = tdisc.subset(auto.values)
 
     t0 = time.perf_counter()
     cl_subj = centerline_from_seg(sg, min_smooth_mm=MAPPING_SMOOTH_MM)

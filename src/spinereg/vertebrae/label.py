@@ -44,6 +44,7 @@ from spinereg.cord.centerline import Centerline
 from spinereg.cord.roll import cross_section_roll
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
+from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
@@ -458,7 +459,10 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     when the image alone contradicts the identity the cord width chose (``the cues disagree``),
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
-    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity)
+    require_same_grid(image, seg, what="image and segmentation")
+    require_nonempty(seg, "segmentation")
+    signal = require_cord_signal(image, seg)
+    lab = _with_signal(_chain_labeling(image, seg, contrast, init, template, check_identity=check_identity), signal)
     orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
         return _with_orientation(lab, orientation)
@@ -471,7 +475,16 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
                                   "image_identity": lab.report["image_identity"]}
     again.ambiguous = True
-    return _with_orientation(again, orientation)
+    return _with_orientation(_with_signal(again, signal), orientation)
+
+
+def _with_signal(lab: VertebralLabeling, signal) -> VertebralLabeling:
+    lab.report["cord_signal"] = signal.as_dict()
+    reason = faint_reason(signal)
+    if reason is not None:
+        lab.report["ambiguous_reasons"].append(reason)
+        lab.ambiguous = True
+    return lab
 
 
 def _orientation(image: Image, seg: Image, contrast: str, template: str, lab: VertebralLabeling):
