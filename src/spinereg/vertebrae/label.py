@@ -44,7 +44,7 @@ from spinereg.cord.centerline import Centerline
 from spinereg.cord.roll import cross_section_roll
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
-from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
+from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
@@ -459,10 +459,15 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     when the image alone contradicts the identity the cord width chose (``the cues disagree``),
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
+    if contrast not in CONTRAST_POLARITY:
+        raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
     require_same_grid(image, seg, what="image and segmentation")
     require_nonempty(seg, "segmentation")
     signal = require_cord_signal(image, seg)
-    lab = _with_signal(_chain_labeling(image, seg, contrast, init, template, check_identity=check_identity), signal)
+    given = contrast
+    contrast, mismatch = read_contrast(contrast, signal)
+    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity)
+    lab = _with_signal(lab, signal, given, mismatch)
     orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
         return _with_orientation(lab, orientation)
@@ -475,15 +480,36 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
                                   "image_identity": lab.report["image_identity"]}
     again.ambiguous = True
-    return _with_orientation(_with_signal(again, signal), orientation)
+    return _with_orientation(_with_signal(again, signal, given, mismatch), orientation)
 
 
-def _with_signal(lab: VertebralLabeling, signal) -> VertebralLabeling:
+def read_contrast(contrast: str, signal) -> tuple[str, str | None]:
+    """The contrast the chain reads the discs with, and a reason to flag the labeling, from the
+    CSF around the cord (:func:`~spinereg.vertebrae.cord_signal.cord_signal`: + = the ring brighter
+    than the cord, as on T2/T2*; - = darker, as on T1). ``auto`` on an image whose CSF is clearly
+    dark is read as ``t1`` (dark discs first, then bright: sct_testing_data's t1 has bright discs
+    and keeps them); ``t2``/``t2s`` given for such an image, or ``t1`` for one whose CSF is clearly
+    bright, is kept (the user's word) and flagged: the independent phantom iso1mm_t1 seed 0 (dark
+    discs) read as ``-c t2`` was named one level off, unflagged."""
+    c = float(signal.contrast) if signal.pieces else 0.0
+    if contrast == "auto" and c <= -FAINT_CONTRAST:
+        return "t1", None
+    if contrast in ("t2", "t2s") and c <= -FAINT_CONTRAST:
+        return contrast, (f"the CSF is darker than the cord ({c:+.2f} robust SDs), as on T1-weighted images, but "
+                          f"the discs were read as -c {contrast} (bright discs only): give -c t1 or -c auto")
+    if contrast == "t1" and c >= FAINT_CONTRAST:
+        return contrast, (f"the CSF is brighter than the cord ({c:+.2f} robust SDs), as on T2-weighted images, but "
+                          "the discs were read as -c t1: give -c t2 or -c auto")
+    return contrast, None
+
+
+def _with_signal(lab: VertebralLabeling, signal, given: str, mismatch: str | None) -> VertebralLabeling:
     lab.report["cord_signal"] = signal.as_dict()
-    reason = faint_reason(signal)
-    if reason is not None:
-        lab.report["ambiguous_reasons"].append(reason)
-        lab.ambiguous = True
+    lab.report["contrast_given"] = given
+    for reason in (faint_reason(signal), mismatch):
+        if reason is not None:
+            lab.report["ambiguous_reasons"].append(reason)
+            lab.ambiguous = True
     return lab
 
 
