@@ -496,10 +496,10 @@ def read_contrast(contrast: str, signal) -> tuple[str, str | None]:
         return "t1", None
     if contrast in ("t2", "t2s") and c <= -FAINT_CONTRAST:
         return contrast, (f"the CSF is darker than the cord ({c:+.2f} robust SDs), as on T1-weighted images, but "
-                          f"the discs were read as -c {contrast} (bright discs only): give -c t1 or -c auto")
+                          f"the discs were read as -c {contrast} (bright discs only): give -c t1")
     if contrast == "t1" and c >= FAINT_CONTRAST:
         return contrast, (f"the CSF is brighter than the cord ({c:+.2f} robust SDs), as on T2-weighted images, but "
-                          "the discs were read as -c t1: give -c t2 or -c auto")
+                          "the discs were read as -c t1: give -c t2")
     return contrast, None
 
 
