@@ -68,3 +68,10 @@ def test_slab_follows_turns_beyond_the_tolerance():
     assert _slab_turn(0.0) == _slab_turn(4.9) == _slab_turn(-5.0) == 0.0
     assert _slab_turn(20.0) == pytest.approx(15.0) and _slab_turn(-30.0) == pytest.approx(-25.0)
     assert _slab_turn(50.0) == 0.0  # the long axis could as well be A-P: nothing turned
+
+
+def test_a_rolled_centerline_has_its_own_signature():
+    """Caches keyed by the signature (cord.straighten) store frame-dependent fields."""
+    cl = Centerline.from_mask(elliptic_cord(0.0))
+    assert cl.signature() == Centerline.from_mask(elliptic_cord(0.0)).signature()
+    assert cl.rolled(10.0).signature() != cl.signature()

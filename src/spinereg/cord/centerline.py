@@ -421,8 +421,9 @@ class Centerline:
         return self.points(q[:, 2]) + q[:, 0:1] * f[:, :, 0] + q[:, 1:2] * f[:, :, 1]
 
     def signature(self) -> bytes:
-        """Bytes identifying the curve (for caches)."""
-        return np.ascontiguousarray(np.round(self._p, 6)).tobytes() + np.round(self._s, 6).tobytes()
+        """Bytes identifying the curve and its frame (for caches; a :meth:`rolled` copy differs)."""
+        return (np.ascontiguousarray(np.round(self._p, 6)).tobytes() + np.round(self._s, 6).tobytes()
+                + np.ascontiguousarray(np.round(self._n, 6)).tobytes())
 
     def __repr__(self) -> str:
         z0, z1 = self.z_range
