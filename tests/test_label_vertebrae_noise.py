@@ -90,3 +90,17 @@ def test_given_labels_are_not_blocked_by_a_refused_labeling(sct_data):
     auto = reg.landmark_report["automatic"]
     assert not auto["used"] and "automatic labeling failed" in auto["reason"] and "does not show a cord" in auto["reason"]
     assert reg.auto_landmarks is None
+
+
+def test_a_segmentation_moved_off_the_cord_is_refused(sct_data):
+    """t2's manual segmentation moved 6 mm front-to-back or left-right (session 14: contrast
+    +0.01 / -0.26 against +3.22 in place; moved 3 mm front-to-back -0.66, flagged as faint)."""
+    img, seg = load_image(sct_data / "t2" / "t2.nii.gz"), load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
+    a = np.asarray(seg.data, np.float32)
+    ap = int(np.argmax(np.abs(img.affine[1, :3])))
+    lr = int(np.argmax(np.abs(img.affine[0, :3])))
+    for axis in (ap, lr):
+        with pytest.raises(InputError, match="does not show a cord"):
+            label_vertebrae(img, seg.with_data(np.roll(a, 6, axis=axis)), contrast="t2")
+    lab = label_vertebrae(img, seg.with_data(np.roll(a, 3, axis=ap)), contrast="t2")
+    assert lab.ambiguous and any("only faintly" in r for r in lab.report["ambiguous_reasons"])
