@@ -127,18 +127,19 @@ def _bare_labeling(seed: int):
 
 
 #: seed -> (disc MAE mm, seg Dice, cord error mean mm, p95 mm, template cord Dice vs truth) measured
-BARE_CLAIMS = {0: (0.48, 0.944, 0.39, 0.76, 0.949), 2: (0.46, 0.948, 0.41, 0.89, 0.948)}
+BARE_CLAIMS = {0: (0.46, 0.944, 0.35, 0.67, 0.949), 2: (0.46, 0.948, 0.41, 0.89, 0.948)}
 #: seed -> C1/C2 from the CSF profile, found minus true along the cord (mm), measured
-C1C2_CLAIMS = {0: -0.32, 2: 0.55}
+C1C2_CLAIMS = {0: -0.13, 2: 0.55}
 
 
 @pytest.mark.parametrize("seed", sorted(BARE_CLAIMS))
 def test_full_phantom_from_bare_image(seed):
     """Seeds 0 and 2 (of 0-9, measured in the module docstring and docs/labeling_bare_image.md):
     levels right, not flagged; C1/C2 from the CSF profile above C2/C3 (spinereg.vertebrae.c1c2)
-    -0.32 / +0.55 mm from the truth; the registration with the measured discs moved to
-    PAM50_label_disc's convention and C1/C2 (what the bare job does since session 13) 0.39 / 0.76
-    and 0.41 / 0.89 mm cord mapping error mean / p95 (0.52 / 1.04 and 0.58 / 1.14 at the measured
+    -0.13 / +0.55 mm from the truth; the registration with the measured discs moved to
+    PAM50_label_disc's convention and C1/C2 (what the bare job does since session 13) 0.35 / 0.67
+    and 0.41 / 0.89 mm cord mapping error mean / p95 (seed 0: 0.39 / 0.76 and C1/C2 -0.32 before
+    session 14 levelled the slab's amplitude along the cord for the template match; 0.52 / 1.04 and 0.58 / 1.14 at the measured
     points; 0.61 / 1.15 and 0.58 / 0.97 with the discs at the label file's
     voxels; 0.72 / 1.40 and 0.64 / 1.21 with C1/C2 left to the discs' extrapolation, before
     session 10), template cord Dice
@@ -175,12 +176,15 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     right, unflagged labelings of 48 reference cases, full seeds 0-9 and 26 phantoms with dilated
     segmentations: >= -0.87), so the chain is run again with the absolute width down-weighted
     (spread 0.12 -> 0.3): levels right, flagged ambiguous with both reasons (first-pass image
-    margin -3.02, second +3.02, identity margin 1.32). Disc MAE 0.51 mm, max 1.05 (2.29 / 6.2 when
+    margin -3.04, second +2.45, identity margin 2.18). Disc MAE 0.64 mm, max 1.55 (0.51 / 1.05, second
+    margin +3.02, identity margin 1.32 before session 14 levelled the slab's amplitude along the
+    cord for the template match: C2/C3-C4/C5 now 0.5 mm higher; 2.29 / 6.2 when
     one set of band tilts up to +-20 degrees named the levels and placed the discs: spurious
     tilted bands between the weak cervical discs put C2/C3-C5/C6 5-6 mm low). The bare job's
     verdict on the labeling: warn (landmark_levels_ambiguous); registered with these discs (what
     the bare job does, C1/C2 from the CSF profile 0.15 mm off, every disc at its measured point):
-    cord error 0.457 / 1.190 mm mean / p95 in PAM50_label_disc's convention (0.579 / 1.195 at the
+    cord error 0.533 / 1.196 mm mean / p95 in PAM50_label_disc's convention (0.457 / 1.190 before
+    session 14's levelling; 0.579 / 1.195 at the
     measured points, 0.515 / 1.293 with the discs at the label file's
     voxels, 0.66 / 1.63 with C1/C2 left to the extrapolation, 3.44 / 6.84 before the two-stage tilt
     reading, 15.05 / 25.23 before the second pass): docs/labeling_bare_image.md."""
@@ -191,10 +195,10 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
 
     ph, seg, lab, r = _bare_labeling(3)
     assert r["identity_ok"] and lab.ambiguous, (r["mae_mm"], lab.identity_margin)
-    assert r["mae_mm"] <= 0.56 and r["max_mm"] <= 1.15, r  # measured 0.51 / 1.05
+    assert r["mae_mm"] <= 0.67 and r["max_mm"] <= 1.65, r  # measured 0.64 / 1.55
     assert lab.report["ambiguous_reasons"][0].startswith("cord width and image disagreed"), lab.report
-    assert -3.6 <= lab.report["first_pass"]["image_identity"]["margin"] <= -2.6  # measured -3.02
-    assert lab.report["image_identity"]["margin"] >= 2.0  # the second pass agrees with the image: 3.02
+    assert -3.6 <= lab.report["first_pass"]["image_identity"]["margin"] <= -2.6  # measured -3.04
+    assert lab.report["image_identity"]["margin"] >= 2.0  # the second pass agrees with the image: 2.45
     # the bare job's QC scores of this labeling (its landmarks are its discs): ambiguous, not contradicted
     with shared_labeling(lab, ph.image, seg, landmarks=True):
         scores, notes = auto_level_offset(ph.image, seg, "t2", None, load_template("PAM50"))
@@ -209,14 +213,15 @@ def test_full_phantom_seed3_bare_labeling_right_and_flagged():
     reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                contrast=ph.contrast)
     err = ph.error(reg.template2anat)
-    # 0.457 / 1.190 (0.579 / 1.195 at the measured points; 0.515 / 1.293 at the label file's voxels)
-    assert err["mean_mm"] <= 0.49 and err["p95_mm"] <= 1.29, (err["mean_mm"], err["p95_mm"])
+    # 0.533 / 1.196 (0.457 / 1.190 before session 14's levelling; 0.579 / 1.195 at the measured
+    # points; 0.515 / 1.293 at the label file's voxels)
+    assert err["mean_mm"] <= 0.56 and err["p95_mm"] <= 1.30, (err["mean_mm"], err["p95_mm"])
     # the true segmentation made wide on purpose (dilated one voxel): the first pass names other
-    # levels (image-alone margin -3.28), the second right (0.24 mm), flagged
+    # levels (image-alone margin -3.28), the second right (0.31 mm; 0.24 before session 14), flagged
     sys.path.insert(0, str(Path(__file__).parent))
     from test_label_vertebrae_phantoms import dilated_inplane
 
     lab = label_vertebrae(ph.image, dilated_inplane(ph.seg), contrast="t2")
     r = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
-    assert r["identity_ok"] and lab.ambiguous and r["mae_mm"] <= 0.30, r  # measured 0.24 (0.74 before)
+    assert r["identity_ok"] and lab.ambiguous and r["mae_mm"] <= 0.34, r  # measured 0.31 (0.24 in session 13, 0.74 before)
     assert -3.6 <= lab.report["first_pass"]["image_identity"]["margin"] <= -2.6  # measured -3.28

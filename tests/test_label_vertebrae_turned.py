@@ -13,7 +13,8 @@ Measured (session 14; before -> with the roll followed):
   8.19 mm), right on 16 of 16 after, MAE 0.26-0.93 mm. Asserted: those two.
 * the bare job on the full 0.8 mm phantom (`average` source, automatic segmentation), cord error
   mean / p95 mm: seed 5 turned +15 / -15 deg 1.707 / 7.428 and 2.565 / 5.998 -> 0.452 / 0.800 and
-  0.385 / 0.655 (unturned 0.472 / 0.798); seed 0 at +20 11.82 / 24.78 (unflagged) -> 0.467 / 0.910
+  0.385 / 0.655 (unturned 0.472 / 0.798; at -15 0.364 / 0.644 since the labeling levels the slab's
+  amplitude along the cord, later in session 14); seed 0 at +20 11.82 / 24.78 (unflagged) -> 0.467 / 0.910
   (unturned 0.388 / 0.756); `tissue` seed 3 at -25 / +10 0.725 / 1.502, 0.515 / 1.204 -> 0.568 /
   1.201, 0.547 / 1.203 (unturned 0.555 / 1.255). Asserted: seed 5 at -15.
 """
@@ -103,4 +104,4 @@ def test_turned_full_phantom_through_the_bare_registration(data_root):
             return getattr(est, name)
 
     err = ph.error(Unturned())
-    assert err["mean_mm"] <= 0.385 + 0.03 and err["p95_mm"] <= 0.655 + 0.1, err
+    assert err["mean_mm"] <= 0.364 + 0.03 and err["p95_mm"] <= 0.644 + 0.1, err

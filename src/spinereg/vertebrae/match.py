@@ -43,10 +43,20 @@ class GlobalMatch:
         return self.s0 + (np.asarray(t, float) - self.t0) / self.scale
 
 
-def normalise(sub: Straightened, detrend_mm: float = 15.0) -> tuple[np.ndarray, np.ndarray]:
+#: length (mm, Gaussian) along the cord over which the detrended pattern's amplitude is levelled
+#: (session 14): a receive coil's intensity falling along S-I scales the vertebral pattern with
+#: it, and the brighter end outweighs the rest in the correlation ratio. Full phantom seed 0 with
+#: its intensity times 1.5 per 100 mm toward the head was named one level off, unflagged
+#: (docs/labeling_bare_image.md, "A receive coil's fall-off along S-I")
+LEVEL_MM = 30.0
+
+
+def normalise(sub: Straightened, detrend_mm: float = 15.0, level_mm: float = LEVEL_MM) -> tuple[np.ndarray, np.ndarray]:
     """Robustly scaled values (0 where invalid) and the validity mask. Each depth's slow trend
     along the cord (Gaussian ``detrend_mm``) is removed: what stays is the S-I pattern of the
-    vertebrae, not the constant tube of cord and CSF."""
+    vertebrae, not the constant tube of cord and CSF; then the pattern's amplitude is levelled
+    along the cord (divided by its RMS over all depths, Gaussian ``level_mm``), so a multiplicative
+    intensity fall-off along S-I does not weight one end of the spine over the other."""
     v = sub.valid
     x = np.where(v, sub.values, 0.0)
     if detrend_mm > 0:
@@ -54,6 +64,13 @@ def normalise(sub: Straightened, detrend_mm: float = 15.0) -> tuple[np.ndarray, 
         w = ndimage.gaussian_filter1d(v.astype(float), sig, axis=0, mode="constant")
         m = ndimage.gaussian_filter1d(x, sig, axis=0, mode="constant")
         x = np.where(v, x - m / np.maximum(w, 1e-6), 0.0)
+    if level_mm > 0:
+        sig = level_mm / float(sub.s[1] - sub.s[0])
+        n = ndimage.gaussian_filter1d(v.sum(1).astype(float), sig, mode="constant")
+        e = ndimage.gaussian_filter1d((x * x).sum(1), sig, mode="constant")
+        rms = np.sqrt(e / np.maximum(n, 1e-6))
+        ok = rms > 0
+        x = np.where(v & ok[:, None], x / np.where(ok, rms, 1.0)[:, None], 0.0)
     lo, med, hi = np.percentile(x[v], [5, 50, 95]) if v.any() else (0.0, 0.0, 1.0)
     y = np.where(v, (x - med) / max(hi - lo, 1e-6), 0.0)
     return y, v.astype(float)
