@@ -461,6 +461,8 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     flagged ambiguous either way, and says what the first pass named."""
     if contrast not in CONTRAST_POLARITY:
         raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
+    if image.ndim != 3:
+        raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
     require_same_grid(image, seg, what="image and segmentation")
     require_nonempty(seg, "segmentation")
     signal = require_cord_signal(image, seg)
