@@ -41,7 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
-from spinereg.cord.roll import cross_section_roll
+from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
@@ -55,14 +55,12 @@ from spinereg.vertebrae.orientation import flip_si, si_reversal
 from spinereg.vertebrae.straight import slab_points, straighten_slab
 
 #: the mid-sagittal slab follows the subject's turn about S-I (the cord cross-section's roll,
-#: :mod:`spinereg.cord.roll`) beyond ROLL_TOLERANCE_DEG: within it the slab (+-3 mm) still holds
-#: the vertebral bodies' mid-line 30 mm in front of the cord (5 deg: 2.6 mm), and every figure
-#: measured before (phantoms turned -5..+5 deg, t2, t1) stays as it was; a larger turn is followed
-#: up to within the tolerance (sct_testing_data t2 turned 15 deg was labelled T10/T11-T11/T12, and
-#: 30 deg lost C2/C3: docs/labeling_bare_image.md). Beyond MAX_ROLL_DEG the cross-section's long
-#: axis is as likely A-P as L-R: nothing is turned
-ROLL_TOLERANCE_DEG = 5.0
-MAX_ROLL_DEG = 45.0
+#: :mod:`spinereg.cord.roll`) beyond ROLL_TOLERANCE_DEG; every figure measured before (phantoms
+#: turned -5..+5 deg, t2, t1) stays as it was; a larger turn is followed up to within the
+#: tolerance (sct_testing_data t2 turned 15 deg was labelled T10/T11-T11/T12, and 30 deg lost
+#: C2/C3: docs/labeling_bare_image.md); nothing beyond MAX_ROLL_DEG
+ROLL_TOLERANCE_DEG = TOLERANCE_DEG
+MAX_ROLL_DEG = MAX_DEG
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
 UNSEEN = (1, 2)
 #: evidence (robust z-score) a disc band must exceed to pay for itself
@@ -538,10 +536,7 @@ def _with_orientation(lab: VertebralLabeling, orientation) -> VertebralLabeling:
 
 def _slab_turn(roll_deg: float) -> float:
     """How far (degrees) the slab's frame is turned for a cross-section roll of ``roll_deg``."""
-    r = float(roll_deg)
-    if abs(r) > MAX_ROLL_DEG:
-        return 0.0
-    return float(np.sign(r) * max(abs(r) - ROLL_TOLERANCE_DEG, 0.0))
+    return frame_turn(roll_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
 
 
 def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:
