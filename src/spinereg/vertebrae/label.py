@@ -564,13 +564,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
     tried otherwise). ``init``: ``(world_point, disc_value)`` pinning one disc (e.g. from
     SCT's ``-initz`` or ``-initlabel``); the chain keeps that disc within 5 mm of the point.
+    The inputs were checked by :func:`_label_vertebrae`, every caller's way in.
     """
-    if contrast not in CONTRAST_POLARITY:
-        raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
-    require_same_grid(image, seg, what="image and segmentation")
-    require_nonempty(seg, "segmentation")
-    if image.ndim != 3:
-        raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
     cl = Centerline.from_mask(seg)
     roll = cross_section_roll(seg, cl)
     turn = _slab_turn(roll.angle_deg)
