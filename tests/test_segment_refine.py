@@ -2,7 +2,9 @@
 t1 slices the model alone misses.
 
 * gap filling: a weak slice between slices with cord takes its neighbours' map (moved onto the
-  interpolated centreline); a cord that ends (the conus) is never extended;
+  interpolated centreline); a cord that ends (the conus) is never extended; a longer run is
+  filled only where the model drew something of the opposite contrast to the cord's (a lesion),
+  never where it drew a thinner cord (a compression);
 * outline from contrast: only removes cord the model drew beyond the intensity half-way point,
   never adds tissue of cord-like intensity beside the cord;
 * inward move: the outline moves by the same distance whatever the width of the soft transition
@@ -54,6 +56,47 @@ def test_fill_gaps_leaves_long_gaps_and_thick_stacks():
     gappy = _disk_map(20)
     gappy[9] = 0.0
     assert fill_gaps(gappy, thick)[1] == []
+
+
+def _lesion_scene(nz: int = 40, run: slice = slice(12, 24), lesion: bool = True):
+    """A dark cord (T2-like, radius 8 px, 100) in bright CSF (300), 1 mm slices; over ``run``
+    (12 mm, longer than GAP_MM) the model's map is either a small disk around a lesion brighter
+    than the CSF (500) in the cord's middle (``lesion``) or the cord itself at half its area, the
+    image showing that thinner cord (a compression)."""
+    n = 48
+    i, j = np.mgrid[:n, :n]
+    r = np.hypot(i - 24, j - 24)
+    img = np.repeat(np.where(r <= 8, 100.0, 300.0)[None], nz, axis=0)
+    prob = _disk_map(nz)
+    if lesion:
+        img[run] = np.where(r <= 3, 500.0, img[0])
+        prob[run] = _disk_map(1, r_px=3.0)[0]
+    else:
+        img[run] = np.where(r <= 5.6, 100.0, 300.0)
+        prob[run] = _disk_map(1, r_px=5.6)[0]
+    return prob.astype(np.float32), ndimage.gaussian_filter(img, (0, 0.7, 0.7)).astype(np.float32)
+
+
+def test_fill_gaps_fills_a_lesion_drawn_as_the_cord_not_a_compression():
+    """A 12 mm run where the model drew only a lesion (brighter than its surroundings, where the
+    cord on both sides is darker than its own) is filled from the neighbours; a 12 mm run of a
+    cord compressed to half its area (same contrast as the cord) is not; without the image, or
+    beyond LESION_GAP_MM, neither is."""
+    from spinereg.segment.refine import LESION_GAP_MM
+
+    prob, img = _lesion_scene(lesion=True)
+    out, filled = fill_gaps(prob, _wg(40), img)
+    assert filled == list(range(12, 24))
+    assert np.all((out[12:24] > 0.5).sum(axis=(1, 2)) >= 0.95 * (prob[0] > 0.5).sum())
+    # no image: the 6 mm rule alone; only the run's two end slices are weak against their
+    # neighbourhood (inside the run the neighbours' median is the run's own small disks)
+    assert fill_gaps(prob, _wg(40))[1] == [12, 23]
+    cprob, cimg = _lesion_scene(lesion=False)
+    out, filled = fill_gaps(cprob, _wg(40), cimg)
+    assert filled == [] and np.array_equal(out, cprob)
+    long_run = int(LESION_GAP_MM) + 4
+    prob, img = _lesion_scene(nz=long_run + 20, run=slice(10, 10 + long_run), lesion=True)
+    assert fill_gaps(prob, _wg(long_run + 20), img)[1] == []
 
 
 def _crossing(profile: np.ndarray) -> float:

@@ -146,7 +146,7 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
                                  f"mean probability {mean_p:.2f}")
     prob = soft_keep(prob, comp.keep)
     if refine:
-        prob, filled = fill_gaps(prob, wg)
+        prob, filled = fill_gaps(prob, wg, data)
         prob, n_refined = refine_boundary(prob, data, inside, wg)
         info["refined"] = {"gap_slices_filled": filled, "slices_outline_from_contrast": n_refined}
         prob = shift_inward(prob, wg)

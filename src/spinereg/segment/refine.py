@@ -5,7 +5,19 @@
   most ``GAP_MM`` of such slices with slices with cord below and above it, gets the neighbours'
   maps as a prior (each shifted onto
   the centreline interpolated between them, weighted by distance). The cord does not stop and
-  restart within a few millimetres; the image decides the outline (next step).
+  restart within a few millimetres; the image decides the outline (next step). A slice whose
+  map has the *opposite* contrast to its surroundings from the cord's on most slices
+  (``_reversed_slices``: the map's median intensity less its ring's, at least half the cord's
+  typical contrast with the other sign) counts as weak whatever its area, and a longer run (up to
+  ``LESION_GAP_MM``) is filled when at least half of its slices are such and the slices on both
+  sides show the cord's contrast: an
+  intramedullary lesion as bright as CSF on T2 is drawn as the "cord" of those slices, and the
+  cord around it is left out. sct_testing_data's t2_fake_lesion (a real T2 image with a
+  CSF-bright lesion painted into its cord, never used for training): the model drew the lesion
+  alone on 8 working slices (6-14 mm2 against ~45 around, core 1750-2500 against a ring of
+  480-580, where the cord on either side is darker than its ring), so the mask had a 7 mm hole
+  around the lesion (94 of its 163 voxels inside the mask). A compressed cord keeps the cord's
+  contrast and is not filled beyond ``GAP_MM``.
 * :func:`refine_boundary` -- the outline from the image's own contrast: per working slice the
   cord intensity (median of the confident core) and the surrounding intensity (median of the
   ring just outside the outline: mostly CSF) give each pixel of a narrow band around the outline
@@ -48,6 +60,14 @@ from spinereg.segment.workgrid import WorkGrid
 
 #: fill weak slices only in runs of at most this length (mm) between slices with cord
 GAP_MM = 6.0
+#: longest run (mm) filled when the model's map in it has the opposite contrast to the cord's
+#: on both sides (an intramedullary lesion drawn as the cord; see the module doc)
+LESION_GAP_MM = 30.0
+#: ... on at least this fraction of the run's slices
+REVERSED_FRACTION = 0.5
+#: a slice's map counts as reversed when its contrast is at least this fraction of the cord's
+#: typical one, with the opposite sign (noise near zero contrast does not count)
+REVERSED_STRENGTH = 0.5
 #: a slice is weak when its cord area is below this fraction of its neighbours' median
 WEAK_FRACTION = 0.6
 #: neighbourhood (mm, each side) for the neighbours' median area
@@ -87,9 +107,40 @@ def _centre(p: np.ndarray) -> np.ndarray:
     return np.array([(w.sum(1) * ii).sum() / s, (w.sum(0) * jj).sum() / s])
 
 
-def fill_gaps(prob: np.ndarray, wg: WorkGrid) -> tuple[np.ndarray, list[int]]:
+def _map_contrast(p: np.ndarray, img: np.ndarray, px: float) -> float:
+    """Median intensity of a slice's map (> 0.5) less that of the ring ``RING_MM`` around it
+    (``px``: the working pixel, mm; nan when the map or its ring is too small to say)."""
+    m = p > 0.5
+    if m.sum() < 4:
+        return float("nan")
+    r0, r1 = (max(1, int(round(r / px))) for r in RING_MM)
+    ring = ndimage.binary_dilation(m, _disk(r1)) & ~ndimage.binary_dilation(m, _disk(r0))
+    if ring.sum() < 8:
+        return float("nan")
+    return float(np.median(img[m]) - np.median(img[ring]))
+
+
+def _reversed_slices(prob: np.ndarray, data: np.ndarray, px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per working slice: whether the model's map there has the opposite contrast to its
+    surroundings from the cord's (the sign of most slices), by at least ``REVERSED_STRENGTH`` of
+    the cord's typical contrast; and whether it shows the cord's sign."""
+    c = np.array([_map_contrast(prob[k], data[k], px) for k in range(prob.shape[0])])
+    fin = np.isfinite(c)
+    rev, cordlike = np.zeros(len(c), bool), np.zeros(len(c), bool)
+    if fin.sum() < 3:
+        return rev, cordlike
+    main = np.sign(np.median(c[fin]))
+    typical = np.median(np.abs(c[fin & (np.sign(c) == main)])) if main != 0 else 0.0
+    if typical > 0:
+        rev = fin & (np.sign(c) == -main) & (np.abs(c) >= REVERSED_STRENGTH * typical)
+        cordlike = fin & (np.sign(c) == main)
+    return rev, cordlike
+
+
+def fill_gaps(prob: np.ndarray, wg: WorkGrid, data: np.ndarray | None = None) -> tuple[np.ndarray, list[int]]:
     """Prior for weak slices between slices with cord (thin stacks only); the filled slice
-    indices. ``prob`` holds the kept cord only."""
+    indices. ``prob`` holds the kept cord only; ``data`` (the image on the working grid, as
+    ``prob``) lets runs up to ``LESION_GAP_MM`` be filled where the model drew a lesion."""
     if wg.aligned or prob.shape[0] < 3:
         return prob, []
     area = _areas(prob)
@@ -102,6 +153,8 @@ def fill_gaps(prob: np.ndarray, wg: WorkGrid) -> tuple[np.ndarray, list[int]]:
         nbh = nbh[nbh > 0]
         ref[k] = np.median(nbh) if nbh.size else 0.0
     good = (area > 0) & (area >= WEAK_FRACTION * ref)
+    rev, cordlike = _reversed_slices(prob, data, wg.px) if data is not None else (np.zeros_like(good), good)
+    good &= ~rev
     out = prob.copy()
     filled = []
     gk = np.flatnonzero(good)
@@ -110,8 +163,10 @@ def fill_gaps(prob: np.ndarray, wg: WorkGrid) -> tuple[np.ndarray, list[int]]:
         if not below.size or not above.size:
             continue
         a, b = int(below[-1]), int(above[0])
-        if b - a - 1 > gap:  # the run of weak slices is longer than GAP_MM
-            continue
+        if b - a - 1 > gap:  # longer than GAP_MM: filled only where the model drew a lesion as the cord
+            if (b - a - 1) * wg.dz > LESION_GAP_MM or not (cordlike[a] and cordlike[b]) \
+                    or rev[a + 1:b].mean() < REVERSED_FRACTION:
+                continue
         ca, cb = _centre(prob[a]), _centre(prob[b])
         w = (k - a) / (b - a)
         c = (1 - w) * ca + w * cb

@@ -473,14 +473,39 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         return _with_orientation(lab, orientation)
     again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
     first = [d.name for d in lab.measured]
+    shift = level_shift(lab, again)
+    if shift is None or abs(shift) > max(abs(k) for k in IMAGE_SHIFTS):
+        second = [d.name for d in again.measured]
+        how = "no disc at a place of the first's" if shift is None else f"{shift:+d} levels from the first's"
+        lab.report["ambiguous_reasons"].insert(0, (
+            f"cord width and image disagreed; relabelled with the cord width down-weighted (spread "
+            f"{WIDTH_SD_FALLBACK}) the discs were named {' to '.join(second[:1] + second[-1:])} ({how}), beyond the "
+            f"{max(abs(k) for k in IMAGE_SHIFTS)} levels the image's check weighs: the first labeling is kept"))
+        lab.report["second_pass"] = {"discs": second, "identity_margin": round(again.identity_margin, 2),
+                                     "level_shift": shift, "kept": False}
+        lab.ambiguous = True
+        return _with_orientation(lab, orientation)
     note = (f"cord width and image disagreed: with the absolute cord width (spread {WIDTH_SD}) the discs were "
             f"named {' to '.join(first[:1] + first[-1:])} (image-alone margin {lab.report['image_identity']['margin']:.2f}); "
             f"relabelled with it down-weighted (spread {WIDTH_SD_FALLBACK})")
     again.report["ambiguous_reasons"].insert(0, note)
     again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
-                                  "image_identity": lab.report["image_identity"]}
+                                  "image_identity": lab.report["image_identity"], "level_shift": shift}
     again.ambiguous = True
     return _with_orientation(_with_signal(again, signal, given, mismatch), orientation)
+
+
+def level_shift(first: VertebralLabeling, second: VertebralLabeling, match_mm: float = POSITION_HOLD_MM) -> int | None:
+    """How many levels ``second`` names the discs below ``first`` (+ = lower levels, larger disc
+    values): the median value difference over discs on their bands in both within ``match_mm``
+    of each other along the cord; None when no disc of one lies at a disc of the other."""
+    a = [d for d in first.discs if d.source == "band" and d.value != CONUS]
+    diffs = []
+    for d in (d for d in second.discs if d.source == "band" and d.value != CONUS):
+        near = min(a, key=lambda x: abs(x.s - d.s), default=None)
+        if near is not None and abs(near.s - d.s) <= match_mm:
+            diffs.append(d.value - near.value)
+    return int(np.rint(np.median(diffs))) if diffs else None
 
 
 def read_contrast(contrast: str, signal) -> tuple[str, str | None]:
