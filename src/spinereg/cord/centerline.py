@@ -37,6 +37,7 @@ from scipy.spatial import cKDTree
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
+from spinereg.robust import robust_sd
 
 _ANTERIOR = np.array([0.0, 1.0, 0.0])
 _RIGHT = np.array([1.0, 0.0, 0.0])
@@ -600,7 +601,7 @@ def _outliers(r: np.ndarray, inl: np.ndarray, n_mad: float, sigma_floor: float,
     n = len(r)
     if inl.sum() < MIN_SPLINE_POINTS:
         return np.zeros(n, bool)
-    sig = np.maximum(1.4826 * np.median(np.abs(r[inl]), axis=0), sigma_floor)
+    sig = np.maximum(robust_sd(r[inl], axis=0, centre=0.0), sigma_floor)
     score = np.max(np.abs(r) / sig, axis=1)
     out = score > n_mad
     cap = int(max_frac * n)

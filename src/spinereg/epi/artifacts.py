@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from spinereg.robust import robust_sd
+
 __all__ = [
     "ArtifactScores",
     "Thresholds",
@@ -146,7 +148,7 @@ def robust_z(values: np.ndarray, classes: np.ndarray | None = None) -> np.ndarra
         if len(a) < 3:
             return np.zeros_like(a)
         med = np.median(a, axis=0)
-        mad = 1.4826 * np.median(np.abs(a - med), axis=0)
+        mad = robust_sd(a, axis=0, centre=med)
         scale = np.maximum(mad, 1e-6 * np.maximum(np.abs(med), 1e-12))
         return (a - med) / scale
 

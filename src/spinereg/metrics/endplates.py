@@ -81,6 +81,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.metrics.overlap import ImageLike, as_image
 from spinereg.metrics.spine import Heights
+from spinereg.robust import robust_sd
 
 #: disc polarity per contrast: +1 discs brighter than marrow, -1 darker
 DISC_POLARITY = {"t2": 1, "t2s": 1, "mr": 1, "t1": -1, "ct": -1}
@@ -508,7 +509,7 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
         # to stand out of it
         pc = _smooth(prof, EDGE_SMOOTH_MM)[core]
         pc = pc[np.isfinite(pc)]
-        spread = 1.4826 * float(np.median(np.abs(pc - np.median(pc)))) if pc.size else 0.0
+        spread = robust_sd(pc) if pc.size else 0.0
         refine = planes is not None
         top, why_t = (find_edge(s, prof, hi, +1, polarity, window, marrow, refine, spread, disc_polarity)
                       if np.isfinite(hi)

@@ -56,6 +56,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from spinereg.robust import robust_sd
 from spinereg.segment.workgrid import WorkGrid
 
 #: fill weak slices only in runs of at most this length (mm) between slices with cord
@@ -196,7 +197,7 @@ def refine_boundary(prob: np.ndarray, data: np.ndarray, inside: np.ndarray, wg: 
         img = data[k]
         vin = img[core]
         mu_in = float(np.median(vin))
-        spread = 1.4826 * float(np.median(np.abs(vin - mu_in))) + 1e-6
+        spread = robust_sd(vin, centre=mu_in) + 1e-6
         vr = img[ring]
         mu_out = float(np.median(vr))
         c = mu_in - mu_out

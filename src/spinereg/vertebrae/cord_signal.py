@@ -33,6 +33,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image
+from spinereg.robust import robust_sd
 
 #: the core of the cord: voxels more than this far (mm) inside the segmentation's edge
 CORE_MM = 0.5
@@ -59,10 +60,6 @@ class CordSignal:
 
     def as_dict(self) -> dict:
         return {"contrast": round(self.contrast, 2), "agreement": round(self.agreement, 2), "pieces": self.pieces}
-
-
-def _robust_sd(v: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def cord_signal(image: Image, seg: Image) -> CordSignal:
@@ -95,7 +92,7 @@ def cord_signal(image: Image, seg: Image) -> CordSignal:
         a, b = vals[sel & is_core], vals[sel & ~is_core]
         if len(a) < 5 or len(b) < 10:
             continue
-        sd = np.sqrt((_robust_sd(a) ** 2 + _robust_sd(b) ** 2) / 2.0)
+        sd = np.sqrt((robust_sd(a) ** 2 + robust_sd(b) ** 2) / 2.0)
         if sd <= 0.0:
             continue
         d.append((np.median(b) - np.median(a)) / sd)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from spinereg.robust import robust_sd
 from spinereg.vertebrae.straight import Straightened
 
 TILTS_DEG = tuple(range(-20, 21, 5))
@@ -113,7 +114,7 @@ def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, p
         fin = np.isfinite(score)
         if fin.sum() > 5:
             med = np.median(score[fin])
-            mad = 1.4826 * np.median(np.abs(score[fin] - med)) + 1e-6
+            mad = robust_sd(score[fin], centre=med) + 1e-6
             score = (score - med) / mad
         out.append(Evidence(sub.s, np.where(fin, score, 0.0), best_tilt, fin, polarity))
     return out
