@@ -108,24 +108,29 @@ def _centre(p: np.ndarray) -> np.ndarray:
     return np.array([(w.sum(1) * ii).sum() / s, (w.sum(0) * jj).sum() / s])
 
 
-def _map_contrast(p: np.ndarray, img: np.ndarray, px: float) -> float:
-    """Median intensity of a slice's map (> 0.5) less that of the ring ``RING_MM`` around it
-    (``px``: the working pixel, mm; nan when the map or its ring is too small to say)."""
-    m = p > 0.5
-    if m.sum() < 4:
-        return float("nan")
+def _map_contrast(prob: np.ndarray, data: np.ndarray, px: float) -> np.ndarray:
+    """Per working slice: the median intensity of the map (> 0.5) less that of the ring
+    ``RING_MM`` around it (``px``: the working pixel, mm; nan where the map or its ring is too
+    small to say). The rings of all slices in one dilation."""
+    m = prob > 0.5
+    c = np.full(len(m), np.nan)
+    if not m.any():
+        return c
     r0, r1 = (max(1, int(round(r / px))) for r in RING_MM)
-    ring = ndimage.binary_dilation(m, _disk(r1)) & ~ndimage.binary_dilation(m, _disk(r0))
-    if ring.sum() < 8:
-        return float("nan")
-    return float(np.median(img[m]) - np.median(img[ring]))
+    _, ii, jj = np.nonzero(m)  # the rings within the map's in-plane box (+ r1): one dilation each
+    box = (slice(None), slice(max(ii.min() - r1, 0), ii.max() + r1 + 1), slice(max(jj.min() - r1, 0), jj.max() + r1 + 1))
+    m, img = m[box], data[box]
+    ring = ndimage.binary_dilation(m, _disk(r1)[None]) & ~ndimage.binary_dilation(m, _disk(r0)[None])
+    for k in np.flatnonzero((m.sum(axis=(1, 2)) >= 4) & (ring.sum(axis=(1, 2)) >= 8)):
+        c[k] = float(np.median(img[k][m[k]]) - np.median(img[k][ring[k]]))
+    return c
 
 
 def _reversed_slices(prob: np.ndarray, data: np.ndarray, px: float) -> tuple[np.ndarray, np.ndarray]:
     """Per working slice: whether the model's map there has the opposite contrast to its
     surroundings from the cord's (the sign of most slices), by at least ``REVERSED_STRENGTH`` of
     the cord's typical contrast; and whether it shows the cord's sign."""
-    c = np.array([_map_contrast(prob[k], data[k], px) for k in range(prob.shape[0])])
+    c = _map_contrast(prob, data, px)
     fin = np.isfinite(c)
     rev, cordlike = np.zeros(len(c), bool), np.zeros(len(c), bool)
     if fin.sum() < 3:
