@@ -12,8 +12,9 @@ MAD_TO_SD = 1.4826
 
 def robust_sd(x: np.ndarray, axis: int | None = None, centre: float | np.ndarray | None = None) -> np.ndarray | float:
     """``MAD_TO_SD`` times the median absolute deviation of ``x`` from ``centre`` (default: its
-    median along ``axis``); a float when ``axis`` is None."""
-    x = np.asarray(x, float)
+    median along ``axis``); a float when ``axis`` is None. Computed in ``x``'s own precision (a
+    float32 image's deviations are not cast up: the callers' figures were measured so)."""
+    x = np.asarray(x)
     c = np.median(x, axis=axis, keepdims=axis is not None) if centre is None else centre
-    out = MAD_TO_SD * np.median(np.abs(x - c), axis=axis)
-    return float(out) if axis is None else out
+    mad = np.median(np.abs(x - c), axis=axis)
+    return MAD_TO_SD * float(mad) if axis is None else MAD_TO_SD * mad
