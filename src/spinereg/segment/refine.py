@@ -17,7 +17,9 @@
   alone on 8 working slices (6-14 mm2 against ~45 around, core 1750-2500 against a ring of
   480-580, where the cord on either side is darker than its ring), so the mask had a 7 mm hole
   around the lesion (94 of its 163 voxels inside the mask). A compressed cord keeps the cord's
-  contrast and is not filled beyond ``GAP_MM``.
+  contrast and is not filled beyond ``GAP_MM``. Of 51 independent phantoms one changed
+  (thoracolumbar 101, `tissue`: a reversed slice near the conus tip keeps the weak one beside it
+  from being filled, Dice 0.9361 -> 0.9420); the real test images did not.
 * :func:`refine_boundary` -- the outline from the image's own contrast: per working slice the
   cord intensity (median of the confident core) and the surrounding intensity (median of the
   ring just outside the outline: mostly CSF) give each pixel of a narrow band around the outline
