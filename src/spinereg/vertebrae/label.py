@@ -100,6 +100,9 @@ THICK_SI_MM = 2.5
 IMAGE_DISAGREE_MARGIN = 1.5
 #: the shifted identities (levels) that check tries
 IMAGE_SHIFTS = (-2, -1, 1, 2)
+#: the second pass (below) is taken only when it renames the levels by at most this many: the
+#: shifts the image's check weighs
+MAX_SECOND_PASS_SHIFT = max(abs(k) for k in IMAGE_SHIFTS)
 #: when the cues disagree, the chain is run again with the absolute cord-width term this much
 #: wider (log units; the subject's own width profile, the pair term, keeps its weight): an
 #: automatic segmentation 17-26 % too wide (full phantom seed 3) costs < 0.3 a disc there. The
@@ -474,13 +477,13 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
     first = [d.name for d in lab.measured]
     shift = level_shift(lab, again)
-    if shift is None or abs(shift) > max(abs(k) for k in IMAGE_SHIFTS):
+    if shift is None or abs(shift) > MAX_SECOND_PASS_SHIFT:
         second = [d.name for d in again.measured]
         how = "no disc at a place of the first's" if shift is None else f"{shift:+d} levels from the first's"
         lab.report["ambiguous_reasons"].insert(0, (
             f"cord width and image disagreed; relabelled with the cord width down-weighted (spread "
             f"{WIDTH_SD_FALLBACK}) the discs were named {' to '.join(second[:1] + second[-1:])} ({how}), beyond the "
-            f"{max(abs(k) for k in IMAGE_SHIFTS)} levels the image's check weighs: the first labeling is kept"))
+            f"{MAX_SECOND_PASS_SHIFT} levels the image's check weighs: the first labeling is kept"))
         lab.report["second_pass"] = {"discs": second, "identity_margin": round(again.identity_margin, 2),
                                      "level_shift": shift, "kept": False}
         lab.ambiguous = True
