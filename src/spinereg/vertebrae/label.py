@@ -469,12 +469,14 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     signal = require_cord_signal(image, seg)
     given = contrast
     contrast, mismatch = read_contrast(contrast, signal)
-    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity)
+    cl = Centerline.from_mask(seg)
+    frame = (cl, cross_section_roll(seg, cl))  # the cord and its roll, shared by both passes
+    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity, frame=frame)
     lab = _with_signal(lab, signal, given, mismatch)
     orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
         return _with_orientation(lab, orientation)
-    again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK)
+    again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK, frame=frame)
     first = [d.name for d in lab.measured]
     shift = level_shift(lab, again)
     if shift is None or abs(shift) > MAX_SECOND_PASS_SHIFT:
@@ -585,17 +587,20 @@ def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:
 
 def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                     template: str = "PAM50", width_sd: float | None = None,
-                    check_identity: bool = True) -> VertebralLabeling:
+                    check_identity: bool = True, frame: tuple | None = None) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg``; ``width_sd``: the
-    spread of the absolute cord-width term (default ``WIDTH_SD``).
+    spread of the absolute cord-width term (default ``WIDTH_SD``); ``frame``: ``seg``'s
+    centerline and its cross-section roll when the caller has them (else measured here).
 
     ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
     tried otherwise). ``init``: ``(world_point, disc_value)`` pinning one disc (e.g. from
     SCT's ``-initz`` or ``-initlabel``); the chain keeps that disc within 5 mm of the point.
     The inputs were checked by :func:`_label_vertebrae`, every caller's way in.
     """
-    cl = Centerline.from_mask(seg)
-    roll = cross_section_roll(seg, cl)
+    if frame is None:
+        cl = Centerline.from_mask(seg)
+        frame = (cl, cross_section_roll(seg, cl))
+    cl, roll = frame
     turn = _slab_turn(roll.angle_deg)
     if turn:
         cl = cl.rolled(turn)
