@@ -26,14 +26,21 @@ CASES = [  # name, image, reference, kind
 ]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def parse_model_args(ap: argparse.ArgumentParser) -> argparse.Namespace:
+    """``[MODELS_DIR] [--json FILE]`` and the caller's own options; a models folder given is put in
+    ``SPINEREG_SEGMENT_MODELS`` before the package is imported."""
     ap.add_argument("models", nargs="?")
     ap.add_argument("--json")
-    ap.add_argument("--only")
     a = ap.parse_args()
     if a.models:
         os.environ["SPINEREG_SEGMENT_MODELS"] = str(Path(a.models).resolve())
+    return a
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--only")
+    a = parse_model_args(ap)
     from spinereg.io.image import load_image
     from spinereg.metrics.cordseg import centerline_rms, dice_on_overlap, outside_reference_mm3
     from spinereg.segment import segment

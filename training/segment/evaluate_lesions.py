@@ -18,22 +18,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from evaluate import parse_model_args  # noqa: E402
 
 CASES = (("t2", "t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz", (0.9, 1.4)),
          ("t1", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", (0.8, 1.2)))
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("models", nargs="?")
-    ap.add_argument("--json")
-    a = ap.parse_args()
-    if a.models:
-        os.environ["SPINEREG_SEGMENT_MODELS"] = str(Path(a.models).resolve())
+    a = parse_model_args(argparse.ArgumentParser())
     import spinereg.segment.refine as refine
     from spinereg.io.image import load_image
     from spinereg.metrics import dice
