@@ -15,7 +15,6 @@ of t2's manual mask cut off on 3-6 slices, seeds 0-19: 7 wrong labelings, one un
 flagged).
 """
 
-
 from __future__ import annotations
 
 import warnings
@@ -91,7 +90,7 @@ def template_lr_width(cord: Image, t: np.ndarray) -> np.ndarray:
 
 def _neighbour_median(n: np.ndarray, half: int) -> np.ndarray:
     """Median of the non-empty bins (at least 5 voxels) within ``half`` bins of each bin, itself
-    excluded (inf where there is none)."""
+    excluded (NaN where there is none: no loss can be told, and ``n <`` NaN is False)."""
     full = np.where(n >= 5, n, np.nan)
     pad = np.concatenate([np.full(half, np.nan), full, np.full(half, np.nan)])
     win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1).copy()
@@ -99,5 +98,5 @@ def _neighbour_median(n: np.ndarray, half: int) -> np.ndarray:
     with warnings.catch_warnings():  # all-NaN windows
         warnings.simplefilter("ignore", RuntimeWarning)
         med = np.nanmedian(win, axis=1)
-    return np.where(np.isfinite(med), med, np.inf)
+    return med
 
