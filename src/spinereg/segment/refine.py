@@ -58,7 +58,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from spinereg.robust import robust_sd
+from spinereg.robust import neighbour_median, robust_sd
 from spinereg.segment.workgrid import WorkGrid
 
 #: fill weak slices only in runs of at most this length (mm) between slices with cord
@@ -154,12 +154,7 @@ def fill_gaps(prob: np.ndarray, wg: WorkGrid, data: np.ndarray | None = None) ->
     area = _areas(prob)
     nb = max(1, int(round(NEIGHBOUR_MM / wg.dz)))
     gap = max(1, int(round(GAP_MM / wg.dz)))
-    ref = np.zeros_like(area)
-    for k in range(len(area)):
-        lo, hi = max(0, k - nb), min(len(area), k + nb + 1)
-        nbh = np.r_[area[lo:k], area[k + 1:hi]]
-        nbh = nbh[nbh > 0]
-        ref[k] = np.median(nbh) if nbh.size else 0.0
+    ref = np.nan_to_num(neighbour_median(area, nb))
     good = (area > 0) & (area >= WEAK_FRACTION * ref)
     rev, cordlike = _reversed_slices(prob, data, wg.px) if data is not None else (np.zeros_like(good), good)
     good &= ~rev

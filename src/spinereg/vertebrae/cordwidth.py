@@ -17,12 +17,11 @@ flagged).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.image import Image
+from spinereg.robust import neighbour_median
 
 #: the ratio of the two sides' root-mean-square offsets (about the centerline) beyond which a
 #: section counts as one-sided (intact masks: 1.0-1.2)
@@ -59,7 +58,7 @@ def lr_width(seg: Image, centerline, s: np.ndarray, bin_mm: float = 2.0, smooth_
         one_sided = (wide > ONE_SIDED_RATIO * narrow) & (n_l >= 2) & (n - n_l >= 2)
     # a notch takes voxels away: the bin holds less than its neighbours (a section merely off the
     # centerline's fit, e.g. between thick slices, keeps its area and its own width)
-    one_sided &= n < LOST_AREA * _neighbour_median(n, int(round(NEIGHBOURS_MM / bin_mm)))
+    one_sided &= n < LOST_AREA * neighbour_median(n, int(round(NEIGHBOURS_MM / bin_mm)), n >= 5)
     one_sided &= float(np.max(seg.grid.zooms)) <= ONE_SIDED_MAX_VOXEL_MM
     w = np.where(one_sided, 4.0 * wide, w)
     ok = n >= 5
@@ -86,17 +85,3 @@ def template_lr_width(cord: Image, t: np.ndarray) -> np.ndarray:
     width = 4.0 * np.sqrt(np.clip(m2 / n - (m1 / n) ** 2, 0, None))
     width = ndimage.gaussian_filter1d(width, 4.0 / max(float(np.median(np.diff(zu))), 1e-3), mode="nearest")
     return np.interp(t, zu, width)
-
-
-def _neighbour_median(n: np.ndarray, half: int) -> np.ndarray:
-    """Median of the non-empty bins (at least 5 voxels) within ``half`` bins of each bin, itself
-    excluded (NaN where there is none: no loss can be told, and ``n <`` NaN is False)."""
-    full = np.where(n >= 5, n, np.nan)
-    pad = np.concatenate([np.full(half, np.nan), full, np.full(half, np.nan)])
-    win = np.lib.stride_tricks.sliding_window_view(pad, 2 * half + 1).copy()
-    win[:, half] = np.nan
-    with warnings.catch_warnings():  # all-NaN windows
-        warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(win, axis=1)
-    return med
-
