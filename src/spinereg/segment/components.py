@@ -81,6 +81,19 @@ def select_cord(prob: np.ndarray, wg: WorkGrid, threshold: float = 0.5, near_mm:
                           np.flatnonzero(keep.any(axis=(1, 2))), centre, area)
 
 
+def image_beyond_ends(comp: CordComponents, inside: np.ndarray, dz: float) -> tuple[float, float]:
+    """How far (mm) the image continues along S-I beyond the kept cord's lower and upper ends,
+    read at the cord's centre in its end slices (so an oblique field's corners do not count)."""
+    out = []
+    for end, step in ((int(comp.slices.min()), -1), (int(comp.slices.max()), 1)):
+        i, j = np.clip(np.rint(comp.centre[end]).astype(int), 0, np.array(inside.shape[1:]) - 1)
+        k = end + step
+        while 0 <= k < inside.shape[0] and inside[k, i, j]:
+            k += step
+        out.append(abs(k - step - end) * dz)
+    return out[0], out[1]
+
+
 def soft_keep(prob: np.ndarray, keep: np.ndarray, margin_px: int = 2) -> np.ndarray:
     """``prob`` restricted to the kept components plus an in-plane margin (soft borders stay)."""
     st = np.zeros((3, 3, 3), bool)

@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image
-from spinereg.segment.components import select_cord, soft_keep
+from spinereg.segment.components import image_beyond_ends, select_cord, soft_keep
 from spinereg.segment.inputs import load_volume
 from spinereg.segment.model import get_model, model_summary, normalise, predict
 from spinereg.segment.refine import fill_gaps, refine_boundary, shift_inward
@@ -56,6 +56,12 @@ MIN_COVERAGE = 0.25
 MIN_COVERAGE_SHORT = 0.5
 #: ... and hold at least this volume (mm3)
 MIN_VOLUME_MM3 = 40.0
+#: A cord runs through the field of view: it can end inside it at one end (the conus; the
+#: brainstem above), not at both unless the field is long enough to hold a whole cord. A piece
+#: with more than FREE_END_MM of image beyond both ends covering under FREE_ENDS_MAX_COVERAGE of
+#: the slices is refused (smoothed noise: blobs 11-35 mm clear of both edges).
+FREE_END_MM = 5.0
+FREE_ENDS_MAX_COVERAGE = 0.6
 
 
 @dataclass
@@ -144,6 +150,11 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
         raise _no_cord(img.name, f"what was found does not look like a cord: median cross-section "
                                  f"{med:.0f} mm2 in {len(comp.slices)} of {n_content} slices, "
                                  f"mean probability {mean_p:.2f}")
+    below, above = image_beyond_ends(comp, inside, wg.dz)
+    if min(below, above) > FREE_END_MM and coverage < FREE_ENDS_MAX_COVERAGE:
+        raise _no_cord(img.name, f"what was found ends inside the field of view at both ends ({below:.0f} mm "
+                                 f"of image below it, {above:.0f} mm above, in {len(comp.slices)} of "
+                                 f"{n_content} slices): a cord runs through the field")
     prob = soft_keep(prob, comp.keep)
     if refine:
         prob, filled = fill_gaps(prob, wg, data)
@@ -173,6 +184,7 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
         "voxels": int(seg.sum()),
         "volume_mm3": round(float(seg.sum() * np.prod(img.grid.zooms)), 1),
         "working_slices_with_cord": int(len(comp.slices)),
+        "image_beyond_ends_mm": [round(below, 1), round(above, 1)],
         "median_axial_area_mm2": round(med, 1),
         "threshold": thr,
         "mean_probability": round(mean_p, 3),

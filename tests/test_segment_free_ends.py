@@ -1,0 +1,78 @@
+"""A cord runs through the field of view (spinereg.segment.cordseg, FREE_END_MM /
+FREE_ENDS_MAX_COVERAGE): a "cord" that ends inside the image at both ends is refused.
+
+Noise smoothed by 5 voxels holds tube-like blobs that passed every earlier check of the
+segmentation (cross-section, probability, S-I coverage >= 25 %); on t2's and t1's grids, seeds
+0-11, 14 of 24 were segmented, 8 of them clear of both edges of the field (10-39 mm of image
+beyond each end; session 17). Those 8 are refused now. The other 6 touch one edge, as a cord
+ending at its conus or under the brainstem does, and are kept (their labelings are flagged:
+one or two discs, no sequence). Every real image of sct_testing_data and every phantom variant
+(seeds 0-2) reaches both edges; the thoracolumbar phantom's conus ends 16-30 mm above the lower
+edge, the upper end at the edge."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from spinereg.errors import InputError
+from spinereg.io.image import Image, load_image
+from spinereg.segment import segment
+from spinereg.segment.components import CordComponents, image_beyond_ends
+
+
+def _components(slices: np.ndarray, nz: int, centre: tuple[float, float] = (5.0, 5.0)) -> CordComponents:
+    keep = np.zeros((nz, 10, 10), bool)
+    keep[slices, 4:7, 4:7] = True
+    c = np.full((nz, 2), np.nan)
+    c[slices] = centre
+    return CordComponents(keep, 1, 1, 1.0, slices, c, keep.sum(axis=(1, 2)).astype(float))
+
+
+def test_image_beyond_ends_is_read_at_the_cords_centre():
+    inside = np.ones((30, 10, 10), bool)
+    assert image_beyond_ends(_components(np.arange(0, 30), 30), inside, 2.0) == (0.0, 0.0)
+    assert image_beyond_ends(_components(np.arange(5, 20), 30), inside, 2.0) == (10.0, 20.0)
+    # an oblique field: the image stops 4 slices above the cord at its centre, further at a corner
+    inside[24:, 5, 5] = False
+    assert image_beyond_ends(_components(np.arange(5, 20), 30), inside, 2.0) == (10.0, 8.0)
+
+
+def _smoothed_noise(img: Image, seed: int, sigma: float = 5.0) -> Image:
+    a = np.asarray(img.data, float)
+    n = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=a.shape), sigma)
+    return img.with_data(((n - n.mean()) / n.std() * a.std() + a.mean()).astype(np.float32))
+
+
+@pytest.mark.realdata
+def test_noise_blobs_clear_of_both_edges_are_refused(sct_data):
+    refused_for_ends, kept = 0, []
+    for name in ("t2/t2.nii.gz", "t1/t1w.nii.gz"):
+        img = load_image(sct_data / name)
+        for seed in range(12):
+            try:
+                r = segment(_smoothed_noise(img, seed), name[:2])
+            except InputError as e:
+                refused_for_ends += "at both ends" in str(e)
+                continue
+            kept.append(r.info["image_beyond_ends_mm"])
+    assert refused_for_ends >= 8, refused_for_ends  # measured 8 (t2 seeds 4, 9; t1 0, 2, 3, 4, 6, 9)
+    assert all(min(k) == 0.0 for k in kept), kept  # the 6 kept touch an edge of the field
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["t2/t2.nii.gz", "t1/t1w.nii.gz", "mt/mt1.nii.gz", "t2s/t2s.nii.gz"])
+def test_real_cords_reach_both_edges(sct_data, name):
+    r = segment(sct_data / name, "auto")
+    assert r.info["image_beyond_ends_mm"] == [0.0, 0.0]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_a_conus_inside_the_field_is_kept(pam50_dir):
+    from spinereg.phantom.independent import make_independent_subject
+
+    ph = make_independent_subject("thoracolumbar", seed=0)
+    below, above = segment(ph.image, "t2").info["image_beyond_ends_mm"]
+    assert above == 0.0 and 10.0 <= below <= 22.0, (below, above)  # measured 16 mm below the conus
