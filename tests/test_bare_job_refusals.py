@@ -43,3 +43,27 @@ def test_mt1_from_the_bare_image_is_refused(sct_data, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and not out.exists()
     assert len(err.splitlines()) == 1 and "mt1.nii.gz" in err and "17.0 mm" in err and "-l" in err, err
+
+
+@pytest.mark.realdata
+def test_discs_beyond_the_segmented_cord_are_refused_in_the_images_terms(sct_data, tmp_path, capsys):
+    """Noise smoothed by 5 voxels on t2's grid (seed 5): the segmentation keeps a 20 mm "cord" at
+    the field's lower edge and the labeling places T9/T10 18 mm beyond it on the continued
+    centerline. Before session 17 the registration's check of given labels stopped the job naming
+    a temporary label file and "check that labels and segmentation belong to the same image";
+    now the job says what happened to the image, exit 2, one line, no output folder."""
+    from scipy import ndimage
+
+    from spinereg.io.image import load_image
+
+    img = load_image(sct_data / "t2" / "t2.nii.gz")
+    a = np.asarray(img.data, float)
+    n = ndimage.gaussian_filter(np.random.default_rng(5).normal(size=a.shape), 5.0)
+    noise = save_image(img.with_data(((n - n.mean()) / n.std() * a.std() + a.mean()).astype(np.float32)),
+                       tmp_path / "noise.nii.gz")
+    out = tmp_path / "o"
+    rc = main(["register-to-template", "-i", str(noise), "-c", "t2", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(noise) in err and "beyond the segmented cord" in err and "spinereg-autolabel" not in err
+    assert not out.exists()

@@ -8,12 +8,16 @@ world mm. Validation turns the cryptic failures SCT users hit into one-line erro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 KINDS = ("body", "disc", "rootlet")
 
@@ -33,7 +37,7 @@ class Landmarks:
     def as_dict(self) -> dict[int, list[float]]:
         return {int(v): [round(float(c), 4) for c in p] for v, p in zip(self.values, self.points, strict=True)}
 
-    def subset(self, values) -> Landmarks:
+    def subset(self, values: Iterable[int]) -> Landmarks:
         keep = np.isin(self.values, list(values))
         return Landmarks(self.kind, self.values[keep], self.points[keep], self.source)
 
@@ -107,15 +111,25 @@ def check_against_template(lm: Landmarks, template_lm: Landmarks, template_name:
         )
 
 
-def check_near_seg(lm: Landmarks, seg: Image, max_mm: float = 15.0) -> None:
-    """Labels must lie near the cord: more than ``max_mm`` from the segmentation is an error."""
+#: labels farther than this (mm) from the cord segmentation are refused
+MAX_LABEL_SEG_MM = 15.0
+
+
+def distance_to_seg(points: np.ndarray, seg: Image) -> np.ndarray:
+    """Distance (mm) of each world point (N, 3) to the nearest voxel of the segmentation ``seg``
+    (an empty segmentation is an :class:`InputError`)."""
     mask = np.asarray(seg.data) > 0.5
     if not mask.any():
         raise InputError("segmentation is empty", seg.name, "give a cord segmentation with non-zero voxels")
-    pts = seg.grid.voxel_to_world(np.argwhere(mask))
     from scipy.spatial import cKDTree
 
-    dist, _ = cKDTree(pts).query(lm.points)
+    dist, _ = cKDTree(seg.grid.voxel_to_world(np.argwhere(mask))).query(np.asarray(points, float).reshape(-1, 3))
+    return np.asarray(dist, float)
+
+
+def check_near_seg(lm: Landmarks, seg: Image, max_mm: float = MAX_LABEL_SEG_MM) -> None:
+    """Labels must lie near the cord: more than ``max_mm`` from the segmentation is an error."""
+    dist = distance_to_seg(lm.points, seg)
     far = dist > max_mm
     if far.any():
         raise InputError(

@@ -15,12 +15,17 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.io.provenance import RunRecord
 from spinereg.io.staging import OutputFolder, folder_is_own_run
 from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.image import Image
+    from spinereg.transforms.base import Transform
+    from spinereg.vertebrae.label import VertebralLabeling
 
 Progress = Callable[[int, int], None] | None
 
@@ -67,13 +72,16 @@ def _check_qc_root(qc_root: str | Path | None) -> None:
         check_qc_root(qc_root)
 
 
-def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, *, labels=None, ldisc=None,
-                 lrootlet=None, template: str = "PAM50", contrast: str = "t2", param: str | None = None,
-                 ref: str = "template", straight: bool = False, crop: bool = False,
-                 qc_root: str | Path | None = None, overwrite: bool = False, run: RunRecord | None = None,
+def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, *,
+                 labels: str | Path | Image | Landmarks | None = None,
+                 ldisc: str | Path | Image | Landmarks | None = None,
+                 lrootlet: str | Path | Image | Landmarks | None = None, template: str = "PAM50",
+                 contrast: str = "t2", param: str | None = None, ref: str = "template",
+                 straight: bool = False, crop: bool = False, qc_root: str | Path | None = None,
+                 overwrite: bool = False, run: RunRecord | None = None,
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False,
                  auto_discs: bool = True, extra_metrics: Callable[[Any], dict] | None = None,
-                 labeling=None) -> JobResult:
+                 labeling: VertebralLabeling | None = None) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
     automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
@@ -156,7 +164,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": warnings})
 
 
-def labeling_for_landmarks(image, seg, contrast: str) -> tuple[object, dict]:
+def labeling_for_landmarks(image: Image, seg: Image, contrast: str) -> tuple[object, dict]:
     """The automatic labeling of ``image`` (an Image, with its segmentation ``seg``) run before a
     registration given body or disc labels, and its provenance record; (None, record) when it
     fails (the registration then uses the given labels alone; the failure never blocks it)."""
@@ -189,8 +197,9 @@ def require_labelable(image: str | Path) -> None:
                          "sagittal image of the same session with `spinereg chain`")
 
 
-def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSegmentations,
-                tmp: Path, labeling=None, template: str = "PAM50") -> tuple[Landmarks, dict, list, object]:
+def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
+                auto: AutoSegmentations, tmp: Path, labeling: VertebralLabeling | None = None,
+                template: str = "PAM50") -> tuple[Landmarks, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
@@ -229,7 +238,29 @@ def label_discs(image, seg, image_path: str | Path, contrast: str, auto: AutoSeg
     # 2.5 mm along S-I
     name = load_template(template).name  # a folder given for -t: the template it holds
     discs, record["registered_as"] = registration_discs(lab, image.grid, str(path), name)
+    _check_discs_on_the_cord(discs, seg, image_path)
     return discs, record, warnings, lab
+
+
+def _check_discs_on_the_cord(discs: Landmarks, seg: Image, image_path: str | Path) -> None:
+    """The automatic discs lie on the cord's centerline, continued straight beyond the
+    segmentation: one far beyond it means the segmentation stops where the image still shows
+    discs (a cord segmented over part of the field, or something that is not a cord). Said in
+    the image's terms, before the registration's check of given labels would name a temporary
+    label file and a fix about mismatched spaces."""
+    from spinereg.cord.landmarks import MAX_LABEL_SEG_MM, distance_to_seg
+    from spinereg.errors import InputError
+    from spinereg.vertebrae.label import disc_name
+
+    dist = distance_to_seg(discs.points, seg)
+    far = dist > MAX_LABEL_SEG_MM
+    if far.any():
+        where = ", ".join(f"{disc_name(int(v))} {d:.0f} mm" for v, d in zip(discs.values[far], dist[far], strict=True))
+        raise InputError(f"the automatic vertebral labeling placed disc(s) beyond the segmented cord ({where} "
+                         f"from it, > {MAX_LABEL_SEG_MM:g}): the segmentation does not cover the cord where "
+                         "the image shows discs", image_path,
+                         "check the segmentation (`spinereg segment`) and give a corrected one with -s, "
+                         "or give landmarks (-l, --ldisc)")
 
 
 def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | None = None,
@@ -264,7 +295,7 @@ def demo_job(outdir: str | Path, template: str = "PAM50", qc_root: str | Path | 
                             reg.template2anat, labels, template, cord=t2 / "t2_seg-manual.nii.gz")})
 
 
-def held_out_body_residuals(template2anat, labels: str | Path, template: str = "PAM50",
+def held_out_body_residuals(template2anat: Transform, labels: str | Path, template: str = "PAM50",
                             cord: str | Path | None = None) -> dict:
     """Vertebral body labels the registration did not use (``labels``, on the subject) pushed into
     the template through ``template2anat`` (it maps subject points to template points): the
@@ -325,9 +356,12 @@ def held_out_body_residuals(template2anat, labels: str | Path, template: str = "
     return out
 
 
-def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, iseg=None, dseg=None, mask=None,
-                   init_warp=None, init_warp_inv=None, param: str | None = None, identity: bool = False,
-                   interp: str = "spline", qc_root: str | Path | None = None, overwrite: bool = False,
+def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
+                   iseg: str | Path | None = None, dseg: str | Path | None = None,
+                   mask: str | Path | None = None, init_warp: str | Path | None = None,
+                   init_warp_inv: str | Path | None = None, param: str | None = None,
+                   identity: bool = False, interp: str = "spline",
+                   qc_root: str | Path | None = None, overwrite: bool = False,
                    run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """register (one image onto another) with every output (see module doc)."""
     from spinereg.io.image import path_stem
@@ -374,10 +408,13 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *, ise
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
 
 
-def chain_job(images: list, segs: list, outdir: str | Path, *, labels=None, ldisc=None, lrootlet=None,
-              template: str = "PAM50", contrast: str = "t2", given: dict | None = None,
-              link_param: str | None = None, direct: bool = True, overwrite: bool = False,
-              auto_discs: bool = True, run: RunRecord | None = None, progress: Progress = None) -> JobResult:
+def chain_job(images: list, segs: list, outdir: str | Path, *,
+              labels: str | Path | Image | Landmarks | None = None,
+              ldisc: str | Path | Image | Landmarks | None = None,
+              lrootlet: str | Path | Image | Landmarks | None = None, template: str = "PAM50",
+              contrast: str = "t2", given: dict | None = None, link_param: str | None = None,
+              direct: bool = True, overwrite: bool = False, auto_discs: bool = True,
+              run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """chain (target -> intermediates -> anatomical -> template) with every output, written as
     one transaction. With body or disc labels and ``auto_discs`` (default; CLI
     ``--no-auto-discs`` turns it off), the anatomical image is labelled first and its measured
