@@ -17,8 +17,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
 
 SUFFIXES = ("T1w", "T2w", "T2starw", "MTS", "dwi", "bold")
 DATATYPES = ("anat", "dwi", "func")
@@ -131,13 +135,14 @@ def _sidecar(path: Path, root: Path, ents: tuple[tuple[str, str], ...], suffix: 
     return out
 
 
-def _labels(values, prefix: str) -> set[str] | None:
+def _labels(values: Sequence[str] | None, prefix: str) -> set[str] | None:
     if not values:
         return None
     return {v[len(prefix):] if v.startswith(prefix) else v for v in values}
 
 
-def discover(root: str | Path, participant_label=None, session=None) -> Dataset:
+def discover(root: str | Path, participant_label: Sequence[str] | None = None,
+             session: Sequence[str] | None = None) -> Dataset:
     """Find every unit of the BIDS dataset ``root`` (see module doc).
 
     ``participant_label`` / ``session``: keep only these (with or without ``sub-``/``ses-``).
@@ -185,7 +190,7 @@ def discover(root: str | Path, participant_label=None, session=None) -> Dataset:
     return Dataset(root, units, notes)
 
 
-def find_given(image: BidsImage, root: Path, patterns) -> Path | None:
+def find_given(image: BidsImage, root: Path, patterns: Sequence[str]) -> Path | None:
     """The first ``<stem><pattern>.nii[.gz]`` found in the derivatives or next to the image."""
     d = dict(image.entities)
     rel = Path(f"sub-{d['sub']}") / (f"ses-{d['ses']}" if "ses" in d else "") / image.datatype

@@ -21,9 +21,13 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from spinereg.batch.unit import THREAD_VARS, run_unit
 from spinereg.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
 
 
 @dataclass
@@ -126,8 +130,8 @@ class LiveLine:
         sys.stderr.flush()
 
 
-def follow(client, jobs: list[tuple[str, tuple]], threads: int, on_result: Callable[[dict], None],
-           live: LiveLine, run_id: str) -> None:
+def follow(client: Client, jobs: list[tuple[str, tuple]], threads: int,
+           on_result: Callable[[dict], None], live: LiveLine, run_id: str) -> None:
     """Submit ``run_unit(*args)`` for every (key, args) and call ``on_result`` as each finishes.
 
     A unit whose worker died too often (Dask's ``allowed-failures``) is reported failed with that

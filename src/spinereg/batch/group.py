@@ -16,9 +16,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.batch.tables import METRIC_COLUMNS, SUMMARY_COLUMNS, read_tsv, summarise, write_tsv
 from spinereg.io.staging import OutputFolder
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+    from spinereg.batch.bids import Unit
 
 SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder")
 
@@ -30,7 +36,7 @@ def unit_provenance(folder: Path) -> dict:
         return {}
 
 
-def subject_rows(out: Path, units, failures: dict[str, str]) -> list[dict]:
+def subject_rows(out: Path, units: Sequence[Unit], failures: dict[str, str]) -> list[dict]:
     rows = []
     for u in units:
         folder = out / u.rel
@@ -49,7 +55,7 @@ def subject_rows(out: Path, units, failures: dict[str, str]) -> list[dict]:
     return rows
 
 
-def _metric_rows(out: Path, units) -> list[dict]:
+def _metric_rows(out: Path, units: Sequence[Unit]) -> list[dict]:
     rows = []
     for u in units:
         folder = out / u.rel
@@ -59,7 +65,7 @@ def _metric_rows(out: Path, units) -> list[dict]:
     return rows
 
 
-def _qc_index(out: Path, units) -> Path | None:
+def _qc_index(out: Path, units: Sequence[Unit]) -> Path | None:
     """One report over the units' QC entries (their pictures stay in the unit folders)."""
     from spinereg.qc.report import ENTRIES, build_index, load_entries
 
@@ -88,7 +94,7 @@ def _qc_index(out: Path, units) -> Path | None:
     return final / "index.html"
 
 
-def write_group(out: Path, units, failures: dict[str, str]) -> dict[str, Path]:
+def write_group(out: Path, units: Sequence[Unit], failures: dict[str, str]) -> dict[str, Path]:
     """Write every group output (see module doc); returns them by role."""
     from spinereg.errors import SpineregError
     from spinereg.metrics.cohort import aggregate, to_cohort_csv

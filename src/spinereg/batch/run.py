@@ -20,7 +20,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +149,8 @@ def _log(out: Path, event: dict) -> None:
 
 
 def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchConfig | None = None,
-              participant_label=None, session=None, scheduler: str | None = None, workers: int | None = None,
+              participant_label: Sequence[str] | None = None, session: Sequence[str] | None = None,
+              scheduler: str | None = None, workers: int | None = None,
               threads_per_worker: int | None = None, slurm: dict | None = None, overwrite: bool = False,
               argv: list[str] | None = None, report: Callable[[str], None] | None = None,
               live: bool | None = None) -> BatchResult:
@@ -234,7 +235,9 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
     return result
 
 
-def check_inputs(bids: str | Path, out: str | Path, config=None, participant_label=None, session=None,
+def check_inputs(bids: str | Path, out: str | Path, config: str | Path | BatchConfig | None = None,
+                 participant_label: Sequence[str] | None = None,
+                 session: Sequence[str] | None = None,
                  overwrite: bool = False) -> tuple[BatchConfig, Dataset]:
     """The checks :func:`run_batch` makes before any work (for ``--dry-run``)."""
     cfg = config if isinstance(config, BatchConfig) else load_config(config)

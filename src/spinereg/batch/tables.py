@@ -9,8 +9,14 @@ import io
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.io.image import atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
+
+    from spinereg.batch.steps import Context
 
 METRIC_COLUMNS = ("participant_id", "session_id", "contrast", "metric", "label", "method", "level", "slices",
                   "size_vox", "value", "std")
@@ -18,14 +24,14 @@ SUMMARY_COLUMNS = ("contrast", "metric", "label", "method", "level", "n", "mean"
                    "units")
 
 
-def num(v) -> str:
+def num(v: float | None) -> str:
     if v is None:
         return "n/a"
     f = float(v)
     return "n/a" if f != f else repr(round(f, 6))
 
 
-def write_tsv(path: Path, columns, rows: list[dict], overwrite: bool = True) -> Path:
+def write_tsv(path: Path, columns: Sequence[str], rows: list[dict], overwrite: bool = True) -> Path:
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(columns), delimiter="\t", lineterminator="\n", extrasaction="ignore")
     w.writeheader()
@@ -40,7 +46,7 @@ def read_tsv(path: Path) -> list[dict]:
         return list(csv.DictReader(fh, delimiter="\t"))
 
 
-def _resolve_label(folders: list[Path], wanted):
+def _resolve_label(folders: list[Path], wanted: int | str):
     """(folder, label entry) for a label given by id or by name (exact, then prefix; case-insensitive)."""
     from spinereg.metrics.extract import read_label_folder
 
@@ -59,7 +65,8 @@ def _resolve_label(folders: list[Path], wanted):
     return None, None
 
 
-def extract_rows(ctx, suffix: str, metric_path: Path, warp_dir: Path, ex: dict, out: Path) -> Path:
+def extract_rows(ctx: Context, suffix: str, metric_path: Path, warp_dir: Path, ex: dict,
+                 out: Path) -> Path:
     """extract-metric of ``metric_path`` within the label ``ex['labels']`` of the warped template
     (or atlas), per vertebral level; written as one TSV for the unit."""
     from spinereg.batch.steps import UnitError
@@ -94,7 +101,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         if r.get("value") not in (None, "", "n/a"):
             groups[key].append(float(r["value"]))
 
-    def level_key(k):
+    def level_key(k: tuple[str, ...]):
         lv = k[4]
         return (k[:4], int(lv) if lv.isdigit() else 10**6, lv)
 

@@ -24,11 +24,15 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from spinereg.batch import steps as st
 from spinereg.batch.bids import Unit
 from spinereg.batch.config import BatchConfig
 from spinereg.io.provenance import describe_inputs, versions, write_json
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
 
 #: keys of provenance records that differ from run to run (moved to the run log)
 RUN_SPECIFIC = frozenset({"time", "started_utc", "finished_utc", "wall_seconds", "timings_s", "chain_timings_s", "timings",
@@ -49,7 +53,7 @@ def cap_threads(n: int) -> None:
         pass
 
 
-def split_run_specific(obj):
+def split_run_specific(obj: Any) -> tuple[Any, Any]:
     """(stable, run-specific) parts of a JSON record (see :data:`RUN_SPECIFIC`)."""
     if isinstance(obj, dict):
         keep, moved = {}, {}
@@ -95,7 +99,7 @@ def final_folder(out: Path, unit: Unit) -> Path:
     return out / unit.rel
 
 
-def inputs_date(paths) -> str:
+def inputs_date(paths: Iterable[str | Path]) -> str:
     """Newest modification time of the inputs, UTC (the date shown on the unit's QC pages)."""
     newest = max((Path(p).stat().st_mtime for p in paths if p and Path(p).is_file()), default=0.0)
     return _dt.datetime.fromtimestamp(int(newest), _dt.UTC).isoformat().replace("+00:00", "Z")

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from pathlib import Path
 
 WARP_HELP = ("warps/affines in application order (A->B first, then B->C); prefix 'inv:' or "
              "write ANTs-style '[file,1]' to use an inverse")
@@ -17,7 +22,7 @@ warp made for another space, -i/-d swapped, or no common extent is refused (exit
 result is written but reported (exit 3; --allow-fail: 0)."""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "apply", "apply transforms to an image (3D or 4D, streamed)", DESCRIPTION)
     p.add_argument("-i", "--input", required=True, help="image to move")
     p.add_argument("-d", "--dest", required=True, help="reference image (its grid is the output grid)")
@@ -30,7 +35,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _all_zero(path) -> bool:
+def _all_zero(path: str | Path) -> bool:
     import nibabel as nib
     import numpy as np
 
@@ -40,7 +45,7 @@ def _all_zero(path) -> bool:
     return not np.any(np.asanyarray(img.dataobj[..., img.shape[3] // 2]))
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.progress import progress_bar
     from spinereg.transforms.apply import apply_transforms_file

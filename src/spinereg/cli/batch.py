@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 DESCRIPTION = """\
 Run the pipeline of the configuration (default: spinereg/data/batch_default.yaml) on every
@@ -18,7 +23,7 @@ A failing subject is reported with its reason and the others go on. Exit code 3 
 failed (its reason is in OUT/group/subjects.tsv), 2 when the batch could not start."""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "batch", "run a BIDS dataset through the pipelines on Dask (resumable; group QC)",
                    DESCRIPTION)
     p.add_argument("bids_dir", metavar="BIDS_DIR", help="root of the BIDS dataset (holds sub-* folders)")
@@ -37,7 +42,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import json
 
     from spinereg.batch.run import check_inputs, run_batch

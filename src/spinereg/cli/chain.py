@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import (
     add_landmarks,
     add_result_options,
@@ -11,8 +13,11 @@ from spinereg.cli.common import (
     start_run,
 )
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "chain", "register a chain target -> intermediates -> anatomical -> template; "
                                  "write composed template warps for every image")
     p.add_argument("-i", "--images", nargs="+", required=True,
@@ -36,7 +41,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.errors import InputError
     from spinereg.pipelines.registration import chain_job
 

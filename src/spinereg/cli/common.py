@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
 
@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
-    def error(self, message: str):  # noqa: D102 - argparse API
+    def error(self, message: str) -> NoReturn:  # noqa: D102 - argparse API
         text = " ".join(str(message).split())
         self.exit(2, f"{self.prog}: error: {text} -- fix: see `{self.prog} -h`\n")
 
@@ -62,7 +62,8 @@ def add_result_options(parser: argparse.ArgumentParser) -> None:
                              "reader opens, no time spent compressing; files about 2-4x larger)")
 
 
-def new_parser(sub, name: str, help_: str, description: str | None = None) -> argparse.ArgumentParser:
+def new_parser(sub: argparse._SubParsersAction, name: str, help_: str,
+               description: str | None = None) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help_, description=description or help_)
     add_common(p)
     return p
@@ -105,7 +106,7 @@ _LABELS = {
 }
 
 
-def _fmt(v) -> str:
+def _fmt(v: object) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.apply import WARP_HELP
 from spinereg.cli.common import new_parser
 from spinereg.errors import InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "concat", "compose transforms (application order) into one warp field",
                    "Compose warps/affines (A->B first, then B->C) into one ITK/ANTs displacement field on "
                    "the grid of -d. A warp whose grid the reference's points never reach is refused (exit 2).")
@@ -18,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.transforms.base import Chain
     from spinereg.transforms.displacement import DisplacementField

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "csa", "cord cross-sectional area per slice, perpendicular to the cord, and per level",
                    "CSA per slice along the S-I voxel axis, corrected for the cord's inclination with "
                    "its centerline (as sct_process_segmentation), aggregated per vertebral level when "
@@ -20,7 +24,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.errors import InputError
     from spinereg.io.image import check_writable, load_image
     from spinereg.metrics.morphometry import cross_sectional_area, parse_levels, write_csa_csv

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from typing import TYPE_CHECKING
 
 from spinereg.io import registry
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def _verbose(p) -> None:
+
+def _verbose(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="log details; show tracebacks on errors")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="list, download, locate and verify reference data",
                        description="Reference data (templates, sample subject). Found in "
                        f"${registry.ENV_DATA}/<folder>, else in the download cache "
@@ -58,7 +62,7 @@ def register(sub) -> None:
     t.set_defaults(func=run_template_info)
 
 
-def run_list(args) -> int:
+def run_list(args: argparse.Namespace) -> int:
     rows = [("NAME", "VERSION", "LOCATION")]
     for name, ds in registry.datasets().items():
         found = registry.locate(ds)
@@ -71,19 +75,19 @@ def run_list(args) -> int:
     return 0
 
 
-def run_fetch(args) -> int:
+def run_fetch(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() and importlib.util.find_spec("tqdm") is not None
     path = registry.fetch(args.name, force=args.force, url=args.url, progress=progress)
     print(path)
     return 0
 
 
-def run_path(args) -> int:
+def run_path(args: argparse.Namespace) -> int:
     print(registry.dataset_path(args.name))
     return 0
 
 
-def run_verify(args) -> int:
+def run_verify(args: argparse.Namespace) -> int:
     report = registry.verify(args.name, args.root)
     for rel in report.mismatched:
         print(f"differs: {rel}")
@@ -98,7 +102,7 @@ def run_verify(args) -> int:
     return 0
 
 
-def run_template_info(args) -> int:
+def run_template_info(args: argparse.Namespace) -> int:
     from spinereg.io.template import load_template
 
     tpl = load_template(args.template)

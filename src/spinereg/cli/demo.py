@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 DESCRIPTION = """\
 The main job: register SCT's sample subject (sct_testing_data t2, T2w) to the template from the
@@ -18,7 +22,7 @@ previous output (a folder holding anything else needs --overwrite). Exit code 3 
 is fail."""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "demo", "register the sample subject (sct_testing_data t2) to PAM50 with all outputs",
                    DESCRIPTION)
     p.add_argument("-o", "--outdir", default="spinereg_demo", help="output folder (several files)")
@@ -28,7 +32,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.pipelines.registration import demo_job
 
     rec, display = start_run(args, "demo", stages=10)

@@ -5,12 +5,17 @@ Methods, CSV columns and level handling: see :mod:`spinereg.metrics.extract`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 METHOD_CHOICES = ("wa", "bin", "ml", "map", "median", "max")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(
         sub, "extract-metric", "aggregate a metric within atlas tracts or template labels",
         description="Aggregate a 3D metric (e.g. MTR, FA) within the labels of a warped template "
@@ -41,7 +46,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spinereg.errors import InputError

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "invert", "invert a warp field or an affine",
                    "Invert an affine exactly, or a displacement field by fixed-point iteration (its "
                    "residual is printed as JSON). A singular affine is refused (exit 2).")
@@ -19,7 +23,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, read_grid
     from spinereg.transforms.affine import AffineTransform
     from spinereg.transforms.itk import load_transform, save_transform

@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+    from pathlib import Path
 
-def register(sub) -> None:
+    from spinereg.vertebrae.label import VertebralLabeling
+
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "label-vertebrae", "label every intervertebral disc and vertebral level along the cord")
     p.add_argument("-i", "--input", required=True, help="image (T1w, T2w or T2*w; sagittal, axial or 3D)")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (same grid)")
@@ -27,7 +34,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import load_image
     from spinereg.vertebrae.init import init_from_label_file, init_from_slice
     from spinereg.vertebrae.label import label_vertebrae
@@ -68,7 +75,8 @@ def run(args) -> int:
     return 0
 
 
-def _add_to_report(args, files: dict, inputs: dict, labeling):
+def _add_to_report(args: argparse.Namespace, files: dict, inputs: dict,
+                   labeling: VertebralLabeling) -> Path:
     """The run's entry in the HTML QC report (page: spinereg.qc.page_label_vertebrae), made from
     a hidden provenance folder so that several images can be labelled into one output folder.
     Verdict: warn with the reasons when the labeling has warnings (ambiguous identity, gaps,

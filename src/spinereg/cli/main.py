@@ -14,10 +14,14 @@ import pkgutil
 import sys
 import traceback
 import warnings
+from typing import TYPE_CHECKING, Any, TextIO
 
 import spinereg.cli
 from spinereg.cli.common import Parser, add_common
 from spinereg.errors import EXIT_ERROR, EXIT_INTERRUPTED, SpineregError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
 
 _SKIP = {"main", "common"}
 
@@ -26,11 +30,13 @@ class _VersionAction(argparse.Action):
     """``--version``: the version string (with the git commit) is found only when asked for, so
     that building the parser runs no ``git`` and imports no library module."""
 
-    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
-                 help="show program's version number and exit"):
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS,
+                 default: object = argparse.SUPPRESS,
+                 help: str | None = "show program's version number and exit"):
         super().__init__(option_strings=option_strings, dest=dest, default=default, nargs=0, help=help)
 
-    def __call__(self, parser, namespace, values, option_string=None):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: str | Sequence[Any] | None, option_string: str | None = None) -> None:
         from spinereg.io.provenance import version_string
 
         parser._print_message(version_string() + "\n", sys.stdout)
@@ -62,13 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _register_unavailable(sub, module_name: str, exc: Exception) -> None:
+def _register_unavailable(sub: argparse._SubParsersAction, module_name: str,
+                          exc: Exception) -> None:
     name = module_name.replace("_", "-")
     reason = f"{type(exc).__name__}: {exc}"
     p = sub.add_parser(name, help=f"(unavailable: {reason})", add_help=False)
     add_common(p)
 
-    def run(args) -> int:
+    def run(args: argparse.Namespace) -> int:
         if getattr(args, "verbose", False):
             traceback.print_exception(exc)
         raise SpineregError(f"command unavailable ({reason})", None,
@@ -81,7 +88,8 @@ def _warning_printer():
     """``showwarning`` replacement: each distinct warning once, as one line, no source line."""
     seen: set[str] = set()
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
         text = str(message).replace("\n", " ")
         if text not in seen:
             seen.add(text)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # the library is imported inside each command (the parser is built without numpy/scipy/nibabel)
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "metrics", help="registration quality metrics (Dice, distances, Jacobian, inverse consistency)",
         description="Registration quality metrics in world space (mm). Each prints JSON; "
@@ -62,7 +62,7 @@ def register(sub) -> None:
     ic.set_defaults(func=_run_consistency)
 
 
-def _sub(msub, name: str, help_: str) -> argparse.ArgumentParser:
+def _sub(msub: argparse._SubParsersAction, name: str, help_: str) -> argparse.ArgumentParser:
     p = new_parser(msub, name, help_)
     p.add_argument("-o", "--output", help="also write the result to one file, FILE.json or FILE.csv")
     return p
@@ -74,7 +74,7 @@ def _pair(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--thr", type=float, default=0.5, help="threshold: voxels > thr")
 
 
-def _check_output(args) -> None:
+def _check_output(args: argparse.Namespace) -> None:
     from spinereg.io.image import check_writable
     from spinereg.metrics.report import check_output_suffix
 
@@ -82,7 +82,7 @@ def _check_output(args) -> None:
         check_writable(check_output_suffix(args.output), args.overwrite)
 
 
-def _emit(args, result: MetricResult) -> int:
+def _emit(args: argparse.Namespace, result: MetricResult) -> int:
     from spinereg.metrics.report import to_json, write_result
 
     sys.stdout.write(to_json(result) + "\n")
@@ -91,13 +91,13 @@ def _emit(args, result: MetricResult) -> int:
     return 0
 
 
-def _load_pair(args, what: str):
+def _load_pair(args: argparse.Namespace, what: str):
     from spinereg.io.image import load_image
 
     return load_image(args.input, ndim=3, what=what), load_image(args.ref, ndim=3, what=what)
 
 
-def _run_dice(args) -> int:
+def _run_dice(args: argparse.Namespace) -> int:
     from spinereg.metrics.overlap import dice
 
     _check_output(args)
@@ -105,7 +105,7 @@ def _run_dice(args) -> int:
     return _emit(args, dice(a, b, threshold=args.thr, zb=args.zb))
 
 
-def _run_hausdorff(args) -> int:
+def _run_hausdorff(args: argparse.Namespace) -> int:
     from spinereg.metrics.distance import hausdorff
 
     _check_output(args)
@@ -113,7 +113,7 @@ def _run_hausdorff(args) -> int:
     return _emit(args, hausdorff(a, b, threshold=args.thr))
 
 
-def _run_centerline(args) -> int:
+def _run_centerline(args: argparse.Namespace) -> int:
     from spinereg.metrics.centerline import centerline_distance
 
     _check_output(args)
@@ -121,7 +121,7 @@ def _run_centerline(args) -> int:
     return _emit(args, centerline_distance(a, b, threshold=args.thr))
 
 
-def _run_labels(args) -> int:
+def _run_labels(args: argparse.Namespace) -> int:
     from spinereg.metrics.labels import label_distances
 
     _check_output(args)
@@ -129,7 +129,7 @@ def _run_labels(args) -> int:
     return _emit(args, label_distances(a, b))
 
 
-def _run_jacobian(args) -> int:
+def _run_jacobian(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, load_image, output_path, save_image
     from spinereg.metrics.jacobian import jacobian
     from spinereg.transforms.itk import read_displacement
@@ -146,7 +146,7 @@ def _run_jacobian(args) -> int:
     return _emit(args, result)
 
 
-def _run_consistency(args) -> int:
+def _run_consistency(args: argparse.Namespace) -> int:
     from spinereg.io.image import load_image
     from spinereg.metrics.consistency import inverse_consistency
     from spinereg.transforms.itk import load_transform

@@ -5,10 +5,19 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 from spinereg.errors import InputError
 from spinereg.progress import progress_bar
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
+
+    import numpy as np
+
+    from spinereg.io.grid import Grid
+    from spinereg.io.image import Image
 
 PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter=N (reference passes, "
               "default 2), ref=mean|median, nref=N (first N volumes for the first reference), smooth=S "
@@ -16,7 +25,7 @@ PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter
               "the z fit), dropout=F, ghost=F, fd=MM, z=Z (flag thresholds)")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "moco", "slice-wise motion correction of an fMRI or DWI series (multiband-aware)")
     p.add_argument("-i", "--input", required=True, help="4D series (slices along the 3rd voxel axis)")
     p.add_argument("-g", "--group", type=int, default=1, help="DWI: consecutive b>0 volumes averaged per estimate")
@@ -50,7 +59,7 @@ def parse_moco_param(text: str) -> dict:
     return out
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from spinereg.cli.common import start_run
@@ -120,7 +129,7 @@ def run(args) -> int:
     return 0
 
 
-def _mask_on(mask, grid):
+def _mask_on(mask: Image, grid: Grid) -> np.ndarray:
     import numpy as np
 
     from spinereg.transforms.apply import resample

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "phantom", "write a synthetic EPI subject with ground truth",
                    "T2w, T2*w, 4D GE-EPI, blip-up/down pair, field map (Hz, phase difference, "
                    "magnitude) with BIDS sidecars; truth/ holds the field, voxel shift map, warps, "
@@ -25,7 +30,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spinereg.errors import InputError

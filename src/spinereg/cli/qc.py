@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
 from spinereg.errors import InputError
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "qc", "add a run folder to the HTML QC report (figures, scores, verdict)",
                    "Render the QC figures of a register-to-template / register / chain / moco output folder "
                    "and add it to QCROOT/index.html (open it in a browser from file://). "
@@ -19,7 +24,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.qc import add_to_report, build_index
 
     if args.index:

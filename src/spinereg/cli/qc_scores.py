@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "qc-scores", "QC verdicts of registration output folders, aggregated into one CSV",
                    "Scan output folders (each with metrics.json + provenance.json), judge each run against "
                    "spinereg/data/qc_thresholds.json and write one row per run.")
@@ -17,7 +22,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from spinereg.io.image import check_writable

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 DESCRIPTION = """\
 Register a source image onto a destination image (any contrasts) and write SCT's outputs into the
@@ -12,7 +17,7 @@ Default steps: multimodal_spinereg_imseg with both segmentations, multimodal_epi
 multimodal_spinereg_im otherwise. Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "register", "register a source image onto a destination image (any contrasts)",
                    DESCRIPTION)
     p.add_argument("-i", "--input", required=True, help="source image (moved)")
@@ -33,7 +38,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.pipelines.registration import multimodal_job
 
     rec, display = start_run(args, "register", stages=7 if args.qc else 6)

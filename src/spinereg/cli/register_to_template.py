@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import (
     add_result_options,
@@ -11,6 +12,9 @@ from spinereg.cli.common import (
     new_parser,
     start_run,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 DESCRIPTION = """\
 Register an anatomical image (with its cord segmentation and landmarks) to a template and write
@@ -26,7 +30,7 @@ The folder appears only when everything was written.
 Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "register-to-template", "register an anatomical image to a template (SCT outputs)",
                    DESCRIPTION)
     p.add_argument("-i", "--image", required=True, help="anatomical image (T2w, T1w, T2*w)")
@@ -57,7 +61,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.pipelines.registration import template_job
 
     rec, display = start_run(args, "register-to-template", stages=6 + bool(args.qc) + bool(args.straight))

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import add_common
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 _OUT_HELP = ("output folder (several files): <name>_sdc.nii.gz (corrected), <name>_fieldmap_hz.nii.gz, <name>_vsm.nii.gz, "
              "warp_<name>_sdc.nii.gz (pull on the EPI grid; first warp of the EPI -> template chain), "
              "<name>_sdc.json")
 
 
-def _common(p) -> None:
+def _common(p: argparse.ArgumentParser) -> None:
     add_common(p)
     p.add_argument("--pe", choices=["i", "i-", "j", "j-"], help="phase-encode direction (default: sidecar)")
     p.add_argument("--readout-time", type=float, help="total readout time in s (default: sidecar)")
@@ -19,7 +24,7 @@ def _common(p) -> None:
     p.add_argument("-o", "--output", required=True, help=_OUT_HELP)
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("sdc", help="susceptibility distortion correction (field map, reverse PE, anatomy)",
                        description="Correct EPI distortion along the phase-encode axis: METHOD fieldmap (a "
                                    "field map in Hz or a phase difference), topup (a blip-up/down pair) or anat "
@@ -56,7 +61,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from spinereg.errors import InputError

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "segment", "segment the spinal cord automatically (model shipped in the package)",
                    "Writes <img>_seg.nii.gz (uint8, 1 = cord) on the input grid. 4D series are segmented "
                    "on their mean (with --bvals: the mean of the diffusion-weighted volumes). The "
@@ -44,7 +48,7 @@ def soft_output(seg_path: Path) -> Path:
     return seg_path.with_name(f"{stem}_soft.nii.gz")
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, output_path, save_image
     from spinereg.segment import segment
 
@@ -79,7 +83,7 @@ def run(args) -> int:
     return 0
 
 
-def _add_to_report(args, seg_path: Path, info: dict) -> Path:
+def _add_to_report(args: argparse.Namespace, seg_path: Path, info: dict) -> Path:
     """The run's entry in the HTML QC report (page: spinereg.qc.page_segment), made from a hidden
     provenance folder next to the output, removed afterwards (several images may be segmented
     into one folder). Not scored: no threshold has been calibrated for a segmentation verdict."""

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser, start_run
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 CSV_NAME = "spine_metrics.csv"
 PLACED_NAME = "bodies_placed.nii.gz"
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "spine-metrics", "spine measures from labelled vertebral bodies, disc labels, a cord seg",
                    "Writes into the folder -o: spine_metrics.csv (long format: measure, level, name, value, "
                    "unit, flag), metrics.json and provenance.json. Vertebra values as SCT: C2 = 2, T1 = 8, "
@@ -38,7 +43,7 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
@@ -101,7 +106,7 @@ def run(args) -> int:
     return 0
 
 
-def _placed_bodies(args):
+def _placed_bodies(args: argparse.Namespace):
     """The template's bodies placed by ``--warp`` on the grid of the measured image."""
     from spinereg.io.image import load_image
     from spinereg.metrics.spine_registration import bodies_from_warp

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from spinereg.cli.common import new_parser
+
+if TYPE_CHECKING:  # pragma: no cover
+    import argparse
 
 WARP_HELP = ("warps/affines in application order, template -> subject first (e.g. "
              "warp_template2anat.nii.gz warp_anat2mt.nii.gz); 'inv:W' or '[W,1]' uses an inverse")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "warp-template",
                    "warp every template object (and the atlas) onto an image, as sct_warp_template",
                    "Writes DIR/template/<file> for each object of the template's info_label.txt "
@@ -26,11 +31,11 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
+def run(args: argparse.Namespace) -> int:
     from spinereg.io.provenance import RunRecord
     from spinereg.progress import progress_bar
 
-    def command_line(a) -> str | None:
+    def command_line(a: argparse.Namespace) -> str | None:
         return RunRecord("warp-template", getattr(a, "_argv", None)).command_line
     from spinereg.register.warp_template import warp_template
 

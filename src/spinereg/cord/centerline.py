@@ -214,7 +214,7 @@ class Centerline:
                                                    np.zeros(len(pts))))
             fx = CubicSpline(z, xy, axis=0, bc_type="natural") if len(z) > 2 else None
             if fx is None:
-                def fx(zz, _z=z, _xy=xy):
+                def fx(zz: np.ndarray, _z: np.ndarray = z, _xy: np.ndarray = xy) -> np.ndarray:
                     return np.stack([np.interp(zz, _z, _xy[:, c]) for c in (0, 1)], -1)
             fit = CenterlineFit("interp", 0.0, None, np.column_stack([xy, z]), np.ones(len(z), bool),
                                 np.zeros(len(z)))
@@ -240,7 +240,9 @@ class Centerline:
         }
 
     @classmethod
-    def _fit(cls, com, smooth_mm, lo, hi, outlier_mad, ext, step_mm, axis, inplane, spacing):
+    def _fit(cls, com: np.ndarray, smooth_mm: float | None, lo: float, hi: float,
+             outlier_mad: float, ext: tuple[float, float], step_mm: float, axis: int | None,
+             inplane: float, spacing: float) -> Centerline:
         z = com[:, 2]
         xy = com[:, :2]
         za, zb = float(z.min()) - ext[0], float(z.max()) + ext[1]
@@ -252,7 +254,7 @@ class Centerline:
             zm = float(z.mean())
             coef = np.polyfit(z - zm, xy, deg)
 
-            def f(zz, _c=coef, _m=zm):
+            def f(zz: np.ndarray, _c: np.ndarray = coef, _m: float = zm) -> np.ndarray:
                 zz = np.asarray(zz, float) - _m
                 return np.stack([np.polyval(_c[:, 0], zz), np.polyval(_c[:, 1], zz)], -1)
 
@@ -447,7 +449,9 @@ def si_axis(affine: np.ndarray) -> int:
     return int(np.argmax(np.abs(cols[2])))
 
 
-def slice_centres_of_mass(img: Image, min_mass: float = 0.5, return_slices: bool = False):
+def slice_centres_of_mass(
+    img: Image, min_mass: float = 0.5, return_slices: bool = False
+) -> tuple[np.ndarray, int, float] | tuple[np.ndarray, int, float, np.ndarray]:
     """Per-slice centres of mass (n, 3) in world mm, sorted by z; the slice axis; slice spacing.
 
     Slices are taken along the voxel axis most aligned with world S-I. Voxel values are weights
@@ -540,7 +544,7 @@ class _PSpline:
         zc = np.clip(np.asarray(z, float), self.t[3], self.t[-4])
         return BSpline.design_matrix(zc, self.t, 3).toarray()
 
-    def _solve(self, y: np.ndarray, w: np.ndarray, L: float):
+    def _solve(self, y: np.ndarray, w: np.ndarray, L: float) -> tuple[np.ndarray, np.ndarray]:
         rho = max(w.sum(), 1.0) / max(self.zb - self.za, 1e-6)
         lam = rho * L**4 / self.h**3
         bw = self.B * w[:, None]
@@ -550,14 +554,16 @@ class _PSpline:
         lev = (self.B * ainv_bt.T).sum(1) * w  # hat-matrix diagonal (0 for excluded points)
         return coef, lev
 
-    def _gcv(self, y, w, L):
+    def _gcv(self, y: np.ndarray, w: np.ndarray,
+             L: float) -> tuple[float, np.ndarray, np.ndarray]:
         coef, lev = self._solve(y, w, L)
         r = y - self.B @ coef
         n = w.sum()
         denom = (n - lev.sum()) ** 2
         return n * float((w[:, None] * r**2).sum()) / max(denom, 1e-12), coef, lev
 
-    def fit(self, y: np.ndarray, w: np.ndarray, L: float | None, lo: float, hi: float):
+    def fit(self, y: np.ndarray, w: np.ndarray, L: float | None, lo: float,
+            hi: float) -> tuple[np.ndarray, np.ndarray, float]:
         """Coefficients, leverages and the kernel scale used (GCV choice when ``L`` is None)."""
         if L is not None:
             coef, lev = self._solve(y, w, L)
@@ -570,7 +576,10 @@ class _PSpline:
                 best = (score, coef, lev, cand)
         return best[1], best[2], float(best[3])
 
-    def robust_fit(self, y, L_fixed, lo, hi, n_mad, sigma_floor, max_iter: int = 6):
+    def robust_fit(
+        self, y: np.ndarray, L_fixed: float | None, lo: float, hi: float, n_mad: float,
+        sigma_floor: float, max_iter: int = 6,
+    ) -> tuple[Callable[[np.ndarray], np.ndarray], np.ndarray, np.ndarray, float, int]:
         n = len(y)
         inl = np.ones(n, bool)
         stiff = max(4.0 * (L_fixed or lo), 10.0)
@@ -588,7 +597,7 @@ class _PSpline:
         coef, lev, L = self.fit(y, inl.astype(float), L_fixed, lo, hi)
         res = y - self.B @ coef
 
-        def f(zz, _coef=coef):
+        def f(zz: np.ndarray, _coef: np.ndarray = coef) -> np.ndarray:
             return self._design(np.asarray(zz, float).ravel()) @ _coef
 
         # linear extrapolation is built in (second-difference penalty); clip to the fitted range

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +35,12 @@ from scipy.spatial import cKDTree
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from spinereg.io.template import Template
+    from spinereg.transforms.base import Transform
 
 #: TotalSpineSeg vertebra value -> SCT level value
 TSS_TO_SCT: dict[int, int] = {
@@ -57,7 +64,7 @@ def _int_labels(img: Image, what: str) -> np.ndarray:
     return data.astype(np.int32)
 
 
-def detect_convention(values) -> str:
+def detect_convention(values: Iterable[int]) -> str:
     """``"totalspineseg"`` when the values can only be TotalSpineSeg's, else ``"sct"``."""
     vals = {int(v) for v in values if v > 0}
     if vals & TSS_OTHER or any(v > SCT_MAX for v in vals):
@@ -149,7 +156,7 @@ def split_spine_mask(spine: Image, levels: Image, *, body_offset_mm: float = 5.0
     return Image(out, spine.affine, spine.header)
 
 
-def template_vertebrae(tpl) -> Image:
+def template_vertebrae(tpl: Template) -> Image:
     """The template's spine mask split by vertebra (cached on disk by file identity)."""
     from spinereg.io.registry import cache_dir
 
@@ -212,7 +219,8 @@ def vertebral_bodies(vertebrae: np.ndarray, cord: np.ndarray, grid: Grid, offset
     return out
 
 
-def spine_tissues(tpl, region: Grid, vertebrae: np.ndarray, disc_gap_mm: float = 8.0) -> dict[str, np.ndarray]:
+def spine_tissues(tpl: Template, region: Grid, vertebrae: np.ndarray,
+                  disc_gap_mm: float = 8.0) -> dict[str, np.ndarray]:
     """Tissue masks of a template region (for synthetic spine contrasts): ``cord``, ``csf``,
     ``bone`` (the vertebrae), ``cortex`` (bone within 1 mm of its surface), ``disc`` (gaps of at
     most ``disc_gap_mm`` along S-I between vertebral bodies) and ``bodies`` (labels)."""
@@ -231,7 +239,8 @@ def spine_tissues(tpl, region: Grid, vertebrae: np.ndarray, disc_gap_mm: float =
             "bodies": bodies}
 
 
-def vertebrae_on_grid(labels: Image, grid: Grid, transforms=None) -> np.ndarray:
+def vertebrae_on_grid(labels: Image, grid: Grid,
+                      transforms: Transform | Sequence[Transform] | None = None) -> np.ndarray:
     """Vertebra labels resampled (nearest neighbour) onto ``grid`` through pull ``transforms``."""
     from spinereg.transforms.apply import apply_transforms
 

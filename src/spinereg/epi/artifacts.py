@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from spinereg.robust import robust_sd
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "ArtifactScores",
@@ -76,7 +80,8 @@ def cord_means(volume: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
-def _per_class(values: np.ndarray, classes: np.ndarray, fn) -> np.ndarray:
+def _per_class(values: np.ndarray, classes: np.ndarray,
+               fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     out = np.empty_like(values, dtype=float)
     for c in np.unique(classes):
         sel = classes == c

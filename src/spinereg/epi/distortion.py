@@ -18,12 +18,17 @@ Conventions (used throughout ``spinereg.epi``):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 PE_CODES = ("i", "i-", "j", "j-", "k", "k-")
 
@@ -140,6 +145,6 @@ def field_to_vsm(field: DisplacementField, axis: int) -> np.ndarray:
     return np.asarray(field.data, dtype=np.float64) @ col / float(col @ col)
 
 
-def smooth_field(field_hz: np.ndarray, sigma_vox) -> np.ndarray:
+def smooth_field(field_hz: np.ndarray, sigma_vox: float | Sequence[float]) -> np.ndarray:
     """Gaussian smoothing (voxels per axis); used to regularise estimated fields."""
     return ndimage.gaussian_filter(np.asarray(field_hz, dtype=np.float64), sigma_vox, mode="nearest")

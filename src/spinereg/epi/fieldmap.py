@@ -14,6 +14,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.errors import InputError
 from spinereg.io.image import Image, check_writable, load_image, save_image
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:
+    from spinereg.io.grid import Grid
 
 
 @dataclass
@@ -63,7 +67,8 @@ class SDCResult:
         return paths
 
 
-def _as_image(x: str | Path | Image, what: str, ndim=(3, 4)) -> Image:
+def _as_image(x: str | Path | Image, what: str,
+              ndim: int | tuple[int, ...] = (3, 4)) -> Image:
     return x if isinstance(x, Image) else load_image(x, ndim=ndim, what=what)
 
 
@@ -90,7 +95,7 @@ def fieldmap_from_phasediff(phasediff: Image, echo_times: tuple[float, float]) -
     return phasediff.with_data((ph / (2 * np.pi * dte)).astype(np.float32))
 
 
-def field_on_epi(fieldmap: Image, epi_grid, magnitude: Image | None = None,
+def field_on_epi(fieldmap: Image, epi_grid: Grid, magnitude: Image | None = None,
                  epi_ref: Image | None = None, rigid: bool = False) -> tuple[np.ndarray, dict]:
     """Resample the field map onto the EPI grid (headers; optional rigid magnitude -> EPI)."""
     from spinereg.transforms.apply import apply_transforms

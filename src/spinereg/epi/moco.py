@@ -406,7 +406,7 @@ def _as_image(series: Image | str | Path) -> Image:
     return load_image(series, ndim=4, lazy=True, what="series")
 
 
-def _as_weights(mask, grid: Grid) -> np.ndarray | None:
+def _as_weights(mask: Image | str | Path | np.ndarray | None, grid: Grid) -> np.ndarray | None:
     if mask is None:
         return None
     if isinstance(mask, str | Path):

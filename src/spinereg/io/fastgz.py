@@ -23,6 +23,13 @@ import zlib
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+    from types import ModuleType, TracebackType
+
+    from nibabel.spatialimages import SpatialImage
 
 #: deflate level of the outputs (1: fastest, as nibabel's default)
 LEVEL = 1
@@ -82,7 +89,7 @@ except ImportError:  # pragma: no cover - a speed-up only; zlib writes the same 
     _isal = None
 
 
-def deflate_library(level: int):
+def deflate_library(level: int) -> ModuleType:
     """The deflate implementation for ``level``: ISA-L (``isal.isal_zlib``, levels 1-3, ratio
     about zlib's at the same level, several times faster, releases the GIL) when installed, else
     ``zlib`` (level 0, stored blocks for ``--no-gzip``, and levels above 3)."""
@@ -134,7 +141,7 @@ class ParallelGzipWriter(io.IOBase):
     def tell(self) -> int:
         return self._pos
 
-    def write(self, data) -> int:
+    def write(self, data: bytes | bytearray | memoryview) -> int:
         mv = memoryview(data).cast("B")
         n = mv.nbytes
         if n == 0:
@@ -192,19 +199,21 @@ class ParallelGzipWriter(io.IOBase):
     def __enter__(self) -> ParallelGzipWriter:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is None:
             self.close()
         else:
             self.abort()
 
 
-def open_output(path: str | Path, level: int | None = None):
+def open_output(path: str | Path,
+                level: int | None = None) -> ParallelGzipWriter | BinaryIO:
     """A binary output file: :class:`ParallelGzipWriter` for ``*.gz``, a plain file otherwise."""
     return ParallelGzipWriter(path, level) if str(path).endswith(".gz") else open(path, "wb")  # noqa: SIM115
 
 
-def write_nifti(img, path: str | Path, level: int | None = None) -> Path:
+def write_nifti(img: SpatialImage, path: str | Path, level: int | None = None) -> Path:
     """Save a nibabel NIfTI image at ``path`` (``.nii.gz``: parallel deflate; ``.nii``: plain),
     serialised by nibabel itself (header, scaling, data layout as ``nib.save``)."""
     import nibabel as nib
@@ -239,7 +248,7 @@ class BackgroundWrites:
 
     serial = False  #: True: each write runs at once, in the caller's thread
 
-    def submit(self, fn, *args, **kwargs) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future:
         if self.serial:
             fut: Future = Future()
             fut.set_result(fn(*args, **kwargs))
@@ -261,7 +270,8 @@ class BackgroundWrites:
     def __enter__(self) -> BackgroundWrites:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             return

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import nibabel as nib
@@ -33,7 +33,7 @@ class Grid:
     def size(self) -> int:
         return int(np.prod(self.shape))
 
-    def extent_along(self, direction) -> float:
+    def extent_along(self, direction: Sequence[float] | np.ndarray) -> float:
         """Extent (mm) of one voxel along the world ``direction`` (the voxel box projected on it):
         how finely the grid samples that direction (a 7.5 mm axial slice: 7.5 mm along S-I)."""
         d = np.asarray(direction, float)
@@ -92,7 +92,7 @@ class Grid:
         for k0 in range(0, self.shape[2], step):
             yield k0, min(self.shape[2], k0 + step)
 
-    def coarsened(self, stride) -> Grid:
+    def coarsened(self, stride: int | Sequence[int] | np.ndarray) -> Grid:
         """A grid with every ``stride``-th node (per axis) that still spans this grid's extent."""
         st = np.broadcast_to(np.asarray(stride, dtype=int), (3,))
         shape = tuple(int(np.ceil((n - 1) / s)) + 1 for n, s in zip(self.shape, st, strict=True))
@@ -115,7 +115,7 @@ class Grid:
         aff[:3, 3] = self.voxel_to_world(lo[None].astype(float))[0]
         return Grid(tuple(hi - lo + 1), aff)
 
-    def with_voxel_size(self, voxel_mm) -> Grid:
+    def with_voxel_size(self, voxel_mm: float | Sequence[float] | np.ndarray) -> Grid:
         """Same orientation and origin corner, voxels of ``voxel_mm`` (per axis), covering at
         least this grid's extent."""
         v = np.broadcast_to(np.asarray(voxel_mm, dtype=float), (3,))

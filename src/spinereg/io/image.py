@@ -15,6 +15,7 @@ import tempfile
 import warnings
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -22,6 +23,12 @@ import numpy as np
 from spinereg.errors import InputError, OutputError
 from spinereg.io.fastgz import write_nifti
 from spinereg.io.grid import Grid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from nibabel.arrayproxy import ArrayProxy
+    from numpy.typing import DTypeLike
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,7 @@ class Image:
         affine: np.ndarray,
         header: nib.Nifti1Header | None = None,
         path: str | Path | None = None,
-        dataobj=None,
+        dataobj: ArrayProxy | np.ndarray | None = None,
     ):
         self._data = None if data is None else np.asanyarray(data)
         self._dataobj = dataobj
@@ -105,7 +112,7 @@ class Image:
         """A new image sharing this one's header (and affine unless given)."""
         return Image(data, self.affine if affine is None else affine, self.header, None)
 
-    def to_nifti(self, dtype=None) -> nib.Nifti1Image:
+    def to_nifti(self, dtype: DTypeLike | None = None) -> nib.Nifti1Image:
         data = self.data if dtype is None else self.data.astype(dtype)
         hdr = self.header.copy()
         img = nib.Nifti1Image(data, self.affine, hdr)
@@ -128,7 +135,8 @@ def _check_finite(data: np.ndarray, name: str, what: str, where: str = "") -> No
         )
 
 
-def _read(dataobj, name: str, index) -> np.ndarray:
+def _read(dataobj: ArrayProxy | np.ndarray, name: str,
+          index: slice | tuple[object, ...]) -> np.ndarray:
     try:
         return np.asanyarray(dataobj[index])
     except _READ_ERRORS as exc:
@@ -287,7 +295,8 @@ def make_temp(path: Path, suffix: str = "") -> str:
     return tmp
 
 
-def atomic_write(path: str | Path, writer, overwrite: bool = False) -> Path:
+def atomic_write(path: str | Path, writer: Callable[[Path], object],
+                 overwrite: bool = False) -> Path:
     """Call ``writer(tmp_path)`` then rename ``tmp_path`` to ``path`` (same folder, same suffix).
 
     On any failure the temporary file is removed and ``path`` is left as it was.
@@ -308,7 +317,8 @@ def atomic_write(path: str | Path, writer, overwrite: bool = False) -> Path:
 
 
 def save_image(
-    img: Image | nib.Nifti1Image, path: str | Path, *, overwrite: bool = False, dtype=None
+    img: Image | nib.Nifti1Image, path: str | Path, *, overwrite: bool = False,
+    dtype: DTypeLike | None = None,
 ) -> Path:
     """Write ``img`` atomically (temporary name, then rename). Refuses to overwrite by default.
     ``.nii.gz`` is deflated in parallel threads (:mod:`spinereg.io.fastgz`: one standard gzip

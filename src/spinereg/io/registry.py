@@ -32,10 +32,13 @@ import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from spinereg.errors import DataNotFoundError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pooch
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +329,9 @@ def verify(name: str | Dataset, root: str | Path | None = None,
 
 
 # -- download --------------------------------------------------------------------------------
-def _file_downloader(url: str, output_file, pooch_obj=None, check_only: bool = False):
+def _file_downloader(url: str, output_file: str | Path | IO[bytes],
+                     pooch_obj: pooch.Pooch | None = None,
+                     check_only: bool = False) -> bool | None:
     """pooch downloader for ``file://`` addresses (a local copy or mirror of an archive)."""
     src = Path(unquote(urlparse(url).path))
     if check_only:

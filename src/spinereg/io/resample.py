@@ -8,12 +8,17 @@ field of view (beyond half a voxel from the outer voxel centres, as ITK) get ``c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from numpy.typing import DTypeLike
 
 INTERPOLATIONS = ("nn", "linear", "spline", "label")
 _ALIASES = {"nearest": "nn", "nearestneighbor": "nn", "0": "nn", "1": "linear", "3": "spline",
@@ -135,7 +140,8 @@ def label_points(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np
     return Grid(volume.shape[:3], affine).voxel_to_world(idx), vals
 
 
-def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None) -> np.ndarray:
+def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid,
+                 dtype: DTypeLike | None = None) -> np.ndarray:
     """Label volume on ``grid`` with each world point written at its nearest voxel.
 
     Points outside the grid are dropped. Points landing on the same voxel keep the last value.
@@ -149,7 +155,7 @@ def place_labels(points: np.ndarray, values: np.ndarray, grid: Grid, dtype=None)
 
 
 
-def slice_like(img: Image, sub: Grid, dtype=np.float32) -> np.ndarray:
+def slice_like(img: Image, sub: Grid, dtype: DTypeLike | None = np.float32) -> np.ndarray:
     """Data of ``img`` on ``sub``, a voxel-aligned sub-grid of ``img``'s grid (``dtype=None``
     keeps the image's own type)."""
     off = np.rint(img.grid.world_to_voxel(sub.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)

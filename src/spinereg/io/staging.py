@@ -17,9 +17,13 @@ import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.errors import OutputError
 from spinereg.io.image import output_os_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
 
 
 def umask() -> int:
@@ -112,7 +116,8 @@ class OutputFolder:
         self.tmp = Path(tmp)
         return self.tmp
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.abort()
             return

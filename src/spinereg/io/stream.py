@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
 
 from spinereg.io.fastgz import ParallelGzipWriter
 from spinereg.io.image import check_writable, make_temp, output_os_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    from types import TracebackType
+
+    from numpy.typing import DTypeLike
 
 #: deflate block of streamed series (bytes)
 STREAM_BLOCK = 1 << 20
@@ -24,7 +30,8 @@ class StreamingNiftiWriter:
     ``path`` only when every volume was written, and is removed on any failure.
     """
 
-    def __init__(self, path: str | Path, shape: tuple[int, ...], affine: np.ndarray, dtype,
+    def __init__(self, path: str | Path, shape: tuple[int, ...], affine: np.ndarray,
+                 dtype: DTypeLike,
                  template_header: nib.Nifti1Header | None = None, overwrite: bool = False):
         self.path = check_writable(path, overwrite)
         self.shape = tuple(int(s) for s in shape)
@@ -96,7 +103,8 @@ class StreamingNiftiWriter:
             os.unlink(self._tmp)
         self._tmp = None
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None or self.written != self.expected:
             self._discard()
             if exc_type is None:

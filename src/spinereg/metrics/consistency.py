@@ -10,6 +10,7 @@ the identity convention), are left out and counted in ``n_undefined``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.metrics.report import MetricResult
 from spinereg.transforms.base import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.transforms.displacement import DisplacementField
 
 
 @dataclass
@@ -59,7 +63,7 @@ def _on_own_grid(t: Transform, grid: Grid) -> bool:
             and t.grid.shape == grid.shape and np.array_equal(t.grid.affine, grid.affine))
 
 
-def _round_trip_voxels(first, second, grid: Grid) -> Residual:
+def _round_trip_voxels(first: DisplacementField, second: DisplacementField, grid: Grid) -> Residual:
     """:func:`round_trip_residual` of two fields on ``grid`` itself, in voxel units: ``first``'s
     displacement at each voxel centre, ``second``'s bilinear/trilinear value where it lands (edge
     values beyond the outer nodes, as ``DisplacementField.map`` reads them; points landing beyond

@@ -72,6 +72,7 @@ from +S, towards posterior positive), so :func:`~spinereg.metrics.spine.segmenta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -375,8 +376,8 @@ def body_walls(sample: _Sampler, centre: np.ndarray, axes: np.ndarray, depth: fl
     return out
 
 
-def _column(sample: _Sampler, centre, axes, ap_mm: float, lr_mm: float, s: np.ndarray,
-            lr_halfwidth_mm: float, ap_halfwidth_mm: float = 0.5) -> np.ndarray:
+def _column(sample: _Sampler, centre: np.ndarray, axes: np.ndarray, ap_mm: float, lr_mm: float,
+            s: np.ndarray, lr_halfwidth_mm: float, ap_halfwidth_mm: float = 0.5) -> np.ndarray:
     """Profile along ``axes[2]`` through the column at (``lr_mm``, ``ap_mm``), averaged over a
     small box across it (NaN where any sample leaves the image)."""
     offs = [(a, lr_mm + b) for a in np.linspace(-ap_halfwidth_mm, ap_halfwidth_mm, 3)
@@ -386,8 +387,8 @@ def _column(sample: _Sampler, centre, axes, ap_mm: float, lr_mm: float, s: np.nd
     return np.where(np.isfinite(vals).all(0), vals.mean(0), np.nan)
 
 
-def _prior_ends(labels: _Sampler, level: int, centre, axes, ap_mm: float, lr_mm: float,
-                s: np.ndarray) -> tuple[float, float]:
+def _prior_ends(labels: _Sampler, level: int, centre: np.ndarray, axes: np.ndarray, ap_mm: float,
+                lr_mm: float, s: np.ndarray) -> tuple[float, float]:
     """Where the placed body ends below and above along the column (the run of its label through
     the centre, or the nearest run), NaN if the column misses it."""
     pts = centre + axes[0] * lr_mm + axes[1] * ap_mm + s[:, None] * axes[2]
@@ -466,8 +467,9 @@ def _sag_deg(n: np.ndarray | None) -> float:
     return float(np.degrees(np.arctan2(-n[1], n[2]))) if n is not None else float("nan")
 
 
-def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, depth: float, height: float,
-                 polarity: int, *, lr_halfwidth_mm: float = 1.5, iterations: int = 1,
+def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre: np.ndarray,
+                 axes: np.ndarray, depth: float, height: float, polarity: int, *,
+                 lr_halfwidth_mm: float = 1.5, iterations: int = 1,
                  refits: int = 1, wall_axis: bool = True, cortex: int = -1,
                  disc_polarity: int | None = None) -> BodyEndplates:
     """Endplates of one body from its prior frame (see the module doc)."""
@@ -494,7 +496,9 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
             axes = np.stack([axes[0], ap_ax / np.linalg.norm(ap_ax), si])
     why_plane = ["no endplate plane: too few edges in the columns, or scattered"] * 2  # superior, inferior
 
-    def edges(ap: float, lr: float, axes: np.ndarray, planes=None) -> tuple[float, float, str]:
+    def edges(ap: float, lr: float, axes: np.ndarray,
+              planes: list[tuple[np.ndarray, np.ndarray] | None] | None = None
+              ) -> tuple[float, float, str, tuple[str, str]]:
         prof = _column(sample, centre, axes, ap, lr, s, lr_halfwidth_mm)
         if planes is None:  # the placed body's ends on this line, searched widely
             lo, hi = _prior_ends(labels, level, centre, axes, ap, lr, s)
@@ -529,7 +533,8 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
     # edge the field of view hides, in the last pass
     cut_ends = [0, 0]
 
-    def plane_points(axes: np.ndarray, planes) -> tuple[list, list]:
+    def plane_points(axes: np.ndarray, planes: list[tuple[np.ndarray, np.ndarray] | None] | None
+                     ) -> tuple[list, list]:
         sup, inf = [], []
         cut = np.zeros((2, len(PLANE_COLUMNS)), int)
         for fi, f in enumerate(PLANE_COLUMNS):
@@ -618,7 +623,8 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre, axes, d
                          centre, axes, depth, status, cols, found)
 
 
-def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2", levels=None, *,
+def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
+                      levels: Iterable[int] | None = None, *,
                       lr_halfwidth_mm: float = 1.5, iterations: int = 1, refits: int = 1,
                       wall_axis: bool = True) -> list[BodyEndplates]:
     """Heights, ratios and endplate tilts of each labelled body, located in ``image`` (any grid:
@@ -730,7 +736,8 @@ def endplate_rows(results: list[BodyEndplates]) -> list[dict]:
     side not measured gives NaN values with its reason in ``flag``."""
     from spinereg.metrics.spine import EndplateRow, segmental_angles
 
-    def row(measure, level, name, value, unit, flag=""):
+    def row(measure: str, level: int | str, name: str, value: float, unit: str,
+            flag: str = "") -> dict:
         return {"measure": measure, "level": level, "name": name, "value": round(float(value), 6), "unit": unit,
                 "flag": flag}
 

@@ -44,11 +44,17 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.io.image import Image, load_image
 from spinereg.vertebrae.model import CONUS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.template import Template
+    from spinereg.transforms.base import Transform
+    from spinereg.vertebrae.label import VertebralLabeling
 
 #: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
 MIN_DISCS = 2
@@ -57,7 +63,8 @@ _SHARED: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("spinereg
 
 
 @contextlib.contextmanager
-def shared_labeling(labeling, image: Image, seg: Image, *, landmarks: bool = False) -> Iterator[None]:
+def shared_labeling(labeling: VertebralLabeling | None, image: Image, seg: Image, *,
+                    landmarks: bool = False) -> Iterator[None]:
     """Within this block :func:`auto_level_offset` reuses ``labeling`` (the automatic labeling of
     ``image`` with ``seg``) for that image and segmentation instead of running it again.
     ``landmarks``: the registration's landmarks ARE this labeling's discs (a bare-image run): the
@@ -82,7 +89,7 @@ def _shared_for(image: Image, seg: Image) -> tuple[object, bool]:
     return (lab, landmarks) if _same(image, img0) and _same(seg, seg0) else (None, False)
 
 
-def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
+def label_si_scale(prov: dict, seg: Image, tpl: Template) -> dict[str, float]:
     """``label_si_scale`` and ``label_si_scale_deviation`` (see the module docstring); empty with
     fewer than two landmarks in common with the template.
 
@@ -118,7 +125,8 @@ def label_si_scale(prov: dict, seg: Image, tpl) -> dict[str, float]:
     return {"label_si_scale": round(total, 4), "label_si_scale_deviation": round(dev, 4)}
 
 
-def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template, tpl) -> tuple[dict[str, float], list[str]]:
+def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template: Transform,
+                      tpl: Template) -> tuple[dict[str, float], list[str]]:
     """``level_offset_vertebrae`` and ``level_check_discs`` (see the module docstring), and notes."""
     from spinereg.register.template import template_landmarks
     from spinereg.vertebrae.label import CUES_DISAGREE, label_vertebrae

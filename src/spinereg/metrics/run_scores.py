@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +30,11 @@ from scipy import ndimage
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
 from spinereg.metrics.similarity import image_structure, registration_similarity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.grid import Grid
+    from spinereg.io.template import Template
+    from spinereg.transforms.base import Transform
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -105,7 +111,8 @@ def cord_region(seg: Image, margin_mm: float = 10.0, keep: np.ndarray | None = N
     return region
 
 
-def region_consistency(fwd, inv, grid, region: np.ndarray, source_grid) -> dict[str, float]:
+def region_consistency(fwd: Transform, inv: Transform, grid: Grid, region: np.ndarray,
+                       source_grid: Grid) -> dict[str, float]:
     """p95 / max of ``|inv(fwd(x)) - x|`` over the ``region`` voxels of ``grid`` whose image lies
     in ``source_grid`` (mm)."""
     idx = np.argwhere(region)
@@ -125,7 +132,8 @@ def region_consistency(fwd, inv, grid, region: np.ndarray, source_grid) -> dict[
             "inverse_consistency_region_max_mm": round(float(r.max()), 4)}
 
 
-def _image_scores(fixed: Image, moving: Image, transform, region: np.ndarray) -> dict[str, float]:
+def _image_scores(fixed: Image, moving: Image, transform: Transform,
+                  region: np.ndarray) -> dict[str, float]:
     out: dict[str, float] = {}
     for name, img, reg in (("fixed", fixed, region), ("moving", moving, None)):
         s = image_structure(img, reg if reg is not None and reg.any() else None)
@@ -148,7 +156,7 @@ def _template_of(prov: dict):
     return load_template(info.get("name") or (prov.get("inputs") or {}).get("template") or "PAM50")
 
 
-def template_image(tpl, contrast: str, tcord: Image, region) -> Image | None:
+def template_image(tpl: Template, contrast: str, tcord: Image, region: Grid) -> Image | None:
     """The template's image for ``contrast`` on ``region`` (a voxel-aligned sub-grid): the real
     file when the template has one, else synthesised from its tissue maps."""
     from spinereg.io.resample import slice_like

@@ -29,6 +29,7 @@ labels carry the value of the vertebra below: C2/C3 = 3).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -36,6 +37,9 @@ from scipy import ndimage
 from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.metrics.overlap import ImageLike, as_image, check_same_grid
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
 
 OSTEOPOROSIS_HU = 110.0
 OSTEOPENIA_HU = 160.0
@@ -408,7 +412,8 @@ def cord_curvature(cord_seg: ImageLike, bodies: ImageLike | None = None,
 SPINE_CSV_COLUMNS = ("measure", "level", "name", "value", "unit", "flag")
 
 
-def _row(measure: str, level, name: str, value: float, unit: str, flag: str = "") -> dict:
+def _row(measure: str, level: int | str, name: str, value: float, unit: str,
+         flag: str = "") -> dict:
     return {"measure": measure, "level": level, "name": name, "value": round(float(value), 6), "unit": unit,
             "flag": flag}
 
@@ -477,7 +482,7 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
     return rows
 
 
-def write_spine_csv(rows: list[dict], path, overwrite: bool = False):
+def write_spine_csv(rows: list[dict], path: str | Path, overwrite: bool = False) -> Path:
     """Write the rows as CSV atomically."""
     import csv
     import io

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,8 +30,13 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.transforms.base import Transform
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.template import Template
+    from spinereg.metrics.endplates import BodyEndplates
+    from spinereg.metrics.overlap import ImageLike
 
-def template_bodies(tpl) -> Image:
+
+def template_bodies(tpl: Template) -> Image:
     """The template's vertebral bodies labelled by level (cached on disk by file identity)."""
     from spinereg.cord.vertebra_masks import template_vertebrae, vertebral_bodies
     from spinereg.io.image import load_image, save_image
@@ -60,7 +67,7 @@ def template_bodies(tpl) -> Image:
 
 
 def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
-                     levels=None) -> Image:
+                     levels: Iterable[int] | None = None) -> Image:
     """Body labels on ``grid`` (the subject's; refined ``supersample`` times per axis) through the
     pull transform ``template2anat`` (subject point -> template point)."""
     from spinereg.io.resample import VolumeSampler
@@ -80,8 +87,9 @@ def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM5
     return Image(out, g.affine)
 
 
-def subject_endplates(image, template2anat: Transform, contrast: str = "t2", template: str = "PAM50",
-                      levels=None, supersample: int = 2) -> list:
+def subject_endplates(image: ImageLike, template2anat: Transform, contrast: str = "t2",
+                      template: str = "PAM50", levels: Collection[int] | None = None,
+                      supersample: int = 2) -> list[BodyEndplates]:
     """The subject's vertebral heights and endplate tilts measured in ``image``
     (:func:`spinereg.metrics.endplates.measure_endplates`) inside the template's bodies placed by
     the registration (:func:`bodies_from_warp`, on the image's grid refined ``supersample``

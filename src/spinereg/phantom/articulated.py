@@ -85,7 +85,9 @@ def _rot(axis: int, deg: float) -> np.ndarray:
 
 
 def random_motions(bodies: list[int], centres: dict[int, np.ndarray], rng: np.random.Generator, *,
-                   flexion_deg=(2.0, 6.0), bending_deg=(2.0, 6.0), translation_mm=(1.0, 3.0),
+                   flexion_deg: tuple[float, float] = (2.0, 6.0),
+                   bending_deg: tuple[float, float] = (2.0, 6.0),
+                   translation_mm: tuple[float, float] = (1.0, 3.0),
                    max_total_deg: float = 6.0) -> tuple[dict[int, np.ndarray], list[dict]]:
     """Push matrices (4x4) per rigid body, chained outwards from the middle one (identity): the
     motion of a body relative to its neighbour towards the middle is a flexion (about L-R) and a
@@ -170,7 +172,8 @@ def shepard_displacement(labels: np.ndarray, grid: Grid, motions: dict[int, np.n
     return out.astype(np.float32)
 
 
-def _content(tissues: dict[str, np.ndarray], contrast: str, rng: np.random.Generator, zooms) -> np.ndarray:
+def _content(tissues: dict[str, np.ndarray], contrast: str, rng: np.random.Generator,
+             zooms: np.ndarray) -> np.ndarray:
     tab = CONTRASTS[contrast]
     out = np.full(tissues["cord"].shape, tab["background"], np.float32)
     out[tissues["disc"]] = tab["disc"]
@@ -196,7 +199,8 @@ def rigid_cores(labels: np.ndarray, grid: Grid, clearance_mm: float = 2.0) -> np
     return out
 
 
-def invert_push(push: DisplacementField, grid: Grid, iterations: int = 100, tol_mm: float = 1e-4):
+def invert_push(push: DisplacementField, grid: Grid, iterations: int = 100,
+                tol_mm: float = 1e-4) -> tuple[DisplacementField, np.ndarray]:
     """Pull field on ``grid`` inverting ``x -> x + d(x)``: per-point fixed-point iteration (only
     the points not yet converged are iterated); returns the field and the residual (mm)."""
     y = grid.world_coords()
@@ -214,8 +218,11 @@ def invert_push(push: DisplacementField, grid: Grid, iterations: int = 100, tol_
 
 
 def make_articulated_phantom(levels: tuple[int, int] = (2, 7), *, voxel_mm: float = 1.0, contrast: str = "mr",
-                             seed: int = 0, noise: float = 0.02, flexion_deg=(2.0, 6.0), bending_deg=(2.0, 6.0),
-                             translation_mm=(1.0, 3.0), max_total_deg: float = 6.0, margin_mm: float = 22.0,
+                             seed: int = 0, noise: float = 0.02,
+                             flexion_deg: tuple[float, float] = (2.0, 6.0),
+                             bending_deg: tuple[float, float] = (2.0, 6.0),
+                             translation_mm: tuple[float, float] = (1.0, 3.0),
+                             max_total_deg: float = 6.0, margin_mm: float = 22.0,
                              power: float = 1.0, min_det: float = 0.05, max_draws: int = 40,
                              template: str = "PAM50") -> ArticulatedPhantom:
     """Build the phantom over vertebrae ``levels`` (first, last; SCT values, C2 = 2) of the

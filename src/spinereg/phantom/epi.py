@@ -65,7 +65,8 @@ def _sigmoid(d: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(d / (2 * _EDGE)))
 
 
-def _ellipse(x, y, cx, cy, ax, ay) -> np.ndarray:
+def _ellipse(x: np.ndarray, y: np.ndarray, cx: float | np.ndarray, cy: float | np.ndarray,
+             ax: float, ay: float) -> np.ndarray:
     """Soft inside-ness of an ellipse (approximate signed distance in mm through the sigmoid)."""
     r = np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2)
     return _sigmoid((1.0 - r) * min(ax, ay))

@@ -34,6 +34,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from spinereg.phantom.template_subject import (
 )
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:
+    from spinereg.io.template import Template
 
 #: tissue intensities (background soft tissue, bone, CSF, WM, GM) of the derived contrasts
 CHAIN_CONTRASTS = {
@@ -94,7 +98,7 @@ class _TemplateTissue:
     samplers: dict[str, VolumeSampler]
 
     @classmethod
-    def load(cls, tpl, points: np.ndarray, contrasts: Sequence[str]) -> _TemplateTissue:
+    def load(cls, tpl: Template, points: np.ndarray, contrasts: Sequence[str]) -> _TemplateTissue:
         from scipy import ndimage
 
         from spinereg.io.image import load_image

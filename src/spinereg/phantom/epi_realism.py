@@ -24,6 +24,7 @@ correct) and the full trajectory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -32,8 +33,13 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.phantom.spine_deformation import rotation_matrix
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def _axial_grid(shape, voxel, center) -> Grid:
+    from spinereg.phantom.epi import EPIPhantom
+
+
+def _axial_grid(shape: np.ndarray, voxel: np.ndarray, center: np.ndarray) -> Grid:
     lin = np.diag([-voxel[0], voxel[1], voxel[2]]).astype(float)
     aff = np.eye(4)
     aff[:3, :3] = lin
@@ -41,9 +47,10 @@ def _axial_grid(shape, voxel, center) -> Grid:
     return Grid(tuple(int(s) for s in shape), aff)
 
 
-def measured_fieldmap(ph, *, seed: int = 0, voxel_mm=(2.5, 2.5, 4.0), noise_hz: float = 6.0,
-                      smooth_mm: float = 2.0, offset_mm=(0.5, 1.5, 1.0),
-                      rotation_deg=(1.0, 0.0, 2.0)) -> tuple[Image, Image, dict]:
+def measured_fieldmap(ph: EPIPhantom, *, seed: int = 0,
+                      voxel_mm: Sequence[float] = (2.5, 2.5, 4.0), noise_hz: float = 6.0,
+                      smooth_mm: float = 2.0, offset_mm: Sequence[float] = (0.5, 1.5, 1.0),
+                      rotation_deg: Sequence[float] = (1.0, 0.0, 2.0)) -> tuple[Image, Image, dict]:
     """A measured-like field map of the EPI phantom ``ph`` (module docstring); returns
     ``(field_hz, magnitude, record)`` on the field map's own grid."""
     rng = np.random.default_rng(seed)
@@ -107,8 +114,9 @@ def _trajectory(times: np.ndarray, rng: np.random.Generator, tr_s: float, n_volu
     return out
 
 
-def rigid_motion_series(ph, *, n_volumes: int = 12, seed: int = 0, rotation_deg: float = 1.0,
-                        translation_mm: float = 1.0, noise: float = 0.01, profile_samples: int = 3) -> MovingSeries:
+def rigid_motion_series(ph: EPIPhantom, *, n_volumes: int = 12, seed: int = 0,
+                        rotation_deg: float = 1.0, translation_mm: float = 1.0, noise: float = 0.01,
+                        profile_samples: int = 3) -> MovingSeries:
     """The EPI phantom's series re-acquired with rigid 3D motion and slice timing (module doc)."""
     from spinereg.epi.distortion import pe_axis
 
@@ -136,7 +144,8 @@ def rigid_motion_series(ph, *, n_volumes: int = 12, seed: int = 0, rotation_deg:
         trans = traj[t, :, :3]
         rot_p, trans_p = rots[kk], trans[kk]
 
-        def ref_point(p: np.ndarray, rot_p=rot_p, trans_p=trans_p) -> np.ndarray:
+        def ref_point(p: np.ndarray, rot_p: np.ndarray = rot_p,
+                      trans_p: np.ndarray = trans_p) -> np.ndarray:
             # scanner point -> reference anatomy point (each slice at its own time)
             return np.einsum("nij,ni->nj", rot_p, p - c0 - trans_p) + c0
 
@@ -169,8 +178,10 @@ def rigid_motion_series(ph, *, n_volumes: int = 12, seed: int = 0, rotation_deg:
     return MovingSeries(Image(data, grid.affine), list(ph.slice_timing), disp, thru, traj, params)
 
 
-def degrade_fieldmap(fieldmap_hz: Image, *, seed: int = 0, voxel_mm=(2.5, 2.5, 4.0), noise_hz: float = 6.0,
-                     smooth_mm: float = 2.0, offset_mm=(0.5, 1.5, 1.0), rotation_deg=(1.0, 0.0, 2.0),
+def degrade_fieldmap(fieldmap_hz: Image, *, seed: int = 0,
+                     voxel_mm: Sequence[float] = (2.5, 2.5, 4.0), noise_hz: float = 6.0,
+                     smooth_mm: float = 2.0, offset_mm: Sequence[float] = (0.5, 1.5, 1.0),
+                     rotation_deg: Sequence[float] = (1.0, 0.0, 2.0),
                      body: np.ndarray | None = None) -> tuple[Image, dict]:
     """A measured-like field map made from an exact one (any phantom): the field moved by a rigid
     offset (the subject moved since the EPI), re-sampled on a coarser grid of ``voxel_mm`` (mean of

@@ -22,10 +22,14 @@ Vertebra values follow SCT: C1 = 1 ... C7 = 7, T1 = 8 ... T12 = 19, L1 = 20 ... 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.io.image import Image
+
+if TYPE_CHECKING:
+    from numpy.typing import DTypeLike
 
 
 @dataclass
@@ -215,7 +219,7 @@ def make_spine_phantom(
         t1 += rng.normal(0, noise * csf_t1, t1.shape).astype(np.float32)
         hu += rng.normal(0, noise * 100.0, hu.shape).astype(np.float32)
 
-    def img(a, dtype=None):
+    def img(a: np.ndarray, dtype: DTypeLike | None = None) -> Image:
         return Image(a.reshape(shape) if dtype is None else a.reshape(shape).astype(dtype), affine)
 
     # truth of angles: sagittal (positive = lordosis, i.e. the upper endplate tilted more anteriorly)

@@ -31,9 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def rotation_matrix(angles_deg: Sequence[float]) -> np.ndarray:
@@ -142,7 +146,8 @@ class SpineDeformation:
         dz = sorted(float(v) for v in disc_z)
         rates = [float(ls * (1 + rng.uniform(-segment_jitter, segment_jitter))) for _ in range(max(len(dz) - 1, 0))]
 
-        def modes(n, amp, wl):
+        def modes(n: int, amp: float,
+                  wl: tuple[float, float]) -> list[tuple[float, float, float]]:
             return [(float(rng.uniform(0.3, 1.0) * amp), float(rng.uniform(*wl)), float(rng.uniform(0, 2 * np.pi)))
                     for _ in range(n)]
 
@@ -258,8 +263,8 @@ class SpineDeformation:
         }
 
 
-def invert(fun, guess: np.ndarray, target: np.ndarray, iterations: int = 30, tol_mm: float = 1e-5,
-           h: float = 0.05) -> tuple[np.ndarray, float]:
+def invert(fun: Callable[[np.ndarray], np.ndarray], guess: np.ndarray, target: np.ndarray,
+           iterations: int = 30, tol_mm: float = 1e-5, h: float = 0.05) -> tuple[np.ndarray, float]:
     """Solve ``fun(y) = target`` for each row by Newton's method (finite-difference Jacobian),
     iterating only on the rows not yet converged. Returns the solutions and the largest residual
     ``|fun(y) - target|`` (mm)."""

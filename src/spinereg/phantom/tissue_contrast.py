@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from functools import cache, lru_cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -29,6 +30,11 @@ from scipy import ndimage
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
 from spinereg.io.resample import slice_like
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from spinereg.io.template import Template
 
 #: current PAM50 (RAS mm) = PAM50_small (RAS mm) + this (from 18 disc labels, see module doc)
 SMALL_TO_PAM50_MM = np.array([0.0, -46.22, -287.5])
@@ -73,11 +79,11 @@ def template_volume(path: str) -> Image:
     return img
 
 
-def _part(tpl, role: str, region: Grid) -> np.ndarray:
+def _part(tpl: Template, role: str, region: Grid) -> np.ndarray:
     return np.clip(slice_like(template_volume(str(tpl.path(role))), region), 0, 1)
 
 
-def _texture(shape, rng: np.random.Generator, sigma_vox: float) -> np.ndarray:
+def _texture(shape: Sequence[int], rng: np.random.Generator, sigma_vox: float) -> np.ndarray:
     """Zero-mean, unit-std Gaussian-filtered noise; smooth textures are drawn on a coarser grid
     (a quarter of the filter width per node) and interpolated."""
     shape = tuple(int(n) for n in shape)
@@ -92,7 +98,8 @@ def _texture(shape, rng: np.random.Generator, sigma_vox: float) -> np.ndarray:
     return (n - n.mean()) / max(float(n.std()), 1e-6)
 
 
-def tissue_image(tpl, region: Grid, contrast: str, rng: np.random.Generator) -> tuple[np.ndarray, float, dict]:
+def tissue_image(tpl: Template, region: Grid, contrast: str,
+                 rng: np.random.Generator) -> tuple[np.ndarray, float, dict]:
     """The tissue-mixture image on ``region`` (a voxel-aligned sub-grid of the template), the
     value outside it (soft tissue), and the tissue fractions' volumes (for the record)."""
     table = phantom_table()["contrasts"]

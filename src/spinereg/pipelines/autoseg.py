@@ -12,12 +12,19 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.image import Image
+
+_R = TypeVar("_R")
 
 AUTO = "auto"
 
 
-def is_auto(seg) -> bool:
+def is_auto(seg: object) -> bool:
     return isinstance(seg, str) and seg.strip().lower() == AUTO
 
 
@@ -56,7 +63,8 @@ class AutoSegmentations:
         self.files[name] = path
         return path
 
-    def seg_or_segment(self, image: str | Path, seg, contrast: str = "auto"):
+    def seg_or_segment(self, image: str | Path, seg: str | Path | Image | None,
+                       contrast: str = "auto") -> str | Path | Image:
         """``seg`` itself, or the path of an automatic segmentation when ``seg`` is None/'auto'."""
         return self.segment(image, contrast) if seg is None or is_auto(seg) else seg
 
@@ -64,13 +72,14 @@ class AutoSegmentations:
         for name, path in self.files.items():
             shutil.copyfile(path, Path(folder) / name)
 
-    def before_commit(self, hook):
+    def before_commit(self, hook: Callable[[Path], _R] | None
+                      ) -> Callable[[Path], _R | None] | None:
         """A ``before_commit`` callback that first copies the segmentations into the output
         folder, then runs ``hook`` (e.g. the QC report's)."""
         if not self.files:
             return hook
 
-        def wrapped(tmp: Path):
+        def wrapped(tmp: Path) -> _R | None:
             self.copy_into(tmp)
             return hook(tmp) if hook is not None else None
 

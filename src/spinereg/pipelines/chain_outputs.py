@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,13 +17,18 @@ from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.register.chain import ChainResult
+    from spinereg.transforms.base import Transform
+
 
 def _bin(img: Image) -> Image:
     return img.with_data((np.asarray(img.data) > 0.5).astype(np.uint8))
 
 
-def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                        which: str = "all", run: RunRecord | None = None) -> dict[str, Path]:
+def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool = False,
+                        inputs: dict | None = None, which: str = "all",
+                        run: RunRecord | None = None) -> dict[str, Path]:
     """``warp_template2<name>`` / ``warp_<name>2template`` for every image (``which="target"``:
     only the first), plus metrics.json and provenance.json (the chain).
 
@@ -84,7 +90,7 @@ def write_chain_outputs(result, outdir: str | Path, overwrite: bool = False, inp
     return files
 
 
-def _cord_dice(tcord: Image, seg: Image, template2image) -> dict[str, float]:
+def _cord_dice(tcord: Image, seg: Image, template2image: Transform) -> dict[str, float]:
     """Template cord warped onto ``seg``'s grid vs ``seg``: Dice over every slice and over the
     slices holding both."""
     w = _bin(apply_transforms(tcord, seg.grid, [template2image], "linear"))
@@ -92,7 +98,7 @@ def _cord_dice(tcord: Image, seg: Image, template2image) -> dict[str, float]:
             "cord_dice_zb": round(dice(w, _bin(seg), zb=True).dice, 4)}
 
 
-def _template_cord(result) -> Image:
+def _template_cord(result: ChainResult) -> Image:
     from spinereg.io.image import load_image
 
     return load_image(result.anat.template.path("cord"), ndim=3, check_finite=False)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,8 +23,14 @@ from spinereg.pipelines.template_outputs import finish_outputs
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.itk import write_displacement
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.grid import Grid
+    from spinereg.register.multimodal import MultimodalRegistration
+    from spinereg.transforms.base import Transform
+    from spinereg.transforms.displacement import DisplacementField
 
-def output_names(reg) -> dict[str, str]:
+
+def output_names(reg: MultimodalRegistration) -> dict[str, str]:
     s, d = stem(reg.src, "src"), stem(reg.dest, "dest")
     return {"src_reg": f"{s}_reg.nii.gz", "dest_reg": f"{d}_reg.nii.gz", "warp_src2dest": f"warp_{s}2{d}.nii.gz",
             "warp_dest2src": f"warp_{d}2{s}.nii.gz", "metrics": "metrics.json", "provenance": "provenance.json"}
@@ -33,7 +40,8 @@ def _bin(img: Image) -> Image:
     return img.with_data((np.asarray(img.data) > 0.5).astype(np.uint8))
 
 
-def multimodal_metrics(reg, fwd, inv) -> dict:
+def multimodal_metrics(reg: MultimodalRegistration, fwd: DisplacementField,
+                       inv: DisplacementField) -> dict:
     """Cord Dice (zb and whole, both directions) when segmentations exist; Jacobian; consistency."""
     out: dict = {}
     if reg.iseg is not None and reg.dseg is not None:
@@ -52,11 +60,13 @@ def multimodal_metrics(reg, fwd, inv) -> dict:
     return out
 
 
-def _resample_and_save(img: Image, grid, transform, interp: str, path: Path) -> None:
+def _resample_and_save(img: Image, grid: Grid, transform: Transform, interp: str,
+                       path: Path) -> None:
     save_image(apply_transforms(img, grid, [transform], interp), path)
 
 
-def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
+def write_multimodal_outputs(reg: MultimodalRegistration, outdir: str | Path,
+                             overwrite: bool = False, inputs: dict | None = None,
                              interp: str = "spline", *, run: RunRecord | None = None,
                              before_commit: Callable[[Path], None] | None = None,
                              loaded: dict[str, Image] | None = None) -> dict[str, Path]:
@@ -109,7 +119,7 @@ def write_multimodal_outputs(reg, outdir: str | Path, overwrite: bool = False, i
     return {k: out / v for k, v in names.items()}
 
 
-def _step_records(reg) -> list[dict]:
+def _step_records(reg: MultimodalRegistration) -> list[dict]:
     """One record per step (a step the engine did not record says so)."""
     by_step = {r.get("step"): r for r in reg.records}
     return [dict(by_step.get(str(st)) or {"step": str(st), "seconds": 0.0, "transform": None, "what": "not run"})

@@ -22,6 +22,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -36,6 +37,12 @@ from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
+if TYPE_CHECKING:  # pragma: no cover
+    import nibabel as nib
+
+    from spinereg.register.template import TemplateRegistration
+    from spinereg.transforms.base import Transform
+
 __all__ = ["OUTPUT_NAMES", "STRAIGHT_NAMES", "output_names", "registration_metrics", "template_output_grid",
            "versions", "write_json", "write_outputs"]
 
@@ -44,6 +51,15 @@ OUTPUT_NAMES = ("warp_anat2template.nii.gz", "warp_template2anat.nii.gz", "anat2
 STRAIGHT_NAMES = ("warp_curve2straight.nii.gz", "warp_straight2curve.nii.gz", "straight_ref.nii.gz",
                   "centerline.json")
 _LPS = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
+
+
+class _Pending(Protocol):
+    """What a ``before_commit`` callback may return (e.g. a QC report entry): ``commit()`` after the
+    last write, ``abort()`` after a failure."""
+
+    def commit(self) -> object: ...
+
+    def abort(self) -> object: ...
 
 
 def output_names(straight: bool = False) -> tuple[str, ...]:
@@ -55,7 +71,7 @@ def _mask_from(img: Image, thr: float = 0.5) -> Image:
     return img.with_data((np.asarray(img.data) > thr).astype(np.uint8))
 
 
-def registration_metrics(reg, fwd, inv) -> dict:
+def registration_metrics(reg: TemplateRegistration, fwd: Transform, inv: DisplacementField) -> dict:
     """Cord Dice in both spaces, landmark residuals, Jacobians and inverse consistency."""
     from spinereg.io.image import load_image
 
@@ -110,7 +126,7 @@ def registration_metrics(reg, fwd, inv) -> dict:
     }
 
 
-def _landmarks_used(reg) -> dict:
+def _landmarks_used(reg: TemplateRegistration) -> dict:
     """``{"given": kind and values, "automatic": used, reason, discs}`` of a registration."""
     rep = dict(getattr(reg, "landmark_report", None) or {})
     rep.setdefault("given", {"kind": reg.landmarks.kind, "values": [int(v) for v in reg.landmarks.values]})
@@ -132,7 +148,7 @@ def _in_mask_box(field: DisplacementField, mask: Image, margin: int = 2) -> tupl
     return DisplacementField(sub, field.data[sl]), Image(np.asarray(mask.data)[sl], aff)
 
 
-def _image_interp(grid) -> str:
+def _image_interp(grid: Grid) -> str:
     """Cubic B-spline as SCT, linear on very large grids (output images only; warps are exact)."""
     return "spline" if grid.size <= 4_000_000 else "linear"
 
@@ -144,7 +160,8 @@ def _offset_in(full: Grid, sub: Grid) -> np.ndarray:
     return np.round(off).astype(int)
 
 
-def template_output_grid(reg, inv: DisplacementField, crop: bool = False) -> tuple[Grid, Grid]:
+def template_output_grid(reg: TemplateRegistration, inv: DisplacementField,
+                         crop: bool = False) -> tuple[Grid, Grid]:
     """``(output grid, evaluated sub-grid)`` of the template-space outputs.
 
     Output grid: the template's own grid (``crop=False``) or the registration's sub-grid. The
@@ -198,7 +215,7 @@ def _write_embedded_field(field: DisplacementField, full: Grid, path: Path) -> P
     return path
 
 
-def _embed_image(img: Image, full: Grid, header) -> Image:
+def _embed_image(img: Image, full: Grid, header: nib.Nifti1Header | None) -> Image:
     if img.grid.same_as(full, atol=1e-3):
         return img
     out = np.zeros(full.shape, np.asarray(img.data).dtype)
@@ -207,7 +224,7 @@ def _embed_image(img: Image, full: Grid, header) -> Image:
     return Image(out, full.affine, header)
 
 
-def _template_image(reg, inv) -> Image:
+def _template_image(reg: TemplateRegistration, inv: Transform) -> Image:
     """The template's intensity image (real or synthesised) on the part the subject maps into."""
     from spinereg.io.image import load_image
     from spinereg.register.template import _template_intensity, covered_region
@@ -217,7 +234,7 @@ def _template_image(reg, inv) -> Image:
     return _template_intensity(reg.template, "t2", tcord, region) or tcord
 
 
-def template_image_note(reg) -> str:
+def template_image_note(reg: TemplateRegistration) -> str:
     """Where the template image of ``template2anat`` comes from (said in the QC report)."""
     tpl = reg.template
     if tpl.has("t2"):
@@ -226,7 +243,7 @@ def template_image_note(reg) -> str:
 
 
 # -- provenance -----------------------------------------------------------------------------------
-def _step_records(reg) -> list[dict]:
+def _step_records(reg: TemplateRegistration) -> list[dict]:
     """One record per step: the label step (cord mapping) from the registration's own timings,
     the others from the engine's records."""
     by_step = {r.get("step"): r for r in reg.records}
@@ -245,7 +262,8 @@ def _step_records(reg) -> list[dict]:
     return out
 
 
-def provenance(reg, inputs: dict, run: RunRecord, grids: dict, invoked_as: str | None = None) -> dict:
+def provenance(reg: TemplateRegistration, inputs: dict, run: RunRecord, grids: dict,
+               invoked_as: str | None = None) -> dict:
     """provenance.json of a template registration (run record plus registration details)."""
     rec = run.as_dict(inputs)
     prov = {
@@ -271,9 +289,10 @@ def provenance(reg, inputs: dict, run: RunRecord, grids: dict, invoked_as: str |
 
 
 # -- the writer -----------------------------------------------------------------------------------
-def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict | None = None,
-                  metrics: bool = True, straight: bool = False, *, crop: bool = False,
-                  run: RunRecord | None = None, replace: bool = False, invoked_as: str | None = None,
+def write_outputs(reg: TemplateRegistration, outdir: str | Path, overwrite: bool = False,
+                  inputs: dict | None = None, metrics: bool = True, straight: bool = False, *,
+                  crop: bool = False, run: RunRecord | None = None, replace: bool = False,
+                  invoked_as: str | None = None,
                   before_commit: Callable[[Path], None] | None = None,
                   extra_metrics: Callable[[object], dict] | None = None,
                   with_files: Mapping[str, Path] | None = None) -> dict[str, Path]:
@@ -361,7 +380,8 @@ def write_outputs(reg, outdir: str | Path, overwrite: bool = False, inputs: dict
     return {k: out / v for k, v in names.items()}
 
 
-def finish_outputs(tmp: Path, before_commit, last_write) -> None:
+def finish_outputs(tmp: Path, before_commit: Callable[[Path], _Pending | None] | None,
+                   last_write: Callable[[], None]) -> None:
     """``before_commit(tmp)``, the last write, then the hook's ``commit()`` (``abort()`` on failure)."""
     pending = before_commit(tmp) if before_commit is not None else None
     try:

@@ -16,12 +16,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nibabel import orientations as ornt
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, atomic_write
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from spinereg.transforms.base import Transform
 
 #: vertebral level names by PAM50 value (1 = C1 ... 7 = C7, 8 = T1 ... 19 = T12, 20 = L1 ...)
 _LEVELS = ([f"C{i}" for i in range(1, 8)] + [f"T{i}" for i in range(1, 13)] + [f"L{i}" for i in range(1, 6)]
@@ -84,7 +91,8 @@ def crop_grid(grid: Grid, mask: np.ndarray | None, margin_mm: float = 25.0) -> G
     return Grid(tuple(int(v) for v in hi - lo), aff)
 
 
-def on_grid(img: Image, grid: Grid, transforms=None, interp: str = "linear") -> np.ndarray:
+def on_grid(img: Image, grid: Grid, transforms: Sequence[Transform] | None = None,
+            interp: str = "linear") -> np.ndarray:
     """``img`` resampled on ``grid`` (through ``transforms`` when given)."""
     from spinereg.transforms.apply import apply_transforms
 
@@ -126,7 +134,7 @@ def _norm(data: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, floa
     return float(lo), float(hi if hi > lo else lo + 1)
 
 
-def _new_figure(width_in: float, height_in: float):
+def _new_figure(width_in: float, height_in: float) -> tuple[Figure, Axes]:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure as MplFigure
 
@@ -138,18 +146,19 @@ def _new_figure(width_in: float, height_in: float):
     return fig, ax
 
 
-def save_png(fig, path: Path) -> Path:
+def save_png(fig: Figure, path: Path) -> Path:
     """Write ``fig`` to ``path`` atomically (temporary name in the same folder, then rename)."""
     return atomic_write(Path(path), lambda tmp: fig.savefig(str(tmp), format="png", facecolor=fig.get_facecolor()),
                         overwrite=True)
 
 
-def _text(ax, x, y, s, color="white", size=8, ha="left", va="top", bold=False) -> None:
+def _text(ax: Axes, x: float, y: float, s: str, color: str = "white", size: float = 8,
+          ha: str = "left", va: str = "top", bold: bool = False) -> None:
     ax.text(x, y, s, color=color, fontsize=size, ha=ha, va=va, fontweight="bold" if bold else "normal",
             bbox={"facecolor": "black", "alpha": 0.55, "edgecolor": "none", "pad": 1})
 
 
-def _draw_overlays(ax, overlays: Sequence[Overlay], aspect: float) -> None:
+def _draw_overlays(ax: Axes, overlays: Sequence[Overlay], aspect: float) -> None:
     from matplotlib.colors import ListedColormap
 
     for ov in overlays:
@@ -205,7 +214,8 @@ def _tile(vol: np.ndarray, k: int, c: tuple[float, float], hx: int, hy: int) -> 
     return out
 
 
-def mosaic_array(vol: np.ndarray, slices: Sequence[int], centres, hx: int, hy: int, ncols: int) -> np.ndarray:
+def mosaic_array(vol: np.ndarray, slices: Sequence[int], centres: Sequence[tuple[float, float]],
+                 hx: int, hy: int, ncols: int) -> np.ndarray:
     """Axial windows laid out in rows (first slice top left, inferior to superior)."""
     tw, th = 2 * hx + 1, 2 * hy + 1
     nrows = int(np.ceil(len(slices) / ncols))
@@ -328,7 +338,8 @@ def label_points(labels: np.ndarray, kind: str) -> list[tuple[float, float, str]
 
 
 # -- animations -----------------------------------------------------------------------------------
-def _frame(vol: np.ndarray, lo: float, hi: float, zooms=(1.0, 1.0, 1.0)) -> np.ndarray:
+def _frame(vol: np.ndarray, lo: float, hi: float,
+           zooms: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0)) -> np.ndarray:
     """Mid-sagittal and mid-axial views of one volume side by side (uint8; thick slices repeated)."""
     nx, ny, nz = vol.shape
     sag = np.repeat(vol[nx // 2].T[::-1], max(1, int(round(zooms[2] / zooms[1]))), axis=0)

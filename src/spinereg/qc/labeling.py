@@ -13,12 +13,16 @@ import base64
 import html
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.errors import OutputError
 from spinereg.io.image import Image, atomic_write, check_writable
 from spinereg.vertebrae.orientation import UPSIDE_DOWN
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.vertebrae.label import Disc, VertebralLabeling
 
 
 def check_qc_root(qc_root: str | Path) -> Path:
@@ -33,7 +37,7 @@ def check_qc_root(qc_root: str | Path) -> Path:
 _SOURCE_TAG = {"estimated": "estimated", "csf": "from CSF"}
 
 
-def labeling_figure(image: Image, labeling, width_in: float = 5.0) -> bytes:
+def labeling_figure(image: Image, labeling: VertebralLabeling, width_in: float = 5.0) -> bytes:
     """PNG bytes: the cord-frame sagittal view with disc lines, names and confidences."""
     import matplotlib
 
@@ -74,13 +78,13 @@ def labeling_figure(image: Image, labeling, width_in: float = 5.0) -> bytes:
     return buf.getvalue()
 
 
-def _level_label(labeling, s: float) -> str:
+def _level_label(labeling: VertebralLabeling, s: float) -> str:
     from spinereg.vertebrae.names import level_name
 
     return level_name(int(labeling.level_at(np.array([s]))[0]))
 
 
-def warnings_of(labeling) -> list[str]:
+def warnings_of(labeling: VertebralLabeling) -> list[str]:
     """What the QC must say about a labeling: coarse sampling, ambiguous identity, gaps."""
     warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
     reasons = labeling.report.get("ambiguous_reasons", [])
@@ -101,11 +105,11 @@ def warnings_of(labeling) -> list[str]:
 _NO_BAND = {"estimated": "estimated (no band)", "csf": "CSF profile (no band)"}
 
 
-def _evidence(d) -> str:
+def _evidence(d: Disc) -> str:
     return _NO_BAND.get(d.source) or (f"{d.evidence:.1f}" if np.isfinite(d.evidence) else "-")
 
 
-def labeling_html(image: Image, labeling, png: bytes) -> str:
+def labeling_html(image: Image, labeling: VertebralLabeling, png: bytes) -> str:
     warnings = warnings_of(labeling)
     rows = "".join(f"<tr><td>{html.escape(d.name)}</td><td>{d.value}</td><td>{d.s:.1f}</td>"
                    f"<td>{d.confidence:.2f}</td><td>{_evidence(d)}</td></tr>"
@@ -123,7 +127,8 @@ table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px}}
 </body></html>"""
 
 
-def write_labeling_page(image: Image, labeling, qc_root: str | Path, overwrite: bool = True) -> Path:
+def write_labeling_page(image: Image, labeling: VertebralLabeling, qc_root: str | Path,
+                        overwrite: bool = True) -> Path:
     """Write ``QCROOT/labeling/<image>/index.html``; returns its path."""
     from spinereg.vertebrae.outputs import image_stem
 

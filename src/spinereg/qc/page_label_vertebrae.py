@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.qc.pages import Panel, page
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.vertebrae.label import VertebralLabeling
 
 
 def _source(d: dict) -> str:
@@ -19,7 +23,7 @@ def _source(d: dict) -> str:
     return "estimated" if d.get("estimated") else "csf" if d.get("located_from") == "csf" else "band"
 
 
-def labeling_from_json(doc: dict, seg_path: str):
+def labeling_from_json(doc: dict, seg_path: str) -> VertebralLabeling:
     """A :class:`~spinereg.vertebrae.label.VertebralLabeling` rebuilt from its JSON and the
     segmentation (for the centerline)."""
     from spinereg.cord.centerline import Centerline

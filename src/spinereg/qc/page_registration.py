@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,6 +41,10 @@ from spinereg.qc.figures import (
 )
 from spinereg.qc.pages import Panel, page
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.template import Template
+    from spinereg.transforms.base import Transform
+
 log = logging.getLogger(__name__)
 
 #: atlas tract groups drawn as outlines: (combined label id, name, colour)
@@ -53,7 +59,7 @@ def _input(prov: dict, key: str) -> Path | None:
     return Path(v)
 
 
-def list_input(value) -> list[str | None]:
+def list_input(value: object) -> list[str | None]:
     """A provenance list (a JSON list, or a Python repr of one as ``str(list)`` writes)."""
     import ast
 
@@ -98,7 +104,7 @@ def _template(prov: dict):
     return load_template(name)
 
 
-def template_note(template, prov: dict) -> str:
+def template_note(template: Template, prov: dict) -> str:
     """"" for a real template image, else the sentence saying it is synthesised."""
     info = prov.get("template") if isinstance(prov.get("template"), dict) else {}
     text = (info or {}).get("image") or ""
@@ -108,7 +114,8 @@ def template_note(template, prov: dict) -> str:
     return ""
 
 
-def atlas_groups(template, grid: Grid, inv, threshold: float = 0.5) -> list[tuple[str, np.ndarray, str]]:
+def atlas_groups(template: Template, grid: Grid, inv: Transform | None,
+                 threshold: float = 0.5) -> list[tuple[str, np.ndarray, str]]:
     """Tract groups of the template's atlas on ``grid`` (``inv``: grid points -> template points):
     ``[(name, mask, colour)]`` for gray matter, dorsal columns, lateral and ventral funiculi (the
     summed tract probabilities > ``threshold``). Each tract is read over the bounding box of
@@ -161,15 +168,18 @@ def atlas_groups(template, grid: Grid, inv, threshold: float = 0.5) -> list[tupl
     return out
 
 
-def _levels_view(template, grid: Grid, inv) -> np.ndarray | None:
+def _levels_view(template: Template, grid: Grid, inv: Transform | None) -> np.ndarray | None:
     if not template.has("levels"):
         return None
     lev = load_image(template.path("levels"), ndim=3, check_finite=False)
     return to_ras(on_grid(lev, grid, [inv] if inv is not None else None, "nn"), grid.affine).data
 
 
-def _pair(outdir: Path, name: str, before: View, after: View, mask: np.ndarray, overlays, labels,
-          texts=(), points=(), slices=None) -> tuple[dict, dict]:
+def _pair(outdir: Path, name: str, before: View, after: View, mask: np.ndarray,
+          overlays: Sequence[Overlay], labels: Sequence[str] | None,
+          texts: Sequence[tuple[float, float, str]] = (),
+          points: Sequence[tuple[float, float, str]] = (),
+          slices: Sequence[int] | None = None) -> tuple[dict, dict]:
     """Axial and sagittal before/after pictures with the same overlays; returns their file dicts."""
     ax = {"before": f"{name}_axial_before.png", "after": f"{name}_axial_after.png"}
     sg = {"before": f"{name}_sagittal_before.png", "after": f"{name}_sagittal_after.png"}
@@ -180,8 +190,8 @@ def _pair(outdir: Path, name: str, before: View, after: View, mask: np.ndarray, 
     return ax, sg
 
 
-def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template, inv,
-                         labels: Image | None = None, label_kind: str = "body",
+def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template: Template,
+                         inv: Transform, labels: Image | None = None, label_kind: str = "body",
                          template_on_image: Image | None = None, note: str = "",
                          names: tuple[str, str] = ("subject", "template warped onto the subject"),
                          atlas: bool = True) -> list[Panel]:
@@ -247,7 +257,8 @@ def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template
     return panels
 
 
-def template_space_panels(outdir: Path, anat2template: Image, template, note: str = "") -> list[Panel]:
+def template_space_panels(outdir: Path, anat2template: Image, template: Template,
+                          note: str = "") -> list[Panel]:
     """The subject in template space (``anat2template``) against the template image."""
     from spinereg.register.template import _template_intensity
 

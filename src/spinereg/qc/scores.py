@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 # -- scores ---------------------------------------------------------------------------------------
-def _num(v) -> float | None:
+def _num(v: object) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 

@@ -40,7 +40,7 @@ def to_ants(data: np.ndarray, grid: Grid) -> LibImage:
                     direction=direction)
 
 
-def _get(step: Any, key: str, default):
+def _get(step: Any, key: str, default: Any):
     return getattr(step, key, default) if not isinstance(step, dict) else step.get(key, default)
 
 
@@ -90,7 +90,8 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
     return DisplacementField(grid, field.data)
 
 
-def _args_2d(f_img, m_img, step: Any, prefix: str, mask_img=None) -> list[str]:
+def _args_2d(f_img: LibImage, m_img: LibImage, step: Any, prefix: str,
+             mask_img: LibImage | None = None) -> list[str]:
     algo = _get(step, "algo", "syn")
     metric = _get(step, "metric", "MeanSquares")
     grad = float(_get(step, "gradStep", _get(step, "grad_step", 0.5)))

@@ -35,12 +35,18 @@ within a kind only): a body label and a disc label of the same value are never c
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.register.cord_mapping import PiecewiseLinear
 from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.model import CONUS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.cord.centerline import Centerline
+    from spinereg.vertebrae.label import VertebralLabeling
 
 #: largest distance of a given label from where the labeling puts its level, in local disc
 #: spacings (a label one level off is 1.0 away)
@@ -50,7 +56,8 @@ TOLERANCE = 0.45
 LOCAL_TOLERANCE = 0.15
 
 
-def arc_pairs(cl_ref, cl_src, pairs: list[tuple[Landmarks, Landmarks]]) -> tuple[np.ndarray, np.ndarray]:
+def arc_pairs(cl_ref: Centerline, cl_src: Centerline,
+              pairs: list[tuple[Landmarks, Landmarks]]) -> tuple[np.ndarray, np.ndarray]:
     """Arc lengths (reference, source) of every landmark matched by value within each
     (reference, source) pair of one kind: a body label and a disc label of the same value are
     never matched with each other."""
@@ -105,7 +112,7 @@ class FittedEnds(PiecewiseLinear):
         return {**super().as_dict(), "end_slopes": [round(float(a), 5) for a in self.slopes]}
 
 
-def _disc_positions(lab) -> dict[int, float]:
+def _disc_positions(lab: VertebralLabeling) -> dict[int, float]:
     """Arc length of every disc of the labeling (estimated included, conus not)."""
     return {int(d.value): float(d.s) for d in lab.discs if d.value != CONUS}
 
@@ -116,7 +123,7 @@ def _local_spacing(s: dict[int, float], v: int) -> float | None:
     return float(np.median(gaps)) if gaps else None
 
 
-def expected_position(lab, kind: str, value: int) -> tuple[float, float] | None:
+def expected_position(lab: VertebralLabeling, kind: str, value: int) -> tuple[float, float] | None:
     """Where the labeling puts landmark ``value`` of ``kind`` (arc length on its centerline) and
     the local disc spacing there; None when the level is outside the labeling's range."""
     s = _disc_positions(lab)
@@ -132,7 +139,7 @@ def expected_position(lab, kind: str, value: int) -> tuple[float, float] | None:
     return None
 
 
-def level_agreement(given: Landmarks, lab, tolerance: float = TOLERANCE) -> dict:
+def level_agreement(given: Landmarks, lab: VertebralLabeling, tolerance: float = TOLERANCE) -> dict:
     """Where each given label lies relative to the labeling's level (see the module doc):
     ``{"checked": {value: offset in spacings}, "unchecked": [values], "agree": bool}``."""
     s_given, _ = lab.centerline.project(np.asarray(given.points, float))
@@ -148,7 +155,8 @@ def level_agreement(given: Landmarks, lab, tolerance: float = TOLERANCE) -> dict
             "tolerance_spacings": round(float(tolerance), 3)}
 
 
-def automatic_discs(given: Landmarks, lab, template_discs: Landmarks, tolerance: float = TOLERANCE,
+def automatic_discs(given: Landmarks, lab: VertebralLabeling, template_discs: Landmarks,
+                    tolerance: float = TOLERANCE,
                     template: str | None = None, si_spacing_mm: float | None = None
                     ) -> tuple[Landmarks | None, dict]:
     """The labeling's measured discs that may join ``given`` (see the module doc), or None, and

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,6 +33,11 @@ from spinereg.register.template import TemplateRegistration, register_to_templat
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from spinereg.vertebrae.label import VertebralLabeling
 
 
 @dataclass
@@ -135,16 +141,16 @@ def register_chain(
     images: list[str | Path | Image],
     segs: list[str | Path | Image | None],
     *,
-    labels=None,
-    ldisc=None,
-    lrootlet=None,
+    labels: str | Path | Image | Landmarks | None = None,
+    ldisc: str | Path | Image | Landmarks | None = None,
+    lrootlet: str | Path | Image | Landmarks | None = None,
     template: str | Path = "PAM50",
     contrast: str = "t2",
     given: dict[int, tuple[str, str]] | None = None,
     link_param: str | list[str | None] | None = None,
     direct: bool = True,
-    labeling=None,
-    progress=None,
+    labeling: VertebralLabeling | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ChainResult:
     """Register a chain ``images[0] -> images[1] -> ... -> images[-1] (anatomical) -> template``.
 

@@ -8,12 +8,17 @@ S-I pattern that real T1w/T2w images (and the real PAM50 templates) show along t
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
 from spinereg.io.resample import slice_like
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.template import Template
 
 #: relative intensities (csf, wm, gm, cord, background) by contrast
 TISSUE_INTENSITY = {
@@ -23,7 +28,8 @@ TISSUE_INTENSITY = {
 }
 
 
-def synthesize_contrast(tpl, contrast: str, cord: Image | None = None, region: Grid | None = None) -> Image | None:
+def synthesize_contrast(tpl: Template, contrast: str, cord: Image | None = None,
+                        region: Grid | None = None) -> Image | None:
     """An intensity image for ``contrast`` from cord/wm/gm/csf maps, on the template grid or on
     ``region`` (a voxel-aligned sub-grid of it)."""
     table = TISSUE_INTENSITY.get(contrast)

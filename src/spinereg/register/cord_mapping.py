@@ -10,12 +10,17 @@ into one transform, so nothing is interpolated twice.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.transforms.base import Transform
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.cord.centerline import Centerline
 
 
 class PiecewiseLinear:
@@ -57,7 +62,8 @@ class CordMapping(Transform):
     ``map`` takes reference points to source points: ``s_src = arc(s_ref)``, offsets kept.
     """
 
-    def __init__(self, ref_centerline, src_centerline, arc: PiecewiseLinear):
+    def __init__(self, ref_centerline: Centerline, src_centerline: Centerline,
+                 arc: PiecewiseLinear):
         self.ref = ref_centerline
         self.src = src_centerline
         self.arc = arc

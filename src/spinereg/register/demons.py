@@ -36,6 +36,7 @@ is estimated, and a result that does not raise the local correlation is dropped;
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -51,6 +52,11 @@ from spinereg.transforms.displacement import (
     squared_norm,
     taper_window,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable, Sequence
+
+    from spinereg.register.steps import Step
 
 #: Below this mean squared local correlation (5-voxel windows) in the region the images share no
 #: structure (white noise against anything scores about 1/125 = 0.008; real pairs 0.1-0.3, of any
@@ -149,7 +155,7 @@ def _ncc(a: np.ndarray, b: np.ndarray, roi: np.ndarray) -> float:
     return float((x * y).sum() / den) if den > 0 else 0.0
 
 
-def _roi_box(shape, masks, margin_vox: np.ndarray):
+def _roi_box(shape: tuple[int, ...], masks: Sequence[np.ndarray | None], margin_vox: np.ndarray):
     """Bounding box (lo, hi inclusive) of the union of ``masks`` grown by ``margin_vox``."""
     union = np.zeros(shape, bool)
     for m in masks:
@@ -169,7 +175,7 @@ def _rescale(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return ((a - lo) / (hi - lo)).astype(np.float32) if hi > lo else np.zeros_like(a, np.float32)
 
 
-def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step,
+def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step: Step,
            fixed_mask: np.ndarray | None = None, *, fixed_seg: np.ndarray | None = None,
            moving_seg: np.ndarray | None = None, check_only: bool = False, **_: object) -> VelocityField:
     """Demons registration of ``moving`` (already on ``fixed_grid``) to ``fixed`` (see module doc).
@@ -405,7 +411,7 @@ def grid_crop(grid: Grid, lo: np.ndarray, hi: np.ndarray) -> Grid:
     return Grid(tuple(int(v) for v in (np.asarray(hi) - lo + 1)), aff)
 
 
-def _levels(shape, zooms: np.ndarray, coarsest: int) -> list[np.ndarray]:
+def _levels(shape: tuple[int, ...], zooms: np.ndarray, coarsest: int) -> list[np.ndarray]:
     """Per-level integer subsampling factors per axis, coarsest first (axes kept >= 8 samples)."""
     out = []
     f = coarsest
@@ -437,7 +443,8 @@ def _inplane_shift(fs: np.ndarray, ms: np.ndarray) -> np.ndarray:
     return np.array([*(cb - ca).mean(1), 0.0])
 
 
-def _plan(shape, zooms: np.ndarray, step, image: bool, box_shape=None) -> tuple[list, list[int], int]:
+def _plan(shape: tuple[int, ...], zooms: np.ndarray, step: Step, image: bool,
+          box_shape: tuple[int, ...] | None = None) -> tuple[list, list[int], int]:
     """Levels (subsampling factors, coarsest first), iterations per level, and how many of the
     levels work on the whole crop (the rest in the box of ``box_shape`` voxels, when given)."""
     shrink = max(1, int(getattr(step, "shrink", 1)))
@@ -462,8 +469,9 @@ def _plan(shape, zooms: np.ndarray, step, image: bool, box_shape=None) -> tuple[
     return levels, iters, n_whole
 
 
-def _run_levels(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray, levels, iters,
-                s: np.ndarray | None = None, prev: np.ndarray | None = None,
+def _run_levels(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarray,
+                w_axes: np.ndarray, step: Step, region: np.ndarray, levels: Sequence[np.ndarray],
+                iters: Sequence[int], s: np.ndarray | None = None, prev: np.ndarray | None = None,
                 init: np.ndarray | None = None, tol: float = IMAGE_TOL) -> tuple[np.ndarray, np.ndarray]:
     """Demons levels ``levels`` (factors) on ``chans``: the displacement (voxel units of the last
     level) and that level's factors. Starts from ``s`` (on a level of factors ``prev``, same
@@ -494,8 +502,9 @@ def _run_levels(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.n
     return s, prev
 
 
-def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-           init: np.ndarray | None = None, keep_level: list | None = None) -> np.ndarray:
+def _solve(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarray, w_axes: np.ndarray,
+           step: Step, region: np.ndarray, init: np.ndarray | None = None,
+           keep_level: list | None = None) -> np.ndarray:
     """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
     ``init`` (voxels) when given. ``keep_level`` (a list): the displacement stays on the finest
     level worked on (voxel units of that level) and that level's factors are appended to it."""
@@ -511,8 +520,11 @@ def _solve(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarra
     return s
 
 
-def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.ndarray,
-               init: np.ndarray | None = None, box=None, fine: list | None = None) -> np.ndarray:
+def _solve_log(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarray,
+               w_axes: np.ndarray, step: Step, region: np.ndarray, init: np.ndarray | None = None,
+               box: tuple[np.ndarray, np.ndarray]
+               | Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
+               fine: list | None = None) -> np.ndarray:
     """The stationary velocity (voxel units of the crop) of :func:`_solve`'s displacement: its
     logarithm taken on the finest level worked on, then interpolated onto the crop (the field
     is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop).
@@ -566,8 +578,8 @@ def _solve_log(chans, zooms: np.ndarray, w_axes: np.ndarray, step, region: np.nd
     return _upsample(v, shape, fac[0]) if fac and np.any(fac[0] > 1) else v
 
 
-def _box_window(bshape, zooms: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape: np.ndarray,
-                w_axes: np.ndarray) -> np.ndarray:
+def _box_window(bshape: tuple[int, ...], zooms: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                shape: np.ndarray, w_axes: np.ndarray) -> np.ndarray:
     """1 inside the box, a cosine ramp over ``BOX_BLEND_MM`` to 0 at its faces that lie inside the
     crop (along the axes that deform; faces on the crop's edge keep 1)."""
     w = np.ones(bshape, np.float32)
@@ -582,8 +594,9 @@ def _box_window(bshape, zooms: np.ndarray, lo: np.ndarray, hi: np.ndarray, shape
     return w
 
 
-def _level(chans, s: np.ndarray, w_axes: np.ndarray, iterations: int, sigma_fluid: np.ndarray,
-           sigma_diff: np.ndarray, region: np.ndarray, max_step: float = 0.5, tol: float = 1e-4,
+def _level(chans: list[tuple[str, np.ndarray, np.ndarray]], s: np.ndarray, w_axes: np.ndarray,
+           iterations: int, sigma_fluid: np.ndarray, sigma_diff: np.ndarray, region: np.ndarray,
+           max_step: float = 0.5, tol: float = 1e-4,
            image_region: np.ndarray | None = None) -> np.ndarray:
     """Compositive demons iterations ``s <- G_diff * (u + s o (id + u))`` (Vercauteren et al. 2009)
     on one level; ``s`` in voxel units. Segmentations only: stops when the energy no longer

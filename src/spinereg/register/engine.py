@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,10 +21,16 @@ from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Transform
 from spinereg.transforms.displacement import VelocityField
 
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable
+
+    from spinereg.register.steps import Step
+
 log = logging.getLogger(__name__)
 
 
-def _ants_algo(fixed, moving, fixed_grid, moving_grid, step, fixed_mask=None):
+def _ants_algo(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid,
+               step: Step, fixed_mask: np.ndarray | None = None):
     from spinereg.register.ants_steps import ants_step  # ANTs loads only when a step needs it
 
     return ants_step(fixed, moving, fixed_grid, step, fixed_mask)
@@ -110,7 +117,8 @@ def run_steps(
 
         cache: dict[str, np.ndarray] = {}
 
-        def pulled(kind: str, _chain=chain, _cache=cache) -> np.ndarray:
+        def pulled(kind: str, _chain: list[Transform] = chain,
+                   _cache: dict[str, np.ndarray] = cache) -> np.ndarray:
             if kind not in _cache:  # kept for the similarity check below (the step gets a copy)
                 _cache[kind] = apply_transforms(moving_src[kind], grid, _chain, "linear").data
             return _cache[kind].copy()
@@ -191,7 +199,8 @@ def _must_raise_similarity(t: Transform, fixed_im: np.ndarray, moving: Image, gr
     return t
 
 
-def region_of_interest(grid: Grid, masks, margin_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray] | None:
+def region_of_interest(grid: Grid, masks: Iterable[np.ndarray | None],
+                       margin_mm: float = 3.0) -> tuple[np.ndarray, np.ndarray] | None:
     """Voxel box (lo, hi) of the union of ``masks`` (> 0.5) grown by ``margin_mm``; None if empty."""
     union = None
     for m in masks:
@@ -205,7 +214,8 @@ def region_of_interest(grid: Grid, masks, margin_mm: float = 3.0) -> tuple[np.nd
     return np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad, np.array(grid.shape) - 1)
 
 
-def diffeomorphic(t: Transform, grid: Grid, roi=None) -> Transform:
+def diffeomorphic(t: Transform, grid: Grid,
+                  roi: tuple[np.ndarray, np.ndarray] | None = None) -> Transform:
     """A step's transform in a form that composes without folding: per-slice rigid fields become
     the exponential of their logarithm (:func:`~spinereg.register.slicewise.rigid_velocity`),
     exactly rigid over ``roi`` and tapered into the identity at the edge of the grid (the identity

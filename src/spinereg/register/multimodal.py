@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import load_transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
 
 DEFAULT_SEG_PRESET = "multimodal_spinereg_imseg"
 DEFAULT_IM_PRESET = "multimodal_spinereg_im"
@@ -67,7 +71,7 @@ class MultimodalRegistration:
         return DisplacementField.from_transform(self.dest2src, self.src.grid)
 
 
-def _load(obj, what: str, ndim=3) -> Image:
+def _load(obj: str | Path | Image, what: str, ndim: int | tuple[int, ...] = 3) -> Image:
     return obj if isinstance(obj, Image) else load_image(obj, ndim=ndim, what=what)
 
 
@@ -88,7 +92,7 @@ def register_multimodal(
     init_warp_inv: str | Path | Transform | None = None,
     param: str | None = None,
     identity: bool = False,
-    progress=None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> MultimodalRegistration:
     """Register ``src`` onto ``dest`` (4D inputs are registered through their mean volume).
 
@@ -181,5 +185,5 @@ def exclude_dropout_slices(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndar
     return mask, bad
 
 
-def _as_transform(obj) -> Transform:
+def _as_transform(obj: str | Path | Transform) -> Transform:
     return obj if isinstance(obj, Transform) else load_transform(str(obj))

@@ -26,6 +26,7 @@ the result is a diffeomorphism whose inverse is ``exp(-v)`` on the same grid
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -34,6 +35,9 @@ from scipy.linalg import expm, logm
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.transforms.displacement import DisplacementField, VelocityField
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.register.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -323,8 +327,9 @@ def fuse(motions: dict[int, np.ndarray], labels: np.ndarray, grid: Grid, sigma_m
 
 
 # -- the step -----------------------------------------------------------------------------------
-def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step,
-              fixed_mask: np.ndarray | None = None, *, vertebrae: np.ndarray | None = None,
+def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid,
+              step: Step, fixed_mask: np.ndarray | None = None, *,
+              vertebrae: np.ndarray | None = None,
               spine: np.ndarray | None = None, **_: object) -> PolyRigidField:
     """The ``algo=polyrigid`` step: ``vertebrae`` are per-vertebra labels on ``fixed_grid``;
     ``spine`` (optional) replaces the fixed image of image steps (a template's spine contrast,

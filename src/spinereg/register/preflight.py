@@ -13,10 +13,14 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
 from spinereg.io.sanity import check_image_and_seg, require_mask, require_not_mask
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.transforms.base import Transform
 
 
 @dataclass
@@ -65,7 +69,8 @@ def check_template_inputs(image: str | Path, seg: str | Path, param: str | None 
 
 
 def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path | None = None,
-                            dseg: str | Path | None = None, init_warp=None, param: str | None = None,
+                            dseg: str | Path | None = None, init_warp: Transform | None = None,
+                            param: str | None = None,
                             init_name: str = "--init-warp") -> MultimodalInputs:
     """Inputs of register (see module doc). ``init_warp``: a loaded transform (src -> dest)."""
     from spinereg.register.multimodal import (

@@ -20,6 +20,7 @@ a mask).
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -28,6 +29,9 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.transforms.base import Transform
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.register.steps import Step
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +160,7 @@ def rigidity_error(field: DisplacementField | Transform, mask: np.ndarray, grid:
     return float(r.mean()) if r.size else float("nan")
 
 
-def constrain(transform: Transform, step, vertebrae: np.ndarray | None,
+def constrain(transform: Transform, step: Step, vertebrae: np.ndarray | None,
               before: list[Transform] | None = None) -> Transform:
     """Engine hook: apply the step's ``rigidity`` to its result (fields only); ``before``: the
     transforms of the chain so far, so that the total transform is rigid inside bone."""

@@ -15,12 +15,16 @@ and regularised, so that regions without shape information keep the landmark-bas
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage, optimize
 
 from spinereg.io.image import Image
 from spinereg.register.cord_mapping import PiecewiseLinear
+
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.cord.centerline import Centerline
 
 
 @dataclass
@@ -35,8 +39,9 @@ class CordProfile:
         return np.stack([np.interp(s, self.s, self.features[:, k]) for k in range(self.features.shape[1])], -1)
 
 
-def cord_profile(seg: Image, centerline, s_range: tuple[float, float] | None = None, bin_mm: float = 1.0,
-                 smooth_mm: float = 2.0, max_radius_mm: float = 12.0) -> CordProfile:
+def cord_profile(seg: Image, centerline: Centerline, s_range: tuple[float, float] | None = None,
+                 bin_mm: float = 1.0, smooth_mm: float = 2.0,
+                 max_radius_mm: float = 12.0) -> CordProfile:
     """Cross-sectional area and widths of the cord per ``bin_mm`` of arc length.
 
     Voxels are weighted by the segmentation value (soft segmentations count partially); each is
@@ -73,7 +78,8 @@ def cord_profile(seg: Image, centerline, s_range: tuple[float, float] | None = N
     return CordProfile(centers, feats)
 
 
-def image_profile(img: Image, centerline, s_values: np.ndarray, box_a: tuple[float, float] = (-5.0, 5.0),
+def image_profile(img: Image, centerline: Centerline, s_values: np.ndarray,
+                  box_a: tuple[float, float] = (-5.0, 5.0),
                   box_b: tuple[float, float] = (10.0, 28.0), step_mm: float = 1.5) -> np.ndarray:
     """Mean image intensity per arc length in a box of the cord's frame (default: in front of the
     cord, where the vertebral bodies and discs alternate), sampled directly in the cord frame
@@ -225,7 +231,8 @@ def held_ends(anchors_ref: np.ndarray, span_mm: float = 40.0, min_count: int = 3
     return lo, hi
 
 
-def refine_with_image(arc: PiecewiseLinear, cl_ref, cl_src, ref_img: Image, src_img: Image,
+def refine_with_image(arc: PiecewiseLinear, cl_ref: Centerline, cl_src: Centerline,
+                      ref_img: Image, src_img: Image,
                       anchors_ref: np.ndarray, knot_mm: float = 10.0,
                       hold_beyond: tuple[float | None, float | None] = (None, None), hold_slack: float = 0.0,
                       reference: PiecewiseLinear | None = None) -> tuple[PiecewiseLinear, dict]:

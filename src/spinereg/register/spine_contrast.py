@@ -11,11 +11,19 @@ matter to ``metric=CC``, which fits intensities linearly per vertebra).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
+
+    from spinereg.io.template import Template
+    from spinereg.register.steps import Step
 
 SPINE_INTENSITY: dict[str, dict[str, float]] = {
     "t2": {"background": 0.10, "csf": 1.0, "cord": 0.30, "disc": 0.22, "marrow": 0.13, "cortex": 0.05},
@@ -25,7 +33,7 @@ SPINE_INTENSITY: dict[str, dict[str, float]] = {
 }
 
 
-def synthesize_spine(tpl, region: Grid, contrast: str, vertebrae: np.ndarray) -> Image:
+def synthesize_spine(tpl: Template, region: Grid, contrast: str, vertebrae: np.ndarray) -> Image:
     """The spine contrast ``contrast`` on ``region`` (a voxel-aligned sub-grid of the template;
     ``vertebrae``: the template's vertebra labels there), blurred by half a voxel."""
     from spinereg.cord.vertebra_masks import spine_tissues
@@ -39,12 +47,13 @@ def synthesize_spine(tpl, region: Grid, contrast: str, vertebrae: np.ndarray) ->
     return Image(ndimage.gaussian_filter(out, 0.5), region.affine)
 
 
-def needs_spine(steps) -> bool:
+def needs_spine(steps: Iterable[Step]) -> bool:
     """Whether any step needs per-vertebra masks (``algo=polyrigid`` or ``rigidity > 0``)."""
     return any(s.algo == "polyrigid" or float(getattr(s, "rigidity", 0) or 0) > 0 for s in steps)
 
 
-def spine_inputs(steps, tpl, contrast: str, region: Grid, grid: Grid) -> dict[str, np.ndarray]:
+def spine_inputs(steps: Sequence[Step], tpl: Template, contrast: str, region: Grid,
+                 grid: Grid) -> dict[str, np.ndarray]:
     """What per-vertebra steps need in a template-space registration on ``grid`` (``region``: the
     template sub-grid it covers): ``vertebrae`` (the template's spine mask split by level) and
     ``spine`` (the spine contrast, the fixed image of ``algo=polyrigid`` steps on images)."""

@@ -21,6 +21,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,6 +43,13 @@ from spinereg.register.steps import Step, parse_param
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from spinereg.cord.centerline import Centerline
+    from spinereg.io.template import Template
+    from spinereg.vertebrae.label import VertebralLabeling
 
 DEFAULT_PRESET = "template_spinereg"
 #: smallest smoothing (mm) of the centerlines the cord mapping is built on: sub-centimetre
@@ -110,7 +118,9 @@ class TemplateRegistration:
         return float(np.min(self.work_grid.zooms))
 
 
-def load_landmarks(labels=None, ldisc=None, lrootlet=None) -> Landmarks:
+def load_landmarks(labels: str | Path | Image | Landmarks | None = None,
+                   ldisc: str | Path | Image | Landmarks | None = None,
+                   lrootlet: str | Path | Image | Landmarks | None = None) -> Landmarks:
     given = [(k, v) for k, v in (("body", labels), ("disc", ldisc), ("rootlet", lrootlet)) if v is not None]
     if len(given) != 1:
         raise InputError("give exactly one kind of landmarks", None,
@@ -122,7 +132,7 @@ def load_landmarks(labels=None, ldisc=None, lrootlet=None) -> Landmarks:
     return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind)
 
 
-def template_landmarks(tpl, kind: str) -> Landmarks:
+def template_landmarks(tpl: Template, kind: str) -> Landmarks:
     """The template's landmarks of ``kind``.
 
     Templates without body labels (e.g. PAM50_small) get them from the disc labels: the body of
@@ -137,7 +147,7 @@ def template_landmarks(tpl, kind: str) -> Landmarks:
     return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind, allow_blobs=True)
 
 
-def template_centerline(tcord: Image):
+def template_centerline(tcord: Image) -> Centerline:
     """Centerline of a template cord, cached on disk by file identity (templates do not change)."""
     import hashlib
     import json
@@ -166,13 +176,14 @@ def template_centerline(tcord: Image):
     return cl
 
 
-def project_landmarks(lm: Landmarks, cl) -> Landmarks:
+def project_landmarks(lm: Landmarks, cl: Centerline) -> Landmarks:
     """The landmarks moved to their closest centerline points."""
     s, _ = cl.project(lm.points)
     return Landmarks(lm.kind, lm.values, cl.points(s), lm.source)
 
 
-def arc_correspondence(cl_ref, cl_src, lm_ref: Landmarks, lm_src: Landmarks) -> PiecewiseLinear:
+def arc_correspondence(cl_ref: Centerline, cl_src: Centerline, lm_ref: Landmarks,
+                       lm_src: Landmarks) -> PiecewiseLinear:
     """Arc length on the reference cord -> arc length on the source cord, through the landmarks."""
     common = np.intersect1d(lm_ref.values, lm_src.values)
     s_ref, _ = cl_ref.project(lm_ref.subset(common).points)
@@ -205,16 +216,16 @@ def register_to_template(
     image: str | Path | Image,
     seg: str | Path | Image,
     *,
-    labels=None,
-    ldisc=None,
-    lrootlet=None,
+    labels: str | Path | Image | Landmarks | None = None,
+    ldisc: str | Path | Image | Landmarks | None = None,
+    lrootlet: str | Path | Image | Landmarks | None = None,
     template: str | Path = "PAM50",
     contrast: str = "t2",
     param: str | None = None,
     ref: str = "template",
     si_refine: bool = True,
-    labeling=None,
-    progress=None,
+    labeling: VertebralLabeling | str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TemplateRegistration:
     """Register a subject's anatomical image to a template (see module doc).
 
@@ -363,7 +374,8 @@ def register_to_template(
     )
 
 
-def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50", check_identity: bool = True):
+def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50",
+                  check_identity: bool = True) -> VertebralLabeling:
     """The automatic vertebral labeling of ``image`` as register-to-template and its QC level
     check run it (one call, shared by both). ``check_identity=False`` when given labels fix the
     levels (they are checked against the result): the image-alone second opinion is skipped."""
@@ -380,7 +392,8 @@ def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm
     return crop_grid(tgrid, pts[np.all(np.isfinite(pts), axis=1)], margin_mm)
 
 
-def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Image, anchor_points: np.ndarray):
+def _refine_si(arc: PiecewiseLinear, cl_tpl: Centerline, cl_subj: Centerline, img: Image,
+               tpl: Template, contrast: str, tcord: Image, anchor_points: np.ndarray):
     """S-I refinement from the vertebral pattern (template image on the region the subject
     covers), anchored at the template points of the landmarks (world mm, N x 3)."""
     from spinereg.register.si_refine import HOLD_SLACK, held_ends, refine_with_image
@@ -412,7 +425,8 @@ def _refine_si(arc, cl_tpl, cl_subj, img: Image, tpl, contrast: str, tcord: Imag
                                           for p in passes), "details": passes}
 
 
-def _template_intensity(tpl, contrast: str, tcord: Image, region: Grid | None = None) -> Image | None:
+def _template_intensity(tpl: Template, contrast: str, tcord: Image,
+                        region: Grid | None = None) -> Image | None:
     """The template image for ``contrast`` (on ``region``, a voxel-aligned sub-grid of the
     template, when given): the real template when present, else synthesised from tissue maps."""
     from spinereg.register.contrast import synthesize_contrast

@@ -25,12 +25,19 @@ spline between the fixed landmarks and the moving landmarks pulled back through 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.transforms.base import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
+
+    from spinereg.cord.landmarks import Landmarks
+    from spinereg.register.steps import Step
 
 __all__ = ["LandmarkPairs", "ThinPlateSpline", "fit_tps", "sigma_covariances", "tps_step", "voxel_covariance"]
 
@@ -111,7 +118,8 @@ def _poly(x: np.ndarray, centre: np.ndarray, axes: np.ndarray) -> np.ndarray:
     return np.column_stack([np.ones(len(x)), (x - centre) @ axes.T])
 
 
-def _system(p: np.ndarray, cov: np.ndarray | None, lam: float, basis=None) -> np.ndarray:
+def _system(p: np.ndarray, cov: np.ndarray | None, lam: float,
+            basis: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     n = len(p)
     centre, axes = _poly_basis(p) if basis is None else basis
     m = 1 + len(axes)
@@ -226,7 +234,8 @@ class LandmarkPairs:
     cov: np.ndarray | None = None
 
     @classmethod
-    def from_landmarks(cls, fixed_lm, moving_lm, fixed_grid: Grid | None = None,
+    def from_landmarks(cls, fixed_lm: Landmarks, moving_lm: Landmarks,
+                       fixed_grid: Grid | None = None,
                        moving_grid: Grid | None = None) -> LandmarkPairs:
         """Pairs of two :class:`~spinereg.cord.landmarks.Landmarks` by common value."""
         common = np.intersect1d(fixed_lm.values, moving_lm.values)
@@ -239,9 +248,9 @@ class LandmarkPairs:
         return sigma_covariances(sigma, len(self.fixed), (self.fixed_grid, self.moving_grid))
 
 
-def tps_step(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step,
+def tps_step(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid, step: Step,
              fixed_mask: np.ndarray | None = None, *, landmarks: LandmarkPairs | None = None,
-             chain=None, **_: object) -> ThinPlateSpline:
+             chain: Sequence[Transform] | None = None, **_: object) -> ThinPlateSpline:
     """The ``algo=tps`` step: the moving landmarks are pushed back through ``chain`` (the steps so
     far) into the fixed space, and the spline takes each fixed landmark to its match there."""
     if landmarks is None or len(landmarks.fixed) == 0:
@@ -257,7 +266,8 @@ def tps_step(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gri
 tps_step.needs = ("landmarks", "chain")  # inputs the engine passes (see engine.run_steps)
 
 
-def template_landmark_inputs(steps, template_landmarks, subject_landmarks, template_grid: Grid,
+def template_landmark_inputs(steps: Iterable[Step], template_landmarks: Landmarks,
+                             subject_landmarks: Landmarks, template_grid: Grid,
                              subject_grid: Grid) -> dict:
     """``fixed["landmarks"]`` for a template-space registration whose steps include
     ``algo=tps``: the template's labels (fixed) and the subject's (moving), as placed in their

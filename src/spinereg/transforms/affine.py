@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from spinereg.transforms.base import Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Sequence
 
 
 class AffineTransform(Transform):
@@ -23,8 +28,10 @@ class AffineTransform(Transform):
         return cls(np.eye(4))
 
     @classmethod
-    def from_params(cls, rotation_deg=(0.0, 0.0, 0.0), translation=(0.0, 0.0, 0.0),
-                    scale=(1.0, 1.0, 1.0), center=(0.0, 0.0, 0.0)) -> AffineTransform:
+    def from_params(cls, rotation_deg: Sequence[float] | np.ndarray = (0.0, 0.0, 0.0),
+                    translation: Sequence[float] | np.ndarray = (0.0, 0.0, 0.0),
+                    scale: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0),
+                    center: Sequence[float] | np.ndarray = (0.0, 0.0, 0.0)) -> AffineTransform:
         """Rotation about x, y, z (degrees, applied x then y then z), scale, translation, about ``center``."""
         ax, ay, az = np.deg2rad(rotation_deg)
         rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])

@@ -123,7 +123,7 @@ def apply_transforms(
     return _with_grid(img, out.reshape(tuple(ref.shape) + tuple(img.shape[3:])), ref)
 
 
-def _check_per_volume(per_volume, nvol: int) -> None:
+def _check_per_volume(per_volume: Sequence[Transform] | None, nvol: int) -> None:
     if per_volume is not None and len(per_volume) != nvol:
         from spinereg.errors import InputError
 
@@ -139,8 +139,9 @@ def _cached_world(chain: Chain, ref: Grid) -> list[np.ndarray]:
     return out
 
 
-def _volume_t(vol, src: Grid, ref: Grid, chain: Chain, interp: str, cval: float, coords, per_volume, mid,
-              t: int) -> np.ndarray:
+def _volume_t(vol: np.ndarray, src: Grid, ref: Grid, chain: Chain, interp: str, cval: float,
+              coords: list[np.ndarray] | None, per_volume: Sequence[Transform] | None,
+              mid: list[np.ndarray] | None, t: int) -> np.ndarray:
     if per_volume is None:
         return _apply_volume(vol, src, ref, chain, interp, cval, coords)
     if interp == "label":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +19,9 @@ from scipy.spatial import cKDTree
 
 from spinereg.io.grid import Grid
 from spinereg.transforms.base import Chain, Transform
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Iterable, Sequence
 
 #: Displacements larger than this (mm) are legacy "undefined" markers (1e5, FLT_MAX), not motion.
 UNDEFINED_MM = 1e4
@@ -85,7 +89,7 @@ def trilinear_vectors(field: np.ndarray, ijk: np.ndarray, chunk: int = 1 << 16) 
     return out
 
 
-def _node_slices(transform, grid: Grid) -> tuple[slice, ...] | None:
+def _node_slices(transform: Transform, grid: Grid) -> tuple[slice, ...] | None:
     """Slices of ``transform``'s data holding ``grid``'s voxels when ``transform`` is a plain
     displacement field (no undefined values) and ``grid`` a voxel-aligned part of its grid
     (same axes and voxel size, whole-voxel offset, inside it); else None. Trilinear
@@ -348,7 +352,7 @@ def sample_linear(arrays: list[np.ndarray], dx: np.ndarray, dy: np.ndarray,
     return out
 
 
-def _cell(d: np.ndarray, n: int, ax: int, shape) -> tuple[np.ndarray, np.ndarray]:
+def _cell(d: np.ndarray, n: int, ax: int, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Lower corner (int32, in [0, n - 2]) and fraction (float32, in [0, 1]) of ``index + d``
     along axis ``ax`` of an array of ``shape``: beyond the outer nodes, the outer node's value."""
     idx = np.arange(n, dtype=np.int32).reshape([-1 if k == ax else 1 for k in range(3)])
@@ -386,7 +390,9 @@ class ExpPlan:
     factor: tuple[int, int, int]
 
 
-def resample_level_field(v: np.ndarray, src_fac, dst_fac, shape: tuple[int, ...], lo) -> np.ndarray:
+def resample_level_field(v: np.ndarray, src_fac: Sequence[float] | np.ndarray,
+                         dst_fac: Sequence[float] | np.ndarray, shape: tuple[int, ...],
+                         lo: Sequence[float] | np.ndarray) -> np.ndarray:
     """Field in voxel units of a level of factors ``src_fac`` (origin: the crop's voxel 0) -> the
     level of factors ``dst_fac`` whose voxel 0 is the crop's voxel ``lo`` (``shape`` voxels):
     linear interpolation, edge values beyond the outer nodes (``map_coordinates(order=1,
@@ -487,7 +493,8 @@ def exp_velocity(v: np.ndarray, max_step: float = 0.25, plan: ExpPlan | None = N
     return d, n
 
 
-def taper_window(shape: tuple[int, ...], zooms: np.ndarray, axes, width_mm: float = 8.0,
+def taper_window(shape: tuple[int, ...], zooms: np.ndarray, axes: Iterable[int],
+                 width_mm: float = 8.0,
                  keep: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Separable window, 1 inside and 0 on the outer voxels of the grid along ``axes`` (a cosine
     ramp over ``width_mm``, at most a quarter of the extent). ``keep``: voxel box (lo, hi) that

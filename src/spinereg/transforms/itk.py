@@ -175,7 +175,8 @@ def parse_spec(spec: str) -> tuple[str, bool]:
     return s, False
 
 
-def load_transform(spec: str | Path, inverse_grid: Grid | None = None):
+def load_transform(spec: str | Path,
+                   inverse_grid: Grid | None = None) -> AffineTransform | DisplacementField:
     """Load a warp or affine from a spec (see :func:`parse_spec`); invert if asked.
 
     Inverting a displacement field needs the grid to put the inverse on (``inverse_grid``);
@@ -188,7 +189,8 @@ def load_transform(spec: str | Path, inverse_grid: Grid | None = None):
     return t
 
 
-def save_transform(transform, path: str | Path, overwrite: bool = False) -> Path:
+def save_transform(transform: AffineTransform | DisplacementField, path: str | Path,
+                   overwrite: bool = False) -> Path:
     if isinstance(transform, AffineTransform):
         return write_affine(transform, path, overwrite)
     return write_displacement(transform, path, overwrite)

@@ -23,11 +23,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.io.image import Image
 from spinereg.io.resample import sample_world
+
+if TYPE_CHECKING:
+    from spinereg.cord.centerline import Centerline
 
 #: contrasts whose CSF is brighter than the cord and its surroundings
 BRIGHT_CSF = ("t2", "t2s")
@@ -91,7 +95,8 @@ def template_csf_profile(csf: Image) -> tuple[np.ndarray, np.ndarray]:
     return z[o], area[o].astype(float)
 
 
-def subject_csf_profile(image: Image, seg: Image, centerline, s0: float, s1: float) -> tuple[np.ndarray, np.ndarray]:
+def subject_csf_profile(image: Image, seg: Image, centerline: Centerline, s0: float,
+                        s1: float) -> tuple[np.ndarray, np.ndarray]:
     """Bright (CSF) area (mm2) outside the cord within ``RADIUS_MM`` of the centerline, on disks
     perpendicular to it every ``STEP_MM`` from arc length ``s0`` to ``s1``; rows leaving the field
     of view are dropped."""
@@ -137,7 +142,7 @@ def fit_stretch(s: np.ndarray, area: np.ndarray, s3: float, tz: np.ndarray, tare
     return best[1], best[0]
 
 
-def locate_c1c2(image: Image, seg: Image, centerline, s_c2c3: float, contrast: str,
+def locate_c1c2(image: Image, seg: Image, centerline: Centerline, s_c2c3: float, contrast: str,
                 template_profile: tuple[np.ndarray, np.ndarray], t_c2c3: float,
                 t_c1c2: float) -> tuple[C1C2 | None, str]:
     """C1/C2 on the subject's centerline from the CSF profile above C2/C3 (module doc), or None

@@ -25,10 +25,14 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
+
+if TYPE_CHECKING:
+    from spinereg.vertebrae.label import VertebralLabeling
 
 #: coarsest S-I sampling (one voxel's extent along world S-I, mm) at which discs are converted
 MAX_SI_SPACING_MM = 2.0
@@ -47,7 +51,7 @@ def label_offsets(template: str, polarity: int) -> dict[int, float]:
     return {int(v): float(o) for v, o in (_table().get(str(template)) or {}).get("bright", {}).items()}
 
 
-def to_label_convention(labeling, landmarks: Landmarks, template: str,
+def to_label_convention(labeling: VertebralLabeling, landmarks: Landmarks, template: str,
                         si_spacing_mm: float | None = None) -> tuple[Landmarks, dict]:
     """``landmarks`` (a subset of ``labeling``'s discs) with every disc the labeling placed on its
     band moved to the template label's convention, and a record of what was done (provenance).

@@ -17,11 +17,16 @@ flagged).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.image import Image
 from spinereg.robust import neighbour_median
+
+if TYPE_CHECKING:
+    from spinereg.cord.centerline import Centerline
 
 #: the ratio of the two sides' root-mean-square offsets (about the centerline) beyond which a
 #: section counts as one-sided (intact masks: 1.0-1.2)
@@ -35,7 +40,8 @@ NEIGHBOURS_MM = 10.0
 ONE_SIDED_MAX_VOXEL_MM = 2.0
 
 
-def lr_width(seg: Image, centerline, s: np.ndarray, bin_mm: float = 2.0, smooth_mm: float = 4.0) -> np.ndarray:
+def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 2.0,
+             smooth_mm: float = 4.0) -> np.ndarray:
     """Left-right cord width (mm) at arc lengths ``s`` (NaN where the cord is not segmented)."""
     data = np.asarray(seg.data, np.float32)
     idx = np.argwhere(data > 0.5)

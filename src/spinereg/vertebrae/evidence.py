@@ -42,7 +42,7 @@ def _local_standardise(x: np.ndarray, v: np.ndarray, ds: float, trend_mm: float 
     w = v.astype(float)
     x = np.where(v, x, 0.0)
 
-    def smooth(a, mm):
+    def smooth(a: np.ndarray, mm: float) -> np.ndarray:
         return ndimage.gaussian_filter1d(a, mm / ds, axis=0, mode="constant")
 
     wt = np.maximum(smooth(w, trend_mm), 1e-6)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -53,6 +54,11 @@ from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name
 from spinereg.vertebrae.orientation import flip_si, si_reversal
 from spinereg.vertebrae.straight import slab_points, straighten_slab
+
+if TYPE_CHECKING:
+    from spinereg.vertebrae.cord_signal import CordSignal
+    from spinereg.vertebrae.dp import ChainResult
+    from spinereg.vertebrae.match import GlobalMatch
 
 #: the mid-sagittal slab follows the subject's turn about S-I (the cord cross-section's roll,
 #: :mod:`spinereg.cord.roll`) beyond ROLL_TOLERANCE_DEG; every figure measured before (phantoms
@@ -303,14 +309,15 @@ def _expected_strength(ev: Evidence, n_peaks: int = 3) -> float:
     return float(max(E0, 0.5 * np.median(top)))
 
 
-def _best_global(cands: list, model: SpineModel, s: np.ndarray, width: np.ndarray):
+def _best_global(cands: list[GlobalMatch], model: SpineModel, s: np.ndarray,
+                 width: np.ndarray) -> GlobalMatch:
     """The global match whose correlation ratio, less ``WIDTH_WEIGHT`` x the mean squared log
     ratio of the subject's to the template's cord width, is highest."""
     ok = np.isfinite(width)
     if ok.sum() < 5:
         return cands[0]
 
-    def score(g) -> float:
+    def score(g: GlobalMatch) -> float:
         wt = np.interp(g.t(s[ok]), model.s, model.cord_width)
         return g.eta2 - WIDTH_WEIGHT * float(np.mean(np.log(width[ok] / wt) ** 2))
 
@@ -378,8 +385,9 @@ def _extend(x: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-def _image_identity(grid: np.ndarray, img_unary: np.ndarray, t: np.ndarray, scales: np.ndarray, chain,
-                    ev: Evidence, s_sub: np.ndarray, step: float, in_view: np.ndarray) -> dict | None:
+def _image_identity(grid: np.ndarray, img_unary: np.ndarray, t: np.ndarray, scales: np.ndarray,
+                    chain: ChainResult, ev: Evidence, s_sub: np.ndarray, step: float,
+                    in_view: np.ndarray) -> dict | None:
     """The image's own say on the chain's identity, without the cord width: the best chain on
     the band evidence, the global match's vote and the spacing alone with the in-view disc of the
     strongest band held at its place (within POSITION_HOLD_MM) under its own name, and under the
@@ -404,7 +412,7 @@ def _image_identity(grid: np.ndarray, img_unary: np.ndarray, t: np.ndarray, scal
     return {"margin": round(float(scores[0] - alt), 2), "scores": {str(k): round(float(v), 2) for k, v in scores.items()}}
 
 
-def _init_position(init, cl: Centerline) -> tuple[int, float]:
+def _init_position(init: tuple[np.ndarray, int], cl: Centerline) -> tuple[int, float]:
     """``init`` = (world point (3,), disc value) -> (value, arc length)."""
     point, value = init
     s, dist = cl.project(np.asarray(point, float)[None])
@@ -421,7 +429,8 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
-def _c1c2_from_csf(image: Image, seg: Image, cl, contrast: str, template: str, model, discs: list) -> Disc | str:
+def _c1c2_from_csf(image: Image, seg: Image, cl: Centerline, contrast: str, template: str,
+                   model: SpineModel, discs: list[Disc]) -> Disc | str:
     """C1/C2 from the CSF profile above the measured C2/C3 (:func:`spinereg.vertebrae.c1c2.locate_c1c2`)
     as a disc, or why not."""
     from spinereg.io.template import load_template
@@ -513,7 +522,7 @@ def level_shift(first: VertebralLabeling, second: VertebralLabeling, match_mm: f
     return int(np.rint(np.median(diffs))) if diffs else None
 
 
-def read_contrast(contrast: str, signal) -> tuple[str, str | None]:
+def read_contrast(contrast: str, signal: CordSignal) -> tuple[str, str | None]:
     """The contrast the chain reads the discs with, and a reason to flag the labeling, from the
     CSF around the cord (:func:`~spinereg.vertebrae.cord_signal.cord_signal`: + = the ring brighter
     than the cord, as on T2/T2*; - = darker, as on T1). ``auto`` on an image whose CSF is clearly
@@ -533,7 +542,8 @@ def read_contrast(contrast: str, signal) -> tuple[str, str | None]:
     return contrast, None
 
 
-def _with_signal(lab: VertebralLabeling, signal, given: str, mismatch: str | None) -> VertebralLabeling:
+def _with_signal(lab: VertebralLabeling, signal: CordSignal, given: str,
+                 mismatch: str | None) -> VertebralLabeling:
     lab.report["cord_signal"] = signal.as_dict()
     lab.report["contrast_given"] = given
     for reason in (faint_reason(signal), mismatch):
@@ -543,7 +553,8 @@ def _with_signal(lab: VertebralLabeling, signal, given: str, mismatch: str | Non
     return lab
 
 
-def _orientation(image: Image, seg: Image, contrast: str, template: str, lab: VertebralLabeling):
+def _orientation(image: Image, seg: Image, contrast: str, template: str,
+                 lab: VertebralLabeling) -> tuple[dict, str | None]:
     """:func:`spinereg.vertebrae.orientation.si_reversal` of ``lab`` (its record and reason, or
     None): the same chain on the image and segmentation mirrored along S-I."""
     try:
@@ -554,7 +565,8 @@ def _orientation(image: Image, seg: Image, contrast: str, template: str, lab: Ve
     return si_reversal(lab.report["chain_score"], mirrored.report["chain_score"], n_bands)
 
 
-def _with_orientation(lab: VertebralLabeling, orientation) -> VertebralLabeling:
+def _with_orientation(lab: VertebralLabeling,
+                      orientation: tuple[dict, str | None] | None) -> VertebralLabeling:
     if orientation is not None:
         record, reason = orientation
         lab.report["orientation"] = record
@@ -569,7 +581,8 @@ def _slab_turn(roll_deg: float) -> float:
     return frame_turn(roll_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
 
 
-def _too_little_in_view(image: Image, cl: Centerline, model, pts) -> None:
+def _too_little_in_view(image: Image, cl: Centerline, model: SpineModel,
+                        pts: tuple[np.ndarray, np.ndarray]) -> None:
     """Raise the reason no labeling can be read: too short a stretch of cord, or a field of view
     too narrow around it (an axial stack cropped to the cord, as sct_testing_data's t2s, shows no
     vertebral body)."""

@@ -16,6 +16,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -25,6 +26,10 @@ from spinereg.errors import DataNotFoundError
 from spinereg.io.image import load_image
 from spinereg.io.resample import sample_world
 from spinereg.vertebrae.cordwidth import template_lr_width
+
+if TYPE_CHECKING:
+    from spinereg.io.image import Image
+    from spinereg.io.template import Template
 
 OTHER, CORD, CSF, BODY, DISC, POST, DISC_CORE, BODY_RIM = range(8)
 CLASS_NAMES = ("other", "cord", "csf", "body", "disc", "posterior", "disc core", "body rim")
@@ -61,7 +66,8 @@ class SpineModel:
         return np.clip(np.rint((np.asarray(s, float) - self.s[0]) / self.ds).astype(int), 0, len(self.s) - 1)
 
 
-def _slab_mean(img, xc: np.ndarray, yc: np.ndarray, z: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def _slab_mean(img: Image, xc: np.ndarray, yc: np.ndarray, z: np.ndarray, a: np.ndarray,
+               b: np.ndarray) -> np.ndarray:
     """Mean over ``a`` of the image at (xc + a, yc + b, z): array (len(b), len(z))."""
     aa, bb, zz = np.meshgrid(a, b, np.arange(len(z)), indexing="ij")
     pts = np.stack([xc[zz] + aa, yc[zz] + bb, z[zz]], -1).reshape(-1, 3)
@@ -104,7 +110,7 @@ def spine_model(template: str = "PAM50") -> SpineModel:
     return model
 
 
-def build_spine_model(tpl, slab_mm: float = 3.0, db: float = 1.0, ds: float = 0.5,
+def build_spine_model(tpl: Template, slab_mm: float = 3.0, db: float = 1.0, ds: float = 0.5,
                       b_range: tuple[float, float] = (-45.0, 60.0), core_mm: float = 1.5,
                       rim_mm: float = 3.0) -> SpineModel:
     """Build the class map of ``tpl`` (a :class:`~spinereg.io.template.Template`)."""

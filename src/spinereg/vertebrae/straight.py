@@ -11,12 +11,16 @@ outside the field of view: its sharp edge is not anatomy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
 
 from spinereg.io.image import Image
 from spinereg.io.resample import sample_world
+
+if TYPE_CHECKING:
+    from spinereg.cord.centerline import Centerline
 
 
 @dataclass
@@ -50,7 +54,7 @@ def padding_mask(volume: np.ndarray, min_fraction: float = 0.002) -> np.ndarray:
     return keep[lab]
 
 
-def slab_points(centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
+def slab_points(centerline: Centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
                 margin_mm: float = 40.0) -> tuple[np.ndarray, np.ndarray]:
     """Arc lengths ``s`` (every ``ds`` mm from ``margin_mm`` below to ``margin_mm`` above the
     centerline's ends) and the world points (a, b, s, 3) of the slab ``|a| <= slab_mm`` (1 mm
@@ -66,8 +70,9 @@ def slab_points(centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0
     return s, pts
 
 
-def straighten_slab(image: Image, centerline, b: np.ndarray, ds: float = 0.5, slab_mm: float = 3.0,
-                    margin_mm: float = 40.0, min_valid: float = 0.3, mask_padding: bool = True,
+def straighten_slab(image: Image, centerline: Centerline, b: np.ndarray, ds: float = 0.5,
+                    slab_mm: float = 3.0, margin_mm: float = 40.0, min_valid: float = 0.3,
+                    mask_padding: bool = True,
                     points: tuple[np.ndarray, np.ndarray] | None = None) -> Straightened:
     """Sample ``image`` in the cord frame of ``centerline`` (rows: arc length every ``ds`` mm from
     ``margin_mm`` below to ``margin_mm`` above the centerline's ends, kept where at least
