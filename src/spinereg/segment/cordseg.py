@@ -31,6 +31,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image
+from spinereg.segment.bites import fill_bites
 from spinereg.segment.components import image_beyond_ends, select_cord, soft_keep
 from spinereg.segment.inputs import load_volume
 from spinereg.segment.model import get_model, model_summary, normalise, predict
@@ -61,6 +62,8 @@ MIN_VOLUME_MM3 = 40.0
 #: with more than FREE_END_MM of image beyond both ends covering under FREE_ENDS_MAX_COVERAGE of
 #: the slices is refused (smoothed noise: blobs 11-35 mm clear of both edges).
 FREE_END_MM = 5.0
+#: fill narrow concave pockets of each section (lesions at the surface; spinereg.segment.bites)
+FILL_BITES = True
 FREE_ENDS_MAX_COVERAGE = 0.6
 
 
@@ -160,6 +163,9 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
         prob, filled = fill_gaps(prob, wg, data)
         prob, n_refined = refine_boundary(prob, data, inside, wg)
         info["refined"] = {"gap_slices_filled": filled, "slices_outline_from_contrast": n_refined}
+        if FILL_BITES:
+            prob, n_bites = fill_bites(prob)
+            info["refined"]["sections_with_bites_filled"] = n_bites
         prob = shift_inward(prob, wg)
         if not np.any(prob > 0):
             raise _no_cord(img.name, "the cord found is smaller than one voxel of the image")
