@@ -11,12 +11,13 @@ mask better on all 16 (t2 mean 0.947 -> 0.954, t1 0.912 -> 0.915). Images withou
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
-from scipy import ndimage
 
 import spinereg.segment.cordseg as cordseg
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import load_image
 from spinereg.metrics import dice
 from spinereg.segment import segment
 from spinereg.segment.bites import fill_bites, fill_section
@@ -53,23 +54,20 @@ def test_fill_bites_works_per_section():
     assert changed == 1 and (out[1] >= 0.5).sum() > (prob[1] >= 0.5).sum() and not out[2].any()
 
 
-def _paint(img: Image, seg: Image, seed: int, level: tuple[float, float]) -> tuple[Image, np.ndarray]:
-    """training/segment/evaluate_lesions.py's lesion (same procedure, written again here)."""
-    a = np.asarray(img.data, float)
-    m = np.asarray(seg.data) > 0
-    ring = ndimage.binary_dilation(m, iterations=3) & ~ndimage.binary_dilation(m, iterations=1)
-    csf = float(np.median(a[ring]))
-    world = img.grid.voxel_to_world(np.argwhere(m).astype(float))
-    allw = img.grid.voxel_to_world(np.argwhere(np.ones(a.shape, bool)).astype(float)).reshape(a.shape + (3,))
-    ok = (world[:, 2] > world[:, 2].min() + 12) & (world[:, 2] < world[:, 2].max() - 12)
-    rng = np.random.default_rng(seed)
-    cen = world[ok][rng.integers(ok.sum())]
-    ax = np.array([rng.uniform(1.2, 2.5), rng.uniform(1.2, 2.5), rng.uniform(3, 12)])
-    les = ((((allw - cen) / ax) ** 2).sum(-1) <= 1) & m
-    b = a.copy()
-    b[les] = csf * rng.uniform(*level)
-    b = np.where(les, ndimage.gaussian_filter(b, 0.5), a)
-    return img.with_data(b.astype(np.float32)), les
+def _painter():
+    """training/segment/evaluate_lesions.py's ``paint_lesion`` (the script is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "training" / "segment" / "evaluate_lesions.py"
+    spec = importlib.util.spec_from_file_location("evaluate_lesions", script)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(script.parent))  # it imports its sibling evaluate.py
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(script.parent))
+    return mod.paint_lesion
 
 
 @pytest.mark.realdata
@@ -79,9 +77,10 @@ def _paint(img: Image, seg: Image, seed: int, level: tuple[float, float]) -> tup
 def test_painted_surface_lesions_are_drawn_in(sct_data, monkeypatch, name, level, claim_off, claim_on):
     img = load_image(sct_data / {"t2": "t2/t2.nii.gz", "t1": "t1/t1w.nii.gz"}[name])
     ref = load_image(sct_data / {"t2": "t2/t2_seg-manual.nii.gz", "t1": "t1/t1w_seg-manual.nii.gz"}[name])
+    paint = _painter()
     inside = {False: [], True: []}
     for seed in range(8):
-        painted, les = _paint(img, ref, seed, level)
+        painted, les = paint(img, ref, seed, level)
         d = {}
         for on in (False, True):
             monkeypatch.setattr(cordseg, "FILL_BITES", on)

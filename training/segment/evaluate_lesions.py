@@ -31,6 +31,29 @@ CASES = (("t2", "t2/t2.nii.gz", "t2/t2_seg-manual.nii.gz", (0.9, 1.4)),
          ("t1", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", (0.8, 1.2)))
 
 
+def paint_lesion(img, seg, seed: int, level: tuple[float, float]):
+    """One lesion painted into ``img`` (an Image) inside its manual cord mask ``seg``: an
+    ellipsoid (1.2-2.5 mm in-plane, 3-12 mm S-I semi-axes) centred at a random mask voxel at
+    least 12 mm from the mask's S-I ends, cut by the mask, at ``level`` (a range) times the CSF's
+    median (a ring 2-3 voxels outside the mask), blurred by 0.5 voxel. Returns the painted image
+    and the lesion's voxels (bool)."""
+    a_ = np.asarray(img.data, float)
+    m = np.asarray(seg.data) > 0
+    ring = ndimage.binary_dilation(m, iterations=3) & ~ndimage.binary_dilation(m, iterations=1)
+    csf = float(np.median(a_[ring]))
+    world = img.grid.voxel_to_world(np.argwhere(m).astype(float))
+    allw = img.grid.voxel_to_world(np.argwhere(np.ones(a_.shape, bool)).astype(float)).reshape(a_.shape + (3,))
+    ok = (world[:, 2] > world[:, 2].min() + 12) & (world[:, 2] < world[:, 2].max() - 12)
+    rng = np.random.default_rng(seed)
+    cen = world[ok][rng.integers(ok.sum())]
+    ax = np.array([rng.uniform(1.2, 2.5), rng.uniform(1.2, 2.5), rng.uniform(3, 12)])
+    les = ((((allw - cen) / ax) ** 2).sum(-1) <= 1) & m
+    b = a_.copy()
+    b[les] = csf * rng.uniform(*level)
+    b = np.where(les, ndimage.gaussian_filter(b, 0.5), a_)
+    return img.with_data(b.astype(np.float32)), les
+
+
 def main() -> None:
     a = parse_model_args(argparse.ArgumentParser())
     import spinereg.segment.refine as refine
@@ -42,22 +65,9 @@ def main() -> None:
     out = {}
     for name, ip, sp, lv in CASES:
         img, seg = load_image(root / ip), load_image(root / sp)
-        a_ = np.asarray(img.data, float)
-        m = np.asarray(seg.data) > 0
-        ring = ndimage.binary_dilation(m, iterations=3) & ~ndimage.binary_dilation(m, iterations=1)
-        csf = float(np.median(a_[ring]))
-        world = img.grid.voxel_to_world(np.argwhere(m).astype(float))
-        allw = img.grid.voxel_to_world(np.argwhere(np.ones(a_.shape, bool)).astype(float)).reshape(a_.shape + (3,))
-        ok = (world[:, 2] > world[:, 2].min() + 12) & (world[:, 2] < world[:, 2].max() - 12)
         for seed in range(8):
-            rng = np.random.default_rng(seed)
-            cen = world[ok][rng.integers(ok.sum())]
-            ax = np.array([rng.uniform(1.2, 2.5), rng.uniform(1.2, 2.5), rng.uniform(3, 12)])
-            les = ((((allw - cen) / ax) ** 2).sum(-1) <= 1) & m
-            b = a_.copy()
-            b[les] = csf * rng.uniform(*lv)
-            b = np.where(les, ndimage.gaussian_filter(b, 0.5), a_)
-            r = segment(img.with_data(b.astype(np.float32)), name)
+            painted, les = paint_lesion(img, seg, seed, lv)
+            r = segment(painted, name)
             inside = float(((np.asarray(r.seg.data) > 0) & les).sum() / les.sum())
             out[f"{name}_{seed}"] = {"dice": round(dice(r.seg, seg).dice, 4), "lesion_inside": round(inside, 3)}
             print(name, seed, out[f"{name}_{seed}"], flush=True)
