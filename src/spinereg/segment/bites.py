@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import Delaunay, QhullError
+from scipy.spatial import ConvexHull, QhullError
 
 #: a pocket is filled when its largest extent is at most this share of the section's
 MAX_POCKET_FRACTION = 0.5
@@ -33,17 +33,18 @@ def _extent(points: np.ndarray) -> float:
 
 
 def _hull(mask: np.ndarray) -> np.ndarray | None:
-    """Pixels whose centres lie inside the convex hull of ``mask``'s pixel centres."""
-    pts = np.argwhere(mask).astype(float)
+    """Pixels whose centres lie inside the convex hull of ``mask``'s pixel centres (the hull of
+    its outline pixels: the same polygon, fewer points)."""
+    edge = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float)
     try:
-        tri = Delaunay(pts)
-    except QhullError:  # collinear pixels: no area to fill
+        eq = ConvexHull(edge).equations  # (n, 3): a x + b y + c <= 0 inside
+    except (QhullError, ValueError):  # collinear pixels: no area to fill
         return None
-    lo, hi = pts.min(0).astype(int), pts.max(0).astype(int)
+    lo, hi = edge.min(0).astype(int), edge.max(0).astype(int)
     ii, jj = np.mgrid[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
-    inside = tri.find_simplex(np.column_stack([ii.ravel(), jj.ravel()])) >= 0
+    inside = (eq[:, 0, None, None] * ii + eq[:, 1, None, None] * jj + eq[:, 2, None, None] <= 1e-9).all(0)
     out = np.zeros_like(mask)
-    out[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1] = inside.reshape(ii.shape)
+    out[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1] = inside
     return out
 
 
@@ -75,8 +76,11 @@ def fill_bites(prob: np.ndarray, threshold: float = 0.5,
     out = prob.copy()
     changed = 0
     for k in np.flatnonzero((prob >= threshold).any(axis=(1, 2))):
-        fill = fill_section(prob[k] >= threshold, max_fraction)
+        mask = prob[k] >= threshold
+        (i0, j0), (i1, j1) = np.argwhere(mask).min(0), np.argwhere(mask).max(0) + 1
+        box = (slice(max(i0 - 1, 0), i1 + 1), slice(max(j0 - 1, 0), j1 + 1))  # the section, 1 pixel around
+        fill = fill_section(mask[box], max_fraction)
         if fill.any():
-            out[k][fill] = 1.0
+            out[k][box][fill] = 1.0
             changed += int(fill.sum() > 1)
     return out, changed
