@@ -187,6 +187,18 @@ def test_label_errors(sct_data, tmp_path):
     frac = lab.with_data(np.asarray(lab.data, float) * 1.5)
     with pytest.raises(InputError, match="non-integer"):
         register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=frac, template="PAM50_small")
+    # a segmentation given as labels (session 17: it registered "C1" at the cord's centre of mass,
+    # verdict pass) and a labelled segmentation given as disc labels are regions, not points
+    for kind, path in (("labels", "t2_seg-manual.nii.gz"), ("ldisc", "t2_seg-manual_labeled.nii.gz")):
+        with pytest.raises(InputError, match="covers a region, not a point"):
+            register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", **{kind: t2 / path},
+                                 template="PAM50_small")
+    # a blob of a few voxels is still a point (3 x 3 x 3 voxels round body label 3)
+    i, j, k = np.argwhere(np.asarray(lab.data) == 3)[0]
+    blob = np.asarray(lab.data).copy()
+    blob[i - 1:i + 2, j - 1:j + 2, k - 1:k + 2] = 3
+    register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=lab.with_data(blob),
+                         template="PAM50_small")
 
 
 def test_cli_label_error_exit_code(sct_data, tmp_path, capsys):

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 KINDS = ("body", "disc", "rootlet")
+#: a point label's voxels lie within this distance (mm) of their centre: farther, the file holds
+#: regions (a segmentation given as labels put "C1" at the cord's centre of mass and registered)
+MAX_BLOB_MM = 5.0
 
 
 @dataclass
@@ -61,8 +64,9 @@ def _values_present(data: np.ndarray, name: str) -> np.ndarray:
 def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) -> Landmarks:
     """Read a point-label image: one landmark per value (centre of mass, world mm).
 
-    Raises InputError for empty files, non-integer values and duplicated labels (the same value
-    at two places more than 3 mm apart).
+    Raises InputError for empty files, non-integer values, duplicated labels (the same value
+    at two places more than 3 mm apart) and regions (a value whose voxels reach farther than
+    ``MAX_BLOB_MM`` from their centre: a segmentation, not point labels).
     """
     name = img.name
     data = np.asarray(img.data)
@@ -86,7 +90,16 @@ def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) 
                     "keep one voxel per label value",
                 )
         com = np.array(ndimage.center_of_mass(mask)) + offset
-        points.append(img.grid.voxel_to_world(com))
+        world = img.grid.voxel_to_world(com)
+        reach = float(np.linalg.norm(img.grid.voxel_to_world(np.argwhere(mask) + offset) - world, axis=1).max())
+        if reach > MAX_BLOB_MM:
+            raise InputError(
+                f"label {v} covers a region, not a point ({int(mask.sum())} voxels reaching {reach:.0f} mm from "
+                f"their centre; a label is one voxel or a blob within {MAX_BLOB_MM:g} mm)", name,
+                "give a point-label file (one voxel per level, e.g. from `sct_label_utils -create-viewer`); "
+                "a cord segmentation goes to -s",
+            )
+        points.append(world)
     return Landmarks(kind, values, np.array(points), name)
 
 
