@@ -128,7 +128,6 @@ def label_si_scale(prov: dict, seg: Image, tpl: Template) -> dict[str, float]:
 def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template: Transform,
                       tpl: Template) -> tuple[dict[str, float], list[str]]:
     """``level_offset_vertebrae`` and ``level_check_discs`` (see the module docstring), and notes."""
-    from spinereg.register.template import template_landmarks
     from spinereg.vertebrae.label import CUES_DISAGREE, label_vertebrae
     from spinereg.vertebrae.orientation import UPSIDE_DOWN
 
@@ -147,8 +146,24 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template:
                                   template=tpl.name if tpl.name in ("PAM50",) else "PAM50")
     except Exception as err:  # noqa: BLE001 - the check must never block the outputs
         return {}, [f"levels not verified: automatic labeling failed ({type(err).__name__}: {err})"]
+    scores, notes = _level_offset(lab, image, subject2template, tpl)
     if lab.ambiguous:
-        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {lab.identity_margin:.2f})"]
+        # not a score (an ambiguous labeling does not verify), but what its best reading says
+        said = ""
+        if "level_offset_vertebrae" in scores:
+            k = int(scores["level_offset_vertebrae"])
+            said = ("; its best reading agrees with the registration's levels" if k == 0 else
+                    f"; its best reading differs from the registration's levels by {k} level(s): check the labels")
+        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {lab.identity_margin:.2f})"
+                    + said]
+    return scores, notes
+
+
+def _level_offset(lab: VertebralLabeling, image: Image, subject2template: Transform,
+                  tpl: Template) -> tuple[dict[str, float], list[str]]:
+    """The registration's level shift read from ``lab``'s measured discs (see the module doc)."""
+    from spinereg.register.template import template_landmarks
+
     tl = template_landmarks(tpl, "disc")
     tz = {int(v): float(p[2]) for v, p in zip(tl.values, tl.points, strict=True)}
     found = lab.measured  # discs seen on the image (not the estimated C1/C2)
