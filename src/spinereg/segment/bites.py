@@ -32,10 +32,9 @@ def _extent(points: np.ndarray) -> float:
     return float(np.sqrt((d ** 2).sum(-1).max()))
 
 
-def _hull(mask: np.ndarray) -> np.ndarray | None:
-    """Pixels whose centres lie inside the convex hull of ``mask``'s pixel centres (the hull of
-    its outline pixels: the same polygon, fewer points)."""
-    edge = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float)
+def _hull(edge: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Pixels (of an array of ``shape``) whose centres lie inside the convex hull of the outline
+    pixels ``edge`` (N, 2): the hull of the section's pixel centres, from fewer points."""
     try:
         eq = ConvexHull(edge).equations  # (n, 3): a x + b y + c <= 0 inside
     except (QhullError, ValueError):  # collinear pixels: no area to fill
@@ -43,7 +42,7 @@ def _hull(mask: np.ndarray) -> np.ndarray | None:
     lo, hi = edge.min(0).astype(int), edge.max(0).astype(int)
     ii, jj = np.mgrid[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1]
     inside = (eq[:, 0, None, None] * ii + eq[:, 1, None, None] * jj + eq[:, 2, None, None] <= 1e-9).all(0)
-    out = np.zeros_like(mask)
+    out = np.zeros(shape, bool)
     out[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1] = inside
     return out
 
@@ -54,13 +53,14 @@ def fill_section(mask: np.ndarray, max_fraction: float = MAX_POCKET_FRACTION) ->
     fill = np.zeros_like(mask)
     if mask.sum() < MIN_SECTION_PX:
         return fill
-    hull = _hull(mask)
+    edge = np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float)
+    hull = _hull(edge, mask.shape)
     if hull is None:
         return fill
     pockets, n = ndimage.label(hull & ~mask)
     if n == 0:
         return fill
-    width = _extent(np.argwhere(mask & ~ndimage.binary_erosion(mask)).astype(float))
+    width = _extent(edge)
     for k in range(1, n + 1):
         pocket = pockets == k
         if _extent(np.argwhere(pocket).astype(float)) <= max_fraction * width:
@@ -77,7 +77,8 @@ def fill_bites(prob: np.ndarray, threshold: float = 0.5,
     changed = 0
     for k in np.flatnonzero((prob >= threshold).any(axis=(1, 2))):
         mask = prob[k] >= threshold
-        (i0, j0), (i1, j1) = np.argwhere(mask).min(0), np.argwhere(mask).max(0) + 1
+        px = np.argwhere(mask)
+        (i0, j0), (i1, j1) = px.min(0), px.max(0) + 1
         box = (slice(max(i0 - 1, 0), i1 + 1), slice(max(j0 - 1, 0), j1 + 1))  # the section, 1 pixel around
         fill = fill_section(mask[box], max_fraction)
         if fill.any():
