@@ -60,11 +60,11 @@ MIN_VOLUME_MM3 = 40.0
 #: A cord runs through the field of view: it can end inside it at one end (the conus; the
 #: brainstem above), not at both unless the field is long enough to hold a whole cord. A piece
 #: with more than FREE_END_MM of image beyond both ends covering under FREE_ENDS_MAX_COVERAGE of
-#: the slices is refused (smoothed noise: blobs 11-35 mm clear of both edges).
+#: the slices is refused (smoothed noise: blobs 10-39 mm clear of both edges).
 FREE_END_MM = 5.0
+FREE_ENDS_MAX_COVERAGE = 0.6
 #: fill narrow concave pockets of each section (lesions at the surface; spinereg.segment.bites)
 FILL_BITES = True
-FREE_ENDS_MAX_COVERAGE = 0.6
 
 
 @dataclass
