@@ -85,11 +85,14 @@ def _level_label(labeling: VertebralLabeling, s: float) -> str:
 
 
 def warnings_of(labeling: VertebralLabeling) -> list[str]:
-    """What the QC must say about a labeling: coarse sampling, ambiguous identity, gaps."""
+    """What the QC must say about a labeling: coarse sampling, ambiguous identity, a pinned disc the
+    image reads as another level, gaps."""
     warnings = [labeling.report["warning"]] if labeling.report.get("warning") else []
     reasons = labeling.report.get("ambiguous_reasons", [])
     # an image that looks upside down needs its header fixed, not a pinned disc
     warnings += [r for r in reasons if r.startswith(UPSIDE_DOWN)]
+    if labeling.report.get("init_check", {}).get("warning"):  # a pinned disc the image reads otherwise
+        warnings.append(labeling.report["init_check"]["warning"])
     if labeling.ambiguous:
         why = "; ".join(r for r in reasons if "S-I sampling" not in r and not r.startswith(UPSIDE_DOWN))
         warnings.append(f"level identity is ambiguous ({why or f'margin {labeling.identity_margin:.2f}'}): "

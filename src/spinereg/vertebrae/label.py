@@ -18,7 +18,8 @@ confidence. Steps (see the modules):
    (:mod:`~spinereg.vertebrae.dp`): each disc in view scores its band evidence minus what a disc
    must show, plus the cord-width agreement and the global match's vote; the pontomedullary
    junction cannot lie below the top of the segmented cord nor the template's last disc far
-   above its end; ``init`` (SCT's ``-initz`` / ``-initlabel``) pins one disc. The chain that
+   above its end; ``init`` (SCT's ``-initz`` / ``-initlabel``) pins one disc (and the image's
+   own reading of it is recorded, ``init_check``, warned of when it names another level). The chain that
    names the levels reads bands tilted at most ``IDENTITY_TILTS_DEG`` (steep tilts make spurious
    peaks between weak discs); the discs are then re-placed on every tilt, each within
    ``REFINE_MM`` of that chain's place;
@@ -460,7 +461,39 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     levels' names (for callers whose own labels fix the identity and are checked against the
     result, e.g. register-to-template given body labels)."""
     with _one_blas_thread():
-        return _label_vertebrae(image, seg, contrast, init, template, check_identity)
+        lab = _label_vertebrae(image, seg, contrast, init, template, check_identity)
+        if init is not None and check_identity:
+            _check_init(lab, _label_vertebrae(image, seg, contrast, None, template, True), init)
+        return lab
+
+
+def _check_init(pinned: VertebralLabeling, free: VertebralLabeling, init: tuple[np.ndarray, int]) -> None:
+    """Record in ``pinned.report["init_check"]`` what the image alone (the same call without
+    ``init``) names the pinned disc: the level of its disc nearest the pin (within
+    POSITION_HOLD_MM; else the median over the discs both place, :func:`level_shift`), and a
+    warning when that is another level. A pinned disc is trusted, as SCT does, but a wrong
+    ``-initz`` (an init file made for another image, a slice counted from the other end) would
+    otherwise pass unremarked, under an identity margin that only measures the pin. Near the pin,
+    not over all discs: a chain held to a wrong pin stretches over a few discs and gives the rest
+    their image names back."""
+    value, s0 = _init_position(init, pinned.centerline)
+    near = min((d for d in free.measured if d.value != CONUS), key=lambda d: abs(d.s - s0), default=None)
+    if near is not None and abs(near.s - s0) <= POSITION_HOLD_MM:
+        shift = int(near.value - value)
+    else:
+        shift = level_shift(pinned, free)
+    names = [d.name for d in free.measured]
+    record = {"image_discs": names, "image_identity_margin": round(float(free.identity_margin), 2),
+              "image_ambiguous": bool(free.ambiguous), "level_shift": shift,
+              "image_name_at_pin": None if near is None or abs(near.s - s0) > POSITION_HOLD_MM else near.name}
+    if shift:
+        how = "ambiguously" if free.ambiguous else "unambiguously"
+        record["warning"] = (
+            f"the pinned disc ({disc_name(value)}) names the levels {abs(shift)} level(s) "
+            f"{'higher' if shift > 0 else 'lower'} than the image alone reads them ({how}: "
+            f"{' to '.join(names[:1] + names[-1:])}, identity margin {free.identity_margin:.2f}): "
+            "check -initz / -initlabel")
+    pinned.report["init_check"] = record
 
 
 def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
