@@ -149,3 +149,32 @@ def test_csa_real_t2_manual_levels(sct_data):
     sct3d = cross_sectional_area(load_image(t2 / "t2_seg-deepseg_sc-3d.nii.gz"), lev).mean_over([2, 3, 4, 5])
     assert 60 < man[0] < 95 and man[2] >= 45
     assert abs(sct3d[0] - man[0]) / man[0] < 0.01
+
+
+def test_csa_refuses_what_would_fool_a_user(tmp_path, capsys):
+    """Each of these ran before with exit 0 (session 18): an intensity image as -s (read as a
+    labelled segmentation, every non-zero voxel cord: t2.nii.gz gave 3069 mm2), a point-label file
+    as --levels (a level per single slice), and --vert naming levels no slice is at (an empty
+    summary row). Now one line, exit 2, no CSV."""
+    g = _grid()
+    cyl = _cylinder(20.0)
+    seg = save(Image((cyl >= 0.5).astype(np.uint8), g.affine), tmp_path / "seg.nii.gz")
+    rng = np.random.default_rng(0)
+    image = save(Image((100 + 400 * cyl + rng.normal(0, 10, g.shape)).astype(np.float32), g.affine),
+                 tmp_path / "img.nii.gz")
+    points = np.zeros(g.shape, np.uint8)
+    inside = np.argwhere(cyl >= 0.5)
+    points[tuple(inside[len(inside) // 3])] = 3
+    points[tuple(inside[2 * len(inside) // 3])] = 4
+    pts = save(Image(points, g.affine), tmp_path / "points.nii.gz")
+    lev = save(Image(_cylinder(20.0, levels=True), g.affine), tmp_path / "lev.nii.gz")
+    out = tmp_path / "csa.csv"
+    for args, words in ((["-s", str(image)], "not a mask"),
+                        (["-s", str(seg), "--levels", str(pts)], "point-label file"),
+                        (["-s", str(seg), "--levels", str(lev), "--vert", "7:9"], "levels present: 3, 4")):
+        rc = main(["csa", *args, "-o", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert not out.exists()
+    # a labelled segmentation is a segmentation
+    assert main(["csa", "-s", str(lev), "-o", str(out)]) == 0

@@ -249,3 +249,16 @@ def test_cli_initlabel(sct_data, tmp_path):
     # the weak C3/C4 band is a gap: the QC entry says warn, with the reason
     (entry,) = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
     assert doc["gaps"] == ["C3/C4"] and entry["verdict"] == "warn" and "C3/C4" in entry["reasons"][0]
+
+
+def test_cli_refuses_an_image_given_as_the_segmentation(sct_data, tmp_path):
+    """t2.nii.gz as -s ran before (session 18) and wrote a labelling of nothing (no disc, a warning):
+    now one line, exit 2, no output folder. A labelled segmentation (SCT's *_seg_labeled) is still
+    a segmentation."""
+    d = sct_data / "t2"
+    r = _cli("-i", str(d / "t2.nii.gz"), "-s", str(d / "t2.nii.gz"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "not a mask" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+    r = _cli("-i", str(d / "t2.nii.gz"), "-s", str(d / "t2_seg-manual_labeled.nii.gz"), "-c", "t2",
+             "-o", str(tmp_path / "o2"))
+    assert r.returncode == 0, r.stderr

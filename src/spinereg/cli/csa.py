@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from spinereg.errors import InputError
     from spinereg.io.image import check_writable, load_image
-    from spinereg.metrics.morphometry import cross_sectional_area, parse_levels, write_csa_csv
+    from spinereg.metrics.morphometry import (
+        cross_sectional_area,
+        parse_levels,
+        require_levels_present,
+        write_csa_csv,
+    )
 
     check_writable(args.output, args.overwrite)
     vert = parse_levels(args.vert)
@@ -36,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     seg = load_image(args.seg, ndim=3, what="segmentation")
     levels = load_image(args.levels, ndim=3, what="levels image") if args.levels else None
     res = cross_sectional_area(seg, levels, angle_correction=not args.no_angle_correction)
+    require_levels_present(res, vert, args.levels)
     path = write_csa_csv(res, args.output, vert=vert, overwrite=args.overwrite)
     m, sd, n = res.mean_over(vert)
     print(json.dumps({"csv": str(path), "slices": len(res.slices), "csa_mean_mm2": round(m, 3) if n else None,

@@ -64,6 +64,21 @@ def looks_like_mask(v: Values) -> bool:
     return v.integer and v.n_distinct <= 8 and v.frac_nonzero <= 0.01
 
 
+def is_segmentation(v: Values) -> bool:
+    """A mask (:func:`is_mask`) or a labelled segmentation: fewer than 64 non-negative integer
+    values on at most half the voxels (SCT's ``*_seg_labeled``: levels as values)."""
+    return is_mask(v) or (v.integer and v.vmin >= 0 and v.n_distinct < 64 and v.frac_nonzero <= 0.5)
+
+
+def require_segmentation(img: Image, what: str = "segmentation", option: str = "-s") -> None:
+    """Raise :class:`InputError` unless ``img`` is a mask or a labelled segmentation: an intensity
+    image given in its place would be read as a cord filling the field of view."""
+    v = values_of(img)
+    if not is_segmentation(v):
+        raise InputError(f"the {what} ({option}) is not a mask: {v.describe()} (an intensity image?)", img.name,
+                         f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
+
+
 def require_mask(img: Image, what: str = "segmentation", option: str = "-s") -> None:
     """Raise :class:`InputError` unless ``img`` looks like a mask (see module doc)."""
     v = values_of(img)

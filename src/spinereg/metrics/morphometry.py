@@ -27,6 +27,7 @@ from spinereg.cord.centerline import Centerline, si_axis
 from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write
 from spinereg.io.resample import sample_world
+from spinereg.io.sanity import require_segmentation
 
 
 @dataclass
@@ -91,6 +92,21 @@ CSV_COLUMNS = ["scope", "slice", "level", "x_mm", "y_mm", "z_mm", "csa_mm2", "cs
                "area_slice_mm2", "angle_deg"]
 
 
+#: a levels image must give a level to at least this share of the segmentation's voxels (a
+#: point-label file given as --levels marks one voxel per level: t2's labels.nii.gz 2 of 4275)
+MIN_LEVEL_COVERAGE = 0.1
+
+
+def require_levels_present(result: CSAResult, vert: list[int] | None, levels_name: str | None = None) -> None:
+    """Raise unless some slice lies at one of the ``vert`` levels (a summary over no slice is empty)."""
+    if vert is None or result.mean_over(vert)[2]:
+        return
+    present = [lv.level for lv in result.levels]
+    raise InputError(f"no slice of the segmentation lies at levels {min(vert)}-{max(vert)} "
+                     f"(levels present: {', '.join(map(str, present)) or 'none'})", levels_name,
+                     "choose --vert among the levels present, or check the levels image")
+
+
 def _weights(seg: Image) -> np.ndarray:
     d = np.asarray(seg.data, np.float64)
     if d.min() < 0 or d.max() > 1:  # a labelled segmentation: every non-zero voxel is cord
@@ -103,6 +119,9 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
     """CSA per slice (and per level with ``levels``) of a binary or soft cord segmentation."""
     if seg.ndim != 3:
         raise InputError(f"segmentation must be 3D, got shape {seg.shape}", seg.name, "give a 3D cord segmentation")
+    # an intensity image given as -s would be read below as a labelled segmentation, every
+    # non-zero voxel cord (t2.nii.gz gave a "CSA" of 3069 mm2)
+    require_segmentation(seg)
     w = _weights(seg)
     if not np.any(w > 0):
         raise InputError("segmentation is empty (no voxel > 0)", seg.name, "give a spinal cord segmentation")
@@ -155,6 +174,12 @@ def _slice_levels(seg: Image, w: np.ndarray, axis: int, ks: np.ndarray, levels: 
     if not np.any(vals > 0):
         raise InputError("levels image has no level at the segmentation's voxels", levels.name,
                          "give the levels of this subject (e.g. PAM50_levels warped onto the image)")
+    covered = float(np.mean(vals > 0))
+    if covered < MIN_LEVEL_COVERAGE:
+        raise InputError(f"the levels image gives a level to {int((vals > 0).sum())} of the segmentation's "
+                         f"{len(vals)} voxels ({100 * covered:.1f} %): a point-label file?", levels.name,
+                         "give a levels image: the segmentation painted with levels (label-vertebrae's "
+                         "<img>_seg_labeled, or PAM50_levels warped onto the image)")
     out: list[int | None] = []
     kk = idx[:, axis]
     for k in ks:

@@ -46,6 +46,7 @@ from spinereg.cord.centerline import Centerline
 from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
+from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
@@ -460,6 +461,8 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     :func:`_label_vertebrae`). ``check_identity=False`` skips the image-alone second opinion on the
     levels' names (for callers whose own labels fix the identity and are checked against the
     result, e.g. register-to-template given body labels)."""
+    require_segmentation(seg, "segmentation", "-s")
+    require_not_mask(image, "image", "-i")
     with _one_blas_thread():
         lab = _label_vertebrae(image, seg, contrast, init, template, check_identity)
         if init is not None and check_identity:
