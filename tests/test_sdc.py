@@ -210,3 +210,60 @@ def test_fieldmap_rigid_alignment_recovers_a_misregistered_fieldmap(ph):
     rigid = correct_fieldmap(ph.epi, moved[0], magnitude=moved[1], rigid=True, pe="j", readout_s=0.03)
     assert rigid.info["alignment"].startswith("rigid")
     assert _rms_in_cord(ph, rigid.vsm.data) <= 0.2 < _rms_in_cord(ph, header.vsm.data)
+
+
+def test_fieldmap_units(ph, ph_dir, tmp_path, capsys):
+    """A field map in rad/s (FSL's fsl_prepare_fieldmap) taken as Hz would shift the EPI 2 pi
+    times too far; a phase difference given as --fieldmap would correct almost nothing; a zero map
+    nothing at all. Each ran before with exit 0 (session 18). Stated units (--fieldmap-units, or
+    the BIDS sidecar's "Units") are converted; unstated, the values are checked and these three
+    refused: one line, exit 2, no output folder. A rad/s map is caught by its size only: one whose
+    field stays under ~110 Hz (700 rad/s at the 99th percentile) passes as Hz."""
+    hz = correct_fieldmap(ph.epi, ph.fieldmap_hz, pe="j", readout_s=0.03)
+    assert hz.info["units_from"].startswith("assumed")
+    rads = ph.fieldmap_hz.with_data((np.asarray(ph.fieldmap_hz.data) * 2 * np.pi).astype(np.float32))
+    conv = correct_fieldmap(ph.epi, rads, pe="j", readout_s=0.03, fieldmap_units="rad/s")
+    assert np.allclose(conv.vsm.data, hz.vsm.data, atol=1e-4)
+    # the same map saved with a BIDS sidecar stating its units
+    from spinereg.io.image import save_image
+
+    save_image(rads, tmp_path / "fmap_rads.nii.gz")
+    (tmp_path / "fmap_rads.json").write_text(json.dumps({"Units": "rad/s"}))
+    side = correct_fieldmap(ph.epi, str(tmp_path / "fmap_rads.nii.gz"), pe="j", readout_s=0.03)
+    assert side.info["units_from"] == "sidecar" and np.allclose(side.vsm.data, hz.vsm.data, atol=1e-4)
+    # unstated: refused. The check is by size: the phantom's +-70 Hz in rad/s (+-440) passes as Hz;
+    # a field of +-210 Hz, as over a neck at 3 T, in rad/s (+-1320) does not
+    save_image(rads.with_data(np.asarray(rads.data) * 3), tmp_path / "fmap_nosidecar.nii.gz")
+    zero = ph.fieldmap_hz.with_data(np.zeros(ph.fieldmap_hz.shape, np.float32))
+    save_image(zero, tmp_path / "fmap_zero.nii.gz")
+    capsys.readouterr()
+    for path, words in ((tmp_path / "fmap_nosidecar.nii.gz", "rad/s"),
+                        (ph_dir / "fieldmap_phasediff.nii.gz", "phase difference"),
+                        (tmp_path / "fmap_zero.nii.gz", "zero everywhere")):
+        out = tmp_path / f"out_{path.stem}"
+        rc = main(["sdc", "fieldmap", "-i", str(ph_dir / "epi.nii.gz"), "--fieldmap", str(path), "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and len(err.splitlines()) == 1, (path, err)
+        assert not out.exists()
+    # stating the units is the way through
+    assert main(["sdc", "fieldmap", "-i", str(ph_dir / "epi.nii.gz"), "--fieldmap",
+                 str(tmp_path / "fmap_nosidecar.nii.gz"), "--fieldmap-units", "rad/s", "-o", str(tmp_path / "ok")]) == 0
+    assert json.loads((tmp_path / "ok" / "epi_sdc.json").read_text()).get("units") in (None, "rad/s")
+
+
+def test_fieldmap_units_by_values():
+    """Without stated units: a wrapped phase in radians (every value within +-pi, the top percent
+    at the edge) is refused; tesla converts by the gyromagnetic ratio; a real Hz map passes."""
+    from spinereg.epi.fieldmap_units import fieldmap_in_hz
+    from spinereg.errors import InputError
+    from spinereg.io.image import Image
+
+    rng = np.random.default_rng(0)
+    phase = Image(rng.uniform(-np.pi, np.pi, (20, 20, 5)).astype(np.float32), np.eye(4))
+    with pytest.raises(InputError, match="phase difference"):
+        fieldmap_in_hz(phase)
+    hz = Image(rng.normal(0, 60, (20, 20, 5)).astype(np.float32), np.eye(4))
+    same, info = fieldmap_in_hz(hz)
+    assert same is hz and info["units_from"].startswith("assumed")
+    tesla, info = fieldmap_in_hz(hz.with_data(np.asarray(hz.data) / 42.577478518e6), "T")
+    assert np.allclose(tesla.data, hz.data, atol=1e-3) and info["units_from"] == "given"

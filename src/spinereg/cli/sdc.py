@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = f.add_mutually_exclusive_group(required=True)
     src.add_argument("--fieldmap", help="field map in Hz")
     src.add_argument("--phasediff", help="phase difference in radians")
+    f.add_argument("--fieldmap-units", choices=["Hz", "rad/s", "T"],
+                   help="units of --fieldmap (default: its sidecar's \"Units\", else Hz after a check of "
+                        "its values: rad/s-sized maps and phase differences are refused)")
     f.add_argument("--echo-times", type=float, nargs=2, metavar=("TE1", "TE2"),
                    help="echo times of the phase difference (s; default: its sidecar)")
     f.add_argument("--magnitude", help="field-map magnitude (for --rigid)")
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
         res = correct_fieldmap(args.input, args.fieldmap, phasediff=args.phasediff,
                                echo_times=tuple(args.echo_times) if args.echo_times else None,
                                magnitude=args.magnitude, pe=args.pe, readout_s=args.readout_time,
-                               sidecar=args.json, rigid=args.rigid, jacobian_mod=jac)
+                               sidecar=args.json, rigid=args.rigid, jacobian_mod=jac,
+                               fieldmap_units=args.fieldmap_units)
     elif args.method == "topup":
         res = correct_reverse_pe(args.input, args.reverse, pe=args.pe, readout_s=args.readout_time,
                                  sidecar=args.json, apply_to=args.apply_to, jacobian_mod=jac)

@@ -128,8 +128,12 @@ def correct_fieldmap(
     rigid: bool = False,
     jacobian_mod: bool = True,
     smooth_mm: float = 0.0,
+    fieldmap_units: str | None = None,
 ) -> SDCResult:
     """Correct ``epi`` (3D or 4D) with a field map in Hz or a phase difference.
+
+    ``fieldmap_units`` (Hz, rad/s or T; default the field map's sidecar ``"Units"``, else Hz after
+    a check of its values: :mod:`spinereg.epi.fieldmap_units`).
 
     ``pe``/``readout_s`` default to the EPI's sidecar (``sidecar`` or the ``.json`` next to the
     EPI file); ``echo_times`` default to the phase difference's sidecar (EchoTime1/2).
@@ -143,8 +147,11 @@ def correct_fieldmap(
     if (fieldmap is None) == (phasediff is None):
         raise InputError("give either a field map in Hz or a phase difference", None,
                          "pass --fieldmap FILE (Hz) or --phasediff FILE with --echo-times TE1 TE2")
+    units_info: dict = {}
     if fieldmap is not None:
-        fm = _as_image(fieldmap, "field map", 3)
+        from spinereg.epi.fieldmap_units import fieldmap_in_hz
+
+        fm, units_info = fieldmap_in_hz(_as_image(fieldmap, "field map", 3), fieldmap_units)
     else:
         pd = _as_image(phasediff, "phase difference", 3)
         if echo_times is None:
@@ -164,7 +171,7 @@ def correct_fieldmap(
         field_hz = smooth_field(field_hz, sig)
     vsm = vsm_from_field(field_hz, par.readout_s, par.pe)
     corrected = unwarp_image(epi_img, vsm, axis, jacobian_mod)
-    info.update({"method": "fieldmap", "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
+    info.update({**units_info, "method": "fieldmap", "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
                  "seconds": round(time.perf_counter() - t0, 3)})
     return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
                      vsm=epi_img_3d(epi_img, vsm), transform=vsm_to_field(vsm, epi_img.grid, axis),
