@@ -263,3 +263,36 @@ def test_apply_file_4d_nan_volume_leaves_nothing(tmp_path):
     with pytest.raises(InputError, match="series.nii.gz.*NaN/Inf.*fix"):
         apply_transforms_file(src, img.grid, AFFINE, out_dir / "moved.nii.gz", interp="linear")
     assert folder_listing(out_dir) == set()
+
+
+def test_series_stored_5d_reads_as_4d(tmp_path):
+    """(x, y, z, 1, t), as some converters write a series: read as 4D (moco ran on sct_testing_data's
+    dmri so stored with the same output as the 4D file; before, "give one volume")."""
+    img = _synth_4d(5)
+    five = nib.Nifti1Image(np.asarray(img.data)[:, :, :, None, :], img.affine)
+    p = tmp_path / "s5.nii.gz"
+    nib.save(five, str(p))
+    back = load_image(p, ndim=4)
+    assert back.shape == img.shape and back.nvols == 5
+    np.testing.assert_array_equal(back.data, img.data)
+    lazy = load_image(p, ndim=4, lazy=True)
+    np.testing.assert_array_equal(lazy.volume(3), img.data[..., 3])
+    with pytest.raises(InputError, match="3D needed") as e:
+        load_image(tmp_path / "s5.nii.gz", ndim=3)
+    assert "give one volume" in e.value.fix
+    seven = nib.Nifti1Image(np.zeros((4, 4, 4, 2, 3), np.float32), np.eye(4))
+    nib.save(seven, str(tmp_path / "s7.nii.gz"))
+    with pytest.raises(InputError, match="5D") as e:
+        load_image(tmp_path / "s7.nii.gz", ndim=4)
+    assert "4D series" in e.value.fix
+
+
+def test_header_without_orientation_warns(tmp_path):
+    """qform and sform codes 0: nibabel guesses the axes from the voxel sizes; said on load."""
+    img = synth_image().to_nifti()
+    img.set_sform(None, code=0)
+    img.set_qform(None, code=0)
+    p = tmp_path / "no_orientation.nii.gz"
+    nib.save(img, str(p))
+    with pytest.warns(UserWarning, match="no orientation"):
+        load_image(p)

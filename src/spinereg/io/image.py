@@ -184,17 +184,23 @@ def load_image(
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
     _check_qform_sform(nimg, p)
     shape = nimg.shape
+    dataobj = nimg.dataobj
+    if len(shape) > 4 and sum(d > 1 for d in shape[3:]) == 1:
+        # a series stored 5D (x, y, z, 1, t), as some converters write it: read as 4D
+        shape = (*shape[:3], int(np.prod(shape[3:])))
+        dataobj = dataobj.reshape(shape)
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     eff_ndim = 3 if (len(shape) > 3 and int(np.prod(shape[3:])) == 1) else len(shape)
     if allowed is not None and eff_ndim not in allowed:
         want = " or ".join(f"{a}D" for a in allowed)
-        fix = (
-            "give one volume (e.g. the mean: `spinereg` accepts a 3D image here; `fslmaths IN -Tmean OUT`)"
-            if eff_ndim > 3
-            else "give a 4D series"
-        )
+        if eff_ndim > 3 and 4 not in allowed:
+            fix = "give one volume (e.g. the mean: `spinereg` accepts a 3D image here; `fslmaths IN -Tmean OUT`)"
+        elif eff_ndim > 4:
+            fix = "give a 4D series (x, y, z, volumes)"
+        else:
+            fix = "give a 4D series"
         raise InputError(f"{what} is {eff_ndim}D {shape}, {want} needed", p, fix)
-    img = Image(None, nimg.affine, nimg.header, p, dataobj=nimg.dataobj)
+    img = Image(None, nimg.affine, nimg.header, p, dataobj=dataobj)
     img.check_finite = check_finite
     img.what = what
     if eff_ndim == 3 and len(shape) > 3:
@@ -226,6 +232,13 @@ def read_grid(path: str | Path, what: str = "image") -> Grid:
 
 def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
     hdr = nimg.header
+    if int(hdr["qform_code"]) == 0 and int(hdr["sform_code"]) == 0:
+        # nibabel then builds an affine from the voxel sizes alone (axes L-R, P-A, I-S): every
+        # result in world space rests on that guess (t2.nii.gz so stripped: "no spinal cord found")
+        warnings.warn(f"{p}: the header holds no orientation (qform and sform codes are 0): its voxel axes are "
+                      "taken as L-R, P-A, I-S; if the image is not stored that way, every result in world space "
+                      "is wrong (set the orientation, e.g. convert the DICOM again with dcm2niix)", stacklevel=3)
+        return
     if int(hdr["qform_code"]) > 0 and int(hdr["sform_code"]) > 0:
         q = hdr.get_qform()
         s = hdr.get_sform()
