@@ -85,3 +85,56 @@ def test_wrong_pins_on_phantoms(variant, seed):
         check = lab.report["init_check"]
         assert check["level_shift"] == -dv, (dv, check)
         assert ("warning" in check) == (dv != 0)
+
+
+def test_register_to_template_takes_a_pin(sct_data, tmp_path):
+    """register-to-template from the bare image said "pin one disc with -initz / -initlabel" but
+    had neither option (session 18). Now it has both, for its automatic labeling. t2 pinned with its
+    own (one level high) init file: before the level check read the pin, that run ended **pass**;
+    now warn, landmark_levels_ambiguous (the image alone reads other levels, itself ambiguously:
+    margin 0.67 with the automatic segmentation). With given labels the pin is refused (the labels
+    fix the levels): one line, exit 2."""
+    import json
+
+    from spinereg.cli.main import main
+
+    d = sct_data / "t2"
+    out = tmp_path / "wrong"
+    rc = main(["register-to-template", "-i", str(d / "t2.nii.gz"), "-c", "t2", "-initz", "34,3", "-o", str(out)])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert rc == 0 and metrics["qc"]["verdict"] == "warn"
+    assert metrics["qc"]["scores"]["landmark_levels_ambiguous"] == 1.0
+    assert metrics["qc"]["scores"]["landmark_levels_contradicted"] == 0.0
+    assert any("pinned disc" in n for n in metrics["qc"]["notes"])
+    discs = json.loads((out / "t2_discs.json").read_text())
+    assert discs["identity_source"] == "init" and discs["init_check"]["level_shift"] == 1
+    bad = tmp_path / "bad"
+    rc = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "register-to-template", "-i", str(d / "t2.nii.gz"),
+                         "-l", str(d / "labels.nii.gz"), "-initz", "34,3", "-o", str(bad)], capture_output=True, text=True)
+    assert rc.returncode == 2 and "given labels already fix the levels" in rc.stderr
+    assert len(rc.stderr.strip().splitlines()) == 1 and not bad.exists()
+
+
+@pytest.mark.slow
+def test_a_wrong_pin_the_image_is_sure_of_fails(tmp_path):
+    """The cervical phantom (seed 0) through register-to-template with its C3/C4 pinned as C4/C5:
+    the image alone names it C3/C4 unambiguously, so the run's levels are contradicted: verdict
+    fail (exit 3 from the CLI), where without the check it registered one level off silently."""
+    import json
+
+    from spinereg.phantom.independent import make_independent_subject
+    from spinereg.pipelines.registration import template_job
+
+    ph = make_independent_subject("cervical", seed=0)
+    files = ph.save(tmp_path / "ph")
+    from spinereg.io.image import save_image
+
+    label = np.zeros(ph.image.shape, np.uint8)
+    ijk = np.rint(ph.image.grid.world_to_voxel(np.asarray(ph.disc_points[4], float)[None])[0]).astype(int)
+    label[tuple(ijk)] = 5
+    pin = save_image(ph.image.with_data(label), tmp_path / "pin.nii.gz", dtype="uint8")
+    res = template_job(files[ph.contrast], files["seg"], tmp_path / "out", contrast="t2", initlabel=pin)
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["qc"]["scores"]["landmark_levels_contradicted"] == 1.0
+    assert metrics["qc"]["verdict"] == "fail", metrics["qc"]["reasons"]
+    assert res.extra["warnings"] and "pinned disc (C4/C5)" in " ".join(res.extra["warnings"])

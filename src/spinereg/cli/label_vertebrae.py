@@ -36,18 +36,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import load_image
-    from spinereg.vertebrae.init import init_from_label_file, init_from_slice
+    from spinereg.vertebrae.init import resolve_init
     from spinereg.vertebrae.label import label_vertebrae
     from spinereg.vertebrae.outputs import write_labeling
 
     t0 = time.perf_counter()
     image = load_image(args.input, ndim=3)
     seg = load_image(args.seg, ndim=3, what="segmentation")
-    init = None
-    if args.initz:
-        init = init_from_slice(args.initz, seg)
-    elif args.initlabel:
-        init = init_from_label_file(args.initlabel)
+    init = resolve_init(args.initz, args.initlabel, seg)
     if args.qc:
         from spinereg.qc.report import check_qc_root
 

@@ -42,6 +42,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--ldisc", help="disc labels (values as PAM50_label_disc, C2/C3 = 3)")
     g.add_argument("--lrootlet", help="rootlet segmentation (values = spinal levels)")
     add_template(p)
+    h = p.add_mutually_exclusive_group()  # the automatic labeling of a run given no landmarks
+    h.add_argument("-initz", "--initz", metavar="Z,DISC",
+                   help="without landmarks: pin one disc of the automatic labeling, as label-vertebrae's -initz "
+                        "(slice Z counted from the inferior end holds disc DISC, 3 = C2/C3)")
+    h.add_argument("-initlabel", "--initlabel", metavar="FILE",
+                   help="without landmarks: pin one disc with a label file (one voxel valued by its disc)")
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name "
                                    "(default: template_spinereg)")
     p.add_argument("--no-auto-discs", action="store_true",
@@ -69,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                        lrootlet=args.lrootlet, template=args.template, contrast=args.contrast, param=args.param,
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
                        overwrite=args.overwrite, run=rec, progress=display.bar(),
-                       auto_discs=not args.no_auto_discs)
+                       auto_discs=not args.no_auto_discs, initz=args.initz, initlabel=args.initlabel)
     for warning in res.extra.get("warnings", []):
         print(f"spinereg register-to-template: warning: {warning}", file=sys.stderr)
     return finish_run(args, "register-to-template", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -136,10 +136,17 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template:
         if gave_landmarks:
             reasons = list(lab.report.get("ambiguous_reasons") or []) if lab.ambiguous else []
             contradicted = any(r.startswith((CUES_DISAGREE, UPSIDE_DOWN)) for r in reasons)
-            return ({"landmark_levels_ambiguous": float(lab.ambiguous), "landmark_levels_contradicted": float(contradicted)},
+            ambiguous = lab.ambiguous
+            pin = lab.report.get("init_check") or {}
+            if pin.get("level_shift"):  # a pinned disc (-initz) the image alone names otherwise
+                reasons.append(pin["warning"])
+                ambiguous = True
+                # the image alone sure of other levels: as when the cues disagree
+                contradicted = contradicted or not pin.get("image_ambiguous", True)
+            return ({"landmark_levels_ambiguous": float(ambiguous), "landmark_levels_contradicted": float(contradicted)},
                     ["levels not independently verified: the registration's landmarks are the automatic "
                      f"labeling's own discs (identity margin {lab.identity_margin:.2f}"
-                     f"{', flagged ambiguous: ' + '; '.join(reasons) if lab.ambiguous else ''}); "
+                     f"{', flagged ambiguous: ' + '; '.join(reasons) if ambiguous else ''}); "
                      "give -l or --ldisc to have them checked"])
         if lab is None:
             lab = label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",

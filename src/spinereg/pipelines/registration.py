@@ -81,7 +81,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                  overwrite: bool = False, run: RunRecord | None = None,
                  progress: Progress = None, invoked_as: str | None = None, replace: bool = False,
                  auto_discs: bool = True, extra_metrics: Callable[[Any], dict] | None = None,
-                 labeling: VertebralLabeling | None = None) -> JobResult:
+                 labeling: VertebralLabeling | None = None, initz: str | None = None,
+                 initlabel: str | Path | None = None) -> JobResult:
     """register-to-template with every output (see module doc). ``qc_root="inside"`` puts the
     QC report in ``OUTDIR/qc`` (the demo). ``seg`` None or ``"auto"``: the image is segmented
     automatically (``<image>_seg.nii.gz`` among the outputs, recorded in provenance.json). No
@@ -98,11 +99,15 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     ``labeling``: with no landmarks given, an automatic labeling of this image and segmentation
     already made (spinereg batch's label step): used instead of labelling again, with everything
     a bare-image run does with its own (its discs the landmarks and outputs, the QC's
-    ``landmark_levels_*`` scores)."""
+    ``landmark_levels_*`` scores). ``initz`` / ``initlabel`` (label-vertebrae's ``-initz Z,DISC``
+    / ``-initlabel FILE``): with no landmarks given, one disc of the automatic labeling pinned (its
+    identity when the image alone is ambiguous)."""
+    from spinereg.errors import InputError
     from spinereg.metrics.level_check import shared_labeling
     from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
+    from spinereg.vertebrae.init import init_from_label_file, resolve_init
 
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
@@ -117,6 +122,11 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                 inp = check_template_inputs(image, seg, param)
             if labels is None and ldisc is None and lrootlet is None:
                 require_labelable(image)
+            elif initz or initlabel:
+                raise InputError("-initz / -initlabel pin the automatic labeling of a run given no landmarks; the "
+                                 "given labels already fix the levels", None, "drop -initz / -initlabel, or the labels")
+            if initlabel:
+                init_from_label_file(str(initlabel))  # a bad file is refused before any work
         if seg is None or is_auto(seg):
             with run.stage("segmentation") as rec:
                 seg = auto.segment(image, contrast)
@@ -127,8 +137,9 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         given = labels is not None or ldisc is not None  # body or disc labels (rootlets are not checked)
         if not given and lrootlet is None:  # no landmarks given: label the discs
             with run.stage("vertebral labeling") as rec:
+                init = resolve_init(initz, initlabel, inp.seg)
                 ldisc, rec["labeling"], warnings, lab = label_discs(inp.image, inp.seg, image, contrast, auto,
-                                                                    Path(ltmp), labeling, template)
+                                                                    Path(ltmp), labeling, template, init)
         elif given and auto_discs:  # labels given: the discs the image shows may join them
             with run.stage("vertebral labeling") as rec:
                 lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
@@ -152,6 +163,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                        if isinstance(ldisc, Landmarks) and Path(str(ldisc.source)).name in auto.files else ldisc)
         inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
                   "lrootlet": lrootlet, "param": param, "template": template, "contrast": contrast}
+        if initz or initlabel:
+            inputs.update(initz=initz, initlabel=initlabel)
         box: dict = {}
         hook = _qc_hook(run, "register-to-template", qc_root, out, box)  # auto.files: copied first
         with shared_labeling(lab, inp.image, inp.seg, landmarks=not given):  # the QC level check reuses it
@@ -199,7 +212,7 @@ def require_labelable(image: str | Path) -> None:
 
 def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
                 auto: AutoSegmentations, tmp: Path, labeling: VertebralLabeling | None = None,
-                template: str = "PAM50") -> tuple[Landmarks, dict, list, object]:
+                template: str = "PAM50", init: tuple | None = None) -> tuple[Landmarks, dict, list, object]:
     """The discs of ``image`` (an Image, with its segmentation ``seg``) found by
     :func:`spinereg.vertebrae.label_vertebrae`, for a job given no landmarks: writes
     ``<image>_labels-disc.nii.gz`` and ``<image>_discs.json`` into the temporary folder ``tmp``,
@@ -209,7 +222,7 @@ def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
     the labeling (for the QC level check). The landmarks are the measured disc points (world mm,
     ``source``: the label file), not the label file's voxels, moved to ``template``'s disc-label
     convention (:mod:`spinereg.vertebrae.convention`; the record says by how much). ``labeling``: one already made of this image and
-    segmentation, used instead of labelling again."""
+    segmentation, used instead of labelling again. ``init``: one disc pinned (world point, value)."""
     import json
 
     from spinereg.errors import InputError
@@ -219,7 +232,7 @@ def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
     from spinereg.register.template import auto_labeling
     from spinereg.vertebrae.outputs import disc_label_image, image_stem, registration_discs
 
-    lab = labeling if labeling is not None else auto_labeling(image, seg, contrast)
+    lab = labeling if labeling is not None else auto_labeling(image, seg, contrast, init=init)
     stem = image_stem(image_path)
     if not any(d.value != 60 for d in lab.discs):
         raise InputError("the automatic vertebral labeling found no disc", image_path,

@@ -375,14 +375,15 @@ def register_to_template(
 
 
 def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM50",
-                  check_identity: bool = True) -> VertebralLabeling:
+                  check_identity: bool = True, init: tuple | None = None) -> VertebralLabeling:
     """The automatic vertebral labeling of ``image`` as register-to-template and its QC level
     check run it (one call, shared by both). ``check_identity=False`` when given labels fix the
-    levels (they are checked against the result): the image-alone second opinion is skipped."""
+    levels (they are checked against the result): the image-alone second opinion is skipped.
+    ``init``: one disc pinned (``-initz`` / ``-initlabel``: (world point, disc value))."""
     from spinereg.vertebrae import label_vertebrae
 
     return label_vertebrae(image, seg, contrast=contrast if contrast in ("t1", "t2", "t2s") else "auto",
-                           template=template, check_identity=check_identity)
+                           template=template, check_identity=check_identity, init=init)
 
 
 def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm: float = 5.0) -> Grid:

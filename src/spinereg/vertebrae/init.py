@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from spinereg.cord.centerline import si_axis
@@ -42,3 +44,14 @@ def init_from_label_file(path: str) -> tuple[np.ndarray, int]:
         raise InputError(f"-initlabel file has {len(lm)} labels ({lm.values.tolist()})", path,
                          "keep exactly one disc label (e.g. 3 at the C2/C3 disc)")
     return lm.points[0], int(lm.values[0])
+
+
+def resolve_init(initz: str | None, initlabel: str | Path | None, seg: Image) -> tuple[np.ndarray, int] | None:
+    """``-initz`` or ``-initlabel`` (at most one) -> (world point, disc value), or None."""
+    if initz and initlabel:
+        raise InputError("-initz and -initlabel both given", None, "pin one disc, with one of them")
+    if initz:
+        return init_from_slice(initz, seg)
+    if initlabel:
+        return init_from_label_file(str(initlabel))
+    return None
