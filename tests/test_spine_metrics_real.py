@@ -73,6 +73,15 @@ def test_spine_metrics_cli_with_the_registration(t2_registered, sct_data, tmp_pa
     assert any(r["measure"] == "segmental_angle" for r in rows)
     assert main(["spine-metrics", "--warp", str(warp_path), "-b", str(out / "bodies_placed.nii.gz"),
                  "-o", str(tmp_path / "bad")]) == 2
+    # the other direction (warp_anat2template, on the template's grid) places no body on t2: said
+    # so, naming the warp (before session 18: "<image>: vertebral body segmentation is empty")
+    from spinereg.transforms.itk import write_displacement
+
+    reg, _, _ = t2_registered
+    inverse = write_displacement(reg.warp_anat2template(), tmp_path / "warp_anat2template.nii.gz")
+    assert main(["spine-metrics", "--warp", str(inverse), "--image", str(d / "t2.nii.gz"),
+                 "-o", str(tmp_path / "bad2")]) == 2
+    assert not (tmp_path / "bad2").exists()
 
 
 def test_spine_metrics_cli_measures_the_subject_in_the_image(t2_registered, sct_data, tmp_path):

@@ -115,4 +115,12 @@ def _placed_bodies(args: argparse.Namespace):
     warp = read_displacement(args.warp)
     ref = args.image or args.t1 or args.ct
     grid = load_image(ref, ndim=3).grid if ref else warp.grid
-    return bodies_from_warp(warp, grid, template=args.template, supersample=2 if args.image else 1)
+    bodies = bodies_from_warp(warp, grid, template=args.template, supersample=2 if args.image else 1)
+    if not bodies.data.any():
+        from spinereg.errors import InputError
+
+        raise InputError(f"no vertebral body of {args.template} lands in the {'image' if ref else 'warp'}'s field of "
+                         "view when placed by --warp", args.warp,
+                         "give the registration's warp_template2anat (template -> subject), not warp_anat2template, "
+                         "and an image of the same subject")
+    return bodies
