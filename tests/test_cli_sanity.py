@@ -161,3 +161,19 @@ def test_all_zero_result_exit_code(capsys, d):
     assert len(err) == 1 and "all zero" in err[0]
     assert main(["apply", "-i", str(zero), "-d", str(d["t2"]), "-o", str(d["out"] / "z2.nii.gz"),
                  "--allow-fail"]) == 0
+
+
+def test_apply_warns_when_the_interpolation_mixes_labels(capsys, d, sct_data):
+    """A labelled segmentation, point labels or a mask under the default spline: warned on stderr
+    with the -x to use (session 18; before, t2_seg-manual_labeled warped into PAM50 held every
+    value between its levels). The result is still written: a soft mask may be wanted."""
+    for name, words in (("t2_seg-manual_labeled.nii.gz", "looks like a label image (5 integer values)"),
+                        ("labels.nii.gz", "-x label (point labels)"),
+                        ("t2_seg-manual.nii.gz", "is a mask: -x spline rings")):
+        out = d["out"] / f"w_{name}"
+        assert main(["apply", "-i", str(sct_data / "t2" / name), "-d", str(d["t2"]), "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        assert words in err and err.count("warning") == 1, err
+    assert main(["apply", "-i", str(sct_data / "t2" / "t2_seg-manual_labeled.nii.gz"), "-d", str(d["t2"]), "-x", "nn",
+                 "-o", str(d["out"] / "nn.nii.gz")]) == 0
+    assert "warning" not in capsys.readouterr().err
