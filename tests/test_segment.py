@@ -96,7 +96,8 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, capsys, kind):
     elif kind == "2d":
         nimg = nib.Nifti1Image(np.random.default_rng(0).random((16, 16)).astype(np.float32), g.affine)
     else:
-        nimg = nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 6, 1, 3)).astype(np.float32), g.affine)
+        # (x, y, z, 1, t) is a series stored 5D (read as 4D); two non-singleton trailing axes are not
+        nimg = nib.Nifti1Image(np.random.default_rng(0).random((16, 16, 6, 2, 3)).astype(np.float32), g.affine)
     path = tmp_path / "img.nii.gz"
     nib.save(nimg, str(path))
     before = folder_listing(tmp_path)
