@@ -177,3 +177,14 @@ def test_apply_warns_when_the_interpolation_mixes_labels(capsys, d, sct_data):
     assert main(["apply", "-i", str(sct_data / "t2" / "t2_seg-manual_labeled.nii.gz"), "-d", str(d["t2"]), "-x", "nn",
                  "-o", str(d["out"] / "nn.nii.gz")]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_output_given_as_an_existing_folder(capsys, d):
+    """`segment -o FOLDER` wrote FOLDER.nii.gz beside the folder (session 18); segment and apply
+    now write their default name inside an existing folder."""
+    folder = d["out"]
+    assert main(["segment", "-i", str(d["t2"]), "-o", str(folder)]) == 0
+    assert main(["apply", "-i", str(d["t2"]), "-d", str(d["t2"]), "-o", str(folder)]) == 0
+    capsys.readouterr()
+    assert sorted(p.name for p in folder.iterdir()) == ["t2_reg.nii.gz", "t2_seg.nii.gz"]
+    assert not folder.with_name(folder.name + ".nii.gz").exists()
