@@ -80,10 +80,10 @@ def run(args: argparse.Namespace) -> int:
     check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
     out = check_writable(output_path(args.output, f"{path_stem(args.input)}_reg.nii.gz"), args.overwrite)
     warning = _interp_warning(args.input, args.interp)
-    if warning:
-        print(f"spinereg apply: warning: {warning}", file=sys.stderr)
     apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
+    if warning:  # said once the result exists (an error stays the one line)
+        print(f"spinereg apply: warning: {warning}", file=sys.stderr)
     print(out)
     if _all_zero(out):
         print(f"spinereg apply: result: {out} is all zero (the transforms bring nothing of {args.input} onto "
