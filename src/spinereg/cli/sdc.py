@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 from spinereg.cli.common import add_common
@@ -105,6 +106,11 @@ def run(args: argparse.Namespace) -> int:
     with folder as tmp:
         res.save(tmp, args.name, overwrite=True)  # the folder appears only when complete
     paths = SDCResult.outputs(out, args.name)
-    print(f"max shift {res.info['max_abs_shift_vox']:.2f} voxels, {res.info['seconds']:.2f} s")
+    if res.info.get("warning"):
+        print(f"spinereg sdc: warning: {res.info['warning']}", file=sys.stderr)
+    inside = res.info.get("object_p99_shift_vox")
+    print(f"max shift {res.info['max_abs_shift_vox']:.2f} voxels"
+          + (f" (99th percentile in the subject {inside:.2f})" if inside is not None else "")
+          + f", {res.info['seconds']:.2f} s")
     print(paths["corrected"])
     return 0
