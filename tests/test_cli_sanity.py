@@ -180,11 +180,9 @@ def test_apply_warns_when_the_interpolation_mixes_labels(capsys, d, sct_data):
 
 
 def test_output_given_as_an_existing_folder(capsys, d):
-    """`segment -o FOLDER` wrote FOLDER.nii.gz beside the folder (session 18); segment and apply
-    now write their default name inside an existing folder."""
+    """`segment -o FOLDER` wrote FOLDER.nii.gz beside the folder (session 18): a single-file
+    command's -o is a file; a folder is refused, one line, nothing written."""
     folder = d["out"]
-    assert main(["segment", "-i", str(d["t2"]), "-o", str(folder)]) == 0
-    assert main(["apply", "-i", str(d["t2"]), "-d", str(d["t2"]), "-o", str(folder)]) == 0
-    capsys.readouterr()
-    assert sorted(p.name for p in folder.iterdir()) == ["t2_reg.nii.gz", "t2_seg.nii.gz"]
+    for argv in (["segment", "-i", d["t2"], "-o", folder], ["apply", "-i", d["t2"], "-d", d["t2"], "-o", folder]):
+        _error(capsys, argv, "output is a folder", out=folder)
     assert not folder.with_name(folder.name + ".nii.gz").exists()

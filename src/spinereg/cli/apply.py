@@ -28,8 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-d", "--dest", required=True, help="reference image (its grid is the output grid)")
     p.add_argument("-w", "--warp", nargs="+", default=[], metavar="W",
                    help=WARP_HELP + " (default: none, i.e. resample through the headers only)")
-    p.add_argument("-o", "--output", required=True, help="output image file (.nii.gz added without a suffix; an "
-                   "existing folder: <img>_reg.nii.gz inside it)")
+    p.add_argument("-o", "--output", required=True, help="output image file (.nii.gz added without a suffix)")
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline", "label"],
                    help="interpolation (spline as SCT)")
     p.add_argument("--allow-fail", action="store_true", help="exit 0 even when the result is all zero")
@@ -68,7 +67,7 @@ def _interp_warning(path: str, interp: str) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinereg.io.image import check_writable, output_path, path_stem, read_grid
+    from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.progress import progress_bar
     from spinereg.transforms.apply import apply_transforms_file
     from spinereg.transforms.itk import load_transform
@@ -78,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     src = read_grid(args.input, what="input image")
     transforms = [load_transform(w) for w in args.warp]
     check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
-    out = check_writable(output_path(args.output, f"{path_stem(args.input)}_reg.nii.gz"), args.overwrite)
+    out = check_writable(output_path(args.output), args.overwrite)
     warning = _interp_warning(args.input, args.interp)
     apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))

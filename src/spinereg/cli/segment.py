@@ -21,8 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--input", required=True, help="image (3D, or 4D fMRI/DWI series)")
     p.add_argument("-c", "--contrast", default="auto",
                    choices=["t1", "t2", "t2s", "mt", "dwi", "epi", "auto"], help="image contrast (recorded)")
-    p.add_argument("-o", "--output", help="output mask (default: <img>_seg.nii.gz next to the input; an existing "
-                   "folder: <img>_seg.nii.gz inside it)")
+    p.add_argument("-o", "--output", help="output mask (default: <img>_seg.nii.gz next to the input)")
     p.add_argument("--soft", action="store_true",
                    help="also write the cord probability (partial volume, 0-1) as <out>_soft.nii.gz")
     p.add_argument("--bvals", help="b-values of a 4D diffusion series (segment the DWI mean)")
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, output_path, save_image
     from spinereg.segment import segment
 
-    out = output_path(args.output, default_output(args.input).name) if args.output else default_output(args.input)
+    out = output_path(args.output) if args.output else default_output(args.input)
     soft = soft_output(out) if args.soft else None
     for p in (out, soft):  # refuse before computing, write nothing on failure
         if p is not None:

@@ -373,12 +373,12 @@ def require_labels(img: Image, what: str = "label file") -> np.ndarray:
     return vals
 
 
-def output_path(path: str | Path, default_name: str | None = None) -> Path:
+def output_path(path: str | Path) -> Path:
     """Normalise an output name: add ``.nii.gz`` when no NIfTI suffix is given. An existing folder
-    with ``default_name``: the file of that name inside it (not ``<folder>.nii.gz`` beside it)."""
+    is refused (``segment -o FOLDER`` wrote ``FOLDER.nii.gz`` beside it)."""
     p = Path(path)
-    if default_name is not None and p.is_dir():
-        return p / default_name
+    if p.is_dir():
+        raise OutputError("output is a folder", p, f"give a file name (e.g. {p / 'out.nii.gz'})")
     if not (p.name.endswith(".nii") or p.name.endswith(".nii.gz")):
         p = p.with_name(p.name + ".nii.gz")
     return p
