@@ -125,8 +125,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
             elif initz or initlabel:
                 raise InputError("-initz / -initlabel pin the automatic labeling of a run given no landmarks; the "
                                  "given labels already fix the levels", None, "drop -initz / -initlabel, or the labels")
-            if initlabel:
-                init_from_label_file(str(initlabel))  # a bad file is refused before any work
+            # a bad -initlabel file is refused before any work (-initz needs the segmentation)
+            pinned = init_from_label_file(str(initlabel)) if initlabel and not initz else None
         if seg is None or is_auto(seg):
             with run.stage("segmentation") as rec:
                 seg = auto.segment(image, contrast)
@@ -137,7 +137,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
         given = labels is not None or ldisc is not None  # body or disc labels (rootlets are not checked)
         if not given and lrootlet is None:  # no landmarks given: label the discs
             with run.stage("vertebral labeling") as rec:
-                init = resolve_init(initz, initlabel, inp.seg)
+                init = pinned if pinned is not None else resolve_init(initz, initlabel, inp.seg)
                 ldisc, rec["labeling"], warnings, lab = label_discs(inp.image, inp.seg, image, contrast, auto,
                                                                     Path(ltmp), labeling, template, init)
         elif given and auto_discs:  # labels given: the discs the image shows may join them
