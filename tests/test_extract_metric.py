@@ -385,3 +385,17 @@ def test_map_on_an_independent_phantom_at_the_claim(tmp_path, seed):
     assert rel_map.mean() <= mean_c + 0.01 and rel_map.max() <= max_c + 0.02
     assert rel_wa.mean() == pytest.approx(wa_c, abs=0.01)
     assert rel_map.mean() < 0.55 * rel_wa.mean()
+
+
+def test_cli_refuses_a_constant_metric_file(capsys, tmp_path, mt):
+    """An all-zero MTR file (a failed computation) reported 0.0 in white matter with exit 0
+    (session 18): one line, exit 2, no CSV. The library still takes a constant (its weighted
+    average is the constant: test_wa_of_a_constant_is_the_constant)."""
+    ref = nib.load(str(mt["mtr"]))
+    zero = tmp_path / "zero_mtr.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.float32), ref.affine), str(zero))
+    out = tmp_path / "wm.csv"
+    code, _, err = run_cli(capsys, ["extract-metric", "-i", str(zero), "-f", str(mt["atlas"]), "-l", "51",
+                                    "-o", str(out)])
+    assert code == 2 and "metric image is constant (every voxel = 0)" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()

@@ -59,7 +59,18 @@ def run(args: argparse.Namespace) -> int:
                          "name the output e.g. extract_metric.csv")
     if not (args.append and out.is_file()):
         check_writable(out, args.overwrite)  # fail before the work
-    rows = extract_metric(args.input, args.folder, args.labels, method=args.method,
+    import numpy as np
+
+    from spinereg.io.image import load_image
+
+    metric = load_image(args.input, ndim=3, check_finite=False, what="metric image")
+    finite = np.asarray(metric.data)[np.isfinite(metric.data)]
+    if finite.size == 0 or float(finite.max()) == float(finite.min()):
+        # a failed map (an MTR of two identical volumes, an empty file) would report one value in every tract
+        value = "no finite value" if finite.size == 0 else f"every voxel = {float(finite.min()):g}"
+        raise InputError(f"metric image is constant ({value}): nothing to extract", args.input,
+                         "give the computed metric map (check the step that made it)")
+    rows = extract_metric(metric, args.folder, args.labels, method=args.method,
                           vert=args.vert, vertfile=args.vertfile, perlevel=args.perlevel,
                           perslice=args.perslice, slices=args.slices,
                           discard_neg=args.discard_neg_val, combine=args.combine)
