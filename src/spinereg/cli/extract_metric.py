@@ -59,16 +59,17 @@ def run(args: argparse.Namespace) -> int:
                          "name the output e.g. extract_metric.csv")
     if not (args.append and out.is_file()):
         check_writable(out, args.overwrite)  # fail before the work
-    import numpy as np
+    import math
 
     from spinereg.io.image import load_image
+    from spinereg.io.sanity import constant_value
 
     metric = load_image(args.input, ndim=3, check_finite=False, what="metric image")
-    finite = np.asarray(metric.data)[np.isfinite(metric.data)]
-    if finite.size == 0 or float(finite.max()) == float(finite.min()):
+    value = constant_value(metric.data)
+    if value is not None:
         # a failed map (an MTR of two identical volumes, an empty file) would report one value in every tract
-        value = "no finite value" if finite.size == 0 else f"every voxel = {float(finite.min()):g}"
-        raise InputError(f"metric image is constant ({value}): nothing to extract", args.input,
+        said = "no finite value" if math.isnan(value) else f"every voxel = {value:g}"
+        raise InputError(f"metric image is constant ({said}): nothing to extract", args.input,
                          "give the computed metric map (check the step that made it)")
     rows = extract_metric(metric, args.folder, args.labels, method=args.method,
                           vert=args.vert, vertfile=args.vertfile, perlevel=args.perlevel,

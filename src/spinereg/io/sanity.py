@@ -49,6 +49,17 @@ def values_of(img: Image, max_samples: int = 2_000_000) -> Values:
                   float(np.count_nonzero(finite) / finite.size), integer)
 
 
+def constant_value(data: np.ndarray) -> float | None:
+    """The one value every finite voxel of ``data`` holds (NaN when none is finite), or None when
+    the voxels vary (relative tolerance 1e-6): an empty or failed image."""
+    a = np.asarray(data)
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a.ravel()
+    if finite.size == 0:
+        return float("nan")
+    lo, hi = float(finite.min()), float(finite.max())
+    return lo if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12) else None
+
+
 def is_mask(v: Values) -> bool:
     """Binary (at most two values, e.g. 0/1 or 0/255) or soft in [0, 1] and mostly zero (an
     intensity image scaled to [0, 1] is non-zero almost everywhere)."""

@@ -13,6 +13,7 @@ import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
+from spinereg.io.sanity import constant_value
 
 #: b-value (s/mm2) above which a volume counts as diffusion-weighted
 B_DWI = 50.0
@@ -66,9 +67,9 @@ def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None
         vol = (acc / len(use)).astype(np.float32)
     if not np.any(vol):
         raise InputError("image is empty (every voxel is 0)", img.name, "give the image that shows the spinal cord")
-    lo, hi = float(vol.min()), float(vol.max())
-    if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12):
-        raise InputError(f"image is constant (every voxel = {lo:g})", img.name,
+    value = constant_value(vol)
+    if value is not None:
+        raise InputError(f"image is constant (every voxel = {value:g})", img.name,
                          "give the image that shows the spinal cord")
     out = Image(vol, img.affine, img.header, img.path)
     return out, what
