@@ -67,3 +67,46 @@ def test_discs_beyond_the_segmented_cord_are_refused_in_the_images_terms(sct_dat
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
     assert str(noise) in err and "beyond the segmented cord" in err and "spinereg-autolabel" not in err
     assert not out.exists()
+
+
+def test_cord_mapped_beyond_the_template_cord_is_refused():
+    """The landmarks must place at least half of the segmented cord between the ends of the
+    template's cord (register.template.MIN_CORD_ON_TEMPLATE), else the job stops in the user's
+    terms (which landmarks, which end). A cylinder z 0-99 mm stands for the template's cord."""
+    from spinereg.cord.landmarks import Landmarks
+    from spinereg.register.template import _require_cord_on_template_cord
+
+    tcord = Image(np.zeros((10, 10, 100), np.uint8), np.eye(4))
+    tcord.data[4:6, 4:6, :] = 1
+    img = Image(np.zeros((4, 4, 4), np.float32), np.eye(4), path="sub.nii.gz")
+    lm = Landmarks("disc", np.array([21]), np.zeros((1, 3)), "labels")
+    pts = np.column_stack([np.zeros(40), np.zeros(40), np.linspace(-30.0, 9.0, 40)])  # 10 of 40 on the cord
+    with pytest.raises(InputError, match=r"disc L1/L2\) place 75 % of the segmented cord below the lower end"):
+        _require_cord_on_template_cord(pts, tcord, lm, img, "PAM50")
+    with pytest.raises(InputError, match="above the upper end"):
+        _require_cord_on_template_cord(pts + [0, 0, 120.0], tcord, lm, img, "PAM50")
+    _require_cord_on_template_cord(pts + [0, 0, 20.0], tcord, lm, img, "PAM50")  # 30 of 40 on it
+
+
+@pytest.mark.realdata
+def test_one_disc_next_to_the_conus_in_noise_is_refused(sct_data, tmp_path, capsys):
+    """Noise smoothed by 5 voxels on t2's grid (seed 11): the segmentation keeps a 33 mm "cord" at
+    the lower edge and the labeling finds one band past its top, named L1/L2, where PAM50's cord
+    ends at its conus: the whole segmented cord maps below it. Before session 19 the job stopped
+    inside a registration step: "no slice holds both the fixed and the moving segmentation --
+    fix: check that the segmentations overlap in z (after the previous steps)"."""
+    from scipy import ndimage
+
+    from spinereg.io.image import load_image
+
+    img = load_image(sct_data / "t2" / "t2.nii.gz")
+    a = np.asarray(img.data, float)
+    n = ndimage.gaussian_filter(np.random.default_rng(11).normal(size=a.shape), 5.0)
+    noise = save_image(img.with_data(((n - n.mean()) / n.std() * a.std() + a.mean()).astype(np.float32)),
+                       tmp_path / "noise.nii.gz")
+    out = tmp_path / "o"
+    rc = main(["register-to-template", "-i", str(noise), "-c", "t2", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert str(noise) in err and "L1/L2" in err and "below the lower end of PAM50's cord" in err, err
+    assert not out.exists()

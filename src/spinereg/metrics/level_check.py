@@ -50,6 +50,7 @@ import numpy as np
 
 from spinereg.io.image import Image, load_image
 from spinereg.vertebrae.model import CONUS
+from spinereg.vertebrae.names import margin_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.io.template import Template
@@ -145,7 +146,7 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template:
                 contradicted = contradicted or not pin.get("image_ambiguous", True)
             return ({"landmark_levels_ambiguous": float(ambiguous), "landmark_levels_contradicted": float(contradicted)},
                     ["levels not independently verified: the registration's landmarks are the automatic "
-                     f"labeling's own discs (identity margin {np.floor(lab.identity_margin * 100) / 100:.2f}"
+                     f"labeling's own discs (identity margin {margin_text(lab.identity_margin)}"
                      f"{', flagged ambiguous: ' + '; '.join(reasons) if ambiguous else ''}); "
                      "give -l or --ldisc to have them checked"])
         if lab is None:
@@ -161,7 +162,7 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template:
             k = int(scores["level_offset_vertebrae"])
             said = ("; its best reading agrees with the registration's levels" if k == 0 else
                     f"; its best reading differs from the registration's levels by {k} level(s): check the labels")
-        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {np.floor(lab.identity_margin * 100) / 100:.2f})"
+        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {margin_text(lab.identity_margin)})"
                     + said]
     return scores, notes
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from spinereg.errors import OutputError
 from spinereg.io.image import Image, atomic_write, check_writable
+from spinereg.vertebrae.names import margin_text
 from spinereg.vertebrae.orientation import UPSIDE_DOWN
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +96,7 @@ def warnings_of(labeling: VertebralLabeling) -> list[str]:
         warnings.append(labeling.report["init_check"]["warning"])
     if labeling.ambiguous:
         why = "; ".join(r for r in reasons if "S-I sampling" not in r and not r.startswith(UPSIDE_DOWN))
-        warnings.append(f"level identity is ambiguous ({why or f'margin {labeling.identity_margin:.2f}'}): "
+        warnings.append(f"level identity is ambiguous ({why or f'margin {margin_text(labeling.identity_margin)}'}): "
                         "check the names, or pin one disc with -initz / -initlabel")
     if labeling.gaps:
         warnings.append("weak or missing disc band (gap in the sequence) at: " + ", ".join(labeling.gaps))
@@ -125,7 +126,7 @@ def labeling_html(image: Image, labeling: VertebralLabeling, png: bytes) -> str:
 table{{border-collapse:collapse}} td,th{{border:1px solid #ccc;padding:2px 8px}}</style></head>
 <body><h1>Vertebral labeling: {title}</h1>{warn}
 <table><tr><th>disc</th><th>value</th><th>arc length (mm)</th><th>confidence</th><th>band evidence</th></tr>{rows}</table>
-<p>identity: {html.escape(labeling.identity_source)}, margin {labeling.identity_margin:.2f}; scale to template
+<p>identity: {html.escape(labeling.identity_source)}, margin {margin_text(labeling.identity_margin)}; scale to template
 {labeling.scale:.3f}</p><img alt="cord-frame sagittal view with discs" src="data:image/png;base64,{img64}">
 </body></html>"""
 

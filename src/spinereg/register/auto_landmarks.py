@@ -43,6 +43,7 @@ from spinereg.cord.landmarks import Landmarks
 from spinereg.register.cord_mapping import PiecewiseLinear
 from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.model import CONUS
+from spinereg.vertebrae.names import margin_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.cord.centerline import Centerline
@@ -172,7 +173,7 @@ def automatic_discs(given: Landmarks, lab: VertebralLabeling, template_discs: La
         report["reason"] = f"{given.kind} landmarks are not checked against the labeling's levels"
         return None, report
     if lab.ambiguous:
-        report["reason"] = (f"automatic labeling ambiguous (identity margin {lab.identity_margin:.2f}): "
+        report["reason"] = (f"automatic labeling ambiguous (identity margin {margin_text(lab.identity_margin)}): "
                             "the given labels only")
         return None, report
     agreement = level_agreement(given, lab, tolerance)

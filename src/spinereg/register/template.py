@@ -147,6 +147,37 @@ def template_landmarks(tpl: Template, kind: str) -> Landmarks:
     return rootlet_midpoints(img) if kind == "rootlet" else read_point_labels(img, kind, allow_blobs=True)
 
 
+#: the least share of the segmented cord that the landmarks must map onto the template's cord
+#: (between its ends along S-I) for a registration to be attempted
+MIN_CORD_ON_TEMPLATE = 0.5
+
+
+def _require_cord_on_template_cord(covered: np.ndarray, tcord: Image, lm: Landmarks, img: Image,
+                                   template: str) -> None:
+    """Refuse landmarks that map most of the segmented cord (``covered``: its voxels in template
+    space) beyond the ends of the template's cord, in the user's terms. The steps after the
+    landmarks need the two cords on common slices; without this check a lumbar level given to a
+    cervical cord (or one disc found in a noise image, named L1/L2, next to PAM50's conus) stopped
+    inside a step with "no slice holds both the fixed and the moving segmentation"."""
+    tz = tcord.grid.voxel_to_world(np.argwhere(np.asarray(tcord.data) > 0.5)[::50].astype(float))[:, 2]
+    lo, hi = float(tz.min()), float(tz.max())
+    on = float(np.mean((covered[:, 2] >= lo) & (covered[:, 2] <= hi))) if len(covered) else 0.0
+    if on >= MIN_CORD_ON_TEMPLATE:
+        return
+    from spinereg.vertebrae.label import disc_name
+    from spinereg.vertebrae.names import level_name
+
+    name = {"disc": disc_name, "body": level_name}.get(lm.kind, str)
+    names = ", ".join(name(int(v)) for v in lm.values)
+    where = f"below the lower end of {template}'s cord (its conus)" if np.median(covered[:, 2]) < lo \
+        else f"above the upper end of {template}'s cord"
+    raise InputError(
+        f"the landmarks ({lm.kind} {names}) place {100 * (1 - on):.0f} % of the segmented cord {where}: "
+        "the levels do not fit this cord, or the segmentation is not the cord",
+        img.name, "check the labels' values (or the automatic labeling's) and the segmentation; give -l / --ldisc "
+        "with the right levels")
+
+
 def template_centerline(tcord: Image) -> Centerline:
     """Centerline of a template cord, cached on disk by file identity (templates do not change)."""
     import hashlib
@@ -318,6 +349,7 @@ def register_to_template(
     # template-space region that the subject covers (its seg mapped into the template)
     seg_pts = sg.grid.voxel_to_world(np.argwhere(sg.data > 0.5))
     covered = mapping.inverse().map(seg_pts)
+    _require_cord_on_template_cord(covered, tcord, lm, img, tpl.name)
     work_tpl = crop_grid(tcord.grid, covered, margin_mm=12.0)
     out_tpl = tcord.grid if tcord.grid.size <= 4_000_000 else crop_grid(tcord.grid, covered, margin_mm=30.0)
     # the analytic mapping is smooth (linear in-plane, gently curved along the cord): sample it

@@ -53,7 +53,7 @@ from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
-from spinereg.vertebrae.names import level_name
+from spinereg.vertebrae.names import level_name, margin_text
 from spinereg.vertebrae.orientation import flip_si, si_reversal
 from spinereg.vertebrae.straight import slab_points, straighten_slab
 
@@ -464,9 +464,10 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     require_segmentation(seg, "segmentation", "-s")
     require_not_mask(image, "image", "-i")
     with _one_blas_thread():
-        lab = _label_vertebrae(image, seg, contrast, init, template, check_identity)
-        if init is not None and check_identity:
-            _check_init(lab, _label_vertebrae(image, seg, contrast, None, template, True), init)
+        prep = _prepare(image, seg, contrast)
+        lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
+        if init is not None and check_identity:  # the free run shares the checks and the cord frame
+            _check_init(lab, _label_vertebrae(image, seg, prep, None, template, True), init)
         return lab
 
 
@@ -494,17 +495,25 @@ def _check_init(pinned: VertebralLabeling, free: VertebralLabeling, init: tuple[
         record["warning"] = (
             f"the pinned disc ({disc_name(value)}) names the levels {abs(shift)} level(s) "
             f"{'higher' if shift > 0 else 'lower'} than the image alone reads them ({how}: "
-            f"{' to '.join(names[:1] + names[-1:])}, identity margin {free.identity_margin:.2f}): "
+            f"{' to '.join(names[:1] + names[-1:])}, identity margin {margin_text(free.identity_margin)}): "
             "check -initz / -initlabel")
     pinned.report["init_check"] = record
 
 
-def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
-                     template: str = "PAM50", check_identity: bool = True) -> VertebralLabeling:
-    """Find every intervertebral disc of ``image`` along the cord of ``seg`` (:func:`_chain_labeling`);
-    when the image alone contradicts the identity the cord width chose (``the cues disagree``),
-    label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
-    flagged ambiguous either way, and says what the first pass named."""
+@dataclass(frozen=True)
+class _Prepared:
+    """What every labeling pass of one image and segmentation shares: the checked inputs' cord
+    signal, the contrast given and the one read, and the cord frame (centerline and roll)."""
+
+    signal: CordSignal
+    given: str
+    contrast: str
+    mismatch: str | None
+    frame: tuple
+
+
+def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
+    """Check the inputs (one-line errors) and compute what the passes share (:class:`_Prepared`)."""
     if contrast not in CONTRAST_POLARITY:
         raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
     if image.ndim != 3:
@@ -512,10 +521,18 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
     require_same_grid(image, seg, what="image and segmentation")
     require_nonempty(seg, "segmentation")
     signal = require_cord_signal(image, seg)
-    given = contrast
-    contrast, mismatch = read_contrast(contrast, signal)
+    read, mismatch = read_contrast(contrast, signal)
     cl = Centerline.from_mask(seg)
-    frame = (cl, cross_section_roll(seg, cl))  # the cord and its roll, shared by both passes
+    return _Prepared(signal, contrast, read, mismatch, (cl, cross_section_roll(seg, cl)))
+
+
+def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | None = None,
+                     template: str = "PAM50", check_identity: bool = True) -> VertebralLabeling:
+    """Find every intervertebral disc of ``image`` along the cord of ``seg`` (:func:`_chain_labeling`);
+    when the image alone contradicts the identity the cord width chose (``the cues disagree``),
+    label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
+    flagged ambiguous either way, and says what the first pass named."""
+    signal, given, contrast, mismatch, frame = prep.signal, prep.given, prep.contrast, prep.mismatch, prep.frame
     lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity, frame=frame)
     lab = _with_signal(lab, signal, given, mismatch)
     orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
@@ -536,7 +553,7 @@ def _label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tup
         lab.ambiguous = True
         return _with_orientation(lab, orientation)
     note = (f"cord width and image disagreed: with the absolute cord width (spread {WIDTH_SD}) the discs were "
-            f"named {' to '.join(first[:1] + first[-1:])} (image-alone margin {lab.report['image_identity']['margin']:.2f}); "
+            f"named {' to '.join(first[:1] + first[-1:])} (image-alone margin {margin_text(lab.report['image_identity']['margin'])}); "
             f"relabelled with it down-weighted (spread {WIDTH_SD_FALLBACK})")
     again.report["ambiguous_reasons"].insert(0, note)
     again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
@@ -805,7 +822,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     if pinned is None:
         need = AMBIGUOUS_MARGIN * max(1.0, si_mm / THICK_SI_MM)
         if margin < need:
-            reasons.append(f"identity margin {np.floor(margin * 100) / 100:.2f} < {need:.2f}: the levels shifted by one fit "
+            reasons.append(f"identity margin {margin_text(margin)} < {need:.2f}: the levels shifted by one fit "
                            "almost as well")
         if image_check is not None and image_check["margin"] < -IMAGE_DISAGREE_MARGIN:
             reasons.append(f"{CUES_DISAGREE}: without the cord width (disc bands, spacing and template match "

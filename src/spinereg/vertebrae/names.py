@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 _REGIONS = (("C", 1, 7), ("T", 8, 19), ("L", 20, 24), ("S", 25, 29))
 
 
@@ -27,3 +29,9 @@ def level_number(name: str | int) -> int:
             if lo <= n <= hi:
                 return n
     raise ValueError(f"unknown vertebral level {name!r} (use e.g. C3, T6 or 3)")
+
+
+def margin_text(margin: float) -> str:
+    """An identity margin as every message writes it: two decimals, rounded down, so that a
+    margin under a threshold never reads as the threshold (``1.996`` -> ``"1.99"``, not ``"2.00"``)."""
+    return f"{np.floor(float(margin) * 100) / 100:.2f}"
