@@ -88,25 +88,70 @@ def test_cord_mapped_beyond_the_template_cord_is_refused():
     _require_cord_on_template_cord(pts + [0, 0, 20.0], tcord, lm, img, "PAM50")  # 30 of 40 on it
 
 
-@pytest.mark.realdata
-def test_one_disc_next_to_the_conus_in_noise_is_refused(sct_data, tmp_path, capsys):
-    """Noise smoothed by 5 voxels on t2's grid (seed 11): the segmentation keeps a 33 mm "cord" at
-    the lower edge and the labeling finds one band past its top, named L1/L2, where PAM50's cord
-    ends at its conus: the whole segmented cord maps below it. Before session 19 the job stopped
-    inside a registration step: "no slice holds both the fixed and the moving segmentation --
-    fix: check that the segmentations overlap in z (after the previous steps)"."""
+def _smoothed_noise_on(img, seed: int, path):
     from scipy import ndimage
 
+    a = np.asarray(img.data, float)
+    n = ndimage.gaussian_filter(np.random.default_rng(seed).normal(size=a.shape), 5.0)
+    return save_image(img.with_data(((n - n.mean()) / n.std() * a.std() + a.mean()).astype(np.float32)), path)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize(("seed", "shown"), [(0, "one (T11/T12)"), (3, "none")])
+def test_one_band_in_noise_is_refused(sct_data, tmp_path, capsys, seed, shown):
+    """Noise smoothed by 5 voxels in t2's place, seeds 0 and 3: the segmentation keeps a
+    16-20 mm "cord" touching one edge of the field, and the labeling finds at most one disc band.
+    Before session 19 the job went on: seed 0 ended warn (exit 0, a noise image registered to
+    "T11/T12"), seed 3 fail (exit 3, outputs written). Now the job needs two discs showing a band
+    (spinereg.vertebrae.label.MIN_BANDS) or a pinned disc: exit 2, one line, no output folder.
+    Every labeling phantom and real image measured shows two or more (axial_thick seed 8, 'test'
+    seeds 0 and 3: two; t2 three; t1 four)."""
     from spinereg.io.image import load_image
 
-    img = load_image(sct_data / "t2" / "t2.nii.gz")
-    a = np.asarray(img.data, float)
-    n = ndimage.gaussian_filter(np.random.default_rng(11).normal(size=a.shape), 5.0)
-    noise = save_image(img.with_data(((n - n.mean()) / n.std() * a.std() + a.mean()).astype(np.float32)),
-                       tmp_path / "noise.nii.gz")
+    noise = _smoothed_noise_on(load_image(sct_data / "t2" / "t2.nii.gz"), seed, tmp_path / "noise.nii.gz")
     out = tmp_path / "o"
     rc = main(["register-to-template", "-i", str(noise), "-c", "t2", "-o", str(out)])
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1, err
-    assert str(noise) in err and "L1/L2" in err and "below the lower end of PAM50's cord" in err, err
+    assert str(noise) in err and f"{shown} shows a band" in err and "-initz" in err, err
+    assert not out.exists()
+
+
+def test_a_pinned_disc_stands_in_for_the_second_band():
+    """``_require_bands``: two discs on their bands pass; one passes only with a pinned disc."""
+    from types import SimpleNamespace
+
+    from spinereg.pipelines.registration import _require_bands
+
+    def disc(name, evidence, estimated=False, value=5):
+        return SimpleNamespace(name=name, evidence=evidence, estimated=estimated, value=value)
+
+    two = SimpleNamespace(discs=[disc("C3/C4", 0.9), disc("C4/C5", 0.6)])
+    _require_bands(two, "img.nii.gz", pinned=False)
+    one = SimpleNamespace(discs=[disc("C1/C2", 1.0, estimated=True, value=2), disc("C3/C4", 0.9),
+                                 disc("C4/C5", 0.3), disc("conus", 1.0, value=60)])
+    with pytest.raises(InputError, match=r"one \(C3/C4\) shows a band .*\(it needs 2\)"):
+        _require_bands(one, "img.nii.gz", pinned=False)
+    _require_bands(one, "img.nii.gz", pinned=True)
+
+
+@pytest.mark.realdata
+def test_a_lumbar_disc_given_to_a_cervical_cord_is_refused(sct_data, tmp_path, capsys):
+    """t2 given one disc label, L1/L2 (value 21), at its C3 body label's point: PAM50's cord ends
+    at L1/L2, and the landmark maps the whole segmented cord below it. Before session 19 the job
+    stopped inside a registration step: "no slice holds both the fixed and the moving
+    segmentation -- fix: check that the segmentations overlap in z (after the previous steps)"."""
+    import nibabel as nib
+
+    t2 = sct_data / "t2"
+    img = nib.load(str(t2 / "labels.nii.gz"))
+    d = np.asanyarray(img.dataobj)
+    ld = np.where(d == 3, 21, 0).astype(np.uint8)
+    nib.save(nib.Nifti1Image(ld, img.affine), str(tmp_path / "l1l2.nii.gz"))
+    out = tmp_path / "o"
+    rc = main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
+               "--ldisc", str(tmp_path / "l1l2.nii.gz"), "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "(disc L1/L2) place 100 % of the segmented cord below the lower end of PAM50's cord" in err, err
     assert not out.exists()
