@@ -9,6 +9,10 @@ Cases (targets of issue 14):
   64 x 320 x 320) to the full ``PAM50``. Target <= 20 s, <= 0.8 GB.
 * ``segment``: ``spinereg segment`` on sct_testing_data/t2. Target <= 3 s.
 * ``help``: ``spinereg --help`` (start-up). Target <= 0.3 s.
+* ``bare``: the README's main job, ``spinereg register-to-template -i t2.nii.gz -c t2`` on
+  sct_testing_data/t2 to the full ``PAM50`` from the bare image (segmentation, disc labeling and
+  registration; no QC report). Baseline: plain ANTs SyN on t2 and PAM50_small_t2, which does none
+  of the segmentation or labeling.
 * ``imreg``: image-only ``spinereg register`` (default preset) on the 256 x 256 x 22 full-FOV axial
   pair of ``bench/register_robustness.py`` (t2s_uncropped resampled, known in-plane deformation,
   seed 0). Target <= 5 s.
@@ -53,7 +57,7 @@ import threading
 import time
 from pathlib import Path
 
-TARGETS = {"t2": (2.0, 400.0), "full": (20.0, 800.0), "segment": (3.0, None), "help": (0.3, None),
+TARGETS = {"t2": (2.0, 400.0), "bare": (None, None), "full": (20.0, 800.0), "segment": (3.0, None), "help": (0.3, None),
            "imreg": (5.0, None)}
 BASE_COMMIT = "e7f2bb1"
 
@@ -279,6 +283,9 @@ def case_argv(case: str, inp: dict, outdir: Path) -> list[str]:
     if case == "imreg":
         return ["register", "-i", str(inp["src"]), "-d", str(inp["dest"]), "-o", str(outdir), "--overwrite",
                 "--allow-fail"]
+    if case == "bare":
+        return ["register-to-template", "-i", str(inp["image"]), "-t", "PAM50", "-c", "t2", "-o", str(outdir),
+                "--overwrite", "--allow-fail"]
     return ["register-to-template", "-i", str(inp["image"]), "-s", str(inp["seg"]), "-l", str(inp["labels"]),
             "-t", inp["template"], "-c", inp["contrast"], "-o", str(outdir), "--overwrite", "--allow-fail"]
 
@@ -287,7 +294,7 @@ def bench_case(case: str, args, root: Path, work: Path) -> dict:
     d = work / case
     d.mkdir(parents=True, exist_ok=True)
     inp = case_inputs(case, root, work) if case != "help" else {}
-    folder_out = case in ("t2", "full", "imreg")
+    folder_out = case in ("t2", "full", "imreg", "bare")
 
     def cmd_of_run(i: int, base: list[str] | None = None, tag: str = "run"):
         out = d / f"{tag}{i}"
@@ -307,9 +314,9 @@ def bench_case(case: str, args, root: Path, work: Path) -> dict:
                                   d / "profile.log", args.timeout)
     baseline = args.baseline
     if baseline == "auto":
-        baseline = {"t2": "ants", "full": f"commit:{BASE_COMMIT}", "segment": "none",
+        baseline = {"t2": "ants", "bare": "ants", "full": f"commit:{BASE_COMMIT}", "segment": "none",
                     "help": f"commit:{BASE_COMMIT}", "imreg": "commit:28356c2"}[case]
-    if baseline == "ants" and case in ("t2", "full"):
+    if baseline == "ants" and case in ("t2", "full", "bare"):
         print(f"[{case}] baseline: ANTs SyN ...", flush=True)
         if case == "full" and not Path(inp["template_t2"]).is_file():
             _template_t2_region(inp)
@@ -415,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--ants-worker"]:
         return ants_worker(*argv[1:4])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--case", default="help,t2,segment,full", help="comma-separated: help, t2, segment, full, imreg")
+    p.add_argument("--case", default="help,t2,segment,full", help="comma-separated: help, t2, segment, full, imreg, bare")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--baseline", default="auto", help="auto, ants, commit:REV, flags:ARGS or none")
     p.add_argument("--baseline-runs", type=int, default=3)
