@@ -20,6 +20,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
 from spinereg.segment import segment
 from spinereg.segment.components import CordComponents, image_beyond_ends
+from spinereg.segment.cordseg import TOP_INSIDE_WARN_MM
 
 
 def _components(slices: np.ndarray, nz: int, centre: tuple[float, float] = (5.0, 5.0)) -> CordComponents:
@@ -47,7 +48,7 @@ def _smoothed_noise(img: Image, seed: int, sigma: float = 5.0) -> Image:
 
 @pytest.mark.realdata
 def test_noise_blobs_clear_of_both_edges_are_refused(sct_data):
-    refused_for_ends, kept = 0, []
+    refused_for_ends, kept, warned = 0, [], 0
     for name in ("t2/t2.nii.gz", "t1/t1w.nii.gz"):
         img = load_image(sct_data / name)
         for seed in range(12):
@@ -57,15 +58,33 @@ def test_noise_blobs_clear_of_both_edges_are_refused(sct_data):
                 refused_for_ends += "at both ends" in str(e)
                 continue
             kept.append(r.info["image_beyond_ends_mm"])
+            warned += bool(r.info.get("warnings"))
     assert refused_for_ends >= 8, refused_for_ends  # measured 8 (t2 seeds 4, 9; t1 0, 2, 3, 4, 6, 9)
     assert all(min(k) == 0.0 for k in kept), kept  # the 6 kept touch an edge of the field
+    # 5 of them end 23-52 mm below the top of the image: kept with a warning (session 19); the
+    # sixth ends 35 mm above the lower edge, as a conus may
+    assert warned == sum(k[1] > TOP_INSIDE_WARN_MM for k in kept) >= 5, kept
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("name", ["t2/t2.nii.gz", "t1/t1w.nii.gz", "mt/mt1.nii.gz", "t2s/t2s.nii.gz"])
 def test_real_cords_reach_both_edges(sct_data, name):
     r = segment(sct_data / name, "auto")
-    assert r.info["image_beyond_ends_mm"] == [0.0, 0.0]
+    assert r.info["image_beyond_ends_mm"] == [0.0, 0.0] and "warnings" not in r.info
+
+
+@pytest.mark.realdata
+def test_the_cli_warns_of_a_cord_ending_below_the_top(sct_data, tmp_path, capsys):
+    """Noise smoothed by 5 voxels in t2's place, seed 0: a "cord" at the lower edge ending 39 mm
+    below the top of the image is written, with a warning on stderr (exit 0: the conus aside, a
+    cord may also end inside the field under a brainstem)."""
+    from spinereg.cli.main import main
+    from spinereg.io.image import save_image
+
+    noise = save_image(_smoothed_noise(load_image(sct_data / "t2" / "t2.nii.gz"), 0), tmp_path / "noise.nii.gz")
+    assert main(["segment", "-i", str(noise), "-o", str(tmp_path / "seg.nii.gz")]) == 0
+    err = capsys.readouterr().err
+    assert "warning: the segmented cord ends 39 mm below the top of the image" in err, err
 
 
 @pytest.mark.realdata
@@ -74,5 +93,7 @@ def test_a_conus_inside_the_field_is_kept(pam50_dir):
     from spinereg.phantom.independent import make_independent_subject
 
     ph = make_independent_subject("thoracolumbar", seed=0)
-    below, above = segment(ph.image, "t2").info["image_beyond_ends_mm"]
+    info = segment(ph.image, "t2").info
+    below, above = info["image_beyond_ends_mm"]
     assert above == 0.0 and 10.0 <= below <= 22.0, (below, above)  # measured 16 mm below the conus
+    assert "warnings" not in info  # a conus inside the field is anatomy: no warning

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -77,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
                 if f is not None:
                     f.unlink(missing_ok=True)
             raise
+    for w in res.info.get("warnings", []):
+        print(f"spinereg segment: warning: {w}", file=sys.stderr)
     summary = {k: v for k, v in res.info.items() if k != "models"}
     summary["models"] = {k: {"file": v["file"], "bytes": v["bytes"]} for k, v in res.info["models"].items()}
     print(json.dumps({"files": written, **summary}, indent=1))

@@ -144,6 +144,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
             with run.stage("vertebral labeling") as rec:
                 lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
             use_lab = lab
+        warnings = [f"automatic segmentation: {w}" for r in auto.records.values() for w in r.get("warnings", [])] \
+            + warnings
         with run.stage("registration"):
             reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                        template=template, contrast=contrast, param=param, ref=ref,

@@ -63,6 +63,10 @@ MIN_VOLUME_MM3 = 40.0
 #: the slices is refused (smoothed noise: blobs 10-39 mm clear of both edges).
 FREE_END_MM = 5.0
 FREE_ENDS_MAX_COVERAGE = 0.6
+#: image beyond the cord's upper end (mm) above which the segmentation is kept with a warning: a
+#: spinal cord runs on up to the brainstem (real images and phantoms: 0 mm; the conus may end
+#: inside the field, at the lower end; smoothed noise kept at one edge: 23-52 mm)
+TOP_INSIDE_WARN_MM = 10.0
 #: fill narrow concave pockets of each section (lesions at the surface; spinereg.segment.bites)
 FILL_BITES = True
 
@@ -186,6 +190,10 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     prob_img = img.with_data(np.clip(pin, 0, 1).astype(np.float32))
     prob_img.header.set_data_dtype(np.float32)
     prob_img.header.set_slope_inter(1.0, 0.0)
+    if above > TOP_INSIDE_WARN_MM:
+        info.setdefault("warnings", []).append(
+            f"the segmented cord ends {above:.0f} mm below the top of the image: a spinal cord runs on up to "
+            "the brainstem; check that the image shows a cord (what was found may be something else)")
     info.update({
         "voxels": int(seg.sum()),
         "volume_mm3": round(float(seg.sum() * np.prod(img.grid.zooms)), 1),
