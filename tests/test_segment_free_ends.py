@@ -97,3 +97,29 @@ def test_a_conus_inside_the_field_is_kept(pam50_dir):
     below, above = info["image_beyond_ends_mm"]
     assert above == 0.0 and 10.0 <= below <= 22.0, (below, above)  # measured 16 mm below the conus
     assert "warnings" not in info  # a conus inside the field is anatomy: no warning
+
+
+def test_automatic_segmentations_pass_their_warnings_on():
+    from spinereg.pipelines.autoseg import AutoSegmentations
+
+    auto = AutoSegmentations()
+    auto.records = {"a_seg.nii.gz": {"image": "/x/a.nii.gz", "warnings": ["ends 39 mm below the top"]},
+                    "b_seg.nii.gz": {"image": "/x/b.nii.gz"}}
+    assert auto.warnings() == ["automatic segmentation of a.nii.gz: ends 39 mm below the top"]
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_register_with_an_automatic_segmentation_says_its_warning(sct_data, tmp_path, capsys):
+    """``register --iseg auto`` on the seed-0 noise image: the segmentation's warning reaches
+    stderr (before session 19 it was in provenance.json only); the verdict fails on its own."""
+    from spinereg.cli.main import main
+    from spinereg.io.image import save_image
+
+    t2 = sct_data / "t2" / "t2.nii.gz"
+    noise = save_image(_smoothed_noise(load_image(t2), 0), tmp_path / "noise.nii.gz")
+    rc = main(["register", "-i", str(noise), "-d", str(t2), "--iseg", "auto", "--dseg",
+               str(sct_data / "t2" / "t2_seg-manual.nii.gz"), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert "warning: automatic segmentation of noise.nii.gz: the segmented cord ends 39 mm below" in err, err
+    assert rc in (0, 3)

@@ -63,6 +63,12 @@ class AutoSegmentations:
         self.files[name] = path
         return path
 
+    def warnings(self) -> list[str]:
+        """The automatic segmentations' warnings (``spinereg segment``'s, e.g. a cord ending well
+        below the top of the image), each naming its image."""
+        return [f"automatic segmentation of {Path(r['image']).name}: {w}" for r in self.records.values()
+                for w in r.get("warnings", [])]
+
     def seg_or_segment(self, image: str | Path, seg: str | Path | Image | None,
                        contrast: str = "auto") -> str | Path | Image:
         """``seg`` itself, or the path of an automatic segmentation when ``seg`` is None/'auto'."""

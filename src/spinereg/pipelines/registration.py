@@ -144,8 +144,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
             with run.stage("vertebral labeling") as rec:
                 lab, rec["labeling"] = labeling_for_landmarks(inp.image, inp.seg, contrast)
             use_lab = lab
-        warnings = [f"automatic segmentation: {w}" for r in auto.records.values() for w in r.get("warnings", [])] \
-            + warnings
+        warnings = auto.warnings() + warnings
         with run.stage("registration"):
             reg = register_to_template(inp.image, inp.seg, labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                        template=template, contrast=contrast, param=param, ref=ref,
@@ -442,7 +441,7 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
         files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
                                          before_commit=hook, loaded=loaded)
         files.update({f"seg:{name}": out / name for name in auto.files})
-    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg)
+    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": auto.warnings()})
 
 
 def chain_job(images: list, segs: list, outdir: str | Path, *,
