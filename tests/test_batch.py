@@ -168,3 +168,29 @@ def test_config_file_json(tmp_path: Path):
     cfg = load_config(p)
     assert cfg.data["crop"] is True and cfg.data["engine"]["workers"] == 2
     assert cfg.data["engine"]["threads_per_worker"] == 1
+
+
+def test_segment_step_carries_the_segmentations_warning(tmp_path, monkeypatch):
+    """The batch segment step records the segmentation's warnings as its verdict (warn, with the
+    reasons): a cord ending well below the top of the image (session 19) was kept silently."""
+    from types import SimpleNamespace
+
+    import spinereg.segment as seg_pkg
+    from spinereg.batch.bids import BidsImage
+    from spinereg.batch.steps import Context, segmentation
+    from spinereg.io.image import Image
+
+    anat = tmp_path / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    im = BidsImage(anat / "sub-01_T2w.nii.gz", "anat", (("sub", "01"),), "T2w")
+    fake = SimpleNamespace(seg=Image(np.ones((4, 4, 4), np.uint8), np.eye(4)),
+                           info={"warnings": ["the segmented cord ends 39 mm below the top of the image"]})
+    monkeypatch.setattr(seg_pkg, "segment", lambda path, contrast: fake)
+    cfg = SimpleNamespace(data={"given": {"seg": ["_seg-manual"]}}, steps=lambda s: ["segment"],
+                          contrast=lambda s: {"contrast": "t2"})
+    ctx = Context(SimpleNamespace(root=tmp_path), cfg, tmp_path / "work")
+    (tmp_path / "work").mkdir()
+    out = segmentation(ctx, "T2w", im, required=True)
+    assert out.is_file()
+    rec = ctx.records[-1]
+    assert rec.step == "segment" and rec.verdict == "warn" and "ends 39 mm below" in rec.reasons[0], rec

@@ -107,16 +107,19 @@ def segmentation(ctx: Context, suffix: str, im: BidsImage, required: bool) -> Pa
         return given
     if "segment" in ctx.cfg.steps(suffix):
         try:
-            from spinereg.segment import segment_cord
+            from spinereg.segment import segment
         except ImportError as err:
             raise UnitError(f"{im.path}: no segmentation given and automatic segmentation is not available "
                             f"({err}) -- fix: add {im.stem}_seg-manual.nii.gz to derivatives/labels") from err
         c = (ctx.cfg.contrast(suffix) or {}).get("contrast") or {"MTS": "mt", "dwi": "dwi", "bold": "epi"}.get(
             suffix, "auto")
-        seg = segment_cord(im.path, c)
+        res = segment(im.path, c)
         out = ctx.datatype_dir(im) / f"{im.stem}_label-SC_seg.nii.gz"
-        save_image(seg, out)
-        ctx.records.append(StepRecord(suffix, "segment", files=[str(out.relative_to(ctx.tmp))]))
+        save_image(res.seg, out)
+        rec = StepRecord(suffix, "segment", files=[str(out.relative_to(ctx.tmp))])
+        if res.info.get("warnings"):  # e.g. a cord ending well below the top of the image
+            rec.verdict, rec.reasons = "warn", list(res.info["warnings"])
+        ctx.records.append(rec)
         return out
     if required:
         pats = ", ".join(ctx.cfg.data["given"]["seg"])
