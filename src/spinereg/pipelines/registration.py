@@ -266,9 +266,9 @@ def _require_bands(lab: VertebralLabeling, image_path: str | Path, pinned: bool)
     session 19); noise smoothed by 5 voxels in t2's place (seed 0) showed one, named L1/L2, and
     the job ended warn."""
     from spinereg.errors import InputError
-    from spinereg.vertebrae.label import BAND_SHOWN, MIN_BANDS
+    from spinereg.vertebrae.label import BAND_SHOWN, MIN_BANDS, discs_on_bands
 
-    shown = [d for d in lab.discs if d.value != 60 and not d.estimated and d.evidence >= BAND_SHOWN]
+    shown = discs_on_bands(lab.discs)
     if pinned or len(shown) >= MIN_BANDS:
         return
     what = f"one ({shown[0].name})" if len(shown) == 1 else "none"

@@ -431,6 +431,12 @@ def _one_blas_thread():
     return threadpool_limits(1, user_api="blas")
 
 
+def discs_on_bands(discs: list[Disc]) -> list[Disc]:
+    """The discs that show a band in the image (placed on one, evidence >= :data:`BAND_SHOWN`;
+    not the conus, not an estimate): what :data:`MIN_BANDS` counts."""
+    return [d for d in discs if d.value != CONUS and not d.estimated and d.evidence >= BAND_SHOWN]
+
+
 #: the range of C1/C2-C2/C3 gaps (C1/C2 from the CSF, C2/C3 on its band) over the template's gap
 #: at the scale of the discs on their bands, within which the two agree. 25 right labelings of
 #: independent phantoms that show C1/C2 (seeds 0-3 and 40-45) and 20 full phantoms from their
@@ -843,7 +849,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     si_mm = _si_spacing(image, cl)
     coarse = si_mm > MAX_SI_SPACING_MM
     n_found = sum(d.value != CONUS and d.source == "band" for d in discs)
-    n_bands = sum(d.value != CONUS and not d.estimated and d.evidence >= BAND_SHOWN for d in discs)
+    n_bands = len(discs_on_bands(discs))
     reasons = []
     if coarse:
         reasons.append(f"S-I sampling {si_mm:.1f} mm > {MAX_SI_SPACING_MM} mm")
