@@ -123,3 +123,19 @@ def test_register_with_an_automatic_segmentation_says_its_warning(sct_data, tmp_
     err = capsys.readouterr().err
     assert "warning: automatic segmentation of noise.nii.gz: the segmented cord ends 39 mm below" in err, err
     assert rc in (0, 3)
+
+
+@pytest.mark.realdata
+def test_the_qc_page_shows_the_warning(sct_data, tmp_path, capsys):
+    """segment --qc on the seed-0 noise image: the segmentation page's note carries the warning."""
+    import json
+
+    from spinereg.cli.main import main
+    from spinereg.io.image import save_image
+
+    noise = save_image(_smoothed_noise(load_image(sct_data / "t2" / "t2.nii.gz"), 0), tmp_path / "noise.nii.gz")
+    assert main(["segment", "-i", str(noise), "--qc", str(tmp_path / "qc")]) == 0
+    capsys.readouterr()
+    entries = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
+    notes = [p.get("note", "") for p in entries[0]["panels"]]
+    assert any("warning: the segmented cord ends 39 mm below the top of the image" in n for n in notes), notes

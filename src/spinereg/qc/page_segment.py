@@ -57,6 +57,8 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     if "median_axial_area_mm2" in info:
         note = (f"{info.get('working_slices_with_cord', '?')} slices with cord, median axial area "
                 f"{info['median_axial_area_mm2']} mm2, mean probability {info.get('mean_probability', '?')}")
+    if info.get("warnings"):  # what segment said on stderr, e.g. a cord ending well below the top
+        note = "; ".join(f"warning: {w}" for w in info["warnings"]) + (f". {note}" if note else "")
     return [
         Panel("segmentation", "Automatic cord segmentation (axial)", "toggle",
               {"before": "seg_axial_image.png", "after": "seg_axial.png"},
