@@ -139,3 +139,16 @@ def test_the_qc_page_shows_the_warning(sct_data, tmp_path, capsys):
     entries = json.loads((tmp_path / "qc" / "entries.json").read_text())["entries"]
     notes = [p.get("note", "") for p in entries[0]["panels"]]
     assert any("warning: the segmented cord ends 39 mm below the top of the image" in n for n in notes), notes
+
+
+def test_chain_says_its_automatic_segmentations_warnings(tmp_path, monkeypatch, capsys):
+    """``chain`` passes the job's warnings (its automatic segmentations') to stderr as register and
+    register-to-template do; the job is stubbed: the wiring is what is tested."""
+    import spinereg.pipelines.registration as jobs
+    from spinereg.cli.main import main
+    from spinereg.pipelines.registration import JobResult
+
+    said = ["automatic segmentation of a.nii.gz: the segmented cord ends 39 mm below the top of the image"]
+    monkeypatch.setattr(jobs, "chain_job", lambda *a, **k: JobResult(tmp_path, {}, {}, extra={"warnings": said}))
+    main(["chain", "-i", "a.nii.gz", "b.nii.gz", "--seg", "auto", "auto", "-l", "l.nii.gz", "-o", str(tmp_path / "o")])
+    assert f"spinereg chain: warning: {said[0]}" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import new_parser, print_warnings
 from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
     if warning:  # said once the result exists (an error stays the one line)
-        print(f"spinereg apply: warning: {warning}", file=sys.stderr)
+        print_warnings("apply", [warning])
     print(out)
     if _all_zero(out):
         print(f"spinereg apply: result: {out} is all zero (the transforms bring nothing of {args.input} onto "

@@ -10,6 +10,7 @@ from spinereg.cli.common import (
     add_template,
     finish_run,
     new_parser,
+    print_warnings,
     start_run,
 )
 
@@ -55,4 +56,5 @@ def run(args: argparse.Namespace) -> int:
                     template=args.template, contrast=args.contrast, given=given, link_param=args.link_param,
                     direct=not args.no_direct, overwrite=args.overwrite, auto_discs=not args.no_auto_discs,
                     run=rec, progress=display.bar())
+    print_warnings("chain", res.extra.get("warnings", []))
     return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)

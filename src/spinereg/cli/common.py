@@ -106,6 +106,12 @@ _LABELS = {
 }
 
 
+def print_warnings(command: str, warnings: list[str] | tuple[str, ...]) -> None:
+    """Each warning as one line on stderr, ``spinereg COMMAND: warning: ...``."""
+    for w in warnings:
+        print(f"spinereg {command}: warning: {w}", file=sys.stderr)
+
+
 def _fmt(v: object) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
+from spinereg.cli.common import (
+    add_result_options,
+    finish_run,
+    new_parser,
+    print_warnings,
+    start_run,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -38,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
     rec, display = start_run(args, "demo", stages=10)
     res = demo_job(args.outdir, args.template, qc_root=args.qc, overwrite=args.overwrite, run=rec,
                    progress=display.bar())
-    for warning in res.extra.get("warnings", []):  # e.g. an ambiguous level identity
-        print(f"spinereg demo: warning: {warning}", file=sys.stderr)
+    print_warnings("demo", res.extra.get("warnings", []))  # e.g. an ambiguous level identity
     code = finish_run(args, "demo", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)
     held = res.metrics.get("held_out") or {}
     if held.get("mean_mm") is not None and not getattr(args, "json", False):

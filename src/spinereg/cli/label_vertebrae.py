@@ -4,11 +4,10 @@ sct_label_vertebrae)."""
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import new_parser, print_warnings
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -63,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
         out["warning"] = labeling.report["warning"]
     from spinereg.qc.labeling import warnings_of
 
-    for warning in warnings_of(labeling):  # ambiguous levels, an upside-down image, gaps: said on stderr too
-        print(f"spinereg label-vertebrae: warning: {warning}", file=sys.stderr)
+    print_warnings("label-vertebrae", warnings_of(labeling))  # ambiguous levels, upside down, gaps: on stderr too
     if args.qc:
         out["qc_report"] = str(_add_to_report(args, files, inputs, labeling))
     print(json.dumps(out, indent=1))

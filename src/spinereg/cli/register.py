@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import add_result_options, finish_run, new_parser, start_run
+from spinereg.cli.common import (
+    add_result_options,
+    finish_run,
+    new_parser,
+    print_warnings,
+    start_run,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -47,6 +52,5 @@ def run(args: argparse.Namespace) -> int:
                          init_warp=args.init_warp, init_warp_inv=args.init_warp_inv, param=args.param,
                          identity=args.identity, interp=args.interp, qc_root=args.qc, overwrite=args.overwrite,
                          run=rec, progress=display.bar())
-    for warning in res.extra.get("warnings", []):
-        print(f"spinereg register: warning: {warning}", file=sys.stderr)
+    print_warnings("register", res.extra.get("warnings", []))
     return finish_run(args, "register", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
 from spinereg.cli.common import (
@@ -10,6 +9,7 @@ from spinereg.cli.common import (
     add_template,
     finish_run,
     new_parser,
+    print_warnings,
     start_run,
 )
 
@@ -76,6 +76,5 @@ def run(args: argparse.Namespace) -> int:
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
                        overwrite=args.overwrite, run=rec, progress=display.bar(),
                        auto_discs=not args.no_auto_discs, initz=args.initz, initlabel=args.initlabel)
-    for warning in res.extra.get("warnings", []):
-        print(f"spinereg register-to-template: warning: {warning}", file=sys.stderr)
+    print_warnings("register-to-template", res.extra.get("warnings", []))
     return finish_run(args, "register-to-template", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import new_parser, print_warnings
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -78,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
                 if f is not None:
                     f.unlink(missing_ok=True)
             raise
-    for w in res.info.get("warnings", []):
-        print(f"spinereg segment: warning: {w}", file=sys.stderr)
+    print_warnings("segment", res.info.get("warnings", []))
     summary = {k: v for k, v in res.info.items() if k != "models"}
     summary["models"] = {k: {"file": v["file"], "bytes": v["bytes"]} for k, v in res.info["models"].items()}
     print(json.dumps({"files": written, **summary}, indent=1))

@@ -497,4 +497,5 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
                                         inputs={"images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
             auto.copy_into(tmp)
         files.update({f"seg:{name}": name for name in auto.files})
-    return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, None, run.elapsed(), res)
+    return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, None, run.elapsed(), res,
+                     {"warnings": auto.warnings()})
