@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import add_common
+from spinereg.cli.common import add_common, print_warnings
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
@@ -107,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         res.save(tmp, args.name, overwrite=True)  # the folder appears only when complete
     paths = SDCResult.outputs(out, args.name)
     if res.info.get("warning"):
-        print(f"spinereg sdc: warning: {res.info['warning']}", file=sys.stderr)
+        print_warnings("sdc", [res.info["warning"]])
     inside = res.info.get("object_p99_shift_vox")
     print(f"max shift {res.info['max_abs_shift_vox']:.2f} voxels"
           + (f" (99th percentile in the subject {inside:.2f})" if inside is not None else "")
