@@ -12,8 +12,9 @@ peak resident memory (VmHWM at exit); target <= 5 s on 2 cores):
 Accuracy: disc positions along the cord against the truth (t2: the labelled segmentation's level
 boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc points), level
 identity, the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``) and the
-42 held-out phantoms of tests/test_label_vertebrae_heldout.py (``--heldout``, seeds 40-45, first
-run after the method was fixed).
+held-out phantoms of tests/test_label_vertebrae_heldout.py (``--heldout``: seeds 40-45, first run
+in session 19 after the method was fixed, seen by session 20's change; seeds 50-55, first run in
+session 20 after it).
 
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
 (spinereg segment), as register-to-template from a bare image does; seed 3's first pass is one
@@ -135,16 +136,16 @@ def accuracy_real(root: Path) -> list[dict]:
     return rows
 
 
-def accuracy_phantoms(held_out: bool = False) -> list[dict]:
-    """The 20-phantom table (seeds 0-2), or with ``held_out`` the 42 held-out phantoms (seeds
-    40-45, tests/test_label_vertebrae_heldout.py)."""
+def accuracy_phantoms(held_out: range | None = None) -> list[dict]:
+    """The 20-phantom table (seeds 0-2), or with ``held_out`` (a range of seeds) the seven
+    variants of tests/test_label_vertebrae_heldout.py for those seeds."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_label_vertebrae_phantoms import CASES, _run
 
     if held_out:
-        from test_label_vertebrae_heldout import SEEDS, VARIANTS
+        from test_label_vertebrae_heldout import VARIANTS
 
-        CASES = [(v, s) for s in SEEDS for v in VARIANTS]  # noqa: N806 - the same name as the tests'
+        CASES = [(v, s) for s in held_out for v in VARIANTS]  # noqa: N806 - the same name as the tests'
     rows = []
     for v, s in CASES:
         t0 = time.perf_counter()
@@ -197,7 +198,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
-    ap.add_argument("--heldout", action="store_true", help="also the 42 held-out phantoms, seeds 40-45 (minutes)")
+    ap.add_argument("--heldout", action="store_true", help="also the 84 held-out phantoms, seeds 40-45 and 50-55 (minutes)")
     ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
                     "segmentation (minutes)")
     ap.add_argument("--register", action="store_true", help="with --bare: register each with its measured discs "
@@ -245,8 +246,13 @@ def main() -> int:
         print("\naccuracy, full phantom from the bare image (automatic segmentation):")
         lo, _, hi = a.seeds.partition("-")
         accuracy_bare(range(int(lo), int(hi or lo) + 1), register=a.register)
-    for flag, held, title in ((a.phantoms, False, "20 independent phantoms, seeds 0-2 (tests/test_label_vertebrae_phantoms.py)"),
-                              (a.heldout, True, "42 held-out phantoms, seeds 40-45 (tests/test_label_vertebrae_heldout.py)")):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from test_label_vertebrae_heldout import SEEDS, SEEDS_SESSION20
+
+    for flag, held, title in ((a.phantoms, None, "20 independent phantoms, seeds 0-2 (tests/test_label_vertebrae_phantoms.py)"),
+                              (a.heldout, SEEDS, "42 held-out phantoms, seeds 40-45 (session 19's; seen by session 20's "
+                               "change)"),
+                              (a.heldout, SEEDS_SESSION20, "42 held-out phantoms, seeds 50-55 (session 20's)")):
         if not flag:
             continue
         print(f"\naccuracy, {title}:")
@@ -259,7 +265,7 @@ def main() -> int:
               f"{sum(m <= 2.0 for m in maes)}/{len(maes)}, over 2 mm and not flagged: "
               f"{sum(1 for x in right if x['mae_mm'] > 2.0 and not x['ambiguous'])}; "
               f"max error {max(x['max_mm'] for x in right):.2f} mm")
-        (work / ("heldout.json" if held else "phantoms.json")).write_text(json.dumps(rows, indent=1, default=float))
+        (work / (f"heldout_{held.start}.json" if held else "phantoms.json")).write_text(json.dumps(rows, indent=1, default=float))
     if not a.out:
         shutil.rmtree(work, ignore_errors=True)
     return 0

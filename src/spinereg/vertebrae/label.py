@@ -131,6 +131,17 @@ POSITION_HOLD_MM = 6.0
 #: on every tilt (evidence.TILTS_DEG) within REFINE_MM of that chain's
 IDENTITY_TILTS_DEG: tuple[float, ...] = tuple(range(-15, 16, 5))
 REFINE_MM = 3.0
+#: the band's half-width (evidence.band_evidence): this fraction of the expected disc spacing at
+#: the row, from HALF_WIDTH_MIN_MM (per disc polarity) to HALF_WIDTH_MAX_MM. A bright disc is
+#: the band alone, between the dark endplates: on a short spine it is 2-3 mm thin, and a 3.5 mm
+#: floor (every polarity before session 20) set the flanks on the endplate lines, so the bright
+#: vertebral bodies between them read as bands (held-out phantom cervical 44: every disc
+#: 5.6-6.9 mm low; sagittal_thick 44: a level off). A dark disc's band takes in the dark endplates
+#: with it, so it is wider: 3.0 there made two T1 phantoms worse (iso1mm_t1 2 and 44: disc MAE
+#: 0.48 -> 0.88, 0.36 -> 0.72 mm). docs/labeling_bare_image.md, session 20
+HALF_WIDTH_FRACTION = 0.22
+HALF_WIDTH_MIN_MM = {1: 3.0, -1: 3.5}
+HALF_WIDTH_MAX_MM = 8.0
 #: measurement part of that spread per (left-right voxel extent / cord width)
 WIDTH_RES_FACTOR = 0.5
 #: the width measured at the ends of the segmented cord is held this far (mm) beyond them, so the
@@ -277,11 +288,13 @@ def _column_walls(model: SpineModel, t_rows: np.ndarray, cord_front: np.ndarray)
     return back, np.maximum(model.column_front[r] - model.column_back[r], 8.0)
 
 
-def _half_widths(model: SpineModel, t_rows: np.ndarray, scale: float) -> np.ndarray:
-    """A quarter of the expected disc spacing (subject mm) at each row, 3.5-8 mm."""
+def _half_widths(model: SpineModel, t_rows: np.ndarray, scale: float, polarity: int) -> np.ndarray:
+    """About a quarter of the expected disc spacing (subject mm) at each row, from
+    ``HALF_WIDTH_MIN_MM[polarity]`` to ``HALF_WIDTH_MAX_MM``."""
     t = model.disc_s
     mids, gaps = 0.5 * (t[:-1] + t[1:]), t[:-1] - t[1:]
-    return np.clip(0.22 * np.interp(t_rows, mids[::-1], gaps[::-1]) / scale, 3.5, 8.0)
+    hw = HALF_WIDTH_FRACTION * np.interp(t_rows, mids[::-1], gaps[::-1]) / scale
+    return np.clip(hw, HALF_WIDTH_MIN_MM[polarity], HALF_WIDTH_MAX_MM)
 
 
 def _grid_evidence(ev: Evidence, grid: np.ndarray, in_sub: np.ndarray, jc: np.ndarray,
@@ -717,7 +730,6 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     j0 = int(np.rint((sub.s[0] - seg_slab.s[0]) / 0.5))
     cord = np.nan_to_num(seg_slab.values[j0:j0 + len(sub.s)]) > 0.5
     back, depth = _column_walls(model, glob.t(sub.s), _front(cord, model.b))
-    half_width = _half_widths(model, glob.t(sub.s), glob.scale)
 
     step = float(sub.s[1] - sub.s[0])
     t = model.disc_s
@@ -756,6 +768,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
     results = []
     for pol in CONTRAST_POLARITY[contrast]:
+        half_width = _half_widths(model, glob.t(sub.s), glob.scale, pol)
         ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
                                        tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
@@ -770,9 +783,9 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                            pair_sd=pair_sd)
         img_unary = np.where(seen[:, None], e[None], 0.0) + vote
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary))
+        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary, half_width))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain, unary_pos, img_unary = results[0]
+    _, pol, ev, chain, unary_pos, img_unary, half_width = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
