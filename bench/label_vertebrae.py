@@ -17,9 +17,10 @@ in session 19 after the method was fixed, seen by session 20's change; seeds 50-
 session 20 after it).
 
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
-(spinereg segment), as register-to-template from a bare image does; seed 3's first pass is one
-level off (image-alone margin -3.10: the cues disagree), its second pass with the cord width
-down-weighted right and flagged (docs/labeling_bare_image.md). With ``--register`` each is then
+(spinereg segment), as register-to-template from a bare image does; seed 3's first pass was one
+level off (image-alone margin -3.10: the cues disagree) and its second pass, with the cord width
+down-weighted, right and flagged, until session 20's half-width floor for bright discs made the
+first pass right (docs/labeling_bare_image.md). With ``--register`` each is then
 registered with its measured discs (what the bare job does) and scored against the phantom's
 known mapping (cord error mean / p95 mm; which ends the S-I refinement held): the bare table of
 docs/labeling_bare_image.md (seeds 0-9: ``--seeds 0-9``).
