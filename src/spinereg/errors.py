@@ -14,6 +14,8 @@ EXIT_OK = 0
 EXIT_ERROR = 2
 EXIT_RESULT_FAILED = 3
 EXIT_INTERRUPTED = 130
+#: the process was sent SIGTERM (128 + 15, the shell's convention)
+EXIT_TERMINATED = 143
 
 
 class SpineregError(Exception):

@@ -1,0 +1,39 @@
+"""SIGTERM (a cluster scheduler's time limit, ``kill``) ends a command as an interruption: exit 143,
+one line, and every ``with`` / ``finally`` runs, so no temporary folder and no output folder is
+left behind. Before, the process died where it stood: 120 ``spinereg-autolabel-*`` folders had
+piled up in /tmp on the development machine from killed runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from spinereg.errors import EXIT_TERMINATED
+
+pytestmark = pytest.mark.realdata
+
+
+def test_sigterm_mid_job_leaves_nothing(sct_data, tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    out = tmp_path / "out"
+    env = dict(os.environ, TMPDIR=str(tmp))
+    proc = subprocess.Popen([sys.executable, "-m", "spinereg.cli.main", "register-to-template", "-i",
+                             str(sct_data / "t2" / "t2.nii.gz"), "-c", "t2", "-o", str(out)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # wait until the job is inside its work (its temporary folders exist), then terminate it
+    deadline = time.monotonic() + 60.0
+    while not any(p.name.startswith("spinereg") for p in tmp.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the job made no temporary folder"
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_TERMINATED, err
+    assert err.strip().splitlines()[-1] == "spinereg: terminated (SIGTERM)" and "Traceback" not in err, err
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("spinereg")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]  # no output folder, no staging copy
