@@ -1,7 +1,8 @@
 """SIGTERM (a cluster scheduler's time limit, ``kill``) ends a command as an interruption: exit 143,
 one line, and every ``with`` / ``finally`` runs, so no temporary folder and no output folder is
-left behind. Before, the process died where it stood: 120 ``spinereg-autolabel-*`` folders had
-piled up in /tmp on the development machine from killed runs."""
+left behind. Before, the process died where it stood, its temporary folders left in place (120
+``spinereg-autolabel-*`` folders were found in /tmp on the development machine; finished and
+refused runs remove theirs, so they came from processes that were killed)."""
 
 from __future__ import annotations
 
