@@ -56,3 +56,31 @@ def test_c1c2_spacing_compares_the_two_cues():
     assert off["ratio"] > C1C2_RATIO_RANGE[1]
     assert c1c2_spacing([disc(2, 83.95, "estimated"), *band], model) is None  # no CSF cue
     assert c1c2_spacing([disc(2, 83.95, "csf"), band[0]], model) is None  # one band disc
+
+
+def test_c1c2_spacing_bound_when_the_csf_fit_hits_the_end_of_its_search():
+    """No C1/C2 placed (the CSF fit wants a stretch beyond the ends of c1c2.K_RANGE): the ratio is
+    1 / (k x scale) at that end and beyond it. Discs at scale 0.9: k = 1.30 bounds the ratio at
+    most 0.855 (inside the range: not flagged); at scale 1.0, at most 0.769 (flagged); k = 0.75 at
+    scale 1.0 at least 1.333 (flagged)."""
+    from types import SimpleNamespace
+
+    from spinereg.vertebrae.c1c2 import K_RANGE
+    from spinereg.vertebrae.label import Disc, _c1c2_reason, c1c2_spacing
+
+    model = SimpleNamespace(disc_values=np.array([2, 3, 4, 5]), disc_s=np.array([100.0, 84.5, 66.0, 47.5]))
+
+    def disc(v, s):
+        return Disc(v, s, np.zeros(3), 0.8, 1.0, 0.0)
+
+    at09 = [disc(3, 70.0), disc(4, 53.35), disc(5, 36.7)]
+    at10 = [disc(3, 70.0), disc(4, 51.5), disc(5, 33.0)]
+    hi09 = c1c2_spacing(at09, model, K_RANGE[1])
+    assert hi09["bound"] == "at most" and hi09["ratio_bound"] == pytest.approx(1 / 1.17, abs=1e-3)
+    assert _c1c2_reason(hi09) is None
+    hi10 = c1c2_spacing(at10, model, K_RANGE[1])
+    assert hi10["ratio_bound"] == pytest.approx(1 / 1.3, abs=1e-3)
+    assert _c1c2_reason(hi10).startswith("the CSF above C2/C3 fits the template's only stretched beyond the search")
+    lo10 = c1c2_spacing(at10, model, K_RANGE[0])
+    assert lo10["bound"] == "at least" and "at least 1.33 times" in _c1c2_reason(lo10)
+    assert c1c2_spacing(at10, model) is None  # neither a CSF C1/C2 nor a bound

@@ -68,6 +68,12 @@ class C1C2:
     k: float
     ncc: float
 
+    @property
+    def placed(self) -> bool:
+        """False when the fit ran into the end of the stretches searched (``s`` is NaN then):
+        the stretch it wants lies beyond ``k``."""
+        return bool(np.isfinite(self.s))
+
     def as_dict(self) -> dict:
         return {"s_mm": round(self.s, 2), "stretch": round(self.k, 3), "ncc": round(self.ncc, 3)}
 
@@ -146,7 +152,8 @@ def locate_c1c2(image: Image, seg: Image, centerline: Centerline, s_c2c3: float,
                 template_profile: tuple[np.ndarray, np.ndarray], t_c2c3: float,
                 t_c1c2: float) -> tuple[C1C2 | None, str]:
     """C1/C2 on the subject's centerline from the CSF profile above C2/C3 (module doc), or None
-    and why. ``s_c2c3``: the measured C2/C3 (arc length on ``centerline``);
+    and why; when the fit runs into the end of ``K_RANGE`` a :class:`C1C2` that is not
+    :attr:`~C1C2.placed` (its ``k`` that end) and why. ``s_c2c3``: the measured C2/C3 (arc length on ``centerline``);
     ``template_profile``: :func:`template_csf_profile` of the template; ``t_c2c3``, ``t_c1c2``:
     the template's C2/C3 and C1/C2 (world S-I, mm)."""
     if contrast not in BRIGHT_CSF:
@@ -162,7 +169,7 @@ def locate_c1c2(image: Image, seg: Image, centerline: Centerline, s_c2c3: float,
     if not np.isfinite(ncc) or ncc < MIN_NCC:
         return None, f"CSF profile above C2/C3 unlike the template's (correlation {ncc:.2f} < {MIN_NCC})"
     if k <= K_RANGE[0] + K_STEP / 2 or k >= K_RANGE[1] - K_STEP / 2:
-        return None, f"CSF profile above C2/C3 stretched to the limit of the search ({k:.2f})"
+        return C1C2(float("nan"), k, ncc), f"CSF profile above C2/C3 stretched to the limit of the search ({k:.2f})"
     near = (tz >= t_c1c2) & (tz <= t_c1c2 + PEAK_SEARCH_MM)
     t_peak = float(tz[near][np.argmax(tarea[near])]) if near.any() else t_c1c2
     reach = t_c2c3 + k * (float(s.max()) - s_c2c3)

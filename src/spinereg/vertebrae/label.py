@@ -459,47 +459,80 @@ def discs_on_bands(discs: list[Disc]) -> list[Disc]:
 C1C2_RATIO_RANGE = (0.8, 1.2)
 
 
-def c1c2_spacing(discs: list[Disc], model: SpineModel) -> dict | None:
+def c1c2_spacing(discs: list[Disc], model: SpineModel, stretch_limit: float | None = None) -> dict | None:
     """How far C1/C2 located from the CSF lies above C2/C3 (mm), and that gap over the template's
     at the scale of the discs on their bands (first to last); None without a CSF C1/C2, a C2/C3
     or two band discs. C1/C2 and C2/C3 come from different cues (the CSF above C2, the disc
-    bands): a chain placed on something other than the discs moves C2/C3 and leaves C1/C2."""
+    bands): a chain placed on something other than the discs moves C2/C3 and leaves C1/C2.
+
+    ``stretch_limit``: when the CSF fit ran into an end of the stretches it searches (no C1/C2
+    placed; :class:`spinereg.vertebrae.c1c2.C1C2` ``k``), the ratio is ``1 / (k x scale)`` at
+    that end and lies beyond it: ``{"ratio_bound", "bound": "at most" | "at least"}`` instead."""
     by = {d.value: d for d in discs}
     band = [d for d in discs if d.source == "band" and d.value != CONUS]
     vals = [int(v) for v in model.disc_values]
-    if 2 not in by or not by[2].from_csf or 3 not in by or len(band) < 2 or 2 not in vals:
+    from_csf = 2 in by and by[2].from_csf
+    if not (from_csf or stretch_limit) or 3 not in by or len(band) < 2 or 2 not in vals:
         return None
     ts = dict(zip(vals, (float(x) for x in model.disc_s), strict=True))
     a, b = band[0], band[-1]
     if ts[a.value] == ts[b.value]:
         return None
     scale = (a.s - b.s) / (ts[a.value] - ts[b.value])
+    if not from_csf:
+        from spinereg.vertebrae.c1c2 import K_RANGE
+
+        bound = 1.0 / (float(stretch_limit) * scale)
+        return {"stretch_limit": round(float(stretch_limit), 3), "ratio_bound": round(float(bound), 3),
+                "bound": "at most" if stretch_limit >= K_RANGE[1] - 1e-6 else "at least"}
     gap = by[2].s - by[3].s
     return {"gap_mm": round(float(gap), 2), "ratio": round(float(gap / ((ts[2] - ts[3]) * scale)), 3)}
 
 
+def _c1c2_reason(c12: dict | None) -> str | None:
+    """The ambiguity reason when C1/C2 from the CSF and C2/C3 on its band disagree (the ratio of
+    :func:`c1c2_spacing` outside :data:`C1C2_RATIO_RANGE`, or its bound already beyond it)."""
+    lo, hi = C1C2_RATIO_RANGE
+    tail = f"(outside {lo:.2f}-{hi:.2f}): the discs may sit off their bands"
+    if c12 is None:
+        return None
+    if "ratio" in c12:
+        if lo <= c12["ratio"] <= hi:
+            return None
+        return (f"C1/C2 from the CSF lies {c12['gap_mm']:.1f} mm above C2/C3, {c12['ratio']:.2f} times the "
+                f"template's gap at the discs' scale {tail}")
+    beyond = c12["ratio_bound"] < lo if c12["bound"] == "at most" else c12["ratio_bound"] > hi
+    if not beyond:
+        return None
+    return (f"the CSF above C2/C3 fits the template's only stretched beyond the search ({c12['stretch_limit']:.2f}): "
+            f"C1/C2 lies {c12['bound']} {c12['ratio_bound']:.2f} times the template's gap above C2/C3 at the "
+            f"discs' scale {tail}")
+
+
 def _c1c2_from_csf(image: Image, seg: Image, cl: Centerline, contrast: str, template: str,
-                   model: SpineModel, discs: list[Disc]) -> Disc | str:
+                   model: SpineModel, discs: list[Disc]) -> tuple[Disc | str, float | None]:
     """C1/C2 from the CSF profile above the measured C2/C3 (:func:`spinereg.vertebrae.c1c2.locate_c1c2`)
-    as a disc, or why not."""
+    as a disc, or why not; and the stretch the fit ran into when it ran into an end of its search."""
     from spinereg.io.template import load_template
     from spinereg.vertebrae.c1c2 import locate_c1c2, template_csf
 
     c23 = [d for d in discs if d.value == 3 and not d.estimated]
     vals = list(model.disc_values)
     if not c23 or 2 not in vals or 3 not in vals:
-        return "no measured C2/C3 (or no C1/C2 in the template)"
+        return "no measured C2/C3 (or no C1/C2 in the template)", None
     tpl = load_template(template)
     if not tpl.has("csf"):
-        return f"template {template} has no CSF mask"
+        return f"template {template} has no CSF mask", None
     found, why = locate_c1c2(image, seg, cl, c23[0].s, contrast, template_csf(str(tpl.path("csf"))),
                              float(model.disc_s[vals.index(3)]), float(model.disc_s[vals.index(2)]))
     if found is None:
-        return why
+        return why, None
+    if not found.placed:
+        return why, found.k
     if found.s > cl.length:
-        return f"C1/C2 from the CSF lies {found.s - cl.length:.1f} mm above the cord in view"
+        return f"C1/C2 from the CSF lies {found.s - cl.length:.1f} mm above the cord in view", None
     conf = float(min(c23[0].confidence, found.ncc))
-    return Disc(2, found.s, cl.points(found.s), conf, float("nan"), 0.0, source="csf")
+    return Disc(2, found.s, cl.points(found.s), conf, float("nan"), 0.0, source="csf"), None
 
 
 def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
@@ -839,7 +872,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
     # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
-    c1c2_report = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
+    c1c2_report, stretch_limit = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
     k2 = np.flatnonzero(model.disc_values == 2)
     if isinstance(c1c2_report, Disc):
         discs.insert(0, c1c2_report)
@@ -882,11 +915,9 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if n_bands < MIN_BANDS:
             reasons.append(f"weak sequence fit: {n_bands} of the {n_found} discs show a band "
                            f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
-    c12 = c1c2_spacing(discs, model)
-    if c12 is not None and not C1C2_RATIO_RANGE[0] <= c12["ratio"] <= C1C2_RATIO_RANGE[1]:
-        reasons.append(f"C1/C2 from the CSF lies {c12['gap_mm']:.1f} mm above C2/C3, {c12['ratio']:.2f} times the "
-                       f"template's gap at the discs' scale (outside {C1C2_RATIO_RANGE[0]:.2f}-"
-                       f"{C1C2_RATIO_RANGE[1]:.2f}): the discs may sit off their bands")
+    c12 = c1c2_spacing(discs, model, stretch_limit)
+    if (why := _c1c2_reason(c12)) is not None:
+        reasons.append(why)
     ambiguous = bool(reasons)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
               "roll": {**roll.as_dict(), "slab_turned_deg": round(turn, 2)},
