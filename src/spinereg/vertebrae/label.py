@@ -484,7 +484,7 @@ def c1c2_spacing(discs: list[Disc], model: SpineModel, stretch_limit: float | No
 
         bound = 1.0 / (float(stretch_limit) * scale)
         return {"stretch_limit": round(float(stretch_limit), 3), "ratio_bound": round(float(bound), 3),
-                "bound": "at most" if stretch_limit >= K_RANGE[1] - 1e-6 else "at least"}
+                "bound": "at most" if stretch_limit > 0.5 * sum(K_RANGE) else "at least"}
     gap = by[2].s - by[3].s
     return {"gap_mm": round(float(gap), 2), "ratio": round(float(gap / ((ts[2] - ts[3]) * scale)), 3)}
 
