@@ -14,7 +14,8 @@ boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc po
 identity, the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``) and the
 held-out phantoms of tests/test_label_vertebrae_heldout.py (``--heldout``: seeds 40-45, first run
 in session 19 after the method was fixed, seen by session 20's change; seeds 50-55, first run in
-session 20 after it).
+session 20 after it) and the fields of view that start below C2 of tests/test_label_vertebrae_fov.py
+(``--fov``: seeds 70-75, first run in session 21).
 
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
 (spinereg segment), as register-to-template from a bare image does; seed 3's first pass was one
@@ -25,7 +26,7 @@ registered with its measured discs (what the bare job does) and scored against t
 known mapping (cord error mean / p95 mm; which ends the S-I refinement held): the bare table of
 docs/labeling_bare_image.md (seeds 0-9: ``--seeds 0-9``).
 
-Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--heldout] [--bare [--register] [--seeds 0-4]]
+Usage: ``python bench/label_vertebrae.py [--repeats 3] [--phantoms] [--heldout] [--fov] [--bare [--register] [--seeds 0-4]]
 [--out DIR]``.
 
 Last run (2026-11-30, shared 2-core machine at load average 13): median t2 2.52 s, t2 -initz 2.62 s,
@@ -200,6 +201,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
     ap.add_argument("--heldout", action="store_true", help="also the 84 held-out phantoms, seeds 40-45 and 50-55 (minutes)")
+    ap.add_argument("--fov", action="store_true", help="also the 42 fields of view that start below C2, seeds 70-75 "
+                    "(minutes)")
     ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
                     "segmentation (minutes)")
     ap.add_argument("--register", action="store_true", help="with --bare: register each with its measured discs "
@@ -267,6 +270,19 @@ def main() -> int:
               f"{sum(1 for x in right if x['mae_mm'] > 2.0 and not x['ambiguous'])}; "
               f"max error {max(x['max_mm'] for x in right):.2f} mm")
         (work / (f"heldout_{held.start}.json" if held else "phantoms.json")).write_text(json.dumps(rows, indent=1, default=float))
+    if a.fov:
+        from test_label_vertebrae_fov import SEEDS as FOV_SEEDS
+        from test_label_vertebrae_fov import SEEDS_B as FOV_SEEDS_B
+        from test_label_vertebrae_fov import run_fovs
+
+        print("\naccuracy, 42 fields of view that start below C2, seeds 70-75 (tests/test_label_vertebrae_fov.py):")
+        rows = run_fovs(FOV_SEEDS) + run_fovs(FOV_SEEDS_B)
+        right = [x for x in rows if x["identity_ok"]]
+        maes = [x["mae_mm"] for x in right]
+        print(f"  identity right {len(right)}/{len(rows)}; wrong and not flagged: "
+              f"{sum(1 for x in rows if not x['identity_ok'] and not x['ambiguous'])}; "
+              f"MAE mean {np.mean(maes):.2f} (max {max(maes):.2f}), <= 2 mm on {sum(m <= 2.0 for m in maes)}/{len(maes)}")
+        (work / "fov.json").write_text(json.dumps(rows, indent=1, default=float))
     if not a.out:
         shutil.rmtree(work, ignore_errors=True)
     return 0
