@@ -2,7 +2,9 @@
 tests/test_label_vertebrae_fov.py (its docstring says what and how), a module of its own so the two
 halves run on two workers. First run in session 21 with the method as it stood; nothing changed
 after: identity right on 21 of 21, disc MAE max 0.92 mm, mean 0.66; one disc over 2.5 mm (T6-L1 74,
-T4/T5 2.64 mm, unflagged); conus within 0.29 mm."""
+T4/T5 2.64 mm, unflagged); conus within 0.29 mm. Since the phantom paints the conus's last 20 mm
+(spinereg.phantom.tissue_contrast.ATLAS_MIN_SHARE, same session; before, its image showed CSF
+there), T6-L1 73's MAE is 0.99 mm (0.92 before), the rest unchanged."""
 
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ def test_identity(results):
 
 def test_positions(results):
     mae = np.array([r["mae_mm"] for r in results])
-    assert mae.max() <= 0.95 and mae.mean() <= 0.68, (mae.max(), mae.mean())  # measured 0.92, 0.663
+    assert mae.max() <= 1.0 and mae.mean() <= 0.68, (mae.max(), mae.mean())  # measured 0.99, 0.666
     far = sorted(r["case"] for r in results if r["max_mm"] > 2.5)
     assert far == ["T6-L1/74"], far  # T4/T5 2.64 mm
     tl = [r for r in results if r["case"].startswith("T6-L1")]

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
     from spinereg.io.template import Template
 
+#: a slice whose white and grey matter maps hold less than this share of its cord mask is painted
+#: without them (see :func:`tissue_image`)
+ATLAS_MIN_SHARE = 0.5
 #: current PAM50 (RAS mm) = PAM50_small (RAS mm) + this (from 18 disc labels, see module doc)
 SMALL_TO_PAM50_MM = np.array([0.0, -46.22, -287.5])
 
@@ -112,6 +115,17 @@ def tissue_image(tpl: Template, region: Grid, contrast: str,
     spine = _part(tpl, "spine", region) > 0.5 if tpl.has("spine") else np.zeros(cord.shape, bool)
     if tpl.has("wm") and tpl.has("gm"):
         wm, gm = _part(tpl, "wm", region), _part(tpl, "gm", region)
+        # PAM50's white and grey matter maps stop 20 mm above the end of its cord mask (the conus
+        # and its tip): on slices where they hold under ATLAS_MIN_SHARE of the cord, the cord is
+        # painted as on a template without the maps, not as CSF (before session 21 the image showed
+        # no cord over the last 20 mm of the cord the phantom's truth marks)
+        si = int(np.argmax(np.abs(region.affine[2, :3])))
+        axes = tuple(a for a in range(3) if a != si)
+        bare = (wm + gm).sum(axis=axes) < ATLAS_MIN_SHARE * cord.sum(axis=axes)
+        shape = [1, 1, 1]
+        shape[si] = -1
+        bare = bare.reshape(shape)
+        wm, gm = np.where(bare, cord * 0.75, wm), np.where(bare, cord * 0.25, gm)
     else:
         wm, gm = cord * 0.75, cord * 0.25
     si = int(np.argmax(np.abs(region.affine[2, :3])))

@@ -1,0 +1,86 @@
+"""A job given no landmarks registers the discs it labels on the cord; the cord ends at the conus
+(T12-L2) while the discs go on, and a segmentation can stop short of a thin conus. Before session
+21 a bare job whose labeling placed a disc over 15 mm below the segmented cord stopped with exit 2
+("the segmentation does not cover the cord where the image shows discs"): on the independent
+T6-L1 phantoms from their automatic segmentations 4 of 6 (seeds 70-75; L1/L2 16-20 mm below the
+mask, whose image then showed no cord over the conus's last 20 mm) and the thoracolumbar seed 72.
+Such discs are now left out of the registration and named on stderr and in provenance.json; far
+discs above or between the ones on the cord are still refused (tests/test_bare_job_refusals.py)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from spinereg.cli.main import main
+from spinereg.cord.landmarks import Landmarks
+from spinereg.errors import InputError
+from spinereg.io.image import Image, save_image
+from spinereg.pipelines.registration import _check_discs_on_the_cord
+
+
+def _cylinder() -> Image:
+    """A cord along z 0-99 mm (1 mm voxels, radius 3 mm), axis at x = y = 10."""
+    a = np.zeros((21, 21, 100), np.uint8)
+    yy, xx = np.mgrid[:21, :21]
+    a[((xx - 10) ** 2 + (yy - 10) ** 2) <= 9] = 1
+    return Image(a, np.eye(4))
+
+
+def _discs(zs: list[float], values: list[int]) -> Landmarks:
+    return Landmarks("disc", np.array(values), np.array([[10.0, 10.0, z] for z in zs]))
+
+
+def test_discs_below_the_cord_are_left_out():
+    seg = _cylinder()
+    # values grow downwards: 16 at 10 mm below the cord (kept), 17 and 18 at 20 and 35 mm (left out)
+    lm = _discs([90, 60, 30, 5, -10, -20, -35], [12, 13, 14, 15, 16, 17, 18])
+    kept, below = _check_discs_on_the_cord(lm, seg, "img.nii.gz")
+    assert kept.values.tolist() == [12, 13, 14, 15, 16]
+    assert list(below) == ["T9/T10", "T10/T11"] and [round(d) for d in below.values()] == [20, 35]
+    # nothing far: nothing left out
+    kept, below = _check_discs_on_the_cord(_discs([90, 60], [12, 13]), seg, "img.nii.gz")
+    assert len(kept) == 2 and below == {}
+
+
+def test_far_discs_above_or_between_are_still_refused():
+    seg = _cylinder()
+    with pytest.raises(InputError, match="beyond the segmented cord") as e:
+        _check_discs_on_the_cord(_discs([125, 90, 60], [11, 12, 13]), seg, "img.nii.gz")
+    assert "T3/T4 26 mm" in str(e.value)  # value 11, above the cord's upper end
+    # far below but with a far disc above as well: refused (the segmentation misses the cord)
+    with pytest.raises(InputError, match="beyond the segmented cord"):
+        _check_discs_on_the_cord(_discs([125, 60, -30], [11, 13, 15]), seg, "img.nii.gz")
+    # every disc far: nothing on the cord to be below
+    with pytest.raises(InputError, match="beyond the segmented cord"):
+        _check_discs_on_the_cord(_discs([-30, -50], [15, 16]), seg, "img.nii.gz")
+
+
+@pytest.mark.realdata
+def test_bare_job_with_a_segmentation_short_of_the_conus(tmp_path, capsys):
+    """The thoracolumbar phantom (seed 0) with its true segmentation cut 25 mm above the conus
+    tip, given as -s without landmarks: the job labels the discs, leaves L1/L2 (over 15 mm below the
+    mask) out, says so, and registers (exit 0; before: exit 2)."""
+    from spinereg.phantom.independent import make_independent_subject
+
+    ph = make_independent_subject("thoracolumbar", seed=0)
+    files = ph.save(tmp_path / "ph")
+    seg = np.asarray(ph.seg.data).copy()
+    z = ph.grid.voxel_to_world(np.argwhere(seg > 0).astype(float))[:, 2]
+    idx = np.argwhere(seg > 0)
+    cut = idx[z < z.min() + 25.0]
+    seg[tuple(cut.T)] = 0
+    short = save_image(ph.seg.with_data(seg), tmp_path / "seg_short.nii.gz")
+    out = tmp_path / "reg"
+    rc = main(["register-to-template", "-i", str(files["t2"]), "-s", str(short), "-c", "t2", "-o", str(out),
+               "--allow-fail"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "below the lower end of the segmented cord, not used by the registration: L1/L2" in err, err
+    prov = json.loads((out / "provenance.json").read_text())
+    text = json.dumps(prov)
+    assert '"not_registered"' in text and "L1/L2" in text
+    lm = json.loads((out / "metrics.json").read_text())["landmarks"]
+    assert 21 not in [int(v) for v in lm["residual_mm"]], lm
