@@ -15,14 +15,10 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_label_vertebrae_fov import SEEDS_B, run_fovs  # noqa: E402
+import test_label_vertebrae_fov as fov  # noqa: E402
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def results() -> list[dict]:
-    return run_fovs(SEEDS_B)
+results = pytest.fixture(scope="module", name="results")(lambda: fov.run_fovs(fov.SEEDS_B))
 
 
 def test_identity(results):
