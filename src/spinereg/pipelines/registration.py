@@ -294,11 +294,12 @@ def _check_discs_on_the_cord(discs: Landmarks, seg: Image,
 
     Except below the cord's lower end: the cord ends at the conus (T12-L2) while the discs go on,
     and the segmentation can stop short of a thin conus (the independent thoracolumbar phantoms
-    from their automatic segmentations: 6-20 mm short on 7 of 9, session 21). Far discs below every
+    from their automatic segmentations: 5-12 mm short on 6 of 9, session 21). Far discs below every
     disc on the cord are left out of the registration, which aligns the cord, and returned by name
     with their distance (the caller says so); far discs above or between are refused as before.
     Nearer discs below the cord's end stay landmarks: left out from 5 mm on, L1/L2 at 6-10 mm
-    below made the cord error worse on 3 of 4 such phantoms (T6-L1 72 0.80 -> 1.00 mm mean). Returns the discs kept and those left out."""
+    below made the cord error worse on 3 of 4 such phantoms (T6-L1 72 0.80 -> 1.00 mm mean).
+    Returns the discs kept and those left out."""
     import numpy as np
 
     from spinereg.cord.landmarks import MAX_LABEL_SEG_MM, distance_to_seg
