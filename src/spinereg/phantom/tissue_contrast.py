@@ -113,13 +113,13 @@ def tissue_image(tpl: Template, region: Grid, contrast: str,
     cord = _part(tpl, "cord", region)
     csf = _part(tpl, "csf", region) if tpl.has("csf") else np.zeros_like(cord)
     spine = _part(tpl, "spine", region) > 0.5 if tpl.has("spine") else np.zeros(cord.shape, bool)
+    si = int(np.argmax(np.abs(region.affine[2, :3])))
     if tpl.has("wm") and tpl.has("gm"):
         wm, gm = _part(tpl, "wm", region), _part(tpl, "gm", region)
         # PAM50's white and grey matter maps stop 20 mm above the end of its cord mask (the conus
         # and its tip): on slices where they hold under ATLAS_MIN_SHARE of the cord, the cord is
         # painted as on a template without the maps, not as CSF (before session 21 the image showed
         # no cord over the last 20 mm of the cord the phantom's truth marks)
-        si = int(np.argmax(np.abs(region.affine[2, :3])))
         axes = tuple(a for a in range(3) if a != si)
         bare = (wm + gm).sum(axis=axes) < ATLAS_MIN_SHARE * cord.sum(axis=axes)
         shape = [1, 1, 1]
@@ -128,7 +128,6 @@ def tissue_image(tpl: Template, region: Grid, contrast: str,
         wm, gm = np.where(bare, cord * 0.75, wm), np.where(bare, cord * 0.25, gm)
     else:
         wm, gm = cord * 0.75, cord * 0.25
-    si = int(np.argmax(np.abs(region.affine[2, :3])))
 
     soft = val["soft"] * (1 + val["soft_texture"] * _texture(cord.shape, rng, 2.5 / vox))
     out = soft.astype(np.float32)
