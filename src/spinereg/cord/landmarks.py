@@ -140,6 +140,26 @@ def distance_to_seg(points: np.ndarray, seg: Image) -> np.ndarray:
     return np.asarray(dist, float)
 
 
+def split_below_cord(lm: Landmarks, seg: Image,
+                     max_mm: float = MAX_LABEL_SEG_MM) -> tuple[Landmarks, dict[int, float]]:
+    """Body and disc labels below the lower end of the segmented cord, set apart: the cord ends
+    at the conus (T12-L2) while the vertebrae and discs go on (a lumbar field of view), and a
+    segmentation can stop short of a thin conus. A label over ``max_mm`` from the segmentation
+    whose value lies below (greater than) every label within ``max_mm`` of it is returned in
+    ``left_out`` ({value: distance mm}); the others are kept. Far labels above or between the
+    near ones, or every label far (labels and segmentation of different images), stay for
+    :func:`check_near_seg` to refuse. Rootlets are returned as they are."""
+    if lm.kind not in ("body", "disc") or not len(lm):
+        return lm, {}
+    dist = distance_to_seg(lm.points, seg)
+    off = dist > max_mm
+    if off.all() or not off.any():
+        return lm, {}
+    below = off & (lm.values > lm.values[~off].max())
+    left_out = {int(v): float(d) for v, d in zip(lm.values[below], dist[below], strict=True)}
+    return lm.subset(lm.values[~below].tolist()), left_out
+
+
 def check_near_seg(lm: Landmarks, seg: Image, max_mm: float = MAX_LABEL_SEG_MM) -> None:
     """Labels must lie near the cord: more than ``max_mm`` from the segmentation is an error."""
     dist = distance_to_seg(lm.points, seg)

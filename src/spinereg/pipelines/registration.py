@@ -160,6 +160,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                              "no landmarks given: the automatic discs are the landmarks")
         if automatic.get("warn"):  # disagreement with the given labels (ambiguity is only recorded)
             warnings.append(f"automatic discs not added to the given labels: {automatic.get('reason')}")
+        if reg.landmark_report.get("not_registered"):
+            warnings.append(_not_registered_warning(reg.landmark_report["not_registered"]))
         shown_ldisc = (f"{Path(ldisc.source).name} (automatic: spinereg label-vertebrae)"
                        if isinstance(ldisc, Landmarks) and Path(str(ldisc.source)).name in auto.files else ldisc)
         inputs = {"image": image, "seg": auto.describe() or seg, "labels": labels, "ldisc": shown_ldisc,
@@ -176,6 +178,17 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
             files["disc_labels" if name.endswith("_labels-disc.nii.gz") else
                   "discs_json" if name.endswith("_discs.json") else "seg"] = out / name
     return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": warnings})
+
+
+def _not_registered_warning(rec: dict) -> str:
+    """The stderr line for given labels the registration left out below the cord's lower end."""
+    from spinereg.vertebrae.label import disc_name
+    from spinereg.vertebrae.names import level_name
+
+    name = disc_name if rec["kind"] == "disc" else level_name
+    names = ", ".join(f"{name(int(v))} ({d:.0f} mm)" for v, d in zip(rec["values"], rec["distance_mm"], strict=True))
+    return (f"{rec['kind']} label(s) below the lower end of the segmented cord, not used by the registration: "
+            f"{names} (the cord ends above them at the conus, or the segmentation stops short of it)")
 
 
 def labeling_for_landmarks(image: Image, seg: Image, contrast: str) -> tuple[object, dict]:
@@ -299,20 +312,16 @@ def _check_discs_on_the_cord(discs: Landmarks, seg: Image,
     with their distance (the caller says so); far discs above or between are refused as before.
     Nearer discs below the cord's end stay landmarks: left out from 5 mm on, L1/L2 at 6-10 mm
     below made the cord error worse on 3 of 4 such phantoms (T6-L1 72 0.80 -> 1.00 mm mean).
-    Returns the discs kept and those left out."""
-    import numpy as np
-
-    from spinereg.cord.landmarks import MAX_LABEL_SEG_MM, distance_to_seg
+    Returns the discs kept and those left out (the split is
+    :func:`spinereg.cord.landmarks.split_below_cord`, which the registration applies to given
+    labels as well)."""
+    from spinereg.cord.landmarks import MAX_LABEL_SEG_MM, distance_to_seg, split_below_cord
     from spinereg.errors import InputError
     from spinereg.vertebrae.label import disc_name
 
+    discs, below = split_below_cord(discs, seg)
+    left_out = {disc_name(v): d for v, d in below.items()}
     dist = distance_to_seg(discs.points, seg)
-    off = dist > MAX_LABEL_SEG_MM
-    on_values = discs.values[~off]
-    below = off & (discs.values > (on_values.max() if len(on_values) else np.inf))
-    left_out = {disc_name(int(v)): float(d) for v, d in zip(discs.values[below], dist[below], strict=True)}
-    discs = discs.subset(discs.values[~below].tolist())
-    dist = dist[~below]
     far = dist > MAX_LABEL_SEG_MM
     if not far.any():
         return discs, left_out

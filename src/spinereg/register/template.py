@@ -31,6 +31,7 @@ from spinereg.cord.landmarks import (
     check_near_seg,
     read_point_labels,
     rootlet_midpoints,
+    split_below_cord,
 )
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
@@ -270,6 +271,11 @@ def register_to_template(
     labels win; see :mod:`spinereg.register.auto_landmarks`); otherwise the given labels are used
     alone. None (default): the given labels alone. ``landmark_report`` says what was used and why.
 
+    Body or disc labels over 15 mm below the lower end of the segmented cord (a lumbar field of
+    view past the conus) are not registered, the cord being what is aligned
+    (:func:`~spinereg.cord.landmarks.split_below_cord`); ``landmark_report["not_registered"]``
+    names them. Labels far from the cord anywhere else are refused.
+
     Returns a :class:`TemplateRegistration`; :func:`spinereg.pipelines.template_outputs.write_outputs`
     writes SCT-named warps, images, metrics and provenance.
     """
@@ -283,6 +289,7 @@ def register_to_template(
     require_same_grid(img, sg)
     require_nonempty(sg)
     lm = load_landmarks(labels, ldisc, lrootlet)
+    lm, below = split_below_cord(lm, sg)  # below the cord's lower end (the conus): not registered
     check_near_seg(lm, sg)
     tpl = load_template(template)
     tlm = template_landmarks(tpl, lm.kind)
@@ -291,6 +298,11 @@ def register_to_template(
     timings["load"] = time.perf_counter() - t0
     auto, tauto, report = None, None, {"given": {"kind": lm.kind, "values": [int(v) for v in lm.values]},
                                        "automatic": {"used": False, "reason": "not asked (labeling=None)"}}
+    if below:
+        report["given"]["values"] = sorted(report["given"]["values"] + list(below))
+        report["not_registered"] = {"kind": lm.kind, "values": sorted(below),
+                                    "distance_mm": [round(below[v], 1) for v in sorted(below)],
+                                    "why": "below the lower end of the segmented cord"}
     if labeling is not None and not tpl.has("disc"):
         report["automatic"]["reason"] = f"template {tpl.name} has no disc labels"
     elif labeling is not None:
