@@ -208,6 +208,8 @@ def main() -> int:
     ap.add_argument("--register", action="store_true", help="with --bare: register each with its measured discs "
                     "and print the cord error against the phantom's known mapping")
     ap.add_argument("--seeds", default="0-4", help="with --bare: seed range, e.g. 0-9 (default 0-4)")
+    ap.add_argument("--brainstem", action="store_true", help="also PAM50_small_t2 (pons to T12) and 24 moved copies "
+                    "cut 95 mm below its PMJ (seeds 0-23): PMJ and levels from the automatic segmentation (minutes)")
     ap.add_argument("--out", help="work folder (default: a temporary one)")
     a = ap.parse_args()
     env = os.environ.get("SPINEREG_DATA", "")
@@ -283,9 +285,45 @@ def main() -> int:
               f"{sum(1 for x in rows if not x['identity_ok'] and not x['ambiguous'])}; "
               f"MAE mean {np.mean(maes):.2f} (max {max(maes):.2f}), <= 2 mm on {sum(m <= 2.0 for m in maes)}/{len(maes)}")
         (work / "fov.json").write_text(json.dumps(rows, indent=1, default=float))
+    if a.brainstem:
+        print("\nfields that show the brainstem (PAM50_small_t2 and its moved copies; spinereg.phantom.moved_copies):")
+        accuracy_brainstem(range(24))
     if not a.out:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def accuracy_brainstem(seeds: range) -> None:
+    """The PMJ's error along the cord's axis (found minus SCT's manual label, moved with the
+    image) and the labeling against PAM50_small_label_disc, from the automatic segmentation."""
+    from spinereg.io.image import Image
+    from spinereg.phantom.moved_copies import moved_copy, source
+    from spinereg.segment import segment
+    from spinereg.vertebrae import label_vertebrae
+    from spinereg.vertebrae.evaluate import compare_to_truth
+    from spinereg.vertebrae.pmj import front_profile
+
+    data, affine, pmj, discs = source()
+    rows = [("original", Image(data.astype(np.float32), affine), pmj, discs)]
+    for seed in seeds:
+        c = moved_copy(seed)
+        rows.append((f"copy {seed} {c.grid}", c.image, c.pmj, c.discs))
+    errs, right = [], 0
+    for name, image, truth, tdiscs in rows:
+        seg = segment(image, "t2").seg
+        lab = label_vertebrae(image, seg, "t2")
+        r = compare_to_truth(lab, tdiscs)
+        right += bool(r["identity_ok"])
+        if lab.pmj is None:
+            e = float("nan")
+        else:
+            e = float((np.asarray(lab.pmj["point_mm"]) - truth) @ front_profile(image, seg, lab.centerline, 1)["up"])
+            errs.append(e)
+        print(f"  {name:<18} PMJ {e:+6.2f} mm  levels {'right' if r['identity_ok'] else 'WRONG'}"
+              f"{' (flagged)' if lab.ambiguous else ''}  disc MAE {r['mae_mm']:.2f} mm  {[d.name for d in lab.measured]}",
+              flush=True)
+    print(f"  PMJ found on {len(errs)}/{len(rows)}: error along the axis mean {np.mean(errs):+.2f} mm, range "
+          f"{min(errs):+.2f}..{max(errs):+.2f}; levels right on {right}/{len(rows)}")
 
 
 if __name__ == "__main__":

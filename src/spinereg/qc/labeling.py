@@ -65,6 +65,9 @@ def labeling_figure(image: Image, labeling: VertebralLabeling, width_in: float =
         tag = "" if band else f", {_SOURCE_TAG.get(d.source, d.source)}"
         ax.text(b[-1] - 1, d.s + 0.5, f"{d.name} ({d.confidence:.2f}{tag})", color=colour, fontsize=7, ha="right",
                 va="bottom")
+    if labeling.pmj is not None:  # the pontomedullary junction, when in view
+        ax.axhline(labeling.pmj["s"], color="cyan", lw=1.0, alpha=0.8, ls=":")
+        ax.text(b[-1] - 1, labeling.pmj["s"] + 0.5, "PMJ", color="cyan", fontsize=7, ha="right", va="bottom")
     # level names mid-way between discs
     ss = sorted([d.s for d in labeling.discs])
     for s0, s1 in zip(ss[:-1], ss[1:], strict=True):
@@ -118,6 +121,9 @@ def labeling_html(image: Image, labeling: VertebralLabeling, png: bytes) -> str:
     rows = "".join(f"<tr><td>{html.escape(d.name)}</td><td>{d.value}</td><td>{d.s:.1f}</td>"
                    f"<td>{d.confidence:.2f}</td><td>{_evidence(d)}</td></tr>"
                    for d in labeling.discs)
+    if labeling.pmj is not None:
+        rows = (f"<tr><td>PMJ</td><td>{labeling.pmj['value']}</td><td>{labeling.pmj['s']:.1f}</td><td>-</td>"
+                f"<td>pons {labeling.pmj['pons_step_mm']:.0f} mm ahead</td></tr>") + rows
     warn = "".join(f'<p class="warn">&#9888; {html.escape(w)}</p>' for w in warnings) or "<p>no warning</p>"
     img64 = base64.b64encode(png).decode("ascii")
     title = html.escape(str(image.path.name if image.path else "image"))

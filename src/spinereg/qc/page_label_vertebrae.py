@@ -35,7 +35,7 @@ def labeling_from_json(doc: dict, seg_path: str) -> VertebralLabeling:
                   float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)),
                   _source(d))
              for d in doc.get("discs", [])]
-    report = {k: doc[k] for k in ("warning", "ambiguous_reasons") if k in doc}
+    report = {k: doc[k] for k in ("warning", "ambiguous_reasons", "pmj") if k in doc}
     return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),
                              bool(doc.get("ambiguous", False)), 1 if doc.get("disc_polarity") == "bright" else -1,
                              str(doc.get("identity_source", "")), list(doc.get("gaps", [])), None, report)
@@ -52,6 +52,8 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     image = load_image(inputs["image"], ndim=3)
     (Path(outdir) / "labeling.png").write_bytes(labeling_figure(image, lab, width_in=6.0))
     names = ", ".join(f"{d.name} {d.confidence:.2f}" for d in lab.discs) or "no disc found"
+    if lab.pmj is not None:
+        names = f"PMJ (dotted; the pons {lab.pmj['pons_step_mm']:.0f} mm ahead of the medulla), " + names
     return [Panel("labels", "Vertebral labeling (discs and levels along the cord)", "single",
                   {"image": "labeling.png"}, caption=f"disc (confidence): {names}; level names between discs",
                   note="; ".join(warnings_of(lab)))]

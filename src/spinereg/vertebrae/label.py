@@ -55,7 +55,8 @@ from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SpineModel, spine_model
 from spinereg.vertebrae.names import level_name, margin_text
 from spinereg.vertebrae.orientation import flip_si, si_reversal
-from spinereg.vertebrae.straight import slab_points, straighten_slab
+from spinereg.vertebrae.pmj import PMJ, find_pmj
+from spinereg.vertebrae.straight import Straightened, slab_points, straighten_slab
 
 if TYPE_CHECKING:
     from spinereg.vertebrae.cord_signal import CordSignal
@@ -79,8 +80,18 @@ EVIDENCE_OPTIONS = {"offset_mm": 3.0, "fraction": 0.45}
 CONUS_BELOW_MM = 5.0
 #: coarsest sampling along the cord (mm) at which discs (4-6 mm thick) are still resolved
 MAX_SI_SPACING_MM = 6.0
-#: how far (mm) below the top of the segmented cord the pontomedullary junction may be found
+#: how far (mm) below the top of the segmented cord PAM50's disc 1 may be found (the top of
+#: PAM50's cord, which SCT's conventions call the pontomedullary junction region)
 PMJ_TOLERANCE_MM = 5.0
+#: where PAM50's disc 1 lies below the pontomedullary junction when the image shows it (mm along
+#: the cord): SCT's manual PMJ on PAM50_small_t2 moved to current PAM50 space
+#: (phantom.tissue_contrast.SMALL_TO_PAM50_MM) lies 21.3 mm above PAM50_label_disc's value 1;
+#: the range allows the subject's size (0.85-1.15x) and the PMJ reading's error (0.6-5 mm low on
+#: moved copies of that image). A segmentation that reaches into the medulla put the top of the
+#: cord 20-45 mm above disc 1: held within PMJ_TOLERANCE_MM of it, PAM50_small_t2 (whose field
+#: runs from the pons to T12) was labelled C2/C3-T11/T12 17-65 mm off (flagged; right, MAE 0.5 mm,
+#: with PAM50_small_cord as the segmentation)
+PMJ_TO_DISC1_MM = (9.0, 33.0)
 #: how far (mm) above the inferior end of the segmented cord the template's last disc may be
 CONUS_TOLERANCE_MM = 40.0
 #: a disc this far (mm) beyond the last row with band evidence is still reported (its band shows)
@@ -234,6 +245,12 @@ class VertebralLabeling:
     def measured(self) -> list[Disc]:
         """The discs found on the image (conus included), without the estimated C1/C2."""
         return [d for d in self.discs if not d.estimated]
+
+    @property
+    def pmj(self) -> dict | None:
+        """The pontomedullary junction when in view (``point_mm``, ``s``, ``value`` 50 as SCT's
+        ``sct_detect_pmj``; :mod:`spinereg.vertebrae.pmj`), else None."""
+        return self.report.get("pmj")
 
     @property
     def values(self) -> np.ndarray:
@@ -548,6 +565,8 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
         if init is not None and check_identity:  # the free run shares the checks and the cord frame
             _check_init(lab, _label_vertebrae(image, seg, prep, None, template, True), init)
+        lab.report["pmj"] = None if prep.pmj is None else {
+            **prep.pmj.as_dict(), "s": round(float(lab.centerline.project(prep.pmj.point[None])[0][0]), 2)}
         return lab
 
 
@@ -590,6 +609,7 @@ class _Prepared:
     contrast: str
     mismatch: str | None
     frame: tuple
+    pmj: PMJ | None = None
 
 
 def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
@@ -603,7 +623,11 @@ def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
     signal = require_cord_signal(image, seg)
     read, mismatch = read_contrast(contrast, signal)
     cl = Centerline.from_mask(seg)
-    return _Prepared(signal, contrast, read, mismatch, (cl, cross_section_roll(seg, cl)))
+    roll = cross_section_roll(seg, cl)
+    turn = _slab_turn(roll.angle_deg)
+    csf_sign = 1 if (float(signal.contrast) if signal.pieces else 0.0) >= 0 else -1
+    pmj = find_pmj(image, seg, cl.rolled(turn) if turn else cl, csf_sign=csf_sign)
+    return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj)
 
 
 def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | None = None,
@@ -613,12 +637,15 @@ def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | No
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
     signal, given, contrast, mismatch, frame = prep.signal, prep.given, prep.contrast, prep.mismatch, prep.frame
-    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity, frame=frame)
+    pmj_s = None if prep.pmj is None else float(frame[0].project(prep.pmj.point[None])[0][0])
+    lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity, frame=frame,
+                          pmj_s=pmj_s)
     lab = _with_signal(lab, signal, given, mismatch)
     orientation = _orientation(image, seg, contrast, template, lab) if init is None and check_identity else None
     if not any(r.startswith(CUES_DISAGREE) for r in lab.report["ambiguous_reasons"]):
         return _with_orientation(lab, orientation)
-    again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK, frame=frame)
+    again = _chain_labeling(image, seg, contrast, init, template, width_sd=WIDTH_SD_FALLBACK, frame=frame,
+                            pmj_s=pmj_s)
     first = [d.name for d in lab.measured]
     shift = level_shift(lab, again)
     if shift is None or abs(shift) > MAX_SECOND_PASS_SHIFT:
@@ -733,10 +760,13 @@ def _too_little_in_view(image: Image, cl: Centerline, model: SpineModel,
 
 def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tuple | None = None,
                     template: str = "PAM50", width_sd: float | None = None,
-                    check_identity: bool = True, frame: tuple | None = None) -> VertebralLabeling:
+                    check_identity: bool = True, frame: tuple | None = None,
+                    pmj_s: float | None = None) -> VertebralLabeling:
     """Find every intervertebral disc of ``image`` along the cord of ``seg``; ``width_sd``: the
     spread of the absolute cord-width term (default ``WIDTH_SD``); ``frame``: ``seg``'s
-    centerline and its cross-section roll when the caller has them (else measured here).
+    centerline and its cross-section roll when the caller has them (else measured here);
+    ``pmj_s``: the arc length of the pontomedullary junction the image shows, if any
+    (:mod:`spinereg.vertebrae.pmj`; it places PAM50's disc 1, see :data:`PMJ_TO_DISC1_MM`).
 
     ``contrast``: ``t1``, ``t2``, ``t2s`` or ``auto`` (bright discs for T2/T2*, both polarities
     tried otherwise). ``init``: ``(world_point, disc_value)`` pinning one disc (e.g. from
@@ -753,6 +783,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     model = spine_model(template)
     pts = slab_points(cl, model.b, ds=0.5, margin_mm=40.0)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, points=pts)
+    if pmj_s is not None and (sub.s <= pmj_s).sum() >= 20:
+        # nothing above the PMJ belongs to the spine the template models (it ends at the top of
+        # PAM50's cord): the brainstem and the skull base left in the slab pulled the global match
+        # up by a level or more (copies of PAM50_small_t2 cut 95 mm below the PMJ)
+        keep = sub.s <= pmj_s
+        sub = Straightened(sub.s[keep], sub.b, sub.values[keep])
     if len(sub.s) < 20:
         _too_little_in_view(image, cl, model, pts)
     eta, scales, tfirst = global_search(sub, model)
@@ -793,9 +829,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         pair_dq = -np.diff(np.log(w_tpl))
     pair_sd = _width_step_sd(image, width)
     vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
-    # the pontomedullary junction (PAM50 disc 1) is the top of the spinal cord: never more than
-    # PMJ_TOLERANCE_MM below the top of the segmented cord
-    if model.disc_values[0] == 1:
+    # PAM50's disc 1 (the top of its cord, below the medulla) lies PMJ_TO_DISC1_MM below the PMJ
+    # when the image shows it; else never more than PMJ_TOLERANCE_MM below the top of the
+    # segmented cord
+    if model.disc_values[0] == 1 and pmj_s is not None:
+        vote[0] = np.where((grid <= pmj_s - PMJ_TO_DISC1_MM[0]) & (grid >= pmj_s - PMJ_TO_DISC1_MM[1]), vote[0], -1e9)
+    elif model.disc_values[0] == 1:
         vote[0] = np.where(grid >= cl.length - PMJ_TOLERANCE_MM, vote[0], -1e9)
     # nor can the cord end far below the template's last disc (L1/L2 in PAM50, next to its conus)
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)

@@ -3,8 +3,9 @@
 ``<img>_seg_labeled.nii.gz``: every cord voxel valued by its vertebral level (PAM50_levels
 values), from its arc length on the centerline; ``<img>_labels-disc.nii.gz``: one voxel per disc
 (PAM50_label_disc values, 60 = conus tip) on the centerline at the disc's height;
-``<img>_discs.json``: positions (mm), level names, confidences, identity margin and gaps. Each file
-appears with the others or not at all (spinereg.io.staging.OutputFolder): a failure leaves the
+``<img>_discs.json``: positions (mm), level names, confidences, identity margin and gaps;
+``<img>_pmj.nii.gz`` when the image shows the pontomedullary junction: one voxel valued 50 (SCT's
+``sct_detect_pmj`` file; :mod:`spinereg.vertebrae.pmj`). Each file appears with the others or not at all (spinereg.io.staging.OutputFolder): a failure leaves the
 folder as it was.
 """
 
@@ -88,6 +89,8 @@ def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir
     files = {"seg_labeled": outdir / f"{stem}_seg_labeled.nii.gz",
              "disc_labels": outdir / f"{stem}_labels-disc.nii.gz",
              "json": outdir / f"{stem}_discs.json"}
+    if labeling.pmj is not None:  # the PMJ in view: one voxel valued 50, as sct_detect_pmj writes it
+        files["pmj"] = outdir / f"{stem}_pmj.nii.gz"
     from spinereg.io.staging import OutputFolder
 
     folder = OutputFolder(outdir, [p.name for p in files.values()], overwrite=overwrite).check()  # before any work
@@ -100,4 +103,8 @@ def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir
         save_image(labeled, tmp / files["seg_labeled"].name, overwrite=True, dtype=np.uint8)
         save_image(discs, tmp / files["disc_labels"].name, overwrite=True, dtype=np.uint8)
         (tmp / files["json"].name).write_text(json.dumps(doc, indent=1))
+        if "pmj" in files:
+            pmj = image.with_data(place_labels(np.array([labeling.pmj["point_mm"]]), np.array([labeling.pmj["value"]]),
+                                               image.grid, dtype=np.uint8))
+            save_image(pmj, tmp / files["pmj"].name, overwrite=True, dtype=np.uint8)
     return files
