@@ -65,7 +65,7 @@ def labeling_figure(image: Image, labeling: VertebralLabeling, width_in: float =
         tag = "" if band else f", {_SOURCE_TAG.get(d.source, d.source)}"
         ax.text(b[-1] - 1, d.s + 0.5, f"{d.name} ({d.confidence:.2f}{tag})", color=colour, fontsize=7, ha="right",
                 va="bottom")
-    if labeling.pmj is not None:  # the pontomedullary junction, when in view
+    if labeling.pmj is not None and len(sub.s) and sub.s[0] <= labeling.pmj["s"] <= sub.s[-1]:  # the PMJ, when in view
         ax.axhline(labeling.pmj["s"], color="cyan", lw=1.0, alpha=0.8, ls=":")
         ax.text(b[-1] - 1, labeling.pmj["s"] + 0.5, "PMJ", color="cyan", fontsize=7, ha="right", va="bottom")
     # level names mid-way between discs
