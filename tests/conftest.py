@@ -95,7 +95,7 @@ LONGEST_FIRST = {
                  "test_segment_geometry.py": 19, "test_outputs_atomic_more.py": 18, "test_qc_report.py": 18,
                  "test_validation_register.py": 17, "test_straighten.py": 16, "test_apply_4d_memory.py": 14,
                  "test_articulated_phantom.py": 13, "test_phantom_template_subject.py": 13,
-                 "test_pmj.py": 55, "test_label_vertebrae_brainstem.py": 45},
+                 "test_pmj.py": 55, "test_label_vertebrae_brainstem.py": 45, "test_cord_end.py": 25},
 }
 
 

@@ -85,6 +85,8 @@ def test_bare_job_with_a_segmentation_short_of_the_conus(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "below the lower end of the segmented cord, not used by the registration: L1/L2" in err, err
+    # the mask stops 25 mm above the tip where the image still shows the cord (session 22)
+    assert "stops short of the cord's end" in err, err
     prov = json.loads((out / "provenance.json").read_text())
     text = json.dumps(prov)
     assert '"not_registered"' in text and "L1/L2" in text

@@ -47,6 +47,7 @@ from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, cross_section_roll, frame
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.io.sanity import require_not_mask, require_segmentation
+from spinereg.vertebrae.cord_end import SHORT_MM, cord_below_end
 from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.dp import best_chain
@@ -567,7 +568,29 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
             _check_init(lab, _label_vertebrae(image, seg, prep, None, template, True), init)
         lab.report["pmj"] = None if prep.pmj is None else {
             **prep.pmj.as_dict(), "s": round(float(lab.centerline.project(prep.pmj.point[None])[0][0]), 2)}
+        return _with_cord_end(image, lab, prep)
+
+
+def _csf_sign(signal: CordSignal) -> int:
+    """+1 where the CSF around the cord is brighter than the cord (T2, T2*), -1 where darker."""
+    return 1 if (float(signal.contrast) if signal.pieces else 0.0) >= 0 else -1
+
+
+def _with_cord_end(image: Image, lab: VertebralLabeling, prep: _Prepared) -> VertebralLabeling:
+    """A segmentation that ends where the image still shows the cord below it stops short of the
+    cord's end (:func:`spinereg.vertebrae.cord_end.cord_below_end`): its end is not the conus,
+    and the labeling is flagged (the discs below the end are placed by the chain alone)."""
+    end = cord_below_end(image, lab.centerline, _csf_sign(prep.signal))
+    lab.report["cord_below_end"] = end
+    if end is None or end["cord_below_end_mm"] < SHORT_MM:
         return lab
+    lab.discs = [d for d in lab.discs if d.value != CONUS]
+    lab.report["ambiguous_reasons"].append(
+        f"the image shows the cord going on {end['cord_below_end_mm']:.0f} mm below the lower end of the segmentation: "
+        "it stops short of the cord's end (no conus reported; discs below its end placed by the chain alone); "
+        "check the segmentation")
+    lab.ambiguous = True
+    return lab
 
 
 def _check_init(pinned: VertebralLabeling, free: VertebralLabeling, init: tuple[np.ndarray, int]) -> None:
@@ -625,8 +648,7 @@ def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
     cl = Centerline.from_mask(seg)
     roll = cross_section_roll(seg, cl)
     turn = _slab_turn(roll.angle_deg)
-    csf_sign = 1 if (float(signal.contrast) if signal.pieces else 0.0) >= 0 else -1
-    pmj = find_pmj(image, seg, cl.rolled(turn) if turn else cl, csf_sign=csf_sign)
+    pmj = find_pmj(image, seg, cl.rolled(turn) if turn else cl, csf_sign=_csf_sign(signal))
     return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj)
 
 
