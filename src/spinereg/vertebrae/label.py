@@ -43,7 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
-from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, cross_section_roll, frame_turn
+from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, Roll, cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.io.sanity import require_not_mask, require_segmentation
@@ -647,8 +647,7 @@ def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
     read, mismatch = read_contrast(contrast, signal)
     cl = Centerline.from_mask(seg)
     roll = cross_section_roll(seg, cl)
-    turn = _slab_turn(roll.angle_deg)
-    pmj = find_pmj(image, seg, cl.rolled(turn) if turn else cl, csf_sign=_csf_sign(signal))
+    pmj = find_pmj(image, seg, _slab_frame(cl, roll)[0], csf_sign=_csf_sign(signal))
     return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj)
 
 
@@ -758,9 +757,11 @@ def _with_orientation(lab: VertebralLabeling,
     return lab
 
 
-def _slab_turn(roll_deg: float) -> float:
-    """How far (degrees) the slab's frame is turned for a cross-section roll of ``roll_deg``."""
-    return frame_turn(roll_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
+def _slab_frame(cl: Centerline, roll: Roll) -> tuple[Centerline, float]:
+    """The centerline whose frame the slab follows, and how far (degrees) it is turned, for the
+    cross-section ``roll`` (:func:`~spinereg.cord.roll.cross_section_roll`) of ``cl``."""
+    turn = frame_turn(roll.angle_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
+    return (cl.rolled(turn) if turn else cl), turn
 
 
 def _too_little_in_view(image: Image, cl: Centerline, model: SpineModel,
@@ -798,10 +799,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     if frame is None:
         cl = Centerline.from_mask(seg)
         frame = (cl, cross_section_roll(seg, cl))
-    cl, roll = frame
-    turn = _slab_turn(roll.angle_deg)
-    if turn:
-        cl = cl.rolled(turn)
+    cl, turn = _slab_frame(*frame)
+    roll = frame[1]
     model = spine_model(template)
     pts = slab_points(cl, model.b, ds=0.5, margin_mm=40.0)
     sub = straighten_slab(image, cl, model.b, ds=0.5, margin_mm=40.0, points=pts)
