@@ -760,8 +760,13 @@ def _with_orientation(lab: VertebralLabeling,
 def _slab_frame(cl: Centerline, roll: Roll) -> tuple[Centerline, float]:
     """The centerline whose frame the slab follows, and how far (degrees) it is turned, for the
     cross-section ``roll`` (:func:`~spinereg.cord.roll.cross_section_roll`) of ``cl``."""
-    turn = frame_turn(roll.angle_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
+    turn = _slab_turn(roll.angle_deg)
     return (cl.rolled(turn) if turn else cl), turn
+
+
+def _slab_turn(roll_deg: float) -> float:
+    """How far (degrees) the slab's frame is turned for a cross-section roll of ``roll_deg``."""
+    return frame_turn(roll_deg, ROLL_TOLERANCE_DEG, MAX_ROLL_DEG)
 
 
 def _too_little_in_view(image: Image, cl: Centerline, model: SpineModel,
