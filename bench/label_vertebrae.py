@@ -14,7 +14,8 @@ boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc po
 identity, the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``) and the
 held-out phantoms of tests/test_label_vertebrae_heldout.py (``--heldout``: seeds 40-45, first run
 in session 19 after the method was fixed, seen by session 20's change; seeds 50-55, first run in
-session 20 after it) and the fields of view that start below C2 of tests/test_label_vertebrae_fov.py
+session 20 after it; seeds 60-65, first run in session 23 after the CSF rule) and the fields of
+view that start below C2 of tests/test_label_vertebrae_fov.py
 (``--fov``: seeds 70-75, first run in session 21).
 
 Bare image (``--bare``): the full phantom seeds 0-4 labelled from their automatic segmentation
@@ -200,7 +201,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
-    ap.add_argument("--heldout", action="store_true", help="also the 84 held-out phantoms, seeds 40-45 and 50-55 (minutes)")
+    ap.add_argument("--heldout", action="store_true", help="also the 126 held-out phantoms, seeds 40-45, 50-55 and 60-65 (minutes)")
     ap.add_argument("--fov", action="store_true", help="also the 42 fields of view that start below C2, seeds 70-75 "
                     "(minutes)")
     ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
@@ -254,11 +255,14 @@ def main() -> int:
         accuracy_bare(range(int(lo), int(hi or lo) + 1), register=a.register)
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_label_vertebrae_heldout import SEEDS, SEEDS_SESSION20
+    from test_label_vertebrae_heldout_s23 import SEEDS_SESSION23
 
     for flag, held, title in ((a.phantoms, None, "20 independent phantoms, seeds 0-2 (tests/test_label_vertebrae_phantoms.py)"),
                               (a.heldout, SEEDS, "42 held-out phantoms, seeds 40-45 (session 19's; seen by session 20's "
                                "change)"),
-                              (a.heldout, SEEDS_SESSION20, "42 held-out phantoms, seeds 50-55 (session 20's)")):
+                              (a.heldout, SEEDS_SESSION20, "42 held-out phantoms, seeds 50-55 (session 20's; seen by "
+                               "session 23's change)"),
+                              (a.heldout, SEEDS_SESSION23, "42 held-out phantoms, seeds 60-65 (session 23's)")):
         if not flag:
             continue
         print(f"\naccuracy, {title}:")

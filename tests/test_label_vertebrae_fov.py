@@ -13,6 +13,9 @@ What they gave:
   C3/C4 5 mm high where the 3 mm sagittal slices of the T2 average show no band, both reported as
   gaps); one other disc over 2.5 mm (T6-L1 74, T4/T5 2.64 mm, unflagged);
 * conus tip (T6-L1) within 0.3 mm (max 0.29).
+Since session 23 (the CSF around the cord read on flagged labelings, vertebrae.csf_identity,
+developed on other seeds): C4-T6 70 is relabelled one level higher (evidence 21.2), right (MAE
+0.36 mm, flagged): 41 of 42.
 A second module (tests/test_label_vertebrae_fov_b.py) runs seeds 73-75 on another worker.
 """
 
@@ -64,7 +67,7 @@ def results() -> list[dict]:
 def test_identity(results):
     assert len(results) == 21
     wrong = sorted(r["case"] for r in results if not r["identity_ok"])
-    assert wrong == ["C2-T2 sagittal 3 mm/71", "C4-T6/70"], wrong
+    assert wrong == ["C2-T2 sagittal 3 mm/71"], wrong  # C4-T6/70 too before session 23's CSF rule
     assert all(r["ambiguous"] for r in results if not r["identity_ok"])
 
 

@@ -11,6 +11,10 @@ Seeds 40-45 (42 subjects), first run in session 19 after every choice of the met
   3.5 -> 3.0 mm) after seeing cervical 44, so this set is no longer blind to the method: identity
   right on 40 of 42 (axial_thick 42, 44 wrong, flagged), disc MAE <= 2 mm on 39 of the 40 right
   (max 1.85, mean 0.67), over it iso1mm_t1 43 (2.31 mm, unflagged); cervical 44 0.47 mm.
+* session 23 reads the CSF around the cord on flagged labelings (vertebrae.csf_identity; developed
+  on seeds 100-129, not on this set): axial_thick 42 and 44 are relabelled two levels higher
+  (evidence 60.0 / 51.0), right (MAE 0.67 / 0.57 mm, still flagged): 42 of 42; disc MAE <= 2 mm
+  on 41 (max 1.85, mean 0.67), iso1mm_t1 43 2.31 mm.
 
 Seeds 50-55 (42 subjects; tests/test_label_vertebrae_heldout_s20.py), run once in session 20 after
 the floor was set, nothing changed after:
@@ -21,6 +25,13 @@ the floor was set, nothing changed after:
   (compared in the same run): identity the same, sagittal_thick 53 3.62 mm and cervicothoracic 53
   1.60 mm and both flagged (0.41 and 0.33 mm, unflagged, now);
 * conus tip (thoracolumbar) within 0.6 mm on both sets.
+* session 23 (the CSF read on flagged labelings, above): axial_thick 52, 54, 55 relabelled right
+  (two, four, one level higher; MAE 1.39 / 1.20 / 0.70 mm), axial_thick 53 still wrong (flagged):
+  41 of 42; disc MAE <= 2 mm on all 41 (max 1.99, mean 0.86).
+
+Seeds 60-65 (42 subjects; tests/test_label_vertebrae_heldout_s23.py), first run in session 23
+after the CSF rule was set, nothing changed after: 40 of 42 (95.2 %; 39 of 42 with the method
+before, same run).
 """
 
 from __future__ import annotations
@@ -48,7 +59,8 @@ def _run(seeds: range) -> list[dict]:
             ph = make_independent_subject(v, seed=seed)
             lab = label_vertebrae(ph.image, ph.seg, contrast=CONTRAST.get(v, "t2"))
             r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
-            r.update(case=f"{v}/{seed}", ambiguous=bool(lab.ambiguous), c1c2=lab.report.get("c1c2_spacing"))
+            r.update(case=f"{v}/{seed}", ambiguous=bool(lab.ambiguous), c1c2=lab.report.get("c1c2_spacing"),
+                     csf=lab.report.get("csf_identity"))
             print(r["case"], r["identity_ok"], r["ambiguous"], round(r["mae_mm"], 2), r["errors"].get(60))
             rows.append(r)
     return rows
@@ -68,7 +80,9 @@ def assert_wrong_are(results: list[dict], expected: list[str]) -> None:
 
 
 def test_identity_on_held_out_subjects(results):
-    assert_wrong_are(results, ["axial_thick/42", "axial_thick/44"])
+    assert_wrong_are(results, [])
+    relabelled = sorted(r["case"] for r in results if r["csf"] and r["csf"].get("relabelled"))
+    assert relabelled == ["axial_thick/42", "axial_thick/44"], relabelled
 
 
 def test_positions_on_held_out_subjects(results):

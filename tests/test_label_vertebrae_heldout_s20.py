@@ -6,7 +6,10 @@ docstring and docs/labeling_bare_image.md, "Thin bright discs"): identity right 
 (90.5 %, the four wrong all axial_thick, all flagged), disc MAE <= 2 mm on every right one (max
 1.99, mean 0.84), conus within 0.41 mm. One right labeling places two discs far off (cervicothoracic
 52: C2/C3, C3/C4 6.5 / 5.7 mm high), unflagged when first run, flagged since by the C1/C2 check's
-bound (vertebrae.label.c1c2_spacing, written after seeing it). A module of its own so the two sets run on two workers."""
+bound (vertebrae.label.c1c2_spacing, written after seeing it). Since session 23 the CSF around the
+cord is read on flagged labelings (vertebrae.csf_identity, developed on other seeds): axial_thick
+52, 54 and 55 are relabelled right, 53 stays wrong (flagged): 41 of 42, disc MAE max 1.99, mean
+0.86. A module of its own so the sets run on separate workers."""
 
 from __future__ import annotations
 
@@ -28,12 +31,14 @@ def results() -> list[dict]:
 
 
 def test_identity(results):
-    assert_wrong_are(results, [f"axial_thick/{s}" for s in (52, 53, 54, 55)])
+    assert_wrong_are(results, ["axial_thick/53"])
+    relabelled = sorted(r["case"] for r in results if r["csf"] and r["csf"].get("relabelled"))
+    assert relabelled == ["axial_thick/52", "axial_thick/54", "axial_thick/55"], relabelled
 
 
 def test_positions(results):
     mae = np.array([r["mae_mm"] for r in results if r["identity_ok"]])
-    assert mae.max() <= 2.0 and mae.mean() <= 0.87, (mae.max(), mae.mean())  # measured 1.99, 0.84
+    assert mae.max() <= 2.0 and mae.mean() <= 0.89, (mae.max(), mae.mean())  # measured 1.99, 0.86
     # one right labeling has discs far off: cervicothoracic 52, C2/C3 and C3/C4 6.5 / 5.7 mm high
     # (MAE 1.52); flagged since the C1/C2 check reads the bound of a CSF fit that ran into the end
     # of its search (written after seeing this case): C1/C2 at most 0.71 times the template's gap

@@ -106,6 +106,14 @@ def subject_csf_profile(image: Image, seg: Image, centerline: Centerline, s0: fl
     """Bright (CSF) area (mm2) outside the cord within ``RADIUS_MM`` of the centerline, on disks
     perpendicular to it every ``STEP_MM`` from arc length ``s0`` to ``s1``; rows leaving the field
     of view are dropped."""
+    s, csf, _ = disk_areas(image, seg, centerline, s0, s1)
+    return s, csf
+
+
+def disk_areas(image: Image, seg: Image, centerline: Centerline, s0: float,
+               s1: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`subject_csf_profile`'s arc lengths and CSF areas, and the segmented cord's area
+    (mm2, partial voxels counted in part) on the same disks."""
     s = np.arange(s0, s1 + 1e-6, STEP_MM)
     u = np.arange(-RADIUS_MM, RADIUS_MM + 1e-6, STEP_MM)
     a, b = np.meshgrid(u, u, indexing="ij")
@@ -115,17 +123,18 @@ def subject_csf_profile(image: Image, seg: Image, centerline: Centerline, s0: fl
     pts = c[:, None] + a[None, :, None] * f[:, None, :, 0] + b[None, :, None] * f[:, None, :, 1]
     vals = sample_world(np.asarray(image.data, np.float32), image.affine, pts.reshape(-1, 3), "linear",
                         cval=np.nan).reshape(pts.shape[:2])
-    cord = sample_world(np.asarray(seg.data, np.float32), seg.affine, pts.reshape(-1, 3), "linear",
-                        cval=0.0).reshape(pts.shape[:2]) >= 0.5
+    cord_pv = sample_world(np.asarray(seg.data, np.float32), seg.affine, pts.reshape(-1, 3), "linear",
+                           cval=0.0).reshape(pts.shape[:2])
+    cord = cord_pv >= 0.5
     seen = np.isfinite(vals)
     inside = seen.mean(1) >= MIN_DISK_INSIDE
-    vals, cord, seen = vals[inside], cord[inside], seen[inside]
+    vals, cord, seen, cord_pv = vals[inside], cord[inside], seen[inside], cord_pv[inside]
     with np.errstate(invalid="ignore"):
         thr = BRIGHT_FRACTION * np.nanpercentile(vals, 99, axis=1) if len(vals) else np.zeros(0)
         bright = (vals > thr[:, None]) & ~cord & seen
     # rows partly outside the field of view: the area scaled to the whole disk
     area = bright.sum(1) * STEP_MM ** 2 * seen.shape[1] / np.maximum(seen.sum(1), 1)
-    return s[inside], area.astype(float)
+    return s[inside], area.astype(float), (np.clip(cord_pv, 0, 1).sum(1) * STEP_MM ** 2).astype(float)
 
 
 def _z(x: np.ndarray) -> np.ndarray:

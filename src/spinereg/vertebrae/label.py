@@ -50,6 +50,7 @@ from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.cord_end import SHORT_MM, cord_below_end
 from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
+from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
 from spinereg.vertebrae.match import candidates, global_search
@@ -128,6 +129,10 @@ MAX_SECOND_PASS_SHIFT = max(abs(k) for k in IMAGE_SHIFTS)
 #: automatic segmentation 17-26 % too wide (full phantom seed 3) costs < 0.3 a disc there. The
 #: three labelings that disagreed (docs/labeling_bare_image.md) were all right after it
 WIDTH_SD_FALLBACK = 0.3
+#: evidence (see :mod:`spinereg.vertebrae.csf_identity`) with which the CSF profile renames the
+#: levels of a labeling already flagged ambiguous (chosen on the ``axial_thick`` phantoms of
+#: seeds 100-129 and the other variants of seeds 100-103, docs/labeling_bare_image.md)
+CSF_RELABEL_EVIDENCE = 5.0
 #: how a disagreement is said in ``ambiguous_reasons`` (metrics.level_check reads it)
 CUES_DISAGREE = "the cues disagree"
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
@@ -565,10 +570,55 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         prep = _prepare(image, seg, contrast)
         lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
         if init is not None and check_identity:  # the free run shares the checks and the cord frame
-            _check_init(lab, _label_vertebrae(image, seg, prep, None, template, True), init)
+            free = _with_csf_identity(image, seg, prep, template, _label_vertebrae(image, seg, prep, None, template, True))
+            _check_init(lab, free, init)
+        elif check_identity:
+            lab = _with_csf_identity(image, seg, prep, template, lab)
         lab.report["pmj"] = None if prep.pmj is None else {
             **prep.pmj.as_dict(), "s": round(float(lab.centerline.project(prep.pmj.point[None])[0][0]), 2)}
         return _with_cord_end(image, lab, prep)
+
+
+def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
+                       lab: VertebralLabeling) -> VertebralLabeling:
+    """A labeling already flagged ambiguous, of an image with a bright CSF, is read again by the
+    CSF around the cord (:func:`spinereg.vertebrae.csf_identity.csf_identity`); when that profile
+    prefers levels shifted by ``k`` with evidence of at least :data:`CSF_RELABEL_EVIDENCE`, the
+    image is labelled again with its strongest band disc pinned under the shifted name (as
+    ``-initz`` would), and stays flagged with the reason. Unflagged labelings are left as they
+    are (the record is not computed)."""
+    if not lab.ambiguous:
+        return lab
+    from spinereg.io.template import load_template
+
+    tpl = load_template(template)
+    band = [d for d in lab.discs if d.source == "band" and d.value != CONUS]
+    if not (tpl.has("csf") and tpl.has("cord")) or len(band) < 2:
+        return lab
+    found = csf_identity(image, seg, lab.centerline, [(d.value, d.s) for d in band], spine_model(template),
+                         template_area_profiles(str(tpl.path("csf")), str(tpl.path("cord"))), prep.contrast,
+                         _si_spacing(image, lab.centerline))
+    lab.report["csf_identity"] = None if found is None else found.as_dict()
+    if found is None or found.shift == 0 or found.evidence < CSF_RELABEL_EVIDENCE:
+        return lab
+    pin = max(band, key=lambda d: d.evidence)
+    value = pin.value + found.shift
+    again = _label_vertebrae(image, seg, prep, (pin.point, value), template, True)
+    before = [d.name for d in lab.measured]
+    again.report["csf_identity"] = {**found.as_dict(), "relabelled": True, "discs_before": before,
+                                    "identity_margin_before": round(float(lab.identity_margin), 2),
+                                    "image_identity_before": lab.report.get("image_identity"),
+                                    "pinned": {"name": disc_name(value), "s_mm": round(float(pin.s), 2)}}
+    for key in ("first_pass", "second_pass"):  # what the passes before it named
+        if key in lab.report:
+            again.report[key] = lab.report[key]
+    again.report["ambiguous_reasons"] = [
+        f"the CSF around the cord (its area against the cord's, along the cord) named the levels {abs(found.shift)} "
+        f"{'lower' if found.shift > 0 else 'higher'} than the disc bands and cord width did ({' to '.join(before[:1] + before[-1:])}; "
+        f"evidence {found.evidence:.1f}): relabelled with the disc at {pin.s:.0f} mm named {disc_name(value)}; check the levels "
+        "or give -initz", *lab.report["ambiguous_reasons"], *again.report["ambiguous_reasons"]]
+    again.ambiguous = True
+    return again
 
 
 def _csf_sign(signal: CordSignal) -> int:
