@@ -98,3 +98,10 @@ def test_flagged_axial_stack_named_two_levels_low_is_relabelled():
     r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
     assert r["identity_ok"] and r["mae_mm"] <= 0.3, r  # measured 0.21
     assert lab.ambiguous and lab.report["ambiguous_reasons"][0].startswith("the CSF around the cord"), lab.report
+
+
+def test_auto_contrast_on_a_bright_csf_is_read(t2):
+    """``-c auto`` on t2 (its CSF clearly brighter than the cord) gets the same CSF reading."""
+    image, seg, lab = t2
+    auto = label_vertebrae(image, seg, "auto")
+    assert auto.report["csf_identity"] == lab.report["csf_identity"], auto.report.get("csf_identity")

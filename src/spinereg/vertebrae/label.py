@@ -574,8 +574,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
             _check_init(lab, free, init)
         elif check_identity:
             lab = _with_csf_identity(image, seg, prep, template, lab)
-        lab.report["pmj"] = None if prep.pmj is None else {
-            **prep.pmj.as_dict(), "s": round(float(lab.centerline.project(prep.pmj.point[None])[0][0]), 2)}
+        lab.report["pmj"] = None if prep.pmj is None else {**prep.pmj.as_dict(), "s": round(prep.pmj_s, 2)}
         return _with_cord_end(image, lab, prep)
 
 
@@ -595,9 +594,11 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     band = [d for d in lab.discs if d.source == "band" and d.value != CONUS]
     if not (tpl.has("csf") and tpl.has("cord")) or len(band) < 2:
         return lab
+    # -c auto on an image whose CSF is clearly brighter than the cord reads it as T2 does
+    bright = prep.contrast == "auto" and prep.signal.pieces and float(prep.signal.contrast) >= FAINT_CONTRAST
     found = csf_identity(image, seg, lab.centerline, [(d.value, d.s) for d in band], spine_model(template),
-                         template_area_profiles(str(tpl.path("csf")), str(tpl.path("cord"))), prep.contrast,
-                         _si_spacing(image, lab.centerline))
+                         template_area_profiles(str(tpl.path("csf")), str(tpl.path("cord"))),
+                         "t2" if bright else prep.contrast, _si_spacing(image, lab.centerline))
     lab.report["csf_identity"] = None if found is None else found.as_dict()
     if found is None or found.shift == 0 or found.evidence < CSF_RELABEL_EVIDENCE:
         return lab
@@ -683,6 +684,8 @@ class _Prepared:
     mismatch: str | None
     frame: tuple
     pmj: PMJ | None = None
+    #: the PMJ's arc length on the frame's centerline (None without a PMJ)
+    pmj_s: float | None = None
 
 
 def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
@@ -698,7 +701,8 @@ def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
     cl = Centerline.from_mask(seg)
     roll = cross_section_roll(seg, cl)
     pmj = find_pmj(image, seg, _slab_frame(cl, roll)[0], csf_sign=_csf_sign(signal))
-    return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj)
+    pmj_s = None if pmj is None else float(cl.project(pmj.point[None])[0][0])
+    return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj, pmj_s)
 
 
 def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | None = None,
@@ -708,7 +712,7 @@ def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | No
     label again with the absolute cord width down-weighted (``WIDTH_SD_FALLBACK``): the result is
     flagged ambiguous either way, and says what the first pass named."""
     signal, given, contrast, mismatch, frame = prep.signal, prep.given, prep.contrast, prep.mismatch, prep.frame
-    pmj_s = None if prep.pmj is None else float(frame[0].project(prep.pmj.point[None])[0][0])
+    pmj_s = prep.pmj_s
     lab = _chain_labeling(image, seg, contrast, init, template, check_identity=check_identity, frame=frame,
                           pmj_s=pmj_s)
     lab = _with_signal(lab, signal, given, mismatch)
