@@ -94,6 +94,7 @@ def test_flagged_axial_stack_named_two_levels_low_is_relabelled():
     lab = label_vertebrae(ph.image, ph.seg, contrast="t2s")
     rec = lab.report["csf_identity"]
     assert rec["relabelled"] and rec["shift"] == -2 and rec["discs_before"][0] == "C4/C5", rec
+    assert lab.identity_source == "csf" and rec["pinned"]["name"] in {d.name for d in lab.discs}, rec
     assert abs(rec["evidence"] - 45.0) <= 2.0, rec
     r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
     assert r["identity_ok"] and r["mae_mm"] <= 0.3, r  # measured 0.21
@@ -105,3 +106,26 @@ def test_auto_contrast_on_a_bright_csf_is_read(t2):
     image, seg, lab = t2
     auto = label_vertebrae(image, seg, "auto")
     assert auto.report["csf_identity"] == lab.report["csf_identity"], auto.report.get("csf_identity")
+
+
+def test_cli_writes_the_csf_reading(tmp_path):
+    """``spinereg label-vertebrae`` on the saved axial_thick 127 stack: the JSON names the levels
+    the CSF gave (identity source ``csf``, the record with the names before), flagged."""
+    import json
+    import subprocess
+    import sys
+
+    from spinereg.io.image import save_image
+    from spinereg.phantom.independent import make_independent_subject
+
+    ph = make_independent_subject("axial_thick", seed=127)
+    save_image(ph.image, tmp_path / "img.nii.gz")
+    save_image(ph.seg, tmp_path / "seg.nii.gz")
+    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(tmp_path / "img.nii.gz"),
+                        "-s", str(tmp_path / "seg.nii.gz"), "-c", "t2s", "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads((tmp_path / "out" / "img_discs.json").read_text())
+    assert doc["identity_source"] == "csf" and doc["ambiguous"], doc["identity_source"]
+    assert doc["csf_identity"]["relabelled"] and doc["csf_identity"]["discs_before"][0] == "C4/C5"
+    assert doc["discs"][0]["name"] in ("C1/C2", "C2/C3"), doc["discs"][0]

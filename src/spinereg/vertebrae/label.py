@@ -242,6 +242,8 @@ class VertebralLabeling:
     identity_margin: float
     ambiguous: bool
     polarity: int
+    #: what named the levels: ``"chain"`` (the image), ``"init"`` (a pinned disc, -initz) or
+    #: ``"csf"`` (the CSF around the cord renamed a flagged chain, :func:`_with_csf_identity`)
     identity_source: str
     gaps: list[str] = field(default_factory=list)
     evidence: Evidence | None = None
@@ -619,6 +621,7 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
         f"evidence {found.evidence:.1f}): relabelled with the disc at {pin.s:.0f} mm named {disc_name(value)}; check the levels "
         "or give -initz", *lab.report["ambiguous_reasons"], *again.report["ambiguous_reasons"]]
     again.ambiguous = True
+    again.identity_source = "csf"
     return again
 
 
