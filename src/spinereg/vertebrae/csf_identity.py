@@ -2,8 +2,9 @@
 
 Where the image shows three or four alike cervical discs (an axial stack of 5 mm slices from C2
 to C5) the disc bands, their spacing and the cord width do not say which levels they are: on
-the independent phantom's ``axial_thick`` variant the chain named 8 of 22 such stacks one to
-seven levels off (docs/labeling_bare_image.md). The subarachnoid space does: against the cord's
+the independent phantom's ``axial_thick`` variant the chain named 8 of the 22 stacks run before
+(mostly two levels off) and 12 of 30 fresh ones (one to seven levels off) wrong, all flagged
+(docs/labeling_bare_image.md). The subarachnoid space does: against the cord's
 own area it is wide at C2 (PAM50: CSF / cord area 2.6), narrows through C3 (1.9) and C4 (1.6)
 to the cervical enlargement (C5 1.5), and widens again below it (C6 1.8, C7 and the thoracic
 levels ~2.5). The ratio is free of the subject's size; its profile along the cord is what this
