@@ -588,7 +588,7 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     image is labelled again with its strongest band disc pinned under the shifted name (as
     ``-initz`` would), and stays flagged with the reason. Unflagged labelings are left as they
     are (the record is not computed): read on them, the CSF preferred a wrong shift with evidence
-    >= 5 on 2 of 85 right ones (3 mm sagittal stacks), and caught no wrong one."""
+    >= 5 on 2 of 111 right ones (3 mm sagittal stacks), and caught no wrong one."""
     if not lab.ambiguous:
         return lab
     from spinereg.io.template import load_template
