@@ -601,7 +601,7 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     bright = prep.contrast == "auto" and prep.signal.pieces and float(prep.signal.contrast) >= FAINT_CONTRAST
     found = csf_identity(image, seg, lab.centerline, [(d.value, d.s) for d in band], spine_model(template),
                          template_area_profiles(str(tpl.path("csf")), str(tpl.path("cord"))),
-                         "t2" if bright else prep.contrast, _si_spacing(image, lab.centerline))
+                         "t2" if bright else prep.contrast, float(lab.report["si_spacing_mm"]))
     lab.report["csf_identity"] = None if found is None else found.as_dict()
     if found is None or found.shift == 0 or found.evidence < CSF_RELABEL_EVIDENCE:
         return lab
