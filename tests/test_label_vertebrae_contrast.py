@@ -49,3 +49,22 @@ def test_t1_phantom_read_as_t2_is_flagged_and_auto_is_right(data_root):
     res = compare_to_truth(auto, truth)
     assert res["identity_ok"] and not auto.ambiguous and auto.polarity == -1
     assert res["mae_mm"] <= 0.84 + 0.05, res
+
+
+def test_csf_polarity_is_read_once_from_the_cord_signal(sct_data):
+    """``CordSignal.csf``: the one reading of the CSF's polarity that read_contrast and the CSF
+    identity rule (-c auto) share: bright on t2, dark on t1, None when faint (t2s with its
+    segmentation: +1.08 robust SDs, under FAINT_CONTRAST)."""
+    from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, CordSignal, cord_signal
+    from spinereg.vertebrae.label import read_contrast
+
+    for sub, img, seg, want in (("t2", "t2.nii.gz", "t2_seg-manual.nii.gz", "bright"),
+                                ("t2s", "t2s.nii.gz", "t2s_seg.nii.gz", None),
+                                ("t1", "t1w.nii.gz", "t1w_seg-manual.nii.gz", "dark")):
+        sig = cord_signal(load_image(sct_data / sub / img), load_image(sct_data / sub / seg))
+        assert sig.csf == want, (sub, sig)
+    faint = CordSignal(FAINT_CONTRAST - 0.01, 1.0, 10)
+    assert faint.csf is None and CordSignal(-FAINT_CONTRAST, 1.0, 10).csf == "dark"
+    assert CordSignal(-5.0, 1.0, 0).csf is None  # no pieces compared: nothing read
+    assert read_contrast("auto", faint) == ("auto", None)
+    assert read_contrast("auto", CordSignal(-2.0, 1.0, 10)) == ("t1", None)

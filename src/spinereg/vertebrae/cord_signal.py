@@ -58,6 +58,13 @@ class CordSignal:
     agreement: float
     pieces: int
 
+    @property
+    def csf(self) -> str | None:
+        """``"bright"`` where the CSF around the cord is clearly brighter than the cord (T2, T2*:
+        contrast >= FAINT_CONTRAST), ``"dark"`` where clearly darker (T1), else None."""
+        c = float(self.contrast) if self.pieces else 0.0
+        return "bright" if c >= FAINT_CONTRAST else "dark" if c <= -FAINT_CONTRAST else None
+
     def as_dict(self) -> dict:
         return {"contrast": round(self.contrast, 2), "agreement": round(self.agreement, 2), "pieces": self.pieces}
 

@@ -48,7 +48,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, require_nonempty, require_same_grid
 from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.cord_end import SHORT_MM, cord_below_end
-from spinereg.vertebrae.cord_signal import FAINT_CONTRAST, faint_reason, require_cord_signal
+from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
@@ -598,7 +598,7 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     if not (tpl.has("csf") and tpl.has("cord")) or len(band) < 2:
         return lab
     # -c auto on an image whose CSF is clearly brighter than the cord reads it as T2 does
-    bright = prep.contrast == "auto" and prep.signal.pieces and float(prep.signal.contrast) >= FAINT_CONTRAST
+    bright = prep.contrast == "auto" and prep.signal.csf == "bright"
     found = csf_identity(image, seg, lab.centerline, [(d.value, d.s) for d in band], spine_model(template),
                          template_area_profiles(str(tpl.path("csf")), str(tpl.path("cord"))),
                          "t2" if bright else prep.contrast, float(lab.report["si_spacing_mm"]))
@@ -774,12 +774,12 @@ def read_contrast(contrast: str, signal: CordSignal) -> tuple[str, str | None]:
     bright, is kept (the user's word) and flagged: the independent phantom iso1mm_t1 seed 0 (dark
     discs) read as ``-c t2`` was named one level off, unflagged."""
     c = float(signal.contrast) if signal.pieces else 0.0
-    if contrast == "auto" and c <= -FAINT_CONTRAST:
+    if contrast == "auto" and signal.csf == "dark":
         return "t1", None
-    if contrast in ("t2", "t2s") and c <= -FAINT_CONTRAST:
+    if contrast in ("t2", "t2s") and signal.csf == "dark":
         return contrast, (f"the CSF is darker than the cord ({c:+.2f} robust SDs), as on T1-weighted images, but "
                           f"the discs were read as -c {contrast} (bright discs only): give -c t1")
-    if contrast == "t1" and c >= FAINT_CONTRAST:
+    if contrast == "t1" and signal.csf == "bright":
         return contrast, (f"the CSF is brighter than the cord ({c:+.2f} robust SDs), as on T2-weighted images, but "
                           "the discs were read as -c t1: give -c t2")
     return contrast, None
