@@ -137,6 +137,16 @@ CSF_RELABEL_EVIDENCE = 5.0
 CUES_DISAGREE = "the cues disagree"
 #: relative spread of one vertebra's height (disc to disc) around the template's, times the scale
 SPACING_SD = 0.15
+#: the subjects' length the labeling is built for, times the template's (the issue's 0.85-1.15)
+LENGTH_RANGE = (0.85, 1.15)
+#: one step between neighbouring discs on their bands more than this many times the template's
+#: (or less than its inverse times LENGTH_RANGE's ratio) is unlike a spine: the longest subject
+#: (1.15) with a vertebra one SPACING_SD taller, 1.3225 (low: 0.85 / 1.15 = 0.74). Not fitted:
+#: on 408 right labelings of the independent phantoms (development seeds 100-129, held-out
+#: 40-45 / 50-55 / 60-65, fields of view 70-75, full C1-T6 0-9) steps reached 0.78-1.297 but on
+#: `test` 109 (1.35, flagged already); the `test` variant's unflagged wrong ones (a disc missed
+#: under the field's top, the next 8 mm high) 1.35-1.43 (docs/labeling_bare_image.md, session 24)
+STEP_RANGE = (LENGTH_RANGE[0] / LENGTH_RANGE[1], LENGTH_RANGE[1] * (1 + SPACING_SD))
 #: spread of the log ratio of the subject's cord width to the template's at the same level
 WIDTH_SD = 0.12
 #: spread of the change of the log cord width from one disc to the next against the template's
@@ -512,6 +522,34 @@ def c1c2_spacing(discs: list[Disc], model: SpineModel, stretch_limit: float | No
                 "bound": "at most" if stretch_limit > 0.5 * sum(K_RANGE) else "at least"}
     gap = by[2].s - by[3].s
     return {"gap_mm": round(float(gap), 2), "ratio": round(float(gap / ((ts[2] - ts[3]) * scale)), 3)}
+
+
+def disc_steps(discs: list[Disc], model: SpineModel) -> list[dict]:
+    """Each step between neighbouring discs on their bands (chain discs, not C1/C2 from the CSF
+    or the conus): its length along the cord (mm) and that over the template's between the same
+    discs (``ratio``)."""
+    ts = dict(zip((int(v) for v in model.disc_values), (float(x) for x in model.disc_s), strict=True))
+    band = sorted((d for d in discs if d.source == "band" and d.value != CONUS and d.value in ts),
+                  key=lambda d: d.value)
+    out = []
+    for a, b in zip(band[:-1], band[1:], strict=True):
+        dt = abs(ts[a.value] - ts[b.value])
+        if dt > 0:
+            out.append({"from": a.name, "to": b.name, "mm": round(abs(a.s - b.s), 2),
+                        "ratio": round(abs(a.s - b.s) / dt, 3)})
+    return out
+
+
+def _step_reason(steps: list[dict]) -> str | None:
+    """The ambiguity reason when a step of :func:`disc_steps` lies outside :data:`STEP_RANGE`."""
+    lo, hi = STEP_RANGE
+    odd = [st for st in steps if not lo <= st["ratio"] <= hi]
+    if not odd:
+        return None
+    st = max(odd, key=lambda x: abs(np.log(x["ratio"])))
+    return (f"{st['from']} and {st['to']} lie {st['mm']:.1f} mm apart, {st['ratio']:.2f} times the template's "
+            f"(outside {lo:.2f}-{hi:.2f}, the lengths of spine the labeling is built for): a disc may be "
+            "missed or placed off its band")
 
 
 def _c1c2_reason(c12: dict | None) -> str | None:
@@ -1042,6 +1080,9 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if n_bands < MIN_BANDS:
             reasons.append(f"weak sequence fit: {n_bands} of the {n_found} discs show a band "
                            f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
+    steps = disc_steps(discs, model)
+    if pinned is None and (why := _step_reason(steps)) is not None:
+        reasons.append(why)
     c12 = c1c2_spacing(discs, model, stretch_limit)
     if (why := _c1c2_reason(c12)) is not None:
         reasons.append(why)
@@ -1052,7 +1093,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
-              "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12}
+              "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
+              "disc_steps": steps}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
