@@ -42,7 +42,8 @@ def test_c1c2_spacing_compares_the_two_cues():
     the template's gap (PAM50: 15.5 mm) at scale 0.9 is 13.95 mm."""
     from types import SimpleNamespace
 
-    from spinereg.vertebrae.label import C1C2_RATIO_RANGE, Disc, c1c2_spacing
+    from spinereg.vertebrae.consistency import C1C2_RATIO_RANGE, c1c2_spacing
+    from spinereg.vertebrae.result import Disc
 
     model = SimpleNamespace(disc_values=np.array([2, 3, 4, 5]), disc_s=np.array([100.0, 84.5, 66.0, 47.5]))
 
@@ -66,7 +67,8 @@ def test_c1c2_spacing_bound_when_the_csf_fit_hits_the_end_of_its_search():
     from types import SimpleNamespace
 
     from spinereg.vertebrae.c1c2 import K_RANGE
-    from spinereg.vertebrae.label import Disc, _c1c2_reason, c1c2_spacing
+    from spinereg.vertebrae.consistency import c1c2_reason, c1c2_spacing
+    from spinereg.vertebrae.result import Disc
 
     model = SimpleNamespace(disc_values=np.array([2, 3, 4, 5]), disc_s=np.array([100.0, 84.5, 66.0, 47.5]))
 
@@ -77,10 +79,10 @@ def test_c1c2_spacing_bound_when_the_csf_fit_hits_the_end_of_its_search():
     at10 = [disc(3, 70.0), disc(4, 51.5), disc(5, 33.0)]
     hi09 = c1c2_spacing(at09, model, K_RANGE[1])
     assert hi09["bound"] == "at most" and hi09["ratio_bound"] == pytest.approx(1 / 1.17, abs=1e-3)
-    assert _c1c2_reason(hi09) is None
+    assert c1c2_reason(hi09) is None
     hi10 = c1c2_spacing(at10, model, K_RANGE[1])
     assert hi10["ratio_bound"] == pytest.approx(1 / 1.3, abs=1e-3)
-    assert _c1c2_reason(hi10).startswith("the CSF above C2/C3 fits the template's only stretched beyond the search")
+    assert c1c2_reason(hi10).startswith("the CSF above C2/C3 fits the template's only stretched beyond the search")
     lo10 = c1c2_spacing(at10, model, K_RANGE[0])
-    assert lo10["bound"] == "at least" and "at least 1.33 times" in _c1c2_reason(lo10)
+    assert lo10["bound"] == "at least" and "at least 1.33 times" in c1c2_reason(lo10)
     assert c1c2_spacing(at10, model) is None  # neither a CSF C1/C2 nor a bound

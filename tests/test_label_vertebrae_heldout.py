@@ -6,7 +6,7 @@ Seeds 40-45 (42 subjects), first run in session 19 after every choice of the met
   44 and sagittal_thick 44 wrong, each flagged); disc MAE <= 2 mm on 37 of the 39 right ones; over
   it iso1mm_t1 43 (2.31 mm) and cervical 44 (5.93 mm: every disc 5.6-6.9 mm low, the bands read on
   the bright vertebral bodies between ~2 mm thin discs of a short spine; unflagged when first run,
-  flagged since by spinereg.vertebrae.label.c1c2_spacing);
+  flagged since by spinereg.vertebrae.consistency.c1c2_spacing);
 * session 20 lowered the bright-disc band's half-width floor (vertebrae.label.HALF_WIDTH_MIN_MM,
   3.5 -> 3.0 mm) after seeing cervical 44, so this set is no longer blind to the method: identity
   right on 40 of 42 (axial_thick 42, 44 wrong, flagged), disc MAE <= 2 mm on 39 of the 40 right

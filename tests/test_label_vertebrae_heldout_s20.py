@@ -6,7 +6,7 @@ docstring and docs/labeling_bare_image.md, "Thin bright discs"): identity right 
 (90.5 %, the four wrong all axial_thick, all flagged), disc MAE <= 2 mm on every right one (max
 1.99, mean 0.84), conus within 0.41 mm. One right labeling places two discs far off (cervicothoracic
 52: C2/C3, C3/C4 6.5 / 5.7 mm high), unflagged when first run, flagged since by the C1/C2 check's
-bound (vertebrae.label.c1c2_spacing, written after seeing it). Since session 23 the CSF around the
+bound (vertebrae.consistency.c1c2_spacing, written after seeing it). Since session 23 the CSF around the
 cord is read on flagged labelings (vertebrae.csf_identity, developed on other seeds): axial_thick
 52, 54 and 55 are relabelled right, 53 stays wrong (flagged): 41 of 42, disc MAE max 1.99, mean
 0.86. A module of its own so the sets run on separate workers."""

@@ -4,7 +4,7 @@ Found on a development set (the independent phantom's `test` and `test_t1` varia
 40 x 56 mm field of view at 1 mm, seeds 100-129, true segmentations): 7 of 60 wrong, 5 of them
 unflagged. Four of those (`test` 101, 108, 123, 128: the T2 average's C2/C3 shows no band, the
 chain leaves it out and puts C3/C4 8 mm high) had a step between C3/C4 and C4/C5 of 1.35-1.43
-times the template's. ``label.STEP_RANGE`` is not fitted to them: the longest subject the labeling
+times the template's. ``consistency.STEP_RANGE`` is not fitted to them: the longest subject the labeling
 is built for (1.15 times the template) with one vertebra a SPACING_SD taller, 1.3225; the low end
 0.85 / 1.15. On 408 right labelings with two or more band discs (development seeds, held-out
 40-45 / 50-55 / 60-65, fields of view 70-75, full C1-T6 0-9, true segmentations) the steps reached
@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from spinereg.vertebrae import label_vertebrae
-from spinereg.vertebrae.label import STEP_RANGE, Disc, _step_reason, disc_steps
+from spinereg.vertebrae.consistency import STEP_RANGE, disc_steps, step_reason
 from spinereg.vertebrae.model import spine_model
+from spinereg.vertebrae.result import Disc
 
 pytestmark = [pytest.mark.realdata]
 
@@ -37,14 +38,14 @@ def test_steps_against_the_template(data_root):
     steps = disc_steps(discs, model)
     assert [(st["from"], st["to"]) for st in steps] == [("C2/C3", "C3/C4"), ("C3/C4", "C4/C5"), ("C4/C5", "C5/C6")]
     assert all(st["ratio"] == pytest.approx(1.1, abs=1e-3) for st in steps)
-    assert _step_reason(steps) is None
+    assert step_reason(steps) is None
     # a disc left out: the step spans two template intervals and is scored against both
     assert disc_steps([_disc(3, ts[3]), _disc(5, ts[5])], model)[0]["ratio"] == pytest.approx(1.0)
     long = [_disc(3, ts[3]), _disc(4, ts[4]), _disc(5, ts[4] - 1.4 * (ts[4] - ts[5]))]
-    why = _step_reason(disc_steps(long, model))
+    why = step_reason(disc_steps(long, model))
     assert why is not None and why.startswith("C3/C4 and C4/C5") and "1.40 times" in why
     short = [_disc(3, ts[3]), _disc(4, ts[3] - 0.7 * (ts[3] - ts[4]))]
-    assert "0.70" in _step_reason(disc_steps(short, model))
+    assert "0.70" in step_reason(disc_steps(short, model))
 
 
 @pytest.mark.slow

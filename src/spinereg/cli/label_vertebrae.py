@@ -13,7 +13,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import argparse
     from pathlib import Path
 
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -55,7 +55,7 @@ from spinereg.vertebrae.names import margin_text
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.io.template import Template
     from spinereg.transforms.base import Transform
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 #: fewest discs (in the image's field of view) the automatic labeling must find to verify levels
 MIN_DISCS = 2

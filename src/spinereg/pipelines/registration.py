@@ -25,7 +25,7 @@ from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.io.image import Image
     from spinereg.transforms.base import Transform
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 Progress = Callable[[int, int], None] | None
 
@@ -182,8 +182,8 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
 
 def _not_registered_warning(rec: dict) -> str:
     """The stderr line for given labels the registration left out below the cord's lower end."""
-    from spinereg.vertebrae.label import disc_name
     from spinereg.vertebrae.names import level_name
+    from spinereg.vertebrae.result import disc_name
 
     name = disc_name if rec["kind"] == "disc" else level_name
     names = ", ".join(f"{name(int(v))} ({d:.0f} mm)" for v, d in zip(rec["values"], rec["distance_mm"], strict=True))
@@ -317,7 +317,7 @@ def _check_discs_on_the_cord(discs: Landmarks, seg: Image,
     labels as well)."""
     from spinereg.cord.landmarks import MAX_LABEL_SEG_MM, distance_to_seg, split_below_cord
     from spinereg.errors import InputError
-    from spinereg.vertebrae.label import disc_name
+    from spinereg.vertebrae.result import disc_name
 
     discs, below = split_below_cord(discs, seg)
     left_out = {disc_name(v): d for v, d in below.items()}

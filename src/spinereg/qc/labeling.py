@@ -23,7 +23,7 @@ from spinereg.vertebrae.names import margin_text
 from spinereg.vertebrae.orientation import UPSIDE_DOWN
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spinereg.vertebrae.label import Disc, VertebralLabeling
+    from spinereg.vertebrae.result import Disc, VertebralLabeling
 
 
 def check_qc_root(qc_root: str | Path) -> Path:

@@ -12,11 +12,11 @@ import numpy as np
 from spinereg.qc.pages import Panel, page
 
 if TYPE_CHECKING:  # pragma: no cover
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 
 def _source(d: dict) -> str:
-    """A disc's :attr:`~spinereg.vertebrae.label.Disc.source` from its JSON (before "source" was
+    """A disc's :attr:`~spinereg.vertebrae.result.Disc.source` from its JSON (before "source" was
     written: "estimated": true, or "located_from": "csf")."""
     if "source" in d:
         return str(d["source"])
@@ -24,11 +24,11 @@ def _source(d: dict) -> str:
 
 
 def labeling_from_json(doc: dict, seg_path: str) -> VertebralLabeling:
-    """A :class:`~spinereg.vertebrae.label.VertebralLabeling` rebuilt from its JSON and the
+    """A :class:`~spinereg.vertebrae.result.VertebralLabeling` rebuilt from its JSON and the
     segmentation (for the centerline)."""
     from spinereg.cord.centerline import Centerline
     from spinereg.io.image import load_image
-    from spinereg.vertebrae.label import Disc, VertebralLabeling
+    from spinereg.vertebrae.result import Disc, VertebralLabeling
 
     cl = Centerline.from_mask(load_image(seg_path, ndim=3, what="segmentation"))
     discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),

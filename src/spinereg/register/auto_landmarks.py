@@ -47,7 +47,7 @@ from spinereg.vertebrae.names import margin_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.cord.centerline import Centerline
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 #: largest distance of a given label from where the labeling puts its level, in local disc
 #: spacings (a label one level off is 1.0 away)

@@ -37,7 +37,7 @@ from spinereg.transforms.itk import load_transform
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
 
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 
 @dataclass

@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from spinereg.cord.centerline import Centerline
     from spinereg.io.template import Template
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 DEFAULT_PRESET = "template_spinereg"
 #: smallest smoothing (mm) of the centerlines the cord mapping is built on: sub-centimetre
@@ -165,8 +165,8 @@ def _require_cord_on_template_cord(covered: np.ndarray, tcord: Image, lm: Landma
     on = float(np.mean((covered[:, 2] >= lo) & (covered[:, 2] <= hi))) if len(covered) else 0.0
     if on >= MIN_CORD_ON_TEMPLATE:
         return
-    from spinereg.vertebrae.label import disc_name
     from spinereg.vertebrae.names import level_name
+    from spinereg.vertebrae.result import disc_name
 
     name = {"disc": disc_name, "body": level_name}.get(lm.kind, str)
     names = ", ".join(name(int(v)) for v in lm.values)
@@ -265,7 +265,7 @@ def register_to_template(
     image (see :mod:`spinereg.register.si_refine`); kept only when it improves the match.
 
     ``labeling``: the automatic vertebral labeling of the image (a
-    :class:`~spinereg.vertebrae.label.VertebralLabeling`, or ``"auto"`` to run
+    :class:`~spinereg.vertebrae.result.VertebralLabeling`, or ``"auto"`` to run
     :func:`~spinereg.vertebrae.label_vertebrae` here). When it is not ambiguous and its levels
     agree with the given body or disc labels, its measured discs join them as landmarks (the given
     labels win; see :mod:`spinereg.register.auto_landmarks`); otherwise the given labels are used

@@ -32,7 +32,7 @@ import numpy as np
 from spinereg.cord.landmarks import Landmarks
 
 if TYPE_CHECKING:
-    from spinereg.vertebrae.label import VertebralLabeling
+    from spinereg.vertebrae.result import VertebralLabeling
 
 #: coarsest S-I sampling (one voxel's extent along world S-I, mm) at which discs are converted
 MAX_SI_SPACING_MM = 2.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spinereg.vertebrae.label import VertebralLabeling
+from spinereg.vertebrae.result import VertebralLabeling
 
 
 def compare_to_truth(labeling: VertebralLabeling, truth: dict[int, np.ndarray], match_mm: float = 8.0,

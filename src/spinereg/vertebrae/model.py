@@ -35,6 +35,9 @@ OTHER, CORD, CSF, BODY, DISC, POST, DISC_CORE, BODY_RIM = range(8)
 CLASS_NAMES = ("other", "cord", "csf", "body", "disc", "posterior", "disc core", "body rim")
 #: PAM50 disc value of the conus medullaris tip
 CONUS = 60
+#: relative spread of one vertebra's height (disc to disc) around the template's, times the
+#: subject's scale (the labeling chain's spacing term, and the checks of its steps)
+SPACING_SD = 0.15
 
 
 @dataclass(frozen=True)

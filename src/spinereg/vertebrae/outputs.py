@@ -21,8 +21,8 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.convention import to_label_convention
-from spinereg.vertebrae.label import VertebralLabeling
 from spinereg.vertebrae.model import CONUS
+from spinereg.vertebrae.result import VertebralLabeling
 
 
 def image_stem(path: str | Path | None) -> str:
