@@ -35,6 +35,11 @@ STEP_RANGE = (LENGTH_RANGE[0] / LENGTH_RANGE[1], LENGTH_RANGE[1] * (1 + SPACING_
 C1C2_RATIO_RANGE = (0.8, 1.2)
 
 
+def _template_s(model: SpineModel) -> dict[int, float]:
+    """The template's arc length (mm) of each of its disc values."""
+    return dict(zip((int(v) for v in model.disc_values), (float(x) for x in model.disc_s), strict=True))
+
+
 def c1c2_spacing(discs: list[Disc], model: SpineModel, stretch_limit: float | None = None) -> dict | None:
     """How far C1/C2 located from the CSF lies above C2/C3 (mm), and that gap over the template's
     at the scale of the discs on their bands (first to last); None without a CSF C1/C2, a C2/C3
@@ -46,11 +51,10 @@ def c1c2_spacing(discs: list[Disc], model: SpineModel, stretch_limit: float | No
     that end and lies beyond it: ``{"ratio_bound", "bound": "at most" | "at least"}`` instead."""
     by = {d.value: d for d in discs}
     band = [d for d in discs if d.source == "band" and d.value != CONUS]
-    vals = [int(v) for v in model.disc_values]
+    ts = _template_s(model)
     from_csf = 2 in by and by[2].from_csf
-    if not (from_csf or stretch_limit) or 3 not in by or len(band) < 2 or 2 not in vals:
+    if not (from_csf or stretch_limit) or 3 not in by or len(band) < 2 or 2 not in ts:
         return None
-    ts = dict(zip(vals, (float(x) for x in model.disc_s), strict=True))
     a, b = band[0], band[-1]
     if ts[a.value] == ts[b.value]:
         return None
@@ -69,7 +73,7 @@ def disc_steps(discs: list[Disc], model: SpineModel) -> list[dict]:
     """Each step between neighbouring discs on their bands (chain discs, not C1/C2 from the CSF
     or the conus): its length along the cord (mm) and that over the template's between the same
     discs (``ratio``)."""
-    ts = dict(zip((int(v) for v in model.disc_values), (float(x) for x in model.disc_s), strict=True))
+    ts = _template_s(model)
     band = sorted((d for d in discs if d.source == "band" and d.value != CONUS and d.value in ts),
                   key=lambda d: d.value)
     out = []
