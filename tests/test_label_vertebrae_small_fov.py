@@ -10,7 +10,9 @@ template's). No right labeling is newly flagged: the check's reason is also on `
 flagged already). The positions of this variant are
 weak even where the names are right (the T2 average's upper cervical discs show little band):
 MAE over 2 mm on 5 of the 53 (`test` 109 3.94, 112 7.25 flagged; 116 4.18, 126 3.89, `test_t1`
-115 2.51 unflagged), mean 1.11 mm.
+115 2.51 unflagged), mean 1.11 mm. Session 25 places dark discs at their band's centre
+(``vertebrae.evidence.dark_band_centres``, developed on test_t1 100-115 among others): identity
+unchanged, test_t1 115 1.5 mm, mean 0.99 mm (`test_t1` 0.73, `test` 1.30).
 """
 
 from __future__ import annotations
@@ -53,6 +55,6 @@ def test_identity_and_flags(results):
 def test_positions_where_named_right(results):
     right = [r for r in results if r["identity_ok"]]
     mae = np.array([r["mae_mm"] for r in right])
-    assert mae.mean() <= 1.11 + 0.05, mae.mean()
+    assert mae.mean() <= 0.99 + 0.04, mae.mean()
     far = sorted(r["case"] for r in right if r["mae_mm"] > 2.0)
-    assert far == ["test/109", "test/112", "test/116", "test/126", "test_t1/115"], far
+    assert far == ["test/109", "test/112", "test/116", "test/126"], far

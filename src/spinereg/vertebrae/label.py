@@ -53,7 +53,7 @@ from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
-from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets
+from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets, dark_band_centres
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SPACING_SD, SpineModel, spine_model
 from spinereg.vertebrae.names import margin_text
@@ -815,6 +815,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         shown = near & ~(at_edge & (ev.score[jk] < E0))
     else:
         shown = np.zeros(len(t), bool)
+    # dark discs: placed at the centre of their band, not on one of the endplates flanking it
+    placed = dark_band_centres(ev, chain.positions, shown & seen) if pol < 0 else chain.positions
     discs = []
     for k in np.flatnonzero(shown & seen):
         m = chain.marginal[k]
@@ -822,7 +824,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
         conf = float((1 - np.exp(-max(pos_margin, 0.0) / 2.0)) * (1 - np.exp(-max(margin, 0.0) / 2.0)))
         jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
-        discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
+        discs.append(Disc(int(model.disc_values[k]), float(placed[k]), cl.points(placed[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
     # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
     c1c2_report, stretch_limit = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
