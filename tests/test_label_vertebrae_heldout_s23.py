@@ -7,8 +7,8 @@ relabelled the three axial_thick stacks the chain had named wrong (60: five leve
 63 and 64: two and three higher, the pinned disc within 2 mm of its truth, but the stacks' weak
 bands put another disc 9-14 mm off: still wrong, flagged). Disc MAE <= 2 mm on 39 of the 40 right
 ones (max 1.93, mean 0.76); sagittal_thick 65 2.48 mm, unflagged (the same before the rule).
-Conus tip within 0.67 mm (the earlier sets: 0.6). Session 25's dark-disc centres (developed on
-seeds 100-117): identity unchanged, disc MAE of the 39 max 1.93, mean 0.74."""
+Conus tip within 0.67 mm (the earlier sets: 0.6). Session 25's smoothed dark-disc response (chosen on
+seeds 100-129): identity unchanged, disc MAE of the 39 max 1.93, mean 0.67."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_positions(results):
     over = sorted(c for c, m in mae.items() if m > 2.0)
     assert over == ["sagittal_thick/65"] and mae["sagittal_thick/65"] <= 2.6, (over, mae.get("sagittal_thick/65"))
     rest = np.array([m for m in mae.values() if m <= 2.0])
-    assert rest.max() <= 1.95 and rest.mean() <= 0.76, (rest.max(), rest.mean())  # measured 1.93, 0.74
+    assert rest.max() <= 1.95 and rest.mean() <= 0.70, (rest.max(), rest.mean())  # measured 1.93, 0.67
     tl = [r for r in results if r["case"].startswith("thoracolumbar")]
     # conus tip: measured -0.67..+0.25 mm (the 0.6 of the earlier sets not met on this one)
     assert all(abs(r["errors"][60]) <= 0.7 for r in tl), [r["errors"].get(60) for r in tl]

