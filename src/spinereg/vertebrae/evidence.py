@@ -116,11 +116,7 @@ def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, p
             best_tilt = np.where(better, tilt, best_tilt)
         score = np.where(np.isfinite(best), best, np.nan)
         fin = np.isfinite(score)
-        if fin.sum() > 5:
-            med = np.median(score[fin])
-            mad = robust_sd(score[fin], centre=med) + 1e-6
-            score = (score - med) / mad
-        out.append(Evidence(sub.s, np.where(fin, score, 0.0), best_tilt, fin, polarity))
+        out.append(Evidence(sub.s, np.where(fin, _standardised(score, fin), 0.0), best_tilt, fin, polarity))
     return out
 
 
@@ -138,7 +134,13 @@ def smoothed(ev: Evidence, sigma_mm: float = DARK_SMOOTH_MM) -> Evidence:
     ds = float(ev.s[1] - ev.s[0])
     w = ndimage.gaussian_filter1d(fin.astype(float), sigma_mm / ds)
     sc = ndimage.gaussian_filter1d(np.where(fin, ev.score, 0.0), sigma_mm / ds) / np.maximum(w, 1e-6)
-    if fin.sum() > 5:
-        med = np.median(sc[fin])
-        sc = (sc - med) / (robust_sd(sc[fin], centre=med) + 1e-6)
-    return Evidence(ev.s, np.where(fin, sc, 0.0), ev.tilt_deg, fin, ev.polarity)
+    return Evidence(ev.s, np.where(fin, _standardised(sc, fin), 0.0), ev.tilt_deg, fin, ev.polarity)
+
+
+def _standardised(score: np.ndarray, fin: np.ndarray) -> np.ndarray:
+    """``score`` minus its median over the rows ``fin``, over its robust SD there (as it is when
+    fewer than six rows are in view)."""
+    if fin.sum() <= 5:
+        return score
+    med = np.median(score[fin])
+    return (score - med) / (robust_sd(score[fin], centre=med) + 1e-6)
