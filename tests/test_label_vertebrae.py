@@ -148,6 +148,30 @@ def test_t2_without_init(sct_data):
         assert lab.level_at(s_lab)[0] == body
     assert lab.ambiguous and 1.0 <= lab.identity_margin < 2.0
     assert any("identity margin" in r for r in lab.report["ambiguous_reasons"])
+    # flagged: every disc reports half the chain's confidence (none reaches the QC's 0.5)
+    assert lab.report["confidence_scaled_by_flag"] == 0.5
+    assert all(0.0 < d.confidence < 0.5 for d in lab.discs), [d.confidence for d in lab.discs]
+    from spinereg.qc.labeling import warnings_of
+
+    assert any("confidences are halved" in w for w in warnings_of(lab))
+
+
+def test_flagged_confidence_scales_every_disc():
+    """label._with_flag_confidence: a flagged labeling's discs keep their order of confidence at
+    FLAGGED_CONFIDENCE of it; an unflagged one is untouched."""
+    from spinereg.vertebrae.label import FLAGGED_CONFIDENCE, _with_flag_confidence
+    from spinereg.vertebrae.result import Disc, VertebralLabeling
+
+    def lab(ambiguous):
+        discs = [Disc(v, 10.0 * v, np.zeros(3), c, 1.0, 0.0) for v, c in ((3, 0.9), (4, 0.6), (5, 0.2))]
+        return VertebralLabeling(discs, None, 1.0, 1.0, ambiguous, 1, "chain", report={})
+
+    flagged = _with_flag_confidence(lab(True))
+    assert [d.confidence for d in flagged.discs] == pytest.approx([0.9 * FLAGGED_CONFIDENCE, 0.6 * FLAGGED_CONFIDENCE,
+                                                                    0.2 * FLAGGED_CONFIDENCE])
+    assert flagged.report["confidence_scaled_by_flag"] == FLAGGED_CONFIDENCE
+    sure = _with_flag_confidence(lab(False))
+    assert [d.confidence for d in sure.discs] == [0.9, 0.6, 0.2] and "confidence_scaled_by_flag" not in sure.report
 
 
 def test_outputs_and_cli(sct_data, tmp_path):

@@ -63,7 +63,7 @@ def _run(seeds: range) -> list[dict]:
             lab = label_vertebrae(ph.image, ph.seg, contrast=CONTRAST.get(v, "t2"))
             r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
             r.update(case=f"{v}/{seed}", ambiguous=bool(lab.ambiguous), c1c2=lab.report.get("c1c2_spacing"),
-                     csf=lab.report.get("csf_identity"))
+                     csf=lab.report.get("csf_identity"), confidence={d.value: d.confidence for d in lab.discs})
             print(r["case"], r["identity_ok"], r["ambiguous"], round(r["mae_mm"], 2), r["errors"].get(60))
             rows.append(r)
     return rows
@@ -80,6 +80,23 @@ def assert_wrong_are(results: list[dict], expected: list[str]) -> None:
     wrong = sorted(r["case"] for r in results if not r["identity_ok"])
     assert wrong == sorted(expected), wrong
     assert all(r["ambiguous"] for r in results if not r["identity_ok"]), wrong
+
+
+def confident_but_off(results: list[dict]) -> list[str]:
+    """Discs reported with confidence >= 0.5 that lie more than 2 mm from their truth or belong
+    to a wrongly named labeling (``case:value``); every disc of a flagged labeling reports at
+    most half the chain's confidence (label.FLAGGED_CONFIDENCE)."""
+    for r in results:
+        if r["ambiguous"]:
+            assert max(r["confidence"].values(), default=0.0) <= 0.5, r["case"]
+    return sorted(f"{r['case']}:{v}" for r in results for v, e in r["errors"].items()
+                  if v != 60 and r["confidence"][v] >= 0.5 and (abs(e) > 2.0 or not r["identity_ok"]))
+
+
+def test_confidence_tracks_position_error(results):
+    # session 26 (flagged labelings' confidences halved): none; before, axial_thick/42 C2/C3
+    # (-2.01 mm, relabelled by the CSF) at 0.85
+    assert confident_but_off(results) == []
 
 
 def test_identity_on_held_out_subjects(results):

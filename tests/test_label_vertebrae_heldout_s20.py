@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_label_vertebrae_heldout import SEEDS_SESSION20, _run, assert_wrong_are  # noqa: E402
+from test_label_vertebrae_heldout import SEEDS_SESSION20, _run, assert_wrong_are, confident_but_off  # noqa: E402
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -50,3 +50,8 @@ def test_positions(results):
     assert c52["ambiguous"] and c52["c1c2"]["bound"] == "at most" and c52["c1c2"]["ratio_bound"] < 0.75, c52["c1c2"]
     tl = [r for r in results if r["case"].startswith("thoracolumbar")]
     assert all(abs(r["errors"][60]) <= 0.6 for r in tl), [r["errors"].get(60) for r in tl]  # measured <= 0.41
+
+
+def test_confidence_tracks_position_error(results):
+    # session 26 (flagged labelings' confidences halved): two unflagged discs (before, also axial_thick/54 C4/C5 (+2.36 mm) and cervicothoracic/52 C2/C3 (+6.5 mm), both flagged)
+    assert confident_but_off(results) == ["iso1mm_t1/51:7", "thoracolumbar/50:18"]

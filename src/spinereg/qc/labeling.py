@@ -100,7 +100,8 @@ def warnings_of(labeling: VertebralLabeling) -> list[str]:
     if labeling.ambiguous:
         why = "; ".join(r for r in reasons if "S-I sampling" not in r and not r.startswith(UPSIDE_DOWN))
         warnings.append(f"level identity is ambiguous ({why or f'margin {margin_text(labeling.identity_margin)}'}): "
-                        "check the names, or pin one disc with -initz / -initlabel")
+                        "check the names, or pin one disc with -initz / -initlabel"
+                        + (" (the disc confidences are halved for it)" if labeling.report.get("confidence_scaled_by_flag") else ""))
     if labeling.gaps:
         warnings.append("weak or missing disc band (gap in the sequence) at: " + ", ".join(labeling.gaps))
     if not labeling.discs:
