@@ -57,7 +57,8 @@ def test_t1_phantoms(variant, seed, was, now):
 
 @pytest.mark.realdata
 def test_bright_discs_are_not_smoothed(monkeypatch):
-    """A bright-disc labeling (t2-like `test` seed 3) reads the response as it is."""
+    """A bright-disc labeling (t2-like `test` seed 3, read as T2*: bright discs only; under t2 the
+    dark polarity is tried too, and smoothed) reads the response as it is."""
     from spinereg.vertebrae import label as label_module
 
     def boom(*a, **k):
@@ -65,5 +66,5 @@ def test_bright_discs_are_not_smoothed(monkeypatch):
 
     monkeypatch.setattr(label_module, "smoothed", boom)
     ph = make_independent_subject("test", seed=3)
-    lab = label_vertebrae(ph.image, ph.seg, contrast="t2")
+    lab = label_vertebrae(ph.image, ph.seg, contrast="t2s")
     assert lab.polarity > 0 and lab.discs

@@ -57,6 +57,10 @@ def test_identity_and_flags(results):
 def test_positions_where_named_right(results):
     right = [r for r in results if r["identity_ok"]]
     mae = np.array([r["mae_mm"] for r in right])
-    assert mae.mean() <= 0.935 + 0.035, mae.mean()
+    assert mae.mean() <= 0.802 + 0.03, mae.mean()  # 0.935 before session 26 (dark discs tried on t2)
     far = sorted(r["case"] for r in right if r["mae_mm"] > 2.0)
-    assert far == ["test/109", "test/112", "test/116", "test/126"], far
+    # session 26: T2 images try dark discs too (vertebrae.label.CONTRAST_POLARITY): test/109 read
+    # dark, 3.94 -> 1.62 mm; test/112 dark, 7.25 -> 2.42; test/126 stays bright (3.89) and is
+    # flagged now (bright and dark discs fit alike)
+    assert far == ["test/112", "test/116", "test/126"], far
+    assert [r["case"] for r in right if r["mae_mm"] > 2.0 and not r["ambiguous"]] == ["test/116"]

@@ -8,8 +8,10 @@ working slices and left the cord around it out: a 7 mm hole (94 of the lesion's 
 the mask, Dice 0.876 against SCT's mask). The automatic labeling read that narrowing as the
 lower end of the cord and named the discs T11/T12-T12/L1 (flagged, one disc skipped); the bare
 job registered PAM50's thoracolumbar levels onto the image (verdict warn). Now the mask holds the
-whole lesion (Dice 0.909), and the labeling names and places the discs as it does on SCT's mask
-(C7/T1-T3/T4, within 0.5 mm). Which levels are truly shown is not known (no vertebral labels come
+whole lesion (Dice 0.909), and the labeling names the discs as it does on SCT's mask
+(C7/T1-T3/T4; placed within 0.5 mm of each other until session 26, which lets T2 images read
+dark discs: SCT's mask's labeling now reads them dark, on the image's dark disc bands, ours stays
+bright, 4.4 mm above, and is flagged). Which levels are truly shown is not known (no vertebral labels come
 with the image): the figure is the agreement of two independent segmentations, not accuracy.
 
 The labeling's second pass (cord width down-weighted, when the image alone prefers levels one or
@@ -59,12 +61,17 @@ def test_labels_as_on_sct_s_mask(lesion_case, auto_seg):
     ours = label_vertebrae(img, auto_seg.seg, contrast="t2")
     theirs = label_vertebrae(img, sct_seg, contrast="t2")
     assert [d.name for d in ours.discs] == [d.name for d in theirs.discs] == ["C7/T1", "T1/T2", "T2/T3", "T3/T4"]
+    # the image's thoracic discs are dark bands (thin, between dark endplates): since session 26
+    # T2 images try dark discs too, and on SCT's mask they win (by 2.01 with bright's prior of 2):
+    # the discs sit on the dark bands, 4.5-5 mm below where the bright reading put them (on the
+    # marrow above each band); flagged on its identity margin (1.24)
+    assert theirs.polarity < 0 and theirs.ambiguous
+    # on our mask bright still wins, by 0.53 < POLARITY_MARGIN: flagged with that reason (before,
+    # unflagged at margin 2.15 with the discs on the marrow; the two masks' labelings agreed within 1.13 mm)
+    assert ours.polarity > 0 and ours.ambiguous and ours.identity_margin >= 2.05
+    assert any("bright and dark discs fit alike" in r for r in ours.report["ambiguous_reasons"])
     far = max(float(np.linalg.norm(np.subtract(a.point, b.point))) for a, b in zip(ours.discs, theirs.discs, strict=True))
-    # measured 1.13 (C7/T1, its band read at a 15 degree tilt on our mask, 5 on SCT's: the tilt of a
-    # disc near the edge of the field is the reading's least stable part); 0.50 (T3/T4) before
-    # session 20 lowered the bright-disc band's half-width floor (vertebrae.label.HALF_WIDTH_MIN_MM)
-    assert far <= 1.2, far
-    assert not ours.ambiguous and ours.identity_margin >= 2.05  # measured 2.15 (2.24 before session 20)
+    assert 3.5 <= far <= 5.5, far  # measured 4.39
 
 
 def test_a_second_pass_far_from_the_first_is_not_taken(lesion_case):

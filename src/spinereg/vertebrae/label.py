@@ -176,9 +176,14 @@ WIDTH_WEIGHT = 2.0
 GLOBAL_WEIGHT = 60.0
 #: disc polarities tried per contrast (+1 bright, -1 dark discs); the first gets PRIOR_BONUS
 #: for t1 (discs darker than fatty marrow on most T1w images, but not on every one:
-#: sct_testing_data's t1 shows bright discs, and wins by a wide margin)
-CONTRAST_POLARITY = {"t2": (1,), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
-PRIOR_BONUS = {"t1": 2.0}
+#: sct_testing_data's t1 shows bright discs, and wins by a wide margin) and for t2 (discs
+#: brighter than the bodies on most T2w images, but not on every one: dehydrated discs, thin
+#: thoracic discs between dark endplates, and the T2 average PAM50_small_t2's upper cervical
+#: discs read dark; sct_testing_data's t2_fake_lesion, a real thoracic T2 image, was labelled
+#: 4-5 mm above its dark disc bands on the bright marrow under them, unflagged, when only bright
+#: discs were tried)
+CONTRAST_POLARITY = {"t2": (1, -1), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
+PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
 
