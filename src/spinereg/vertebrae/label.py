@@ -180,10 +180,12 @@ GLOBAL_WEIGHT = 60.0
 #: brighter than the bodies on most T2w images, but not on every one: dehydrated discs, thin
 #: thoracic discs between dark endplates, and the T2 average PAM50_small_t2's upper cervical
 #: discs read dark; sct_testing_data's t2_fake_lesion, a real thoracic T2 image, was labelled
-#: 4-5 mm above its dark disc bands on the bright marrow under them, unflagged, when only bright
+#: 4-5 mm above its dark disc bands, on the marrow of the body above, unflagged, when only bright
 #: discs were tried)
 CONTRAST_POLARITY = {"t2": (1, -1), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
 PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
+#: how the contrast's polarities are said in a reason
+_POLARITY_WORDS = {"t2": "bright discs first", "t2s": "bright discs only"}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
 
@@ -625,7 +627,7 @@ def read_contrast(contrast: str, signal: CordSignal) -> tuple[str, str | None]:
         return "t1", None
     if contrast in ("t2", "t2s") and signal.csf == "dark":
         return contrast, (f"the CSF is darker than the cord ({c:+.2f} robust SDs), as on T1-weighted images, but "
-                          f"the discs were read as -c {contrast} (bright discs only): give -c t1")
+                          f"the discs were read as -c {contrast} ({_POLARITY_WORDS[contrast]}): give -c t1")
     if contrast == "t1" and signal.csf == "bright":
         return contrast, (f"the CSF is brighter than the cord ({c:+.2f} robust SDs), as on T2-weighted images, but "
                           "the discs were read as -c t1: give -c t2")
