@@ -184,8 +184,6 @@ GLOBAL_WEIGHT = 60.0
 #: discs were tried)
 CONTRAST_POLARITY = {"t2": (1, -1), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
 PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
-#: how the contrast's polarities are said in a reason
-_POLARITY_WORDS = {"t2": "bright discs first", "t2s": "bright discs only"}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
 
@@ -627,7 +625,8 @@ def read_contrast(contrast: str, signal: CordSignal) -> tuple[str, str | None]:
         return "t1", None
     if contrast in ("t2", "t2s") and signal.csf == "dark":
         return contrast, (f"the CSF is darker than the cord ({c:+.2f} robust SDs), as on T1-weighted images, but "
-                          f"the discs were read as -c {contrast} ({_POLARITY_WORDS[contrast]}): give -c t1")
+                          f"the discs were read as -c {contrast} (bright discs "
+                          f"{'only' if CONTRAST_POLARITY[contrast] == (1,) else 'first'}): give -c t1")
     if contrast == "t1" and signal.csf == "bright":
         return contrast, (f"the CSF is brighter than the cord ({c:+.2f} robust SDs), as on T2-weighted images, but "
                           "the discs were read as -c t1: give -c t2")
