@@ -66,10 +66,22 @@ def band_evidence(sub: Straightened, back: np.ndarray, depth: np.ndarray, polari
     return band_evidence_sets(sub, back, depth, polarity, half_width_mm, offset_mm, fraction, (tilts_deg,))[0]
 
 
-def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, polarity: int = 1,
-                       half_width_mm: np.ndarray | float = 4.0, offset_mm: float = 3.0, fraction: float = 0.45,
-                       tilt_sets: tuple[tuple[float, ...], ...] = (TILTS_DEG,)) -> list[Evidence]:
-    """:func:`band_evidence` for each set of tilts in ``tilt_sets``, every tilt measured once."""
+@dataclass
+class TiltProfiles:
+    """The column's mean along the cord, sheared by each tilt (:func:`tilt_profiles`): what
+    :func:`band_evidence_sets` reads, the same for bright and dark discs, so an image whose
+    polarity is unknown resamples its column once."""
+
+    s: np.ndarray
+    profile: dict[float, np.ndarray]  # tilt (deg) -> smoothed column mean per row (0 out of view)
+    ok: dict[float, np.ndarray]  # tilt -> the column was in view at that row
+
+
+def tilt_profiles(sub: Straightened, back: np.ndarray, depth: np.ndarray, offset_mm: float = 3.0,
+                  fraction: float = 0.45, tilts: tuple[float, ...] = TILTS_DEG) -> TiltProfiles:
+    """Each depth of ``sub`` standardised along the cord, sheared by each tilt in ``tilts`` about the
+    pivot ``back + offset_mm`` and averaged over depths ``back + offset_mm`` to ``back + offset_mm
+    + fraction * depth`` (see :func:`band_evidence`)."""
     ds = float(sub.s[1] - sub.s[0])
     v = sub.valid
     y = _local_standardise(sub.values, v, ds)
@@ -80,10 +92,8 @@ def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, p
     ns, nb = y.shape
     jj, ii = np.meshgrid(np.arange(ns, dtype=float), np.arange(nb, dtype=float), indexing="ij")
     pivot = back + offset_mm
-    hw = np.rint(np.broadcast_to(np.asarray(half_width_mm, float), (ns,)))  # whole mm: few distinct
-    ks = np.maximum(1, np.rint(hw / ds)).astype(int)
-    per_tilt: dict[float, np.ndarray] = {}
-    for tilt in sorted({t for ts in tilt_sets for t in ts}):
+    prof_of, ok_of = {}, {}
+    for tilt in sorted(set(tilts)):
         # sample each depth at s + (b - pivot) tan(tilt): a band tilted by `tilt` becomes vertical
         shift = (b[None] - pivot[:, None]) * np.tan(np.deg2rad(tilt)) / ds
         coords = np.stack([jj + shift, ii])
@@ -92,7 +102,35 @@ def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, p
         wsum = (window * vs).sum(1)
         prof = np.where(wsum > 0.3 * window.sum(1), (window * ys).sum(1) / np.maximum(wsum, 1e-6), np.nan)
         ok = np.isfinite(prof)
-        p = ndimage.gaussian_filter1d(np.where(ok, prof, 0.0), 1.0 / ds)
+        prof_of[tilt] = ndimage.gaussian_filter1d(np.where(ok, prof, 0.0), 1.0 / ds)
+        ok_of[tilt] = ok
+    return TiltProfiles(sub.s, prof_of, ok_of)
+
+
+def band_evidence_sets(sub: Straightened | TiltProfiles, back: np.ndarray | None = None,
+                       depth: np.ndarray | None = None, polarity: int = 1,
+                       half_width_mm: np.ndarray | float = 4.0, offset_mm: float = 3.0, fraction: float = 0.45,
+                       tilt_sets: tuple[tuple[float, ...], ...] = (TILTS_DEG,)) -> list[Evidence]:
+    """:func:`band_evidence` for each set of tilts in ``tilt_sets``, every tilt measured once.
+    ``sub`` may be the :func:`tilt_profiles` already measured (then ``back``, ``depth``,
+    ``offset_mm`` and ``fraction`` are those it was made with, and it holds every tilt asked)."""
+    needed = {t for ts in tilt_sets for t in ts}
+    if isinstance(sub, TiltProfiles):
+        tp = sub
+        missing = needed - set(tp.profile)
+        if missing:
+            raise ValueError(f"tilt profiles lack the tilts {sorted(missing)}")
+    else:
+        if back is None or depth is None:
+            raise ValueError("band_evidence_sets needs the column's back and depth with a straightened slab")
+        tp = tilt_profiles(sub, back, depth, offset_mm, fraction, tuple(needed))
+    ns = len(tp.s)
+    ds = float(tp.s[1] - tp.s[0])
+    hw = np.rint(np.broadcast_to(np.asarray(half_width_mm, float), (ns,)))  # whole mm: few distinct
+    ks = np.maximum(1, np.rint(hw / ds)).astype(int)
+    per_tilt: dict[float, np.ndarray] = {}
+    for tilt in sorted(needed):
+        p, ok = tp.profile[tilt], tp.ok[tilt]
         r = np.full(ns, np.nan)
         for k in np.unique(ks):
             pp = np.pad(p, k, mode="edge")
@@ -116,7 +154,7 @@ def band_evidence_sets(sub: Straightened, back: np.ndarray, depth: np.ndarray, p
             best_tilt = np.where(better, tilt, best_tilt)
         score = np.where(np.isfinite(best), best, np.nan)
         fin = np.isfinite(score)
-        out.append(Evidence(sub.s, np.where(fin, _standardised(score, fin), 0.0), best_tilt, fin, polarity))
+        out.append(Evidence(tp.s, np.where(fin, _standardised(score, fin), 0.0), best_tilt, fin, polarity))
     return out
 
 
@@ -124,7 +162,7 @@ def smoothed(ev: Evidence, sigma_mm: float = DARK_SMOOTH_MM) -> Evidence:
     """``ev`` with its response smoothed by ``sigma_mm`` along the cord and standardised again
     (median 0, robust SD 1 over the rows in view).
 
-    For dark discs (T1). A dark disc lies between two cortical endplates darker still, so its
+    For dark discs (T1, and T2 images read dark since session 26). A dark disc lies between two cortical endplates darker still, so its
     response is two humps about 5 mm apart with a dip at the disc (the independent phantom's
     T1-like variants); the chain's spacing term put every disc of a subject on the upper or every
     one on the lower hump (iso1mm_t1 43: all discs +1.5..+3.5 mm). Smoothed, the humps are one

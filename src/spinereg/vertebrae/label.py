@@ -53,7 +53,13 @@ from spinereg.vertebrae.cord_signal import faint_reason, require_cord_signal
 from spinereg.vertebrae.cordwidth import lr_width
 from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
-from spinereg.vertebrae.evidence import TILTS_DEG, Evidence, band_evidence_sets, smoothed
+from spinereg.vertebrae.evidence import (
+    TILTS_DEG,
+    Evidence,
+    band_evidence_sets,
+    smoothed,
+    tilt_profiles,
+)
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SPACING_SD, SpineModel, spine_model
 from spinereg.vertebrae.names import margin_text
@@ -775,10 +781,13 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     # nor can the cord end far below the template's last disc (L1/L2 in PAM50, next to its conus)
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
     results = []
+    # the column sheared by every tilt once, read for each polarity
+    profiles = tilt_profiles(sub, back, depth, tilts=tuple(set(TILTS_DEG) | set(IDENTITY_TILTS_DEG)),
+                             **EVIDENCE_OPTIONS)
     for pol in CONTRAST_POLARITY[contrast]:
         half_width = _half_widths(model, glob.t(sub.s), glob.scale, pol)
-        ev, ev_id = band_evidence_sets(sub, back, depth, polarity=pol, half_width_mm=half_width,
-                                       tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG), **EVIDENCE_OPTIONS)
+        ev, ev_id = band_evidence_sets(profiles, polarity=pol, half_width_mm=half_width,
+                                       tilt_sets=(TILTS_DEG, IDENTITY_TILTS_DEG))
         if pol < 0:  # one peak per dark disc, not one per endplate
             ev, ev_id = smoothed(ev), smoothed(ev_id)
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
