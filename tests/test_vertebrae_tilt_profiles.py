@@ -30,7 +30,7 @@ def test_shared_profiles_give_the_same_evidence(polarity):
     direct = band_evidence_sets(sub, back, depth, polarity=polarity, half_width_mm=half, tilt_sets=sets)
     tp = tilt_profiles(sub, back, depth, tilts=TILTS_DEG)
     shared = band_evidence_sets(tp, polarity=polarity, half_width_mm=half, tilt_sets=sets)
-    for a, b in zip(direct, shared):
+    for a, b in zip(direct, shared, strict=True):
         assert np.array_equal(a.score, b.score) and np.array_equal(a.tilt_deg, b.tilt_deg)
         assert np.array_equal(a.inside, b.inside) and a.polarity == b.polarity == polarity
     # the bright bands are found at their tilt, and nothing is read out of view

@@ -459,22 +459,28 @@ def slice_centres_of_mass(
     maximum above 1 rescaled); slices whose total weight is below ``min_mass`` (voxel units) are
     skipped. With ``return_slices`` the slice indices (in the same order) come fourth.
     """
-    data = np.asarray(img.data, dtype=np.float64)
-    axis = si_axis(img.affine)
+    data = np.moveaxis(np.asarray(img.data), axis := si_axis(img.affine), 2)
     spacing = float(abs(img.affine[2, axis]))
     if spacing <= 1e-6:
         spacing = float(img.grid.zooms[axis])
-    w = np.moveaxis(np.clip(data, 0.0, None), axis, 2)
-    wmax = float(w.max()) if w.size else 0.0
-    if wmax <= 0:
+    pos = data > 0
+    if not pos.any():
         empty = (np.zeros((0, 3)), axis, spacing)
         return (*empty, np.zeros(0, int)) if return_slices else empty
+    # only the box holding the positive voxels is read (a cord fills ~1 % of a 0.8 mm volume)
+    box = tuple(slice(int(np.flatnonzero(a)[0]), int(np.flatnonzero(a)[-1]) + 1)
+                for a in (pos.any(axis=(1, 2)), pos.any(axis=(0, 2)), pos.any(axis=(0, 1))))
+    w = np.asarray(data[box], dtype=np.float64)
+    w = np.where(pos[box], w, 0.0)
+    wmax = float(w.max())
     w = np.where(w >= 1e-3 * wmax, w, 0.0)
     if wmax > 1.0:  # label image with a non-unit value: normalise
         w = w / wmax
-    mass = w.sum(axis=(0, 1))
-    ii = (w.sum(axis=1) * np.arange(w.shape[0])[:, None]).sum(0)
-    jj = (w.sum(axis=0) * np.arange(w.shape[1])[:, None]).sum(0)
+    mass = np.zeros(data.shape[2])
+    ii, jj = np.zeros_like(mass), np.zeros_like(mass)
+    mass[box[2]] = w.sum(axis=(0, 1))
+    ii[box[2]] = (w.sum(axis=1) * np.arange(box[0].start, box[0].stop)[:, None]).sum(0)
+    jj[box[2]] = (w.sum(axis=0) * np.arange(box[1].start, box[1].stop)[:, None]).sum(0)
     keep = np.nonzero(mass >= min_mass)[0]
     vox = np.empty((len(keep), 3))
     inplane_axes = [a for a in range(3) if a != axis]

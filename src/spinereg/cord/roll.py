@@ -51,8 +51,7 @@ class Roll:
 
 def cross_section_roll(seg: Image, centerline: Centerline, piece_mm: float = PIECE_MM) -> Roll:
     """The cord's roll about ``centerline`` from the segmentation ``seg`` (see the module doc)."""
-    data = np.asarray(seg.data, float)
-    idx = np.argwhere(data > 0.5)
+    idx = np.argwhere(np.asarray(seg.data) > 0.5)
     if len(idx) < MIN_VOXELS:
         return Roll(0.0, 0.0, 0, 0.0)
     a, b, s = centerline.local_coords(seg.grid.voxel_to_world(idx.astype(float))).T

@@ -19,7 +19,7 @@ import numpy as np
 
 from spinereg.cord.centerline import Centerline
 from spinereg.io.image import Image
-from spinereg.io.resample import sample_world
+from spinereg.io.resample import sample_image
 
 #: the mask's last mm (from its lower end up) whose contrast is the cord's
 REF_MM = 20.0
@@ -46,11 +46,10 @@ def _contrast(image: Image, cl: Centerline, s: np.ndarray, csf_sign: int) -> np.
     centre = cl.points(s)[:, None, None, :]
     core_r = np.array([0.0, 1.0])
     ring_r = np.array([4.5, 5.5, 6.5])
-    vol, aff = np.asarray(image.data, float), image.grid.affine
 
     def mean_at(radii: np.ndarray) -> np.ndarray:
         pts = centre + radii[None, None, :, None] * dirs[:, :, None, :]
-        return sample_world(vol, aff, pts.reshape(-1, 3), cval=np.nan).reshape(len(s), -1).mean(1)  # NaN off the image
+        return sample_image(image, pts.reshape(-1, 3), cval=np.nan).reshape(len(s), -1).mean(1)  # NaN off the image
 
     return csf_sign * (mean_at(ring_r) - mean_at(core_r))
 

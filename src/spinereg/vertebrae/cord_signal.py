@@ -81,7 +81,7 @@ def cord_signal(image: Image, seg: Image) -> CordSignal:
     hi = np.minimum(idx.max(0) + pad + 1, mask.shape[:3])
     box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     m = mask[box]
-    data = np.asarray(image.data, float)[box]
+    data = np.asarray(image.data[box], float)  # the box only: a whole float copy costs more
     inside = ndimage.distance_transform_edt(m, sampling=zooms)
     outside = ndimage.distance_transform_edt(~m, sampling=zooms)
     core = m & (inside > CORE_MM)

@@ -38,7 +38,7 @@ from scipy import ndimage
 
 from spinereg.cord.centerline import Centerline
 from spinereg.io.image import Image
-from spinereg.io.resample import sample_world
+from spinereg.io.resample import sample_image
 
 #: SCT's label value for the PMJ (``sct_detect_pmj``)
 PMJ_VALUE = 50
@@ -122,7 +122,7 @@ def front_profile(image: Image, seg: Image, cl: Centerline, csf_sign: int) -> di
     lat = np.array([-1.0, 0.0, 1.0])
     pts = (origin + rows[:, None, None, None] * up + depth[None, :, None, None] * ant
            + lat[None, None, :, None] * side)
-    v = sample_world(np.asarray(image.data, float), image.grid.affine, pts.reshape(-1, 3), cval=np.nan)
+    v = sample_image(image, pts.reshape(-1, 3), cval=np.nan)
     v = csf_sign * v.reshape(len(rows), len(depth), len(lat)).mean(-1)
     ref = (rows >= -REF_FROM_MM) & (rows <= -REF_TO_MM)
     cord = v[ref][:, np.abs(depth) < 1.5]
