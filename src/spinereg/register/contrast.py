@@ -8,6 +8,8 @@ S-I pattern that real T1w/T2w images (and the real PAM50 templates) show along t
 
 from __future__ import annotations
 
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,14 +42,18 @@ def synthesize_contrast(tpl: Template, contrast: str, cord: Image | None = None,
     def part(img: Image) -> np.ndarray:
         return np.asarray(img.data if region is None else slice_like(img, region), np.float32)
 
-    maps = {}
-    for role in ("csf", "wm", "gm"):
-        if tpl.has(role):
-            maps[role] = np.clip(part(load_image(tpl.path(role), ndim=3, check_finite=False)), 0, 1)
+    def tissue(role: str) -> np.ndarray:
+        if region is not None:
+            kept = _region_of_map(tpl.path(role), region)
+            if kept is not None:
+                return np.clip(kept, 0, 1)
+        return np.clip(part(load_image(tpl.path(role), ndim=3, check_finite=False)), 0, 1)
+
+    maps = {role: tissue(role) for role in ("csf", "wm", "gm") if tpl.has(role)}
     c = np.clip(part(cord), 0, 1)
     out = np.full(c.shape, table["background"], np.float32)
     if tpl.has("spine"):
-        bone = np.clip(part(load_image(tpl.path("spine"), ndim=3, check_finite=False)), 0, 1)
+        bone = tissue("spine")
         out += bone * (table["bone"] - table["background"])
     if "csf" in maps:
         out += maps["csf"] * (table["csf"] - table["background"])
@@ -59,3 +65,44 @@ def synthesize_contrast(tpl: Template, contrast: str, cord: Image | None = None,
     affine = cord.affine if region is None else region.affine
     return Image(out, affine, cord.header)
 
+
+
+@lru_cache(maxsize=8)
+def _nonzero_box(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, np.ndarray]:
+    """A template map read once per process: its grid's affine and shape, the offset of the box
+    holding its non-zero voxels and that box (in the file's type). A template job synthesises its contrast
+    several times (registration passes, outputs, scores) on different regions; the maps are mostly
+    zero (PAM50's wm / gm / csf / spine: 141 x 141 x 991 voxels, 80 MB each as float32)."""
+    img = load_image(path, ndim=3, check_finite=False)
+    data = np.asarray(img.data)
+    nz = data != 0
+    if not nz.any():
+        return img.affine, data.shape, np.zeros(3, int), np.zeros((0, 0, 0), data.dtype)
+    slab = nz.any(axis=(0, 1))  # per slice along the last axis, then within the slices that have any
+    k = np.flatnonzero(slab)
+    plane = nz[:, :, k[0]:k[-1] + 1].any(axis=2)
+    i, j = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
+    lo, hi = [int(i[0]), int(j[0]), int(k[0])], [int(i[-1]) + 1, int(j[-1]) + 1, int(k[-1]) + 1]
+    box = np.array(data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])  # its own type (uint8 masks)
+    box.flags.writeable = False
+    return img.affine, data.shape, np.array(lo), box
+
+
+def _region_of_map(path: Path, region: Grid) -> np.ndarray | None:
+    """The template map at ``path`` on ``region`` (a voxel-aligned sub-grid of its grid), float32,
+    from :func:`_nonzero_box`: the values ``slice_like`` gives; None when ``region`` is not inside
+    the map's grid (the caller reads the file)."""
+    path = Path(path)
+    affine, shape, lo, box = _nonzero_box(str(path), path.stat().st_mtime_ns)
+    grid = Grid(shape, affine)
+    off = np.rint(grid.world_to_voxel(region.voxel_to_world(np.zeros((1, 3))))[0]).astype(int)
+    size = np.array(region.shape[:3])
+    if (off < 0).any() or (off + size > np.array(shape)).any():
+        return None
+    out = np.zeros(tuple(size), np.float32)
+    a = np.maximum(off, lo)
+    b = np.minimum(off + size, lo + np.array(box.shape))
+    if (b > a).all():
+        out[tuple(slice(x - o, y - o) for x, y, o in zip(a, b, off, strict=True))] = \
+            box[tuple(slice(x - l0, y - l0) for x, y, l0 in zip(a, b, lo, strict=True))]
+    return out
