@@ -81,15 +81,15 @@ class VolumeSampler:
         """Values at continuous voxel coordinates ``ijk`` (N, 3); NaN coordinates give cval."""
         ijk = np.asarray(ijk, dtype=np.float64)
         inside = np.all((ijk >= -0.5) & (ijk <= self.shape - 0.5), axis=1)
-        coords = np.where(inside[:, None], ijk, 0.0).T
         out_dtype = np.float64 if self.order else self.volume.dtype
         out = np.full(ijk.shape[0], self.cval, dtype=out_dtype)
         if inside.any():
-            vals = self._spline_on_slices(ijk[inside]) if self.order == 3 else None
+            sel = ijk if inside.all() else ijk[inside]  # one copy at most (points can be millions)
+            vals = self._spline_on_slices(sel) if self.order == 3 else None
             if vals is None:
                 vals = ndimage.map_coordinates(
                     self.volume,
-                    coords[:, inside],
+                    sel.T,
                     order=self.order,
                     mode="nearest" if self.order < 3 else "mirror",
                     prefilter=False,
