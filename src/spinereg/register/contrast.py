@@ -46,19 +46,25 @@ def synthesize_contrast(tpl: Template, contrast: str, cord: Image | None = None,
         if region is not None:
             kept = _region_of_map(tpl.path(role), region)
             if kept is not None:
-                return np.clip(kept, 0, 1)
+                return np.clip(kept, 0, 1, out=kept)
         return np.clip(part(load_image(tpl.path(role), ndim=3, check_finite=False)), 0, 1)
 
-    maps = {role: tissue(role) for role in ("csf", "wm", "gm") if tpl.has(role)}
+    # in place where the arrays are this function's own (float32 arithmetic in the same order:
+    # the same values; a full-template region is ~40 MB per temporary)
     c = np.clip(part(cord), 0, 1)
     out = np.full(c.shape, table["background"], np.float32)
-    if tpl.has("spine"):
-        bone = tissue("spine")
-        out += bone * (table["bone"] - table["background"])
-    if "csf" in maps:
-        out += maps["csf"] * (table["csf"] - table["background"])
-    if "wm" in maps and "gm" in maps:
-        out = out * (1 - c) + maps["wm"] * table["wm"] + maps["gm"] * table["gm"] + c * 0
+    for role in ("spine", "csf"):
+        if tpl.has(role):
+            m = tissue(role)
+            out += np.multiply(m, table["bone" if role == "spine" else role] - table["background"], out=m)
+            del m
+    if tpl.has("wm") and tpl.has("gm"):
+        out *= 1 - c
+        for role in ("wm", "gm"):
+            m = tissue(role)
+            out += np.multiply(m, table[role], out=m)
+            del m
+        out += c * 0
     else:
         out = out * (1 - c) + c * table["cord"]
     out = ndimage.gaussian_filter(out, 0.5)

@@ -119,14 +119,20 @@ class DisplacementField(Transform):
         data = np.asarray(data, dtype=np.float32)
         if data.shape != tuple(grid.shape) + (3,):
             raise ValueError(f"field shape {data.shape} does not match grid {grid.shape} + (3,)")
-        bad = ~np.isfinite(data) | (np.abs(data) > UNDEFINED_MM)
-        if bad.any():
+        # min / max allocate nothing (a NaN anywhere makes them NaN): the voxel-wise test only when
+        # some value may be undefined
+        lo, hi = (float(data.min()), float(data.max())) if data.size else (0.0, 0.0)
+        maybe_bad = not (-UNDEFINED_MM <= lo and hi <= UNDEFINED_MM)  # also True for NaN
+        bad = ~np.isfinite(data) | (np.abs(data) > UNDEFINED_MM) if maybe_bad else None
+        if bad is not None and bad.any():
             data = data.copy()
             data[bad.any(axis=-1)] = np.nan
+        else:
+            bad = None
         self.grid = grid
         self.data = data
-        self._valid = None if not bad.any() else (~bad.any(axis=-1)).astype(np.float32)
-        self._filled = None if not bad.any() else np.nan_to_num(data, nan=0.0)
+        self._valid = None if bad is None else (~bad.any(axis=-1)).astype(np.float32)
+        self._filled = None if bad is None else np.nan_to_num(data, nan=0.0)
         self.outside = outside
         self.report: InversionReport | None = None
 
