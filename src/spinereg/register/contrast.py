@@ -72,13 +72,13 @@ def synthesize_contrast(tpl: Template, contrast: str, cord: Image | None = None,
     return Image(out, affine, cord.header)
 
 
-
 @lru_cache(maxsize=8)
 def _nonzero_box(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, ...], np.ndarray, np.ndarray]:
     """A template map read once per process: its grid's affine and shape, the offset of the box
-    holding its non-zero voxels and that box (in the file's type). A template job synthesises its contrast
-    several times (registration passes, outputs, scores) on different regions; the maps are mostly
-    zero (PAM50's wm / gm / csf / spine: 141 x 141 x 991 voxels, 80 MB each as float32)."""
+    holding its non-zero voxels and that box (in the file's type), all read-only. A template job
+    synthesises its contrast several times (registration passes, outputs, scores) on different
+    regions; the maps are mostly zero (PAM50's wm / gm / csf / spine: 141 x 141 x 991 voxels, 80 MB
+    each as float32)."""
     img = load_image(path, ndim=3, check_finite=False)
     data = np.asarray(img.data)
     nz = data != 0
@@ -90,8 +90,10 @@ def _nonzero_box(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, ...],
     i, j = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
     lo, hi = [int(i[0]), int(j[0]), int(k[0])], [int(i[-1]) + 1, int(j[-1]) + 1, int(k[-1]) + 1]
     box = np.array(data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])  # its own type (uint8 masks)
-    box.flags.writeable = False
-    return img.affine, data.shape, np.array(lo), box
+    affine, offset = np.array(img.affine), np.array(lo)
+    for a in (box, affine, offset):
+        a.flags.writeable = False
+    return affine, data.shape, offset, box
 
 
 def _region_of_map(path: Path, region: Grid) -> np.ndarray | None:
