@@ -14,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
+from spinereg.io.box import mask_box
 from spinereg.io.image import Image
 
 if TYPE_CHECKING:
@@ -72,8 +73,7 @@ def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) 
     data = np.asarray(img.data)
     values = _values_present(data, name)
     # work in the bounding box of the labels (template label files are large and mostly empty)
-    nz = np.argwhere(data != 0)
-    lo, hi = nz.min(0), nz.max(0) + 1
+    lo, hi = mask_box(data)
     offset = lo.astype(float)
     rounded = np.round(data[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]).astype(int)
     points = []

@@ -115,6 +115,13 @@ class Grid:
         aff[:3, 3] = self.voxel_to_world(lo[None].astype(float))[0]
         return Grid(tuple(hi - lo + 1), aff)
 
+    def box(self, lo: Sequence[int] | np.ndarray, hi: Sequence[int] | np.ndarray) -> Grid:
+        """The voxel-aligned sub-grid of the voxels ``[lo, hi)``."""
+        lo = np.asarray(lo, int)
+        aff = self.affine.copy()
+        aff[:3, 3] = self.voxel_to_world(lo[None].astype(float))[0]
+        return Grid(tuple(int(v) for v in np.asarray(hi, int) - lo), aff)
+
     def with_voxel_size(self, voxel_mm: float | Sequence[float] | np.ndarray) -> Grid:
         """Same orientation and origin corner, voxels of ``voxel_mm`` (per axis), covering at
         least this grid's extent."""

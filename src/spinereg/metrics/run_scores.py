@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
+from spinereg.io.box import box_slices, mask_box, pad_voxels
 from spinereg.io.image import Image, load_image
 from spinereg.metrics.similarity import image_structure, registration_similarity
 
@@ -97,11 +98,7 @@ def cord_region(seg: Image, margin_mm: float = 10.0, keep: np.ndarray | None = N
         return np.zeros(m.shape, bool)
     # only the cord's bounding box plus the margin can be within margin_mm of it: the distance
     # transform there (every cord voxel inside) gives the same distances as on the whole grid
-    nz = [np.flatnonzero(m.any(axis=tuple(a for a in range(3) if a != ax))) for ax in range(3)]
-    pad = np.ceil(margin_mm / seg.grid.zooms).astype(int) + 1
-    lo = np.maximum(np.array([n[0] for n in nz]) - pad, 0)
-    hi = np.minimum(np.array([n[-1] for n in nz]) + pad + 1, m.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    box = box_slices(*mask_box(m, pad_voxels(margin_mm, seg.grid.zooms, 1)))
     region = np.zeros(m.shape, bool)
     region[box] = ndimage.distance_transform_edt(~m[box], sampling=seg.grid.zooms) <= margin_mm
     if keep is not None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from spinereg.io.box import box_slices, mask_box
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.transforms.base import Transform
@@ -133,12 +134,8 @@ def _moved_and_covered(moving: Image, grid: Grid, transforms: list[Transform]) -
 
 def _region_box(region: np.ndarray, grid: Grid, margin: int) -> tuple[tuple[slice, ...], Grid]:
     """Slices of the bounding box of ``region`` plus ``margin`` voxels (clipped), and its grid."""
-    idx = np.argwhere(region)
-    lo = np.maximum(idx.min(0) - margin, 0)
-    hi = np.minimum(idx.max(0) + margin + 1, np.array(grid.shape))
-    aff = grid.affine.copy()
-    aff[:3, 3] = grid.voxel_to_world(lo[None].astype(float))[0]
-    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True)), Grid(tuple(int(v) for v in hi - lo), aff)
+    lo, hi = mask_box(region, margin)
+    return box_slices(lo, hi), grid.box(lo, hi)
 
 
 def registration_similarity(fixed: Image, moving: Image, transform: Transform | None,
@@ -228,10 +225,7 @@ def image_structure(img: Image, region: np.ndarray | None = None) -> dict[str, f
         # smoothed on the region's bounding box plus the filter's radius (4 sigma): every region
         # voxel's window lies inside it (or meets the image's own border, treated alike), so its
         # smoothed values are those of the whole image
-        nz = [np.flatnonzero(sel.any(axis=tuple(a for a in range(sel.ndim) if a != ax))) for ax in range(sel.ndim)]
-        lo = np.maximum([n[0] - 4 for n in nz], 0)
-        hi = np.minimum([n[-1] + 5 for n in nz], data.shape)
-        box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+        box = box_slices(*mask_box(sel, 4))
         smooth = ndimage.gaussian_filter(data[box], sigma, mode="nearest")[sel[box]]
     var = float(vals.var())
     return {"empty": 0.0, "structure": round(float(np.clip(smooth.var() / var, 0, 1)), 4)}

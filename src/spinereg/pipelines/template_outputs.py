@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from spinereg.io.box import box_slices, mask_box
 from spinereg.io.fastgz import BackgroundWrites
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, save_image
@@ -136,16 +137,11 @@ def _landmarks_used(reg: TemplateRegistration) -> dict:
 
 def _in_mask_box(field: DisplacementField, mask: Image, margin: int = 2) -> tuple[DisplacementField, Image]:
     """The field and mask restricted to the mask's bounding box (Jacobians of large warps)."""
-    nz = np.argwhere(np.asarray(mask.data) > 0)
-    if nz.size == 0:
+    box = mask_box(np.asarray(mask.data) > 0, margin)
+    if box is None:
         return field, mask
-    lo = np.maximum(nz.min(0) - margin, 0)
-    hi = np.minimum(nz.max(0) + margin + 1, np.array(field.grid.shape))
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    aff = field.grid.affine.copy()
-    aff[:3, 3] = field.grid.voxel_to_world(lo[None].astype(float))[0]
-    sub = Grid(tuple(hi - lo), aff)
-    return DisplacementField(sub, field.data[sl]), Image(np.asarray(mask.data)[sl], aff)
+    sl, sub = box_slices(*box), field.grid.box(*box)
+    return DisplacementField(sub, field.data[sl]), Image(np.asarray(mask.data)[sl], sub.affine)
 
 
 def _image_interp(grid: Grid) -> str:

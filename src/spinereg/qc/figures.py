@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from nibabel import orientations as ornt
 
+from spinereg.io.box import mask_box, pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, atomic_write
 
@@ -80,15 +81,8 @@ def to_ras(data: np.ndarray, affine: np.ndarray) -> View:
 
 def crop_grid(grid: Grid, mask: np.ndarray | None, margin_mm: float = 25.0) -> Grid:
     """Sub-grid of ``grid`` around ``mask`` (margin ``margin_mm``; whole grid if empty)."""
-    if mask is None or not np.any(mask):
-        return grid
-    nz = np.argwhere(mask)
-    margin = np.ceil(margin_mm / grid.zooms).astype(int)
-    lo = np.maximum(nz.min(0) - margin, 0)
-    hi = np.minimum(nz.max(0) + margin + 1, np.array(grid.shape))
-    aff = grid.affine.copy()
-    aff[:3, 3] = grid.voxel_to_world(lo[None].astype(float))[0]
-    return Grid(tuple(int(v) for v in hi - lo), aff)
+    box = None if mask is None else mask_box(mask, pad_voxels(margin_mm, grid.zooms))
+    return grid if box is None else grid.box(*box)
 
 
 def on_grid(img: Image, grid: Grid, transforms: Sequence[Transform] | None = None,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from spinereg.io.box import box_slices, mask_box
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
 from spinereg.io.resample import slice_like
@@ -81,15 +82,11 @@ def _nonzero_box(path: str, mtime_ns: int) -> tuple[np.ndarray, tuple[int, ...],
     each as float32)."""
     img = load_image(path, ndim=3, check_finite=False)
     data = np.asarray(img.data)
-    nz = data != 0
-    if not nz.any():
+    found = mask_box(data)
+    if found is None:
         return img.affine, data.shape, np.zeros(3, int), np.zeros((0, 0, 0), data.dtype)
-    slab = nz.any(axis=(0, 1))  # per slice along the last axis, then within the slices that have any
-    k = np.flatnonzero(slab)
-    plane = nz[:, :, k[0]:k[-1] + 1].any(axis=2)
-    i, j = np.flatnonzero(plane.any(axis=1)), np.flatnonzero(plane.any(axis=0))
-    lo, hi = [int(i[0]), int(j[0]), int(k[0])], [int(i[-1]) + 1, int(j[-1]) + 1, int(k[-1]) + 1]
-    box = np.array(data[tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))])  # its own type (uint8 masks)
+    lo = found[0]
+    box = np.array(data[box_slices(*found)])  # its own type (uint8 masks)
     affine, offset = np.array(img.affine), np.array(lo)
     for a in (box, affine, offset):
         a.flags.writeable = False

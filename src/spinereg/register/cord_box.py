@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from spinereg.io.box import mask_box, pad_voxels
 from spinereg.io.grid import Grid
 
 #: the box reaches this far (mm, in-plane) beyond the cord found
@@ -42,10 +43,9 @@ def cord_box(mask: np.ndarray, zooms: np.ndarray, axes: np.ndarray, margin_mm: f
     the other axes span the whole array), clipped to the array; ``lo`` rounded down and the
     extent up to multiples of ``multiple`` (per axis) where the array allows."""
     shape = np.array(mask.shape)
-    idx = np.argwhere(mask)
-    pad = np.ceil(margin_mm / np.asarray(zooms, float)).astype(int)
-    lo = np.where(axes, np.maximum(idx.min(0) - pad, 0), 0)
-    hi = np.where(axes, np.minimum(idx.max(0) + 1 + pad, shape), shape)
+    blo, bhi = mask_box(mask, pad_voxels(margin_mm, zooms))
+    lo = np.where(axes, blo, 0)
+    hi = np.where(axes, bhi, shape)
     if multiple is not None:
         m = np.asarray(multiple, int)
         lo = lo - lo % m

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from scipy import ndimage
 
+from spinereg.io.box import box_slices, mask_box, pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.transforms.displacement import (
     ExpPlan,
@@ -163,10 +164,8 @@ def _roi_box(shape: tuple[int, ...], masks: Sequence[np.ndarray | None], margin_
             union |= np.asarray(m) > 0.5
     if not union.any():
         return np.zeros(3, int), np.array(shape) - 1, union
-    idx = np.argwhere(union)
-    lo = np.maximum(idx.min(0) - margin_vox, 0).astype(int)
-    hi = np.minimum(idx.max(0) + margin_vox, np.array(shape) - 1).astype(int)
-    return lo, hi, union
+    lo, hi = mask_box(union, margin_vox)
+    return lo, hi - 1, union
 
 
 def _rescale(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
@@ -384,10 +383,7 @@ def _dilate_mm(mask: np.ndarray, zooms: np.ndarray, mm: float) -> np.ndarray:
     """``mask`` grown by ``mm`` (ellipsoidal distance in voxels of ``zooms``)."""
     if not mask.any():
         return mask
-    idx = np.argwhere(mask)  # the distance map only on the mask's box grown by ``mm``
-    pad = np.ceil(mm / np.asarray(zooms, float)).astype(int) + 1
-    lo, hi = np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad + 1, mask.shape)
-    sl = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    sl = box_slices(*mask_box(mask, pad_voxels(mm, zooms, 1)))  # the distance map on the box grown by ``mm``
     out = np.zeros(mask.shape, bool)
     out[sl] = ndimage.distance_transform_edt(~mask[sl], sampling=zooms) <= mm
     return out

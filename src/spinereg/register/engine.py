@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from spinereg.io.box import mask_box, pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.transforms.apply import apply_transforms
@@ -209,9 +210,8 @@ def region_of_interest(grid: Grid, masks: Iterable[np.ndarray | None],
             union = b if union is None else union | b
     if union is None or not union.any():
         return None
-    idx = np.argwhere(union)
-    pad = np.ceil(margin_mm / grid.zooms).astype(int)
-    return np.maximum(idx.min(0) - pad, 0), np.minimum(idx.max(0) + pad, np.array(grid.shape) - 1)
+    lo, hi = mask_box(union, pad_voxels(margin_mm, grid.zooms))
+    return lo, hi - 1
 
 
 def diffeomorphic(t: Transform, grid: Grid,

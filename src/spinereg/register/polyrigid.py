@@ -33,6 +33,7 @@ from scipy import ndimage
 from scipy.linalg import expm, logm
 
 from spinereg.errors import InputError
+from spinereg.io.box import box_slices, mask_box, pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.transforms.displacement import DisplacementField, VelocityField
 
@@ -76,11 +77,8 @@ def _dof_mask(dof: str) -> np.ndarray:
 def _region(labels: np.ndarray, v: int, grid: Grid, shell_mm: float) -> tuple[np.ndarray, np.ndarray]:
     """Voxel indices and weights of vertebra ``v`` plus its shell (other vertebrae excluded)."""
     mask = labels == v
-    pad = np.ceil(shell_mm / grid.zooms).astype(int) + 1
-    idx = np.argwhere(mask)
-    lo = np.maximum(idx.min(0) - pad, 0)
-    hi = np.minimum(idx.max(0) + pad + 1, labels.shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    lo, hi = mask_box(mask, pad_voxels(shell_mm, grid.zooms, 1))
+    sl = box_slices(lo, hi)
     dist = ndimage.distance_transform_edt(~mask[sl], sampling=grid.zooms)
     w = np.clip(1.0 - dist / shell_mm, 0.0, 1.0) if shell_mm > 0 else (dist == 0).astype(float)
     w[(labels[sl] > 0) & ~mask[sl]] = 0.0

@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
+from spinereg.io.box import box_slices, mask_box, pad_voxels
 from spinereg.io.image import Image
 from spinereg.robust import robust_sd
 
@@ -72,14 +73,11 @@ class CordSignal:
 def cord_signal(image: Image, seg: Image) -> CordSignal:
     """How the image's cord stands out from its surroundings where ``seg`` (same grid) marks it."""
     mask = np.asarray(seg.data) > 0.5
-    idx = np.argwhere(mask)
-    if not len(idx):
-        return CordSignal(0.0, 0.0, 0)
     zooms = np.asarray(image.grid.zooms, float)[:3]
-    pad = np.ceil(RING_MM[1] / zooms).astype(int) + 1
-    lo = np.maximum(idx.min(0) - pad, 0)
-    hi = np.minimum(idx.max(0) + pad + 1, mask.shape[:3])
-    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    found = mask_box(mask, pad_voxels(RING_MM[1], zooms, 1))
+    if found is None:
+        return CordSignal(0.0, 0.0, 0)
+    lo, box = found[0], box_slices(*found)
     m = mask[box]
     data = np.asarray(image.data[box], float)  # the box only: a whole float copy costs more
     inside = ndimage.distance_transform_edt(m, sampling=zooms)
