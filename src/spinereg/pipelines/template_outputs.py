@@ -199,15 +199,17 @@ def _write_embedded_field(field: DisplacementField, full: Grid, path: Path) -> P
     hdr.set_intent("vector", (), name="")
     hdr["xyzt_units"] = 2  # mm
     with StreamingNiftiWriter(path, tuple(full.shape) + (1, 3), full.affine, np.float32, template_header=hdr) as w:
+        # one buffer for the three components (write_volume copies its bytes out before it
+        # returns): fresh memory for a template-grid volume costs more than filling it again
+        vol = np.empty(full.shape, np.float32)
         for c in range(3):
-            vol = np.full(full.shape, fill[c] * _LPS[c], np.float32)
+            vol.fill(fill[c] * _LPS[c])
             part = vol[sl]  # a view: the same values as nan_to_num(data)[..., c] * _LPS[c], in place
             part[...] = data[..., c]
             np.nan_to_num(part, copy=False, nan=0.0)
             part *= _LPS[c]
             del part
             w.write_volume(vol)
-            del vol
     return path
 
 
