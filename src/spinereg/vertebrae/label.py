@@ -192,6 +192,12 @@ CONTRAST_POLARITY = {"t2": (1, -1), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
 PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
+#: what the image alone says of the polarity: the chain score difference without PRIOR_BONUS.
+#: Below 0 the image fits the other polarity better and the contrast's prior alone kept its
+#: reading (the labeling is flagged, not changed). The threshold is the prior itself, not fitted:
+#: on the development phantoms (seeds 100-129) it flags `test` 116 (named right, C2/C3 and C4/C5
+#: 6 mm off, unflagged before) and two right labelings of 196 (session 28)
+IMAGE_POLARITY_MARGIN = 0.0
 
 
 def _front(mask: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -806,6 +812,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     results.sort(key=lambda r: -r[0])
     _, pol, ev, chain, unary_pos, img_unary, half_width = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
+    # the same difference without the prior: what the image alone says (+ = it agrees)
+    pol_margin_image = results[0][3].score - results[1][3].score if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
         if ev.inside.any() else np.zeros(len(t), bool)
@@ -896,6 +904,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                            f"{IMAGE_DISAGREE_MARGIN}; the identity rests on the segmentation's cord width")
         if pol_margin < POLARITY_MARGIN:
             reasons.append(f"bright and dark discs fit alike (margin {pol_margin:.2f} < {POLARITY_MARGIN})")
+        elif pol_margin_image < IMAGE_POLARITY_MARGIN:
+            kept, other = ("bright", "dark") if pol > 0 else ("dark", "bright")
+            reasons.append(f"{other} discs fit the image better (by {-pol_margin_image:.2f}); {kept} discs were read "
+                           f"only because -c {contrast} expects them (prior {PRIOR_BONUS.get(contrast, 0.0):g}): if the "
+                           "marks sit on vertebral bodies, label with -c auto (no prior) or pin one disc")
         if n_found < MIN_DISCS:
             reasons.append(f"{n_found} disc(s) found in the field of view: fewer than {MIN_DISCS} fix no sequence")
         if n_bands < MIN_BANDS:
@@ -912,6 +925,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "roll": {**roll.as_dict(), "slab_turned_deg": round(turn, 2)},
               "chain_score": round(chain.score, 2), "contrast": contrast,
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
+              "polarity_margin_image": None if not np.isfinite(pol_margin_image) else round(float(pol_margin_image), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
               "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
