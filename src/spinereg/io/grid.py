@@ -111,9 +111,7 @@ class Grid:
         hi = np.minimum(np.ceil(ijk.max(0) + pad), np.array(self.shape) - 1).astype(int)
         if np.any(hi < lo):
             return None
-        aff = self.affine.copy()
-        aff[:3, 3] = self.voxel_to_world(lo[None].astype(float))[0]
-        return Grid(tuple(hi - lo + 1), aff)
+        return self.box(lo, hi + 1)
 
     def box(self, lo: Sequence[int] | np.ndarray, hi: Sequence[int] | np.ndarray) -> Grid:
         """The voxel-aligned sub-grid of the voxels ``[lo, hi)``."""
