@@ -192,8 +192,8 @@ CONTRAST_POLARITY = {"t2": (1, -1), "t2s": (1,), "t1": (-1, 1), "auto": (1, -1)}
 PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
-#: what the image alone says of the polarity: the chain score difference without PRIOR_BONUS.
-#: Below 0 the image fits the other polarity better and the contrast's prior alone kept its
+#: the polarity margin without PRIOR_BONUS (the chain's own scores: disc bands, spacing, cord
+#: width). Below 0 the other polarity fits better and the contrast's prior alone kept the
 #: reading (the labeling is flagged, not changed). The threshold is the prior itself, not fitted:
 #: on the development phantoms (seeds 100-129) it flags `test` 116 (named right, C2/C3 and C4/C5
 #: 6 mm off, unflagged before) and two right labelings of 196 (session 28)
@@ -812,8 +812,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     results.sort(key=lambda r: -r[0])
     _, pol, ev, chain, unary_pos, img_unary, half_width = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
-    # the same difference without the prior: what the image alone says (+ = it agrees)
-    pol_margin_image = results[0][3].score - results[1][3].score if len(results) > 1 else np.inf
+    # the same difference without the prior (+ = the chain's own scores agree with the reading)
+    pol_margin_image = chain.score - results[1][3].score if len(results) > 1 else np.inf
 
     inside = (chain.positions >= ev.s[ev.inside][0]) & (chain.positions <= ev.s[ev.inside][-1]) \
         if ev.inside.any() else np.zeros(len(t), bool)
