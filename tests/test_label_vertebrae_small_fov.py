@@ -63,6 +63,6 @@ def test_positions_where_named_right(results):
     # dark, 3.94 -> 1.62 mm; test/112 dark, 7.25 -> 2.42; test/126 stays bright (3.89) and is
     # flagged now (bright and dark discs fit alike)
     assert far == ["test/112", "test/116", "test/126"], far
-    # session 28: test/116 (bright discs kept by -c t2's prior, dark ones fit the image better by
+    # session 28: test/116 (bright discs kept by -c t2's prior, dark ones score higher without it by
     # 0.42) is flagged by vertebrae.label.IMAGE_POLARITY_MARGIN; it was the one unflagged before
     assert [r["case"] for r in right if r["mae_mm"] > 2.0 and not r["ambiguous"]] == []

@@ -906,7 +906,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
             reasons.append(f"bright and dark discs fit alike (margin {pol_margin:.2f} < {POLARITY_MARGIN})")
         elif pol_margin_image < IMAGE_POLARITY_MARGIN:
             kept, other = ("bright", "dark") if pol > 0 else ("dark", "bright")
-            reasons.append(f"{other} discs fit the image better (by {-pol_margin_image:.2f}); {kept} discs were read "
+            reasons.append(f"{other} discs score higher without the prior (chain score of bands, spacing and cord "
+                           f"width, by {-pol_margin_image:.2f}); {kept} discs were read "
                            f"only because -c {contrast} expects them (prior {PRIOR_BONUS.get(contrast, 0.0):g}): if the "
                            "marks sit on vertebral bodies, label with -c auto (no prior) or pin one disc")
         if n_found < MIN_DISCS:
