@@ -28,11 +28,16 @@ import pytest
 from spinereg.phantom.independent import make_independent_subject
 from spinereg.vertebrae import label_vertebrae
 from spinereg.vertebrae.evaluate import compare_to_truth
-from spinereg.vertebrae.label import IMAGE_POLARITY_MARGIN, POLARITY_MARGIN, PRIOR_BONUS
+from spinereg.vertebrae.label import (
+    IMAGE_POLARITY_MARGIN,
+    POLARITY_MARGIN,
+    PRIOR_ALONE,
+    PRIOR_BONUS,
+)
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
-SAYS = "score higher without the prior (chain score"
+SAYS = f"{PRIOR_ALONE} (chain score"
 #: (variant, seed): (named right, MAE > 2 mm, image-alone polarity margin as measured)
 #: 103 and 63 are right and flagged by the rule (its cost); 117 and sagittal_thick 64 right, not flagged
 CASES = {("test", 116): (True, True, -0.42), ("test", 55): (False, True, -0.76),

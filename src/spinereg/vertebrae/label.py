@@ -193,11 +193,13 @@ PRIOR_BONUS = {"t1": 2.0, "t2": 2.0}
 #: chain score difference under which the two polarities are called a tie (ambiguous)
 POLARITY_MARGIN = 1.0
 #: the polarity margin without PRIOR_BONUS (the chain's own scores: disc bands, spacing, cord
-#: width). Below 0 the other polarity fits better and the contrast's prior alone kept the
+#: width). Below 0 the other polarity scores higher and the contrast's prior alone kept the
 #: reading (the labeling is flagged, not changed). The threshold is the prior itself, not fitted:
 #: on the development phantoms (seeds 100-129) it flags `test` 116 (named right, C2/C3 and C4/C5
 #: 6 mm off, unflagged before) and two right labelings of 196 (session 28)
 IMAGE_POLARITY_MARGIN = 0.0
+#: how that is said in ``ambiguous_reasons``
+PRIOR_ALONE = "score higher without the prior"
 
 
 def _front(mask: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -906,7 +908,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
             reasons.append(f"bright and dark discs fit alike (margin {pol_margin:.2f} < {POLARITY_MARGIN})")
         elif pol_margin_image < IMAGE_POLARITY_MARGIN:
             kept, other = ("bright", "dark") if pol > 0 else ("dark", "bright")
-            reasons.append(f"{other} discs score higher without the prior (chain score of bands, spacing and cord "
+            reasons.append(f"{other} discs {PRIOR_ALONE} (chain score of bands, spacing and cord "
                            f"width, by {-pol_margin_image:.2f}); {kept} discs were read "
                            f"only because -c {contrast} expects them (prior {PRIOR_BONUS.get(contrast, 0.0):g}): if the "
                            "marks sit on vertebral bodies, label with -c auto (no prior) or pin one disc")
