@@ -14,7 +14,8 @@ boundaries, PAM50 numbering; t1: C2/C3 at slice 55; phantoms: their true disc po
 identity, the 20-phantom table of tests/test_label_vertebrae_phantoms.py (``--phantoms``) and the
 held-out phantoms of tests/test_label_vertebrae_heldout.py (``--heldout``: seeds 40-45, first run
 in session 19 after the method was fixed, seen by session 20's change; seeds 50-55, first run in
-session 20 after it; seeds 60-65, first run in session 23 after the CSF rule) and the fields of
+session 20 after it; seeds 60-65, first run in session 23 after the CSF rule; seeds 80-85, first
+run in session 30 with the method unchanged) and the fields of
 view that start below C2 of tests/test_label_vertebrae_fov.py
 (``--fov``: seeds 70-75, first run in session 21).
 
@@ -201,7 +202,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--phantoms", action="store_true", help="also the 20-phantom accuracy table (minutes)")
-    ap.add_argument("--heldout", action="store_true", help="also the 126 held-out phantoms, seeds 40-45, 50-55 and 60-65 (minutes)")
+    ap.add_argument("--heldout", action="store_true", help="also the 168 held-out phantoms, seeds 40-45, 50-55, 60-65 "
+                    "and 80-85 (minutes)")
     ap.add_argument("--fov", action="store_true", help="also the 42 fields of view that start below C2, seeds 70-75 "
                     "(minutes)")
     ap.add_argument("--bare", action="store_true", help="also the full phantom seeds 0-4 labelled from their automatic "
@@ -256,13 +258,15 @@ def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_label_vertebrae_heldout import SEEDS, SEEDS_SESSION20
     from test_label_vertebrae_heldout_s23 import SEEDS_SESSION23
+    from test_label_vertebrae_heldout_s30 import SEEDS_SESSION30
 
     for flag, held, title in ((a.phantoms, None, "20 independent phantoms, seeds 0-2 (tests/test_label_vertebrae_phantoms.py)"),
                               (a.heldout, SEEDS, "42 held-out phantoms, seeds 40-45 (session 19's; seen by session 20's "
                                "change)"),
                               (a.heldout, SEEDS_SESSION20, "42 held-out phantoms, seeds 50-55 (session 20's; seen by "
                                "session 23's change)"),
-                              (a.heldout, SEEDS_SESSION23, "42 held-out phantoms, seeds 60-65 (session 23's)")):
+                              (a.heldout, SEEDS_SESSION23, "42 held-out phantoms, seeds 60-65 (session 23's)"),
+                              (a.heldout, SEEDS_SESSION30, "42 held-out phantoms, seeds 80-85 (session 30's)")):
         if not flag:
             continue
         print(f"\naccuracy, {title}:")
