@@ -80,7 +80,8 @@ def pam50_full(pam50_dir: Path, sct_data: Path, tmp_path_factory) -> Path:
 LONGEST_FIRST = {
     "slow": {"test_batch_run.py": 226, "test_label_vertebrae_fov.py": 130, "test_label_vertebrae_fov_b.py": 130,
              "test_label_vertebrae_heldout.py": 120, "test_label_vertebrae_heldout_s20.py": 120,
-             "test_label_vertebrae_heldout_s23.py": 120, "test_label_vertebrae_small_fov.py": 90,
+             "test_label_vertebrae_heldout_s23.py": 120, "test_label_vertebrae_heldout_s30.py": 120,
+             "test_label_vertebrae_small_fov.py": 90,
              "test_register_cord_box.py": 81, "test_label_vertebrae_phantoms.py": 78,
              "test_articulated_registration.py": 78, "test_label_vertebrae_bare.py": 57,
              "test_geometry_robustness.py": 44, "test_diffeomorphic.py": 30, "test_epi_chain.py": 30,
