@@ -14,7 +14,9 @@ between them, ligaments, soft tissue) painted as a T2-like image by
 image), labelled with PAM50_cord as the segmentation; each disc's arc length along PAM50's cord
 centerline minus its label's, averaged over the seeds. Bright discs only: on the T1-like image
 (dark discs) the readings moved by up to 1.5 mm between texture seeds, so no offsets are given
-for dark discs. Writes ``src/spinereg/data/template_disc_offsets.json``.
+for dark discs (read on session 25's smoothed response they are one grid step, +0.54..+0.59 mm,
+at every disc but T12/L1 over 16 texture seeds: not the independent phantoms' per-level bias;
+still not given, session 30). Writes ``src/spinereg/data/template_disc_offsets.json``.
 
     python training/template_disc_offsets.py [--seeds 0,1,2,3]
 """
