@@ -82,6 +82,11 @@ def assert_wrong_are(results: list[dict], expected: list[str]) -> None:
     assert all(r["ambiguous"] for r in results if not r["identity_ok"]), wrong
 
 
+def relabelled_by_csf(results: list[dict]) -> list[str]:
+    """The cases the CSF around the cord relabelled (vertebrae.csf_identity), sorted."""
+    return sorted(r["case"] for r in results if r["csf"] and r["csf"].get("relabelled"))
+
+
 def confident_but_off(results: list[dict]) -> list[str]:
     """Discs reported with confidence >= 0.5 that lie more than 2 mm from their truth or belong
     to a wrongly named labeling (``case:value``); every disc of a flagged labeling reports at
@@ -101,7 +106,7 @@ def test_confidence_tracks_position_error(results):
 
 def test_identity_on_held_out_subjects(results):
     assert_wrong_are(results, [])
-    relabelled = sorted(r["case"] for r in results if r["csf"] and r["csf"].get("relabelled"))
+    relabelled = relabelled_by_csf(results)
     assert relabelled == ["axial_thick/42", "axial_thick/44"], relabelled
 
 

@@ -22,7 +22,13 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_label_vertebrae_heldout import SEEDS_SESSION20, _run, assert_wrong_are, confident_but_off  # noqa: E402
+from test_label_vertebrae_heldout import (  # noqa: E402
+    SEEDS_SESSION20,
+    _run,
+    assert_wrong_are,
+    confident_but_off,
+    relabelled_by_csf,
+)
 
 pytestmark = [pytest.mark.realdata, pytest.mark.slow]
 
@@ -34,7 +40,7 @@ def results() -> list[dict]:
 
 def test_identity(results):
     assert_wrong_are(results, ["axial_thick/53"])
-    relabelled = sorted(r["case"] for r in results if r["csf"] and r["csf"].get("relabelled"))
+    relabelled = relabelled_by_csf(results)
     assert relabelled == ["axial_thick/52", "axial_thick/54", "axial_thick/55"], relabelled
 
 
