@@ -3,10 +3,15 @@
 
 Unconstrained: ``step=1,type=im,algo=syn,deformation=1x1x1,iter=10,smooth=1`` (ANTs SyN, the
 deformable algorithm of SCT's defaults). Constrained: the same step with ``rigidity=1`` after
-``step=1,type=im,algo=polyrigid``. Measured (seeds 0 and 1 MR-like, 0 CT-like), mean error in the
-exactly rigid bone of C3-C5, unconstrained -> constrained: 1.40 -> 0.12, 1.07 -> 0.10, 1.06 ->
-0.17 mm; cord 0.89 -> 0.63, 0.50 -> 0.35, 1.94 -> 0.58 mm; mean |J^T J - I| in bone 0.24 ->
-0.010, 0.22 -> 0.011, 0.53 -> 0.009. Timings: bench/constraints.py (tests never assert them).
+``step=1,type=im,algo=polyrigid``. Measured (seeds 0 and 1 MR-like, 0 CT-like; MR seed 6, run
+first in session 31), mean error in the exactly rigid bone of C3-C5, unconstrained ->
+constrained: 1.40 -> 0.090, 1.07 -> 0.093, 1.06 -> 0.164, 0.95 -> 0.090 mm; cord 0.89 -> 0.30,
+0.50 -> 0.33, 1.94 -> 0.59, 0.51 -> 0.38 mm; mean |J^T J - I| in bone 0.24 -> 0.010, 0.22 -> 0.011,
+0.53 -> 0.009, 0.20 -> 0.014. Before session 31 the SyN step after polyrigid saw a rim of zeros
+where polyrigid had moved content out of the grid (``register.engine.moved_out_filled``): bone
+0.12 / 0.10 / 0.17 / 0.11, cord 0.63 / 0.35 / 0.58 / 0.65 mm, MR seed 6's cord worse than
+unconstrained. MR seed 6 is not a case the issue's bone target is for (unconstrained under 1 mm
+in bone): it is asserted for the cord. Timings: bench/constraints.py (tests never assert them).
 """
 
 from __future__ import annotations
@@ -41,12 +46,18 @@ def _scores(ph, param: str) -> dict[str, float]:
             "rigid": float(np.nanmean(rigidity_map(est)[bone]))}
 
 
-@pytest.mark.parametrize(("seed", "contrast"), [(0, "mr"), (1, "mr"), (0, "ct")])
-def test_rigid_bone_beats_unconstrained(seed, contrast, pam50_dir):
+#: seed, contrast, the constrained pipeline's bone and cord error as measured, plus a margin (mm)
+CASES = [(0, "mr", 0.090, 0.299), (1, "mr", 0.093, 0.330), (0, "ct", 0.164, 0.585), (6, "mr", 0.090, 0.384)]
+
+
+@pytest.mark.parametrize(("seed", "contrast", "bone", "cord"), CASES)
+def test_rigid_bone_beats_unconstrained(seed, contrast, bone, cord, pam50_dir):
     ph = make_articulated_phantom((3, 5), seed=seed, contrast=contrast, margin_mm=12.0)
     free = _scores(ph, PIPELINES["unconstrained"])
     rigid = _scores(ph, PIPELINES["constrained"])
-    assert free["bone"] >= 1.0  # the case the constraint is for: unconstrained >= 1 mm in bone
-    assert rigid["bone"] <= 0.2  # issue target 0.3
-    assert rigid["rigid"] <= 0.015  # issue target 0.02
-    assert rigid["cord"] <= free["cord"]
+    if seed != 6:
+        assert free["bone"] >= 1.0  # the case the constraint is for: unconstrained >= 1 mm in bone
+    assert rigid["bone"] <= bone + 0.02  # issue target 0.3
+    assert rigid["rigid"] <= 0.016  # issue target 0.02
+    assert rigid["cord"] <= cord + 0.03
+    assert rigid["cord"] <= free["cord"] - 0.1

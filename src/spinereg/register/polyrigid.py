@@ -328,14 +328,16 @@ def fuse(motions: dict[int, np.ndarray], labels: np.ndarray, grid: Grid, sigma_m
 def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid: Grid,
               step: Step, fixed_mask: np.ndarray | None = None, *,
               vertebrae: np.ndarray | None = None,
-              spine: np.ndarray | None = None, **_: object) -> PolyRigidField:
+              spine: np.ndarray | None = None, moving_valid: np.ndarray | None = None,
+              **_: object) -> PolyRigidField:
     """The ``algo=polyrigid`` step: ``vertebrae`` are per-vertebra labels on ``fixed_grid``;
     ``spine`` (optional) replaces the fixed image of image steps (a template's spine contrast,
     :mod:`spinereg.register.spine_contrast`).
 
     Step keys used: ``metric``, ``iter`` (Levenberg-Marquardt iterations per resolution, x3),
     ``smooth`` (mm, added to the pyramid's smoothing), ``dof`` (rigid by default; add Sx_Sy_Sz for
-    per-vertebra scaling)."""
+    per-vertebra scaling). ``moving_valid``: the voxels where the moving image has data (the
+    engine's; False where it was pulled from outside its field): the fits leave the others out."""
     if vertebrae is None or not np.any(vertebrae):
         raise InputError("algo=polyrigid needs per-vertebra masks", None,
                          "register to a template with a spine mask (PAM50) or give a vertebra segmentation")
@@ -347,6 +349,8 @@ def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gr
     # near the earlier steps' placement and dropped when they gain little
     synthetic = spine is not None
     valid = np.isfinite(moving) & (np.abs(np.asarray(moving)) > 0) if synthetic else None
+    if moving_valid is not None and not np.all(moving_valid):
+        valid = np.asarray(moving_valid, bool) if valid is None else valid & np.asarray(moving_valid, bool)
     motions, report = estimate_motions(fixed, moving, fixed_grid, lab, metric=getattr(step, "metric", "MeanSquares"),
                                        moving_valid=valid, prior=0.02 if synthetic else 1e-3,
                                        min_gain=0.02 if synthetic else 0.0,
@@ -359,4 +363,4 @@ def polyrigid(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_gr
     return field
 
 
-polyrigid.needs = ("vertebrae", "spine")  # inputs the engine passes (see engine.run_steps)
+polyrigid.needs = ("vertebrae", "spine", "moving_valid")  # inputs the engine passes (see engine.run_steps)
