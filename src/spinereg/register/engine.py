@@ -125,7 +125,7 @@ def run_steps(
 
         def pulled(kind: str, fill: bool = True, _chain: list[Transform] = chain, _first: bool = not found,
                    _cache: dict[str, np.ndarray] = cache, _raw: dict[str, np.ndarray] = raw) -> np.ndarray:
-            if kind not in _raw:  # kept for the similarity check below (the step gets a copy)
+            if kind not in _raw:
                 data = apply_transforms(moving_src[kind], grid, _chain, "linear", cval=np.nan).data
                 if _first:
                     covered[kind] = np.isfinite(data)
@@ -133,8 +133,11 @@ def run_steps(
                     covered[kind] = np.isfinite(apply_transforms(moving_src[kind], grid, list(initial), "linear",
                                                                  cval=np.nan).data)
                 _raw[kind] = data
-                _cache[kind] = moved_out_filled(data, covered[kind], grid)
-            return _cache[kind].copy() if fill else np.nan_to_num(_raw[kind], nan=0.0)
+            if not fill:
+                return np.nan_to_num(_raw[kind], nan=0.0)
+            if kind not in _cache:  # kept for the similarity check below (the step gets a copy)
+                _cache[kind] = moved_out_filled(_raw[kind], covered[kind], grid)
+            return _cache[kind].copy()
 
         fn = algorithm(step.algo)
         extra = {k: fixed[k] for k in getattr(fn, "needs", ()) if k in fixed}
