@@ -90,7 +90,7 @@ def test_a_step_that_lowers_the_cord_similarity_is_dropped():
                        ({"ncc_before": 0.9, "ncc_after": 0.8, "ncc_region": "cord"}, False)):
         t = VelocityField(grid, shift, shift)
         t.report = {"cord_box": dict(cord)}
-        out = _must_raise_similarity(t, fixed, moving, grid, [], None)
+        out = _must_raise_similarity(t, fixed, moving, grid, [], None, np.ones(grid.shape, bool))
         assert out.report["similarity_after"] > out.report["similarity_before"]
         assert out.report.get("used", True) is used, out.report
         assert bool(np.abs(np.asarray(out.data)).max() > 0) is used

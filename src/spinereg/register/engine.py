@@ -126,12 +126,11 @@ def run_steps(
         def pulled(kind: str, fill: bool = True, _chain: list[Transform] = chain, _first: bool = not found,
                    _cache: dict[str, np.ndarray] = cache, _raw: dict[str, np.ndarray] = raw) -> np.ndarray:
             if kind not in _raw:
-                data = apply_transforms(moving_src[kind], grid, _chain, "linear", cval=np.nan).data
+                data = pull_unfilled(moving_src[kind], grid, _chain)
                 if _first:
                     covered[kind] = np.isfinite(data)
                 elif kind not in covered:
-                    covered[kind] = np.isfinite(apply_transforms(moving_src[kind], grid, list(initial), "linear",
-                                                                 cval=np.nan).data)
+                    covered[kind] = np.isfinite(pull_unfilled(moving_src[kind], grid, list(initial)))
                 _raw[kind] = data
             if not fill:
                 return np.nan_to_num(_raw[kind], nan=0.0)
@@ -169,8 +168,8 @@ def run_steps(
                 and "im" in fixed and "im" in moving_src:
             if isinstance(t, VelocityField):  # its inverse is computed beside the check
                 t.start_inverse()
-            t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask, cache.get("im"),
-                                       covered.get("im"))
+            t = _must_raise_similarity(t, fixed["im"], moving_src["im"], grid, chain, fixed_mask, covered["im"],
+                                       cache.get("im"))
         found.append(t)
         records.append(StepRecord(str(step), time.perf_counter() - t0, type(t).__name__,
                                   dict(getattr(t, "report", None) or {})))
@@ -178,6 +177,13 @@ def run_steps(
         if progress:
             progress(n + 1, len(work))
     return EngineResult(found, records)
+
+
+def pull_unfilled(moving: Image, grid: Grid, transforms: Sequence[Transform]) -> np.ndarray:
+    """``moving`` pulled (linear) through ``transforms`` onto ``grid``: NaN where its source lies
+    outside the moving image (the input of :func:`moved_out_filled`; ``np.isfinite`` of it is the
+    coverage mask)."""
+    return apply_transforms(moving, grid, list(transforms), "linear", cval=np.nan).data
 
 
 def moved_out_filled(data: np.ndarray, covered: np.ndarray, grid: Grid) -> np.ndarray:
@@ -219,21 +225,15 @@ def masked_ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None) -> float:
 
 
 def _must_raise_similarity(t: Transform, fixed_im: np.ndarray, moving: Image, grid: Grid, chain: list,
-                           mask: np.ndarray | None, before: np.ndarray | None = None,
-                           covered: np.ndarray | None = None) -> Transform:
+                           mask: np.ndarray | None, covered: np.ndarray,
+                           before: np.ndarray | None = None) -> Transform:
     """``t`` if it raises the masked NCC of the images, else the identity (reported either way).
-    ``before``: ``moving`` already pulled through ``chain`` onto ``grid`` (linear), if at hand;
-    ``covered``: the voxels the moving image covered before any step (both pulls then fill the
-    voxels moved out of it alike, :func:`moved_out_filled`)."""
-
-    def pull(ts: list) -> np.ndarray:
-        if covered is None:
-            return apply_transforms(moving, grid, ts, "linear").data
-        return moved_out_filled(apply_transforms(moving, grid, ts, "linear", cval=np.nan).data, covered, grid)
-
+    ``covered``: the voxels the moving image covered before any step; both pulls fill the voxels
+    moved out of it as the steps see them (:func:`moved_out_filled`). ``before``: ``moving``
+    already pulled so through ``chain`` onto ``grid``, if at hand."""
     if before is None:
-        before = pull(chain)
-    after = pull([*chain, t])
+        before = moved_out_filled(pull_unfilled(moving, grid, chain), covered, grid)
+    after = moved_out_filled(pull_unfilled(moving, grid, [*chain, t]), covered, grid)
     sim0 = masked_ncc(fixed_im, before, mask)
     sim1 = masked_ncc(fixed_im, after, mask)
     where = "in the mask" if mask is not None else "where both images have signal"
