@@ -83,7 +83,7 @@ LONGEST_FIRST = {
              "test_label_vertebrae_heldout_s23.py": 120, "test_label_vertebrae_heldout_s30.py": 120,
              "test_label_vertebrae_small_fov.py": 90,
              "test_register_cord_box.py": 81, "test_label_vertebrae_phantoms.py": 78,
-             "test_articulated_registration.py": 104, "test_label_vertebrae_bare.py": 57,
+             "test_articulated_registration.py": 130, "test_label_vertebrae_bare.py": 57,
              "test_geometry_robustness.py": 44, "test_diffeomorphic.py": 30, "test_epi_chain.py": 30,
              "test_spine_metrics_endplates.py": 28, "test_label_vertebrae_registration.py": 27, "test_demo.py": 24,
              "test_validation_register.py": 19, "test_moco.py": 18, "test_validation_qc.py": 18,

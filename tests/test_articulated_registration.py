@@ -4,11 +4,13 @@
 Unconstrained: ``step=1,type=im,algo=syn,deformation=1x1x1,iter=10,smooth=1`` (ANTs SyN, the
 deformable algorithm of SCT's defaults). Constrained: the same step with ``rigidity=1`` after
 ``step=1,type=im,algo=polyrigid``. Measured (seeds 0 and 1 MR-like, 0 CT-like; MR seed 6, run
-first in session 31), mean error in the exactly rigid bone of C3-C5, unconstrained ->
+first in session 31; CT seed 11, the largest bone error of the fresh seeds 8-11 run first in
+session 32), mean error in the exactly rigid bone of C3-C5, unconstrained ->
 constrained: 1.40 -> 0.090, 1.07 -> 0.093, 1.06 -> 0.164, 0.95 -> 0.090 mm; cord 0.89 -> 0.30,
 0.50 -> 0.33, 1.94 -> 0.59, 0.51 -> 0.38 mm; mean |J^T J - I| in bone 0.24 -> 0.010, 0.22 -> 0.011,
-0.53 -> 0.009, 0.20 -> 0.014. Before session 31 the SyN step after polyrigid saw a rim of zeros
-where polyrigid had moved content out of the grid (``register.engine.moved_out_filled``): bone
+0.53 -> 0.009, 0.20 -> 0.014; CT 11: bone 1.36 -> 0.190, cord 1.49 -> 0.83 mm, 0.45 -> 0.009.
+Before session 31 the SyN step after polyrigid saw a rim of zeros where polyrigid had moved
+content out of the grid (``register.engine.moved_out_filled``): bone
 0.12 / 0.10 / 0.17 / 0.11, cord 0.63 / 0.35 / 0.58 / 0.65 mm, MR seed 6's cord worse than
 unconstrained. MR seed 6 is not a case the issue's bone target is for (unconstrained under 1 mm
 in bone): it is asserted for the cord. Timings: bench/constraints.py (tests never assert them).
@@ -47,7 +49,8 @@ def _scores(ph, param: str) -> dict[str, float]:
 
 
 #: seed, contrast, the constrained pipeline's bone and cord error as measured, plus a margin (mm)
-CASES = [(0, "mr", 0.090, 0.299), (1, "mr", 0.093, 0.330), (0, "ct", 0.164, 0.585), (6, "mr", 0.090, 0.384)]
+CASES = [(0, "mr", 0.090, 0.299), (1, "mr", 0.093, 0.330), (0, "ct", 0.164, 0.585), (6, "mr", 0.090, 0.384),
+         (11, "ct", 0.190, 0.833)]
 
 
 @pytest.mark.parametrize(("seed", "contrast", "bone", "cord"), CASES)
