@@ -2,13 +2,15 @@
 segmented, every disc labelled automatically: register-to-template -i t2.nii.gz -c t2) with its
 QC report. labels.nii.gz (mid-body of C3 and C5, by hand) is held out and scores the result.
 
-Measured (this commit, PAM50 at 0.5 mm): discs C2/C3, C3/C4, C4/C5 (the right levels; flagged
-ambiguous, identity margin 0.72 < 2: the warning is on stderr), verdict warn (the levels cannot be
+Measured (session 32, PAM50 at 0.5 mm): discs C2/C3, C3/C4, C4/C5 (the right levels; flagged
+ambiguous, identity margin 0.66 < 2: the warning is on stderr), verdict warn (the levels cannot be
 verified independently -- the landmarks are the labeling's own discs -- and then a landmark S-I
-scale deviation of 0.082 > 0.05 warns: unverified_si_scale_deviation; and the labeling that gave
-the landmarks is ambiguous: landmark_levels_ambiguous), cord Dice 0.977
-against the automatic segmentation and 0.971 against t2_seg-manual.nii.gz (not used); the held-out
-bodies land 0.68 (C3) and 1.05 mm (C5) from PAM50's body labels, mean 0.87 (S-I +0.28 / -0.59 mm).
+scale deviation of 0.1023 > 0.05 warns: unverified_si_scale_deviation; and the labeling that gave
+the landmarks is ambiguous: landmark_levels_ambiguous), cord Dice 0.9775 against the automatic
+segmentation (asserted >= 0.97) and 0.971 against t2_seg-manual.nii.gz (not used); the held-out
+bodies land 0.70 (C3) and 0.93 mm (C5) from PAM50's body labels, mean 0.82 (S-I +0.33 / -0.02 mm);
+at their height on the manual cord's centerline 0.35 / 0.58 mm (the hand-placed voxels sit 0.93 /
+1.23 mm off the cord's centre). Earlier: margin 0.72, 0.68 / 1.05 mm (S-I +0.28 / -0.59).
 
 The full run is marked slow: scripts/test.sh runs it in its second stage.
 """
@@ -56,7 +58,7 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     for f in OUTPUTS:
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["cord_dice_subject_space"] >= 0.95
+    assert metrics["cord_dice_subject_space"] >= 0.97  # measured 0.9775 (the issue asks 0.95 against the manual mask)
     qc = metrics["qc"]
     assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.1023 > 0.05",
                                                           "warn: landmark_levels_ambiguous 1 > 0.5"], qc

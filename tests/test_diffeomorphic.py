@@ -136,7 +136,8 @@ def test_lumbar_conus_case(seed):
     to the full PAM50 with disc label 17 (T9/T10) and the conus tip (60). Seed 1 is the one that
     folded through its centerline wiggles and a 90-degree PCA turn at the conus. Measured
     (bench/register_robustness.py --lumbar 0,1,2): Jacobian min in the cord 0.761 / 0.728 / 0.807,
-    folding 0.000 % of both output grids for seeds 0-2."""
+    folding 0.000 % of both output grids for seeds 0-2 (again in session 32: 0.759 / 0.728 / 0.807,
+    0 %; asserted within 0.05 and exactly)."""
     from spinereg.phantom.independent import make_independent_subject
     from spinereg.register.template import register_to_template
 
@@ -145,7 +146,8 @@ def test_lumbar_conus_case(seed):
                                contrast=ph.contrast)
     inv = reg.warp_template2anat()
     d = determinant_map(inv)
-    assert d[np.asarray(ph.seg.data) > 0].min() > 0
+    jmin = float(d[np.asarray(ph.seg.data) > 0].min())
+    assert jmin >= {0: 0.759, 1: 0.728, 2: 0.807}[seed] - 0.05, jmin
     for w in (inv, reg.warp_anat2template()):
         pct, _ = _fold_pct(w)
-        assert pct <= 0.1, pct
+        assert pct == 0.0, pct

@@ -4,15 +4,16 @@ label-vertebrae) and registers with all of them (--ldisc). Scored with what the 
 t2's manual segmentation and labels.nii.gz (mid-body of C3 and C5, held out). ``spinereg demo``
 is the same job (tests/test_demo.py asserts the same figures through metrics.json ``held_out``).
 
-Measured (this commit, segmentation with spinereg.segment.refine): discs C2/C3, C3/C4, C4/C5 (the
-right levels; flagged ambiguous, identity margin 0.72 < 2 -- 1.31 with the manual segmentation --,
-so the job warns on stderr and records it; why: docs/labeling_bare_image.md); template cord warped
-to t2 against the manual segmentation: Dice 0.971 (0.967 before the segmentation's corrections);
-labels.nii.gz's bodies pushed into PAM50 land 0.68 / 1.05 mm (C3 / C5, mean 0.87; S-I +0.28 /
--0.59 mm) from PAM50's body labels (0.75 / 1.32 before): C5 misses the issue's 1 mm by 0.05 mm as
-placed, but the hand-placed voxels sit 0.93 / 1.23 mm off the manual cord's centre, an offset the
-cord registration carries into PAM50 (whose body labels lie on its centerline); moved to the
-manual segmentation's centerline at their height they land 0.30 / 0.81 mm (S-I +0.28 / -0.59).
+Measured (session 32, the demo's metrics.json; segmentation with spinereg.segment.refine): discs
+C2/C3, C3/C4, C4/C5 (the right levels; flagged ambiguous, identity margin 0.66 < 2 -- 1.31 with the
+manual segmentation --, so the job warns on stderr and records it; why:
+docs/labeling_bare_image.md); template cord warped to t2 against the manual segmentation: Dice
+0.971; labels.nii.gz's bodies pushed into PAM50 land 0.70 / 0.93 mm (C3 / C5, mean 0.82; S-I
++0.33 / -0.02 mm) from PAM50's body labels, within the issue's 1 mm (earlier sessions: 0.68 /
+1.05, S-I +0.28 / -0.59; 0.75 / 1.32 before the segmentation's corrections). The hand-placed
+voxels sit 0.93 / 1.23 mm off the manual cord's centre, an offset the cord registration carries
+into PAM50 (whose body labels lie on its centerline); moved to the manual segmentation's
+centerline at their height they land 0.35 / 0.58 mm.
 
 Not asserted here (40-85 s a seed on a loaded machine), measured in-process on the independent full
 phantom (0.8 mm, C1-T6) from the bare image, seeds 0 / 1 / 2 (docs/labeling_bare_image.md): automatic

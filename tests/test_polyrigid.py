@@ -140,10 +140,11 @@ def test_scaling_dof_recovers_a_stretched_vertebra():
 
 @pytest.mark.slow
 @pytest.mark.realdata
-@pytest.mark.parametrize(("seed", "contrast", "claim_mm"), [(0, "mr", 0.08), (1, "mr", 0.08), (1, "ct", 0.15)])
+@pytest.mark.parametrize(("seed", "contrast", "claim_mm"), [(0, "mr", 0.055), (1, "mr", 0.065), (1, "ct", 0.14)])
 def test_articulated_phantom_bone_error(seed, contrast, claim_mm, pam50_dir):
     """polyrigid alone on the articulated phantom (C3-C5, 1 mm): mean error in the exactly rigid
-    bone of C3-C5 (measured, seeds 0/1/2: mr 0.043/0.054/0.061, ct 0.101/0.126/0.099 mm; the
+    bone of C3-C5 (measured, seeds 0/1/2: mr 0.043/0.054/0.061, ct 0.101/0.126/0.099 mm, the
+    asserted ones again in session 32: 0.0437 / 0.0544 / 0.1264; claim_mm: those + ~0.01; the
     identity is 1.3-1.8 mm off)."""
     from spinereg.phantom.articulated import make_articulated_phantom
 

@@ -165,7 +165,8 @@ def test_full_pam50_and_mni(sct_data, tmp_path):
                                    ldisc=None if name == "PAM50" else _disc_labels_from_levels(
                                        load_image(t2 / "t2_seg-manual_labeled.nii.gz")), template=name)
         write_outputs(reg, tmp_path / name)
-        assert reg.metrics["cord_dice_subject_space"] >= 0.93, (name, reg.metrics)
+        # measured 0.9766 (PAM50, body labels) / 0.9721 (MNI-Poly-AMU, discs from the labelled mask), session 32
+        assert reg.metrics["cord_dice_subject_space"] >= 0.965, (name, reg.metrics)
 
 
 def test_label_errors(sct_data, tmp_path):

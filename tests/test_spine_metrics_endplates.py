@@ -110,7 +110,9 @@ def test_t2_heights_and_tilts_through_the_registration(sct_data):
     rows = {r.level: r for r in subject_endplates(img, reg.warp_template2anat())}
     for v in (3, 4):
         for k in ("middle", "posterior"):  # measured -0.08 / -0.32 (C3), +0.02 / +0.01 mm (C4)
-            assert abs(rows[v].heights[k] - truth["heights"][v][k]) < 0.5, (v, k, rows[v].heights[k])
+            err = rows[v].heights[k] - truth["heights"][v][k]
+            claim = {(3, "middle"): -0.08, (3, "posterior"): -0.32, (4, "middle"): 0.02, (4, "posterior"): 0.01}[(v, k)]
+            assert abs(err - claim) < 0.15 and abs(err) < 1.0, (v, k, err)
         # the anterior annulus is as dark as the marrow on this T2: the anterior column's superior
         # end has no edge of its own and is read off the fitted endplate plane, and the row says
         # so (measured -0.43 mm at C3, +0.15 mm at C4; refused before session 6)
