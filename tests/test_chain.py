@@ -148,7 +148,7 @@ def test_epi_chain_with_derived_mask(sct_data, tmp_path):
     ours = _bin(mean, apply_transforms(tcord, mean.grid, [res.warp_template2image(0)], "linear").data)
     header = _bin(mean, apply_transforms(seg, mean.grid, [], "linear").data)
     d_ours, d_header = dice(ours, ref, zb=True).dice, dice(header, ref, zb=True).dice
-    assert d_ours >= 0.85 and d_ours > d_header + 0.1, (d_ours, d_header)
+    assert d_ours >= 0.94 and d_ours > d_header + 0.1, (d_ours, d_header)  # measured 0.96 / 0.68
     # 4D: the series moved to the template (streamed, one interpolation per volume) has the mean
     # of the moved mean volume (linear interpolation commutes with the temporal mean)
     fwd = res.warp_image2template(0)

@@ -232,8 +232,7 @@ def test_fmri_tsnr_rises(sct_data: Path, tmp_path: Path) -> None:
     print(f"fmri cord tSNR before {before:.3f} after {after:.3f} (+{100 * (after / before - 1):.1f} %), "
           f"max shift {np.abs(res.shifts_mm()).max():.3f} mm, estimate {res.info['seconds_estimate']} s")
     # measured 9.04 -> 9.94 (+10 %)
-    assert after >= before
-    assert after > 1.05 * before
+    assert after > 1.08 * before
     metrics = json.loads((tmp_path / "moco" / "metrics.json").read_text())
     assert metrics["summary"]["tsnr_after"] == pytest.approx(after, abs=1e-3)
     assert len(metrics["per_volume"]) == 30
@@ -255,7 +254,7 @@ def test_dmri_groups_cli(sct_data: Path, tmp_path: Path) -> None:
     shifts = np.array(params["shift_vox"])
     assert np.array_equal(shifts[1], shifts[2]) and np.array_equal(shifts[4], shifts[6])
     assert np.abs(shifts[0]).max() == 0.0  # the single b=0 volume is the reference
-    assert np.abs(shifts[1:]).max() < 0.5  # b>0 groups against their mean: small motion (measured < 0.1)
+    assert np.abs(shifts[1:]).max() < 0.15  # b>0 groups against their mean: small motion (measured < 0.1)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["schema"] == "spinereg.moco.metrics/1"
     assert [r["class"] for r in metrics["per_volume"]] == ["b0"] + ["dwi"] * 6

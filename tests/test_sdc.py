@@ -111,7 +111,7 @@ def test_jacobian_restores_cord_intensity(ph):
     truth = ph.epi_undistorted.data
     res = correct_fieldmap(ph.blip_up, ph.fieldmap_hz, pe="j", readout_s=0.03)
     err = np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean()
-    assert err < 0.05
+    assert err < 0.0175, err  # measured 1.45 % (seed 0, the module's CLAIMS[0]["jac"])
     assert abs(res.corrected.data[cord].mean() / truth[cord].mean() - 1) < 0.02
     plain = unwarp(ph.blip_up.data, res.vsm.data, 1, jacobian_mod=False)
     err_plain = np.abs(plain - truth)[cord].mean() / truth[cord].mean()

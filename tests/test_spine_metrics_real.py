@@ -52,7 +52,8 @@ def test_bodies_placed_at_the_labelled_levels(t2_registered, sct_data):
     for v, s_v in zip(labels.values, s_label, strict=True):
         centre = bodies.grid.voxel_to_world(np.argwhere(lab == v)).mean(0)
         s_c, dist = cl.project(centre[None])
-        assert abs(s_c[0] - s_v) < 2.0, (v, s_c[0], s_v)  # measured 0.1-0.3 (C3), 1.2-1.4 (C5) mm
+        # measured 0.1-0.3 (C3), 1.2-1.4 (C5) mm
+        assert abs(s_c[0] - s_v) < {3: 0.5, 5: 1.6}[int(v)], (v, s_c[0], s_v)
         assert 8.0 < dist[0] < 20.0  # the body lies in front of the cord
 
 
