@@ -4,7 +4,8 @@ Measured (seed 0, 2 cores; phantom ~3-8 s, chain ~4 s): inside the true cord of 
 the composed template mapping (SDC + chain) is 0.77 mm mean / 1.20 mm p95 from the truth; without
 the SDC link 1.04 / 1.88 mm (same chain) and 1.12 / 1.92 mm (EPI link re-registered on the
 distorted EPI). Per link (cord): SDC 0.00 mm (exact field), EPI -> T2*w 0.40, T2*w -> T2w 0.81,
-T2w -> template 0.48 (mean); the T2*w -> T2w link and the anatomical registration dominate.
+T2w -> template 0.48 (mean; session 32: 0.40, 1.00, 0.49); the T2*w -> T2w link and the anatomical
+registration dominate.
 
 The chain runs with its defaults: the T2*w has a cord segmentation, so the landmarks carried
 into it (as world points, never snapped to its 5 mm slices) drive a direct template registration
@@ -156,7 +157,8 @@ def test_per_link_errors(phantom, chained):
     assert e_dist.mean() > 0.5 and np.percentile(e_dist, 95) > 1.2
     # the segmentation link T2*w -> T2w cannot see S-I offsets (1.0 mm here); with its own
     # segmentation the T2*w is registered to the template directly, so that link is not on the path
-    assert e_epi.mean() < 0.6 and e_t2s.mean() < 1.2 and e_anat["mean_mm"] < 0.7
+    # measured (session 32) 0.40 / 1.00 / 0.49 mm
+    assert e_epi.mean() < 0.45 and e_t2s.mean() < 1.1 and e_anat["mean_mm"] < 0.55
 
 
 #: (seed, field map) -> (mean, p95) mm with the independent T2w subject (module docstring)

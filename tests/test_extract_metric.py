@@ -249,9 +249,9 @@ def test_phantom_map_recovers_tract_values_better_than_wa(tmp_path):
     # these 2-voxel-wide tracts a little towards the white-matter mean); ML, without prior,
     # is near exact at this low noise (0.2)
     assert err_wa.mean() > 6.0
-    assert err_map.mean() < 0.35 * err_wa.mean()
-    assert err_map.max() < 6.0
-    assert np.abs(ml - TRUTH).mean() < 0.1 * err_wa.mean()
+    assert err_map.mean() < 2.3 and err_map.mean() < 0.35 * err_wa.mean()
+    assert err_map.max() < 5.0
+    assert np.abs(ml - TRUTH).mean() < 0.3
     # combined labels: white matter as one column, its MAP close to the mean WM value
     wm_wa = one(extract_metric(metric, tmp_path / "atlas", 51, method="wa")).value
     wm_map = one(extract_metric(metric, tmp_path / "atlas", 51, method="map")).value

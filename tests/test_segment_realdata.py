@@ -123,7 +123,8 @@ def test_csa_c2_c5_within_5_percent_of_manual(sct_data):
     auto = cross_sectional_area(_segment(str(t2 / "t2.nii.gz")).seg, lev).mean_over([2, 3, 4, 5])
     man = cross_sectional_area(load_image(t2 / "t2_seg-manual.nii.gz"), lev).mean_over([2, 3, 4, 5])
     assert man[2] >= 45 and auto[2] >= 45
-    assert abs(auto[0] - man[0]) / man[0] <= 0.05, (auto, man)  # measured -2.4 % (model alone +4.4 %)
+    rel = (auto[0] - man[0]) / man[0]
+    assert abs(rel + 0.024) <= 0.01, (rel, auto, man)  # measured -2.4 % (model alone +4.4 %; the issue asks 5 %)
 
 
 def test_fmri_mean_is_segmented(sct_data):

@@ -289,7 +289,7 @@ def test_slicereg_mt_segs_match_sct_groundtruth(sct_data):
     field = slicereg(f.data, m.data, g, g, step)
     ours = field.slice_params.shift_mm(g)[:, :2]
     err = np.abs(ours - _gt_ras(sct_data))
-    assert err.max() < 0.05, err  # measured: 0.013 mm
+    assert err.max() < 0.02, err  # measured: 0.013 mm
     warped = apply_transforms(m, g, field)
     assert _dice(warped.data, f.data) > _dice(m.data, f.data)
 
@@ -308,7 +308,7 @@ def test_slicereg_mt_images_in_dilated_cord_mask(sct_data):
     warped = apply_transforms(m, g, field)
     before = np.corrcoef(m.data[mask], f.data[mask])[0, 1]
     after = np.corrcoef(warped.data[mask], f.data[mask])[0, 1]
-    assert after > before + 0.15, (before, after)  # measured 0.68 -> 0.93
+    assert after > before + 0.22, (before, after)  # measured 0.68 -> 0.93
     # at least as good as SCT's own slicereg result shipped with the data (issue: gold 0.918)
     gold = load_image(mt / "mt0_reg_slicereg_goldstandard.nii.gz").data
     gold_ncc = np.corrcoef(gold[mask], f.data[mask])[0, 1]
