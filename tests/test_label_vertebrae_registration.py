@@ -65,4 +65,4 @@ def test_full_phantom_with_automatic_discs(seed):
     mean, p95 = CLAIMS[seed]
     assert err["mean_mm"] <= mean + 0.03 and err["p95_mm"] <= p95 + 0.1, (err["mean_mm"], err["p95_mm"])
     tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
-    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.975
+    assert dice(apply_transforms(tcord, ph.seg.grid, [reg.template2anat], "linear"), ph.seg).dice >= 0.98  # measured 0.984-0.987
