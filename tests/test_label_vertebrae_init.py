@@ -6,8 +6,10 @@ and reported identity margin 7.51, not ambiguous, with no word of the image disa
 
 Measured on the 20 labeling phantoms (tests/test_label_vertebrae_phantoms.py's cases, a middle
 true disc pinned at its true point): pinned with its own value, no warning on 19 of 20 (the
-20th, axial_thick seed 0, is the one the image alone labels wrong, flagged ambiguous: the
-warning says "ambiguously"); pinned one level up or down, a warning on 40 of 40."""
+20th, axial_thick seed 0, is the one the image alone labelled wrong, flagged ambiguous: the
+warning says "ambiguously"); pinned one level up or down, a warning on 40 of 40. Measured before
+session 25, when axial_thick 0 was still labelled wrong without a pin (20 of 20 right since:
+tests/test_label_vertebrae_phantoms.py); not rerun since."""
 
 from __future__ import annotations
 
