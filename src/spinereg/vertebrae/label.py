@@ -60,6 +60,7 @@ from spinereg.vertebrae.evidence import (
     smoothed,
     tilt_profiles,
 )
+from spinereg.vertebrae.intensity import zero_based
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, CORD, SPACING_SD, SpineModel, spine_model
 from spinereg.vertebrae.names import margin_text
@@ -419,6 +420,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     result, e.g. register-to-template given body labels)."""
     require_segmentation(seg, "segmentation", "-s")
     require_not_mask(image, "image", "-i")
+    image, offset = zero_based(image)  # the cues read intensities on a scale that starts near 0
     with _one_blas_thread():
         prep = _prepare(image, seg, contrast)
         lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
@@ -428,6 +430,8 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         elif check_identity:
             lab = _with_csf_identity(image, seg, prep, template, lab)
         lab.report["pmj"] = None if prep.pmj is None else {**prep.pmj.as_dict(), "s": round(prep.pmj_s, 2)}
+        if offset:
+            lab.report["intensity_offset"] = round(offset, 4)
         return _with_flag_confidence(_with_cord_end(image, lab, prep))
 
 

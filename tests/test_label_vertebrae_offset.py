@@ -1,0 +1,60 @@
+"""An additive intensity offset does not change the labeling (spinereg.vertebrae.intensity).
+
+Found in session 32: sct_testing_data t2 with 1000 added to every voxel (its range 0-1257) was
+labelled C2/C3-C4/C5 right by the discs and the cord width, then relabelled seven levels low
+(T2/T3 ...) by the CSF profile, whose threshold (half the brightest value on a disk about the
+cord) assumes a scale that starts near 0; flagged, but wrong. Scaling (x 1e-3, x 1000) and mean
+subtraction changed nothing, nor did offsets up to +300. The labeling now takes off an offset
+that lifts the image's floor above a quarter of its bright end; every real image and phantom here
+has none by that rule, so their labelings are untouched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spinereg.io.image import Image, load_image
+from spinereg.vertebrae import label_vertebrae
+from spinereg.vertebrae.intensity import OFFSET_FRACTION, intensity_offset, zero_based
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.mark.parametrize("path", ["t2/t2.nii.gz", "t1/t1w.nii.gz", "t2s/t2s.nii.gz", "mt/mt1.nii.gz",
+                                  "dmri/dwi_mean.nii.gz"])
+def test_real_images_have_no_offset(sct_data, path):
+    img = load_image(sct_data / path)
+    assert intensity_offset(img) == 0.0
+    assert zero_based(img)[0] is img
+
+
+@pytest.mark.parametrize("variant", ["cervical", "thoracolumbar", "axial_thick", "sagittal_thick", "iso1mm_t1",
+                                     "test", "test_t1"])
+def test_phantoms_have_no_offset(variant):
+    from spinereg.phantom.independent import make_independent_subject
+
+    assert intensity_offset(make_independent_subject(variant, seed=0).image) == 0.0
+
+
+def test_offset_is_the_floor_above_a_quarter_of_the_bright_end():
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0.0, 100.0, (30, 30, 30)).astype(np.float32)
+    img = Image(data, np.eye(4))
+    assert intensity_offset(img) == 0.0
+    shifted = Image(data + 1000.0, np.eye(4))
+    off = intensity_offset(shifted)
+    assert 1000.0 < off < 1001.0 and off > OFFSET_FRACTION * float(np.percentile(data + 1000.0, 99.5))
+    back, got = zero_based(shifted)
+    assert got == off and float(np.asarray(back.data).min()) >= -1.0
+    assert intensity_offset(Image(data - 50.0, np.eye(4))) == 0.0  # a negative floor (mean-subtracted) is kept
+
+
+def test_t2_with_an_offset_is_labelled_as_t2(sct_data):
+    d = sct_data / "t2"
+    img, seg = load_image(d / "t2.nii.gz"), load_image(d / "t2_seg-manual.nii.gz")
+    ref = label_vertebrae(img, seg, contrast="t2")
+    moved = label_vertebrae(img.with_data(np.asarray(img.data, np.float32) + 1000.0), seg, contrast="t2")
+    assert [d.value for d in moved.discs] == [d.value for d in ref.discs] == [3, 4, 5]
+    assert np.allclose([d.s for d in moved.discs], [d.s for d in ref.discs], atol=0.05)
+    assert moved.report["intensity_offset"] > 900 and "intensity_offset" not in ref.report
+    assert not (moved.report.get("csf_identity") or {}).get("relabelled")
