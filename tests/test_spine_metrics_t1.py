@@ -74,9 +74,16 @@ def test_t1_heights_and_tilts_against_the_reference(t1_measured):
     assert np.isfinite(e).all(), err
     # measured: C3 anterior -0.96, the other eight within 0.39 (C4 posterior, C5 anterior)
     assert e.max() <= 1.05 and (e <= 0.5).sum() >= 8, err
+    claims = {(3, "anterior"): -0.96, (3, "middle"): -0.23, (3, "posterior"): 0.15, (4, "anterior"): -0.04,
+              (4, "middle"): -0.05, (4, "posterior"): 0.39, (5, "anterior"): 0.39, (5, "middle"): 0.00,
+              (5, "posterior"): 0.05}  # README (session 13), each asserted within 0.15 mm
+    assert all(abs(err[k] - c) <= 0.15 for k, c in claims.items()), err
     tilt = {(v, s): rows[(f"image_endplate_{s}_tilt", f"C{v}")]["value"] - truth["tilts"][(v, s)]
             for v, s in ((3, "superior"), (3, "inferior"), (4, "superior"), (4, "inferior"), (5, "superior"))}
     assert max(abs(x) for x in tilt.values()) <= 4.0, tilt
+    tilt_claims = {(3, "superior"): -3.9, (3, "inferior"): 1.3, (4, "superior"): -0.9, (4, "inferior"): -1.3,
+                   (5, "superior"): -1.7}  # README (session 13), each within 0.5 deg
+    assert all(abs(tilt[k] - c) <= 0.5 for k, c in tilt_claims.items()), tilt
     c5i = rows[("image_endplate_inferior_tilt", "C5")]
     assert np.isnan(c5i["value"]) and "field of view cuts" in c5i["flag"], c5i
     # C2: its inferior endplate is an endplate, its superior end is the dens
