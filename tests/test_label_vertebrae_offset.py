@@ -47,6 +47,8 @@ def test_offset_is_the_floor_above_a_quarter_of_the_bright_end():
     back, got = zero_based(shifted)
     assert got == off and float(np.asarray(back.data).min()) >= -1.0
     assert intensity_offset(Image(data - 50.0, np.eye(4))) == 0.0  # a negative floor (mean-subtracted) is kept
+    assert intensity_offset(Image(data[:, :, 0] + 1000.0, np.eye(4))) > 1000.0  # any number of axes: a 2D image
+    # reaches the labeling's own one-line "must be 3D" error
 
 
 def test_t2_with_an_offset_is_labelled_as_t2(sct_data):

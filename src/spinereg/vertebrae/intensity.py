@@ -29,7 +29,8 @@ STRIDE = 3
 
 def intensity_offset(image: Image) -> float:
     """The image's additive intensity offset (0 when its floor is near 0; module doc)."""
-    sample = np.asarray(image.data)[::STRIDE, ::STRIDE, ::STRIDE].astype(np.float32, copy=False)
+    data = np.asarray(image.data)
+    sample = data[tuple(slice(None, None, STRIDE) for _ in range(data.ndim))].astype(np.float32, copy=False)
     sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return 0.0
