@@ -48,6 +48,8 @@ def test_offset_is_a_floor_far_from_zero_against_the_range():
     assert -1000.0 < intensity_offset(Image(data - 1000.0, np.eye(4))) < -999.0  # below 0 as well
     back, got = zero_based(shifted)
     assert got == off and float(np.asarray(back.data).min()) >= -1.0
+    named = Image(data + 1000.0, np.eye(4), path="/data/sub-01_T2w.nii.gz")
+    assert zero_based(named)[0].name == named.name  # errors on the shifted image still name the file
     assert intensity_offset(Image(data - 20.0, np.eye(4))) == 0.0  # a floor near 0 against the range is kept
     assert intensity_offset(Image(data[:, :, 0] + 1000.0, np.eye(4))) > 1000.0  # any number of axes: a 2D image
     # reaches the labeling's own one-line "must be 3D" error

@@ -13,7 +13,8 @@ floor lies further from 0 than :data:`OFFSET_FRACTION` of the image's range (flo
 percentile), else 0; :func:`zero_based` takes it off. Every image measured here has an offset of 0
 by this rule (|floor| / range: sct_testing_data t2 0, t1 0.02, t2s 0.07, mt0 / mt1 0.06 / 0.03,
 dwi_mean 0.15; the independent phantoms 0-0.11), so their labelings are untouched
-(tests/test_label_vertebrae_offset.py).
+(tests/test_label_vertebrae_offset.py). Images of noise matched to an image's mean and SD reach below
+0 and are shifted; they are refused as before (tests/test_label_vertebrae_noise.py).
 """
 
 from __future__ import annotations
@@ -40,8 +41,11 @@ def intensity_offset(image: Image) -> float:
 
 
 def zero_based(image: Image) -> tuple[Image, float]:
-    """``image`` with its :func:`intensity_offset` taken off, and that offset (the same image when 0)."""
+    """``image`` with its :func:`intensity_offset` taken off, and that offset (the same image when 0).
+    The shifted image keeps the file it came from, so errors still name it."""
     offset = intensity_offset(image)
     if offset == 0.0:
         return image, 0.0
-    return image.with_data(np.asarray(image.data, np.float32) - np.float32(offset)), offset
+    out = Image(np.asarray(image.data, np.float32) - np.float32(offset), image.affine, image.header, image.path)
+    out.what = image.what
+    return out, offset
