@@ -33,13 +33,15 @@ from spinereg.cord.landmarks import (
     rootlet_midpoints,
     split_below_cord,
 )
+from spinereg.cord.roll import cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
 from spinereg.io.orientation import reorient, si_last_code
 from spinereg.io.resample import slice_like
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear, SampledMapping
-from spinereg.register.engine import invert_step, run_steps
+from spinereg.register.engine import invert_step, region_of_interest, run_steps
+from spinereg.register.slice_maps import extended_slice_maps
 from spinereg.register.steps import Step, parse_param
 from spinereg.transforms.apply import apply_transforms
 from spinereg.transforms.base import Chain, Transform
@@ -349,7 +351,12 @@ def register_to_template(
     si_report: dict = {"used": False, "reason": "disabled"}
     if si_refine:
         t0 = time.perf_counter()
-        arc, si_report = _refine_si(arc, cl_tpl, cl_subj, img, tpl, contrast, tcord, anchors)
+        # the pattern is read in front of the cord: in the subject's own front when it is turned
+        # about S-I in the scanner (as the labeling reads its discs)
+        turn = frame_turn(cross_section_roll(sg, cl_subj).angle_deg)
+        arc, si_report = _refine_si(arc, cl_tpl, cl_subj.rolled(turn) if turn else cl_subj, img, tpl, contrast,
+                                    tcord, anchors)
+        si_report["frame_turned_deg"] = round(turn, 2)
         timings["si_refine"] = time.perf_counter() - t0
     mapping = CordMapping(cl_tpl, cl_subj, arc)
 
@@ -407,11 +414,15 @@ def register_to_template(
     res = run_steps(steps, grid, fixed, moving, initial, progress=progress)
     timings["steps"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    inverses = [invert_step(t) for t in res.transforms]
+    # slice-wise steps carried beyond the cord (register.slice_maps): the engine's copies fade into
+    # the identity at the edge of the working grid (the cord plus 12 mm), which left a rotation
+    # found about the cord off the vertebral bodies beyond it
+    transforms = extended_slice_maps(res.transforms, region_of_interest(grid, [fixed.get("seg")]))
+    inverses = [invert_step(t) for t in transforms]
     timings["invert"] = time.perf_counter() - t0
     return TemplateRegistration(
         image=img, seg=sg, template=tpl, ref=ref, steps=steps, landmarks=lm, template_landmarks=tlm,
-        mapping=mapping, mapping_fields=(fwd_map, inv_map), step_transforms=res.transforms, step_inverses=inverses, work_grid=grid,
+        mapping=mapping, mapping_fields=(fwd_map, inv_map), step_transforms=transforms, step_inverses=inverses, work_grid=grid,
         template_grid=out_tpl, template_crop=work_tpl, si_report=si_report, timings=timings, records=[r.as_dict() for r in res.records],
         auto_landmarks=auto, auto_template_landmarks=tauto, landmark_report=report,
         labeling=labeling if labeling is not None and not isinstance(labeling, str) else None,
