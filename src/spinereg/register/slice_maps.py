@@ -22,15 +22,11 @@ is exact.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from spinereg.io.grid import Grid
+from spinereg.register.slicewise import SliceParams, se2_log_offset
 from spinereg.transforms.base import Transform
-
-if TYPE_CHECKING:
-    from spinereg.register.slicewise import SliceParams
 
 __all__ = ["extended_slice_map", "extended_slice_maps"]
 
@@ -63,20 +59,6 @@ def _smooth_along(values: np.ndarray, valid: np.ndarray, sigma_vox: float) -> np
     out[: idx[0]] = out[idx[0]]
     out[idx[-1] + 1:] = out[idx[-1]]
     return out
-
-
-def _log_rigid(theta: np.ndarray, center_mm: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
-    """Per slice, ``u`` of the SE(2) logarithm ``v(q) = theta J q + u`` of ``q -> R(q - c) + c + t``."""
-    cos, sin = np.cos(theta), np.sin(theta)
-    c, t = center_mm, shift_mm
-    rc = np.stack([cos * c[:, 0] - sin * c[:, 1], sin * c[:, 0] + cos * c[:, 1]], -1)
-    b = c - rc + t
-    small = np.abs(theta) < 1e-8
-    safe = np.where(small, 1.0, theta)
-    a_ = np.where(small, 1.0, sin / safe)
-    g_ = np.where(small, 0.0, (1 - cos) / safe)
-    det = a_ ** 2 + g_ ** 2
-    return np.stack([(a_ * b[:, 0] + g_ * b[:, 1]) / det, (-g_ * b[:, 0] + a_ * b[:, 1]) / det], -1)
 
 
 def _ramp(dist: np.ndarray, width: float) -> np.ndarray:
@@ -123,7 +105,7 @@ def extended_slice_map(grid: Grid, params: SliceParams, box: tuple[np.ndarray, n
     w_near = _ramp(dist - path, NEAR_RAMP_MM)
     w_far = _ramp(dist - max(FAR_RIGID_MM, path + NEAR_RAMP_MM), FAR_RAMP_MM)
     th_s = _smooth_along(th, np.asarray(params.valid, bool), ANGLE_SMOOTH_MM / dz)
-    u, u_s = _log_rigid(th, c_mm, t_mm), _log_rigid(th_s, c_mm, t_mm)
+    u, u_s = se2_log_offset(th, c_mm, t_mm), se2_log_offset(th_s, c_mm, t_mm)
     vx = w_near * (-th * qy + u[:, 0]) + (1 - w_near) * w_far * (-th_s * qy + u_s[:, 0])
     vy = w_near * (th * qx + u[:, 1]) + (1 - w_near) * w_far * (th_s * qx + u_s[:, 1])
     v = np.zeros(tuple(nodes.shape) + (3,), np.float32)

@@ -132,17 +132,7 @@ def rigid_velocity(grid: Grid, params: SliceParams, keep: tuple[np.ndarray, np.n
     nx, ny, nz = grid.shape
     dx, dy = (float(v) for v in grid.zooms[:2])
     th = np.asarray(params.angle, float)
-    cos, sin = np.cos(th), np.sin(th)
-    c = params.center * [dx, dy]
-    t = params.shift * [dx, dy]
-    rc = np.stack([cos * c[:, 0] - sin * c[:, 1], sin * c[:, 0] + cos * c[:, 1]], -1)
-    b = c - rc + t
-    small = np.abs(th) < 1e-8
-    safe = np.where(small, 1.0, th)
-    a_ = np.where(small, 1.0, sin / safe)  # V = [[a, -g], [g, a]]
-    g_ = np.where(small, 0.0, (1 - cos) / safe)
-    det = a_**2 + g_**2
-    u = np.stack([(a_ * b[:, 0] + g_ * b[:, 1]) / det, (-g_ * b[:, 0] + a_ * b[:, 1]) / det], -1)
+    u = se2_log_offset(th, params.center * [dx, dy], params.shift * [dx, dy])
     px = (np.arange(nx, dtype=float) * dx)[:, None, None]
     py = (np.arange(ny, dtype=float) * dy)[None, :, None]
     vx = -th[None, None, :] * py + u[:, 0][None, None, :]
@@ -159,6 +149,21 @@ def rigid_velocity(grid: Grid, params: SliceParams, keep: tuple[np.ndarray, np.n
     v[..., 0] = vx / dx * w
     v[..., 1] = vy / dy * w
     return VelocityField.from_voxel_velocity(grid, v)
+
+
+def se2_log_offset(theta: np.ndarray, center_mm: np.ndarray, shift_mm: np.ndarray) -> np.ndarray:
+    """Per slice, the ``u`` (nz, 2) of the SE(2) logarithm ``v(q) = theta J q + u`` of the rigid
+    map ``q -> R(theta)(q - c) + c + t`` (slice mm frame): its flow for unit time is that map."""
+    cos, sin = np.cos(theta), np.sin(theta)
+    c, t = center_mm, shift_mm
+    rc = np.stack([cos * c[:, 0] - sin * c[:, 1], sin * c[:, 0] + cos * c[:, 1]], -1)
+    b = c - rc + t
+    small = np.abs(theta) < 1e-8
+    safe = np.where(small, 1.0, theta)
+    a_ = np.where(small, 1.0, sin / safe)  # V = [[a, -g], [g, a]]
+    g_ = np.where(small, 0.0, (1 - cos) / safe)
+    det = a_**2 + g_**2
+    return np.stack([(a_ * b[:, 0] + g_ * b[:, 1]) / det, (-g_ * b[:, 0] + a_ * b[:, 1]) / det], -1)
 
 
 def _field_from_inplane(grid: Grid, di: np.ndarray, dj: np.ndarray) -> DisplacementField:
