@@ -125,6 +125,17 @@ def test_inverse_and_no_folding_with_noisy_angles():
     assert np.nanmin(d) > 0.0, np.nanmin(d)
 
 
+def test_the_fade_ends_inside_its_nodes_however_far_the_box_moves():
+    g, p = _grid(), _params(40)
+    p.shift[:] = [40.0, -25.0]  # the box's corners travel ~50 mm: rigid farther out, the fade after it
+    m = extended_slice_map(g, p, BOX)
+    edge = m.grid.voxel_to_world(np.array([[0.0, 5.0, 10.0], [m.grid.shape[0] - 1.0, 7.0, 20.0],
+                                           [30.0, m.grid.shape[1] - 1.0, 30.0], [12.0, 0.0, 5.0]]))
+    np.testing.assert_allclose(m.map(edge), edge, atol=1e-6)
+    inside = g.voxel_to_world(np.array([[15.0, 15.0, 20.0], [12.0, 18.0, 3.0]]))
+    np.testing.assert_allclose(m.map(inside), field_from_params(g, p).map(inside), atol=0.02)
+
+
 def test_only_slice_steps_are_replaced():
     g, p = _grid(), _params(40)
     f = field_from_params(g, p)

@@ -31,9 +31,10 @@ from spinereg.transforms.base import Transform
 __all__ = ["extended_slice_map", "extended_slice_maps"]
 
 
-#: the extended map: rigid (with the z-smoothed angle) out to this far beyond the cord's box (mm),
-#: then a cosine ramp of FAR_RAMP_MM into the identity; the per-slice angle (as estimated) within
-#: NEAR_RAMP_MM of the box, blended into the smoothed one
+#: the extended map: rigid (with the z-smoothed angle) out to this far beyond the cord's box (mm;
+#: farther when the box's corners travel farther), then a cosine ramp of FAR_RAMP_MM into the
+#: identity; the per-slice angle (as estimated) within NEAR_RAMP_MM of the box (plus that path),
+#: blended into the smoothed one
 FAR_RIGID_MM = 30.0
 FAR_RAMP_MM = 25.0
 NEAR_RAMP_MM = 8.0
@@ -79,7 +80,17 @@ def extended_slice_map(grid: Grid, params: SliceParams, box: tuple[np.ndarray, n
 
     dx, dy, dz = (float(z) for z in grid.zooms)
     lo, hi = (np.asarray(b, float) for b in box)
-    reach = FAR_RIGID_MM + FAR_RAMP_MM + 30.0  # room for the path kept on the per-slice maps
+    c_mm, t_mm = params.center * [dx, dy], params.shift * [dx, dy]
+    th = np.asarray(params.angle, float)
+    # a point of the box flows to its image through the field: keep that whole path on the
+    # per-slice maps (the farthest any corner of the box moves)
+    corners = np.array([[x, y] for x in (lo[0] * dx, hi[0] * dx) for y in (lo[1] * dy, hi[1] * dy)])
+    rel = corners[None] - c_mm[:, None]
+    cos, sin = np.cos(th)[:, None], np.sin(th)[:, None]
+    moved = np.stack([cos * rel[..., 0] - sin * rel[..., 1], sin * rel[..., 0] + cos * rel[..., 1]], -1) - rel
+    path = float(np.linalg.norm(moved + t_mm[:, None], axis=-1).max()) if len(th) else 0.0
+    rigid_to = max(FAR_RIGID_MM, path + NEAR_RAMP_MM)
+    reach = rigid_to + FAR_RAMP_MM + 2 * NODE_MM  # the fade ends inside the node grid
     # the node grid: the slice grid's axes, in-plane from the box's edges out to ``reach``
     q_lo = np.array([lo[0] * dx, lo[1] * dy]) - reach
     q_hi = np.array([hi[0] * dx, hi[1] * dy]) + reach
@@ -93,17 +104,8 @@ def extended_slice_map(grid: Grid, params: SliceParams, box: tuple[np.ndarray, n
     qy = (q_lo[1] + NODE_MM * np.arange(n_ij[1]))[None, :, None]
     # distance (mm, per axis, the larger) from the box in-plane
     dist = np.maximum(np.maximum(lo[0] * dx - qx, qx - hi[0] * dx).clip(0), np.maximum(lo[1] * dy - qy, qy - hi[1] * dy).clip(0))
-    c_mm, t_mm = params.center * [dx, dy], params.shift * [dx, dy]
-    th = np.asarray(params.angle, float)
-    # a point of the box flows to its image through the field: keep that whole path on the
-    # per-slice maps (the farthest any corner of the box moves)
-    corners = np.array([[x, y] for x in (lo[0] * dx, hi[0] * dx) for y in (lo[1] * dy, hi[1] * dy)])
-    rel = corners[None] - c_mm[:, None]
-    cos, sin = np.cos(th)[:, None], np.sin(th)[:, None]
-    moved = np.stack([cos * rel[..., 0] - sin * rel[..., 1], sin * rel[..., 0] + cos * rel[..., 1]], -1) - rel
-    path = float(np.linalg.norm(moved + t_mm[:, None], axis=-1).max()) if len(th) else 0.0
     w_near = _ramp(dist - path, NEAR_RAMP_MM)
-    w_far = _ramp(dist - max(FAR_RIGID_MM, path + NEAR_RAMP_MM), FAR_RAMP_MM)
+    w_far = _ramp(dist - rigid_to, FAR_RAMP_MM)
     th_s = _smooth_along(th, np.asarray(params.valid, bool), ANGLE_SMOOTH_MM / dz)
     u, u_s = se2_log_offset(th, c_mm, t_mm), se2_log_offset(th_s, c_mm, t_mm)
     vx = w_near * (-th * qy + u[:, 0]) + (1 - w_near) * w_far * (-th_s * qy + u_s[:, 0])
