@@ -87,6 +87,28 @@ def test_endplate_and_segmental_angles_within_1_degree(which, request):
     assert abs(S.cobb_angle(rows, levels[0], levels[-1]) - ph.truth["cobb_deg"]) < 1.0
 
 
+def test_sagittal_tilt_is_read_in_the_bodys_own_plane():
+    """An endplate normal tilted 12 deg towards posterior: 12 deg in the scanner's frame; the same
+    body turned about S-I (its L-R axis with it) still 12 (the scanner's plane would read
+    atan(tan 12 cos 40) = 9.3); pitched 5 deg about L-R, 17; an L-R axis along S-I falls back to
+    the scanner's plane."""
+    def rot_z(deg):
+        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
+        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+    t = np.radians(12.0)
+    n, lr = np.array([0.0, -np.sin(t), np.cos(t)]), np.array([1.0, 0.0, 0.0])
+    assert S.sagittal_tilt_deg(n) == pytest.approx(12.0) and S.sagittal_tilt_deg(n, lr) == pytest.approx(12.0)
+    for deg in (-40.0, 25.0, 40.0):
+        r = rot_z(deg)
+        assert S.sagittal_tilt_deg(r @ n, r @ lr) == pytest.approx(12.0)
+    assert S.sagittal_tilt_deg(rot_z(40.0) @ n) == pytest.approx(np.degrees(np.arctan(np.tan(t) * np.cos(np.radians(40)))))
+    p = np.radians(5.0)  # about L-R (+x): +S turns towards posterior
+    pitch = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(p), -np.sin(p)], [0.0, np.sin(p), np.cos(p)]])
+    assert S.sagittal_tilt_deg(pitch @ n, lr) == pytest.approx(17.0)
+    assert S.sagittal_tilt_deg(n, np.array([0.0, 0.05, 1.0])) == pytest.approx(12.0)
+
+
 def test_c2_c7_cobb(cervical):
     rows = S.endplate_angles(cervical.bodies)
     cobb = S.cobb_angle(rows, 2, 7)

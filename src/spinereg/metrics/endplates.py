@@ -67,7 +67,10 @@ and why (a body cut by the image's end is refused, not measured short). An endpl
 plane whose outermost plane column (front or back) the field of view hides (``MIN_CUT_END``)
 keeps its heights but gets no tilt: a plane over part of a curved endplate is not its tilt.
 Tilts use the convention of :mod:`spinereg.metrics.spine` (angle of the superior-pointing normal
-from +S, towards posterior positive), so :func:`~spinereg.metrics.spine.segmental_angles` apply.
+from +S, towards posterior positive), so :func:`~spinereg.metrics.spine.segmental_angles` apply,
+read in the sagittal plane of the placed body's frame (its left-right axis, ``sagittal_lr``):
+a subject turned about S-I in the scanner keeps its tilts
+(:func:`~spinereg.metrics.spine.sagittal_tilt_deg`).
 """
 
 from __future__ import annotations
@@ -167,6 +170,9 @@ class BodyEndplates(Heights):
     #: the discs' polarity against the marrow the body was measured with (+1 brighter, -1 darker;
     #: 0: not measured), see :func:`disc_polarity`
     disc_polarity: int = 0
+    #: the left-right axis of the placed body's frame (world), whose sagittal plane the tilts are
+    #: read in (:func:`spinereg.metrics.spine.sagittal_tilt_deg`)
+    sagittal_lr: np.ndarray | None = None
 
     @property
     def heights(self) -> dict[str, float]:
@@ -216,7 +222,7 @@ def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
             continue
         a0, a1 = m[:, 1].min() - vox / 2, m[:, 1].max() + vox / 2
         s0, s1 = m[:, 2].min() - vox / 2, m[:, 2].max() + vox / 2
-        centre = c + axes @ np.array([lr_mid, 0.5 * (a0 + a1), 0.5 * (s0 + s1)])
+        centre = c + axes.T @ np.array([lr_mid, 0.5 * (a0 + a1), 0.5 * (s0 + s1)])
         out[v] = (centre, axes, float(a1 - a0), float(s1 - s0))
     return out
 
@@ -463,8 +469,10 @@ def _plane_hit(plane: tuple[np.ndarray, np.ndarray], base: np.ndarray, direction
     return float(n @ (q - base)) / den if abs(den) > 1e-6 else np.nan
 
 
-def _sag_deg(n: np.ndarray | None) -> float:
-    return float(np.degrees(np.arctan2(-n[1], n[2]))) if n is not None else float("nan")
+def _sag_deg(n: np.ndarray | None, lr: np.ndarray) -> float:
+    from spinereg.metrics.spine import sagittal_tilt_deg
+
+    return sagittal_tilt_deg(n, lr) if n is not None else float("nan")
 
 
 def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre: np.ndarray,
@@ -617,10 +625,10 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre: np.ndar
                            "front or back end (tilt not measured)")
     status = "measured" if not why_all else "; ".join(why_all)
     return BodyEndplates(level, level_name(level), ha, hm, hp, ha / hp if hp else np.nan, hm / hp if hp else np.nan,
-                         _sag_deg(shown[0]), _sag_deg(shown[1]),
+                         _sag_deg(shown[0], axes0[0]), _sag_deg(shown[1], axes0[0]),
                          [] if shown[0] is None else shown[0].round(6).tolist(),
                          [] if shown[1] is None else shown[1].round(6).tolist(),
-                         centre, axes, depth, status, cols, found)
+                         centre, axes, depth, status, cols, found, sagittal_lr=axes0[0].copy())
 
 
 def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",

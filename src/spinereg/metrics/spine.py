@@ -274,8 +274,28 @@ def vertebral_heights(bodies: ImageLike) -> list[HeightRow]:
     return rows
 
 
-def _sag_deg(n: np.ndarray) -> float:
-    return float(np.degrees(np.arctan2(-n[1], n[2])))
+def sagittal_tilt_deg(normal: np.ndarray, lr: np.ndarray | None = None) -> float:
+    """Sagittal tilt (deg) of an endplate's superior-pointing ``normal`` (world, RAS+): its angle
+    from +S, towards posterior positive, in the sagittal plane of the body whose left-right axis
+    is ``lr`` (a body frame's, so that S x ``lr`` points anterior; the plane's up is world +S
+    projected into it). ``lr=None``, or an ``lr`` within 11.5 deg of S-I: the scanner's sagittal
+    plane (world x).
+
+    A subject turned about S-I in the scanner (head rotation) keeps its tilts: they are read in
+    its own sagittal plane (read in the scanner's, a -17 deg tilt of a subject turned 20 deg
+    reads -16.0: the projection shrinks its tangent by cos 20 deg). One pitched about L-R has them
+    changed by the pitch (the tilt is from the scanner's S; segmental angles, differences, are
+    not); one leaning to the side has them changed by a fraction of a degree (t2 leaning 15 deg:
+    0.2-1.4 deg, the lean tilting the reference S within the plane)."""
+    n = np.asarray(normal, float)
+    up, front = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
+    if lr is not None:
+        e = np.asarray(lr, float) / np.linalg.norm(lr)
+        s = up - (up @ e) * e
+        if np.linalg.norm(s) >= 0.2:
+            up = s / np.linalg.norm(s)
+            front = np.cross(up, e)
+    return float(np.degrees(np.arctan2(-(n @ front), n @ up)))
 
 
 @dataclass
@@ -323,7 +343,8 @@ def _fit_endplates(a: np.ndarray, lr: np.ndarray, si: np.ndarray, voxel_volume: 
 def endplate_angles(bodies: ImageLike, core: float = 0.9) -> list[EndplateRow]:
     """Superior and inferior endplate planes of each body and their sagittal tilts (deg).
 
-    Tilt = angle of the plane's superior-pointing normal from +S, towards posterior positive.
+    Tilt = angle of the plane's superior-pointing normal from +S, towards posterior positive, in
+    the body's own sagittal plane (:func:`sagittal_tilt_deg`).
     Planes are fitted to sub-voxel top/bottom points sampled over the central ``core`` fraction of
     the body's depth and width (see :func:`_fit_endplates`).
     """
@@ -336,7 +357,8 @@ def endplate_angles(bodies: ImageLike, core: float = 0.9) -> list[EndplateRow]:
         for c1, c2 in _fit_endplates(loc[:, 1], loc[:, 0], loc[:, 2], vox, ext, core=core):
             n = axes[2] - c1 * axes[1] - c2 * axes[0]
             normals.append(n / np.linalg.norm(n))
-        rows.append(EndplateRow(v, level_name(v), _sag_deg(normals[0]), _sag_deg(normals[1]),
+        rows.append(EndplateRow(v, level_name(v), sagittal_tilt_deg(normals[0], axes[0]),
+                                sagittal_tilt_deg(normals[1], axes[0]),
                                 normals[0].round(6).tolist(), normals[1].round(6).tolist()))
     return rows
 
