@@ -382,8 +382,27 @@ def cobb_angle(rows: list[EndplateRow], upper: int, lower: int) -> float:
     return by[upper].inferior_deg - by[lower].inferior_deg
 
 
+def _sagittal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Up and front of the sagittal plane a spine's points (discs) lie in: its normal is the one of
+    the points' two minor principal axes nearer world L-R (so a curve bent to the side is still
+    read in its sagittal plane), up is world +S projected into the plane (as
+    :func:`sagittal_tilt_deg`)."""
+    c = points - points.mean(0)
+    _, vecs = np.linalg.eigh(c.T @ c)
+    minor = vecs[:, :2].T
+    lr = minor[int(np.argmax(np.abs(minor[:, 0])))]
+    lr = lr * np.sign(lr[0])
+    up = np.array([0.0, 0.0, 1.0]) - lr[2] * lr
+    if np.linalg.norm(up) < 0.2:
+        return np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
+    up /= np.linalg.norm(up)
+    return up, np.cross(up, lr)
+
+
 def disc_label_angles(discs: ImageLike) -> dict[str, float]:
-    """Sagittal angles between consecutive disc-to-disc directions (deg, positive = lordosis)."""
+    """Sagittal angles between consecutive disc-to-disc directions (deg, positive = lordosis), in
+    the plane the discs lie in (:func:`_sagittal_axes`: a subject turned about S-I in the
+    scanner keeps its angles)."""
     from spinereg.cord.landmarks import read_point_labels
 
     lm = read_point_labels(as_image(discs, "disc labels"), "disc")
@@ -392,7 +411,8 @@ def disc_label_angles(discs: ImageLike) -> dict[str, float]:
     if len(vals) < 3:
         raise InputError("fewer than 3 disc labels", lm.source, "label at least 3 consecutive discs")
     d = np.diff(pts, axis=0)
-    ang = np.degrees(np.arctan2(-d[:, 1], -d[:, 2]))
+    up, front = _sagittal_axes(pts)
+    ang = np.degrees(np.arctan2(-(d @ front), -(d @ up)))
     return {f"{vals[j]}-{vals[j + 1]}-{vals[j + 2]}": float(ang[j + 1] - ang[j]) for j in range(len(d) - 1)}
 
 
