@@ -17,6 +17,7 @@ import csv
 import numpy as np
 import pytest
 
+from helpers import rotation
 from spinereg.cli.main import main
 from spinereg.io.image import save_image
 from spinereg.metrics import spine as S
@@ -92,20 +93,15 @@ def test_sagittal_tilt_is_read_in_the_bodys_own_plane():
     body turned about S-I (its L-R axis with it) still 12 (the scanner's plane would read
     atan(tan 12 cos 40) = 9.3); pitched 5 deg about L-R, 17; an L-R axis along S-I falls back to
     the scanner's plane."""
-    def rot_z(deg):
-        c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
     t = np.radians(12.0)
     n, lr = np.array([0.0, -np.sin(t), np.cos(t)]), np.array([1.0, 0.0, 0.0])
     assert S.sagittal_tilt_deg(n) == pytest.approx(12.0) and S.sagittal_tilt_deg(n, lr) == pytest.approx(12.0)
     for deg in (-40.0, 25.0, 40.0):
-        r = rot_z(deg)
+        r = rotation((0.0, 0.0, deg))
         assert S.sagittal_tilt_deg(r @ n, r @ lr) == pytest.approx(12.0)
-    assert S.sagittal_tilt_deg(rot_z(40.0) @ n) == pytest.approx(np.degrees(np.arctan(np.tan(t) * np.cos(np.radians(40)))))
-    p = np.radians(5.0)  # about L-R (+x): +S turns towards posterior
-    pitch = np.array([[1.0, 0.0, 0.0], [0.0, np.cos(p), -np.sin(p)], [0.0, np.sin(p), np.cos(p)]])
-    assert S.sagittal_tilt_deg(pitch @ n, lr) == pytest.approx(17.0)
+    assert S.sagittal_tilt_deg(rotation((0.0, 0.0, 40.0)) @ n) == pytest.approx(np.degrees(np.arctan(np.tan(t) * np.cos(np.radians(40)))))
+    # 5 deg about L-R (+x): +S turns towards posterior
+    assert S.sagittal_tilt_deg(rotation((5.0, 0.0, 0.0)) @ n, lr) == pytest.approx(17.0)
     assert S.sagittal_tilt_deg(n, np.array([0.0, 0.05, 1.0])) == pytest.approx(12.0)
 
 
@@ -116,19 +112,12 @@ def test_body_tilts_and_heights_of_a_turned_subject(lumbar, turn, lean):
     in the scanner's: off by up to 1.9 / 3.4 / 3.9 deg)."""
     from spinereg.io.image import Image
 
-    def rot(axis: int, deg: float) -> np.ndarray:
-        c, s_ = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-        i, j = [k for k in range(3) if k != axis]
-        r = np.eye(3)
-        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s_, s_, c
-        return r
-
     def measured(img):
         h = [[r.anterior_mm, r.middle_mm, r.posterior_mm] for r in S.vertebral_heights(img)]
         return np.array(h), np.array([[r.superior_deg, r.inferior_deg] for r in S.endplate_angles(img)])
 
     a = np.eye(4)
-    a[:3, :3] = rot(2, turn) @ rot(1, lean)
+    a[:3, :3] = rotation((0.0, lean, turn))
     h0, t0 = measured(lumbar.bodies)
     h, t = measured(Image(np.asarray(lumbar.bodies.data), a @ lumbar.bodies.affine))
     np.testing.assert_allclose(h, h0, atol=1e-3)
@@ -158,16 +147,9 @@ def test_disc_label_angles_of_a_turned_subject(cervical, turn, lean):
     (a 30 deg turn shrinks each by ~13 %)."""
     from spinereg.io.image import Image
 
-    def rot(axis: int, deg: float) -> np.ndarray:
-        c, s_ = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-        i, j = [k for k in range(3) if k != axis]
-        r = np.eye(3)
-        r[i, i], r[i, j], r[j, i], r[j, j] = c, -s_, s_, c
-        return r
-
     img = cervical.discs
     a = np.eye(4)
-    a[:3, :3] = rot(2, turn) @ rot(1, lean)
+    a[:3, :3] = rotation((0.0, lean, turn))
     got = S.disc_label_angles(Image(np.asarray(img.data), a @ img.affine))
     base = S.disc_label_angles(img)
     for k in base:
