@@ -288,14 +288,22 @@ def sagittal_tilt_deg(normal: np.ndarray, lr: np.ndarray | None = None) -> float
     not); one leaning to the side has them changed by a fraction of a degree (t2 leaning 15 deg:
     0.2-1.4 deg, the lean tilting the reference S within the plane)."""
     n = np.asarray(normal, float)
-    up, front = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
-    if lr is not None:
-        e = np.asarray(lr, float) / np.linalg.norm(lr)
-        s = up - (up @ e) * e
-        if np.linalg.norm(s) >= 0.2:
-            up = s / np.linalg.norm(s)
-            front = np.cross(up, e)
+    up, front = _sagittal_plane(lr)
     return float(np.degrees(np.arctan2(-(n @ front), n @ up)))
+
+
+def _sagittal_plane(lr: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Up (world +S projected into the plane normal to ``lr``) and front (up x ``lr``) of that
+    sagittal plane; the scanner's for ``lr=None`` or within 11.5 deg of S-I."""
+    up, front = np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
+    if lr is None:
+        return up, front
+    e = np.asarray(lr, float) / np.linalg.norm(lr)
+    s = up - (up @ e) * e
+    if np.linalg.norm(s) < 0.2:
+        return up, front
+    s /= np.linalg.norm(s)
+    return s, np.cross(s, e)
 
 
 @dataclass
@@ -382,26 +390,20 @@ def cobb_angle(rows: list[EndplateRow], upper: int, lower: int) -> float:
     return by[upper].inferior_deg - by[lower].inferior_deg
 
 
-def _sagittal_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Up and front of the sagittal plane a spine's points (discs) lie in: its normal is the one of
-    the points' two minor principal axes nearer world L-R (so a curve bent to the side is still
-    read in its sagittal plane), up is world +S projected into the plane (as
-    :func:`sagittal_tilt_deg`)."""
+def _points_lr(points: np.ndarray) -> np.ndarray:
+    """The L-R axis of the sagittal plane a spine's points (discs) lie in: the one of the points'
+    two minor principal axes nearer world L-R (a curve bent to the side is still read in its
+    sagittal plane), pointing right."""
     c = points - points.mean(0)
     _, vecs = np.linalg.eigh(c.T @ c)
     minor = vecs[:, :2].T
     lr = minor[int(np.argmax(np.abs(minor[:, 0])))]
-    lr = lr * np.sign(lr[0])
-    up = np.array([0.0, 0.0, 1.0]) - lr[2] * lr
-    if np.linalg.norm(up) < 0.2:
-        return np.array([0.0, 0.0, 1.0]), np.array([0.0, 1.0, 0.0])
-    up /= np.linalg.norm(up)
-    return up, np.cross(up, lr)
+    return lr * np.sign(lr[0])
 
 
 def disc_label_angles(discs: ImageLike) -> dict[str, float]:
     """Sagittal angles between consecutive disc-to-disc directions (deg, positive = lordosis), in
-    the plane the discs lie in (:func:`_sagittal_axes`: a subject turned about S-I in the
+    the plane the discs lie in (:func:`_points_lr`: a subject turned about S-I in the
     scanner keeps its angles)."""
     from spinereg.cord.landmarks import read_point_labels
 
@@ -411,7 +413,7 @@ def disc_label_angles(discs: ImageLike) -> dict[str, float]:
     if len(vals) < 3:
         raise InputError("fewer than 3 disc labels", lm.source, "label at least 3 consecutive discs")
     d = np.diff(pts, axis=0)
-    up, front = _sagittal_axes(pts)
+    up, front = _sagittal_plane(_points_lr(pts))
     ang = np.degrees(np.arctan2(-(d @ front), -(d @ up)))
     return {f"{vals[j]}-{vals[j + 1]}-{vals[j + 2]}": float(ang[j + 1] - ang[j]) for j in range(len(d) - 1)}
 
