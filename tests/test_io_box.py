@@ -46,6 +46,9 @@ def test_values_empty_and_other_dimensions() -> None:
 
 def test_pad_voxels_and_sub_grid() -> None:
     assert pad_voxels(5.0, [0.8, 1.0, 3.0]).tolist() == [7, 5, 2]
+    # the voxel sizes of a turned header carry rounding: 25 mm is still 25 voxels of ~1 mm
+    assert pad_voxels(25.0, [1.0 - 2e-16, 1.0 - 1e-15, 1.0]).tolist() == [25, 25, 25]
+    assert pad_voxels(25.0, [0.99, 1.0 + 1e-6, 1.0]).tolist() == [26, 25, 25]
     assert pad_voxels(5.0, [0.8, 1.0, 3.0], 1).tolist() == [8, 6, 3]
     aff = np.array([[0, 0, -0.8, 10], [1.0, 0, 0, -5], [0, 2.0, 0, 3], [0, 0, 0, 1]])
     grid = Grid((20, 30, 40), aff)

@@ -41,6 +41,12 @@ def box_slices(lo: Sequence[int] | np.ndarray, hi: Sequence[int] | np.ndarray) -
     return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
+#: a ratio within this of a whole number of voxels is that number: the voxel sizes of a turned
+#: header carry rounding (25 mm at 1 mm voxels read 25.000000000000004 and took a 26th voxel)
+ROUND_TOL = 1e-9
+
+
 def pad_voxels(mm: float, zooms: Sequence[float] | np.ndarray, extra: int = 0) -> np.ndarray:
-    """Voxels per axis that cover ``mm`` at voxel size ``zooms`` (rounded up), plus ``extra``."""
-    return np.ceil(mm / np.asarray(zooms, float)).astype(int) + int(extra)
+    """Voxels per axis that cover ``mm`` at voxel size ``zooms`` (rounded up, a ratio within
+    ``ROUND_TOL`` above a whole number taken as that number), plus ``extra``."""
+    return np.ceil(mm / np.asarray(zooms, float) - ROUND_TOL).astype(int) + int(extra)

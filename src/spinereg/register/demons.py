@@ -198,7 +198,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     elif kind == "seg":
         seg_f, seg_m = f, m
     image = kind in ("im", "imseg")
-    margin = np.ceil(((IMAGE_REGION_MM + 5.0) if image else 8.0) / zooms).astype(int)
+    margin = pad_voxels((IMAGE_REGION_MM + 5.0) if image else 8.0, zooms)
     lo, hi, roi_union = _roi_box(f.shape, [seg_f, seg_m, fixed_mask], margin)
     sl = tuple(slice(a, b + 1) for a, b in zip(lo, hi, strict=True))
     report: dict = {"type": kind, "crop": [int(v) for v in (hi - lo + 1)]}
@@ -208,7 +208,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     # extended beyond it (edge values) and tapers to zero there, not inside the image
     pad_lo = pad_hi = np.zeros(3, int)
     if image and not getattr(step, "rigidity", 0):
-        pv = np.ceil(EDGE_PAD_MM / zooms).astype(int) * (w_axes > 0)
+        pv = pad_voxels(EDGE_PAD_MM, zooms) * (w_axes > 0)
         pad_lo = np.where(lo == 0, pv, 0)
         pad_hi = np.where(hi == np.array(f.shape) - 1, pv, 0)
     padded = bool(pad_lo.any() or pad_hi.any())
