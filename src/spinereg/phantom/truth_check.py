@@ -24,6 +24,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.cord.centerline import si_axis
+from spinereg.io.box import pad_voxels
 from spinereg.io.image import Image
 from spinereg.io.resample import VolumeSampler
 
@@ -85,7 +86,7 @@ def edge_offset(image: Image, mask: Image, *, slices: np.ndarray | None = None, 
         if mc.sum() * pix < min_area_mm2:
             continue
         # the object's box plus the ring (and a pixel)
-        pad = np.ceil(RING_MM[1] / zooms).astype(int) + 1
+        pad = pad_voxels(RING_MM[1], zooms, extra=1)
         rows, cols = np.flatnonzero(mc.any(1)), np.flatnonzero(mc.any(0))
         r0, c0 = max(rows[0] - pad[0], 0), max(cols[0] - pad[1], 0)
         mc = mc[r0:rows[-1] + pad[0] + 1, c0:cols[-1] + pad[1] + 1]

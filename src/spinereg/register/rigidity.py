@@ -26,6 +26,7 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.errors import InputError
+from spinereg.io.box import pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.transforms.base import Transform
 from spinereg.transforms.displacement import DisplacementField
@@ -91,7 +92,7 @@ def project_rigid(field: DisplacementField, labels: np.ndarray, weight: float = 
             continue
         m = kabsch(x[ok], y[ok])
         fits[v] = m
-        pad = np.ceil((margin + falloff_mm) / grid.zooms).astype(int) + 1
+        pad = pad_voxels(margin + falloff_mm, grid.zooms, extra=1)
         lo = np.maximum(idx.min(0) - pad, 0)
         hi = np.minimum(idx.max(0) + pad + 1, grid.shape)
         sl = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))

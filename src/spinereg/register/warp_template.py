@@ -36,6 +36,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from spinereg.errors import InputError, OutputError
+from spinereg.io.box import pad_voxels
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, output_os_error
 from spinereg.io.provenance import describe_inputs, versions
@@ -165,7 +166,7 @@ class DestinationMap:
         _, box = self.voxels(src)
         if box is None:
             return None
-        margin = np.ceil(float(self.dest.zooms.max()) / src.zooms).astype(int) + 2
+        margin = pad_voxels(float(self.dest.zooms.max()), src.zooms, extra=2)
         shape = np.array(src.shape)
         return tuple(slice(max(0, s.start - m), min(int(n), s.stop + m))
                      for s, m, n in zip(box, margin, shape, strict=True))
