@@ -296,3 +296,19 @@ def test_reverse_pe_pair_that_shows_no_distortion(ph_dir, tmp_path, capsys):
     assert meta["object_p99_shift_vox"] < 0.15 and "no distortion difference" in meta["warning"]  # 0.094
     right = correct_reverse_pe(ph_dir / "epi_blipup.nii.gz", ph_dir / "epi_blipdown.nii.gz")
     assert right.info["object_p99_shift_vox"] > 2.0 and "warning" not in right.info
+
+
+def test_rigid_fieldmap_alignment_does_not_depend_on_voxel_flips(ph):
+    """The EPI with its phase-encode axis flipped (same world; PE j -> j-) gets the same field
+    from the --rigid alignment of a measured-like field map: before session 35 it differed by up
+    to 4.3 Hz (RMS 1.9 Hz) in the cord, the correction by 0.13 mm (ANTs' rigid step depended on
+    the grid's first voxel; see test_ants_steps.py)."""
+    from spinereg.io import reorient
+    from spinereg.phantom.epi_realism import measured_fieldmap
+
+    fm, mag, _ = measured_fieldmap(ph, seed=0)
+    plain = correct_fieldmap(ph.blip_up, fm, magnitude=mag, rigid=True, pe="j", readout_s=0.03)
+    flipped = correct_fieldmap(reorient(ph.blip_up, "LPS"), fm, magnitude=mag, rigid=True, pe="j-", readout_s=0.03)
+    back = reorient(flipped.field_hz, "LAS").data
+    cord = ph.epi_seg.data > 0
+    assert np.abs(back - plain.field_hz.data)[cord].max() < 1e-3
