@@ -62,9 +62,19 @@ def reorient(img: Image, code: str) -> Image:
     return res
 
 
+def positive_code(affine: np.ndarray) -> str:
+    """The orientation code of ``affine`` with every axis turned to point to R, A or S, the axis
+    order kept (``PSR`` -> ``ASR``, ``LAS`` -> ``RAS``): a working grid that does not depend on how
+    the voxels of an image are flipped (same world)."""
+    return "".join({"L": "R", "P": "A", "I": "S"}.get(c, c) for c in axcodes(affine))
+
+
 def si_last_code(affine: np.ndarray) -> str:
     """nibabel code with the same in-plane axes but the S-I axis moved last (axial slices along
-    the last voxel axis, as slice-wise algorithms need)."""
-    codes = list(nib.aff2axcodes(affine))
-    si = next(i for i, c in enumerate(codes) if c in "SI")
+    the last voxel axis, as slice-wise algorithms need), every axis pointing to R, A or S
+    (:func:`positive_code`; registrations work on this grid: before session 35 the same
+    destination with a voxel axis flipped gave ``register`` another result, cord points up to
+    0.6 mm elsewhere)."""
+    codes = list(positive_code(affine))
+    si = next(i for i, c in enumerate(codes) if c == "S")
     return "".join(codes[:si] + codes[si + 1:] + [codes[si]])

@@ -22,7 +22,7 @@ import numpy as np
 from spinereg.errors import SpineregError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
-from spinereg.io.orientation import axcodes, reorient
+from spinereg.io.orientation import axcodes, positive_code, reorient
 from spinereg.register.ants_lib import LibImage, ants_registration, read_affine_2d
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.displacement import DisplacementField
@@ -66,12 +66,6 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
                                lambda f, m, g, k: ants_slicewise(f, m, g, step, k))
     return _in_orientation(positive_code(grid.affine), fixed, moving, grid, fixed_mask,
                            lambda f, m, g, k: _ants_3d(f, m, g, step, k))
-
-
-def positive_code(affine: np.ndarray) -> str:
-    """The orientation code of ``affine`` with each axis turned to point to R, A or S (axis order
-    kept): ``PSR`` -> ``ASR``, ``LAS`` -> ``RAS``."""
-    return "".join({"L": "R", "P": "A", "I": "S"}.get(c, c) for c in axcodes(affine))
 
 
 def _in_orientation(code: str, fixed: np.ndarray, moving: np.ndarray, grid: Grid, fixed_mask: np.ndarray | None,
