@@ -265,6 +265,30 @@ def test_register_flipped_destination_gives_the_same_points(sct_data):
         got = register_multimodal(src, reorient(dst, code), iseg=sseg, dseg=reorient(dseg, code)).src2dest.map(pts)
         np.testing.assert_allclose(got, base, atol=0.01, err_msg=code)
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("param", [None, "template_spine"])
+def test_template_flipped_subject_gives_the_same_points(sct_data, param):
+    """register-to-template (t2, manual mask, labels.nii.gz) with t2's voxels flipped along A-P and
+    then S-I (same world): the template lands at the same points at the cord, 16 mm in front and
+    8 mm to the right (to 0.01 mm; measured 0). Before session 35 the region the subject covers in
+    the template and the sampled cord mapping were read off every 4th voxel from the subject's first
+    corner: flipped A-P, template_spine moved the cord points 2.35 mm (4.57 mm in front), the
+    default 0.001 mm."""
+    from spinereg.cord.centerline import Centerline
+
+    img, seg = load_image(sct_data / "t2/t2.nii.gz"), load_image(sct_data / "t2/t2_seg-manual.nii.gz")
+    lab = load_image(sct_data / "t2/labels.nii.gz")
+    cl = Centerline.from_mask(seg)
+    p0 = cl.points(np.linspace(5.0, cl.length - 5.0, 6))
+    pts = np.vstack([p0, p0 + [0.0, 16.0, 0.0], p0 + [8.0, 0.0, 0.0]])
+    kw = {"param": param} if param else {}
+    base = register_to_template(img, seg, labels=lab, template="PAM50", contrast="t2", **kw).template2anat.map(pts)
+    for code in ("ASR", "PIR"):  # t2 is PSR
+        got = register_to_template(reorient(img, code), reorient(seg, code), labels=reorient(lab, code),
+                                   template="PAM50", contrast="t2", **kw).template2anat.map(pts)
+        np.testing.assert_allclose(got, base, atol=0.01, err_msg=code)
+
 # -- chain, moco, sdc -------------------------------------------------------------------------------
 @pytest.mark.slow
 @settings(max_examples=1, **SETTINGS)

@@ -274,3 +274,15 @@ def test_content_catches_a_wrong_flip_or_swap(orient, canon):
     wrong = img.with_data(moved.data)
     out = resample(wrong, REF_GRID, interp="linear").data
     assert np.abs(out - canon["resample"]["linear"]).max() > 1.0
+
+
+def test_positive_grid_keeps_the_nodes():
+    """positive_grid flips axes to R/A/S (order and shape kept): the same world nodes."""
+    from spinereg.io.grid import Grid
+    from spinereg.io.orientation import positive_code, positive_grid
+
+    g = Grid((5, 6, 7), np.array([[0, 0, -1.0, 3], [-1.0, 0, 0, 4], [0, 2.0, 0, 5], [0, 0, 0, 1]]))
+    p = positive_grid(g)
+    assert positive_code(g.affine) == "ASR" and positive_code(p.affine) == "ASR" and p.shape == g.shape
+    a = {tuple(x) for x in np.round(g.world_coords(), 6)}
+    assert a == {tuple(x) for x in np.round(p.world_coords(), 6)}

@@ -13,6 +13,7 @@ import numpy as np
 from nibabel import orientations as ornt
 
 from spinereg.errors import InputError
+from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 
 _OPPOSITE = {"L": "R", "R": "L", "A": "P", "P": "A", "S": "I", "I": "S"}
@@ -67,6 +68,14 @@ def positive_code(affine: np.ndarray) -> str:
     order kept (``PSR`` -> ``ASR``, ``LAS`` -> ``RAS``): a working grid that does not depend on how
     the voxels of an image are flipped (same world)."""
     return "".join({"L": "R", "P": "A", "I": "S"}.get(c, c) for c in axcodes(affine))
+
+
+def positive_grid(grid: Grid) -> Grid:
+    """``grid`` with its voxel axes flipped to :func:`positive_code` (same nodes, same shape):
+    what samples a grid every few voxels (``Grid.coarsened``) starts from the same corner however
+    the image's voxels are flipped."""
+    tr = ornt.ornt_transform(ornt.io_orientation(grid.affine), ornt.axcodes2ornt(tuple(positive_code(grid.affine))))
+    return Grid(tuple(grid.shape), grid.affine @ ornt.inv_ornt_aff(tr, tuple(grid.shape)))
 
 
 def si_last_code(affine: np.ndarray) -> str:

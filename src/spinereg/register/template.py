@@ -37,7 +37,7 @@ from spinereg.cord.roll import cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
-from spinereg.io.orientation import reorient, si_last_code
+from spinereg.io.orientation import positive_grid, reorient, si_last_code
 from spinereg.io.resample import slice_like
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear, SampledMapping
 from spinereg.register.engine import invert_step, region_of_interest, run_steps
@@ -230,6 +230,7 @@ def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: fl
     """``transform`` sampled on nodes spanning ``grid`` (trilinear in between): ``si_mm`` apart
     along the voxel axis closest to S-I, ``inplane_mm`` along the others. The cord mapping is
     linear in-plane and curves gently along the cord, so this is accurate (< 0.2 mm near the cord)."""
+    grid = positive_grid(grid)  # the nodes do not depend on how the voxels are flipped
     si = int(np.argmax(np.abs(grid.affine[2, :3]) / grid.zooms))
     spacing = np.full(3, inplane_mm)
     spacing[si] = si_mm
@@ -442,8 +443,10 @@ def auto_labeling(image: Image, seg: Image, contrast: str, template: str = "PAM5
 
 
 def covered_region(tgrid: Grid, to_template: Transform, subject: Grid, margin_mm: float = 5.0) -> Grid:
-    """Voxel-aligned part of the template grid that the subject grid maps into."""
-    sub = subject.coarsened(4)
+    """Voxel-aligned part of the template grid that the subject grid maps into (every 4th node of
+    the subject grid from the same corner whatever its voxel flips: before session 35 a subject
+    flipped A-P gave template_spine another region, and its cord points moved 2.4 mm)."""
+    sub = positive_grid(subject).coarsened(4)
     pts = to_template.map(sub.world_coords())
     return crop_grid(tgrid, pts[np.all(np.isfinite(pts), axis=1)], margin_mm)
 
