@@ -18,6 +18,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from spinereg.io.grid import Grid
+from spinereg.io.orientation import positive_grid
 from spinereg.transforms.base import Chain, Transform
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -158,7 +159,8 @@ class DisplacementField(Transform):
         if coarse_mm is not None and grid.size > min_size:
             stride = np.maximum(1, np.floor(coarse_mm / grid.zooms + 1e-6)).astype(int)
             if np.any(stride > 1):
-                coarse = cls.from_transform(transform, grid.coarsened(stride), max_points)
+                # nodes from the same corner however the grid's voxels are flipped
+                coarse = cls.from_transform(transform, positive_grid(grid).coarsened(stride), max_points)
                 return cls._upsample(coarse, grid, max_points)
         out = np.empty(tuple(grid.shape) + (3,), np.float32)
         for k0, k1 in grid.chunks(max_points):
