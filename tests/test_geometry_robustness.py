@@ -247,19 +247,23 @@ def test_register_pitched_headers_give_the_same_points(sct_data):
 
 
 
+def _probe_points(seg: Image) -> np.ndarray:
+    """Six points on the cord centerline of ``seg``, the same 16 mm in front and 8 mm to the right."""
+    from spinereg.cord.centerline import Centerline
+
+    cl = Centerline.from_mask(seg)
+    p0 = cl.points(np.linspace(5.0, cl.length - 5.0, 6))
+    return np.vstack([p0, p0 + [0.0, 16.0, 0.0], p0 + [8.0, 0.0, 0.0]])
+
 @pytest.mark.realdata
 def test_register_flipped_destination_gives_the_same_points(sct_data):
     """t1w onto t2 (both segmentations, the default preset) with t2's voxels flipped along one axis
     and then another (same world): the same correspondence at the cord, 16 mm in front of it and
     8 mm to its right (to 0.01 mm; measured 0). Before session 35 the registration worked on t2's
     voxel directions: flipped, the points moved up to 0.61 mm at the cord and 1.32 mm in front."""
-    from spinereg.cord.centerline import Centerline
-
     src, sseg = load_image(sct_data / "t1/t1w.nii.gz"), load_image(sct_data / "t1/t1w_seg-manual.nii.gz")
     dst, dseg = load_image(sct_data / "t2/t2.nii.gz"), load_image(sct_data / "t2/t2_seg-manual.nii.gz")
-    cl = Centerline.from_mask(dseg)
-    p0 = cl.points(np.linspace(5.0, cl.length - 5.0, 6))
-    pts = np.vstack([p0, p0 + [0.0, 16.0, 0.0], p0 + [8.0, 0.0, 0.0]])
+    pts = _probe_points(dseg)
     base = register_multimodal(src, dst, iseg=sseg, dseg=dseg).src2dest.map(pts)
     for code in ("ASR", "PIR"):  # t2 is PSR
         got = register_multimodal(src, reorient(dst, code), iseg=sseg, dseg=reorient(dseg, code)).src2dest.map(pts)
@@ -275,13 +279,9 @@ def test_template_flipped_subject_gives_the_same_points(sct_data, param):
     the template and the sampled cord mapping were read off every 4th voxel from the subject's first
     corner: flipped A-P, template_spine moved the cord points 2.35 mm (4.57 mm in front), the
     default 0.001 mm."""
-    from spinereg.cord.centerline import Centerline
-
     img, seg = load_image(sct_data / "t2/t2.nii.gz"), load_image(sct_data / "t2/t2_seg-manual.nii.gz")
     lab = load_image(sct_data / "t2/labels.nii.gz")
-    cl = Centerline.from_mask(seg)
-    p0 = cl.points(np.linspace(5.0, cl.length - 5.0, 6))
-    pts = np.vstack([p0, p0 + [0.0, 16.0, 0.0], p0 + [8.0, 0.0, 0.0]])
+    pts = _probe_points(seg)
     kw = {"param": param} if param else {}
     base = register_to_template(img, seg, labels=lab, template="PAM50", contrast="t2", **kw).template2anat.map(pts)
     for code in ("ASR", "PIR"):  # t2 is PSR

@@ -59,13 +59,11 @@ def ants_step(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
     ``step`` provides ``algo``, ``metric``, ``iter``, ``shrink``, ``smooth`` (mm), ``gradStep``
     (``grad_step``), ``deformation`` ("1x1x0") and ``spline_distance`` (mm, bsplinesyn).
     """
+    stage = ants_slicewise if int(_get(step, "slicewise", 0) or 0) == 1 else _ants_3d
     # every axis flipped to point to R, A or S, the order kept (slicewise=1 slices along the last
     # axis; deformation=1x1x0 names axes)
-    if int(_get(step, "slicewise", 0) or 0) == 1:
-        return _in_orientation(positive_code(grid.affine), fixed, moving, grid, fixed_mask,
-                               lambda f, m, g, k: ants_slicewise(f, m, g, step, k))
     return _in_orientation(positive_code(grid.affine), fixed, moving, grid, fixed_mask,
-                           lambda f, m, g, k: _ants_3d(f, m, g, step, k))
+                           lambda f, m, g, k: stage(f, m, g, step, k))
 
 
 def _in_orientation(code: str, fixed: np.ndarray, moving: np.ndarray, grid: Grid, fixed_mask: np.ndarray | None,
