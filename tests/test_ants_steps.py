@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import rotation
 from spinereg.io import Grid, Image
 from spinereg.pipelines.template_outputs import write_outputs
 from spinereg.register.ants_steps import ants_step
@@ -65,9 +66,7 @@ def _world_pair() -> tuple[Grid, np.ndarray, np.ndarray]:
         blob = np.exp(-((d[:, 0] / 9.0) ** 2 + (d[:, 1] / 6.0) ** 2 + (d[:, 2] / 14.0) ** 2))
         return (blob * (1.0 + 0.3 * np.sin(d[:, 0] / 2.5) * np.cos(d[:, 1] / 3.0))).astype(np.float32)
 
-    a = np.deg2rad(6.0)
-    r = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
-    moved = (x - c) @ r.T + c + [1.2, -0.6, 0.0]
+    moved = (x - c) @ rotation((0.0, 0.0, 6.0)).T + c + [1.2, -0.6, 0.0]
     return g, f(x).reshape(g.shape), f(moved).reshape(g.shape)
 
 

@@ -67,7 +67,7 @@ def positive_code(affine: np.ndarray) -> str:
     """The orientation code of ``affine`` with every axis turned to point to R, A or S, the axis
     order kept (``PSR`` -> ``ASR``, ``LAS`` -> ``RAS``): a working grid that does not depend on how
     the voxels of an image are flipped (same world)."""
-    return "".join({"L": "R", "P": "A", "I": "S"}.get(c, c) for c in axcodes(affine))
+    return "".join(c if c in "RAS" else _OPPOSITE[c] for c in axcodes(affine))
 
 
 def positive_grid(grid: Grid) -> Grid:
