@@ -48,19 +48,20 @@ def _scores(ph, param: str) -> dict[str, float]:
             "rigid": float(np.nanmean(rigidity_map(est)[bone]))}
 
 
-#: seed, contrast, the constrained pipeline's bone and cord error as measured, plus a margin (mm)
-CASES = [(0, "mr", 0.090, 0.299), (1, "mr", 0.093, 0.330), (0, "ct", 0.164, 0.585), (6, "mr", 0.090, 0.384),
-         (11, "ct", 0.190, 0.833)]
+#: seed, contrast, the constrained pipeline's bone and cord error (mm) and mean |J^T J - I| in bone as
+#: measured; asserted with a margin
+CASES = [(0, "mr", 0.090, 0.299, 0.010), (1, "mr", 0.093, 0.330, 0.011), (0, "ct", 0.164, 0.585, 0.009),
+         (6, "mr", 0.090, 0.384, 0.014), (11, "ct", 0.190, 0.833, 0.009)]
 
 
-@pytest.mark.parametrize(("seed", "contrast", "bone", "cord"), CASES)
-def test_rigid_bone_beats_unconstrained(seed, contrast, bone, cord, pam50_dir):
+@pytest.mark.parametrize(("seed", "contrast", "bone", "cord", "rigidity"), CASES)
+def test_rigid_bone_beats_unconstrained(seed, contrast, bone, cord, rigidity, pam50_dir):
     ph = make_articulated_phantom((3, 5), seed=seed, contrast=contrast, margin_mm=12.0)
     free = _scores(ph, PIPELINES["unconstrained"])
     rigid = _scores(ph, PIPELINES["constrained"])
     if seed != 6:
         assert free["bone"] >= 1.0  # the case the constraint is for: unconstrained >= 1 mm in bone
     assert rigid["bone"] <= bone + 0.02  # issue target 0.3
-    assert rigid["rigid"] <= 0.016  # issue target 0.02
+    assert rigid["rigid"] <= rigidity + 0.002  # issue target 0.02 (<= 0.016 before session 36)
     assert rigid["cord"] <= cord + 0.03
     assert rigid["cord"] <= free["cord"] - 0.1

@@ -76,7 +76,7 @@ def test_t2_init_file_is_one_level_off(sct_data):
 
 def test_t1_c2c3_without_init(sct_data):
     """t1: C2/C3 within 2 mm of slice 55 without -initz (the issue's target; measured -0.24 mm,
-    asserted within 0.5), identity not ambiguous, and the next discs within 2 mm of t2's boundaries
+    asserted within 0.1 of that; 0.5 of the site before session 36), identity not ambiguous, and the next discs within 2 mm of t2's boundaries
     (same world space; measured -1.25, -0.09 mm, asserted within 1.45 / 0.3; session 32)."""
     img = load_image(sct_data / "t1" / "t1w.nii.gz")
     seg = load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz")
@@ -91,7 +91,7 @@ def test_t1_c2c3_without_init(sct_data):
     assert [d.value for d in lab.discs if d.estimated] == [2]  # C1/C2 in view, placed by the spacing
     c2c3 = _t1_c2c3_world(sct_data)
     s_true, _ = lab.centerline.project(c2c3[None])
-    assert abs(got[3].s - s_true[0]) <= 0.5, got[3].s - s_true[0]
+    assert abs(got[3].s - s_true[0] - (-0.24)) <= 0.1, got[3].s - s_true[0]
     discs, cl2, _ = _t2_truth(sct_data)
     for v, within in ((4, 1.45), (5, 0.3)):
         # the t2 truth's world point at that arc length, projected on t1's centerline
@@ -149,7 +149,7 @@ def test_t2_without_init(sct_data):
     for body, s in bodies.items():
         s_lab, _ = lab.centerline.project(cl.points(s)[None])
         assert lab.level_at(s_lab)[0] == body
-    assert lab.ambiguous and 1.0 <= lab.identity_margin < 2.0
+    assert lab.ambiguous and abs(lab.identity_margin - 1.31) <= 0.1 and lab.identity_margin < 2.0
     assert any("identity margin" in r for r in lab.report["ambiguous_reasons"])
     # flagged: every disc reports half the chain's confidence (none reaches the QC's 0.5)
     assert lab.report["confidence_scaled_by_flag"] == 0.5

@@ -52,8 +52,9 @@ def test_bodies_placed_at_the_labelled_levels(t2_registered, sct_data):
     for v, s_v in zip(labels.values, s_label, strict=True):
         centre = bodies.grid.voxel_to_world(np.argwhere(lab == v)).mean(0)
         s_c, dist = cl.project(centre[None])
-        # measured 0.1-0.3 (C3), 1.2-1.4 (C5) mm
-        assert abs(s_c[0] - s_v) < {3: 0.5, 5: 1.6}[int(v)], (v, s_c[0], s_v)
+        # measured -0.29 (C3), +1.22 (C5) mm (0.1-0.3 / 1.2-1.4 in earlier sessions; asserted
+        # < 0.5 / 1.6 before session 36)
+        assert abs(s_c[0] - s_v - {3: -0.29, 5: 1.22}[int(v)]) < 0.15, (v, s_c[0], s_v)
         assert 8.0 < dist[0] < 20.0  # the body lies in front of the cord
 
 
@@ -146,6 +147,6 @@ def test_template_spine_preset_keeps_the_cord_fit(sct_data):
     for (v, k), claim in claims.items():
         err = rows[v].heights[k] - truth["heights"][v][k]
         assert abs(err - claim) < 0.2 and abs(err) < 1.0, (v, k, err)
-    for (v, side), claim in {(3, "superior"): -0.8, (3, "inferior"): 0.7, (4, "superior"): -0.2}.items():
+    for (v, side), claim in {(3, "superior"): -0.77, (3, "inferior"): 0.73, (4, "superior"): -0.20}.items():
         err = getattr(rows[v], f"{side}_deg") - truth["tilts"][(v, side)]
-        assert abs(err - claim) < 0.7 and abs(err) < 3.0, (v, side, err)
+        assert abs(err - claim) < 0.3 and abs(err) < 3.0, (v, side, err)
