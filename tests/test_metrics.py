@@ -484,14 +484,14 @@ def test_real_jacobian_of_sct_warp(sct_data):
     seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz", ndim=3)
     rm = jacobian(warp, seg)
     assert rm.n_voxels + rm.n_undefined == 4275
-    assert 0.85 < rm.mean < 0.95   # measured 0.919: the template cord is shrunk into the subject's
+    assert rm.mean == pytest.approx(0.919, abs=0.01)  # the template cord is shrunk into the subject's (0.85-0.95 before session 36)
 
 
 def test_real_centerline_and_labels(sct_data):
     t2 = sct_data / "t2"
     c = centerline_distance(load_image(t2 / "t2_centerline-manual.nii.gz"),
                             load_image(t2 / "t2_seg-manual.nii.gz"))
-    assert c.n_slices == 55 and 0.3 < c.rms_mm < 0.6 and c.max_mm < 1.0  # measured 0.464 / 0.925
+    assert c.n_slices == 55 and c.rms_mm == pytest.approx(0.464, abs=0.005) and c.max_mm == pytest.approx(0.925, abs=0.005)
     lab = label_distances(load_image(t2 / "labels.nii.gz"),
                           load_image(t2 / "t2_labeled_center_manual.nii.gz"))
     assert [p.label for p in lab.pairs] == [3, 5] and lab.only_in_b == [4]

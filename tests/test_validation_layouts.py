@@ -4,8 +4,9 @@ The registration, QC and warp-template code paths that use a real template image
 and those that synthesise one (mirror) both run here, whatever the reference copy holds. The
 registration is scored on the independent phantom with its *tissue* contrast (the stand-in
 template image comes from PAM50_small_t2, which the phantom's ``average`` source would share).
-Measured (test variant, tissue T2, seeds 0/1/2): 0.76/0.89/0.44 mm mean, 1.07/2.20/0.89 mm p95
-with either layout (the S-I refinement is rejected on both: the template images correlate
+Measured (test variant, tissue T2, seeds 0/1/2): 0.68/0.80/0.38 mm mean, 0.97/2.20/0.82 mm p95
+with either layout (session 36; the claims were 0.76/0.89/0.44, 1.07/2.20/0.89, asserted with
++0.1 / +0.25 mm, which had let them go stale; now +0.05 / +0.1) (the S-I refinement is rejected on both: the template images correlate
 negatively with the phantom's T2 vertebral pattern, bright discs; see docs/validation.md).
 """
 
@@ -20,7 +21,7 @@ from spinereg.io.template import load_template
 from spinereg.phantom.independent import make_independent_subject
 from spinereg.register.template import _template_intensity, register_to_template
 
-CLAIMS = {0: (0.76, 1.07), 1: (0.89, 2.20), 2: (0.44, 0.89)}
+CLAIMS = {0: (0.68, 0.97), 1: (0.80, 2.20), 2: (0.38, 0.82)}
 
 
 def test_layouts_have_and_lack_the_intensity_templates(pam50_full, pam50_mirror):
@@ -60,7 +61,7 @@ def test_registration_with_both_layouts_at_the_claim(pam50_full, pam50_mirror, s
     for root in (pam50_full, pam50_mirror):
         reg = register_to_template(ph.image, ph.seg, labels=ph.labels("body"), template=root, contrast="t2")
         err = ph.error(reg.template2anat)
-        assert err["mean_mm"] <= CLAIMS[seed][0] + 0.1 and err["p95_mm"] <= CLAIMS[seed][1] + 0.25
+        assert err["mean_mm"] <= CLAIMS[seed][0] + 0.05 and err["p95_mm"] <= CLAIMS[seed][1] + 0.1
         reports.append(reg.si_report)
     # the two layouts fed different template images to the S-I refinement
     assert reports[0]["correlation_before"] != reports[1]["correlation_before"]
