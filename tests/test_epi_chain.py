@@ -19,8 +19,10 @@ Those figures use the exact field on the EPI grid and the older template_subject
 (``make_epi_chain_phantom(subject="independent")``: its own deformation family, the real T2
 average) and a measured-like field map (:func:`spinereg.phantom.epi_realism.degrade_fieldmap`:
 2.5 x 2.5 x 4 mm, subject 1.9 mm / 2.2 degrees away, 6 Hz noise, 2 mm smoothing), seeds 0/1/2:
-0.79/0.93/0.47 mm mean, 1.12/1.33/0.87 mm p95; with the exact field 0.58/0.83/0.23 and
-0.90/1.15/0.44 (``INDEPENDENT_CLAIMS``); the T2w -> template link alone 0.41/0.48/0.31 mm. With
+0.81/0.94/0.47 mm mean, 1.14/1.34/0.87 mm p95; with the exact field 0.61/0.84/0.23 and
+0.92/1.18/0.43 (``INDEPENDENT_CLAIMS``; re-measured in session 36: first measured 0.79/0.93/0.47,
+1.12/1.33/0.87 and 0.58/0.83/0.23, 0.90/1.15/0.44, and asserted with +0.08 / +0.15 mm, which hid
+seed 0's drift of +0.02-0.03 mm; now +0.03 / +0.05); the T2w -> template link alone 0.41/0.48/0.31 mm. With
 the old T2w phantom and the measured-like field map: 0.82/1.13/0.65, 1.26/1.88/1.53.
 """
 
@@ -121,7 +123,7 @@ def test_epi_through_the_chain_within_1mm(phantom, chained):
     err = _errors(full, p.true_template2epi, cord)
     mean, p95 = float(err.mean()), float(np.percentile(err, 95))
     print(f"EPI -> template (with SDC): mean {mean:.2f} mm, p95 {p95:.2f} mm, n={err.size}")
-    assert mean <= 0.64 + 0.08 and p95 <= 1.11 + 0.15  # measured 0.64 / 1.11
+    assert mean <= 0.64 + 0.03 and p95 <= 1.12 + 0.06  # measured 0.64 / 1.12 (+0.08 / +0.15 before session 36)
 
     # the distortion correction matters: the same chain without the SDC link ...
     no_sdc = _errors(res.template2image(0), p.true_template2epi, cord)
@@ -162,8 +164,8 @@ def test_per_link_errors(phantom, chained):
 
 
 #: (seed, field map) -> (mean, p95) mm with the independent T2w subject (module docstring)
-INDEPENDENT_CLAIMS = {(0, "measured"): (0.79, 1.12), (1, "measured"): (0.93, 1.33), (2, "measured"): (0.47, 0.87),
-                      (0, "exact"): (0.58, 0.90)}  # exact field, seeds 1, 2 (measured once): 0.83/1.15, 0.23/0.44
+INDEPENDENT_CLAIMS = {(0, "measured"): (0.81, 1.14), (1, "measured"): (0.94, 1.34), (2, "measured"): (0.47, 0.87),
+                      (0, "exact"): (0.61, 0.92)}  # exact field, seeds 1, 2 (session 36): 0.84/1.18, 0.23/0.43
 
 
 @functools.lru_cache(maxsize=1)
@@ -188,4 +190,4 @@ def test_chain_on_the_independent_subject_at_the_claim(data_root, seed, kind):
     full = Chain([res.template2image(0), _distorted2undistorted(sdc.vsm.data, p.epi.grid, sdc.pe)])
     err = _errors(full, p.true_template2epi, p.epi_cord.data)
     mean_c, p95_c = INDEPENDENT_CLAIMS[(seed, kind)]
-    assert err.mean() <= mean_c + 0.08 and np.percentile(err, 95) <= p95_c + 0.15
+    assert err.mean() <= mean_c + 0.03 and np.percentile(err, 95) <= p95_c + 0.05

@@ -311,5 +311,5 @@ def test_rigid_3d_motion_with_slice_timing_at_the_claim(seed) -> None:
     vox = ph.epi.grid.zooms[:2]
     est, truth = res.shifts_mm()[..., :2] / vox, ms.displacement_mm / vox
     claim, nothing = RIGID_CLAIMS[seed]
-    assert _rms(est, truth) <= claim + 0.015
+    assert _rms(est, truth) <= claim + 0.005  # measured 0.0660 / 0.0834 / 0.0583 (session 36; +0.015 before)
     assert _rms(np.zeros_like(truth), truth) == pytest.approx(nothing, abs=0.01)
