@@ -50,12 +50,12 @@ def test_t2_turned_about_si_keeps_its_discs(sct_data):
     assert sorted(ref_pts) == [3, 4, 5]
     roll0 = ref.report["roll"]["angle_deg"]  # the subject's own turn, under the tolerance
     assert abs(roll0) < 5.0 and ref.report["roll"]["slab_turned_deg"] == 0.0
-    for deg in (15.0, -20.0, 30.0):
+    for deg in (15.0, -20.0, 30.0, 40.0):  # README: -20..+40 deg (+40 asserted since session 36)
         r = _turn(deg)
         lab = label_vertebrae(_turned(img, r), _turned(seg, r), contrast="t2")
         assert sorted(d.value for d in lab.discs) == [3, 4, 5], (deg, [d.name for d in lab.discs])
         for d in lab.discs:
-            assert np.linalg.norm(r[:3, :3].T @ d.point - ref_pts[d.value]) < 0.05, (deg, d.name)
+            assert np.linalg.norm(r[:3, :3].T @ d.point - ref_pts[d.value]) < 0.02, (deg, d.name)  # README: 0.01
         assert abs(lab.report["roll"]["angle_deg"] - (roll0 + deg)) < 1.0, lab.report["roll"]
 
 
