@@ -185,6 +185,17 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
     print("  reference tilts with its walls read +-0.5 voxel off: "
           + ", ".join(f"{f'C{k[0]}{k[1][0]}' if isinstance(k, tuple) else k} {min(v):+.1f}..{max(v):+.1f}"
                       for k, v in spread.items()))
+    # the same subject's t1 (same world, both images axis-aligned with the same i -> P, j -> S frame),
+    # read by t2's procedure (tests/spine_reference_t1.py): how far two readings of one endplate
+    # differ, i.e. what a tilt target of a few degrees can be checked against
+    import spine_reference_t1 as ref1
+
+    t1ref = ref1.reference(np.asarray(load_image(dataset_path("sct_testing_data") / "t1" / "t1w.nii.gz").data, float))
+    print("  t1's reference tilts (same procedure, same subject): "
+          + ", ".join(f"C{v}{s[0]} {a:+.1f} (t2 {truth['tilts'][(v, s)]:+.1f})" for (v, s), a in t1ref["tilts"].items()
+                      if (v, s) in truth["tilts"])
+          + "; segmental " + ", ".join(f"{k} {a:+.1f} (t2 {truth['segmental'][k]:+.1f})"
+                                       for k, a in t1ref["segmental"].items()))
     for preset in ("default", "template_spine"):
         kw = {} if preset == "default" else {"param": preset}
         t0 = time.perf_counter()
@@ -203,6 +214,9 @@ def endplates_table(seeds: list[int], contrasts: list[str]) -> None:
         print("  tilt error: " + ", ".join(f"C{v}{s[0]} {e:+.1f}" for (v, s), e in dt.items()))
         seg = {"C3-C4": dt[(3, "inferior")] - dt[(4, "superior")], "C4-C5": dt[(4, "inferior")] - dt[(5, "superior")]}
         print("  segmental angle error: " + ", ".join(f"{k} {e:+.1f}" for k, e in seg.items()))
+        d1 = {k: getattr(rows[k[0]], f"{k[1]}_deg") - a for k, a in t1ref["tilts"].items() if k in truth["tilts"]}
+        print("  tilt minus t1's reference (a second reading, not asserted): "
+              + ", ".join(f"C{v}{s[0]} {e:+.1f}" for (v, s), e in d1.items()))
     print("phantoms C2-C6 (C3-C5 measured), height error mm (measured - label extent), columns A/M/P")
     for contrast in contrasts:
         for seed in seeds:
