@@ -73,6 +73,20 @@ def test_spine_metrics_cli_with_the_registration(t2_registered, sct_data, tmp_pa
     names = {(r["measure"], r["name"]) for r in rows}
     assert {("height_middle", "C3"), ("height_middle", "C4"), ("height_middle", "C5")} <= names
     assert any(r["measure"] == "segmental_angle" for r in rows)
+    # the body rows measure PAM50's bodies as placed, and say so; a body the field of view cuts (C2,
+    # C6 at t2's edges) is not measured (before session 36: C6 0.07 / 0.21 / 0.0001 mm, wedge ratio
+    # 532, C3-C5 posterior heights 0.2-0.8 mm, no flag)
+    from spinereg.cli.spine_metrics import TEMPLATE_SHAPE_NOTE
+    from spinereg.metrics.spine import CUT_BODY_FLAG
+
+    got = {(r["measure"], r["name"]): r for r in rows}
+    for v in (3, 4):
+        for k in ("anterior", "middle", "posterior"):
+            r = got[(f"height_{k}", f"C{v}")]
+            assert 5.0 < float(r["value"]) < 14.0 and r["flag"].startswith(TEMPLATE_SHAPE_NOTE), r
+    for v in (2, 6):
+        r = got.get(("height_middle", f"C{v}"))
+        assert r is None or (r["value"] in ("nan", "") and CUT_BODY_FLAG in r["flag"]), r
     assert main(["spine-metrics", "--warp", str(warp_path), "-b", str(out / "bodies_placed.nii.gz"),
                  "-o", str(tmp_path / "bad")]) == 2
     # the other direction (warp_anat2template, on the template's grid) places no body on t2: said
@@ -150,3 +164,28 @@ def test_template_spine_preset_keeps_the_cord_fit(sct_data):
     for (v, side), claim in {(3, "superior"): -0.77, (3, "inferior"): 0.73, (4, "superior"): -0.20}.items():
         err = getattr(rows[v], f"{side}_deg") - truth["tilts"][(v, side)]
         assert abs(err - claim) < 0.3 and abs(err) < 3.0, (v, side, err)
+
+
+def test_template_body_heights_match_their_columns(pam50_dir):
+    """PAM50's own bodies (C3-T5): the mask heights' middle column against the S-I run of the label
+    through that column (three voxels square, world S: the bodies stand within 5 deg of upright),
+    a count that uses no body frame: within 0.5 mm (measured <= 0.41, T2); posterior heights
+    within 20 % of the middle (before session 36 the body's principal axes, A-P and S-I mixed on
+    these about-as-deep-as-tall bodies, were up to 43 deg off: C3-C7 posterior 0.2-0.7 mm)."""
+    from spinereg.io.template import load_template
+    from spinereg.metrics.spine import _frames, _labels, vertebral_heights
+    from spinereg.metrics.spine_registration import template_bodies
+
+    b = template_bodies(load_template("PAM50"))
+    lab = np.asarray(b.data)
+    rows = {r.level: r for r in vertebral_heights(b)}
+    ib, lab2, values = _labels(b)
+    frames = _frames(ib, lab2, values)
+    for v in range(3, 13):
+        c, axes, loc = frames[v]
+        mid = np.abs(loc[:, 0] - np.median(loc[:, 0])) <= 3.0
+        p = c + axes[1] * 0.5 * (loc[mid, 1].min() + loc[mid, 1].max()) + axes[0] * np.median(loc[:, 0])
+        i, j, _ = np.round(b.grid.world_to_voxel(p[None])[0]).astype(int)
+        column = (lab[i - 1:i + 2, j - 1:j + 2, :] == v).sum(2).mean() * b.grid.zooms[2]
+        assert abs(rows[v].middle_mm - column) <= 0.5, (v, rows[v].middle_mm, column)
+        assert abs(rows[v].posterior_mm / rows[v].middle_mm - 1.0) <= 0.2, (v, rows[v])

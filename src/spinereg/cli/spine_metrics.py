@@ -73,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
     with rec.stage("measures"):
         rows = spine_metrics_rows(bodies=bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
                                   cord=args.cord, levels=args.levels, erode_mm=args.erode)
+        if args.warp:
+            rows = _marked_as_template_shape(rows)
         disc_note = ""
         if args.image:
             from spinereg.metrics.endplates import DISC_POLARITY, endplate_rows, measure_endplates
@@ -104,6 +106,20 @@ def run(args: argparse.Namespace) -> int:
     if qc_index:
         print(f"QC report: {qc_index}")
     return 0
+
+
+#: rows measured on the body labels themselves: with --warp, the template's bodies as placed
+SHAPE_MEASURES = ("height_anterior", "height_middle", "height_posterior", "wedge_ratio", "biconcave_ratio",
+                  "endplate_superior_tilt", "endplate_inferior_tilt", "segmental_angle", "cobb_angle")
+TEMPLATE_SHAPE_NOTE = "template's body as placed by --warp (its shape, not the subject's: see the image_* rows)"
+
+
+def _marked_as_template_shape(rows: list[dict]) -> list[dict]:
+    """With ``--warp`` the body rows measure PAM50's bodies deformed by the registration (which
+    fits the cord, not the bone): their flag says so, so that a template body's rounded anterior
+    corner (wedge ratio 0.77 on t2's C3) is not read as the subject's wedge deformity."""
+    return [{**r, "flag": TEMPLATE_SHAPE_NOTE + (f"; {r['flag']}" if r["flag"] else "")}
+            if r["measure"] in SHAPE_MEASURES else r for r in rows]
 
 
 def _placed_bodies(args: argparse.Namespace):

@@ -200,7 +200,7 @@ class _Sampler:
 def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
     """Per body: midline centre, axes (lr, ap, si), depth and height of its mid-sagittal part;
     or why there is none (a body mostly outside the labels' grid)."""
-    from spinereg.metrics.spine import _up_directions
+    from spinereg.metrics.spine import _body_frame, _up_directions
 
     lab = np.round(np.asarray(bodies.data)).astype(np.int32)
     pts = {v: bodies.grid.voxel_to_world(np.argwhere(lab == v).astype(float)) for v in values}
@@ -213,7 +213,7 @@ def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
         if v not in whole:
             out[v] = f"body mostly outside the field of view ({len(pts[v]) / typical:.0%} of a typical one placed)"
             continue
-        c, axes = _frame(pts[v], ups[v])
+        c, axes = _body_frame(pts[v], ups[v], principal=False)
         loc = (pts[v] - c) @ axes.T
         lr_mid = float(np.median(loc[:, 0]))
         m = loc[np.abs(loc[:, 0] - lr_mid) <= max(3.0, vox)]
@@ -225,23 +225,6 @@ def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
         centre = c + axes.T @ np.array([lr_mid, 0.5 * (a0 + a1), 0.5 * (s0 + s1)])
         out[v] = (centre, axes, float(a1 - a0), float(s1 - s0))
     return out
-
-
-def _frame(points: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid and axes (rows lr, ap, si): S-I = ``up`` (the spine's direction at the body, from
-    its neighbours: a body's own principal axes mix A-P and S-I, which are about as long), L-R =
-    the body's widest direction across it, A-P completing them towards anterior."""
-    c = points.mean(0)
-    si = up / np.linalg.norm(up)
-    d = points - c
-    d = d - np.outer(d @ si, si)
-    _, vecs = np.linalg.eigh(d.T @ d)
-    lr = vecs[:, -1] - (vecs[:, -1] @ si) * si
-    lr /= np.linalg.norm(lr)
-    ap = np.cross(si, lr)
-    if ap[1] < 0:
-        ap, lr = -ap, -lr
-    return c, np.stack([lr, ap, si])
 
 
 def _smooth(p: np.ndarray, sigma_mm: float) -> np.ndarray:
