@@ -276,6 +276,25 @@ def test_cli_missing_warp_is_one_line(sct_data: Path, tmp_path: Path, capsys) ->
     assert not out.exists()
 
 
+def test_cli_warp_for_the_other_direction_is_refused(sct_data: Path, tmp_path: Path, capsys) -> None:
+    """A warp that lives on another space's grid (as warp_anat2template lives on the template's)
+    given where warp_template2anat belongs: exit 2 before any work, one line naming the warp, no
+    folder (before session 36: 15 all-zero files, exit 0)."""
+    from spinereg.io.grid import Grid
+    from spinereg.transforms.displacement import DisplacementField
+    from spinereg.transforms.itk import write_displacement
+
+    g = load_image(sct_data / "t2" / "t2.nii.gz").grid
+    far = Grid(g.shape, np.array(g.affine) + np.array([[0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, -400.0], [0, 0, 0, 0]]))
+    warp = write_displacement(DisplacementField(far, np.zeros(tuple(far.shape) + (3,), np.float32)),
+                              tmp_path / "warp_anat2template.nii.gz")
+    out = tmp_path / "wt"
+    assert main(["warp-template", "-d", str(sct_data / "t2" / "t2.nii.gz"), "-w", str(warp), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "warp_anat2template.nii.gz" in err and "far from" in err, err
+    assert not out.exists()
+
+
 def test_cli_chain_of_two_with_affine_file_and_atlas(sct_data: Path, tmp_path: Path, capsys) -> None:
     shift = write_affine(_shift(), tmp_path / "old2current_pam50.txt")
     out = tmp_path / "label"

@@ -425,6 +425,14 @@ def warp_template(
         raise InputError(f"template {tpl.name} has no object file on disk", tpl.template_dir,
                          "fetch the template (`spinereg data fetch NAME`) or give another one")
 
+    if transforms:  # < 1 s, before the work: a warp for the other direction brings nothing (all-zero files)
+        from spinereg.io.image import read_grid
+        from spinereg.transforms.sanity import check_overlap
+
+        names = [w if isinstance(w, str | Path) else f"transform {k + 1}" for k, w in enumerate(warps)]
+        check_overlap(read_grid(jobs[0].src, what="template object"), grid, transforms, [str(n) for n in names],
+                      source_name=str(tpl.template_dir), reference_name=str(dest_name),
+                      source_option="(the template)", reference_option="-d")
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise OutputError("output folder is a file", out, "choose a folder name")
