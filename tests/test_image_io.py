@@ -287,6 +287,19 @@ def test_series_stored_5d_reads_as_4d(tmp_path):
     assert "4D series" in e.value.fix
 
 
+def test_wrong_dimension_fixes_name_what_is_needed(tmp_path):
+    """A 2D image where 3D is needed is told to store its slice 3D (before session 36: "give a 4D
+    series"); a 3D image where a series is needed is told to give the series."""
+    nib.save(nib.Nifti1Image(np.ones((6, 5), np.float32), np.eye(4)), str(tmp_path / "slice.nii.gz"))
+    with pytest.raises(InputError, match=r"2D \(6, 5\), 3D needed") as e:
+        load_image(tmp_path / "slice.nii.gz", ndim=3)
+    assert "3D image" in e.value.fix and "4D" not in e.value.fix
+    nib.save(nib.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), str(tmp_path / "vol.nii.gz"))
+    with pytest.raises(InputError, match="3D .*4D needed") as e:
+        load_image(tmp_path / "vol.nii.gz", ndim=4)
+    assert "4D series" in e.value.fix
+
+
 def test_header_without_orientation_warns(tmp_path):
     """qform and sform codes 0: nibabel guesses the axes from the voxel sizes; said on load."""
     img = synth_image().to_nifti()

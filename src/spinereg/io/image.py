@@ -197,8 +197,15 @@ def load_image(
             fix = "give one volume (e.g. the mean: `spinereg` accepts a 3D image here; `fslmaths IN -Tmean OUT`)"
         elif eff_ndim > 4:
             fix = "give a 4D series (x, y, z, volumes)"
-        else:
+        elif eff_ndim < 3:
+            # a single slice stored 2D (x, y): the grid needs the third axis (before session 36 the
+            # fix said "give a 4D series" to a 2D image where a 3D one was needed)
+            fix = ("give a 3D image (a single slice must be stored 3D, (x, y, 1), with its slice "
+                   "thickness in the header)")
+        elif 4 in allowed:
             fix = "give a 4D series"
+        else:
+            fix = "give a 3D image"
         raise InputError(f"{what} is {eff_ndim}D {shape}, {want} needed", p, fix)
     img = Image(None, nimg.affine, nimg.header, p, dataobj=dataobj)
     img.check_finite = check_finite
