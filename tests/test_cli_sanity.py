@@ -186,3 +186,32 @@ def test_output_given_as_an_existing_folder(capsys, d):
     for argv in (["segment", "-i", d["t2"], "-o", folder], ["apply", "-i", d["t2"], "-d", d["t2"], "-o", folder]):
         _error(capsys, argv, "output is a folder", out=folder)
     assert not folder.with_name(folder.name + ".nii.gz").exists()
+
+
+def test_masks_stored_with_another_value_read_as_0_1(sct_data, tmp_path):
+    """A cord mask stored 0/255 (or 0/2) gives the registration of the same mask stored 0/1 (before
+    session 36 its values were read as partial volume: register-to-template's cord Dice 0.977 ->
+    0.866, ``register --dseg`` a failed verdict)."""
+    from spinereg.io.image import load_image
+    from spinereg.io.sanity import unit_mask
+    from spinereg.register.multimodal import register_multimodal
+    from spinereg.register.template import register_to_template
+
+    t2 = sct_data / "t2"
+    seg = load_image(t2 / "t2_seg-manual.nii.gz")
+    for value in (255, 2):
+        scaled = seg.with_data((np.asarray(seg.data) > 0).astype(np.uint8) * value)
+        back = unit_mask(scaled)
+        assert set(np.unique(back.data).tolist()) == {0, 1}
+    assert unit_mask(seg) is seg  # 0/1 as it is
+    soft = seg.with_data(np.asarray(seg.data, np.float32) * 0.6)
+    assert unit_mask(soft) is soft  # 0 / 0.6: a partial volume, kept
+    nib.save(nib.Nifti1Image((np.asarray(seg.data) > 0).astype(np.uint8) * 255, seg.affine), str(tmp_path / "s255.nii.gz"))
+    pts = np.array([[0.0, 0.0, z] for z in (-10.0, 0.0, 10.0)]) + load_image(t2 / "t2.nii.gz").grid.center_world()
+    a = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=t2 / "labels.nii.gz", template="PAM50")
+    b = register_to_template(t2 / "t2.nii.gz", tmp_path / "s255.nii.gz", labels=t2 / "labels.nii.gz", template="PAM50")
+    np.testing.assert_allclose(b.template2anat.map(pts), a.template2anat.map(pts), atol=1e-4)
+    src, sseg = sct_data / "t1" / "t1w.nii.gz", sct_data / "t1" / "t1w_seg-manual.nii.gz"
+    a = register_multimodal(src, t2 / "t2.nii.gz", iseg=sseg, dseg=t2 / "t2_seg-manual.nii.gz")
+    b = register_multimodal(src, t2 / "t2.nii.gz", iseg=sseg, dseg=tmp_path / "s255.nii.gz")
+    np.testing.assert_allclose(b.src2dest.map(pts), a.src2dest.map(pts), atol=1e-4)

@@ -81,6 +81,18 @@ def is_segmentation(v: Values) -> bool:
     return is_mask(v) or (v.integer and v.vmin >= 0 and v.n_distinct < 64 and v.frac_nonzero <= 0.5)
 
 
+def unit_mask(img: Image) -> Image:
+    """``img`` with a binary mask's one non-zero value as 1 (masks stored 0/255 or 0/2, as some
+    tools write them); other images unchanged. The registration reads a mask's values as partial
+    volume: before session 36 t2's manual mask stored 0/255 gave register-to-template a cord Dice
+    of 0.866 instead of 0.977, and ``register --dseg`` a failed verdict."""
+    v = values_of(img)
+    if v.n_distinct == 2 and v.vmin == 0 and v.vmax > 1:  # a value in (0, 1] is a partial volume
+        data = np.asarray(img.data)
+        return Image((data > 0).astype(np.uint8), img.affine, img.header, img.path)
+    return img
+
+
 def require_segmentation(img: Image, what: str = "segmentation", option: str = "-s") -> None:
     """Raise :class:`InputError` unless ``img`` is a mask or a labelled segmentation: an intensity
     image given in its place would be read as a cord filling the field of view."""

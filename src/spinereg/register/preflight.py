@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
-from spinereg.io.sanity import check_image_and_seg, require_mask, require_not_mask
+from spinereg.io.sanity import check_image_and_seg, require_mask, require_not_mask, unit_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.transforms.base import Transform
@@ -65,7 +65,7 @@ def check_template_inputs(image: str | Path, seg: str | Path, param: str | None 
     check_image_and_seg(img, sg, "-i", "-s")
     require_same_grid(img, sg)
     require_nonempty(sg, "segmentation")
-    return TemplateInputs(img, sg)
+    return TemplateInputs(img, unit_mask(sg))
 
 
 def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path | None = None,
@@ -97,7 +97,7 @@ def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path 
         check_image_and_seg(img, sg, opt_i, opt_s)
         require_same_grid(img, sg)
         require_nonempty(sg, "segmentation")
-        segs.append(sg)
+        segs.append(unit_mask(sg))
     given = [init_warp] if init_warp is not None else []
     check_overlap(s_img.grid, d_img.grid, given, [init_name] if given else [], s_img.name, d_img.name, "-i", "-d")
     return MultimodalInputs(s_img, d_img, segs[0], segs[1])
@@ -108,4 +108,4 @@ def check_mask(mask: str | Path, what: str = "mask", option: str = "-m") -> Imag
     m = load_image(mask, ndim=3, what=what)
     require_mask(m, what, option)
     require_nonempty(m, what)
-    return m
+    return unit_mask(m)

@@ -39,6 +39,7 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
 from spinereg.io.orientation import positive_grid, reorient, si_last_code
 from spinereg.io.resample import slice_like
+from spinereg.io.sanity import unit_mask
 from spinereg.register.cord_mapping import CordMapping, PiecewiseLinear, SampledMapping
 from spinereg.register.engine import invert_step, region_of_interest, run_steps
 from spinereg.register.slice_maps import extended_slice_maps
@@ -288,7 +289,7 @@ def register_to_template(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     img = image if isinstance(image, Image) else load_image(image, ndim=3)
-    sg = seg if isinstance(seg, Image) else load_image(seg, ndim=3, what="segmentation")
+    sg = unit_mask(seg if isinstance(seg, Image) else load_image(seg, ndim=3, what="segmentation"))
     require_same_grid(img, sg)
     require_nonempty(sg)
     lm = load_landmarks(labels, ldisc, lrootlet)
