@@ -215,3 +215,20 @@ def test_masks_stored_with_another_value_read_as_0_1(sct_data, tmp_path):
     a = register_multimodal(src, t2 / "t2.nii.gz", iseg=sseg, dseg=t2 / "t2_seg-manual.nii.gz")
     b = register_multimodal(src, t2 / "t2.nii.gz", iseg=sseg, dseg=tmp_path / "s255.nii.gz")
     np.testing.assert_allclose(b.src2dest.map(pts), a.src2dest.map(pts), atol=1e-4)
+
+
+def test_point_labels_given_as_the_segmentation(capsys, sct_data, tmp_path):
+    """labels.nii.gz (one voxel per value) as -s: refused naming it (before session 36 label-vertebrae
+    named discs T1/T2 and T2/T3 on the cervical t2, exit 0; csa gave 1 mm2); SCT's labelled
+    segmentation (levels as values) is still accepted."""
+    t2 = sct_data / "t2"
+    for argv in (["label-vertebrae", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "labels.nii.gz"), "-o", str(tmp_path / "lv")],
+                 ["csa", "-s", str(t2 / "labels.nii.gz"), "-o", str(tmp_path / "csa")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "labels.nii.gz" in err and "point-label" in err, err
+        assert not (tmp_path / "lv").exists() and not (tmp_path / "csa").exists()
+    from spinereg.io.image import load_image
+    from spinereg.io.sanity import require_segmentation
+
+    require_segmentation(load_image(t2 / "t2_seg-manual_labeled.nii.gz"))  # levels as values: accepted

@@ -60,6 +60,11 @@ def constant_value(data: np.ndarray) -> float | None:
     return lo if hi - lo <= 1e-6 * max(abs(hi), abs(lo), 1e-12) else None
 
 
+#: a labelled segmentation's levels each cover a stretch of cord (hundreds of voxels); a point-label
+#: file (labels.nii.gz: one voxel per value) given as the segmentation is refused below this
+MIN_VOXELS_PER_LEVEL = 30
+
+
 def is_mask(v: Values) -> bool:
     """Binary (at most two values, e.g. 0/1 or 0/255) or soft in [0, 1] and mostly zero (an
     intensity image scaled to [0, 1] is non-zero almost everywhere)."""
@@ -100,6 +105,14 @@ def require_segmentation(img: Image, what: str = "segmentation", option: str = "
     if not is_segmentation(v):
         raise InputError(f"the {what} ({option}) is not a mask: {v.describe()} (an intensity image?)", img.name,
                          f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
+    if not is_mask(v):  # labelled: each level covers a stretch of cord, not a point
+        data = np.asarray(img.data if img.ndim == 3 else img.volume(0))
+        nz = data[data > 0]
+        per_value = nz.size / max(len(np.unique(nz)), 1)
+        if per_value < MIN_VOXELS_PER_LEVEL:
+            raise InputError(f"the {what} ({option}) looks like a point-label file, not a segmentation: "
+                             f"{nz.size} labelled voxels for {len(np.unique(nz))} values", img.name,
+                             f"give the cord {what} with {option} (point labels go with -l / -initlabel)")
 
 
 def require_mask(img: Image, what: str = "segmentation", option: str = "-s") -> None:
