@@ -232,3 +232,22 @@ def test_point_labels_given_as_the_segmentation(capsys, sct_data, tmp_path):
     from spinereg.io.sanity import require_segmentation
 
     require_segmentation(load_image(t2 / "t2_seg-manual_labeled.nii.gz"))  # levels as values: accepted
+
+
+def test_register_pair_with_one_name(sct_data, tmp_path):
+    """Source and destination files with the same name (here the same image twice): outputs
+    ``<stem>_src`` / ``<stem>_dest`` (before session 36 the run stopped after the registration:
+    "warp_t2s2t2s.nii.gz: output exists"), and the run folder scores and renders."""
+    import json
+    import shutil
+
+    src = tmp_path / "a" / "t2s.nii.gz"
+    src.parent.mkdir()
+    shutil.copy(sct_data / "t2s" / "t2s.nii.gz", src)
+    out = tmp_path / "reg"
+    assert main(["register", "-i", str(src), "-d", str(sct_data / "t2s" / "t2s.nii.gz"), "-o", str(out),
+                 "--qc", str(tmp_path / "qc"), "--allow-fail"]) == 0
+    assert {p.name for p in out.iterdir()} >= {"t2s_src_reg.nii.gz", "t2s_dest_reg.nii.gz",
+                                               "warp_t2s_src2t2s_dest.nii.gz", "warp_t2s_dest2t2s_src.nii.gz"}
+    assert json.loads((out / "metrics.json").read_text())
+    assert (tmp_path / "qc" / "index.html").is_file()

@@ -400,6 +400,14 @@ def path_stem(path: str | Path) -> str:
     return name
 
 
+def pair_stems(src: str, dest: str) -> tuple[str, str]:
+    """Output stems of a source / destination pair: their own, or ``<stem>_src`` / ``<stem>_dest``
+    when they are the same (two files called t2.nii.gz, or an image registered onto itself), so
+    that ``warp_A2B`` and ``warp_B2A`` are two files (before session 36 `register` worked ~11 s and
+    stopped: "warp_t22t2.nii.gz: output exists")."""
+    return (src, dest) if src != dest else (f"{src}_src", f"{dest}_dest")
+
+
 def file_stem(img: Image, default: str) -> str:
     """``img``'s file name without ``.nii``/``.nii.gz`` (SCT's naming of outputs); ``default`` for an
     image that has no file."""

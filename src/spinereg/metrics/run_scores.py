@@ -204,6 +204,7 @@ def register_run_scores(out: Path, prov: dict, loaded: dict[str, Image] | None =
     """The image scores of a ``register`` folder; ``loaded``: input images the caller holds, by
     provenance input key, as ``load_image(path, ndim=3)`` reads the file it names (not read again)."""
     from spinereg.io.image import file_stem as stem
+    from spinereg.io.image import pair_stems
     from spinereg.transforms.apply import apply_transforms
     from spinereg.transforms.itk import read_displacement
 
@@ -217,7 +218,7 @@ def register_run_scores(out: Path, prov: dict, loaded: dict[str, Image] | None =
 
     src = load("input", "source image")
     dest = load("dest", "destination image")
-    s, d = stem(src, "src"), stem(dest, "dest")
+    s, d = pair_stems(stem(src, "src"), stem(dest, "dest"))
     fwd = read_displacement(_existing(out / f"warp_{s}2{d}.nii.gz"))
     scores: dict[str, float] = {"warp_identity": float(np.nanmax(np.abs(fwd.data), initial=0.0) < 1e-3),
                                 "coarsest_voxel_mm": round(float(max(np.max(src.grid.zooms), np.max(dest.grid.zooms))), 4)}

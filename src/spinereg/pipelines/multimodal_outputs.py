@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from spinereg.io.fastgz import BackgroundWrites
-from spinereg.io.image import Image, save_image
+from spinereg.io.image import Image, pair_stems, save_image
 from spinereg.io.image import file_stem as stem
 from spinereg.io.provenance import RunRecord, write_json
 from spinereg.io.staging import OutputFolder
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def output_names(reg: MultimodalRegistration) -> dict[str, str]:
-    s, d = stem(reg.src, "src"), stem(reg.dest, "dest")
+    s, d = pair_stems(stem(reg.src, "src"), stem(reg.dest, "dest"))
     return {"src_reg": f"{s}_reg.nii.gz", "dest_reg": f"{d}_reg.nii.gz", "warp_src2dest": f"warp_{s}2{d}.nii.gz",
             "warp_dest2src": f"warp_{d}2{s}.nii.gz", "metrics": "metrics.json", "provenance": "provenance.json"}
 

@@ -434,7 +434,7 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
                    qc_root: str | Path | None = None, overwrite: bool = False,
                    run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """register (one image onto another) with every output (see module doc)."""
-    from spinereg.io.image import path_stem
+    from spinereg.io.image import pair_stems, path_stem
     from spinereg.pipelines.multimodal_outputs import write_multimodal_outputs
     from spinereg.register.multimodal import register_multimodal
     from spinereg.register.preflight import check_mask, check_multimodal_inputs
@@ -445,7 +445,7 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
     given = {"iseg": iseg, "dseg": dseg}
     with AutoSegmentations() as auto:  # --iseg/--dseg auto: spinereg segment (pipelines.autoseg)
         with run.stage("check inputs"):
-            s_name, d_name = path_stem(src), path_stem(dest)
+            s_name, d_name = pair_stems(path_stem(src), path_stem(dest))
             OutputFolder(out, [f"{s_name}_reg.nii.gz", f"{d_name}_reg.nii.gz", f"warp_{s_name}2{d_name}.nii.gz",
                                f"warp_{d_name}2{s_name}.nii.gz", "metrics.json", "provenance.json"],
                          overwrite=overwrite).check()

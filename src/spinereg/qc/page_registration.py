@@ -336,10 +336,11 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
 @page("register")
 def render_register(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     from spinereg.io.image import file_stem as stem
+    from spinereg.io.image import pair_stems
 
     src = _load(_input(prov, "input") or _input(prov, "src") or _input(prov, "image"), "source image")
     dest = _load(_input(prov, "dest"), "destination image")
-    src_reg = _load(run_dir / f"{stem(src, 'src')}_reg.nii.gz", "registered source")
+    src_reg = _load(run_dir / f"{pair_stems(stem(src, 'src'), stem(dest, 'dest'))[0]}_reg.nii.gz", "registered source")
     dseg = _load(_input(prov, "dseg"), "destination segmentation", run_dir) if _input(prov, "dseg") else None
     grid = crop_grid(dest.grid, None if dseg is None else np.asarray(dseg.data) > 0.5)
     dimg = dest if dest.ndim == 3 else dest.with_data(dest.volume(0))
