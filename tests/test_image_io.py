@@ -309,3 +309,22 @@ def test_header_without_orientation_warns(tmp_path):
     nib.save(img, str(p))
     with pytest.warns(UserWarning, match="no orientation"):
         load_image(p)
+
+
+def test_singular_header_and_2d_grid_are_refused(tmp_path):
+    """A zeroed axis in the sform: one line naming the file (before session 36: OverflowError in
+    `segment`, HeaderDataError in `apply`, as internal errors); a 2D file's grid: one line."""
+    from spinereg.io.image import read_grid
+
+    aff = np.eye(4)
+    aff[:3, 2] = 0.0
+    img = nib.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4))
+    img.set_sform(aff, code=1)
+    nib.save(img, str(tmp_path / "sing.nii.gz"))
+    for read in (load_image, read_grid):
+        with pytest.raises(InputError, match="singular") as e:
+            read(tmp_path / "sing.nii.gz")
+        assert "sform" in e.value.fix
+    nib.save(nib.Nifti1Image(np.ones((6, 5), np.float32), np.eye(4)), str(tmp_path / "slice.nii.gz"))
+    with pytest.raises(InputError, match="2D"):
+        read_grid(tmp_path / "slice.nii.gz")

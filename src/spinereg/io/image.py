@@ -183,6 +183,7 @@ def load_image(
     if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
     _check_qform_sform(nimg, p)
+    _check_affine(nimg.affine, p, what)
     shape = nimg.shape
     dataobj = nimg.dataobj
     if len(shape) > 4 and sum(d > 1 for d in shape[3:]) == 1:
@@ -234,7 +235,25 @@ def read_grid(path: str | Path, what: str = "image") -> Grid:
                          "give a .nii or .nii.gz file (convert DICOM with dcm2niix)") from exc
     if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
+    if len(nimg.shape) < 3:
+        raise InputError(f"{what} is {len(nimg.shape)}D {tuple(nimg.shape)}, 3D needed", p,
+                         "give a 3D image (a single slice must be stored 3D, (x, y, 1), with its slice thickness "
+                         "in the header)")
+    _check_affine(nimg.affine, p, what)
     return Grid(nimg.shape[:3], nimg.affine)
+
+
+def _check_affine(affine: np.ndarray, p: Path, what: str) -> None:
+    """A voxel-to-world matrix with no inverse (a zero voxel size or a zeroed axis in the sform)
+    gives no geometry: refused (before session 36: an overflow or a header error from deep inside
+    `segment` / `apply`, as an internal error)."""
+    lin = np.asarray(affine, float)[:3, :3]
+    det = float(np.linalg.det(lin)) if np.all(np.isfinite(lin)) else float("nan")
+    scale = float(np.prod(np.linalg.norm(lin, axis=0))) if np.all(np.isfinite(lin)) else float("nan")
+    if not np.isfinite(det) or abs(det) <= 1e-6 * max(scale, 1e-12):
+        raise InputError(f"the {what}'s voxel-to-world matrix is singular (determinant {det:.3g}: a zero voxel "
+                         "size or axis in its header)", p,
+                         "repair the header's sform / qform (e.g. convert the DICOM again with dcm2niix)")
 
 
 def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
