@@ -213,7 +213,7 @@ def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
         if v not in whole:
             out[v] = f"body mostly outside the field of view ({len(pts[v]) / typical:.0%} of a typical one placed)"
             continue
-        c, axes = _body_frame(pts[v], ups[v], principal=False)
+        c, axes = _body_frame(pts[v], ups[v])
         loc = (pts[v] - c) @ axes.T
         lr_mid = float(np.median(loc[:, 0]))
         m = loc[np.abs(loc[:, 0] - lr_mid) <= max(3.0, vox)]

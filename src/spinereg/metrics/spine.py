@@ -109,28 +109,14 @@ class VBQResult:
     n_csf: int
 
 
-#: a body's principal S-I axis is used when within this angle of the spine's direction at it (a
-#: body tilts from the line through its neighbours by about half a segment's angle, < 10 deg)
-PCA_AXIS_MAX_DEG = 15.0
-
-
-def _body_frame(points: np.ndarray, up: np.ndarray, principal: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Centroid and axes (rows lr, ap, si) of a body.
-
-    S-I: the principal axis closest to ``up`` (the spine's direction at the body, from its
-    neighbours) when ``principal`` and it lies within :data:`PCA_AXIS_MAX_DEG` of ``up`` (a box
-    or wedge's own axis, exact); otherwise ``up`` itself: a body that is about as deep as it is
-    tall has principal axes that mix A-P and S-I (PAM50's cervical bodies: 43 deg off, their mask
-    heights 0.2-0.8 mm posterior before session 36). L-R: the body's widest direction across S-I;
-    A-P completes them towards anterior."""
+def _body_frame(points: np.ndarray, up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centroid and axes (rows lr, ap, si) of a body: S-I = ``up`` (the spine's direction at the
+    body, from its neighbours: a body that is about as deep as it is tall has principal axes that
+    mix A-P and S-I; before session 36 the S-I axis was the principal axis closest to ``up``, 43
+    deg off on PAM50's cervical bodies, their mask heights 0.2-0.8 mm posterior), L-R = the body's
+    widest direction across it, A-P completing them towards anterior."""
     c = points.mean(0)
-    up = up / np.linalg.norm(up)
-    si = up
-    if principal:
-        _, vecs = np.linalg.eigh(np.cov((points - c).T))
-        best = vecs[:, int(np.argmax(np.abs(vecs.T @ up)))]
-        if abs(best @ up) >= np.cos(np.radians(PCA_AXIS_MAX_DEG)):
-            si = best * np.sign(best @ up)
+    si = up / np.linalg.norm(up)
     d = points - c
     d = d - np.outer(d @ si, si)
     _, vecs = np.linalg.eigh(d.T @ d)
@@ -193,7 +179,7 @@ def _frames(img: Image, lab: np.ndarray, values: list[int]) -> dict[int, tuple[n
     out = {}
     for v in values:
         pts = img.grid.voxel_to_world(np.argwhere(lab == v).astype(float))
-        c, axes = _body_frame(pts, ups[v], principal=False)
+        c, axes = _body_frame(pts, ups[v])
         out[v] = (c, axes, (pts - c) @ axes.T)
     return out
 
