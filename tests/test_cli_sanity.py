@@ -251,3 +251,19 @@ def test_register_pair_with_one_name(sct_data, tmp_path):
                                                "warp_t2s_src2t2s_dest.nii.gz", "warp_t2s_dest2t2s_src.nii.gz"}
     assert json.loads((out / "metrics.json").read_text())
     assert (tmp_path / "qc" / "index.html").is_file()
+
+
+def test_bodies_and_masks_that_are_not(capsys, sct_data, tmp_path):
+    """spine-metrics -b with an intensity image (an internal LinAlgError before session 36) or a
+    binary cord mask (a 55 mm "C1" was measured), metrics dice with an intensity image (Dice 0.049):
+    one line naming the file, exit 2, nothing written."""
+    t2 = sct_data / "t2"
+    for argv, name in ((["spine-metrics", "-b", str(t2 / "t2.nii.gz"), "-o", str(tmp_path / "a")], "t2.nii.gz"),
+                       (["spine-metrics", "-b", str(t2 / "t2_seg-manual.nii.gz"), "-o", str(tmp_path / "b")],
+                        "t2_seg-manual.nii.gz"),
+                       (["metrics", "dice", "-i", str(t2 / "t2.nii.gz"), "-r", str(t2 / "t2_seg-manual.nii.gz")],
+                        "t2.nii.gz")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and name in err, err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -98,10 +98,13 @@ def _load_pair(args: argparse.Namespace, what: str):
 
 
 def _run_dice(args: argparse.Namespace) -> int:
+    from spinereg.io.sanity import require_mask
     from spinereg.metrics.overlap import dice
 
     _check_output(args)
     a, b = _load_pair(args, "mask")
+    require_mask(a, "mask", "-i")  # an intensity image gave a Dice (0.049) before session 36
+    require_mask(b, "mask", "-r")
     return _emit(args, dice(a, b, threshold=args.thr, zb=args.zb))
 
 

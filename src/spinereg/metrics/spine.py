@@ -73,8 +73,14 @@ def parse_level(text: str) -> int:
 
 
 def _labels(bodies: ImageLike) -> tuple[Image, np.ndarray, list[int]]:
+    from spinereg.io.sanity import is_segmentation, values_of
+
     img = as_image(bodies, "vertebral body segmentation")
     data = np.asarray(img.data)
+    v = values_of(img)
+    if not is_segmentation(v):  # an intensity image (int16 t2: an internal LinAlgError before session 36)
+        raise InputError(f"vertebral body segmentation is not a labelled segmentation: {v.describe()} "
+                         "(an intensity image?)", img.name, "give the bodies labelled by level (value = vertebra)")
     if not np.allclose(data, np.round(data)):
         raise InputError("vertebral body segmentation has non-integer values", img.name,
                          "give a labelled segmentation (value = vertebra, L1 = 20), resampled with -x nn")
@@ -82,6 +88,10 @@ def _labels(bodies: ImageLike) -> tuple[Image, np.ndarray, list[int]]:
     values = [int(v) for v in np.unique(lab) if v > 0]
     if not values:
         raise InputError("vertebral body segmentation is empty", img.name, "give a labelled vertebral body segmentation")
+    if values == [1]:  # C1 has no body: a binary mask (a cord segmentation measured a 55 mm "C1" before session 36)
+        raise InputError("vertebral body segmentation holds one value, 1 (C1, which has no body): a binary mask, "
+                         "not bodies labelled by level", img.name,
+                         "give the bodies labelled by level (value = vertebra: C3 = 3, L1 = 20)")
     return img, lab, values
 
 
