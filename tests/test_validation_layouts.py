@@ -69,12 +69,19 @@ def test_registration_with_both_layouts_at_the_claim(pam50_full, pam50_mirror, s
 
 def test_warp_template_writes_the_intensity_templates_when_present(pam50_full, pam50_mirror, sct_data, tmp_path):
     from spinereg.register.warp_template import warp_template
+    from spinereg.transforms import AffineTransform
 
     dest = sct_data / "t2" / "t2.nii.gz"
-    warp = sct_data / "t2" / "warp_template2anat.nii.gz"
+    # SCT's sample warp was made with PAM50_small's older coordinates: the current PAM50 is reached
+    # through the shift between them (as tests/test_warp_template.py does); without it nothing of
+    # the template lands on t2 (all-zero files, refused since session 36)
+    shift = np.eye(4)
+    shift[:3, 3] = (0.0, -46.22, -287.5)
+    warps = [AffineTransform(shift), sct_data / "t2" / "warp_template2anat.nii.gz"]
     for root, present in ((pam50_full, True), (pam50_mirror, False)):
-        res = warp_template(dest, [warp], tmp_path / root.parent.name, template=root)
+        res = warp_template(dest, warps, tmp_path / root.parent.name, template=root)
         skipped = {s.file for s in res.skipped}
-        written = {w.file for w in res.written}
+        written = {w.file: w for w in res.written}
         for name in ("PAM50_t1.nii.gz", "PAM50_t2.nii.gz", "PAM50_t2s.nii.gz"):
             assert (name in written) is present and (name in skipped) is not present
+        assert written["PAM50_cord.nii.gz"].nonzero > 1000, written["PAM50_cord.nii.gz"]  # the cord lands on t2
