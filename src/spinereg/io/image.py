@@ -147,6 +147,10 @@ def _read(dataobj: ArrayProxy | np.ndarray, name: str,
         ) from exc
 
 
+#: the fix for a 2D file where an image is needed
+SLICE_AS_3D_FIX = "give a 3D image (a single slice must be stored 3D, (x, y, 1), with its slice thickness in the header)"
+
+
 def load_image(
     path: str | Path,
     *,
@@ -201,8 +205,7 @@ def load_image(
         elif eff_ndim < 3:
             # a single slice stored 2D (x, y): the grid needs the third axis (before session 36 the
             # fix said "give a 4D series" to a 2D image where a 3D one was needed)
-            fix = ("give a 3D image (a single slice must be stored 3D, (x, y, 1), with its slice "
-                   "thickness in the header)")
+            fix = SLICE_AS_3D_FIX
         elif 4 in allowed:
             fix = "give a 4D series"
         else:
@@ -236,9 +239,7 @@ def read_grid(path: str | Path, what: str = "image") -> Grid:
     if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
     if len(nimg.shape) < 3:
-        raise InputError(f"{what} is {len(nimg.shape)}D {tuple(nimg.shape)}, 3D needed", p,
-                         "give a 3D image (a single slice must be stored 3D, (x, y, 1), with its slice thickness "
-                         "in the header)")
+        raise InputError(f"{what} is {len(nimg.shape)}D {tuple(nimg.shape)}, 3D needed", p, SLICE_AS_3D_FIX)
     _check_affine(nimg.affine, p, what)
     return Grid(nimg.shape[:3], nimg.affine)
 
