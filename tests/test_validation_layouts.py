@@ -75,8 +75,10 @@ def test_warp_template_writes_the_intensity_templates_when_present(pam50_full, p
     # SCT's sample warp was made with PAM50_small's older coordinates: the current PAM50 is reached
     # through the shift between them (as tests/test_warp_template.py does); without it nothing of
     # the template lands on t2 (all-zero files, refused since session 36)
+    from spinereg.phantom.tissue_contrast import SMALL_TO_PAM50_MM
+
     shift = np.eye(4)
-    shift[:3, 3] = (0.0, -46.22, -287.5)
+    shift[:3, 3] = SMALL_TO_PAM50_MM
     warps = [AffineTransform(shift), sct_data / "t2" / "warp_template2anat.nii.gz"]
     for root, present in ((pam50_full, True), (pam50_mirror, False)):
         res = warp_template(dest, warps, tmp_path / root.parent.name, template=root)

@@ -14,12 +14,13 @@ from spinereg.cli.main import main
 from spinereg.errors import InputError
 from spinereg.io.image import load_image
 from spinereg.io.template import load_template, parse_info_label
+from spinereg.phantom.tissue_contrast import SMALL_TO_PAM50_MM
 from spinereg.register.warp_template import DestinationMap, warp_template
 from spinereg.transforms import AffineTransform, apply_transforms, read_displacement, write_affine
 
 #: sct_testing_data/mt/label was made with the PAM50 that predates its 2018 realignment to
 #: ICBM152: old RAS coordinates + this offset are current PAM50 coordinates (registry note).
-OLD_TO_CURRENT_PAM50_MM = (0.0, -46.22, -287.5)
+OLD_TO_CURRENT_PAM50_MM = tuple(SMALL_TO_PAM50_MM)  # PAM50_small's older coordinates -> PAM50's
 
 
 def _data(path: Path) -> np.ndarray:
