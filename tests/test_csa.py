@@ -178,3 +178,27 @@ def test_csa_refuses_what_would_fool_a_user(tmp_path, capsys):
         assert not out.exists()
     # a labelled segmentation is a segmentation
     assert main(["csa", "-s", str(lev), "-o", str(out)]) == 0
+
+
+def test_csa_refuses_a_levels_file_that_is_not_levels(tmp_path, capsys):
+    """An intensity image as --levels reported its voxel values as levels (t2.nii.gz: "levels"
+    118, 157, 161 ..., session 36); a linearly resampled levels file (3.4), values beyond S5 (29)
+    and a binary cord mask (every slice "C1") are not levels either. One line, exit 2, no CSV."""
+    g = _grid()
+    cyl = _cylinder(20.0)
+    seg = save(Image((cyl >= 0.5).astype(np.uint8), g.affine), tmp_path / "seg.nii.gz")
+    rng = np.random.default_rng(0)
+    lev = _cylinder(20.0, levels=True)
+    bad = {"image": ((100 + 400 * cyl + rng.normal(0, 10, g.shape)).round().astype(np.float32), "not a labelled"),
+           "linear": (np.where(lev > 0, lev + 0.4, 0).astype(np.float32), "non-integer"),
+           "big": (np.where(lev > 0, lev + 100, 0).astype(np.int16), "outside the vertebral levels"),
+           "mask": ((lev > 0).astype(np.uint8), "binary mask")}
+    out = tmp_path / "csa.csv"
+    for name, (data, words) in bad.items():
+        p = save(Image(data, g.affine), tmp_path / f"{name}.nii.gz")
+        rc = main(["csa", "-s", str(seg), "--levels", str(p), "-o", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and p.name in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert not out.exists()
+    ok = save(Image(lev, g.affine), tmp_path / "lev.nii.gz")
+    assert main(["csa", "-s", str(seg), "--levels", str(ok), "-o", str(out)]) == 0

@@ -115,6 +115,32 @@ def require_segmentation(img: Image, what: str = "segmentation", option: str = "
                              f"give the cord {what} with {option} (point labels go with -l / -initlabel)")
 
 
+def require_levels_image(img: Image, what: str = "levels image", option: str = "--levels") -> None:
+    """Raise :class:`InputError` unless ``img`` looks like vertebral levels: fewer than 64 integer
+    values, all in 0..MAX_LEVEL (S5 = 29). An intensity image given in its place had its voxel
+    values reported as levels (t2.nii.gz: "levels" 118, 157, 161 ... before session 36)."""
+    from spinereg.vertebrae.names import MAX_LEVEL
+
+    v = values_of(img)
+    fix = (f"give the vertebral levels with {option}: cord voxels valued by level, 1 (C1) to {MAX_LEVEL} "
+           "(label-vertebrae's <img>_seg_labeled, or PAM50_levels warped with nearest-neighbour)")
+    if not v.integer and v.vmin >= 0 and v.vmax <= MAX_LEVEL + 1 and v.frac_nonzero <= 0.5:
+        raise InputError(f"the {what} ({option}) has non-integer values: {v.describe()} "
+                         "(resampled with linear interpolation?)", img.name, fix)
+    if not is_segmentation(v):
+        raise InputError(f"the {what} ({option}) is not a labelled segmentation: {v.describe()} "
+                         "(an intensity image?)", img.name, fix)
+    if not v.integer:
+        raise InputError(f"the {what} ({option}) has non-integer values: {v.describe()} "
+                         "(resampled with linear interpolation?)", img.name, fix)
+    if v.vmin < 0 or v.vmax > MAX_LEVEL:
+        raise InputError(f"the {what} ({option}) holds values outside the vertebral levels 0..{MAX_LEVEL}: "
+                         f"{v.describe()}", img.name, fix)
+    if v.n_distinct <= 2 and v.vmax == 1:  # every cord slice would be "C1"
+        raise InputError(f"the {what} ({option}) holds one value, 1 (C1): a binary mask, not levels",
+                         img.name, fix)
+
+
 def require_mask(img: Image, what: str = "segmentation", option: str = "-s") -> None:
     """Raise :class:`InputError` unless ``img`` looks like a mask (see module doc)."""
     v = values_of(img)

@@ -27,7 +27,7 @@ from spinereg.cord.centerline import Centerline, si_axis
 from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write
 from spinereg.io.resample import sample_world
-from spinereg.io.sanity import require_segmentation
+from spinereg.io.sanity import require_levels_image, require_segmentation
 
 
 @dataclass
@@ -168,6 +168,7 @@ def _slice_levels(seg: Image, w: np.ndarray, axis: int, ks: np.ndarray, levels: 
     if levels.ndim != 3:
         raise InputError(f"levels image must be 3D, got shape {levels.shape}", levels.name,
                          "give a 3D image of vertebral levels (cord voxels valued by level)")
+    require_levels_image(levels)
     idx = np.argwhere(w > 0)
     vals = np.rint(sample_world(np.asarray(levels.data), levels.affine, seg.grid.voxel_to_world(idx),
                                 interp="nn")).astype(int)

@@ -7,6 +7,9 @@ import numpy as np
 
 _REGIONS = (("C", 1, 7), ("T", 8, 19), ("L", 20, 24), ("S", 25, 29))
 
+#: the highest vertebral level number (S5); a levels file holding larger values is not one
+MAX_LEVEL = _REGIONS[-1][2]
+
 
 def level_name(level: int) -> str:
     """``3`` -> ``"C3"``, ``8`` -> ``"T1"``, ``20`` -> ``"L1"``."""
