@@ -202,3 +202,31 @@ def test_csa_refuses_a_levels_file_that_is_not_levels(tmp_path, capsys):
         assert not out.exists()
     ok = save(Image(lev, g.affine), tmp_path / "lev.nii.gz")
     assert main(["csa", "-s", str(seg), "--levels", str(ok), "-o", str(out)]) == 0
+
+
+def test_csa_refuses_a_cord_on_one_slice(tmp_path, capsys):
+    """t2's segmentation cut to one sagittal slice (a one-slice grid, or one slice of the 3D grid)
+    gave "CSA 7.7 mm2 over 55 slices" (the cord's width times one voxel; session 36); one axial
+    slice gave an "angle-corrected" CSA with no centerline (angle 0 assumed). Now one line, exit 2,
+    no CSV; one axial slice is measured in its plane with --no-angle-correction."""
+    g = _grid()
+    cyl = (_cylinder(0.0) >= 0.5).astype(np.uint8)  # S-I is voxel axis 2
+    sag = np.zeros_like(cyl)
+    sag[36] = cyl[36]
+    one_ax = np.zeros_like(cyl)
+    one_ax[:, :, 15] = cyl[:, :, 15]
+    shift = np.eye(4)
+    shift[0, 3] = 36
+    cases = {"sag_grid.nii.gz": (Image(cyl[36:37], g.affine @ shift), "one voxel layer"),
+             "sag.nii.gz": (Image(sag, g.affine), "one voxel layer"),
+             "axial.nii.gz": (Image(one_ax, g.affine), "lies on one slice")}
+    out = tmp_path / "csa.csv"
+    for name, (img, words) in cases.items():
+        p = save(img, tmp_path / name)
+        rc = main(["csa", "-s", str(p), "-o", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 2 and words in err and name in err and len(err.strip().splitlines()) == 1, (name, err)
+        assert not out.exists()
+    assert main(["csa", "-s", str(tmp_path / "axial.nii.gz"), "--no-angle-correction", "-o", str(out)]) == 0
+    res = cross_sectional_area(load_image(tmp_path / "axial.nii.gz"), angle_correction=False)
+    assert len(res.slices) == 1 and abs(res.slices[0].csa_mm2 - np.pi * 5.0 * 3.5) / (np.pi * 17.5) < 0.05

@@ -127,6 +127,7 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         raise InputError("segmentation is empty (no voxel > 0)", seg.name, "give a spinal cord segmentation")
     axis = si_axis(seg.affine)
     inplane = [a for a in range(3) if a != axis]
+    _require_cross_section(seg, w, inplane)
     lin = seg.affine[:3, :3]
     cross = np.cross(lin[:, inplane[0]], lin[:, inplane[1]])
     vox_area = float(np.linalg.norm(cross))
@@ -144,6 +145,11 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         vox[n, inplane[1]] = float((sl * jj).sum() / mass[k])
         vox[n, axis] = k
     centres = seg.grid.voxel_to_world(vox)
+    if angle_correction and len(ks) < 2:  # no centerline: "corrected" would be the slice-plane area
+        raise InputError(f"the segmentation's cord lies on one slice (of {wm.shape[2]} along S-I): its "
+                         "inclination, and so the area perpendicular to it, cannot be measured", seg.name,
+                         "give a segmentation covering several slices, or pass --no-angle-correction for the "
+                         "area in the slice plane")
     if angle_correction:
         bin_img = Image((w > 0).astype(np.float32) if w.max() > 1 else w.astype(np.float32), seg.affine)
         cl = Centerline.from_mask(bin_img)
@@ -162,6 +168,22 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         per_level.append(LevelArea(lv, float(np.mean(vals)), float(np.std(vals)), len(vals),
                                    [s.slice for s in slices if s.level == lv]))
     return CSAResult(seg.name, axis, slices, per_level, angle_correction)
+
+
+def _require_cross_section(seg: Image, w: np.ndarray, inplane: list[int]) -> None:
+    """Refuse a cord one voxel thick across an in-plane axis (a sagittal or coronal slice, or a
+    one-slice grid): each slice's "area" would be the cord's width times one voxel (t2's
+    segmentation cut to one sagittal slice gave a CSA of 7.7 mm2 over 55 slices, session 36)."""
+    codes = seg.grid.axcodes
+    for a in inplane:
+        others = tuple(b for b in range(3) if b != a)
+        layers = int(np.count_nonzero(np.any(w > 0, axis=others)))
+        if layers == 1:
+            where = "a one-slice grid" if w.shape[a] == 1 else f"one of its {w.shape[a]} slices"
+            raise InputError(f"the segmentation's cord lies on one voxel layer across the cord (voxel axis {a}, "
+                             f"{codes[a]}: {where}): a slice along the cord, not its cross-section", seg.name,
+                             "give a 3D cord segmentation covering the whole cross-section (e.g. of an axial "
+                             "or 3D image)")
 
 
 def _slice_levels(seg: Image, w: np.ndarray, axis: int, ks: np.ndarray, levels: Image) -> list[int | None]:
