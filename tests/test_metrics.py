@@ -316,6 +316,27 @@ def test_label_distances_analytic_and_errors():
         label_distances(Image((la == 7).astype(np.uint8) * 7, aff), Image(lb, aff))
 
 
+def test_label_distances_refuse_a_value_on_two_points_and_keep_blobs():
+    """t2's labels with C5 relabelled 3 measured label 3 at the mean of the two points, 17.5 mm
+    from either (session 36): now refused, naming the file and the value. A blob of adjacent
+    voxels, and a value made of several blobs (a rootlet segmentation), are still one label."""
+    aff = affine((0.5, 0.8, 2.0), (10, 20, 30))
+    ref = np.zeros((20, 20, 20), np.uint8)
+    ref[5, 5, 5], ref[10, 10, 10] = 3, 5
+    dup = ref.copy()
+    dup[10, 10, 10] = 3
+    with pytest.raises(InputError, match="label 3 is on 2 separate points") as exc:
+        label_distances(Image(dup, aff, path="dup.nii.gz"), Image(ref, aff))
+    assert exc.value.path is not None and "dup.nii.gz" in str(exc.value.path)
+    blob = ref.copy()
+    blob[4:7, 4:7, 4:7] = 3  # a 3x3x3 blob centred on the point
+    assert label_distances(Image(blob, aff), Image(ref, aff)).max_mm == pytest.approx(0.0, abs=1e-9)
+    roots = ref.copy()
+    roots[1:3, 1:3, 1:3] = 3  # two blobs of value 3 plus the single voxel: a rootlet-like label
+    roots[8:10, 8:10, 1:3] = 3
+    assert label_distances(Image(roots, aff), Image(ref, aff)).n_pairs == 2
+
+
 # -- Jacobian ------------------------------------------------------------------------------------
 
 
