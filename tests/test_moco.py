@@ -313,3 +313,58 @@ def test_rigid_3d_motion_with_slice_timing_at_the_claim(seed) -> None:
     claim, nothing = RIGID_CLAIMS[seed]
     assert _rms(est, truth) <= claim + 0.005  # measured 0.0660 / 0.0834 / 0.0583 (session 36; +0.015 before)
     assert _rms(np.zeros_like(truth), truth) == pytest.approx(nothing, abs=0.01)
+
+
+def _fmri_with(sct_data: Path, tmp_path: Path, name: str, edit) -> Path:
+    """SCT's fmri as float32 with ``edit(data)`` applied, saved under ``name``."""
+    import nibabel as nib
+
+    src = nib.load(str(sct_data / "fmri" / "fmri.nii.gz"))
+    data = np.asarray(src.dataobj, np.float32).copy()
+    edit(data)
+    path = tmp_path / name
+    nib.save(nib.Nifti1Image(data, src.affine), str(path))
+    return path
+
+
+def test_no_signal_volume_warned_and_left_out(sct_data: Path, tmp_path: Path, capsys) -> None:
+    """An all-NaN volume and a zero-filled volume are handled alike: one warning naming the file
+    and the volume, left out of the reference, the mean and tSNR (tSNR as without them: the zero
+    volume used to halve it, 6.63 -> 3.81), written as read; NaN in part of a volume is refused."""
+    ref = motion_correct(load_image(sct_data / "fmri" / "fmri.nii.gz", lazy=True))
+    assert ref.warnings == [] and not ref.no_signal.any()
+
+    def nan5(d):
+        d[..., 5] = np.nan
+
+    def zero7(d):
+        d[..., 7] = 0
+
+    outs = {}
+    for name, edit, vol, kind in (("nanvol.nii.gz", nan5, 5, "all NaN/Inf"), ("zerovol.nii.gz", zero7, 7, "constant")):
+        path = _fmri_with(sct_data, tmp_path, name, edit)
+        out = tmp_path / name.split(".")[0]
+        assert main(["moco", "-i", str(path), "-o", str(out)]) == 0
+        err = capsys.readouterr().err
+        lines = [ln for ln in err.splitlines() if "warning" in ln]
+        assert len(lines) == 1 and str(path) in lines[0] and f"volume(s) {vol} " in lines[0] and kind in lines[0], err
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["summary"]["no_signal_volumes"] == [vol]
+        assert m["per_volume"][vol]["no_signal"] and m["per_volume"][vol]["excluded_from_reference"]
+        assert m["summary"]["tsnr_before"] > 6.0  # measured 6.64 / 6.63, the clean series 6.63
+        written = load_image(out / f"{name.split('.')[0]}_moco.nii.gz", check_finite=False).data
+        assert np.isnan(written[..., 5]).all() if vol == 5 else not written[..., 7].any()
+        assert np.isfinite(load_image(out / f"{name.split('.')[0]}_moco_mean.nii.gz").data).all()
+        outs[name] = m["summary"]["tsnr_before"]
+    assert outs["nanvol.nii.gz"] == pytest.approx(outs["zerovol.nii.gz"], rel=0.01)
+
+    def nan_part(d):
+        d[10:20, 10:20, 2, 5] = np.nan
+
+    path = _fmri_with(sct_data, tmp_path, "nanpart.nii.gz", nan_part)
+    assert main(["moco", "-i", str(path), "-o", str(tmp_path / "part")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "100 NaN/Inf voxels (volume 5)" in err and "Traceback" not in err
+    path = _fmri_with(sct_data, tmp_path, "allnan.nii.gz", lambda d: d.fill(np.nan))
+    assert main(["moco", "-i", str(path), "-o", str(tmp_path / "allnan")]) == 2
+    assert "every volume" in capsys.readouterr().err

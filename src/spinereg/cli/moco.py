@@ -62,7 +62,7 @@ def parse_moco_param(text: str) -> dict:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from spinereg.cli.common import start_run
+    from spinereg.cli.common import print_warnings, start_run
     from spinereg.epi.artifacts import Thresholds
     from spinereg.epi.moco import (
         motion_correct,
@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                                     cord_mask=cord, progress=progress_bar("write"))
         write_json(tmp / "provenance.json", {**rec.as_dict(inputs), "inputs": {k: v for k, v in inputs.items()
                                                                                 if v is not None}})
+    print_warnings("moco", res.warnings)
     files = {k: outdir / Path(v).name for k, v in staged.items()}
     files["provenance"] = outdir / "provenance.json"
     summ = json.loads(files["metrics"].read_text())["summary"]

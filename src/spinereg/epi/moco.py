@@ -197,6 +197,11 @@ class MocoResult:
     tsnr_after: np.ndarray | None = None
     mean: np.ndarray | None = None
     info: dict = field(default_factory=dict)
+    #: (nvol,) volumes without signal (all NaN/Inf, or constant such as a zero-filled volume):
+    #: not estimated, left out of the reference, the mean and tSNR, written as they were read
+    no_signal: np.ndarray | None = None
+    #: one line per problem found in the input (the CLI prints them on stderr)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def n_volumes(self) -> int:
@@ -268,22 +273,81 @@ def load_volume_transforms(path: str | Path) -> list[DisplacementField]:
 
 
 # -- series access -----------------------------------------------------------------------------
+def _read_volume(img: Image, t: int) -> np.ndarray:
+    """Volume ``t`` as float32 without the NaN/Inf check of a loaded series (the caller checks)."""
+    check = img.check_finite
+    img.check_finite = False
+    try:
+        return np.asarray(img.volume(t), np.float32)
+    finally:
+        img.check_finite = check
+
+
+def _is_constant(vol: np.ndarray) -> bool:
+    lo, hi = float(vol.min()), float(vol.max())
+    return hi - lo <= 1e-6 * (max(abs(lo), abs(hi)) + 1e-12)
+
+
 class _Series:
-    """Volumes of a 4D image as float32, cached in memory when small enough."""
+    """Volumes of a 4D image as float32, cached in memory when small enough.
+
+    Checks every volume as it is first read: a volume with some NaN/Inf voxels is refused (as
+    :func:`~spinereg.io.image.load_image` refuses it), an all-NaN/Inf volume is recorded in
+    ``all_nan`` and read as zeros, a constant (e.g. zero-filled) volume in ``constant``."""
 
     def __init__(self, img: Image, cache_mb: float = 2048.0):
         self.img = img
         self.shape = tuple(img.shape[:3])
         self.n = img.nvols
+        self.all_nan = np.zeros(self.n, bool)
+        self.constant = np.zeros(self.n, bool)
         nbytes = 4 * np.prod(self.shape) * self.n
-        self._cache: list[np.ndarray] | None = [] if nbytes <= cache_mb * 2**20 else None
-        if self._cache is not None:
-            self._cache = [np.asarray(img.volume(t), np.float32) for t in range(self.n)]
+        cache = nbytes <= cache_mb * 2**20
+        self._cache: list[np.ndarray] | None = [] if cache else None
+        for t in range(self.n):
+            vol = self._checked(t)
+            if self._cache is not None:
+                self._cache.append(vol)
+
+    def _checked(self, t: int) -> np.ndarray:
+        vol = _read_volume(self.img, t)
+        bad = ~np.isfinite(vol)
+        if bad.all():
+            self.all_nan[t] = True
+            return np.zeros_like(vol)
+        if bad.any():
+            raise InputError(f"{self.img.what} has {int(bad.sum())} NaN/Inf voxels (volume {t})", self.img.name,
+                             "replace them by finite values (e.g. `fslmaths IN -nan OUT`)")
+        self.constant[t] = _is_constant(vol)
+        return vol
 
     def __getitem__(self, t: int) -> np.ndarray:
         if self._cache is not None:
             return self._cache[t]
-        return np.asarray(self.img.volume(t), np.float32)
+        vol = _read_volume(self.img, t)
+        return np.zeros_like(vol) if self.all_nan[t] else vol
+
+    def no_signal(self) -> tuple[np.ndarray, list[str]]:
+        """Volumes left out (all NaN/Inf, or constant while 2+ volumes have signal) and the
+        warning naming them; refuses a series whose every volume is NaN/Inf."""
+        name = self.img.name
+        if self.all_nan.all():
+            raise InputError(f"every volume of the {self.img.what} is NaN/Inf", name,
+                             "give the series as reconstructed (this one holds no values)")
+        missing = self.all_nan | self.constant
+        if (~missing).sum() < 2:  # no signal to speak of: judged by the QC verdict (image_empty)
+            missing = self.all_nan.copy()
+        warnings = []
+        if missing.any():
+            idx = np.flatnonzero(missing)
+            kinds = [k for k, m in (("all NaN/Inf", self.all_nan), ("constant, e.g. zero-filled", self.constant))
+                     if (m & missing).any()]
+            shown = ", ".join(str(int(t)) for t in idx[:20]) + (", ..." if idx.size > 20 else "")
+            warnings.append(f"{name}: {idx.size} of {self.n} volumes have no signal ({' or '.join(kinds)}): "
+                            f"volume(s) {shown} left out of the reference, the mean and tSNR and written as read "
+                            "-- fix: drop them from the series (e.g. fslroi / fslsplit + fslmerge) or check "
+                            "the reconstruction")
+        return missing, warnings
 
 
 # -- estimation ----------------------------------------------------------------------------------
@@ -500,6 +564,10 @@ def motion_correct(
         order = np.argsort(g_time, kind="stable")
     weights = _as_weights(mask, grid)
     data = _Series(img)
+    missing, warnings = data.no_signal()
+    for w in warnings:
+        log.info(w)  # the CLI prints result.warnings
+    signal = np.flatnonzero(~missing)
 
     classes = np.zeros(nvol, int)
     if bvals is not None:
@@ -518,9 +586,9 @@ def motion_correct(
 
     # -- artifact scores of the raw series (motion-independent ones)
     mean0 = np.zeros(grid.shape)
-    for t in range(nvol):
+    for t in signal:
         mean0 += data[t]
-    mean0 /= nvol
+    mean0 /= signal.size
     cord = weights if weights is not None else ndimage.binary_erosion(
         object_mask(mean0), structure=np.ones((3, 3, 1), bool), iterations=2).astype(float)
     obj = object_mask(mean0)
@@ -540,6 +608,7 @@ def motion_correct(
     refs: dict[int, np.ndarray] = {}
     for c in np.unique(classes):
         members = np.flatnonzero(classes == c)
+        members = members[~missing[members]] if (~missing[members]).any() else members
         pick = members[: n_ref] if n_ref else members
         stack = [data[t] for t in pick]
         refs[int(c)] = np.median(stack, axis=0) if reference == "median" else np.mean(stack, axis=0)
@@ -557,6 +626,12 @@ def motion_correct(
         for u in np.unique(units):
             members = np.flatnonzero(units == u)
             c = int(classes[members[0]])
+            if missing[members].all():  # nothing to register: no estimate, no shift
+                done += 1
+                if progress:
+                    progress(done, total)
+                continue
+            members = members[~missing[members]]
             vol = np.mean([data[t] for t in members], axis=0).astype(np.float64) if len(members) > 1 \
                 else data[members[0]].astype(np.float64)
             sw = slice_ok[members].max(axis=0)
@@ -589,7 +664,9 @@ def motion_correct(
         scores.residual_z = robust_z(resid, classes)
         scores.fd_mm = framewise_displacement(
             shifts_within @ grid.affine[:3, :2].T)
-        excluded = _cap_exclusions(scores.volume_flags, scores.fd_mm) if exclude_flagged else np.zeros(nvol, bool)
+        excluded = _cap_exclusions(scores.volume_flags & ~missing, scores.fd_mm) if exclude_flagged \
+            else np.zeros(nvol, bool)
+        excluded |= missing
         keep = (~scores.slice_flags).astype(float) if exclude_flagged else np.ones((nvol, nz))
         for t in range(nvol):
             c = int(classes[t])
@@ -619,7 +696,7 @@ def motion_correct(
             "series": img.name}
     return MocoResult(grid=grid, shifts=shifts, raw_shifts=raw, slice_groups=groups, volume_units=units,
                       classes=classes, reference=refs[0] if 0 in refs else refs[int(classes[0])],
-                      scores=scores, excluded=excluded, info=info)
+                      scores=scores, excluded=excluded, info=info, no_signal=missing, warnings=warnings)
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -684,15 +761,26 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
     for n in names.values():
         check_writable(out / n, overwrite)
     grid = result.grid
-    tsnr_sel = result.classes == (1 if (result.classes == 1).sum() >= 2 else result.classes[0])
+    missing = result.no_signal if result.no_signal is not None else np.zeros(result.n_volumes, bool)
+    classes = np.where(missing, -1, result.classes)
+    tsnr_sel = classes == (1 if (classes == 1).sum() >= 2 else classes[~missing][0] if (~missing).any() else -1)
     n_ts = int(tsnr_sel.sum())
+    n_mean = max(int((~missing).sum()), 1)
     acc = {k: np.zeros(grid.shape) for k in ("s0", "ss0", "s1", "ss1", "mean")}
     stage = Path(tempfile.mkdtemp(prefix=".moco.", dir=out))
     try:
         with StreamingNiftiWriter(stage / names["series"], tuple(grid.shape) + (result.n_volumes,), grid.affine,
                                   np.float32, template_header=img.header, overwrite=True) as writer:
             for t in range(result.n_volumes):
-                vol = np.asarray(img.volume(t), np.float32)
+                vol = _read_volume(img, t)
+                if missing[t]:  # no signal: written as read (NaN stays NaN), out of the mean and tSNR
+                    writer.write_volume(vol)
+                    if progress:
+                        progress(t + 1, result.n_volumes)
+                    continue
+                if not np.isfinite(vol).all():
+                    raise InputError(f"series has {int((~np.isfinite(vol)).sum())} NaN/Inf voxels (volume {t})",
+                                     img.name, "replace them by finite values (e.g. `fslmaths IN -nan OUT`)")
                 ijk = source_voxels(Chain([result.volume_transform(t)]), grid, grid)
                 corr = VolumeSampler(vol, interp).at_voxels(ijk).reshape(grid.shape).astype(np.float32)
                 writer.write_volume(corr)
@@ -704,7 +792,7 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
                     acc["ss1"] += corr.astype(np.float64) ** 2
                 if progress:
                     progress(t + 1, result.n_volumes)
-        result.mean = (acc["mean"] / result.n_volumes).astype(np.float32)
+        result.mean = (acc["mean"] / n_mean).astype(np.float32)
         result.tsnr_before = _tsnr(acc["s0"], acc["ss0"], n_ts).astype(np.float32)
         result.tsnr_after = _tsnr(acc["s1"], acc["ss1"], n_ts).astype(np.float32)
         hdr3 = Image(np.zeros(grid.shape, np.float32), grid.affine, img.header)
@@ -737,12 +825,14 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
 
     sc = result.scores
     mm = result.shifts_mm()
+    missing = result.no_signal if result.no_signal is not None else np.zeros(result.n_volumes, bool)
     per_volume = sc.per_volume()
     for t, row in enumerate(per_volume):
         row["class"] = "b0" if (result.classes == 1).any() and result.classes[t] == 0 else (
             "dwi" if result.classes[t] == 1 else "volume")
         row["unit"] = int(result.volume_units[t])
         row["excluded_from_reference"] = bool(result.excluded[t])
+        row["no_signal"] = bool(missing[t])
         row["mean_tx_mm"] = round(float(mm[t, :, 0].mean()), 5)
         row["mean_ty_mm"] = round(float(mm[t, :, 1].mean()), 5)
         row["max_abs_shift_mm"] = round(float(np.linalg.norm(mm[t], axis=1).max()), 5)
@@ -750,7 +840,10 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
                "n_slice_groups": int(result.slice_groups.max()) + 1,
                "slice_groups": result.slice_groups.tolist(),
                "max_abs_shift_mm": round(float(np.linalg.norm(mm, axis=2).max()), 5),
-               **sc.summary()}
+               **sc.summary(),
+               "n_no_signal_volumes": int(missing.sum()), "no_signal_volumes": np.flatnonzero(missing).tolist()}
+    if result.warnings:
+        summary["warnings"] = list(result.warnings)
     if result.tsnr_before is not None and result.tsnr_after is not None:
         region = cord_mask
         if region is None:
