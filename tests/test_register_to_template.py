@@ -216,6 +216,23 @@ def test_cli_label_error_exit_code(sct_data, tmp_path, capsys):
     assert not (tmp_path / "o" / "warp_anat2template.nii.gz").exists()
 
 
+def test_cli_labels_in_the_wrong_order_name_the_label_file(sct_data, tmp_path, capsys):
+    """t2's labels 3 and 5 swapped: "landmarks are not in the same order along the cord as in the
+    template" named no file (session 36); now the label file and the order found."""
+    t2 = sct_data / "t2"
+    img = nib.load(str(t2 / "labels.nii.gz"))
+    d = np.asanyarray(img.dataobj).copy()
+    d[np.asanyarray(img.dataobj) == 3], d[np.asanyarray(img.dataobj) == 5] = 5, 3
+    swapped = tmp_path / "swapped.nii.gz"
+    nib.save(nib.Nifti1Image(d, img.affine, img.header), str(swapped))
+    rc = main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
+               "-l", str(swapped), "-t", "PAM50_small", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert "not in the same order" in err and str(swapped) in err and "run 3, 5 in the subject" in err, err
+    assert not (tmp_path / "o").exists()
+
+
 def _t1_disc_label(sct_data) -> Image:
     """One disc label placed by hand on t1w, as a user would from SCT's own hint.
 

@@ -224,7 +224,14 @@ def arc_correspondence(cl_ref: Centerline, cl_src: Centerline, lm_ref: Landmarks
     s_ref, _ = cl_ref.project(lm_ref.subset(common).points)
     s_src, _ = cl_src.project(lm_src.subset(common).points)
     # one landmark: a shift along the cord; two: shift + S-I scaling; more: piecewise
-    return PiecewiseLinear(s_ref, s_src)
+    try:
+        return PiecewiseLinear(s_ref, s_src)
+    except InputError as exc:  # name the label file and the order found (session 36: no file named)
+        along = ", ".join(str(int(v)) for v in common[np.argsort(s_src)])
+        tpl = ", ".join(str(int(v)) for v in common[np.argsort(s_ref)])
+        raise InputError(f"landmarks are not in the same order along the cord as in the template (along the "
+                         f"cord the labels run {along} in the subject, {tpl} in the template)", lm_src.source,
+                         f"{exc.fix}, or the image's header is upside down (head towards I)") from exc
 
 
 def sampled(transform: Transform, grid: Grid, si_mm: float = 2.0, inplane_mm: float = 4.0) -> SampledMapping:
