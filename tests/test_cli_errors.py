@@ -16,6 +16,7 @@ import gzip
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nibabel as nib
@@ -393,3 +394,41 @@ def test_broken_subcommand_does_not_break_others(capsys, ws, monkeypatch):
     assert rc == 2 and "fancy_dependency" in err and "fix" in err and len(err.strip().splitlines()) == 1
     rc, _, err = _run(capsys, ["concat", "-v"])
     assert rc == 2 and "Traceback" in err
+
+
+def test_read_only_output_folder_is_refused_before_the_work(capsys, ws, monkeypatch):
+    """An existing output folder that may not be written (``mkdir d && chmod 555 d``) was found
+    only when the outputs were moved in, after the whole run (register-to-template, register,
+    label-vertebrae, warp-template: OutputFolder.check tested the folder's parent only; phantom
+    checked after making the phantom). As root chmod does not
+    stop writes, so the folder is made read-only for ``os.access``, which the checks use."""
+    import os
+
+    ro = ws["out"] / "ro"
+    ro.mkdir()
+    real_access = os.access
+
+    def access(path, mode, *a, **k):
+        if Path(path).resolve() == ro.resolve() and mode & os.W_OK:
+            return False
+        return real_access(path, mode, *a, **k)
+
+    monkeypatch.setattr(os, "access", access)
+    sct = ws["t2"].parent
+    t2, seg, labels = ws["t2"], sct / "t2_seg-manual.nii.gz", sct / "labels.nii.gz"
+    commands = {
+        "register-to-template": ["-i", t2, "-s", seg, "-l", labels, "-t", "PAM50_small", "-o", ro],
+        "register": ["-i", t2, "-d", t2, "--identity", "-o", ro],
+        "label-vertebrae": ["-i", t2, "-s", seg, "-c", "t2", "-o", ro],
+        "warp-template": ["-d", t2, "-w", sct / "warp_template2anat.nii.gz", "-t", "PAM50_small", "-o", ro],
+        "apply": ["-i", t2, "-d", t2, "-o", ro / "x.nii.gz"],
+        "csa": ["-s", seg, "-o", ro / "csa.csv"],
+        "phantom": ["-o", ro, "--shape", "33", "31", "6", "--volumes", "2"],
+    }
+    for cmd, args in commands.items():
+        t0 = time.perf_counter()
+        rc, _, err = _run(capsys, [cmd, *args])
+        line = _assert_one_line_error(rc, err, str(ro))
+        assert "not writable" in line, (cmd, line)
+        assert time.perf_counter() - t0 < 5.0, (cmd, "the check came after the work")
+        assert not any(ro.iterdir()), cmd

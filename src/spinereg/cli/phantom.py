@@ -42,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError("output is a file, not a folder", out, "give a folder name")
+    from spinereg.io.staging import OutputFolder
+
+    folder = OutputFolder(out, overwrite=args.overwrite).check()  # before the phantom is made
     ph = make_epi_phantom(shape=args.shape, voxel_mm=args.voxel, readout_s=args.readout_time,
                           pe=args.pe, field_max_hz=args.field_max, n_volumes=args.volumes,
                           motion=args.motion, multiband=args.multiband, noise=args.noise, seed=args.seed)
-    from spinereg.io.staging import OutputFolder
-
-    with OutputFolder(out, overwrite=args.overwrite) as tmp:  # appears only when complete
+    with folder as tmp:  # appears only when complete
         ph.save(tmp, overwrite=True)
     print(out)
     return 0

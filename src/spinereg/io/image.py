@@ -292,9 +292,15 @@ def check_writable(path: str | Path, overwrite: bool = False) -> Path:
         if parent.exists() and not parent.is_dir():
             why = "a file of that name exists"
         raise OutputError(f"cannot create the output folder ({why})", parent, "choose a writable folder") from exc
-    if not os.access(parent, os.W_OK):
-        raise OutputError("output folder is not writable", parent, "choose a writable folder or fix its permissions")
+    require_writable_folder(parent)
     return p
+
+
+def require_writable_folder(folder: str | Path) -> None:
+    """Raise :class:`OutputError` unless the existing folder ``folder`` may be written into (files
+    created, renamed, removed). Every command checks its output folder with it before its work."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError("output folder is not writable", folder, "choose a writable folder or fix its permissions")
 
 
 _OUTPUT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOENT,

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinereg.errors import OutputError
-from spinereg.io.image import output_os_error
+from spinereg.io.image import output_os_error, require_writable_folder
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import TracebackType
@@ -76,15 +76,15 @@ class OutputFolder:
             if existing:
                 shown = ", ".join(existing[:4]) + (" ..." if len(existing) > 4 else "")
                 raise OutputError(f"outputs exist ({shown})", d, "pass --overwrite or choose another folder")
+        if d.is_dir():  # files are moved into it (or, with replace, it is renamed: that writes in it too)
+            require_writable_folder(d)
         parent = d.parent if str(d.parent) else Path(".")
         for p in [parent, *parent.parents]:
             if p.exists():
                 if not p.is_dir():
                     raise OutputError("cannot create the output folder (a file of that name exists)", p,
                                       "choose another output folder")
-                if not os.access(p, os.W_OK | os.X_OK):
-                    raise OutputError("output folder is not writable", p,
-                                      "choose a writable folder or fix its permissions")
+                require_writable_folder(p)
                 break
         return self
 

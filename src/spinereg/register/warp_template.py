@@ -38,7 +38,7 @@ from scipy.spatial import cKDTree
 from spinereg.errors import InputError, OutputError
 from spinereg.io.box import pad_voxels
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image, output_os_error
+from spinereg.io.image import Image, load_image, output_os_error, require_writable_folder
 from spinereg.io.provenance import describe_inputs, versions
 from spinereg.io.resample import VolumeSampler, place_labels
 from spinereg.io.template import Template, TemplateObject, load_template
@@ -444,6 +444,15 @@ def warp_template(
             more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
             raise OutputError(f"outputs exist ({', '.join(existing[:3])}{more})", out,
                               "pass --overwrite or choose another folder")
+    # before the work: the folder (or the first one there is above it) and its existing subfolders
+    # are written into when the files are moved in, after everything was warped
+    for folder in [out, *out.parents]:
+        if folder.is_dir():
+            require_writable_folder(folder)
+            break
+    for sub in sorted({p.parent for p in targets} - {out}):
+        if sub.is_dir():
+            require_writable_folder(sub)
 
     created = not out.exists()
     try:
