@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import add_result_options, finish_run, new_parser
 from spinereg.errors import InputError
 from spinereg.progress import progress_bar
 
@@ -26,7 +26,11 @@ PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = new_parser(sub, "moco", "slice-wise motion correction of an fMRI or DWI series (multiband-aware)")
+    p = new_parser(sub, "moco", "slice-wise motion correction of an fMRI or DWI series (multiband-aware)",
+                   "Slice-wise motion correction of an fMRI or DWI series (multiband-aware): corrected series, "
+                   "mean, tSNR before/after, motion table, metrics.json with a pass/warn/fail verdict (flagged "
+                   "volumes, image structure of the series' mean: a noise or empty series fails), "
+                   "provenance.json. Exit code 3 when the verdict is fail (--allow-fail: 0).")
     p.add_argument("-i", "--input", required=True, help="4D series (slices along the 3rd voxel axis)")
     p.add_argument("-g", "--group", type=int, default=1, help="DWI: consecutive b>0 volumes averaged per estimate")
     p.add_argument("--bvals", help="FSL bvals (DWI)")
@@ -38,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline"],
                    help="interpolation of the corrected series (default spline)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
+    add_result_options(p)
     p.set_defaults(func=run)
 
 
@@ -122,12 +127,11 @@ def run(args: argparse.Namespace) -> int:
     print_warnings("moco", res.warnings)
     files = {k: outdir / Path(v).name for k, v in staged.items()}
     files["provenance"] = outdir / "provenance.json"
-    summ = json.loads(files["metrics"].read_text())["summary"]
-    print(json.dumps({"outdir": str(outdir), "seconds": round(time.perf_counter() - t0, 2),
-                      "files": {k: str(v) for k, v in files.items()},
-                      **{k: summ[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_mean", "fd_mm_max",
-                                              "n_flagged_volumes", "n_slice_groups") if k in summ}}, indent=1))
-    return 0
+    metrics = json.loads(files["metrics"].read_text())
+    summ = metrics["summary"]
+    extra = {k: summ[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_mean", "fd_mm_max", "n_flagged_volumes",
+                                  "n_slice_groups") if k in summ}
+    return finish_run(args, "moco", metrics, outdir, files, seconds=round(time.perf_counter() - t0, 2), extra=extra)
 
 
 def _mask_on(mask: Image, grid: Grid) -> np.ndarray:

@@ -41,6 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -66,11 +67,15 @@ from spinereg.register.slicewise import (
 )
 from spinereg.transforms.displacement import DisplacementField
 
+if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.metrics.verdict import Verdict
+
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MocoResult",
     "load_volume_transforms",
+    "moco_verdict",
     "motion_correct",
     "read_bvals",
     "read_bvecs",
@@ -202,6 +207,9 @@ class MocoResult:
     no_signal: np.ndarray | None = None
     #: one line per problem found in the input (the CLI prints them on stderr)
     warnings: list[str] = field(default_factory=list)
+    #: :func:`~spinereg.metrics.similarity.image_structure` of the temporal mean of the input
+    #: volumes with signal (``empty``, ``structure``): a noise or empty series is no image
+    image_scores: dict = field(default_factory=dict)
 
     @property
     def n_volumes(self) -> int:
@@ -589,6 +597,9 @@ def motion_correct(
     for t in signal:
         mean0 += data[t]
     mean0 /= signal.size
+    from spinereg.metrics.similarity import image_structure
+
+    image_scores = image_structure(Image(mean0.astype(np.float32), grid.affine))
     cord = weights if weights is not None else ndimage.binary_erosion(
         object_mask(mean0), structure=np.ones((3, 3, 1), bool), iterations=2).astype(float)
     obj = object_mask(mean0)
@@ -696,7 +707,8 @@ def motion_correct(
             "series": img.name}
     return MocoResult(grid=grid, shifts=shifts, raw_shifts=raw, slice_groups=groups, volume_units=units,
                       classes=classes, reference=refs[0] if 0 in refs else refs[int(classes[0])],
-                      scores=scores, excluded=excluded, info=info, no_signal=missing, warnings=warnings)
+                      scores=scores, excluded=excluded, info=info, no_signal=missing, warnings=warnings,
+                      image_scores=image_scores)
 
 
 # -- outputs -----------------------------------------------------------------------------------
@@ -844,6 +856,12 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
                "n_no_signal_volumes": int(missing.sum()), "no_signal_volumes": np.flatnonzero(missing).tolist()}
     if result.warnings:
         summary["warnings"] = list(result.warnings)
+    # verdict inputs (spinereg/data/qc_thresholds.json, kind "moco"): flagged or signal-less
+    # volumes, and whether the series' mean is an image at all (noise 0.03, SCT's fmri 0.48)
+    summary["pct_outlier_volumes"] = round(100.0 * float((sc.volume_flags | missing).mean()), 3)
+    if result.image_scores:
+        summary["image_structure"] = result.image_scores["structure"]
+        summary["image_empty"] = result.image_scores["empty"]
     if result.tsnr_before is not None and result.tsnr_after is not None:
         region = cord_mask
         if region is None:
@@ -854,6 +872,22 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
     timings = dict(result.info)
     if seconds_write is not None:
         timings["seconds_write"] = round(seconds_write, 3)
-    return {"schema": METRICS_SCHEMA, "command": "moco", "per_volume": per_volume, "summary": summary,
-            "settings": timings, "inputs": {k: str(v) for k, v in (inputs or {}).items() if v is not None},
-            "versions": versions()}
+    doc = {"schema": METRICS_SCHEMA, "command": "moco", "per_volume": per_volume, "summary": summary,
+           "settings": timings, "inputs": {k: str(v) for k, v in (inputs or {}).items() if v is not None},
+           "versions": versions()}
+    doc["qc"] = moco_verdict(doc).as_block()
+    return doc
+
+
+def moco_verdict(metrics: dict) -> Verdict:
+    """Pass/warn/fail of a motion correction from its ``metrics.json`` dict (thresholds of kind
+    ``moco``); the block's scores also carry tSNR and the largest framewise displacement, not judged."""
+    from spinereg.metrics.verdict import judge
+
+    verdict = judge({k: v for k, v in metrics.items() if k != "qc"}, "moco")
+    summary = metrics.get("summary") or {}
+    order = ("tsnr_before", "tsnr_after", "image_structure", "pct_outlier_volumes", "fd_mm_max")
+    scores = {**{k: summary[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_max") if summary.get(k) is not None},
+              **verdict.scores}
+    verdict.scores = {k: scores[k] for k in sorted(scores, key=lambda k: order.index(k) if k in order else len(order))}
+    return verdict
