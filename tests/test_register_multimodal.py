@@ -84,3 +84,24 @@ def test_dropout_slices_are_excluded_from_the_epi_metric():
     mask[8:12, 8:12, :] = 1
     out, bad = exclude_dropout_slices(img, mask)
     assert bad == [4] and out[:, :, 4].sum() == 0 and out[:, :, 3].sum() == 16
+
+
+def test_cli_4d_source_outputs_named_after_it_and_said_to_be_the_mean(sct_data, tmp_path, capsys):
+    """A 4D -i is registered through its mean volume. Before session 36 the outputs were named
+    after no file (src_reg.nii.gz, warp_src2t2.nii.gz) and nothing said that the moved image was
+    the mean, not the series; now they take the file's name and a warning says what they are."""
+    import nibabel as nib
+
+    t2 = nib.load(str(sct_data / "t2/t2.nii.gz"))
+    d = np.asanyarray(t2.dataobj).astype(np.float32)
+    series = tmp_path / "t2_4d.nii.gz"
+    nib.save(nib.Nifti1Image(np.stack([d, d], -1), t2.affine), str(series))
+    out = tmp_path / "o"
+    rc = main(["register", "-i", str(series), "-d", str(sct_data / "t2/t2.nii.gz"), "--identity", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == ["t2_4d_reg.nii.gz", "t2_reg.nii.gz",
+                                                            "warp_t22t2_4d.nii.gz", "warp_t2_4d2t2.nii.gz"]
+    assert "t2_4d.nii.gz is 4D (2 volumes): registered through its mean volume" in err, err
+    assert "t2_4d_reg.nii.gz is that mean moved" in err
+    assert load_image(out / "t2_4d_reg.nii.gz").ndim == 3

@@ -461,6 +461,13 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
         with run.stage("check inputs"):
             inp = check_multimodal_inputs(src, dest, iseg, dseg, init, param,
                                           init_name=str(init_warp) if init_warp else "--init-warp")
+        # a series is registered through its mean volume, and <stem>_reg.nii.gz is that mean moved:
+        # said, so that it is not taken for the series moved
+        pair = (("-i", inp.src, inp.dest, s_name, d_name), ("-d", inp.dest, inp.src, d_name, s_name))
+        series_notes = [f"{opt} {Path(a.name).name} is 4D ({a.nvols} volumes): registered through its mean volume; "
+                        f"{name}_reg.nii.gz is that mean moved (move the series with `spinereg apply -i "
+                        f"{Path(a.name).name} -d {Path(b.name).name} -w warp_{name}2{other}.nii.gz`)"
+                        for opt, a, b, name, other in pair if a.ndim == 4 and a.nvols > 1]
         with run.stage("registration"):
             reg = register_multimodal(inp.src, inp.dest, iseg=inp.iseg, dseg=inp.dseg, mask=m, init_warp=init,
                                       init_warp_inv=init_inv, param=param, identity=identity, progress=progress)
@@ -475,7 +482,8 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
         files = write_multimodal_outputs(reg, out, overwrite=overwrite, inputs=inputs, interp=interp, run=run,
                                          before_commit=hook, loaded=loaded)
         files.update({f"seg:{name}": out / name for name in auto.files})
-    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg, {"warnings": auto.warnings()})
+    return JobResult(out, files, reg.metrics, box.get("index"), run.elapsed(), reg,
+                     {"warnings": [*series_notes, *auto.warnings()]})
 
 
 def chain_job(images: list, segs: list, outdir: str | Path, *,
