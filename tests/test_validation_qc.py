@@ -129,6 +129,41 @@ def test_t2_to_t2s_with_both_segs_does_not_fail_on_coverage(sct_data, tmp_path):
     assert qc["verdict"] != "fail", qc["reasons"]
     # distances are judged over the slices both cover, in voxels of the coarsest axis (5 mm)
     assert qc["scores"]["inverse_consistency_vox"] < 0.5 and qc["scores"]["hausdorff95_vox"] < 1.0
+    # 7.5 mm slices do not resolve the vertebral pattern: the S-I peak is not judged
+    assert "similarity_si_peak" not in qc["scores"]
+
+
+def _upside_down(src: Path, dst: Path) -> Path:
+    im = nib.load(str(src))
+    ax = [i for i, c in enumerate(nib.aff2axcodes(im.affine)) if c in "SI"][0]
+    nib.save(nib.Nifti1Image(np.ascontiguousarray(np.flip(np.asanyarray(im.dataobj), ax)), im.affine, im.header),
+             str(dst))
+    return dst
+
+
+#: similarity_si_peak of t1 -> t2 and t2 -> t1 (both segmentations), as they are and with the
+#: destination's data flipped S-I (header unchanged): bench/qc_si_peak.py, docs/qc_calibration.md
+SI_PEAK = {("t1", False): 0.396, ("t1", True): 0.059, ("t2", False): 0.336, ("t2", True): -0.035}
+
+
+@pytest.mark.parametrize("src_name", ["t1", "t2"])
+def test_destination_stored_upside_down_warns(sct_data, tmp_path, src_name):
+    """A cord-driven registration aligns the cords of a destination whose data runs the other way
+    along S-I (cord Dice 0.96-0.97, every other score passes): the vertebral pattern does not peak
+    along S-I there, and the verdict warns; the same pair as it is passes."""
+    files = {"t1": (sct_data / "t1" / "t1w.nii.gz", sct_data / "t1" / "t1w_seg-manual.nii.gz"),
+             "t2": (sct_data / "t2" / "t2.nii.gz", sct_data / "t2" / "t2_seg-manual.nii.gz")}
+    (src, iseg), (dest, dseg) = files[src_name], files["t2" if src_name == "t1" else "t1"]
+    ud, ud_seg = _upside_down(dest, tmp_path / "ud.nii.gz"), _upside_down(dseg, tmp_path / "ud_seg.nii.gz")
+    for flipped, d, ds in ((False, dest, dseg), (True, ud, ud_seg)):
+        qc = _register_run(tmp_path / f"r{int(flipped)}", src, d, iseg, ds)
+        s = qc["scores"]
+        assert s["cord_dice"] > 0.94
+        assert s["similarity_si_peak"] == pytest.approx(SI_PEAK[src_name, flipped], abs=0.02)
+        if flipped:
+            assert qc["verdict"] == "warn" and any("similarity_si_peak" in r for r in qc["reasons"]), qc
+        else:
+            assert qc["verdict"] == "pass", qc["reasons"]
 
 
 def test_image_only_run_gets_a_similarity_score(sct_data, tmp_path):
