@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
         inv = t.inverse()
     else:
         inv = t.inverse(grid, iterations=args.iterations)
-        print(json.dumps({"inverse_residual_mm": inv.report.as_dict()}))
+        if getattr(inv, "report", None) is not None:  # none for 'inv:' of a field: the field itself
+            print(json.dumps({"inverse_residual_mm": inv.report.as_dict()}))
     out = save_transform(inv, args.output, overwrite=args.overwrite)
     print(out)
     return 0

@@ -16,7 +16,7 @@ from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import atomic_write
 from spinereg.transforms.affine import AffineTransform
-from spinereg.transforms.displacement import DisplacementField
+from spinereg.transforms.displacement import DisplacementField, FieldInverse
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _FLIP3 = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
@@ -71,7 +71,7 @@ def read_displacement(path: str | Path) -> DisplacementField:
         return known
     try:
         img = nib.load(str(p))
-        data = np.asanyarray(img.dataobj).astype(np.float32)
+        data = np.asanyarray(img.dataobj).astype(np.float32, copy=False)
     except Exception as exc:
         raise InputError(f"not a readable warp field ({exc.__class__.__name__}: {exc})", p,
                          "give an ITK/ANTs displacement field (5D NIfTI, intent vector)") from exc
@@ -84,8 +84,12 @@ def read_displacement(path: str | Path) -> DisplacementField:
             f"not a 3D displacement field (shape {data.shape}, expected (nx, ny, nz, 1, 3))", p,
             "give a warp_*.nii.gz written by spinereg, SCT or ANTs; use -w only for warps and affines",
         )
-    vec = vec * _FLIP3
-    return DisplacementField(Grid(vec.shape[:3], img.affine), vec)
+    # LPS -> RAS in the same pass that lays the field out in C order (the order DisplacementField
+    # keeps; the file's data comes in Fortran order): one copy of the field, not two
+    ras = np.empty(vec.shape, np.float32)
+    np.multiply(vec, _FLIP3, out=ras)
+    del data, vec
+    return DisplacementField(Grid(ras.shape[:3], img.affine), ras)
 
 
 def write_displacement(field: DisplacementField, path: str | Path, overwrite: bool = False) -> Path:
@@ -176,16 +180,20 @@ def parse_spec(spec: str) -> tuple[str, bool]:
 
 
 def load_transform(spec: str | Path,
-                   inverse_grid: Grid | None = None) -> AffineTransform | DisplacementField:
+                   inverse_grid: Grid | None = None) -> AffineTransform | DisplacementField | FieldInverse:
     """Load a warp or affine from a spec (see :func:`parse_spec`); invert if asked.
 
-    Inverting a displacement field needs the grid to put the inverse on (``inverse_grid``);
-    by default the field's own grid is used.
+    An inverted displacement field is sampled on ``inverse_grid`` when one is given; by default it
+    is a :class:`~spinereg.transforms.displacement.FieldInverse`, solved at the points it is applied
+    to (inverting it on its own grid first took minutes for PAM50's, and that grid is the wrong
+    space for the inverse of a warp between two spaces).
     """
     path, inv = parse_spec(str(spec))
     t = read_affine(path) if is_affine_file(path) else read_displacement(path)
     if inv:
-        t = t.inverse() if isinstance(t, AffineTransform) else t.inverse(inverse_grid)
+        if isinstance(t, AffineTransform):
+            return t.inverse()
+        return FieldInverse(t) if inverse_grid is None else t.inverse(inverse_grid)
     return t
 
 
