@@ -87,7 +87,7 @@ def test_dropout_slices_are_excluded_from_the_epi_metric():
 
 
 def test_cli_4d_source_outputs_named_after_it_and_said_to_be_the_mean(sct_data, tmp_path, capsys):
-    """A 4D -i is registered through its mean volume. Before session 36 the outputs were named
+    """A 4D -i is registered through its mean volume. Before session 37 the outputs were named
     after no file (src_reg.nii.gz, warp_src2t2.nii.gz) and nothing said that the moved image was
     the mean, not the series; now they take the file's name and a warning says what they are."""
     import nibabel as nib

@@ -218,7 +218,7 @@ def test_cli_label_error_exit_code(sct_data, tmp_path, capsys):
 
 def test_cli_labels_in_the_wrong_order_name_the_label_file(sct_data, tmp_path, capsys):
     """t2's labels 3 and 5 swapped: "landmarks are not in the same order along the cord as in the
-    template" named no file (session 36); now the label file and the order found."""
+    template" named no file (before session 37); now the label file and the order found."""
     t2 = sct_data / "t2"
     img = nib.load(str(t2 / "labels.nii.gz"))
     d = np.asanyarray(img.dataobj).copy()

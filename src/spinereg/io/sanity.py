@@ -118,7 +118,7 @@ def require_segmentation(img: Image, what: str = "segmentation", option: str = "
 def require_levels_image(img: Image, what: str = "levels image", option: str = "--levels") -> None:
     """Raise :class:`InputError` unless ``img`` looks like vertebral levels: fewer than 64 integer
     values, all in 0..MAX_LEVEL (S5 = 29). An intensity image given in its place had its voxel
-    values reported as levels (t2.nii.gz: "levels" 118, 157, 161 ... before session 36)."""
+    values reported as levels (t2.nii.gz: "levels" 118, 157, 161 ... before session 37)."""
     from spinereg.vertebrae.names import MAX_LEVEL
 
     v = values_of(img)

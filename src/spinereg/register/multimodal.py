@@ -79,7 +79,7 @@ def _load(obj: str | Path | Image, what: str, ndim: int | tuple[int, ...] = 3) -
 def _mean_if_4d(img: Image) -> Image:
     if img.ndim == 3:
         return img
-    # the path is kept: outputs are named after the file (t2_4d_reg.nii.gz; before session 36 the
+    # the path is kept: outputs are named after the file (t2_4d_reg.nii.gz; before session 37 the
     # mean had no name and the outputs were src_reg.nii.gz, warp_src2t2.nii.gz)
     mean = np.asarray(img.data, np.float32).reshape(img.shape[:3] + (-1,), order="F").mean(-1)
     return Image(mean, img.affine, img.header, img.path)

@@ -226,7 +226,7 @@ def arc_correspondence(cl_ref: Centerline, cl_src: Centerline, lm_ref: Landmarks
     # one landmark: a shift along the cord; two: shift + S-I scaling; more: piecewise
     try:
         return PiecewiseLinear(s_ref, s_src)
-    except InputError as exc:  # name the label file and the order found (session 36: no file named)
+    except InputError as exc:  # name the label file and the order found (before session 37: no file named)
         along = ", ".join(str(int(v)) for v in common[np.argsort(s_src)])
         tpl = ", ".join(str(int(v)) for v in common[np.argsort(s_ref)])
         raise InputError(f"landmarks are not in the same order along the cord as in the template (along the "
