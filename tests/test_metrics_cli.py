@@ -150,3 +150,25 @@ def test_real_data_cli(capsys, sct_data):
     code, out, _ = run(capsys, ["metrics", "jacobian", "-w", str(t2 / "warp_template2anat.nii.gz")])
     j = json.loads(out)
     assert code == 0 and 0.6 < j["min"] < 0.7 and j["pct_nonpositive"] == 0.0  # measured min 0.662
+
+
+def test_distance_metrics_refuse_an_intensity_image_or_point_labels(capsys, tmp_path, masks):
+    """hausdorff / centerline / jacobian -m thresholded whatever they were given: an intensity image
+    was a mask filling the field of view (t2.nii.gz against t2's cord: Hausdorff 36 mm, centerline
+    RMS 1.5 mm; jacobian "masked": true over every voxel) and a point-label file a two-point mask
+    (centerline RMS 1.05 mm), each exit 0."""
+    rng = np.random.default_rng(0)
+    img = _save(tmp_path / "img.nii.gz", rng.normal(500, 100, (20, 20, 30)).astype(np.float32))
+    lab = np.zeros((20, 20, 30), np.uint8)
+    lab[9, 9, 5], lab[9, 9, 15] = 3, 5
+    lab = _save(tmp_path / "lab.nii.gz", lab)
+    for metric in ("hausdorff", "centerline"):
+        for bad, opt in ((["-i", img, "-r", masks["a"]], "-i"), (["-i", masks["a"], "-r", lab], "-r")):
+            code, out, err = run(capsys, ["metrics", metric, *bad])
+            assert code == 2 and out == "" and "not a mask" in err and f"({opt})" in err, (metric, err)
+            assert len(err.strip().splitlines()) == 1
+    grid = Grid((20, 20, 30), np.eye(4))
+    fw = str(write_displacement(DisplacementField(grid, np.zeros((20, 20, 30, 3), np.float32)),
+                                tmp_path / "fwd.nii.gz"))
+    code, out, err = run(capsys, ["metrics", "jacobian", "-w", fw, "-m", img])
+    assert code == 2 and out == "" and "not a mask" in err and "img.nii.gz" in err
