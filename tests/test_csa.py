@@ -230,3 +230,11 @@ def test_csa_refuses_a_cord_on_one_slice(tmp_path, capsys):
     assert main(["csa", "-s", str(tmp_path / "axial.nii.gz"), "--no-angle-correction", "-o", str(out)]) == 0
     res = cross_sectional_area(load_image(tmp_path / "axial.nii.gz"), angle_correction=False)
     assert len(res.slices) == 1 and abs(res.slices[0].csa_mm2 - np.pi * 5.0 * 3.5) / (np.pi * 17.5) < 0.05
+
+
+def test_levels_limit_agrees_with_the_level_names():
+    """io.sanity keeps its own copy of the last vertebral level (io may not import vertebrae)."""
+    from spinereg.io import sanity
+    from spinereg.vertebrae.names import MAX_LEVEL, level_name
+
+    assert sanity.MAX_LEVEL == MAX_LEVEL and level_name(MAX_LEVEL) == "S5"

@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.epi.sidecar import read_sidecar
     from spinereg.io.image import load_image
     from spinereg.io.provenance import RunRecord, write_json
+    from spinereg.metrics.verdict import moco_verdict
 
     t0 = time.perf_counter()
     rec: RunRecord = start_run(args, "moco")[0]
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
     with folder as tmp, rec.stage("write outputs"):  # the folder appears only when complete
         staged = write_moco_outputs(res, img, tmp, overwrite=True, interp=args.interp, inputs=inputs,
-                                    cord_mask=cord, progress=progress_bar("write"))
+                                    cord_mask=cord, progress=progress_bar("write"),
+                                    judge=lambda doc: moco_verdict(doc).as_block())
         write_json(tmp / "provenance.json", {**rec.as_dict(inputs), "inputs": {k: v for k, v in inputs.items()
                                                                                 if v is not None}})
     print_warnings("moco", res.warnings)

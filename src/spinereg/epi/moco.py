@@ -41,7 +41,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import ndimage
@@ -67,15 +66,11 @@ from spinereg.register.slicewise import (
 )
 from spinereg.transforms.displacement import DisplacementField
 
-if TYPE_CHECKING:  # pragma: no cover
-    from spinereg.metrics.verdict import Verdict
-
 log = logging.getLogger(__name__)
 
 __all__ = [
     "MocoResult",
     "load_volume_transforms",
-    "moco_verdict",
     "motion_correct",
     "read_bvals",
     "read_bvecs",
@@ -207,7 +202,7 @@ class MocoResult:
     no_signal: np.ndarray | None = None
     #: one line per problem found in the input (the CLI prints them on stderr)
     warnings: list[str] = field(default_factory=list)
-    #: :func:`~spinereg.metrics.similarity.image_structure` of the temporal mean of the input
+    #: :func:`~spinereg.io.structure.image_structure` of the temporal mean of the input
     #: volumes with signal (``empty``, ``structure``): a noise or empty series is no image
     image_scores: dict = field(default_factory=dict)
 
@@ -597,7 +592,7 @@ def motion_correct(
     for t in signal:
         mean0 += data[t]
     mean0 /= signal.size
-    from spinereg.metrics.similarity import image_structure
+    from spinereg.io.structure import image_structure
 
     image_scores = image_structure(Image(mean0.astype(np.float32), grid.affine))
     cord = weights if weights is not None else ndimage.binary_erosion(
@@ -746,10 +741,14 @@ def tsnr_in_mask(tsnr: np.ndarray, mask: np.ndarray) -> float:
 def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: str | Path, *,
                        overwrite: bool = False, interp: str = "spline", inputs: dict | None = None,
                        cord_mask: np.ndarray | None = None,
-                       progress: Callable[[int, int], None] | None = None) -> dict[str, Path]:
+                       progress: Callable[[int, int], None] | None = None,
+                       judge: Callable[[dict], dict] | None = None) -> dict[str, Path]:
     """Write the corrected series (streamed, one interpolation per volume through
     :meth:`MocoResult.volume_transform`), its mean, tSNR before/after (over the b>0 volumes for
     DWI, else all volumes), ``moco_params.csv``/``.json`` and ``metrics.json``.
+
+    ``judge``: the metrics document -> its ``qc`` block (the command passes
+    :func:`spinereg.metrics.verdict.moco_verdict`'s; the verdict lives above this layer).
 
     Everything is written into a hidden staging folder in ``outdir`` and moved into place at the
     end; a failure leaves ``outdir`` as it was.
@@ -819,8 +818,10 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
         wr.writerows(rows)
         (stage / names["params_csv"]).write_text(buf.getvalue())
         write_json(stage / names["params_json"], result.params_json(), overwrite=True)
-        write_json(stage / names["metrics"], moco_metrics(result, cord_mask, inputs,
-                                                          time.perf_counter() - t0), overwrite=True)
+        doc = moco_metrics(result, cord_mask, inputs, time.perf_counter() - t0)
+        if judge is not None:
+            doc["qc"] = judge(doc)
+        write_json(stage / names["metrics"], doc, overwrite=True)
         files = {}
         for key, n in names.items():
             os.replace(stage / n, out / n)
@@ -875,19 +876,4 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
     doc = {"schema": METRICS_SCHEMA, "command": "moco", "per_volume": per_volume, "summary": summary,
            "settings": timings, "inputs": {k: str(v) for k, v in (inputs or {}).items() if v is not None},
            "versions": versions()}
-    doc["qc"] = moco_verdict(doc).as_block()
     return doc
-
-
-def moco_verdict(metrics: dict) -> Verdict:
-    """Pass/warn/fail of a motion correction from its ``metrics.json`` dict (thresholds of kind
-    ``moco``); the block's scores also carry tSNR and the largest framewise displacement, not judged."""
-    from spinereg.metrics.verdict import judge
-
-    verdict = judge({k: v for k, v in metrics.items() if k != "qc"}, "moco")
-    summary = metrics.get("summary") or {}
-    order = ("tsnr_before", "tsnr_after", "image_structure", "pct_outlier_volumes", "fd_mm_max")
-    scores = {**{k: summary[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_max") if summary.get(k) is not None},
-              **verdict.scores}
-    verdict.scores = {k: scores[k] for k in sorted(scores, key=lambda k: order.index(k) if k in order else len(order))}
-    return verdict

@@ -115,12 +115,15 @@ def require_segmentation(img: Image, what: str = "segmentation", option: str = "
                              f"give the cord {what} with {option} (point labels go with -l / -initlabel)")
 
 
+#: the highest vertebral level number, S5 (``spinereg.vertebrae.names.MAX_LEVEL``; a test checks they
+#: agree: io sits below vertebrae and may not import it)
+MAX_LEVEL = 29
+
+
 def require_levels_image(img: Image, what: str = "levels image", option: str = "--levels") -> None:
     """Raise :class:`InputError` unless ``img`` looks like vertebral levels: fewer than 64 integer
     values, all in 0..MAX_LEVEL (S5 = 29). An intensity image given in its place had its voxel
     values reported as levels (t2.nii.gz: "levels" 118, 157, 161 ... before session 37)."""
-    from spinereg.vertebrae.names import MAX_LEVEL
-
     v = values_of(img)
     fix = (f"give the vertebral levels with {option}: cord voxels valued by level, 1 (C1) to {MAX_LEVEL} "
            "(label-vertebrae's <img>_seg_labeled, or PAM50_levels warped with nearest-neighbour)")

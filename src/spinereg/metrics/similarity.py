@@ -37,6 +37,7 @@ from scipy import ndimage
 from spinereg.io.box import box_slices, mask_box
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
+from spinereg.io.structure import image_structure  # noqa: F401 (re-exported: the scores' home before)
 from spinereg.metrics.overlap import si_axis
 from spinereg.transforms.base import Transform
 
@@ -238,25 +239,3 @@ def _shift_along(a: np.ndarray, axis: int, shift: float) -> np.ndarray:
     out *= 1.0 - t
     out += np.take(a, i1, axis=axis).astype(np.float64) * t
     return out.astype(a.dtype)
-
-
-def image_structure(img: Image, region: np.ndarray | None = None) -> dict[str, float]:
-    """``empty`` (1.0 when the image has no signal or is constant in ``region``) and
-    ``structure`` (variance kept by a one-voxel Gaussian smoothing, 0-1)."""
-    data = np.asarray(img.data, np.float32)
-    sel = None if region is None else np.asarray(region, bool)
-    vals = data.ravel() if sel is None else data[sel]  # the whole image: its values in order, no copy
-    if vals.size == 0 or not np.isfinite(vals).all() or float(vals.std()) <= 1e-6 * (abs(float(vals.mean())) + 1e-12) \
-            or not np.any(vals != 0):
-        return {"empty": 1.0, "structure": 0.0}
-    sigma = [1.0 if n > 1 else 0.0 for n in data.shape]
-    if sel is None:
-        smooth = ndimage.gaussian_filter(data, sigma, mode="nearest").ravel()
-    else:
-        # smoothed on the region's bounding box plus the filter's radius (4 sigma): every region
-        # voxel's window lies inside it (or meets the image's own border, treated alike), so its
-        # smoothed values are those of the whole image
-        box = box_slices(*mask_box(sel, 4))
-        smooth = ndimage.gaussian_filter(data[box], sigma, mode="nearest")[sel[box]]
-    var = float(vals.var())
-    return {"empty": 0.0, "structure": round(float(np.clip(smooth.var() / var, 0, 1)), 4)}

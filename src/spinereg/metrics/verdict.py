@@ -32,7 +32,7 @@ from spinereg.errors import InputError, SpineregError
 from spinereg.metrics.run_scores import _read_json, derived_scores, folder_scores
 
 __all__ = ["Verdict", "command_kind", "extract_scores", "folder_scores", "judge", "load_thresholds",
-           "score_output_folder"]
+           "moco_verdict", "score_output_folder"]
 
 KINDS = ("register-to-template", "register", "moco")
 VERDICTS = ("pass", "warn", "fail")
@@ -161,6 +161,18 @@ def judge(metrics: dict, kind: str = "register-to-template", thresholds: dict | 
     reasons.sort(key=lambda r: not r.startswith("fail"))
     return Verdict(VERDICTS[level], reasons, {k: round(v, 4) for k, v in scores.items()},
                    str(table.get("version", "")))
+
+
+def moco_verdict(metrics: dict) -> Verdict:
+    """Pass/warn/fail of a motion correction from its ``metrics.json`` dict (thresholds of kind
+    ``moco``); the block's scores also carry tSNR and the largest framewise displacement, not judged."""
+    verdict = judge({k: v for k, v in metrics.items() if k != "qc"}, "moco")
+    summary = metrics.get("summary") or {}
+    order = ("tsnr_before", "tsnr_after", "image_structure", "pct_outlier_volumes", "fd_mm_max")
+    scores = {**{k: summary[k] for k in ("tsnr_before", "tsnr_after", "fd_mm_max") if summary.get(k) is not None},
+              **verdict.scores}
+    verdict.scores = {k: scores[k] for k in sorted(scores, key=lambda k: order.index(k) if k in order else len(order))}
+    return verdict
 
 
 def command_kind(prov: dict) -> str:
