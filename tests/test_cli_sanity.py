@@ -267,3 +267,29 @@ def test_bodies_and_masks_that_are_not(capsys, sct_data, tmp_path):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and name in err, err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_inverse_of_a_warp_where_it_is_undefined(capsys, d):
+    """inv:WARP applied to points WARP's grid is never mapped to came back unmoved (the identity
+    that continues the field beyond its grid is a zero-residual "pre-image"): apply -i t2 -d t2 -w
+    inv:warp_template2anat wrote t2 unchanged and concat -w W inv:W on t2's grid wrote W alone,
+    exit 0. invert on the warp's own grid reported a 150 mm residual, exit 0; on the template's grid
+    (the right one) it wrote an all-zero field with "residual 0", exit 0."""
+    _error(capsys, ["apply", "-i", d["t2"], "-d", d["t2"], "-w", f"inv:{d['warp']}", "-o", d["out"] / "x.nii.gz"],
+           "warp's grid is far", "inv:", out=d["out"])
+    _error(capsys, ["concat", "-d", d["t2"], "-w", d["warp"], f"inv:{d['warp']}", "-o", d["out"] / "w.nii.gz"],
+           "warp's grid is far", "inv:", out=d["out"])
+    _error(capsys, ["invert", "-w", d["warp"], "-o", d["out"] / "inv.nii.gz"],
+           "inverse is undefined on the warp's own grid", "warp_template2anat.nii.gz", out=d["out"])
+    # the right grid: the inverse is not found there by the fixed point (transforms.displacement);
+    # said, exit 3, instead of an identity passed off as the inverse
+    rc = main(["invert", "-w", str(d["warp"]), "-d", str(d["small"]), "-o", str(d["out"] / "inv.nii.gz")])
+    err = capsys.readouterr().err
+    assert rc in (0, 3), err
+    if rc == 0:  # a real inverse: it moves the points
+        assert np.abs(np.asanyarray(nib.load(str(d["out"] / "inv.nii.gz")).dataobj)).max() > 10
+    else:
+        assert "FAIL" in err and "inv:WARP" in err
+    # and inv:WARP where it is defined still works
+    assert main(["apply", "-i", str(d["t2"]), "-d", str(d["small"]), "-w", f"inv:{d['warp']}",
+                 "-o", str(d["out"] / "t2_small.nii.gz")]) == 0, capsys.readouterr().err

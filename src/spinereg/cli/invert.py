@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
+
+
+#: below this fraction of the inverse's points sent onto the warp's grid the inverse failed
+MIN_DEFINED = 0.25
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +32,18 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, read_grid
     from spinereg.transforms.affine import AffineTransform
     from spinereg.transforms.itk import load_transform, save_transform
-    from spinereg.transforms.sanity import require_invertible
+    from spinereg.transforms.sanity import (
+        check_inverse_grid,
+        inverse_defined_fraction,
+        require_invertible,
+    )
 
     t = load_transform(args.warp)
     require_invertible(t, args.warp)
     grid = read_grid(args.dest, what="reference image") if args.dest and not isinstance(t, AffineTransform) else None
+    if not isinstance(t, AffineTransform):  # the inverse of warp_template2anat on t2's grid (default)
+        # had a residual of 150 mm and on PAM50's grid was the identity with "residual 0", exit 0
+        check_inverse_grid(t, grid or t.grid, args.warp, args.dest)
     check_writable(args.output, args.overwrite)  # fail before the work
     if isinstance(t, AffineTransform):
         inv = t.inverse()
@@ -41,4 +53,15 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"inverse_residual_mm": inv.report.as_dict()}))
     out = save_transform(inv, args.output, overwrite=args.overwrite)
     print(out)
+    if not isinstance(t, AffineTransform):
+        # the fixed point can stop at the identity where the warp's image lies off its own grid
+        # (warp_anat2template -d t2, warp_template2anat -d PAM50: all-zero fields with "residual
+        # 0", exit 0, before session 37); its residual there says nothing
+        frac = inverse_defined_fraction(t, inv, inv.grid)
+        if frac < MIN_DEFINED:
+            print(f"spinereg invert: FAIL: {out}: the inverse leaves {100 * (1 - frac):.0f}% of the points where "
+                  "it is defined unmoved (no pre-image found; its residual there is meaningless) -- fix: apply "
+                  "the inverse where it is needed instead, 'inv:WARP' in spinereg apply / concat (solved at "
+                  "the points it is applied to)", file=sys.stderr)
+            return 3
     return 0
