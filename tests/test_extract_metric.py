@@ -399,3 +399,19 @@ def test_cli_refuses_a_constant_metric_file(capsys, tmp_path, mt):
                                     "-o", str(out)])
     assert code == 2 and "metric image is constant (every voxel = 0)" in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_cli_refuses_a_vertfile_that_is_not_levels(capsys, tmp_path, mt, sct_data):
+    """--vertfile was read as levels whatever it held: the MTR image itself gave rows for "levels"
+    27 and 28 (WA 35.27), mt1's binary cord mask "C1" on every slice, exit 0."""
+    out = tmp_path / "x.csv"
+    for vertfile, vert, words in ((mt["mtr"], "27:28", "intensity image"),
+                                  (sct_data / "mt" / "mt1_seg.nii.gz", "1", "binary mask")):
+        code, _, err = run_cli(capsys, ["extract-metric", "-i", str(mt["mtr"]), "-f", str(mt["atlas"]), "-l", "51",
+                                        "--vert", vert, "--vertfile", str(vertfile), "--perlevel", "-o", str(out)])
+        assert code == 2 and words in err and "--vertfile" in err and str(vertfile) in err, err
+        assert len(err.strip().splitlines()) == 1
+        assert not out.exists()
+    code, _, err = run_cli(capsys, ["extract-metric", "-i", str(mt["mtr"]), "-f", str(mt["atlas"]), "-l", "51",
+                                    "--vertfile", str(mt["levels"]), "--perlevel", "-o", str(out)])
+    assert code == 0, err

@@ -64,6 +64,7 @@ import numpy as np
 import spinereg
 from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write, load_image
+from spinereg.io.sanity import require_levels_image
 from spinereg.io.template import parse_ids, parse_info_label
 
 log = logging.getLogger(__name__)
@@ -499,6 +500,9 @@ def extract_metric(
             raise InputError("no vertebral levels file for --vert/--perlevel", label_dir,
                              "give --vertfile (e.g. label/template/PAM50_levels.nii.gz)")
         lev_img = load_image(vf, ndim=3, check_finite=False, what="vertebral levels file")
+        # an intensity image gave "levels" 27/28 with plausible rows, a binary cord mask "C1" on
+        # every slice, exit 0, before session 37
+        require_levels_image(lev_img, "vertebral levels file", "--vertfile")
         _check_grid(metric, lev_img, "vertebral levels file")
         lev_of_slice = slice_levels(_to_slices_last(np.asarray(lev_img.data), axis, flip))
     selected = np.arange(nz) if z_sel is None else np.asarray(z_sel, dtype=int)
