@@ -81,3 +81,16 @@ def test_phantom_cli(tmp_path):
     assert main(["phantom", "-o", str(out), "--volumes", "2"]) == 2  # exists, no --overwrite
     assert main(["phantom", "-o", str(tmp_path / "bad"), "--multiband", "4", "--shape", "8", "8", "6"]) == 2
     assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+
+def test_phantom_cli_refuses_a_field_that_is_not_a_number_or_leaves_the_frame(tmp_path, capsys):
+    """--field-max nan wrote every EPI and field map all-NaN, --field-max 100000 an EPI shifted
+    3000 voxels out of its 64-voxel frame (max 0.05: noise), both exit 0."""
+    for extra, words in ((["--field-max", "nan"], "--field-max must be a finite number"),
+                         (["--noise", "nan"], "--noise must be a finite number"),
+                         (["--field-max", "100000"], "more than half the 64-voxel phase-encode axis")):
+        out = tmp_path / "ph"
+        assert main(["phantom", "-o", str(out), "--volumes", "2", *extra]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists() or not any(out.iterdir())

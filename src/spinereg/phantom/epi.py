@@ -345,6 +345,17 @@ def make_epi_phantom(
         raise InputError("n_volumes must be >= 1", None, "e.g. --volumes 10")
     if not (0 < readout_s < 1):
         raise InputError(f"readout time {readout_s} s out of range", None, "give seconds, e.g. 0.03")
+    # --field-max nan wrote all-NaN EPIs and field maps (exit 0); 100000 Hz shifted the body
+    # 3000 voxels, out of a 64-voxel frame (an EPI of noise, max 0.05), before session 37
+    numbers = {"--field-max": field_max_hz, "--noise": noise, "--motion": motion}
+    bad = [k for k, v in numbers.items() if not np.isfinite(v)] + (["--voxel"] if not np.all(np.isfinite(voxel)) else [])
+    if bad:
+        raise InputError(f"{', '.join(bad)} must be a finite number", None, "e.g. --field-max 70 --noise 0.01 --motion 1")
+    max_shift = abs(field_max_hz) * readout_s  # voxels along the phase-encode axis
+    if max_shift > shape[axis] / 2:
+        raise InputError(f"--field-max {field_max_hz:g} Hz with a {readout_s:g} s readout shifts the body by up to "
+                         f"{max_shift:.0f} voxels, more than half the {shape[axis]}-voxel phase-encode axis",
+                         None, f"use --field-max up to {shape[axis] / 2 / readout_s:.0f} Hz (e.g. 70)")
     rng = np.random.default_rng(seed)
     center = np.array([0.0, 0.0, 0.0])
     epi_grid = Grid(shape, _axial_affine(shape, voxel, center))
