@@ -188,3 +188,26 @@ def test_page_api(tmp_path):
 def test_level_names():
     assert [level_name(v) for v in (1, 7, 8, 19, 20, 24)] == ["C1", "C7", "T1", "T12", "L1", "L5"]
     assert [disc_name(v) for v in (1, 2, 3, 8, 20)] == ["PMJ", "C1", "C2/C3", "C7/T1", "T12/L1"]
+
+
+def test_input_changed_since_the_run_is_refused(t2_qc, tmp_path, capsys):
+    """QC drew whatever file now sits at the input's path under the run's warps: a t2.nii.gz
+    replaced by noise after the run was drawn, exit 0. provenance.json's size/SHA-256 now say so."""
+    run, _ = t2_qc
+    moved = tmp_path / "run"
+    shutil.copytree(run, moved, ignore=shutil.ignore_patterns("qc"))
+    image = tmp_path / "t2.nii.gz"
+    prov = json.loads((moved / "provenance.json").read_text())
+    shutil.copy(prov["inputs"]["image"], image)
+    prov["inputs"]["image"] = str(image)
+    prov["input_files"]["image"]["path"] = str(image.resolve())
+    (moved / "provenance.json").write_text(json.dumps(prov))
+    assert main(["qc", str(moved), "--root", str(tmp_path / "qc_ok")]) == 0  # the same file: drawn
+    capsys.readouterr()
+    t2 = nib.load(str(image))
+    noise = np.random.default_rng(0).normal(500, 100, t2.shape).astype(np.float32)
+    nib.save(nib.Nifti1Image(noise, t2.affine), str(image))
+    assert main(["qc", str(moved), "--root", str(tmp_path / "qc_bad")]) == 2
+    err = capsys.readouterr().err
+    assert "changed since the run" in err and str(image) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "qc_bad").exists() or not any((tmp_path / "qc_bad").rglob("*.png"))

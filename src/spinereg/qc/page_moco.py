@@ -30,7 +30,7 @@ def _moco_output(run_dir: Path, prov: dict, src: Image) -> Path:
 
 @page("moco")
 def render_moco(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
-    src = _load(_input(prov, "image") or _input(prov, "input"), "4D series")
+    src = _load(_input(prov, "image") or _input(prov, "input"), "4D series", prov=prov)
     moco = _load(_moco_output(run_dir, prov, src), "motion-corrected series")
     if src.ndim != 4 or moco.ndim != 4:
         raise InputError("motion correction QC needs 4D series", src.path, "give the 4D input and output")

@@ -74,10 +74,10 @@ def list_input(value: object) -> list[str | None]:
     return list(parsed) if isinstance(parsed, (list, tuple)) else [str(parsed)]
 
 
-def _load(path: Path | str, what: str, run_dir: Path | None = None) -> Image:
+def _load(path: Path | str, what: str, run_dir: Path | None = None, prov: dict | None = None) -> Image:
     """An input named in provenance.json; one that is not found where it was is looked for in
     the run folder by its file name (inputs a run wrote itself, e.g. an automatic segmentation,
-    recorded as ``NAME (how it was made)``)."""
+    recorded as ``NAME (how it was made)``). With ``prov``: refused if changed since the run."""
     p = Path(path)
     if not p.exists() and run_dir is not None:
         local = Path(run_dir) / Path(str(path).split(" (")[0]).name
@@ -85,7 +85,35 @@ def _load(path: Path | str, what: str, run_dir: Path | None = None) -> Image:
     if not p.exists():
         raise InputError(f"{what} named in provenance.json not found", p,
                          "run QC where the run's inputs are still available")
+    if prov is not None:
+        require_unchanged(p, prov, what)
     return load_image(p, check_finite=False)
+
+
+def _records(value: object) -> list[dict]:
+    if isinstance(value, dict):
+        return [value] if "path" in value else [r for v in value.values() for r in _records(v)]
+    if isinstance(value, (list, tuple)):
+        return [r for v in value for r in _records(v)]
+    return []
+
+
+def require_unchanged(path: Path, prov: dict, what: str) -> None:
+    """Raise :class:`InputError` when the file at ``path`` is not the one the run read (size or
+    SHA-256 differ from provenance.json's ``input_files``): the figures would draw another image
+    under the run's warps and segmentations (a t2.nii.gz replaced by pure noise after the run was
+    drawn, exit 0, before session 37)."""
+    from spinereg.io.provenance import sha256_file
+
+    p = Path(path).resolve()
+    for rec in _records(prov.get("input_files") or {}):
+        if Path(str(rec.get("path"))) != p:
+            continue
+        size, sha = rec.get("bytes"), rec.get("sha256")
+        if (size is not None and p.stat().st_size != size) or (sha and sha256_file(p) != sha):
+            raise InputError(f"{what} changed since the run (its size or checksum differs from provenance.json's)",
+                             p, "run QC with the files the run read (or run the command again on this one)")
+        return
 
 
 def _template(prov: dict):
@@ -296,12 +324,12 @@ def template_space_panels(outdir: Path, anat2template: Image, template: Template
 def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     from spinereg.transforms.itk import read_displacement
 
-    image = _load(_input(prov, "image"), "image", run_dir)
-    seg = _load(_input(prov, "seg"), "segmentation", run_dir) if _input(prov, "seg") else None
+    image = _load(_input(prov, "image"), "image", run_dir, prov)
+    seg = _load(_input(prov, "seg"), "segmentation", run_dir, prov) if _input(prov, "seg") else None
     labels, kind = None, "body"
     for key in ("labels", "ldisc", "lrootlet"):
         if _input(prov, key):
-            labels, kind = _load(_input(prov, key), "labels", run_dir), {"labels": "body", "ldisc": "disc"}.get(key, key)
+            labels, kind = _load(_input(prov, key), "labels", run_dir, prov), {"labels": "body", "ldisc": "disc"}.get(key, key)
             break
     tpl = _template(prov)
     note = template_note(tpl, prov)
@@ -324,9 +352,9 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     segs = list_input(prov.get("segmentations") or (prov.get("inputs") or {}).get("segs"))
     if not images:
         raise InputError("provenance.json lists no images", run_dir / "provenance.json", "re-run spinereg chain")
-    image = _load(images[0], "target image")
+    image = _load(images[0], "target image", prov=prov)
     seg_p = segs[0] if segs and segs[0] not in (None, "none", "None") else None
-    seg = _load(seg_p, "segmentation") if seg_p else None
+    seg = _load(seg_p, "segmentation", prov=prov) if seg_p else None
     inv = read_displacement(run_dir / f"warp_template2{stem(image, 'image0')}.nii.gz")
     tpl = _template(prov)
     return subject_space_panels(outdir, image, seg, tpl, inv, note=template_note(tpl, prov),
@@ -338,10 +366,10 @@ def render_register(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     from spinereg.io.image import file_stem as stem
     from spinereg.io.image import pair_stems
 
-    src = _load(_input(prov, "input") or _input(prov, "src") or _input(prov, "image"), "source image")
-    dest = _load(_input(prov, "dest"), "destination image")
+    src = _load(_input(prov, "input") or _input(prov, "src") or _input(prov, "image"), "source image", prov=prov)
+    dest = _load(_input(prov, "dest"), "destination image", prov=prov)
     src_reg = _load(run_dir / f"{pair_stems(stem(src, 'src'), stem(dest, 'dest'))[0]}_reg.nii.gz", "registered source")
-    dseg = _load(_input(prov, "dseg"), "destination segmentation", run_dir) if _input(prov, "dseg") else None
+    dseg = _load(_input(prov, "dseg"), "destination segmentation", run_dir, prov) if _input(prov, "dseg") else None
     grid = crop_grid(dest.grid, None if dseg is None else np.asarray(dseg.data) > 0.5)
     dimg = dest if dest.ndim == 3 else dest.with_data(dest.volume(0))
     simg = src_reg if src_reg.ndim == 3 else src_reg.with_data(src_reg.volume(0))
