@@ -140,3 +140,15 @@ def test_a_wrong_pin_the_image_is_sure_of_fails(tmp_path):
     assert metrics["qc"]["scores"]["landmark_levels_contradicted"] == 1.0
     assert metrics["qc"]["verdict"] == "fail", metrics["qc"]["reasons"]
     assert res.extra["warnings"] and "pinned disc (C4/C5)" in " ".join(res.extra["warnings"])
+
+
+def test_cli_pin_that_leaves_no_disc_exits_3(sct_data, tmp_path):
+    """-initz 2,3 (C2/C3 pinned at t2's inferior end) wrote an all-zero labelled segmentation and
+    disc file with 'warning: no disc found', exit 0."""
+    d = sct_data / "t2"
+    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "t2.nii.gz"),
+                        "-s", str(d / "t2_seg-manual.nii.gz"), "-initz", "2,3", "-o", str(tmp_path / "o")],
+                       capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr
+    assert "FAIL: no disc labelled" in r.stderr and "t2_seg_labeled.nii.gz" in r.stderr
+    assert (tmp_path / "o" / "t2_seg_labeled.nii.gz").exists()  # outputs kept (exit 3)

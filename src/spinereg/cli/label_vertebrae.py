@@ -4,6 +4,7 @@ sct_label_vertebrae)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,12 @@ def run(args: argparse.Namespace) -> int:
     if args.qc:
         out["qc_report"] = str(_add_to_report(args, files, inputs, labeling))
     print(json.dumps(out, indent=1))
+    if not labeling.discs:  # -initz 2,3 on t2 (C2/C3 pinned at its inferior end): every output
+        # all zero, 'warning: no disc found', exit 0, before session 37
+        print(f"spinereg label-vertebrae: FAIL: no disc labelled: {files['seg_labeled']} and {files['disc_labels']} are "
+              "empty -- fix: check -initz / -initlabel (slices counted from the inferior end, "
+              "3 = C2/C3) and that the segmentation covers the spine", file=sys.stderr)
+        return 3
     return 0
 
 
