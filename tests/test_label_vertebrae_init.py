@@ -152,3 +152,16 @@ def test_cli_pin_that_leaves_no_disc_exits_3(sct_data, tmp_path):
     assert r.returncode == 3, r.stderr
     assert "FAIL: no disc labelled" in r.stderr and "t2_seg_labeled.nii.gz" in r.stderr
     assert (tmp_path / "o" / "t2_seg_labeled.nii.gz").exists()  # outputs kept (exit 3)
+
+
+def test_cli_image_given_as_initlabel_is_one_short_line(sct_data, tmp_path):
+    """t2.nii.gz as -initlabel: 'label 1 appears 242 times (at [...])', a 5 kB line listing every
+    place; now one short line naming an intensity image."""
+    d = sct_data / "t2"
+    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "t2.nii.gz"),
+                        "-s", str(d / "t2_seg-manual.nii.gz"), "-initlabel", str(d / "t2.nii.gz"),
+                        "-o", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    assert "not a point-label file" in r.stderr and "intensity image" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and len(r.stderr) < 400
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -55,6 +55,12 @@ def _values_present(data: np.ndarray, name: str) -> np.ndarray:
     if nz.size == 0:
         raise InputError("label file has no labels (all voxels are 0)", name,
                          "place labels with `sct_label_utils -create-viewer` or give the right file")
+    if nz.size > 0.2 * data.size:  # t2.nii.gz as -initlabel: "label 1 appears 242 times (at [...])",
+        # a 5 kB line of coordinates, before session 37
+        raise InputError(f"not a point-label file: {100 * nz.size / data.size:.0f}% of its voxels are non-zero "
+                         f"({min(len(np.unique(nz)), 1000)}{'+' if len(np.unique(nz)) > 1000 else ''} distinct values; "
+                         "an intensity image?)", name,
+                         "give a point-label file (one voxel per label, e.g. from `sct_label_utils -create-viewer`)")
     if not np.allclose(nz, np.round(nz), atol=1e-3):
         bad = np.unique(nz[~np.isclose(nz, np.round(nz), atol=1e-3)])[:5]
         raise InputError(f"non-integer label values {bad.tolist()}", name,
@@ -86,7 +92,8 @@ def read_point_labels(img: Image, kind: str = "body", allow_blobs: bool = True) 
             spread = np.linalg.norm(world - world.mean(0), axis=1).max()
             if spread > 3.0 or not allow_blobs:
                 raise InputError(
-                    f"label {v} appears {n} times (at {np.round(world, 1).tolist()} mm)", name,
+                    f"label {v} appears {n} times (at {np.round(world[:4], 1).tolist()}"
+                    f"{f' and {n - 4} more places' if n > 4 else ''} mm)", name,
                     "keep one voxel per label value",
                 )
         com = np.array(ndimage.center_of_mass(mask)) + offset
