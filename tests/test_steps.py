@@ -62,6 +62,10 @@ def test_case_insensitive_values_are_canonicalised():
         ("step=1,type=seg,deformation=1x1", "deformation", "AxBxC"),
         ("step=1,type=seg,slicewise=2", "slicewise", "0, 1"),
         ("step=1,type=seg,smooth=-1", "smooth", ">= 0"),
+        # nan/inf passed the range check and reached antsRegistration (or int(nan)), session 37
+        ("step=1,type=seg,smooth=nan", "smooth", "not a finite number"),
+        ("step=1,type=seg,gradStep=inf", "gradStep", "not a finite number"),
+        ("step=1,type=seg,iter=nan", "iter", "not a finite number"),
         ("step=0,dof=Tx_Qz", "dof", "Tx"),
     ],
 )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -280,6 +281,9 @@ def _coerce(key: str, value: Any) -> Any:
             num = float(value)
         except (TypeError, ValueError):
             raise _bad_value(key, value, spec) from None
+        if not math.isfinite(num):  # smooth=nan / gradStep=inf reached antsRegistration ("failed (exit
+            # 1) ... check the inputs overlap"); iter=nan was an internal error, before session 37
+            raise _bad_value(key, value, spec, " (not a finite number)")
         if kind == "int":
             if num != int(num):
                 raise _bad_value(key, value, spec, " (not an integer)")
