@@ -165,3 +165,13 @@ def test_cli_image_given_as_initlabel_is_one_short_line(sct_data, tmp_path):
     assert "not a point-label file" in r.stderr and "intensity image" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and len(r.stderr) < 400
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_cli_thick_slices_exit_3(sct_data, tmp_path):
+    """mt1 (axial, 17 mm between slices) was labelled 'T1/T2 to T3/T4' (a cervical image) with a
+    warning that the levels are unreliable, exit 0; register-to-template refuses such an image."""
+    d = sct_data / "mt"
+    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "mt1.nii.gz"),
+                        "-s", str(d / "mt1_seg.nii.gz"), "-o", str(tmp_path / "o")], capture_output=True, text=True)
+    assert r.returncode == 3, r.stderr
+    assert "FAIL: the image samples the cord every 17.0 mm" in r.stderr

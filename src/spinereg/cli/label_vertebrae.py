@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import load_image
     from spinereg.vertebrae.init import resolve_init
-    from spinereg.vertebrae.label import label_vertebrae
+    from spinereg.vertebrae.label import MAX_SI_SPACING_MM, label_vertebrae
     from spinereg.vertebrae.outputs import write_labeling
 
     t0 = time.perf_counter()
@@ -72,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"spinereg label-vertebrae: FAIL: no disc labelled: {files['seg_labeled']} and {files['disc_labels']} are "
               "empty -- fix: check -initz / -initlabel (slices counted from the inferior end, "
               "3 = C2/C3) and that the segmentation covers the spine", file=sys.stderr)
+        return 3
+    if labeling.report.get("si_spacing_mm", 0.0) > MAX_SI_SPACING_MM:  # mt1 (17 mm slices): "T1/T2 to
+        # T3/T4" of a cervical image, a warning and exit 0, before session 37 (register-to-template refuses)
+        print(f"spinereg label-vertebrae: FAIL: {labeling.report['warning']} -- fix: label a sagittal image of "
+              "the same session and bring its levels over with the registration, or pin the levels yourself",
+              file=sys.stderr)
         return 3
     return 0
 
