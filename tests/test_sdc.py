@@ -312,3 +312,15 @@ def test_rigid_fieldmap_alignment_does_not_depend_on_voxel_flips(ph):
     back = reorient(flipped.field_hz, "LAS").data
     cord = ph.epi_seg.data > 0
     assert np.abs(back - plain.field_hz.data)[cord].max() < 1e-3
+
+
+def test_fieldmap_that_is_an_image_is_refused(ph_dir, tmp_path, capsys):
+    """The phantom's t2w.nii.gz (0..1) or the field map's magnitude given as --fieldmap passed the
+    unit checks as a field of at most 1 Hz: "max shift 0.03 voxels", the EPI left as it was, exit 0."""
+    for name in ("t2w.nii.gz", "fieldmap_magnitude.nii.gz"):
+        out = tmp_path / f"out_{name}"
+        rc = main(["sdc", "fieldmap", "-i", str(ph_dir / "epi.nii.gz"), "--fieldmap", str(ph_dir / name),
+                   "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and "no negative value" in err and name in err and len(err.splitlines()) == 1, err
+        assert not out.exists()

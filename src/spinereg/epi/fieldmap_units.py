@@ -12,7 +12,7 @@ its values look like Hz:
   hundred Hz. The same field in rad/s is 6.3 times larger;
 * its values are not all within +-pi with the top percent at the edge (a phase difference in
   radians);
-* it is not zero everywhere.
+* it is not zero everywhere, and takes both signs (a magnitude or anatomical image is >= 0).
 """
 
 from __future__ import annotations
@@ -64,6 +64,11 @@ def fieldmap_in_hz(fm: Image, units: str | None = None) -> tuple[Image, dict]:
         raise InputError("the field map is zero everywhere: it would correct nothing", fm.path,
                          "give the measured field map (Hz)")
     p99 = float(np.percentile(vals, PHASE_PERCENTILE))
+    if float(np.nanmin(data)) >= 0.0:  # the phantom's t2w.nii.gz (0..1) as --fieldmap: "max shift
+        # 0.03 voxels", an EPI left as it was, exit 0, before session 37
+        raise InputError(f"the field map has no negative value (0 to {float(vals.max()):.3g}): an off-resonance "
+                         "field in Hz takes both signs; a magnitude or anatomical image?", fm.path,
+                         "give the field map in Hz (or state --fieldmap-units / its sidecar's \"Units\")")
     if p99 > MAX_PLAUSIBLE_HZ:
         raise InputError(f"the field map reaches {p99:.0f} (99th percentile of |value|), beyond a spinal field "
                          f"in Hz (< {MAX_PLAUSIBLE_HZ:.0f}): in rad/s (FSL's fsl_prepare_fieldmap), or scanner "
