@@ -324,3 +324,26 @@ def test_fieldmap_that_is_an_image_is_refused(ph_dir, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert rc == 2 and "no negative value" in err and name in err and len(err.splitlines()) == 1, err
         assert not out.exists()
+
+
+def test_fieldmapless_refuses_a_destination_or_mask_that_is_not_one(ph, ph_dir, tmp_path, capsys):
+    """sdc anat registered the EPI to whatever -d was: pure noise ("max shift 81 voxels") or the
+    cord segmentation (48 voxels) left it about 3x further from the truth than uncorrected, and
+    the T2*w itself as -m was a mask of every voxel, each exit 0; --dilate -5 was taken."""
+    from spinereg.errors import InputError
+    from spinereg.io.image import Image
+
+    noise = Image(np.random.default_rng(0).normal(500, 100, ph.t2s.shape).astype(np.float32), ph.t2s.affine)
+    with pytest.raises(InputError, match="shows no structure"):
+        correct_fieldmapless(ph.blip_up, noise, pe="j", readout_s=0.03)
+    with pytest.raises(InputError, match="looks like a mask"):
+        correct_fieldmapless(ph.blip_up, ph.t2s_seg, pe="j", readout_s=0.03)
+    with pytest.raises(InputError, match="not a mask"):
+        correct_fieldmapless(ph.blip_up, ph.t2s, mask=ph.t2s, pe="j", readout_s=0.03)
+    with pytest.raises(InputError, match="not a distance"):
+        correct_fieldmapless(ph.blip_up, ph.t2s, pe="j", readout_s=0.03, dilate_mm=-5)
+    out = tmp_path / "o"
+    rc = main(["sdc", "anat", "-i", str(ph_dir / "epi_blipup.nii.gz"), "-d", str(ph_dir / "t2s_seg.nii.gz"),
+               "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "t2s_seg.nii.gz" in err and len(err.splitlines()) == 1 and not out.exists()

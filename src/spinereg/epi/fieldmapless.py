@@ -25,6 +25,7 @@ from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.epi.topup import DEFAULT_LEVELS, solve_pe_shift
 from spinereg.errors import InputError
 from spinereg.io.image import Image
+from spinereg.io.sanity import require_mask, require_not_mask
 from spinereg.transforms.base import Transform
 
 
@@ -38,6 +39,27 @@ def cord_weight(mask: np.ndarray, zooms: np.ndarray, dilate_mm: float = 6.0, flo
     dist = ndimage.distance_transform_edt(~m, sampling=(*zooms[:2], 1e6))
     w = np.clip(1.0 - (dist - dilate_mm) / 2.0, 0.0, 1.0)
     return floor + (1.0 - floor) * w
+
+
+#: below this image structure (:func:`spinereg.io.structure.image_structure`) -d is noise
+#: (phantom and real images 0.30-0.90, noise 0.02-0.03)
+MIN_ANAT_STRUCTURE = 0.1
+
+
+def _check_anat(anat: Image, dilate_mm: float) -> None:
+    """Refuse a destination the EPI cannot be registered to: a mask or label file, or noise. Before
+    session 37 the phantom's EPI "corrected" to pure noise (max shift 81 voxels) or to its cord
+    segmentation (48 voxels) ended 3x further from the truth than uncorrected, exit 0."""
+    from spinereg.io.structure import image_structure
+
+    if not np.isfinite(dilate_mm) or dilate_mm < 0:
+        raise InputError(f"mask dilation {dilate_mm} mm is not a distance", None, "give --dilate 0 or more (mm)")
+    require_not_mask(anat, "anatomical image", "-d")
+    s = image_structure(anat)
+    if s["empty"] or s["structure"] < MIN_ANAT_STRUCTURE:
+        raise InputError(f"the anatomical image (-d) shows no structure (structure {s['structure']:.3f} < "
+                         f"{MIN_ANAT_STRUCTURE}: noise, or empty)", anat.name,
+                         "give the subject's undistorted anatomical image (T2*w or T2w)")
 
 
 def correct_fieldmapless(
@@ -64,6 +86,7 @@ def correct_fieldmapless(
     t0 = time.perf_counter()
     epi_img = _as_image(epi, "EPI")
     anat_img = _as_image(anat, "anatomical image", 3)
+    _check_anat(anat_img, dilate_mm)
     meta = read_sidecar(sidecar, epi_img.path)
     have_readout = readout_s is not None or "TotalReadoutTime" in meta
     par = epi_params(meta, pe, readout_s if have_readout else 1.0, epi_img.path)
@@ -75,6 +98,7 @@ def correct_fieldmapless(
     target = np.asarray(apply_transforms(anat_img, grid, transforms, interp="linear").data, dtype=np.float64)
     if mask is not None:
         m_img = _as_image(mask, "cord mask", 3)
+        require_mask(m_img, "mask", "-m")  # the T2*w itself as -m was a "mask" of every voxel
         m = np.asarray(apply_transforms(m_img, grid, transforms, interp="linear").data) > 0.5
         weight = cord_weight(m, grid.zooms, dilate_mm)
     else:
