@@ -347,3 +347,14 @@ def test_fieldmapless_refuses_a_destination_or_mask_that_is_not_one(ph, ph_dir, 
                "-o", str(out)])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "t2s_seg.nii.gz" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_topup_apply_to_on_another_grid_is_one_line(ph_dir, tmp_path, capsys):
+    """--apply-to an image on another grid (the phantom's t2w) was 'internal error (ValueError:
+    operands could not be broadcast ...)' after the field's estimation."""
+    out = tmp_path / "o"
+    rc = main(["sdc", "topup", "-i", str(ph_dir / "epi_blipup.nii.gz"), "--reverse", str(ph_dir / "epi_blipdown.nii.gz"),
+               "--apply-to", str(ph_dir / "t2w.nii.gz"), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "--apply-to are not on the same voxel grid" in err and "t2w.nii.gz" in err, err
+    assert "internal error" not in err and len(err.splitlines()) == 1 and not out.exists()

@@ -167,6 +167,11 @@ def correct_reverse_pe(
     up = _as_image(blip_up, "blip-up EPI")
     down = _as_image(blip_down, "blip-down EPI")
     require_same_grid(up, down, what="blip-up and blip-down images")
+    # --apply-to on another grid (the phantom's t2w) was an internal error (numpy broadcast) after
+    # the field's estimation, before session 37: checked first
+    target = _as_image(apply_to, "EPI") if apply_to is not None else None
+    if target is not None:
+        require_same_grid(up, target, what="the blip-up image and --apply-to")
     meta = read_sidecar(sidecar, up.path)
     par = epi_params(meta, pe, readout_s, up.path)
     dmeta = read_sidecar(None, down.path)
@@ -186,8 +191,8 @@ def correct_reverse_pe(
     # s_up_axis is the blip-up VSM in voxel-axis units; the field follows from blip-up's sign
     vsm = s_up_axis
     field_hz = field_from_vsm(vsm, par.readout_s, par.pe)
-    if apply_to is not None:
-        corrected = unwarp_image(_as_image(apply_to, "EPI"), vsm, axis, jacobian_mod)
+    if target is not None:
+        corrected = unwarp_image(target, vsm, axis, jacobian_mod)
     else:
         u = 0.5 * (unwarp(d1, vsm, axis, jacobian_mod=jacobian_mod)
                    + unwarp(d2, -vsm, axis, jacobian_mod=jacobian_mod))
