@@ -160,3 +160,29 @@ def test_epi_chain_with_derived_mask(sct_data, tmp_path):
     roi = moved_mean > 0.2 * moved_mean.max()
     rel = np.abs(mean_of_moved[roi] - moved_mean[roi]).mean() / moved_mean[roi].mean()
     assert rel < 0.01
+
+
+def test_chain_cli_inputs_it_cannot_run_as_asked(sct_data, tmp_path, capsys):
+    """Before session 37: 'none' as the anatomical image's --seg was an internal error (TypeError);
+    t2s.nii.gz given as t2s's --seg, --link-warp 5 on a chain of two and the same image twice ran
+    to exit 0 (an intensity image as a cord; the link warp ignored; one image's warps overwritten
+    by the other's)."""
+    t2, t2s = sct_data / "t2", sct_data / "t2s"
+    base = ["-l", str(t2 / "labels.nii.gz")]
+    warp = str(t2 / "warp_template2anat.nii.gz")
+    cases = [
+        (["-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s_seg.nii.gz"), "none"],
+         "needs a cord segmentation"),
+        (["-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s.nii.gz"),
+          str(t2 / "t2_seg-manual.nii.gz")], "is not a mask"),
+        (["-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s_seg.nii.gz"),
+          str(t2 / "t2_seg-manual.nii.gz"), "--link-warp", "5", warp, warp], "has links 0..0"),
+        (["-i", str(t2 / "t2.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2 / "t2_seg-manual.nii.gz"),
+          str(t2 / "t2_seg-manual.nii.gz")], "would overwrite each other"),
+    ]
+    for k, (argv, words) in enumerate(cases):
+        out = tmp_path / f"o{k}"
+        rc = main(["chain", *argv, *base, "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and "internal error" not in err and len(err.splitlines()) == 1, err
+        assert not out.exists() or not any(out.iterdir())

@@ -498,12 +498,13 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
     ``--no-auto-discs`` turns it off), the anatomical image is labelled first and its measured
     discs join the given labels when their levels agree, as in :func:`template_job`."""
     from spinereg.pipelines.chain_outputs import write_chain_outputs
-    from spinereg.register.chain import register_chain
+    from spinereg.register.chain import check_chain_inputs, register_chain
 
     run = run or RunRecord("chain")
     out = Path(outdir)
     folder = OutputFolder(out, ("metrics.json", "provenance.json"), overwrite=overwrite)
     with run.stage("check inputs"):
+        check_chain_inputs(images, segs, given)
         folder.check()
     with AutoSegmentations() as auto:  # 'auto' segmentations: spinereg segment (pipelines.autoseg)
         if any(is_auto(s) for s in segs):

@@ -28,6 +28,7 @@ import numpy as np
 from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
+from spinereg.io.sanity import require_segmentation
 from spinereg.register.multimodal import MultimodalRegistration, register_multimodal
 from spinereg.register.template import TemplateRegistration, register_to_template
 from spinereg.transforms.base import Chain, Transform
@@ -137,6 +138,33 @@ def order_images(target: str | Path, anatomical: str | Path, candidates: list[st
     return [str(target), *([str(between[0])] if between else []), str(anatomical)]
 
 
+def check_chain_inputs(images: list, segs: list, given: dict | None = None) -> None:
+    """Raise :class:`InputError` for a chain that cannot be run as asked, before any work: a
+    segmentation count that differs from the images', no segmentation for the anatomical image (an
+    internal error in the labeling, before session 37), a --link-warp for a link the chain does not
+    have (ignored, exit 0), two images of one name (their warps would overwrite each other)."""
+    from spinereg.io.image import path_stem
+
+    if len(images) < 1 or len(segs) != len(images):
+        raise InputError("give one segmentation (or 'none') per image of the chain", None,
+                         "use --seg with as many entries as -i (write 'none' where there is none)")
+    if segs[-1] is None:
+        raise InputError("the anatomical image (last of the chain) needs a cord segmentation", None,
+                         "give its segmentation (or 'auto') as the last --seg")
+    bad = sorted(k for k in (given or {}) if not 0 <= int(k) < len(images) - 1)
+    if bad:
+        raise InputError(f"--link-warp for link(s) {bad}: the chain of {len(images)} images has links "
+                         f"0..{len(images) - 2}" if len(images) > 1 else f"--link-warp for link(s) {bad}: "
+                         "a chain of one image has no link", None,
+                         "number link K between image K and K+1 of -i, from 0")
+    names = [path_stem(im.path if isinstance(im, Image) else im) for im in images
+             if not isinstance(im, Image) or im.path is not None]
+    dup = sorted({nm for nm in names if names.count(nm) > 1})
+    if dup:
+        raise InputError(f"two images of the chain are named {dup[0]!r}: their warps (warp_template2{dup[0]}) "
+                         "would overwrite each other", None, "give each image of the chain once, with its own name")
+
+
 def register_chain(
     images: list[str | Path | Image],
     segs: list[str | Path | Image | None],
@@ -162,17 +190,15 @@ def register_chain(
     :func:`~spinereg.register.template.register_to_template` (its measured discs join the given
     labels when their levels agree); None: the given labels alone.
     """
-    if len(images) < 1 or len(segs) != len(images):
-        raise InputError("give one segmentation (or 'none') per image of the chain", None,
-                         "use --seg with as many entries as -i (write 'none' where there is none)")
+    check_chain_inputs(images, segs, given)
     t0 = time.perf_counter()
     imgs = [im if isinstance(im, Image) else load_image(im, ndim=(3, 4), lazy=True) for im in images]
     sgs = [None if s is None else (s if isinstance(s, Image) else load_image(s, ndim=3, what="segmentation"))
            for s in segs]
     n = len(imgs)
-    if sgs[-1] is None:
-        raise InputError("the anatomical image (last of the chain) needs a cord segmentation", None,
-                         "give its segmentation as the last --seg")
+    for sg in sgs:  # t2s.nii.gz as a --seg was read as a cord filling its field of view, exit 0
+        if sg is not None:
+            require_segmentation(sg, "segmentation", "--seg")
     anat = register_to_template(imgs[-1], sgs[-1], labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                 template=template, contrast=contrast, labeling=labeling, progress=progress)
     timings = {"anatomical": time.perf_counter() - t0}
