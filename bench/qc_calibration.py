@@ -36,7 +36,7 @@ CASES = {"correct": (3, 5), "level_low": (4, 6), "level_high": (2, 4), "noise": 
 SCORES = ("cord_dice", "hausdorff95_vox", "centerline_rms_mm", "landmark_max_residual_mm",
           "label_si_scale_deviation", "level_offset_vertebrae", "similarity_after", "similarity_shift_gain",
           "image_structure", "inverse_consistency_vox", "jacobian_min", "pct_folding", "cord_dice_template_space",
-          "label_si_uncertainty_mm", "level_offset_median", "unverified_si_scale_deviation")
+          "label_si_uncertainty_mm", "level_offset_median", "unverified_si_scale_deviation", "level_offset_unverified")
 
 
 def make_inputs(variant: str, seed: int, root: Path) -> Path:

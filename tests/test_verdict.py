@@ -108,6 +108,10 @@ def test_shifted_labels_warn_with_reason(runs):
                in n for n in qc.get("notes", [])), qc
     good = json.loads((runs / "good" / "metrics.json").read_text())["qc"]
     assert any("its best reading agrees" in n for n in good.get("notes", [])), good
+    # ... and scored apart, to warn only (session 37): 1 level here, 0 on the good run
+    assert qc["scores"]["level_offset_unverified"] == 1.0
+    assert any(r.startswith("warn: level_offset_unverified") for r in qc["reasons"]), qc["reasons"]
+    assert good["scores"]["level_offset_unverified"] == 0.0 and "level_offset_vertebrae" not in good["scores"]
     # the registration itself obeys the wrong labels: overlap and residuals stay good
     assert qc["scores"]["cord_dice"] > 0.95 and qc["scores"]["landmark_max_residual_mm"] < 1.0
 

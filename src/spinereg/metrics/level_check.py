@@ -156,14 +156,18 @@ def auto_level_offset(image: Image, seg: Image, contrast: str, subject2template:
         return {}, [f"levels not verified: automatic labeling failed ({type(err).__name__}: {err})"]
     scores, notes = _level_offset(lab, image, subject2template, tpl)
     if lab.ambiguous:
-        # not a score (an ambiguous labeling does not verify), but what its best reading says
-        said = ""
+        # an ambiguous labeling does not verify the levels (level_offset_vertebrae is not scored),
+        # but what its best reading says is scored apart, to warn only: level_offset_unverified
+        # (its best reading was right in 15 of 15 ambiguous runs of the QC calibration,
+        # docs/qc_calibration.md; wrong levels on 5 mm axial stacks passed without it)
+        said, out = "", {}
         if "level_offset_vertebrae" in scores:
             k = int(scores["level_offset_vertebrae"])
+            out = {"level_offset_unverified": float(k)}
             said = ("; its best reading agrees with the registration's levels" if k == 0 else
                     f"; its best reading differs from the registration's levels by {k} level(s): check the labels")
-        return {}, [f"levels not verified: automatic labeling ambiguous (identity margin {margin_text(lab.identity_margin)})"
-                    + said]
+        return out, [f"levels not verified: automatic labeling ambiguous (identity margin {margin_text(lab.identity_margin)})"
+                     + said]
     return scores, notes
 
 
