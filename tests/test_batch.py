@@ -194,3 +194,15 @@ def test_segment_step_carries_the_segmentations_warning(tmp_path, monkeypatch):
     assert out.is_file()
     rec = ctx.records[-1]
     assert rec.step == "segment" and rec.verdict == "warn" and "ends 39 mm below" in rec.reasons[0], rec
+
+
+def test_cli_dry_run_checks_the_cluster_options(tiny_bids: Path, tmp_path: Path, capsys):
+    """--dry-run ('check the inputs') passed --slurm '{bad' (refused only by the real run) and
+    --workers 0 (run as 'auto', 2 workers)."""
+    for extra, words in ((["--slurm", "{bad"], "--slurm is not JSON"), (["--slurm", "[1]"], "not a JSON object"),
+                         (["--workers", "0"], "--workers 0"), (["--threads-per-worker", "0"], "--threads-per-worker 0")):
+        for dry in (["--dry-run"], []):
+            assert main(["batch", str(tiny_bids), "-o", str(tmp_path / "o"), *extra, *dry]) == 2
+            err = capsys.readouterr().err
+            assert words in err and len(err.strip().splitlines()) == 1, err
+            assert not (tmp_path / "o").exists()

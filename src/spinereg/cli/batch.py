@@ -48,6 +48,20 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.batch.run import check_inputs, run_batch
     from spinereg.errors import InputError
 
+    # checked before --dry-run too: a dry run said these were fine (and --workers 0 ran as 'auto'),
+    # before session 37
+    for name, value in (("--workers", args.workers), ("--threads-per-worker", args.threads_per_worker)):
+        if value is not None and value < 1:
+            raise InputError(f"{name} {value}: at least 1 is needed", None, f"give {name} 1 or more (or leave it out)")
+    slurm = None
+    if args.slurm:
+        try:
+            slurm = json.loads(args.slurm)
+        except ValueError as exc:
+            raise InputError(f"--slurm is not JSON ({exc})", None, "e.g. --slurm '{\"queue\": \"normal\"}'") from exc
+        if not isinstance(slurm, dict):
+            raise InputError("--slurm is not a JSON object of SLURMCluster options", None,
+                             "e.g. --slurm '{\"queue\": \"normal\"}'")
     if args.dry_run:
         cfg, ds = check_inputs(args.bids_dir, args.outdir, args.config, args.participant_label, args.session,
                                args.overwrite)
@@ -55,12 +69,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{u.uid}: " + ", ".join(sorted({im.suffix for im in u.images})) if u.images else f"{u.uid}: no image")
         print(f"{len(ds.units)} unit(s); configuration {cfg.source}")
         return 0
-    slurm = None
-    if args.slurm:
-        try:
-            slurm = json.loads(args.slurm)
-        except ValueError as exc:
-            raise InputError(f"--slurm is not JSON ({exc})", None, "e.g. --slurm '{\"queue\": \"normal\"}'") from exc
     res = run_batch(args.bids_dir, args.outdir, config=args.config, participant_label=args.participant_label,
                     session=args.session, scheduler=args.scheduler, workers=args.workers,
                     threads_per_worker=args.threads_per_worker, slurm=slurm, overwrite=args.overwrite,
