@@ -272,9 +272,14 @@ class DisplacementField(Transform):
     def inverse(self, grid: Grid | None = None, iterations: int = 50, tol_mm: float = 1e-3) -> DisplacementField:
         """Numerical inverse on ``grid`` (default: this field's grid) by fixed-point iteration.
 
-        Solves ``v(y) = -u(y + v(y))``; the residual is stored in ``result.report``.
+        Solves ``v(y) = -u(y + v(y))``; the residual is stored in ``result.report``. On another
+        grid each point is solved by :meth:`inverse_map` (started from the grid node mapped
+        nearest to it): started at ``v = -u(y)``, a point the field maps in from far away stayed
+        at the identity the field is continued with beyond its grid, with residual 0
+        (``invert warp_anat2template -d t2`` wrote an all-zero field before session 37).
         """
         g = self.grid if grid is None else grid
+        own = grid is None or grid.same_as(self.grid)
         out = np.empty(tuple(g.shape) + (3,), np.float32)
         history: list[float] = []
         it = 0
@@ -282,6 +287,16 @@ class DisplacementField(Transform):
         n = 0
         for k0, k1 in g.chunks():
             y = g.world_coords(k0, k1)
+            if not own:
+                x = self.inverse_map(y, iterations=iterations, tol_mm=tol_mm)
+                v = x - y
+                it = iterations
+                res = np.linalg.norm(self.map(x) - y, axis=1)
+                res_all[n:n + len(y)] = res
+                n += len(y)
+                history.append(float(np.nanmax(res, initial=0.0)))
+                out[:, :, k0:k1] = v.reshape(g.shape[0], g.shape[1], k1 - k0, 3)
+                continue
             v = -self.displacement(y)
             for n_it in range(1, iterations + 1):
                 v_new = -self.displacement(y + v)
