@@ -43,15 +43,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--iterations {args.iterations}: at least 1 is needed", None, "give --iterations 1 or more")
     t = load_transform(args.warp)
     require_invertible(t, args.warp)
-    if isinstance(t, AffineTransform) and str(args.output).lower().endswith((".nii", ".nii.gz")):
-        # the inverse affine was written as ITK text under the .nii.gz name, a file no reader opens
-        raise InputError("the inverse of an affine is an affine: it cannot be written as a NIfTI warp", args.output,
-                         "name the output .txt or .mat")
     grid = read_grid(args.dest, what="reference image") if args.dest and not isinstance(t, AffineTransform) else None
     if not isinstance(t, AffineTransform):  # the inverse of warp_template2anat on t2's grid (default)
         # had a residual of 150 mm and on PAM50's grid was the identity with "residual 0", exit 0
         check_inverse_grid(t, grid or t.grid, args.warp, args.dest)
     check_writable(args.output, args.overwrite)  # fail before the work
+    if isinstance(t, AffineTransform) and str(args.output).lower().endswith((".nii", ".nii.gz")):
+        # the inverse affine was written as ITK text under the .nii.gz name, a file no reader opens
+        raise InputError("the inverse of an affine is an affine: it cannot be written as a NIfTI warp", args.output,
+                         "name the output .txt or .mat")
     if isinstance(t, AffineTransform):
         inv = t.inverse()
     else:
