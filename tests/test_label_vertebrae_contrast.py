@@ -68,3 +68,15 @@ def test_csf_polarity_is_read_once_from_the_cord_signal(sct_data):
     assert CordSignal(-5.0, 1.0, 0).csf is None  # no pieces compared: nothing read
     assert read_contrast("auto", faint) == ("auto", None)
     assert read_contrast("auto", CordSignal(-2.0, 1.0, 10)) == ("t1", None)
+
+
+def test_each_reason_is_said_once(sct_data):
+    """t1w read as -c t2 is relabelled from the CSF; its reasons joined both passes' lists and said
+    "the CSF is darker than the cord ... give -c t1" twice (stderr and the JSON)."""
+    t1 = (load_image(sct_data / "t1" / "t1w.nii.gz"), load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz"))
+    reasons = label_vertebrae(*t1, contrast="t2").report["ambiguous_reasons"]
+    assert len(reasons) == len(set(reasons)) and _reasons_text(reasons).count("CSF is darker than the cord") == 1
+
+
+def _reasons_text(reasons) -> str:
+    return " ".join(reasons)

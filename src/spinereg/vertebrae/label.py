@@ -485,11 +485,12 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     for key in ("first_pass", "second_pass"):  # what the passes before it named
         if key in lab.report:
             again.report[key] = lab.report[key]
-    again.report["ambiguous_reasons"] = [
+    again.report["ambiguous_reasons"] = list(dict.fromkeys([  # both passes' reasons, each once (t1w -c t2
+        # said "the CSF is darker than the cord ... give -c t1" twice, before session 37)
         f"the CSF around the cord (its area against the cord's, along the cord) named the levels {abs(found.shift)} "
         f"{'lower' if found.shift > 0 else 'higher'} than the disc bands and cord width did ({' to '.join(before[:1] + before[-1:])}; "
         f"evidence {found.evidence:.1f}): relabelled with the disc at {pin.s:.0f} mm named {disc_name(value)}; check the levels "
-        "or give -initz", *lab.report["ambiguous_reasons"], *again.report["ambiguous_reasons"]]
+        "or give -initz", *lab.report["ambiguous_reasons"], *again.report["ambiguous_reasons"]]))
     again.ambiguous = True
     again.identity_source = "csf"
     return again
