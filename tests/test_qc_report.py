@@ -211,3 +211,16 @@ def test_input_changed_since_the_run_is_refused(t2_qc, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "changed since the run" in err and str(image) in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "qc_bad").exists() or not any((tmp_path / "qc_bad").rglob("*.png"))
+
+
+def test_unknown_kind_lists_every_page(tmp_path, capsys):
+    """--kind bogus said 'QC covers: chain, register, register-to-template', leaving out moco,
+    spine-metrics, label-vertebrae and segment, which `spinereg qc -h` and the pages offer."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "provenance.json").write_text(json.dumps({"command": "register", "inputs": {}}))
+    (run / "metrics.json").write_text("{}")
+    assert main(["qc", str(run), "--kind", "bogus", "--root", str(tmp_path / "qc")]) == 2
+    err = capsys.readouterr().err
+    for kind in ("chain", "label-vertebrae", "moco", "register-to-template", "segment", "spine-metrics"):
+        assert kind in err, err

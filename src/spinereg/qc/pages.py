@@ -93,13 +93,19 @@ def renderer(kind: str) -> Renderer:
                     raise
     if kind not in _PAGES:
         raise InputError(f"no QC page for runs of '{kind}'", None,
-                         f"QC covers: {', '.join(sorted(_PAGES))} (pass the kind if provenance.json lacks it)")
+                         f"QC covers: {', '.join(kinds())} (pass the kind if provenance.json lacks it)")
     return _PAGES[kind]
 
 
 def kinds() -> list[str]:
     """Kinds with a page (the built-in ones and those imported so far)."""
-    from spinereg.qc import page_moco, page_registration, page_spine_metrics  # noqa: F401
+    from spinereg.qc import (  # noqa: F401
+        page_label_vertebrae,
+        page_moco,
+        page_registration,
+        page_segment,
+        page_spine_metrics,
+    )
 
     return sorted(_PAGES)
 
