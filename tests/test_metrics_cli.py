@@ -172,3 +172,33 @@ def test_distance_metrics_refuse_an_intensity_image_or_point_labels(capsys, tmp_
                                 tmp_path / "fwd.nii.gz"))
     code, out, err = run(capsys, ["metrics", "jacobian", "-w", fw, "-m", img])
     assert code == 2 and out == "" and "not a mask" in err and "img.nii.gz" in err
+
+
+def test_mask_stored_in_another_orientation_is_the_same_mask(capsys, tmp_path, masks):
+    """dice / hausdorff / jacobian -m refused a mask stored with its voxel axes reordered and
+    flipped (same voxel centres in world space: t2's cord as RAS against itself as PSR) with "not
+    on the same grid"; now it is reordered and gives the same numbers."""
+    img = nib.load(masks["a"])
+    aff = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1]])
+    aff[:3, 3] = (3.0, -2.0, 5.0)
+    a = _save(tmp_path / "a2.nii.gz", np.asanyarray(img.dataobj), aff)
+    # the same voxels stored IRP: axes permuted and two of them flipped, the affine to match
+    data = np.asanyarray(nib.load(a).dataobj)
+    a_img = nib.load(a)
+    tr = nib.orientations.ornt_transform(nib.orientations.io_orientation(a_img.affine),
+                                         nib.orientations.axcodes2ornt(("I", "R", "P")))
+    t_aff = a_img.affine @ nib.orientations.inv_ornt_aff(tr, a_img.shape)
+    turned = nib.orientations.apply_orientation(data, tr)
+    b = _save(tmp_path / "a_turned.nii.gz", turned, t_aff)
+    assert nib.load(b).shape != a_img.shape
+    code, out, err = run(capsys, ["metrics", "dice", "-i", a, "-r", b])
+    assert code == 0 and json.loads(out)["dice"] == 1.0, err
+    code, out, err = run(capsys, ["metrics", "hausdorff", "-i", a, "-r", b])
+    assert code == 0 and json.loads(out)["hausdorff_mm"] == 0.0, err
+    grid = Grid((20, 20, 30), aff)
+    fw = str(write_displacement(DisplacementField(grid, np.zeros((20, 20, 30, 3), np.float32)), tmp_path / "w.nii.gz"))
+    code, out, err = run(capsys, ["metrics", "jacobian", "-w", fw, "-m", b])
+    assert code == 0 and json.loads(out)["n_voxels"] == int((data > 0.5).sum()), err
+    # a grid that is not a reordering is still refused
+    code, _, err = run(capsys, ["metrics", "dice", "-i", a, "-r", masks["a"]])
+    assert code == 2 and "not on the same grid" in err

@@ -16,7 +16,7 @@ import numpy as np
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
-from spinereg.metrics.overlap import ImageLike, as_image, binary_mask
+from spinereg.metrics.overlap import ImageLike, as_image, binary_mask, reordered_onto
 from spinereg.metrics.report import MetricResult
 from spinereg.transforms.displacement import DisplacementField
 
@@ -113,6 +113,8 @@ def jacobian(warp: DisplacementField, mask: ImageLike | None = None, *, threshol
     if mask is not None:
         im = as_image(mask, "mask")
         mask_name = im.name
+        if not im.grid.same_as(warp.grid):  # the same mask stored in another orientation: reordered
+            im = reordered_onto(warp.grid, im) or im
         if not im.grid.same_as(warp.grid):
             raise InputError(
                 f"mask {im.name} is not on the grid of warp {warp_name} "

@@ -14,6 +14,7 @@ import numpy as np
 
 from spinereg.cord.centerline import si_axis  # noqa: F401 (the slice axis of axial images, re-exported)
 from spinereg.errors import InputError
+from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
 from spinereg.metrics.report import MetricResult
 
@@ -48,6 +49,31 @@ def check_same_grid(a: Image, b: Image, interp: str = "nn") -> None:
         f"resample one onto the other first: `spinereg apply -i {b.name} -d {a.name} -x {interp} "
         "-o resampled.nii.gz`",
     )
+
+
+def on_grid_of(a: Image, b: Image, interp: str = "nn") -> Image:
+    """``b`` on ``a``'s grid when it is that grid with its voxel axes reordered or flipped (the
+    same voxel centres in world space: the same mask stored in another orientation); otherwise
+    ``b`` if the grids are the same, else :func:`check_same_grid`'s error. Before session 37 the
+    manual t2 cord stored RAS was refused against itself stored PSR ("not on the same grid")."""
+    if a.grid.same_as(b.grid):
+        return b
+    r = reordered_onto(a.grid, b)
+    if r is not None:
+        return r
+    check_same_grid(a, b, interp)
+    return b
+
+
+def reordered_onto(grid: Grid, b: Image) -> Image | None:
+    """``b`` with its voxel axes reordered/flipped onto ``grid`` when that gives ``grid`` exactly
+    (the same voxel centres), else None."""
+    if b.ndim != 3 or sorted(b.shape[:3]) != sorted(grid.shape):
+        return None
+    from spinereg.io.orientation import axcodes, reorient
+
+    r = reorient(b, axcodes(grid.affine))
+    return Image(r.data, r.affine, r.header, b.path) if grid.same_as(r.grid) else None
 
 
 def binary_mask(img: Image, threshold: float = 0.5, what: str = "mask") -> np.ndarray:
@@ -93,7 +119,7 @@ def dice(a: ImageLike, b: ImageLike, *, threshold: float = 0.5, zb: bool = False
     ``n_slices`` is the number of slices counted (slices holding either mask for "whole").
     """
     ia, ib = as_image(a, "mask"), as_image(b, "mask")
-    check_same_grid(ia, ib)
+    ib = on_grid_of(ia, ib)
     ma, mb = binary_mask(ia, threshold), binary_mask(ib, threshold)
     ax = si_axis(ia.affine)
     others = tuple(d for d in range(3) if d != ax)
