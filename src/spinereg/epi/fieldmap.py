@@ -89,6 +89,14 @@ def fieldmap_from_phasediff(phasediff: Image, echo_times: tuple[float, float]) -
     if not np.isfinite(dte) or abs(dte) < 1e-5:
         raise InputError(f"echo times {te1}, {te2} s give no usable difference", phasediff.path,
                          "give EchoTime1 < EchoTime2 in seconds (e.g. 0.00492 0.00738)")
+    # before session 37: 4.92 7.38 (ms) made a field 1000x too weak ("max shift 0.00 voxels"), and
+    # a swapped pair a field of the wrong sign (the EPI twice as distorted), each exit 0
+    if not (0 < te1 < 1 and 0 < te2 < 1):
+        raise InputError(f"echo times {te1:g}, {te2:g} out of range: seconds are expected (under 1; "
+                         "milliseconds given?)", phasediff.path, "give them in seconds, e.g. 0.00492 0.00738")
+    if dte < 0:
+        raise InputError(f"EchoTime1 {te1:g} s is longer than EchoTime2 {te2:g} s: the pair swapped would flip "
+                         "the field's sign", phasediff.path, "give the shorter echo time first (BIDS EchoTime1 < EchoTime2)")
     ph = np.asarray(phasediff.data, dtype=np.float64)
     if ph.max(initial=0.0) > 2 * np.pi + 0.1:  # Siemens 12-bit phase: [0, 4096) -> [-pi, pi)
         ph = ph / 4096.0 * 2 * np.pi - np.pi
