@@ -415,3 +415,19 @@ def test_cli_refuses_a_vertfile_that_is_not_levels(capsys, tmp_path, mt, sct_dat
     code, _, err = run_cli(capsys, ["extract-metric", "-i", str(mt["mtr"]), "-f", str(mt["atlas"]), "-l", "51",
                                     "--vertfile", str(mt["levels"]), "--perlevel", "-o", str(out)])
     assert code == 0, err
+
+
+def test_metric_stored_in_another_orientation_gives_the_same_rows(tmp_path, mt):
+    """mtr.nii.gz stored RAS (as_closest_canonical: the same voxel centres, axes reordered) was
+    refused: "label file ... is not on the metric image's voxel grid (positions differ by up to
+    32.9 mm)". It now gives the same per-slice rows as the LAS original."""
+    img = nib.load(str(mt["mtr"]))
+    ras = tmp_path / "mtr_ras.nii.gz"
+    nib.save(nib.as_closest_canonical(img), str(ras))
+    assert nib.aff2axcodes(nib.load(str(ras)).affine) != nib.aff2axcodes(img.affine)
+    a = extract_metric(mt["mtr"], mt["atlas"], ids="51", perslice=True)
+    b = extract_metric(ras, mt["atlas"], ids="51", perslice=True)
+    assert len(a) == len(b) == 5
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.slices == rb.slices and ra.size == pytest.approx(rb.size, rel=1e-9)
+        assert (ra.value is None and rb.value is None) or ra.value == pytest.approx(rb.value, rel=1e-9, nan_ok=True)

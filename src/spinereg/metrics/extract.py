@@ -480,6 +480,16 @@ def extract_metric(
     tract_ids = (tuple(lab.id for lab in folder.individual) if partial
                  else tuple(sorted({m for lab in chosen for m in lab.members})))
 
+    first = folder.label(tract_ids[0]).path if tract_ids else None
+    if first is not None and Path(first).is_file():
+        # the metric stored in another voxel order than the labels (same voxel centres: mtr.nii.gz
+        # as_closest_canonical) was refused as "not on the metric image's voxel grid" before session 37
+        from spinereg.io.image import read_grid
+        from spinereg.metrics.overlap import reordered_onto
+
+        lgrid = read_grid(first, what="label file")
+        if not lgrid.same_as(metric.grid):
+            metric = reordered_onto(lgrid, metric) or metric
     axis, flip = _si_order(metric.affine)
     data = _to_slices_last(np.asarray(metric.data, dtype=np.float64), axis, flip)
     nz = data.shape[2]
