@@ -431,3 +431,10 @@ def test_metric_stored_in_another_orientation_gives_the_same_rows(tmp_path, mt):
     for ra, rb in zip(a, b, strict=True):
         assert ra.slices == rb.slices and ra.size == pytest.approx(rb.size, rel=1e-9)
         assert (ra.value is None and rb.value is None) or ra.value == pytest.approx(rb.value, rel=1e-9, nan_ok=True)
+
+    # and a levels file stored like the metric (RAS) while the atlas is LAS
+    lev = tmp_path / "levels_ras.nii.gz"
+    nib.save(nib.as_closest_canonical(nib.load(str(mt["levels"]))), str(lev))
+    pa = extract_metric(mt["mtr"], mt["atlas"], ids="51", perlevel=True)
+    pb = extract_metric(ras, mt["atlas"], ids="51", perlevel=True, vertfile=lev)
+    assert [(r.levels, round(r.value, 9)) for r in pa] == [(r.levels, round(r.value, 9)) for r in pb]

@@ -513,6 +513,10 @@ def extract_metric(
         # an intensity image gave "levels" 27/28 with plausible rows, a binary cord mask "C1" on
         # every slice, exit 0, before session 37
         require_levels_image(lev_img, "vertebral levels file", "--vertfile")
+        if not lev_img.grid.same_as(metric.grid):  # stored in another voxel order: reordered
+            from spinereg.metrics.overlap import reordered_onto
+
+            lev_img = reordered_onto(metric.grid, lev_img) or lev_img
         _check_grid(metric, lev_img, "vertebral levels file")
         lev_of_slice = slice_levels(_to_slices_last(np.asarray(lev_img.data), axis, flip))
     selected = np.arange(nz) if z_sel is None else np.asarray(z_sel, dtype=int)
