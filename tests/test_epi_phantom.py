@@ -88,7 +88,9 @@ def test_phantom_cli_refuses_a_field_that_is_not_a_number_or_leaves_the_frame(tm
     3000 voxels out of its 64-voxel frame (max 0.05: noise), both exit 0."""
     for extra, words in ((["--field-max", "nan"], "--field-max must be a finite number"),
                          (["--noise", "nan"], "--noise must be a finite number"),
-                         (["--field-max", "100000"], "more than half the 64-voxel phase-encode axis")):
+                         (["--field-max", "100000"], "more than half the 64-voxel phase-encode axis"),
+                         # an internal error (MemoryError, 21.3 PiB) before session 37
+                         (["--shape", "100000", "100000", "100000"], "more than the phantom's")):
         out = tmp_path / "ph"
         assert main(["phantom", "-o", str(out), "--volumes", "2", *extra]) == 2
         err = capsys.readouterr().err

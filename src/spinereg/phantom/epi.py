@@ -309,6 +309,10 @@ def _rician(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarr
     return np.sqrt(re**2 + im**2).astype(np.float32)
 
 
+#: the largest EPI grid the phantom builds (its fields are float64 (x, y, z, 3) arrays)
+MAX_EPI_VOXELS = 16_000_000
+
+
 def make_epi_phantom(
     shape: Sequence[int] = (64, 64, 20),
     voxel_mm: Sequence[float] = (1.0, 1.0, 5.0),
@@ -338,6 +342,10 @@ def make_epi_phantom(
         raise InputError(f"EPI shape must be 3 positive ints (got {shape})", None, "e.g. --shape 64 64 20")
     if axis == 2:
         raise InputError("phase encoding along the slice axis is not supported", None, "use i, i-, j or j-")
+    if int(np.prod(shape, dtype=np.int64)) > MAX_EPI_VOXELS:  # --shape 100000 100000 100000 was
+        # 'internal error (MemoryError: Unable to allocate 21.3 PiB ...)', before session 37
+        raise InputError(f"EPI shape {tuple(shape)} has {int(np.prod(shape, dtype=np.int64)):.3g} voxels, more than "
+                         f"the phantom's {MAX_EPI_VOXELS:.0e}", None, "e.g. --shape 64 64 20")
     if multiband < 1 or shape[2] % multiband:
         raise InputError(f"multiband factor {multiband} does not divide the {shape[2]} slices", None,
                          "choose a factor that divides the number of slices")
