@@ -124,9 +124,17 @@ def test_cohort_all_good_units_pass_broken_reported(cohort: dict, main_run: dict
 
 def test_cohort_group_outputs(cohort: dict, main_run: dict):
     out = main_run["out"]
-    scores = list(csv.DictReader(open(out / "group" / "qc_scores.csv")))
+    rows = list(csv.DictReader(open(out / "group" / "qc_scores.csv")))
+    scores = [r for r in rows if r["command"] != "chain"]
     assert len(scores) == 14 and {r["verdict"] for r in scores} == {"pass"}
     assert all(float(r["cord_dice"]) > 0.9 for r in scores)
+    # since session 37 every chain unit has a verdict (kind "chain") and a row here. Most of this
+    # cohort's warn or fail on the target's composed cord Dice (0.19-0.92; 9 fail, 17 warn of 28 at
+    # 2e4b7de): its T2w and T2starw headers lie ~10 mm apart and the default link preset does not
+    # recover it (register -i T2w -d T2starw, sub-01 ses-01: Dice 0.24, centerline 8.3 mm; with a
+    # centermass step first 0.84-0.87). Open: the verdict reports it, the link is not fixed.
+    chains = [r for r in rows if r["command"] == "chain"]
+    assert len(chains) == 28 and all(r["verdict"] in ("pass", "warn", "fail") and r["cord_dice"] for r in chains)
     metrics = tsv(out / "group" / "metrics_per_level.tsv")
     assert {(r["participant_id"], r["session_id"]) for r in metrics} == \
         {(u.split("_")[0], u.split("_")[1] if "_" in u else "n/a") for u in cohort["units"]}

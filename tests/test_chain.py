@@ -186,3 +186,32 @@ def test_chain_cli_inputs_it_cannot_run_as_asked(sct_data, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert rc == 2 and words in err and "internal error" not in err and len(err.splitlines()) == 1, err
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_chain_verdict(sct_data, tmp_path, capsys):
+    """The chain gets a verdict (kind "chain"): the smallest cord Dice and the images' structure.
+    Before session 37 every chain printed "NOT SCORED" and exited 0, a noise image as its target
+    too. t2s -> t2 -> PAM50: PASS (Dice 0.977, structure 0.632); noise -> t2: FAIL on
+    image_structure (0.025), exit 3."""
+    import nibabel as nib
+
+    t2, t2s = sct_data / "t2", sct_data / "t2s"
+    rng = np.random.default_rng(0)
+    ref = nib.load(str(t2s / "t2s.nii.gz"))
+    noise = tmp_path / "noise.nii.gz"
+    nib.save(nib.Nifti1Image(rng.normal(500, 100, ref.shape).astype(np.float32), ref.affine), str(noise))
+    base = ["-l", str(t2 / "labels.nii.gz")]
+    good = ["chain", "-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s_seg.nii.gz"),
+            str(t2 / "t2_seg-manual.nii.gz"), *base, "-o", str(tmp_path / "good")]
+    assert main(good) == 0
+    assert capsys.readouterr().out.startswith("chain: PASS")
+    qc = json.loads((tmp_path / "good" / "metrics.json").read_text())["qc"]
+    assert qc["scores"]["cord_dice"] == pytest.approx(0.977, abs=0.005)
+    assert qc["scores"]["image_structure"] == pytest.approx(0.632, abs=0.01)
+    bad = ["chain", "-i", str(noise), str(t2 / "t2.nii.gz"), "--seg", "none", str(t2 / "t2_seg-manual.nii.gz"),
+           *base, "-o", str(tmp_path / "bad")]
+    assert main(bad) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("chain: FAIL") and "image_structure" in out
+    qc = json.loads((tmp_path / "bad" / "metrics.json").read_text())["qc"]
+    assert qc["verdict"] == "fail" and qc["scores"]["image_structure"] < 0.05

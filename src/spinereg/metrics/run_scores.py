@@ -278,7 +278,35 @@ def folder_scores(folder: str | Path, prov: dict | None = None,
         return template_run_scores(out, prov)
     if command == "register":
         return register_run_scores(out, prov, loaded)
+    if command == "chain":
+        return chain_run_scores(out, prov)
     return {}
+
+
+def chain_run_scores(out: Path, prov: dict) -> dict[str, float]:
+    """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
+    images with a segmentation, slices holding both, from its metrics.json), ``image_structure``
+    (smallest) and ``image_empty`` (largest) of the chain's images (whole images; the files named
+    in provenance.json that still exist). A noise image as the chain's target used to give exit 0,
+    "NOT SCORED" (before session 37)."""
+    scores: dict[str, float] = {}
+    metrics = _read_json(out / "metrics.json", "metrics.json") if (out / "metrics.json").is_file() else {}
+    dice = [float(m.get("cord_dice_zb", m.get("cord_dice_whole")))
+            for m in metrics.values() if isinstance(m, dict) and ("cord_dice_zb" in m or "cord_dice_whole" in m)]
+    if dice:
+        scores["cord_dice"] = round(min(dice), 4)
+    structure, empty = [], []
+    for path in (prov.get("inputs") or {}).get("images") or []:
+        p = Path(str(path))
+        if not p.is_file():
+            continue
+        s = image_structure(load_image(p, ndim=(3, 4), what="image"))
+        structure.append(s["structure"])
+        empty.append(s["empty"])
+    if structure:
+        scores["image_structure"] = min(structure)
+        scores["image_empty"] = max(empty)
+    return scores
 
 
 def _existing(p: Path) -> Path:

@@ -34,7 +34,7 @@ from spinereg.metrics.run_scores import _read_json, derived_scores, folder_score
 __all__ = ["Verdict", "command_kind", "extract_scores", "folder_scores", "judge", "load_thresholds",
            "moco_verdict", "score_output_folder"]
 
-KINDS = ("register-to-template", "register", "moco")
+KINDS = ("register-to-template", "register", "moco", "chain")
 VERDICTS = ("pass", "warn", "fail")
 
 

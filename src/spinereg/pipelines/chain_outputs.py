@@ -38,6 +38,9 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
     segmentation, ``composed`` gives the same Dice through the chain of links and the anatomical
     registration (the figure that does not reuse the segmentation it is scored against).
 
+    metrics.json's ``qc`` block: the chain's verdict (:func:`spinereg.metrics.run_scores.chain_run_scores`:
+    the smallest cord Dice, the chain's images' structure).
+
     provenance.json: ``run``'s record (command line, UTC times, stages; see
     :class:`~spinereg.io.provenance.RunRecord`) when given, the sha256 of every input file, the
     versions, the links and the template warp modes, the chain's own timings
@@ -86,6 +89,9 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
                  **{k: v for k, v in result.provenance().items() if k != "timings_s"},
                  "chain_timings_s": {k: round(v, 3) for k, v in timings.items()}, "seed": 1})
     files["provenance"] = write_json(out / "provenance.json", prov, overwrite)
+    from spinereg.metrics.verdict import score_output_folder
+
+    score_output_folder(out, metrics=metrics)  # the qc block (kind "chain"), written into metrics.json
     result.metrics = metrics
     return files
 
