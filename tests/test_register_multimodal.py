@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,32 @@ def test_cli_4d_source_outputs_named_after_it_and_said_to_be_the_mean(sct_data, 
     assert "t2_4d.nii.gz is 4D (2 volumes): registered through its mean volume" in err, err
     assert "t2_4d_reg.nii.gz is that mean moved" in err
     assert load_image(out / "t2_4d_reg.nii.gz").ndim == 3
+
+
+def test_cords_far_apart_keep_the_offset_when_the_image_term_is_dropped(sct_data, tmp_path, capsys):
+    """The batch tests' synthetic sub-01 ses-01 (sct_testing_data's t2 and t2s moved by known
+    transforms, tests/bids_synth.py): T2w onto T2starw with both segmentations, cords ~11 mm apart
+    by the headers. The image term (started from the cords' mean in-plane offset) did not raise the
+    local correlation and was dropped whole, offset included, leaving the stiff in-plane seg step
+    to close 11 mm: cord Dice 0.24, centerline RMS 8.3 mm (FAIL), before session 37; the chain
+    composed through it (template cord on T2starw: Dice 0.19). Now the offset is kept: PASS, Dice
+    0.94, Hausdorff95 0.5 mm (the seg step fits the segmentations, so the Dice is partly fitted;
+    the failure it replaces is not), and the chain's composed Dice 0.80."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bids_synth import write_session
+
+    write_session(sct_data, tmp_path / "bids", "01", "01", np.random.default_rng(0), contrasts=("T2w", "T2starw"))
+    anat = tmp_path / "bids" / "sub-01" / "ses-01" / "anat"
+    lab = tmp_path / "bids" / "derivatives" / "labels" / "sub-01" / "ses-01" / "anat"
+    p = "sub-01_ses-01"
+    assert main(["register", "-i", str(anat / f"{p}_T2w.nii.gz"), "--iseg", str(lab / f"{p}_T2w_seg-manual.nii.gz"),
+                 "-d", str(anat / f"{p}_T2starw.nii.gz"), "--dseg", str(lab / f"{p}_T2starw_seg-manual.nii.gz"),
+                 "-o", str(tmp_path / "r"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["qc"]["verdict"] == "pass", out["qc"]
+    assert out["qc"]["scores"]["cord_dice"] == pytest.approx(0.94, abs=0.01)
+    assert out["qc"]["scores"]["hausdorff95_mm"] <= 0.5
+    rec = json.loads((tmp_path / "r" / "provenance.json").read_text())["step_records"][0]["report"]
+    assert rec["used"] == "cord offset only" and abs(rec["offset_vox"][0]) > 20  # 0.5 mm voxels: > 10 mm
