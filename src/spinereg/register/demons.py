@@ -29,7 +29,8 @@ not cover the same length). Where the region reaches the edge of the grid, the f
 a grid extended ``EDGE_PAD_MM`` beyond it and tapers to zero there (not inside the image).
 Image terms are checked before and after: where the two images share no structure in the
 region (mean squared local correlation < ``MIN_LOCAL_CC``: a noise image, an empty one) nothing
-is estimated, and a result that does not raise the local correlation is dropped;
+is estimated, and a result that does not raise the local correlation is dropped (``imseg`` keeps
+the cords' mean in-plane offset it started from: it comes from the segmentations);
 ``field.report`` says which (the engine copies it into the step record).
 """
 
