@@ -144,6 +144,20 @@ def test_cohort_csv_lists_three_runs(runs, tmp_path):
     assert main(["qc-scores", str(runs), "-o", str(out)]) == 2  # exists without --overwrite
 
 
+def test_cohort_goes_on_past_an_unreadable_folder(runs, tmp_path, capsys):
+    """A folder whose metrics.json is damaged is a failed row; the other runs are still listed
+    (before session 37 it stopped the whole scan, exit 2)."""
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "good", broken)
+    (broken / "metrics.json").write_text('{"qc": ')  # truncated
+    out = tmp_path / "cohort.csv"
+    assert main(["qc-scores", str(runs), str(broken), "-o", str(out)]) == 0
+    assert "3 runs: 1 pass, 1 warn, 1 fail" in capsys.readouterr().out
+    table = {r["run_id"]: r for r in csv.DictReader(out.open())}
+    assert table["broken"]["verdict"] == "fail" and "unreadable" in table["broken"]["reasons"]
+    assert table[f"{runs.name}/good"]["verdict"] == "pass"
+
+
 def test_qc_scores_bad_folder(tmp_path, capsys):
     assert main(["qc-scores", str(tmp_path / "nope"), "-o", str(tmp_path / "c.csv")]) == 2
     err = capsys.readouterr().err

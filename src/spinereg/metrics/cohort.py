@@ -75,8 +75,14 @@ def aggregate(roots: list[str | Path], rescore: bool = False, thresholds: dict |
         try:
             prov = json.loads((folder / "provenance.json").read_text())
             mets = json.loads((folder / "metrics.json").read_text())
-        except ValueError as exc:
-            raise InputError(f"unreadable JSON ({exc})", folder, "rerun the command with --overwrite") from exc
+        except (ValueError, OSError) as exc:
+            # one damaged folder is a failed run of the cohort, not the end of the scan (before
+            # session 37 it stopped the whole table, exit 2)
+            rows.append({"run_id": _run_id(folder, rroots), "subject": folder.name, "command": "unknown",
+                         "verdict": "fail", "reasons": f"fail: unreadable provenance.json / metrics.json ({exc}); "
+                                                       "rerun the command with --overwrite",
+                         "folder": str(folder)})
+            continue
         try:
             kind = command_kind(prov)
         except SpineregError:
