@@ -127,15 +127,14 @@ def require_levels_image(img: Image, what: str = "levels image", option: str = "
     v = values_of(img)
     fix = (f"give the vertebral levels with {option}: cord voxels valued by level, 1 (C1) to {MAX_LEVEL} "
            "(label-vertebrae's <img>_seg_labeled, or PAM50_levels warped with nearest-neighbour)")
-    if not v.integer and v.vmin >= 0 and v.vmax <= MAX_LEVEL + 1 and v.frac_nonzero <= 0.5:
+    # real values on a levels-like range (levels resampled linearly, 0..30 on at most half the
+    # voxels) or on a soft mask's: the same message; other real images fall to the next check
+    if not v.integer and (is_mask(v) or (v.vmin >= 0 and v.vmax <= MAX_LEVEL + 1 and v.frac_nonzero <= 0.5)):
         raise InputError(f"the {what} ({option}) has non-integer values: {v.describe()} "
                          "(resampled with linear interpolation?)", img.name, fix)
     if not is_segmentation(v):
         raise InputError(f"the {what} ({option}) is not a labelled segmentation: {v.describe()} "
                          "(an intensity image?)", img.name, fix)
-    if not v.integer:
-        raise InputError(f"the {what} ({option}) has non-integer values: {v.describe()} "
-                         "(resampled with linear interpolation?)", img.name, fix)
     if v.vmin < 0 or v.vmax > MAX_LEVEL:
         raise InputError(f"the {what} ({option}) holds values outside the vertebral levels 0..{MAX_LEVEL}: "
                          f"{v.describe()}", img.name, fix)
