@@ -160,10 +160,15 @@ def _region_box(region: np.ndarray, grid: Grid, margin: int) -> tuple[tuple[slic
 
 
 def registration_similarity(fixed: Image, moving: Image, transform: Transform | None,
-                            region: np.ndarray | None = None, shift_mm: float = 3.0) -> Similarity:
+                            region: np.ndarray | None = None, shift_mm: float = 3.0,
+                            si_peak: bool = True) -> Similarity:
     """Similarity of ``fixed`` and ``moving`` resampled onto ``fixed``'s grid through ``transform``
     (a pull: fixed points -> moving points), over ``region`` (boolean, fixed grid; default: the
     whole image) where both images are defined.
+
+    ``si_peak=False``: ``Similarity.si_peak`` is not computed (None; two NMI evaluations and a
+    larger resampled box saved) -- for callers whose verdict does not judge it (only the
+    ``register`` kind has a ``similarity_si_peak`` threshold); the other figures are the same.
 
     Only the bounding box of ``region`` (plus the voxels the +-``shift_mm`` shifts read) is
     resampled: the figures are those of the whole grid, at a fraction of the cost."""
@@ -171,8 +176,8 @@ def registration_similarity(fixed: Image, moving: Image, transform: Transform | 
     region = np.ones(fdata.shape, bool) if region is None else np.asarray(region, bool)
     steps = [max(1.0, shift_mm / float(z)) for z in fixed.grid.zooms]
     si = si_axis(fixed.grid.affine)
-    judge_si = max(float(fixed.grid.zooms[si]), float(moving.grid.zooms[si_axis(moving.grid.affine)])) \
-        <= SI_MAX_SPACING_MM
+    judge_si = si_peak and max(float(fixed.grid.zooms[si]),
+                               float(moving.grid.zooms[si_axis(moving.grid.affine)])) <= SI_MAX_SPACING_MM
     si_step = SI_SHIFT_MM / float(fixed.grid.zooms[si])
     grid = fixed.grid
     box = None
@@ -213,13 +218,13 @@ def registration_similarity(fixed: Image, moving: Image, transform: Transform | 
             cov0 = region & covered0
         before = nmi_score(fdata[cov0], placed[cov0]) if cov0.sum() >= 50 else 0.0
         best = max([shifted(axis, 1.0) for axis in range(3)] + [j.result() for j in jobs])
-        si_peak = None
+        peak = None
         if judge_si and enough and after >= SI_MIN_AFTER:
             si_job = pool.submit(shifted, si, -1.0, si_step)
             si_best = max(shifted(si, 1.0, si_step), si_job.result())
-            si_peak = float((after - si_best) / after)
+            peak = float((after - si_best) / after)
     return Similarity(float(before), float(after), float(after - best), float(cov.sum() / max(region.sum(), 1)),
-                      int(cov.sum()), si_peak)
+                      int(cov.sum()), peak)
 
 
 def _shift_along(a: np.ndarray, axis: int, shift: float) -> np.ndarray:
