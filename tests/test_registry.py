@@ -302,6 +302,35 @@ def test_fetch_rejects_non_zip(tmp_path, no_data, tiny):
         fetch(_tiny_dataset(junk.as_uri(), None, manifest))
 
 
+def test_cli_fetch_of_a_non_zip_names_it(monkeypatch, tmp_path, no_data, tiny, capsys):
+    """``data fetch --url file://X.tar.gz`` (or a page, or text): one line naming X itself and
+    what it is, and the release zip expected. Before session 38 it named the cache's copy of it
+    (deleted by then) and advised '--force', which fails the same way."""
+    import tarfile
+
+    archive, manifest = tiny
+    ds = _tiny_dataset(archive.as_uri(), None, manifest)
+    monkeypatch.setattr(registry, "datasets", lambda: {"tiny": ds})
+    tgz = tmp_path / "tiny-r1.tar.gz"
+    with tarfile.open(tgz, "w:gz") as tf:
+        tf.add(tmp_path / "src", arcname="tiny-r1")
+    page = tmp_path / "page.zip"
+    page.write_bytes(b"<!DOCTYPE html><html><body>Not Found</body></html>")
+    for src, kind in ((tgz, "a gzip file"), (page, "an HTML page")):
+        rc = main(["data", "fetch", "tiny", "--url", src.as_uri()])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in err, err
+        line = lines[0]
+        assert line.startswith(f"spinereg data: error: {src}: not a readable zip"), line
+        assert kind in line and "release .zip" in line, line
+        assert f"fix: give --url the release zip {archive.name}" in line, line
+        assert "downloads" not in line, line  # not the cache's (deleted) copy
+        assert not (no_data / "tiny").exists()
+        assert list((no_data / "downloads").iterdir()) == []
+
+
 def test_fetch_missing_source_is_data_not_found(tmp_path, no_data, tiny):
     _, manifest = tiny
     with pytest.raises(DataNotFoundError, match="download of tiny failed"):

@@ -375,8 +375,47 @@ def _download(ds: Dataset, url: str, dest: Path, progress: bool) -> Path:
     return Path(out)
 
 
-def _extract(archive: Path, dest: Path, ds: Dataset) -> Path:
-    """Unzip ``archive`` into ``dest``; return the dataset's root folder inside it."""
+def _file_kind(path: Path) -> str:
+    """What a file that is not a zip is, from its first bytes (for the message)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+    except OSError:
+        return "an unreadable file"
+    if not head:
+        return "an empty file"
+    if head.startswith(b"PK"):
+        return "a damaged zip (truncated?)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip file (a .tar.gz?)"
+    if head.startswith(b"BZh"):
+        return "a bzip2 file (a .tar.bz2?)"
+    if head.startswith(b"\xfd7zXZ\x00"):
+        return "an xz file (a .tar.xz?)"
+    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
+        return "a 7-Zip archive"
+    if head[257:262] == b"ustar":
+        return "a tar archive"
+    low = head.lstrip().lower()
+    if low.startswith((b"<!doctype html", b"<html")) or b"<html" in low:
+        return "an HTML page (an error or sign-in page?)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "a text file"
+    return "a file of another kind"
+
+
+def _source_name(url: str) -> str:
+    """The file a user gave (the local path of a ``file://`` address), else the address."""
+    return unquote(urlparse(url).path) if url.startswith("file://") else url
+
+
+def _extract(archive: Path, dest: Path, ds: Dataset, source: str | None = None) -> Path:
+    """Unzip ``archive`` (downloaded from ``source``, named in errors) into ``dest``; return the
+    dataset's root folder inside it."""
     try:
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
@@ -386,8 +425,17 @@ def _extract(archive: Path, dest: Path, ds: Dataset) -> Path:
                                                 archive, "do not use this archive")
             zf.extractall(dest)
     except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise DataVerificationError(f"archive of {ds.name} is not a readable zip ({err})", archive,
-                                    f"retry `spinereg data fetch {ds.name} --force`") from err
+        # before session 38: the deleted cache copy named, and 'retry --force', which fails the
+        # same way when --url gave a .tar.gz or a page
+        kind = _file_kind(archive)
+        name = _source_name(source) if source else archive
+        zip_name = Path(urlparse(ds.url).path).name or f"{ds.name}.zip"
+        fix = (f"retry `spinereg data fetch {ds.name} --force`" if source in (None, ds.url) else
+               f"give --url the release zip {zip_name} ({ds.url}, or file:///path/to/{zip_name} downloaded "
+               "from there)")
+        detail = f" ({err})" if kind.startswith("a damaged zip") else ""
+        raise DataVerificationError(f"not a readable zip archive of {ds.name}: {kind}{detail}; "
+                                    f"`spinereg data fetch` expects the dataset's release .zip", name, fix) from err
     if ds.archive_root:
         root = dest / ds.archive_root
         if not root.is_dir():
@@ -425,7 +473,7 @@ def fetch(name: str | Dataset, *, force: bool = False, url: str | None = None,
     archive = _download(ds, src_url, downloads, progress)
     work = Path(tempfile.mkdtemp(prefix=f".tmp-{ds.folder}-", dir=cache))
     try:
-        root = _extract(archive, work / "unzipped", ds)
+        root = _extract(archive, work / "unzipped", ds, src_url)
         report = verify(ds, root, manifest)
         if not report.ok:
             raise DataVerificationError(
