@@ -78,8 +78,9 @@ def test_chain_cli_three_images(sct_data, tmp_path):
     # direct registrations are reported beside the composition through the chain, named as such
     for name in ("mt1", "t2s"):
         assert m[name]["mode"] == "direct" and m[name]["direct_fitted_to_this_seg"] is True
-        assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb"}
-        assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= 1.0
+        assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb", "cord_dice_in_anat_fov"}
+        assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= m[name]["composed"]["cord_dice_in_anat_fov"] <= 1.0
+        assert 0.0 <= m[name]["cord_outside_anat_fov"] < 1.0
     assert "composed" not in m["t2"]
     # the anatomical image is labelled first; its discs join the given labels when the levels agree
     auto = m["t2"]["landmarks"]["used"]["automatic"]
@@ -215,3 +216,42 @@ def test_chain_verdict(sct_data, tmp_path, capsys):
     assert out.startswith("chain: FAIL") and "image_structure" in out
     qc = json.loads((tmp_path / "bad" / "metrics.json").read_text())["qc"]
     assert qc["verdict"] == "fail" and qc["scores"]["image_structure"] < 0.05
+
+
+def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
+    """A composed template warp beyond the anatomical image's field of view is an extrapolation
+    (the anatomical warp is the identity outside its grid). t2s reaches 30 mm above t2: through
+    the chain alone (--no-direct) its cord Dice is 0.899 over every slice and 0.958 over the part
+    t2 covers (as test_template_to_target_whole_fov measures); 41 % of its cord lies outside t2's
+    field of view. Before session 38 the verdict said only "cord Dice 0.899"; now metrics.json
+    gives both Dice figures and the fraction, and the verdict warns on the fraction. The same
+    t2s cut to the slices t2 covers: nothing outside, no such warning (Dice 0.962)."""
+    import nibabel as nib
+
+    t2, t2s = sct_data / "t2", sct_data / "t2s"
+    base = ["--seg", None, str(t2 / "t2_seg-manual.nii.gz"), "-l", str(t2 / "labels.nii.gz"), "--no-direct",
+            "--allow-fail"]
+
+    def run(img, seg, out):
+        args = ["chain", "-i", str(img), str(t2 / "t2.nii.gz"), *base, "-o", str(tmp_path / out)]
+        args[args.index("--seg") + 1] = str(seg)
+        assert main(args) == 0
+        return json.loads((tmp_path / out / "metrics.json").read_text()), capsys.readouterr().out
+
+    m, out = run(t2s / "t2s.nii.gz", t2s / "t2s_seg.nii.gz", "whole")
+    assert m["t2s"]["mode"] == "composed"
+    assert m["t2s"]["cord_outside_anat_fov"] == pytest.approx(0.409, abs=0.02)
+    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.899, abs=0.01)
+    assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.01)
+    assert m["qc"]["scores"]["cord_outside_anat_fov"] == m["t2s"]["cord_outside_anat_fov"]
+    assert "warn: cord_outside_anat_fov" in out
+    # the slices of t2s inside t2's S-I extent
+    keep = np.flatnonzero(_inside_si(load_image(t2s / "t2s.nii.gz"), load_image(t2 / "t2.nii.gz")).all(axis=(0, 1)))
+    assert 3 <= len(keep) < 9
+    for name in ("t2s", "t2s_seg"):
+        img = nib.load(str(t2s / f"{name}.nii.gz"))
+        nib.save(img.slicer[:, :, keep[0]:keep[-1] + 1], str(tmp_path / f"cut_{name}.nii.gz"))
+    m, out = run(tmp_path / "cut_t2s.nii.gz", tmp_path / "cut_t2s_seg.nii.gz", "cut")
+    assert m["cut_t2s"]["cord_outside_anat_fov"] < 0.02
+    assert m["cut_t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.962, abs=0.01)
+    assert out.startswith("chain: PASS") and "warn: cord_outside_anat_fov" not in out

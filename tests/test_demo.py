@@ -65,6 +65,8 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     assert qc["scores"]["landmark_levels_contradicted"] == 0.0  # ambiguous (margin 0.66), not contradicted
     assert any(n.startswith("levels not independently verified") for n in qc["notes"]), qc
     assert qc["scores"]["cord_dice"] >= 0.97 and "similarity_after" in qc["scores"], qc  # image scores computed
+    # the S-I peak is judged for ``register`` only: not computed here (session 38)
+    assert "similarity_si_peak" not in qc["scores"], qc
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["template"]["name"] == "PAM50" and prov["versions"]["spinereg"]
     assert prov["invoked_as"] == "demo" and prov["command_line"].startswith("spinereg demo -o ")

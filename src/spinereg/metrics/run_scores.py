@@ -130,7 +130,9 @@ def region_consistency(fwd: Transform, inv: Transform, grid: Grid, region: np.nd
 
 
 def _image_scores(fixed: Image, moving: Image, transform: Transform,
-                  region: np.ndarray) -> dict[str, float]:
+                  region: np.ndarray, si_peak: bool = True) -> dict[str, float]:
+    """Structure and emptiness of both images and their similarity (``si_peak``: with the S-I
+    peak, judged for ``register`` only)."""
     out: dict[str, float] = {}
     for name, img, reg in (("fixed", fixed, region), ("moving", moving, None)):
         s = image_structure(img, reg if reg is not None and reg.any() else None)
@@ -139,7 +141,8 @@ def _image_scores(fixed: Image, moving: Image, transform: Transform,
     out["image_empty"] = max(out["image_empty_fixed"], out["image_empty_moving"])
     out["image_structure"] = min(out["image_structure_fixed"], out["image_structure_moving"])
     if out["image_empty"] == 0.0:
-        out.update(registration_similarity(fixed, moving, transform, region if region.any() else None).as_dict())
+        out.update(registration_similarity(fixed, moving, transform, region if region.any() else None,
+                                           si_peak=si_peak).as_dict())
     return out
 
 
@@ -189,7 +192,7 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
         sub = tcord.grid.bounding_subgrid(pts, margin_mm=10.0)
         tim = template_image(tpl, str(inputs.get("contrast") or "t2"), tcord, sub) if sub is not None else None
         if tim is not None:
-            scores.update(_image_scores(img, tim, inv, region))
+            scores.update(_image_scores(img, tim, inv, region, si_peak=False))
         if scores.get("image_empty", 0.0) == 0.0 and scores.get("image_structure", 1.0) >= 0.1:
             from spinereg.metrics.level_check import auto_level_offset
 
@@ -279,28 +282,39 @@ def folder_scores(folder: str | Path, prov: dict | None = None,
     if command == "register":
         return register_run_scores(out, prov, loaded)
     if command == "chain":
-        return chain_run_scores(out, prov)
+        return chain_run_scores(out, prov, loaded)
     return {}
 
 
-def chain_run_scores(out: Path, prov: dict) -> dict[str, float]:
+def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[str, float]:
     """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
-    images with a segmentation, slices holding both, from its metrics.json), ``image_structure``
-    (smallest) and ``image_empty`` (largest) of the chain's images (whole images; the files named
-    in provenance.json that still exist). A noise image as the chain's target used to give exit 0,
+    images with a segmentation, slices holding both, from its metrics.json),
+    ``cord_outside_anat_fov`` (the largest fraction of a ``composed`` image's cord outside the
+    anatomical image's field of view: its template warp there is extrapolated),
+    ``image_structure`` (smallest) and ``image_empty`` (largest) of the chain's images (whole
+    images; ``loaded["images"]`` when the caller holds them, else the files named in
+    provenance.json that still exist). A noise image as the chain's target used to give exit 0,
     "NOT SCORED" (before session 37)."""
     scores: dict[str, float] = {}
     metrics = _read_json(out / "metrics.json", "metrics.json") if (out / "metrics.json").is_file() else {}
+    entries = [m for m in metrics.values() if isinstance(m, dict)]
     dice = [float(m.get("cord_dice_zb", m.get("cord_dice_whole")))
-            for m in metrics.values() if isinstance(m, dict) and ("cord_dice_zb" in m or "cord_dice_whole" in m)]
+            for m in entries if "cord_dice_zb" in m or "cord_dice_whole" in m]
     if dice:
         scores["cord_dice"] = round(min(dice), 4)
+    outside = [float(m["cord_outside_anat_fov"]) for m in entries
+               if m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None]
+    if outside:
+        scores["cord_outside_anat_fov"] = round(max(outside), 4)
+    images = list((loaded or {}).get("images") or [])
+    if not images:
+        for path in (prov.get("inputs") or {}).get("images") or []:
+            p = Path(str(path))
+            if p.is_file():
+                images.append(load_image(p, ndim=(3, 4), what="image"))
     structure, empty = [], []
-    for path in (prov.get("inputs") or {}).get("images") or []:
-        p = Path(str(path))
-        if not p.is_file():
-            continue
-        s = image_structure(load_image(p, ndim=(3, 4), what="image"))
+    for img in images:
+        s = image_structure(img)
         structure.append(s["structure"])
         empty.append(s["empty"])
     if structure:
