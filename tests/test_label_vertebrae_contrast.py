@@ -29,6 +29,11 @@ def test_real_images_given_the_other_contrast_are_flagged(sct_data):
     assert auto.report["contrast"] == "t1" and auto.report["contrast_given"] == "auto"
     as_t2 = label_vertebrae(*t1, contrast="t2")
     assert as_t2.ambiguous and "CSF is darker than the cord" in _reasons(as_t2) and "-c t1" in _reasons(as_t2)
+    # named as -c auto/t1 names them: the CSF-area profile, which needs a bright CSF, relabelled it 3
+    # levels low (C5/C6 at auto's C2/C3) before session 38; now it is not read on a dark CSF
+    assert [d.name for d in as_t2.discs] == [d.name for d in auto.discs]
+    assert max(abs(a.s - b.s) for a, b in zip(as_t2.discs, auto.discs, strict=True)) < 0.5
+    assert as_t2.report["csf_identity"] == {"skipped": "the CSF is darker than the cord"}
     t2 = (load_image(sct_data / "t2" / "t2.nii.gz"), load_image(sct_data / "t2" / "t2_seg-manual.nii.gz"))
     as_t1 = label_vertebrae(*t2, contrast="t1")
     assert "CSF is brighter than the cord" in _reasons(as_t1)
@@ -71,8 +76,9 @@ def test_csf_polarity_is_read_once_from_the_cord_signal(sct_data):
 
 
 def test_each_reason_is_said_once(sct_data):
-    """t1w read as -c t2 is relabelled from the CSF; its reasons joined both passes' lists and said
-    "the CSF is darker than the cord ... give -c t1" twice (stderr and the JSON)."""
+    """t1w read as -c t2: its reasons said "the CSF is darker than the cord ... give -c t1" twice
+    (stderr and the JSON) when it was relabelled from the CSF (before session 38; no longer
+    relabelled, the reasons still each said once)."""
     t1 = (load_image(sct_data / "t1" / "t1w.nii.gz"), load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz"))
     reasons = label_vertebrae(*t1, contrast="t2").report["ambiguous_reasons"]
     assert len(reasons) == len(set(reasons)) and _reasons_text(reasons).count("CSF is darker than the cord") == 1

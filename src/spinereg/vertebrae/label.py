@@ -456,6 +456,12 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
     >= 5 on 2 of 111 right ones (3 mm sagittal stacks), and caught no wrong one."""
     if not lab.ambiguous:
         return lab
+    if prep.signal.csf == "dark":
+        # the profile needs a bright CSF: read as -c t2 on a T1-weighted image (the user's word
+        # kept, flagged) it relabelled sct_testing_data's t1w 3 levels low (C5/C6 for C2/C3, where
+        # the disc bands had it right) before session 38
+        lab.report["csf_identity"] = {"skipped": "the CSF is darker than the cord"}
+        return lab
     from spinereg.io.template import load_template
 
     tpl = load_template(template)
