@@ -236,7 +236,9 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
         args = ["chain", "-i", str(img), str(t2 / "t2.nii.gz"), *base, "-o", str(tmp_path / out)]
         args[args.index("--seg") + 1] = str(seg)
         assert main(args) == 0
-        return json.loads((tmp_path / out / "metrics.json").read_text()), capsys.readouterr().out
+        cap = capsys.readouterr()
+        assert ("give its cord segmentation (or 'auto') in --seg" in cap.err) == (out == "whole")  # the fix
+        return json.loads((tmp_path / out / "metrics.json").read_text()), cap.out
 
     m, out = run(t2s / "t2s.nii.gz", t2s / "t2s_seg.nii.gz", "whole")
     assert m["t2s"]["mode"] == "composed"
@@ -245,6 +247,8 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.01)
     assert m["qc"]["scores"]["cord_outside_anat_fov"] == m["t2s"]["cord_outside_anat_fov"]
     assert "warn: cord_outside_anat_fov" in out
+    assert any(n.startswith("t2s: 41% of its cord lies outside the anatomical image's field of view")
+               for n in m["qc"]["notes"]), m["qc"]["notes"]
     # the slices of t2s inside t2's S-I extent
     keep = np.flatnonzero(_inside_si(load_image(t2s / "t2s.nii.gz"), load_image(t2 / "t2.nii.gz")).all(axis=(0, 1)))
     assert 3 <= len(keep) < 9

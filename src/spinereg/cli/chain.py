@@ -57,4 +57,7 @@ def run(args: argparse.Namespace) -> int:
                     direct=not args.no_direct, overwrite=args.overwrite, auto_discs=not args.no_auto_discs,
                     run=rec, progress=display.bar())
     print_warnings("chain", res.extra.get("warnings", []))
+    # the verdict's notes say what to do (e.g. a target reaching beyond the anatomical image)
+    print_warnings("chain", [n for n in (res.metrics.get("qc") or {}).get("notes", [])
+                             if "outside the anatomical image" in n])
     return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)

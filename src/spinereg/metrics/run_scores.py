@@ -302,10 +302,14 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
             for m in entries if "cord_dice_zb" in m or "cord_dice_whole" in m]
     if dice:
         scores["cord_dice"] = round(min(dice), 4)
-    outside = [float(m["cord_outside_anat_fov"]) for m in entries
-               if m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None]
+    outside = {name: float(m["cord_outside_anat_fov"]) for name, m in metrics.items() if isinstance(m, dict)
+               and m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
     if outside:
-        scores["cord_outside_anat_fov"] = round(max(outside), 4)
+        scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
+        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the anatomical image's field of view, "
+                            "where its composed template warp is extrapolated; give its cord segmentation (or "
+                            "'auto') in --seg for a direct template registration of its whole field of view"
+                            for name, frac in outside.items() if frac > 0.1]
     images = list((loaded or {}).get("images") or [])
     if not images:
         for path in (prov.get("inputs") or {}).get("images") or []:
