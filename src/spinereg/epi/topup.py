@@ -141,6 +141,33 @@ def solve_pe_shift(
     return s, costs
 
 
+def _onto_grid_of(img: Image, ref: Image) -> Image:
+    """``img`` with its voxel axes reordered/flipped onto ``ref``'s grid when it holds the same
+    voxels stored in another axis order (e.g. one of the pair reoriented by ``sct_image
+    -setorient`` or ``fslreorient2std``; exact, no interpolation; ``img.path`` kept for its
+    sidecar); else ``img`` unchanged (the grid check then names the difference). Refused as "not
+    on the same voxel grid" before session 38."""
+    from spinereg.io.orientation import axcodes, reorient
+
+    if img.grid.same_as(ref.grid) or sorted(img.shape[:3]) != sorted(ref.shape[:3]):
+        return img
+    moved = reorient(img, axcodes(ref.affine))
+    if not moved.grid.same_as(ref.grid):
+        return img
+    return Image(moved.data, moved.affine, img.header, img.path)
+
+
+def pe_on_grid(pe: str, affine: np.ndarray, ref_affine: np.ndarray) -> str:
+    """Phase-encode direction ``pe`` (``i``/``j``/``k``, ``-`` for negative) of an image with
+    ``affine``, named in the voxel axes of ``ref_affine`` (the same world direction)."""
+    axis, sign = pe_axis(pe)
+    direction = sign * np.asarray(affine, float)[:3, axis]
+    cols = np.asarray(ref_affine, float)[:3, :3]
+    cos = cols.T @ direction / (np.linalg.norm(cols, axis=0) * np.linalg.norm(direction))
+    j = int(np.argmax(np.abs(cos)))
+    return "ijk"[j] + ("-" if cos[j] < 0 else "")
+
+
 #: a pair whose estimated shift stays under this (voxels, 99th percentile in the subject) shows
 #: no distortion difference: the EPI phantom's right pair 2.86, the same blip twice with noise 0.09
 MIN_OBJECT_SHIFT_VOX = 0.3
@@ -166,6 +193,7 @@ def correct_reverse_pe(
     t0 = time.perf_counter()
     up = _as_image(blip_up, "blip-up EPI")
     down = _as_image(blip_down, "blip-down EPI")
+    down, down_affine = _onto_grid_of(down, up), down.affine
     require_same_grid(up, down, what="blip-up and blip-down images")
     # --apply-to on another grid (the phantom's t2w) was an internal error (numpy broadcast) after
     # the field's estimation, before session 37: checked first
@@ -175,10 +203,14 @@ def correct_reverse_pe(
     meta = read_sidecar(sidecar, up.path)
     par = epi_params(meta, pe, readout_s, up.path)
     dmeta = read_sidecar(None, down.path)
-    if "PhaseEncodingDirection" in dmeta and str(dmeta["PhaseEncodingDirection"]).lower() != reverse_pe(par.pe):
-        raise InputError(f"blip-down PhaseEncodingDirection is {dmeta['PhaseEncodingDirection']!r}, "
-                         f"not the reverse of {par.pe!r}", dmeta.get("_path"),
-                         "give the acquisition with the opposite phase-encode direction")
+    if "PhaseEncodingDirection" in dmeta:
+        # the sidecar names the blip-down file's own voxel axes: in blip-up's when stored otherwise
+        dpe = pe_on_grid(str(dmeta["PhaseEncodingDirection"]).lower(), down_affine, up.affine)
+        if dpe != reverse_pe(par.pe):
+            raise InputError(f"blip-down PhaseEncodingDirection is {dmeta['PhaseEncodingDirection']!r}"
+                             + (f" ({dpe!r} in the blip-up image's voxel axes)" if dpe != dmeta["PhaseEncodingDirection"]
+                                else "") + f", not the reverse of {par.pe!r}", dmeta.get("_path"),
+                             "give the acquisition with the opposite phase-encode direction")
     axis, sign = pe_axis(par.pe)
     if axis == 2:
         raise InputError("phase encoding along the slice axis is not supported", up.path, "use i/j data")
