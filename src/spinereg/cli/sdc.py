@@ -53,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--echo-times", type=float, nargs=2, metavar=("TE1", "TE2"),
                    help="echo times of the phase difference (s; default: its sidecar)")
     f.add_argument("--magnitude", help="field-map magnitude: checks the correction's sign (field map / --pe "
-                                       "polarity), and is what --rigid aligns")
+                                       "polarity) and, for a field map of unstated units, that it is not in "
+                                       "rad/s read as Hz; it is what --rigid aligns")
     f.add_argument("--rigid", action="store_true", help="rigidly align the magnitude to the EPI first")
     _common(f)
     t = methods.add_parser("topup", help="estimate the field from a blip-up/blip-down pair",

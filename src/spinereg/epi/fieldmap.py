@@ -161,7 +161,7 @@ POLARITY_SEARCH_VOX = 4.0
 
 
 def polarity_check(epi_mean: np.ndarray, vsm: np.ndarray, axis: int, magnitude: np.ndarray,
-                   covered: np.ndarray, jacobian_mod: bool = True) -> dict:
+                   covered: np.ndarray, jacobian_mod: bool = True, rad_per_s: bool = False) -> dict:
     """Does the correction's sign match an undistorted reference (the field map's magnitude)?
 
     ``magnitude`` is on the EPI grid (placed by the headers; ``covered`` where it has data). The
@@ -170,7 +170,9 @@ def polarity_check(epi_mean: np.ndarray, vsm: np.ndarray, axis: int, magnitude: 
     (|VSM| > 0.5 voxel, dilated 3 voxels) where the magnitude shows signal, each at its best slide
     of the magnitude along PE (``POLARITY_SEARCH_VOX``). ``reversed`` is True when the opposite sign
     scores ``POLARITY_MARGIN`` more than the correction; not judged (``judged`` False, ``reason``)
-    when the correction moves too little or the magnitude covers too little."""
+    when the correction moves too little or the magnitude covers too little. ``rad_per_s`` (a field
+    map whose units were assumed): also the EPI corrected with ``vsm / 2 pi`` (the map in rad/s
+    read as Hz), ``units_rad_per_s`` True when it scores ``POLARITY_MARGIN`` more."""
     from scipy import ndimage
 
     from spinereg.io.box import box_slices, mask_box
@@ -200,6 +202,8 @@ def polarity_check(epi_mean: np.ndarray, vsm: np.ndarray, axis: int, magnitude: 
     epi_b = np.asarray(epi_mean, dtype=np.float64)[box]
     imgs = {"uncorrected": epi_b, "corrected": unwarp(epi_b, vsm_b, axis, jacobian_mod=jacobian_mod),
             "opposite_sign": unwarp(epi_b, -vsm_b, axis, jacobian_mod=jacobian_mod)}
+    if rad_per_s:
+        imgs["as_rad_per_s"] = unwarp(epi_b, vsm_b / (2 * np.pi), axis, jacobian_mod=jacobian_mod)
     slides = [ndimage.shift(mag_b, [sh if a == axis else 0.0 for a in range(3)], order=1, mode="nearest")
               for sh in np.arange(-POLARITY_SEARCH_VOX, POLARITY_SEARCH_VOX + 1e-9, 0.5)]
     for k, im in imgs.items():
@@ -207,6 +211,9 @@ def polarity_check(epi_mean: np.ndarray, vsm: np.ndarray, axis: int, magnitude: 
     gap = out["similarity_opposite_sign"] - out["similarity_corrected"]
     out.update({"judged": True, "voxels": int(moved.sum()), "gap": round(gap, 4), "margin": POLARITY_MARGIN,
                 "reversed": bool(gap > POLARITY_MARGIN)})
+    if rad_per_s:
+        gap_units = out["similarity_as_rad_per_s"] - out["similarity_corrected"]
+        out.update({"gap_as_rad_per_s": round(gap_units, 4), "units_rad_per_s": bool(gap_units > POLARITY_MARGIN)})
     return out
 
 
@@ -269,9 +276,16 @@ def correct_fieldmap(
     vsm = vsm_from_field(field_hz, par.readout_s, par.pe)
     corrected = unwarp_image(epi_img, vsm, axis, jacobian_mod)
     if mag is not None:
-        check = _polarity_against_magnitude(epi_img, epi_mean, mag, vsm, axis, jacobian_mod)
+        assumed = str(units_info.get("units_from", "")).startswith("assumed")
+        check = _polarity_against_magnitude(epi_img, epi_mean, mag, vsm, axis, jacobian_mod, rad_per_s=assumed)
         info["polarity_check"] = check
-        if check.get("reversed"):
+        if check.get("units_rad_per_s") and check["similarity_as_rad_per_s"] >= check["similarity_opposite_sign"]:
+            info["warning"] = (
+                "the field map looks like rad/s read as Hz: the EPI corrected with its values / 2 pi matches the "
+                f"magnitude better ({check['similarity_as_rad_per_s']:.3f} vs {check['similarity_corrected']:.3f} "
+                f"local correlation; uncorrected {check['similarity_uncorrected']:.3f}); give --fieldmap-units "
+                "rad/s (or \"Units\" in its sidecar)")
+        elif check.get("reversed"):
             info["warning"] = (
                 "the field map's sign or the phase-encode polarity looks reversed: the EPI corrected with the "
                 f"opposite sign matches the magnitude better ({check['similarity_opposite_sign']:.3f} vs "
@@ -285,7 +299,7 @@ def correct_fieldmap(
 
 
 def _polarity_against_magnitude(epi: Image, epi_mean: Image | None, mag: Image, vsm: np.ndarray, axis: int,
-                                jacobian_mod: bool) -> dict:
+                                jacobian_mod: bool, rad_per_s: bool = False) -> dict:
     """:func:`polarity_check` with the magnitude placed on the EPI grid by the headers. Not the
     ``--rigid`` transform: it was fitted to the distorted EPI and carries part of the distortion
     (with it a right input of 12 scored the opposite sign 0.021 better)."""
@@ -296,7 +310,7 @@ def _polarity_against_magnitude(epi: Image, epi_mean: Image | None, mag: Image, 
     ones = Image(np.ones(mag3.shape[:3], np.float32), mag3.affine)
     cov = np.asarray(apply_transforms(ones, epi.grid, [], "linear", cval=0.0).data) > 0.99
     ref = np.asarray(epi_mean.data, np.float64) if epi_mean is not None else mean_volume(epi)
-    return polarity_check(ref, vsm, axis, on, cov, jacobian_mod)
+    return polarity_check(ref, vsm, axis, on, cov, jacobian_mod, rad_per_s)
 
 
 def epi_img_3d(epi: Image, data: np.ndarray) -> Image:
