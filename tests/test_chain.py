@@ -80,7 +80,12 @@ def test_chain_cli_three_images(sct_data, tmp_path):
         assert m[name]["mode"] == "direct" and m[name]["direct_fitted_to_this_seg"] is True
         assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb", "cord_dice_in_anat_fov"}
         assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= m[name]["composed"]["cord_dice_in_anat_fov"] <= 1.0
-        assert 0.0 <= m[name]["cord_outside_anat_fov"] < 1.0
+    # through the links alone, over the part the chain covers (mt1 -> t2s -> t2: every later image's
+    # field of view; counting mt1's slices beyond t2s's made it 0.788 before session 38's fix)
+    assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.960, abs=0.01)
+    assert m["t2s"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.967, abs=0.01)
+    assert m["mt1"]["cord_outside_anat_fov"] == pytest.approx(0.577, abs=0.02)
+    assert m["t2s"]["cord_outside_anat_fov"] == pytest.approx(0.409, abs=0.02)
     assert "composed" not in m["t2"]
     # the anatomical image is labelled first; its discs join the given labels when the levels agree
     auto = m["t2"]["landmarks"]["used"]["automatic"]
@@ -247,7 +252,7 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.01)
     assert m["qc"]["scores"]["cord_outside_anat_fov"] == m["t2s"]["cord_outside_anat_fov"]
     assert "warn: cord_outside_anat_fov" in out
-    assert any(n.startswith("t2s: 41% of its cord lies outside the anatomical image's field of view")
+    assert any(n.startswith("t2s: 41% of its cord lies outside the field of view of the images after it")
                for n in m["qc"]["notes"]), m["qc"]["notes"]
     # the slices of t2s inside t2's S-I extent
     keep = np.flatnonzero(_inside_si(load_image(t2s / "t2s.nii.gz"), load_image(t2 / "t2.nii.gz")).all(axis=(0, 1)))

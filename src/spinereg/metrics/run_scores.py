@@ -290,7 +290,8 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
     """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
     images with a segmentation, slices holding both, from its metrics.json),
     ``cord_outside_anat_fov`` (the largest fraction of a ``composed`` image's cord outside the
-    anatomical image's field of view: its template warp there is extrapolated),
+    fields of view of the images it is carried through (up to the anatomical image's): its
+    template warp there is extrapolated),
     ``image_structure`` (smallest) and ``image_empty`` (largest) of the chain's images (whole
     images; ``loaded["images"]`` when the caller holds them, else the files named in
     provenance.json that still exist). A noise image as the chain's target used to give exit 0,
@@ -306,7 +307,8 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
                and m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
     if outside:
         scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
-        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the anatomical image's field of view, "
+        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images after it "
+                            "in the chain (up to the anatomical image), "
                             "where its composed template warp is extrapolated; give its cord segmentation (or "
                             "'auto') in --seg for a direct template registration of its whole field of view"
                             for name, frac in outside.items() if frac > 0.1]

@@ -14,7 +14,6 @@ from spinereg.io.image import file_stem as stem
 from spinereg.io.provenance import RunRecord, describe_inputs, versions, write_json
 from spinereg.metrics import dice
 from spinereg.transforms.apply import apply_transforms
-from spinereg.transforms.base import Chain
 from spinereg.transforms.displacement import DisplacementField
 from spinereg.transforms.itk import write_displacement
 
@@ -38,14 +37,15 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
     ``composed``). For ``direct`` images, whose template registration is fitted to that very
     segmentation, ``composed`` gives the same Dice through the chain of links and the anatomical
     registration (the figure that does not reuse the segmentation it is scored against), and
-    ``cord_dice_in_anat_fov``: the same over the part the anatomical image covers. Per image but
+    ``cord_dice_in_anat_fov``: the same over the part the chain covers (the fields of view of the
+    images after it, up to the anatomical one; :func:`_anat_covered`). Per image but
     the anatomical one, ``cord_outside_anat_fov``: the fraction of its cord (its segmentation,
-    else the template cord through its warp) that the links carry outside the anatomical image's
-    field of view, where a composed warp is an extrapolation (see :func:`_anat_covered`).
+    else the template cord through its warp) that the links carry outside those fields of view,
+    where a composed warp is an extrapolation.
 
     metrics.json's ``qc`` block: the chain's verdict (:func:`spinereg.metrics.run_scores.chain_run_scores`:
     the smallest cord Dice, the largest cord fraction of a ``composed`` image outside the
-    anatomical image's field of view, the chain's images' structure).
+    chain's fields of view, the chain's images' structure).
 
     provenance.json: ``run``'s record (command line, UTC times, stages; see
     :class:`~spinereg.io.provenance.RunRecord`) when given, the sha256 of every input file, the
@@ -75,8 +75,8 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
         m = {"mode": result.modes[k]}
         covered = _anat_covered(result, k) if k < n - 1 else None
         if covered is not None:
-            # what the links carry outside the anatomical image's field of view reaches the template
-            # through an extrapolated anatomical warp (a composed warp there is a guess)
+            # what the links carry outside a later image's field of view reaches the template through
+            # extrapolated warps (a composed warp there is a guess)
             cord = seg if seg is not None else apply_transforms(tcord, result.images[k].grid, [inv], "linear")
             inside = covered[np.asarray(cord.data) > 0.5]
             m["cord_outside_anat_fov"] = round(1.0 - float(inside.mean()), 4) if inside.size else None
@@ -127,22 +127,26 @@ def _cord_dice(tcord: Image, seg: Image, template2image: Transform,
 
 
 def _anat_covered(result: ChainResult, k: int) -> np.ndarray:
-    """Mask on image ``k``'s grid: voxels the links (image k -> ... -> anatomical image) carry
-    inside the anatomical image's field of view (half a voxel beyond its outer voxel centres).
+    """Mask on image ``k``'s grid: voxels the links carry through every later image's field of
+    view (half a voxel beyond its outer voxel centres) up to the anatomical image's.
 
-    Beyond it the anatomical image's template warp is extrapolated (a displacement field is the
-    identity outside its grid), so a composed template warp there is not measured: session 38
-    found the chain test cohort's T2starw (7.5 mm slices) reaching 28 mm above the T2w, its
-    composed cord Dice 0.95 on the slices the T2w covers and 0.5-0.7 beyond them."""
+    Each link's field lives on its image's grid and the anatomical image's template warp on the
+    anatomical grid: beyond them each is the identity, so a composed template warp there is
+    extrapolated, not measured. Session 38 found the chain test cohort's T2starw (7.5 mm slices)
+    reaching 28 mm above the T2w, its composed cord Dice 0.95 on the slices the T2w covers and
+    0.5-0.7 beyond them."""
     grid = result.images[k].grid
-    anat = result.images[-1].grid
-    to_anat = Chain([lk.to_next for lk in reversed(result.links[k:])])
     nx, ny = grid.shape[:2]
     out = np.zeros(grid.shape[:3], bool)
     for k0, k1 in grid.chunks(500_000):
-        vox = anat.world_to_voxel(to_anat.map(grid.world_coords(k0, k1)))
-        with np.errstate(invalid="ignore"):
-            inside = np.all((vox > -0.5) & (vox < np.asarray(anat.shape[:3]) - 0.5), axis=1)
+        pts = grid.world_coords(k0, k1)
+        inside = np.ones(len(pts), bool)
+        for j in range(k, len(result.links)):
+            pts = result.links[j].to_next.map(pts)
+            nxt = result.images[j + 1].grid
+            vox = nxt.world_to_voxel(pts)
+            with np.errstate(invalid="ignore"):
+                inside &= np.all((vox > -0.5) & (vox < np.asarray(nxt.shape[:3]) - 0.5), axis=1)
         out[:, :, k0:k1] = inside.reshape(nx, ny, k1 - k0)
     return out
 
