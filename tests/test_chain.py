@@ -73,13 +73,15 @@ def test_chain_cli_three_images(sct_data, tmp_path):
                "-t", "PAM50_small", "-o", str(out)])
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
-    # PAM50_small (1x1x2 mm) is coarser than t2s (0.5 mm in-plane): lower bounds than with PAM50
-    assert m["mt1"]["cord_dice_whole"] >= 0.90 and m["t2s"]["cord_dice_whole"] >= 0.85
+    # PAM50_small (1x1x2 mm), direct registrations (fitted to these segmentations): measured 0.979 /
+    # 0.978 (session 38; the bounds were 0.90 / 0.85 before)
+    assert m["mt1"]["cord_dice_whole"] == pytest.approx(0.979, abs=0.015)
+    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.978, abs=0.015)
     # direct registrations are reported beside the composition through the chain, named as such
     for name in ("mt1", "t2s"):
         assert m[name]["mode"] == "direct" and m[name]["direct_fitted_to_this_seg"] is True
         assert set(m[name]["composed"]) == {"cord_dice_whole", "cord_dice_zb", "cord_dice_in_anat_fov"}
-        assert 0.5 < m[name]["composed"]["cord_dice_whole"] <= m[name]["composed"]["cord_dice_in_anat_fov"] <= 1.0
+        assert m[name]["composed"]["cord_dice_whole"] < m[name]["composed"]["cord_dice_in_anat_fov"]
     # through the links alone, over the part the chain covers (mt1 -> t2s -> t2: every later image's
     # field of view; counting mt1's slices beyond t2s's made it 0.788 before session 38's fix)
     assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.960, abs=0.01)
