@@ -254,7 +254,7 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.01)
     assert m["qc"]["scores"]["cord_outside_anat_fov"] == m["t2s"]["cord_outside_anat_fov"]
     assert "warn: cord_outside_anat_fov" in out
-    assert any(n.startswith("t2s: 41% of its cord lies outside the field of view of the images after it")
+    assert any(n.startswith("t2s: 41% of its cord lies outside the field of view of the images its template warp goes through")
                for n in m["qc"]["notes"]), m["qc"]["notes"]
     # the slices of t2s inside t2's S-I extent
     keep = np.flatnonzero(_inside_si(load_image(t2s / "t2s.nii.gz"), load_image(t2 / "t2.nii.gz")).all(axis=(0, 1)))
@@ -266,3 +266,22 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     assert m["cut_t2s"]["cord_outside_anat_fov"] < 0.02
     assert m["cut_t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.962, abs=0.01)
     assert out.startswith("chain: PASS") and "warn: cord_outside_anat_fov" not in out
+
+
+def test_composed_warp_through_a_direct_intermediate_counts_its_field_of_view(sct_data, tmp_path):
+    """fmri (6 slices of 16.8 mm, -31..60 mm) has no segmentation: its warp is composed, through t2
+    alone (t2: -19..35 mm) or through t2s, which has its own template registration (t2s: 3..63 mm)
+    and where the written warp stops. The fraction outside is that of the images the warp goes
+    through: 0.431 through t2, 0.313 through t2s (session 38; 0.638 when every later image's field
+    of view was required)."""
+    fmri, t2s = sct_data / "fmri/fmri.nii.gz", sct_data / "t2s"
+    tail = [str(sct_data / T2[0]), "--seg", "none"]
+    lab = ["-l", str(sct_data / "t2/labels.nii.gz")]
+    assert main(["chain", "-i", str(fmri), *tail, str(sct_data / T2[1]), *lab, "-o", str(tmp_path / "a")]) == 0
+    assert main(["chain", "-i", str(fmri), str(t2s / "t2s.nii.gz"), *tail, str(t2s / "t2s_seg.nii.gz"),
+                 str(sct_data / T2[1]), *lab, "-o", str(tmp_path / "b")]) == 0
+    a = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    b = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert a["fmri"]["mode"] == b["fmri"]["mode"] == "composed" and b["t2s"]["mode"] == "direct"
+    assert a["fmri"]["cord_outside_anat_fov"] == pytest.approx(0.431, abs=0.02)
+    assert b["fmri"]["cord_outside_anat_fov"] == pytest.approx(0.313, abs=0.02)

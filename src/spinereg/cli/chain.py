@@ -59,5 +59,5 @@ def run(args: argparse.Namespace) -> int:
     print_warnings("chain", res.extra.get("warnings", []))
     # the verdict's notes say what to do (e.g. a target reaching beyond the anatomical image)
     print_warnings("chain", [n for n in (res.metrics.get("qc") or {}).get("notes", [])
-                             if "outside the field of view of the images after it" in n])
+                             if "outside the field of view of the images its" in n])
     return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)

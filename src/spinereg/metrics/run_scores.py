@@ -307,8 +307,8 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
                and m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
     if outside:
         scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
-        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images after it "
-                            "in the chain (up to the anatomical image), "
+        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images its "
+                            "template warp goes through (the chain's later images), "
                             "where its composed template warp is extrapolated; give its cord segmentation (or "
                             "'auto') in --seg for a direct template registration of its whole field of view"
                             for name, frac in outside.items() if frac > 0.1]

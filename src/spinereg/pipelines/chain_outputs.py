@@ -76,12 +76,14 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
         covered = _anat_covered(result, k) if k < n - 1 else None
         if covered is not None:
             # what the links carry outside a later image's field of view reaches the template through
-            # extrapolated warps (a composed warp there is a guess)
+            # extrapolated warps (a composed warp there is a guess); the written warp of a composed
+            # image goes through the links up to the first image with its own template registration
+            written = _anat_covered(result, k, stop_at_direct=True) if result.modes[k] == "composed" else covered
             cord = seg if seg is not None else apply_transforms(tcord, result.images[k].grid, [inv], "linear")
-            inside = covered[np.asarray(cord.data) > 0.5]
+            inside = written[np.asarray(cord.data) > 0.5]
             m["cord_outside_anat_fov"] = round(1.0 - float(inside.mean()), 4) if inside.size else None
         if seg is not None:
-            m.update(_cord_dice(tcord, seg, inv, covered if result.modes[k] == "composed" else None))
+            m.update(_cord_dice(tcord, seg, inv, written if result.modes[k] == "composed" else None))
             if result.modes[k] == "direct":
                 # the direct registration was fitted to this segmentation: its Dice is not an
                 # independent check. The composition through the links is reported beside it.
@@ -126,9 +128,11 @@ def _cord_dice(tcord: Image, seg: Image, template2image: Transform,
     return out
 
 
-def _anat_covered(result: ChainResult, k: int) -> np.ndarray:
+def _anat_covered(result: ChainResult, k: int, stop_at_direct: bool = False) -> np.ndarray:
     """Mask on image ``k``'s grid: voxels the links carry through every later image's field of
-    view (half a voxel beyond its outer voxel centres) up to the anatomical image's.
+    view (half a voxel beyond its outer voxel centres) up to the anatomical image's
+    (``stop_at_direct``: up to the first later image with its own template registration, where
+    :meth:`~spinereg.register.chain.ChainResult.template2image` stops).
 
     Each link's field lives on its image's grid and the anatomical image's template warp on the
     anatomical grid: beyond them each is the identity, so a composed template warp there is
@@ -147,6 +151,8 @@ def _anat_covered(result: ChainResult, k: int) -> np.ndarray:
             vox = nxt.world_to_voxel(pts)
             with np.errstate(invalid="ignore"):
                 inside &= np.all((vox > -0.5) & (vox < np.asarray(nxt.shape[:3]) - 0.5), axis=1)
+            if stop_at_direct and j + 1 in result.direct:
+                break
         out[:, :, k0:k1] = inside.reshape(nx, ny, k1 - k0)
     return out
 
