@@ -62,7 +62,7 @@ TOL = 0.01
 def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(DATA, SOURCES[name])
     if not os.path.exists(path):
-        pytest.skip(f"no {path}")
+        pytest.fail(f"reference data not found: {path} (set SPINEREG_DATA; real-data tests never skip)")
     img = nib.load(path)
     a = np.asarray(img.dataobj, dtype=np.float64)
     return (a.mean(-1) if a.ndim == 4 else a), img.affine
