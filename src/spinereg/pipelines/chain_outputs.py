@@ -40,7 +40,8 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
     ``cord_dice_in_anat_fov``: the same over the part the chain covers (the fields of view of the
     images after it, up to the anatomical one; :func:`_anat_covered`). Per image but
     the anatomical one, ``cord_outside_anat_fov``: the fraction of its cord (its segmentation,
-    else the template cord through its warp) that the links carry outside those fields of view,
+    else the template cord through its warp) that the links carry outside the fields of view its
+    written warp goes through (a ``direct`` image: those of the composition reported beside it),
     where a composed warp is an extrapolation.
 
     metrics.json's ``qc`` block: the chain's verdict (:func:`spinereg.metrics.run_scores.chain_run_scores`:
@@ -78,7 +79,8 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
             # what the links carry outside a later image's field of view reaches the template through
             # extrapolated warps (a composed warp there is a guess); the written warp of a composed
             # image goes through the links up to the first image with its own template registration
-            written = _anat_covered(result, k, stop_at_direct=True) if result.modes[k] == "composed" else covered
+            via_direct = result.modes[k] == "composed" and any(j in result.direct for j in range(k + 1, n - 1))
+            written = _anat_covered(result, k, stop_at_direct=True) if via_direct else covered
             cord = seg if seg is not None else apply_transforms(tcord, result.images[k].grid, [inv], "linear")
             inside = written[np.asarray(cord.data) > 0.5]
             m["cord_outside_anat_fov"] = round(1.0 - float(inside.mean()), 4) if inside.size else None
