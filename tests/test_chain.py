@@ -266,6 +266,11 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     assert m["cut_t2s"]["cord_outside_anat_fov"] < 0.02
     assert m["cut_t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.962, abs=0.01)
     assert out.startswith("chain: PASS") and "warn: cord_outside_anat_fov" not in out
+    # the QC page says so beside the template drawn on the image (session 38)
+    for run_dir, said in (("whole", True), ("cut", False)):
+        assert main(["qc", str(tmp_path / run_dir), "--root", str(tmp_path / f"qc_{run_dir}")]) == 0
+        html = (tmp_path / f"qc_{run_dir}" / "index.html").read_text()
+        assert ("41% of this image's cord lies outside the fields of view" in html) == said, run_dir
 
 
 def test_composed_warp_through_a_direct_intermediate_counts_its_field_of_view(sct_data, tmp_path):

@@ -357,8 +357,26 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     seg = _load(seg_p, "segmentation", prov=prov) if seg_p else None
     inv = read_displacement(run_dir / f"warp_template2{stem(image, 'image0')}.nii.gz")
     tpl = _template(prov)
-    return subject_space_panels(outdir, image, seg, tpl, inv, note=template_note(tpl, prov),
+    note = "; ".join(n for n in (template_note(tpl, prov), _coverage_note(run_dir, stem(image, "image0"))) if n)
+    return subject_space_panels(outdir, image, seg, tpl, inv, note=note,
                                 names=(image.path.name if image.path else "target", "template warped onto it"))
+
+
+def _coverage_note(run_dir: Path, name: str) -> str:
+    """The chain target's cord fraction outside the fields of view its composed warp goes through
+    (metrics.json ``cord_outside_anat_fov``), when over 5 %: the template there is extrapolated."""
+    import json
+
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text()).get(name) or {}
+    except (OSError, ValueError):
+        return ""
+    frac = m.get("cord_outside_anat_fov")
+    if m.get("mode") != "composed" or frac is None or frac <= 0.05:
+        return ""
+    return (f"{frac:.0%} of this image's cord lies outside the fields of view of the images its template warp "
+            "goes through: there the template is extrapolated, not registered (give its segmentation for a "
+            "direct registration)")
 
 
 @page("register")
