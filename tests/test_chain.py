@@ -290,3 +290,30 @@ def test_composed_warp_through_a_direct_intermediate_counts_its_field_of_view(sc
     assert a["fmri"]["mode"] == b["fmri"]["mode"] == "composed" and b["t2s"]["mode"] == "direct"
     assert a["fmri"]["cord_outside_anat_fov"] == pytest.approx(0.431, abs=0.02)
     assert b["fmri"]["cord_outside_anat_fov"] == pytest.approx(0.313, abs=0.02)
+
+
+def test_broken_link_fails_the_chain(sct_data, tmp_path, capsys):
+    """A link that does not align its images (here given as warps: the identity, while t2s and t2
+    of sct_testing_data lie apart in world space) left the direct registration of the target,
+    fitted to the target's own segmentation, at cord Dice 0.981, and the chain PASSED; the landmarks
+    it carried into the target came through that link. The composition through the link, over the
+    part it covers, sees it: 0.507 -> FAIL (composed_cord_dice < 0.7); registered link 0.958 -> pass
+    (session 38; links shifted 3-6 mm or on the synthetic cohort's sub-01/sub-05: 0.00-0.32)."""
+    from spinereg.transforms.itk import write_displacement
+
+    t2, t2s = sct_data / "t2", sct_data / "t2s"
+    ident = {}
+    for key, ref in (("k2n", t2 / "t2.nii.gz"), ("n2k", t2s / "t2s.nii.gz")):
+        g = load_image(ref, lazy=True).grid
+        ident[key] = write_displacement(DisplacementField(g, np.zeros((*g.shape[:3], 3), np.float32)),
+                                        tmp_path / f"identity_{key}.nii.gz", True)
+    base = ["chain", "-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s_seg.nii.gz"),
+            str(t2 / "t2_seg-manual.nii.gz"), "-l", str(t2 / "labels.nii.gz")]
+    assert main([*base, "--link-warp", "0", str(ident["k2n"]), str(ident["n2k"]), "-o", str(tmp_path / "broken")]) == 3
+    qc = json.loads((tmp_path / "broken" / "metrics.json").read_text())["qc"]
+    assert qc["verdict"] == "fail" and qc["scores"]["cord_dice"] == pytest.approx(0.981, abs=0.01)
+    assert qc["scores"]["composed_cord_dice"] == pytest.approx(0.507, abs=0.02)
+    assert "fail: composed_cord_dice" in capsys.readouterr().out
+    assert main([*base, "-o", str(tmp_path / "registered")]) == 0
+    qc = json.loads((tmp_path / "registered" / "metrics.json").read_text())["qc"]
+    assert qc["verdict"] == "pass" and qc["scores"]["composed_cord_dice"] == pytest.approx(0.958, abs=0.01)

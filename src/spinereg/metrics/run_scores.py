@@ -289,6 +289,8 @@ def folder_scores(folder: str | Path, prov: dict | None = None,
 def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[str, float]:
     """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
     images with a segmentation, slices holding both, from its metrics.json),
+    ``composed_cord_dice`` (the smallest Dice of a ``direct`` image's composition through the
+    links over the part they cover: a check of the links, which the direct Dice is not),
     ``cord_outside_anat_fov`` (the largest fraction of a ``composed`` image's cord outside the
     fields of view of the images it is carried through (up to the anatomical image's): its
     template warp there is extrapolated),
@@ -303,6 +305,12 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
             for m in entries if "cord_dice_zb" in m or "cord_dice_whole" in m]
     if dice:
         scores["cord_dice"] = round(min(dice), 4)
+    # a direct registration is fitted to its image's segmentation (its Dice stays high whatever the
+    # links did); the composition through the links, over the part they cover, checks the links
+    composed = [float(m["composed"]["cord_dice_in_anat_fov"]) for m in entries
+                if isinstance(m.get("composed"), dict) and m["composed"].get("cord_dice_in_anat_fov") is not None]
+    if composed:
+        scores["composed_cord_dice"] = round(min(composed), 4)
     outside = {name: float(m["cord_outside_anat_fov"]) for name, m in metrics.items() if isinstance(m, dict)
                and m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
     if outside:

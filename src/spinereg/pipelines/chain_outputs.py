@@ -118,15 +118,19 @@ def _cord_dice(tcord: Image, seg: Image, template2image: Transform,
                covered: np.ndarray | None = None) -> dict[str, float]:
     """Template cord warped onto ``seg``'s grid vs ``seg``: Dice over every slice and over the
     slices holding both; with ``covered`` (a mask on ``seg``'s grid), also over the covered voxels
-    of the slices holding both (``cord_dice_in_anat_fov``; None when a mask has no voxel there)."""
+    of the slices holding both (``cord_dice_in_anat_fov``; None when the segmentation has no voxel
+    there, 0 when the warped cord has none)."""
     w = _bin(apply_transforms(tcord, seg.grid, [template2image], "linear"))
     out = {"cord_dice_whole": round(dice(w, _bin(seg)).dice, 4),
            "cord_dice_zb": round(dice(w, _bin(seg), zb=True).dice, 4)}
     if covered is not None:
         a = w.with_data((np.asarray(w.data) > 0) & covered)
         b = seg.with_data((np.asarray(seg.data) > 0.5) & covered)
-        out["cord_dice_in_anat_fov"] = (round(dice(a, b, zb=True).dice, 4)
-                                        if np.asarray(a.data).any() and np.asarray(b.data).any() else None)
+        # None when the segmentation has no voxel there (nothing to check); 0 when only the
+        # warped cord is missing from it (a composition that lands elsewhere)
+        has_a, has_b = bool(np.asarray(a.data).any()), bool(np.asarray(b.data).any())
+        out["cord_dice_in_anat_fov"] = (round(dice(a, b, zb=True).dice, 4) if has_a and has_b
+                                        else 0.0 if has_b else None)
     return out
 
 
