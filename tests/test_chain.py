@@ -317,3 +317,12 @@ def test_broken_link_fails_the_chain(sct_data, tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "registered")]) == 0
     qc = json.loads((tmp_path / "registered" / "metrics.json").read_text())["qc"]
     assert qc["verdict"] == "pass" and qc["scores"]["composed_cord_dice"] == pytest.approx(0.958, abs=0.01)
+
+
+def test_outside_note_follows_the_threshold():
+    from spinereg.metrics.run_scores import OUTSIDE_NOTE_ABOVE
+    from spinereg.metrics.verdict import load_thresholds
+
+    th = load_thresholds()
+    chain = th.get("chain") or th["kinds"]["chain"]
+    assert chain["cord_outside_anat_fov"]["warn_above"] == OUTSIDE_NOTE_ABOVE

@@ -286,6 +286,12 @@ def folder_scores(folder: str | Path, prov: dict | None = None,
     return {}
 
 
+#: a composed image with more of its cord than this outside the fields of view its warp goes through
+#: gets a note with the fix (qc_thresholds.json's chain warn_above for cord_outside_anat_fov;
+#: tests/test_chain.py checks they agree)
+OUTSIDE_NOTE_ABOVE = 0.1
+
+
 def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[str, float]:
     """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
     images with a segmentation, slices holding both, from its metrics.json),
@@ -319,7 +325,7 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
                             "template warp goes through (the chain's later images), "
                             "where its composed template warp is extrapolated; give its cord segmentation (or "
                             "'auto') in --seg for a direct template registration of its whole field of view"
-                            for name, frac in outside.items() if frac > 0.1]
+                            for name, frac in outside.items() if frac > OUTSIDE_NOTE_ABOVE]
     images = list((loaded or {}).get("images") or [])
     if not images:
         for path in (prov.get("inputs") or {}).get("images") or []:
