@@ -74,18 +74,18 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
         files[f"warp_{names[k]}2template"] = write_displacement(fwd, out / f"warp_{names[k]}2template.nii.gz", overwrite)
         seg = result.segs[k]
         m = {"mode": result.modes[k]}
-        covered = _anat_covered(result, k) if k < n - 1 else None
-        if covered is not None:
+        covered = None
+        if k < n - 1:
             # what the links carry outside a later image's field of view reaches the template through
-            # extrapolated warps (a composed warp there is a guess); the written warp of a composed
-            # image goes through the links up to the first image with its own template registration
-            via_direct = result.modes[k] == "composed" and any(j in result.direct for j in range(k + 1, n - 1))
-            written = _anat_covered(result, k, stop_at_direct=True) if via_direct else covered
+            # extrapolated warps (a composed warp there is a guess): a composed image's written warp
+            # goes through the links up to the first image with its own template registration, a
+            # direct image's composition (reported beside it) up to the anatomical image
+            covered = _anat_covered(result, k, stop_at_direct=result.modes[k] == "composed")
             cord = seg if seg is not None else apply_transforms(tcord, result.images[k].grid, [inv], "linear")
-            inside = written[np.asarray(cord.data) > 0.5]
+            inside = covered[np.asarray(cord.data) > 0.5]
             m["cord_outside_anat_fov"] = round(1.0 - float(inside.mean()), 4) if inside.size else None
         if seg is not None:
-            m.update(_cord_dice(tcord, seg, inv, written if result.modes[k] == "composed" else None))
+            m.update(_cord_dice(tcord, seg, inv, covered if result.modes[k] == "composed" else None))
             if result.modes[k] == "direct":
                 # the direct registration was fitted to this segmentation: its Dice is not an
                 # independent check. The composition through the links is reported beside it.
