@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import spinereg.cli
 from spinereg.cli.common import Parser, add_common
 from spinereg.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, SpineregError
+from spinereg.io.tempdirs import remove_leftovers
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -173,6 +174,7 @@ def console_main() -> None:  # pragma: no cover - ends the process
     signal.signal(signal.SIGTERM, _terminate)
     code = main()
     try:
+        remove_leftovers()  # work folders an interruption caught before their ``with`` (atexit is skipped)
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()

@@ -11,10 +11,11 @@ their sha256, the figures of the segmentation).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
+
+from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.io.image import Image
@@ -42,7 +43,7 @@ class AutoSegmentations:
 
     def __exit__(self, *exc) -> None:
         if self._tmp is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
+            remove_temp_dir(self._tmp)
             self._tmp = None
 
     def segment(self, image: str | Path, contrast: str = "auto") -> Path:
@@ -52,7 +53,7 @@ class AutoSegmentations:
         from spinereg.segment.cordseg import CONTRASTS
 
         if self._tmp is None:
-            self._tmp = Path(tempfile.mkdtemp(prefix="spinereg-autoseg-"))
+            self._tmp = make_temp_dir("spinereg-autoseg-")
         res = segment(image, contrast if contrast in CONTRASTS else "auto")
         name = f"{path_stem(image)}_seg.nii.gz"
         path = save_image(res.seg, self._tmp / name, overwrite=True, dtype="uint8")

@@ -11,7 +11,6 @@ A :class:`~spinereg.io.provenance.RunRecord` times each stage; its record is pro
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from spinereg.cord.landmarks import Landmarks
 from spinereg.io.provenance import RunRecord
 from spinereg.io.staging import OutputFolder, folder_is_own_run
+from spinereg.io.tempdirs import temporary_directory
 from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +112,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
     inside = qc_root == "inside"
-    with AutoSegmentations() as auto, tempfile.TemporaryDirectory(prefix="spinereg-autolabel-") as ltmp:
+    with AutoSegmentations() as auto, temporary_directory("spinereg-autolabel-") as ltmp:
         # seg None or "auto": spinereg segment (pipelines.autoseg); no landmarks: label-vertebrae
         with run.stage("check inputs"):
             OutputFolder(out, output_names(straight), overwrite=overwrite, replace=replace).check()

@@ -12,7 +12,6 @@ Python package, with its learning and plotting modules, is never imported.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +22,7 @@ from spinereg.errors import SpineregError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image
 from spinereg.io.orientation import axcodes, positive_code, reorient
+from spinereg.io.tempdirs import temporary_directory
 from spinereg.register.ants_lib import LibImage, ants_registration, read_affine_2d
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.displacement import DisplacementField
@@ -100,7 +100,7 @@ def _ants_3d(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
     deformation = str(_get(step, "deformation", "1x1x0"))
     spline = float(_get(step, "spline_distance", 5.0))
     f_img, m_img = to_ants(fixed, grid), to_ants(moving, grid)
-    with tempfile.TemporaryDirectory(prefix="spinereg-ants-") as tmp:
+    with temporary_directory("spinereg-ants-") as tmp:
         prefix = os.path.join(tmp, "s")
         args = ["-d", "3", "--float", "1", "--random-seed", "1",
                 "-m", f"{metric}[{f_img.ptr},{m_img.ptr},{_METRIC_PARAM.get(metric, '1,0')}]"]
@@ -165,7 +165,7 @@ def ants_slicewise(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         if fixed_mask is not None and np.any(fixed_mask[:, :, k]):
             mask_img = LibImage((np.asarray(fixed_mask[:, :, k]) > 0).astype(np.float32),
                                 spacing=(float(zooms[0]), float(zooms[1])))
-        with tempfile.TemporaryDirectory(prefix="spinereg-ants2d-") as tmp:
+        with temporary_directory("spinereg-ants2d-") as tmp:
             prefix = os.path.join(tmp, "s")
             code = ants_registration(_args_2d(f_img, m_img, step, prefix, mask_img))
             if code != 0:
