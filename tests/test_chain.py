@@ -326,3 +326,16 @@ def test_outside_note_follows_the_threshold():
     th = load_thresholds()
     chain = th.get("chain") or th["kinds"]["chain"]
     assert chain["cord_outside_anat_fov"]["warn_above"] == OUTSIDE_NOTE_ABOVE
+
+
+def test_qc_page_note_uses_the_verdicts_bound(tmp_path):
+    """The chain QC page's coverage note and the verdict's share OUTSIDE_NOTE_ABOVE (the page used
+    5 %, the verdict 10 %)."""
+    from spinereg.metrics.run_scores import OUTSIDE_NOTE_ABOVE
+    from spinereg.qc.page_registration import _coverage_note
+
+    for frac, shown in ((OUTSIDE_NOTE_ABOVE - 0.01, False), (OUTSIDE_NOTE_ABOVE + 0.01, True), (0.07, False)):
+        (tmp_path / "metrics.json").write_text(json.dumps({"t2s": {"mode": "composed", "cord_outside_anat_fov": frac}}))
+        assert bool(_coverage_note(tmp_path, "t2s")) is shown, frac
+    (tmp_path / "metrics.json").write_text(json.dumps({"t2s": {"mode": "direct", "cord_outside_anat_fov": 0.5}}))
+    assert _coverage_note(tmp_path, "t2s") == ""

@@ -364,15 +364,19 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
 
 def _coverage_note(run_dir: Path, name: str) -> str:
     """The chain target's cord fraction outside the fields of view its composed warp goes through
-    (metrics.json ``cord_outside_anat_fov``), when over 5 %: the template there is extrapolated."""
+    (metrics.json ``cord_outside_anat_fov``), when over the bound at which the chain's verdict warns
+    (``OUTSIDE_NOTE_ABOVE``, 10 %; 5 % before, two bounds for one note): the template there is
+    extrapolated."""
     import json
+
+    from spinereg.metrics.run_scores import OUTSIDE_NOTE_ABOVE
 
     try:
         m = json.loads((run_dir / "metrics.json").read_text()).get(name) or {}
     except (OSError, ValueError):
         return ""
     frac = m.get("cord_outside_anat_fov")
-    if m.get("mode") != "composed" or frac is None or frac <= 0.05:
+    if m.get("mode") != "composed" or frac is None or frac <= OUTSIDE_NOTE_ABOVE:
         return ""
     return (f"{frac:.0%} of this image's cord lies outside the fields of view of the images its template warp "
             "goes through: there the template is extrapolated, not registered (give its segmentation for a "
