@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.errors import InputError
     from spinereg.io.image import check_writable, read_grid
     from spinereg.transforms.affine import AffineTransform
-    from spinereg.transforms.itk import load_transform, save_transform
+    from spinereg.transforms.itk import load_transform, save_transform, transform_output_path
     from spinereg.transforms.sanity import (
         check_inverse_grid,
         inverse_defined_fraction,
@@ -47,18 +47,16 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(t, AffineTransform):  # the inverse of warp_template2anat on t2's grid (default)
         # had a residual of 150 mm and on PAM50's grid was the identity with "residual 0", exit 0
         check_inverse_grid(t, grid or t.grid, args.warp, args.dest)
-    check_writable(args.output, args.overwrite)  # fail before the work
-    if isinstance(t, AffineTransform) and str(args.output).lower().endswith((".nii", ".nii.gz")):
-        # the inverse affine was written as ITK text under the .nii.gz name, a file no reader opens
-        raise InputError("the inverse of an affine is an affine: it cannot be written as a NIfTI warp", args.output,
-                         "name the output .txt or .mat")
+    # an affine's inverse is an affine (.txt/.mat), a field's a NIfTI warp: checked before the work
+    check_writable(args.output, args.overwrite)
+    output = check_writable(transform_output_path(isinstance(t, AffineTransform), args.output), args.overwrite)
     if isinstance(t, AffineTransform):
         inv = t.inverse()
     else:
         inv = t.inverse(grid, iterations=args.iterations)
         if getattr(inv, "report", None) is not None:  # none for 'inv:' of a field: the field itself
             print(json.dumps({"inverse_residual_mm": inv.report.as_dict()}))
-    out = save_transform(inv, args.output, overwrite=args.overwrite)
+    out = save_transform(inv, output, overwrite=args.overwrite)
     print(out)
     if not isinstance(t, AffineTransform):
         # the fixed point can stop at the identity where the warp's image lies off its own grid

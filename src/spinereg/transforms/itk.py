@@ -197,6 +197,29 @@ def load_transform(spec: str | Path,
     return t
 
 
+def transform_output_path(affine: bool, path: str | Path) -> Path:
+    """The file a transform is written to, checked before the work: an affine goes to an ITK affine
+    file (.mat, .txt, .tfm), a displacement field to NIfTI (``.nii.gz`` added without a suffix, as
+    apply / concat do). Anything else raises :class:`InputError` with the name to use: ``invert -w
+    WARP -o inv.txt`` (or ``-o inv``) solved the inverse for minutes, then ended on an internal error
+    (nibabel: cannot work out the file type), and an affine's inverse written to ``inv`` or
+    ``inv.h5`` was ITK text under a name ANTs reads otherwise (before session 39)."""
+    p = Path(path)
+    name = p.name.lower()
+    if affine:
+        if is_affine_file(p):
+            return p
+        raise InputError(f"the transform is an affine: it is written as an ITK affine file, not "
+                         f"{p.suffix or 'a file without suffix'}", p,
+                         f"name the output .txt or .mat (e.g. {p.name.split('.')[0] or 'out'}.txt)")
+    if is_affine_file(p) or name.endswith((".h5", ".hdf5")):
+        raise InputError(f"the transform is a displacement field: it is written as a NIfTI warp, not {p.suffix}", p,
+                         f"name the output .nii.gz (e.g. {p.name.split('.')[0] or 'warp'}.nii.gz)")
+    if p.is_dir():
+        raise InputError("output is a folder", p, f"give a file name (e.g. {p / 'warp.nii.gz'})")
+    return p if name.endswith((".nii", ".nii.gz")) else p.with_name(p.name + ".nii.gz")
+
+
 def save_transform(transform: AffineTransform | DisplacementField, path: str | Path,
                    overwrite: bool = False) -> Path:
     if isinstance(transform, AffineTransform):
