@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "label-vertebrae", "label every intervertebral disc and vertebral level along the cord")
     p.add_argument("-i", "--input", required=True, help="image (T1w, T2w or T2*w; sagittal, axial or 3D)")
-    p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (same grid)")
+    p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (same grid, or the same voxels in another axis order)")
     p.add_argument("-c", "--contrast", default="auto", choices=["t1", "t2", "t2s", "auto"],
                    help="image contrast (t2/t2s: bright discs; t1/auto: bright or dark)")
     g = p.add_mutually_exclusive_group()
@@ -35,14 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from spinereg.io.image import load_image
+    from spinereg.io.image import load_image, on_grid_of
     from spinereg.vertebrae.init import resolve_init
     from spinereg.vertebrae.label import MAX_SI_SPACING_MM, label_vertebrae
     from spinereg.vertebrae.outputs import write_labeling
 
     t0 = time.perf_counter()
     image = load_image(args.input, ndim=3)
-    seg = load_image(args.seg, ndim=3, what="segmentation")
+    # a segmentation holding the image's voxels in another axis order: exactly on the image's grid
+    seg = on_grid_of(load_image(args.seg, ndim=3, what="segmentation"), image)
     init = resolve_init(args.initz, args.initlabel, seg)
     if args.qc:
         from spinereg.qc.report import check_qc_root

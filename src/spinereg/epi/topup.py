@@ -25,7 +25,7 @@ from spinereg.epi.distortion import field_from_vsm, pe_axis, reverse_pe, unwarp,
 from spinereg.epi.fieldmap import SDCResult, _as_image, epi_img_3d, mean_volume, unwarp_image
 from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.errors import InputError
-from spinereg.io.image import Image, require_same_grid
+from spinereg.io.image import Image, on_grid_of, require_same_grid
 
 #: per level: image blur sigma (voxels, in-plane), window sigma of the Gauss-Newton update
 #: (voxels, in-plane; the smoothness regularisation), iterations
@@ -141,22 +141,6 @@ def solve_pe_shift(
     return s, costs
 
 
-def _onto_grid_of(img: Image, ref: Image) -> Image:
-    """``img`` with its voxel axes reordered/flipped onto ``ref``'s grid when it holds the same
-    voxels stored in another axis order (e.g. one of the pair reoriented by ``sct_image
-    -setorient`` or ``fslreorient2std``; exact, no interpolation; ``img.path`` kept for its
-    sidecar); else ``img`` unchanged (the grid check then names the difference). Refused as "not
-    on the same voxel grid" before session 38."""
-    from spinereg.io.orientation import axcodes, reorient
-
-    if img.grid.same_as(ref.grid) or sorted(img.shape[:3]) != sorted(ref.shape[:3]):
-        return img
-    moved = reorient(img, axcodes(ref.affine))
-    if not moved.grid.same_as(ref.grid):
-        return img
-    return Image(moved.data, moved.affine, img.header, img.path)
-
-
 def pe_on_grid(pe: str, affine: np.ndarray, ref_affine: np.ndarray) -> str:
     """Phase-encode direction ``pe`` (``i``/``j``/``k``, ``-`` for negative) of an image with
     ``affine``, named in the voxel axes of ``ref_affine`` (the same world direction)."""
@@ -193,12 +177,15 @@ def correct_reverse_pe(
     t0 = time.perf_counter()
     up = _as_image(blip_up, "blip-up EPI")
     down = _as_image(blip_down, "blip-down EPI")
-    down, down_affine = _onto_grid_of(down, up), down.affine
+    # one of the pair stored in another axis order (sct_image -setorient, fslreorient2std): moved
+    # exactly onto blip-up's grid (its path kept for its sidecar)
+    down, down_affine = on_grid_of(down, up), down.affine
     require_same_grid(up, down, what="blip-up and blip-down images")
     # --apply-to on another grid (the phantom's t2w) was an internal error (numpy broadcast) after
     # the field's estimation, before session 37: checked first
     target = _as_image(apply_to, "EPI") if apply_to is not None else None
     if target is not None:
+        target = on_grid_of(target, up)  # the same voxels in another axis order: exactly on blip-up's grid
         require_same_grid(up, target, what="the blip-up image and --apply-to")
     meta = read_sidecar(sidecar, up.path)
     par = epi_params(meta, pe, readout_s, up.path)

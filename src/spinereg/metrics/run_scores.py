@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.box import box_slices, mask_box, pad_voxels
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import Image, load_image, on_grid_of
 from spinereg.metrics.similarity import image_structure, registration_similarity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -175,6 +175,9 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
 
     inputs = prov.get("inputs") or {}
     seg = load_image(input_path(inputs, "seg", out), ndim=3, what="segmentation")
+    img = load_image(input_path(inputs, "image", out), ndim=3, what="image") if inputs.get("image") else None
+    if img is not None:  # a segmentation holding the image's voxels in another axis order: scored on the
+        seg = on_grid_of(seg, img)  # image's grid, as the registration used it
     tpl = _template_of(prov)
     tcord = load_image(tpl.path("cord"), ndim=3, check_finite=False)
     inv = read_displacement(_existing(out / "warp_template2anat.nii.gz"))
@@ -185,8 +188,7 @@ def template_run_scores(out: Path, prov: dict) -> dict[str, float]:
     # labels are voxels: along S-I they are known to half a voxel at best
     scores["label_si_uncertainty_mm"] = round(float(seg.grid.zooms[_si_axis(seg)]) / 2, 4)
     scores.update(label_si_scale(prov, seg, tpl))
-    if inputs.get("image"):
-        img = load_image(input_path(inputs, "image", out), ndim=3, what="image")
+    if img is not None:
         region = cord_region(seg)
         pts = inv.map(seg.grid.voxel_to_world(np.argwhere(region)[::7]))
         sub = tcord.grid.bounding_subgrid(pts, margin_mm=10.0)
@@ -227,8 +229,10 @@ def register_run_scores(out: Path, prov: dict, loaded: dict[str, Image] | None =
                                 "coarsest_voxel_mm": round(float(max(np.max(src.grid.zooms), np.max(dest.grid.zooms))), 4)}
     region = np.ones(dest.shape[:3], bool)
     if inputs.get("iseg") and inputs.get("dseg"):
-        iseg = load("iseg", "source segmentation")
-        dseg = load("dseg", "destination segmentation")
+        # segmentations holding their image's voxels in another axis order: on the image's grid, as
+        # the registration used them (a no-op for those on it already, e.g. the ones the caller holds)
+        iseg = on_grid_of(load("iseg", "source segmentation"), src)
+        dseg = on_grid_of(load("dseg", "destination segmentation"), dest)
         moved = apply_transforms(iseg, dseg.grid, [fwd], "linear")
         scores.update(surface_scores(moved, dseg))
         region = cord_region(dseg, keep=shared_slices(moved, dseg))
@@ -236,7 +240,7 @@ def register_run_scores(out: Path, prov: dict, loaded: dict[str, Image] | None =
         if inv_path.is_file():
             scores.update(region_consistency(fwd, read_displacement(inv_path), dest.grid, region, src.grid))
     elif inputs.get("dseg"):
-        dseg = load("dseg", "destination segmentation")
+        dseg = on_grid_of(load("dseg", "destination segmentation"), dest)
         region = cord_region(dseg)
     scores.update(_image_scores(dest, src, fwd, region))
     return scores

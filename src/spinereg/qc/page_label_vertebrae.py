@@ -12,6 +12,7 @@ import numpy as np
 from spinereg.qc.pages import Panel, page
 
 if TYPE_CHECKING:  # pragma: no cover
+    from spinereg.io.image import Image
     from spinereg.vertebrae.result import VertebralLabeling
 
 
@@ -23,14 +24,16 @@ def _source(d: dict) -> str:
     return "estimated" if d.get("estimated") else "csf" if d.get("located_from") == "csf" else "band"
 
 
-def labeling_from_json(doc: dict, seg_path: str) -> VertebralLabeling:
+def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> VertebralLabeling:
     """A :class:`~spinereg.vertebrae.result.VertebralLabeling` rebuilt from its JSON and the
-    segmentation (for the centerline)."""
+    segmentation (for the centerline; on ``image``'s grid when given and it holds the image's
+    voxels in another axis order, as label-vertebrae used it)."""
     from spinereg.cord.centerline import Centerline
-    from spinereg.io.image import load_image
+    from spinereg.io.image import load_image, on_grid_of
     from spinereg.vertebrae.result import Disc, VertebralLabeling
 
-    cl = Centerline.from_mask(load_image(seg_path, ndim=3, what="segmentation"))
+    seg = load_image(seg_path, ndim=3, what="segmentation")
+    cl = Centerline.from_mask(seg if image is None else on_grid_of(seg, image))
     discs = [Disc(int(d["value"]), float(d["s_mm"]), np.asarray(d["point_mm"], float), float(d["confidence"]),
                   float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)),
                   _source(d))
@@ -48,8 +51,8 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
 
     inputs = prov.get("inputs") or {}
     doc = json.loads(Path(prov["labeling_json"]).read_text())
-    lab = labeling_from_json(doc, inputs["seg"])
     image = load_image(inputs["image"], ndim=3)
+    lab = labeling_from_json(doc, inputs["seg"], image)
     (Path(outdir) / "labeling.png").write_bytes(labeling_figure(image, lab, width_in=6.0))
     names = ", ".join(f"{d.name} {d.confidence:.2f}" for d in lab.discs) or "no disc found"
     if lab.pmj is not None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import Image, load_image, on_grid_of
 from spinereg.qc.figures import (
     LABEL_COLOR,
     SEG_COLOR,
@@ -326,6 +326,7 @@ def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list
 
     image = _load(_input(prov, "image"), "image", run_dir, prov)
     seg = _load(_input(prov, "seg"), "segmentation", run_dir, prov) if _input(prov, "seg") else None
+    seg = None if seg is None else on_grid_of(seg, image)  # the image's voxels in another axis order
     labels, kind = None, "body"
     for key in ("labels", "ldisc", "lrootlet"):
         if _input(prov, key):
@@ -392,6 +393,7 @@ def render_register(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     dest = _load(_input(prov, "dest"), "destination image", prov=prov)
     src_reg = _load(run_dir / f"{pair_stems(stem(src, 'src'), stem(dest, 'dest'))[0]}_reg.nii.gz", "registered source")
     dseg = _load(_input(prov, "dseg"), "destination segmentation", run_dir, prov) if _input(prov, "dseg") else None
+    dseg = None if dseg is None else on_grid_of(dseg, dest)  # the image's voxels in another axis order
     grid = crop_grid(dest.grid, None if dseg is None else np.asarray(dseg.data) > 0.5)
     dimg = dest if dest.ndim == 3 else dest.with_data(dest.volume(0))
     simg = src_reg if src_reg.ndim == 3 else src_reg.with_data(src_reg.volume(0))

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinereg.errors import InputError
-from spinereg.io.image import Image, load_image, require_nonempty, require_same_grid
+from spinereg.io.image import Image, load_image, on_grid_of, require_nonempty, require_same_grid
 from spinereg.io.sanity import check_image_and_seg, require_mask, require_not_mask, unit_mask
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -61,7 +61,8 @@ def check_template_inputs(image: str | Path, seg: str | Path, param: str | None 
 
     check_param(param, DEFAULT_PRESET)
     img = load_image(image, ndim=3)
-    sg = load_image(seg, ndim=3, what="segmentation")
+    # a segmentation holding the image's voxels in another axis order: exactly on the image's grid
+    sg = on_grid_of(load_image(seg, ndim=3, what="segmentation"), img)
     check_image_and_seg(img, sg, "-i", "-s")
     require_same_grid(img, sg)
     require_nonempty(sg, "segmentation")
@@ -93,7 +94,7 @@ def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path 
             require_not_mask(img, "image", opt_i)
             segs.append(None)
             continue
-        sg = load_image(seg, ndim=3, what="segmentation")
+        sg = on_grid_of(load_image(seg, ndim=3, what="segmentation"), img)  # see check_template_inputs
         check_image_and_seg(img, sg, opt_i, opt_s)
         require_same_grid(img, sg)
         require_nonempty(sg, "segmentation")

@@ -45,7 +45,7 @@ from scipy import ndimage
 from spinereg.cord.centerline import Centerline
 from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, Roll, cross_section_roll, frame_turn
 from spinereg.errors import InputError
-from spinereg.io.image import Image, require_nonempty, require_same_grid
+from spinereg.io.image import Image, on_grid_of, require_nonempty, require_same_grid
 from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.consistency import c1c2_reason, c1c2_spacing, disc_steps, step_reason
 from spinereg.vertebrae.cord_end import SHORT_MM, cord_below_end
@@ -420,6 +420,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     result, e.g. register-to-template given body labels)."""
     require_segmentation(seg, "segmentation", "-s")
     require_not_mask(image, "image", "-i")
+    seg = on_grid_of(seg, image)  # the image's voxels in another axis order: exactly on its grid
     image, offset = zero_based(image)  # the cues read intensities on a scale that starts near 0
     with _one_blas_thread():
         prep = _prepare(image, seg, contrast)

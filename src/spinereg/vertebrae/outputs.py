@@ -18,7 +18,7 @@ import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, path_stem, save_image
+from spinereg.io.image import Image, on_grid_of, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.model import CONUS
@@ -83,7 +83,9 @@ def registration_discs(labeling: VertebralLabeling, grid: Grid | None = None, so
 
 def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir: str | Path,
                    overwrite: bool = False, inputs: dict | None = None) -> dict[str, Path]:
-    """Write the three files into ``outdir``; returns them by role."""
+    """Write the three files into ``outdir``; returns them by role. All are on ``image``'s grid (a
+    ``seg`` holding its voxels in another axis order is moved exactly onto it first)."""
+    seg = on_grid_of(seg, image)
     outdir = Path(outdir)
     stem = image_stem(image.path)
     files = {"seg_labeled": outdir / f"{stem}_seg_labeled.nii.gz",
