@@ -115,6 +115,28 @@ def _lps_to_ras(a: np.ndarray, t: np.ndarray, c: np.ndarray) -> np.ndarray:
     return _LPS @ m @ _LPS
 
 
+#: ITK text transform types read as a 12-parameter affine (matrix + translation) or a translation
+_ITK_AFFINE_TYPES = ("AffineTransform", "MatrixOffsetTransformBase", "Rigid3DTransform", "TranslationTransform")
+
+
+def _check_itk_text_kind(text: str, p: Path) -> None:
+    """Raise :class:`InputError` unless ``text`` holds exactly one affine or translation: a
+    composite file (several transforms) was read as its first transform alone and a
+    ``ScaleTransform`` (3 parameters) as a translation, exit 0 (before session 39)."""
+    kinds = re.findall(r"^Transform:\s*(\S+)", text, re.M)
+    inner = [k for k in kinds if not k.startswith("CompositeTransform")]
+    if len(inner) > 1 or (kinds and not inner):
+        raise InputError(f"an ITK composite of {len(inner)} transforms ({', '.join(inner) or 'none'}): only one "
+                         "affine per file is read", p,
+                         "split it into one file per transform and give them to -w in application order (a "
+                         "composite lists the last applied first), or "
+                         "compose them into one warp with ANTs' antsApplyTransforms -o [warp.nii.gz,1]")
+    if inner and not inner[0].startswith(_ITK_AFFINE_TYPES):
+        raise InputError(f"ITK transform type {inner[0]} is not read (affines and translations are)", p,
+                         "give the transform as an affine (e.g. ANTs' antsApplyTransforms -o Linear[out.mat] "
+                         "collapses a linear chain) or as a displacement field (.nii.gz)")
+
+
 def read_affine(path: str | Path) -> AffineTransform:
     """Read an ITK affine (ANTs binary ``.mat`` or ITK text ``.txt``/``.tfm``), return RAS+."""
     p = Path(path)
@@ -130,9 +152,12 @@ def read_affine(path: str | Path) -> AffineTransform:
             fixed = np.asarray(m.get("fixed", np.zeros(3)), dtype=float).ravel()
         else:
             text = p.read_text()
+            _check_itk_text_kind(text, p)
             params = np.array(re.search(r"^Parameters:(.*)$", text, re.M).group(1).split(), float)
             fm = re.search(r"^FixedParameters:(.*)$", text, re.M)
             fixed = np.array(fm.group(1).split(), float) if fm else np.zeros(3)
+    except InputError:
+        raise
     except Exception as exc:
         raise InputError(f"not a readable ITK affine ({exc.__class__.__name__})", p,
                          "give an ANTs .mat or ITK .txt affine") from exc
