@@ -339,3 +339,20 @@ def test_qc_page_note_uses_the_verdicts_bound(tmp_path):
         assert bool(_coverage_note(tmp_path, "t2s")) is shown, frac
     (tmp_path / "metrics.json").write_text(json.dumps({"t2s": {"mode": "direct", "cord_outside_anat_fov": 0.5}}))
     assert _coverage_note(tmp_path, "t2s") == ""
+
+
+def test_chain_dice_scores_judged_without_the_input_images(tmp_path):
+    """The chain's Dice scores come from its metrics (``chain_metric_scores``), also when a chain
+    folder is judged again after its input images moved (``spinereg qc``): no image scores then,
+    the Dice scores and the outside-fraction note kept."""
+    from spinereg.metrics.verdict import score_output_folder
+
+    (tmp_path / "provenance.json").write_text(json.dumps({"command": "chain", "inputs": {
+        "images": [str(tmp_path / "gone_t2s.nii.gz"), str(tmp_path / "gone_t2.nii.gz")]}}))
+    metrics = {"t2s": {"mode": "composed", "cord_dice_zb": 0.93, "cord_outside_anat_fov": 0.4},
+               "t2": {"mode": "direct", "cord_dice_zb": 0.97, "composed": {"cord_dice_in_anat_fov": 0.5}}}
+    (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+    v = score_output_folder(tmp_path)
+    assert v.scores["cord_dice"] == 0.93 and v.scores["composed_cord_dice"] == 0.5
+    assert v.scores["cord_outside_anat_fov"] == 0.4 and "image_structure" not in v.scores
+    assert v.verdict == "fail" and any(n.startswith("t2s: 40% of its cord lies outside") for n in v.notes)

@@ -297,39 +297,12 @@ OUTSIDE_NOTE_ABOVE = 0.1
 
 
 def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[str, float]:
-    """The scores of a ``chain`` folder: ``cord_dice`` (the smallest template cord Dice over the
-    images with a segmentation, slices holding both, from its metrics.json),
-    ``composed_cord_dice`` (the smallest Dice of a ``direct`` image's composition through the
-    links over the part they cover: a check of the links, which the direct Dice is not),
-    ``cord_outside_anat_fov`` (the largest fraction of a ``composed`` image's cord outside the
-    fields of view of the images it is carried through (up to the anatomical image's): its
-    template warp there is extrapolated),
-    ``image_structure`` (smallest) and ``image_empty`` (largest) of the chain's images (whole
-    images; ``loaded["images"]`` when the caller holds them, else the files named in
-    provenance.json that still exist). A noise image as the chain's target used to give exit 0,
-    "NOT SCORED" (before session 37)."""
+    """The image scores of a ``chain`` folder: ``image_structure`` (smallest) and ``image_empty``
+    (largest) of the chain's images (whole images; ``loaded["images"]`` when the caller holds them,
+    else the files named in provenance.json that still exist). A noise image as the chain's target
+    used to give exit 0, "NOT SCORED" (before session 37). The chain's Dice scores come from its
+    metrics (:func:`chain_metric_scores`)."""
     scores: dict[str, float] = {}
-    metrics = _read_json(out / "metrics.json", "metrics.json") if (out / "metrics.json").is_file() else {}
-    entries = [m for m in metrics.values() if isinstance(m, dict)]
-    dice = [float(m.get("cord_dice_zb", m.get("cord_dice_whole")))
-            for m in entries if "cord_dice_zb" in m or "cord_dice_whole" in m]
-    if dice:
-        scores["cord_dice"] = round(min(dice), 4)
-    # a direct registration is fitted to its image's segmentation (its Dice stays high whatever the
-    # links did); the composition through the links, over the part they cover, checks the links
-    composed = [float(m["composed"]["cord_dice_in_anat_fov"]) for m in entries
-                if isinstance(m.get("composed"), dict) and m["composed"].get("cord_dice_in_anat_fov") is not None]
-    if composed:
-        scores["composed_cord_dice"] = round(min(composed), 4)
-    outside = {name: float(m["cord_outside_anat_fov"]) for name, m in metrics.items() if isinstance(m, dict)
-               and m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
-    if outside:
-        scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
-        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images its "
-                            "template warp goes through (the chain's later images), "
-                            "where its composed template warp is extrapolated; give its cord segmentation (or "
-                            "'auto') in --seg for a direct template registration of its whole field of view"
-                            for name, frac in outside.items() if frac > OUTSIDE_NOTE_ABOVE]
     images = list((loaded or {}).get("images") or [])
     if not images:
         for path in (prov.get("inputs") or {}).get("images") or []:
@@ -344,6 +317,39 @@ def chain_run_scores(out: Path, prov: dict, loaded: dict | None = None) -> dict[
     if structure:
         scores["image_structure"] = min(structure)
         scores["image_empty"] = max(empty)
+    return scores
+
+
+def chain_metric_scores(metrics: dict) -> dict:
+    """The scores of a ``chain`` folder that its metrics hold (per image: a dict), with ``_notes``:
+    ``cord_dice`` (the smallest template cord Dice over the images with a segmentation, slices
+    holding both), ``composed_cord_dice`` (the smallest Dice of a ``direct`` image's composition
+    through the links over the part they cover: a check of the links, which the direct Dice is
+    not), ``cord_outside_anat_fov`` (the largest fraction of a ``composed`` image's cord outside
+    the fields of view of the images it is carried through (up to the anatomical image's): its
+    template warp there is extrapolated). From the metrics the verdict holds in memory (before
+    session 39 :func:`chain_run_scores` read them back from metrics.json; the same scores)."""
+    scores: dict = {}
+    entries = {name: m for name, m in metrics.items() if isinstance(m, dict) and name != "qc"}
+    dice = [float(m.get("cord_dice_zb", m.get("cord_dice_whole")))
+            for m in entries.values() if "cord_dice_zb" in m or "cord_dice_whole" in m]
+    if dice:
+        scores["cord_dice"] = round(min(dice), 4)
+    # a direct registration is fitted to its image's segmentation (its Dice stays high whatever the
+    # links did); the composition through the links, over the part they cover, checks the links
+    composed = [float(m["composed"]["cord_dice_in_anat_fov"]) for m in entries.values()
+                if isinstance(m.get("composed"), dict) and m["composed"].get("cord_dice_in_anat_fov") is not None]
+    if composed:
+        scores["composed_cord_dice"] = round(min(composed), 4)
+    outside = {name: float(m["cord_outside_anat_fov"]) for name, m in entries.items()
+               if m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
+    if outside:
+        scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
+        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images its "
+                            "template warp goes through (the chain's later images), "
+                            "where its composed template warp is extrapolated; give its cord segmentation (or "
+                            "'auto') in --seg for a direct template registration of its whole field of view"
+                            for name, frac in outside.items() if frac > OUTSIDE_NOTE_ABOVE]
     return scores
 
 

@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from spinereg.errors import InputError, SpineregError
-from spinereg.metrics.run_scores import _read_json, derived_scores, folder_scores
+from spinereg.metrics.run_scores import (
+    _read_json,
+    chain_metric_scores,
+    derived_scores,
+    folder_scores,
+)
 
 __all__ = ["Verdict", "command_kind", "extract_scores", "folder_scores", "judge", "load_thresholds",
            "moco_verdict", "score_output_folder"]
@@ -209,8 +214,10 @@ def score_output_folder(folder: str | Path, thresholds: dict | None = None, metr
         extra = {}
         text = err.one_line() if isinstance(err, SpineregError) else f"{type(err).__name__}: {err}"
         notes.append(f"image scores not computed: {text}")
-    notes.extend(extra.pop("_notes", []))
     base = {k: v for k, v in mets.items() if k != "qc"}
+    if kind == "chain":
+        extra.update(chain_metric_scores(base))
+    notes.extend(extra.pop("_notes", []))
     extra.update(derived_scores(extra, base))
     verdict = judge(base, kind, thresholds, extra_scores=extra)
     verdict.scores = {**{k: v for k, v in extra.items() if k not in verdict.scores}, **verdict.scores}

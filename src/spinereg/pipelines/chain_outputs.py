@@ -44,7 +44,8 @@ def write_chain_outputs(result: ChainResult, outdir: str | Path, overwrite: bool
     written warp goes through (a ``direct`` image: those of the composition reported beside it),
     where a composed warp is an extrapolation.
 
-    metrics.json's ``qc`` block: the chain's verdict (:func:`spinereg.metrics.run_scores.chain_run_scores`:
+    metrics.json's ``qc`` block: the chain's verdict (:func:`spinereg.metrics.run_scores.chain_metric_scores`,
+    :func:`~spinereg.metrics.run_scores.chain_run_scores`:
     the smallest cord Dice, the largest cord fraction of a ``composed`` image outside the
     chain's fields of view, the chain's images' structure).
 
