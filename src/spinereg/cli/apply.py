@@ -45,31 +45,11 @@ def _all_zero(path: str | Path) -> bool:
     return not np.any(np.asanyarray(img.dataobj[..., img.shape[3] // 2]))
 
 
-def _interp_warning(path: str, interp: str) -> str | None:
-    """What the interpolation will do to a 3D label image or mask (SCT's default, spline, mixes
-    label values: levels 3 and 5 warped give 4 between them), or None."""
-    import nibabel as nib
-
-    if interp in ("nn", "label") or len(nib.load(str(path)).shape) > 3:
-        return None
-    from spinereg.io.image import load_image
-    from spinereg.io.sanity import values_of
-
-    v = values_of(load_image(path, ndim=3, check_finite=False))
-    if v.integer and v.vmin >= 0 and 3 <= v.n_distinct < 64 and v.frac_nonzero <= 0.5:
-        return (f"{path} looks like a label image ({v.n_distinct} integer values): -x {interp} mixes neighbouring "
-                "labels into values that are no label; use -x nn (labelled segmentations, atlases) or -x label "
-                "(point labels)")
-    if v.n_distinct == 2 and interp == "spline":
-        return (f"{path} is a mask: -x spline rings at its edge (values outside its two); use -x linear "
-                "(partial volume) or -x nn")
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.progress import progress_bar
     from spinereg.transforms.apply import apply_transforms_file
+    from spinereg.transforms.interp_check import interp_warning
     from spinereg.transforms.itk import load_transform
     from spinereg.transforms.sanity import check_overlap
 
@@ -78,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     transforms = [load_transform(w) for w in args.warp]
     check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
     out = check_writable(output_path(args.output), args.overwrite)
-    warning = _interp_warning(args.input, args.interp)
+    warning = interp_warning(args.input, args.interp)
     apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
     if warning:  # said once the result exists (an error stays the one line)
