@@ -218,3 +218,20 @@ def test_topup_apply_to_in_another_axis_order(tmp_path, capsys):
         got[name] = nib.load(str(tmp_path / name / "epi_sdc.nii.gz"))
     assert got["ref"].shape == up.shape and np.array_equal(got["ref"].affine, got["swapped"].affine)
     assert np.array_equal(got["ref"].get_fdata(), got["swapped"].get_fdata())
+
+
+def test_chain_with_a_reoriented_segmentation(sct_data, files, tmp_path, capsys):
+    """``chain`` too: t2s -> t2 with t2s's segmentation in another axis order gives the same metrics,
+    verdict and QC page as with the segmentation stored like t2s (refused before session 39)."""
+    outs = {}
+    for name, seg in (("ref", sct_data / T2S_SEG), ("ro", files["t2s_seg_ro"])):
+        out = tmp_path / name
+        rc = main(["chain", "-i", str(sct_data / T2S), str(sct_data / T2), "--seg", str(seg), str(sct_data / T2_SEG),
+                   "-l", str(sct_data / LABELS), "-t", "PAM50_small", "-o", str(out), "--allow-fail"])
+        assert rc == 0, capsys.readouterr().err
+        assert main(["qc", str(out), "--root", str(tmp_path / f"qc_{name}")]) == 0, capsys.readouterr().err
+        outs[name] = out
+    a, b = (json.loads((outs[n] / "metrics.json").read_text()) for n in ("ref", "ro"))
+    assert a["qc"]["scores"]["composed_cord_dice"] > 0.8
+    _same_numbers(a, b)
+    assert _same_pngs(tmp_path / "qc_ref", tmp_path / "qc_ro") >= 1

@@ -355,7 +355,7 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
         raise InputError("provenance.json lists no images", run_dir / "provenance.json", "re-run spinereg chain")
     image = _load(images[0], "target image", prov=prov)
     seg_p = segs[0] if segs and segs[0] not in (None, "none", "None") else None
-    seg = _load(seg_p, "segmentation", prov=prov) if seg_p else None
+    seg = on_grid_of(_load(seg_p, "segmentation", prov=prov), image) if seg_p else None
     inv = read_displacement(run_dir / f"warp_template2{stem(image, 'image0')}.nii.gz")
     tpl = _template(prov)
     note = "; ".join(n for n in (template_note(tpl, prov), _coverage_note(run_dir, stem(image, "image0"))) if n)

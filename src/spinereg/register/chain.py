@@ -27,7 +27,7 @@ import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import Image, load_image, on_grid_of
 from spinereg.io.sanity import require_segmentation
 from spinereg.register.multimodal import MultimodalRegistration, register_multimodal
 from spinereg.register.template import TemplateRegistration, register_to_template
@@ -195,6 +195,8 @@ def register_chain(
     imgs = [im if isinstance(im, Image) else load_image(im, ndim=(3, 4), lazy=True) for im in images]
     sgs = [None if s is None else (s if isinstance(s, Image) else load_image(s, ndim=3, what="segmentation"))
            for s in segs]
+    # a segmentation holding its image's voxels in another axis order: exactly on the image's grid
+    sgs = [None if sg is None else on_grid_of(sg, im) for sg, im in zip(sgs, imgs, strict=True)]
     n = len(imgs)
     for sg in sgs:  # t2s.nii.gz as a --seg was read as a cord filling its field of view, exit 0
         if sg is not None:
