@@ -24,3 +24,26 @@ def test_invert_refuses_an_identity_passed_off_as_the_inverse(monkeypatch, capsy
     err = capsys.readouterr().err
     assert rc == 3, err
     assert "FAIL" in err and "unmoved" in err and "inv:WARP" in err, err
+
+
+def _stretch_field(tmp_path):
+    """z -> 1.5 z + 30 mm on a 40 mm grid: the pre-images of the grid's top 10 mm lie at its bottom,
+    but the plain fixed point v = -u(y + v) started at -u(y) jumps off the grid (u = 0 there) and
+    back, never settling: it stops at 0 or -u(y) by the parity of --iterations."""
+    from spinereg.io import Grid
+    from spinereg.transforms.itk import write_displacement
+
+    data = np.zeros((40, 40, 40, 3), np.float32)
+    data[..., 2] = 30 + 0.5 * np.arange(40, dtype=np.float32)
+    return write_displacement(DisplacementField(Grid((40, 40, 40), np.eye(4)), data), tmp_path / "stretch.nii.gz")
+
+
+def test_invert_refuses_a_fixed_point_that_never_settled(capsys, tmp_path):
+    """With --iterations 49 the unsettled points ended at v = 0: still on the grid, so counted as
+    'defined', exit 0 with a mean residual of 40 mm (before session 39). Now a point counts only if
+    the warp maps its inverse back within a voxel: exit 3, whatever the parity."""
+    w = _stretch_field(tmp_path)
+    for it in ("49", "50"):
+        rc = main(["invert", "-w", str(w), "-o", str(tmp_path / f"inv{it}.nii.gz"), "--iterations", it])
+        err = capsys.readouterr().err
+        assert rc == 3 and "FAIL" in err and "off their pre-image" in err and "give -d" in err, (it, err)

@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
         frac = inverse_defined_fraction(t, inv, inv.grid)
         if frac < MIN_DEFINED:
             print(f"spinereg invert: FAIL: {out}: the inverse leaves {100 * (1 - frac):.0f}% of the points where "
-                  "it is defined unmoved (no pre-image found; its residual there is meaningless) -- fix: apply "
-                  "the inverse where it is needed instead, 'inv:WARP' in spinereg apply / concat (solved at "
-                  "the points it is applied to)", file=sys.stderr)
+                  "it is defined unmoved or off their pre-image (no pre-image found; its residual there is "
+                  "meaningless) -- fix: " + ("" if args.dest else "give -d the image in the space the warp "
+                  "maps to (warp_A2B: -d A), or ") + "apply the inverse where it is needed instead, "
+                  "'inv:WARP' in spinereg apply / concat (solved at the points it is applied to)", file=sys.stderr)
             return 3
     return 0
