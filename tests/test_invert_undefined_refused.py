@@ -42,8 +42,32 @@ def test_invert_refuses_a_fixed_point_that_never_settled(capsys, tmp_path):
     """With --iterations 49 the unsettled points ended at v = 0: still on the grid, so counted as
     'defined', exit 0 with a mean residual of 40 mm (before session 39). Now a point counts only if
     the warp maps its inverse back within a voxel: exit 3, whatever the parity."""
+    import nibabel as nib
+
     w = _stretch_field(tmp_path)
+    own = tmp_path / "own_grid.nii.gz"  # -d on the warp's own grid: past the no -d check below
+    nib.save(nib.Nifti1Image(np.zeros((40, 40, 40), np.float32), np.eye(4)), str(own))
     for it in ("49", "50"):
-        rc = main(["invert", "-w", str(w), "-o", str(tmp_path / f"inv{it}.nii.gz"), "--iterations", it])
+        rc = main(["invert", "-w", str(w), "-d", str(own), "-o", str(tmp_path / f"inv{it}.nii.gz"),
+                   "--iterations", it])
         err = capsys.readouterr().err
-        assert rc == 3 and "FAIL" in err and "off their pre-image" in err and "give -d" in err, (it, err)
+        assert rc == 3 and "FAIL" in err and "off their pre-image" in err, (it, err)
+
+
+def test_invert_without_dest_refuses_a_warp_between_two_spaces(capsys, tmp_path, monkeypatch):
+    """No -d: the inverse is sampled on the warp's own grid. ``invert -w warp_anat2template`` (from
+    register-to-template on SCT's t2) solved for 2 min and wrote an 'inverse' with a mean residual of
+    116 mm, exit 0: the warp maps only 31% of its (PAM50) grid near itself, the inverse is undefined
+    on the rest. Now refused before the work (exit 2, '-d A'); the stretch field maps 29%."""
+    from helpers import folder_listing
+
+    w = _stretch_field(tmp_path)
+    solved = []
+    monkeypatch.setattr(DisplacementField, "inverse", lambda *a, **k: solved.append(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    rc = main(["invert", "-w", str(w), "-o", str(out / "inv.nii.gz")])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert "undefined on most of the warp's own grid" in err and "-d A" in err and "stretch.nii.gz" in err, err
+    assert not solved and folder_listing(out) == set()

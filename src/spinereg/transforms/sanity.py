@@ -20,6 +20,9 @@ from spinereg.transforms.base import Transform
 
 #: below this fraction of reference points landing in the input, nothing useful can come out
 MIN_COVERAGE = 0.002
+#: without -d an inverse is sampled on the warp's own grid: below this fraction of that grid in the
+#: warp's image (:func:`mapped_box`) the warp maps between two spaces and the grid is the wrong one
+MIN_OWN_GRID_IMAGE = 0.5
 
 
 def lattice(grid: Grid, n: int = 14) -> np.ndarray:
@@ -130,7 +133,18 @@ def check_inverse_grid(field: Transform, grid: Grid, field_name: str, grid_name:
     the warp's own, for a warp between distant spaces), never the inverse."""
     box = mapped_box(field)
     pts = lattice(grid, 24)
-    if in_box(box, pts).any():
+    reached = in_box(box, pts)
+    if grid_name is None and 0 < reached.mean() < MIN_OWN_GRID_IMAGE:
+        # no -d: the warp's own grid. A warp within one space maps its grid about onto itself (~100%);
+        # one between two spaces maps it mostly elsewhere, and an inverse there is undefined on most
+        # of it (warp_anat2template: 28%; solved for 2 min, residual mean 116 mm, exit 0, before
+        # session 39)
+        raise InputError(
+            f"the inverse is undefined on most of the warp's own grid (no -d): the warp maps only "
+            f"{100 * reached.mean():.0f}% of it near itself (a warp between two spaces)", field_name,
+            f"give {grid_option} an image in the space the warp maps to (warp_A2B lives on B's grid and maps "
+            f"it to A: its inverse lives on A's grid, {grid_option} A)")
+    if reached.any():
         return
     dist = box_distance(box, _box(pts)) if np.all(np.isfinite(box[0])) else float("nan")
     where = f"the grid of {grid_name} {grid_option}" if grid_name else "the warp's own grid (no -d)"
