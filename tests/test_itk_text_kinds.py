@@ -66,3 +66,17 @@ def test_single_affines_still_read(tmp_path, text):
 def write_image(path):
     nib.save(nib.Nifti1Image(np.random.default_rng(0).random((12, 12, 12)).astype(np.float32), np.eye(4)), str(path))
     return path
+
+
+def test_fsl_flirt_matrix_named(tmp_path):
+    """An FSL FLIRT .mat (4x4 text) read as an ANTs .mat: 'not a readable ITK affine (IndexError)'
+    before session 39; now named, with the c3d_affine_tool conversion as the fix."""
+    f = tmp_path / "flirt.mat"
+    f.write_text("1 0 0 2\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+    with pytest.raises(InputError) as e:
+        read_affine(f)
+    assert "FSL FLIRT matrix" in str(e.value) and "-fsl2ras -oitk" in str(e.value)
+    g = tmp_path / "junk.mat"
+    g.write_text("not a matrix\n")
+    with pytest.raises(InputError, match="not a readable ITK affine"):
+        read_affine(g)

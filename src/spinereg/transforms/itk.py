@@ -137,6 +137,16 @@ def _check_itk_text_kind(text: str, p: Path) -> None:
                          "collapses a linear chain) or as a displacement field (.nii.gz)")
 
 
+def _fsl_matrix(p: Path) -> bool:
+    """Whether ``p`` is a 4x4 matrix of numbers in text (FSL FLIRT's ``.mat``: read as an ANTs
+    binary .mat it failed with 'not a readable ITK affine (IndexError)')."""
+    try:
+        rows = [r.split() for r in p.read_text().strip().splitlines() if r.strip()]
+        return len(rows) == 4 and all(len(r) == 4 for r in rows) and bool(np.isfinite(np.array(rows, float)).all())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
 def read_affine(path: str | Path) -> AffineTransform:
     """Read an ITK affine (ANTs binary ``.mat`` or ITK text ``.txt``/``.tfm``), return RAS+."""
     p = Path(path)
@@ -159,6 +169,10 @@ def read_affine(path: str | Path) -> AffineTransform:
     except InputError:
         raise
     except Exception as exc:
+        if _fsl_matrix(p):  # FLIRT's .mat: 4x4 text in FSL's scaled-voxel convention, not ANTs' binary .mat
+            raise InputError("an FSL FLIRT matrix (4x4 text), not an ITK/ANTs affine", p,
+                             "convert it: c3d_affine_tool -ref DEST -src INPUT FLIRT.mat -fsl2ras -oitk "
+                             "affine.txt, then give affine.txt") from exc
         raise InputError(f"not a readable ITK affine ({exc.__class__.__name__})", p,
                          "give an ANTs .mat or ITK .txt affine") from exc
     if params.size == 12:
