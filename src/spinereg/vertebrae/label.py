@@ -119,6 +119,12 @@ MIN_BANDS = 2
 FLAGGED_CONFIDENCE = 0.5
 #: band evidence at which a disc counts as showing a band for MIN_BANDS (dark T1 discs: 0.5-0.8)
 BAND_SHOWN = 0.5
+#: discs whose names anchor the levels: a cervical disc (up to C7/T1, the cervical enlargement and
+#: C2 above), a lumbar one (from T12/L1) or the conus. Discs T1/T2-T11/T12 alone are named by their
+#: spacing, which a subject's length scale mimics: a T2-T10 phantom (seed 162, length 0.87) was
+#: named one level low with identity margin 3.58, unflagged, where right ones had 0.8-10.9
+#: (session 39, tests/test_label_vertebrae_fov.py)
+LAST_CERVICAL_DISC, FIRST_LUMBAR_DISC = 8, 20
 #: identity margin (chain score units) under which the identity is called ambiguous; with an
 #: S-I sampling coarser than THICK_SI_MM it grows in proportion (a 5 mm slice shows a 4-6 mm disc
 #: in one or two slices: its band evidence is the weaker and the margin's units the less certain)
@@ -929,6 +935,10 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if n_bands < MIN_BANDS:
             reasons.append(f"weak sequence fit: {n_bands} of the {n_found} discs show a band "
                            f"(evidence >= {BAND_SHOWN}), fewer than {MIN_BANDS}")
+        if discs and not any(d.value <= LAST_CERVICAL_DISC or d.value >= FIRST_LUMBAR_DISC for d in discs):
+            reasons.append(f"thoracic discs only ({discs[0].name} to {discs[-1].name}): no cervical or lumbar "
+                           "disc nor the conus in view to name the levels, which rest on the discs' spacing "
+                           "(a short subject's spacing fits the levels one lower)")
     steps = disc_steps(discs, model)
     if pinned is None and (why := step_reason(steps)) is not None:
         reasons.append(why)
