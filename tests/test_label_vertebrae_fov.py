@@ -86,7 +86,7 @@ def test_positions(results):
 def test_thoracic_only_field_is_flagged():
     """Fresh seeds 160-165 (session 39, run once before any change): T2-T10 162 (length scale 0.87)
     was named one level low (T3/T4-T10/T11 for T2/T3-T9/T10, MAE 22.9 mm) with identity margin
-    3.58, unflagged; right ones had 0.8-10.9 (seeds 160-192), so no margin separates them. Discs
+    3.58, unflagged; right ones had 0.8-10.9 (seeds 160-195), so no margin separates them. Discs
     T1/T2-T11/T12 alone name the levels by their spacing: such a labeling is flagged (pin one disc)."""
     variant, overrides = FOVS["T2-T10"]
     for seed, right in ((162, False), (164, True)):
