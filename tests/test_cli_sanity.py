@@ -68,7 +68,7 @@ def _error(capsys, argv, *words, out=None) -> str:
 def test_apply_swapped_inputs(capsys, d):
     # right: the small template onto t2 through SCT's warp (works; checked in test_transforms)
     _error(capsys, ["apply", "-i", d["t2"], "-d", d["small"], "-w", d["warp"], "-o", d["out"] / "x.nii.gz"],
-           "-i and -d look swapped", "t2.nii.gz", out=d["out"])
+           "-i and -d look swapped, or the warp goes the other way", "t2.nii.gz", out=d["out"])
 
 
 def test_apply_warp_for_another_template_space(capsys, d):

@@ -177,11 +177,13 @@ def check_overlap(source: Grid, reference: Grid, transforms: Sequence[Transform]
     swapped = coverage(source, transforms, reference) >= 0.05 and cov < MIN_COVERAGE
     if swapped:
         raise InputError(
-            f"{source_option} and {reference_option} look swapped: through the transforms no point of "
-            f"{reference_name} {reference_option} lands in {source_name} {source_option}, but the other way round "
-            "they fit", source_name,
+            f"{source_option} and {reference_option} look swapped" + (", or the warp goes the other way" if transforms
+                                                                     else "")
+            + f": through the transforms no point of {reference_name} {reference_option} lands in {source_name} "
+            f"{source_option}, but the other way round they fit", source_name,
             f"give the image to move with {source_option} and the image whose grid you want with "
-            f"{reference_option} (warp_A2B moves A onto B: {source_option} A, {reference_option} B)")
+            f"{reference_option} (warp_A2B moves A onto B: {source_option} A, {reference_option} B; "
+            "to move B onto A use warp_B2A)")
     dist = box_distance(_box(x[ok]), _grid_box(source)) if ok.any() else float("nan")
     if missed is not None:
         raise InputError(
