@@ -27,15 +27,40 @@ _POINT_EFFECT = {
 }
 
 
+def _label_warning(path: str | Path, ndim: int) -> str | None:
+    """``-x label`` on what is no point-label file: every non-zero voxel is carried as a point (an
+    fMRI series gave 280k scattered points, exit 0, before session 39)."""
+    from spinereg.io.image import load_image
+
+    if ndim > 3:
+        return (f"{path} is {ndim}D: -x label carries point labels (one voxel per value) and makes every "
+                "non-zero voxel a point; use -x linear or spline (images), -x nn (labelled segmentations)")
+    data = np.asarray(load_image(path, ndim=3, check_finite=False).data)
+    nz = data[data != 0]
+    if not nz.size:
+        return None
+    values = np.unique(nz)
+    integer = bool(np.all(np.round(values) == values))
+    if integer and nz.size / values.size < MIN_VOXELS_PER_LEVEL:
+        return None
+    kind = "an intensity image" if not integer or values.size >= 64 else "a label image or mask"
+    return (f"{path} looks like {kind} ({nz.size} non-zero voxels for {values.size} values), not a point-label "
+            "file: -x label carries every non-zero voxel as a point; use -x linear or spline (images), "
+            "-x nn (labelled segmentations, atlases, masks)")
+
+
 def interp_warning(path: str | Path, interp: str) -> str | None:
-    """The warning for resampling the 3D image ``path`` with ``interp``, or None (4D images, -x label
-    on anything, intensity images)."""
+    """The warning for resampling the image ``path`` with ``interp``, or None (4D images under
+    nn/linear/spline, intensity images, point-label files under -x label)."""
     import nibabel as nib
 
     from spinereg.io.image import load_image
     from spinereg.io.sanity import values_of
 
-    if interp == "label" or len(nib.load(str(path)).shape) > 3:
+    ndim = len(nib.load(str(path)).shape)
+    if interp == "label":
+        return _label_warning(path, ndim)
+    if ndim > 3:
         return None
     img = load_image(path, ndim=3, check_finite=False)
     v = values_of(img)
