@@ -356,3 +356,23 @@ def test_chain_dice_scores_judged_without_the_input_images(tmp_path):
     assert v.scores["cord_dice"] == 0.93 and v.scores["composed_cord_dice"] == 0.5
     assert v.scores["cord_outside_anat_fov"] == 0.4 and "image_structure" not in v.scores
     assert v.verdict == "fail" and any(n.startswith("t2s: 40% of its cord lies outside") for n in v.notes)
+
+
+def test_chain_qc_option(sct_data, tmp_path, capsys):
+    """``chain --qc QCROOT`` adds the run to the QC report in the outputs' transaction, as
+    register-to-template / register do (chain had no --qc before session 39: `spinereg qc` after);
+    a QC root that is a file is refused before the work, nothing written."""
+    t2s, t2 = sct_data / "t2s", sct_data / "t2"
+    base = ["chain", "-i", str(t2s / "t2s.nii.gz"), str(t2 / "t2.nii.gz"), "--seg", str(t2s / "t2s_seg.nii.gz"),
+            str(t2 / "t2_seg-manual.nii.gz"), "-l", str(t2 / "labels.nii.gz"), "-t", "PAM50_small"]
+    (tmp_path / "afile").write_text("x")
+    assert main([*base, "-o", str(tmp_path / "refused"), "--qc", str(tmp_path / "afile")]) == 2
+    assert not (tmp_path / "refused").exists()
+    capsys.readouterr()
+    out, qc = tmp_path / "out", tmp_path / "qc"
+    assert main([*base, "-o", str(out), "--qc", str(qc), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["qc_report"] == str(qc.resolve() / "index.html")
+    (entry,) = list((qc / "entries").iterdir())
+    assert list(entry.glob("*.png")) and (qc / "index.html").is_file()
+    rec = json.loads((qc / "entries.json").read_text())["entries"][0]
+    assert rec["command"] == "chain" and rec["run_dir"] == str(out.resolve())

@@ -38,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="register the anatomical image with the given labels only (default: its automatic discs "
                         "join them when their levels agree, as in register-to-template)")
     p.add_argument("-o", "--outdir", required=True, help="output folder (several files)")
+    p.add_argument("--qc", metavar="QCROOT", help="also add the run to the HTML QC report in folder QCROOT")
     add_result_options(p)
     p.set_defaults(func=run)
 
@@ -51,13 +52,13 @@ def run(args: argparse.Namespace) -> int:
                          "give one --seg per image, 'none' where there is none")
     segs = [None if s.lower() == "none" else s for s in args.seg]
     given = {int(k): (w1, w2) for k, w1, w2 in args.link_warp}
-    rec, display = start_run(args, "chain", stages=3)
+    rec, display = start_run(args, "chain", stages=3 + bool(args.qc))
     res = chain_job(args.images, segs, args.outdir, labels=args.labels, ldisc=args.ldisc, lrootlet=args.lrootlet,
                     template=args.template, contrast=args.contrast, given=given, link_param=args.link_param,
                     direct=not args.no_direct, overwrite=args.overwrite, auto_discs=not args.no_auto_discs,
-                    run=rec, progress=display.bar())
+                    qc_root=args.qc, run=rec, progress=display.bar())
     print_warnings("chain", res.extra.get("warnings", []))
     # the verdict's notes say what to do (e.g. a target reaching beyond the anatomical image)
     print_warnings("chain", [n for n in (res.metrics.get("qc") or {}).get("notes", [])
                              if "outside the field of view of the images its" in n])
-    return finish_run(args, "chain", res.metrics, res.outdir, res.files, None, res.seconds)
+    return finish_run(args, "chain", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -492,12 +492,16 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
               lrootlet: str | Path | Image | Landmarks | None = None, template: str = "PAM50",
               contrast: str = "t2", given: dict | None = None, link_param: str | None = None,
               direct: bool = True, overwrite: bool = False, auto_discs: bool = True,
+              qc_root: str | Path | None = None,
               run: RunRecord | None = None, progress: Progress = None) -> JobResult:
     """chain (target -> intermediates -> anatomical -> template) with every output, written as
     one transaction. With body or disc labels and ``auto_discs`` (default; CLI
     ``--no-auto-discs`` turns it off), the anatomical image is labelled first and its measured
-    discs join the given labels when their levels agree, as in :func:`template_job`."""
+    discs join the given labels when their levels agree, as in :func:`template_job`.
+    ``qc_root``: also add the run to the QC report there (the chain page: the template warped onto
+    the target), in the same transaction as the outputs."""
     from spinereg.pipelines.chain_outputs import write_chain_outputs
+    from spinereg.pipelines.template_outputs import finish_outputs
     from spinereg.register.chain import check_chain_inputs, register_chain
 
     run = run or RunRecord("chain")
@@ -506,6 +510,7 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
     with run.stage("check inputs"):
         check_chain_inputs(images, segs, given)
         folder.check()
+        _check_qc_root(qc_root)
     with AutoSegmentations() as auto:  # 'auto' segmentations: spinereg segment (pipelines.autoseg)
         if any(is_auto(s) for s in segs):
             with run.stage("segmentation") as rec:
@@ -535,10 +540,13 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
                 automatic.update(used=False, warn=True, reason="automatic labeling failed: the given labels only")
         shown = [f"{Path(s).name} (automatic: spinereg segment)" if s is not None and Path(s).name in auto.files
                  else s for s in segs]
-        with folder as tmp, run.stage("write outputs"):
-            files = write_chain_outputs(res, tmp, overwrite=True, run=run,
-                                        inputs={"images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
-            auto.copy_into(tmp)
+        box: dict = {}
+        with folder as tmp:
+            with run.stage("write outputs"):
+                files = write_chain_outputs(res, tmp, overwrite=True, run=run, inputs={
+                    "images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
+                auto.copy_into(tmp)
+            finish_outputs(tmp, _qc_hook(run, "chain", qc_root, out, box), lambda: None)
         files.update({f"seg:{name}": name for name in auto.files})
-    return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, None, run.elapsed(), res,
-                     {"warnings": auto.warnings()})
+    return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, box.get("index"),
+                     run.elapsed(), res, {"warnings": auto.warnings()})
