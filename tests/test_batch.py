@@ -206,3 +206,20 @@ def test_cli_dry_run_checks_the_cluster_options(tiny_bids: Path, tmp_path: Path,
             err = capsys.readouterr().err
             assert words in err and len(err.strip().splitlines()) == 1, err
             assert not (tmp_path / "o").exists()
+
+
+def test_unit_without_the_anatomical_contrast_fails_with_its_reason(tmp_path: Path):
+    """A configuration whose other contrasts chain nothing (T2starw: segment only), on a subject
+    without T2w: the unit failed with 'internal error (KeyError: 'T2w')' before session 40."""
+    from spinereg.batch.unit import run_unit
+
+    root = tmp_path / "ds"
+    _img(root / "sub-01/anat/sub-01_T2starw.nii.gz")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("contrasts:\n  T2w: {steps: [register-to-template]}\n  T2starw: {steps: []}\n"
+                   "  MTS: {steps: []}\n  T1w: {steps: []}\n  dwi: {steps: []}\n  bold: {steps: []}\n")
+    unit = discover(root).units[0]
+    res = run_unit(unit, load_config(cfg), tmp_path / "out", "r1")
+    assert res["status"] == "failed" and "missing contrast T2w" in res["reason"], res
+    assert "internal error" not in res["reason"] and "fix:" in res["reason"]
+    assert not (tmp_path / "out" / "sub-01").exists()

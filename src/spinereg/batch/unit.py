@@ -132,9 +132,11 @@ def _run_steps(ctx: st.Context) -> None:
         st.check_readable(im)
         ctx.targets[suffix] = im
         ctx.inputs[suffix] = str(im.path)
-    if needs_anat and anat not in ctx.targets:
-        raise st.UnitError(f"{unit.root / unit.rel}: missing contrast {anat} (the anatomical image every other "
-                           f"contrast is chained through) -- fix: add it, or set anatomical in the configuration")
+    if anat not in ctx.targets:  # before session 40 a configuration chaining nothing got a KeyError here
+        why = ("the anatomical image every other contrast is chained through" if needs_anat
+               else "the anatomical contrast of the configuration, whose steps cannot run without it")
+        raise st.UnitError(f"{unit.root / unit.rel}: missing contrast {anat} ({why}) -- fix: add it, or set "
+                           f"anatomical in the configuration")
     order = [anat] + [s for s in ctx.targets if s != anat]
     for suffix in order:
         im = ctx.targets[suffix]
