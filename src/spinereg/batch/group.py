@@ -8,6 +8,7 @@ resumed run ends with the same group files as an uninterrupted one):
 * ``OUT/qc/index.html``: one QC report over every unit (the pages stay in each unit's ``qc/``;
   the report's filters select by verdict, command, flag, text).
 
+The units are every unit of the dataset, also after a run on a selection (``run._group_units``).
 Each is written into a temporary file or folder and renamed into place.
 """
 

@@ -148,6 +148,36 @@ def _log(out: Path, event: dict) -> None:
         fh.write(json.dumps({"utc": _utc(), **event}, default=str) + "\n")
 
 
+def _group_units(bids: Path, out: Path, ds: Dataset, participant_label: Sequence[str] | None,
+                 session: Sequence[str] | None, failed: dict[str, str]) -> tuple[list, dict[str, str]]:
+    """Units of the group outputs and the reasons of those without a folder: with a selection
+    (``--participant-label`` / ``--session``), every unit of the dataset, those outside the
+    selection with the reason the previous ``group/subjects.tsv`` gave them (else 'not run')."""
+    if not participant_label and not session:
+        return list(ds.units), dict(failed)
+    from spinereg.batch.tables import read_tsv
+
+    try:
+        units = discover(bids).units
+    except InputError:  # pragma: no cover - the selection was found in it
+        return list(ds.units), dict(failed)
+    previous = {}
+    try:
+        previous = {r["unit"]: r for r in read_tsv(out / "group" / "subjects.tsv")}
+    except (OSError, KeyError, ValueError):
+        pass
+    selected = {u.uid for u in ds.units}
+    reasons = {}
+    for u in units:
+        if u.uid in selected or (out / u.rel).is_dir():
+            continue
+        prev = previous.get(u.uid) or {}
+        reasons[u.uid] = (prev["reason"] if prev.get("status") == "failed" and prev.get("reason") not in
+                          (None, "", "n/a", "not run") else "not run (outside the --participant-label / --session "
+                          "selection of the last run) -- fix: run the batch on it")
+    return units, {**reasons, **failed}
+
+
 def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchConfig | None = None,
               participant_label: Sequence[str] | None = None, session: Sequence[str] | None = None,
               scheduler: str | None = None, workers: int | None = None,
@@ -226,10 +256,14 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
                 jobs = [(u.uid, (u, cfg, str(Path(os.path.abspath(out))), run_id)) for u in todo]
                 follow(client, jobs, threads, on_result, live_line, run_id)
             _clean_stale(out)  # attempts of units whose worker was killed (the unit was run again)
-        result.group = write_group(out, ds.units, result.failed)
+        # the group outputs cover every unit of the dataset, not only this run's selection: a rerun of
+        # one subject (--participant-label) left tables and a QC index of that subject alone before
+        units, failures = _group_units(bids, out, ds, participant_label, session, result.failed)
+        result.group = write_group(out, units, failures)
         from spinereg.batch.tables import read_tsv
 
-        result.subjects = read_tsv(out / "group" / "subjects.tsv")
+        selected = {u.uid for u in ds.units}
+        result.subjects = [r for r in read_tsv(out / "group" / "subjects.tsv") if r["unit"] in selected]
         _log(out, {"event": "end", "run": run_id, "done": len(result.units_with("done")),
                    "failed": len(result.failed), "skipped": len(result.skipped)})
     return result
