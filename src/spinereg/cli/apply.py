@@ -51,18 +51,19 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.transforms.apply import apply_transforms_file
     from spinereg.transforms.interp_check import interp_warning
     from spinereg.transforms.itk import load_transform
-    from spinereg.transforms.sanity import check_overlap
+    from spinereg.transforms.sanity import check_overlap, order_warning
 
     ref = read_grid(args.dest, what="reference image")
     src = read_grid(args.input, what="input image")
     transforms = [load_transform(w) for w in args.warp]
     check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
     out = check_writable(output_path(args.output), args.overwrite)
-    warning = interp_warning(args.input, args.interp)
+    warnings = [w for w in (order_warning(ref, transforms, args.warp, "-d"), interp_warning(args.input, args.interp))
+                if w]
     apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
                           overwrite=args.overwrite, progress=progress_bar("apply"))
-    if warning:  # said once the result exists (an error stays the one line)
-        print_warnings("apply", [warning])
+    if warnings:  # said once the result exists (an error stays the one line)
+        print_warnings("apply", warnings)
     print(out)
     if _all_zero(out):
         print(f"spinereg apply: result: {out} is all zero (the transforms bring nothing of {args.input} onto "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from spinereg.cli.apply import WARP_HELP
-from spinereg.cli.common import new_parser
+from spinereg.cli.common import new_parser, print_warnings
 from spinereg.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         write_affine,
         write_displacement,
     )
-    from spinereg.transforms.sanity import check_chain_domain
+    from spinereg.transforms.sanity import check_chain_domain, order_warning
 
     if not args.warp:
         raise InputError("no transform given", None, "pass at least one -w")
@@ -62,5 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = check_writable(output_path(args.output), args.overwrite)  # fail before the work
     field = DisplacementField.from_transform(chain, ref)
     out = write_displacement(field, out, overwrite=args.overwrite)
+    if (warning := order_warning(ref, transforms, args.warp, "-d")) is not None:
+        print_warnings("concat", [warning])
     print(out)
     return 0
