@@ -2,7 +2,8 @@
 
 Order of a run: check everything cheap first (BIDS folder, configuration, output folder, the lock:
 one batch per output folder at a time) -> ``dataset_description.json`` -> remove temporary
-folders of killed runs -> skip every unit whose folder is complete -> run the others on the
+folders of killed runs -> redo complete units whose inputs changed (``unit.stale_inputs``) -> skip every unit
+whose folder is complete -> run the others on the
 cluster, each reported as it ends (``done``, or ``failed`` with its one-line reason; the others go
 on) -> group outputs from all complete units -> summary.
 
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from spinereg.batch.bids import Dataset, discover
 from spinereg.batch.config import BatchConfig, config_to_text, load_config
+from spinereg.batch.unit import stale_inputs
 from spinereg.errors import InputError, OutputError
 
 STATE = ".spinereg-batch.json"
@@ -216,6 +218,12 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
         (out / "logs").mkdir(exist_ok=True)
         (out / "logs" / "config.yaml").write_text(config_to_text(cfg))
         stale = _clean_stale(out)
+        for u in ds.units:  # a complete unit made from other inputs than today's is redone
+            why = stale_inputs(out / u.rel, u, cfg) if (out / u.rel).is_dir() else None
+            if why:
+                report(f"{u.uid}: its inputs changed since its outputs were made ({why}): redone")
+                _log(out, {"event": "inputs-changed", "run": run_id, "unit": u.uid, "reason": why})
+                shutil.rmtree(out / u.rel)
         todo = [u for u in ds.units if not (out / u.rel).is_dir()]
         _log(out, {"event": "start", "run": run_id, "argv": argv, "bids": str(bids), "units": len(ds.units),
                    "todo": len(todo), "stale_removed": stale, "config_sha256": cfg.digest(), "pid": os.getpid()})

@@ -153,6 +153,69 @@ def _run_steps(ctx: st.Context) -> None:
             fn(ctx, suffix, im)
 
 
+def planned_inputs(unit: Unit, cfg: BatchConfig) -> dict[str, Path]:
+    """The input files a run of ``unit`` would read now (as :func:`_run_steps` records them in
+    ``inputs``): each configured contrast's target image, its given segmentation, the anatomical
+    contrast's given labels. Images and given files only: files made by the steps are not inputs."""
+    from spinereg.batch.bids import find_given
+
+    out: dict[str, Path] = {}
+    for suffix in cfg.data["contrasts"]:
+        want = (cfg.contrast(suffix) or {}).get("target") or {}
+        ims = [im for im in unit.of(suffix) if all(im.entity(k) == str(v) for k, v in want.items())]
+        if not ims:
+            continue
+        im = ims[0]
+        out[suffix] = im.path
+        seg = find_given(im, unit.root, cfg.data["given"]["seg"])
+        if seg is not None:
+            out[f"{suffix}_seg"] = seg
+        if suffix == cfg.anatomical:
+            for kind in ("labels", "ldisc"):
+                given = find_given(im, unit.root, cfg.data["given"][kind])
+                if given is not None:
+                    out[f"{suffix}_{kind}"] = given
+                    break
+    return out
+
+
+def stale_inputs(folder: Path, unit: Unit, cfg: BatchConfig) -> str | None:
+    """Why the complete unit folder ``folder`` no longer matches its inputs (one phrase), or None:
+    an input file changed (size or sha256) or is gone, or the unit now has an image / given
+    segmentation or labels the folder was not made from (or no longer has one it was made from).
+    A folder without a readable provenance.json is taken as it is."""
+    from spinereg.io.provenance import sha256_file
+
+    try:
+        prov = json.loads((folder / "provenance.json").read_text())
+    except (OSError, ValueError):
+        return None
+    recorded = prov.get("input_files")
+    if not isinstance(recorded, dict):
+        return None
+    for key, recs in sorted(recorded.items()):
+        for rec in recs if isinstance(recs, list) else [recs]:
+            if not isinstance(rec, dict) or not rec.get("path"):
+                continue
+            p = Path(rec["path"])
+            if not p.is_file():
+                return f"{key} input {p} is gone"
+            if p.stat().st_size != rec.get("bytes") or sha256_file(p) != rec.get("sha256"):
+                return f"{key} input {p.name} changed"
+    made_from = {k: str(Path(v["path"])) for k, v in recorded.items() if isinstance(v, dict) and v.get("path")}
+    now = {k: str(Path(v).resolve()) for k, v in planned_inputs(unit, cfg).items()}
+    for key in sorted(set(now) | set(made_from)):
+        if key == "MTS_off" or (key in made_from and key not in now and "_" not in key):
+            continue  # MT-off is found by the mtr step; a contrast skipped softly is noted, not an input
+        if now.get(key) != made_from.get(key):
+            if key not in made_from:
+                return f"{key} {Path(now[key]).name} is new"
+            if key not in now:
+                return f"{key} {Path(made_from[key]).name} is no longer found"
+            return f"{key} is now {Path(now[key]).name}"
+    return None
+
+
 def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads: int = 1) -> dict:
     """Run one unit (see module doc). Never raises for the unit's own failures: returns
     ``{"unit", "status": done|failed|skipped, "reason", "verdict", "records", "start", "end",

@@ -18,7 +18,8 @@ report over all subjects (OUT/qc/index.html), OUT/group/ tables (subjects, QC sc
 level, summary per level), OUT/logs/.
 
 Each subject-session is written into a temporary folder renamed when complete. Killed at any
-moment, the same command resumes: complete subjects are kept as they are, the others are redone.
+moment, the same command resumes: complete subjects are kept as they are, the others are redone
+(so is a complete subject whose input images or given segmentation / labels changed since).
 A failing subject is reported with its reason and the others go on. Exit code 3 when a subject
 failed (its reason is in OUT/group/subjects.tsv), 2 when the batch could not start."""
 
