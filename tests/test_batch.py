@@ -223,3 +223,29 @@ def test_unit_without_the_anatomical_contrast_fails_with_its_reason(tmp_path: Pa
     assert res["status"] == "failed" and "missing contrast T2w" in res["reason"], res
     assert "internal error" not in res["reason"] and "fix:" in res["reason"]
     assert not (tmp_path / "out" / "sub-01").exists()
+
+
+def test_several_images_of_a_contrast_are_said_on_the_units_line_and_table(tmp_path: Path):
+    """Two T2w runs: the first was used and the other never processed, said only inside
+    provenance.json ('T2w: 2 images, using ...'); the unit's line and subjects.tsv said nothing."""
+    from spinereg.batch.run import run_batch
+    from spinereg.batch.tables import read_tsv
+
+    root = tmp_path / "ds"
+    for run in ("01", "02"):
+        _img(root / f"sub-01/anat/sub-01_run-{run}_T2w.nii.gz")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("qc: false\ncontrasts:\n  T2w: {steps: [register-to-template]}\n")
+    lines: list[str] = []
+    run_batch(root, tmp_path / "out", config=cfg, workers=1, report=lines.append, live=False)
+    text = "\n".join(lines)
+    assert "note: T2w: 2 images (sub-01_run-01_T2w.nii.gz, sub-01_run-02_T2w.nii.gz), using " \
+           "sub-01_run-01_T2w.nii.gz" in text and "contrasts.T2w.target (e.g. {run: '02'})" in text, text
+    # a complete unit's notes reach group/subjects.tsv
+    from spinereg.batch.group import subject_rows
+
+    unit = discover(root).units[0]
+    (tmp_path / "out" / "sub-01").mkdir()
+    (tmp_path / "out" / "sub-01" / "provenance.json").write_text(json.dumps({"verdict": "pass", "notes": ["T2w: x"]}))
+    assert subject_rows(tmp_path / "out", [unit], {})[0]["notes"] == "T2w: x"
+    assert "notes" in read_tsv(tmp_path / "out" / "group" / "subjects.tsv")[0]

@@ -1,7 +1,8 @@
 """Group outputs of a batch, rebuilt from the unit folders at the end of every run (so that a
 resumed run ends with the same group files as an uninterrupted one):
 
-* ``OUT/group/subjects.tsv``: one row per unit, its status (done / failed), verdict and one-line reason;
+* ``OUT/group/subjects.tsv``: one row per unit, its status (done / failed), verdict, one-line reason
+  and notes (e.g. which of several T2w images was used);
 * ``OUT/group/qc_scores.csv``: every registration's verdict and scores (``spinereg qc-scores``'s table);
 * ``OUT/group/metrics_per_level.tsv``: every extracted metric, per subject and level;
 * ``OUT/group/summary_per_level.tsv``: per metric, label and level, n / mean / SD / median / min / max across subjects;
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from spinereg.batch.bids import Unit
 
-SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder")
+SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder", "notes")
 
 
 def unit_provenance(folder: Path) -> dict:
@@ -52,7 +53,8 @@ def subject_rows(out: Path, units: Sequence[Unit], failures: dict[str, str]) -> 
             status, reason = "failed", failures.get(u.uid, "not run")
         rows.append({"participant_id": f"sub-{u.subject}", "session_id": f"ses-{u.session}" if u.session else "n/a",
                      "unit": u.uid, "status": status, "verdict": verdict or "n/a", "reason": reason,
-                     "folder": str(u.rel) if folder.is_dir() else "n/a"})
+                     "folder": str(u.rel) if folder.is_dir() else "n/a",
+                     "notes": " | ".join(prov.get("notes") or []) or "n/a"})
     return rows
 
 

@@ -257,6 +257,8 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
                         line += f" verdict {res['verdict']}"
                     if res.get("reason") and st != "done":
                         line += f" -- {res['reason']}"
+                    for note in res.get("notes") or []:
+                        line += f"\n  note: {note}"
                     if live_line.enabled:
                         sys.stderr.write("\r\033[K")
                     report(line)

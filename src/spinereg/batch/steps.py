@@ -84,8 +84,12 @@ def target_image(ctx: Context, suffix: str) -> BidsImage | None:
     ims = [im for im in ims if all(im.entity(k) == str(v) for k, v in want.items())]
     if not ims:
         return None
-    if len(ims) > 1:
-        ctx.notes.append(f"{suffix}: {len(ims)} images, using {ims[0].path.name}")
+    if len(ims) > 1:  # said on the unit's line and in group/subjects.tsv (notes), not only in provenance.json
+        differ = [k for k, _ in ims[0].entities if len({im.entity(k) for im in ims}) > 1] or ["acq"]
+        ex = ", ".join(f"{k}: '{ims[-1].entity(k)}'" for k in differ if ims[-1].entity(k) is not None) or "run: '02'"
+        ctx.notes.append(f"{suffix}: {len(ims)} images ({', '.join(im.path.name for im in ims)}), using "
+                         f"{ims[0].path.name}, the others not processed -- fix: choose one with "
+                         f"contrasts.{suffix}.target (e.g. {{{ex}}})")
     return ims[0]
 
 

@@ -256,14 +256,15 @@ def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads
                 return {**base, "status": "skipped", "reason": "completed by another attempt", "end": time.time()}
             raise
         reasons = [f"{r.contrast} {r.step}: {'; '.join(r.reasons)}" for r in ctx.records if r.verdict == "fail"]
-        return {**base, "status": "failed" if verdict == "fail" else "done", "verdict": verdict,
+        return {**base, "status": "failed" if verdict == "fail" else "done", "verdict": verdict, "notes": ctx.notes,
                 "reason": ("QC verdict fail -- " + " | ".join(reasons)) if verdict == "fail" else None,
                 "records": [r.as_dict() for r in ctx.records], "end": time.time(), "peak_rss_mb": _peak_mb()}
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
-        return {**base, "status": "failed", "reason": one_line(err), "end": time.time(), "peak_rss_mb": _peak_mb()}
+        return {**base, "status": "failed", "reason": one_line(err), "notes": ctx.notes, "end": time.time(),
+                "peak_rss_mb": _peak_mb()}
 
 
 def one_line(err: BaseException) -> str:
