@@ -3,7 +3,7 @@ pair reoriented by ``sct_image -setorient RPI`` or ``fslreorient2std``, the othe
 exactly onto the image's grid (:func:`spinereg.io.image.on_grid_of`) by ``label-vertebrae``,
 ``register-to-template`` and ``register`` and everything that re-reads it later (the folder's QC
 scores, the QC pages): the same discs, outputs and scores as with the segmentation stored like the
-image. Refused as "not on the same voxel grid" before session 38. A real grid difference (shifted,
+image. Refused as "not on the same voxel grid" before session 39. A real grid difference (shifted,
 other shape) is still refused, with the same message.
 
 The reoriented copies: sct_testing_data's t2 manual segmentation (stored PSR) flipped along its
@@ -201,7 +201,7 @@ def test_a_real_grid_difference_is_still_refused(sct_data, files, tmp_path, caps
 
 def test_topup_apply_to_in_another_axis_order(tmp_path, capsys):
     """``sdc topup --apply-to`` given the blip-up series stored with two axes swapped: corrected on
-    the blip-up image's grid, as the same series stored like it (refused before session 38)."""
+    the blip-up image's grid, as the same series stored like it (refused before session 39)."""
     from spinereg.phantom.epi import make_epi_phantom
 
     make_epi_phantom(n_volumes=2, seed=0).save(tmp_path)

@@ -399,7 +399,7 @@ def on_grid_of(img: Image, ref: Image, atol: float = 1e-4) -> Image:
     (4D) axes unchanged. Otherwise (already on ``ref``'s grid, or a real grid difference: another
     shape, spacing or position) ``img`` itself is returned, for :func:`require_same_grid` to
     accept or refuse as before. Such a pair was refused as "not on the same voxel grid" before
-    session 38 (save for ``topup``'s blip-down image)."""
+    session 39 (save for ``topup``'s blip-down image)."""
     from nibabel import orientations as ornt
 
     ga, gr = img.grid, ref.grid
