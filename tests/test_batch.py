@@ -249,3 +249,15 @@ def test_several_images_of_a_contrast_are_said_on_the_units_line_and_table(tmp_p
     (tmp_path / "out" / "sub-01" / "provenance.json").write_text(json.dumps({"verdict": "pass", "notes": ["T2w: x"]}))
     assert subject_rows(tmp_path / "out", [unit], {})[0]["notes"] == "T2w: x"
     assert "notes" in read_tsv(tmp_path / "out" / "group" / "subjects.tsv")[0]
+
+
+def test_participants_without_a_folder_are_noted(tiny_bids: Path):
+    """participants.tsv listing a subject whose folder is missing (not copied, renamed): nothing
+    said before, the subject was simply absent from every group table."""
+    (tiny_bids / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t30\tF\nsub-02\t41\tM\nsub-07\t25\tF\n")
+    notes = discover(tiny_bids).notes
+    assert any("participants.tsv: 1 participant(s) without a sub-* folder, not processed: sub-07" in n
+               for n in notes), notes
+    assert not any("participants.tsv" in n for n in discover(tiny_bids, participant_label=["01"]).notes)
+    (tiny_bids / "participants.tsv").write_text("id\tage\n7\t3\n")  # no participant_id column: nothing to say
+    assert not any("participants.tsv" in n for n in discover(tiny_bids).notes)

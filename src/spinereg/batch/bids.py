@@ -141,6 +141,28 @@ def _labels(values: Sequence[str] | None, prefix: str) -> set[str] | None:
     return {v[len(prefix):] if v.startswith(prefix) else v for v in values}
 
 
+def _participants_notes(root: Path, folders: set[str], want_sub: set[str] | None) -> list[str]:
+    """participants.tsv's subjects without a sub-* folder (of the selection): never processed, so
+    never in the group tables; said as a note (a missing or column-less participants.tsv is fine)."""
+    path = root / "participants.tsv"
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    header = lines[0].split("\t") if lines else []
+    if "participant_id" not in header:
+        return []
+    col = header.index("participant_id")
+    listed = {cells[col].strip() for cells in (ln.split("\t") for ln in lines[1:]) if len(cells) > col and cells[col].strip()}
+    listed = {p if p.startswith("sub-") else f"sub-{p}" for p in listed}
+    if want_sub is not None:
+        listed = {p for p in listed if p[4:] in want_sub}
+    missing = sorted(listed - folders)
+    if not missing:
+        return []
+    return [f"{path}: {len(missing)} participant(s) without a sub-* folder, not processed: {', '.join(missing)}"]
+
+
 def discover(root: str | Path, participant_label: Sequence[str] | None = None,
              session: Sequence[str] | None = None) -> Dataset:
     """Find every unit of the BIDS dataset ``root`` (see module doc).
@@ -157,6 +179,7 @@ def discover(root: str | Path, participant_label: Sequence[str] | None = None,
     notes: list[str] = []
     if not (root / "dataset_description.json").is_file():
         notes.append(f"{root}: no dataset_description.json (read as BIDS anyway)")
+    notes += _participants_notes(root, {p.name for p in subjects}, want_sub)
     units = []
     for sdir in subjects:
         sub = sdir.name[4:]

@@ -68,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
                                args.overwrite)
         for u in ds.units:
             print(f"{u.uid}: " + ", ".join(sorted({im.suffix for im in u.images})) if u.images else f"{u.uid}: no image")
+        for note in ds.notes:
+            print(f"note: {note}")
         print(f"{len(ds.units)} unit(s); configuration {cfg.source}")
         return 0
     res = run_batch(args.bids_dir, args.outdir, config=args.config, participant_label=args.participant_label,
