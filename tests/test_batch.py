@@ -210,7 +210,7 @@ def test_cli_dry_run_checks_the_cluster_options(tiny_bids: Path, tmp_path: Path,
 
 def test_unit_without_the_anatomical_contrast_fails_with_its_reason(tmp_path: Path):
     """A configuration whose other contrasts chain nothing (T2starw: segment only), on a subject
-    without T2w: the unit failed with 'internal error (KeyError: 'T2w')' before session 40."""
+    without T2w: the unit failed with 'internal error (KeyError: 'T2w')' before session 39's fix."""
     from spinereg.batch.unit import run_unit
 
     root = tmp_path / "ds"

@@ -132,7 +132,7 @@ def _run_steps(ctx: st.Context) -> None:
         st.check_readable(im)
         ctx.targets[suffix] = im
         ctx.inputs[suffix] = str(im.path)
-    if anat not in ctx.targets:  # before session 40 a configuration chaining nothing got a KeyError here
+    if anat not in ctx.targets:  # a configuration chaining nothing got a KeyError here (session 39)
         why = ("the anatomical image every other contrast is chained through" if needs_anat
                else "the anatomical contrast of the configuration, whose steps cannot run without it")
         raise st.UnitError(f"{unit.root / unit.rel}: missing contrast {anat} ({why}) -- fix: add it, or set "
