@@ -110,6 +110,17 @@ def test_truncated_gzip(capsys, ws):
             fh.read()
     line = _apply_error(capsys, ws, ["-i", cut, "-d", ws["t2"]], "t2_cut.nii.gz")
     assert "truncated" in line
+    # cut inside the header (gzip and plain): named truncated, not 'convert DICOM with dcm2niix'
+    # (before session 39)
+    head = ws["in"] / "t2_head.nii.gz"
+    head.write_bytes(blob[:200])
+    line = _apply_error(capsys, ws, ["-i", head, "-d", ws["t2"]], "t2_head.nii.gz")
+    assert "truncated" in line and "dcm2niix" not in line
+    plain = ws["in"] / "t2_head.nii"
+    with gzip.open(ws["t2"]) as fh:
+        plain.write_bytes(fh.read(100))
+    line = _apply_error(capsys, ws, ["-i", plain, "-d", ws["t2"]], "t2_head.nii")
+    assert "truncated" in line and "100 of 348" in line
     # a truncated 4D series fails while streaming: still nothing left behind
     blob4 = ws["fmri"].read_bytes()
     cut4 = ws["in"] / "fmri_cut.nii.gz"

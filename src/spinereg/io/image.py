@@ -8,6 +8,7 @@ failed run never leaves a partial output, and refuses to overwrite unless asked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -179,11 +180,7 @@ def load_image(
         # lazy 4D series are read volume by volume in order: keep one decompression stream open
         nimg = nib.load(str(p), keep_file_open=bool(lazy))
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(
-            f"not a readable NIfTI {what} ({exc.__class__.__name__})",
-            p,
-            "give a .nii or .nii.gz file (convert DICOM with dcm2niix)",
-        ) from exc
+        raise _unreadable(p, what, exc) from exc
     if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
     _check_qform_sform(nimg, p)
@@ -223,6 +220,31 @@ def load_image(
     return img
 
 
+#: a NIfTI-1 header's size; a file (or gzip stream) that ends before it holds no header
+_NIFTI_HEADER_BYTES = 348
+
+
+def _unreadable(p: Path, what: str, exc: Exception) -> InputError:
+    """The error for a file nibabel cannot open: a NIfTI file (or the gzip stream of one) that
+    ends inside its header is named truncated (a 200-byte piece of t2.nii.gz was 'not a readable
+    NIfTI ... convert DICOM with dcm2niix' before session 39), anything else not a NIfTI file."""
+    import gzip
+
+    with open(p, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    head = b""
+    with contextlib.suppress(OSError, EOFError, zlib.error):
+        with gzip.open(p, "rb") if gz else open(p, "rb") as f:
+            head = f.read(_NIFTI_HEADER_BYTES)
+    nifti_start = head[:4] in (b"\x5c\x01\x00\x00", b"\x00\x00\x01\x5c")  # sizeof_hdr 348, either byte order
+    if (gz or nifti_start) and len(head) < _NIFTI_HEADER_BYTES:
+        return InputError(f"{what} ends inside its NIfTI header ({len(head)} of {_NIFTI_HEADER_BYTES} header bytes "
+                          "readable): the file looks truncated",
+                          p, "copy or download the file again (check `gzip -t` for .nii.gz)")
+    return InputError(f"not a readable NIfTI {what} ({exc.__class__.__name__})", p,
+                      "give a .nii or .nii.gz file (convert DICOM with dcm2niix)")
+
+
 def read_grid(path: str | Path, what: str = "image") -> Grid:
     """The voxel grid of a NIfTI file from its header alone (no voxel data read), with the same
     one-line errors as :func:`load_image` for missing or unreadable files."""
@@ -234,8 +256,7 @@ def read_grid(path: str | Path, what: str = "image") -> Grid:
     try:
         nimg = nib.load(str(p))
     except Exception as exc:  # nibabel raises several types for unreadable files
-        raise InputError(f"not a readable NIfTI {what} ({exc.__class__.__name__})", p,
-                         "give a .nii or .nii.gz file (convert DICOM with dcm2niix)") from exc
+        raise _unreadable(p, what, exc) from exc
     if not isinstance(nimg, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError(f"not a NIfTI {what} ({type(nimg).__name__})", p, "convert it to NIfTI")
     if len(nimg.shape) < 3:
