@@ -414,3 +414,31 @@ def test_verdict_real_series_pass(sct_data: Path, tmp_path: Path, capsys) -> Non
     assert main(["moco", "-i", str(sct_data / "fmri" / "fmri.nii.gz"), "-o", str(tmp_path / "j"), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["qc"]["verdict"] == "pass" and data["tsnr_after"] > data["tsnr_before"]
+
+
+def test_soft_mask_under_half_still_gives_the_tsnr_region(sct_data: Path, tmp_path: Path) -> None:
+    """A soft ``-m`` mask whose weights stay under 0.5 (here the cord region at 0.4) is the same
+    region as the binary mask for the tSNR summary: before, the region was the mask > 0.5, empty,
+    and metrics.json said tsnr_before / tsnr_after 0.0 over the 'cord mask' (exit 0). A region
+    with no voxel is reported as not measured (None), never as 0."""
+    import nibabel as nib
+
+    from spinereg.epi.moco import moco_metrics
+
+    path = sct_data / "fmri" / "fmri.nii.gz"
+    img = load_image(path, lazy=True)
+    cord = _cord_region(sct_data, img.grid).astype(np.float32)
+    summaries = {}
+    for name, scale in (("binary", 1.0), ("soft", 0.4)):
+        m = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(cord * scale, img.affine), str(m))
+        out = tmp_path / name
+        assert main(["moco", "-i", str(path), "-m", str(m), "-o", str(out)]) == 0
+        summaries[name] = json.loads((out / "metrics.json").read_text())["summary"]
+    assert summaries["binary"]["tsnr_before"] > 5.0  # measured 9.0
+    for k in ("tsnr_before", "tsnr_after"):
+        assert summaries["soft"][k] == pytest.approx(summaries["binary"][k], rel=1e-3)
+    res = motion_correct(img, regularise="none", iterations=1)
+    res.tsnr_before = res.tsnr_after = np.ones(img.grid.shape, np.float32)
+    doc = moco_metrics(res, np.zeros(img.grid.shape))
+    assert doc["summary"]["tsnr_before"] is None and "not measured" in doc["summary"]["tsnr_region"]

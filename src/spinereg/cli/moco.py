@@ -14,11 +14,6 @@ from spinereg.progress import progress_bar
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
-    import numpy as np
-
-    from spinereg.io.grid import Grid
-    from spinereg.io.image import Image
-
 PARAM_HELP = ("comma-separated key=value: reg=spline|poly:N|none (along z), iter=N (reference passes, "
               "default 2), ref=mean|median, nref=N (first N volumes for the first reference), smooth=S "
               "(in-plane sigma, voxels), align=0|1 (DWI: register the b>0 mean onto the b=0 mean), exclude=0|1 (flagged volumes/slices out of the reference and "
@@ -70,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from spinereg.cli.common import print_warnings, start_run
     from spinereg.epi.artifacts import Thresholds
     from spinereg.epi.moco import (
+        cord_region,
         motion_correct,
         output_names,
         read_bvals,
@@ -119,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
                              align_classes=bool(prm.get("align", 0)), progress=progress_bar("moco"))
     inputs = {"input": args.input, "mask": args.mask, "bvals": args.bvals, "bvecs": args.bvecs,
               "sidecar": meta.get("_path"), "param": args.param, "multiband": multiband, "group": args.group}
-    cord = None if mask is None else (_mask_on(mask, res.grid) > 0.5).astype(float)
+    cord = None if mask is None else cord_region(mask, res.grid)
     with folder as tmp, rec.stage("write outputs"):  # the folder appears only when complete
         staged = write_moco_outputs(res, img, tmp, overwrite=True, interp=args.interp, inputs=inputs,
                                     cord_mask=cord, progress=progress_bar("write"),
@@ -135,12 +131,3 @@ def run(args: argparse.Namespace) -> int:
                                   "n_slice_groups") if k in summ}
     return finish_run(args, "moco", metrics, outdir, files, seconds=round(time.perf_counter() - t0, 2), extra=extra)
 
-
-def _mask_on(mask: Image, grid: Grid) -> np.ndarray:
-    import numpy as np
-
-    from spinereg.transforms.apply import resample
-
-    if mask.grid.same_as(grid, atol=1e-3):
-        return np.asarray(mask.data, float)
-    return np.asarray(resample(mask, grid, "linear").data, float)

@@ -70,6 +70,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MocoResult",
+    "cord_region",
     "load_volume_transforms",
     "motion_correct",
     "read_bvals",
@@ -732,6 +733,26 @@ def _tsnr(s: np.ndarray, ss: np.ndarray, n: int) -> np.ndarray:
     return np.where(std > 1e-9 * np.maximum(np.abs(mean), 1e-12), mean / np.where(std > 0, std, 1.0), 0.0)
 
 
+def cord_region(mask: Image | str | Path, grid: Grid) -> np.ndarray | None:
+    """The region a ``-m`` mask gives the tSNR summary: the mask on the series grid (resampled
+    linearly by header when on another grid) at half its maximum or more, as 0/1; None when it
+    leaves no voxel (a mask outside the series). Relative to the maximum, so that a soft mask
+    whose weights stay under 0.5 (or a thin mask resampled onto coarser voxels) still gives its
+    region: at an absolute 0.5 it gave none and tSNR was reported as 0.0."""
+    if isinstance(mask, str | Path):
+        mask = load_image(mask, ndim=3, what="mask")
+    if mask.grid.same_as(grid, atol=1e-3):
+        data = np.asarray(mask.data, float)
+    else:
+        from spinereg.transforms.apply import resample
+
+        data = np.asarray(resample(mask, grid, "linear").data, float)
+    top = float(data.max()) if data.size else 0.0
+    if top <= 0:
+        return None
+    return (data >= 0.5 * top).astype(float)
+
+
 def tsnr_in_mask(tsnr: np.ndarray, mask: np.ndarray) -> float:
     """Mean tSNR in a mask (weights)."""
     w = np.clip(np.asarray(mask, float), 0, None)
@@ -868,8 +889,12 @@ def moco_metrics(result: MocoResult, cord_mask: np.ndarray | None = None, inputs
         if region is None:
             region = object_mask(result.mean if result.mean is not None else result.reference)
         summary["tsnr_region"] = "cord mask" if cord_mask is not None else "object mask"
-        summary["tsnr_before"] = round(tsnr_in_mask(result.tsnr_before, region), 4)
-        summary["tsnr_after"] = round(tsnr_in_mask(result.tsnr_after, region), 4)
+        if np.clip(np.asarray(region, float), 0, None).sum() > 0:
+            summary["tsnr_before"] = round(tsnr_in_mask(result.tsnr_before, region), 4)
+            summary["tsnr_after"] = round(tsnr_in_mask(result.tsnr_after, region), 4)
+        else:  # no voxel to average over: not measured (it read 0.0, as if the series had no signal)
+            summary["tsnr_region"] += " (empty: tSNR not measured)"
+            summary["tsnr_before"] = summary["tsnr_after"] = None
     timings = dict(result.info)
     if seconds_write is not None:
         timings["seconds_write"] = round(seconds_write, 3)
