@@ -261,3 +261,20 @@ def test_participants_without_a_folder_are_noted(tiny_bids: Path):
     assert not any("participants.tsv" in n for n in discover(tiny_bids, participant_label=["01"]).notes)
     (tiny_bids / "participants.tsv").write_text("id\tage\n7\t3\n")  # no participant_id column: nothing to say
     assert not any("participants.tsv" in n for n in discover(tiny_bids).notes)
+
+
+def test_target_entity_given_as_a_number(tmp_path: Path):
+    """``target: {run: 02}`` unquoted is the number 2 in YAML: it matched no ``run-02`` file, so the
+    contrast had no image ('no image matching {'run': 2}'); now it selects run-02."""
+    from spinereg.batch import steps as st
+
+    root = tmp_path / "ds"
+    for run in ("01", "02"):
+        _img(root / f"sub-01/anat/sub-01_run-{run}_T2w.nii.gz")
+    for target, chosen in (("{run: 02}", "run-02"), ("{run: '02'}", "run-02"), ("{run: 1}", "run-01"),
+                           ("{run: '2'}", None)):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(f"qc: false\ncontrasts:\n  T2w: {{steps: [register-to-template], target: {target}}}\n")
+        ctx = st.Context(discover(root).units[0], load_config(cfg), tmp_path)
+        im = st.target_image(ctx, "T2w")
+        assert (im.path.name if im else None) == (f"sub-01_{chosen}_T2w.nii.gz" if chosen else None), target

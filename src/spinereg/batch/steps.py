@@ -76,12 +76,22 @@ class Context:
 
 
 # -- inputs ---------------------------------------------------------------------------------------
+def _entity_is(value: str | None, wanted: object) -> bool:
+    """A file's entity value against a configuration's: YAML reads ``run: 02`` unquoted as the
+    number 2, which matched no ``run-02`` file (the contrast then had no image; session 39)."""
+    if value is None:
+        return False
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and value.isdigit():
+        return int(value) == wanted
+    return value == str(wanted)
+
+
 def target_image(ctx: Context, suffix: str) -> BidsImage | None:
     """The image of ``suffix`` a pipeline runs on (``target`` entities select among several,
     e.g. MT on); None when the unit has none."""
     ims = ctx.unit.of(suffix)
     want = (ctx.cfg.contrast(suffix) or {}).get("target") or {}
-    ims = [im for im in ims if all(im.entity(k) == str(v) for k, v in want.items())]
+    ims = [im for im in ims if all(_entity_is(im.entity(k), v) for k, v in want.items())]
     if not ims:
         return None
     if len(ims) > 1:  # said on the unit's line and in group/subjects.tsv (notes), not only in provenance.json
