@@ -265,3 +265,27 @@ def test_realistic_cervical_at_the_claim():
     got["disc_label_deg"] = max(abs(got_d[k] - want[k]) for k in want)
     for key, (_claim, bound) in REALISTIC["cervical"].items():
         assert got[key] <= bound, (key, got[key])
+
+
+def _cropped_below(img, k0: int):
+    """``img`` without its first ``k0`` slices along the third voxel axis (same world positions)."""
+    from spinereg.io.image import Image
+
+    aff = img.affine.copy()
+    aff[:3, 3] += aff[:3, 2] * k0
+    return Image(np.asarray(img.data)[:, :, k0:].copy(), aff)
+
+
+def test_asked_cobb_range_that_cannot_be_measured_is_said(cervical):
+    """``--levels C2:C7`` asks for the Cobb angle C2-C7: when C7 is cut by the field of view or not
+    labelled, the row is there, NaN, with why. Before, it was left out of the CSV without a word
+    (exit 0), as if nothing had been asked."""
+    cut = _cropped_below(cervical.bodies, 30)  # C7 spans slices 10-52: cut by the new lower edge
+    rows = [r for r in S.spine_metrics_rows(bodies=cut, levels="C2:C7") if r["measure"] == "cobb_angle"]
+    assert len(rows) == 1 and rows[0]["name"] == "C2-C7" and np.isnan(rows[0]["value"]), rows
+    assert rows[0]["flag"].startswith("not measured") and "C7" in rows[0]["flag"] and "cut" in rows[0]["flag"]
+    no_c7 = cervical.bodies.with_data(np.where(np.asarray(cervical.bodies.data) == 7, 0, cervical.bodies.data))
+    rows = [r for r in S.spine_metrics_rows(bodies=no_c7, levels="C2:C7") if r["measure"] == "cobb_angle"]
+    assert len(rows) == 1 and np.isnan(rows[0]["value"]) and "C7 not labelled" in rows[0]["flag"], rows
+    rows = [r for r in S.spine_metrics_rows(bodies=cut, levels="C2:C6") if r["measure"] == "cobb_angle"]
+    assert len(rows) == 1 and np.isfinite(rows[0]["value"]) and rows[0]["flag"] == ""  # measurable: as before

@@ -586,6 +586,10 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
         if rng is not None and rng[0] in have and rng[1] in have:
             nm = f"{level_name(rng[0])}-{level_name(rng[1])}"
             rows.append(_row("cobb_angle", nm, nm, cobb_angle(eps, *rng), "deg"))
+        elif rng is not None:  # asked for (--levels) and not measurable: said, not left out
+            nm = f"{level_name(rng[0])}-{level_name(rng[1])}"
+            rows.append(_row("cobb_angle", nm, nm, nan, "deg",
+                             "not measured: " + _range_ends_missing(rng, {e.level for e in eps}, cut)))
         elif rng is None and 2 in have and 7 in have:
             rows.append(_row("cobb_angle", "C2-C7", "C2-C7", cobb_angle(eps, 2, 7), "deg"))
     if discs is not None:
@@ -598,6 +602,13 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
         rows += [_row("cord_curvature_max", nm, nm, c.max_per_mm, "1/mm"),
                  _row("cord_curvature_mean", nm, nm, c.mean_per_mm, "1/mm")]
     return rows
+
+
+def _range_ends_missing(rng: tuple[int, int], labelled: set[int], cut: set[int]) -> str:
+    """Why a level range's end bodies cannot be measured: not labelled, or cut by the edge."""
+    why = [f"{level_name(v)} not labelled" for v in rng if v not in labelled]
+    why += [f"{level_name(v)} {CUT_BODY_FLAG.removeprefix('not measured: ')}" for v in rng if v in cut]
+    return "; ".join(dict.fromkeys(why))
 
 
 def write_spine_csv(rows: list[dict], path: str | Path, overwrite: bool = False) -> Path:
