@@ -289,3 +289,19 @@ def test_asked_cobb_range_that_cannot_be_measured_is_said(cervical):
     assert len(rows) == 1 and np.isnan(rows[0]["value"]) and "C7 not labelled" in rows[0]["flag"], rows
     rows = [r for r in S.spine_metrics_rows(bodies=cut, levels="C2:C6") if r["measure"] == "cobb_angle"]
     assert len(rows) == 1 and np.isfinite(rows[0]["value"]) and rows[0]["flag"] == ""  # measurable: as before
+
+
+def test_cord_curvature_range_ending_in_a_cut_body_is_flagged(lumbar):
+    """``--cord --levels L2:L4`` with L4 cut by the field of view: the range ends at the centre of
+    L4's visible part, not of L4; the curvature rows say so. Before, they were reported as L2-L4
+    with no flag."""
+    z = np.argwhere(np.asarray(lumbar.bodies.data) == 23)[:, 2]
+    k0 = int((z.min() + z.max()) // 2) if z.min() > 0 else 0
+    lower_first = np.argwhere(np.asarray(lumbar.bodies.data) == 24)[:, 2].mean() < z.mean()
+    assert lower_first and k0 > 0  # L5 lies below L4 along the third axis: cropping below cuts L4
+    bodies, cord = _cropped_below(lumbar.bodies, k0), _cropped_below(lumbar.cord, k0)
+    rows = {r["measure"]: r for r in S.spine_metrics_rows(bodies=bodies, cord=cord, levels="L2:L4")}
+    for m in ("cord_curvature_max", "cord_curvature_mean"):
+        assert rows[m]["name"] == "L2-L4" and "L4 cut" in rows[m]["flag"], rows[m]
+    whole = {r["measure"]: r for r in S.spine_metrics_rows(bodies=lumbar.bodies, cord=lumbar.cord, levels="L2:L4")}
+    assert whole["cord_curvature_mean"]["flag"] == ""  # a whole range: unflagged, as before

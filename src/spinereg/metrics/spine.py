@@ -599,8 +599,15 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
     if cord is not None:
         c = cord_curvature(cord, bodies, rng if (rng is not None and bodies is not None) else None)
         nm = f"{level_name(rng[0])}-{level_name(rng[1])}" if c.levels else "all"
-        rows += [_row("cord_curvature_max", nm, nm, c.max_per_mm, "1/mm"),
-                 _row("cord_curvature_mean", nm, nm, c.mean_per_mm, "1/mm")]
+        flag = ""
+        if c.levels:
+            _, lab_b, values_b = _labels(bodies)
+            cut_ends = [level_name(v) for v in c.levels if v in _cut_by_the_edge(lab_b, values_b)]
+            if cut_ends:  # the range ends at the centre of what the field of view left of the body
+                flag = (f"range shortened: {', '.join(cut_ends)} cut by the edge of the labels' field of view "
+                        "(the range ends at the centre of its visible part)")
+        rows += [_row("cord_curvature_max", nm, nm, c.max_per_mm, "1/mm", flag),
+                 _row("cord_curvature_mean", nm, nm, c.mean_per_mm, "1/mm", flag)]
     return rows
 
 
