@@ -442,3 +442,36 @@ def test_soft_mask_under_half_still_gives_the_tsnr_region(sct_data: Path, tmp_pa
     res.tsnr_before = res.tsnr_after = np.ones(img.grid.shape, np.float32)
     doc = moco_metrics(res, np.zeros(img.grid.shape))
     assert doc["summary"]["tsnr_before"] is None and "not measured" in doc["summary"]["tsnr_region"]
+
+
+def test_mask_leaving_slices_out_is_warned_of(sct_data: Path, tmp_path: Path, capsys) -> None:
+    """A mask that leaves slices of the series without (enough) voxels -- t2's cord segmentation
+    given to the dmri series: it covers slices 1-3 of 0-4 -- leaves those slices unregistered,
+    their motion the z fit's through the others: one warning naming the file and the slices.
+    Before, nothing was said (exit 0, fd_mm_max 2.67 against 0.33 without the mask). A mask with
+    too few voxels in every slice (nothing would be registered: the output would be the input)
+    is refused, exit 2. A mask covering every slice: no warning."""
+    import nibabel as nib
+
+    d = sct_data / "dmri"
+    base = ["moco", "-i", str(d / "dmri.nii.gz"), "--bvals", str(d / "bvals.txt"), "--allow-fail"]
+    t2seg = sct_data / "t2" / "t2_seg-manual.nii.gz"
+    assert main([*base, "-m", str(t2seg), "-o", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "warning" in ln and "covers 3 of 5 slices" in ln]
+    assert len(lines) == 1 and str(t2seg) in lines[0] and "slice(s) 0, 4 " in lines[0], err
+    summary = json.loads((tmp_path / "a" / "metrics.json").read_text())["summary"]
+    assert any("covers 3 of 5 slices" in w for w in summary["warnings"])
+    src = nib.load(str(d / "dmri.nii.gz"))
+    box = np.zeros(src.shape[:3], np.uint8)
+    box[12:30, 10:28, :] = 1
+    nib.save(nib.Nifti1Image(box, src.affine), str(tmp_path / "box.nii.gz"))
+    assert main([*base, "-m", str(tmp_path / "box.nii.gz"), "-o", str(tmp_path / "b")]) == 0
+    assert "covers" not in capsys.readouterr().err
+    tiny = np.zeros(src.shape[:3], np.uint8)
+    tiny[20:22, 18:20, :] = 1
+    nib.save(nib.Nifti1Image(tiny, src.affine), str(tmp_path / "tiny.nii.gz"))
+    assert main([*base, "-m", str(tmp_path / "tiny.nii.gz"), "-o", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "tiny.nii.gz" in err and "every slice" in err and "fix:" in err
+    assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())

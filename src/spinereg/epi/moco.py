@@ -367,7 +367,7 @@ class _Reference:
         for k in range(ref.shape[2]):
             w = weight[:, :, k]
             idx = np.nonzero(w > 0)
-            if idx[0].size < 8:
+            if idx[0].size < MIN_MASK_VOXELS:
                 self.slices.append(None)
                 continue
             self.slices.append((np.array(idx, float), r[:, :, k][idx], np.stack([gi[:, :, k][idx], gj[:, :, k][idx]]),
@@ -498,6 +498,32 @@ def _as_weights(mask: Image | str | Path | np.ndarray | None, grid: Grid) -> np.
     return (w / w.max()).astype(np.float32)
 
 
+#: fewer mask voxels than this in a slice: the slice is not registered (see :class:`_Reference`)
+MIN_MASK_VOXELS = 8
+
+
+def _mask_coverage(weights: np.ndarray, mask: Image | str | Path | np.ndarray) -> list[str]:
+    """The warning for a mask that leaves slices out (too few voxels there to register them:
+    their motion is the z fit's through the others, e.g. a cord mask of another image that
+    covers part of the series' slices); an InputError when it leaves every slice out (nothing
+    would be registered: the output would be the input)."""
+    name = mask.name if isinstance(mask, Image) else (str(mask) if isinstance(mask, str | Path) else "mask")
+    per_slice = (weights > 0).sum(axis=(0, 1))
+    out = np.flatnonzero(per_slice < MIN_MASK_VOXELS)
+    nz = weights.shape[2]
+    fix = ("give a mask that covers every slice of the series, on its grid (e.g. a cylinder around the cord: "
+           "sct_create_mask -i SERIES_MEAN -p centerline,CORD_SEG -size 35mm)")
+    if out.size == nz:
+        raise InputError(f"mask has fewer than {MIN_MASK_VOXELS} voxels in every slice of the series (at most "
+                         f"{int(per_slice.max())}): no slice can be registered", name, fix)
+    if not out.size:
+        return []
+    shown = ", ".join(str(int(k)) for k in out[:20]) + (", ..." if out.size > 20 else "")
+    return [f"{name}: the mask covers {nz - out.size} of {nz} slices of the series; slice(s) {shown} have fewer "
+            f"than {MIN_MASK_VOXELS} mask voxels: not registered, their motion is the fit along z through the "
+            f"masked slices -- fix: {fix}"]
+
+
 def motion_correct(
     series: Image | str | Path,
     mask: Image | str | Path | np.ndarray | None = None,
@@ -569,6 +595,8 @@ def motion_correct(
     weights = _as_weights(mask, grid)
     data = _Series(img)
     missing, warnings = data.no_signal()
+    if weights is not None:
+        warnings += _mask_coverage(weights, mask)
     for w in warnings:
         log.info(w)  # the CLI prints result.warnings
     signal = np.flatnonzero(~missing)
