@@ -56,6 +56,9 @@ def _input(prov: dict, key: str) -> Path | None:
     v = (prov.get("inputs") or {}).get(key)
     if v in (None, "", "None"):
         return None
+    if not isinstance(v, str):
+        raise InputError(f"provenance.json's inputs.{key} is {v!r}, not a file name", None,
+                         "restore the run's provenance.json, or re-run the command")
     return Path(v)
 
 
@@ -78,6 +81,12 @@ def _load(path: Path | str, what: str, run_dir: Path | None = None, prov: dict |
     """An input named in provenance.json; one that is not found where it was is looked for in
     the run folder by its file name (inputs a run wrote itself, e.g. an automatic segmentation,
     recorded as ``NAME (how it was made)``). With ``prov``: refused if changed since the run."""
+    if not isinstance(path, str | Path) or not str(path).strip():
+        # a hand-edited provenance.json (an input removed, a number for a path) was an internal
+        # error (TypeError) before session 39
+        raise InputError(f"provenance.json names no {what} (inputs hold {path!r})",
+                         Path(run_dir) / "provenance.json" if run_dir is not None else None,
+                         "restore the run's provenance.json, or re-run the command")
     p = Path(path)
     if not p.exists() and run_dir is not None:
         local = Path(run_dir) / Path(str(path).split(" (")[0]).name

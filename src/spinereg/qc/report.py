@@ -216,6 +216,17 @@ class PendingEntry:
                 _rmdir(p)
 
 
+def _check_record(prov: dict, kind: object, path: Path) -> None:
+    """A run record's shape (a hand-edited provenance.json: a number for the command, a list for
+    the inputs, was an internal error (AttributeError) before session 39)."""
+    if not isinstance(kind, str):
+        raise InputError(f"provenance.json's command is {kind!r}, not a command name", path,
+                         "restore the run's provenance.json, or pass the kind (--kind)")
+    if not isinstance(prov.get("inputs", {}), dict):
+        raise InputError(f"provenance.json's inputs are a {type(prov['inputs']).__name__}, not a table of files", path,
+                         "restore the run's provenance.json, or re-run the command")
+
+
 def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None = None, *,
                   record_run_dir: Path | None = None, record_root: Path | None = None) -> PendingEntry:
     """Render a run's panels into a hidden folder of the QC root (see :func:`add_to_report`)."""
@@ -239,6 +250,7 @@ def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None =
     if not kind:
         raise InputError("provenance.json does not name the command", run_dir / "provenance.json",
                          "pass the kind (register-to-template, register, chain, moco)")
+    _check_record(prov, kind, run_dir / "provenance.json")
     qc_root = check_qc_root(qc_root if qc_root is not None else run_dir / "qc")
     created = [p for p in (qc_root, *qc_root.parents) if not p.exists()]
     shown_dir = Path(record_run_dir) if record_run_dir is not None else run_dir
