@@ -305,3 +305,22 @@ def test_cord_curvature_range_ending_in_a_cut_body_is_flagged(lumbar):
         assert rows[m]["name"] == "L2-L4" and "L4 cut" in rows[m]["flag"], rows[m]
     whole = {r["measure"]: r for r in S.spine_metrics_rows(bodies=lumbar.bodies, cord=lumbar.cord, levels="L2:L4")}
     assert whole["cord_curvature_mean"]["flag"] == ""  # a whole range: unflagged, as before
+
+
+def test_an_image_without_negative_values_is_refused_as_ct(lumbar, tmp_path):
+    """``--ct`` given an MR image (or a CT stored without its rescale intercept): no voxel below 0,
+    so no fat (about -100 HU) and no air (-1000). Before, its intensities were read as HU and
+    flagged 'osteopenia likely' / 'osteoporosis likely' (sct_testing_data t2 with the bodies
+    placed by its registration: 120-127 'HU', exit 0). Now exit 2, one line naming the file, no
+    output folder. The phantom CT (fat at -80 HU) is measured as before."""
+    from spinereg.errors import InputError
+
+    assert [r.mean_hu for r in S.trabecular_hu(lumbar.ct, lumbar.bodies)][2] == 140  # L3, as before
+    mr_like = lumbar.ct.with_data(np.asarray(lumbar.ct.data, np.float32) + 200.0)  # every voxel > 0
+    with pytest.raises(InputError, match="no negative value"):
+        S.trabecular_hu(mr_like, lumbar.bodies)
+    ct = save_image(mr_like, tmp_path / "ct.nii.gz")
+    bodies = save_image(lumbar.bodies, tmp_path / "bodies.nii.gz")
+    out = tmp_path / "spine"
+    assert main(["spine-metrics", "-b", str(bodies), "--ct", str(ct), "-o", str(out)]) == 2
+    assert not out.exists()

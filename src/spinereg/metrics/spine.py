@@ -252,6 +252,13 @@ def trabecular_hu(ct: ImageLike, bodies: ImageLike, *, erode_mm: float = 3.0) ->
     ib, _, _ = _labels(bodies)
     check_same_grid(ict, ib)
     data = np.asarray(ict.data, float)
+    lo = float(data.min()) if data.size else 0.0
+    if lo >= 0:  # a CT in HU holds fat (about -100) and air (-1000); an MR image none (t2 read 120-127 "HU")
+        raise InputError(f"CT image has no negative value (range {lo:g} to {float(data.max()):g}): not in "
+                         "Hounsfield units, whose fat is about -100 and air -1000 (an MR image given as --ct, or "
+                         "a CT stored without its rescale intercept)", ict.name,
+                         "give the CT in HU (HU = stored value * RescaleSlope + RescaleIntercept, e.g. "
+                         "dcm2niix output)")
     rows = []
     for v, m in trabecular_masks(ib, erode_mm).items():
         vals = data[m]
