@@ -324,3 +324,20 @@ def test_an_image_without_negative_values_is_refused_as_ct(lumbar, tmp_path):
     out = tmp_path / "spine"
     assert main(["spine-metrics", "-b", str(bodies), "--ct", str(ct), "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_an_image_without_negative_values_is_refused_as_contrast_ct(cervical, tmp_path):
+    """``--image IMG --contrast ct`` on an MR image: measured with CT's edge polarities, it gave
+    other heights without a word (sct_testing_data t2, bodies placed by its registration: C4
+    20.2 mm against 15.0 as t2; exit 0). Now refused as ``--ct`` is (exit 2, one line, no output)."""
+    from spinereg.errors import InputError
+    from spinereg.metrics.endplates import measure_endplates
+
+    mr_like = cervical.ct.with_data(np.asarray(cervical.ct.data, np.float32) + 200.0)
+    with pytest.raises(InputError, match="no negative value"):
+        measure_endplates(mr_like, cervical.bodies, "ct")
+    img = save_image(mr_like, tmp_path / "img.nii.gz")
+    bodies = save_image(cervical.bodies, tmp_path / "bodies.nii.gz")
+    out = tmp_path / "spine"
+    assert main(["spine-metrics", "-b", str(bodies), "--image", str(img), "--contrast", "ct", "-o", str(out)]) == 2
+    assert not out.exists()

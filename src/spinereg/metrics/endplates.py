@@ -628,6 +628,10 @@ def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
     ib = as_image(bodies, "vertebral bodies")
     if contrast not in DISC_POLARITY:
         raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(DISC_POLARITY)}")
+    if contrast == "ct":  # an MR image measured with CT's edges (t2: C4 20.2 mm against 15.0 as t2)
+        from spinereg.metrics.spine import check_hounsfield
+
+        check_hounsfield(img, how="measured as --contrast ct")
     lab = np.asarray(ib.data)
     values = sorted(int(v) for v in np.unique(np.round(lab)) if v > 0)
     if levels is not None:

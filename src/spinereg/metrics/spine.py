@@ -227,6 +227,19 @@ def vbq(t1: ImageLike, bodies: ImageLike, csf: ImageLike, *, levels: tuple[int, 
                      n_csf=int(keep.sum()))
 
 
+def check_hounsfield(img: Image, data: np.ndarray | None = None, how: str = "given as --ct") -> None:
+    """Refuse a "CT" without a negative value: a CT in HU holds fat (about -100) and air (-1000),
+    an MR image none (sct_testing_data t2 read as CT: 120-127 "HU", 'osteopenia likely')."""
+    data = np.asarray(img.data, float) if data is None else data
+    lo = float(data.min()) if data.size else 0.0
+    if lo >= 0:
+        raise InputError(f"CT image has no negative value (range {lo:g} to {float(data.max()):g}): not in "
+                         f"Hounsfield units, whose fat is about -100 and air -1000 (an MR image {how}, or a CT "
+                         "stored without its rescale intercept)", img.name,
+                         "give the CT in HU (HU = stored value * RescaleSlope + RescaleIntercept, e.g. "
+                         "dcm2niix output)")
+
+
 @dataclass
 class HURow:
     level: int
@@ -252,13 +265,7 @@ def trabecular_hu(ct: ImageLike, bodies: ImageLike, *, erode_mm: float = 3.0) ->
     ib, _, _ = _labels(bodies)
     check_same_grid(ict, ib)
     data = np.asarray(ict.data, float)
-    lo = float(data.min()) if data.size else 0.0
-    if lo >= 0:  # a CT in HU holds fat (about -100) and air (-1000); an MR image none (t2 read 120-127 "HU")
-        raise InputError(f"CT image has no negative value (range {lo:g} to {float(data.max()):g}): not in "
-                         "Hounsfield units, whose fat is about -100 and air -1000 (an MR image given as --ct, or "
-                         "a CT stored without its rescale intercept)", ict.name,
-                         "give the CT in HU (HU = stored value * RescaleSlope + RescaleIntercept, e.g. "
-                         "dcm2niix output)")
+    check_hounsfield(ict, data)
     rows = []
     for v, m in trabecular_masks(ib, erode_mm).items():
         vals = data[m]
