@@ -144,6 +144,12 @@ def test_4d_where_3d_needed_library(ws):
         load_image(ws["fmri"], ndim=3, what="segmentation")
     with pytest.raises(InputError, match=r"t2.nii.gz: image is 3D .*4D needed -- fix"):
         load_image(ws["t2"], ndim=4)
+    # a 4D file of one volume is said to be one (moco said 'series is 3D (68, 68, 6, 1)' before session 39)
+    one = ws["in"] / "one_volume.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 3, 1), np.float32), np.eye(4)), str(one))
+    with pytest.raises(InputError, match=r"is 3D \(4, 4, 3, 1\) \(a 4D file of one volume\), 4D needed -- fix: give "
+                                         r"the whole series"):
+        load_image(one, ndim=4, what="series")
 
 
 def test_nan_inf_voxels(capsys, ws):

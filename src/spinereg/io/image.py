@@ -207,7 +207,11 @@ def load_image(
             fix = "give a 4D series"
         else:
             fix = "give a 3D image"
-        raise InputError(f"{what} is {eff_ndim}D {shape}, {want} needed", p, fix)
+        # a 4D file of one volume is read as 3D: said so (moco said 'series is 3D (68, 68, 6, 1)')
+        single = " (a 4D file of one volume)" if len(shape) > 3 and eff_ndim == 3 else ""
+        if single and 4 in allowed:
+            fix = "give the whole series (more than one volume)"
+        raise InputError(f"{what} is {eff_ndim}D {shape}{single}, {want} needed", p, fix)
     img = Image(None, nimg.affine, nimg.header, p, dataobj=dataobj)
     img.check_finite = check_finite
     img.what = what
