@@ -69,3 +69,19 @@ def test_rerun_redoes_a_unit_whose_image_changed(tmp_path: Path):
     assert any("sub-02: its inputs changed" in ln and "sub-02_T2w.nii.gz changed" in ln for ln in lines), lines
     assert list(res.failed_units) == ["sub-02"]  # redone: it fails now (no segmentation), not 'done'
     assert not (out / "sub-02").exists()
+
+
+def test_numeric_target_entity_keeps_a_complete_unit(tmp_path: Path):
+    """``target: {run: 02}`` unquoted (the number 2) picks run-02 for the run and for the resume
+    check alike (one filter, ``steps.target_candidates``; the check had its own string comparison,
+    which found no T2w there and passed only because a contrast without an image is tolerated)."""
+    bids, cfgfile = tmp_path / "ds", tmp_path / "c.yaml"
+    for run in ("01", "02"):
+        _img(bids / f"sub-01/anat/sub-01_run-{run}_T2w.nii.gz")
+    cfgfile.write_text(CONFIG.replace("T2w: {steps: [register-to-template]}",
+                                      "T2w: {steps: [register-to-template], target: {run: 02}}"))
+    folder = tmp_path / "out" / "sub-01"
+    _complete(folder, {"T2w": str(bids / "sub-01/anat/sub-01_run-02_T2w.nii.gz")})
+    assert stale_inputs(folder, discover(bids).units[0], load_config(cfgfile)) is None
+    _img(bids / "sub-01/anat/sub-01_run-02_T2w.nii.gz", 2.0)  # the image the unit was made from, replaced
+    assert "changed" in stale_inputs(folder, discover(bids).units[0], load_config(cfgfile))

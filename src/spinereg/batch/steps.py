@@ -86,12 +86,17 @@ def _entity_is(value: str | None, wanted: object) -> bool:
     return value == str(wanted)
 
 
+def target_candidates(unit: Unit, cfg: BatchConfig, suffix: str) -> list[BidsImage]:
+    """The unit's images of ``suffix`` that the configuration's ``target`` entities select (all
+    of them without ``target``); the first is the one a pipeline runs on."""
+    want = (cfg.contrast(suffix) or {}).get("target") or {}
+    return [im for im in unit.of(suffix) if all(_entity_is(im.entity(k), v) for k, v in want.items())]
+
+
 def target_image(ctx: Context, suffix: str) -> BidsImage | None:
     """The image of ``suffix`` a pipeline runs on (``target`` entities select among several,
     e.g. MT on); None when the unit has none."""
-    ims = ctx.unit.of(suffix)
-    want = (ctx.cfg.contrast(suffix) or {}).get("target") or {}
-    ims = [im for im in ims if all(_entity_is(im.entity(k), v) for k, v in want.items())]
+    ims = target_candidates(ctx.unit, ctx.cfg, suffix)
     if not ims:
         return None
     if len(ims) > 1:  # said on the unit's line and in group/subjects.tsv (notes), not only in provenance.json

@@ -161,8 +161,7 @@ def planned_inputs(unit: Unit, cfg: BatchConfig) -> dict[str, Path]:
 
     out: dict[str, Path] = {}
     for suffix in cfg.data["contrasts"]:
-        want = (cfg.contrast(suffix) or {}).get("target") or {}
-        ims = [im for im in unit.of(suffix) if all(im.entity(k) == str(v) for k, v in want.items())]
+        ims = st.target_candidates(unit, cfg, suffix)  # the image target_image picks
         if not ims:
             continue
         im = ims[0]
