@@ -272,7 +272,7 @@ def test_target_entity_given_as_a_number(tmp_path: Path):
     for run in ("01", "02"):
         _img(root / f"sub-01/anat/sub-01_run-{run}_T2w.nii.gz")
     for target, chosen in (("{run: 02}", "run-02"), ("{run: '02'}", "run-02"), ("{run: 1}", "run-01"),
-                           ("{run: '2'}", None)):
+                           ("{run: '2'}", "run-02"), ("{run: '3'}", None)):
         cfg = tmp_path / "c.yaml"
         cfg.write_text(f"qc: false\ncontrasts:\n  T2w: {{steps: [register-to-template], target: {target}}}\n")
         ctx = st.Context(discover(root).units[0], load_config(cfg), tmp_path)

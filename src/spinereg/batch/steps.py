@@ -77,13 +77,15 @@ class Context:
 
 # -- inputs ---------------------------------------------------------------------------------------
 def _entity_is(value: str | None, wanted: object) -> bool:
-    """A file's entity value against a configuration's: YAML reads ``run: 02`` unquoted as the
-    number 2, which matched no ``run-02`` file (the contrast then had no image; session 39)."""
-    if value is None:
-        return False
-    if isinstance(wanted, int) and not isinstance(wanted, bool) and value.isdigit():
-        return int(value) == wanted
-    return value == str(wanted)
+    """A file's entity value against a configuration's; digit-only labels compare as numbers (BIDS
+    index labels): YAML reads ``run: 02`` unquoted as the number 2, which matched no ``run-02``
+    file (the contrast then had no image; before session 39)."""
+    if value is None or isinstance(wanted, bool):
+        return False if value is None else value == str(wanted)
+    w = str(wanted)
+    if value.isdigit() and w.isdigit():  # index labels: run-02 is run 2 ('02', '2' or 2)
+        return int(value) == int(w)
+    return value == w
 
 
 def target_candidates(unit: Unit, cfg: BatchConfig, suffix: str) -> list[BidsImage]:
