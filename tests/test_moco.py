@@ -475,3 +475,38 @@ def test_mask_leaving_slices_out_is_warned_of(sct_data: Path, tmp_path: Path, ca
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "tiny.nii.gz" in err and "every slice" in err and "fix:" in err
     assert not (tmp_path / "c").exists() or not any((tmp_path / "c").iterdir())
+
+
+def test_tight_mask_is_warned_of(sct_data: Path, tmp_path: Path, capsys) -> None:
+    """A mask about the cord's own size (the dmri series' own cord segmentation, 30-77 mm2 per
+    slice) let the slice-wise registration run away: 86 % outlier volumes, verdict fail, and only
+    'pct_outlier_volumes 85.71 > 20' said. Now a warning says the mask is tight, with the fix; a
+    disk of 9.5 mm radius about the cord (282 mm2) passes and gets none."""
+    import nibabel as nib
+    from scipy import ndimage
+
+    from spinereg.segment import segment
+
+    d = sct_data / "dmri"
+    seg = segment(str(d / "dwi_mean.nii.gz")).seg
+    cord = np.asarray(seg.data) > 0.5
+    nib.save(nib.Nifti1Image(cord.astype(np.uint8), seg.affine), str(tmp_path / "cord.nii.gz"))
+    zoom = float(seg.grid.zooms[0])
+    disk = np.zeros_like(cord)
+    ii, jj = np.mgrid[:cord.shape[0], :cord.shape[1]]
+    for k in range(cord.shape[2]):
+        if cord[:, :, k].any():
+            c = ndimage.center_of_mass(cord[:, :, k])
+            disk[:, :, k] = ((ii - c[0]) ** 2 + (jj - c[1]) ** 2) * zoom ** 2 <= 9.5 ** 2
+    nib.save(nib.Nifti1Image(disk.astype(np.uint8), seg.affine), str(tmp_path / "disk.nii.gz"))
+    base = ["moco", "-i", str(d / "dmri.nii.gz"), "--bvals", str(d / "bvals.txt"), "--allow-fail"]
+    assert main([*base, "-m", str(tmp_path / "cord.nii.gz"), "-o", str(tmp_path / "tight")]) == 0
+    err = capsys.readouterr().err
+    assert "the mask is about the cord's own size" in err and "sct_create_mask" in err, err
+    summary = json.loads((tmp_path / "tight" / "metrics.json").read_text())["summary"]
+    assert any("cord's own size" in w for w in summary["warnings"])
+    assert summary["pct_outlier_volumes"] > 50  # measured 85.7: the run the warning explains
+    assert main([*base, "-m", str(tmp_path / "disk.nii.gz"), "-o", str(tmp_path / "disk")]) == 0
+    assert "cord's own size" not in capsys.readouterr().err
+    summary = json.loads((tmp_path / "disk" / "metrics.json").read_text())["summary"]
+    assert summary["pct_outlier_volumes"] == 0  # measured 0
