@@ -508,6 +508,10 @@ MIN_MASK_VOXELS = 8
 TIGHT_MASK_MM2 = 150.0
 
 
+def _mask_name(mask: Image | str | Path | np.ndarray) -> str:
+    return mask.name if isinstance(mask, Image) else (str(mask) if isinstance(mask, str | Path) else "mask")
+
+
 def _tight_mask(weights: np.ndarray, grid: Grid, name: str) -> list[str]:
     """The warning for a mask about the size of the cord itself (no CSF or edge around it for the
     slice-wise registration to hold on to)."""
@@ -529,7 +533,7 @@ def _mask_coverage(weights: np.ndarray, mask: Image | str | Path | np.ndarray) -
     their motion is the z fit's through the others, e.g. a cord mask of another image that
     covers part of the series' slices); an InputError when it leaves every slice out (nothing
     would be registered: the output would be the input)."""
-    name = mask.name if isinstance(mask, Image) else (str(mask) if isinstance(mask, str | Path) else "mask")
+    name = _mask_name(mask)
     per_slice = (weights > 0).sum(axis=(0, 1))
     out = np.flatnonzero(per_slice < MIN_MASK_VOXELS)
     nz = weights.shape[2]
@@ -619,8 +623,7 @@ def motion_correct(
     missing, warnings = data.no_signal()
     if weights is not None:
         warnings += _mask_coverage(weights, mask)
-        warnings += _tight_mask(weights, grid, mask.name if isinstance(mask, Image) else
-                                (str(mask) if isinstance(mask, str | Path) else "mask"))
+        warnings += _tight_mask(weights, grid, _mask_name(mask))
     for w in warnings:
         log.info(w)  # the CLI prints result.warnings
     signal = np.flatnonzero(~missing)

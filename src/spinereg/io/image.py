@@ -414,31 +414,38 @@ def require_same_grid(a: Image, b: Image, atol: float = 1e-4, what: str = "image
     )
 
 
+def reordered_onto(grid: Grid, img: Image, atol: float = 1e-4) -> Image | None:
+    """``img`` with its voxel axes reordered/flipped onto ``grid`` when that gives ``grid`` exactly
+    (every voxel at the same world position within ``atol``, the tolerance of :meth:`Grid.same_as
+    <spinereg.io.grid.Grid.same_as>`), else None. No interpolation; the result has ``grid``'s
+    affine, ``img``'s header and path, and its trailing (4D) axes unchanged."""
+    from nibabel import orientations as ornt
+
+    ga = img.grid
+    if sorted(ga.shape) != sorted(grid.shape):
+        return None
+    tr = ornt.ornt_transform(ornt.io_orientation(ga.affine), ornt.io_orientation(grid.affine))
+    moved_affine = ga.affine @ ornt.inv_ornt_aff(tr, ga.shape)
+    shape = tuple(ga.shape[int(i)] for i in np.argsort(tr[:, 0]))
+    if not Grid(shape, moved_affine).same_as(grid, atol=atol):
+        return None
+    data = np.ascontiguousarray(ornt.apply_orientation(img.data, tr))
+    out = Image(data, grid.affine, img.header, img.path)
+    out.check_finite, out.what = img.check_finite, img.what
+    return out
+
+
 def on_grid_of(img: Image, ref: Image, atol: float = 1e-4) -> Image:
     """``img`` moved exactly onto ``ref``'s voxel grid when it holds the same voxels stored in
     another axis order or with flipped axes (e.g. one of them reoriented by ``sct_image
-    -setorient RPI`` or ``fslreorient2std`` and the other not): its voxel axes reordered/flipped,
-    no interpolation, every voxel at the same world position within ``atol`` (the tolerance of
-    :meth:`Grid.same_as <spinereg.io.grid.Grid.same_as>`). The result has ``ref``'s affine,
-    ``img``'s header and path (errors and outputs keep naming ``img``'s file) and its trailing
-    (4D) axes unchanged. Otherwise (already on ``ref``'s grid, or a real grid difference: another
-    shape, spacing or position) ``img`` itself is returned, for :func:`require_same_grid` to
-    accept or refuse as before. Such a pair was refused as "not on the same voxel grid" before
-    session 39 (save for ``topup``'s blip-down image)."""
-    from nibabel import orientations as ornt
-
-    ga, gr = img.grid, ref.grid
-    if ga.same_as(gr, atol=atol) or sorted(ga.shape) != sorted(gr.shape):
+    -setorient RPI`` or ``fslreorient2std`` and the other not; :func:`reordered_onto`).
+    Otherwise (already on ``ref``'s grid, or a real grid difference: another shape, spacing or
+    position) ``img`` itself is returned, for :func:`require_same_grid` to accept or refuse as
+    before. Such a pair was refused as "not on the same voxel grid" before session 39 (save for
+    ``topup``'s blip-down image, and the metrics' own reordering, :mod:`spinereg.metrics.overlap`)."""
+    if img.grid.same_as(ref.grid, atol=atol):
         return img
-    tr = ornt.ornt_transform(ornt.io_orientation(ga.affine), ornt.io_orientation(gr.affine))
-    moved_affine = ga.affine @ ornt.inv_ornt_aff(tr, ga.shape)
-    shape = tuple(ga.shape[int(i)] for i in np.argsort(tr[:, 0]))
-    if not Grid(shape, moved_affine).same_as(gr, atol=atol):
-        return img
-    data = np.ascontiguousarray(ornt.apply_orientation(img.data, tr))
-    out = Image(data, gr.affine, img.header, img.path)
-    out.check_finite, out.what = img.check_finite, img.what
-    return out
+    return reordered_onto(ref.grid, img, atol) or img
 
 
 def require_nonempty(mask: Image, what: str = "mask") -> None:

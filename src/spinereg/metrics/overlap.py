@@ -14,8 +14,7 @@ import numpy as np
 
 from spinereg.cord.centerline import si_axis  # noqa: F401 (the slice axis of axial images, re-exported)
 from spinereg.errors import InputError
-from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import Image, load_image, reordered_onto
 from spinereg.metrics.report import MetricResult
 
 ImageLike = Image | str | Path | tuple[np.ndarray, np.ndarray]
@@ -63,17 +62,6 @@ def on_grid_of(a: Image, b: Image, interp: str = "nn") -> Image:
         return r
     check_same_grid(a, b, interp)
     return b
-
-
-def reordered_onto(grid: Grid, b: Image) -> Image | None:
-    """``b`` with its voxel axes reordered/flipped onto ``grid`` when that gives ``grid`` exactly
-    (the same voxel centres), else None."""
-    if b.ndim != 3 or sorted(b.shape[:3]) != sorted(grid.shape):
-        return None
-    from spinereg.io.orientation import axcodes, reorient
-
-    r = reorient(b, axcodes(grid.affine))
-    return Image(r.data, r.affine, r.header, b.path) if grid.same_as(r.grid) else None
 
 
 def binary_mask(img: Image, threshold: float = 0.5, what: str = "mask") -> np.ndarray:
