@@ -18,6 +18,30 @@ EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster scheduler's time limit, ``kill``) raised in the main thread: handled as an
+    interruption, so every ``with`` and ``finally`` runs (temporary folders removed, an output
+    folder's staging copy dropped) instead of the process dying where it stood."""
+
+
+_TERMINATE = {"requested": False}
+
+
+def request_termination() -> None:
+    """Record that SIGTERM arrived and raise :class:`Terminated`. The record stays: Python runs a
+    signal handler wherever the main thread is, and an exception raised inside a ``__del__`` or a
+    weakref callback is printed and dropped there ("Exception ignored in ..."), so the command
+    would finish as if never signalled; :func:`check_terminated` raises again at the next stage."""
+    _TERMINATE["requested"] = True
+    raise Terminated()
+
+
+def check_terminated() -> None:
+    """Raise :class:`Terminated` when SIGTERM arrived earlier (see :func:`request_termination`)."""
+    if _TERMINATE["requested"]:
+        raise Terminated()
+
+
 class SpineregError(Exception):
     """A problem with the user's input or environment, reported without a traceback.
 

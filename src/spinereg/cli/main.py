@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import spinereg.cli
 from spinereg.cli.common import Parser, add_common
-from spinereg.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED, SpineregError
+from spinereg.errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    SpineregError,
+    Terminated,
+    request_termination,
+)
 from spinereg.io.tempdirs import remove_leftovers
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -155,14 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     return int(result or 0)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cluster scheduler's time limit, ``kill``) raised in the main thread: handled as an
-    interruption, so every ``with`` and ``finally`` runs (temporary folders removed, an output
-    folder's staging copy dropped) instead of the process dying where it stood."""
-
-
 def _terminate(signum: int, frame: object) -> None:
-    raise Terminated()
+    request_termination()  # raises Terminated (spinereg.errors), and again at the next stage if dropped
 
 
 def console_main() -> None:  # pragma: no cover - ends the process

@@ -222,6 +222,9 @@ class RunRecord:
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[dict[str, Any]]:
         """Time the enclosed work as stage ``name`` (the record is yielded for extra fields)."""
+        from spinereg.errors import check_terminated
+
+        check_terminated()  # a SIGTERM whose exception was dropped (errors.request_termination)
         rec: dict[str, Any] = {"name": name, "started_utc": utc_now()}
         if self.on_stage:
             self.on_stage(name, "start", 0.0)
@@ -233,6 +236,7 @@ class RunRecord:
             self.stages.append(rec)
             if self.on_stage:
                 self.on_stage(name, "end", rec["seconds"])
+        check_terminated()
 
     def add_parts(self, stage: str, parts: Mapping[str, float]) -> None:
         """Attach timings measured inside stage ``stage`` (e.g. a registration's own timings)."""
