@@ -10,7 +10,6 @@ from spinereg.errors import EXIT_OK, EXIT_RESULT_FAILED
 
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
-    from pathlib import Path
 
 WARP_HELP = ("warps/affines in application order (A->B first, then B->C); prefix 'inv:' or "
              "write ANTs-style '[file,1]' to use an inverse")
@@ -35,38 +34,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _all_zero(path: str | Path) -> bool:
-    import nibabel as nib
-    import numpy as np
-
-    img = nib.load(str(path))
-    if len(img.shape) <= 3:
-        return not np.any(np.asanyarray(img.dataobj))
-    return not np.any(np.asanyarray(img.dataobj[..., img.shape[3] // 2]))
-
-
 def run(args: argparse.Namespace) -> int:
-    from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.progress import progress_bar
-    from spinereg.transforms.apply import apply_transforms_file
-    from spinereg.transforms.interp_check import interp_warning
-    from spinereg.transforms.itk import load_transform
-    from spinereg.transforms.sanity import check_overlap, order_warning
+    from spinereg.transforms.apply_checks import apply_checked
 
-    ref = read_grid(args.dest, what="reference image")
-    src = read_grid(args.input, what="input image")
-    transforms = [load_transform(w) for w in args.warp]
-    check_overlap(src, ref, transforms, args.warp, args.input, args.dest)  # < 1 s, before the work
-    out = check_writable(output_path(args.output), args.overwrite)
-    warnings = [w for w in (order_warning(ref, transforms, args.warp, "-d"), interp_warning(args.input, args.interp))
-                if w]
-    apply_transforms_file(args.input, ref, transforms, out, interp=args.interp,
-                          overwrite=args.overwrite, progress=progress_bar("apply"))
-    if warnings:  # said once the result exists (an error stays the one line)
-        print_warnings("apply", warnings)
-    print(out)
-    if _all_zero(out):
-        print(f"spinereg apply: result: {out} is all zero (the transforms bring nothing of {args.input} onto "
+    res = apply_checked(args.input, args.dest, args.warp, args.output, interp=args.interp,
+                        overwrite=args.overwrite, progress=progress_bar("apply"))
+    if res.warnings:  # said once the result exists (an error stays the one line)
+        print_warnings("apply", res.warnings)
+    print(res.path)
+    if res.all_zero:
+        print(f"spinereg apply: result: {res.path} is all zero (the transforms bring nothing of {args.input} onto "
               f"{args.dest}) -- exit code {0 if args.allow_fail else 3}", file=sys.stderr)
         return EXIT_OK if args.allow_fail else EXIT_RESULT_FAILED
     return EXIT_OK

@@ -2,6 +2,7 @@
 
 from spinereg.transforms.affine import AffineTransform
 from spinereg.transforms.apply import apply_transforms, apply_transforms_file, resample
+from spinereg.transforms.apply_checks import CheckedOutput, apply_checked, concat_checked
 from spinereg.transforms.base import Chain, Transform
 from spinereg.transforms.displacement import DisplacementField, InversionReport
 from spinereg.transforms.itk import (
@@ -16,11 +17,14 @@ from spinereg.transforms.itk import (
 __all__ = [
     "AffineTransform",
     "Chain",
+    "CheckedOutput",
     "DisplacementField",
     "InversionReport",
     "Transform",
+    "apply_checked",
     "apply_transforms",
     "apply_transforms_file",
+    "concat_checked",
     "load_transform",
     "read_affine",
     "read_displacement",

@@ -175,7 +175,9 @@ def apply_transforms_file(
 ) -> Path:
     """File-to-file apply. 4D series are streamed: one input and one output volume in memory.
 
-    ``per_volume``: one transform per volume applied first (see :func:`apply_transforms`)."""
+    ``per_volume``: one transform per volume applied first (see :func:`apply_transforms`). No
+    input checks: :func:`spinereg.transforms.apply_checks.apply_checked` (``spinereg apply``) checks
+    the transforms against the images first and returns its warnings."""
     from spinereg.io.stream import StreamingNiftiWriter
 
     interp = interp_name(interp)
