@@ -11,6 +11,8 @@ import sys
 import tempfile
 import textwrap
 
+import pytest
+
 from spinereg.io import tempdirs
 
 
@@ -83,3 +85,224 @@ def test_sigterm_dropped_in_a_finalizer_is_raised_at_the_next_stage():
         errors._TERMINATE["requested"] = False
     with run.stage("after"):  # cleared: stages run again
         pass
+
+
+# -- dir= / suffix=, release ------------------------------------------------------------------------
+
+def test_dir_and_suffix_are_honoured(tmp_path):
+    made = tempdirs.make_temp_dir(".out.", ".part", tmp_path)
+    try:
+        assert made.parent == tmp_path and made.name.startswith(".out.") and made.name.endswith(".part")
+        assert made in tempdirs._LIVE
+    finally:
+        tempdirs.remove_temp_dir(made)
+    with tempdirs.temporary_directory(prefix=".stage-", suffix=".x", dir=tmp_path / ".") as d:
+        assert d.parent == tmp_path and d.name.startswith(".stage-") and d.name.endswith(".x")
+        assert d in tempdirs._LIVE  # recorded under its absolute name however dir was spelt
+    assert not d.exists() and d not in tempdirs._LIVE
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_released_folder_survives_remove_leftovers(tmp_path):
+    part = tempdirs.make_temp_dir(".out.", ".part", tmp_path)
+    (part / "result.txt").write_text("kept")
+    final = tmp_path / "out"
+    os.rename(part, final)
+    tempdirs.release_temp_dir(part)
+    other = tempdirs.make_temp_dir(".other.", dir=tmp_path)
+    kept = tempdirs.make_temp_dir(".kept.", dir=tmp_path)
+    (kept / "f").write_text("x")
+    tempdirs.release_temp_dir(kept)
+    left = tempdirs.remove_leftovers()
+    assert other in left and part not in left and kept not in left
+    assert (final / "result.txt").read_text() == "kept" and (kept / "f").read_text() == "x"
+    assert not other.exists()
+
+
+def test_a_forked_child_forgets_the_parents_folders(tmp_path):
+    made = tempdirs.make_temp_dir(".parent.", dir=tmp_path)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os._exit(0 if not tempdirs._LIVE and not tempdirs.remove_leftovers() else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0 and made.is_dir()
+    finally:
+        tempdirs.remove_temp_dir(made)
+
+
+# -- io.staging: the .part and the .old of an output folder --------------------------------------
+
+def _previous_output(dest):
+    dest.mkdir()
+    (dest / "provenance.json").write_text("previous")
+    (dest / "a.nii.gz").write_text("previous a")
+
+
+def _hidden(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def test_staging_interrupted_inside_the_with_leaves_no_part_and_the_previous_output(tmp_path):
+    from spinereg.errors import Terminated
+    from spinereg.io.staging import OutputFolder
+
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    for kwargs in ({"replace": True}, {"names": ["a.nii.gz"], "overwrite": True}):
+        part = None
+        try:
+            with OutputFolder(dest, **kwargs) as part:
+                assert part.name.startswith(".out.") and part.name.endswith(".part") and part in tempdirs._LIVE
+                (part / "a.nii.gz").write_text("new a")
+                (part / "provenance.json").write_text("new")
+                raise Terminated()
+        except Terminated:
+            pass
+        assert part is not None and not part.exists() and part not in tempdirs._LIVE
+        assert _hidden(tmp_path) == []
+        assert (dest / "provenance.json").read_text() == "previous"
+        assert (dest / "a.nii.gz").read_text() == "previous a"
+
+
+def test_staging_part_renamed_into_place_is_released(tmp_path):
+    from spinereg.io.staging import OutputFolder
+
+    for dest, prev in ((tmp_path / "new", False), (tmp_path / "replaced", True)):
+        if prev:
+            _previous_output(dest)
+        with OutputFolder(dest, replace=True) as part:
+            (part / "a.nii.gz").write_text("new a")
+        assert part not in tempdirs._LIVE
+        assert not any(p.parent == tmp_path for p in tempdirs._LIVE)  # no .old either
+        tempdirs.remove_leftovers()
+        assert sorted(p.name for p in dest.iterdir()) == ["a.nii.gz"] and (dest / "a.nii.gz").read_text() == "new a"
+    assert _hidden(tmp_path) == []
+
+
+def test_staging_replace_whose_second_rename_fails_puts_the_previous_output_back(tmp_path, monkeypatch):
+    """The previous output moved aside into ``.out.XXXX.old``, then the new one cannot be moved in
+    (an error, or the exception of a signal another thread took): the previous output goes back,
+    the ``.old`` folder goes away."""
+    from spinereg.errors import OutputError, Terminated
+    from spinereg.io.staging import OutputFolder
+
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    real_rename = os.rename
+    for exc in (OSError(28, "No space left on device"), Terminated()):
+        calls = []
+
+        def rename(src, dst, exc=exc, calls=calls):
+            calls.append((src, dst))
+            if len(calls) == 2:  # dest -> .old/out went through; .part -> dest fails
+                assert os.path.isdir(os.path.dirname(dst)) and not os.path.lexists(dst)
+                raise exc
+            return real_rename(src, dst)
+
+        with pytest.raises((OutputError, Terminated)):
+            with OutputFolder(dest, replace=True) as part:
+                (part / "a.nii.gz").write_text("new a")
+                monkeypatch.setattr(os, "rename", rename)
+        monkeypatch.setattr(os, "rename", real_rename)
+        assert len(calls) == 3 and str(calls[0][1]).endswith(".old/out")
+        assert (dest / "provenance.json").read_text() == "previous"
+        assert (dest / "a.nii.gz").read_text() == "previous a"
+        assert _hidden(tmp_path) == [] and not any(p.parent == tmp_path for p in tempdirs._LIVE)
+
+
+def test_staging_previous_output_that_cannot_be_put_back_is_kept(tmp_path, monkeypatch):
+    """Should moving the previous output back fail too, its ``.old`` folder is its only copy: it
+    is released (never removed by remove_leftovers) and the error says where it is."""
+    from spinereg.errors import OutputError
+    from spinereg.io.staging import OutputFolder
+
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    real_rename = os.rename
+    calls = []
+
+    def rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) >= 2:
+            raise OSError(5, "Input/output error")
+        return real_rename(src, dst)
+
+    with pytest.raises(OutputError, match="previous output") as info:
+        with OutputFolder(dest, replace=True) as part:
+            (part / "a.nii.gz").write_text("new a")
+            monkeypatch.setattr(os, "rename", rename)
+    monkeypatch.setattr(os, "rename", real_rename)
+    old = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert len(old) == 1 and str(old[0] / "out") in info.value.one_line()
+    tempdirs.remove_leftovers()
+    assert (old[0] / "out" / "provenance.json").read_text() == "previous"
+    assert not dest.exists() and not part.exists()
+
+
+def test_sigterm_between_the_renames_of_a_replace_waits_for_the_second(tmp_path):
+    """A real SIGTERM sent just after the previous output was moved aside (from inside the first
+    rename) is held back until the new output is in: the command still ends as terminated, the
+    new output is complete, nothing hidden is left (.part released, .old removed)."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from pathlib import Path
+        from spinereg.cli import main as cli
+        from spinereg.io import tempdirs
+        from spinereg.io.staging import OutputFolder
+        signal.signal(signal.SIGTERM, cli._terminate)
+        dest = Path(sys.argv[1])
+        real_rename = os.rename
+        def rename_then_signal(src, dst):
+            real_rename(src, dst)
+            if str(dst).endswith(".old/" + dest.name):
+                os.kill(os.getpid(), signal.SIGTERM)
+        code = 0
+        try:
+            with OutputFolder(dest, replace=True) as part:
+                (part / "provenance.json").write_text("new")
+                os.rename = rename_then_signal
+        except cli.Terminated:
+            code = 143
+        finally:
+            os.rename = real_rename
+        tempdirs.remove_leftovers()
+        os._exit(code)
+    """)
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    proc = subprocess.run([sys.executable, "-c", script, str(dest)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in dest.iterdir()) == ["provenance.json"]
+    assert (dest / "provenance.json").read_text() == "new"
+
+
+def test_sigterm_inside_the_with_of_an_output_folder_leaves_the_previous_output(tmp_path):
+    """A real SIGTERM while the run writes into its ``.part`` folder: the command exits as
+    terminated (``os._exit``), no ``.part`` is left, the previous output is as it was."""
+    script = textwrap.dedent("""
+        import os, signal, sys
+        from pathlib import Path
+        from spinereg.cli import main as cli
+        from spinereg.io import tempdirs
+        from spinereg.io.staging import OutputFolder
+        signal.signal(signal.SIGTERM, cli._terminate)
+        code = 0
+        try:
+            with OutputFolder(Path(sys.argv[1]), replace=True) as part:
+                (part / "provenance.json").write_text("new")
+                os.kill(os.getpid(), signal.SIGTERM)
+                code = 1
+        except cli.Terminated:
+            code = 143
+        tempdirs.remove_leftovers()
+        os._exit(code)
+    """)
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    proc = subprocess.run([sys.executable, "-c", script, str(dest)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert (dest / "provenance.json").read_text() == "previous"
+    assert (dest / "a.nii.gz").read_text() == "previous a"

@@ -19,9 +19,7 @@ import datetime as _dt
 import json
 import os
 import resource
-import shutil
 import socket
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +28,7 @@ from spinereg.batch import steps as st
 from spinereg.batch.bids import Unit
 from spinereg.batch.config import BatchConfig
 from spinereg.io.provenance import describe_inputs, versions, write_json
+from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir, signals_held
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Iterable
@@ -228,8 +227,12 @@ def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads
         return {**base, "status": "skipped", "reason": "complete", "end": time.time()}
     final.parent.mkdir(parents=True, exist_ok=True)
     # the worker's pid in the name: which process is writing it (``ls -a``, tests killing a worker)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{os.getpid()}.", suffix=".part", dir=final.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = make_temp_dir(f".{final.name}.{os.getpid()}.", ".part", final.parent)
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+    except BaseException:
+        remove_temp_dir(tmp)
+        raise
     ctx = st.Context(unit, cfg, tmp)
     try:
         _run_steps(ctx)
@@ -248,10 +251,12 @@ def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads
         t_end = time.time()
         _write_log(out, unit, run_id, {**base, "end": t_end, "provenance": run_log})
         try:
-            os.rename(tmp, final)
+            with signals_held():
+                os.rename(tmp, final)
+                release_temp_dir(tmp)  # the unit's output folder now: never removed as a leftover
         except OSError:
             if final.is_dir():  # the same unit finished elsewhere meanwhile (a task run twice)
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_temp_dir(tmp)
                 return {**base, "status": "skipped", "reason": "completed by another attempt", "end": time.time()}
             raise
         reasons = [f"{r.contrast} {r.step}: {'; '.join(r.reasons)}" for r in ctx.records if r.verdict == "fail"]
@@ -259,7 +264,7 @@ def run_unit(unit: Unit, cfg: BatchConfig, out: str | Path, run_id: str, threads
                 "reason": ("QC verdict fail -- " + " | ".join(reasons)) if verdict == "fail" else None,
                 "records": [r.as_dict() for r in ctx.records], "end": time.time(), "peak_rss_mb": _peak_mb()}
     except BaseException as err:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp_dir(tmp)  # (a no-op once renamed to the final folder)
         if isinstance(err, KeyboardInterrupt | SystemExit):
             raise
         return {**base, "status": "failed", "reason": one_line(err), "notes": ctx.notes, "end": time.time(),

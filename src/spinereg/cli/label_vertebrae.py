@@ -89,15 +89,14 @@ def _add_to_report(args: argparse.Namespace, files: dict, inputs: dict,
     a hidden provenance folder so that several images can be labelled into one output folder.
     Verdict: warn with the reasons when the labeling has warnings (ambiguous identity, gaps,
     coarse sampling), else not scored (no threshold has been calibrated for a pass)."""
-    import shutil
-    import tempfile
     from pathlib import Path
 
+    from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir
     from spinereg.qc.report import add_to_report
     from spinereg.vertebrae.outputs import image_stem
 
     outdir = Path(args.outdir).resolve()
-    tmp = Path(tempfile.mkdtemp(prefix=".label-vertebrae-qc-", dir=outdir))
+    tmp = make_temp_dir(".label-vertebrae-qc-", dir=outdir)
     try:
         prov = {"command": "label-vertebrae", "inputs": {**inputs, "image": str(Path(args.input).resolve()),
                                                           "seg": str(Path(args.seg).resolve())},
@@ -111,4 +110,4 @@ def _add_to_report(args: argparse.Namespace, files: dict, inputs: dict,
         return add_to_report(tmp, Path(args.qc), kind="label-vertebrae",
                              record_run_dir=outdir / image_stem(args.input))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp_dir(tmp)

@@ -88,13 +88,11 @@ def _add_to_report(args: argparse.Namespace, seg_path: Path, info: dict) -> Path
     """The run's entry in the HTML QC report (page: spinereg.qc.page_segment), made from a hidden
     provenance folder next to the output, removed afterwards (several images may be segmented
     into one folder). Not scored: no threshold has been calibrated for a segmentation verdict."""
-    import shutil
-    import tempfile
-
+    from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir
     from spinereg.qc.report import add_to_report
 
     folder = seg_path.resolve().parent
-    tmp = Path(tempfile.mkdtemp(prefix=".segment-qc-", dir=folder))
+    tmp = make_temp_dir(".segment-qc-", dir=folder)
     try:
         prov = {"command": "segment", "inputs": {"image": str(Path(args.input).resolve()), "contrast": args.contrast,
                                                  "bvals": args.bvals},
@@ -103,4 +101,4 @@ def _add_to_report(args: argparse.Namespace, seg_path: Path, info: dict) -> Path
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
         return add_to_report(tmp, Path(args.qc), kind="segment", record_run_dir=folder / _stem(seg_path.name))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_temp_dir(tmp)

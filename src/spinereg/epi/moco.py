@@ -35,8 +35,6 @@ import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +56,7 @@ from spinereg.epi.artifacts import (
 from spinereg.errors import InputError, OutputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, check_writable, load_image
+from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir
 from spinereg.register.slicewise import (
     SliceParams,
     field_from_params,
@@ -854,7 +853,7 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
     n_ts = int(tsnr_sel.sum())
     n_mean = max(int((~missing).sum()), 1)
     acc = {k: np.zeros(grid.shape) for k in ("s0", "ss0", "s1", "ss1", "mean")}
-    stage = Path(tempfile.mkdtemp(prefix=".moco.", dir=out))
+    stage = make_temp_dir(".moco.", dir=out)
     try:
         with StreamingNiftiWriter(stage / names["series"], tuple(grid.shape) + (result.n_volumes,), grid.affine,
                                   np.float32, template_header=img.header, overwrite=True) as writer:
@@ -903,7 +902,7 @@ def write_moco_outputs(result: MocoResult, series: Image | str | Path, outdir: s
             os.replace(stage / n, out / n)
             files[key] = out / n
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_temp_dir(stage)
     return files
 
 

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,6 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from spinereg.errors import DataNotFoundError, InputError
+from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir, signals_held
 
 if TYPE_CHECKING:  # pragma: no cover
     import pooch
@@ -471,7 +471,7 @@ def fetch(name: str | Dataset, *, force: bool = False, url: str | None = None,
     fname = Path(urlparse(src_url).path).name or f"{ds.name}.zip"
     (downloads / fname).unlink(missing_ok=True)  # never reuse an unverified archive
     archive = _download(ds, src_url, downloads, progress)
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{ds.folder}-", dir=cache))
+    work = make_temp_dir(f".tmp-{ds.folder}-", dir=cache)  # removed by an interrupted command too
     try:
         root = _extract(archive, work / "unzipped", ds, src_url)
         report = verify(ds, root, manifest)
@@ -487,15 +487,21 @@ def fetch(name: str | Dataset, *, force: bool = False, url: str | None = None,
                  "archive_sha256": file_sha256(archive), "archive_sha256_known": ds.sha256,
                  "files_verified": report.checked, "extra": report.extra}
         (root / STAMP).write_text(json.dumps(stamp, indent=1))
-        if final.exists():
-            trash = work / "old"
-            final.rename(trash)
-        root.rename(final)
+        trash = work / "old"
+        with signals_held():  # the previous copy aside and the new one in: no interruption between
+            try:
+                if final.exists():
+                    final.rename(trash)
+                root.rename(final)
+            except BaseException:
+                if os.path.lexists(trash) and not os.path.lexists(final):  # the previous copy back
+                    trash.rename(final)
+                raise
     except BaseException:
         archive.unlink(missing_ok=True)
         raise
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_temp_dir(work)  # with the previous copy, once replaced
     archive.unlink(missing_ok=True)
     log.info("%s %s installed in %s", ds.name, ds.version, final)
     return final

@@ -6,6 +6,13 @@ its content is moved into ``dest`` (a rename of the whole folder when ``dest`` d
 else one rename per file), on any failure it is deleted and ``dest`` is left exactly as it was.
 Folders the check had to create for ``dest`` are removed again after a failure.
 
+The temporary folder (``.NAME.XXXXXXXX.part``) is made through :mod:`spinereg.io.tempdirs`, so
+an interrupted ``spinereg`` command removes it on its way out even where no ``with`` ran; once
+renamed to ``dest`` it is released (an output, never removed). With ``replace`` the previous
+``dest`` is moved aside into ``.NAME.XXXXXXXX.old`` and the new folder renamed in with SIGTERM /
+SIGINT held back, so no interruption falls between the two renames; a failed second rename moves
+the previous output back (see :func:`_replace`).
+
 :meth:`OutputFolder.check` runs the checks alone (``dest`` not a file, writable, the named
 outputs absent unless ``overwrite``) so that commands can fail before their long work.
 """
@@ -14,13 +21,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinereg.errors import OutputError
 from spinereg.io.image import output_os_error, require_writable_folder
+from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir, signals_held
 
 if TYPE_CHECKING:  # pragma: no cover
     from types import TracebackType
@@ -108,12 +115,13 @@ class OutputFolder:
         self.check()
         self._make_parents()
         try:
-            tmp = tempfile.mkdtemp(prefix=f".{self.dest.name}.", suffix=".part", dir=self.dest.parent)
-            os.chmod(tmp, dir_mode())
-        except OSError as exc:
-            self._remove_created()
-            raise output_os_error(exc, self.dest) from exc
-        self.tmp = Path(tmp)
+            self.tmp = make_temp_dir(f".{self.dest.name}.", ".part", self.dest.parent)
+            os.chmod(self.tmp, dir_mode())
+        except BaseException as exc:
+            self.abort()  # (an interruption right after the mkdir: tempdirs.remove_leftovers has it)
+            if isinstance(exc, OSError):
+                raise output_os_error(exc, self.dest) from exc
+            raise
         return self.tmp
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -130,7 +138,7 @@ class OutputFolder:
     def abort(self) -> None:
         """Delete the temporary folder (and the folders made for it); ``dest`` is untouched."""
         if self.tmp is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            remove_temp_dir(self.tmp)
             self.tmp = None
         self._remove_created()
 
@@ -149,23 +157,56 @@ class OutputFolder:
             raise RuntimeError("commit outside the with-block")
         try:
             if not dest.exists():
-                os.rename(tmp, dest)
-            elif self.replace:
-                old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-                os.rename(dest, old / dest.name)
-                try:
+                with signals_held():
                     os.rename(tmp, dest)
-                except OSError:
-                    os.rename(old / dest.name, dest)
-                    raise
-                shutil.rmtree(old, ignore_errors=True)
+                    release_temp_dir(tmp)  # the output now: never removed as a leftover
+            elif self.replace:
+                _replace(tmp, dest)
             else:
                 _merge(tmp, dest)
-                shutil.rmtree(tmp, ignore_errors=True)
+                remove_temp_dir(tmp)
         except OSError as exc:
             raise output_os_error(exc, dest) from exc
         self.tmp = None
         self._created = []
+
+
+def _replace(tmp: Path, dest: Path) -> None:
+    """Replace the folder ``dest`` by ``tmp`` (a folder of :mod:`spinereg.io.tempdirs`).
+
+    The previous ``dest`` is moved into a hidden ``.NAME.XXXXXXXX.old`` folder beside it and
+    ``tmp`` renamed to ``dest``, both with SIGTERM / SIGINT held back, so an interruption lands
+    before the first rename or after the second. Should anything still end the pair early (an
+    error of the second rename, or the exception of a signal another thread took), the previous
+    output is moved back. The ``.old`` folder is recorded for removal (by this function, or by
+    :func:`~spinereg.io.tempdirs.remove_leftovers` when an interruption cuts its removal short)
+    only while it is empty or the new output is in place; when the previous output could not be
+    moved back it is released instead (kept: the only copy) and the error says where it is.
+    """
+    old: Path | None = None
+    keep = False
+    try:
+        with signals_held():
+            old = make_temp_dir(f".{dest.name}.", ".old", dest.parent)
+            aside = old / dest.name
+            try:
+                os.rename(dest, aside)
+                os.rename(tmp, dest)
+            except BaseException:
+                if os.path.lexists(aside) and not os.path.lexists(dest):  # moved aside, new not in
+                    try:
+                        os.rename(aside, dest)
+                    except OSError as exc:
+                        keep = True
+                        release_temp_dir(old)
+                        raise OutputError("could not put the previous output back after a failed replace",
+                                          dest, f"the previous output is in {aside}: move it back to {dest}"
+                                          ) from exc
+                raise
+            release_temp_dir(tmp)  # the output now: never removed as a leftover
+    finally:
+        if old is not None and not keep:
+            remove_temp_dir(old)  # empty, or the replaced output once the new one is in place
 
 
 def _merge(src: Path, dest: Path) -> None:

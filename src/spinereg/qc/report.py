@@ -28,7 +28,6 @@ import html
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -36,6 +35,7 @@ from pathlib import Path
 from spinereg.errors import InputError, OutputError, SpineregError
 from spinereg.io.image import file_mode, make_temp
 from spinereg.io.staging import dir_mode
+from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir
 from spinereg.qc.scores import score_table, scores_from_metrics, verdict_of
 
 __all__ = ["add_to_report", "build_index", "check_qc_root", "load_entries", "scores_from_metrics", "verdict_of"]
@@ -199,6 +199,7 @@ class PendingEntry:
                     if old is not None:
                         os.replace(old, final)
                     raise
+                release_temp_dir(self.stage)  # renamed to entries/ID: the entry now, not a work folder
                 if old is not None:
                     shutil.rmtree(old, ignore_errors=True)
         except BaseException:
@@ -207,8 +208,7 @@ class PendingEntry:
         return qc_root / INDEX
 
     def abort(self) -> None:
-        if self.stage.exists():
-            shutil.rmtree(self.stage, ignore_errors=True)
+        remove_temp_dir(self.stage)  # (a no-op once renamed into place, or before it was made)
         for p in self.created:  # a root this entry created goes away again
             if p == self.qc_root:
                 shutil.rmtree(p, ignore_errors=True)
@@ -260,7 +260,7 @@ def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None =
     pending = PendingEntry(qc_root, {}, stage, shown_root, created)
     try:
         (qc_root / "entries").mkdir(parents=True, exist_ok=True, mode=dir_mode())
-        pending.stage = stage = Path(tempfile.mkdtemp(dir=qc_root / "entries", prefix=f".{eid}-"))
+        pending.stage = stage = make_temp_dir(f".{eid}-", dir=qc_root / "entries")
         panels = render_run(kind, run_dir, prov, stage)
         for p in stage.iterdir():
             os.chmod(p, file_mode())

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image, output_os_error, require_writable_folder
 from spinereg.io.provenance import describe_inputs, versions
 from spinereg.io.resample import VolumeSampler, place_labels
+from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir
 from spinereg.io.template import Template, TemplateObject, load_template
 from spinereg.transforms.apply import as_chain
 from spinereg.transforms.base import Chain, Transform
@@ -457,7 +457,7 @@ def warp_template(
     created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=".warp_template.", dir=out))
+        stage = make_temp_dir(".warp_template.", dir=out)
     except OSError as exc:
         raise output_os_error(exc, out) from exc
     result = WarpTemplateResult(out, tpl.name, skipped=skipped, notes=notes)
@@ -509,7 +509,7 @@ def warp_template(
     except OSError as exc:
         raise output_os_error(exc, out) from exc
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        remove_temp_dir(stage)
         if created and not done:
             shutil.rmtree(out, ignore_errors=True)
     log.info("warp-template: %d files in %.2f s", len(result.written), result.seconds)
