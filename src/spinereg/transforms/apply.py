@@ -88,6 +88,47 @@ def _output_dtype(img_dtype: np.dtype, interp: str) -> np.dtype:
     return np.dtype(img_dtype) if interp in ("nn", "label") else np.dtype(np.float32)
 
 
+class _StoredAs:
+    """How ``apply_transforms_file`` stores an nn / label result of a scaled input (a NIfTI with
+    ``scl_slope`` / ``scl_inter``, e.g. integers from the scanner).
+
+    nn and label copy input values (and the fill value ``cval``), so the input's stored integers
+    with its scaling hold them exactly, in the file size of the input: each value ``v`` is stored as
+    ``rint((v - inter) / slope)``. When ``cval`` has no stored integer (``scl_inter`` not a
+    multiple of the slope away from it) or the input is stored as floats, the result is written as
+    floats (``float32`` for 8/16-bit inputs, else ``float64``: every stored value exactly).
+    Before, the scaled values were written as float64 (a 3D image twice the size of its
+    int16 input) and a 4D series cast them to the stored type without the scaling (values outside
+    its range wrapped)."""
+
+    def __init__(self, path: str | Path, interp: str, cval: float):
+        import nibabel as nib
+
+        proxy = nib.load(str(path)).dataobj
+        self.dtype = np.dtype(proxy.dtype)
+        slope, inter = float(getattr(proxy, "slope", 1.0)), float(getattr(proxy, "inter", 0.0))
+        #: (slope, inter) to write with the stored integers; None: floats (or an unscaled input as it is)
+        self.scaling: tuple[float, float] | None = None
+        #: an nn / label result of a scaled input: ``dtype`` and ``scaling`` say how it is stored
+        self.scaled = interp in ("nn", "label") and not (slope == 1.0 and inter == 0.0)
+        if not self.scaled:
+            return
+        fill = (cval - inter) / slope if slope else np.nan
+        if (self.dtype.kind in "iu" and np.isfinite(fill) and fill == np.rint(fill)
+                and np.iinfo(self.dtype).min <= fill <= np.iinfo(self.dtype).max):
+            self.scaling = (slope, inter)
+        else:
+            self.dtype = np.promote_types(self.dtype, np.float32)
+
+    def stored(self, values: np.ndarray) -> np.ndarray:
+        """``values`` (scaled, as read) in the stored type."""
+        if self.scaling is None:
+            return np.asarray(values, dtype=self.dtype)
+        slope, inter = self.scaling
+        info = np.iinfo(self.dtype)
+        return np.clip(np.rint((values - inter) / slope), info.min, info.max).astype(self.dtype)
+
+
 def apply_transforms(
     img: Image,
     reference: Image | Grid,
@@ -115,9 +156,12 @@ def apply_transforms(
     _check_per_volume(per_volume, nvol)
     coords = _cached_coords(chain, ref, src) if interp != "label" and per_volume is None else None
     mid = _cached_world(chain, ref) if per_volume is not None else None
-    out = np.empty(tuple(ref.shape) + (nvol,), dtype=_output_dtype(img.header.get_data_dtype(), interp))
+    out = None
     for t in range(nvol):
-        out[..., t] = _volume_t(img.volume(t), src, ref, chain, interp, cval, coords, per_volume, mid, t)
+        vol = _volume_t(img.volume(t), src, ref, chain, interp, cval, coords, per_volume, mid, t)
+        if out is None:  # the type the volumes come in: nn of a scaled series gives its scaled values
+            out = np.empty(tuple(ref.shape) + (nvol,), dtype=vol.dtype)
+        out[..., t] = vol
         if progress:
             progress(t + 1, nvol)
     return _with_grid(img, out.reshape(tuple(ref.shape) + tuple(img.shape[3:])), ref)
@@ -182,11 +226,16 @@ def apply_transforms_file(
 
     interp = interp_name(interp)
     img = load_image(in_path, lazy=True)
+    stored = _StoredAs(in_path, interp, cval)
     if img.ndim == 3:
         from spinereg.io.image import save_image
 
         out = apply_transforms(img, reference, transforms, interp, cval, per_volume=None)
-        return save_image(out, out_path, overwrite=overwrite)
+        if stored.scaling is None:
+            return save_image(out, out_path, overwrite=overwrite, dtype=stored.dtype if stored.scaled else None)
+        nimg = Image(stored.stored(out.data), out.affine, out.header).to_nifti()
+        nimg.header.set_slope_inter(*stored.scaling)  # the stored integers with the input's scaling
+        return save_image(nimg, out_path, overwrite=overwrite)
     ref = _ref_grid(reference)
     chain = as_chain(transforms)
     src = img.grid
@@ -194,12 +243,15 @@ def apply_transforms_file(
     _check_per_volume(per_volume, nvol)
     coords = _cached_coords(chain, ref, src) if interp != "label" and per_volume is None else None
     mid = _cached_world(chain, ref) if per_volume is not None else None
-    dtype = _output_dtype(img.header.get_data_dtype(), interp)
-    with StreamingNiftiWriter(out_path, tuple(ref.shape) + (nvol,), ref.affine, dtype,
-                              template_header=img.header, overwrite=overwrite) as writer:
+    dtype = stored.dtype if stored.scaled else _output_dtype(img.header.get_data_dtype(), interp)
+    writer = StreamingNiftiWriter(out_path, tuple(ref.shape) + (nvol,), ref.affine, dtype,
+                                  template_header=img.header, overwrite=overwrite)
+    if stored.scaling is not None:  # the stored integers with the input's scaling (header not yet written)
+        writer.header.set_slope_inter(*stored.scaling)
+    with writer:
         for t in range(nvol):
-            vol = img.volume(t)
-            writer.write_volume(_volume_t(vol, src, ref, chain, interp, cval, coords, per_volume, mid, t))
+            vol = _volume_t(img.volume(t), src, ref, chain, interp, cval, coords, per_volume, mid, t)
+            writer.write_volume(stored.stored(vol) if stored.scaled else vol)
             if progress:
                 progress(t + 1, nvol)
     return Path(out_path)
