@@ -246,8 +246,13 @@ def order_warning(reference: Grid, transforms: Sequence[Transform], names: Seque
     *last* one) while the last listed does not, and the reversed list reaches the warps' grids
     better. ``apply -i PAM50_cord -d mt1 -w warp_t22mt1 warp_template2anat`` (reversed) gave mt1's
     cord Dice 0.66 instead of 0.735 (PAM50_small's cord, linear: 0.608 / 0.677), exit 0, no word before
-    session 39."""
+    session 39. A warp on the reference's grid followed only by affines (one warp and its affine
+    copied from ``antsApplyTransforms``) is judged by :func:`_affine_after_field` (session 40)."""
     fields = [(k, g) for k, t in enumerate(transforms) if (g := _field_grid(t)) is not None]
+    if len(transforms) >= 2 and fields and fields[-1][0] < len(transforms) - 1:
+        warning = _affine_after_field(reference, transforms, names, fields[-1], reference_option)
+        if warning is not None:
+            return warning
     if len(transforms) < 2 or len(fields) < 2:
         return None
     (k_first, g_first), (k_last, g_last) = fields[0], fields[-1]
@@ -261,3 +266,43 @@ def order_warning(reference: Grid, transforms: Sequence[Transform], names: Seque
             f"transforms look listed in ANTs' order (last applied first); spinereg takes them in application "
             f"order, A->B first (as sct_apply_transfo -w): reversed, the warps' grids are reached by "
             f"{100 * reverse:.0f}% of the points instead of {100 * given:.0f}%; if so, give them the other way round")
+
+
+#: an affine listed after a warp on the reference's grid is warned of when taking the list the
+#: other way round moves the reference's points by more than this (median, mm): below it the
+#: order hardly matters (a small translation commutes with a smooth warp)
+ORDER_AFFINE_MM = 1.0
+
+
+def _pull(points: np.ndarray, transforms: Sequence[Transform]) -> np.ndarray:
+    """``points`` pulled through ``transforms`` (last first, as resampling does)."""
+    x = np.asarray(points, float)
+    for t in reversed(list(transforms)):
+        x = t.map(x)
+    return x
+
+
+def _affine_after_field(reference: Grid, transforms: Sequence[Transform], names: Sequence[str],
+                        last_field: tuple[int, Grid], reference_option: str) -> str | None:
+    """The ANTs-order case :func:`order_warning`'s two-warp rule cannot see: the last listed warp
+    lives on the reference's grid and only affines follow it (``antsRegistration``'s outputs
+    copied as ``antsApplyTransforms`` takes them, ``-w 1Warp.nii.gz 0GenericAffine.mat``, where
+    application order is ``0GenericAffine.mat 1Warp.nii.gz``). In application order a warp on the
+    reference's grid comes last (it maps the reference's points); an affine after it maps them to
+    another space first. Warned of when the order matters: the list taken the other way round
+    moves the reference's points by more than :data:`ORDER_AFFINE_MM` (median)."""
+    k, grid = last_field
+    if not grid.same_as(reference, atol=1e-3):
+        return None
+    pts = lattice(reference)
+    given, reverse = _pull(pts, transforms), _pull(pts, list(transforms)[::-1])
+    d = np.linalg.norm(given - reverse, axis=1)
+    d = d[np.isfinite(d)]
+    if not d.size or float(np.median(d)) <= ORDER_AFFINE_MM:
+        return None
+    after = ", ".join(names[k + 1:])
+    return (f"{names[k]} lives on the grid of {reference_option} but is listed before {after}: the transforms "
+            f"look listed in ANTs' order (last applied first, as antsApplyTransforms -t); spinereg takes them in "
+            f"application order, A->B first (as sct_apply_transfo -w), where a warp on {reference_option}'s grid "
+            f"comes last: reversed, the reference's points move by {float(np.median(d)):.1f} mm (median); if so, "
+            f"give them the other way round")
