@@ -486,6 +486,24 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
                      {"warnings": [*series_notes, *auto.warnings()]})
 
 
+#: the parts of provenance.json that :meth:`RunRecord.as_dict` brings up to date as the run goes on
+_RUN_PROGRESS = ("finished_utc", "wall_seconds", "timings_s", "stages")
+
+
+def _refresh_run_record(folder: Path, run: RunRecord) -> None:
+    """Rewrite ``folder``/provenance.json with ``run``'s times and stages as they are now (the
+    rest as written: inputs and their checksums, versions, the job's own records)."""
+    import json
+
+    from spinereg.io.provenance import write_json
+
+    path = folder / "provenance.json"
+    prov = json.loads(path.read_text())
+    now = run.as_dict()
+    prov.update({k: now[k] for k in _RUN_PROGRESS})
+    write_json(path, prov, overwrite=True)
+
+
 def chain_job(images: list, segs: list, outdir: str | Path, *,
               labels: str | Path | Image | Landmarks | None = None,
               ldisc: str | Path | Image | Landmarks | None = None,
@@ -546,7 +564,9 @@ def chain_job(images: list, segs: list, outdir: str | Path, *,
                 files = write_chain_outputs(res, tmp, overwrite=True, run=run, inputs={
                     "images": images, "segs": shown, "labels": labels or ldisc or lrootlet})
                 auto.copy_into(tmp)
-            finish_outputs(tmp, _qc_hook(run, "chain", qc_root, out, box), lambda: None)
+            # provenance.json written last, as register-to-template / register do: its run record then
+            # holds the write and QC stages too (written inside "write outputs", it held neither)
+            finish_outputs(tmp, _qc_hook(run, "chain", qc_root, out, box), lambda: _refresh_run_record(tmp, run))
         files.update({f"seg:{name}": name for name in auto.files})
     return JobResult(out, {k: out / Path(v).name for k, v in files.items()}, res.metrics, box.get("index"),
                      run.elapsed(), res, {"warnings": auto.warnings()})
