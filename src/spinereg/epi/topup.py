@@ -25,7 +25,7 @@ from spinereg.epi.distortion import field_from_vsm, pe_axis, reverse_pe, unwarp,
 from spinereg.epi.fieldmap import SDCResult, _as_image, epi_img_3d, mean_volume, unwarp_image
 from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.errors import InputError
-from spinereg.io.image import Image, on_grid_of, require_same_grid
+from spinereg.io.image import Image, onto_grid_of
 
 #: per level: image blur sigma (voxels, in-plane), window sigma of the Gauss-Newton update
 #: (voxels, in-plane; the smoothness regularisation), iterations
@@ -179,14 +179,13 @@ def correct_reverse_pe(
     down = _as_image(blip_down, "blip-down EPI")
     # one of the pair stored in another axis order (sct_image -setorient, fslreorient2std): moved
     # exactly onto blip-up's grid (its path kept for its sidecar)
-    down, down_affine = on_grid_of(down, up), down.affine
-    require_same_grid(up, down, what="blip-up and blip-down images")
+    down, down_affine = onto_grid_of(down, up, what="blip-up and blip-down images"), down.affine
     # --apply-to on another grid (the phantom's t2w) was an internal error (numpy broadcast) after
     # the field's estimation, before session 37: checked first
     target = _as_image(apply_to, "EPI") if apply_to is not None else None
     if target is not None:
-        target = on_grid_of(target, up)  # the same voxels in another axis order: exactly on blip-up's grid
-        require_same_grid(up, target, what="the blip-up image and --apply-to")
+        # the same voxels in another axis order: exactly on blip-up's grid
+        target = onto_grid_of(target, up, what="the blip-up image and --apply-to")
     meta = read_sidecar(sidecar, up.path)
     par = epi_params(meta, pe, readout_s, up.path)
     dmeta = read_sidecar(None, down.path)

@@ -448,6 +448,20 @@ def on_grid_of(img: Image, ref: Image, atol: float = 1e-4) -> Image:
     return reordered_onto(ref.grid, img, atol) or img
 
 
+def onto_grid_of(img: Image, ref: Image, *, what: str = "images", atol: float = 1e-4) -> Image:
+    """``img`` on ``ref``'s voxel grid, or refused: :func:`on_grid_of` (the same voxels in another
+    axis order or with flipped axes moved exactly onto ``ref``'s grid; ``img`` itself when already
+    on it) then :func:`require_same_grid` ``(ref, img, what=what)``, whose :class:`InputError`
+    ("{what} are not on the same voxel grid (...): REF and IMG", naming ``img``'s file, with the
+    ``spinereg apply`` resample hint) refuses any other difference (shape, spacing, position).
+
+    The argument order is that of :func:`on_grid_of`: the image to move first, the reference second
+    (:func:`spinereg.metrics.overlap.same_grid_as` takes them the other way round)."""
+    moved = on_grid_of(img, ref, atol)
+    require_same_grid(ref, moved, atol, what)
+    return moved
+
+
 def require_nonempty(mask: Image, what: str = "mask") -> None:
     """Raise :class:`InputError` if ``mask`` has no non-zero voxel."""
     if not np.any(mask.data):

@@ -15,7 +15,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from spinereg.io.grid import Grid
-from spinereg.metrics.overlap import ImageLike, as_image, binary_mask, on_grid_of
+from spinereg.metrics.overlap import ImageLike, as_image, binary_mask, same_grid_as
 from spinereg.metrics.report import MetricResult
 
 _FACES = ndimage.generate_binary_structure(3, 1)
@@ -60,7 +60,7 @@ def surface_distances(pa: np.ndarray, pb: np.ndarray) -> tuple[np.ndarray, np.nd
 def hausdorff(a: ImageLike, b: ImageLike, *, threshold: float = 0.5) -> HausdorffResult:
     """Hausdorff distance (max and 95th percentile) and mean surface distance of two masks (mm)."""
     ia, ib = as_image(a, "mask"), as_image(b, "mask")
-    ib = on_grid_of(ia, ib)
+    ib = same_grid_as(ia, ib)
     ma, mb = binary_mask(ia, threshold), binary_mask(ib, threshold)
     pa = surface_points(ma, ia.grid)
     pb = surface_points(mb, ib.grid)

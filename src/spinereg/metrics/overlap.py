@@ -50,11 +50,16 @@ def check_same_grid(a: Image, b: Image, interp: str = "nn") -> None:
     )
 
 
-def on_grid_of(a: Image, b: Image, interp: str = "nn") -> Image:
+def same_grid_as(a: Image, b: Image, interp: str = "nn") -> Image:
     """``b`` on ``a``'s grid when it is that grid with its voxel axes reordered or flipped (the
     same voxel centres in world space: the same mask stored in another orientation); otherwise
     ``b`` if the grids are the same, else :func:`check_same_grid`'s error. Before session 37 the
-    manual t2 cord stored RAS was refused against itself stored PSR ("not on the same grid")."""
+    manual t2 cord stored RAS was refused against itself stored PSR ("not on the same grid").
+
+    The reference comes first here (called ``on_grid_of`` before; renamed as
+    :func:`spinereg.io.image.on_grid_of` / :func:`~spinereg.io.image.onto_grid_of` take the image
+    to move first and the reference second, with :func:`~spinereg.io.image.require_same_grid`'s
+    message)."""
     if a.grid.same_as(b.grid):
         return b
     r = reordered_onto(a.grid, b)
@@ -107,7 +112,7 @@ def dice(a: ImageLike, b: ImageLike, *, threshold: float = 0.5, zb: bool = False
     ``n_slices`` is the number of slices counted (slices holding either mask for "whole").
     """
     ia, ib = as_image(a, "mask"), as_image(b, "mask")
-    ib = on_grid_of(ia, ib)
+    ib = same_grid_as(ia, ib)
     ma, mb = binary_mask(ia, threshold), binary_mask(ib, threshold)
     ax = si_axis(ia.affine)
     others = tuple(d for d in range(3) if d != ax)

@@ -18,7 +18,7 @@ import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image, on_grid_of, require_nonempty, require_same_grid
+from spinereg.io.image import Image, load_image, onto_grid_of, require_nonempty
 from spinereg.io.orientation import reorient, si_last_code
 from spinereg.io.sanity import unit_mask
 from spinereg.register.engine import invert_step, run_steps
@@ -110,13 +110,16 @@ def register_multimodal(
     t0 = time.perf_counter()
     s_img = _mean_if_4d(_load(src, "source image", (3, 4)))
     d_img = _mean_if_4d(_load(dest, "destination image", (3, 4)))
-    # a segmentation holding its image's voxels in another axis order: exactly on the image's grid
-    s_seg = unit_mask(on_grid_of(_load(iseg, "source segmentation"), s_img)) if iseg is not None else None
-    d_seg = unit_mask(on_grid_of(_load(dseg, "destination segmentation"), d_img)) if dseg is not None else None
-    for img, seg in ((s_img, s_seg), (d_img, d_seg)):
+    s_seg = _load(iseg, "source segmentation") if iseg is not None else None
+    d_seg = _load(dseg, "destination segmentation") if dseg is not None else None
+    segs: list[Image | None] = []
+    for img, seg in ((s_img, s_seg), (d_img, d_seg)):  # both loaded first: load errors come before grid errors
         if seg is not None:
-            require_same_grid(img, seg)
+            # a segmentation holding its image's voxels in another axis order: exactly on the image's grid
+            seg = unit_mask(onto_grid_of(seg, img))
             require_nonempty(seg)
+        segs.append(seg)
+    s_seg, d_seg = segs
     m_img = _load(mask, "mask") if mask is not None else None
     initial = [_as_transform(init_warp)] if init_warp is not None else []
     if init_warp_inv is not None:

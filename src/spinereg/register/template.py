@@ -36,7 +36,7 @@ from spinereg.cord.landmarks import (
 from spinereg.cord.roll import cross_section_roll, frame_turn
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
-from spinereg.io.image import Image, load_image, on_grid_of, require_nonempty, require_same_grid
+from spinereg.io.image import Image, load_image, onto_grid_of, require_nonempty
 from spinereg.io.orientation import positive_grid, reorient, si_last_code
 from spinereg.io.resample import slice_like
 from spinereg.io.sanity import unit_mask
@@ -297,8 +297,7 @@ def register_to_template(
     t0 = time.perf_counter()
     img = image if isinstance(image, Image) else load_image(image, ndim=3)
     sg = seg if isinstance(seg, Image) else load_image(seg, ndim=3, what="segmentation")
-    sg = unit_mask(on_grid_of(sg, img))  # the image's voxels in another axis order: exactly on its grid
-    require_same_grid(img, sg)
+    sg = unit_mask(onto_grid_of(sg, img))  # the image's voxels in another axis order: exactly on its grid
     require_nonempty(sg)
     lm = load_landmarks(labels, ldisc, lrootlet)
     lm, below = split_below_cord(lm, sg)  # below the cord's lower end (the conus): not registered

@@ -45,7 +45,7 @@ from scipy import ndimage
 from spinereg.cord.centerline import Centerline
 from spinereg.cord.roll import MAX_DEG, TOLERANCE_DEG, Roll, cross_section_roll, frame_turn
 from spinereg.errors import InputError
-from spinereg.io.image import Image, on_grid_of, require_nonempty, require_same_grid
+from spinereg.io.image import Image, onto_grid_of, require_nonempty
 from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.consistency import c1c2_reason, c1c2_spacing, disc_steps, step_reason
 from spinereg.vertebrae.cord_end import SHORT_MM, cord_below_end
@@ -426,10 +426,9 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     result, e.g. register-to-template given body labels)."""
     require_segmentation(seg, "segmentation", "-s")
     require_not_mask(image, "image", "-i")
-    seg = on_grid_of(seg, image)  # the image's voxels in another axis order: exactly on its grid
     image, offset = zero_based(image)  # the cues read intensities on a scale that starts near 0
     with _one_blas_thread():
-        prep = _prepare(image, seg, contrast)
+        prep, seg = _prepare(image, seg, contrast)  # seg: on the image's grid
         lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
         if init is not None and check_identity:  # the free run shares the checks and the cord frame
             free = _with_csf_identity(image, seg, prep, template, _label_vertebrae(image, seg, prep, None, template, True))
@@ -575,13 +574,15 @@ class _Prepared:
     pmj_s: float | None = None
 
 
-def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
-    """Check the inputs (one-line errors) and compute what the passes share (:class:`_Prepared`)."""
+def _prepare(image: Image, seg: Image, contrast: str) -> tuple[_Prepared, Image]:
+    """Check the inputs (one-line errors) and compute what the passes share (:class:`_Prepared`);
+    also ``seg`` on ``image``'s grid (holding the image's voxels in another axis order: moved exactly
+    onto it; any other grid difference refused, after the contrast and dimension checks)."""
     if contrast not in CONTRAST_POLARITY:
         raise InputError(f"unknown contrast {contrast!r}", None, "use t1, t2, t2s or auto")
     if image.ndim != 3:
         raise InputError(f"image must be 3D, got shape {image.shape}", image.name, "give one 3D volume")
-    require_same_grid(image, seg, what="image and segmentation")
+    seg = onto_grid_of(seg, image, what="image and segmentation")
     require_nonempty(seg, "segmentation")
     signal = require_cord_signal(image, seg)
     read, mismatch = read_contrast(contrast, signal)
@@ -589,7 +590,7 @@ def _prepare(image: Image, seg: Image, contrast: str) -> _Prepared:
     roll = cross_section_roll(seg, cl)
     pmj = find_pmj(image, seg, _slab_frame(cl, roll)[0], csf_sign=_csf_sign(signal))
     pmj_s = None if pmj is None else float(cl.project(pmj.point[None])[0][0])
-    return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj, pmj_s)
+    return _Prepared(signal, contrast, read, mismatch, (cl, roll), pmj, pmj_s), seg
 
 
 def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | None = None,
