@@ -142,16 +142,22 @@ def test_a_wrong_pin_the_image_is_sure_of_fails(tmp_path):
     assert res.extra["warnings"] and "pinned disc (C4/C5)" in " ".join(res.extra["warnings"])
 
 
-def test_cli_pin_that_leaves_no_disc_exits_3(sct_data, tmp_path):
-    """-initz 2,3 (C2/C3 pinned at t2's inferior end) wrote an all-zero labelled segmentation and
-    disc file with 'warning: no disc found', exit 0."""
+def test_cli_pin_that_leaves_no_disc_is_refused(sct_data, tmp_path):
+    """-initz 2,3 (C2/C3 pinned at t2's inferior end, every other disc then below the image) wrote
+    an all-zero labelled segmentation and disc file with 'warning: no disc found', exit 0 (before
+    session 37), then the same files with exit 3 (sessions 37-39). A wrong pin is bad input: one
+    line naming the image, what the image alone reads and the fix, exit 2, nothing written; and
+    register-to-template says the same (it said "found no disc -- give -l or --ldisc")."""
     d = sct_data / "t2"
-    r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(d / "t2.nii.gz"),
-                        "-s", str(d / "t2_seg-manual.nii.gz"), "-initz", "2,3", "-o", str(tmp_path / "o")],
-                       capture_output=True, text=True)
-    assert r.returncode == 3, r.stderr
-    assert "FAIL: no disc labelled" in r.stderr and "t2_seg_labeled.nii.gz" in r.stderr
-    assert (tmp_path / "o" / "t2_seg_labeled.nii.gz").exists()  # outputs kept (exit 3)
+    for cmd in (["label-vertebrae", "-s", str(d / "t2_seg-manual.nii.gz")], ["register-to-template", "-c", "t2"]):
+        out = tmp_path / cmd[0]
+        r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", *cmd, "-i", str(d / "t2.nii.gz"),
+                            "-initz", "2,3", "-o", str(out)], capture_output=True, text=True)
+        assert r.returncode == 2, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "t2.nii.gz" in r.stderr, r.stderr
+        assert "pinned disc (C2/C3) leaves no disc" in r.stderr and "image alone reads C2/C3 to C4/C5" in r.stderr
+        assert "check -initz" in r.stderr
+        assert not out.exists() or not any(out.iterdir())
 
 
 def test_cli_image_given_as_initlabel_is_one_short_line(sct_data, tmp_path):

@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     if args.qc:
         out["qc_report"] = str(_add_to_report(args, files, inputs, labeling))
     print(json.dumps(out, indent=1))
-    if not labeling.discs:  # -initz 2,3 on t2 (C2/C3 pinned at its inferior end): every output
+    if not labeling.discs:  # no pin (a pin that leaves no disc is refused by label_vertebrae): every output
         # all zero, 'warning: no disc found', exit 0, before session 37
         print(f"spinereg label-vertebrae: FAIL: no disc labelled: {files['seg_labeled']} and {files['disc_labels']} are "
-              "empty -- fix: check -initz / -initlabel (slices counted from the inferior end, "
-              "3 = C2/C3) and that the segmentation covers the spine", file=sys.stderr)
+              "empty -- fix: check that the segmentation covers the spine, or pin one disc with -initz Z,DISC "
+              "(slices counted from the inferior end, 3 = C2/C3)", file=sys.stderr)
         return 3
     if labeling.report.get("si_spacing_mm", 0.0) > MAX_SI_SPACING_MM:  # mt1 (17 mm slices): "T1/T2 to
         # T3/T4" of a cervical image, a warning and exit 0, before session 37 (register-to-template refuses)

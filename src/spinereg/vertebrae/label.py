@@ -430,15 +430,32 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
     with _one_blas_thread():
         prep, seg = _prepare(image, seg, contrast)  # seg: on the image's grid
         lab = _label_vertebrae(image, seg, prep, init, template, check_identity)
+        free = None
         if init is not None and check_identity:  # the free run shares the checks and the cord frame
             free = _with_csf_identity(image, seg, prep, template, _label_vertebrae(image, seg, prep, None, template, True))
             _check_init(lab, free, init)
         elif check_identity:
             lab = _with_csf_identity(image, seg, prep, template, lab)
+        if init is not None and not lab.discs:
+            _refuse_empty_pin(image, init, free)
         lab.report["pmj"] = None if prep.pmj is None else {**prep.pmj.as_dict(), "s": round(prep.pmj_s, 2)}
         if offset:
             lab.report["intensity_offset"] = round(offset, 4)
         return _with_flag_confidence(_with_cord_end(image, lab, prep))
+
+
+def _refuse_empty_pin(image: Image, init: tuple, free: VertebralLabeling | None) -> None:
+    """A pinned disc that leaves no disc in the field of view is a wrong pin, not a result:
+    ``-initz 2,3`` on t2 (C2/C3 pinned at its inferior end, every other disc then below the image)
+    wrote an all-zero labelling and exited 3 before session 40; now refused before any output,
+    with what the image alone reads."""
+    value = int(init[1])
+    seen = [d.name for d in free.measured] if free is not None else []
+    reads = (f"; the image alone reads {seen[0]} to {seen[-1]}" if len(seen) > 1
+             else f"; the image alone reads {seen[0]}" if seen else "")
+    raise InputError(f"the pinned disc ({disc_name(value)}) leaves no disc in the field of view{reads}", image.name,
+                     "check -initz / -initlabel (slices counted from the inferior end, as SCT's RPI: "
+                     "-initz Z,3 puts C2/C3 at slice Z), or leave the pin out")
 
 
 def _with_flag_confidence(lab: VertebralLabeling) -> VertebralLabeling:
