@@ -295,11 +295,39 @@ def _check_qform_sform(nimg: nib.Nifti1Image, p: Path) -> None:
         q = hdr.get_qform()
         s = hdr.get_sform()
         if not np.allclose(q, s, atol=1e-3):
-            msg = (
-                f"{p}: qform and sform disagree (max difference {np.abs(q - s).max():.3g}); "
-                "using the sform, as nibabel and ITK do"
-            )
+            shear = shear_deg(s)
+            if shear > SHEAR_TOL_DEG:
+                # a qform holds no shear (nibabel writes the sform's nearest rotation): ITK (ANTs, SCT)
+                # then refuses the sform and reads the qform, so the two worlds differ
+                far = _corner_gap_mm(q, s, nimg.shape[:3])
+                msg = (f"{p}: the sform holds a shear ({shear:.2g} deg between voxel axes) that a qform cannot hold; "
+                       f"spinereg uses the sform (as nibabel), ITK / ANTs / SCT the qform, which puts voxels up to "
+                       f"{far:.2g} mm elsewhere: results exchanged with those tools differ by as much (resample the "
+                       "image onto a grid without shear before mixing tools)")
+            else:
+                msg = (f"{p}: qform and sform disagree (max difference {np.abs(q - s).max():.3g}); "
+                       "using the sform, as nibabel and ITK do")
             warnings.warn(msg, stacklevel=3)
+
+
+#: voxel axes further than this from perpendicular (deg) are a shear
+SHEAR_TOL_DEG = 0.01
+
+
+def shear_deg(affine: np.ndarray) -> float:
+    """Largest departure (deg) from 90 of the angles between an affine's voxel axes (0 for the
+    rotation-and-scaling affines of scanners; a CT's tilted gantry shears its axes)."""
+    m = np.asarray(affine, float)[:3, :3]
+    n = m / np.linalg.norm(m, axis=0)
+    c = np.clip(np.abs((n.T @ n)[np.triu_indices(3, 1)]), 0.0, 1.0)
+    return float(np.degrees(np.arcsin(c)).max())
+
+
+def _corner_gap_mm(a: np.ndarray, b: np.ndarray, shape: tuple[int, ...]) -> float:
+    """Largest distance (mm) between where two affines put the grid's corner voxels."""
+    corners = np.array(np.meshgrid(*[[0, max(int(n) - 1, 0)] for n in shape], indexing="ij")).reshape(3, -1)
+    pts = np.vstack([corners, np.ones(corners.shape[1])])
+    return float(np.linalg.norm((a @ pts - b @ pts)[:3], axis=0).max())
 
 
 def check_writable(path: str | Path, overwrite: bool = False) -> Path:
