@@ -27,7 +27,7 @@ import numpy as np
 
 from spinereg.cord.landmarks import Landmarks
 from spinereg.errors import InputError
-from spinereg.io.image import Image, load_image, on_grid_of
+from spinereg.io.image import Image, load_image, on_grid_of, require_same_grid
 from spinereg.io.sanity import require_segmentation
 from spinereg.register.multimodal import MultimodalRegistration, register_multimodal
 from spinereg.register.template import TemplateRegistration, register_to_template
@@ -198,9 +198,12 @@ def register_chain(
     # a segmentation holding its image's voxels in another axis order: exactly on the image's grid
     sgs = [None if sg is None else on_grid_of(sg, im) for sg, im in zip(sgs, imgs, strict=True)]
     n = len(imgs)
-    for sg in sgs:  # t2s.nii.gz as a --seg was read as a cord filling its field of view, exit 0
-        if sg is not None:
+    for sg, im in zip(sgs, imgs, strict=True):  # t2s.nii.gz as a --seg was read as a cord filling its
+        if sg is not None:  # field of view, exit 0
             require_segmentation(sg, "segmentation", "--seg")
+            # before the work; an image whose links are all given (--link-warp, --no-direct) had
+            # its segmentation used unchecked: an internal IndexError after the anatomical run
+            require_same_grid(im, sg)
     anat = register_to_template(imgs[-1], sgs[-1], labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                 template=template, contrast=contrast, labeling=labeling, progress=progress)
     timings = {"anatomical": time.perf_counter() - t0}

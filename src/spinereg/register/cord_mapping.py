@@ -69,7 +69,16 @@ class CordMapping(Transform):
         self.arc = arc
 
     def map(self, points: np.ndarray) -> np.ndarray:
+        """Points undefined on the way in (NaN: e.g. where an SCT warp earlier in a chain holds its
+        'no value' marker, 3.4e38) stay undefined; before session 40 the centreline's KD-tree
+        refused them and ``chain`` ended in an internal error."""
         pts = np.asarray(points, dtype=float)
+        ok = np.all(np.isfinite(pts), axis=1)
+        if not ok.all():
+            out = np.full_like(pts, np.nan)
+            if ok.any():
+                out[ok] = self.map(pts[ok])
+            return out
         out = np.empty_like(pts)
         step = 500_000
         for i in range(0, len(pts), step):
