@@ -505,6 +505,10 @@ MIN_MASK_VOXELS = 8
 #: dmri with its cord mask (30-77 mm2) 86 % outlier volumes, verdict fail; disks of 96 / 177 / 282 /
 #: 491 mm2 about the cord: warn (14 %) / pass / pass / pass (session 39, sct_testing_data dmri)
 TIGHT_MASK_MM2 = 150.0
+#: ... said only when the run then flags more outlier volumes than this (%, the verdict's warn bound
+#: for pct_outlier_volumes): fmri with its own cord mask (87 mm2) passed with 0 % and tSNR 11.0 ->
+#: 11.5, and was warned of all the same before session 40
+TIGHT_MASK_OUTLIER_PCT = 5.0
 
 
 def _mask_name(mask: Image | str | Path | np.ndarray) -> str:
@@ -620,9 +624,10 @@ def motion_correct(
     weights = _as_weights(mask, grid)
     data = _Series(img)
     missing, warnings = data.no_signal()
+    tight: list[str] = []
     if weights is not None:
         warnings += _mask_coverage(weights, mask)
-        warnings += _tight_mask(weights, grid, _mask_name(mask))
+        tight = _tight_mask(weights, grid, _mask_name(mask))  # said only if the run went wrong (below)
     for w in warnings:
         log.info(w)  # the CLI prints result.warnings
     signal = np.flatnonzero(~missing)
@@ -749,6 +754,12 @@ def motion_correct(
             est, ok = _estimate(refs[1].astype(np.float64), p, groups, n_groups, np.nan_to_num(est), np.ones(nz))
         offsets[1] = _regularise(np.where(ok[:, None], est, np.nan), ok, regularise, order)[groups]
     shifts = shifts_within + np.stack([offsets[int(c)] for c in classes])
+    pct_outliers = 100.0 * float((scores.volume_flags | missing).mean())
+    if tight and pct_outliers > TIGHT_MASK_OUTLIER_PCT:
+        tight = [f"{tight[0].split(': ', 1)[0]}: {pct_outliers:.0f} % outlier volumes; "
+                 f"{tight[0].split(': ', 1)[1]}"]
+        log.info(tight[0])
+        warnings = [*warnings, *tight]
     info = {"seconds_estimate": round(time.perf_counter() - t0, 3), "iterations": iterations,
             "reference": reference, "n_ref": n_ref, "regularise": regularise, "multiband_groups": n_groups,
             "group": group, "regularisation_order": "slice timing" if order is not None else "z",
