@@ -107,11 +107,18 @@ def require_levels_present(result: CSAResult, vert: list[int] | None, levels_nam
                      "choose --vert among the levels present, or check the levels image")
 
 
+#: a soft segmentation's values may stray this far outside [0, 1] (float rounding of a resampled
+#: mask; :func:`spinereg.io.sanity.is_mask`'s tolerance): they are clipped, not read as labels
+SOFT_TOLERANCE = 1e-3
+
+
 def _weights(seg: Image) -> np.ndarray:
     d = np.asarray(seg.data, np.float64)
-    if d.min() < 0 or d.max() > 1:  # a labelled segmentation: every non-zero voxel is cord
-        return (d > 0).astype(np.float64)
-    return d
+    if d.min() < -SOFT_TOLERANCE or d.max() > 1 + SOFT_TOLERANCE:
+        return (d > 0).astype(np.float64)  # a labelled segmentation: every non-zero voxel is cord
+    # a soft mask a hair above 1 was read as labelled, each faint edge voxel a whole voxel of cord
+    # (a soft cylinder of 50.3 mm2 scaled by 1.0005: CSA 213.6 mm2, before session 40)
+    return np.clip(d, 0.0, 1.0)
 
 
 def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_correction: bool = True,
