@@ -36,3 +36,18 @@ def test_soft_segmentation_a_hair_above_one_is_not_read_as_labels():
     over = Image(np.asarray(soft.data) * np.float32(1.0005), soft.affine)
     m = cross_sectional_area(over).mean_over()[0]
     assert abs(m - ref) < 0.01 * ref, (m, ref)  # was 1.9x (every faint edge voxel a full voxel)
+
+
+def test_vert_naming_levels_the_cord_does_not_reach_is_warned_of(caplog):
+    from spinereg.metrics.morphometry import require_levels_present
+
+    soft = _soft_cylinder()
+    z = np.arange(soft.shape[2])[None, None, :]
+    lv = Image(np.where(np.asarray(soft.data) > 0, np.where(z < 6, 3, 2), 0).astype(np.int16), soft.affine)
+    res = cross_sectional_area(soft, lv)
+    with caplog.at_level("WARNING"):
+        require_levels_present(res, [2, 3])
+    assert not caplog.records
+    with caplog.at_level("WARNING"):
+        require_levels_present(res, list(range(2, 10)))  # the summary is labelled 'levels 2:9'
+    assert "4, 5, 6, 7, 8, 9" in caplog.text and "averages levels 2, 3 only" in caplog.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write
 from spinereg.io.resample import sample_world
 from spinereg.io.sanity import require_levels_image, require_segmentation
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -99,9 +102,16 @@ MIN_LEVEL_COVERAGE = 0.1
 
 def require_levels_present(result: CSAResult, vert: list[int] | None, levels_name: str | None = None) -> None:
     """Raise unless some slice lies at one of the ``vert`` levels (a summary over no slice is empty)."""
-    if vert is None or result.mean_over(vert)[2]:
-        return
     present = [lv.level for lv in result.levels]
+    if vert is None:
+        return
+    if result.mean_over(vert)[2]:
+        absent = [v for v in vert if v not in present]
+        if absent:  # the summary row is labelled with the levels asked for, not those averaged
+            log.warning("no slice of the segmentation lies at level(s) %s: the summary 'levels %d:%d' "
+                        "averages levels %s only", ", ".join(map(str, absent)), min(vert), max(vert),
+                        ", ".join(str(v) for v in present if v in vert))
+        return
     raise InputError(f"no slice of the segmentation lies at levels {min(vert)}-{max(vert)} "
                      f"(levels present: {', '.join(map(str, present)) or 'none'})", levels_name,
                      "choose --vert among the levels present, or check the levels image")
