@@ -74,6 +74,8 @@ BASE_COLUMNS = ("Timestamp", "spinereg Version", "Filename", "Slice (I->S)", "Ve
                 "Size [vox]")
 STD_COLUMN = "STD()"
 BIN_THRESHOLD = 0.5
+#: share of the labels' weight on non-finite metric voxels from which their omission is warned of
+NONFINITE_WARN_SHARE = 0.01
 
 
 def value_column(method: str) -> str:
@@ -602,6 +604,17 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
     bad = ~np.isfinite(values)
     if discard_neg:
         bad |= values < 0
+    nonfinite = ~np.isfinite(values)
+    total = float(weights.sum())
+    lost = float(weights[nonfinite].sum()) / total if total > 0 else 0.0
+    if lost >= NONFINITE_WARN_SHARE:
+        # NaN over the cord's centre took 42 % of the gray matter's weight, said only at -v (session 40)
+        per_tract = weights[nonfinite].sum(axis=0) / np.maximum(weights.sum(axis=0), 1e-12)
+        worst = int(np.argmax(per_tract))
+        log.warning("%d voxels inside the labels (%.0f %% of their weight, %.0f %% of label %d's) have a "
+                    "non-finite metric value (NaN/inf) and are ignored: each value is that of the rest of "
+                    "its label", int(nonfinite[weights.sum(axis=1) > 0].sum()), 100 * lost,
+                    100 * per_tract[worst], tract_ids[worst])
     if bad.any():
         log.info("%d voxels with non-finite%s values inside the labels ignored", int(bad.sum()),
                  " or negative" if discard_neg else "")
