@@ -128,6 +128,8 @@ def field_on_epi(fieldmap: Image, epi_grid: Grid, magnitude: Image | None = None
         transforms = [reg.src2dest]
         info["alignment"] = "rigid (magnitude -> EPI, MI)"
     out = apply_transforms(fieldmap, epi_grid, transforms, interp="linear", cval=0.0)
+    ones = Image(np.ones(fieldmap.shape[:3], np.float32), fieldmap.affine)
+    info["_covered"] = np.asarray(apply_transforms(ones, epi_grid, transforms, "linear", cval=0.0).data) > 0.5
     return np.asarray(out.data, dtype=np.float64), info
 
 
@@ -268,6 +270,20 @@ def correct_fieldmap(
     mag = _as_image(magnitude, "magnitude", (3, 4)) if magnitude is not None else None
     epi_mean = epi_img.with_data(mean_volume(epi_img).astype(np.float32)) if rigid else None
     field_hz, info = field_on_epi(fm, epi_img.grid, mag, epi_mean, rigid)
+    # a field map off the EPI (another subject's, a wrong header) was a field of zeros there: "max
+    # shift 0.00 voxels", the EPI left as it was, exit 0; one over part of it left the rest as it was
+    covered = info.pop("_covered")
+    ref = mean_volume(epi_img) if epi_mean is None else np.asarray(epi_mean.data, np.float64)
+    subject = ref > 0.2 * np.percentile(ref, 99)
+    outside = float(1.0 - covered[subject].mean()) if subject.any() else float(1.0 - covered.mean())
+    info["fieldmap_outside_subject_fraction"] = round(outside, 4)
+    if not covered.any():
+        raise InputError("the field map does not overlap the EPI (their headers place them apart): it would "
+                         "correct nothing", fm.path, "give the field map of this session (same scanner space)")
+    coverage_warning = None
+    if outside > 0.05:
+        coverage_warning = (f"the field map covers only {100 * (1 - outside):.0f} % of the subject in the EPI: the "
+                            "rest is left uncorrected (field 0 outside the field map)")
     if smooth_mm > 0:
         from spinereg.epi.distortion import smooth_field
 
@@ -291,6 +307,8 @@ def correct_fieldmap(
                 f"opposite sign matches the magnitude better ({check['similarity_opposite_sign']:.3f} vs "
                 f"{check['similarity_corrected']:.3f} local correlation; uncorrected "
                 f"{check['similarity_uncorrected']:.3f}); check --pe / the field map")
+    if coverage_warning:
+        info["warning"] = "; ".join(w for w in (info.get("warning"), coverage_warning) if w)
     info.update({**units_info, "method": "fieldmap", "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
                  "seconds": round(time.perf_counter() - t0, 3)})
     return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
