@@ -53,3 +53,18 @@ def test_fieldmap_off_the_epi_is_refused_and_partial_one_warned(ph_dir, tmp_path
     rc = _run(ph_dir, out, "--fieldmap", str(ph_dir / "fieldmap_hz.nii.gz"))
     err = capsys.readouterr().err.strip()
     assert rc == 0 and "warning" not in err, err
+
+
+def test_stated_units_are_checked_for_zero_and_size(ph_dir, tmp_path, capsys):
+    """Units stated by the sidecar or --fieldmap-units were taken on trust: an all-zero map with
+    "Units": "Hz" gave 'max shift 0.00 voxels' (the EPI as it was), and the phantom's map in Hz
+    said to be in T 'max shift 89743825.92 voxels', each exit 0."""
+    fm = nib.load(str(ph_dir / "fieldmap_hz.nii.gz"))
+    zero = _write(tmp_path / "zero.nii.gz", np.zeros(fm.shape), fm.affine, {"Units": "Hz"})
+    for args, words in ((["--fieldmap", str(zero)], "zero everywhere"),
+                        (["--fieldmap", str(ph_dir / "fieldmap_hz.nii.gz"), "--fieldmap-units", "T"],
+                         "its units are not T?")):
+        out = tmp_path / f"o{len(words)}"
+        rc = _run(ph_dir, out, *args)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and len(err.splitlines()) == 1 and not out.exists(), err

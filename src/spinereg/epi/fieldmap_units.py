@@ -29,6 +29,8 @@ from spinereg.io.image import Image
 TO_HZ = {"hz": 1.0, "rad/s": 1.0 / (2.0 * np.pi), "t": 42.577478518e6}
 #: a map whose units are not stated is refused as Hz above this 99th percentile of |value|
 MAX_PLAUSIBLE_HZ = 700.0
+#: a map in stated units is refused above this 99th percentile of |value| once in Hz (10x the above)
+STATED_MAX_HZ = 10 * MAX_PLAUSIBLE_HZ
 #: ... and as a phase difference when every value is within +-pi and this percentile reaches 2.5
 PHASE_PERCENTILE = 99.0
 
@@ -57,6 +59,17 @@ def fieldmap_in_hz(fm: Image, units: str | None = None) -> tuple[Image, dict]:
                              "use Hz, rad/s or T (BIDS \"Units\")")
         factor = TO_HZ[key]
         data = np.asarray(fm.data, np.float64) * factor
+        # stated units were taken on trust: an all-zero map ("Units": "Hz") corrected nothing and a
+        # map in Hz said to be in T shifted by 9e7 voxels, each exit 0
+        vals = np.abs(data[np.isfinite(data) & (data != 0)])
+        if vals.size == 0:
+            raise InputError("the field map is zero everywhere: it would correct nothing", fm.path,
+                             "give the measured field map")
+        p99 = float(np.percentile(vals, PHASE_PERCENTILE))
+        if p99 > STATED_MAX_HZ:
+            raise InputError(f"the field map in {stated} ({how}) reaches {p99:.3g} Hz (99th percentile of |value|), "
+                             f"beyond any spinal field (< {STATED_MAX_HZ:.0f} Hz): its units are not {stated}?",
+                             fm.path, "state its real units (--fieldmap-units Hz, rad/s or T)")
         return fm.with_data(data.astype(np.float32)), {"units": stated, "units_from": how, "to_hz": factor}
     data = np.asarray(fm.data, np.float64)
     vals = np.abs(data[np.isfinite(data) & (data != 0)])
