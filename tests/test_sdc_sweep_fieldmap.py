@@ -68,3 +68,17 @@ def test_stated_units_are_checked_for_zero_and_size(ph_dir, tmp_path, capsys):
         rc = _run(ph_dir, out, *args)
         err = capsys.readouterr().err.strip()
         assert rc == 2 and words in err and len(err.splitlines()) == 1 and not out.exists(), err
+
+
+def test_field_map_in_hz_as_phasediff_is_refused(ph_dir, tmp_path, capsys):
+    """The phantom's field map in Hz (-67 to 70) as --phasediff was read as 12-bit scanner units:
+    a field of about -200 Hz everywhere, 'max shift 6.30 voxels', exit 0."""
+    fm = nib.load(str(ph_dir / "fieldmap_hz.nii.gz"))
+    pd = _write(tmp_path / "pd.nii.gz", fm.get_fdata(), fm.affine, {"EchoTime1": 0.00492, "EchoTime2": 0.00738})
+    out = tmp_path / "o"
+    rc = _run(ph_dir, out, "--phasediff", str(pd))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "a field map in Hz?" in err and "pd.nii.gz" in err and len(err.splitlines()) == 1, err
+    assert not out.exists()
+    out = tmp_path / "o2"
+    assert _run(ph_dir, out, "--phasediff", str(ph_dir / "fieldmap_phasediff.nii.gz")) == 0

@@ -106,7 +106,15 @@ def fieldmap_from_phasediff(phasediff: Image, echo_times: tuple[float, float]) -
         raise InputError(f"EchoTime1 {te1:g} s is longer than EchoTime2 {te2:g} s: the pair swapped would flip "
                          "the field's sign", phasediff.path, "give the shorter echo time first (BIDS EchoTime1 < EchoTime2)")
     ph = np.asarray(phasediff.data, dtype=np.float64)
-    if ph.max(initial=0.0) > 2 * np.pi + 0.1:  # Siemens 12-bit phase: [0, 4096) -> [-pi, pi)
+    lo, hi = float(ph.min(initial=0.0)), float(ph.max(initial=0.0))
+    # the phantom's field map in Hz (-67..70) as --phasediff was read as 12-bit scanner units: a
+    # field of about -200 Hz everywhere, "max shift 6.30 voxels", exit 0
+    if lo < -2 * np.pi - 0.1 or hi > 4096.5:
+        raise InputError(f"the phase difference spans {lo:.4g} to {hi:.4g}: neither radians (within +-2 pi) nor "
+                         "scanner units (0 to 4096); a field map in Hz?", phasediff.path,
+                         "pass a field map with --fieldmap; a phase difference in radians with --phasediff "
+                         "(signed scanner units, -4096 to 4096: times pi / 4096 first)")
+    if hi > 2 * np.pi + 0.1:  # Siemens 12-bit phase: [0, 4096) -> [-pi, pi)
         ph = ph / 4096.0 * 2 * np.pi - np.pi
     return phasediff.with_data((ph / (2 * np.pi * dte)).astype(np.float32))
 
