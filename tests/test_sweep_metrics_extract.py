@@ -38,3 +38,26 @@ def test_nan_over_much_of_a_label_is_warned_of(mt, tmp_path, caplog):
     with caplog.at_level("WARNING"):
         extract_metric(mt["mtr"], atlas, 52)  # mtr's own NaNs lie outside the labels
     assert not caplog.records
+
+
+def test_template_folder_intensities_and_levels_are_not_weights(sct_data, tmp_path, capsys, caplog):
+    from spinereg.cli.main import main
+
+    tdir = sct_data / "mt" / "label" / "template"
+    with caplog.at_level("WARNING"):
+        rows = extract_metric(mt_path(sct_data), tdir)
+    # were rows for the T1/T2/T2* templates (intensity-weighted) and PAM50_levels (level-weighted)
+    assert [r.label_id for r in rows] == [3, 4, 5, 6]
+    assert "PAM50_levels.nii.gz: values 0..5" in caplog.text and "skipped" in caplog.text
+    wm = nib.load(tdir / "PAM50_wm.nii.gz").get_fdata()
+    y = nib.load(mt_path(sct_data)).get_fdata()
+    ok = np.isfinite(y)
+    assert rows[1].value == pytest.approx(float((wm * np.where(ok, y, 0)).sum() / (wm * ok).sum()))
+    out = tmp_path / "levels.csv"
+    rc = main(["extract-metric", "-i", str(mt_path(sct_data)), "-f", str(tdir), "-l", "7", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "not a weight map" in err and "--vertfile" in err and not out.exists()
+
+
+def mt_path(sct_data: Path) -> Path:
+    return sct_data / "mt" / "mtr.nii.gz"

@@ -55,7 +55,7 @@ import datetime
 import io
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
@@ -372,6 +372,7 @@ class _Problem:
     values: np.ndarray        # (nvox,)
     slice_of: np.ndarray      # (nvox,) slice index (I->S)
     tract_ids: tuple[int, ...]
+    not_weights: dict[int, tuple[float, float]] = field(default_factory=dict)  # id -> (min, max)
 
 
 def _estimate(problem: _Problem, rows: np.ndarray, members: np.ndarray, method: str,
@@ -553,6 +554,25 @@ def extract_metric(
         groups.append((tuple(int(z) for z in selected), lv))
 
     problem = _load_problem(metric, data, folder, tract_ids, selected, axis, flip, discard_neg)
+    if problem.not_weights:
+        # -f label/template without -l gave a "WA" within the T1/T2/T2* templates (intensities as
+        # weights) and within PAM50_levels (weights 4 and 5), rows like any other (session 40)
+        def said(lab: LabelEntry) -> str:
+            return ", ".join(f"{m} ({folder.label(m).path.name}: values {problem.not_weights[m][0]:g}.."
+                             f"{problem.not_weights[m][1]:g})" for m in lab.members if m in problem.not_weights)
+        unfit = [lab for lab in chosen if any(m in problem.not_weights for m in lab.members)]
+        if ids is not None:
+            lab = unfit[0]
+            raise InputError(f"label {lab.id} ({lab.name}) is not a weight map: {said(lab)}, an intensity "
+                             "template or a levels file", folder.root,
+                             "choose labels whose files are masks or probabilistic maps (0..1); vertebral levels "
+                             "go with --vertfile and --vert/--perlevel")
+        log.warning("labels %s skipped: not weight maps (intensity templates or levels files)",
+                    "; ".join(said(lab) for lab in unfit))
+        chosen = [lab for lab in chosen if lab not in unfit]
+        if not chosen:
+            raise InputError("no label of the folder is a weight map (mask or probabilistic map)", folder.root,
+                             "give a label folder such as label/atlas or label/template")
     clusters = _cluster_of(folder, problem.tract_ids) if method == "map" else None
     tract_index = {t: n for n, t in enumerate(problem.tract_ids)}
     fname = str(metric.path) if metric.path else "<image>"
@@ -584,6 +604,7 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
     keep = np.zeros(nz, bool)
     keep[selected] = True
     sparse: list[tuple[np.ndarray, np.ndarray]] = []
+    not_weights: dict[int, tuple[float, float]] = {}
     for tid in tract_ids:
         lab = folder.label(tid)
         assert lab.path is not None
@@ -593,6 +614,9 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
         img = load_image(lab.path, ndim=3, check_finite=False, what=f"label file ({lab.name})")
         _check_grid(metric, img, f"label file '{lab.name}'")
         w = _to_slices_last(np.asarray(img.data), axis, flip)
+        lo, hi = float(np.nanmin(w)), float(np.nanmax(w))
+        if (hi > 1.5 or lo < -0.5) and np.unique(w[np.isfinite(w)][:1_000_000]).size > 2:
+            not_weights[tid] = (lo, hi)  # an intensity template or a levels file: not a weight map
         w = np.where(np.isfinite(w) & keep[None, None, :], w, 0)
         flat = np.flatnonzero(w.reshape(-1))
         sparse.append((flat, w.reshape(-1)[flat].astype(np.float64)))
@@ -605,15 +629,16 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
     if discard_neg:
         bad |= values < 0
     nonfinite = ~np.isfinite(values)
-    total = float(weights.sum())
-    lost = float(weights[nonfinite].sum()) / total if total > 0 else 0.0
+    fit = weights * np.array([t not in not_weights for t in tract_ids], dtype=float)[None, :]
+    total = float(fit.sum())
+    lost = float(fit[nonfinite].sum()) / total if total > 0 else 0.0
     if lost >= NONFINITE_WARN_SHARE:
         # NaN over the cord's centre took 42 % of the gray matter's weight, said only at -v (session 40)
-        per_tract = weights[nonfinite].sum(axis=0) / np.maximum(weights.sum(axis=0), 1e-12)
+        per_tract = fit[nonfinite].sum(axis=0) / np.maximum(fit.sum(axis=0), 1e-12)
         worst = int(np.argmax(per_tract))
         log.warning("%d voxels inside the labels (%.0f %% of their weight, %.0f %% of label %d's) have a "
                     "non-finite metric value (NaN/inf) and are ignored: each value is that of the rest of "
-                    "its label", int(nonfinite[weights.sum(axis=1) > 0].sum()), 100 * lost,
+                    "its label", int(nonfinite[fit.sum(axis=1) > 0].sum()), 100 * lost,
                     100 * per_tract[worst], tract_ids[worst])
     if bad.any():
         log.info("%d voxels with non-finite%s values inside the labels ignored", int(bad.sum()),
@@ -621,4 +646,4 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
         weights[bad] = 0.0
         values = np.where(bad, 0.0, values)
     slice_of = support % nz  # C order (x, y, z): z varies fastest
-    return _Problem(weights, values, slice_of, tract_ids)
+    return _Problem(weights, values, slice_of, tract_ids, not_weights)
