@@ -183,9 +183,10 @@ def correct_reverse_pe(
     # --apply-to on another grid (the phantom's t2w) was an internal error (numpy broadcast) after
     # the field's estimation, before session 37: checked first
     target = _as_image(apply_to, "EPI") if apply_to is not None else None
+    target_affine = None
     if target is not None:
         # the same voxels in another axis order: exactly on blip-up's grid
-        target = onto_grid_of(target, up, what="the blip-up image and --apply-to")
+        target, target_affine = onto_grid_of(target, up, what="the blip-up image and --apply-to"), target.affine
     meta = read_sidecar(sidecar, up.path)
     par = epi_params(meta, pe, readout_s, up.path)
     dmeta = read_sidecar(None, down.path)
@@ -197,6 +198,16 @@ def correct_reverse_pe(
                              + (f" ({dpe!r} in the blip-up image's voxel axes)" if dpe != dmeta["PhaseEncodingDirection"]
                                 else "") + f", not the reverse of {par.pe!r}", dmeta.get("_path"),
                              "give the acquisition with the opposite phase-encode direction")
+    if target is not None:
+        # the blip-down series as --apply-to was unwarped with blip-up's shifts (its distortion
+        # doubled), exit 0
+        tmeta = read_sidecar(None, target.path)
+        if "PhaseEncodingDirection" in tmeta:
+            tpe = pe_on_grid(str(tmeta["PhaseEncodingDirection"]).lower(), target_affine, up.affine)
+            if tpe != par.pe:
+                raise InputError(f"--apply-to PhaseEncodingDirection is {tmeta['PhaseEncodingDirection']!r}, not "
+                                 f"blip-up's {par.pe!r}: the field would be applied with the wrong sign or axis",
+                                 tmeta.get("_path"), "give a series acquired with blip-up's phase-encode direction")
     axis, sign = pe_axis(par.pe)
     if axis == 2:
         raise InputError("phase encoding along the slice axis is not supported", up.path, "use i/j data")
