@@ -58,6 +58,7 @@ def test_sigterm_right_after_mkdir_leaves_nothing(tmp_path):
         assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop is the point
 def test_sigterm_dropped_in_a_finalizer_is_raised_at_the_next_stage():
     """Python runs a signal handler wherever the main thread is; raised inside a ``__del__`` the
     exception is printed and dropped ("Exception ignored in ..."), and the command went on as if
