@@ -96,6 +96,11 @@ def correct_fieldmapless(
     grid = epi_img.grid
     transforms = [] if init is None else ([init] if isinstance(init, Transform) else list(init))
     target = np.asarray(apply_transforms(anat_img, grid, transforms, interp="linear").data, dtype=np.float64)
+    # an anatomy the headers place off the EPI was a target of zeros: "max shift 21.44 voxels", exit 0
+    ones = Image(np.ones(anat_img.shape[:3], np.float32), anat_img.affine)
+    if not np.any(np.asarray(apply_transforms(ones, grid, transforms, interp="linear", cval=0.0).data) > 0.5):
+        raise InputError("the anatomical image (-d) does not overlap the EPI (their headers place them apart)",
+                         anat_img.name, "give the same subject's image in the same scanner space (or -w EPI -> anatomy)")
     if mask is not None:
         m_img = _as_image(mask, "cord mask", 3)
         require_mask(m_img, "mask", "-m")  # the T2*w itself as -m was a "mask" of every voxel

@@ -1,0 +1,25 @@
+"""``spinereg sdc anat`` with inputs that used to give a result that looked fine but was not."""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+
+from spinereg.cli.main import main
+from spinereg.phantom.epi import make_epi_phantom
+
+
+def test_anatomy_off_the_epi_is_refused(tmp_path, capsys):
+    """The phantom's T2*w moved 500 mm by its header was resampled onto the EPI as zeros and the
+    EPI 'registered' to them: 'max shift 21.44 voxels', exit 0."""
+    d = tmp_path / "ph"
+    make_epi_phantom(n_volumes=2, seed=0).save(d)
+    t2s = nib.load(str(d / "t2s.nii.gz"))
+    aff = t2s.affine.copy()
+    aff[:3, 3] += 500
+    nib.save(nib.Nifti1Image(t2s.get_fdata().astype(np.float32), aff), str(tmp_path / "far.nii.gz"))
+    out = tmp_path / "o"
+    rc = main(["sdc", "anat", "-i", str(d / "epi.nii.gz"), "-d", str(tmp_path / "far.nii.gz"), "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "does not overlap the EPI" in err and "far.nii.gz" in err, err
+    assert len(err.splitlines()) == 1 and not out.exists()
