@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise InputError("output is a file, not a folder", out, "give a folder name")
+    # --name ../x wrote x_sdc.nii.gz ... beside the folder, past its check of existing outputs, exit 0
+    if not args.name or "/" in args.name or "\\" in args.name or args.name in (".", ".."):
+        raise InputError(f"--name {args.name!r} is not a file name prefix", None,
+                         "give a name without a folder (e.g. --name epi); the folder goes in -o")
     jac = not args.no_jacobian
     if args.method == "fieldmap":
         from spinereg.epi.fieldmap import SDCResult, correct_fieldmap
