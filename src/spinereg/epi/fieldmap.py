@@ -69,7 +69,8 @@ class SDCResult:
         save_image(self.field_hz, paths["field"], overwrite=overwrite, dtype=np.float32)
         save_image(self.vsm, paths["vsm"], overwrite=overwrite, dtype=np.float32)
         write_displacement(self.transform, paths["warp"], overwrite)
-        meta = {"PhaseEncodingDirection": self.pe, "TotalReadoutTime": self.readout_s, **self.info}
+        readout = self.readout_s if np.isfinite(self.readout_s) else None  # NaN is not JSON: null
+        meta = {"PhaseEncodingDirection": self.pe, "TotalReadoutTime": readout, **self.info}
         text = json.dumps(meta, indent=2, default=float) + "\n"
         atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(text), overwrite)
         return paths

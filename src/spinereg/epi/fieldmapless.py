@@ -89,7 +89,9 @@ def correct_fieldmapless(
     _check_anat(anat_img, dilate_mm)
     meta = read_sidecar(sidecar, epi_img.path)
     have_readout = readout_s is not None or "TotalReadoutTime" in meta
-    par = epi_params(meta, pe, readout_s if have_readout else 1.0, epi_img.path)
+    # without a readout time the field in Hz is not made: a stand-in (0.5 s) passes the range check (the
+    # 1.0 s it was was refused, "total readout time 1.0 s is out of range", a time nobody gave)
+    par = epi_params(meta, pe, readout_s if have_readout else 0.5, epi_img.path)
     axis, _ = pe_axis(par.pe)
     if axis == 2:
         raise InputError("phase encoding along the slice axis is not supported", epi_img.path, "use i/j data")
@@ -115,6 +117,9 @@ def correct_fieldmapless(
     info = {"method": "fieldmapless", "cost_per_level": costs, "dilate_mm": dilate_mm,
             "field_hz": bool(have_readout), "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
             "seconds": round(time.perf_counter() - t0, 3)}
+    if not have_readout:
+        info["warning"] = ("no readout time (--readout-time / TotalReadoutTime): the field map output holds zeros, "
+                           "not a field in Hz (the shift map and the corrected EPI do not need it)")
     return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
                      vsm=epi_img_3d(epi_img, vsm), transform=vsm_to_field(vsm, grid, axis),
                      pe=par.pe, readout_s=par.readout_s if have_readout else float("nan"), info=info)
