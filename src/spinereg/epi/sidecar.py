@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from spinereg.epi.distortion import pe_axis
+from spinereg.epi.distortion import PE_CODES
 from spinereg.errors import InputError
 from spinereg.io.image import atomic_write
 
@@ -67,12 +67,16 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
     along PE (``(N - 1) * spacing``) is *not* guessed here: give it explicitly.
     """
     where = meta.get("_path") or (str(image) if image else None)
+    from_meta = pe is None
     if pe is None:
         pe = meta.get("PhaseEncodingDirection")
         if pe is None:
             raise InputError("no phase-encode direction (PhaseEncodingDirection missing from the sidecar)",
                              where, "pass --pe j (or j-, i, i-) or add PhaseEncodingDirection to the JSON")
-    pe_axis(pe)
+    if str(pe).strip().lower() not in PE_CODES:  # a sidecar's "y" was refused without naming the sidecar
+        raise InputError(f"unknown phase-encode direction {pe!r}" + (" (PhaseEncodingDirection)" if from_meta else ""),
+                         where if from_meta else None, "use a BIDS PhaseEncodingDirection: i, i-, j, j-, k or k-"
+                         + (" (or pass --pe)" if from_meta else ""))
     if readout_s is None:
         readout_s = meta.get("TotalReadoutTime")
         if readout_s is None:
