@@ -35,3 +35,16 @@ def test_unknown_phase_encoding_in_a_sidecar_names_it(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "bad.json" in err and "PhaseEncodingDirection" in err and "--pe" in err, err
     assert len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_bad_readout_time_argument_is_not_blamed_on_the_sidecar(tmp_path, capsys):
+    """--readout-time nan was refused as 'ph/epi.json: total readout time nan s is out of range',
+    naming a sidecar that holds a right 0.03."""
+    d = tmp_path / "ph"
+    make_epi_phantom(n_volumes=2, seed=0).save(d)
+    out = tmp_path / "o"
+    rc = main(["sdc", "fieldmap", "-i", str(d / "epi.nii.gz"), "--fieldmap", str(d / "fieldmap_hz.nii.gz"),
+               "--readout-time", "nan", "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "(--readout-time)" in err and "epi.json" not in err, err
+    assert len(err.splitlines()) == 1 and not out.exists()

@@ -77,6 +77,7 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
         raise InputError(f"unknown phase-encode direction {pe!r}" + (" (PhaseEncodingDirection)" if from_meta else ""),
                          where if from_meta else None, "use a BIDS PhaseEncodingDirection: i, i-, j, j-, k or k-"
                          + (" (or pass --pe)" if from_meta else ""))
+    readout_given = readout_s is not None
     if readout_s is None:
         readout_s = meta.get("TotalReadoutTime")
         if readout_s is None:
@@ -87,7 +88,8 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
     except (TypeError, ValueError):
         raise InputError(f"TotalReadoutTime is not a number ({readout_s!r})", where,
                          "give the total readout time in seconds (e.g. 0.03)") from None
-    if not (0 < readout < 1):
-        raise InputError(f"total readout time {readout} s is out of range (0, 1)", where,
-                         "give it in seconds (e.g. 0.03, not 30)")
+    if not (0 < readout < 1):  # --readout-time nan was blamed on the EPI's sidecar
+        raise InputError(f"total readout time {readout} s is out of range (0, 1)"
+                         + (" (--readout-time)" if readout_given else " (TotalReadoutTime)"),
+                         None if readout_given else where, "give it in seconds (e.g. 0.03, not 30)")
     return EPIParams(str(pe).strip().lower(), readout)
