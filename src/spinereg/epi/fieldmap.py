@@ -81,6 +81,14 @@ def _as_image(x: str | Path | Image, what: str,
     return x if isinstance(x, Image) else load_image(x, ndim=ndim, what=what)
 
 
+def require_signal(img: Image, what: str, flag: str) -> Image:
+    """Refuse an image that is zero everywhere (an all-zero EPI was "corrected", exit 0)."""
+    if not np.any(img.data):
+        raise InputError(f"the {what} is zero everywhere: nothing to correct or estimate from", img.path,
+                         f"give the acquired image ({flag})")
+    return img
+
+
 def mean_volume(img: Image) -> np.ndarray:
     """The image itself (3D) or the mean over volumes (4D), float64."""
     if img.ndim == 3:
@@ -255,7 +263,7 @@ def correct_fieldmap(
     check (:func:`polarity_check`, ``info["polarity_check"]``; ``info["warning"]`` when reversed).
     """
     t0 = time.perf_counter()
-    epi_img = _as_image(epi, "EPI")
+    epi_img = require_signal(_as_image(epi, "EPI"), "EPI", "-i")
     meta = read_sidecar(sidecar, epi_img.path)
     par = epi_params(meta, pe, readout_s, epi_img.path)
     axis, _ = pe_axis(par.pe)

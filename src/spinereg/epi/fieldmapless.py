@@ -20,7 +20,14 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.epi.distortion import field_from_vsm, pe_axis, vsm_to_field
-from spinereg.epi.fieldmap import SDCResult, _as_image, epi_img_3d, mean_volume, unwarp_image
+from spinereg.epi.fieldmap import (
+    SDCResult,
+    _as_image,
+    epi_img_3d,
+    mean_volume,
+    require_signal,
+    unwarp_image,
+)
 from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.epi.topup import DEFAULT_LEVELS, solve_pe_shift
 from spinereg.errors import InputError
@@ -84,7 +91,7 @@ def correct_fieldmapless(
     from spinereg.transforms.apply import apply_transforms
 
     t0 = time.perf_counter()
-    epi_img = _as_image(epi, "EPI")
+    epi_img = require_signal(_as_image(epi, "EPI"), "EPI", "-i")
     anat_img = _as_image(anat, "anatomical image", 3)
     _check_anat(anat_img, dilate_mm)
     meta = read_sidecar(sidecar, epi_img.path)

@@ -22,7 +22,14 @@ import numpy as np
 from scipy import ndimage
 
 from spinereg.epi.distortion import field_from_vsm, pe_axis, reverse_pe, unwarp, vsm_to_field
-from spinereg.epi.fieldmap import SDCResult, _as_image, epi_img_3d, mean_volume, unwarp_image
+from spinereg.epi.fieldmap import (
+    SDCResult,
+    _as_image,
+    epi_img_3d,
+    mean_volume,
+    require_signal,
+    unwarp_image,
+)
 from spinereg.epi.sidecar import epi_params, read_sidecar
 from spinereg.errors import InputError
 from spinereg.io.image import Image, onto_grid_of
@@ -175,8 +182,8 @@ def correct_reverse_pe(
     unwarped acquisitions, or ``apply_to`` (a 3D/4D EPI with blip-up's PE) unwarped when given.
     """
     t0 = time.perf_counter()
-    up = _as_image(blip_up, "blip-up EPI")
-    down = _as_image(blip_down, "blip-down EPI")
+    up = require_signal(_as_image(blip_up, "blip-up EPI"), "blip-up EPI", "-i")
+    down = require_signal(_as_image(blip_down, "blip-down EPI"), "blip-down EPI", "--reverse")
     # one of the pair stored in another axis order (sct_image -setorient, fslreorient2std): moved
     # exactly onto blip-up's grid (its path kept for its sidecar)
     down, down_affine = onto_grid_of(down, up, what="blip-up and blip-down images"), down.affine
