@@ -66,13 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
         check_qc_root(args.qc)
     rec, _ = start_run(args, "spine-metrics")
-    bodies = args.bodies
+    bodies, cut = args.bodies, set()
     if args.warp:
         with rec.stage("place bodies"):
-            bodies = _placed_bodies(args)
+            bodies, cut = _placed_bodies(args)
     with rec.stage("measures"):
         rows = spine_metrics_rows(bodies=bodies, t1=args.t1, csf=args.csf, ct=args.ct, discs=args.discs,
-                                  cord=args.cord, levels=args.levels, erode_mm=args.erode)
+                                  cord=args.cord, levels=args.levels, erode_mm=args.erode, cut_levels=cut)
         if args.warp:
             rows = _marked_as_template_shape(rows)
         disc_note = ""
@@ -123,9 +123,10 @@ def _marked_as_template_shape(rows: list[dict]) -> list[dict]:
 
 
 def _placed_bodies(args: argparse.Namespace):
-    """The template's bodies placed by ``--warp`` on the grid of the measured image."""
+    """The template's bodies placed by ``--warp`` on the grid of the measured image, and the levels
+    the warp's own field of view cuts there."""
     from spinereg.io.image import load_image
-    from spinereg.metrics.spine_registration import bodies_from_warp
+    from spinereg.metrics.spine_registration import bodies_from_warp, levels_cut_by_warp
     from spinereg.transforms.itk import read_displacement
 
     warp = read_displacement(args.warp)
@@ -139,4 +140,4 @@ def _placed_bodies(args: argparse.Namespace):
                          "view when placed by --warp", args.warp,
                          "give the registration's warp_template2anat (template -> subject), not warp_anat2template, "
                          "and an image of the same subject")
-    return bodies
+    return bodies, levels_cut_by_warp(warp, bodies)

@@ -28,6 +28,7 @@ labels carry the value of the vertebra below: C2/C3 = 3).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -302,17 +303,19 @@ HEIGHT_RATIO_RANGE = (0.8, 1.2)
 CUT_BODY_FLAG = "not measured: body cut by the edge of the labels' field of view"
 
 
-def vertebral_heights(bodies: ImageLike) -> list[HeightRow]:
+def vertebral_heights(bodies: ImageLike, cut_levels: Collection[int] = ()) -> list[HeightRow]:
     """Anterior/middle/posterior heights (mm) of each labelled body and their ratios, on the body's
     mid-sagittal part (within ``max(3 mm, a voxel)`` of its L-R centre), as 6-point morphometry
     reads them: a body label that also holds pedicle stubs or transverse processes (PAM50's
     cervical bodies, placed by a registration) is measured on its body, not averaged with them
     (before session 36 the windows spanned a quarter of the whole label's width: PAM50's C4
-    measured 6.0 / 11.4 / 2.7 mm)."""
+    measured 6.0 / 11.4 / 2.7 mm). ``cut_levels``: bodies known to be cut by something inside the
+    grid (placed by a warp whose field of view ends there: :func:`~spinereg.metrics.spine_registration.levels_cut_by_warp`),
+    flagged as those the grid's own edge cuts."""
     ib, lab, values = _labels(bodies)
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
     rows = []
-    cut = _cut_by_the_edge(lab, values)
+    cut = _cut_by_the_edge(lab, values) | {v for v in cut_levels if v in values}
     for v, (_, axes, loc) in _frames(ib, lab, values).items():
         if v in cut:
             nan = float("nan")
@@ -548,8 +551,10 @@ def parse_level_range(text: str | None) -> tuple[int, int] | None:
 
 def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = None, csf: ImageLike | None = None,
                        ct: ImageLike | None = None, discs: ImageLike | None = None, cord: ImageLike | None = None,
-                       levels: str | tuple[int, int] | None = None, erode_mm: float = 3.0) -> list[dict]:
-    """Every measure the inputs allow, as long-format rows (see ``SPINE_CSV_COLUMNS``)."""
+                       levels: str | tuple[int, int] | None = None, erode_mm: float = 3.0,
+                       cut_levels: Collection[int] = ()) -> list[dict]:
+    """Every measure the inputs allow, as long-format rows (see ``SPINE_CSV_COLUMNS``);
+    ``cut_levels`` as for :func:`vertebral_heights`."""
     rng = parse_level_range(levels) if isinstance(levels, str | None) else tuple(levels)
     rows: list[dict] = []
     if t1 is not None or csf is not None:
@@ -570,7 +575,7 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
                      _row("hu_n_voxels", h.level, h.name, h.n_voxels, "voxels")]
     if bodies is not None:
         lo, hi = HEIGHT_RATIO_RANGE
-        heights = vertebral_heights(bodies)
+        heights = vertebral_heights(bodies, cut_levels)
         cut = {h.level for h in heights if h.flag == CUT_BODY_FLAG}
         for h in heights:
             def ratio_flag(x: float, h: HeightRow = h) -> str:
@@ -616,7 +621,8 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
         flag = ""
         if c.levels:
             _, lab_b, values_b = _labels(bodies)
-            cut_ends = [level_name(v) for v in c.levels if v in _cut_by_the_edge(lab_b, values_b)]
+            cut_b = _cut_by_the_edge(lab_b, values_b) | set(cut_levels)
+            cut_ends = [level_name(v) for v in c.levels if v in cut_b]
             if cut_ends:  # the range ends at the centre of what the field of view left of the body
                 flag = (f"range shortened: {', '.join(cut_ends)} cut by the edge of the labels' field of view "
                         "(the range ends at the centre of its visible part)")

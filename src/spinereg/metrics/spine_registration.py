@@ -81,10 +81,49 @@ def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM5
     sampler = VolumeSampler(lab, "nn")
     out = np.zeros(g.shape, np.int16)
     for k0, k1 in g.chunks():
-        x = template2anat.map(g.world_coords(k0, k1))
-        vals = sampler.at_voxels(bodies.grid.world_to_voxel(x))
+        p = g.world_coords(k0, k1)
+        x = template2anat.map(p)
+        ok = _defined(template2anat, p, x)
+        vals = np.zeros(len(p), np.int16)
+        vals[ok] = sampler.at_voxels(bodies.grid.world_to_voxel(x[ok]))
         out[:, :, k0:k1] = vals.reshape(g.shape[0], g.shape[1], k1 - k0)
     return Image(out, g.affine)
+
+
+def _defined(template2anat: Transform, points: np.ndarray, mapped: np.ndarray) -> np.ndarray:
+    """Where a pull transform is defined: a finite image, and for a displacement field (a
+    ``grid``) the points on its grid (within half a voxel of its nodes). Beyond it the field is
+    continued by the identity: the template's bodies would be read at the subject's own
+    coordinates."""
+    from spinereg.transforms.sanity import inside
+
+    ok = np.all(np.isfinite(mapped), axis=1)
+    field_grid = getattr(template2anat, "grid", None)
+    if isinstance(field_grid, Grid):
+        ok &= inside(field_grid, points)
+    return ok
+
+
+def levels_cut_by_warp(template2anat: Transform, bodies: Image) -> set[int]:
+    """Levels of ``bodies`` (placed by :func:`bodies_from_warp`) that the warp's own field of view
+    cuts inside the bodies' grid: body voxels next to voxels where ``template2anat`` is not defined
+    (:func:`_defined`: beyond a displacement field's grid, or its undefined values). The grid's own
+    edge is judged by :func:`spinereg.metrics.spine.vertebral_heights`; on a grid larger than the
+    warp's (an image zero-padded along S-I, or another image of the subject) C2 cut at the warp's
+    edge measured 0.19 mm tall, unflagged, before session 40."""
+    from scipy import ndimage
+
+    g = bodies.grid
+    undefined = np.zeros(g.shape, bool)
+    for k0, k1 in g.chunks():
+        p = g.world_coords(k0, k1)
+        undefined[:, :, k0:k1] = ~_defined(template2anat, p, template2anat.map(p)).reshape(
+            g.shape[0], g.shape[1], k1 - k0)
+    if not undefined.any():
+        return set()
+    lab = np.asarray(bodies.data)
+    near = ndimage.binary_dilation(undefined) & (lab > 0)
+    return {int(v) for v in np.unique(lab[near])}
 
 
 def subject_endplates(image: ImageLike, template2anat: Transform, contrast: str = "t2",
