@@ -164,6 +164,22 @@ def pe_on_grid(pe: str, affine: np.ndarray, ref_affine: np.ndarray) -> str:
 MIN_OBJECT_SHIFT_VOX = 0.3
 
 
+def _readout_ratio(meta: dict, readout_s: float) -> float:
+    """The --apply-to series' TotalReadoutTime over blip-up's (1 when its sidecar gives none or the
+    same): a voxel's shift is the field (Hz) times the readout time, so a series read out twice as
+    long is shifted twice as far by the same field. Before session 40 it was unwarped with
+    blip-up's shifts (EPI phantom read out in 0.06 s against a 0.03 s pair: half its distortion
+    left)."""
+    t = meta.get("TotalReadoutTime")
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        return 1.0
+    if not (0 < t < 1) or abs(t / readout_s - 1) < 1e-3:
+        return 1.0
+    return t / readout_s
+
+
 def correct_reverse_pe(
     blip_up: str | Path | Image,
     blip_down: str | Path | Image,
@@ -227,8 +243,10 @@ def correct_reverse_pe(
     # s_up_axis is the blip-up VSM in voxel-axis units; the field follows from blip-up's sign
     vsm = s_up_axis
     field_hz = field_from_vsm(vsm, par.readout_s, par.pe)
+    t_scale = 1.0
     if target is not None:
-        corrected = unwarp_image(target, vsm, axis, jacobian_mod)
+        t_scale = _readout_ratio(read_sidecar(None, target.path), par.readout_s)
+        corrected = unwarp_image(target, vsm * t_scale, axis, jacobian_mod)
     else:
         u = 0.5 * (unwarp(d1, vsm, axis, jacobian_mod=jacobian_mod)
                    + unwarp(d2, -vsm, axis, jacobian_mod=jacobian_mod))
@@ -240,6 +258,8 @@ def correct_reverse_pe(
     info = {"method": "reverse-pe", "cost_per_level": costs, "levels": [list(lv) for lv in levels],
             "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)), "object_p99_shift_vox": round(p99, 3),
             "seconds": round(time.perf_counter() - t0, 3)}
+    if t_scale != 1.0:
+        info["apply_to_shift_scale"] = round(t_scale, 6)
     if p99 < MIN_OBJECT_SHIFT_VOX:
         info["warning"] = (f"the pair shows no distortion difference (99th percentile of the shift in the subject "
                            f"{p99:.2f} voxel): were both acquired with the same phase-encode direction? The "
