@@ -98,13 +98,35 @@ def unit_mask(img: Image) -> Image:
     return img
 
 
+#: a mask resampled with spline / sinc interpolation rings a little beyond 0..1 at its edges
+#: (t2's manual cord through a warp with -x spline: -0.09..1.10)
+OVERSHOOT = 0.5
+
+
+def overshoot(img: Image, v: Values) -> bool:
+    """A soft mask that rings beyond 0..1 (by at most :data:`OVERSHOOT`), mostly near zero: one
+    resampled with spline interpolation, refused as "an intensity image?" before session 40."""
+    if v.integer or not (-OVERSHOOT <= v.vmin and v.vmax <= 1 + OVERSHOOT) or (v.vmin >= -1e-3 and v.vmax <= 1 + 1e-3):
+        return False
+    data = np.asarray(img.data if img.ndim == 3 else img.volume(0))
+    return float(np.mean(np.abs(data) > 0.05)) <= 0.5
+
+
+def _not_a_mask(img: Image, v: Values, what: str, option: str, fix: str) -> InputError:
+    if overshoot(img, v):
+        return InputError(f"the {what} ({option}) rings beyond 0..1: {v.describe()} (a mask resampled with "
+                          "spline interpolation?)", img.name,
+                          f"resample the {what} with -x linear (or nn), or clip it to 0..1")
+    return InputError(f"the {what} ({option}) is not a mask: {v.describe()} (an intensity image?)", img.name, fix)
+
+
 def require_segmentation(img: Image, what: str = "segmentation", option: str = "-s") -> None:
     """Raise :class:`InputError` unless ``img`` is a mask or a labelled segmentation: an intensity
     image given in its place would be read as a cord filling the field of view."""
     v = values_of(img)
     if not is_segmentation(v):
-        raise InputError(f"the {what} ({option}) is not a mask: {v.describe()} (an intensity image?)", img.name,
-                         f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
+        raise _not_a_mask(img, v, what, option,
+                          f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
     if not is_mask(v):  # labelled: each level covers a stretch of cord, not a point
         data = np.asarray(img.data if img.ndim == 3 else img.volume(0))
         nz = data[data > 0]
@@ -147,6 +169,8 @@ def require_mask(img: Image, what: str = "segmentation", option: str = "-s") -> 
     """Raise :class:`InputError` unless ``img`` looks like a mask (see module doc)."""
     v = values_of(img)
     if not is_mask(v):
+        if overshoot(img, v):
+            raise _not_a_mask(img, v, what, option, "")
         hint = " (a label file?)" if v.integer and v.n_distinct <= 64 and v.frac_nonzero < 0.2 else \
             " (an intensity image?)"
         raise InputError(f"the {what} ({option}) is not a mask: {v.describe()}{hint}", img.name,
