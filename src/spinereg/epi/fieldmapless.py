@@ -25,6 +25,7 @@ from spinereg.epi.fieldmap import (
     _as_image,
     epi_img_3d,
     mean_volume,
+    object_shift_p99,
     require_signal,
     unwarp_image,
 )
@@ -123,7 +124,7 @@ def correct_fieldmapless(
     field_hz = field_from_vsm(vsm, par.readout_s, par.pe) if have_readout else np.zeros_like(vsm)
     info = {"method": "fieldmapless", "cost_per_level": costs, "dilate_mm": dilate_mm,
             "field_hz": bool(have_readout), "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
-            "seconds": round(time.perf_counter() - t0, 3)}
+            "object_p99_shift_vox": object_shift_p99(d1, vsm), "seconds": round(time.perf_counter() - t0, 3)}
     if not have_readout:
         info["warning"] = ("no readout time (--readout-time / TotalReadoutTime): the field map output holds zeros, "
                            "not a field in Hz (the shift map and the corrected EPI do not need it)")

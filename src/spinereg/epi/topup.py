@@ -27,6 +27,7 @@ from spinereg.epi.fieldmap import (
     _as_image,
     epi_img_3d,
     mean_volume,
+    object_shift_p99,
     require_signal,
     unwarp_image,
 )
@@ -253,10 +254,9 @@ def correct_reverse_pe(
         corrected = epi_img_3d(up, u)
     # the shift where the EPI shows the subject (the background's field is noise: up to 26 voxels
     # on the EPI phantom, whose true shifts stay under 3)
-    obj = d1 > 0.2 * np.percentile(d1, 99)
-    p99 = float(np.percentile(np.abs(vsm[obj]), 99)) if obj.any() else 0.0
+    p99 = object_shift_p99(d1, vsm)
     info = {"method": "reverse-pe", "cost_per_level": costs, "levels": [list(lv) for lv in levels],
-            "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)), "object_p99_shift_vox": round(p99, 3),
+            "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)), "object_p99_shift_vox": p99,
             "seconds": round(time.perf_counter() - t0, 3)}
     if t_scale != 1.0:
         info["apply_to_shift_scale"] = round(t_scale, 6)

@@ -99,7 +99,7 @@ def unit_mask(img: Image) -> Image:
 
 
 #: a mask resampled with spline / sinc interpolation rings a little beyond 0..1 at its edges
-#: (t2's manual cord through a warp with -x spline: -0.09..1.10)
+#: (a binary disk shifted by a cubic B-spline: -0.27..1.36)
 OVERSHOOT = 0.5
 
 
