@@ -126,13 +126,13 @@ def _placed_bodies(args: argparse.Namespace):
     """The template's bodies placed by ``--warp`` on the grid of the measured image, and the levels
     the warp's own field of view cuts there."""
     from spinereg.io.image import load_image
-    from spinereg.metrics.spine_registration import bodies_from_warp, levels_cut_by_warp
+    from spinereg.metrics.spine_registration import placed_bodies
     from spinereg.transforms.itk import read_displacement
 
     warp = read_displacement(args.warp)
     ref = args.image or args.t1 or args.ct
     grid = load_image(ref, ndim=3).grid if ref else warp.grid
-    bodies = bodies_from_warp(warp, grid, template=args.template, supersample=2 if args.image else 1)
+    bodies, cut = placed_bodies(warp, grid, template=args.template, supersample=2 if args.image else 1)
     if not bodies.data.any():
         from spinereg.errors import InputError
 
@@ -140,4 +140,4 @@ def _placed_bodies(args: argparse.Namespace):
                          "view when placed by --warp", args.warp,
                          "give the registration's warp_template2anat (template -> subject), not warp_anat2template, "
                          "and an image of the same subject")
-    return bodies, levels_cut_by_warp(warp, bodies)
+    return bodies, cut

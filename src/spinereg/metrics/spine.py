@@ -310,7 +310,7 @@ def vertebral_heights(bodies: ImageLike, cut_levels: Collection[int] = ()) -> li
     cervical bodies, placed by a registration) is measured on its body, not averaged with them
     (before session 36 the windows spanned a quarter of the whole label's width: PAM50's C4
     measured 6.0 / 11.4 / 2.7 mm). ``cut_levels``: bodies known to be cut by something inside the
-    grid (placed by a warp whose field of view ends there: :func:`~spinereg.metrics.spine_registration.levels_cut_by_warp`),
+    grid (placed by a warp whose field of view ends there: :func:`~spinereg.metrics.spine_registration.placed_bodies`),
     flagged as those the grid's own edge cuts."""
     ib, lab, values = _labels(bodies)
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))

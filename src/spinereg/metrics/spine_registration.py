@@ -69,7 +69,21 @@ def template_bodies(tpl: Template) -> Image:
 def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
                      levels: Iterable[int] | None = None) -> Image:
     """Body labels on ``grid`` (the subject's; refined ``supersample`` times per axis) through the
-    pull transform ``template2anat`` (subject point -> template point)."""
+    pull transform ``template2anat`` (subject point -> template point); none where the transform
+    is not defined (:func:`_defined`)."""
+    return placed_bodies(template2anat, grid, template, supersample, levels)[0]
+
+
+def placed_bodies(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
+                  levels: Iterable[int] | None = None) -> tuple[Image, set[int]]:
+    """:func:`bodies_from_warp`'s bodies and, from the same pass over the grid, the levels that the
+    warp's own field of view cuts inside it: body voxels next to voxels where ``template2anat`` is
+    not defined (beyond a displacement field's grid, or its undefined values). The grid's own edge
+    is judged by :func:`spinereg.metrics.spine.vertebral_heights`; on a grid larger than the warp's
+    (an image zero-padded along S-I, or another image of the subject) C2 cut at the warp's edge
+    measured 0.19 mm tall, unflagged, before session 40."""
+    from scipy import ndimage
+
     from spinereg.io.resample import VolumeSampler
     from spinereg.io.template import load_template
 
@@ -80,6 +94,7 @@ def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM5
     g = grid if supersample <= 1 else grid.with_voxel_size(grid.zooms / supersample)
     sampler = VolumeSampler(lab, "nn")
     out = np.zeros(g.shape, np.int16)
+    undefined = np.zeros(g.shape, bool)
     for k0, k1 in g.chunks():
         p = g.world_coords(k0, k1)
         x = template2anat.map(p)
@@ -87,7 +102,12 @@ def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM5
         vals = np.zeros(len(p), np.int16)
         vals[ok] = sampler.at_voxels(bodies.grid.world_to_voxel(x[ok]))
         out[:, :, k0:k1] = vals.reshape(g.shape[0], g.shape[1], k1 - k0)
-    return Image(out, g.affine)
+        undefined[:, :, k0:k1] = ~ok.reshape(g.shape[0], g.shape[1], k1 - k0)
+    cut: set[int] = set()
+    if undefined.any():
+        near = ndimage.binary_dilation(undefined) & (out > 0)
+        cut = {int(v) for v in np.unique(out[near])}
+    return Image(out, g.affine), cut
 
 
 def _defined(template2anat: Transform, points: np.ndarray, mapped: np.ndarray) -> np.ndarray:
@@ -102,28 +122,6 @@ def _defined(template2anat: Transform, points: np.ndarray, mapped: np.ndarray) -
     if isinstance(field_grid, Grid):
         ok &= inside(field_grid, points)
     return ok
-
-
-def levels_cut_by_warp(template2anat: Transform, bodies: Image) -> set[int]:
-    """Levels of ``bodies`` (placed by :func:`bodies_from_warp`) that the warp's own field of view
-    cuts inside the bodies' grid: body voxels next to voxels where ``template2anat`` is not defined
-    (:func:`_defined`: beyond a displacement field's grid, or its undefined values). The grid's own
-    edge is judged by :func:`spinereg.metrics.spine.vertebral_heights`; on a grid larger than the
-    warp's (an image zero-padded along S-I, or another image of the subject) C2 cut at the warp's
-    edge measured 0.19 mm tall, unflagged, before session 40."""
-    from scipy import ndimage
-
-    g = bodies.grid
-    undefined = np.zeros(g.shape, bool)
-    for k0, k1 in g.chunks():
-        p = g.world_coords(k0, k1)
-        undefined[:, :, k0:k1] = ~_defined(template2anat, p, template2anat.map(p)).reshape(
-            g.shape[0], g.shape[1], k1 - k0)
-    if not undefined.any():
-        return set()
-    lab = np.asarray(bodies.data)
-    near = ndimage.binary_dilation(undefined) & (lab > 0)
-    return {int(v) for v in np.unique(lab[near])}
 
 
 def subject_endplates(image: ImageLike, template2anat: Transform, contrast: str = "t2",
