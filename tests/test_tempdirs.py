@@ -307,3 +307,121 @@ def test_sigterm_inside_the_with_of_an_output_folder_leaves_the_previous_output(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert (dest / "provenance.json").read_text() == "previous"
     assert (dest / "a.nii.gz").read_text() == "previous a"
+
+
+# -- a hold in one thread, the signal handled in the main thread -----------------------------------
+
+_THREADED_SWAP = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from pathlib import Path
+    from spinereg.cli import main as cli
+    from spinereg.io import tempdirs
+    from spinereg.io.staging import OutputFolder
+    signal.signal(signal.SIGTERM, cli._terminate)
+    dest, where = Path(sys.argv[1]), sys.argv[2]
+    real_rename = os.rename
+    aside = threading.Event()
+    def slow_rename(src, dst):  # the previous output moved aside, then a slow second rename
+        real_rename(src, dst)
+        if str(dst).endswith(".old/" + dest.name):
+            if where == "main":
+                os.kill(os.getpid(), signal.SIGTERM)
+            aside.set()
+            time.sleep(0.5)
+    def swap():
+        with OutputFolder(dest, replace=True) as part:
+            (part / "provenance.json").write_text("new")
+            os.rename = slow_rename
+    idle = threading.Event()
+    threading.Thread(target=idle.wait, daemon=True).start()  # a thread that takes signals
+    code = 0
+    try:
+        if where == "worker":
+            th = threading.Thread(target=swap, daemon=True)
+            th.start()
+            aside.wait(10)
+            os.kill(os.getpid(), signal.SIGTERM)
+            th.join()
+        else:
+            swap()
+        time.sleep(0.2)  # (the re-sent signal)
+    except cli.Terminated:
+        code = 143
+    tempdirs.remove_leftovers()
+    os._exit(code)
+""")
+
+
+@pytest.mark.parametrize("where", ["worker", "main"])
+def test_sigterm_while_another_thread_holds_waits_for_the_swap(tmp_path, where):
+    """``signals_held`` blocks the signals for its own thread only, and Python runs the handler in
+    the main thread whichever thread the kernel gave the signal to. worker: SIGTERM while a worker
+    thread is between the two renames of a replace; the main thread's handler raised at once, the
+    way out removed the ``.old`` folder (the previous output, still aside) and ``os._exit`` killed
+    the worker before its second rename: no output at all (before: ``out`` missing, 0 files).
+    main: the main thread holds, an idle thread takes the signal, the handler ran between the
+    renames anyway (the previous output put back, the new one dropped). Now the handler is deferred
+    while any thread holds and the signal re-sent to the main thread when the last hold ends: the
+    command ends as terminated (143) with the new output complete and nothing hidden left."""
+    dest = tmp_path / "out"
+    _previous_output(dest)
+    proc = subprocess.run([sys.executable, "-c", _THREADED_SWAP, str(dest), where],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 143, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in dest.iterdir()) == ["provenance.json"]
+    assert (dest / "provenance.json").read_text() == "new"
+
+
+@pytest.mark.parametrize("idle_thread", [False, True])
+def test_sigint_inside_a_hold_of_the_main_thread_is_raised_after_it(idle_thread):
+    """The command's SIGINT handler (``hold_aware(default_int_handler)``): Ctrl-C inside a hold
+    raises KeyboardInterrupt once the block is done, whether the kernel kept the signal pending
+    (no other thread) or gave it to an idle thread (the handler then ran at once, in the hold)."""
+    import signal
+    import threading
+
+    previous = signal.signal(signal.SIGINT, tempdirs.hold_aware(signal.default_int_handler))
+    stop = threading.Event()
+    if idle_thread:
+        threading.Thread(target=stop.wait, daemon=True).start()
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with tempdirs.signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):  # bytecodes where an undeferred handler would have raised
+                    done.append(1)
+            for _ in range(1000):
+                pass
+        assert len(done) == 1000 and not tempdirs._HOLDS and not tempdirs._DEFERRED
+    finally:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_remove_leftovers_waits_for_another_threads_hold(tmp_path):
+    """A worker's swap under way (its ``.old`` folder holding the previous output, recorded as a
+    work folder until the new output is in): the way out waits for the hold before removing."""
+    import threading
+    import time
+
+    entered, aside = threading.Event(), {}
+
+    def swap():
+        with tempdirs.signals_held():
+            aside["old"] = tempdirs.make_temp_dir(".out.", ".old", tmp_path)
+            entered.set()
+            time.sleep(0.3)
+            tempdirs.release_temp_dir(aside["old"])  # (the previous output kept, say)
+
+    th = threading.Thread(target=swap)
+    th.start()
+    entered.wait(5)
+    t0 = time.monotonic()
+    left = tempdirs.remove_leftovers()
+    waited = time.monotonic() - t0
+    th.join()
+    assert aside["old"] not in left and aside["old"].is_dir()
+    assert 0.2 < waited < 5
+    tempdirs.remove_temp_dir(aside["old"])

@@ -27,7 +27,7 @@ from spinereg.errors import (
     Terminated,
     request_termination,
 )
-from spinereg.io.tempdirs import remove_leftovers
+from spinereg.io.tempdirs import deferred_while_held, hold_aware, remove_leftovers
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -163,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _terminate(signum: int, frame: object) -> None:
+    if deferred_while_held(signum):  # a swap of renames under way in some thread: sent again after it
+        return
     request_termination()  # raises Terminated (spinereg.errors), and again at the next stage if dropped
 
 
@@ -173,6 +175,7 @@ def console_main() -> None:  # pragma: no cover - ends the process
     is the interpreter's teardown (collecting every module's objects and large arrays: 0.2-0.3 s
     of a 2-4 s command)."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, hold_aware(signal.default_int_handler))
     code = main()
     try:
         remove_leftovers()  # work folders an interruption caught before their ``with`` (atexit is skipped)

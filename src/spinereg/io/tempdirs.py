@@ -13,6 +13,17 @@ no longer exists after the rename, so removing it would be a no-op anyway; relea
 and keeps the record short.) :func:`signals_held` lets a caller make a pair of renames (move the
 previous output aside, move the new one in) that SIGTERM cannot split.
 
+Blocking a signal (``pthread_sigmask``) holds it back for the calling thread only: with other
+threads alive (a pool's idle workers, batch units) the kernel hands it to one of them, and Python
+runs the handler in the main thread, wherever it is -- inside a hold of the main thread, or while a
+worker thread is between its renames (the main thread then unwound, :func:`remove_leftovers`
+removed the ``.old`` folder holding the previous output and ``os._exit`` killed the worker before
+its second rename). So holds are also counted, for every thread, and a handler that asks
+:func:`deferred_while_held` (the ``spinereg`` command's SIGTERM handler, and its SIGINT one through
+:func:`hold_aware`) records the signal and returns while any hold is open; the last hold to end
+sends it again to the main thread, whose handler then runs. :func:`remove_leftovers` waits for
+the holds of other threads to end (bounded) before removing anything.
+
 A forked child forgets its parent's folders (they are the parent's to remove).
 """
 
@@ -24,28 +35,87 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 _LIVE: set[Path] = set()
 _LOCK = threading.Lock()  # batch units may make folders from several threads
 _HELD = {signal.SIGTERM, signal.SIGINT}
+# open holds by thread, and the signals deferred meanwhile; reentrant: the handler (main thread)
+# may run while the main thread itself is inside a ``with _HOLDS_COND``
+_HOLDS_COND = threading.Condition(threading.RLock())
+_HOLDS: dict[int, int] = {}
+_DEFERRED: list[int] = []
+#: how long :func:`remove_leftovers` waits for another thread's hold (a few renames) to end
+HOLD_WAIT_S = 30.0
+
+
+def deferred_while_held(signum: int) -> bool:
+    """For a signal handler: True when some thread is inside :func:`signals_held` -- the signal is
+    then recorded and sent again to the main thread when the last hold ends, and the handler
+    should return without acting. False otherwise (act now)."""
+    with _HOLDS_COND:
+        if not _HOLDS:
+            return False
+        if signum not in _DEFERRED:
+            _DEFERRED.append(signum)
+        return True
+
+
+def hold_aware(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    """``handler`` (a Python signal handler) deferred while a hold is open (see
+    :func:`deferred_while_held`)."""
+    def run(signum: int, frame: Any) -> Any:
+        if deferred_while_held(signum):
+            return None
+        return handler(signum, frame)
+    return run
+
+
+def _resend(signals: list[int]) -> None:
+    main = threading.main_thread().ident
+    for signum in signals:
+        try:
+            signal.pthread_kill(main, signum)  # to the main thread: it interrupts a wait there
+        except (OSError, ValueError, TypeError):  # pragma: no cover - the main thread is gone
+            os.kill(os.getpid(), signum)
 
 
 @contextmanager
 def signals_held() -> Iterator[None]:
     """SIGTERM / SIGINT delivered after the block (POSIX); a plain block elsewhere. Holds them
-    back for the calling thread: keep the block to a few system calls."""
+    back for the calling thread, and defers a handler that asks :func:`deferred_while_held`
+    whichever thread the kernel gave the signal to: keep the block to a few system calls."""
     if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
         yield
         return
+    me = threading.get_ident()
+    with _HOLDS_COND:
+        _HOLDS[me] = _HOLDS.get(me, 0) + 1
     old = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        with _HOLDS_COND:
+            left = _HOLDS.get(me, 1) - 1
+            if left:
+                _HOLDS[me] = left
+            else:
+                del _HOLDS[me]
+            resend = [] if _HOLDS else _DEFERRED[:]
+            if not _HOLDS:
+                _DEFERRED.clear()
+                _HOLDS_COND.notify_all()
+        _resend(resend)
 
+
+def _wait_for_other_holds(timeout: float) -> None:
+    me = threading.get_ident()
+    with _HOLDS_COND:
+        _HOLDS_COND.wait_for(lambda: not (_HOLDS.keys() - {me}), timeout)
 
 
 def _key(path: str | os.PathLike) -> Path:
@@ -91,7 +161,10 @@ def temporary_directory(prefix: str | None = None, suffix: str | None = None,
 
 def remove_leftovers() -> list[Path]:
     """Remove every folder :func:`make_temp_dir` made in this process and nothing removed or
-    released yet (an interruption between its creation and its ``with``); return them."""
+    released yet (an interruption between its creation and its ``with``); return them. A hold of
+    another thread (a swap under way, its ``.old`` folder holding the previous output) is waited
+    for first, :data:`HOLD_WAIT_S` at most."""
+    _wait_for_other_holds(HOLD_WAIT_S)
     with _LOCK:
         left = sorted(_LIVE)
     for path in left:
@@ -100,9 +173,15 @@ def remove_leftovers() -> list[Path]:
 
 
 def _forget_after_fork() -> None:
-    global _LOCK
+    global _LOCK, _HOLDS_COND
     _LOCK = threading.Lock()
     _LIVE.clear()
+    _HOLDS_COND = threading.Condition(threading.RLock())
+    mine = _HOLDS.get(threading.get_ident())
+    _HOLDS.clear()  # the other threads' holds: gone with them (the child has only the forking one)
+    if mine:
+        _HOLDS[threading.get_ident()] = mine
+    _DEFERRED.clear()
 
 
 atexit.register(remove_leftovers)
