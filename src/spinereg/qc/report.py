@@ -35,7 +35,7 @@ from pathlib import Path
 from spinereg.errors import InputError, OutputError, SpineregError
 from spinereg.io.image import file_mode, make_temp
 from spinereg.io.staging import dir_mode
-from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir
+from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir, signals_held
 from spinereg.qc.scores import score_table, scores_from_metrics, verdict_of
 
 __all__ = ["add_to_report", "build_index", "check_qc_root", "load_entries", "scores_from_metrics", "verdict_of"]
@@ -186,22 +186,7 @@ class PendingEntry:
                 files = [(qc_root / ENTRIES, json.dumps({"version": 2, "entries": entries}, indent=1) + "\n"),
                          *_index_files(qc_root, entries, self.shown_root)]
                 (qc_root / "assets").mkdir(exist_ok=True, mode=dir_mode())
-                final = qc_root / "entries" / eid
-                old = None
-                if final.exists():
-                    old = final.with_name(f".{eid}-old-{os.getpid()}")
-                    os.replace(final, old)
-                os.replace(self.stage, final)
-                try:
-                    _write_all(files)
-                except BaseException:
-                    shutil.rmtree(final, ignore_errors=True)
-                    if old is not None:
-                        os.replace(old, final)
-                    raise
-                release_temp_dir(self.stage)  # renamed to entries/ID: the entry now, not a work folder
-                if old is not None:
-                    shutil.rmtree(old, ignore_errors=True)
+                _swap_entry(self.stage, qc_root / "entries" / eid, files)
         except BaseException:
             self.abort()
             raise
@@ -214,6 +199,44 @@ class PendingEntry:
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 _rmdir(p)
+
+
+def _swap_entry(stage: Path, final: Path, files: list[tuple[Path, str]]) -> None:
+    """Move the previous ``entries/ID`` (if any) into ``.ID-old-XXXX/ID``, the staged entry to
+    ``entries/ID`` and write ``files``, with SIGTERM / SIGINT held back (an interruption lands
+    before or after, never between the renames: before session 41 it left ``entries/ID`` gone and
+    the previous one hidden). Cut short by an error, the previous entry is put back; one that cannot
+    be is kept (released, never removed as a leftover) and the error says where it is."""
+    old: Path | None = None
+    moved_in = keep = False
+    try:
+        with signals_held():
+            try:
+                if final.exists():
+                    old = make_temp_dir(f".{final.name}-old-", dir=final.parent)
+                    os.replace(final, old / final.name)
+                os.replace(stage, final)
+                moved_in = True
+                _write_all(files)
+                release_temp_dir(stage)  # renamed to entries/ID: the entry now, not a work folder
+            except BaseException:
+                if moved_in:
+                    shutil.rmtree(final, ignore_errors=True)
+                aside = None if old is None else old / final.name
+                if aside is not None and os.path.lexists(aside) and not os.path.lexists(final):
+                    try:
+                        os.replace(aside, final)
+                    except OSError as exc:
+                        keep = True
+                        release_temp_dir(aside.parent)  # the previous entry's only copy
+                        raise OutputError(
+                            f"the QC entry could not be replaced and its previous entry could not be put back "
+                            f"({exc.strerror or exc}); the previous entry is kept in {aside}",
+                            final, f"move {aside} back to {final} (mv), then rerun the QC") from exc
+                raise
+    finally:
+        if old is not None and not keep:
+            remove_temp_dir(old)  # (empty, or the previous entry once replaced)
 
 
 def _check_record(prov: dict, kind: object, path: Path) -> None:
