@@ -67,6 +67,11 @@ FREE_ENDS_MAX_COVERAGE = 0.6
 #: spinal cord runs on up to the brainstem (real images and phantoms: 0 mm; the conus may end
 #: inside the field, at the lower end; smoothed noise kept at one edge: 23-52 mm)
 TOP_INSIDE_WARN_MM = 10.0
+#: voxels wider than this (mm) across the working (axial) plane blur the cord's outline beyond what
+#: the model and the outline-from-contrast step were made for: a warning. sct_testing_data t2
+#: (1 mm, manual cord) block-averaged to 2 / 3 / 4 mm voxels along one in-plane axis: 0.82 / 0.72 /
+#: 0.44 of the cord's volume kept along A-P, 0.95 / 0.86 / 0.90 along R-L (1 mm: 0.98), exit 0.
+COARSE_INPLANE_MM = 1.5
 #: fill narrow concave pockets of each section (lesions at the surface; spinereg.segment.bites)
 FILL_BITES = True
 
@@ -110,6 +115,12 @@ def _locate(vol: np.ndarray, img: Image, wg_fine: WorkGrid) -> tuple[WorkGrid, d
     box = wg_fine.crop(lo[0], hi[0], lo[1], hi[1], multiple=get_model("fine").multiple)
     return box, {"located_slices": int(len(k)), "box_mm": [round(float(box.nx * box.px), 1),
                                                           round(float(box.ny * box.px), 1)]}
+
+
+def inplane_voxel_mm(img: Image, wg: WorkGrid) -> float:
+    """The widest extent (mm) of one input voxel across the working grid's slice plane."""
+    lin = img.grid.affine[:3, :3]
+    return float(np.max(np.hypot(wg.frame[:, 0] @ lin, wg.frame[:, 1] @ lin)))
 
 
 def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | Path | np.ndarray | None = None,
@@ -190,6 +201,13 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     prob_img = img.with_data(np.clip(pin, 0, 1).astype(np.float32))
     prob_img.header.set_data_dtype(np.float32)
     prob_img.header.set_slope_inter(1.0, 0.0)
+    coarse = inplane_voxel_mm(img, wg)
+    if coarse > COARSE_INPLANE_MM:
+        info.setdefault("warnings", []).append(
+            f"voxels {coarse:.1f} mm wide across the cord's cross-section: its outline is blurred over them and the "
+            "segmentation may be too small (sct_testing_data t2 averaged to 2-3 mm voxels kept 72-95 % of the "
+            f"cord's volume); use areas and volumes from it with care, or an image with in-plane voxels <= "
+            f"{COARSE_INPLANE_MM:g} mm")
     if above > TOP_INSIDE_WARN_MM:
         info.setdefault("warnings", []).append(
             f"the segmented cord ends {above:.0f} mm below the top of the image: a spinal cord runs on up to "
