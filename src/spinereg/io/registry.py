@@ -35,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from spinereg.errors import DataNotFoundError, InputError
-from spinereg.io.tempdirs import make_temp_dir, remove_temp_dir, signals_held
+from spinereg.io.tempdirs import make_temp_dir, release_temp_dir, remove_temp_dir, signals_held
 
 if TYPE_CHECKING:  # pragma: no cover
     import pooch
@@ -448,6 +448,41 @@ def _extract(archive: Path, dest: Path, ds: Dataset, source: str | None = None) 
     return dest
 
 
+def _install(ds: Dataset, root: Path, final: Path, trash: Path) -> None:
+    """Rename the verified ``root`` to ``final``, a previous copy there moved to ``trash`` first
+    (removed with the work folder), with no interruption between the two. Should the new copy not
+    go in, the previous one goes back and the error says it is in place; one that cannot go back
+    stays in ``trash`` (:func:`fetch` keeps it) and the error names it and the ``mv`` to do (before
+    session 41 the work folder, and the cached copy in it, were removed: an offline user lost the
+    data set, with a bare OSError)."""
+    with signals_held():  # the previous copy aside and the new one in: no interruption between
+        try:
+            if final.exists():
+                final.rename(trash)
+            root.rename(final)
+        except BaseException as exc:
+            if os.path.lexists(trash) and not os.path.lexists(final):  # the previous copy back
+                try:
+                    trash.rename(final)
+                except OSError as err:
+                    raise DataNotFoundError(
+                        f"the new download of {ds.name} could not be installed ({_why(exc)}) and the previous "
+                        f"copy could not be put back ({_why(err)}): it is kept in {trash}", final,
+                        f"move it back (mv {trash} {final}), then retry `spinereg data fetch {ds.name} --force` "
+                        "when there is room") from exc
+            if isinstance(exc, OSError):
+                kept = "the previous copy is still in place" if os.path.lexists(final) else "nothing was installed"
+                raise DataNotFoundError(
+                    f"the download of {ds.name} could not be installed in the cache ({_why(exc)}); {kept}", final,
+                    f"free space or make the cache folder writable (or set {ENV_CACHE}), then retry "
+                    f"`spinereg data fetch {ds.name} --force`") from exc
+            raise
+
+
+def _why(exc: BaseException) -> str:
+    return (exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)) or type(exc).__name__
+
+
 def fetch(name: str | Dataset, *, force: bool = False, url: str | None = None,
           cache: str | Path | None = None, progress: bool = False) -> Path:
     """Download dataset ``name`` into the cache, unzip and verify it; return its folder.
@@ -487,21 +522,17 @@ def fetch(name: str | Dataset, *, force: bool = False, url: str | None = None,
                  "archive_sha256": file_sha256(archive), "archive_sha256_known": ds.sha256,
                  "files_verified": report.checked, "extra": report.extra}
         (root / STAMP).write_text(json.dumps(stamp, indent=1))
-        trash = work / "old"
-        with signals_held():  # the previous copy aside and the new one in: no interruption between
-            try:
-                if final.exists():
-                    final.rename(trash)
-                root.rename(final)
-            except BaseException:
-                if os.path.lexists(trash) and not os.path.lexists(final):  # the previous copy back
-                    trash.rename(final)
-                raise
+        _install(ds, root, final, work / "old")
     except BaseException:
         archive.unlink(missing_ok=True)
         raise
     finally:
-        remove_temp_dir(work)  # with the previous copy, once replaced
+        if os.path.lexists(work / "old") and not os.path.lexists(final):
+            # the previous copy's only place (the error named it): kept; the download's copy goes
+            release_temp_dir(work)
+            shutil.rmtree(work / "unzipped", ignore_errors=True)
+        else:
+            remove_temp_dir(work)  # with the previous copy, once replaced
     archive.unlink(missing_ok=True)
     log.info("%s %s installed in %s", ds.name, ds.version, final)
     return final
