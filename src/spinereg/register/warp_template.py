@@ -376,43 +376,76 @@ def _load_warps(warps: Sequence[str | Path | Transform]) -> list[Transform]:
 MIN_FIELD_COVERAGE = 0.95
 
 
+class _InverseOnGrid(Transform):
+    """``inv:W`` where it is the inverse of ``W``'s grid: the points ``y = W.map(x)`` of some ``x``
+    on ``W``'s grid (within half a voxel). Elsewhere (NaN here) the inverse applied is the identity
+    that ``W`` is continued with beyond its grid: the pre-image found is the point itself."""
+
+    def __init__(self, inverse: Transform, field: Transform, grid: Grid):
+        self._inv, self._field, self._grid = inverse, field, grid
+        self._tol = 0.25 * float(grid.zooms.min())
+
+    def map(self, points: np.ndarray) -> np.ndarray:
+        y = np.asarray(points, dtype=float)
+        x = self._inv.map(y)
+        ijk = self._grid.world_to_voxel(x)
+        on = np.all((ijk >= -0.5) & (ijk <= np.array(self._grid.shape) - 0.5), axis=1)
+        on &= np.linalg.norm(self._field.map(x) - y, axis=1) <= self._tol  # NaN: False
+        x[~on] = np.nan
+        return x
+
+    def inverse(self) -> Transform:  # pragma: no cover - only mapped
+        return self._field
+
+
+def _on_grid_only(u: Transform) -> Transform | None:
+    """``u`` undefined (NaN) where it applies a displacement field's outside identity, or None
+    when ``u`` is no such field (an affine, a field with another continuation)."""
+    import copy
+
+    from spinereg.transforms.displacement import DisplacementField, FieldInverse
+
+    if isinstance(u, DisplacementField) and u.outside == "identity":
+        g = copy.copy(u)
+        g.outside = "nan"
+        return g
+    if isinstance(u, FieldInverse) and u.field.outside == "identity":
+        return _InverseOnGrid(u, u.field, u.field.grid)
+    return None
+
+
 def _field_coverage_notes(grid: Grid, transforms: Sequence[Transform], names: Sequence[str],
                           dest_name: str) -> list[str]:
     """Warn when a displacement field of the chain covers only part of the destination: outside
     its grid the displacement is zero (as ITK/ANTs), the template placed there unregistered (t2
     given mt's warp_template2mt: PAM50_small_t2 written on 144k voxels of t2, 109k of them outside
-    the warp, with no word before session 40)."""
-    import copy
-
-    from spinereg.transforms.displacement import DisplacementField
-
+    the warp, with no word before session 40). An inverted field (``inv:W``) covers the points
+    that ``W`` maps its grid to; elsewhere its inverse is the identity (``inv:`` of
+    warp_anat2template cut to its upper half on t2: no word before session 41)."""
     stride = max(1, int(np.ceil((grid.size / 50_000) ** (1 / 3))))
     ijk = np.stack(np.meshgrid(*[np.arange(0, n, stride) for n in grid.shape], indexing="ij"), -1)
     x = grid.voxel_to_world(ijk.reshape(-1, 3))  # voxel centres (a coarsened grid's reach past the edge)
+    parts = [list(t.transforms) if isinstance(t, Chain) else [t] for t in transforms]
+    defined = np.all(np.isfinite(as_chain(transforms).map(x)), axis=1)
     out: list[str] = []
-    for k, t in enumerate(transforms):
-        fields = [f for f in (t.transforms if isinstance(t, Chain) else [t])
-                  if isinstance(f, DisplacementField) and f.outside == "identity"]
-        if not fields:
+    for k, own in enumerate(parts):
+        strict = {id(u): s for u in own if (s := _on_grid_only(u)) is not None}
+        if not strict:
             continue
-        strict = []
-        for f in fields:
-            g = copy.copy(f)
-            g.outside = "nan"
-            strict.append(g)
-        swap = dict(zip(map(id, fields), strict, strict=True))
-        chain = Chain([swap.get(id(u), u) for tr in transforms
-                       for u in (tr.transforms if isinstance(tr, Chain) else [tr])])
-        defined = np.all(np.isfinite(as_chain(transforms).map(x)), axis=1)
+        chain = Chain([strict.get(id(u), u) for p in parts for u in p])
         covered = np.all(np.isfinite(chain.map(x)), axis=1) & defined
         share = float(covered.sum() / max(int(defined.sum()), 1))
         if share < MIN_FIELD_COVERAGE:
-            msg = (f"the warp {names[k] if k < len(names) else k + 1} covers {100 * share:.0f} % of the destination "
-                   f"{dest_name}: outside its grid the template is placed without it (zero displacement, as "
-                   "ANTs does), not registered; give the warp made for this image")
+            name = names[k] if k < len(names) else str(k + 1)
+            inverted = any(isinstance(s, _InverseOnGrid) for s in strict.values())
+            where = ("outside the image of its grid its inverse is the identity, the template placed "
+                     "without it" if inverted else
+                     "outside its grid the template is placed without it (zero displacement, as ANTs does)")
+            msg = (f"the warp {name} covers {100 * share:.0f} % of the destination {dest_name}: {where}, "
+                   "not registered; give the warp made for this image")
             log.warning(msg)
             out.append(msg)
-        break  # one note: the first field that falls short is enough to name
+            break  # one note: the first field that falls short is enough to name
     return out
 
 
