@@ -302,7 +302,7 @@ def test_cli_csv_append_header_once(capsys, tmp_path, mt):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 1 + 3 + 2
     assert list(rows[0]) == ["Timestamp", "spinereg Version", "Filename", "Slice (I->S)", "VertLevel",
-                             "Label", "Size [vox]", "MAP()", "STD()"]
+                             "Label", "Size [vox]", "MAP()", "STD()", "NaN weight [%]"]
     assert rows[0]["Label"] == "white matter" and rows[0]["Slice (I->S)"] == "0:4"
     assert rows[0]["VertLevel"] == ""
     assert float(rows[0]["MAP()"]) == pytest.approx(34.26, abs=0.05)

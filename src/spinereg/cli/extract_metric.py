@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         std = "" if r.std is None else f" +- {r.std:.3g}"
         lev = "" if r.levels is None else f", levels {','.join(map(str, r.levels))}"
         zs = f"{r.slices[0]}-{r.slices[-1]}" if len(r.slices) > 1 else ",".join(map(str, r.slices))
-        print(f"{r.label} ({r.label_id}), slices {zs}{lev}: {r.method.upper()} = {val}{std}")
+        nan = f" (NaN on {100 * r.nan_share:.0f} % of its weight, ignored)" if r.nan_share >= 0.005 else ""
+        print(f"{r.label} ({r.label_id}), slices {zs}{lev}: {r.method.upper()} = {val}{std}{nan}")
     print(out)
     return 0

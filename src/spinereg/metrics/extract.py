@@ -73,6 +73,8 @@ METHODS = ("wa", "bin", "ml", "map", "median", "max")
 BASE_COLUMNS = ("Timestamp", "spinereg Version", "Filename", "Slice (I->S)", "VertLevel", "Label",
                 "Size [vox]")
 STD_COLUMN = "STD()"
+#: share (%) of the row's label weight on voxels whose metric is non-finite (NaN/inf), ignored
+NAN_COLUMN = "NaN weight [%]"
 BIN_THRESHOLD = 0.5
 #: share of the labels' weight on non-finite metric voxels from which their omission is warned of
 NONFINITE_WARN_SHARE = 0.01
@@ -85,7 +87,7 @@ def value_column(method: str) -> str:
 
 def csv_columns(method: str) -> tuple[str, ...]:
     """CSV header for ``method``."""
-    return BASE_COLUMNS + (value_column(method), STD_COLUMN)
+    return BASE_COLUMNS + (value_column(method), STD_COLUMN, NAN_COLUMN)
 
 
 # -- label folders ---------------------------------------------------------------------------------
@@ -180,6 +182,7 @@ class MetricRow:
     size: float
     value: float | None
     std: float | None
+    nan_share: float = 0.0  # of the label's weight in these slices: non-finite metric, ignored
 
     def csv_row(self, timestamp: str) -> dict[str, str]:
         return {
@@ -192,6 +195,7 @@ class MetricRow:
             "Size [vox]": _num(self.size),
             value_column(self.method): _num(self.value),
             STD_COLUMN: _num(self.std),
+            NAN_COLUMN: _num(round(100 * self.nan_share, 2)),
         }
 
 
@@ -217,14 +221,17 @@ def _runs(values: Sequence[int]) -> str:
     return ";".join(out)
 
 
-def to_csv_text(rows: Sequence[MetricRow], header: bool = True) -> str:
-    """CSV text of ``rows`` (all of one method)."""
+def to_csv_text(rows: Sequence[MetricRow], header: bool = True,
+                columns: Sequence[str] | None = None) -> str:
+    """CSV text of ``rows`` (all of one method); ``columns`` a subset (a file written before
+    the NaN column was added, appended to)."""
     methods = {r.method for r in rows}
     if len(methods) > 1:
         raise ValueError(f"rows of several methods {sorted(methods)} cannot share one CSV")
     method = methods.pop() if methods else "wa"
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=csv_columns(method), lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=list(columns or csv_columns(method)), lineterminator="\n",
+                            extrasaction="ignore")
     if header:
         writer.writeheader()
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
@@ -251,13 +258,15 @@ def write_metric_csv(rows: Sequence[MetricRow], path: str | Path, append: bool =
         first = old.splitlines()[0] if old.strip() else ""
         method = rows[0].method if rows else "wa"
         want = ",".join(csv_columns(method))
-        if first and first != want:
+        legacy = ",".join(csv_columns(method)[:-1])  # before the NaN column (session 41)
+        if first and first not in (want, legacy):
             raise InputError(f"existing CSV has other columns ({first})", p,
                              f"append only results of the same method ({value_column(method)}) "
                              "or write to a new file")
         if old and not old.endswith("\n"):
             old += "\n"
-        text = old + to_csv_text(rows, header=not first)
+        cols = csv_columns(method)[:-1] if first == legacy else None
+        text = old + to_csv_text(rows, header=not first, columns=cols)
         return atomic_write(p, lambda tmp: Path(tmp).write_text(text), overwrite=True)
     text = to_csv_text(rows)
     return atomic_write(p, lambda tmp: Path(tmp).write_text(text), overwrite)
@@ -373,6 +382,24 @@ class _Problem:
     slice_of: np.ndarray      # (nvox,) slice index (I->S)
     tract_ids: tuple[int, ...]
     not_weights: dict[int, tuple[float, float]] = field(default_factory=dict)  # id -> (min, max)
+    dropped: np.ndarray | None = None          # voxels ignored (non-finite, or negative with discard_neg)
+    dropped_weights: np.ndarray | None = None  # their weights (ndropped, ntracts), before zeroing
+    dropped_nonfinite: np.ndarray | None = None  # which of them are non-finite
+
+
+def _nan_share(problem: _Problem, rows: np.ndarray, members: np.ndarray, method: str) -> float:
+    """Share of the label's weight over voxel ``rows`` (voxels >= 0.5 for bin/median/max) on
+    non-finite metric voxels, which the estimate ignores."""
+    if problem.dropped is None or problem.dropped_weights is None or not problem.dropped.size:
+        return 0.0
+    kept = problem.weights[rows][:, members].sum(axis=1)
+    sel = rows[problem.dropped]
+    lost = problem.dropped_weights[sel][:, members].sum(axis=1)
+    nonfinite = problem.dropped_nonfinite[sel]
+    if method in ("bin", "median", "max"):
+        kept, lost = (kept >= BIN_THRESHOLD).astype(float), (lost >= BIN_THRESHOLD).astype(float)
+    total = float(kept.sum() + lost.sum())
+    return float(lost[nonfinite].sum()) / total if total > 0 else 0.0
 
 
 def _estimate(problem: _Problem, rows: np.ndarray, members: np.ndarray, method: str,
@@ -583,8 +610,28 @@ def extract_metric(
         for group, lv in groups:
             rows = np.isin(problem.slice_of, group)
             value, std, size = _estimate(problem, rows, members, method, clusters, noise_to_prior)
-            out_rows.append(MetricRow(fname, group, lv, lab.id, lab.name, method, size, value, std))
+            out_rows.append(MetricRow(fname, group, lv, lab.id, lab.name, method, size, value, std,
+                                      _nan_share(problem, rows, members, method)))
+    _warn_nan(out_rows)
     return out_rows
+
+
+def _warn_nan(rows: Sequence[MetricRow]) -> None:
+    """Name each reported label with a non-finite metric on >= NONFINITE_WARN_SHARE of its weight in
+    a row. The share was of all loaded tracts together before session 41: a tract half NaN asked
+    with -l beside the white matter was under 1 % of them, no word."""
+    worst: dict[int, tuple[str, float, int]] = {}
+    for r in rows:
+        if r.nan_share >= NONFINITE_WARN_SHARE:
+            name, share, n = worst.get(r.label_id, (r.label, 0.0, 0))
+            worst[r.label_id] = (name, max(share, r.nan_share), n + 1)
+    if not worst:
+        return
+    # NaN over the cord's centre took 42 % of the gray matter's weight, said only at -v (session 40)
+    said = "; ".join(f"{i} ({name}): {100 * share:.0f} %" + (f" (worst of {n} rows)" if n > 1 else "")
+                     for i, (name, share, n) in worst.items())
+    log.warning("non-finite metric value (NaN/inf) on part of the labels' weight, ignored: each value is that "
+                "of the rest of its label (share per row in the CSV column '%s'): %s", NAN_COLUMN, said)
 
 
 def _cluster_of(folder: LabelFolder, tract_ids: tuple[int, ...]) -> np.ndarray:
@@ -628,22 +675,15 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
     bad = ~np.isfinite(values)
     if discard_neg:
         bad |= values < 0
-    nonfinite = ~np.isfinite(values)
-    fit = weights * np.array([t not in not_weights for t in tract_ids], dtype=float)[None, :]
-    total = float(fit.sum())
-    lost = float(fit[nonfinite].sum()) / total if total > 0 else 0.0
-    if lost >= NONFINITE_WARN_SHARE:
-        # NaN over the cord's centre took 42 % of the gray matter's weight, said only at -v (session 40)
-        per_tract = fit[nonfinite].sum(axis=0) / np.maximum(fit.sum(axis=0), 1e-12)
-        worst = int(np.argmax(per_tract))
-        log.warning("%d voxels inside the labels (%.0f %% of their weight, %.0f %% of label %d's) have a "
-                    "non-finite metric value (NaN/inf) and are ignored: each value is that of the rest of "
-                    "its label", int(nonfinite[fit.sum(axis=1) > 0].sum()), 100 * lost,
-                    100 * per_tract[worst], tract_ids[worst])
     if bad.any():
         log.info("%d voxels with non-finite%s values inside the labels ignored", int(bad.sum()),
                  " or negative" if discard_neg else "")
+    dropped = np.flatnonzero(bad)
+    dropped_weights = weights[dropped].copy()
+    dropped_nonfinite = ~np.isfinite(values[dropped])
+    if bad.any():
         weights[bad] = 0.0
         values = np.where(bad, 0.0, values)
     slice_of = support % nz  # C order (x, y, z): z varies fastest
-    return _Problem(weights, values, slice_of, tract_ids, not_weights)
+    return _Problem(weights, values, slice_of, tract_ids, not_weights, dropped, dropped_weights,
+                    dropped_nonfinite)
