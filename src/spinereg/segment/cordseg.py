@@ -139,11 +139,14 @@ def segment(image: Image | str | Path, contrast: str = "auto", *, bvals: str | P
     if contrast not in CONTRASTS:
         raise InputError(f"unknown contrast {contrast!r}", None, f"use one of {', '.join(CONTRASTS)}")
     t0 = time.perf_counter()
-    img, what = load_volume(image, bvals)
+    notes: list[str] = []
+    img, what = load_volume(image, bvals, notes)
     vol = np.asarray(img.data, np.float32)
     fine = get_model("fine")
     wg = working_grid(img.grid, fine.px, multiple=fine.multiple)
     info: dict = {"input": img.name, "segmented": what, "contrast": contrast}
+    if notes:
+        info["warnings"] = notes
     if max(wg.nx, wg.ny) * wg.px > LOCATE_ABOVE_MM:
         if progress:
             progress("locating the cord")

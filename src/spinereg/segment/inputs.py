@@ -1,8 +1,11 @@
 """What the cord models are given: one 3D volume with a usable signal.
 
 4D series (fMRI, DWI) are reduced to their mean, or to the mean of the diffusion-weighted
-volumes (b > 50 s/mm2; the b = 0 mean when there are none) when b-values are given. Empty and
-constant images, 2D and 5D files are refused with a one-line error.
+volumes (b > 50 s/mm2; the b = 0 mean when there are none) when b-values are given (``--bvals``,
+or a BIDS ``<stem>.bval`` file beside the series). A series given without b-values whose volumes
+differ in brightness like a diffusion series' b = 0 and weighted volumes is segmented on the mean
+of all of them, with a note saying so. Empty and constant images, 2D and 5D files are refused with
+a one-line error.
 """
 
 from __future__ import annotations
@@ -17,6 +20,21 @@ from spinereg.io.sanity import constant_value
 
 #: b-value (s/mm2) above which a volume counts as diffusion-weighted
 B_DWI = 50.0
+#: a series given without b-values whose brightest volume (mean over the field) is this many times
+#: its dimmest is taken for a mix of b = 0 and diffusion-weighted volumes: a note. sct_testing_data
+#: dmri (one b = 0, six b = 750): 2.19; its dwi (the six alone) 1.05, fmri (30 volumes) 1.06.
+MIXED_BRIGHTNESS = 1.5
+
+
+def bids_bval(path: str | Path) -> Path | None:
+    """The BIDS b-values file beside a series (``sub-01_dwi.nii.gz`` -> ``sub-01_dwi.bval``), if any."""
+    p = Path(path)
+    name = p.name
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith(ext):
+            cand = p.with_name(name[: -len(ext)] + ".bval")
+            return cand if cand.is_file() else None
+    return None
 
 
 def read_bvals(path: str | Path, nvols: int) -> np.ndarray:
@@ -33,9 +51,18 @@ def read_bvals(path: str | Path, nvols: int) -> np.ndarray:
     return vals
 
 
-def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None = None) -> tuple[Image, str]:
+def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None = None,
+                notes: list[str] | None = None) -> tuple[Image, str]:
     """A 3D image to segment and a sentence saying what it is (``"the image"``, ``"the mean of
-    30 volumes"``, ``"the mean of 6 diffusion-weighted volumes (b > 50)"``)."""
+    30 volumes"``, ``"the mean of 6 diffusion-weighted volumes (b > 50)"``). A 4D series read from
+    a file without ``bvals`` takes the BIDS ``.bval`` beside it when there is one; ``notes``
+    (when given) receives a warning for a series without b-values whose volumes look like a mix of
+    b = 0 and diffusion-weighted ones (:data:`MIXED_BRIGHTNESS`)."""
+    if bvals is None and isinstance(image, str | Path) and (side := bids_bval(image)) is not None:
+        bvals = side
+        found_beside = side.name
+    else:
+        found_beside = None
     if isinstance(image, str | Path):
         img = load_image(image, ndim=(3, 4), lazy=True)
     else:
@@ -61,10 +88,20 @@ def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None
                 use, what = dwi, f"the mean of its {dwi.size} diffusion-weighted volumes (b > {B_DWI:g})"
             else:
                 what = f"the mean of its {n} b=0 volumes"
+            if found_beside:
+                what += f" (b-values from {found_beside})"
         acc = np.zeros(img.shape[:3], np.float64)
+        means = []
         for t in use:
-            acc += np.asarray(img.volume(int(t)), np.float64).reshape(img.shape[:3])
+            v = np.asarray(img.volume(int(t)), np.float64).reshape(img.shape[:3])
+            acc += v
+            means.append(float(np.nanmean(v)))
         vol = (acc / len(use)).astype(np.float32)
+        if bvals is None and notes is not None and min(means) > 0 and max(means) / min(means) > MIXED_BRIGHTNESS:
+            notes.append(
+                f"the series' volumes differ in brightness up to {max(means) / min(means):.1f}x (a diffusion series' "
+                f"b=0 and weighted volumes?): segmented on the mean of all {n}; give --bvals to segment the mean "
+                "of the diffusion-weighted volumes (sct_testing_data dmri: 19 % more cord voxels on the mean of all)")
     if not np.any(vol):
         raise InputError("image is empty (every voxel is 0)", img.name, "give the image that shows the spinal cord")
     value = constant_value(vol)
