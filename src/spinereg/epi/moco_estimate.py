@@ -1,0 +1,125 @@
+"""Motion estimation of ``spinereg moco``: group translations by weighted Gauss-Newton against a
+reference (linear intensity fit per slice), their regularisation along z (or acquisition order),
+in-plane resampling of a volume, and the cap on volumes left out of the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from spinereg.epi.moco_masks import MIN_MASK_VOXELS
+from spinereg.register.slicewise import regularise_poly, regularise_spline
+
+
+class _Reference:
+    """Reference slices prepared for Gauss-Newton: masked points, values, gradients, weights."""
+
+    def __init__(self, ref: np.ndarray, weight: np.ndarray, sigma: float):
+        r = ndimage.gaussian_filter(ref, (sigma, sigma, 0)) if sigma > 0 else ref
+        gi = np.gradient(r, axis=0)
+        gj = np.gradient(r, axis=1)
+        self.sigma = sigma
+        self.slices = []
+        for k in range(ref.shape[2]):
+            w = weight[:, :, k]
+            idx = np.nonzero(w > 0)
+            if idx[0].size < MIN_MASK_VOXELS:
+                self.slices.append(None)
+                continue
+            self.slices.append((np.array(idx, float), r[:, :, k][idx], np.stack([gi[:, :, k][idx], gj[:, :, k][idx]]),
+                                w[idx]))
+
+
+def _fit_gain(rv: np.ndarray, vw: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    sw = w.sum()
+    mr = (w * rv).sum() / sw
+    mv = (w * vw).sum() / sw
+    var = (w * (rv - mr) ** 2).sum()
+    a = (w * (rv - mr) * (vw - mv)).sum() / var if var > 0 else 0.0
+    return a, mv - a * mr
+
+
+def _estimate(vol: np.ndarray, ref: _Reference, groups: np.ndarray, n_groups: int, start: np.ndarray,
+              slice_weight: np.ndarray, max_iter: int = 30, tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Group translations (voxels) with ``vol(p + d_g) ~ a_k ref(p) + b_k`` for the slices of
+    each group; returns (estimates (n_groups, 2), estimated (n_groups,))."""
+    v = ndimage.gaussian_filter(vol, (ref.sigma, ref.sigma, 0)) if ref.sigma > 0 else vol
+    coefs = [ndimage.spline_filter(v[:, :, k].astype(np.float64), order=3, mode="mirror")
+             if ref.slices[k] is not None and slice_weight[k] > 0 else None for k in range(v.shape[2])]
+    d = np.array(start, float).copy()
+    ok = np.zeros(n_groups, bool)
+    for _ in range(max_iter):
+        h = np.zeros((n_groups, 2, 2))
+        g = np.zeros((n_groups, 2))
+        for k, c in enumerate(coefs):
+            if c is None:
+                continue
+            pts, rv, grad, w = ref.slices[k]
+            gk = groups[k]
+            vw = ndimage.map_coordinates(c, pts + d[gk][:, None], order=3, mode="mirror", prefilter=False)
+            wk = w * slice_weight[k]
+            a, b = _fit_gain(rv, vw, wk)
+            if abs(a) < 1e-9:
+                continue
+            jac = a * grad
+            r = vw - a * rv - b
+            jw = jac * wk
+            h[gk] += jw @ jac.T
+            g[gk] += jw @ r
+        det = h[:, 0, 0] * h[:, 1, 1] - h[:, 0, 1] * h[:, 1, 0]
+        tr = h[:, 0, 0] + h[:, 1, 1]
+        ok = det > 1e-10 * np.maximum(tr, 1e-30) ** 2
+        delta = np.zeros_like(d)
+        if ok.any():
+            delta[ok] = -np.linalg.solve(h[ok], g[ok][..., None])[..., 0]
+        delta = np.clip(delta, -1.0, 1.0)
+        d += delta
+        if np.abs(delta).max() < tol:
+            break
+    d[~ok] = np.nan
+    return d, ok
+
+
+def _regularise(raw: np.ndarray, valid: np.ndarray, method: str, order: np.ndarray | None = None) -> np.ndarray:
+    """Regularise group estimates ``(n_groups, 2)`` along ``order`` (group indices in acquisition
+    order; default the group position along z)."""
+    if order is not None:
+        out = np.empty_like(raw)
+        out[order] = _regularise(raw[order], valid[order], method)
+        return out
+    if not valid.any():
+        return np.zeros_like(raw)
+    vals = np.nan_to_num(raw)
+    if method == "none" or raw.shape[0] == 1:
+        idx = np.flatnonzero(valid)
+        z = np.arange(raw.shape[0], dtype=float)
+        return np.stack([np.interp(z, idx, vals[idx, c]) for c in range(2)], axis=1)
+    if method.startswith("poly"):
+        deg = int(method.split(":")[1]) if ":" in method else 2
+        return regularise_poly(vals, valid, deg)
+    return regularise_spline(vals, valid)
+
+
+def _shift_volume(vol: np.ndarray, shifts: np.ndarray, order: int = 3) -> np.ndarray:
+    """Fast in-plane resampling (internal use: references and residuals)."""
+    out = np.empty_like(vol, dtype=np.float32)
+    ii, jj = np.meshgrid(np.arange(vol.shape[0], dtype=float), np.arange(vol.shape[1], dtype=float), indexing="ij")
+    for k in range(vol.shape[2]):
+        out[:, :, k] = ndimage.map_coordinates(vol[:, :, k], [ii + shifts[k, 0], jj + shifts[k, 1]], order=order,
+                                               mode="nearest")
+    return out
+
+
+def _cap_exclusions(flags: np.ndarray, severity: np.ndarray, max_fraction: float = 0.5) -> np.ndarray:
+    """At most ``max_fraction`` of the volumes leave the reference: the most severe flagged ones
+    (a series that moves a lot must still keep a reference to register to)."""
+    flags = np.asarray(flags, bool)
+    limit = int(np.floor(max_fraction * flags.size))
+    if flags.sum() <= limit:
+        return flags
+    order = np.argsort(-np.where(flags, np.nan_to_num(np.asarray(severity, float), nan=0.0), -np.inf),
+                       kind="stable")
+    out = np.zeros_like(flags)
+    out[order[:limit]] = True
+    return out & flags
+
