@@ -1,5 +1,5 @@
 """A 4D diffusion series segmented without b-values: its b=0 and weighted volumes averaged, said so;
-the BIDS ``.bval`` beside a series is read (sct_testing_data dmri / fmri)."""
+the BIDS ``.bval`` beside a series is read (sct_testing_data dmri / fmri); a single non-axial slice refused naming it."""
 
 from __future__ import annotations
 
@@ -53,3 +53,31 @@ def test_mixed_series_note_reaches_the_cli(dmri, tmp_path, capsys):
     series, _ = dmri
     assert main(["segment", "-i", str(series), "-c", "dwi", "-o", str(tmp_path / "seg.nii.gz")]) == 0
     assert "differ in brightness up to 2.2x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("axis, kind", [(0, "coronal"), (2, "sagittal")])
+def test_single_long_slice_refused_naming_it(sct_data, tmp_path, capsys, axis, kind):
+    """t2's middle slice across A-P / R-L: 'no spinal cord found ... give an image that shows the
+    spinal cord' before (it shows it); now the slice's kind and the fix. The axial slice (axis 1)
+    is segmented (82 voxels, one section)."""
+    import nibabel as nib
+
+    src = nib.load(sct_data / "t2" / "t2.nii.gz")
+    d = np.asarray(src.dataobj)
+    outs = {}
+    for ax in (axis, 1):
+        sl = [slice(None)] * 3
+        k = d.shape[ax] // 2
+        sl[ax] = slice(k, k + 1)
+        start = np.zeros(3)
+        start[ax] = k
+        aff = src.affine.copy()
+        aff[:3, 3] = src.affine[:3, :3] @ start + src.affine[:3, 3]
+        p = tmp_path / f"slice{ax}.nii.gz"
+        nib.save(nib.Nifti1Image(d[tuple(sl)], aff), p)
+        outs[ax] = main(["segment", "-i", str(p), "-o", str(tmp_path / f"slice{ax}_seg.nii.gz")])
+    err = capsys.readouterr().err
+    assert outs == {axis: 2, 1: 0}
+    assert f"single {kind} slice" in err and "give the 3D volume" in err and "no spinal cord found" not in err
+    assert not (tmp_path / f"slice{axis}_seg.nii.gz").exists()
+    assert int(np.count_nonzero(load_image(tmp_path / "slice1_seg.nii.gz").data)) == 82

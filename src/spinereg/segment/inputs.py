@@ -51,6 +51,22 @@ def read_bvals(path: str | Path, nvols: int) -> np.ndarray:
     return vals
 
 
+def _refuse_single_long_slice(img: Image) -> None:
+    """A single slice that is not axial (one voxel across R-L or A-P) holds no cross-section of the
+    cord to segment: refused naming that, where the model would find no cord and the error said
+    'give an image that shows the spinal cord' of an image that shows it (t2's mid-sagittal slice)."""
+    lin = np.asarray(img.affine, float)[:3, :3]
+    for ax in range(3):
+        if img.shape[ax] != 1:
+            continue
+        d = lin[:, ax] / max(float(np.linalg.norm(lin[:, ax])), 1e-12)
+        if abs(d[2]) < np.cos(np.deg2rad(45.0)):  # its one voxel is not along S-I: not an axial slice
+            kind = "sagittal" if abs(d[0]) >= abs(d[1]) else "coronal"
+            raise InputError(f"image is a single {kind} slice (shape {tuple(img.shape)}): the cord is segmented "
+                             "in axial cross-sections, which it does not hold", img.name,
+                             "give the 3D volume (or axial slices)")
+
+
 def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None = None,
                 notes: list[str] | None = None) -> tuple[Image, str]:
     """A 3D image to segment and a sentence saying what it is (``"the image"``, ``"the mean of
@@ -72,6 +88,7 @@ def load_volume(image: Image | str | Path, bvals: str | Path | np.ndarray | None
                              "give a 3D image or a 4D series")
     if min(img.shape[:3]) < 1 or (img.shape[0] == 1 and img.shape[1] == 1):
         raise InputError(f"image has no slice to segment (shape {img.shape})", img.name, "give a 3D image")
+    _refuse_single_long_slice(img)
     if img.ndim == 3 or img.nvols == 1:
         vol = np.asarray(img.data if img.ndim == 3 else img.volume(0), np.float32)
         what = "the image"
