@@ -117,7 +117,7 @@ TEMPLATE_SHAPE_NOTE = "template's body as placed by --warp (its shape, not the s
 def _marked_as_template_shape(rows: list[dict]) -> list[dict]:
     """With ``--warp`` the body rows measure PAM50's bodies deformed by the registration (which
     fits the cord, not the bone): their flag says so, so that a template body's rounded anterior
-    corner (wedge ratio 0.77 on t2's C3) is not read as the subject's wedge deformity."""
+    corner (wedge ratio 0.79 on t2's C4) is not read as the subject's wedge deformity."""
     return [{**r, "flag": TEMPLATE_SHAPE_NOTE + (f"; {r['flag']}" if r["flag"] else "")}
             if r["measure"] in SHAPE_MEASURES else r for r in rows]
 

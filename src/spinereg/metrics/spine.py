@@ -184,9 +184,25 @@ def _turned_on(d: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     return np.cos(1.5 * ang) * n + np.sin(1.5 * ang) * perp
 
 
-def _frames(img: Image, lab: np.ndarray, values: list[int]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per body: centroid, axes (lr, ap, si) and local coordinates of its voxels."""
-    ups = _up_directions(_centroids(img, lab, values), extrapolate=True)
+def _frames(img: Image, lab: np.ndarray, values: list[int],
+            cut_levels: Collection[int] = ()) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per body: centroid, axes (lr, ap, si) and local coordinates of its voxels.
+
+    The spine's direction at a body (its S-I axis) comes from the centroids of its whole
+    neighbours only: a body cut by the grid's edge or in ``cut_levels`` (:func:`_cut_by_the_edge`)
+    has its centroid where the field of view ends, not at its centre, and is left out, its whole
+    neighbour then an end body (:func:`_up_directions`, extrapolated). Before session 41 the cut
+    neighbour's visible part set it: on sct_testing_data t2 through its registration's warp C3's
+    posterior height was 8.90 mm, 9.20 mm on the same image zero-padded along S-I (one more rim
+    slice of the cut C2 placed). A cut body's own axis (its measures are not reported) is from
+    its centroid and its neighbours' as before."""
+    cents = _centroids(img, lab, values)
+    cut = _cut_by_the_edge(lab, values) | {int(v) for v in cut_levels}
+    whole = {v: c for v, c in cents.items() if v not in cut}
+    ups = _up_directions(whole if len(whole) >= 2 else cents, extrapolate=True)
+    for v in cents:
+        if v not in ups:
+            ups[v] = _up_directions({**whole, v: cents[v]}, extrapolate=True)[v]
     out = {}
     for v in values:
         pts = img.grid.voxel_to_world(np.argwhere(lab == v).astype(float))
@@ -316,7 +332,7 @@ def vertebral_heights(bodies: ImageLike, cut_levels: Collection[int] = ()) -> li
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
     rows = []
     cut = _cut_by_the_edge(lab, values) | {v for v in cut_levels if v in values}
-    for v, (_, axes, loc) in _frames(ib, lab, values).items():
+    for v, (_, axes, loc) in _frames(ib, lab, values, cut).items():
         if v in cut:
             nan = float("nan")
             rows.append(HeightRow(v, level_name(v), nan, nan, nan, nan, nan, nan, CUT_BODY_FLAG))
@@ -424,18 +440,19 @@ def _fit_endplates(a: np.ndarray, lr: np.ndarray, si: np.ndarray, voxel_volume: 
     return out[0], out[1]
 
 
-def endplate_angles(bodies: ImageLike, core: float = 0.9) -> list[EndplateRow]:
+def endplate_angles(bodies: ImageLike, core: float = 0.9, cut_levels: Collection[int] = ()) -> list[EndplateRow]:
     """Superior and inferior endplate planes of each body and their sagittal tilts (deg).
 
     Tilt = angle of the plane's superior-pointing normal from +S, towards posterior positive, in
     the body's own sagittal plane (:func:`sagittal_tilt_deg`).
     Planes are fitted to sub-voxel top/bottom points sampled over the central ``core`` fraction of
-    the body's depth and width (see :func:`_fit_endplates`).
+    the body's depth and width (see :func:`_fit_endplates`). ``cut_levels``: bodies cut inside the
+    grid (as for :func:`vertebral_heights`), left out of their neighbours' frames (:func:`_frames`).
     """
     ib, lab, values = _labels(bodies)
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
     rows = []
-    for v, (_, axes, loc) in _frames(ib, lab, values).items():
+    for v, (_, axes, loc) in _frames(ib, lab, values, cut_levels).items():
         ext = (ib.grid.extent_along(axes[1]), ib.grid.extent_along(axes[0]))
         normals = []
         for c1, c2 in _fit_endplates(loc[:, 1], loc[:, 0], loc[:, 2], vox, ext, core=core):
@@ -587,7 +604,7 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
                      _row("wedge_ratio", h.level, h.name, h.wedge_ratio, "ratio", ratio_flag(h.wedge_ratio)),
                      _row("biconcave_ratio", h.level, h.name, h.biconcave_ratio, "ratio",
                           ratio_flag(h.biconcave_ratio))]
-        eps = endplate_angles(bodies)
+        eps = endplate_angles(bodies, cut_levels=cut)
         nan = float("nan")
         for e in eps:
             if e.level in cut:  # a cut body's planes stand on what the field of view left of it
