@@ -35,6 +35,7 @@ def test_object_shift_reported(ph, tmp_path, capsys):
         assert "99th percentile in the subject" in capsys.readouterr().out
         info = json.loads((out / "epi_sdc.json").read_text())
         got[method] = (info["object_p99_shift_vox"], info["max_abs_shift_vox"])
-    assert abs(got["fieldmap"][0] - truth) < 0.05, (got, truth)  # measured 1.719 vs 1.719
-    assert abs(got["anat"][0] - truth) < 0.3, (got, truth)  # measured 1.90
+    # the JSON rounds to 3 decimals: measured 1.719 vs truth 1.71893 (|diff| 7e-5)
+    assert abs(got["fieldmap"][0] - truth) < 0.005, (got, truth)
+    assert abs(got["anat"][0] - truth) < 0.2, (got, truth)  # measured 1.899 (|diff| 0.180, seed 0)
     assert got["anat"][1] > 10 * truth  # the grid's maximum (49.9) says nothing of the subject

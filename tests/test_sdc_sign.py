@@ -269,4 +269,5 @@ def test_right_hz_map_of_unstated_units_is_not_flagged():
     res = correct_fieldmap(epi, fm, magnitude=mag, pe="j", readout_s=READOUT[1])
     q = res.info["polarity_check"]
     assert not q["units_rad_per_s"] and res.info.get("warning") is None
-    assert q["gap_as_rad_per_s"] == pytest.approx(0.005, abs=TOL)  # the largest of the 23 judged right maps
+    # the largest of the 23 judged right maps: measured 0.0054 (TOL, 0.01, would pass -0.005..0.015)
+    assert q["gap_as_rad_per_s"] == pytest.approx(0.005, abs=0.002)

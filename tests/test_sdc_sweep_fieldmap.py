@@ -48,7 +48,7 @@ def test_fieldmap_off_the_epi_is_refused_and_partial_one_warned(ph_dir, tmp_path
     rc = _run(ph_dir, out, "--fieldmap", str(part))
     err = capsys.readouterr().err.strip()
     assert rc == 0 and "covers only 20 % of the subject" in err, err
-    assert json.loads((out / "epi_sdc.json").read_text())["fieldmap_outside_subject_fraction"] == pytest.approx(0.8, abs=0.02)
+    assert json.loads((out / "epi_sdc.json").read_text())["fieldmap_outside_subject_fraction"] == pytest.approx(0.8, abs=0.005)  # measured 0.8002
     out = tmp_path / "o3"
     rc = _run(ph_dir, out, "--fieldmap", str(ph_dir / "fieldmap_hz.nii.gz"))
     err = capsys.readouterr().err.strip()

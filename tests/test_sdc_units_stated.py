@@ -27,4 +27,5 @@ def test_hz_stated_as_rad_per_s_is_warned_of(seed, tmp_path):
     right = correct_fieldmap(tmp_path / "epi.nii.gz", rad, **kw)
     assert "warning" not in right.info, right.info["warning"]
     u = right.info["units_check"]
-    assert u["judged"] and u["similarity_as_rad_per_s"] > u["similarity_corrected"] + 0.3  # measured 0.36-0.47
+    # gain over the file's values as rad/s: measured 0.406 / 0.472 / 0.361 (seeds 0 / 1 / 2)
+    assert u["judged"] and u["similarity_as_rad_per_s"] > u["similarity_corrected"] + 0.33
