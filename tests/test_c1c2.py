@@ -24,20 +24,21 @@ def test_template_profile_shows_the_csf_maximum_above_c1c2(profile):
     tz, area = profile
     z0 = tz[0]
     at = {k: float(np.interp(z0 + 0.5 * k, tz, area)) for k in (908, 949, 964)}
-    assert 130 < at[908] < 170 and at[949] > 1.4 * at[908] and at[964] < at[949], at
+    # measured 150.75 mm2 at 908, 236.0 at 949 (1.57x), 195.25 at 964
+    assert abs(at[908] - 150.75) < 1.0 and at[949] > 1.5 * at[908] and at[964] < at[949], at
 
 
 @pytest.mark.parametrize("k", [0.85, 1.0, 1.2])
 def test_stretch_is_recovered(profile, k):
     """A profile made by stretching the template's above C2/C3 by a known factor, noise added:
-    the search finds the factor within one step."""
+    the search finds the factor within one step (measured: exactly, NCC 0.997-0.999)."""
     tz, area = profile
     t3 = tz[0] + 0.5 * 908
     s = np.arange(-5.0, 32.0, 0.5)
     rng = np.random.default_rng(0)
     a = np.interp(t3 + k * s, tz, area) * 1.7 + 40 + rng.normal(0, 5, len(s))  # any gain and offset
     found, ncc = c1c2.fit_stretch(s, a, 0.0, tz, area, t3)
-    assert abs(found - k) <= c1c2.K_STEP + 1e-9 and ncc > 0.9, (found, ncc)
+    assert abs(found - k) < 1e-6 and ncc > 0.99, (found, ncc)  # measured 0 / 0.9972 (0.85), 0.9972 (1.0), 0.9989 (1.2)
 
 
 def test_refusals(profile):

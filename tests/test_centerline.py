@@ -47,15 +47,15 @@ def test_synthetic_tube_centerline_accuracy():
     cl = Centerline.from_mask(img)
     z0, z1 = img.grid.voxel_to_world([[0, 0, 0], [0, 0, img.shape[2] - 1]])[:, 2]
     z = np.linspace(z0, z1, 400)
-    assert _max_error(cl, z) < 0.3
+    assert _max_error(cl, z) < 0.05  # measured 0.029 mm
     # binary mask too
     binary = img.with_data((img.data > 0.5).astype(np.uint8))
-    assert _max_error(Centerline.from_mask(binary), z) < 0.3
+    assert _max_error(Centerline.from_mask(binary), z) < 0.1  # measured 0.079 mm
     # arc length matches the analytic curve
     zf = np.linspace(z0, z1, 20001)
     pf = np.column_stack([_fx(zf), _fy(zf), zf])
     length = np.linalg.norm(np.diff(pf, axis=0), axis=1).sum()
-    assert abs(cl.length - length) < 0.3
+    assert abs(cl.length - length) < 0.04  # measured 0.019 mm of 80.65
     assert cl.z_range == pytest.approx((z0, z1), abs=1e-6)
     assert cl.fit.method == "pspline" and cl.fit.n_outliers == 0
 
@@ -116,7 +116,7 @@ def test_outlier_end_slices_are_rejected():
     assert cl.fit.n_outliers >= 2
     assert np.allclose(sorted(cl.fit.outlier_z)[-2:], z_top)
     z0 = img.grid.voxel_to_world([[0, 0, 0]])[0, 2]
-    assert _max_error(cl, np.linspace(z0, z_top[-1], 300)) < 0.3
+    assert _max_error(cl, np.linspace(z0, z_top[-1], 300)) < 0.13  # measured 0.110 mm
     # without rejection the fit is pulled toward the corrupt slices
     naive = Centerline.from_mask(bad, outlier_mad=0)
     assert naive.fit.n_outliers == 0
@@ -129,9 +129,10 @@ def test_reorientation_invariance_real_seg(sct_data):
     s = np.linspace(0, ref.length, 60)
     for code in ("RAS", "LPI", "SAR", "IPL"):
         other = Centerline.from_mask(reorient(seg, code))
-        assert abs(other.length - ref.length) < 0.1, code
-        assert np.abs(other.points(s) - ref.points(s)).max() < 0.1, code
-        assert np.abs(other.frame(s) - ref.frame(s)).max() < 1e-2, code
+        # measured 0 / <= 1.5e-15 / <= 7.5e-16: the same fit, whatever the voxel order
+        assert abs(other.length - ref.length) < 1e-6, code
+        assert np.abs(other.points(s) - ref.points(s)).max() < 1e-6, code
+        assert np.abs(other.frame(s) - ref.frame(s)).max() < 1e-6, code
 
 
 def test_real_seg_centerline(sct_data):
@@ -140,8 +141,8 @@ def test_real_seg_centerline(sct_data):
     com, axis, spacing = slice_centres_of_mass(seg)
     assert axis == 1 and spacing == pytest.approx(1.0) and len(com) == 55
     _, d = cl.project(com)
-    assert d.max() < 0.5  # the fit follows the cord's centres of mass
-    assert 50 < cl.length < 60
+    assert d.max() < 0.22  # the fit follows the cord's centres of mass (measured 0.195 mm)
+    assert cl.length == pytest.approx(54.18, abs=0.1)  # measured 54.18 mm
     f = cl.frame(np.linspace(0, cl.length, 20))
     assert np.all(f[:, 0, 0] > 0.9) and np.all(f[:, 1, 1] > 0.9)
 
@@ -152,7 +153,7 @@ def test_five_thick_slices():
     cl = Centerline.from_mask(img)
     assert cl.fit.method == "poly2"
     z = np.linspace(-10, 10, 41)
-    assert _max_error(cl, z, lambda z: 0.01 * z**2, lambda z: 0.1 * z) < 0.3
+    assert _max_error(cl, z, lambda z: 0.01 * z**2, lambda z: 0.1 * z) < 1e-4  # measured 1.2e-5 (exact quadratic)
     assert cl.z_range == pytest.approx((-10.0, 10.0))
     # and with one slice of cord only: a short vertical segment
     one = img.data.copy()
@@ -180,7 +181,7 @@ def test_dict_round_trip_and_points():
     pts = np.column_stack([_fx(z), _fy(z), z])
     interp = Centerline.from_points(pts[::-1])
     _, dist = interp.project(pts)
-    assert dist.max() < 1e-3
+    assert dist.max() < 1e-5  # measured 9.2e-7
     smoothed = Centerline.from_points(pts, smooth_mm=None)
     assert smoothed.fit.method == "pspline"
 

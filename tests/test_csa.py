@@ -65,10 +65,10 @@ def test_csa_tilted_cylinder_matches_pi_a_b(tilt):
     truth = np.pi * a * b
     res = cross_sectional_area(Image(soft.astype(np.float32), g.affine))
     inner = [s.csa_mm2 for s in res.slices[4:-4]]
-    assert abs(np.mean(inner) - truth) / truth < 0.01
+    assert abs(np.mean(inner) - truth) / truth < 0.001  # measured 0.040 % / 0.075 % / 0.0002 % (0 / 20 / 35 deg)
     # without the correction the slice area is csa / cos(tilt): the correction matters
     raw = np.mean([s.area_slice_mm2 for s in res.slices[4:-4]])
-    assert abs(raw - truth / np.cos(np.deg2rad(tilt))) / truth < 0.015
+    assert abs(raw - truth / np.cos(np.deg2rad(tilt))) / truth < 0.001  # measured 0.040 / 0.068 / 0.017 %
     assert np.allclose([s.angle_deg for s in res.slices[6:-6]], tilt, atol=1.0)
 
 
@@ -78,7 +78,7 @@ def test_csa_binary_same_as_soft_within_voxel_noise():
     binary = (soft >= 0.5).astype(np.uint8)
     rs = cross_sectional_area(Image(soft.astype(np.float32), g.affine)).mean_over()[0]
     rb = cross_sectional_area(Image(binary, g.affine)).mean_over()[0]
-    assert abs(rs - rb) / rs < 0.02
+    assert abs(rs - rb) / rs < 0.016  # measured 1.49 %
 
 
 @pytest.mark.parametrize("o", ORIENTATIONS[1::7] + [ORIENTATIONS[-1]])
@@ -98,7 +98,7 @@ def test_csa_oblique_header_gives_the_perpendicular_area():
     img = Image(_tilted_cylinder(g, a, b, 10.0).astype(np.float32), g.affine)
     res = cross_sectional_area(img)
     inner = [s.csa_mm2 for s in res.slices[4:-4]]
-    assert abs(np.mean(inner) - np.pi * a * b) / (np.pi * a * b) < 0.015
+    assert abs(np.mean(inner) - np.pi * a * b) / (np.pi * a * b) < 0.001  # measured 0.033 %
 
 
 def test_csa_levels_aggregate_and_summary():
@@ -142,13 +142,14 @@ def test_csa_cli_writes_csv_and_refuses_bad_input(tmp_path, capsys):
 
 def test_csa_real_t2_manual_levels(sct_data):
     """t2_seg-manual per level (the labelled file numbers the cord one level below PAM50; we
-    use its own values). SCT's shipped 3D deepseg agrees with the manual seg within 1 %."""
+    use its own values). SCT's shipped 3D deepseg agrees with the manual seg within 1 % (measured
+    0.19 %: 77.67 mm2 over C2-C5 from 52 slices)."""
     t2 = sct_data / "t2"
     lev = load_image(t2 / "t2_seg-manual_labeled.nii.gz")
     man = cross_sectional_area(load_image(t2 / "t2_seg-manual.nii.gz"), lev).mean_over([2, 3, 4, 5])
     sct3d = cross_sectional_area(load_image(t2 / "t2_seg-deepseg_sc-3d.nii.gz"), lev).mean_over([2, 3, 4, 5])
-    assert 60 < man[0] < 95 and man[2] >= 45
-    assert abs(sct3d[0] - man[0]) / man[0] < 0.01
+    assert man[0] == pytest.approx(77.67, abs=0.1) and man[2] == 52  # measured 77.666 mm2, 52 slices
+    assert abs(sct3d[0] - man[0]) / man[0] < 0.003  # measured 0.0019
 
 
 def test_csa_refuses_what_would_fool_a_user(tmp_path, capsys):
@@ -229,7 +230,7 @@ def test_csa_refuses_a_cord_on_one_slice(tmp_path, capsys):
         assert not out.exists()
     assert main(["csa", "-s", str(tmp_path / "axial.nii.gz"), "--no-angle-correction", "-o", str(out)]) == 0
     res = cross_sectional_area(load_image(tmp_path / "axial.nii.gz"), angle_correction=False)
-    assert len(res.slices) == 1 and abs(res.slices[0].csa_mm2 - np.pi * 5.0 * 3.5) / (np.pi * 17.5) < 0.05
+    assert len(res.slices) == 1 and abs(res.slices[0].csa_mm2 - np.pi * 5.0 * 3.5) / (np.pi * 17.5) < 0.02  # measured 0.0186
 
 
 def test_levels_limit_agrees_with_the_level_names():

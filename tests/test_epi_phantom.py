@@ -50,7 +50,7 @@ def test_phantom_motion_table(ph):
         from scipy import ndimage
         moved = ndimage.shift(ref, (-tx, ty), order=3, mode="nearest")
         err = np.abs(moved - ph.epi.data[:, :, k, t])[8:-8, 8:-8]
-        assert np.median(err) < 0.03
+        assert np.median(err) < 0.01  # measured 0.0084 / 0.0088 (slices 5 / 12, seed 3)
 
 
 def test_forward_model_matches_analytic(ph):
@@ -59,10 +59,10 @@ def test_forward_model_matches_analytic(ph):
     d = distort(ph.epi_undistorted.data, ph.vsm_true, axis)
     cord = ph.epi_seg.data > 0
     ref = ph.blip_up.data
-    assert np.abs(d - ref)[cord].mean() < 0.03
+    assert np.abs(d - ref)[cord].mean() < 0.01  # measured 0.0083 (seed 3)
     u = unwarp(d, ph.vsm_true, axis)
     rel = np.abs(u - ph.epi_undistorted.data)[cord].mean() / ph.epi_undistorted.data[cord].mean()
-    assert rel < 0.02
+    assert rel < 0.0035  # measured 0.0032 (seed 3)
 
 
 def test_phantom_cli(tmp_path):

@@ -48,11 +48,11 @@ def test_inverse_on_other_grid_equals_full_solve(outside, monkeypatch):
     a, b = ref.data.reshape(-1, 3), new.data.reshape(-1, 3)
     fin = np.all(np.isfinite(a), 1)
     assert np.array_equal(fin, np.all(np.isfinite(b), 1))
-    assert np.abs(a[fin] - b[fin]).max() < 1e-4
+    assert np.abs(a[fin] - b[fin]).max() < 1e-6  # measured 0 (both ways of outside)
     # the far part is real: most of the destination is out of the field's reach, and solved there
     y = g.world_coords()
     reach = f._may_have_preimage(y, 0.05)
-    assert 0.05 < reach.mean() < 0.6
+    assert 0.07 < reach.mean() < 0.085  # measured 0.0769
     far = ~reach
     if outside == "identity":
         assert np.all(b[far] == 0) and np.all(a[far] == 0)  # the identity, as before
@@ -62,8 +62,8 @@ def test_inverse_on_other_grid_equals_full_solve(outside, monkeypatch):
     # where the field's image is, a true inverse was found (sent onto the field's grid, small residual)
     # (points on the field's grid outside its image stay at the identity there)
     hit = fin & inside(f.grid, y + np.where(np.isfinite(b), b, 0)) & np.any(b != 0, axis=1)
-    assert hit.sum() > 100
-    assert np.mean(np.linalg.norm(f.map(y[hit] + b[hit]) - y[hit], axis=1) < 0.05) > 0.9
+    assert hit.sum() >= 320  # measured 340
+    assert np.mean(np.linalg.norm(f.map(y[hit] + b[hit]) - y[hit], axis=1) < 0.05) > 0.99  # measured 1.0
     assert new.report.as_dict() == pytest.approx(ref.report.as_dict(), nan_ok=True, abs=1e-6)
 
 
@@ -92,6 +92,6 @@ def test_lazy_inverse_far_points_unchanged(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(DisplacementField, "_may_have_preimage", lambda self, p, tol: np.ones(len(p), bool))
         ref = FieldInverse(f).map(y)
-    assert np.abs(new - ref).max() < 1e-4
+    assert np.abs(new - ref).max() < 1e-6  # measured 0
     far = ~f._may_have_preimage(y, 0.05)
     assert far.any() and np.array_equal(new[far], y[far])
