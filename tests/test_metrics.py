@@ -114,9 +114,9 @@ def test_dice_offset_balls_matches_analytic():
     a = ball(SHAPE, AFF, CENTER - [1.5, 0, 0], 6.0)
     b = ball(SHAPE, AFF, CENTER + [1.5, 0, 0], 6.0)
     res = dice(a, b)
-    assert res.dice == pytest.approx(lens_dice(6.0, 3.0), abs=0.01)  # 0.633
+    assert res.dice == pytest.approx(lens_dice(6.0, 3.0), abs=0.005)  # 0.633; measured 0.6359
     assert res.mode == "whole"
-    assert res.volume_a_mm3 == pytest.approx(4 / 3 * math.pi * 6**3, rel=0.02)
+    assert res.volume_a_mm3 == pytest.approx(4 / 3 * math.pi * 6**3, rel=0.007)  # measured +0.45 %
     assert dice(a, a).dice == 1.0
     assert dice(b, a).dice == res.dice
 
@@ -180,9 +180,10 @@ def test_hausdorff_offset_balls_is_offset(direction):
     b = ball(SHAPE, AFF, CENTER + d / 2, 6.0)
     res = hausdorff(a, b)
     vox = float(Grid(SHAPE, AFF).zooms.max())
-    assert abs(res.hausdorff_mm - 3.0) <= vox
+    # measured 3.0 / 3.5 / 3.03 (x / z / diagonal), mean surface distance 1.33 / 1.54 / 1.44
+    assert abs(res.hausdorff_mm - 3.0) <= min(vox, 0.55), res.hausdorff_mm
     assert res.hausdorff95_mm <= res.hausdorff_mm
-    assert 0.5 < res.mean_surface_mm < 2.5
+    assert 1.2 < res.mean_surface_mm < 1.7, res.mean_surface_mm
     same = hausdorff(a, a)
     assert same.hausdorff_mm == 0.0 and same.mean_surface_mm == 0.0
 
@@ -191,9 +192,9 @@ def test_hausdorff_concentric_balls_is_radius_difference():
     a = ball(SHAPE, AFF, CENTER, 4.0)
     b = ball(SHAPE, AFF, CENTER, 7.0)
     res = hausdorff(a, b)
-    assert abs(res.hausdorff_mm - 3.0) <= 0.7
+    assert abs(res.hausdorff_mm - 3.0) <= 0.3, res.hausdorff_mm  # measured 3.26
     # every surface point of the small ball is ~3 mm from the big one: mean close to 3 too
-    assert abs(res.directed_ab_mm - 3.0) <= 0.7
+    assert abs(res.directed_ab_mm - 3.0) <= 0.15, res.directed_ab_mm  # measured 3.12
 
 
 # -- invariance to voxel order, flips and obliquity ----------------------------------------------
@@ -281,12 +282,12 @@ def test_centerline_interpolates_b_and_skips_slices_outside_it():
     res = centerline_distance(a, b)
     assert res.n_slices == 19 and res.n_outside == 22   # z in [-9, 9]
     # digitisation of the 0.6 mm disc shifts its centre of mass by < 0.1 mm
-    assert res.rms_mm == pytest.approx(1.0, abs=0.1)
+    assert res.rms_mm == pytest.approx(1.0, abs=0.01)  # measured 1.0003
     tilted = tube((30, 30, 41), affine((0.5, 0.5, 1.0), (-7.0, -7.0, -20.0)), (0.5, 0.5), 3.0)
     w = world(tilted.shape, tilted.affine)
     tilt = np.hypot(w[..., 0] - 0.5 - 0.1 * w[..., 2], w[..., 1] - 0.5) <= 3.0
     r2 = centerline_distance(a, Image(tilt.astype(np.uint8), a.affine))
-    assert r2.max_mm == pytest.approx(2.0, abs=0.15)  # |0.1 z| at z = +-20, in-plane
+    assert r2.max_mm == pytest.approx(2.0, abs=0.01)  # |0.1 z| at z = +-20, in-plane; measured 2.0
     with pytest.raises(InputError, match="do not overlap"):
         centerline_distance(a, tube((30, 30, 5), affine((0.5, 0.5, 1.0), (-7, -7, 40)), (0, 0), 3))
 
@@ -367,9 +368,9 @@ def test_jacobian_detects_folding_and_is_orientation_invariant():
     amp = 2.0 / k                 # det = 1 + 2 cos(kx): <= 0 on 1/3 of the period
     f = _field(grid, lambda x: np.stack([amp * np.sin(k * x[..., 0]), 0 * x[..., 1], 0 * x[..., 2]], -1))
     res = jacobian(f)
-    assert 29.0 < res.pct_nonpositive < 38.0
+    assert 33.3 < res.pct_nonpositive < 35.0, res.pct_nonpositive  # measured 34.375 (1/3 analytic)
     assert res.n_nonpositive == round(res.pct_nonpositive * grid.size / 100)
-    assert res.min < -0.9 and res.max > 2.9
+    assert res.min < -0.98 and res.max > 2.98, (res.min, res.max)  # measured -0.987 / 2.987 (-1 / 3)
     for o in ORIENTATIONS[::5]:
         ro = reoriented(Image(f.data, grid.affine), o)
         g2 = Grid(ro.shape[:3], ro.affine)
@@ -428,26 +429,28 @@ def test_inverse_consistency_linear_and_numerical_inverse():
     res = inverse_consistency(fwd, inv)
     # trilinear is exact for linear fields between voxel centres; in the outer half-voxel rim
     # the field is extended as a constant (ITK), hence small residuals there only
-    assert res.forward.n_points > 0.7 * grid.size
-    assert res.forward.mean_mm < 0.005 and 0.001 < res.forward.max_mm < 0.05
-    assert res.backward.max_mm < 0.05
+    # measured: 94.1 % of the points, mean 0.0022, max 0.0333, backward max 0.0146 mm
+    assert res.forward.n_points > 0.93 * grid.size
+    assert res.forward.mean_mm < 0.0025 and 0.03 < res.forward.max_mm < 0.036, res.forward
+    assert res.backward.max_mm < 0.016, res.backward
     # with the inverse on a larger grid, every round trip stays between voxel centres: exact
     big = Grid((30, 30, 26), grid.affine @ affine(origin=(-3, -3, -3)))
     inv_big = _field(big, lambda x: x @ (np.linalg.inv(a) - np.eye(3)).T)
     exact = inverse_consistency(fwd, inv_big, both=False)
-    assert exact.forward.n_points == grid.size and exact.forward.max_mm < 1e-4
+    assert exact.forward.n_points == grid.size and exact.forward.max_mm < 1e-6  # measured 8.6e-8
     wrong = inverse_consistency(fwd, fwd)  # the forward warp is not its own inverse
-    assert wrong.forward.mean_mm > 0.3
+    assert wrong.forward.mean_mm > 0.95  # measured 1.02
     # smooth nonlinear field and its numerical inverse
     smooth = _field(grid, lambda x: np.stack([1.5 * np.sin(x[..., 2] / 6), 0.8 * np.cos(x[..., 0] / 5),
                                               0.5 * np.sin(x[..., 1] / 7)], -1))
     num = smooth.inverse()
     r = inverse_consistency(smooth, num)
-    # measured: mean 0.014, p95 0.038 mm; the max (0.77 mm) sits on the grid's rim, where the
-    # numerical inverse meets the identity extension of the forward field
-    assert r.forward.mean_mm < 0.02 and r.forward.p95_mm < 0.05
-    assert r.backward.p95_mm < 0.05
-    assert r.forward.mean_mm < 0.1 * inverse_consistency(smooth, smooth).forward.mean_mm
+    # measured: mean 0.0137, p95 0.0378 mm (backward p95 4e-8, 0.0057 of the field's own round
+    # trip); the max (0.77 mm) sits on the grid's rim, where the numerical inverse meets the
+    # identity extension of the forward field
+    assert r.forward.mean_mm < 0.015 and r.forward.p95_mm < 0.041, r.forward
+    assert r.backward.p95_mm < 1e-5, r.backward
+    assert r.forward.mean_mm < 0.0065 * inverse_consistency(smooth, smooth).forward.mean_mm
 
 
 # -- reports -----------------------------------------------------------------------------------------
@@ -485,7 +488,7 @@ def test_real_dice_of_manual_seg_with_itself(sct_data):
         assert res.dice == 1.0 and res.n_a == 4275
     deep = load_image(sct_data / "t2" / "t2_seg-deepseg_sc-3d.nii.gz", ndim=3)
     res = dice(deep, seg)
-    assert 0.85 < res.dice < 1.0
+    assert 0.975 < res.dice < 0.99, res.dice  # measured 0.9808
     # invariance on real data: a reoriented pair (nibabel RAS+ instead of the file's PSR)
     o = ORIENTATIONS[13]
     h0 = hausdorff(deep, seg)
@@ -498,14 +501,14 @@ def test_real_jacobian_of_sct_warp(sct_data):
     warp = read_displacement(sct_data / "t2" / "warp_template2anat.nii.gz")
     res = jacobian(warp)
     # measured: min 0.662, max 1.299, mean 0.968, 3758 of 171600 voxels undefined (FLT_MAX rim)
-    assert 0.6 < res.min < 0.7 and 1.25 < res.max < 1.35
+    assert res.min == pytest.approx(0.662, abs=0.003) and res.max == pytest.approx(1.299, abs=0.003), res
     assert res.pct_nonpositive == 0.0
     assert res.n_voxels + res.n_undefined == 60 * 55 * 52
-    assert 0 < res.n_undefined < 0.05 * warp.grid.size
+    assert res.n_undefined == 3758
     seg = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz", ndim=3)
     rm = jacobian(warp, seg)
     assert rm.n_voxels + rm.n_undefined == 4275
-    assert rm.mean == pytest.approx(0.919, abs=0.01)  # the template cord is shrunk into the subject's (0.85-0.95 before session 36)
+    assert rm.mean == pytest.approx(0.919, abs=0.003)  # measured 0.9191; the template cord is shrunk into the subject's (0.85-0.95 before session 36)
 
 
 def test_real_centerline_and_labels(sct_data):
