@@ -16,8 +16,6 @@ from spinereg.pipelines.template_outputs import write_outputs
 from spinereg.register.template import register_to_template
 from spinereg.transforms import apply_transforms, read_displacement
 
-SQRT3 = float(np.sqrt(3.0))
-
 
 def _bin(img: Image) -> Image:
     return img.with_data((np.asarray(img.data) > 0.5).astype(np.uint8))
@@ -46,28 +44,29 @@ def test_outputs_have_sct_names(t2_run):
 
 def test_t2_dice_both_spaces(t2_run, sct_data):
     m = json.loads((t2_run / "metrics.json").read_text())
-    assert m["cord_dice_subject_space"] >= 0.95
-    assert m["cord_dice_template_space_zb"] >= 0.95
+    # measured 0.9759 / 0.9828 (SCT's criterion: >= 0.95), landmarks 0.414 mm (SCT's: < sqrt(3))
+    assert m["cord_dice_subject_space"] >= 0.970, m["cord_dice_subject_space"]
+    assert m["cord_dice_template_space_zb"] >= 0.977, m["cord_dice_template_space_zb"]
     assert m["jacobian_template2anat_in_cord"]["pct_folding"] == 0.0
-    assert m["landmarks"]["max_residual_mm"] < SQRT3
+    assert m["landmarks"]["max_residual_mm"] <= 0.45, m["landmarks"]
     # recompute independently from the written files, with the generic apply
     tcord = load_image(sct_data / "template/template/PAM50_small_cord.nii.gz")
     seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz")
     warped = apply_transforms(tcord, seg.grid, [read_displacement(t2_run / "warp_template2anat.nii.gz")], "linear")
     d = dice(_bin(warped), _bin(seg)).dice
-    assert d >= 0.95 and abs(d - m["cord_dice_subject_space"]) < 1e-3
+    assert d >= 0.970 and abs(d - m["cord_dice_subject_space"]) < 1e-3
 
 
 def test_written_warps_are_inverse(t2_run):
     fwd = read_displacement(t2_run / "warp_anat2template.nii.gz")
     inv = read_displacement(t2_run / "warp_template2anat.nii.gz")
     m = json.loads((t2_run / "metrics.json").read_text())
-    assert m["inverse_consistency_mm"]["p95"] < 0.5
+    assert m["inverse_consistency_mm"]["p95"] < 0.045, m["inverse_consistency_mm"]  # measured 0.023
     # subject cord points -> template -> back
     x = inv.grid.voxel_to_world(np.argwhere(np.ones(inv.grid.shape, bool))[::97])
     back = fwd.map(inv.map(x))
     ok = np.all(np.isfinite(back), axis=1)
-    assert np.median(np.linalg.norm(back[ok] - x[ok], axis=1)) < 0.2
+    assert np.median(np.linalg.norm(back[ok] - x[ok], axis=1)) < 0.025  # measured 0.0043
 
 
 def _disc_labels_from_levels(levels: Image) -> Image:
@@ -99,8 +98,8 @@ def test_three_disc_labels_piecewise(sct_data, tmp_path):
     reg = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", ldisc=discs, template="PAM50_small")
     write_outputs(reg, tmp_path, metrics=True)
     res = reg.metrics["landmarks"]["residual_mm"]
-    assert len(res) == 3 and max(res.values()) < SQRT3
-    assert reg.metrics["cord_dice_subject_space"] >= 0.93
+    assert len(res) == 3 and max(res.values()) <= 0.15, res  # measured 0.125 (SCT's criterion: < sqrt(3))
+    assert reg.metrics["cord_dice_subject_space"] >= 0.966  # measured 0.9723
 
 
 def test_rootlets(sct_data, tmp_path):
@@ -110,7 +109,7 @@ def test_rootlets(sct_data, tmp_path):
     write_outputs(reg, tmp_path)
     res = reg.metrics["landmarks"]["residual_mm"]
     assert set(res) == {5, 6, 7}
-    assert max(res.values()) < SQRT3
+    assert max(res.values()) <= 0.47, res  # measured 0.444 (SCT's criterion: < sqrt(3))
 
 
 @pytest.mark.parametrize("code", ["sct:RPI", "sct:LPI", "PSR", "oblique"])
@@ -133,9 +132,10 @@ def test_orientation_invariance(sct_data, tmp_path, t2_run, code):
     else:
         base_on = apply_transforms(base, img.grid, [], "nn")
     d = dice(_bin(here), _bin(base_on)).dice
-    assert d >= 0.99 if code != "oblique" else d >= 0.95, d
+    # measured 1.0 on the reoriented copies, 0.9934 on the oblique one
+    assert d >= 0.999 if code != "oblique" else d >= 0.987, d
     # never a left-right flip: the template cord's left half lands on the subject's left
-    assert _lr_centroid_offset(here, base_on) < 0.5
+    assert _lr_centroid_offset(here, base_on) < 0.05  # measured 0.0 / 0.028 mm (oblique)
 
 
 def _affine_of(m):
@@ -255,9 +255,10 @@ def test_t1_one_disc_label_both_modes(sct_data, tmp_path, ref):
                                template="PAM50_small", contrast="t1", ref=ref)
     write_outputs(reg, tmp_path)
     m = reg.metrics
-    assert m["cord_dice_subject_space"] >= 0.90, m
+    # measured 0.9383 (template) / 0.9447 (subject), landmark 0.062 / 0.038 mm
+    assert m["cord_dice_subject_space"] >= {"template": 0.932, "subject": 0.938}[ref], m
     assert m["jacobian_template2anat_in_cord"]["pct_folding"] == 0.0
-    assert m["landmarks"]["max_residual_mm"] < SQRT3
+    assert m["landmarks"]["max_residual_mm"] < 0.085, m["landmarks"]
     assert json.loads((tmp_path / "provenance.json").read_text())["ref"] == ref
 
 
@@ -266,14 +267,14 @@ def test_t2_ref_subject(sct_data, tmp_path):
     reg = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=t2 / "labels.nii.gz",
                                template="PAM50_small", ref="subject")
     write_outputs(reg, tmp_path)
-    assert reg.metrics["cord_dice_subject_space"] >= 0.95
+    assert reg.metrics["cord_dice_subject_space"] >= 0.975, reg.metrics  # measured 0.9816
     assert reg.metrics["jacobian_template2anat_in_cord"]["pct_folding"] == 0.0
 
 
 def test_default_steps_do_not_fold(t2_run):
     m = json.loads((t2_run / "metrics.json").read_text())
-    assert m["jacobian_template2anat_in_cord"]["min"] > 0.2
-    assert m["jacobian_anat2template_in_cord"]["min"] > 0.2
+    assert m["jacobian_template2anat_in_cord"]["min"] > 0.70  # measured 0.783
+    assert m["jacobian_anat2template_in_cord"]["min"] > 0.55  # measured 0.613
 
 
 def test_deterministic(sct_data, tmp_path):
@@ -301,4 +302,4 @@ def test_straight_outputs(sct_data, tmp_path):
     ks = [k for k in range(st.shape[2]) if st[:, :, k].sum() > 5][2:-2]
     com = np.array([np.argwhere(st[:, :, k]).mean(0) for k in ks])
     dist = np.linalg.norm(com - np.median(com, axis=0), axis=1)
-    assert dist.max() < 1.2 and (dist ** 2).mean() < 0.8
+    assert dist.max() < 0.53 and (dist ** 2).mean() < 0.07, dist  # measured 0.487 / 0.061 (SCT's: 1.2 / 0.8)
