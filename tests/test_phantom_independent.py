@@ -81,16 +81,17 @@ def test_seg_pushed_back_matches_the_template_cord(ph):
     tcord = apply_transforms(load_image(tpl.path("cord"), ndim=3, check_finite=False), region, [], "linear")
     back = apply_transforms(ph.seg, region, [ph.true_template2subject(region)], "linear")
     good = dice(back, tcord, zb=True).dice
-    assert good >= 0.93
+    assert good >= 0.947, good  # measured 0.9527
     off = ph.true_template2subject(region)
     off = DisplacementField(off.grid, off.data + np.array([1.5, 0, 0], np.float32))
-    assert dice(apply_transforms(ph.seg, region, [off], "linear"), tcord, zb=True).dice < good - 0.05
+    # measured 0.807 with the 1.5 mm offset (0.145 below the truth's)
+    assert dice(apply_transforms(ph.seg, region, [off], "linear"), tcord, zb=True).dice < good - 0.12
 
 
 def test_deformation_is_realistic_and_folds_nowhere(ph):
     jac = jacobian(ph.true_subject2template)
-    assert jac.min > 0.3 and jac.max < 2.5
-    assert jac.max - jac.min > 0.1  # not a rigid map
+    assert jac.min > 0.85 and jac.max < 1.30, (jac.min, jac.max)  # measured 0.909 / 1.244
+    assert jac.max - jac.min > 0.3  # not a rigid map (measured 0.335)
     d = ph.deformation
     # cord size, curvature and S-I stretch are all present
     assert max(abs(v) for v in d.cord_scale) > 0.0 and abs(d.bend_y[0][0]) >= 6.0

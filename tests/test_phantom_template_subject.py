@@ -52,9 +52,10 @@ def test_truth_maps_the_seg_back_onto_the_template_cord(phantom):
     seg_in_tpl = apply_transforms(phantom.seg, region, [push], "linear")
     # two binarised resamplings (0.5 -> 0.8 -> 1 mm) alone cost ~0.05 Dice on a 7 mm cord
     good = dice(seg_in_tpl, tcord, zb=True).dice
-    assert good >= 0.95
+    assert good >= 0.95, good  # measured 0.9559
     off = DisplacementField(push.grid, push.data + np.array([1.5, 0, 0], np.float32))
-    assert dice(apply_transforms(phantom.seg, region, [off], "linear"), tcord, zb=True).dice < good - 0.05
+    # measured 0.829 with the 1.5 mm offset (0.127 below the truth's)
+    assert dice(apply_transforms(phantom.seg, region, [off], "linear"), tcord, zb=True).dice < good - 0.10
 
 
 def test_push_and_pull_are_inverse(phantom):
@@ -65,9 +66,9 @@ def test_push_and_pull_are_inverse(phantom):
 
 def test_true_deformation_has_positive_jacobian(phantom):
     jac = jacobian(phantom.true_subject2template)
-    assert jac.min > 0.5 and jac.max < 1.6
-    # the deformation is not trivial: local S-I stretch/compression of several percent
-    assert jac.max - jac.min > 0.08
+    assert jac.min > 0.73 and jac.max < 1.25, (jac.min, jac.max)  # measured 0.775 / 1.191
+    # the deformation is not trivial: local S-I stretch/compression of several percent (range 0.416)
+    assert jac.max - jac.min > 0.37
 
 
 def test_deterministic_for_a_seed(phantom):
