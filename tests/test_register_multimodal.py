@@ -66,7 +66,7 @@ def test_init_warp_joins_chain(sct_data):
     seg = load_image(sct_data / "t2/t2_seg-manual.nii.gz")
     dseg = load_image(sct_data / "mt/mt1_seg.nii.gz")
     w = apply_transforms(seg, dseg.grid, [reg.warp_src2dest()], "linear")
-    assert dice(w.with_data((w.data > 0.5).astype(np.uint8)), dseg, zb=True).dice >= 0.95
+    assert dice(w.with_data((w.data > 0.5).astype(np.uint8)), dseg, zb=True).dice >= 0.967  # measured 0.9733
 
 
 def test_seg_steps_need_segs(sct_data):

@@ -60,11 +60,11 @@ def test_projection_makes_bone_rigid_and_keeps_soft_tissue():
     out = project_rigid(u, lab, 1.0, falloff_mm=3.0)
     r0, r1 = rigidity_map(u), rigidity_map(out)
     bone = lab > 0
-    assert np.nanmean(r0[bone]) > 0.05
-    assert np.nanmax(r1[bone]) < 1e-4  # J^T J = I inside (central differences stay in the margin)
+    assert np.nanmean(r0[bone]) > 0.25  # measured 0.277
+    assert np.nanmax(r1[bone]) < 1e-6  # J^T J = I inside (central differences stay in the margin); measured 1.4e-7
     from spinereg.metrics.jacobian import determinant_map
 
-    assert np.allclose(determinant_map(out)[bone], 1.0, atol=1e-4)
+    assert np.allclose(determinant_map(out)[bone], 1.0, atol=1e-6)  # measured 1.2e-7
     from scipy import ndimage
 
     far = ndimage.distance_transform_edt(~bone, sampling=grid.zooms) > 3.0 + 1.2 + 1e-6
@@ -84,7 +84,7 @@ def test_weight_below_one_moves_part_of_the_way():
     half = project_rigid(u, lab, 0.5)
     bone = lab > 0
     assert np.allclose(half.data[bone], 0.5 * (u.data[bone] + full.data[bone]), atol=1e-5)
-    assert 0.3 < rigidity_error(half, bone) / rigidity_error(u, bone) < 0.7
+    assert 0.46 < rigidity_error(half, bone) / rigidity_error(u, bone) < 0.52  # measured 0.491
 
 
 def test_total_transform_rigid_after_earlier_steps():
@@ -97,14 +97,14 @@ def test_total_transform_rigid_after_earlier_steps():
     out = constrain(step, parse_step("step=2,type=im,algo=demons,rigidity=1"), lab, [earlier])
     total = DisplacementField.from_transform(Chain([earlier, out]), grid)
     bone = lab > 0
-    assert rigidity_error(total, bone) < 2e-3
-    assert rigidity_error(DisplacementField.from_transform(Chain([earlier, step]), grid), bone) > 0.05
+    assert rigidity_error(total, bone) < 1e-6  # measured 2.2e-7
+    assert rigidity_error(DisplacementField.from_transform(Chain([earlier, step]), grid), bone) > 0.3  # 0.341
 
 
 def test_rigidity_error_of_known_fields():
     grid = _grid()
     rot = AffineTransform.from_params(rotation_deg=(10, 20, 30))
-    assert rigidity_error(rot, np.ones(grid.shape, bool), grid) < 1e-5  # float32 fields
+    assert rigidity_error(rot, np.ones(grid.shape, bool), grid) < 1e-6  # float32 fields; measured 4.8e-7
     scale = AffineTransform.from_params(scale=(1.1, 1.0, 1.0))
     assert rigidity_error(scale, np.ones(grid.shape, bool), grid) == pytest.approx(1.1**2 - 1, rel=1e-4)
 

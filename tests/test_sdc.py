@@ -112,10 +112,11 @@ def test_jacobian_restores_cord_intensity(ph):
     res = correct_fieldmap(ph.blip_up, ph.fieldmap_hz, pe="j", readout_s=0.03)
     err = np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean()
     assert err < 0.0175, err  # measured 1.45 % (seed 0, the module's CLAIMS[0]["jac"])
-    assert abs(res.corrected.data[cord].mean() / truth[cord].mean() - 1) < 0.02
+    assert abs(res.corrected.data[cord].mean() / truth[cord].mean() - 1) < 0.0025  # measured 0.0017 (seed 0)
     plain = unwarp(ph.blip_up.data, res.vsm.data, 1, jacobian_mod=False)
     err_plain = np.abs(plain - truth)[cord].mean() / truth[cord].mean()
-    assert err_plain > err + 0.01  # the modulation is what restores the intensity
+    # the modulation is what restores the intensity: measured 6.39 % without it against 1.45 % (seed 0)
+    assert err_plain > err + 0.045, (err_plain, err)
 
 
 def test_sdc_transform_joins_the_chain(ph):
@@ -127,10 +128,10 @@ def test_sdc_transform_joins_the_chain(ph):
     two = apply_transforms(step1, t2w_grid, [ph.true_epi2t2w], "linear").data
     cord = ph.t2w_seg.data > 0
     diff = np.abs(one - two)[cord].mean() / np.abs(one[cord]).mean()
-    assert diff < 0.03
+    assert diff < 0.011, diff  # measured 0.0096 (seed 0)
     # and it matches the anatomy mapped by the truth alone (no distortion left)
     truth = apply_transforms(ph.epi_undistorted, t2w_grid, [ph.true_epi2t2w], "linear").data
-    assert np.abs(one - truth)[cord].mean() / truth[cord].mean() < 0.06
+    assert np.abs(one - truth)[cord].mean() / truth[cord].mean() < 0.057  # measured 0.0532 (seed 0)
 
 
 def test_reverse_pe(ph):
@@ -140,14 +141,14 @@ def test_reverse_pe(ph):
     field_rms = np.sqrt(((res.field_hz.data - ph.field_true_hz.data)[cord] ** 2).mean())
     assert field_rms <= CLAIMS[0]["topup_hz"] + MARGIN["topup_hz"]
     truth = ph.epi_undistorted.data
-    assert np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean() < 0.05
+    assert np.abs(res.corrected.data - truth)[cord].mean() / truth[cord].mean() < 0.0115  # measured 0.0103 (seed 0)
 
 
 def test_reverse_pe_odd_matrix_few_slices():
     p = make_epi_phantom(shape=(63, 65, 3), n_volumes=1, seed=2, pe="j-")
     res = correct_reverse_pe(p.blip_up, p.blip_down, pe="j-", readout_s=0.03)
     assert res.vsm.shape == (63, 65, 3) and np.all(np.isfinite(res.vsm.data))
-    assert _rms_in_cord(p, res.vsm.data) <= 0.3
+    assert _rms_in_cord(p, res.vsm.data) <= 0.12  # measured 0.108 (seed 2)
 
 
 def test_fieldmapless(ph):
@@ -209,7 +210,8 @@ def test_fieldmap_rigid_alignment_recovers_a_misregistered_fieldmap(ph):
     header = correct_fieldmap(ph.epi, moved[0], pe="j", readout_s=0.03)
     rigid = correct_fieldmap(ph.epi, moved[0], magnitude=moved[1], rigid=True, pe="j", readout_s=0.03)
     assert rigid.info["alignment"].startswith("rigid")
-    assert _rms_in_cord(ph, rigid.vsm.data) <= 0.2 < _rms_in_cord(ph, header.vsm.data)
+    # measured 0.029 (--rigid) against 0.245 (header placement), seed 0
+    assert _rms_in_cord(ph, rigid.vsm.data) <= 0.04 and _rms_in_cord(ph, header.vsm.data) > 0.22
 
 
 def test_fieldmap_units(ph, ph_dir, tmp_path, capsys):
@@ -293,9 +295,9 @@ def test_reverse_pe_pair_that_shows_no_distortion(ph_dir, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "no distortion difference" in captured.err
     meta = json.loads((out / "epi_sdc.json").read_text())
-    assert meta["object_p99_shift_vox"] < 0.15 and "no distortion difference" in meta["warning"]  # 0.094
+    assert meta["object_p99_shift_vox"] < 0.105 and "no distortion difference" in meta["warning"]  # measured 0.094
     right = correct_reverse_pe(ph_dir / "epi_blipup.nii.gz", ph_dir / "epi_blipdown.nii.gz")
-    assert right.info["object_p99_shift_vox"] > 2.0 and "warning" not in right.info
+    assert right.info["object_p99_shift_vox"] > 2.7 and "warning" not in right.info  # measured 2.856
 
 
 def test_rigid_fieldmap_alignment_does_not_depend_on_voxel_flips(ph):
