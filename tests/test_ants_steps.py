@@ -28,14 +28,15 @@ def _dice(a, b):
 
 
 @pytest.mark.parametrize("param,bound", [
-    # one 3D transform cannot follow shifts that change from slice to slice (start: 0.75)
-    ("step=1,type=seg,algo=translation,iter=50", 0.82),
-    ("step=1,type=seg,algo=rigid,iter=50", 0.82),
-    ("step=1,type=seg,algo=affine,iter=50", 0.82),
-    ("step=1,type=seg,algo=syn,iter=20", 0.80),
-    ("step=1,type=seg,algo=bsplinesyn,iter=20", 0.80),
-    ("step=1,type=seg,algo=translation,slicewise=1,iter=50", 0.98),
-    ("step=1,type=seg,algo=syn,slicewise=1,iter=20", 0.97),
+    # one 3D transform cannot follow shifts that change from slice to slice (start: 0.75);
+    # bounds: the measured Dice less ~10 % of its distance to 1
+    ("step=1,type=seg,algo=translation,iter=50", 0.905),  # measured 0.915
+    ("step=1,type=seg,algo=rigid,iter=50", 0.84),  # measured 0.854
+    ("step=1,type=seg,algo=affine,iter=50", 0.925),  # measured 0.934
+    ("step=1,type=seg,algo=syn,iter=20", 0.80),  # measured 0.812
+    ("step=1,type=seg,algo=bsplinesyn,iter=20", 0.85),  # measured 0.866
+    ("step=1,type=seg,algo=translation,slicewise=1,iter=50", 0.995),  # measured 1.0
+    ("step=1,type=seg,algo=syn,slicewise=1,iter=20", 0.985),  # measured 0.993
 ])
 def test_ants_steps_improve_overlap(param, bound):
     g, fixed, moving = _ellipses([1, 2, 3, 2, 1, 0])
@@ -51,7 +52,7 @@ def test_sct_default_preset_on_t2(sct_data, tmp_path):
     reg = register_to_template(t2 / "t2.nii.gz", t2 / "t2_seg-manual.nii.gz", labels=t2 / "labels.nii.gz",
                                template="PAM50_small", param="template_default")
     write_outputs(reg, tmp_path)
-    assert reg.metrics["cord_dice_subject_space"] >= 0.95
+    assert reg.metrics["cord_dice_subject_space"] >= 0.965  # measured 0.9687
 
 
 def _world_pair() -> tuple[Grid, np.ndarray, np.ndarray]:
@@ -92,4 +93,4 @@ def test_ants_steps_do_not_depend_on_voxel_flips(param):
     for code in ("LPS", "RAS", "RPS"):
         f, m = reorient(Image(fixed, g.affine), code), reorient(Image(moving, g.affine), code)
         t = ants_step(f.data, m.data, f.grid, step)
-        assert np.abs(t.map(pts) - moved).max() < 1e-3, code
+        assert np.abs(t.map(pts) - moved).max() < 3e-4, code  # measured <= 2.1e-4 (rigid MI), 0 the others

@@ -24,13 +24,13 @@ def _rotation_deg(m: np.ndarray) -> float:
 def test_vertebrae_move_exactly_rigidly(phantom):
     lab = np.asarray(phantom.vertebrae.data)
     rigid = np.asarray(phantom.rigid.data) > 0
-    assert rigid.sum() > 0.98 * (lab > 0).sum()
+    assert rigid.sum() > 0.99 * (lab > 0).sum()  # measured 0.993 (19725 of 19867)
     grid = phantom.grid
     for v, m in phantom.motions.items():
         idx = np.argwhere((lab == v) & rigid)
         x = grid.voxel_to_world(idx)
         want = x @ m[:3, :3].T + m[:3, 3] - x
-        assert np.abs(phantom.truth_anat2template.data[tuple(idx.T)] - want).max() < 1e-4, v
+        assert np.abs(phantom.truth_anat2template.data[tuple(idx.T)] - want).max() < 1e-6, v  # measured <= 1.2e-7
 
 
 def test_segment_motions_as_specified(phantom):
@@ -49,18 +49,18 @@ def test_truth_is_invertible_and_consistent(phantom):
     push, pull = phantom.truth_anat2template, phantom.truth_template2anat
     assert np.nanmin(determinant_map(push)) >= 0.05
     res = phantom.params["truth_inverse_residual_mm"]
-    assert res["mean"] < 1e-3 and res["max"] < 0.05
+    assert res["mean"] < 1e-5 and res["max"] < 0.012  # measured 3.3e-6 / 0.0101
     grid = phantom.grid
     y = grid.voxel_to_world(np.argwhere(np.ones(grid.shape, bool))[::7])
     y = y[np.all(np.abs(grid.world_to_voxel(y) - (np.array(grid.shape) - 1) / 2) < np.array(grid.shape) / 2 - 5, 1)]
-    assert np.abs(push.map(pull.map(y)) - y).max() < 0.05  # the pull field solves push(x) = y at its nodes
+    assert np.abs(push.map(pull.map(y)) - y).max() < 0.01  # measured 0.0086; the pull field solves push(x) = y at its nodes
     inner = grid.voxel_to_world(np.argwhere(np.asarray(phantom.rigid.data) > 0))
     # the subject shows the template's content where the truth says (noise-free phantom)
     from spinereg.io.resample import sample_world
 
     subj = sample_world(np.asarray(phantom.subject.data), grid.affine, push.map(inner))
     tmpl = sample_world(np.asarray(phantom.template.data), grid.affine, inner)
-    assert np.corrcoef(subj, tmpl)[0, 1] > 0.93  # measured 0.949 (trilinear sampling of a 1 mm cortex)
+    assert np.corrcoef(subj, tmpl)[0, 1] > 0.94  # measured 0.949 (trilinear sampling of a 1 mm cortex)
 
 
 def test_deterministic_and_contrasts(pam50_dir, phantom):

@@ -97,7 +97,7 @@ def test_flagged_axial_stack_named_two_levels_low_is_relabelled():
     assert lab.identity_source == "csf" and rec["pinned"]["name"] in {d.name for d in lab.discs}, rec
     assert abs(rec["evidence"] - 45.0) <= 2.0, rec
     r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
-    assert r["identity_ok"] and r["mae_mm"] <= 0.3, r  # measured 0.21
+    assert r["identity_ok"] and r["mae_mm"] <= 0.23, r  # measured 0.209
     assert lab.ambiguous and lab.report["ambiguous_reasons"][0].startswith("the CSF around the cord"), lab.report
 
 

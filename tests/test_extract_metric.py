@@ -249,21 +249,22 @@ def test_phantom_map_recovers_tract_values_better_than_wa(tmp_path):
     # these 2-voxel-wide tracts a little towards the white-matter mean); ML, without prior,
     # is near exact at this low noise (0.2)
     assert err_wa.mean() > 6.0
-    assert err_map.mean() < 2.3 and err_map.mean() < 0.35 * err_wa.mean()
-    assert err_map.max() < 5.0
-    assert np.abs(ml - TRUTH).mean() < 0.3
+    assert err_map.mean() < 2.15 and err_map.mean() < 0.35 * err_wa.mean()  # measured 2.01
+    assert err_map.max() < 4.8  # measured 4.49
+    assert np.abs(ml - TRUTH).mean() < 0.21  # measured 0.192
     # combined labels: white matter as one column, its MAP close to the mean WM value
     wm_wa = one(extract_metric(metric, tmp_path / "atlas", 51, method="wa")).value
     wm_map = one(extract_metric(metric, tmp_path / "atlas", 51, method="map")).value
     assert abs(wm_map - 47.5) < abs(wm_wa - 47.5)
 
 
-@pytest.mark.parametrize("f,n_lo,vox,mean_bound,max_bound", [(10, 16, 1.0, 0.02, 0.04), (5, 32, 0.5, 0.005, 0.02)])
+@pytest.mark.parametrize("f,n_lo,vox,mean_bound,max_bound", [(10, 16, 1.0, 0.012, 0.035), (5, 32, 0.5, 0.0023, 0.0055)])
 def test_phantom_map_within_two_percent(tmp_path, f, n_lo, vox, mean_bound, max_bound):
     """On a phantom built with MAP's own linear partial-volume model (the atlas is the exact
     fractions of the metric's generation) MAP is within 2%: at 1 mm (tracts ~4 voxels wide) wa
     9.8% mean bias, MAP 1.1% mean / 3.3% worst tract; at 0.5 mm wa 4.8%, MAP 0.2% / 0.5%. This checks
-    the solver, not its accuracy: see test_map_on_an_independent_phantom_at_the_claim."""
+    the solver, not its accuracy: see test_map_on_an_independent_phantom_at_the_claim. Bounds: the
+    measured 1.12 % / 3.28 % and 0.21 % / 0.50 % with ~10 % margin."""
     metric = make_phantom(tmp_path / "atlas", f=f, n_lo=n_lo, vox=vox)
     wa = np.array([r.value for r in extract_metric(metric, tmp_path / "atlas", "0:9", method="wa")])
     mp = np.array([r.value for r in extract_metric(metric, tmp_path / "atlas", "0:9", method="map")])
@@ -382,7 +383,7 @@ def test_map_on_an_independent_phantom_at_the_claim(tmp_path, seed):
     mp = np.array([r.value for r in extract_metric(ph.metric, ph.atlas, "0:9", method="map")])
     wa = np.array([r.value for r in extract_metric(ph.metric, ph.atlas, "0:9", method="wa")])
     rel_map, rel_wa = np.abs(mp - ph.truth) / ph.truth, np.abs(wa - ph.truth) / ph.truth
-    assert rel_map.mean() <= mean_c + 0.01 and rel_map.max() <= max_c + 0.02
+    assert rel_map.mean() <= mean_c + 0.005 and rel_map.max() <= max_c + 0.01  # measured at the claims (+-0.0003)
     assert rel_wa.mean() == pytest.approx(wa_c, abs=0.01)
     assert rel_map.mean() < 0.55 * rel_wa.mean()
 
