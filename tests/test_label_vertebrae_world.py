@@ -9,8 +9,9 @@ C2) and t1 (C2/C3-C5/C6, unflagged), run with the library function as a user's i
   identical, six orders each).
 * **Rotated headers** (the data untouched, the header rotated about the image's centre: the subject
   turned in the scanner): the same disc values and flag; each disc's world point, rotated back,
-  within 0.55 mm of the plain run's (measured session 33: t2 0.509 mm at 10 deg about L-R, the rest
-  <= 0.03; t1 <= 0.02 at the three rotations asserted). The 0.5 mm steps are the labeling's arc
+  within 0.55 mm of the plain run's where one arc step shows (measured session 33: t2 0.509 mm at
+  10 deg about L-R), within 0.05 mm elsewhere (the rest <= 0.03; t1 <= 0.02 at the three rotations
+  asserted). The 0.5 mm steps are the labeling's arc
   grid (discs are read on 0.5 mm rows of the straightened slab; the rotated image is sampled
   between its voxels). Not asserted: t1 rotated by (25, 10, -15) deg moves its last disc C5/C6,
   5 mm above the field's lower edge, by 1.46 mm (its other discs <= 0.5 mm).
@@ -81,4 +82,6 @@ def test_rotated_header_same_discs(sct_data, case, angles):
     inv = np.linalg.inv(a)
     back = {v: inv[:3, :3] @ p + inv[:3, 3] for v, p in pts.items()}
     worst = max(float(np.linalg.norm(back[v] - base[v])) for v in base)
-    assert worst <= 0.55, (angles, worst)
+    # measured: t2 at 10 deg about L-R 0.509 (C2/C3, one 0.5 mm arc step), every other case <= 0.029
+    bound = 0.55 if (case, angles) == ("t2", (10.0, 0.0, 0.0)) else 0.05
+    assert worst <= bound, (angles, worst)

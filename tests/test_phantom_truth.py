@@ -41,11 +41,11 @@ def _cylinder(radius_mm: float, edge_mm: float, zooms=(0.5, 0.5, 1.0)) -> tuple[
 @pytest.mark.parametrize("edge", [-0.4, 0.0, 0.3])
 def test_edge_offset_finds_a_placed_edge(edge):
     """The image's edge placed 0.4 mm inside / on / 0.3 mm outside a 4 mm mask of 0.5 mm pixels:
-    measured within 0.075 mm (-0.373 / -0.027 / +0.254 measured: offsets read ~10 % short, from
-    the distance to a pixel outline)."""
+    measured within 0.05 mm (-0.373 / -0.027 / +0.254 measured: offsets read ~10 % short, from
+    the distance to a pixel outline; 0.075 asserted before)."""
     img, mask = _cylinder(4.0, edge)
     got = edge_offset(img, mask)
-    assert abs(got.median - edge) <= 0.075, (edge, got.as_dict())
+    assert abs(got.median - edge) <= 0.05, (edge, got.as_dict())
 
 
 def test_edge_offset_does_not_depend_on_the_image_grid():
@@ -54,7 +54,7 @@ def test_edge_offset_does_not_depend_on_the_image_grid():
     aff = img.affine.copy()
     aff[:3, 3] += [0.25, -0.25, 0.0]
     moved = Image(ndimage.shift(np.asarray(img.data), (-0.5, 0.5, 0), order=3, mode="nearest"), aff)
-    assert abs(edge_offset(moved, mask).median - edge_offset(img, mask).median) <= 0.04
+    assert abs(edge_offset(moved, mask).median - edge_offset(img, mask).median) <= 0.02  # measured 0.0078
 
 
 @pytest.mark.realdata

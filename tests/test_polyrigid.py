@@ -83,14 +83,14 @@ def test_estimates_each_rigid_motion(synthetic):
     found, report = estimate_motions(fixed, moving, grid, lab)
     for v, m in truth.items():
         pts = grid.voxel_to_world(np.argwhere(lab == v))
-        assert _mm_error(found[v], m, pts) < 0.05, (v, report[v])
+        assert _mm_error(found[v], m, pts) < 0.034, (v, report[v])  # measured 0.010 / 0.014 / 0.009
 
 
 def test_cc_metric_handles_inverted_contrast(synthetic):
     grid, lab, fixed, moving, truth = synthetic
     found, _ = estimate_motions(fixed, 2.0 - 3.0 * moving, grid, lab, metric="CC")
     for v, m in truth.items():
-        assert _mm_error(found[v], m, grid.voxel_to_world(np.argwhere(lab == v))) < 0.1
+        assert _mm_error(found[v], m, grid.voxel_to_world(np.argwhere(lab == v))) < 0.036  # measured <= 0.0157
 
 
 def test_fusion_is_rigid_inside_and_invertible(synthetic):
@@ -102,12 +102,12 @@ def test_fusion_is_rigid_inside_and_invertible(synthetic):
         want = x @ m[:3, :3].T + m[:3, 3] - x
         err = np.linalg.norm(field.data[tuple(inner.T)] - want, axis=1)
         assert np.median(err) < 5e-3 and err.max() < 0.05
-    assert np.nanmin(determinant_map(field)) > 0.5
+    assert np.nanmin(determinant_map(field)) > 0.59  # measured 0.626
     inv = field.inverse()
     assert isinstance(inv, VelocityField)  # exp(-v)
     pts = grid.voxel_to_world(np.argwhere(lab > 0))
     back = inv.map(field.map(pts))
-    assert np.abs(back - pts).max() < 0.05
+    assert np.abs(back - pts).max() < 0.028  # measured 0.008
 
 
 def test_step_language_and_engine(synthetic):
@@ -119,7 +119,7 @@ def test_step_language_and_engine(synthetic):
     assert isinstance(t, PolyRigidField)
     inv = invert_step(t)
     pts = grid.voxel_to_world(np.argwhere(lab == 2))
-    assert np.abs(Chain([t, inv]).map(pts) - pts).max() < 0.05
+    assert np.abs(Chain([t, inv]).map(pts) - pts).max() < 0.025  # measured 0.0043
     with pytest.raises(InputError, match="per-vertebra masks"):
         run_steps(steps, grid, {"im": fixed}, {"im": Image(moving, grid.affine)}, [])
 
@@ -134,8 +134,8 @@ def test_scaling_dof_recovers_a_stretched_vertebra():
     moving = _scene((y - m[:3, 3]) @ np.linalg.inv(m[:3, :3]).T).reshape(grid.shape).astype(np.float32)
     only = np.where(lab == 2, 2, 0)
     found, rep = estimate_motions(fixed, moving, grid, only, dof="Tx_Ty_Tz_Rx_Ry_Rz_Sx_Sy_Sz")
-    assert rep[2]["log_scale"][2] == pytest.approx(np.log(1.08), abs=0.004)  # measured 0.0748 vs 0.0770
-    assert _mm_error(found[2], m, grid.voxel_to_world(np.argwhere(only == 2))) < 0.1
+    assert rep[2]["log_scale"][2] == pytest.approx(np.log(1.08), abs=0.004)  # measured 0.0743 vs 0.0770
+    assert _mm_error(found[2], m, grid.voxel_to_world(np.argwhere(only == 2))) < 0.055  # measured 0.035
 
 
 @pytest.mark.slow
