@@ -78,22 +78,29 @@ def test_sigterm_between_the_renames_waits_for_the_new_entry(tmp_path):
     assert (qc_root / report.INDEX).is_file()
 
 
-def test_a_failed_second_rename_puts_the_previous_entry_back(tmp_path, monkeypatch):
-    qc_root = tmp_path / "qc"
-    pending = _pending(qc_root)
-    real_replace, real_rename = os.replace, os.rename
-    calls = []
+def _renames_failing(monkeypatch, fails, exc: OSError) -> list:
+    """os.replace / os.rename raising ``exc`` on the n-th call (1-based) for which ``fails(n)``;
+    returns the list of their sources, call by call."""
+    calls: list = []
 
     def move(real):
         def fn(src, dst):
             calls.append(src)
-            if len(calls) == 2:  # the previous entry aside; the new one cannot go in
-                raise OSError(28, "No space left on device")
+            if fails(len(calls)):
+                raise exc
             return real(src, dst)
         return fn
 
-    monkeypatch.setattr(os, "replace", move(real_replace))
-    monkeypatch.setattr(os, "rename", move(real_rename))
+    monkeypatch.setattr(os, "replace", move(os.replace))
+    monkeypatch.setattr(os, "rename", move(os.rename))
+    return calls
+
+
+def test_a_failed_second_rename_puts_the_previous_entry_back(tmp_path, monkeypatch):
+    qc_root = tmp_path / "qc"
+    pending = _pending(qc_root)
+    # the previous entry aside; the new one cannot go in
+    calls = _renames_failing(monkeypatch, lambda n: n == 2, OSError(28, "No space left on device"))
     with pytest.raises((OSError, OutputError)):
         pending.commit()
     monkeypatch.undo()
@@ -105,19 +112,7 @@ def test_a_failed_second_rename_puts_the_previous_entry_back(tmp_path, monkeypat
 def test_a_previous_entry_that_cannot_be_put_back_is_kept_and_named(tmp_path, monkeypatch):
     qc_root = tmp_path / "qc"
     pending = _pending(qc_root)
-    real_replace, real_rename = os.replace, os.rename
-    calls = []
-
-    def move(real):
-        def fn(src, dst):
-            calls.append(src)
-            if len(calls) >= 2:
-                raise OSError(5, "Input/output error")
-            return real(src, dst)
-        return fn
-
-    monkeypatch.setattr(os, "replace", move(real_replace))
-    monkeypatch.setattr(os, "rename", move(real_rename))
+    _renames_failing(monkeypatch, lambda n: n >= 2, OSError(5, "Input/output error"))
     with pytest.raises(OutputError, match="previous entry") as info:
         pending.commit()
     monkeypatch.undo()
