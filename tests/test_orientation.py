@@ -169,7 +169,7 @@ def test_apply_field_same_world_result(orient, canon):
     _close(out.data, ref.data)
     # and both sample the analytic image where the analytic map sends the reference nodes
     expected = blob(warp.map(REF_GRID.world_coords())).reshape(REF_GRID.shape)
-    _close(out.data, expected, rtol=0.03)
+    _close(out.data, expected, rtol=0.022)  # measured 0.0205 (worst of the 48 orders)
 
 
 @pytest.mark.parametrize("orient", ORIENTATIONS, ids=ORIENT_IDS)
@@ -215,11 +215,11 @@ def test_oblique_source_same_world_result(angles):
         a = resample(straight, REF_GRID, interp=ip).data
         b = resample(exact, REF_GRID, interp=ip).data
         _close(b[interior], truth[interior], rtol=0.03)
-        _close(a[interior], b[interior], rtol=0.04)
+        _close(a[interior], b[interior], rtol=0.016)  # measured <= 0.0149 (b vs truth: <= 0.0280)
     # the oblique() helper (spinereg resampling onto the rotated grid) agrees with the analytic one
     obl = oblique(straight, angles)
     inner = _interior(obl.grid, straight.grid, margin=1.0)
-    _close(obl.data[inner], exact.data[inner], rtol=0.02)
+    _close(obl.data[inner], exact.data[inner], rtol=0.0013)  # measured <= 0.00117
     # and all 48 voxel orders of the oblique image give the same result
     ref = resample(exact, REF_GRID, interp="linear").data
     for orient in ORIENTATIONS[::5]:
