@@ -30,7 +30,7 @@ def _ellipse(shape: tuple[int, int] = (60, 60), a: float = 12.0, b: float = 8.0)
 
 def test_a_convex_section_is_left_alone():
     sec = _ellipse()
-    assert fill_section(sec).sum() <= 4  # at most a few pixels of the outline's staircase
+    assert fill_section(sec).sum() <= 1  # measured 0 (a pixel of the outline's staircase allowed)
 
 
 def test_a_bite_is_filled_and_a_broad_indentation_is_not():
@@ -38,7 +38,7 @@ def test_a_bite_is_filled_and_a_broad_indentation_is_not():
     i, j = np.mgrid[:60, :60]
     bite = ((i - 30) ** 2 + (j - 38.5) ** 2) <= 3.0 ** 2  # a lesion 6 mm across at the rim
     fill = fill_section(sec & ~bite)
-    assert (fill & bite & sec).sum() >= 0.8 * (bite & sec).sum()
+    assert (fill & bite & sec).sum() >= (bite & sec).sum() - 1  # measured 8 of 9
     # a disc pressing on the front: a disk of radius 14 px bites 40 % of the depth across the width
     press = ((i - 30) ** 2 + (j - (38 - 0.4 * 16 + 14)) ** 2) <= 14 ** 2
     assert not (fill_section(sec & ~press) & press).any()
@@ -51,7 +51,8 @@ def test_fill_bites_works_per_section():
     prob[0] = _ellipse()
     prob[1] = _ellipse() & ~bite
     out, changed = fill_bites(prob)
-    assert changed == 1 and (out[1] >= 0.5).sum() > (prob[1] >= 0.5).sum() and not out[2].any()
+    # measured 288 -> 296 pixels (the whole ellipse: 297)
+    assert changed == 1 and (out[1] >= 0.5).sum() >= (prob[1] >= 0.5).sum() + 7 and not out[2].any()
 
 
 def _painter():

@@ -37,7 +37,7 @@ def test_fill_gaps_fills_missed_slices_between_cord():
     prob[14] *= 0.3  # one slice with a weak, small answer
     out, filled = fill_gaps(prob, _wg(20))
     assert filled == [8, 9, 10, 14]
-    assert np.all((out[8:11] > 0.5).sum(axis=(1, 2)) >= 0.95 * (prob[0] > 0.5).sum())
+    assert np.all((out[8:11] > 0.5).sum(axis=(1, 2)) >= 0.99 * (prob[0] > 0.5).sum())  # measured 193 of 193
 
 
 def test_fill_gaps_never_extends_a_cord_that_ends():
@@ -87,7 +87,7 @@ def test_fill_gaps_fills_a_lesion_drawn_as_the_cord_not_a_compression():
     prob, img = _lesion_scene(lesion=True)
     out, filled = fill_gaps(prob, _wg(40), img)
     assert filled == list(range(12, 24))
-    assert np.all((out[12:24] > 0.5).sum(axis=(1, 2)) >= 0.95 * (prob[0] > 0.5).sum())
+    assert np.all((out[12:24] > 0.5).sum(axis=(1, 2)) >= 0.99 * (prob[0] > 0.5).sum())  # measured 193 of 193
     # no image: the 6 mm rule alone; only the run's two end slices are weak against their
     # neighbourhood (inside the run the neighbours' median is the run's own small disks)
     assert fill_gaps(prob, _wg(40))[1] == [12, 23]
@@ -120,8 +120,8 @@ def test_outline_from_contrast_only_removes():
     assert n_ref == nz
     assert np.all(out <= model + 1e-6)
     for k in range(nz):
-        assert abs(_crossing(out[k, 24::-1, 24]) - 8.0) < 0.3  # CSF side: the true edge (8.1)
-        assert abs(_crossing(out[k, 24:, 24]) - _crossing(model[k, 24:, 24])) < 0.05  # tissue side
+        assert abs(_crossing(out[k, 24::-1, 24]) - 8.0) < 0.12  # CSF side: the true edge (measured 8.096)
+        assert abs(_crossing(out[k, 24:, 24]) - _crossing(model[k, 24:, 24])) < 1e-4  # tissue side (measured 0)
     # without contrast (a flat image) nothing changes
     flat, n_flat = refine_boundary(model, np.full_like(img, 100.0), np.ones_like(img, bool), _wg(nz))
     assert n_flat == 0 and np.array_equal(flat, model)
@@ -138,4 +138,4 @@ def test_inward_move_does_not_depend_on_the_transition_width():
         moved.append((before - _crossing(shift_inward(p, wg)[0, 48:, 48])) * wg.px)
         thr.append((before - _crossing(p[0, 48:, 48] + 0.1)) * wg.px)
     assert np.allclose(moved, INWARD_MM, atol=0.02), moved
-    assert abs(thr[1] - thr[0]) > 0.1, thr
+    assert abs(thr[1] - thr[0]) > 0.115, thr  # measured 0.127 mm

@@ -39,8 +39,8 @@ def test_refine_arc_held_beyond_the_end_landmark():
     held, rep = refine_arc(arc, s, f, s_src, f_src, anchors, knot_mm=10.0, hold_beyond=held_ends(anchors))
     probe = np.array([230.0, 240.0])
     # free: the image moves the correspondence beyond the last landmark; held: the extrapolation stays
-    assert np.all(free(probe) - probe > 2.0), free(probe) - probe
-    assert np.all(np.abs(held(probe) - probe) < 0.3), held(probe) - probe
+    assert np.all(free(probe) - probe > 2.6), free(probe) - probe  # measured 2.85 / 3.61
+    assert np.all(np.abs(held(probe) - probe) < 0.18), held(probe) - probe  # measured 0.157 / 0.157
     # between the landmarks the two agree
     mid = np.array([80.0, 120.0, 160.0])
     assert np.allclose(free(mid), held(mid), atol=0.3)
@@ -62,4 +62,5 @@ def test_refine_arc_hold_slack_limits_the_change():
     probe = np.array([220.0, 240.0])
     for m in (once, twice):
         change = (m(probe) - probe) - (m(np.array([190.0])) - 190.0)
-        assert np.all(change > 0.2) and np.all(change <= HOLD_SLACK * (probe - 190.0) + 0.15), change
+        # measured 0.878 / 1.473 (once), 0.900 / 1.500 (twice); the slack's wall: 1.05 / 1.65
+        assert np.all(change > 0.8) and np.all(change <= HOLD_SLACK * (probe - 190.0) + 0.15), change

@@ -105,7 +105,7 @@ def test_rigid_with_the_smoothed_angle_farther_out_then_the_identity():
                          valid=p.valid, raw_shift=p.raw_shift, raw_angle=p.raw_angle)
     x = _inplane(g, 300, 16.0, 24.0)
     x = g.voxel_to_world(np.column_stack([g.world_to_voxel(x)[:, :2], np.rint(g.world_to_voxel(x)[:, 2])]))
-    assert np.abs(m.map(x) - _rigid_on_slices(g, smooth, x)).max() < 0.1
+    assert np.abs(m.map(x) - _rigid_on_slices(g, smooth, x)).max() < 0.05  # measured 0.026 mm
     far = _inplane(g, 100, FAR_RIGID_MM + FAR_RAMP_MM + 40.0, 200.0)
     np.testing.assert_allclose(m.map(far), far, atol=1e-9)
 
@@ -160,9 +160,9 @@ def test_a_subject_turned_about_si_keeps_its_vertebral_bodies(sct_data):
     pts = body.points[np.isin(body.values, [3, 4, 5])] + [0.0, 16.0, 0.0]
     base = register_to_template(img, seg, labels=lab, template="PAM50").anat2template.map(pts)
     centre = img.grid.center_world()
-    # measured in-plane max 0.26 / 0.34 mm (2.3 / 3.5 before), S-I 0.52 / 0.53 (0.58 / 1.32 before
-    # the turned frame)
-    for deg, bound, bound_si in ((10.0, 0.3, 0.6), (20.0, 0.4, 0.6)):
+    # measured in-plane max 0.123 / 0.335 mm (2.3 / 3.5 before), S-I 0.524 / 0.526 (0.58 / 1.32
+    # before the turned frame)
+    for deg, bound, bound_si in ((10.0, 0.15, 0.56), (20.0, 0.37, 0.56)):
         a = np.eye(4)
         a[:3, :3] = rotation((0.0, 0.0, deg))
         a[:3, 3] = centre - a[:3, :3] @ centre

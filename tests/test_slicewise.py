@@ -68,11 +68,11 @@ def test_centermass_recovers_smooth_shift():
     field = centermass(fixed, moving, g, g, step)
     assert isinstance(field, DisplacementField) and field.grid.same_as(g)
     err = np.abs(field.slice_params.shift - shift).max()
-    assert err < 0.2, err
+    assert err < 0.05, err  # measured 0.028 voxel
     # displacement in plane only, and the warped moving cord sits on the fixed one
     assert np.abs(field.data[..., 2]).max() < 1e-6
     warped = apply_transforms(_img(moving, g), g, field).data
-    assert _dice(warped, fixed) > 0.95 > _dice(moving, fixed)
+    assert _dice(warped, fixed) > 0.98 and _dice(moving, fixed) < 0.95  # measured 0.987 (moving: 0.868)
 
 
 def test_centermass_missing_slices_extrapolate_constant():
@@ -89,7 +89,7 @@ def test_centermass_missing_slices_extrapolate_constant():
     assert not p.valid[:4].any() and not p.valid[-3:].any() and not p.valid[17]
     np.testing.assert_allclose(p.shift[:4], np.repeat(p.shift[4:5], 4, axis=0))
     np.testing.assert_allclose(p.shift[-3:], np.repeat(p.shift[-4:-3], 3, axis=0))
-    assert np.abs(p.shift[4:-3] - shift[4:-3]).max() < 0.25
+    assert np.abs(p.shift[4:-3] - shift[4:-3]).max() < 0.045  # measured 0.021 voxel
 
 
 def test_centermass_needs_segmentations():
@@ -123,7 +123,8 @@ def _rot_case():
     return fixed, moving, alpha, shift
 
 
-@pytest.mark.parametrize("rot_method, tol_deg", [("pca", 2.0), ("hog", 2.0), ("pcahog", 2.0)])
+# measured max angle error 0.715 / 0.698 / 0.715 degrees
+@pytest.mark.parametrize("rot_method, tol_deg", [("pca", 0.8), ("hog", 0.8), ("pcahog", 0.8)])
 def test_centermassrot_recovers_angle(rot_method, tol_deg):
     g = _grid()
     fixed, moving, alpha, shift = _rot_case()
@@ -132,9 +133,9 @@ def test_centermassrot_recovers_angle(rot_method, tol_deg):
     p = field.slice_params
     err = np.rad2deg(np.abs(p.angle - alpha)).max()
     assert err < tol_deg, (rot_method, err)
-    assert np.abs(p.shift - shift).max() < 0.2
+    assert np.abs(p.shift - shift).max() < 0.065  # measured 0.041 voxel (all three)
     warped = apply_transforms(_img(moving, g), g, field).data
-    assert _dice(warped, fixed) > 0.93 > _dice(moving, fixed)
+    assert _dice(warped, fixed) > 0.98 and _dice(moving, fixed) < 0.93  # measured 0.988 (all three; moving 0.893)
 
 
 def test_centermassrot_imseg_hog_uses_image():
@@ -151,7 +152,7 @@ def test_centermassrot_imseg_hog_uses_image():
     step = parse_step("step=1,type=imseg,algo=centermassrot,rot_method=hog")
     field = centermassrot(fimg, mimg, g, g, step, fixed_seg=fixed_seg, moving_seg=moving_seg)
     err = np.rad2deg(np.abs(field.slice_params.angle - alpha)).max()
-    assert err < 2.5, err
+    assert err < 0.42, err  # measured 0.368 degrees
 
 
 def test_centermassrot_pcahog_falls_back_to_hog_on_round_sections():
@@ -167,7 +168,7 @@ def test_centermassrot_pcahog_falls_back_to_hog_on_round_sections():
     step = parse_step("step=1,type=imseg,algo=centermassrot,rot_method=pcahog")
     field = centermassrot(fimg, mimg, g, g, step, fixed_seg=fseg, moving_seg=mseg)
     err = np.rad2deg(np.abs(field.slice_params.angle - alpha)).max()
-    assert err < 2.0, err
+    assert err < 0.6, err  # measured 0.555 degrees
     pca_only = centermassrot(fimg, mimg, g, g, step.replace(rot_method="pca"), fixed_seg=fseg, moving_seg=mseg)
     assert np.all(pca_only.slice_params.angle == 0)
 
@@ -191,7 +192,7 @@ def test_columnwise_matches_shapes():
     field = columnwise(fixed, moving, g, g, parse_step("step=1,type=seg,algo=columnwise,smoothWarpXY=1"))
     warped = apply_transforms(_img(moving, g), g, field).data
     before, after = _dice(moving, fixed), _dice(warped, fixed)
-    assert after > 0.93 and after > before + 0.15, (before, after)
+    assert after > 0.965 and after > before + 0.21, (before, after)  # measured 0.743 -> 0.972
     assert np.abs(field.data[..., 2]).max() < 1e-6
 
 
@@ -220,10 +221,11 @@ def test_slicereg_recovers_smooth_shifts(rng, metric):
     step = parse_step(f"step=1,type=im,algo=slicereg,metric={metric},poly=3")
     field = slicereg(fixed + noise, moving, g, g, step)
     err = np.abs(field.slice_params.shift - shift).max()
-    assert err < 0.2, err
+    assert err < 0.025, err  # measured 0.0048 (MeanSquares), 0.0047 (CC) voxel
     warped = apply_transforms(_img(moving, g), g, field).data
     core = (slice(6, -6), slice(6, -6), slice(None))
-    assert np.abs(warped[core] - fixed[core]).mean() < 0.2 * np.abs(moving[core] - fixed[core]).mean()
+    # measured 0.063 of the residual before (both metrics)
+    assert np.abs(warped[core] - fixed[core]).mean() < 0.07 * np.abs(moving[core] - fixed[core]).mean()
 
 
 def test_slicereg_with_mask(rng):
@@ -238,7 +240,7 @@ def test_slicereg_with_mask(rng):
     mask = np.zeros(fixed.shape, bool)
     mask[12:36, 10:34] = True
     field = slicereg(fixed, moving, g, g, parse_step("step=1,type=im,algo=slicereg,poly=2"), fixed_mask=mask)
-    assert np.abs(field.slice_params.shift - shift).max() < 0.2
+    assert np.abs(field.slice_params.shift - shift).max() < 0.17  # measured 0.149 voxel
 
 
 def test_regularise_poly_caps_degree_and_extrapolates():
@@ -303,12 +305,12 @@ def test_slicereg_mt_images_in_dilated_cord_mask(sct_data):
     field = slicereg(f.data, m.data, g, g, parse_step("step=1,type=im,algo=slicereg,metric=CC"), fixed_mask=mask)
     ours = field.slice_params.shift_mm(g)[:, :2]
     err = np.abs(ours - _gt_ras(sct_data))
-    # image-based estimate vs SCT's seg-based one: measured max 0.16 mm (CC), 0.15 (MI), 0.32 (MeanSquares)
-    assert err.max() < 0.2, err
+    # image-based estimate vs SCT's seg-based one: measured max 0.161 mm (CC), 0.15 (MI), 0.32 (MeanSquares)
+    assert err.max() < 0.18, err
     warped = apply_transforms(m, g, field)
     before = np.corrcoef(m.data[mask], f.data[mask])[0, 1]
     after = np.corrcoef(warped.data[mask], f.data[mask])[0, 1]
-    assert after > before + 0.22, (before, after)  # measured 0.68 -> 0.93
+    assert after > before + 0.235, (before, after)  # measured 0.680 -> 0.926 (+0.247)
     # at least as good as SCT's own slicereg result shipped with the data (issue: gold 0.918)
     gold = load_image(mt / "mt0_reg_slicereg_goldstandard.nii.gz").data
     gold_ncc = np.corrcoef(gold[mask], f.data[mask])[0, 1]
