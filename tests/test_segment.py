@@ -66,7 +66,7 @@ def test_work_grid_round_trip_preserves_a_mask(case):
     core[1:-1, 1:-1, 1:-1] = True
     m = mask > 0
     dice = 2 * (out & m & core).sum() / ((out & core).sum() + (m & core).sum())
-    assert dice > 0.97, dice
+    assert dice >= 0.995, dice  # measured 1.000 in all five cases
     assert inside.any()
 
 

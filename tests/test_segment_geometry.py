@@ -3,7 +3,8 @@
 Property tests on the real t2 (sagittal 1 mm) and t2s (axial 0.5 x 0.5 x 7.5 mm): the mask of a
 reoriented copy, mapped back to the original voxel order, and the mask of an oblique copy (the
 image resampled onto a grid rotated by up to 30 degrees), mapped back by world coordinates, agree
-with the original's mask (Dice >= 0.98 where both fields of view hold the voxel).
+with the original's mask (reoriented: the same mask, Dice >= 0.995; oblique: >= 0.978 where both
+fields of view hold the voxel).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def test_reoriented_copy_same_mask(sct_data, o):
     res = segment(reoriented(img, *o))
     m, _ = reorder_matrix(img.shape, *o)
     assert np.allclose(res.seg.affine, img.affine @ m)
-    assert dice_same_grid(_back(res.seg, o), ref.seg.data) >= 0.98
+    assert dice_same_grid(_back(res.seg, o), ref.seg.data) >= 0.995  # measured 1.000 (all 12)
 
 
 @pytest.mark.slow
@@ -55,7 +56,7 @@ def test_reoriented_copy_same_mask(sct_data, o):
 def test_reoriented_copy_same_mask_all(sct_data, o):
     img, ref = _t2(str(sct_data))
     res = segment(reoriented(img, *o))
-    assert dice_same_grid(_back(res.seg, o), ref.seg.data) >= 0.98
+    assert dice_same_grid(_back(res.seg, o), ref.seg.data) >= 0.995  # measured 1.000 (all 36)
 
 
 def _mapped_back(res, img: Image) -> tuple[np.ndarray, np.ndarray]:
@@ -95,4 +96,4 @@ def test_thick_axial_oblique_copy(sct_data):
     sh2[:3, 3] = -centre
     moved = Image(np.asarray(img.data), sh @ rot @ sh2 @ img.affine, img.header)
     res = segment(moved)
-    assert dice_same_grid(res.seg.data, ref.seg.data) >= 0.95
+    assert dice_same_grid(res.seg.data, ref.seg.data) >= 0.985  # measured 0.9917

@@ -27,7 +27,8 @@ def test_register_with_auto_segmentations(tmp_path, capsys, sct_data):
     assert rc == 0, cap.err
     for name, ref in (("mt0_seg.nii.gz", "mt0_seg.nii.gz"), ("mt1_seg.nii.gz", "mt1_seg.nii.gz")):
         seg = load_image(out / name)
-        assert dice_same_grid(seg.data, load_image(mt / ref).data) >= 0.86
+        # measured mt0 0.9003, mt1 0.9084 (as segment alone: test_segment_realdata)
+        assert dice_same_grid(seg.data, load_image(mt / ref).data) >= 0.895
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["inputs"]["iseg"].startswith("mt0_seg.nii.gz (automatic")
     rec = _stage(prov, "segmentation")["segmentation"]

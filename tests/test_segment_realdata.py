@@ -34,8 +34,8 @@ DICE_CASES = {
     "mt1": ("mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.90),  # measured 0.908 (0.901), target 0.90
     "mt0": ("mt/mt0.nii.gz", "mt/mt0_seg.nii.gz", 0.90),  # measured 0.9003 (0.875), target 0.90
 }
-#: dwi_mean centerline RMS (mm): measured 0.50 (0.51), target 1.0
-DWI_RMS_MM = 0.6
+#: dwi_mean centerline RMS (mm): measured 0.475 (0.51 with the model alone), target 1.0
+DWI_RMS_MM = 0.52
 
 
 @functools.cache
@@ -54,15 +54,15 @@ def test_dice_against_reference(sct_data, name):
 def test_t1_no_slice_missed(sct_data):
     """The model alone misses the cord on t1's slices 3-5 and 18-19 (of 77, from the inferior end)
     and finds a third to two thirds of it on 8 more: S-I gap filling and the outline from the
-    image's contrast (spinereg.segment.refine) leave every slice with Dice >= 0.754 (the lowest:
-    slices 16, 17 and 23, 0.79 / 0.76 / 0.75, which the model alone finds in part, not weakly
-    enough to be filled)."""
+    image's contrast (spinereg.segment.refine) leave every slice with Dice >= 0.77 (measured lowest
+    0.784; in an earlier session slices 16, 17 and 23 gave 0.79 / 0.76 / 0.75, which the model alone
+    finds in part, not weakly enough to be filled)."""
     res = _segment(str(sct_data / "t1" / "t1w.nii.gz"))
     seg, ref = res.seg.data > 0, load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz").data > 0
     inter = (seg & ref).sum(axis=(0, 1))
     per_slice = 2 * inter / np.maximum(seg.sum(axis=(0, 1)) + ref.sum(axis=(0, 1)), 1)
     assert ref.any(axis=(0, 1)).all()
-    assert per_slice.min() >= 0.73, np.round(per_slice, 2)
+    assert per_slice.min() >= 0.77, np.round(per_slice, 2)  # measured 0.784
     assert res.info["refined"]["gap_slices_filled"][:5] == [1, 2, 3, 4, 5]
 
 
@@ -77,7 +77,7 @@ def test_dwi_series_with_bvals_segments_the_dwi_mean(sct_data):
     res = segment(d / "dmri.nii.gz", "dwi", bvals=d / "bvals.txt")
     assert "6 diffusion-weighted volumes" in res.info["segmented"]
     rms = centerline_rms(res.seg, load_image(d / "dwi_mean_centerline-optic.nii.gz"))
-    assert rms <= 1.0, rms
+    assert rms <= DWI_RMS_MM, rms  # measured 0.475, as on dwi_mean.nii.gz
 
 
 def test_whole_field_t2s_uncropped(sct_data):
@@ -100,11 +100,11 @@ def test_whole_field_t2s_uncropped(sct_data):
     gm = load_image(t2s / "t2s_uncropped_gmseg_manual.nii.gz")
     assert (seg & (gm.data > 0)).sum() / (gm.data > 0).sum() >= 0.98  # measured 0.989 (0.993)
     assert outside_reference_mm3(res.seg, gm, max_mm=10.0) == 0.0
-    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (-3.3 %;
-    # the model alone: +0.7 %)
+    # mean cross-section over the 9 slices t2s_seg covers (slice k <-> slice k): within 5 % (measured
+    # -2.7 %, 2808 vs 2885 voxels; -3.3 % in an earlier session; the model alone: +0.7 %)
     ref = load_image(t2s / "t2s_seg.nii.gz").data > 0
     mine, theirs = seg[:, :, :9].sum(), ref.sum()
-    assert abs(mine - theirs) / theirs <= 0.05, (mine, theirs)
+    assert abs((mine - theirs) / theirs + 0.027) <= 0.01, (mine, theirs)
     # the same result from a 40 mm crop of the image (no whole-field search there)
     ij = np.argwhere(seg.any(axis=2)).mean(0).astype(int)
     sl = (slice(ij[0] - 40, ij[0] + 40), slice(ij[1] - 40, ij[1] + 40), slice(None))
@@ -124,7 +124,8 @@ def test_csa_c2_c5_within_5_percent_of_manual(sct_data):
     man = cross_sectional_area(load_image(t2 / "t2_seg-manual.nii.gz"), lev).mean_over([2, 3, 4, 5])
     assert man[2] >= 45 and auto[2] >= 45
     rel = (auto[0] - man[0]) / man[0]
-    assert abs(rel + 0.024) <= 0.01, (rel, auto, man)  # measured -2.4 % (model alone +4.4 %; the issue asks 5 %)
+    # measured -2.39 % (model alone +4.4 %; the issue asks 5 %)
+    assert abs(rel + 0.024) <= 0.003, (rel, auto, man)
 
 
 def test_fmri_mean_is_segmented(sct_data):
@@ -132,4 +133,4 @@ def test_fmri_mean_is_segmented(sct_data):
     res = segment(sct_data / "fmri" / "fmri.nii.gz", "epi")
     assert "mean of its 30 volumes" in res.info["segmented"]
     assert res.seg.data.shape == (68, 68, 6)
-    assert np.count_nonzero(res.seg.data.sum(axis=(0, 1))) >= 4
+    assert np.count_nonzero(res.seg.data.sum(axis=(0, 1))) == 6  # measured: all 6 slices
