@@ -15,7 +15,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = new_parser(sub, "csa", "cord cross-sectional area per slice, perpendicular to the cord, and per level",
                    "CSA per slice along the S-I voxel axis, corrected for the cord's inclination with "
                    "its centerline (as sct_process_segmentation), aggregated per vertebral level when "
-                   "a levels image is given. CSV rows: 'slice', 'level', and one summary row.")
+                   "a levels image is given. CSV rows: 'slice', 'level', and one summary row. "
+                   "Shape columns (as sct_process_segmentation), in the plane perpendicular to the cord: "
+                   "diameter_AP_mm, diameter_RL_mm (of the ellipse with the section's second moments; "
+                   "AP = anterior projected onto the plane), compression_ratio (AP/RL), eccentricity "
+                   "(0 = circle), orientation_deg (major axis from RL, 0-90; at 45 or more the major "
+                   "diameter is reported as AP, as SCT), solidity (area / convex hull area of the 0.5 "
+                   "outline); level and summary rows give their mean and *_std columns the SD.")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation (binary or soft)")
     p.add_argument("--levels", help="vertebral levels image (cord voxels valued by level; any grid)")
     p.add_argument("--vert", help="levels averaged in the summary row, e.g. 2:5 (needs --levels)")

@@ -12,6 +12,11 @@ With a levels image (cord voxels valued by vertebral level, e.g. ``PAM50_levels`
 subject or ``*_seg_labeled``; any grid: it is read at the segmentation voxels' world positions),
 each slice gets the most frequent non-zero level among its cord voxels, and levels aggregate the
 mean and standard deviation of their slices' CSA.
+
+Each slice also gets the cord's shape in the plane perpendicular to the same tangent
+(:func:`spinereg.metrics.cord_shape.section_shape`: AP and RL diameters, compression ratio AP/RL,
+eccentricity, orientation, solidity, as SCT's CSV); levels and the summary row give the mean and
+standard deviation of each over their slices (slices whose shape could not be measured skipped).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write
 from spinereg.io.resample import sample_world
 from spinereg.io.sanity import require_levels_image, require_segmentation
+from spinereg.metrics.cord_shape import NAN_SHAPE, SHAPE_FIELDS, SectionShape, section_shape
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +49,7 @@ class SliceArea:
     angle_deg: float
     csa_mm2: float
     level: int | None = None
+    shape: SectionShape = NAN_SHAPE
 
 
 @dataclass
@@ -52,6 +59,39 @@ class LevelArea:
     csa_std_mm2: float
     n_slices: int
     slices: list[int] = field(default_factory=list)
+    shape_mean: dict[str, float] = field(default_factory=dict)
+    shape_std: dict[str, float] = field(default_factory=dict)
+
+
+#: CSV names of the shape metrics (SectionShape's fields), each followed by its SD column
+SHAPE_COLUMNS: dict[str, tuple[str, str]] = {
+    "diameter_ap_mm": ("diameter_AP_mm", "diameter_AP_std_mm"),
+    "diameter_rl_mm": ("diameter_RL_mm", "diameter_RL_std_mm"),
+    "compression_ratio": ("compression_ratio", "compression_ratio_std"),
+    "eccentricity": ("eccentricity", "eccentricity_std"),
+    "orientation_deg": ("orientation_deg", "orientation_std_deg"),
+    "solidity": ("solidity", "solidity_std"),
+}
+
+
+def shape_stats(shapes: list[SectionShape]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and SD of each shape metric over ``shapes`` (NaN entries skipped; NaN if none)."""
+    arr = np.array([[getattr(s, f) for f in SHAPE_FIELDS] for s in shapes], float).reshape(-1, len(SHAPE_FIELDS))
+    ok = np.isfinite(arr)
+    n = ok.sum(0)
+    mean = np.where(n > 0, np.where(ok, arr, 0).sum(0) / np.maximum(n, 1), np.nan)
+    sd = np.where(n > 0, np.sqrt(np.where(ok, (arr - mean) ** 2, 0).sum(0) / np.maximum(n, 1)), np.nan)
+    return dict(zip(SHAPE_FIELDS, mean.tolist(), strict=True)), dict(zip(SHAPE_FIELDS, sd.tolist(), strict=True))
+
+
+def _shape_cells(mean: dict[str, float] | None, sd: dict[str, float] | None = None) -> dict:
+    out = {}
+    for f, (cm, cs) in SHAPE_COLUMNS.items():
+        m = None if mean is None else mean.get(f)
+        s = None if sd is None else sd.get(f)
+        out[cm] = round(m, 4) if m is not None and np.isfinite(m) else ""
+        out[cs] = round(s, 4) if s is not None and np.isfinite(s) else ""
+    return out
 
 
 @dataclass
@@ -71,6 +111,10 @@ class CSAResult:
             return float("nan"), float("nan"), 0
         return float(np.mean(vals)), float(np.std(vals)), len(vals)
 
+    def shape_over(self, levels: list[int] | None = None) -> tuple[dict[str, float], dict[str, float]]:
+        """Mean and SD of each shape metric over the slices (of the given levels only, when given)."""
+        return shape_stats([s.shape for s in self.slices if levels is None or s.level in levels])
+
     def to_rows(self, vert: list[int] | None = None) -> list[dict]:
         rows = []
         for s in self.slices:
@@ -78,21 +122,23 @@ class CSAResult:
                          "x_mm": round(s.centre_mm[0], 3), "y_mm": round(s.centre_mm[1], 3),
                          "z_mm": round(s.centre_mm[2], 3), "csa_mm2": round(s.csa_mm2, 4),
                          "csa_std_mm2": "", "n_slices": 1, "area_slice_mm2": round(s.area_slice_mm2, 4),
-                         "angle_deg": round(s.angle_deg, 3)})
+                         "angle_deg": round(s.angle_deg, 3), **_shape_cells(s.shape.as_dict())})
         for lv in self.levels:
             rows.append({"scope": "level", "slice": "", "level": lv.level, "x_mm": "", "y_mm": "", "z_mm": "",
                          "csa_mm2": round(lv.csa_mean_mm2, 4), "csa_std_mm2": round(lv.csa_std_mm2, 4),
-                         "n_slices": lv.n_slices, "area_slice_mm2": "", "angle_deg": ""})
+                         "n_slices": lv.n_slices, "area_slice_mm2": "", "angle_deg": "",
+                         **_shape_cells(lv.shape_mean, lv.shape_std)})
         m, sd, n = self.mean_over(vert)
         label = "all" if vert is None else f"levels {min(vert)}:{max(vert)}"
         rows.append({"scope": label, "slice": "", "level": "", "x_mm": "", "y_mm": "", "z_mm": "",
                      "csa_mm2": round(m, 4) if n else "", "csa_std_mm2": round(sd, 4) if n else "",
-                     "n_slices": n, "area_slice_mm2": "", "angle_deg": ""})
+                     "n_slices": n, "area_slice_mm2": "", "angle_deg": "",
+                     **_shape_cells(*self.shape_over(vert))})
         return rows
 
 
 CSV_COLUMNS = ["scope", "slice", "level", "x_mm", "y_mm", "z_mm", "csa_mm2", "csa_std_mm2", "n_slices",
-               "area_slice_mm2", "angle_deg"]
+               "area_slice_mm2", "angle_deg", *(c for pair in SHAPE_COLUMNS.values() for c in pair)]
 
 
 #: a levels image must give a level to at least this share of the segmentation's voxels (a
@@ -175,16 +221,20 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         cosang = np.clip(np.abs(t @ normal), 1e-6, 1.0)
     else:
         cosang = np.ones(len(ks))
+        t = np.tile(normal, (len(ks), 1))
+    soft = bool(np.any((w > 0) & (w < 1)))
+    shapes = [section_shape(wm[:, :, k], lin[:, inplane], lin, tk, soft=soft) for k, tk in zip(ks, t, strict=True)]
     _warn_split_slices(seg, wm, ks, vox_area)
     slice_lv = _slice_levels(seg, w, axis, ks, levels) if levels is not None else [None] * len(ks)
     slices = [SliceArea(int(k), tuple(float(v) for v in c), float(mass[k] * vox_area),
-                        float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv)
-              for k, c, ca, lv in zip(ks, centres, cosang, slice_lv, strict=True)]
+                        float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv, sh)
+              for k, c, ca, lv, sh in zip(ks, centres, cosang, slice_lv, shapes, strict=True)]
     per_level = []
     for lv in sorted({s.level for s in slices if s.level is not None}):
         vals = [s.csa_mm2 for s in slices if s.level == lv]
+        sm, ss = shape_stats([s.shape for s in slices if s.level == lv])
         per_level.append(LevelArea(lv, float(np.mean(vals)), float(np.std(vals)), len(vals),
-                                   [s.slice for s in slices if s.level == lv]))
+                                   [s.slice for s in slices if s.level == lv], sm, ss))
     return CSAResult(seg.name, axis, slices, per_level, angle_correction)
 
 
