@@ -220,17 +220,19 @@ def test_csa_cli_writes_the_shape_columns(tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_real_t2_t1_manual_segmentations_agree_at_c3_c4(sct_data):
+def test_real_t2_t1_manual_segmentations_agree_at_c4_c5(sct_data):
     """sct_testing_data's t2 and t1 manual cord segmentations (the same subject, hand-drawn on two
     images sharing the scanner's world space), levels 3 and 4 as t2_seg-manual_labeled numbers them
-    (read at the t1 segmentation's world positions too). Measured (AP mm, RL mm, AP/RL, eccentricity,
+    (read at the t1 segmentation's world positions too): that file numbers the cord one level lower
+    than PAM50 and labels.nii.gz (its 2 spans the C3 body), so these are the C4 and C5 bodies' slices. Measured (AP mm, RL mm, AP/RL, eccentricity,
     solidity): level 3 t2 7.877, 13.107, 0.601, 0.799, 0.973; t1 7.780, 12.175, 0.640, 0.768, 0.949;
     level 4 t2 7.524, 12.718, 0.592, 0.806, 0.967; t1 7.486, 12.072, 0.621, 0.783, 0.946 (T1's
     segmentation is the smaller: CSA 73.8 vs 81.1 mm2 at level 3).
 
-    Normative ranges for healthy adults at C3 (as given for spine-generic multi-subject
-    morphometry, Cohen-Adad et al., Sci Data 2021, and its normative database): AP about 7-9 mm, RL
-    about 11-14 mm, AP/RL about 0.55-0.75; ranges quoted by the task, not re-derived here.
+    Broad ranges for healthy adults at C3-C5 (approximate, after the spine-generic multi-subject
+    morphometry, Cohen-Adad et al., Sci Data 2021; not re-derived here): AP about 7-9 mm, RL about
+    11-14 mm, AP/RL about 0.55-0.75. The assertion that carries weight is the agreement of the two
+    independent hand segmentations.
     """
     lev = load_image(sct_data / "t2" / "t2_seg-manual_labeled.nii.gz")
     got = {}
