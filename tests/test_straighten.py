@@ -42,16 +42,17 @@ def test_t2_sct_straightening_criteria(t2_result, t2_seg):
     d, m = _straight_centres(t2_result, t2_seg)
     assert len(d) >= 50
     inner = d[2:-2]  # SCT leaves out the two slices at each end
-    assert (inner**2).mean() < 0.8
-    assert inner.max() < 1.2
-    # we also meet it on every slice
-    assert (d**2).mean() < 0.8 and d.max() < 1.2
+    # SCT's criteria: MSE < 0.8 voxel^2, max < 1.2 voxel; measured 0.053 and 0.408
+    assert (inner**2).mean() < 0.06
+    assert inner.max() < 0.45
+    # we also meet it on every slice (measured 0.057, 0.510)
+    assert (d**2).mean() < 0.065 and d.max() < 0.55
     met = t2_result.metrics
     assert met["mse_vox2"] == pytest.approx((inner**2).mean(), abs=1e-9)
     assert met["max_dist_vox"] == pytest.approx(inner.max(), abs=1e-9)
-    assert met["max_dist_vox_all"] < 1.2
-    # the straightened cord keeps its volume
-    assert m.sum() == pytest.approx((t2_seg.data > 0.5).sum(), rel=0.05)
+    assert met["max_dist_vox_all"] < 0.55  # measured 0.510
+    # the straightened cord keeps its volume (measured 4209 voxels of 4275, -1.5 %)
+    assert m.sum() == pytest.approx((t2_seg.data > 0.5).sum(), rel=0.025)
 
 
 def test_t2_round_trip_on_cord_voxels(t2_result, t2_seg):
@@ -60,9 +61,9 @@ def test_t2_round_trip_on_cord_voxels(t2_result, t2_seg):
     q = res.straight2curve.map(p)
     ijk = res.straight_grid.world_to_voxel(q)
     inside = np.all((ijk >= -0.5) & (ijk <= np.array(res.straight_grid.shape) - 0.5), axis=1)
-    assert inside.mean() > 0.99  # only half end slices beyond the centerline's ends
+    assert inside.mean() > 0.995  # only half end slices beyond the centerline's ends (measured 0.9977)
     back = res.curve2straight.map(q[inside])
-    assert np.linalg.norm(back - p[inside], axis=1).max() < 0.5  # 1 mm voxels
+    assert np.linalg.norm(back - p[inside], axis=1).max() < 0.12  # 1 mm voxels; measured 0.104
     # and the other way round on the straight cord region
     g = res.straight_grid
     x = g.world_coords()
@@ -70,10 +71,10 @@ def test_t2_round_trip_on_cord_voxels(t2_result, t2_seg):
     y = res.curve2straight.map(x[near])
     ijk = t2_seg.grid.world_to_voxel(y)  # keep what lands in the curved field of view
     inside = np.all((ijk >= -0.5) & (ijk <= np.array(t2_seg.shape) - 0.5), axis=1)
-    assert inside.mean() > 0.95
+    assert inside.mean() > 0.99  # measured 0.9943
     back2 = res.straight2curve.map(y[inside])
-    assert np.linalg.norm(back2 - x[near][inside], axis=1).max() < 0.5
-    assert res.metrics["roundtrip_max_vox"] < 0.5
+    assert np.linalg.norm(back2 - x[near][inside], axis=1).max() < 0.12  # measured 0.106
+    assert res.metrics["roundtrip_max_vox"] < 0.12  # measured 0.104
 
 
 def test_fields_consistent_with_apply_transforms(t2_result, t2_seg):
@@ -83,13 +84,13 @@ def test_fields_consistent_with_apply_transforms(t2_result, t2_seg):
     x = g.world_coords()
     local = np.column_stack([x[:, 0], x[:, 1], x[:, 2]])  # identity z map: z = s
     direct = sample_world(t2_seg.data, t2_seg.affine, res.centerline.from_local(local), "linear")
-    assert np.abs(out.ravel() - direct).max() < 1e-3
+    assert np.abs(out.ravel() - direct).max() < 1e-5  # measured 7e-7
     # straight -> curved brings the straightened cord back onto the original
     straight = res.to_straight(t2_seg)
     back = res.to_curved(straight).data > 0.5
     ref = t2_seg.data > 0.5
     dice = 2 * (back & ref).sum() / (back.sum() + ref.sum())
-    assert dice > 0.95
+    assert dice > 0.995  # measured 0.9986
     assert np.all(np.isfinite(res.curve2straight.data)) and np.all(np.isfinite(res.straight2curve.data))
 
 
@@ -153,9 +154,9 @@ def test_z_mapping_and_center(t2_seg):
     y = res.curve2straight.map(x)
     assert np.allclose(y[0], cl.points(20.0), atol=0.05)
     assert np.allclose(y[1] - y[0], cl.binormal(20.0), atol=0.05)
-    assert res.metrics["max_dist_vox"] < 1.2
-    # 2 mm straight slices: the trilinear fields are coarser along z near the ends
-    assert res.metrics["roundtrip_max_vox"] < 1.0
+    assert res.metrics["max_dist_vox"] < 0.45  # measured 0.408
+    # 2 mm straight slices: the trilinear fields are coarser along z near the ends (measured 0.519)
+    assert res.metrics["roundtrip_max_vox"] < 0.57
     with pytest.raises(Exception, match="increase"):
         straighten(t2_seg, centerline=cl, z_of_s=lambda s: -s)
 
@@ -181,7 +182,7 @@ def test_thick_slices_and_far_voxels():
     res = straighten(img)
     assert res.straight_grid.shape[2] == 5
     assert np.all(np.isfinite(res.straight2curve.data))
-    assert res.metrics["max_dist_vox"] < 1.2
+    assert res.metrics["max_dist_vox"] < 0.2  # measured 0.180
     # a wide field of view around a strongly curved cord: every voxel maps somewhere finite
     big = tube(shape=(120, 120, 90), zooms=(1.0, 1.0, 1.0),
                fx=lambda z: 25 * np.sin(np.asarray(z) / 20.0), fy=lambda z: 0 * np.asarray(z))

@@ -55,7 +55,7 @@ def test_inverse(rng):
     p = _cloud(rng)
     t = fit_tps(p, _bend(p))
     x = _cloud(rng, 100)
-    assert np.abs(t.inverse().map(t.map(x)) - x).max() < 1e-3
+    assert np.abs(t.inverse().map(t.map(x)) - x).max() < 1e-5  # measured 1.1e-6
 
 
 def test_anisotropic_covariance_weights_each_axis(rng):
@@ -67,7 +67,7 @@ def test_anisotropic_covariance_weights_each_axis(rng):
     cov = np.broadcast_to(np.diag([0.01, 0.01, 4.0]), (len(p), 3, 3))
     t = fit_tps(p, q, cov, lam=1.0)
     moved = t.map(p[:1])[0] - p[0]
-    assert moved[0] > 0.9 and moved[1] > 0.9 and moved[2] < 0.5
+    assert moved[0] > 0.97 and moved[1] > 0.97 and moved[2] < 0.33  # measured 0.988 / 0.988 / 0.305
 
 
 def test_voxel_covariance_of_thick_slices():
@@ -94,7 +94,7 @@ def test_tps_step_in_the_engine(rng):
     res = run_steps(steps, grid, {"seg": img.data, "landmarks": pairs}, {"seg": img}, [shift])
     (t,) = res.transforms
     assert np.allclose(shift.map(t.map(p)), q, atol=1e-6)
-    assert np.abs(invert_step(t).map(t.map(p)) - p).max() < 1e-3
+    assert np.abs(invert_step(t).map(t.map(p)) - p).max() < 1e-6  # measured 7e-15
     with pytest.raises(InputError, match="needs landmarks"):
         run_steps(steps, grid, {"seg": img.data}, {"seg": img}, [])
     with pytest.raises(InputError, match=">= 2 landmarks"):
@@ -165,18 +165,19 @@ def test_approximating_beats_interpolating_on_noisy_landmarks(spine_points):
         if seed == 0:  # exact landmarks: interpolation is best; smoothing them costs a little
             clean_i = np.linalg.norm(fit_tps(p, q).map(held) - truth, axis=1).mean()
             clean_a = np.linalg.norm(fit_tps(p, q, cov).map(held) - truth, axis=1).mean()
-            assert clean_i < 0.3 and clean_a < 0.7  # measured 0.21 and 0.58 mm
+            assert clean_i < 0.23 and clean_a < 0.62  # measured 0.215 and 0.585 mm
     print("gains", np.round(gains, 3))
     assert np.mean(gains) >= 0.32
     assert np.median(gains) >= 0.30
-    assert min(gains) > -0.05
+    assert min(gains) > -0.02  # measured -0.007 (seed 1)
 
 
 @pytest.mark.slow
 @pytest.mark.realdata
 def test_tps_step_in_template_registration(sct_data):
     """register-to-template on t2 with a closing ``type=label,algo=tps`` step: the template's body
-    labels land on the subject's (measured 0.0004 mm; without it 1.0 and 1.1 mm)."""
+    labels land on the subject's (measured 0.0009 mm, 0.0004 in an earlier session; without it 1.0
+    and 1.1 mm)."""
     from spinereg.cord.landmarks import read_point_labels
     from spinereg.io.image import load_image
     from spinereg.register.template import register_to_template, template_landmarks
@@ -189,4 +190,4 @@ def test_tps_step_in_template_registration(sct_data):
     assert reg.records[-1]["transform"] == "ThinPlateSpline" or "tps" in reg.records[-1]["step"]
     subject = read_point_labels(load_image(d / "labels.nii.gz"), "body")
     tpl = template_landmarks(reg.template, "body").subset(subject.values)
-    assert np.linalg.norm(reg.anat2template.map(tpl.points) - subject.points, axis=1).max() < 0.01
+    assert np.linalg.norm(reg.anat2template.map(tpl.points) - subject.points, axis=1).max() < 0.0015

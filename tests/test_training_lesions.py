@@ -40,9 +40,9 @@ def test_a_lesion_lies_in_the_cord_between_cord_and_csf():
             if cover > 0:
                 painted += 1
                 toward = np.sign(csf_level - cord_level)
-                assert (d * toward).max() > 0.1 * abs(csf_level - cord_level)
+                assert (d * toward).max() > 0.18 * abs(csf_level - cord_level)  # measured min 0.195x
                 assert (d * toward).min() > -0.05  # never away from the CSF's level
-        assert painted >= 15
+        assert painted >= 19  # measured 20 of 20
 
 
 def test_no_lesion_without_cord_or_contrast():

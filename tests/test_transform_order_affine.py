@@ -58,8 +58,8 @@ def test_affine_after_warp_is_warned(sct_data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("look listed in ANTs' order" in err) is (name == "ants"), err
         dice[name] = _dice(load_image(out).data, seg.data)
-    assert dice["application"] >= 0.94, dice  # measured 0.953
-    assert dice["ants"] <= 0.1, dice  # measured 0.022
+    assert dice["application"] >= 0.945, dice  # measured 0.953
+    assert dice["ants"] <= 0.03, dice  # measured 0.022
     # concat says it too
     assert main(["concat", "-d", str(t2), "-w", str(warp), str(aff), "-o", str(tmp_path / "w.nii.gz")]) == 0
     assert "comes last" in capsys.readouterr().err

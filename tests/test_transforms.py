@@ -57,7 +57,7 @@ def test_apply_sct_warp_matches_sct_and_ants(sct_data, tmp_path, ants):
     assert d >= 0.95, d  # SCT's own figure: 0.951
     ref = ants.apply_transforms(ants.image_read(str(t2)), ants.image_read(str(cord)), [str(warp)],
                                 interpolator="linear").numpy()
-    assert np.abs(ours - ref).max() <= 1e-3
+    assert np.abs(ours - ref).max() <= 1e-5  # measured 0
 
 
 def test_concat_matches_sct_composed_warp(sct_data, tmp_path):
@@ -70,8 +70,8 @@ def test_concat_matches_sct_composed_warp(sct_data, tmp_path):
     sct = read_displacement(sct_data / "mt/warp_template2mt.nii.gz")
     diff = np.linalg.norm(ours.data - sct.data, axis=-1)
     defined = np.isfinite(diff)
-    assert defined.sum() > 0.5 * diff.size
-    assert np.nanmax(diff) < 0.1
+    assert defined.sum() > 0.55 * diff.size  # measured 4524 of 8000
+    assert np.nanmax(diff) < 1e-3  # measured 4.9e-5 mm
 
 
 # -- synthetic: inversion and composition ---------------------------------------------------------
@@ -79,16 +79,16 @@ def test_field_inverse_round_trip(rng):
     grid = Grid((40, 36, 32), np.diag([1.2, 0.9, 1.5, 1.0]) @ _rot(20))
     fwd = smooth_field(grid, rng)
     inv = fwd.inverse()
-    assert inv.report.mean_mm < 0.01  # the residual concentrates at the borders (points leave the domain)
+    assert inv.report.mean_mm < 0.003  # measured 0.0025; the residual concentrates at the borders (points leave the domain)
     x = grid.world_coords()
     ijk = grid.world_to_voxel(x)
     interior = np.all((ijk > 5) & (ijk < np.array(grid.shape) - 6), axis=1)
     err_vox = np.linalg.norm((fwd @ inv).map(x[interior]) - x[interior], axis=1) / grid.zooms.min()
-    assert np.sqrt((err_vox**2).mean()) < 0.05
+    assert np.sqrt((err_vox**2).mean()) < 1e-6  # measured 6e-8
     # and the composed field, sampled on the grid, is close to zero too
     comp = DisplacementField.from_transform(Chain([inv, fwd]), grid)
     rms = np.sqrt(np.nanmean(np.sum(comp.data.reshape(-1, 3)[interior] ** 2, axis=1))) / grid.zooms.min()
-    assert rms < 0.05
+    assert rms < 0.0015  # measured 0.00106
 
 
 def test_inverse_of_pure_translation_exact():
@@ -161,7 +161,7 @@ def test_affine_write_read_and_ants_agree(tmp_path, suffix, sct_data, ants):
     ours = apply_transforms(img, img.grid, [b], "linear").data
     theirs = ants.apply_transforms(ants.image_read(str(t2)), ants.image_read(str(t2)), [str(path)],
                                    interpolator="linear").numpy()
-    assert np.abs(ours - theirs).max() < 1e-2 * np.abs(theirs).max()
+    assert np.abs(ours - theirs).max() < 1e-5 * np.abs(theirs).max()  # measured 0
 
 
 def test_inverse_spec_and_invert_cli(tmp_path, rng):
@@ -174,9 +174,9 @@ def test_inverse_spec_and_invert_cli(tmp_path, rng):
     inv_spec = load_transform(f"inv:{w}")
     # the spec's inverse is solved at the points asked (FieldInverse), the CLI's sampled on the grid
     pts = grid.voxel_to_world(np.argwhere(np.ones((20, 20, 20), bool)) + 2.0)
-    assert np.abs(inv_cli.map(pts) - inv_spec.map(pts)).max() < 1e-3
+    assert np.abs(inv_cli.map(pts) - inv_spec.map(pts)).max() < 1e-4  # measured 3.3e-6
     assert np.allclose(load_transform(f"[{w},1]").map(pts), inv_spec.map(pts), atol=1e-9)
-    assert np.abs(f.map(inv_spec.map(pts)) - pts).max() < 1e-3  # a true inverse
+    assert np.abs(f.map(inv_spec.map(pts)) - pts).max() < 1e-4  # a true inverse (measured 2.4e-6)
     assert (~inv_spec) is inv_spec.field and np.allclose(inv_spec.inverse_map(pts), f.map(pts))
     # applied: the same image as through the CLI's inverse
     img = tmp_path / "img.nii.gz"
@@ -185,7 +185,7 @@ def test_inverse_spec_and_invert_cli(tmp_path, rng):
     assert main(["apply", "-i", str(img), "-d", str(img), "-w", f"inv:{w}", "-o", str(a), "-x", "linear"]) == 0
     assert main(["apply", "-i", str(img), "-d", str(img), "-w", str(out), "-o", str(b), "-x", "linear"]) == 0
     da, db = load_image(a).data, load_image(b).data
-    assert np.abs(da - db)[3:-3, 3:-3, 3:-3].max() < 1e-2 * np.abs(db).max()
+    assert np.abs(da - db)[3:-3, 3:-3, 3:-3].max() < 1e-5 * np.abs(db).max()  # measured 1.2e-7 (of 3.7)
 
 
 def test_field_read_in_c_order(tmp_path, rng):
@@ -230,7 +230,8 @@ def test_label_interp_pushes_points_from_outside_the_field_grid(sct_data):
         ijk = np.argwhere(out == v)[0]
         back = warp.map(t2.grid.voxel_to_world(ijk[None].astype(float)))
         src = discs.grid.voxel_to_world(np.argwhere(np.asarray(discs.data) == v).mean(0)[None])
-        assert np.linalg.norm(back - src) < 2.5  # within a template voxel (1x1x2 mm) + rounding
+        # rounding to t2's 1 mm voxel: at most 0.87 mm; measured 0.55 / 0.33 / 0.51
+        assert np.linalg.norm(back - src) < 0.9
 
 
 def test_per_volume_transforms_in_4d_apply(tmp_path, rng):
@@ -268,9 +269,9 @@ def test_inverse_on_a_grid_the_field_maps_far_away_to(rng):
     b = Grid((16, 16, 16), b_aff)
     inv = f.inverse(b)
     y = b.world_coords()
-    assert np.abs(f.map(inv.map(y)) - y).max() < 1e-3  # a true inverse ...
-    assert np.abs(inv.data[..., 0]).min() > 95  # ... that moves every point back by ~100 mm
-    assert inv.report.max_mm < 1e-3
+    assert np.abs(f.map(inv.map(y)) - y).max() < 1e-4  # a true inverse (measured 7.6e-6) ...
+    assert np.abs(inv.data[..., 0]).min() > 99.5  # ... that moves every point back by ~100 mm (99.66)
+    assert inv.report.max_mm < 1e-4  # measured 7.7e-6
 
 
 def test_invert_cli_refuses_an_affine_as_nifti_and_no_iterations(tmp_path, capsys):
