@@ -31,11 +31,11 @@ def test_soft_segmentation_a_hair_above_one_is_not_read_as_labels():
     truth = np.pi * 4.0 ** 2
     soft = _soft_cylinder()
     ref = cross_sectional_area(soft).mean_over()[0]
-    assert abs(ref - truth) < 0.02 * truth
+    assert abs(ref - truth) < 0.004 * truth  # measured 0.34 % (0.172 of 50.27 mm2)
     # float rounding of a resampled mask: max 1.0005 (within the mask tolerance of io.sanity)
     over = Image(np.asarray(soft.data) * np.float32(1.0005), soft.affine)
     m = cross_sectional_area(over).mean_over()[0]
-    assert abs(m - ref) < 0.01 * ref, (m, ref)  # was 1.9x (every faint edge voxel a full voxel)
+    assert abs(m - ref) < 0.001 * ref, (m, ref)  # measured 0.005 %; was 1.9x (every faint edge voxel a full voxel)
 
 
 def test_vert_naming_levels_the_cord_does_not_reach_is_warned_of(caplog):

@@ -34,7 +34,7 @@ def test_ants_order_is_warned(sct_data, tmp_path, capsys):
         err = capsys.readouterr().err
         assert ("look listed in ANTs' order" in err) is (name == "ants"), err
         dice[name] = _dice(np.asanyarray(nib.load(str(out)).dataobj), seg)
-    assert dice["application"] > dice["ants"] + 0.03, dice  # measured 0.677 / 0.608 (PAM50_small cord, -x linear)
+    assert dice["application"] > dice["ants"] + 0.063, dice  # measured 0.677 / 0.608 (PAM50_small cord, -x linear)
     # concat: the same warning, the composed warp written all the same
     assert main(["concat", "-d", str(mt1), "-w", str(w_t2mt), str(w_t2a), "-o", str(tmp_path / "w.nii.gz")]) == 0
     assert "look listed in ANTs' order" in capsys.readouterr().err

@@ -90,8 +90,9 @@ def test_good_run_passes(runs):
     qc = json.loads((runs / "good" / "metrics.json").read_text())["qc"]
     assert qc["verdict"] == "pass", qc["reasons"]
     s = qc["scores"]
-    assert s["cord_dice"] > 0.95 and s["hausdorff95_mm"] <= 2.0 and s["centerline_rms_mm"] < 1.0
-    assert abs(s["label_si_scale"] - 1) < 0.02
+    # measured Dice 0.9759, Hausdorff95 1.0 mm, centreline RMS 0.131 mm, S-I scale 1 + 0.0049
+    assert s["cord_dice"] > 0.97 and s["hausdorff95_mm"] <= 1.1 and s["centerline_rms_mm"] < 0.15
+    assert abs(s["label_si_scale"] - 1) < 0.006
     assert qc["thresholds_version"] == load_thresholds()["version"]
 
 
@@ -113,7 +114,8 @@ def test_shifted_labels_warn_with_reason(runs):
     assert any(r.startswith("warn: level_offset_unverified") for r in qc["reasons"]), qc["reasons"]
     assert good["scores"]["level_offset_unverified"] == 0.0 and "level_offset_vertebrae" not in good["scores"]
     # the registration itself obeys the wrong labels: overlap and residuals stay good
-    assert qc["scores"]["cord_dice"] > 0.95 and qc["scores"]["landmark_max_residual_mm"] < 1.0
+    # measured 0.9739 and 0.101 mm
+    assert qc["scores"]["cord_dice"] > 0.968 and qc["scores"]["landmark_max_residual_mm"] < 0.12
 
 
 def test_score_output_folder_rewrites_metrics(runs, tmp_path):
@@ -140,7 +142,7 @@ def test_cohort_csv_lists_three_runs(runs, tmp_path):
     assert {r["run_id"] for r in table} == {f"{runs.name}/good", f"{runs.name}/runs/shifted", "subject3"}
     bad = [r for r in table if r["verdict"] == "warn"]
     assert len(bad) == 1 and "unverified_si_scale_deviation" in bad[0]["reasons"]
-    assert float(bad[0]["cord_dice"]) > 0.9
+    assert float(bad[0]["cord_dice"]) > 0.968  # measured 0.9739
     assert main(["qc-scores", str(runs), "-o", str(out)]) == 2  # exists without --overwrite
 
 

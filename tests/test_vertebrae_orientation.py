@@ -145,7 +145,8 @@ def test_short_field_of_view_is_not_judged(sct_data):
     lab = label_vertebrae(load_image(sct_data / "t2" / "t2.nii.gz"), load_image(sct_data / "t2" / "t2_seg-manual.nii.gz"),
                           "t2")
     rec = lab.report["orientation"]
-    assert abs(rec["margin"] + 1.97) < 0.3 and not rec["upside_down"] and not rec["judged"], rec
+    # measured -1.95
+    assert abs(rec["margin"] + 1.97) < 0.15 and not rec["upside_down"] and not rec["judged"], rec
     assert lab.ambiguous and not any(r.startswith(UPSIDE_DOWN) for r in lab.report["ambiguous_reasons"])
 
 
