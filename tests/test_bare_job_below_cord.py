@@ -131,7 +131,7 @@ def test_given_disc_labels_below_the_cord(tmp_path, capsys):
     assert not set(rep["values"]) & set(reg.landmarks.values.tolist())
     err = ph.error(reg.template2anat)
     # measured 0.368 / 0.667 mm (docs/labeling_bare_image.md, session 22; 0.352 / 0.619 with the whole mask)
-    assert err["mean_mm"] <= 0.40 and err["p95_mm"] <= 0.75, err
+    assert err["mean_mm"] <= 0.40 and err["p95_mm"] <= 0.72, err  # measured 0.368 / 0.668 again (session 37)
     ld_path = save_image(ld, tmp_path / "ldisc.nii.gz", dtype="uint8")
     out = tmp_path / "reg"
     rc = main(["register-to-template", "-i", str(files["t2"]), "-s", str(short_path), "--ldisc", str(ld_path),

@@ -41,7 +41,7 @@ def test_sct_link_with_undefined_voxels(sct_data, mt12t2, tmp_path, capsys):
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["mt1"]["mode"] == "composed"
     # measured 0.956 on the part of mt1's cord within t2's field of view (0.8975 whole, 38 % outside)
-    assert m["mt1"]["cord_dice_in_anat_fov"] >= 0.94, m["mt1"]
+    assert m["mt1"]["cord_dice_in_anat_fov"] >= 0.951, m["mt1"]  # measured 0.956 again (session 37)
     assert abs(m["mt1"]["cord_outside_anat_fov"] - 0.379) < 0.02, m["mt1"]
 
 

@@ -51,7 +51,7 @@ def test_velocity_field_is_a_diffeomorphism_with_exact_inverse():
     assert determinant_map(f).min() > 0
     x = g.world_coords()
     err = np.linalg.norm(f.inverse().map(f.map(x)) - x, axis=1)
-    assert np.sqrt((err**2).mean()) < 0.05 and np.percentile(err, 99) < 0.15
+    assert np.sqrt((err**2).mean()) < 0.05 and np.percentile(err, 99) < 0.15  # measured 0.033 / 0.127 mm
     # zero at the edge: the identity beyond the grid continues it
     assert np.abs(f.data[0]).max() < 1e-6 and np.abs(f.data[:, :, -1]).max() < 1e-6
 
@@ -66,11 +66,11 @@ def test_rigid_velocity_is_rigid_over_the_cord_and_fades_out():
     v = rigid_velocity(g, p, keep=keep)
     exact = field_from_params(g, p)
     box = tuple(slice(a, b + 1) for a, b in zip(*keep, strict=True))
-    assert np.linalg.norm(v.data[box] - exact.data[box], axis=-1).max() < 0.05
+    assert np.linalg.norm(v.data[box] - exact.data[box], axis=-1).max() < 0.035  # measured 0.014 mm
     assert np.abs(v.data[0]).max() < 1e-6 and np.abs(v.data[:, -1]).max() < 1e-6
     assert determinant_map(v).min() > 0
     x = g.world_coords()
-    assert np.abs(v.inverse().map(v.map(x)) - x).max() < 0.3
+    assert np.abs(v.inverse().map(v.map(x)) - x).max() < 0.27  # measured 0.242 mm
 
 
 def test_pca_rotation_not_trusted_where_the_axes_may_have_swapped():

@@ -89,12 +89,12 @@ def test_phantom_truth_is_consistent(phantom):
     idx = np.argwhere(p.epi_undistorted_cord.data > 0)
     x = g.voxel_to_world(idx.astype(float))
     exact = p.t2w_to_template(p.t2s_to_t2w.map(p.epi_to_t2s.map(x)))
-    assert np.abs(p.true_template2epi_undistorted.map(x) - exact).max() < 1e-3
+    assert np.abs(p.true_template2epi_undistorted.map(x) - exact).max() < 1e-4  # measured 2.0e-5 (float32 field)
     # ... and for the distorted voxels it goes through the undistorted point along PE
     xd = g.voxel_to_world(np.argwhere(p.epi_cord.data > 0).astype(float))
     und = _distorted2undistorted(p.vsm, g, p.pe).map(xd)
     exact_d = p.t2w_to_template(p.t2s_to_t2w.map(p.epi_to_t2s.map(und)))
-    assert np.abs(p.true_template2epi.map(xd) - exact_d).max() < 1e-3
+    assert np.abs(p.true_template2epi.map(xd) - exact_d).max() < 1e-4  # measured 2.1e-5
     # the rigid offsets are the requested ~1 mm / 1 deg (translation part at the cord)
     for t in (p.t2s_to_t2w, p.epi_to_t2s):
         assert 0.7 < np.linalg.norm(t.map(x) - x, axis=1).mean() < 1.6
@@ -107,7 +107,7 @@ def test_fieldmap_correction_restores_the_epi(phantom, chained):
     after = np.abs(sdc.corrected.data[cord] - ref).mean() / ref.mean()
     before = np.abs(phantom.epi.data[cord] - ref).mean() / ref.mean()
     # noise (3 % of CSF) stays; the distortion error goes
-    assert after < 0.06 and before > after + 0.04, (before, after)
+    assert after < 0.046 and before > after + 0.04, (before, after)  # measured 0.0433 / 0.125
 
 
 def test_epi_through_the_chain_within_1mm(phantom, chained):
@@ -155,12 +155,12 @@ def test_per_link_errors(phantom, chained):
     print(f"per link (mean mm): distortion {e_dist.mean():.2f} (p95 {np.percentile(e_dist, 95):.2f}), "
           f"SDC residual {e_sdc.mean():.3f}, EPI->T2*w {e_epi.mean():.2f}, T2*w->T2w {e_t2s.mean():.2f}, "
           f"T2w->template {e_anat['mean_mm']:.2f}")
-    assert e_sdc.max() < 0.01  # the field is known exactly
+    assert e_sdc.max() < 1e-5  # the field is known exactly (measured 2.4e-7 mm)
     assert e_dist.mean() > 0.5 and np.percentile(e_dist, 95) > 1.2
     # the segmentation link T2*w -> T2w cannot see S-I offsets (1.0 mm here); with its own
     # segmentation the T2*w is registered to the template directly, so that link is not on the path
-    # measured (session 32) 0.40 / 1.00 / 0.49 mm
-    assert e_epi.mean() < 0.45 and e_t2s.mean() < 1.1 and e_anat["mean_mm"] < 0.55
+    # measured (session 32) 0.40 / 1.00 / 0.49 mm; again 0.402 / 1.000 / 0.492 (session 37)
+    assert e_epi.mean() < 0.43 and e_t2s.mean() < 1.06 and e_anat["mean_mm"] < 0.52
 
 
 #: (seed, field map) -> (mean, p95) mm with the independent T2w subject (module docstring)
