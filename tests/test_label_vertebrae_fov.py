@@ -80,7 +80,7 @@ def test_positions(results):
     c70 = next(r for r in right if r["case"] == "C2-T2 sagittal 3 mm/70")
     assert c70["ambiguous"] and {"C2/C3", "C3/C4"} <= set(c70["gaps"]), c70
     tl = [r for r in results if r["case"].startswith("T6-L1")]
-    assert all(abs(r["errors"][60]) <= 0.3 for r in tl), [r["errors"].get(60) for r in tl]  # measured <= 0.18
+    assert all(abs(r["errors"][60]) <= 0.2 for r in tl), [r["errors"].get(60) for r in tl]  # measured -0.11 / 0.08 / 0.18
 
 
 def test_thoracic_only_field_is_flagged():

@@ -55,7 +55,7 @@ def test_positions(results):
     c52 = next(r for r in results if r["case"] == "cervicothoracic/52")
     assert c52["ambiguous"] and c52["c1c2"]["bound"] == "at most" and c52["c1c2"]["ratio_bound"] < 0.75, c52["c1c2"]
     tl = [r for r in results if r["case"].startswith("thoracolumbar")]
-    assert all(abs(r["errors"][60]) <= 0.6 for r in tl), [r["errors"].get(60) for r in tl]  # measured <= 0.41
+    assert all(abs(r["errors"][60]) <= 0.45 for r in tl), [r["errors"].get(60) for r in tl]  # measured -0.39..+0.41
 
 
 def test_confidence_tracks_position_error(results):
