@@ -39,7 +39,7 @@ def test_pam50_spine_split_by_level(pam50_split, pam50_dir):
         x = spine.grid.voxel_to_world(np.argwhere(lab == v))
         body = x[x[:, 1] > cord_y + 5]
         shares[v] = float(((body[:, 2] < dz[v] + 1.0) & (body[:, 2] > dz[v + 1] - 1.0)).mean())
-    assert min(shares.values()) > 0.95, shares  # measured: C6 0.969, the others higher
+    assert min(shares.values()) > 0.965, shares  # measured: C6 0.969, the others higher
 
 
 def test_totalspineseg_and_sct_values():

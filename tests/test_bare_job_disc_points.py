@@ -91,7 +91,7 @@ def test_lumbar_bare_job_reports_the_conus_without_registering_it(data_root, tmp
     assert sorted(reg.landmarks.values.tolist()) == [16, 17, 18, 19, 20, 21]  # no conus, no T7/T8
     qc = res.metrics["qc"]
     assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.0562 > 0.05"], qc
-    assert res.metrics["landmarks"]["max_residual_mm"] <= 0.5, res.metrics["landmarks"]
+    assert res.metrics["landmarks"]["max_residual_mm"] <= 0.23, res.metrics["landmarks"]  # measured 0.201
     err = ph.error(reg.template2anat)
     assert err["mean_mm"] <= CLAIM_CONUS[0] + 0.03 and err["p95_mm"] <= CLAIM_CONUS[1] + 0.1, err
     # the S-I scale check leaves a conus among disc labels out (a segment 0.5 mm long in PAM50)

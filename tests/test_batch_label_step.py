@@ -60,7 +60,7 @@ def test_ambiguous_levels_warn_in_both_steps(batch_run):
     lab, reg = steps["01"]["label-vertebrae"], steps["01"]["register-to-template"]
     assert lab["verdict"] == "warn" and any("level identity is ambiguous" in r for r in lab["reasons"]), lab
     assert reg["verdict"] == "warn" and "warn: landmark_levels_ambiguous 1 > 0.5" in reg["reasons"], reg
-    assert reg["scores"]["cord_dice"] > 0.95
+    assert reg["scores"]["cord_dice"] > 0.972  # measured 0.9775 (t2, as the demo)
     assert verdicts["01"] == "warn"
 
 

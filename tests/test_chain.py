@@ -35,7 +35,7 @@ def _inside_si(img: Image, ref: Image) -> np.ndarray:
 @pytest.mark.parametrize("name,dest,dseg,direct_claim,composed_claim,inside_claim", [
     ("t2s", "t2s/t2s.nii.gz", "t2s/t2s_seg.nii.gz", 0.981, 0.899, 0.958),
     ("t1w", "t1/t1w.nii.gz", "t1/t1w_seg-manual.nii.gz", 0.957, 0.938, 0.955),
-    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.986, 0.941, 0.977),
+    ("mt1", "mt/mt1.nii.gz", "mt/mt1_seg.nii.gz", 0.984, 0.941, 0.975),  # 0.986 / 0.977 before session 37
 ])
 def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, composed_claim, inside_claim):
     """SCT's -initwarp route reaches whole-FOV Dice 0.61 (t2s), 0.80 (t1w), 0.56 (mt1); the issue asks
@@ -49,20 +49,21 @@ def test_template_to_target_whole_fov(sct_data, name, dest, dseg, direct_claim, 
     segmentation-only preset, fitted to X's segmentation alone, scores 0.905/0.941/0.942 and
     0.957/0.957/0.986 inside against that same segmentation, but leaves 1.05-2.25 mm on known
     deformations of t2 where the default leaves 0.16-0.27 (tests/test_register_robustness.py).
-    Asserted at the measured figure minus 0.015 (whole) and 0.01 (inside)."""
+    Asserted at the measured figure minus 0.005 (0.015 whole and 0.01 inside before session 37, when
+    mt1 measured 0.9836 direct and 0.975 inside, under the 0.986 / 0.977 above)."""
     res = register_chain([sct_data / dest, sct_data / T2[0]], [sct_data / dseg, sct_data / T2[1]],
                          labels=sct_data / "t2/labels.nii.gz", template="PAM50")
     assert res.modes == ["direct", "anatomical"]
     seg = load_image(sct_data / dseg)
     tcord = load_image(res.anat.template.path("cord"), check_finite=False)
     w = apply_transforms(tcord, seg.grid, [res.warp_template2image(0)], "linear")
-    assert dice(_bin(w), _bin(seg)).dice >= direct_claim - 0.015
+    assert dice(_bin(w), _bin(seg)).dice >= direct_claim - 0.005
     comp = DisplacementField.from_transform(res.composed_template2image(0), seg.grid)
     c = apply_transforms(tcord, seg.grid, [comp], "linear")
-    assert dice(_bin(c), _bin(seg)).dice >= composed_claim - 0.015
+    assert dice(_bin(c), _bin(seg)).dice >= composed_claim - 0.005
     inside = _inside_si(seg, load_image(sct_data / T2[0]))
     a, b = (np.asarray(c.data) > 0.5) & inside, (np.asarray(seg.data) > 0.5) & inside
-    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= inside_claim - 0.01
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) >= inside_claim - 0.005
 
 
 def test_chain_cli_three_images(sct_data, tmp_path):
@@ -75,8 +76,8 @@ def test_chain_cli_three_images(sct_data, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     # PAM50_small (1x1x2 mm), direct registrations (fitted to these segmentations): measured 0.979 /
     # 0.978 (session 38; the bounds were 0.90 / 0.85 before)
-    assert m["mt1"]["cord_dice_whole"] == pytest.approx(0.979, abs=0.015)
-    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.978, abs=0.015)
+    assert m["mt1"]["cord_dice_whole"] == pytest.approx(0.979, abs=0.005)  # measured 0.9787
+    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.978, abs=0.005)  # measured 0.9784
     # direct registrations are reported beside the composition through the chain, named as such
     for name in ("mt1", "t2s"):
         assert m[name]["mode"] == "direct" and m[name]["direct_fitted_to_this_seg"] is True
@@ -84,8 +85,8 @@ def test_chain_cli_three_images(sct_data, tmp_path):
         assert m[name]["composed"]["cord_dice_whole"] < m[name]["composed"]["cord_dice_in_anat_fov"]
     # through the links alone, over the part the chain covers (mt1 -> t2s -> t2: every later image's
     # field of view; counting mt1's slices beyond t2s's made it 0.788 before session 38's fix)
-    assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.960, abs=0.01)
-    assert m["t2s"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.967, abs=0.01)
+    assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.960, abs=0.005)  # measured 0.9604
+    assert m["t2s"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.967, abs=0.005)  # measured 0.9665
     assert m["mt1"]["cord_outside_anat_fov"] == pytest.approx(0.577, abs=0.02)
     assert m["t2s"]["cord_outside_anat_fov"] == pytest.approx(0.409, abs=0.02)
     assert "composed" not in m["t2"]
@@ -127,7 +128,7 @@ def test_given_link_warps(sct_data, tmp_path):
                          labels=sct_data / "t2/labels.nii.gz", template="PAM50_small", direct=False)
     b = _bin(apply_transforms(tcord, seg.grid, [reg.warp_template2image(0)], "linear"))
     # written-then-read warps compose exactly like the in-process registration
-    assert dice(a, b).dice >= 0.98
+    assert dice(a, b).dice >= 0.995  # measured 1.0
 
 
 def _epi_mean(sct_data) -> Image:
@@ -156,7 +157,7 @@ def test_epi_chain_with_derived_mask(sct_data, tmp_path):
     ours = _bin(mean, apply_transforms(tcord, mean.grid, [res.warp_template2image(0)], "linear").data)
     header = _bin(mean, apply_transforms(seg, mean.grid, [], "linear").data)
     d_ours, d_header = dice(ours, ref, zb=True).dice, dice(header, ref, zb=True).dice
-    assert d_ours >= 0.94 and d_ours > d_header + 0.1, (d_ours, d_header)  # measured 0.96 / 0.68
+    assert d_ours >= 0.961 and d_ours > d_header + 0.1, (d_ours, d_header)  # measured 0.967 / 0.680
     # 4D: the series moved to the template (streamed, one interpolation per volume) has the mean
     # of the moved mean volume (linear interpolation commutes with the temporal mean)
     fwd = res.warp_image2template(0)
@@ -167,7 +168,7 @@ def test_epi_chain_with_derived_mask(sct_data, tmp_path):
     moved_mean = apply_transforms(mean, fwd.grid, [fwd], "linear").data
     roi = moved_mean > 0.2 * moved_mean.max()
     rel = np.abs(mean_of_moved[roi] - moved_mean[roi]).mean() / moved_mean[roi].mean()
-    assert rel < 0.01
+    assert rel < 1e-5  # measured 1.9e-7
 
 
 def test_chain_cli_inputs_it_cannot_run_as_asked(sct_data, tmp_path, capsys):
@@ -250,8 +251,8 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
     m, out = run(t2s / "t2s.nii.gz", t2s / "t2s_seg.nii.gz", "whole")
     assert m["t2s"]["mode"] == "composed"
     assert m["t2s"]["cord_outside_anat_fov"] == pytest.approx(0.409, abs=0.02)
-    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.899, abs=0.01)
-    assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.01)
+    assert m["t2s"]["cord_dice_whole"] == pytest.approx(0.899, abs=0.005)  # measured 0.8987
+    assert m["t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.958, abs=0.005)  # measured 0.9585
     assert m["qc"]["scores"]["cord_outside_anat_fov"] == m["t2s"]["cord_outside_anat_fov"]
     assert "warn: cord_outside_anat_fov" in out
     assert any(n.startswith("t2s: 41% of its cord lies outside the field of view of the images its template warp goes through")
@@ -264,7 +265,7 @@ def test_composed_target_beyond_the_anatomy_warns(sct_data, tmp_path, capsys):
         nib.save(img.slicer[:, :, keep[0]:keep[-1] + 1], str(tmp_path / f"cut_{name}.nii.gz"))
     m, out = run(tmp_path / "cut_t2s.nii.gz", tmp_path / "cut_t2s_seg.nii.gz", "cut")
     assert m["cut_t2s"]["cord_outside_anat_fov"] < 0.02
-    assert m["cut_t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.962, abs=0.01)
+    assert m["cut_t2s"]["cord_dice_in_anat_fov"] == pytest.approx(0.962, abs=0.005)  # measured 0.9623
     assert out.startswith("chain: PASS") and "warn: cord_outside_anat_fov" not in out
     # the QC page says so beside the template drawn on the image (session 38)
     for run_dir, said in (("whole", True), ("cut", False)):

@@ -58,13 +58,13 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     for f in OUTPUTS:
         assert (out / f).is_file(), f
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["cord_dice_subject_space"] >= 0.97  # measured 0.9775 (the issue asks 0.95 against the manual mask)
+    assert metrics["cord_dice_subject_space"] >= 0.972  # measured 0.9775 (the issue asks 0.95 against the manual mask)
     qc = metrics["qc"]
     assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.1023 > 0.05",
                                                           "warn: landmark_levels_ambiguous 1 > 0.5"], qc
     assert qc["scores"]["landmark_levels_contradicted"] == 0.0  # ambiguous (margin 0.66), not contradicted
     assert any(n.startswith("levels not independently verified") for n in qc["notes"]), qc
-    assert qc["scores"]["cord_dice"] >= 0.97 and "similarity_after" in qc["scores"], qc  # image scores computed
+    assert qc["scores"]["cord_dice"] >= 0.972 and "similarity_after" in qc["scores"], qc  # image scores computed
     # the S-I peak is judged for ``register`` only: not computed here (session 38)
     assert "similarity_si_peak" not in qc["scores"], qc
     prov = json.loads((out / "provenance.json").read_text())
@@ -77,7 +77,7 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
     assert [d["name"] for d in discs["discs"]] == ["C2/C3", "C3/C4", "C4/C5"]
     # measured: margin 0.66 < 2, flagged and said on stderr (asserted since session 36; the check was
     # conditional on the flag before)
-    assert discs["ambiguous"] and abs(discs["identity_margin"] - 0.66) <= 0.1, discs["identity_margin"]
+    assert discs["ambiguous"] and abs(discs["identity_margin"] - 0.66) <= 0.05, discs["identity_margin"]  # 0.67
     assert "level identity is ambiguous" in captured.err
     # held-out truth: the hand-placed C3/C5 bodies pushed into PAM50 (measured 0.70 / 0.93 mm; 0.68 /
     # 1.05 before the discs were registered in PAM50_label_disc's convention)
@@ -94,7 +94,7 @@ def test_demo_main_job(tmp_path, capsys, data_root, sct_data, monkeypatch):
 
     man = load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")
     tcord = load_image(load_template("PAM50").path("cord"), ndim=3, check_finite=False)
-    assert dice(apply_transforms(tcord, man.grid, [seen[-1].template2anat], "linear"), man).dice >= 0.965
+    assert dice(apply_transforms(tcord, man.grid, [seen[-1].template2anat], "linear"), man).dice >= 0.966  # measured 0.9709
     # the QC report says where the template image is synthesised (no PAM50_t2 in the data here)
     entry = json.loads((out / "qc" / "entries.json").read_text())["entries"][0]
     has_t2 = (data_root / "PAM50" / "template" / "PAM50_t2.nii.gz").exists()

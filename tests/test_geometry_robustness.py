@@ -190,7 +190,7 @@ def test_reported_oblique_thick_axial_case(t2_las, tcord_small):
     assert k[0] <= 1 or k[-1] >= g.shape[2] - 2  # the cord reaches the edge of the FOV
     reg = register_to_template(im, sg, labels=lm, template="PAM50_small")
     here = apply_transforms(tcord_small, g, [reg.warp_template2anat()], "linear").data
-    assert dice(_bin(here, g), sg, zb=True).dice >= 0.93
+    assert dice(_bin(here, g), sg, zb=True).dice >= 0.958  # measured 0.963
 
 
 # -- register (subject to subject) ----------------------------------------------------------------
