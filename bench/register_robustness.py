@@ -160,7 +160,7 @@ def run_ants(case: dict, out: Path) -> tuple[list[str], dict]:
 
     fixed = ants.image_read(str(case["paths"]["dest"]))
     moving = ants.image_read(str(case["paths"]["src"]))
-    reg = ants.registration(fixed, moving, type_of_transform="SyN", outprefix=str(out) + "/", random_seed=1)
+    reg = ants.registration(fixed, moving, type_of_transform="SyN", outprefix=str(out) + "/syn_", random_seed=1)  # ANTsPy lists every out/*[0-9]* as a transform
     return list(reg["fwdtransforms"]), {}
 
 

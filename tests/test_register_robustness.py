@@ -20,6 +20,9 @@ the residual is measured outside spinereg. Figures (bench, same pair, plain ANTs
   session 35: 0.14 / 0.21 / 0.12, p95 0.30 / 0.44 / 0.20);
 * t2s (0.5 x 0.5 x 7.5 mm, in-plane field) seeds 0/1/2: 0.09 / 0.12 / 0.08 mm with segmentations
   (segmentations only 0.17 / 0.14 / 0.18; image-only 0.04 / 0.05 / 0.06), SyN (3D on 7.5 mm slices) 1.0-2.4.
+SyN re-measured with ANTsPy 0.6.3 once the bench's output prefix no longer let ANTsPy take the
+case's own files (truth, images) for SyN's transforms (it scored SyN 16-23 mm, so the comparison
+below could not fail): t2 seeds 0/1 0.42 / 0.59 mm, p95 1.21 / 0.98; t1 seed 0 0.30.
 Seed 0 of t2, t1, t2s and mt1 with segmentations, t2's image-only seed 0 and t2's worst seed (1) are
 asserted here (SyN run beside those on 1 mm images; t1 and mt1 since session 36), the rest in the
 bench.
@@ -48,8 +51,9 @@ CLAIMS = {
     ("mt1", 0, "seg"): (0.143, 0.241, 0.008),
     ("t2", 0, "im"): (0.143, 0.313, 0.094),
 }
-#: (mean, p95, S-I) mm; (0.05, 0.15, 0.05) before session 36, loose for t2s (0.09 -> 0.14 mm)
-MARGIN = (0.03, 0.06, 0.03)
+#: (mean, p95, S-I) mm; (0.05, 0.15, 0.05) before session 36, loose for t2s (0.09 -> 0.14 mm), then
+#: (0.03, 0.06, 0.03); re-measured: every figure equal to its CLAIMS entry to 0.001 mm
+MARGIN = (0.02, 0.03, 0.02)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +107,8 @@ def test_known_deformation_at_the_claim(sct_data, cases, name, seed, kind):
     assert s["p95"] <= claim[1] + MARGIN[1], s
     assert s["si_err"] <= claim[2] + MARGIN[2], s
     if not case["params"]["thick"]:
-        assert s["si_true"] > 0.5 and s["si_err"] < 0.3 * s["si_true"], s  # S-I motion is recovered
+        # S-I motion is recovered: measured 7.8-9.7 % of it left on t2, 2.5 % on t1
+        assert s["si_true"] > 0.5 and s["si_err"] < 0.11 * s["si_true"], s
     if not case["params"]["thick"]:  # no worse than plain ANTs SyN on the same pair; <= 0.3 mm on t2
         assert s["mean"] <= syn(name, seed)["mean"], (s, syn(name, seed))
         assert s["mean"] <= 0.3, s
