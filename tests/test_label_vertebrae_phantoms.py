@@ -81,9 +81,10 @@ def test_positions(results):
 
 
 def test_conus(results):
-    """Thoracolumbar subjects: the conus tip (label 60) within 1 mm along the cord."""
+    """Thoracolumbar subjects: the conus tip (label 60) within 0.25 mm along the cord (measured
+    -0.23 / +0.16 / 0.00 on seeds 0-2; 1 mm asserted before)."""
     tl = [r for r in results if r["case"].startswith("thoracolumbar")]
-    assert all(60 in r["errors"] and abs(r["errors"][60]) <= 1.0 for r in tl), [r["errors"] for r in tl]
+    assert all(60 in r["errors"] and abs(r["errors"][60]) <= 0.25 for r in tl), [r["errors"] for r in tl]
 
 
 def test_c1c2_where_visible(results):
