@@ -15,6 +15,7 @@ bounds.
 from __future__ import annotations
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -210,7 +211,9 @@ def test_csa_cli_writes_the_shape_columns(tmp_path, capsys):
         assert float(row["compression_ratio"]) == pytest.approx(m["compression_ratio"], abs=1e-4)
         assert float(row["solidity_std"]) == pytest.approx(0.0, abs=1e-4)
     assert rows[0]["diameter_RL_mm"] and rows[0]["diameter_RL_std_mm"] == ""
-    capsys.readouterr()
+    printed = json.loads(capsys.readouterr().out)  # the summary the command prints: the same shape
+    assert printed["shape"]["diameter_ap_mm"] == pytest.approx(m["diameter_ap_mm"], abs=1e-4)
+    assert printed["shape"]["solidity"] == pytest.approx(m["solidity"], abs=1e-4)
     try:
         main(["csa", "-h"])
     except SystemExit:

@@ -50,7 +50,14 @@ def run(args: argparse.Namespace) -> int:
     require_levels_present(res, vert, args.levels)
     path = write_csa_csv(res, args.output, vert=vert, overwrite=args.overwrite)
     m, sd, n = res.mean_over(vert)
+    shape, _ = res.shape_over(vert)
     print(json.dumps({"csv": str(path), "slices": len(res.slices), "csa_mean_mm2": round(m, 3) if n else None,
                       "csa_std_mm2": round(sd, 3) if n else None, "n_slices": n,
+                      "shape": {k: _rounded(v) for k, v in shape.items()} if n else None,
                       "levels": {lv.level: round(lv.csa_mean_mm2, 3) for lv in res.levels}}, indent=1))
     return 0
+
+
+def _rounded(v: float) -> float | None:
+    """JSON has no NaN: a shape figure that cannot be measured is null."""
+    return None if v != v else round(float(v), 4)
