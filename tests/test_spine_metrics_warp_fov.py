@@ -28,13 +28,21 @@ def _rows(folder) -> dict:
 
 
 @pytest.fixture(scope="module")
-def own_and_padded(sct_data, tmp_path_factory) -> tuple[dict, dict]:
+def t2_warp(sct_data, tmp_path_factory):
+    """warp_template2anat of t2 registered with its manual segmentation and labels.nii.gz."""
+    tmp = tmp_path_factory.mktemp("warp_fov_reg")
+    t2 = sct_data / "t2"
+    assert main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
+                 "-l", str(t2 / "labels.nii.gz"), "-c", "t2", "-o", str(tmp / "reg"), "--allow-fail"]) == 0
+    return tmp / "reg" / "warp_template2anat.nii.gz"
+
+
+@pytest.fixture(scope="module")
+def own_and_padded(sct_data, t2_warp, tmp_path_factory) -> tuple[dict, dict]:
     """spine-metrics rows of t2 and of t2 zero-padded by 20 voxels at both S-I ends, through one
     registration's warp_template2anat (t2 with its manual segmentation and labels.nii.gz)."""
     tmp = tmp_path_factory.mktemp("warp_fov")
     t2 = sct_data / "t2"
-    assert main(["register-to-template", "-i", str(t2 / "t2.nii.gz"), "-s", str(t2 / "t2_seg-manual.nii.gz"),
-                 "-l", str(t2 / "labels.nii.gz"), "-c", "t2", "-o", str(tmp / "reg"), "--allow-fail"]) == 0
     im = nib.load(str(t2 / "t2.nii.gz"))
     ax = int(np.argmax(np.abs(im.affine[2, :3])))  # the S-I voxel axis
     pad = [(0, 0)] * 3
@@ -42,7 +50,7 @@ def own_and_padded(sct_data, tmp_path_factory) -> tuple[dict, dict]:
     aff = im.affine.copy()
     aff[:3, 3] -= aff[:3, ax] * 20
     nib.save(nib.Nifti1Image(np.pad(np.asanyarray(im.dataobj), pad), aff, im.header), str(tmp / "padded.nii.gz"))
-    warp = str(tmp / "reg" / "warp_template2anat.nii.gz")
+    warp = str(t2_warp)
     for name, image in (("own", t2 / "t2.nii.gz"), ("padded", tmp / "padded.nii.gz")):
         assert main(["spine-metrics", "-w", warp, "--image", str(image), "-o", str(tmp / name)]) == 0
     return _rows(tmp / "own"), _rows(tmp / "padded")
@@ -91,3 +99,41 @@ def test_t2_and_padded_t2_agree_on_the_whole_bodies(own_and_padded, sct_data):
     for (v, side), claim in {(3, "superior"): -0.31, (3, "inferior"): -1.65, (5, "superior"): 0.18}.items():
         err = float(own[(f"endplate_{side}_tilt", str(v))]["value"]) - truth[(v, side)]
         assert abs(err - claim) < 0.2, (v, side, err)
+
+
+@pytest.mark.parametrize("kept", [0.55, 0.65])
+def test_a_warp_cut_inside_a_body_leaves_it_and_its_lone_neighbour_unmeasured(t2_warp, sct_data, tmp_path, kept):
+    """t2's warp cropped along S-I to its superior 55 / 65 % (another image of the subject with a
+    smaller field of view than the measured one): C4 is placed only in part, C3 is the one whole
+    body. Before session 41 C4's image rows were measured on the partial placement (65 % kept:
+    inferior tilt -15.10 deg against -17.01 with the whole warp, unflagged) and C3's followed how
+    much of C4 was placed (superior tilt -9.78 / -10.96 / -8.64 deg and template-shape posterior
+    height 8.83 / 8.22 / 6.97 mm with 65 / 55 / 45 % kept, against -9.66 deg and 10.83 mm with the
+    whole warp). Now C4 is flagged as cut by the warp's
+    field of view, C3 as left without a whole neighbour; nothing measured on either."""
+    from spinereg.metrics.endplates import WARP_CUT_REASON
+    from spinereg.metrics.spine import LONE_BODY_FLAG
+
+    w = nib.load(str(t2_warp))
+    ax = int(np.argmax(np.abs(w.affine[2, :3])))
+    d = np.asanyarray(w.dataobj)
+    n = d.shape[ax]
+    k = n - int(round(n * kept))  # slices dropped at the inferior end
+    sl = [slice(None)] * d.ndim
+    aff = w.affine.copy()
+    if w.affine[2, ax] > 0:  # superior at the high index
+        sl[ax] = slice(k, n)
+        aff[:3, 3] += aff[:3, ax] * k
+    else:
+        sl[ax] = slice(0, n - k)
+    cut_warp = tmp_path / "warp_cut.nii.gz"
+    nib.save(nib.Nifti1Image(d[tuple(sl)], aff, w.header), str(cut_warp))
+    assert main(["spine-metrics", "-w", str(cut_warp), "--image", str(sct_data / "t2" / "t2.nii.gz"),
+                 "-o", str(tmp_path / "out")]) == 0
+    rows = _rows(tmp_path / "out")
+    for m in ("height_posterior", "endplate_superior_tilt", "image_height_posterior",
+              "image_endplate_superior_tilt", "image_endplate_inferior_tilt"):
+        assert rows[(m, "3")]["value"] == "nan" and LONE_BODY_FLAG in rows[(m, "3")]["flag"], (m, rows[(m, "3")])
+        c4 = rows[(m, "4")]
+        assert c4["value"] == "nan", (m, c4)
+        assert (WARP_CUT_REASON if m.startswith("image_") else "body cut by the edge") in c4["flag"], (m, c4)

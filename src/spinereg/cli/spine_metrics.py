@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if args.image:
             from spinereg.metrics.endplates import DISC_POLARITY, endplate_rows, measure_endplates
 
-            found = measure_endplates(args.image, bodies, args.contrast)
+            found = measure_endplates(args.image, bodies, args.contrast, cut_levels=cut)
             rows += endplate_rows(found)
             if {r.disc_polarity for r in found} - {0, DISC_POLARITY[args.contrast]}:
                 disc_note = (f"--contrast {args.contrast} assumes discs darker than the marrow; {args.image} shows "

@@ -75,7 +75,7 @@ a subject turned about S-I in the scanner keeps its tilts
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -197,21 +197,36 @@ class _Sampler:
         return out.reshape(pts.shape[:-1])
 
 
-def _prior_frames(bodies: Image, values: list[int]) -> dict[int, tuple | str]:
+#: a body the registration's warp only partly places (its field of view ends inside the body)
+WARP_CUT_REASON = "body cut by the warp's field of view (placed only in part)"
+
+
+def _prior_frames(bodies: Image, values: list[int], cut_levels: Collection[int] = ()) -> dict[int, tuple | str]:
     """Per body: midline centre, axes (lr, ap, si), depth and height of its mid-sagittal part;
-    or why there is none (a body mostly outside the labels' grid)."""
-    from spinereg.metrics.spine import _body_frame, _up_directions
+    or why there is none (a body mostly outside the labels' grid; one in ``cut_levels``, cut by
+    the placing warp's field of view; a whole body left without a whole neighbour by cut ones).
+    Cut bodies do not set their neighbours' axes: their centroids are where the field of view
+    ends (before session 41, t2 through its warp cropped inside C4: C3's superior tilt -10.96 or
+    -8.64 deg as 55 or 45 % of the warp was kept, -9.66 with the whole warp, and C4 measured from
+    its partial placement, inferior tilt -15.10 against -17.01, unflagged)."""
+    from spinereg.metrics.spine import LONE_BODY_FLAG, _body_frame, _up_directions, lone_bodies
 
     lab = np.round(np.asarray(bodies.data)).astype(np.int32)
     pts = {v: bodies.grid.voxel_to_world(np.argwhere(lab == v).astype(float)) for v in values}
     vox = float(np.min(bodies.grid.zooms))
     typical = float(np.median([len(p) for p in pts.values()]))
-    whole = [v for v in values if len(pts[v]) >= max(MIN_BODY_SHARE * typical, 20)]
+    cut = {int(v) for v in cut_levels} & set(values)
+    big = [v for v in values if len(pts[v]) >= max(MIN_BODY_SHARE * typical, 20)]
+    whole = [v for v in big if v not in cut]
+    lone = lone_bodies(big, cut & set(big))
     ups = _up_directions({v: pts[v].mean(0) for v in whole})
     out: dict[int, tuple | str] = {}
     for v in values:
-        if v not in whole:
+        if v not in big:
             out[v] = f"body mostly outside the field of view ({len(pts[v]) / typical:.0%} of a typical one placed)"
+            continue
+        if v in cut or v in lone:
+            out[v] = WARP_CUT_REASON if v in cut else LONE_BODY_FLAG.removeprefix("not measured: ")
             continue
         c, axes = _body_frame(pts[v], ups[v])
         loc = (pts[v] - c) @ axes.T
@@ -617,13 +632,16 @@ def measure_body(sample: _Sampler, labels: _Sampler, level: int, centre: np.ndar
 def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
                       levels: Iterable[int] | None = None, *,
                       lr_halfwidth_mm: float = 1.5, iterations: int = 1, refits: int = 1,
-                      wall_axis: bool = True) -> list[BodyEndplates]:
+                      wall_axis: bool = True, cut_levels: Collection[int] = ()) -> list[BodyEndplates]:
     """Heights, ratios and endplate tilts of each labelled body, located in ``image`` (any grid:
     the body labels are only the region prior, e.g. bodies placed by a registration's
     ``warp_template2anat``, :func:`~spinereg.metrics.spine_registration.bodies_from_warp`).
     ``wall_axis``: columns parallel to the body's walls located in the image (else along the
     spine's direction from the neighbouring bodies); ``refits``: plane refits with every column's
-    edge near the first planes (0: the first pass's planes); see the module doc, steps 1 and 4."""
+    edge near the first planes (0: the first pass's planes); see the module doc, steps 1 and 4.
+    ``cut_levels``: bodies the placing warp's field of view cuts
+    (:func:`~spinereg.metrics.spine_registration.placed_bodies`): not measured, and not used for
+    their neighbours' axes (:func:`_prior_frames`)."""
     img = as_image(image, "image")
     ib = as_image(bodies, "vertebral bodies")
     if contrast not in DISC_POLARITY:
@@ -638,7 +656,7 @@ def measure_endplates(image: ImageLike, bodies: ImageLike, contrast: str = "t2",
         values = [v for v in values if v in set(int(x) for x in levels)]
     if not values:
         raise InputError("no vertebral body to measure", ib.name, "give bodies labelled by level (C3 = 3)")
-    frames = _prior_frames(ib, values)
+    frames = _prior_frames(ib, values, cut_levels)
     sample = _Sampler(img)
     labels = _Sampler(Image(np.round(lab).astype(np.float32), ib.affine), order=0)
     dpol, _ = disc_polarity(contrast, disc_brightness(sample, labels, frames, lr_halfwidth_mm))

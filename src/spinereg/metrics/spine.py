@@ -317,6 +317,19 @@ class HeightRow(Heights):
 #: a body's heights and ratios outside this range are flagged (a wedge or biconcave deformity)
 HEIGHT_RATIO_RANGE = (0.8, 1.2)
 CUT_BODY_FLAG = "not measured: body cut by the edge of the labels' field of view"
+#: a whole body whose every labelled neighbour is cut has no spine direction to be measured along
+#: (its neighbours' centroids are where the field of view ends): t2 through its warp cropped along
+#: S-I to leave C3 the one whole body gave C3's posterior height 6.97-8.83 mm as more or less of
+#: the cut C4 was in view (10.83 with C4 whole) before session 41
+LONE_BODY_FLAG = "not measured: no whole neighbouring body in view to set the spine's direction"
+
+
+def lone_bodies(values: Collection[int], cut: Collection[int]) -> set[int]:
+    """The whole bodies left without a whole neighbour by cut ones: when bodies are cut and fewer
+    than two whole ones remain (a single body labelled on purpose, nothing cut, is measured along
+    world S-I as before)."""
+    whole = [v for v in values if v not in set(cut)]
+    return set(whole) if cut and len(whole) < 2 else set()
 
 
 def vertebral_heights(bodies: ImageLike, cut_levels: Collection[int] = ()) -> list[HeightRow]:
@@ -332,10 +345,12 @@ def vertebral_heights(bodies: ImageLike, cut_levels: Collection[int] = ()) -> li
     vox = float(abs(np.linalg.det(ib.affine[:3, :3])))
     rows = []
     cut = _cut_by_the_edge(lab, values) | {v for v in cut_levels if v in values}
+    lone = lone_bodies(values, cut)
     for v, (_, axes, loc) in _frames(ib, lab, values, cut).items():
-        if v in cut:
+        if v in cut or v in lone:
             nan = float("nan")
-            rows.append(HeightRow(v, level_name(v), nan, nan, nan, nan, nan, nan, CUT_BODY_FLAG))
+            rows.append(HeightRow(v, level_name(v), nan, nan, nan, nan, nan, nan,
+                                  CUT_BODY_FLAG if v in cut else LONE_BODY_FLAG))
             continue
         a, lr = loc[:, 1], loc[:, 0]
         ea, el = ib.grid.extent_along(axes[1]), ib.grid.extent_along(axes[0])
@@ -594,6 +609,7 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
         lo, hi = HEIGHT_RATIO_RANGE
         heights = vertebral_heights(bodies, cut_levels)
         cut = {h.level for h in heights if h.flag == CUT_BODY_FLAG}
+        skip = {h.level: h.flag for h in heights if h.flag in (CUT_BODY_FLAG, LONE_BODY_FLAG)}
         for h in heights:
             def ratio_flag(x: float, h: HeightRow = h) -> str:
                 return h.flag or ("" if not np.isfinite(x) or lo <= x <= hi else f"outside {lo}-{hi}")
@@ -607,25 +623,26 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
         eps = endplate_angles(bodies, cut_levels=cut)
         nan = float("nan")
         for e in eps:
-            if e.level in cut:  # a cut body's planes stand on what the field of view left of it
-                rows += [_row("endplate_superior_tilt", e.level, e.name, nan, "deg", CUT_BODY_FLAG),
-                         _row("endplate_inferior_tilt", e.level, e.name, nan, "deg", CUT_BODY_FLAG)]
+            if e.level in skip:  # a cut body's planes stand on what the field of view left of it
+                rows += [_row("endplate_superior_tilt", e.level, e.name, nan, "deg", skip[e.level]),
+                         _row("endplate_inferior_tilt", e.level, e.name, nan, "deg", skip[e.level])]
             else:
                 rows += [_row("endplate_superior_tilt", e.level, e.name, e.superior_deg, "deg"),
                          _row("endplate_inferior_tilt", e.level, e.name, e.inferior_deg, "deg")]
         for k, a in segmental_angles(eps).items():
-            if set(k.split("-")) & {level_name(v) for v in cut}:
-                rows.append(_row("segmental_angle", k, k, nan, "deg", CUT_BODY_FLAG))
+            hit = [f for v, f in sorted(skip.items()) if level_name(v) in k.split("-")]
+            if hit:
+                rows.append(_row("segmental_angle", k, k, nan, "deg", hit[0]))
             else:
                 rows.append(_row("segmental_angle", k, k, a, "deg"))
-        have = {e.level for e in eps} - cut
+        have = {e.level for e in eps} - set(skip)
         if rng is not None and rng[0] in have and rng[1] in have:
             nm = f"{level_name(rng[0])}-{level_name(rng[1])}"
             rows.append(_row("cobb_angle", nm, nm, cobb_angle(eps, *rng), "deg"))
         elif rng is not None:  # asked for (--levels) and not measurable: said, not left out
             nm = f"{level_name(rng[0])}-{level_name(rng[1])}"
             rows.append(_row("cobb_angle", nm, nm, nan, "deg",
-                             "not measured: " + _range_ends_missing(rng, {e.level for e in eps}, cut)))
+                             "not measured: " + _range_ends_missing(rng, {e.level for e in eps}, skip)))
         elif rng is None and 2 in have and 7 in have:
             rows.append(_row("cobb_angle", "C2-C7", "C2-C7", cobb_angle(eps, 2, 7), "deg"))
     if discs is not None:
@@ -648,10 +665,11 @@ def spine_metrics_rows(bodies: ImageLike | None = None, t1: ImageLike | None = N
     return rows
 
 
-def _range_ends_missing(rng: tuple[int, int], labelled: set[int], cut: set[int]) -> str:
-    """Why a level range's end bodies cannot be measured: not labelled, or cut by the edge."""
+def _range_ends_missing(rng: tuple[int, int], labelled: set[int], skipped: dict[int, str]) -> str:
+    """Why a level range's end bodies cannot be measured: not labelled, or not measured (cut by the
+    edge, or left without a whole neighbour: ``skipped``, level -> its flag)."""
     why = [f"{level_name(v)} not labelled" for v in rng if v not in labelled]
-    why += [f"{level_name(v)} {CUT_BODY_FLAG.removeprefix('not measured: ')}" for v in rng if v in cut]
+    why += [f"{level_name(v)} {skipped[v].removeprefix('not measured: ')}" for v in rng if v in skipped]
     return "; ".join(dict.fromkeys(why))
 
 

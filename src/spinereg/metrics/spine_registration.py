@@ -135,5 +135,5 @@ def subject_endplates(image: ImageLike, template2anat: Transform, contrast: str 
     from spinereg.metrics.overlap import as_image
 
     img = as_image(image, "image")
-    bodies = bodies_from_warp(template2anat, img.grid, template=template, supersample=supersample, levels=levels)
-    return measure_endplates(img, bodies, contrast, levels)
+    bodies, cut = placed_bodies(template2anat, img.grid, template=template, supersample=supersample, levels=levels)
+    return measure_endplates(img, bodies, contrast, levels, cut_levels=cut)
