@@ -102,7 +102,7 @@ def test_t2_levels(t2_out, sct_data: Path) -> None:
     ref = np.rint(_data(sct_data / "t2" / "t2_seg-manual_labeled.nii.gz")).astype(int)
     inside = (_data(sct_data / "t2" / "t2_seg-manual.nii.gz") > 0.5) & (ref > 0)
     assert set(np.unique(ref[inside])) == {2, 3, 4, 5}
-    assert np.mean(lv[inside] - 1 == ref[inside]) >= 0.85
+    assert np.mean(lv[inside] - 1 == ref[inside]) >= 0.86  # measured 0.8710 (0.85 before session 41)
 
 
 def test_t2_disc_points_each_one_voxel_where_they_map(t2_out, sct_data: Path) -> None:
@@ -126,9 +126,11 @@ def test_t2_disc_points_each_one_voxel_where_they_map(t2_out, sct_data: Path) ->
     vals, counts = np.unique(out[out > 0], return_counts=True)
     assert vals.astype(int).tolist() == sorted(expected)
     assert counts.tolist() == [1] * len(expected)
-    for v, ijk in expected.items():
-        got = np.argwhere(out == v)[0]
-        assert np.abs(got - ijk).max() <= 1, (v, got, ijk)
+    # measured: all 4 on the brute-force voxel itself (0 voxels off); disc 3's two nearest
+    # candidates pull to 0.546 / 0.597 mm of it, a near-tie another valid rounding may resolve the
+    # other way, so one disc may be one voxel off (before session 41: every disc within 1 voxel)
+    off = {v: int(np.abs(np.argwhere(out == v)[0] - ijk).max()) for v, ijk in expected.items()}
+    assert max(off.values()) <= 1 and sum(o == 0 for o in off.values()) >= 3, off
 
 
 def test_crop_gives_the_uncropped_result(t2_out, sct_data: Path) -> None:
@@ -168,26 +170,27 @@ def test_mt_against_sct_outputs(mt_out, sct_data: Path) -> None:
     # the current one (and the subject's own cord, mt1_seg) continue
     zs = np.flatnonzero(mine_cord.any(axis=(0, 1)) & sct_cord.any(axis=(0, 1)))
     assert zs.tolist() == [1, 2]
-    assert _dice(mine_cord[..., zs], sct_cord[..., zs]) >= 0.95  # measured 0.969
+    assert _dice(mine_cord[..., zs], sct_cord[..., zs]) >= 0.96  # measured 0.969 (0.95 before session 41)
     seg = nib.load(str(sct_data / "mt" / "mt1_seg.nii.gz")).get_fdata() > 0.5
-    assert _dice(mine_cord, seg) >= 0.70  # measured 0.722 (SCT's own output: 0.556)
+    assert _dice(mine_cord, seg) >= 0.71  # measured 0.722 (SCT's own output: 0.556); 0.70 before session 41
     csf = _data(out / "template" / "PAM50_csf.nii.gz")[..., zs] > 0.5
     sct_csf = nib.load(str(sct / "template" / "PAM50_csf.nii.gz")).get_fdata()[..., zs] > 0.5
-    assert _dice(csf, sct_csf) >= 0.98  # measured 0.995
+    assert _dice(csf, sct_csf) >= 0.99  # measured 0.995 (0.98 before session 41)
 
     def corr(folder: str, name: str) -> float:
         a = _data(out / folder / name).astype(float)[..., zs].ravel()
         b = nib.load(str(sct / folder / name)).get_fdata()[..., zs].ravel()
         return float(np.corrcoef(a, b)[0, 1])
 
-    assert corr("template", "PAM50_wm.nii.gz") >= 0.98  # measured 0.987
-    assert corr("template", "PAM50_gm.nii.gz") >= 0.98  # measured 0.994
+    assert corr("template", "PAM50_wm.nii.gz") >= 0.982  # measured 0.987 (0.98 before session 41)
+    assert corr("template", "PAM50_gm.nii.gz") >= 0.99  # measured 0.994 (0.98 before session 41)
     tracts = np.array([corr("atlas", w.file) for w in res.written if w.folder == "atlas"])
-    # measured: median 0.978, 30 of 37 >= 0.9, min 0.759 (lateral vestibulospinal tracts 18/19,
-    # whose maps changed between PAM50 releases)
-    assert np.median(tracts) >= 0.95
-    assert np.count_nonzero(tracts >= 0.9) >= 30
-    assert tracts.min() >= 0.7
+    # measured (session 41): median 0.980, 33 of 37 >= 0.9 (the nearest to 0.9: 0.896 and 0.916),
+    # min 0.759 (lateral vestibulospinal tracts 18/19, whose maps changed between PAM50 releases);
+    # the comment here said median 0.978, 30 of 37, asserted >= 0.95 / 30 / 0.7 before session 41
+    assert np.median(tracts) >= 0.975
+    assert np.count_nonzero(tracts >= 0.9) >= 33
+    assert tracts.min() >= 0.74
 
 
 def test_mt_info_labels_copied_and_parseable(mt_out, pam50_dir: Path) -> None:
@@ -308,4 +311,5 @@ def test_cli_chain_of_two_with_affine_file_and_atlas(sct_data: Path, tmp_path: P
     assert "note: template PAM50 has no spinal_levels" in printed
     assert len(list((out / "atlas").glob("PAM50_atlas_*.nii.gz"))) == 37
     cord = _data(out / "template" / "PAM50_cord.nii.gz")
-    assert 250 <= np.count_nonzero(cord) <= 350  # 305 with the in-memory shift (mt_out)
+    # measured 305, as with the in-memory shift (mt_out); 250-350 before session 41
+    assert 300 <= np.count_nonzero(cord) <= 310
