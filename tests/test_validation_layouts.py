@@ -6,7 +6,8 @@ registration is scored on the independent phantom with its *tissue* contrast (th
 template image comes from PAM50_small_t2, which the phantom's ``average`` source would share).
 Measured (test variant, tissue T2, seeds 0/1/2): 0.68/0.80/0.38 mm mean, 0.97/2.20/0.82 mm p95
 with either layout (session 36; the claims were 0.76/0.89/0.44, 1.07/2.20/0.89, asserted with
-+0.1 / +0.25 mm, which had let them go stale; now +0.05 / +0.1) (the S-I refinement is rejected on both: the template images correlate
++0.1 / +0.25 mm, which had let them go stale; then +0.05 / +0.1; session 41 re-measured
+0.683/0.795/0.381, 0.970/2.200/0.822 on both layouts: now +0.03 / +0.08) (the S-I refinement is rejected on both: the template images correlate
 negatively with the phantom's T2 vertebral pattern, bright discs; see docs/validation.md).
 """
 
@@ -22,6 +23,7 @@ from spinereg.phantom.independent import make_independent_subject
 from spinereg.register.template import _template_intensity, register_to_template
 
 CLAIMS = {0: (0.68, 0.97), 1: (0.80, 2.20), 2: (0.38, 0.82)}
+MARGIN = (0.03, 0.08)  # mean, p95 mm; (0.05, 0.1) before session 41
 
 
 def test_layouts_have_and_lack_the_intensity_templates(pam50_full, pam50_mirror):
@@ -61,7 +63,7 @@ def test_registration_with_both_layouts_at_the_claim(pam50_full, pam50_mirror, s
     for root in (pam50_full, pam50_mirror):
         reg = register_to_template(ph.image, ph.seg, labels=ph.labels("body"), template=root, contrast="t2")
         err = ph.error(reg.template2anat)
-        assert err["mean_mm"] <= CLAIMS[seed][0] + 0.05 and err["p95_mm"] <= CLAIMS[seed][1] + 0.1
+        assert err["mean_mm"] <= CLAIMS[seed][0] + MARGIN[0] and err["p95_mm"] <= CLAIMS[seed][1] + MARGIN[1], err
         reports.append(reg.si_report)
     # the two layouts fed different template images to the S-I refinement
     assert reports[0]["correlation_before"] != reports[1]["correlation_before"]
@@ -86,4 +88,5 @@ def test_warp_template_writes_the_intensity_templates_when_present(pam50_full, p
         written = {w.file: w for w in res.written}
         for name in ("PAM50_t1.nii.gz", "PAM50_t2.nii.gz", "PAM50_t2s.nii.gz"):
             assert (name in written) is present and (name in skipped) is not present
-        assert written["PAM50_cord.nii.gz"].nonzero > 1000, written["PAM50_cord.nii.gz"]  # the cord lands on t2
+        # the cord lands on t2: measured 4064 voxels with either layout (asserted > 1000 before session 41)
+        assert 3950 <= written["PAM50_cord.nii.gz"].nonzero <= 4180, written["PAM50_cord.nii.gz"]
