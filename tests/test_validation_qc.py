@@ -71,9 +71,10 @@ def longer(data_root, tmp_path_factory):
 @pytest.mark.slow
 def test_subject_5_percent_longer_passes(longer):
     ph, _, v, reg = longer
-    assert ph.error(reg.template2anat)["mean_mm"] < 1.0  # a correct registration ...
+    # measured 0.683 mm mean, label_si_scale 1.0615 (asserted < 1.0 and 1.0-1.12 before session 41)
+    assert ph.error(reg.template2anat)["mean_mm"] < 0.75  # a correct registration ...
     assert v.verdict == "pass", v.reasons  # ... passes
-    assert 1.0 < v.scores["label_si_scale"] < 1.12
+    assert 1.04 < v.scores["label_si_scale"] < 1.08  # the subject is 1.05 times the template's length
     for key in ("similarity_after", "similarity_shift_gain", "image_structure", "hausdorff95_vox"):
         assert key in v.scores, key  # image-driven: the images' similarity is measured and judged
 
@@ -112,7 +113,10 @@ def test_wrong_level_on_axial_stack_warns_through_the_unverified_reading(tmp_pat
         v, reg = template_run(f["image"].parent / "run", f["image"], f["seg"], f["labels"])
         assert v.verdict == verdict, v.reasons
         assert v.scores["level_offset_unverified"] == offset and "level_offset_vertebrae" not in v.scores
-        assert (max(ph.level_errors(reg.template2anat).values()) > 10) == (values is not None)
+        worst = max(ph.level_errors(reg.template2anat).values())
+        # measured: 17.4 mm with the wrong labels, 2.53 mm with the right ones (5 mm slices; the
+        # right ones were only asserted < 10 mm before session 41)
+        assert worst > 10 if values is not None else worst < 2.8, worst
 
 
 @pytest.mark.slow
@@ -121,9 +125,11 @@ def test_thick_slices_do_not_fail_hausdorff_by_construction(data_root, tmp_path)
     f = _phantom_files(ph, tmp_path)
     v, reg = template_run(tmp_path / "run", f["image"], f["seg"], f["labels"])
     # Hausdorff is judged in 7.5 mm voxels over the slices both masks hold: no failure by construction
-    assert v.scores["hausdorff95_vox"] <= 2.0 and not any("hausdorff" in r for r in v.reasons), v.reasons
-    # the real S-I error (3.6 mm mean: labels on 7.5 mm slices are known to +-3.75 mm only) is said
-    assert ph.error(reg.template2anat)["mean_mm"] > 2.0
+    # (measured 0.0; asserted <= 2.0 before session 41)
+    assert v.scores["hausdorff95_vox"] < 0.2 and not any("hausdorff" in r for r in v.reasons), (v.scores, v.reasons)
+    # the real S-I error (3.6 mm mean: labels on 7.5 mm slices are known to +-3.75 mm only) is said;
+    # measured 3.59 (asserted > 2.0 before session 41)
+    assert 3.4 < ph.error(reg.template2anat)["mean_mm"] < 3.8
     assert v.verdict in ("warn", "fail") and any(r.startswith("warn: label_si_uncertainty_mm") for r in v.reasons)
 
 
@@ -140,10 +146,11 @@ def test_t2_to_t2s_with_both_segs_does_not_fail_on_coverage(sct_data, tmp_path):
     t2, t2s = sct_data / "t2", sct_data / "t2s"
     qc = _register_run(tmp_path / "r", t2 / "t2.nii.gz", t2s / "t2s.nii.gz", t2 / "t2_seg-manual.nii.gz",
                        t2s / "t2s_seg.nii.gz")
-    assert qc["scores"]["cord_dice"] > 0.95
+    assert qc["scores"]["cord_dice"] > 0.96  # measured 0.9685 (> 0.95 before session 41)
     assert qc["verdict"] != "fail", qc["reasons"]
-    # distances are judged over the slices both cover, in voxels of the coarsest axis (5 mm)
-    assert qc["scores"]["inverse_consistency_vox"] < 0.5 and qc["scores"]["hausdorff95_vox"] < 1.0
+    # distances are judged over the slices both cover, in voxels of the coarsest axis (5 mm);
+    # measured 0.0098 and 0.0667 (asserted < 0.5 and < 1.0 before session 41)
+    assert qc["scores"]["inverse_consistency_vox"] < 0.015 and qc["scores"]["hausdorff95_vox"] < 0.1, qc["scores"]
     # 7.5 mm slices do not resolve the vertebral pattern: the S-I peak is not judged
     assert "similarity_si_peak" not in qc["scores"]
 
@@ -159,12 +166,14 @@ def _upside_down(src: Path, dst: Path) -> Path:
 #: similarity_si_peak of t1 -> t2 and t2 -> t1 (both segmentations), as they are and with the
 #: destination's data flipped S-I (header unchanged): bench/qc_si_peak.py, docs/qc_calibration.md
 SI_PEAK = {("t1", False): 0.396, ("t1", True): 0.059, ("t2", False): 0.336, ("t2", True): -0.035}
+#: cord Dice of the same runs, measured (session 41; asserted > 0.94 for all four before)
+CORD_DICE = {("t1", False): 0.969, ("t1", True): 0.973, ("t2", False): 0.946, ("t2", True): 0.956}
 
 
 @pytest.mark.parametrize("src_name", ["t1", "t2"])
 def test_destination_stored_upside_down_warns(sct_data, tmp_path, src_name):
     """A cord-driven registration aligns the cords of a destination whose data runs the other way
-    along S-I (cord Dice 0.96-0.97, every other score passes): the vertebral pattern does not peak
+    along S-I (cord Dice 0.956 / 0.973 for t2 -> t1 / t1 -> t2, every other score passes): the vertebral pattern does not peak
     along S-I there, and the verdict warns; the same pair as it is passes."""
     files = {"t1": (sct_data / "t1" / "t1w.nii.gz", sct_data / "t1" / "t1w_seg-manual.nii.gz"),
              "t2": (sct_data / "t2" / "t2.nii.gz", sct_data / "t2" / "t2_seg-manual.nii.gz")}
@@ -173,8 +182,9 @@ def test_destination_stored_upside_down_warns(sct_data, tmp_path, src_name):
     for flipped, d, ds in ((False, dest, dseg), (True, ud, ud_seg)):
         qc = _register_run(tmp_path / f"r{int(flipped)}", src, d, iseg, ds)
         s = qc["scores"]
-        assert s["cord_dice"] > 0.94
-        assert s["similarity_si_peak"] == pytest.approx(SI_PEAK[src_name, flipped], abs=0.02)
+        assert s["cord_dice"] >= CORD_DICE[src_name, flipped] - 0.006, s["cord_dice"]
+        # measured within 0.0005 of SI_PEAK (abs=0.02 before session 41)
+        assert s["similarity_si_peak"] == pytest.approx(SI_PEAK[src_name, flipped], abs=0.005)
         if flipped:
             assert qc["verdict"] == "warn" and any("similarity_si_peak" in r for r in qc["reasons"]), qc
         else:
