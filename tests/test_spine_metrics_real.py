@@ -53,9 +53,10 @@ def test_bodies_placed_at_the_labelled_levels(t2_registered, sct_data):
         centre = bodies.grid.voxel_to_world(np.argwhere(lab == v)).mean(0)
         s_c, dist = cl.project(centre[None])
         # measured -0.29 (C3), +1.22 (C5) mm (0.1-0.3 / 1.2-1.4 in earlier sessions; asserted
-        # < 0.5 / 1.6 before session 36)
-        assert abs(s_c[0] - s_v - {3: -0.29, 5: 1.22}[int(v)]) < 0.15, (v, s_c[0], s_v)
-        assert 8.0 < dist[0] < 20.0  # the body lies in front of the cord
+        # < 0.5 / 1.6 before session 36; session 41: within 0.004 of those, asserted within 0.15 before)
+        assert abs(s_c[0] - s_v - {3: -0.29, 5: 1.22}[int(v)]) < 0.03, (v, s_c[0], s_v)
+        # the body lies in front of the cord: measured 14.1 / 13.4 mm (8-20 asserted before session 41)
+        assert 12.0 < dist[0] < 16.0, dist
 
 
 def test_spine_metrics_cli_with_the_registration(t2_registered, sct_data, tmp_path):
@@ -115,9 +116,9 @@ def test_spine_metrics_cli_measures_the_subject_in_the_image(t2_registered, sct_
     rows = list(csv.DictReader((out / "spine_metrics.csv").open()))
     got = {(r["measure"], r["name"]): r for r in rows}
     truth = ref.reference(np.asarray(load_image(d / "t2.nii.gz").data, float))
-    for v in (3, 4):
+    for v in (3, 4):  # measured |error| 0.059 (C3) / 0.010 (C4) mm (< 0.5 asserted before session 41)
         h = float(got[("image_height_middle", f"C{v}")]["value"])
-        assert abs(h - truth["heights"][v]["middle"]) < 0.5, (v, h)
+        assert abs(h - truth["heights"][v]["middle"]) < {3: 0.08, 4: 0.03}[v], (v, h)
     assert got[("image_height_middle", "C5")]["flag"].startswith("not measured")
     assert ("image_segmental_angle", "C3-C4") in got
     assert main(["spine-metrics", "--image", str(d / "t2.nii.gz"), "--cord", str(d / "t2_seg-manual.nii.gz"),
@@ -160,10 +161,12 @@ def test_template_spine_preset_keeps_the_cord_fit(sct_data):
               (4, "anterior"): -0.40, (4, "middle"): 0.02, (4, "posterior"): 0.51}
     for (v, k), claim in claims.items():
         err = rows[v].heights[k] - truth["heights"][v][k]
-        assert abs(err - claim) < 0.2 and abs(err) < 1.0, (v, k, err)
+        # measured within 0.005 mm of each claim (session 41; within 0.2 asserted before)
+        assert abs(err - claim) < 0.03 and abs(err) < 1.0, (v, k, err)
     for (v, side), claim in {(3, "superior"): -0.77, (3, "inferior"): 0.73, (4, "superior"): -0.20}.items():
         err = getattr(rows[v], f"{side}_deg") - truth["tilts"][(v, side)]
-        assert abs(err - claim) < 0.3 and abs(err) < 3.0, (v, side, err)
+        # measured within 0.005 deg of each claim (session 41; within 0.3 asserted before)
+        assert abs(err - claim) < 0.05 and abs(err) < 3.0, (v, side, err)
 
 
 def test_template_body_heights_match_their_columns(pam50_dir):
@@ -187,5 +190,6 @@ def test_template_body_heights_match_their_columns(pam50_dir):
         p = c + axes[1] * 0.5 * (loc[mid, 1].min() + loc[mid, 1].max()) + axes[0] * np.median(loc[:, 0])
         i, j, _ = np.round(b.grid.world_to_voxel(p[None])[0]).astype(int)
         column = (lab[i - 1:i + 2, j - 1:j + 2, :] == v).sum(2).mean() * b.grid.zooms[2]
-        assert abs(rows[v].middle_mm - column) <= 0.5, (v, rows[v].middle_mm, column)
-        assert abs(rows[v].posterior_mm / rows[v].middle_mm - 1.0) <= 0.2, (v, rows[v])
+        # measured (session 41): <= 0.409 mm, posterior / middle within 6.8 % (0.5 and 20 % asserted before)
+        assert abs(rows[v].middle_mm - column) <= 0.44, (v, rows[v].middle_mm, column)
+        assert abs(rows[v].posterior_mm / rows[v].middle_mm - 1.0) <= 0.075, (v, rows[v])
