@@ -79,14 +79,14 @@ def test_t1_heights_and_tilts_against_the_reference(t1_measured):
     e = np.abs(list(err.values()))
     assert np.isfinite(e).all(), err
     # measured: C3 anterior -0.80, the other eight within 0.41 (C5 anterior)
-    assert e.max() <= 0.9 and (e <= 0.5).sum() >= 8, err
+    assert e.max() <= 0.85 and (e <= 0.5).sum() >= 8, err  # max 0.798 (session 41; <= 0.9 asserted before)
     claims = {(3, "anterior"): -0.80, (3, "middle"): -0.19, (3, "posterior"): 0.14, (4, "anterior"): -0.07,
               (4, "middle"): -0.07, (4, "posterior"): 0.33, (5, "anterior"): 0.41, (5, "middle"): -0.03,
               (5, "posterior"): 0.14}  # README (session 34), each asserted within 0.15 mm
     assert all(abs(err[k] - c) <= 0.15 for k, c in claims.items()), err
     tilt = {(v, s): rows[(f"image_endplate_{s}_tilt", f"C{v}")]["value"] - truth["tilts"][(v, s)]
             for v, s in ((3, "superior"), (3, "inferior"), (4, "superior"), (4, "inferior"), (5, "superior"))}
-    assert max(abs(x) for x in tilt.values()) <= 4.0, tilt
+    assert max(abs(x) for x in tilt.values()) <= 3.4, tilt  # max 3.22 (session 41; <= 4.0 asserted before)
     tilt_claims = {(3, "superior"): -3.2, (3, "inferior"): 2.0, (4, "superior"): -0.7, (4, "inferior"): -1.8,
                    (5, "superior"): -1.0}  # README (session 34), each within 0.5 deg
     assert all(abs(tilt[k] - c) <= 0.5 for k, c in tilt_claims.items()), tilt
