@@ -47,14 +47,15 @@ def _profile(top: float, bottom: float, fov=(-20.0, 20.0), blur_mm: float = 0.6,
 
 def test_find_edge_locates_the_disc_bone_boundary():
     s, p = _profile(7.3, -6.9)
-    for side, want, prior in ((1, 7.3, 5.0), (-1, -6.9, -4.0)):
+    for side, want, prior, off in ((1, 7.3, 5.0, 0.30), (-1, -6.9, -4.0, 0.20)):
         got, why = find_edge(s, p, prior, side, +1, 4.5, 1.0)
-        # the blurred 1 mm dark line pulls the steepest edge outwards (into the disc): 0.30 mm here (T2)
-        assert why == "" and 0.0 < side * (got - want) < 0.4, (side, got)
+        # the blurred 1 mm dark line pulls the steepest edge outwards (into the disc): measured 0.302
+        # (superior) / 0.202 mm (inferior) here (T2; 0 < offset < 0.4 asserted before session 41)
+        assert why == "" and abs(side * (got - want) - off) < 0.02, (side, got)
     # CT-like: bright cortex, dark disc -> polarity -1
     s, p = _profile(7.3, -6.9, disc=0.4, marrow=1.0, cortex=3.0)
     got, why = find_edge(s, p, 6.0, 1, -1, 4.5, 1.0)
-    assert why == "" and 0.0 < got - 7.3 < 0.4, got  # 0.36 mm (bright cortex)
+    assert why == "" and abs(got - 7.3 - 0.365) < 0.02, got  # measured 0.365 mm (bright cortex; < 0.4 before)
 
 
 def test_find_edge_refuses_a_disc_outside_the_image():
@@ -71,7 +72,7 @@ def test_find_edge_refuses_a_disc_outside_the_image():
 @pytest.mark.realdata
 def test_reference_is_repeatable(sct_data):
     """The reference's own spread: the same procedure on a 5 mm slab instead of the 3 mm one moves
-    heights by <= 0.2 mm (measured 0.01-0.19) and the endplate tilts of C3 superior/inferior and
+    heights by <= 0.2 mm (measured 0.01-0.199) and the endplate tilts of C3 superior/inferior and
     C4 superior by <= 1.2 deg (C4 inferior and C5 superior: 0.0 deg)."""
     import spine_reference_t2 as ref
     from spinereg.io.image import load_image
@@ -79,9 +80,9 @@ def test_reference_is_repeatable(sct_data):
     d = np.asarray(load_image(sct_data / "t2" / "t2.nii.gz").data, float)
     a, b = ref.reference(d), ref.reference(d, slab=(23, 28))
     dh = [abs(a["heights"][v][k] - b["heights"][v][k]) for v in (3, 4) for k in ref.FRACTIONS]
-    assert max(dh) < 0.25, dh
+    assert max(dh) < 0.22, dh  # measured 0.199 (0.25 asserted before session 41)
     dt = [abs(a["tilts"][k] - b["tilts"][k]) for k in a["tilts"]]
-    assert max(dt) < 1.5, dt
+    assert max(dt) < 1.2, dt  # measured 1.10 (1.5 asserted before session 41)
     # the published reference values (README, bench/constraints.py)
     assert a["heights"][3]["middle"] == pytest.approx(16.40, abs=0.01)
     assert a["heights"][4]["middle"] == pytest.approx(14.67, abs=0.01)
@@ -295,9 +296,13 @@ def test_phantom_heights_against_the_geometry(pam50_dir, contrast):
     moved = phantom_height_errors(0, contrast, shift=(0.0, 1.0, 2.0), scale=0.9)
     e = np.array([v for v in exact.values()])
     bias = {"mr": 0.51, "ct": 0.67}[contrast]  # 0.2 < mean < 0.75 before session 36
-    assert np.isfinite(e).all() and np.abs(e).max() < 1.1 and abs(e.mean() - bias) < 0.08, exact
+    # measured (session 41): exact max MR 0.82, CT 1.099 (the docstring's "seed 0: <= 1.00" is not
+    # met on CT); bias within 0.002 of its figure; misplaced max MR 0.866, CT 0.915 (asserted before:
+    # 1.1, 0.08, 1.1)
+    worst, moved_worst = {"mr": (0.88, 0.92), "ct": (1.1, 0.97)}[contrast]
+    assert np.isfinite(e).all() and np.abs(e).max() < worst and abs(e.mean() - bias) < 0.02, exact
     m = np.array([v for (lev, k), v in moved.items() if lev in (3, 4) and k != "anterior"])
-    assert np.isfinite(m).all() and np.abs(m).max() < 1.1, moved
+    assert np.isfinite(m).all() and np.abs(m).max() < moved_worst, moved
     assert all(np.isnan(v) for (lev, _), v in moved.items() if lev == 5)
 
 
@@ -313,10 +318,11 @@ def test_phantom_misplaced_body_is_refused_not_measured_wrong(pam50_dir):
     e = phantom_height_errors(2, "ct", shift=(0.0, 1.0, 2.0), scale=0.9)
     assert all(np.isnan(v) for (lev, _), v in e.items() if lev == 5), e
     m = np.array([v for (lev, k), v in e.items() if lev in (3, 4) and k != "anterior"])
-    assert np.isfinite(m).all() and np.abs(m).max() < 1.1, e
-    # anterior: C4 2.36 mm (the rounded anterior corner), C3 0.47 mm (< 2.8 each before session 36)
-    assert np.isfinite(e[(4, "anterior")]) and abs(e[(4, "anterior")] - 2.36) < 0.15, e
-    assert abs(e[(3, "anterior")] - 0.47) < 0.15, e
+    assert np.isfinite(m).all() and np.abs(m).max() < 0.93, e  # measured 0.881 (1.1 before session 41)
+    # anterior: C4 2.36 mm (the rounded anterior corner), C3 0.47 mm (< 2.8 each before session 36;
+    # measured 2.356 / 0.472 in session 41, asserted within 0.15 of them before it)
+    assert np.isfinite(e[(4, "anterior")]) and abs(e[(4, "anterior")] - 2.36) < 0.05, e
+    assert abs(e[(3, "anterior")] - 0.47) < 0.03, e
 
 
 class _Identity:
@@ -362,10 +368,14 @@ def test_phantom_tilts_follow_the_vertebra(pam50_dir, contrast, rms, worst):
     2.7; before the wall axis and the refit: RMS 2.0, mean +0.8, C3 inferior +3.4 on average)."""
     e = np.array([x for seed in (0, 1, 2) for x in phantom_tilt_errors(seed, contrast).values()])
     assert np.isfinite(e).all() and len(e) == 18, e
-    assert np.sqrt((e ** 2).mean()) <= rms + 0.1 and np.abs(e).max() <= worst + 0.25, e
+    # measured (session 41): RMS 2.498 / 1.225, max 5.385 / 2.212 (MR / CT; margins 0.1 / 0.25 before)
+    assert np.sqrt((e ** 2).mean()) <= rms + 0.06 and np.abs(e).max() <= worst + 0.11, e
 
 
-@pytest.mark.parametrize(("contrast", "max_tilt", "heights"), [("t1", 2.7, (0.4, 0.9)), ("ct", 1.2, (0.25, 0.6))])
+# seed 0 measured (session 41): T1 tilts max 1.71, middle heights +0.58 to +0.83; CT 1.109 (the
+# docstring's 1.1 deg over seeds 0-2 is exceeded by 0.009), +0.29 to +0.54 (asserted before: T1 2.7,
+# 0.4-0.9; CT 1.2, 0.25-0.6)
+@pytest.mark.parametrize(("contrast", "max_tilt", "heights"), [("t1", 1.85, (0.55, 0.87)), ("ct", 1.16, (0.27, 0.57))])
 def test_flat_endplates_of_the_analytic_phantom(contrast, max_tilt, heights):
     """Analytic cervical phantom (flat trapezoid bodies C2-C7, 25 deg lordosis, a wedge at C5,
     texture, noise, partial volume at 0.8 mm), bodies labelled. Seeds 0-2 (seed 0 asserted): CT
