@@ -127,7 +127,9 @@ def test_cohort_group_outputs(cohort: dict, main_run: dict):
     rows = list(csv.DictReader(open(out / "group" / "qc_scores.csv")))
     scores = [r for r in rows if r["command"] != "chain"]
     assert len(scores) == 14 and {r["verdict"] for r in scores} == {"pass"}
-    assert all(float(r["cord_dice"]) > 0.9 for r in scores)
+    # measured 0.9629-0.9756 over the 14 units, the same in three runs (Dask, 2 workers; 0.9 asserted
+    # before session 41, README's figure)
+    assert all(float(r["cord_dice"]) > 0.955 for r in scores), [r["cord_dice"] for r in scores]
     # since session 37 every chain unit has a verdict (kind "chain") and a row here. At 1266fcd 26
     # of 28 warned or failed on the target's composed cord Dice (0.19-0.92; 9 fail, 17 warn): on
     # sub-01 ses-01 the link (register -i T2w -d T2starw, headers ~11 mm apart) dropped its image
@@ -142,17 +144,21 @@ def test_cohort_group_outputs(cohort: dict, main_run: dict):
     summary = {r["level"]: r for r in tsv(out / "group" / "summary_per_level.tsv") if r["metric"] == "mtr"}
     # every unit is the same MT acquisition moved in-plane by a known field: the cord MTR of the
     # levels the 5 thick slices cover fully (C3-C5) must agree across the cohort
-    for level in ("3", "4", "5"):
+    # measured (three runs alike): mean 33.23 / 30.41 / 32.91 %, sd / mean 0.027 / 0.030 / 0.029
+    # (asserted before session 41: 20 < mean < 50, sd / mean < 0.15, README's figure)
+    for level, mean in (("3", 33.23), ("4", 30.41), ("5", 32.91)):
         s = summary[level]
-        assert int(s["n"]) == 14 and 20 < float(s["mean"]) < 50, s
-        assert float(s["sd"]) / float(s["mean"]) < 0.15, s
+        assert int(s["n"]) == 14 and abs(float(s["mean"]) - mean) < 1.5, s
+        assert float(s["sd"]) / float(s["mean"]) < 0.035, s
     # CSA per level from the given segmentations and the warped template levels: every unit is
     # the same t2 moved by a small known field, so the areas agree across the cohort
     csa = {r["level"]: r for r in tsv(out / "group" / "summary_per_level.tsv") if r["metric"] == "csa"}
-    for level in ("3", "4"):
+    # measured (three runs alike): mean 76.71 / 79.70 mm2, sd / mean 0.0099 / 0.0057 (asserted
+    # before session 41: 40 < mean < 110, sd / mean < 0.10)
+    for level, mean in (("3", 76.71), ("4", 79.70)):
         s = csa[level]
-        assert int(s["n"]) == 14 and 40 < float(s["mean"]) < 110, s
-        assert float(s["sd"]) / float(s["mean"]) < 0.10, s
+        assert int(s["n"]) == 14 and abs(float(s["mean"]) - mean) < 3.0, s
+        assert float(s["sd"]) / float(s["mean"]) < 0.012, s
     # one QC report over the cohort, its pictures in the unit folders
     index = (out / "qc" / "index.html").read_text()
     entries = json.loads((out / "qc" / "entries.json").read_text())["entries"]
