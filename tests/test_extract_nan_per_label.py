@@ -42,7 +42,9 @@ def _truth(p: dict, tracts: range | list[int], z: slice = slice(None)) -> tuple[
     ok = np.isfinite(y)
     if wl.sum() == 0:  # the label has no voxel there: no value, nothing lost
         return float("nan"), 0.0
-    return float((wl * np.where(ok, y, 0)).sum() / (wl * ok).sum()), float(wl[~ok].sum() / wl.sum())
+    kept = (wl * ok).sum()  # 0 where every voxel of the label is NaN: no value (as the method's NaN)
+    value = float((wl * np.where(ok, y, 0)).sum() / kept) if kept > 0 else float("nan")
+    return value, float(wl[~ok].sum() / wl.sum())
 
 
 def test_each_row_has_its_own_nan_share(planted, caplog):
