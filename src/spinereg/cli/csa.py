@@ -21,11 +21,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "AP = anterior projected onto the plane), compression_ratio (AP/RL), eccentricity "
                    "(0 = circle), orientation_deg (major axis from RL, 0-90; at 45 or more the major "
                    "diameter is reported as AP, as SCT), solidity (area / convex hull area of the 0.5 "
-                   "outline); level and summary rows give their mean and *_std columns the SD.")
+                   "outline); level and summary rows give their mean and *_std columns the SD. "
+                   "A slice whose mask holds two or more separate pieces (8-connected) is flagged: "
+                   "n_pieces, outside_largest_share (share of its area outside the largest piece); its "
+                   "shape is the largest piece's, its CSA counts every piece, and it is left out of the "
+                   "level and summary means (n_split_slices counts those left out) unless --include-split.")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation (binary or soft)")
     p.add_argument("--levels", help="vertebral levels image (cord voxels valued by level; any grid)")
     p.add_argument("--vert", help="levels averaged in the summary row, e.g. 2:5 (needs --levels)")
     p.add_argument("--no-angle-correction", action="store_true", help="area in the slice plane (no correction)")
+    p.add_argument("--include-split", action="store_true",
+                   help="average slices whose mask holds several pieces into the level and summary means too "
+                        "(e.g. a cord cut in two by a syrinx: their CSA sums the pieces)")
     p.add_argument("-o", "--output", required=True, help="output CSV")
     p.set_defaults(func=run)
 
@@ -46,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--vert needs --levels", None, "give the levels image with --levels")
     seg = load_image(args.seg, ndim=3, what="segmentation")
     levels = load_image(args.levels, ndim=3, what="levels image") if args.levels else None
-    res = cross_sectional_area(seg, levels, angle_correction=not args.no_angle_correction)
+    res = cross_sectional_area(seg, levels, angle_correction=not args.no_angle_correction,
+                               include_split=args.include_split)
     require_levels_present(res, vert, args.levels)
     path = write_csa_csv(res, args.output, vert=vert, overwrite=args.overwrite)
     m, sd, n = res.mean_over(vert)
@@ -54,10 +62,14 @@ def run(args: argparse.Namespace) -> int:
     print(json.dumps({"csv": str(path), "slices": len(res.slices), "csa_mean_mm2": round(m, 3) if n else None,
                       "csa_std_mm2": round(sd, 3) if n else None, "n_slices": n,
                       "shape": {k: _rounded(v) for k, v in shape.items()} if n else None,
-                      "levels": {lv.level: round(lv.csa_mean_mm2, 3) for lv in res.levels}}, indent=1))
+                      "n_split_slices": len(res.split_slices()), "split_slices": res.split_slices(),
+                      "split_in_summary": len(res.split_slices(vert)),
+                      "split_averaged": res.include_split,
+                      "levels": {lv.level: _rounded(lv.csa_mean_mm2, 3) for lv in res.levels}}, indent=1))
     return 0
 
 
-def _rounded(v: float) -> float | None:
-    """JSON has no NaN: a shape figure that cannot be measured is null."""
-    return None if v != v else round(float(v), 4)
+def _rounded(v: float, nd: int = 4) -> float | None:
+    """JSON has no NaN: a figure that cannot be measured (or a level all of whose slices were left
+    out) is null."""
+    return None if v != v else round(float(v), nd)

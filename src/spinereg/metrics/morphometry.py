@@ -17,6 +17,17 @@ Each slice also gets the cord's shape in the plane perpendicular to the same tan
 (:func:`spinereg.metrics.cord_shape.section_shape`: AP and RL diameters, compression ratio AP/RL,
 eccentricity, orientation, solidity, as SCT's CSV); levels and the summary row give the mean and
 standard deviation of each over their slices (slices whose shape could not be measured skipped).
+
+Slices whose mask holds two or more separate pieces (:mod:`spinereg.metrics.cord_pieces`: 8-connected
+at 0.5, each with its partial-volume rim; a stray blob, a cord cut in two by a syrinx, a nerve root)
+are flagged: ``n_pieces`` and ``outside_largest_share`` (the share of the slice's area outside its
+largest piece) in their row, a warning naming them. Their shape is that of the largest piece, their
+centre (and the centerline fitted through the slices' centres) that of the largest piece; their CSA
+(``csa_mm2``, ``area_slice_mm2``) still counts every piece's voxels -- the area of the mask as drawn,
+right for a cord in two halves, too large by the blob's area for a false positive. Level and summary
+means leave them out (``n_slices`` counts the slices averaged, ``n_split_slices`` those left out), as
+SCT's per-level means leave out its slices with more than one region (SCT reports NaN for every
+metric, the area included, on such a slice); ``include_split=True`` (``--include-split``) averages them too.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, atomic_write
 from spinereg.io.resample import sample_world
 from spinereg.io.sanity import require_levels_image, require_segmentation
+from spinereg.metrics.cord_pieces import slice_pieces
 from spinereg.metrics.cord_shape import NAN_SHAPE, SHAPE_FIELDS, SectionShape, section_shape
 
 log = logging.getLogger(__name__)
@@ -50,6 +62,13 @@ class SliceArea:
     csa_mm2: float
     level: int | None = None
     shape: SectionShape = NAN_SHAPE
+    n_pieces: int = 1
+    outside_share: float = 0.0
+
+    @property
+    def split(self) -> bool:
+        """The slice's mask holds two or more separate pieces (shape of the largest; CSA of all)."""
+        return self.n_pieces > 1
 
 
 @dataclass
@@ -61,6 +80,7 @@ class LevelArea:
     slices: list[int] = field(default_factory=list)
     shape_mean: dict[str, float] = field(default_factory=dict)
     shape_std: dict[str, float] = field(default_factory=dict)
+    n_split: int = 0  # slices at this level holding several pieces (left out of the means unless included)
 
 
 #: CSV names of the shape metrics (SectionShape's fields), each followed by its SD column
@@ -103,17 +123,28 @@ class CSAResult:
     slices: list[SliceArea]
     levels: list[LevelArea]
     angle_correction: bool = True
+    include_split: bool = False
+
+    def _averaged(self, levels: list[int] | None) -> list[SliceArea]:
+        return [s for s in self.slices if (levels is None or s.level in levels)
+                and (self.include_split or not s.split)]
+
+    def split_slices(self, levels: list[int] | None = None) -> list[int]:
+        """Slices (of the given levels only, when given) whose mask holds two or more pieces."""
+        return [s.slice for s in self.slices if s.split and (levels is None or s.level in levels)]
 
     def mean_over(self, levels: list[int] | None = None) -> tuple[float, float, int]:
-        """Mean, std and count of the slice CSAs (of the given levels only, when given)."""
-        vals = [s.csa_mm2 for s in self.slices if levels is None or s.level in levels]
+        """Mean, std and count of the slice CSAs (of the given levels only, when given); slices
+        holding several pieces left out unless ``include_split``."""
+        vals = [s.csa_mm2 for s in self._averaged(levels)]
         if not vals:
             return float("nan"), float("nan"), 0
         return float(np.mean(vals)), float(np.std(vals)), len(vals)
 
     def shape_over(self, levels: list[int] | None = None) -> tuple[dict[str, float], dict[str, float]]:
-        """Mean and SD of each shape metric over the slices (of the given levels only, when given)."""
-        return shape_stats([s.shape for s in self.slices if levels is None or s.level in levels])
+        """Mean and SD of each shape metric over the slices (of the given levels only, when given;
+        slices holding several pieces left out unless ``include_split``)."""
+        return shape_stats([s.shape for s in self._averaged(levels)])
 
     def to_rows(self, vert: list[int] | None = None) -> list[dict]:
         rows = []
@@ -122,23 +153,30 @@ class CSAResult:
                          "x_mm": round(s.centre_mm[0], 3), "y_mm": round(s.centre_mm[1], 3),
                          "z_mm": round(s.centre_mm[2], 3), "csa_mm2": round(s.csa_mm2, 4),
                          "csa_std_mm2": "", "n_slices": 1, "area_slice_mm2": round(s.area_slice_mm2, 4),
-                         "angle_deg": round(s.angle_deg, 3), **_shape_cells(s.shape.as_dict())})
+                         "angle_deg": round(s.angle_deg, 3), **_shape_cells(s.shape.as_dict()),
+                         "n_pieces": s.n_pieces, "outside_largest_share": round(s.outside_share, 4),
+                         "n_split_slices": ""})
         for lv in self.levels:
+            ok = lv.n_slices > 0
             rows.append({"scope": "level", "slice": "", "level": lv.level, "x_mm": "", "y_mm": "", "z_mm": "",
-                         "csa_mm2": round(lv.csa_mean_mm2, 4), "csa_std_mm2": round(lv.csa_std_mm2, 4),
+                         "csa_mm2": round(lv.csa_mean_mm2, 4) if ok else "",
+                         "csa_std_mm2": round(lv.csa_std_mm2, 4) if ok else "",
                          "n_slices": lv.n_slices, "area_slice_mm2": "", "angle_deg": "",
-                         **_shape_cells(lv.shape_mean, lv.shape_std)})
+                         **_shape_cells(lv.shape_mean, lv.shape_std),
+                         "n_pieces": "", "outside_largest_share": "", "n_split_slices": lv.n_split})
         m, sd, n = self.mean_over(vert)
         label = "all" if vert is None else f"levels {min(vert)}:{max(vert)}"
         rows.append({"scope": label, "slice": "", "level": "", "x_mm": "", "y_mm": "", "z_mm": "",
                      "csa_mm2": round(m, 4) if n else "", "csa_std_mm2": round(sd, 4) if n else "",
                      "n_slices": n, "area_slice_mm2": "", "angle_deg": "",
-                     **_shape_cells(*self.shape_over(vert))})
+                     **_shape_cells(*self.shape_over(vert)),
+                     "n_pieces": "", "outside_largest_share": "", "n_split_slices": len(self.split_slices(vert))})
         return rows
 
 
 CSV_COLUMNS = ["scope", "slice", "level", "x_mm", "y_mm", "z_mm", "csa_mm2", "csa_std_mm2", "n_slices",
-               "area_slice_mm2", "angle_deg", *(c for pair in SHAPE_COLUMNS.values() for c in pair)]
+               "area_slice_mm2", "angle_deg", *(c for pair in SHAPE_COLUMNS.values() for c in pair),
+               "n_pieces", "outside_largest_share", "n_split_slices"]
 
 
 #: a levels image must give a level to at least this share of the segmentation's voxels (a
@@ -151,7 +189,7 @@ def require_levels_present(result: CSAResult, vert: list[int] | None, levels_nam
     present = [lv.level for lv in result.levels]
     if vert is None:
         return
-    if result.mean_over(vert)[2]:
+    if any(s.level in vert for s in result.slices):  # slices holding several pieces included
         absent = [v for v in vert if v not in present]
         if absent:  # the summary row is labelled with the levels asked for, not those averaged
             log.warning("no slice of the segmentation lies at level(s) %s: the summary 'levels %d:%d' "
@@ -178,8 +216,11 @@ def _weights(seg: Image) -> np.ndarray:
 
 
 def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_correction: bool = True,
-                         min_area_mm2: float = 0.0) -> CSAResult:
-    """CSA per slice (and per level with ``levels``) of a binary or soft cord segmentation."""
+                         min_area_mm2: float = 0.0, include_split: bool = False) -> CSAResult:
+    """CSA per slice (and per level with ``levels``) of a binary or soft cord segmentation.
+
+    ``include_split``: average the slices holding several pieces into the level and summary means
+    too (left out by default; see the module docstring)."""
     if seg.ndim != 3:
         raise InputError(f"segmentation must be 3D, got shape {seg.shape}", seg.name, "give a 3D cord segmentation")
     # an intensity image given as -s would be read below as a labelled segmentation, every
@@ -198,14 +239,21 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
     wm = np.moveaxis(w, axis, 2)
     mass = wm.sum(axis=(0, 1))
     ks = np.flatnonzero(mass * vox_area > max(min_area_mm2, 1e-9))
+    pieces = [slice_pieces(wm[:, :, k]) for k in ks]
+    # the cord: each slice's largest piece (the whole slice where it is one piece: unchanged)
+    wc = wm.copy() if any(p.split for p in pieces) else wm
+    for k, p in zip(ks, pieces, strict=True):
+        if p.split:
+            wc[:, :, k] *= p.largest
+    cmass = wc.sum(axis=(0, 1))
     # world centre of each slice's cord
     ii = np.arange(wm.shape[0])[:, None]
     jj = np.arange(wm.shape[1])[None, :]
     vox = np.zeros((len(ks), 3))
     for n, k in enumerate(ks):
-        sl = wm[:, :, k]
-        vox[n, inplane[0]] = float((sl * ii).sum() / mass[k])
-        vox[n, inplane[1]] = float((sl * jj).sum() / mass[k])
+        sl = wc[:, :, k]
+        vox[n, inplane[0]] = float((sl * ii).sum() / cmass[k])
+        vox[n, inplane[1]] = float((sl * jj).sum() / cmass[k])
         vox[n, axis] = k
     centres = seg.grid.voxel_to_world(vox)
     if angle_correction and len(ks) < 2:  # no centerline: "corrected" would be the slice-plane area
@@ -213,8 +261,9 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
                          "inclination, and so the area perpendicular to it, cannot be measured", seg.name,
                          "give a segmentation covering several slices, or pass --no-angle-correction for the "
                          "area in the slice plane")
-    if angle_correction:
-        bin_img = Image((w > 0).astype(np.float32) if w.max() > 1 else w.astype(np.float32), seg.affine)
+    if angle_correction:  # the centerline through the largest pieces: a stray blob does not pull it
+        wcl = np.moveaxis(wc, 2, axis)
+        bin_img = Image((wcl > 0).astype(np.float32) if wcl.max() > 1 else wcl.astype(np.float32), seg.affine)
         cl = Centerline.from_mask(bin_img)
         s, _ = cl.project(centres)
         t = cl.tangent(s)
@@ -223,44 +272,36 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         cosang = np.ones(len(ks))
         t = np.tile(normal, (len(ks), 1))
     soft = bool(np.any((w > 0) & (w < 1)))
-    shapes = [section_shape(wm[:, :, k], lin[:, inplane], lin, tk, soft=soft) for k, tk in zip(ks, t, strict=True)]
-    _warn_split_slices(seg, wm, ks, vox_area)
+    shapes = [section_shape(wc[:, :, k], lin[:, inplane], lin, tk, soft=soft) for k, tk in zip(ks, t, strict=True)]
     slice_lv = _slice_levels(seg, w, axis, ks, levels) if levels is not None else [None] * len(ks)
     slices = [SliceArea(int(k), tuple(float(v) for v in c), float(mass[k] * vox_area),
-                        float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv, sh)
-              for k, c, ca, lv, sh in zip(ks, centres, cosang, slice_lv, shapes, strict=True)]
+                        float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv, sh,
+                        p.n_pieces, p.outside_share)
+              for k, c, ca, lv, sh, p in zip(ks, centres, cosang, slice_lv, shapes, pieces, strict=True)]
+    _warn_split_slices(seg.name, slices, include_split)
     per_level = []
     for lv in sorted({s.level for s in slices if s.level is not None}):
-        vals = [s.csa_mm2 for s in slices if s.level == lv]
-        sm, ss = shape_stats([s.shape for s in slices if s.level == lv])
-        per_level.append(LevelArea(lv, float(np.mean(vals)), float(np.std(vals)), len(vals),
-                                   [s.slice for s in slices if s.level == lv], sm, ss))
-    return CSAResult(seg.name, axis, slices, per_level, angle_correction)
+        at = [s for s in slices if s.level == lv]
+        use = [s for s in at if include_split or not s.split]
+        vals = [s.csa_mm2 for s in use]
+        sm, ss = shape_stats([s.shape for s in use])
+        per_level.append(LevelArea(lv, float(np.mean(vals)) if vals else float("nan"),
+                                   float(np.std(vals)) if vals else float("nan"), len(vals),
+                                   [s.slice for s in use], sm, ss, sum(s.split for s in at)))
+    return CSAResult(seg.name, axis, slices, per_level, angle_correction, include_split)
 
 
-#: a slice's second separate piece of segmentation at least this large (mm2, and a tenth of the
-#: largest piece) is warned of: its area is summed into the slice's CSA, as SCT does
-SPLIT_MIN_MM2 = 2.0
-
-
-def _warn_split_slices(seg: Image, wm: np.ndarray, ks: np.ndarray, vox_area: float) -> list[int]:
+def _warn_split_slices(name: str | None, slices: list[SliceArea], include_split: bool) -> list[int]:
     """Warn of slices whose segmentation holds two or more separate pieces (a false-positive blob
-    beside the cord, a nerve root): their CSA sums the pieces (a 50.3 mm2 cylinder with a 2 mm
-    radius one beside it read 62.3 mm2, silently, before session 40). Returns them."""
-    from scipy import ndimage
-
-    split = []
-    for k in ks:
-        lab, n = ndimage.label(wm[:, :, k] >= 0.5)
-        if n < 2:
-            continue
-        areas = np.sort(np.bincount(lab.ravel())[1:])[::-1] * vox_area
-        if areas[1] >= max(SPLIT_MIN_MM2, 0.1 * areas[0]):
-            split.append(int(k))
+    beside the cord, a cord cut in two, a nerve root; a 50.3 mm2 cylinder with a 2 mm radius one
+    beside it read 62.3 mm2, silently, before session 40). Returns them."""
+    split = [s.slice for s in slices if s.split]
     if split:
         shown = ", ".join(map(str, split[:8])) + (" ..." if len(split) > 8 else "")
-        log.warning("%s: %d slice(s) hold two or more separate pieces of segmentation (slices %s); their CSA "
-                    "sums the pieces -- check the segmentation (remove what is not cord)", seg.name, len(split), shown)
+        means = "averaged into" if include_split else "left out of"
+        log.warning("%s: %d slice(s) hold two or more separate pieces of segmentation (slices %s): their shape is "
+                    "that of the largest piece, their CSA sums the pieces, and they are %s the level and summary "
+                    "means -- check the segmentation (remove what is not cord)", name, len(split), shown, means)
     return split
 
 
