@@ -146,14 +146,22 @@ def test_slice_pieces_connectivity_rim_and_faint_fragments():
     p = slice_pieces(w)
     assert p.n_pieces == 2 and p.largest.sum() == 15 + 2
     assert p.outside_share == pytest.approx((7.2 + 0.6) / (15 + 7.2 + 1.2), abs=1e-12)
-    # faint voxels touching no core: a piece of their own, counted outside the largest
+    # faint voxels touching no core (a soft mask's speck, an interpolated mask's ringing): no piece,
+    # the slice is not split; their weight counts outside the largest
     w = np.zeros((10, 10))
     w[1:5, 1:5] = 1.0
     w[1:5, 0] = 0.2  # rim of the core
     w[8, 8] = 0.4
+    w[0, 9] = 0.01
     p = slice_pieces(w)
-    assert p.n_pieces == 2 and p.largest.sum() == 20
-    assert p.outside_share == pytest.approx(0.4 / (16 + 0.8 + 0.4), abs=1e-12)
+    assert (p.n_pieces, p.split) == (1, False) and p.largest.sum() == 20
+    assert p.outside_share == pytest.approx(0.41 / (16 + 0.8 + 0.41), abs=1e-12)
+    # cores at half the slice's maximum (SCT's binarisation): a slice whose values stay under 0.5
+    w = np.zeros((10, 10))
+    w[1:4, 1:4] = 0.4
+    w[6:9, 6:9] = 0.3
+    p = slice_pieces(w)
+    assert (p.n_pieces, p.split) == (2, True) and p.largest.sum() == 9
 
 
 def test_level_all_of_whose_slices_are_split_reads_empty_not_nan(tmp_path, capsys):

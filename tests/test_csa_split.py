@@ -1,5 +1,5 @@
 """csa on a segmentation whose slices hold two separate pieces (a false-positive blob beside the
-cord): their areas are summed, as SCT's sct_process_segmentation does, and that was silent. Now
+cord): their areas were summed in silence (SCT gives such a slice no value at all). Now
 warned of, naming the slices. Case: sct_testing_data's t2 manual cord plus a disk of 13 voxels
 12 mm in front of its centre on six slices; the manual cord alone, and t1's, get no warning."""
 
@@ -33,5 +33,5 @@ def test_split_slices_are_warned_of(sct_data, tmp_path, caplog):
     assert "6 slice(s) hold two or more separate pieces" in caplog.text and "20, 21, 22, 23, 24, 25" in caplog.text
     ref = {s.slice: s.area_slice_mm2 for s in cross_sectional_area(load_image(sct_data / "t2" / "t2_seg-manual.nii.gz")).slices}
     added = {s.slice: s.area_slice_mm2 - ref[s.slice] for s in res.slices if 20 <= s.slice <= 25}
-    # summed, as SCT: the 13-voxel blob adds 13 mm2 on each of those slices (measured 13.0 each)
+    # the area counts every piece: the 13-voxel blob adds 13 mm2 on each of those slices (measured 13.0 each)
     assert all(abs(a - 13.0) < 1e-3 for a in added.values()), added

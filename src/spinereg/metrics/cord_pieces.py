@@ -10,10 +10,12 @@ disc of radius 1.5 mm centred 12 mm in front of it, binary on a 0.5 mm grid, rea
 area included, is NaN there (a log line "No properties for slice: N"), and its aggregation leaves
 non-finite values out of the level means.
 
-Here a slice's *pieces* are the 8-connected components (SCT's connectivity) of its voxels at 0.5
-or more (the *cores*; for a binary mask, its voxels), each with the partial-volume rim (values in
-(0, 0.5)) 8-connected to it; a rim voxel touching two cores goes to the nearer (Euclidean, voxel
-index). Rim voxels connected to no core form pieces of their own. ``spinereg csa`` measures the
+Here a slice's *pieces* are the 8-connected components (SCT's connectivity) of its voxels at half
+the slice's maximum or more (the *cores*, SCT's binarisation; for a binary mask, its voxels), each
+with the partial-volume rim (lower values) 8-connected to it; a rim voxel touching two cores goes
+to the nearer (Euclidean, voxel index). Faint voxels connected to no core are no piece (SCT's
+binarisation drops them; a soft or interpolated mask's specks and ringing must not split every
+slice): they count in the share outside the largest piece, and in the area. ``spinereg csa`` measures the
 shape of the largest piece (by area) and flags the slice (see :mod:`spinereg.metrics.morphometry`).
 """
 
@@ -49,19 +51,20 @@ def slice_pieces(weights: np.ndarray) -> SlicePieces:
     w = np.asarray(weights, np.float64)
     support = w > 0
     lab_sup, n_sup = ndimage.label(support, EIGHT)
-    lab_core, n_core = ndimage.label(w >= 0.5, EIGHT)
+    top = float(w.max()) if w.size else 0.0
+    lab_core, n_core = ndimage.label(w >= 0.5 * top, EIGHT) if top > 0 else (np.zeros(w.shape, np.int32), 0)
     if n_sup <= 1 and n_core <= 1:  # one piece: the whole slice (empty: no piece)
         return SlicePieces(int(n_sup), 0.0, support)
     piece = np.zeros(w.shape, np.int64)
     n = n_core
+    faint = np.zeros(w.shape, bool)
     for c, box in enumerate(ndimage.find_objects(lab_sup), 1):
         comp = lab_sup[box] == c
         cores = lab_core[box] * comp
         ids = np.unique(cores[cores > 0])
         target = piece[box]
-        if ids.size == 0:  # faint voxels touching no core: a piece of their own
-            n += 1
-            target[comp] = n
+        if ids.size == 0:  # faint voxels touching no core: no piece, but area outside the largest
+            faint[box] |= comp
         elif ids.size == 1:
             target[comp] = ids[0]
         else:  # several cores joined by faint voxels: each voxel to the nearest core
@@ -69,5 +72,5 @@ def slice_pieces(weights: np.ndarray) -> SlicePieces:
             target[comp] = cores[ii, jj][comp]
     mass = np.bincount(piece.ravel(), weights=w.ravel(), minlength=n + 1)[1:]
     big = int(np.argmax(mass)) + 1
-    total = float(mass.sum())
+    total = float(mass.sum() + w[faint].sum())
     return SlicePieces(int(n), float(1.0 - mass[big - 1] / total) if total > 0 else 0.0, piece == big)
