@@ -4,7 +4,9 @@ Coarse in-plane voxels: sct_testing_data t2 (1 mm, hand-corrected cord) block-av
 along A-P (a partial-volume copy: each voxel the mean of three) was segmented with exit 0 and no
 word, keeping 0.72 of the cord's volume (Dice 0.79 against the manual mask averaged the same way,
 >= 0.5). Truth: the manual mask's own partial volume, summed. Now a warning says so; the 1 mm
-original says nothing.
+original says nothing. Since session 42 the outline-from-contrast step takes the surroundings from
+the ring's far quantile on such voxels (cordseg.COARSE_RING_Q; tests/test_segment_coarse.py): 0.733
+kept, Dice 0.804; along A-P the model's own map is too small, so the warning stays.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def test_coarse_inplane_voxels_are_warned_of(sct_data, tmp_path, capsys):
     img = _coarse(t2, f)
     res = segment(img)
     kept = res.seg.data.sum() / _block(manual, f).sum()
-    assert kept == pytest.approx(0.72, abs=0.03)  # measured 0.719
+    assert kept == pytest.approx(0.733, abs=0.02)  # measured 0.733 (0.719 with the ring's median)
     assert inplane_voxel_mm(img, working_grid(img.grid, 0.5)) == pytest.approx(3.0)
     assert any("voxels 3.0 mm wide across the cord's cross-section" in w for w in res.info.get("warnings", []))
 

@@ -30,7 +30,11 @@
   intensity beside the cord. The half-way point is what linear interpolation and resampling keep
   in place (a blurred straight edge still crosses the half-way intensity where the edge is).
   Slices without a clear contrast (``MIN_CONTRAST`` robust spreads of the core) keep the
-  model's map. The refined map is then closed (grey closing, ``CLOSE_MM``, never above the
+  model's map. On coarse in-plane voxels (``ring_q``; cordseg.COARSE_RING_Q) the
+  surroundings' intensity is the ring's quantile towards its far side from the cord instead of
+  its median: blurred over a 2-4 mm voxel the ring holds cord too, and its median moved the
+  half-way point into the cord (block-averaged t2, 3 mm R-L, mean over the block phases: 0.885
+  of the cord's volume kept with the median, 0.909 with the quantile). The refined map is then closed (grey closing, ``CLOSE_MM``, never above the
   model's value): on T2*-like images the grey-matter horns that reach the cord surface are as
   bright as CSF and would otherwise be cut as 1-2 pixel notches (t2s_uncropped: 2.3 % of the
   manual GM outside the mask without the closing, 1.2 % with it, 0.7 % for the model alone;
@@ -179,7 +183,8 @@ def fill_gaps(prob: np.ndarray, wg: WorkGrid, data: np.ndarray | None = None) ->
     return out.astype(np.float32), filled
 
 
-def refine_boundary(prob: np.ndarray, data: np.ndarray, inside: np.ndarray, wg: WorkGrid) -> tuple[np.ndarray, int]:
+def refine_boundary(prob: np.ndarray, data: np.ndarray, inside: np.ndarray, wg: WorkGrid,
+                    ring_q: float | None = None) -> tuple[np.ndarray, int]:
     """The band around the outline takes the partial volume from the image's contrast; the
     number of slices refined."""
     band_px = max(1, int(round(BAND_MM / wg.px)))
@@ -202,6 +207,9 @@ def refine_boundary(prob: np.ndarray, data: np.ndarray, inside: np.ndarray, wg: 
         spread = robust_sd(vin, centre=mu_in) + 1e-6
         vr = img[ring]
         mu_out = float(np.median(vr))
+        if ring_q is not None:  # the surroundings' value from the ring's far side from the cord
+            q = ring_q if mu_out > mu_in else 1.0 - ring_q
+            mu_out = float(np.quantile(vr, q))
         c = mu_in - mu_out
         if abs(c) < MIN_CONTRAST * spread:
             continue
