@@ -130,10 +130,7 @@ def _bare_labeling(seed: int):
 #: seed -> (disc MAE mm, seg Dice, cord error mean mm, p95 mm, template cord Dice vs truth) measured
 #: (seed 2 was 0.46 mm MAE, 0.41 / 0.89 mm before session 20 lowered the bright-disc band's
 #: half-width floor, vertebrae.label.HALF_WIDTH_MIN_MM: its C3/C4 and C4/C5 0.5 mm further off)
-#: seed 0: 0.52 / 0.41 / 0.79 since session 42 read flat-topped bands at their plateau's middle
-#: (vertebrae.plateau moves its C6/C7, C7/T1, T5/T6 by -0.14 / -0.77 / -0.43 mm; 0.46 / 0.35 / 0.67
-#: before; the seeds 0-9 mean of this source's converted disc MAE 0.378 -> 0.364 mm)
-BARE_CLAIMS = {0: (0.52, 0.944, 0.41, 0.79, 0.949), 2: (0.55, 0.948, 0.44, 0.91, 0.948)}
+BARE_CLAIMS = {0: (0.46, 0.944, 0.35, 0.67, 0.949), 2: (0.55, 0.948, 0.44, 0.91, 0.948)}
 #: seed -> C1/C2 from the CSF profile, found minus true along the cord (mm), measured
 C1C2_CLAIMS = {0: -0.13, 2: 0.55}
 

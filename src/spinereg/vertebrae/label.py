@@ -122,7 +122,6 @@ from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, SPACING_SD, spine_model
 from spinereg.vertebrae.names import margin_text
 from spinereg.vertebrae.orientation import flip_si, si_reversal
-from spinereg.vertebrae.plateau import plateau_position
 from spinereg.vertebrae.prepare import (
     MAX_ROLL_DEG,
     ROLL_TOLERANCE_DEG,
@@ -488,22 +487,14 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     else:
         shown = np.zeros(len(t), bool)
     discs = []
-    si_mm = _si_spacing(image, cl)
-    plateau_moved = {}
     for k in np.flatnonzero(shown & seen):
         m = chain.marginal[k]
         far = np.abs(np.arange(len(grid)) - gx[k]) * step > 3.0
         pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
         conf = float((1 - np.exp(-max(pos_margin, 0.0) / 2.0)) * (1 - np.exp(-max(margin, 0.0) / 2.0)))
-        x = float(chain.positions[k])
-        # a flat-topped band is read at its plateau's middle, not where texture put the chain
-        mid = plateau_position(ev, x, si_mm)
-        if mid is not None:
-            plateau_moved[disc_name(int(model.disc_values[k]))] = round(mid - x, 2)
-            x = mid
-        jj = int(np.clip(np.rint((x - sub.s[0]) / step), 0, len(sub.s) - 1))
-        discs.append(Disc(int(model.disc_values[k]), x, cl.points(x), conf, float(ev.score[jj]),
-                          float(ev.tilt_deg[jj])))
+        jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
+        discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
+                          conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
     # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
     c1c2_report, stretch_limit = _c1c2_from_csf(image, seg, cl, contrast, template, model, discs)
     k2 = np.flatnonzero(model.disc_values == 2)
@@ -525,6 +516,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         discs.append(conus)
     gaps = [d.name for d in discs if d.value != CONUS and d.evidence < E0]
     source = "init" if pinned is not None else "chain"
+    si_mm = _si_spacing(image, cl)
     coarse = si_mm > MAX_SI_SPACING_MM
     n_found = sum(d.value != CONUS and d.source == "band" for d in discs)
     n_bands = len(discs_on_bands(discs))
@@ -572,7 +564,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
               "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
-              "disc_steps": steps, "plateau_moved_mm": plateau_moved}
+              "disc_steps": steps}
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
