@@ -194,6 +194,52 @@ def line_sum_mismatch(d1: np.ndarray, d2: np.ndarray, axis: int) -> float:
     return round(float(np.linalg.norm(r[lines])) / den, 4) if den > 0 else 0.0
 
 
+#: :func:`unexplained_difference` above which the estimated field leaves too much of the pair's
+#: difference for the two to be distorted in opposite directions (two volumes of one series: the
+#: "field" fits noise). Measured (``solve_pe_shift``'s field): right pairs, 56 cases, at most 0.543
+#: (SCT t2s, dmri b0 / b=750, fmri volume distorted both ways by known 1-5 voxel bumps with their
+#: own noise: 0.105-0.543; EPI phantom seeds 0-4, contrasts epi / T2w / T2*w, and with the subject
+#: moved 1-2 mm between the blips: 0.059-0.492). Two volumes of one series: SCT fmri volume pairs
+#: 1.07-1.25, the dmri b0 twice with its own noise 0.93, fmri volumes 1 mm apart across PE 0.98
+#: (diagonal 0.93; along PE 0.80), dmri b=750 volume pairs 0.70-0.81, the phantom's blip-up twice
+#: 1 mm apart across PE 0.78-0.80 (seeds 0-4): 18 of 32 wrong cases over 0.65 (5 more, the same
+#: blip twice without motion, have no field: ``MIN_OBJECT_SHIFT_VOX``). Not caught: motion along PE,
+#: which a uniform field explains (the phantom's blip-up twice 1 mm apart along PE: 0.15-0.22, field
+#: 0.5-1.5 voxels; its series volumes 0 and 3, 1.9-2.7 mm apart: 0.23-0.69)
+MAX_UNEXPLAINED_DIFFERENCE = 0.65
+
+#: a field whose 99th percentile in the subject stays under this (voxels) is not judged by
+#: :func:`unexplained_difference`: its correction moves little (and :data:`MIN_OBJECT_SHIFT_VOX`
+#: speaks for the smallest)
+MIN_JUDGED_SHIFT_VOX = 0.5
+
+
+def unexplained_difference(d1: np.ndarray, d2: np.ndarray, vsm: np.ndarray, axis: int) -> float:
+    """How much of the difference between two EPIs (3D) the blip-up shift map ``vsm`` leaves.
+
+    The raw difference ``d1 - k d2`` and the corrected one (both unwarped, Jacobian-modulated,
+    ``d2`` with ``-vsm``), ``k`` one global intensity scale, are smoothed in-plane (Gaussian, 2
+    voxels: noise averages out, a misplaced structure stays) and compared as root mean squares over
+    the subject (either image above 20 % of its 99th percentile), the largest 3 % of each left out
+    (a corner where the solver failed). A blip-up/blip-down pair's correction removes most of the
+    difference (right pairs <= 0.54); for two volumes of one series the difference is noise and
+    motion, and a field fitted to it removes little or adds (0.78-1.25)."""
+    a = np.asarray(d1, dtype=np.float64)
+    b = np.asarray(d2, dtype=np.float64)
+    if a.sum() <= 0 or b.sum() <= 0:
+        return 0.0
+    k = a.sum() / b.sum()
+    obj = (a > 0.2 * np.percentile(a, 99)) | (b > 0.2 * np.percentile(b, 99))
+    sigma = _inplane(2.0)
+    raw = np.abs(ndimage.gaussian_filter(a - k * b, sigma)[obj])
+    res = np.abs(ndimage.gaussian_filter(unwarp(a, vsm, axis) - k * unwarp(b, -vsm, axis), sigma)[obj])
+    keep = int(0.97 * raw.size)
+    if keep < 1:
+        return 0.0
+    den = float(np.mean(np.sort(raw)[:keep] ** 2))
+    return round(float(np.sqrt(np.mean(np.sort(res)[:keep] ** 2) / den)), 4) if den > 0 else 0.0
+
+
 def _readout_ratio(meta: dict, readout_s: float) -> float:
     """The --apply-to series' TotalReadoutTime over blip-up's (1 when its sidecar gives none or the
     same): a voxel's shift is the field (Hz) times the readout time, so a series read out twice as
@@ -293,7 +339,21 @@ def correct_reverse_pe(
     # 7.7 voxels, exit 0, no word, before session 41: the solver bends geometry to match intensities
     mismatch = line_sum_mismatch(d1, d2, axis)
     info["pair_check"] = {"line_sum_mismatch": mismatch, "max_for_a_pair": MAX_LINE_SUM_MISMATCH}
+    # two volumes of one series (two b0s, two fmri volumes) hold the same line sums: 'corrected'
+    # with a 1.55-voxel field fitted to noise, no word, before session 42
+    unexplained = unexplained_difference(d1, d2, vsm, axis)
+    judged = p99 >= MIN_JUDGED_SHIFT_VOX
+    info["pair_check"].update({"unexplained_difference": unexplained,
+                               "max_unexplained_difference": MAX_UNEXPLAINED_DIFFERENCE,
+                               "unexplained_judged": bool(judged)})
     warnings = []
+    if judged and unexplained > MAX_UNEXPLAINED_DIFFERENCE:
+        names = [str(x.path) if x.path is not None else what for x, what in ((up, "blip-up"), (down, "blip-down"))]
+        warnings.append(f"{names[0]} and {names[1]} do not look distorted in opposite directions (the estimated "
+                        f"field, {p99:.2f} voxels, leaves {unexplained:.2f} of their difference; a blip-up/blip-down "
+                        f"pair stays under {MAX_UNEXPLAINED_DIFFERENCE}): two volumes of one series? The estimated "
+                        "field is fitted to noise and motion; give the reversed phase-encode acquisition as "
+                        "--reverse, or set the sidecars' PhaseEncodingDirection")
     if p99 < MIN_OBJECT_SHIFT_VOX:
         warnings.append(f"the pair shows no distortion difference (99th percentile of the shift in the subject "
                         f"{p99:.2f} voxel): were both acquired with the same phase-encode direction? The "
