@@ -184,10 +184,7 @@ def straight_grid_for(
     vs = _voxel_size(curved, voxel_size)
     zmap = ZMap(centerline.length, z_of_s)
     if half_width_mm is None:
-        stride = max(1, int(np.ceil((curved.size / 40_000) ** (1 / 3))))
-        idx = np.stack(np.meshgrid(*[np.arange(0, n, stride) for n in curved.shape],
-                                   indexing="ij"), -1).reshape(-1, 3)
-        lc = centerline.local_coords(curved.voxel_to_world(idx.astype(float)))
+        lc = centerline.local_coords(curved.voxel_to_world(_strided_voxels(curved, 40_000)))
         on = (lc[:, 2] >= 0) & (lc[:, 2] <= centerline.length)
         lc = lc[on] if on.any() else lc
         hw = np.minimum(np.abs(lc[:, :2]).max(0) + float(vs[:2].max()), max_radius_mm)
@@ -200,6 +197,22 @@ def straight_grid_for(
     aff = np.diag([-vs[0], vs[1], vs[2], 1.0])
     aff[:3, 3] = [x0 + vs[0] * (nxy[0] - 1) / 2, y0 - vs[1] * (nxy[1] - 1) / 2, z0]
     return Grid((int(nxy[0]), int(nxy[1]), nz), aff)
+
+
+def _strided_voxels(g: Grid, target: int) -> np.ndarray:
+    """About ``target`` voxel centres of ``g`` on a regular stride, the same world points whatever
+    the order and direction in which the grid stores its axes (strided in the grid's RAS-nearest
+    order: a 57- or a 59-voxel-wide straight image for sct_testing_data t2 stored LPI or RAS
+    before session 42)."""
+    import nibabel as nib
+
+    stride = max(1, int(np.ceil((g.size / target) ** (1 / 3))))
+    ornt = nib.orientations.io_orientation(g.affine)  # voxel axis i -> world axis, direction
+    axes = []
+    for i, n in enumerate(g.shape):
+        k = np.arange(0, n, stride)
+        axes.append(n - 1 - k if ornt[i, 1] < 0 else k)  # counted from the RAS-nearest end
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3).astype(float)
 
 
 def _grid_signature(g: Grid) -> bytes:
