@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-i", "--input", required=True, help="image to straighten (3D, or a 4D series)")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation of the image (binary or soft; any grid "
                                                      "in the same world space)")
-    p.add_argument("-o", "--outdir", default=".", help="output folder (default: the current folder)")
+    p.add_argument("-o", "--outdir", default=".", help="output folder: several files (default: the current folder)")
     p.add_argument("-x", "--interp", default="spline", choices=["nn", "linear", "spline", "label"],
                    help="interpolation of the image (default: spline, as SCT)")
     p.add_argument("--xy-size", type=float, metavar="MM",
