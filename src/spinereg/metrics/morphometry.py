@@ -28,6 +28,11 @@ right for a cord in two halves, too large by the blob's area for a false positiv
 means leave them out (``n_slices`` counts the slices averaged, ``n_split_slices`` those left out), as
 SCT's per-level means leave out its slices with more than one region (SCT reports NaN for every
 metric, the area included, on such a slice); ``include_split=True`` (``--include-split``) averages them too.
+
+With a PMJ label (``pmj``; :mod:`spinereg.metrics.pmj_distance`, SCT's ``-pmj``), each slice gets its
+distance below the pontomedullary junction along the centerline (extended straight from its top end up
+to the PMJ's projection), and with ``pmj_distance`` the summary averages the slices whose distance lies
+in ``pmj_distance +- pmj_extent / 2`` (SCT's ``-pmj-distance`` / ``-pmj-extent``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from spinereg.io.resample import sample_world
 from spinereg.io.sanity import require_levels_image, require_segmentation
 from spinereg.metrics.cord_pieces import slice_pieces
 from spinereg.metrics.cord_shape import NAN_SHAPE, SHAPE_FIELDS, SectionShape, section_shape
+from spinereg.metrics.pmj_distance import PMJProjection, distances_from_pmj, select_window
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class SliceArea:
     shape: SectionShape = NAN_SHAPE
     n_pieces: int = 1
     outside_share: float = 0.0
+    dist_pmj_mm: float | None = None  # distance below the PMJ along the centerline (with a PMJ label)
 
     @property
     def split(self) -> bool:
@@ -124,14 +131,31 @@ class CSAResult:
     levels: list[LevelArea]
     angle_correction: bool = True
     include_split: bool = False
+    pmj: PMJProjection | None = None
+    pmj_window: tuple[float, float] | None = None  # (distance, extent) mm: the summary's slices
+
+    def in_scope(self, s: SliceArea, levels: list[int] | None) -> bool:
+        """The slice is in the summary's scope: at one of ``levels`` (when given), in the PMJ window
+        (when the result has one)."""
+        if levels is not None and s.level not in levels:
+            return False
+        if self.pmj_window is not None:
+            d, e = self.pmj_window
+            return s.dist_pmj_mm is not None and abs(s.dist_pmj_mm - d) <= e / 2 + 1e-9
+        return True
+
+    def scope_label(self, levels: list[int] | None = None) -> str:
+        """The summary row's scope: ``all``, ``levels a:b`` or ``pmj D+-E/2``."""
+        if self.pmj_window is not None:
+            return f"pmj {self.pmj_window[0]:g}+-{self.pmj_window[1] / 2:g}"
+        return "all" if levels is None else f"levels {min(levels)}:{max(levels)}"
 
     def _averaged(self, levels: list[int] | None) -> list[SliceArea]:
-        return [s for s in self.slices if (levels is None or s.level in levels)
-                and (self.include_split or not s.split)]
+        return [s for s in self.slices if self.in_scope(s, levels) and (self.include_split or not s.split)]
 
     def split_slices(self, levels: list[int] | None = None) -> list[int]:
-        """Slices (of the given levels only, when given) whose mask holds two or more pieces."""
-        return [s.slice for s in self.slices if s.split and (levels is None or s.level in levels)]
+        """Slices (in the summary's scope: of the given levels, in the PMJ window) holding two or more pieces."""
+        return [s.slice for s in self.slices if s.split and self.in_scope(s, levels)]
 
     def mean_over(self, levels: list[int] | None = None) -> tuple[float, float, int]:
         """Mean, std and count of the slice CSAs (of the given levels only, when given); slices
@@ -155,7 +179,8 @@ class CSAResult:
                          "csa_std_mm2": "", "n_slices": 1, "area_slice_mm2": round(s.area_slice_mm2, 4),
                          "angle_deg": round(s.angle_deg, 3), **_shape_cells(s.shape.as_dict()),
                          "n_pieces": s.n_pieces, "outside_largest_share": round(s.outside_share, 4),
-                         "n_split_slices": ""})
+                         "n_split_slices": "",
+                         "dist_pmj_mm": "" if s.dist_pmj_mm is None else round(s.dist_pmj_mm, 3)})
         for lv in self.levels:
             ok = lv.n_slices > 0
             rows.append({"scope": "level", "slice": "", "level": lv.level, "x_mm": "", "y_mm": "", "z_mm": "",
@@ -163,20 +188,21 @@ class CSAResult:
                          "csa_std_mm2": round(lv.csa_std_mm2, 4) if ok else "",
                          "n_slices": lv.n_slices, "area_slice_mm2": "", "angle_deg": "",
                          **_shape_cells(lv.shape_mean, lv.shape_std),
-                         "n_pieces": "", "outside_largest_share": "", "n_split_slices": lv.n_split})
+                         "n_pieces": "", "outside_largest_share": "", "n_split_slices": lv.n_split,
+                         "dist_pmj_mm": ""})
         m, sd, n = self.mean_over(vert)
-        label = "all" if vert is None else f"levels {min(vert)}:{max(vert)}"
-        rows.append({"scope": label, "slice": "", "level": "", "x_mm": "", "y_mm": "", "z_mm": "",
+        rows.append({"scope": self.scope_label(vert), "slice": "", "level": "", "x_mm": "", "y_mm": "", "z_mm": "",
                      "csa_mm2": round(m, 4) if n else "", "csa_std_mm2": round(sd, 4) if n else "",
                      "n_slices": n, "area_slice_mm2": "", "angle_deg": "",
                      **_shape_cells(*self.shape_over(vert)),
-                     "n_pieces": "", "outside_largest_share": "", "n_split_slices": len(self.split_slices(vert))})
+                     "n_pieces": "", "outside_largest_share": "", "n_split_slices": len(self.split_slices(vert)),
+                     "dist_pmj_mm": ""})
         return rows
 
 
 CSV_COLUMNS = ["scope", "slice", "level", "x_mm", "y_mm", "z_mm", "csa_mm2", "csa_std_mm2", "n_slices",
                "area_slice_mm2", "angle_deg", *(c for pair in SHAPE_COLUMNS.values() for c in pair),
-               "n_pieces", "outside_largest_share", "n_split_slices"]
+               "dist_pmj_mm", "n_pieces", "outside_largest_share", "n_split_slices"]
 
 
 #: a levels image must give a level to at least this share of the segmentation's voxels (a
@@ -216,11 +242,16 @@ def _weights(seg: Image) -> np.ndarray:
 
 
 def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_correction: bool = True,
-                         min_area_mm2: float = 0.0, include_split: bool = False) -> CSAResult:
+                         min_area_mm2: float = 0.0, include_split: bool = False, pmj: Image | None = None,
+                         pmj_distance: float | None = None, pmj_extent: float = 20.0) -> CSAResult:
     """CSA per slice (and per level with ``levels``) of a binary or soft cord segmentation.
 
     ``include_split``: average the slices holding several pieces into the level and summary means
-    too (left out by default; see the module docstring)."""
+    too (left out by default; see the module docstring). ``pmj``: PMJ label image (any grid): each
+    slice gets ``dist_pmj_mm``; with ``pmj_distance`` the summary averages the slices within
+    ``pmj_distance +- pmj_extent / 2`` mm below the PMJ (refused when none is)."""
+    if pmj_distance is not None and pmj is None:
+        raise InputError("a PMJ distance needs the PMJ label", seg.name, "give the PMJ label with --pmj")
     if seg.ndim != 3:
         raise InputError(f"segmentation must be 3D, got shape {seg.shape}", seg.name, "give a 3D cord segmentation")
     # an intensity image given as -s would be read below as a labelled segmentation, every
@@ -261,10 +292,24 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
                          "inclination, and so the area perpendicular to it, cannot be measured", seg.name,
                          "give a segmentation covering several slices, or pass --no-angle-correction for the "
                          "area in the slice plane")
-    if angle_correction:  # the centerline through the largest pieces: a stray blob does not pull it
+    if pmj is not None and len(ks) < 2:
+        raise InputError(f"the segmentation's cord lies on one slice (of {wm.shape[2]} along S-I): no centerline "
+                         "to measure the distance from the PMJ along", seg.name,
+                         "give a segmentation covering several slices")
+    cl = None
+    if angle_correction or pmj is not None:  # the centerline through the largest pieces: a stray blob does not pull it
         wcl = np.moveaxis(wc, 2, axis)
         bin_img = Image((wcl > 0).astype(np.float32) if wcl.max() > 1 else wcl.astype(np.float32), seg.affine)
         cl = Centerline.from_mask(bin_img)
+    dist = [None] * len(ks)
+    proj = window = None
+    if pmj is not None:
+        d, proj = distances_from_pmj(cl, pmj, centres)
+        if pmj_distance is not None:
+            select_window(d, float(pmj_distance), float(pmj_extent), seg.name)
+            window = (float(pmj_distance), float(pmj_extent))
+        dist = [float(v) for v in d]
+    if angle_correction:
         s, _ = cl.project(centres)
         t = cl.tangent(s)
         cosang = np.clip(np.abs(t @ normal), 1e-6, 1.0)
@@ -276,8 +321,8 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
     slice_lv = _slice_levels(seg, w, axis, ks, levels) if levels is not None else [None] * len(ks)
     slices = [SliceArea(int(k), tuple(float(v) for v in c), float(mass[k] * vox_area),
                         float(np.degrees(np.arccos(ca))), float(mass[k] * vox_area * ca), lv, sh,
-                        p.n_pieces, p.outside_share)
-              for k, c, ca, lv, sh, p in zip(ks, centres, cosang, slice_lv, shapes, pieces, strict=True)]
+                        p.n_pieces, p.outside_share, dp)
+              for k, c, ca, lv, sh, p, dp in zip(ks, centres, cosang, slice_lv, shapes, pieces, dist, strict=True)]
     _warn_split_slices(seg.name, slices, include_split)
     per_level = []
     for lv in sorted({s.level for s in slices if s.level is not None}):
@@ -288,7 +333,7 @@ def cross_sectional_area(seg: Image, levels: Image | None = None, *, angle_corre
         per_level.append(LevelArea(lv, float(np.mean(vals)) if vals else float("nan"),
                                    float(np.std(vals)) if vals else float("nan"), len(vals),
                                    [s.slice for s in use], sm, ss, sum(s.split for s in at)))
-    return CSAResult(seg.name, axis, slices, per_level, angle_correction, include_split)
+    return CSAResult(seg.name, axis, slices, per_level, angle_correction, include_split, proj, window)
 
 
 def _warn_split_slices(name: str | None, slices: list[SliceArea], include_split: bool) -> list[int]:
