@@ -54,6 +54,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.io.sanity import require_not_mask, require_segmentation
 from spinereg.vertebrae.bandless import CONUS_BELOW_MM, _c1c2_from_csf, _conus
+from spinereg.vertebrae.c2c3_csf import moved_reason, replace_c2c3
 from spinereg.vertebrae.chain_terms import (
     E0,
     GLOBAL_WEIGHT,
@@ -511,6 +512,14 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if lo_s + half_width[jj] <= x <= hi_s - half_width[jj] and x <= cl.length:
             conf = float(min(d.confidence for d in discs)) * 0.5
             discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, source="estimated"))
+    # C1/C2 from the CSF and C2/C3 on a weak band disagreeing: C2/C3 placed again between them
+    # (not a C2/C3 the user pinned)
+    c2c3_moved = None
+    if pinned is None or int(model.disc_values[pinned[0]]) != 3:
+        discs, c2c3_moved, stretch_limit = replace_c2c3(image, seg, cl, contrast, template, model, discs, ev,
+                                                        chain.scale, stretch_limit)
+    if c2c3_moved is not None:
+        c1c2_report = {"located_from": "csf", **discs[0].as_dict()}
     conus = _conus(discs, cl, sub.s[0], margin)
     if conus is not None:
         discs.append(conus)
@@ -555,6 +564,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     c12 = c1c2_spacing(discs, model, stretch_limit)
     if (why := c1c2_reason(c12)) is not None:
         reasons.append(why)
+    if c2c3_moved is not None:
+        reasons.append(moved_reason(c2c3_moved))
     ambiguous = bool(reasons)
     report = {"global_match": {"eta2": round(glob.eta2, 4), "scale": round(glob.scale, 4)},
               "roll": {**roll.as_dict(), "slab_turned_deg": round(turn, 2)},
@@ -565,6 +576,8 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
               "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
               "disc_steps": steps}
+    if c2c3_moved is not None:
+        report["c2c3_moved"] = c2c3_moved
     if coarse:
         report["warning"] = (f"the image samples the cord every {si_mm:.1f} mm along S-I, too coarse to see "
                              f"discs (> {MAX_SI_SPACING_MM} mm): positions and levels are unreliable")
