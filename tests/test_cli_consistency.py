@@ -17,7 +17,7 @@ from spinereg.cli.main import build_parser, main
 
 #: commands whose -o is a folder (several files) / a file (one file)
 FOLDER_OUT = {"register-to-template", "register", "chain", "warp-template", "moco", "phantom", "demo",
-              "spine-metrics", "sdc fieldmap", "sdc topup", "sdc anat", "straighten"}
+              "spine-metrics", "sdc fieldmap", "sdc topup", "sdc anat", "straighten", "analyze-lesion"}
 FILE_OUT = {"apply", "concat", "invert", "extract-metric", "qc-scores", "metrics dice", "metrics hausdorff",
             "metrics centerline", "metrics labels", "metrics jacobian", "metrics inverse-consistency"}
 
