@@ -59,7 +59,9 @@ def test_ellipsoid_in_cylinder(tilt):
     """8 sub-voxel offsets of the lesion (seed 0). Measured errors (0 / 25 deg): volume -1.3..+2.1 /
     -0.9..+1.9 %; length (truth 2 x 5 mm along the cord) -0.5..0 (mean -0.06) / +0.06..+0.51
     (mean +0.19) mm; equivalent diameter (2 sqrt(ab) = 3.464) -0.03..+0.10 / -0.08..+0.04 mm;
-    damage ratio (ab / R^2 = 0.1875) -0.010..+0.005 / -0.008..+0.005."""
+    damage ratio (ab / R^2 = 0.1875) -0.010..+0.005 / -0.008..+0.005. Midsagittal tissue bridges
+    (truth on the plane through the axis: ventral R - d - b', dorsal R + d - b', d the A-P offset,
+    b' = b sqrt(1 - (across offset / a)^2)): -0.29..+0.22 mm both tilts (0.5 mm voxels)."""
     offs = np.random.default_rng(0).uniform(-0.5, 0.5, size=(8, 3))
     err = []
     for o in offs:
@@ -68,13 +70,16 @@ def test_ellipsoid_in_cylinder(tilt):
         assert rep.n_lesions == 1
         x = rep.lesions[0]
         assert x.inside_cord_fraction == 1.0 and not x.outside_cord
+        bp = B * np.sqrt(1 - (o[0] / A) ** 2)
         err.append([x.volume_mm3 / (4 / 3 * np.pi * A * B * C) - 1, x.length_mm - 2 * C,
-                    x.max_equivalent_diameter_mm - 2 * np.sqrt(A * B), x.max_axial_damage_ratio - A * B / R**2])
+                    x.max_equivalent_diameter_mm - 2 * np.sqrt(A * B), x.max_axial_damage_ratio - A * B / R**2,
+                    x.ventral_bridge_mm - (R - o[1] - bp), x.dorsal_bridge_mm - (R + o[1] - bp)])
     err = np.array(err)
     assert np.abs(err[:, 0]).max() < 0.023
     assert np.abs(err[:, 1]).max() < 0.55 and abs(err[:, 1].mean()) < 0.22
     assert np.abs(err[:, 2]).max() < 0.115
     assert np.abs(err[:, 3]).max() < 0.011
+    assert np.abs(err[:, 4:]).max() < 0.32
     if tilt:  # the extent along z would be 2 sqrt(c^2 cos^2 + a^2 sin^2) = 9.14 mm: not what is measured
         assert err[:, 1].min() > -0.1
 
@@ -88,7 +93,8 @@ def test_voxel_orders_give_identical_figures():
         rep = analyze_lesions(reordered(les, perm, flip), reordered(cord, perm, flip))
         for a, b in zip(base.lesions, rep.lesions, strict=True):
             assert a.label == b.label and a.n_voxels == b.n_voxels
-            for k in ("volume_mm3", "length_mm", "max_equivalent_diameter_mm", "max_axial_damage_ratio"):
+            for k in ("volume_mm3", "length_mm", "max_equivalent_diameter_mm", "max_axial_damage_ratio",
+                      "dorsal_bridge_mm", "ventral_bridge_mm"):
                 assert getattr(a, k) == pytest.approx(getattr(b, k), abs=1e-6), k
             np.testing.assert_allclose(a.centre_mm, b.centre_mm, atol=1e-6)
 
@@ -118,6 +124,9 @@ def test_empty_outside_and_other_grid():
     rep = analyze_lesions(out_les, cord)
     assert rep.n_lesions == 1 and rep.lesions[0].outside_cord and rep.lesions[0].inside_cord_fraction == 0.0
     assert rep.lesions[0].max_axial_damage_ratio == 0.0 and "outside" in rep.notes[0]
+    side, _ = phantom(0.0, lesions=[((2.5, 0, 0), (0.8, 0.8, 2.0))])  # in the cord, off the midsagittal plane
+    x = analyze_lesions(side, cord).lesions[0]
+    assert not x.outside_cord and np.isnan(x.dorsal_bridge_mm) and np.isnan(x.ventral_bridge_mm)
     # cord on a 1 mm grid: sampled onto the lesion's 0.5 mm grid through world coordinates
     _, cord1 = phantom(0.0, h=1.0, shape=(36, 16, 40))
     a, b = analyze_lesions(les, cord).lesions[0], analyze_lesions(les, cord1).lesions[0]
@@ -167,6 +176,10 @@ def test_sct_fake_lesion():
     assert x.length_mm == pytest.approx(10.789, abs=0.02)
     assert x.max_axial_damage_ratio == pytest.approx(0.2506, abs=0.005)
     assert x.max_equivalent_diameter_mm == pytest.approx(4.055, abs=0.02)
+    # midsagittal tissue bridges on sections perpendicular to the cord: dorsal 1.052, ventral 1.467 mm
+    # (SCT's way, A-P rows of the image's middle sagittal slice, 23 deg oblique: 1.6 / 1.6 mm)
+    assert x.dorsal_bridge_mm == pytest.approx(1.052, abs=0.02)
+    assert x.ventral_bridge_mm == pytest.approx(1.467, abs=0.02)
 
 
 def test_atlas_shares_mt1():

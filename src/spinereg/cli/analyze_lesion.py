@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "superior to inferior. Writes into -o: <lesion>_analysis.csv (one row per lesion: label, "
                    "volume [mm3], length [mm] along the centerline, max_equivalent_diameter [mm] and "
                    "max_axial_damage_ratio [] on sections perpendicular to the cord, centre_x/y/z_mm "
-                   "(world), inside_cord_fraction, outside_cord, levels, and with --levels / -f the "
+                   "(world), inside_cord_fraction, outside_cord, levels, midsagittal_dorsal/ventral/total_"
+                   "bridge_width [mm] (tissue bridges on the plane through the centerline), and with --levels / -f the "
                    "volume per level and the share per tract), <lesion>_label.nii.gz (each lesion its "
                    "own label) and <lesion>_analysis.json (totals, lesion load per level, provenance). "
                    "All files appear together or none. An empty lesion mask gives 0 lesions and a note.")

@@ -16,6 +16,8 @@ Per lesion (columns as SCT names them, see :data:`CSV_COLUMNS`):
   section perpendicular to the cord.
 - ``max_axial_damage_ratio []``: largest (lesion area within the cord) / (cord area) on the same
   sections.
+- ``midsagittal_dorsal/ventral/total_bridge_width [mm]``: tissue bridges at the midsagittal plane
+  (:mod:`spinereg.lesion.bridges`).
 
 Sections perpendicular to the cord: the lesion's span along the centerline is cut into slabs one
 voxel thick (the voxel's extent along the tangent); each voxel's volume is spread evenly over its
@@ -41,7 +43,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: CSV columns, SCT's names first (``label`` .. ``max_axial_damage_ratio []``), then spinereg's
 CSV_COLUMNS = ("label", "volume [mm3]", "length [mm]", "max_equivalent_diameter [mm]",
                "max_axial_damage_ratio []", "n_voxels", "centre_x_mm", "centre_y_mm", "centre_z_mm",
-               "s_min_mm", "s_max_mm", "inside_cord_fraction", "outside_cord", "levels")
+               "s_min_mm", "s_max_mm", "inside_cord_fraction", "outside_cord", "levels",
+               "midsagittal_dorsal_bridge_width [mm]", "midsagittal_ventral_bridge_width [mm]",
+               "midsagittal_total_bridge_width [mm]")
 
 #: least mean summed tract partial volume over the cord voxels (measured: SCT mt/label warped to mt1 0.39;
 #: the unwarped PAM50 atlas on t2_fake_lesion 0.12)
@@ -64,6 +68,8 @@ class LesionRow:
     centre_mm: tuple[float, float, float]
     s_range_mm: tuple[float, float]  # arc length along the centerline (bottom, top)
     inside_cord_fraction: float
+    dorsal_bridge_mm: float = float("nan")  # midsagittal tissue bridges (NaN: lesion off that plane)
+    ventral_bridge_mm: float = float("nan")
     levels: tuple[int, ...] = ()
     volume_per_level_mm3: dict[int, float] = field(default_factory=dict)
     tract_share_pct: dict[str, float] = field(default_factory=dict)  # % of the lesion's atlas volume
@@ -83,6 +89,9 @@ class LesionRow:
             "s_min_mm": round(self.s_range_mm[0], 3), "s_max_mm": round(self.s_range_mm[1], 3),
             "inside_cord_fraction": round(self.inside_cord_fraction, 4),
             "outside_cord": int(self.outside_cord), "levels": " ".join(str(v) for v in self.levels)}
+        for side, v in (("dorsal", self.dorsal_bridge_mm), ("ventral", self.ventral_bridge_mm),
+                        ("total", self.dorsal_bridge_mm + self.ventral_bridge_mm)):
+            row[f"midsagittal_{side}_bridge_width [mm]"] = round(v, 4) if np.isfinite(v) else "nan"
         for lv, vol in self.volume_per_level_mm3.items():
             row[f"vol_level_{lv} [mm3]"] = round(vol, 4)
         for name, pct in self.tract_share_pct.items():
@@ -119,12 +128,19 @@ class LesionReport:
     def totals(self) -> dict:
         return {"n_lesions": self.n_lesions, "total_volume_mm3": round(self.total_volume_mm3, 4),
                 "n_outside_cord": sum(r.outside_cord for r in self.lesions),
+                "min_midsagittal_dorsal_bridge_mm": _nanmin([r.dorsal_bridge_mm for r in self.lesions]),
+                "min_midsagittal_ventral_bridge_mm": _nanmin([r.ventral_bridge_mm for r in self.lesions]),
                 "load_per_level_mm3": {str(k): round(v, 4) for k, v in self.load_per_level_mm3.items()},
                 "tract_lesioned_pct": {k: round(v, 4) for k, v in self.tract_lesioned_pct.items()},
                 "notes": list(self.notes)}
 
     def csv_rows(self) -> list[dict[str, object]]:
         return [r.csv_row() for r in self.lesions]
+
+
+def _nanmin(v: list[float]) -> float | None:
+    f = [x for x in v if np.isfinite(x)]
+    return round(min(f), 4) if f else None
 
 
 # -- inputs --------------------------------------------------------------------------------------
@@ -186,8 +202,11 @@ def _slab_mass(s: np.ndarray, e: float, edges: np.ndarray) -> np.ndarray:
 
 
 def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.ndarray,
-             cord_s: np.ndarray, voxvol: float) -> dict:
-    s = cl.project(pts, extend=True)[0]
+             cord_abs: np.ndarray, voxvol: float) -> dict:
+    from spinereg.lesion.bridges import midsagittal_bridges
+
+    abs_ = cl.local_coords(pts)
+    s, cord_s = abs_[:, 2], cord_abs[:, 2]
     s_mid = 0.5 * (s.min() + s.max())
     e = voxel_extent_along(affine, cl.tangent(float(np.clip(s_mid, 0.0, cl.length))))
     lo, hi = float(s.min() - 0.5 * e), float(s.max() + 0.5 * e)
@@ -200,7 +219,10 @@ def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.nda
     area = les * voxvol / e
     ok = cord > 0.5 * (cord.max() if len(cord) else 0.0)  # sections the cord fills (not its cut end)
     ratio = float(np.max(les_in[ok] / cord[ok])) if ok.any() else float("nan")
-    return {"s": s, "length": hi - lo, "s_range": (lo, hi), "max_area": float(area.max()),
+    t_mid = float(np.clip(s_mid, 0.0, cl.length))
+    width_a = voxel_extent_along(affine, cl.binormal(t_mid))
+    dorsal, ventral = midsagittal_bridges(abs_[inside], cord_abs, width_a, e)
+    return {"s": s, "length": hi - lo, "dorsal": dorsal, "ventral": ventral, "s_range": (lo, hi), "max_area": float(area.max()),
             "ratio": ratio}
 
 
@@ -256,17 +278,18 @@ def analyze_lesions(lesion_seg: Image | str | Path, cord_seg: Image | str | Path
         return LesionReport([], labels, voxvol, notes)
     cl = centerline if centerline is not None else _Centerline.from_mask(cord_img)
     cord_pts = grid.voxel_to_world(np.argwhere(cord))
-    cord_s = cl.project(cord_pts, extend=True)[0] if len(cord_pts) else np.zeros(0)
+    cord_abs = cl.local_coords(cord_pts) if len(cord_pts) else np.zeros((0, 3))
     rows: list[LesionRow] = []
     for k in range(1, n + 1):
         idx = np.argwhere(labels == k)
         pts = grid.voxel_to_world(idx)
         inside = cord[tuple(idx.T)]
-        m = _measure(pts, inside, cl, grid.affine, cord_s, voxvol)
+        m = _measure(pts, inside, cl, grid.affine, cord_abs, voxvol)
         row = LesionRow(label=k, n_voxels=len(idx), volume_mm3=len(idx) * voxvol, length_mm=m["length"],
                         max_equivalent_diameter_mm=2.0 * np.sqrt(m["max_area"] / np.pi),
                         max_axial_damage_ratio=m["ratio"], centre_mm=tuple(float(v) for v in pts.mean(0)),
-                        s_range_mm=m["s_range"], inside_cord_fraction=float(inside.mean()))
+                        s_range_mm=m["s_range"], inside_cord_fraction=float(inside.mean()),
+                        dorsal_bridge_mm=m["dorsal"], ventral_bridge_mm=m["ventral"])
         if lev is not None:
             vals, counts = np.unique(lev[tuple(idx.T)], return_counts=True)
             row.volume_per_level_mm3 = {int(v): float(c) * voxvol for v, c in zip(vals, counts, strict=True) if v > 0}
