@@ -9,7 +9,9 @@ images distorted both ways by known fields with their own noise level, the EPI p
 blips (seeds 0, 1; on seed 1 the solver failed in a corner before session 42's Jacobian slope limit:
 7.1-voxel field against a true 1.9, unexplained 0.216, now 0.054), its subject moved between the blips; wrong pairs: real volumes of one series, the phantom's
 blip-up twice. Figures of the 56 right and 32 wrong cases the threshold was chosen on are in
-``MAX_UNEXPLAINED_DIFFERENCE``'s comment."""
+``MAX_UNEXPLAINED_DIFFERENCE``'s comment. Re-measured after the FOV-cut ends were left out of the
+solver's cost (and its finest level given 30 iterations): every figure here fell, wrong pairs'
+most (the field fitted to noise no longer runs off the FOV's edge: fmri pair 2.84 -> 1.18 voxels)."""
 
 from __future__ import annotations
 
@@ -71,7 +73,8 @@ def _check(d1: np.ndarray, d2: np.ndarray, affine: np.ndarray) -> dict:
 
 def test_two_fmri_volumes_are_warned_of(sct_data, tmp_path, capsys):
     """fmri volumes 0 and 1 as blip-up and blip-down (no sidecars): line-sum mismatch 0.023 (under
-    0.035), a 2.84-voxel field; the field leaves 1.235 of their difference (it adds to it)."""
+    0.035), a 1.18-voxel field (2.84 before the FOV-cut ends left the cost); the field leaves 0.789
+    of their difference (1.235 before)."""
     img = nib.load(str(sct_data / "fmri" / "fmri.nii.gz"))
     f = img.get_fdata()
     for t in (0, 1):
@@ -85,28 +88,29 @@ def test_two_fmri_volumes_are_warned_of(sct_data, tmp_path, capsys):
     assert "vol0.nii.gz" in lines[0] and "vol1.nii.gz" in lines[0] and "PhaseEncodingDirection" in lines[0]
     assert "--reverse" in lines[0]
     check = json.loads((out / "epi_sdc.json").read_text())["pair_check"]
-    assert check["unexplained_difference"] == pytest.approx(1.235, abs=0.06)
+    assert check["unexplained_difference"] == pytest.approx(0.789, abs=0.05)
     assert check["unexplained_judged"] and check["line_sum_mismatch"] < 0.035
 
 
 def test_b0_twice_with_its_own_noise_is_warned_of(sct_data):
     """SCT dmri holds one b0: it, twice, with independent noise at its own level (the corner's SD):
-    field 1.58 voxels, unexplained 0.913."""
+    field 0.82 voxels, unexplained 0.781 (1.58 / 0.913 before the FOV-cut ends left the cost)."""
     u = nib.load(str(sct_data / "dmri" / "dmri_T0000.nii.gz")).get_fdata()
     sigma = float(np.std(u[:3, :3]))
     rng = np.random.default_rng(9)
     d1, d2 = (np.abs(u + rng.normal(0, sigma, u.shape)) for _ in range(2))
     c = _check(d1, d2, np.eye(4))
-    assert c["unexplained_difference"] == pytest.approx(0.913, abs=0.05)
+    assert c["unexplained_difference"] == pytest.approx(0.781, abs=0.05)
     assert SAME_SERIES in c["warning"]
 
 
-@pytest.mark.parametrize(("name", "measured"), [("dmri b0", 0.2743), ("dmri b750", 0.4105), ("fmri", 0.3828),
-                                                ("t2s", 0.5258)])
+@pytest.mark.parametrize(("name", "measured"), [("dmri b0", 0.2438), ("dmri b750", 0.3537), ("fmri", 0.3216),
+                                                ("t2s", 0.4174)])
 def test_real_images_moved_both_ways_are_not_warned(sct_data, name, measured):
     """Real images distorted both ways by a known 1-voxel bump along j (the smallest of the 1-5
     voxel fields measured, where the field explains least), noise at the image's own level: the
-    field leaves 0.27-0.53 of the difference (t2s the most: under 0.65 by 0.12)."""
+    field leaves 0.24-0.42 of the difference (t2s the most: under 0.65 by 0.23; 0.27-0.53 before the
+    FOV-cut ends left the solver's cost)."""
     if name.startswith("dmri"):
         u = nib.load(str(sct_data / "dmri" / "dmri.nii.gz")).get_fdata()[..., 0 if name == "dmri b0" else 1]
         sigma = float(np.std(u[:3, :3]))
@@ -128,9 +132,10 @@ def test_real_images_moved_both_ways_are_not_warned(sct_data, name, measured):
     assert c["unexplained_difference"] < MAX_UNEXPLAINED_DIFFERENCE and SAME_SERIES not in c["warning"]
 
 
-@pytest.mark.parametrize(("seed", "measured"), [(0, 0.0565), (1, 0.0535)])
+@pytest.mark.parametrize(("seed", "measured"), [(0, 0.0496), (1, 0.0469)])
 def test_phantom_pairs_are_not_warned(seed, measured):
-    """The EPI phantom's own pair: 0.057 (seed 0); seed 1 0.054 (0.216 before session 42's Jacobian
+    """The EPI phantom's own pair: 0.050 (seed 0; 0.057 before the FOV-cut ends left the cost); seed 1
+    0.047 (0.054; 0.216 before session 42's Jacobian
     slope limit, when the solver got its field wrong in a corner: 7.1 voxels against a true 1.9): no
     warning at all."""
     ph = make_epi_phantom(n_volumes=1, seed=seed)
@@ -141,16 +146,17 @@ def test_phantom_pairs_are_not_warned(seed, measured):
 
 def test_phantom_subject_moved_between_the_blips():
     """A right pair, the subject moved 2 mm between the blips: along PE (j) the field still explains
-    the difference (0.108), no warning; across PE (i) 0.449, not warned by this check, but the signal
+    the difference (0.093), no warning; across PE (i) 0.441, not warned by this check, but the signal
     summed along each PE line no longer matches (0.101 > 0.035) and that check warns, as it says
-    ('a subject who moved between them'). The blip-up twice, 1 mm apart across PE: 0.792, warned."""
+    ('a subject who moved between them'). The blip-up twice, 1 mm apart across PE: 0.785, warned.
+    (0.108 / 0.449 / 0.792 before the FOV-cut ends left the solver's cost.)"""
     ph = make_epi_phantom(n_volumes=1, seed=0)
     up, a = np.asarray(ph.blip_up.data, float), ph.blip_up.affine
     along = _check(up, _render(ph, -1, (0, 2, 0)), a)
-    assert along["unexplained_difference"] == pytest.approx(0.1082, rel=0.06) and along["warning"] == ""
+    assert along["unexplained_difference"] == pytest.approx(0.0934, rel=0.06) and along["warning"] == ""
     across = _check(up, _render(ph, -1, (2, 0, 0)), a)
-    assert across["unexplained_difference"] == pytest.approx(0.4486, rel=0.06)
+    assert across["unexplained_difference"] == pytest.approx(0.4411, rel=0.06)
     assert SAME_SERIES not in across["warning"] and "phase-encode lines" in across["warning"]
     twice = _check(up, _render(ph, 1, (1, 0, 0)), a)
-    assert twice["unexplained_difference"] == pytest.approx(0.7922, rel=0.06)
+    assert twice["unexplained_difference"] == pytest.approx(0.7848, rel=0.06)
     assert twice["p99"] >= 0.5 and SAME_SERIES in twice["warning"]
