@@ -28,8 +28,11 @@ from spinereg.vertebrae.evaluate import compare_to_truth
 
 pytestmark = pytest.mark.realdata
 
-#: held-out copies (seeds 12-17): disc MAE (mm) measured, each asserted within 0.15 mm
-HELD_OUT = {12: 0.52, 13: 0.73, 14: 0.60, 15: 0.47, 16: 0.25, 17: 0.34}
+#: held-out copies (seeds 12-17): disc MAE (mm) measured, each asserted within 0.15 mm. Seed 14 (3 mm
+#: sagittal slices) 0.60 before session 42's segmentation of coarse in-plane voxels
+#: (segment.cordseg.COARSE_RING_Q), 0.353 since (seeds 18 / 22, also 3 mm sagittal: 0.59 -> 0.346,
+#: 0.465 -> 0.471; the other grids unchanged)
+HELD_OUT = {12: 0.52, 13: 0.73, 14: 0.35, 15: 0.47, 16: 0.25, 17: 0.34}
 
 
 def test_pam50_small_t2_from_its_automatic_segmentation(sct_data):
