@@ -16,7 +16,6 @@ from __future__ import annotations
 import csv
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 
@@ -26,6 +25,7 @@ from spinereg.io.image import Image, load_image
 from spinereg.metrics.cord_pieces import slice_pieces
 from spinereg.metrics.cord_shape import SHAPE_FIELDS
 from spinereg.metrics.morphometry import CSV_COLUMNS, cross_sectional_area
+from test_csa_split import t2_with_a_blob
 
 A, B, R, DY = 6.5, 4.0, 1.5, 12.0
 SHARE = np.pi * R**2 / (np.pi * R**2 + np.pi * A * B)  # 0.079646
@@ -228,14 +228,7 @@ def test_real_t2_with_a_blob_keeps_every_single_piece_row(sct_data, tmp_path, ca
     byte for byte; those six keep the plain slices' shape columns and centre, their area grows by 13
     mm2, and the level / summary means are the plain ones over the slices left."""
     t2 = sct_data / "t2"
-    im = nib.load(str(t2 / "t2_seg-manual.nii.gz"))
-    d = np.asanyarray(im.dataobj).astype(np.uint8).copy()
-    c = np.argwhere(d > 0).mean(0).round().astype(int)
-    ii, kk = np.mgrid[:d.shape[0], :d.shape[2]]
-    blob = ((ii - (c[0] + 12)) ** 2 + (kk - c[2]) ** 2) <= 4  # t2 is PSR: axis 1 is S-I
-    for j in range(20, 26):
-        d[:, j, :][blob] = 1
-    nib.save(nib.Nifti1Image(d, im.affine, im.header), str(tmp_path / "blob.nii.gz"))
+    t2_with_a_blob(sct_data, tmp_path / "blob.nii.gz")
     lev = str(t2 / "t2_seg-manual_labeled.nii.gz")
     got = {}
     for name, seg in (("plain", str(t2 / "t2_seg-manual.nii.gz")), ("blob", str(tmp_path / "blob.nii.gz"))):

@@ -5,6 +5,8 @@ warned of, naming the slices. Case: sct_testing_data's t2 manual cord plus a dis
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -15,7 +17,8 @@ from spinereg.metrics.morphometry import cross_sectional_area
 pytestmark = pytest.mark.realdata
 
 
-def test_split_slices_are_warned_of(sct_data, tmp_path, caplog):
+def t2_with_a_blob(sct_data: Path, out: Path) -> Path:
+    """t2's manual cord plus a disk of 13 voxels 12 mm in front of its centre on slices 20-25."""
     im = nib.load(str(sct_data / "t2" / "t2_seg-manual.nii.gz"))
     d = np.asanyarray(im.dataobj).astype(np.uint8).copy()
     c = np.argwhere(d > 0).mean(0).round().astype(int)
@@ -23,7 +26,12 @@ def test_split_slices_are_warned_of(sct_data, tmp_path, caplog):
     blob = ((ii - (c[0] + 12)) ** 2 + (kk - c[2]) ** 2) <= 4  # t2 is PSR: axis 1 is S-I
     for j in range(20, 26):
         d[:, j, :][blob] = 1
-    nib.save(nib.Nifti1Image(d, im.affine, im.header), str(tmp_path / "blob.nii.gz"))
+    nib.save(nib.Nifti1Image(d, im.affine, im.header), str(out))
+    return out
+
+
+def test_split_slices_are_warned_of(sct_data, tmp_path, caplog):
+    t2_with_a_blob(sct_data, tmp_path / "blob.nii.gz")
     with caplog.at_level("WARNING"):
         cross_sectional_area(load_image(sct_data / "t2" / "t2_seg-manual.nii.gz"))
         cross_sectional_area(load_image(sct_data / "t1" / "t1w_seg-manual.nii.gz"))

@@ -13,27 +13,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from spinereg.io.image import Image, load_image
+from spinereg.io.image import load_image
 from spinereg.metrics.cordseg import dice_same_grid
 from spinereg.phantom.independent import make_independent_subject
 from spinereg.segment import cordseg as cs
 from spinereg.segment import segment
+from test_segment_sweep import _block, _coarse
 
 pytestmark = pytest.mark.realdata
-
-
-def _block(x: np.ndarray, f: tuple[int, int, int]) -> np.ndarray:
-    s = [x.shape[i] // f[i] * f[i] for i in range(3)]
-    x = x[: s[0], : s[1], : s[2]].astype(np.float64)
-    return x.reshape(s[0] // f[0], f[0], s[1] // f[1], f[1], s[2] // f[2], f[2]).mean(axis=(1, 3, 5))
-
-
-def _coarse(img: Image, f: tuple[int, int, int]) -> Image:
-    aff = img.affine.copy()
-    for i in range(3):  # voxel i's centre is the mean of the f[i] voxels it averages
-        aff[:3, 3] += img.affine[:3, i] * (f[i] - 1) / 2
-        aff[:3, i] *= f[i]
-    return Image(_block(img.data, f).astype(np.float32), aff)
 
 
 def _scores(res, pv: np.ndarray) -> tuple[float, float]:

@@ -20,29 +20,15 @@ import json
 import nibabel as nib
 import numpy as np
 import pytest
-from scipy import ndimage
 
 from spinereg.cli.main import main
 from spinereg.epi.distortion import pe_axis
 from spinereg.epi.topup import MAX_UNEXPLAINED_DIFFERENCE, correct_reverse_pe
 from spinereg.io.image import Image
 from spinereg.phantom.epi import make_epi_phantom
+from test_topup_pair_check import _splat
 
 SAME_SERIES = "do not look distorted in opposite directions"
-
-
-def _splat(u: np.ndarray, vsm: np.ndarray, axis: int) -> np.ndarray:
-    """``u`` distorted by ``vsm`` along ``axis``: each voxel cut in 8 pieces along PE, each piece
-    added where it lands (signal moved along the line, as the acquisition does)."""
-    up = 8
-    zoom = [up if a == axis else 1 for a in range(3)]
-    fine = ndimage.zoom(u, zoom, order=1) / up
-    idx = np.indices(fine.shape)
-    pos = (idx[axis] + 0.5) / up - 0.5 + ndimage.zoom(vsm, zoom, order=1)
-    coords = [idx[a] if a != axis else np.clip(np.round(pos).astype(int), 0, u.shape[axis] - 1) for a in range(3)]
-    out = np.zeros_like(u)
-    np.add.at(out, tuple(coords), fine)
-    return out
 
 
 def _render(ph, sgn: float, m=(0.0, 0.0, 0.0), seed: int = 0) -> np.ndarray:
