@@ -22,7 +22,6 @@ a warning; the files are written either way (the caller decides).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 from spinereg.cord.straighten import StraighteningResult, straighten
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image, on_grid_of, path_stem, save_image
-from spinereg.io.provenance import describe_inputs, utc_now, versions
+from spinereg.io.provenance import describe_inputs, utc_now, versions, write_json
 from spinereg.io.resample import interp_name
 from spinereg.transforms.apply import apply_transforms
 
@@ -127,13 +126,6 @@ def straighten_image(image: Image | str | Path, seg: Image | str | Path, outdir:
         write_displacement(res.straight2curve, tmp / names["straight2curve"], overwrite=True)
         zeros = Image(np.zeros(res.straight_grid.shape, np.uint8), res.straight_grid.affine)
         save_image(zeros, tmp / names["straight_ref"], overwrite=True, dtype=np.uint8)
-        (tmp / names["json"]).write_text(json.dumps(doc, indent=1, default=_plain))
+        write_json(tmp / names["json"], doc, overwrite=True)
     return StraightenOutputs(files, {**m, "sct_criteria_met": met}, warnings, res)
 
-
-def _plain(v: object) -> object:
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return str(v)
