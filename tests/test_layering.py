@@ -1,4 +1,4 @@
-"""Data flow one way: io -> transforms -> cord / segment / vertebrae -> register / epi -> metrics ->
+"""Data flow one way: io -> transforms -> cord / segment / vertebrae -> register / epi -> metrics / lesion ->
 qc -> pipelines / batch -> cli. No module imports a package of a higher layer (imports inside
 functions included)."""
 
@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 RANK = {"errors": 0, "progress": 0, "io": 0, "transforms": 1, "cord": 2, "segment": 2, "vertebrae": 2,
-        "register": 3, "epi": 3, "metrics": 4, "phantom": 4, "qc": 5, "pipelines": 6, "batch": 6, "cli": 7}
+        "register": 3, "epi": 3, "metrics": 4, "lesion": 4, "phantom": 4, "qc": 5, "pipelines": 6, "batch": 6, "cli": 7}
 ROOT = Path(__file__).resolve().parents[1] / "src" / "spinereg"
 
 
