@@ -19,7 +19,6 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.lesion import analyze_lesions, label_components
 
-DATA = Path("/work/shared/data/sct_testing_data")
 A, B, C = 1.5, 2.0, 5.0  # lesion semi-axes: across (tilt plane), A-P, along the cord (mm)
 R = 4.0  # cord radius (mm)
 
@@ -137,20 +136,17 @@ def test_empty_outside_and_other_grid():
         analyze_lesions(les, far)
 
 
-def _fake_lesion() -> tuple[Path, Path]:
-    les, seg = DATA / "t2/t2_fake_lesion_lesion_seg.nii.gz", DATA / "t2/t2_fake_lesion_sc_seg.nii.gz"
-    if not les.exists():
-        pytest.skip("sct_testing_data not available")
-    return les, seg
+def _fake_lesion(sct_data: Path) -> tuple[Path, Path]:
+    return sct_data / "t2/t2_fake_lesion_lesion_seg.nii.gz", sct_data / "t2/t2_fake_lesion_sc_seg.nii.gz"
 
 
-def test_sct_fake_lesion():
+def test_sct_fake_lesion(sct_data):
     """One lesion, 163 voxels of 0.8 mm: 83.456 mm3. Length along the cord 10.789 mm vs 10.923 mm
     from an independent polyline through the cord's raw per-slice centroids (lesion voxel
     centres projected onto it, span 9.837 mm, plus 1.086 mm, a voxel's extent along the cord; the
     cord is tilted 23 deg from the S-I voxel axis). SCT's axial figures for comparison: 12 axial
     slices (9.6 mm), axial max ratio 0.284, perpendicular here 0.251."""
-    les_p, seg_p = _fake_lesion()
+    les_p, seg_p = _fake_lesion(sct_data)
     les, seg = nib.load(les_p), nib.load(seg_p)
     L, Cm, aff = np.asarray(les.dataobj) > 0.5, np.asarray(seg.dataobj) > 0.5, les.affine
     rep = analyze_lesions(les_p, seg_p)
@@ -182,13 +178,11 @@ def test_sct_fake_lesion():
     assert x.ventral_bridge_mm == pytest.approx(1.467, abs=0.02)
 
 
-def test_atlas_shares_mt1():
+def test_atlas_shares_mt1(sct_data, pam50_dir):
     """A lesion made of SCT's warped left lateral corticospinal tract (atlas 04 > 0.5 within the
     cord) on mt1: 88.4 % of its atlas volume in tract 04, 97.6 % in white matter, levels 4 and 5
     from label/template/PAM50_levels; 82.2 % of tract 04 lesioned."""
-    d = DATA / "mt"
-    if not (d / "label/atlas/info_label.txt").exists():
-        pytest.skip("sct_testing_data not available")
+    d = sct_data / "mt"
     seg = nib.load(d / "mt1_seg.nii.gz")
     a4 = np.asarray(nib.load(d / "label/atlas/PAM50_atlas_04.nii.gz").dataobj, float)
     les = (a4 > 0.5) & (np.asarray(seg.dataobj) > 0.5)
@@ -201,17 +195,15 @@ def test_atlas_shares_mt1():
     assert x.levels == (4, 5)
     assert rep.tract_lesioned_pct["04 WM left lateral corticospinal tract"] == pytest.approx(82.18, abs=0.5)
     # the unwarped PAM50 atlas is refused (it covers 12 % of this cord)
-    pam = Path("/work/shared/data/PAM50")
-    if pam.exists():
-        les_p, seg_p = _fake_lesion()
-        with pytest.raises(InputError, match="not on this subject"):
-            analyze_lesions(les_p, seg_p, atlas_folder=pam)
+    les_p, seg_p = _fake_lesion(sct_data)
+    with pytest.raises(InputError, match="not on this subject"):
+        analyze_lesions(les_p, seg_p, atlas_folder=pam50_dir)
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, sct_data):
     from spinereg.cli.main import main
 
-    les_p, seg_p = _fake_lesion()
+    les_p, seg_p = _fake_lesion(sct_data)
     out = tmp_path / "o"
     assert main(["analyze-lesion", "-m", str(les_p), "-s", str(seg_p), "-o", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
