@@ -18,6 +18,11 @@ Per lesion (columns as SCT names them, see :data:`CSV_COLUMNS`):
   sections.
 - ``midsagittal_dorsal/ventral/total_bridge_width [mm]``: tissue bridges at the midsagittal plane
   (:mod:`spinereg.lesion.bridges`).
+- ``vol_level_<k> [mm3]`` (with a levels image): the lesion's voxels whose level (the levels image
+  at the voxel centre, nearest neighbour) is ``k``, x voxel volume -- voxel-wise, as SCT's
+  ``im_vert * im_lesion``. ``vol_no_level [mm3]``: the rest, lesion voxels where the levels image is
+  0 (a PAM50_levels labels the cord only: lesion voxels outside the cord, or outside the image's
+  field of view); per-level volumes plus it equal ``volume [mm3]`` exactly.
 
 Sections perpendicular to the cord: the lesion's span along the centerline is cut into slabs one
 voxel thick (the voxel's extent along the tangent); each voxel's volume is spread evenly over its
@@ -72,6 +77,7 @@ class LesionRow:
     ventral_bridge_mm: float = float("nan")
     levels: tuple[int, ...] = ()
     volume_per_level_mm3: dict[int, float] = field(default_factory=dict)
+    volume_no_level_mm3: float = float("nan")  # lesion volume where the levels image is 0 (NaN: no levels image)
     tract_share_pct: dict[str, float] = field(default_factory=dict)  # % of the lesion's atlas volume
 
     @property
@@ -94,6 +100,8 @@ class LesionRow:
             row[f"midsagittal_{side}_bridge_width [mm]"] = round(v, 4) if np.isfinite(v) else "nan"
         for lv, vol in self.volume_per_level_mm3.items():
             row[f"vol_level_{lv} [mm3]"] = round(vol, 4)
+        if np.isfinite(self.volume_no_level_mm3):
+            row["vol_no_level [mm3]"] = round(self.volume_no_level_mm3, 4)
         for name, pct in self.tract_share_pct.items():
             row[f"{name} [%]"] = round(pct, 3)
         return row
@@ -114,6 +122,7 @@ class LesionReport:
     voxel_volume_mm3: float
     notes: list[str] = field(default_factory=list)
     load_per_level_mm3: dict[int, float] = field(default_factory=dict)
+    load_no_level_mm3: float | None = None  # lesion volume where the levels image is 0 (None: no levels image)
     tract_lesioned_pct: dict[str, float] = field(default_factory=dict)  # % of each tract lesioned (all lesions)
     centerline_length_mm: float = 0.0
 
@@ -131,6 +140,7 @@ class LesionReport:
                 "min_midsagittal_dorsal_bridge_mm": _nanmin([r.dorsal_bridge_mm for r in self.lesions]),
                 "min_midsagittal_ventral_bridge_mm": _nanmin([r.ventral_bridge_mm for r in self.lesions]),
                 "load_per_level_mm3": {str(k): round(v, 4) for k, v in self.load_per_level_mm3.items()},
+                "load_no_level_mm3": None if self.load_no_level_mm3 is None else round(self.load_no_level_mm3, 4),
                 "tract_lesioned_pct": {k: round(v, 4) for k, v in self.tract_lesioned_pct.items()},
                 "notes": list(self.notes)}
 
@@ -299,6 +309,7 @@ def analyze_lesions(lesion_seg: Image | str | Path, cord_seg: Image | str | Path
         if lev is not None:
             vals, counts = np.unique(lev[tuple(idx.T)], return_counts=True)
             row.volume_per_level_mm3 = {int(v): float(c) * voxvol for v, c in zip(vals, counts, strict=True) if v > 0}
+            row.volume_no_level_mm3 = float(counts[vals <= 0].sum()) * voxvol
             row.levels = tuple(sorted(row.volume_per_level_mm3))
         if atlas is not None:
             row.tract_share_pct = atlas.lesion_share(idx)
@@ -321,6 +332,11 @@ def analyze_lesions(lesion_seg: Image | str | Path, cord_seg: Image | str | Path
         for lv, vol in r.volume_per_level_mm3.items():
             report.load_per_level_mm3[lv] = report.load_per_level_mm3.get(lv, 0.0) + vol
     report.load_per_level_mm3 = dict(sorted(report.load_per_level_mm3.items()))
+    if lev is not None:
+        report.load_no_level_mm3 = float(sum(r.volume_no_level_mm3 for r in rows))
+        if report.load_no_level_mm3 > 0 and np.any(lev[mask] > 0):
+            notes.append(f"{report.load_no_level_mm3:.1f} mm3 of lesion lie where the levels image has no level "
+                         "(outside its labelled cord): in vol_no_level, not in the per-level volumes")
     if atlas is not None:
         report.tract_lesioned_pct = atlas.tract_lesioned(mask)
     return report
