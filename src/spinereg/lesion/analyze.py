@@ -17,7 +17,9 @@ Per lesion (columns as SCT names them, see :data:`CSV_COLUMNS`):
 - ``max_axial_damage_ratio []``: largest (lesion area within the cord) / (cord area) on the same
   sections.
 - ``midsagittal_dorsal/ventral/total_bridge_width [mm]``: tissue bridges at the midsagittal plane
-  (:mod:`spinereg.lesion.bridges`).
+  (:mod:`spinereg.lesion.bridges`). Per section (JSON only, ``bridge_sections``): ``[s, dorsal,
+  ventral]`` for each section perpendicular to the cord that holds lesion on that plane, ``s`` its
+  centre's arc length along the centerline (mm, as ``s_min_mm`` / ``s_max_mm``).
 - ``vol_level_<k> [mm3]`` (with a levels image): the lesion's voxels whose level (the levels image
   at the voxel centre, nearest neighbour) is ``k``, x voxel volume -- voxel-wise, as SCT's
   ``im_vert * im_lesion``. ``vol_no_level [mm3]``: the rest, lesion voxels where the levels image is
@@ -77,6 +79,7 @@ class LesionRow:
     ventral_bridge_mm: float = float("nan")
     levels: tuple[int, ...] = ()
     volume_per_level_mm3: dict[int, float] = field(default_factory=dict)
+    bridge_sections: list[tuple[float, float, float]] = field(default_factory=list)  # (s, dorsal, ventral) mm
     volume_no_level_mm3: float = float("nan")  # lesion volume where the levels image is 0 (NaN: no levels image)
     tract_share_pct: dict[str, float] = field(default_factory=dict)  # % of the lesion's atlas volume
 
@@ -219,7 +222,7 @@ def _slab_mass(s: np.ndarray, e: float, edges: np.ndarray) -> np.ndarray:
 
 def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.ndarray,
              cord_abs: np.ndarray, voxvol: float) -> dict:
-    from spinereg.lesion.bridges import midsagittal_bridges
+    from spinereg.lesion.bridges import bridge_sections
 
     abs_ = cl.local_coords(pts)
     s, cord_s = abs_[:, 2], cord_abs[:, 2]
@@ -237,8 +240,10 @@ def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.nda
     ratio = float(np.max(les_in[ok] / cord[ok])) if ok.any() else float("nan")
     t_mid = float(np.clip(s_mid, 0.0, cl.length))
     width_a = voxel_extent_along(affine, cl.binormal(t_mid))
-    dorsal, ventral = midsagittal_bridges(abs_[inside], cord_abs, width_a, e)
-    return {"s": s, "length": hi - lo, "dorsal": dorsal, "ventral": ventral, "s_range": (lo, hi), "max_area": float(area.max()),
+    sections = bridge_sections(abs_[inside], cord_abs, width_a, e)
+    dorsal = min((d for _, d, _ in sections), default=float("nan"))
+    ventral = min((v for _, _, v in sections), default=float("nan"))
+    return {"s": s, "length": hi - lo, "dorsal": dorsal, "ventral": ventral, "sections": sections, "s_range": (lo, hi), "max_area": float(area.max()),
             "ratio": ratio}
 
 
@@ -305,7 +310,7 @@ def analyze_lesions(lesion_seg: Image | str | Path, cord_seg: Image | str | Path
                         max_equivalent_diameter_mm=2.0 * np.sqrt(m["max_area"] / np.pi),
                         max_axial_damage_ratio=m["ratio"], centre_mm=tuple(float(v) for v in pts.mean(0)),
                         s_range_mm=m["s_range"], inside_cord_fraction=float(inside.mean()),
-                        dorsal_bridge_mm=m["dorsal"], ventral_bridge_mm=m["ventral"])
+                        dorsal_bridge_mm=m["dorsal"], ventral_bridge_mm=m["ventral"], bridge_sections=m["sections"])
         if lev is not None:
             vals, counts = np.unique(lev[tuple(idx.T)], return_counts=True)
             row.volume_per_level_mm3 = {int(v): float(c) * voxvol for v, c in zip(vals, counts, strict=True) if v > 0}

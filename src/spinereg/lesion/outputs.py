@@ -71,6 +71,8 @@ def write_report(report: LesionReport, lesion: Image, outdir: str | Path, *, ove
                "length": "extent along the centerline (arc length), plus one voxel's extent along it",
                "sections": "perpendicular to the centerline, one voxel thick",
                "max_axial_damage_ratio": "lesion area inside the cord / cord area, largest over the sections",
+               "bridge_sections": "per section with lesion on the midsagittal plane: [s (mm along the centerline, "
+                                  "section centre), dorsal, ventral bridge width (mm)]; the smallest are the midsagittal_* columns",
                "outside_cord": "under half of the lesion's voxels inside the cord segmentation"},
            "lesions": [_clean(r.as_dict()) for r in report.lesions]}
     text = csv_text(report)
