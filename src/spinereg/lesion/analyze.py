@@ -29,7 +29,11 @@ Per lesion (columns as SCT names them, see :data:`CSV_COLUMNS`):
 Sections perpendicular to the cord: the lesion's span along the centerline is cut into slabs one
 voxel thick (the voxel's extent along the tangent); each voxel's volume is spread evenly over its
 own extent along the tangent, a slab's area is its volume over its thickness. For a cord along a
-voxel axis these are exactly the axial slices.
+voxel axis these are exactly the axial slices. On a curved cord consecutive sections are further
+apart on the outer side of the bend than along the centerline (closer on the inner side), so each
+voxel's volume counts ``1 / (1 - k . offset)`` toward the area (``k`` the centerline's curvature
+vector, ``offset`` the voxel centre's in-section offset; :func:`_area_weights`): without it a lesion
+1.5 mm outward of a 40 mm bend read a 3.75 % larger area (tests/test_analyze_lesion_curved.py).
 """
 
 from __future__ import annotations
@@ -205,19 +209,40 @@ def voxel_extent_along(affine: np.ndarray, direction: np.ndarray) -> float:
     return float(np.sum(np.abs(np.asarray(affine)[:3, :3].T @ np.asarray(direction, float))))
 
 
-def _slab_mass(s: np.ndarray, e: float, edges: np.ndarray) -> np.ndarray:
-    """Number of voxels (fractions) in each slab between ``edges``, each voxel spread evenly over
-    ``[s - e/2, s + e/2]``."""
+def _slab_mass(s: np.ndarray, e: float, edges: np.ndarray, w: np.ndarray | None = None) -> np.ndarray:
+    """Number of voxels (fractions; each voxel weighted by ``w``, default 1) in each slab between
+    ``edges``, each voxel spread evenly over ``[s - e/2, s + e/2]``."""
     if len(s) == 0:
         return np.zeros(len(edges) - 1)
-    # F(x) = sum_v clip((x - s_v) / e + 1/2, 0, 1) from the sorted arc lengths (no N x edges array)
-    ss = np.sort(s)
-    cs = np.r_[0.0, np.cumsum(ss)]
-    i0 = np.searchsorted(ss, edges - 0.5 * e, side="right")  # voxels wholly below the edge: 1 each
+    # F(x) = sum_v w_v clip((x - s_v) / e + 1/2, 0, 1) from the sorted arc lengths (no N x edges array)
+    o = np.argsort(s, kind="stable")
+    ss = s[o]
+    ww = np.ones(len(ss)) if w is None else np.asarray(w, float)[o]
+    cw = np.r_[0.0, np.cumsum(ww)]
+    cs = np.r_[0.0, np.cumsum(ww * ss)]
+    i0 = np.searchsorted(ss, edges - 0.5 * e, side="right")  # voxels wholly below the edge: w each
     i1 = np.searchsorted(ss, edges + 0.5 * e, side="left")  # from here on: 0 each
-    n_part = i1 - i0
-    f = i0 + n_part * (edges / e + 0.5) - (cs[i1] - cs[i0]) / e
+    f = cw[i0] + (cw[i1] - cw[i0]) * (edges / e + 0.5) - (cs[i1] - cs[i0]) / e
     return np.diff(f)
+
+
+def _area_weights(cl: Centerline, abs_: np.ndarray) -> np.ndarray:
+    """``1 / J`` per point of local coordinates ``(a, b, s)``: a voxel's share of a section's area
+    per unit of its volume. ``J = 1 - k . offset`` (``k`` the curvature vector, ``offset`` the point's
+    in-section offset from the centerline) is the volume element's stretch between two sections:
+    on the outer side of a bend sections lie further apart than along the centerline, on the inner
+    side closer (a torus section of radius ``r`` whose axis is ``d`` outward of a centerline of bend
+    radius ``Rb`` holds ``pi r^2 (Rb + d) / Rb`` per mm of centerline). 1 on a straight cord."""
+    if len(abs_) == 0:
+        return np.ones(0)
+    s = np.clip(abs_[:, 2], 0.0, cl.length)
+    h = min(0.5, 0.25 * cl.length)
+    k = (cl.tangent(np.clip(s + h, 0.0, cl.length)) - cl.tangent(np.clip(s - h, 0.0, cl.length))) / (
+        np.clip(s + h, 0.0, cl.length) - np.clip(s - h, 0.0, cl.length))[:, None]
+    f = cl.frame(s)
+    kb, kn = np.einsum("ni,ni->n", k, f[:, :, 0]), np.einsum("ni,ni->n", k, f[:, :, 1])
+    j = 1.0 - (abs_[:, 0] * kb + abs_[:, 1] * kn)
+    return 1.0 / np.clip(j, 0.25, None)  # beyond the radius of curvature the sections fold: capped
 
 
 def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.ndarray,
@@ -231,10 +256,11 @@ def _measure(pts: np.ndarray, inside: np.ndarray, cl: Centerline, affine: np.nda
     lo, hi = float(s.min() - 0.5 * e), float(s.max() + 0.5 * e)
     nb = max(1, int(np.ceil((hi - lo) / e - 1e-6)))
     edges = lo + e * np.arange(nb + 1)
-    les = _slab_mass(s, e, edges)
-    les_in = _slab_mass(s[inside], e, edges)
-    near = cord_s[(cord_s > lo - e) & (cord_s < edges[-1] + e)]
-    cord = _slab_mass(near, e, edges)
+    w = _area_weights(cl, abs_)
+    les = _slab_mass(s, e, edges, w)
+    les_in = _slab_mass(s[inside], e, edges, w[inside])
+    near = (cord_s > lo - e) & (cord_s < edges[-1] + e)
+    cord = _slab_mass(cord_s[near], e, edges, _area_weights(cl, cord_abs[near]))
     area = les * voxvol / e
     ok = cord > 0.5 * (cord.max() if len(cord) else 0.0)  # sections the cord fills (not its cut end)
     ratio = float(np.max(les_in[ok] / cord[ok])) if ok.any() else float("nan")
