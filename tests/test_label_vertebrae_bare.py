@@ -132,14 +132,15 @@ def _bare_labeling(seed: int):
 #: half-width floor, vertebrae.label.HALF_WIDTH_MIN_MM: its C3/C4 and C4/C5 0.5 mm further off)
 BARE_CLAIMS = {0: (0.46, 0.944, 0.35, 0.67, 0.949), 2: (0.55, 0.948, 0.44, 0.91, 0.948)}
 #: seed -> C1/C2 from the CSF profile, found minus true along the cord (mm), measured
-C1C2_CLAIMS = {0: -0.13, 2: 0.55}
+C1C2_CLAIMS = {0: -0.32, 2: 0.55}  # seed 0: -0.13 before session 43's vote-free positions
 
 
 @pytest.mark.parametrize("seed", sorted(BARE_CLAIMS))
 def test_full_phantom_from_bare_image(seed):
     """Seeds 0 and 2 (of 0-9, measured in the module docstring and docs/labeling_bare_image.md):
     levels right, not flagged; C1/C2 from the CSF profile above C2/C3 (spinereg.vertebrae.c1c2)
-    -0.13 / +0.55 mm from the truth; the registration with the measured discs moved to
+    -0.32 / +0.55 mm from the truth (seed 0 -0.13 before session 43 placed the positions without the
+    global match's vote, vertebrae.label.VOTE_FREE_MIN_BANDS); the registration with the measured discs moved to
     PAM50_label_disc's convention and C1/C2 (what the bare job does since session 13) 0.35 / 0.67
     and 0.41 / 0.89 mm cord mapping error mean / p95 (seed 0: 0.39 / 0.76 and C1/C2 -0.32 before
     session 14 levelled the slab's amplitude along the cord for the template match; 0.52 / 1.04 and 0.58 / 1.14 at the measured
@@ -207,7 +208,9 @@ def test_full_phantom_seed3_bare_labeling_right():
     reg = register_to_template(ph.image, seg, ldisc=disc_landmarks(lab, ph.image.grid, template="PAM50"), template="PAM50",
                                contrast=ph.contrast)
     err = ph.error(reg.template2anat)
-    assert err["mean_mm"] <= 0.44 and err["p95_mm"] <= 1.0, (err["mean_mm"], err["p95_mm"])  # measured 0.411 / 0.895
+    # measured 0.467 / 0.959 (0.411 / 0.895 before session 43's vote-free positions: this seed lost
+    # 0.06 mm where the `tissue` source gained, docs/labeling_bare_image.md)
+    assert err["mean_mm"] <= 0.50 and err["p95_mm"] <= 1.06, (err["mean_mm"], err["p95_mm"])
     # the true segmentation made wide on purpose (dilated one voxel): right from the first chain
     # since session 20 (0.33 mm); before, the first pass named other levels (image-alone margin
     # -3.28) and the second named them right (0.31 mm), flagged

@@ -6,7 +6,7 @@ sign +1). Measured (session 14, true segmentations) on full seeds 0, 1, 3, 5, 7,
 0, thoracolumbar 1, cervical 2 with k = 1.5 / 2 (and 3 on full 0), both signs: before, 4 of 34
 labelings named wrong, 3 of them unflagged (full 0 at k = 1.5, 2, 3 toward the head: one level
 off, disc MAE 14.7 mm; cervicothoracic 0 at k = 2: flagged); now 0 of 34. Asserted: the two
-cases below."""
+cases below (full 0 at k = 1.5: 0.37 mm before session 43's vote-free positions, 0.51 since)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _biased(img, k: float):
     return img.with_data((a * np.exp(np.log(k) * (z - z.mean()) / 100.0)).astype(np.float32))
 
 
-@pytest.mark.parametrize("variant,seed,k,claim", [("full", 0, 1.5, 0.37), ("cervicothoracic", 0, 2.0, 0.64)])
+@pytest.mark.parametrize("variant,seed,k,claim", [("full", 0, 1.5, 0.51), ("cervicothoracic", 0, 2.0, 0.64)])
 def test_levels_right_under_an_si_intensity_falloff(data_root, variant, seed, k, claim):
     from spinereg.phantom.independent import make_independent_subject
 

@@ -27,8 +27,9 @@ def test_identity(results):
 
 def test_positions(results):
     mae = np.array([r["mae_mm"] for r in results])
-    assert mae.max() <= 1.0 and mae.mean() <= 0.68, (mae.max(), mae.mean())  # measured 0.99, 0.666
+    # measured 1.06, 0.661 (0.99, 0.666 before session 43's vote-free positions)
+    assert mae.max() <= 1.1 and mae.mean() <= 0.68, (mae.max(), mae.mean())
     far = sorted(r["case"] for r in results if r["max_mm"] > 2.5)
-    assert far == ["T6-L1/74"], far  # T4/T5 2.64 mm
+    assert far == [], far  # T6-L1/74's T4/T5 was 2.64 mm before session 43's vote-free positions (max now 2.14)
     tl = [r for r in results if r["case"].startswith("T6-L1")]
     assert all(abs(r["errors"][60]) <= 0.3 for r in tl), [r["errors"].get(60) for r in tl]  # measured <= 0.29

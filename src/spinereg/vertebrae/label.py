@@ -200,6 +200,11 @@ WIDTH_SD = 0.12
 #: on every tilt (evidence.TILTS_DEG) within REFINE_MM of that chain's
 IDENTITY_TILTS_DEG: tuple[float, ...] = tuple(range(-15, 16, 5))
 REFINE_MM = 3.0
+#: bands (evidence >= BAND_SHOWN, in view, under the identity's chain) from which the positions'
+#: chain is placed without the global match's vote: the chain of that many discs fixes its own
+#: stretch, and the vote's single scale pulled an unevenly stretched spine towards a uniform one
+#: (independent full phantom, 0.8 mm C1-T6, 11-12 bands; t2's 55 mm field shows 3)
+VOTE_FREE_MIN_BANDS = 8
 #: the width measured at the ends of the segmented cord is held this far (mm) beyond them, so the
 #: pair term reaches discs at the edges of the field of view
 WIDTH_EXTEND_MM = 8.0
@@ -417,6 +422,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         vote[0] = np.where(grid >= cl.length - PMJ_TOLERANCE_MM, vote[0], -1e9)
     # nor can the cord end far below the template's last disc (L1/L2 in PAM50, next to its conus)
     vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
+    # these limits hold in every chain; the vote itself (the whole-field match: one global scale
+    # and shift) is left out of the positions' chain where the identity's chain stands on
+    # VOTE_FREE_MIN_BANDS or more bands: on a long spine that stretches unevenly it pulled the
+    # discs towards a uniform stretch (docs/labeling_bare_image.md, session 43)
+    limits = np.where(vote <= -1e8, vote, 0.0)
     results = []
     # the column sheared by every tilt once, read for each polarity
     profiles = tilt_profiles(sub, back, depth, tilts=tuple(set(TILTS_DEG) | set(IDENTITY_TILTS_DEG)),
@@ -430,7 +440,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         e = _grid_evidence(ev_id, grid, in_sub, jc, half_width)
         unary = np.where(seen[:, None], e[None], 0.0) + width_term + vote
         unary_pos = np.where(seen[:, None], _grid_evidence(ev, grid, in_sub, jc, half_width)[None], 0.0) \
-            + width_term + vote
+            + width_term
         if pinned is not None:
             k, s0 = pinned
             unary[k] = np.where(np.abs(grid - s0) <= 5.0, unary[k], -1e9)
@@ -439,9 +449,13 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                            pair_sd=pair_sd)
         img_unary = np.where(seen[:, None], e[None], 0.0) + vote
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary, half_width))
+        jb = np.clip(np.rint((chain.positions - sub.s[0]) / step), 0, len(sub.s) - 1).astype(int)
+        on_view = (chain.positions >= sub.s[0]) & (chain.positions <= sub.s[-1]) & seen
+        n_bands_id = int(np.sum(on_view & (ev.score[jb] >= BAND_SHOWN)))
+        unary_pos = unary_pos + (limits if n_bands_id >= VOTE_FREE_MIN_BANDS else vote)
+        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary, half_width, n_bands_id))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain, unary_pos, img_unary, half_width = results[0]
+    _, pol, ev, chain, unary_pos, img_unary, half_width, n_bands_id = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
     # the same difference without the prior (+ = the chain's own scores agree with the reading)
     pol_margin_image = chain.score - results[1][3].score if len(results) > 1 else np.inf
@@ -573,6 +587,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "polarity_margin_image": None if not np.isfinite(pol_margin_image) else round(float(pol_margin_image), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
+              "positions_without_vote": bool(n_bands_id >= VOTE_FREE_MIN_BANDS),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
               "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
               "disc_steps": steps}
