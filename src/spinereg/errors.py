@@ -36,6 +36,12 @@ def request_termination() -> None:
     raise Terminated()
 
 
+def note_termination() -> None:
+    """Record that SIGTERM arrived without raising (where an exception would be printed with its
+    traceback and dropped: inside a ``__del__``); :func:`check_terminated` raises at the next stage."""
+    _TERMINATE["requested"] = True
+
+
 def check_terminated() -> None:
     """Raise :class:`Terminated` when SIGTERM arrived earlier (see :func:`request_termination`)."""
     if _TERMINATE["requested"]:
