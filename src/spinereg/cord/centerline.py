@@ -361,13 +361,19 @@ class Centerline:
 
     def curvature(self, s: np.ndarray | float) -> np.ndarray:
         """Curvature (1/mm) at ``s`` (0 beyond the ends)."""
+        return np.linalg.norm(self.curvature_vector(s), axis=-1)
+
+    def curvature_vector(self, s: np.ndarray | float) -> np.ndarray:
+        """Curvature vector (..., 3; 1/mm) at ``s``: ``dT/ds``, pointing to the centre of the bend,
+        its length the curvature (0 beyond the ends)."""
         s = np.asarray(s, dtype=float)
         flat = s.ravel()
         sc = np.clip(flat, 0.0, self.length)
         d1, d2 = self._d1(sc), self._d2(sc)
-        k = np.linalg.norm(np.cross(d1, d2), axis=1) / np.linalg.norm(d1, axis=1) ** 3
+        speed2 = np.einsum("ij,ij->i", d1, d1)
+        k = (d2 - (np.einsum("ij,ij->i", d1, d2) / speed2)[:, None] * d1) / speed2[:, None]
         k[(flat < 0) | (flat > self.length)] = 0.0
-        return k.reshape(s.shape)
+        return k.reshape(s.shape + (3,))
 
     # -- projection --------------------------------------------------------------------------
     def project(self, points: np.ndarray, extend: bool = True,

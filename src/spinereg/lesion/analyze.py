@@ -236,9 +236,7 @@ def _area_weights(cl: Centerline, abs_: np.ndarray) -> np.ndarray:
     if len(abs_) == 0:
         return np.ones(0)
     s = np.clip(abs_[:, 2], 0.0, cl.length)
-    h = min(0.5, 0.25 * cl.length)
-    k = (cl.tangent(np.clip(s + h, 0.0, cl.length)) - cl.tangent(np.clip(s - h, 0.0, cl.length))) / (
-        np.clip(s + h, 0.0, cl.length) - np.clip(s - h, 0.0, cl.length))[:, None]
+    k = cl.curvature_vector(s)
     f = cl.frame(s)
     kb, kn = np.einsum("ni,ni->n", k, f[:, :, 0]), np.einsum("ni,ni->n", k, f[:, :, 1])
     j = 1.0 - (abs_[:, 0] * kb + abs_[:, 1] * kn)

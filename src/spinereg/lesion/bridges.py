@@ -20,7 +20,10 @@ def bridge_sections(les_abs: np.ndarray, cord_abs: np.ndarray, width_a: float,
                     step_s: float) -> list[tuple[float, float, float]]:
     """Per section holding lesion on the midsagittal plane: ``(s, dorsal, ventral)`` (mm), ``s`` the
     section's centre (arc length along the centerline), from the bottom up; empty when the lesion
-    does not reach the plane. Arguments as :func:`midsagittal_bridges`."""
+    does not reach the plane (the reported bridges are the minima over the sections).
+    ``les_abs`` / ``cord_abs``: local coordinates (N, 3) of the lesion voxels inside the cord and of
+    the cord voxels; ``width_a``: a voxel's extent along the binormal; ``step_s``: section thickness
+    along the cord."""
     lm = les_abs[np.abs(les_abs[:, 0]) <= 0.5 * width_a + 1e-9]
     if len(lm) == 0:
         return []
@@ -36,14 +39,3 @@ def bridge_sections(les_abs: np.ndarray, cord_abs: np.ndarray, width_a: float,
         out.append((lo + (k + 0.5) * step_s, float(bl.min() - bc.min()), float(bc.max() - bl.max())))
     return out
 
-
-def midsagittal_bridges(les_abs: np.ndarray, cord_abs: np.ndarray, width_a: float,
-                        step_s: float) -> tuple[float, float]:
-    """(dorsal, ventral) minimum bridge widths (mm); NaN when the lesion does not reach the
-    midsagittal plane. ``les_abs`` / ``cord_abs``: local coordinates (N, 3) of the lesion voxels
-    inside the cord and of the cord voxels; ``width_a``: a voxel's extent along the binormal;
-    ``step_s``: section thickness along the cord."""
-    sec = bridge_sections(les_abs, cord_abs, width_a, step_s)
-    if not sec:
-        return float("nan"), float("nan")
-    return min(d for _, d, _ in sec), min(v for _, _, v in sec)
