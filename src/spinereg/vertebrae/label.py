@@ -413,20 +413,21 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         pair_dq = -np.diff(np.log(w_tpl))
     pair_sd = _width_step_sd(image, width)
     vote = _global_vote(eta, scales, tfirst, sub.s[0], grid, t)
-    # PAM50's disc 1 (the top of its cord, below the medulla) lies PMJ_TO_DISC1_MM below the PMJ
-    # when the image shows it; else never more than PMJ_TOLERANCE_MM below the top of the
-    # segmented cord
+    # hard limits (-1e9 where a disc cannot lie), held in every chain. PAM50's disc 1 (the top of
+    # its cord, below the medulla) lies PMJ_TO_DISC1_MM below the PMJ when the image shows it;
+    # else never more than PMJ_TOLERANCE_MM below the top of the segmented cord
+    limits = np.zeros_like(vote)
     if model.disc_values[0] == 1 and pmj_s is not None:
-        vote[0] = np.where((grid <= pmj_s - PMJ_TO_DISC1_MM[0]) & (grid >= pmj_s - PMJ_TO_DISC1_MM[1]), vote[0], -1e9)
+        limits[0] = np.where((grid <= pmj_s - PMJ_TO_DISC1_MM[0]) & (grid >= pmj_s - PMJ_TO_DISC1_MM[1]), 0.0, -1e9)
     elif model.disc_values[0] == 1:
-        vote[0] = np.where(grid >= cl.length - PMJ_TOLERANCE_MM, vote[0], -1e9)
+        limits[0] = np.where(grid >= cl.length - PMJ_TOLERANCE_MM, 0.0, -1e9)
     # nor can the cord end far below the template's last disc (L1/L2 in PAM50, next to its conus)
-    vote[-1] = np.where(grid <= CONUS_TOLERANCE_MM, vote[-1], -1e9)
-    # these limits hold in every chain; the vote itself (the whole-field match: one global scale
-    # and shift) is left out of the positions' chain where the identity's chain stands on
-    # VOTE_FREE_MIN_BANDS or more bands: on a long spine that stretches unevenly it pulled the
-    # discs towards a uniform stretch (docs/labeling_bare_image.md, session 43)
-    limits = np.where(vote <= -1e8, vote, 0.0)
+    limits[-1] = np.where(grid <= CONUS_TOLERANCE_MM, 0.0, -1e9)
+    vote = np.where(limits < 0, limits, vote)
+    # the vote itself (the whole-field match: one global scale and shift) is left out of the
+    # positions' chain where the identity's chain stands on VOTE_FREE_MIN_BANDS or more bands: on
+    # a long spine that stretches unevenly it pulled the discs towards a uniform stretch
+    # (docs/labeling_bare_image.md, session 43); the limits stay
     results = []
     # the column sheared by every tilt once, read for each polarity
     profiles = tilt_profiles(sub, back, depth, tilts=tuple(set(TILTS_DEG) | set(IDENTITY_TILTS_DEG)),
