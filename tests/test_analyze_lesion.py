@@ -214,11 +214,11 @@ def test_cli(tmp_path, sct_data):
     assert main(["analyze-lesion", "-m", str(les_p), "-s", str(seg_p), "-o", str(out)]) == 0
     names = sorted(p.name for p in out.iterdir())
     assert names == ["t2_fake_lesion_lesion_seg_analysis.csv", "t2_fake_lesion_lesion_seg_analysis.json",
-                     "t2_fake_lesion_lesion_seg_label.nii.gz"]
+                     "t2_fake_lesion_lesion_seg_bridges.csv", "t2_fake_lesion_lesion_seg_label.nii.gz"]
     lines = (out / names[0]).read_text().splitlines()
     assert lines[0].startswith("label,volume [mm3],length [mm],max_equivalent_diameter [mm],max_axial_damage_ratio []")
     assert len(lines) == 2 and lines[1].startswith("1,83.4561,10.78")
-    lab = nib.load(out / names[2])
+    lab = nib.load(out / names[3])
     assert set(np.unique(np.asarray(lab.dataobj))) == {0, 1}
     np.testing.assert_allclose(lab.affine, nib.load(les_p).affine)
     # again without --overwrite: refused, nothing changed
@@ -236,5 +236,6 @@ def test_cli(tmp_path, sct_data):
     nib.save(nib.Nifti1Image(np.zeros(ref.shape, np.uint8), ref.affine), empty)
     assert main(["analyze-lesion", "-m", str(empty), "-s", str(seg_p), "-o", str(tmp_path / "e")]) == 0
     assert len((tmp_path / "e/empty_lesion_analysis.csv").read_text().splitlines()) == 1
+    assert (tmp_path / "e/empty_lesion_bridges.csv").read_text() == "label,s [mm],dorsal_bridge [mm],ventral_bridge [mm]\n"
     doc = json.loads((tmp_path / "e/empty_lesion_analysis.json").read_text())
     assert doc["totals"]["n_lesions"] == 0 and "empty" in doc["totals"]["notes"][0]

@@ -288,5 +288,10 @@ def test_bridge_sections_against_analytic(tmp_path):
     files = write_report(rep, les, tmp_path / "o", stem_from="les.nii.gz")
     doc = json.loads(files["json"].read_text())
     assert np.allclose(doc["lesions"][0]["bridge_sections"], sec)
+    # and in <lesion>_bridges.csv: one row per section, the same figures (4 decimals)
+    rows = list(csv.DictReader(files["bridges"].read_text().splitlines()))
+    assert [r["label"] for r in rows] == ["1"] * len(sec)
+    table = np.array([[float(r[k]) for k in ("s [mm]", "dorsal_bridge [mm]", "ventral_bridge [mm]")] for r in rows])
+    assert np.allclose(table, sec, atol=5e-5)
     side, _, _ = phantom(0.0, [((2.5, 0, 0), (0.8, 0.8, 2.0))])
     assert analyze_lesions(side, cord, centerline=cl).lesions[0].bridge_sections == []

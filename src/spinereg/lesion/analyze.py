@@ -17,7 +17,7 @@ Per lesion (columns as SCT names them, see :data:`CSV_COLUMNS`):
 - ``max_axial_damage_ratio []``: largest (lesion area within the cord) / (cord area) on the same
   sections.
 - ``midsagittal_dorsal/ventral/total_bridge_width [mm]``: tissue bridges at the midsagittal plane
-  (:mod:`spinereg.lesion.bridges`). Per section (JSON only, ``bridge_sections``): ``[s, dorsal,
+  (:mod:`spinereg.lesion.bridges`). Per section (JSON ``bridge_sections``, and ``<lesion>_bridges.csv``): ``[s, dorsal,
   ventral]`` for each section perpendicular to the cord that holds lesion on that plane, ``s`` its
   centre's arc length along the centerline (mm, as ``s_min_mm`` / ``s_max_mm``).
 - ``vol_level_<k> [mm3]`` (with a levels image): the lesion's voxels whose level (the levels image

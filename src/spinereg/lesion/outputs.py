@@ -1,7 +1,9 @@
 """Files of ``spinereg analyze-lesion``: ``<lesion>_analysis.csv`` (one row per lesion),
 ``<lesion>_label.nii.gz`` (each lesion its own integer label, on the lesion mask's grid, as SCT
-writes it) and ``<lesion>_analysis.json`` (totals, per-lesion details, provenance). All appear
-together or none."""
+writes it), ``<lesion>_analysis.json`` (totals, per-lesion details, provenance) and
+``<lesion>_bridges.csv`` (the tissue bridges of every section with lesion on the midsagittal
+plane, one row per lesion and section: what the JSON's ``bridge_sections`` hold, for a
+spreadsheet). All appear together or none."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def output_names(lesion_path: str | Path) -> dict[str, str]:
     from spinereg.io.image import path_stem
 
     stem = path_stem(lesion_path)
-    return {"csv": f"{stem}_analysis.csv", "labels": f"{stem}_label.nii.gz", "json": f"{stem}_analysis.json"}
+    return {"csv": f"{stem}_analysis.csv", "labels": f"{stem}_label.nii.gz", "json": f"{stem}_analysis.json",
+            "bridges": f"{stem}_bridges.csv"}
 
 
 def csv_text(report: LesionReport) -> str:
@@ -36,6 +39,22 @@ def csv_text(report: LesionReport) -> str:
     w = csv.DictWriter(buf, fieldnames=cols, restval="", lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
+    return buf.getvalue()
+
+
+#: columns of the per-section bridges table
+BRIDGE_COLUMNS = ("label", "s [mm]", "dorsal_bridge [mm]", "ventral_bridge [mm]")
+
+
+def bridges_csv_text(report: LesionReport) -> str:
+    """One row per lesion and section (``s``: the section centre's arc length along the
+    centerline, mm), lesions in their numbering, sections from inferior to superior."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(BRIDGE_COLUMNS)
+    for r in report.lesions:
+        for s, dorsal, ventral in sorted(r.bridge_sections):
+            w.writerow([r.label, *(round(float(v), 4) for v in (s, dorsal, ventral))])
     return buf.getvalue()
 
 
@@ -53,7 +72,7 @@ def _clean(v: object) -> object:
 
 def write_report(report: LesionReport, lesion: Image, outdir: str | Path, *, overwrite: bool = False,
                  inputs: dict | None = None, stem_from: str | Path | None = None) -> dict[str, Path]:
-    """Write the three files into ``outdir`` (see module doc); returns them by role."""
+    """Write the four files into ``outdir`` (see module doc); returns them by role."""
     from spinereg.io.image import save_image
     from spinereg.io.provenance import describe_inputs, utc_now, versions
     from spinereg.io.staging import OutputFolder
@@ -81,4 +100,5 @@ def write_report(report: LesionReport, lesion: Image, outdir: str | Path, *, ove
         (tmp / names["csv"]).write_text(text)
         save_image(lesion.with_data(report.labels.astype(dtype)), tmp / names["labels"], overwrite=True, dtype=dtype)
         (tmp / names["json"]).write_text(json.dumps(_clean(doc), indent=1, default=str) + "\n")
+        (tmp / names["bridges"]).write_text(bridges_csv_text(report))
     return {k: outdir / v for k, v in names.items()}
