@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "bridge_width [mm] (tissue bridges on the plane through the centerline), and with --levels / -f the "
                    "volume per level (vol_level_<k> [mm3]; vol_no_level [mm3] for lesion voxels the levels image "
                    "leaves at 0) and the share per tract), <lesion>_label.nii.gz (each lesion its "
-                   "own label) and <lesion>_analysis.json (totals, lesion load per level, the tissue bridges "
-                   "per section along the cord, provenance). "
+                   "own label), <lesion>_analysis.json (totals, lesion load per level, the tissue bridges "
+                   "per section along the cord, provenance) and <lesion>_bridges.csv (those per-section bridges, "
+                   "one row per lesion and section). "
                    "All files appear together or none. An empty lesion mask gives 0 lesions and a note.")
     p.add_argument("-m", "--mask", required=True, help="lesion mask (binary or soft: > 0.5 is lesion)")
     p.add_argument("-s", "--seg", required=True, help="cord segmentation (any grid in the same world space)")
