@@ -392,6 +392,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     j = np.rint((grid - sub.s[0]) / step).astype(int)
     in_sub = (j >= 0) & (j < len(sub.s))
     jc = np.clip(j, 0, len(sub.s) - 1)
+
+    def row(x: np.ndarray | float) -> np.ndarray:
+        """The slab's row (index into ``sub.s``, clipped) nearest to arc length(s) ``x``."""
+        return np.clip(np.rint((np.asarray(x, float) - sub.s[0]) / step), 0, len(sub.s) - 1).astype(int)
+
     seen = ~np.isin(model.disc_values, UNSEEN)
     pinned = None
     if init is not None:
@@ -450,13 +455,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
                            pair_sd=pair_sd)
         img_unary = np.where(seen[:, None], e[None], 0.0) + vote
         bonus = PRIOR_BONUS.get(contrast, 0.0) if pol == CONTRAST_POLARITY[contrast][0] else 0.0
-        jb = np.clip(np.rint((chain.positions - sub.s[0]) / step), 0, len(sub.s) - 1).astype(int)
         on_view = (chain.positions >= sub.s[0]) & (chain.positions <= sub.s[-1]) & seen
-        n_bands_id = int(np.sum(on_view & (ev.score[jb] >= BAND_SHOWN)))
-        unary_pos = unary_pos + (limits if n_bands_id >= VOTE_FREE_MIN_BANDS else vote)
-        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary, half_width, n_bands_id))
+        vote_free = int(np.sum(on_view & (ev.score[row(chain.positions)] >= BAND_SHOWN))) >= VOTE_FREE_MIN_BANDS
+        unary_pos = unary_pos + (limits if vote_free else vote)
+        results.append((chain.score + bonus, pol, ev, chain, unary_pos, img_unary, half_width, vote_free))
     results.sort(key=lambda r: -r[0])
-    _, pol, ev, chain, unary_pos, img_unary, half_width, n_bands_id = results[0]
+    _, pol, ev, chain, unary_pos, img_unary, half_width, vote_free = results[0]
     pol_margin = results[0][0] - results[1][0] if len(results) > 1 else np.inf
     # the same difference without the prior (+ = the chain's own scores agree with the reading)
     pol_margin_image = chain.score - results[1][3].score if len(results) > 1 else np.inf
@@ -483,8 +487,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     # again on the band evidence and the spacing alone
     ref = [k for k in np.flatnonzero(inside & seen)]
     if ref:
-        kr = max(ref, key=lambda k: ev.score[int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0,
-                                                            len(sub.s) - 1))])
+        kr = max(ref, key=lambda k: ev.score[int(row(chain.positions[k]))])
         held = unary_pos.copy()
         held[kr] = np.where(np.abs(grid - chain.positions[kr]) <= POSITION_HOLD_MM, held[kr], -1e9)
         for k in ref:  # every disc in view stays near where the identity's chain put it
@@ -496,7 +499,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     # no band (their place is the spacing's guess, not a measurement)
     if ev.inside.any():
         lo_s, hi_s = ev.s[ev.inside][[0, -1]]
-        jk = np.clip(np.rint((chain.positions - sub.s[0]) / step), 0, len(sub.s) - 1).astype(int)
+        jk = row(chain.positions)
         near = (chain.positions >= lo_s - EDGE_SLACK_MM) & (chain.positions <= hi_s + EDGE_SLACK_MM)
         at_edge = np.minimum(chain.positions - lo_s, hi_s - chain.positions) < half_width[jk]
         shown = near & ~(at_edge & (ev.score[jk] < E0))
@@ -508,7 +511,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         far = np.abs(np.arange(len(grid)) - gx[k]) * step > 3.0
         pos_margin = float(m[gx[k]] - m[far].max()) if far.any() else 10.0
         conf = float((1 - np.exp(-max(pos_margin, 0.0) / 2.0)) * (1 - np.exp(-max(margin, 0.0) / 2.0)))
-        jj = int(np.clip(np.rint((chain.positions[k] - sub.s[0]) / step), 0, len(sub.s) - 1))
+        jj = int(row(chain.positions[k]))
         discs.append(Disc(int(model.disc_values[k]), float(chain.positions[k]), cl.points(chain.positions[k]),
                           conf, float(ev.score[jj]), float(ev.tilt_deg[jj])))
     # C1/C2 (PAM50 disc 2) shows no band: measured where the CSF above a measured C2/C3 shows it
@@ -523,7 +526,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         # on the independent phantoms that show it
         k = int(k2[0])
         x = float(chain.positions[k])
-        jj = int(np.clip(np.rint((x - sub.s[0]) / step), 0, len(sub.s) - 1))
+        jj = int(row(x))
         if lo_s + half_width[jj] <= x <= hi_s - half_width[jj] and x <= cl.length:
             conf = float(min(d.confidence for d in discs)) * 0.5
             discs.insert(0, Disc(2, x, cl.points(x), conf, float("nan"), 0.0, source="estimated"))
@@ -588,7 +591,7 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
               "polarity_margin": None if not np.isfinite(pol_margin) else round(float(pol_margin), 2),
               "polarity_margin_image": None if not np.isfinite(pol_margin_image) else round(float(pol_margin_image), 2),
               "si_spacing_mm": round(si_mm, 2), "width_step_sd": round(pair_sd, 3),
-              "positions_without_vote": bool(n_bands_id >= VOTE_FREE_MIN_BANDS),
+              "positions_without_vote": bool(vote_free),
               "ambiguous_reasons": reasons, "identity_alternatives": alts,
               "image_identity": image_check, "c1c2": c1c2_report, "c1c2_spacing": c12,
               "disc_steps": steps}
