@@ -35,7 +35,8 @@ Last run (2026-11-30, shared 2-core machine at load average 13): median t2 2.52 
 t1 2.56 s, full 3.70 s; peak 133 / 133 / 139 / 289 MB (docs/labeling_bare_image.md). After the
 image-alone identity check (five more chain searches without the pair term; a second labeling only
 where the cues disagree), 15:17 UTC at load 1.2-1.4: t2 1.10 s, t2 -initz 0.93 s, t1 1.31 s, full
-2.11 s (1.79-2.49); peak 133 / 133 / 141 / 291 MB. Same load, whole command, before (def9208's
+2.11 s (1.79-2.49); peak 133 / 133 / 141 / 291 MB. Session 45 (2026-12-05, load 0.1, median of 3): t2 -initz
+1.68 s, t2 1.46 s, t1 1.41 s, full 2.73 s; peak 168 / 165 / 166 / 236 MB. Same load, whole command, before (def9208's
 parent) / after, median of 3, interleaved: t2 0.94 / 1.10 s, full phantom (seed 1) 1.51 / 1.82 s.
 """
 
