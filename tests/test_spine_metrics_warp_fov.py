@@ -128,8 +128,9 @@ def test_a_warp_cut_inside_a_body_leaves_it_and_its_lone_neighbour_unmeasured(t2
         sl[ax] = slice(0, n - k)
     cut_warp = tmp_path / "warp_cut.nii.gz"
     nib.save(nib.Nifti1Image(d[tuple(sl)], aff, w.header), str(cut_warp))
+    # nothing is measured: outputs written, exit 3 (0 before session 48, a run that looked fine)
     assert main(["spine-metrics", "-w", str(cut_warp), "--image", str(sct_data / "t2" / "t2.nii.gz"),
-                 "-o", str(tmp_path / "out")]) == 0
+                 "-o", str(tmp_path / "out")]) == 3
     rows = _rows(tmp_path / "out")
     for m in ("height_posterior", "endplate_superior_tilt", "image_height_posterior",
               "image_endplate_superior_tilt", "image_endplate_inferior_tilt"):

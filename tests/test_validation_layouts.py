@@ -40,6 +40,10 @@ def test_layouts_have_and_lack_the_intensity_templates(pam50_full, pam50_mirror)
     assert rep_full.ok and rep_mirror.ok
     assert sorted(rep_full.unhashed) == ["template/PAM50_t1.nii.gz", "template/PAM50_t2.nii.gz",
                                          "template/PAM50_t2s.nii.gz"]
+    assert rep_full.absent_unhashed == [] and "not in this copy" not in rep_full.summary()
+    assert rep_mirror.absent_unhashed == sorted(rep_full.unhashed)
+    assert rep_mirror.summary().endswith("not in this copy (unhashed, optional): PAM50_t1.nii.gz, "
+                                         "PAM50_t2.nii.gz, PAM50_t2s.nii.gz")
 
 
 def test_template_image_comes_from_the_file_or_the_tissue_maps(pam50_full, pam50_mirror):

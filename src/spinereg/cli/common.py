@@ -64,7 +64,9 @@ def add_result_options(parser: argparse.ArgumentParser) -> None:
 
 def new_parser(sub: argparse._SubParsersAction, name: str, help_: str,
                description: str | None = None) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help_, description=description or help_)
+    # help strings are %-formatted by argparse (the command list), descriptions are not: "%%" in
+    # a help string read literally in `-h` before session 48
+    p = sub.add_parser(name, help=help_, description=description or help_.replace("%%", "%"))
     add_common(p)
     return p
 

@@ -95,6 +95,8 @@ def run_verify(args: argparse.Namespace) -> int:
         print(f"missing: {rel}")
     for rel in report.extra:
         print(f"not in manifest: {rel}")
+    for rel in report.absent_unhashed:
+        print(f"not in this copy (optional, unhashed): {rel}")
     if not report.ok:
         raise registry.DataVerificationError(report.summary(), report.root,
                                              f"run `spinereg data fetch {report.name} --force`")

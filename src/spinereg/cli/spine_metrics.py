@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser, start_run
@@ -44,7 +46,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     from pathlib import Path
 
     from spinereg.errors import InputError
@@ -105,7 +106,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(rows)} measures -> {out / CSV_NAME}")
     if qc_index:
         print(f"QC report: {qc_index}")
+    if rows and not any(_measured(r.get("value")) for r in rows):
+        print(f"spine-metrics: every measure is NaN (see the flag column of {out / CSV_NAME})", file=sys.stderr)
+        return 3  # outputs written, nothing measured: not a success
     return 0
+
+
+def _measured(value: object) -> bool:
+    try:
+        return math.isfinite(float(value))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
 
 
 #: rows measured on the body labels themselves: with --warp, the template's bodies as placed
@@ -125,17 +136,20 @@ def _marked_as_template_shape(rows: list[dict]) -> list[dict]:
 def _placed_bodies(args: argparse.Namespace):
     """The template's bodies placed by ``--warp`` on the grid of the measured image, and the levels
     the warp's own field of view cuts there."""
+    from spinereg.errors import InputError
     from spinereg.io.image import load_image
-    from spinereg.metrics.spine_registration import placed_bodies
+    from spinereg.metrics.spine_registration import on_template_lattice, placed_bodies
     from spinereg.transforms.itk import read_displacement
 
     warp = read_displacement(args.warp)
+    if on_template_lattice(warp.grid, args.template):
+        raise InputError(f"the warp lives on {args.template}'s grid: it maps template space to the subject "
+                         "(warp_anat2template), not the subject's grid to the template", args.warp,
+                         "give the registration's warp_template2anat (template -> subject), not warp_anat2template")
     ref = args.image or args.t1 or args.ct
     grid = load_image(ref, ndim=3).grid if ref else warp.grid
     bodies, cut = placed_bodies(warp, grid, template=args.template, supersample=2 if args.image else 1)
     if not bodies.data.any():
-        from spinereg.errors import InputError
-
         raise InputError(f"no vertebral body of {args.template} lands in the {'image' if ref else 'warp'}'s field of "
                          "view when placed by --warp", args.warp,
                          "give the registration's warp_template2anat (template -> subject), not warp_anat2template, "

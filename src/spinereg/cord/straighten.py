@@ -164,6 +164,12 @@ def _voxel_size(curved: Grid, voxel_size: float | Sequence[float] | None) -> np.
     return np.array([inplane, inplane, float(z[ax])])
 
 
+#: the most voxels a straight grid may hold: its two warp fields take 24 bytes a voxel (--voxel-size
+#: 0.05 mm on sct_testing_data t2 asked for 1.44e9 and ran for minutes before session 48; PAM50's
+#: own straight 0.5 mm grid holds 2e7)
+MAX_STRAIGHT_VOXELS = 1.5e8
+
+
 def straight_grid_for(
     centerline: Centerline,
     curved: Grid,
@@ -193,6 +199,11 @@ def straight_grid_for(
     nxy = 2 * np.ceil(hw / vs[:2] - 1e-6).astype(int) + 1
     z0, z1 = float(zmap.forward(0.0)), float(zmap.forward(centerline.length))
     nz = int(np.floor((z1 - z0) / vs[2] + 1e-6)) + 1
+    n_vox = float(nxy[0]) * float(nxy[1]) * nz
+    if n_vox > MAX_STRAIGHT_VOXELS:
+        raise InputError(f"the straight grid would hold {n_vox:.3g} voxels ({int(nxy[0])} x {int(nxy[1])} x {nz} at "
+                         f"{' x '.join(f'{v:g}' for v in vs)} mm; at most {MAX_STRAIGHT_VOXELS:.2g})", None,
+                         "give a coarser --voxel-size (or a smaller --xy-size)")
     x0, y0 = float(center_xy[0]), float(center_xy[1])
     aff = np.diag([-vs[0], vs[1], vs[2], 1.0])
     aff[:3, 3] = [x0 + vs[0] * (nxy[0] - 1) / 2, y0 - vs[1] * (nxy[1] - 1) / 2, z0]

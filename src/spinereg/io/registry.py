@@ -106,6 +106,10 @@ class VerifyReport:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     unhashed: list[str] = field(default_factory=list)
+    #: files the manifest names as unhashed (the full release's largest intensity templates) that this
+    #: copy lacks: not an error (a mirror may leave them out), but said, so that a copy without
+    #: PAM50_t2 is not reported complete
+    absent_unhashed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -115,6 +119,8 @@ class VerifyReport:
         """One line: counts, and the first few offending files."""
         text = (f"{self.name}: {self.checked} files checked, {len(self.mismatched)} differ, "
                 f"{len(self.missing)} missing, {len(self.extra)} not in the manifest")
+        if self.absent_unhashed:
+            text += f"; not in this copy (unhashed, optional): {', '.join(Path(p).name for p in self.absent_unhashed)}"
         bad = [f"differs: {p}" for p in self.mismatched[:3]] + [f"missing: {p}" for p in self.missing[:3]]
         if bad:
             text += " (" + "; ".join(bad) + (", ..." if len(self.mismatched) + len(self.missing) > len(bad) else "") + ")"
@@ -325,6 +331,7 @@ def verify(name: str | Dataset, root: str | Path | None = None,
     unhashed = set(man.unhashed)
     for rel in sorted(present - set(man.files)):
         (report.unhashed if rel in unhashed else report.extra).append(rel)
+    report.absent_unhashed = sorted(unhashed - present)
     return report
 
 

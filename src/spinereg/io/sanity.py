@@ -120,14 +120,18 @@ def _not_a_mask(img: Image, v: Values, what: str, option: str, fix: str) -> Inpu
     return InputError(f"the {what} ({option}) is not a mask: {v.describe()} (an intensity image?)", img.name, fix)
 
 
-def require_segmentation(img: Image, what: str = "segmentation", option: str = "-s") -> None:
+def require_segmentation(img: Image, what: str = "segmentation", option: str = "-s",
+                         points_ok: bool = False) -> None:
     """Raise :class:`InputError` unless ``img`` is a mask or a labelled segmentation: an intensity
-    image given in its place would be read as a cord filling the field of view."""
+    image given in its place would be read as a cord filling the field of view. ``points_ok``:
+    labelled regions may be a few voxels each (lesions numbered one by one), so a point-label
+    file is not refused."""
     v = values_of(img)
     if not is_segmentation(v):
-        raise _not_a_mask(img, v, what, option,
-                          f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
-    if not is_mask(v):  # labelled: each level covers a stretch of cord, not a point
+        fix = (f"give a binary or soft (0..1) {what} with {option}, or one labelled by region" if points_ok else
+               f"give a binary or soft (0..1) cord {what} with {option}, or one labelled with levels")
+        raise _not_a_mask(img, v, what, option, fix)
+    if not is_mask(v) and not points_ok:  # labelled: each level covers a stretch of cord, not a point
         data = np.asarray(img.data if img.ndim == 3 else img.volume(0))
         nz = data[data > 0]
         per_value = nz.size / max(len(np.unique(nz)), 1)

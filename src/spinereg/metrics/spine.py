@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image
+from spinereg.io.sanity import require_segmentation
 from spinereg.metrics.overlap import ImageLike, as_image, check_same_grid
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -542,6 +543,7 @@ def cord_curvature(cord_seg: ImageLike, bodies: ImageLike | None = None,
     from spinereg.cord.centerline import Centerline
 
     seg = as_image(cord_seg, "cord segmentation")
+    require_segmentation(seg, "segmentation", "--cord")  # t2 itself as --cord read a curvature of 0.101 /mm
     cl = Centerline.from_mask(seg)
     lo, hi = margin_mm, cl.length - margin_mm
     if levels is not None:

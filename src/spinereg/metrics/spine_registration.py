@@ -66,6 +66,26 @@ def template_bodies(tpl: Template) -> Image:
     return out
 
 
+def on_template_lattice(grid: Grid, template: str = "PAM50", tol_vox: float = 1e-3) -> bool:
+    """Whether ``grid`` is the template's own grid or a crop of it (same voxel axes and size, voxel
+    centres on the template's lattice, inside it): where SCT's ``warp_anat2template`` lives. A
+    ``warp_template2anat`` lives on the subject's grid. Given in its place to ``spine-metrics -w``,
+    warp_anat2template placed the bodies on PAM50's grid, every one "cut", 135 NaN rows, exit 0,
+    before session 48."""
+    from spinereg.io.image import read_grid
+    from spinereg.io.template import load_template
+
+    tg = read_grid(load_template(template).path("cord"), what="template")
+    a, b = np.asarray(grid.affine, float), np.asarray(tg.affine, float)
+    if not np.allclose(a[:3, :3], b[:3, :3], atol=1e-4 * float(np.max(tg.zooms))):
+        return False
+    corner = tg.world_to_voxel(np.asarray(grid.voxel_to_world(np.zeros((1, 3)))))[0]
+    if np.max(np.abs(corner - np.rint(corner))) > tol_vox:
+        return False
+    far = corner + np.asarray(grid.shape[:3], float) - 1
+    return bool(np.all(corner >= -tol_vox) and np.all(far <= np.asarray(tg.shape[:3], float) - 1 + tol_vox))
+
+
 def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
                      levels: Iterable[int] | None = None) -> Image:
     """Body labels on ``grid`` (the subject's; refined ``supersample`` times per axis) through the

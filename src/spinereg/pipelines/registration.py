@@ -437,7 +437,7 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
     from spinereg.io.image import pair_stems, path_stem
     from spinereg.pipelines.multimodal_outputs import write_multimodal_outputs
     from spinereg.register.multimodal import register_multimodal
-    from spinereg.register.preflight import check_mask, check_multimodal_inputs
+    from spinereg.register.preflight import check_mask, check_mask_covers, check_multimodal_inputs
     from spinereg.transforms.itk import load_transform
 
     run = run or RunRecord("register")
@@ -461,6 +461,8 @@ def multimodal_job(src: str | Path, dest: str | Path, outdir: str | Path, *,
         with run.stage("check inputs"):
             inp = check_multimodal_inputs(src, dest, iseg, dseg, init, param,
                                           init_name=str(init_warp) if init_warp else "--init-warp")
+            if m is not None:
+                check_mask_covers(m, inp.dest)
         # a series is registered through its mean volume, and <stem>_reg.nii.gz is that mean moved:
         # said, so that it is not taken for the series moved
         pair = (("-i", inp.src, inp.dest, s_name, d_name), ("-d", inp.dest, inp.src, d_name, s_name))

@@ -32,6 +32,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image, on_grid_of, path_stem, save_image
 from spinereg.io.provenance import describe_inputs, utc_now, versions, write_json
 from spinereg.io.resample import interp_name
+from spinereg.io.sanity import require_segmentation
 from spinereg.transforms.apply import apply_transforms
 
 #: SCT's straightening test (``testing/cli/test_cli_sct_straighten_spinalcord.py``): on the
@@ -90,6 +91,7 @@ def straighten_image(image: Image | str | Path, seg: Image | str | Path, outdir:
     interp = interp_name(interp)
     img = image if isinstance(image, Image) else load_image(image, ndim=(3, 4), lazy=True, what="image")
     sg = seg if isinstance(seg, Image) else load_image(seg, ndim=3, what="segmentation")
+    require_segmentation(sg, "segmentation", "-s")  # an image as -s straightened along its "cord" with a warning only
     if img.ndim not in (3, 4):
         raise InputError(f"image must be 3D or 4D, got shape {img.shape}", img.name, "give a 3D image or a 4D series")
     for name, v in (("xy_size_mm", xy_size_mm), ("voxel_size", voxel_size)):

@@ -110,3 +110,18 @@ def check_mask(mask: str | Path, what: str = "mask", option: str = "-m") -> Imag
     require_mask(m, what, option)
     require_nonempty(m, what)
     return unit_mask(m)
+
+
+def check_mask_covers(mask: Image, dest: Image, what: str = "mask", option: str = "-m",
+                      dest_option: str = "-d") -> None:
+    """Refuse a mask that, placed on the destination's grid by its world position, holds no voxel:
+    it was ignored, the run otherwise identical to one without it, exit 0 and the mask listed
+    among the inputs, before session 48 (a mask of another session, or a header mix-up)."""
+    from spinereg.io.grid import Grid
+    from spinereg.transforms.apply import apply_transforms
+
+    grid = Grid(tuple(dest.shape[:3]), dest.affine)
+    if not float(apply_transforms(mask, grid, [], "linear").data.max()) > 0:
+        raise InputError(f"the {what} ({option}) lies outside {dest_option}'s field of view: placed there by "
+                         "its world position it holds no voxel", mask.name,
+                         f"give a {what} of the image given with {dest_option} (the same space)")
