@@ -2,8 +2,9 @@
 
 The package's default is ``spinereg/data/batch_default.yaml`` (documented there); a user file
 (YAML or JSON) replaces its top-level keys, and within ``contrasts``, ``given`` and ``engine`` its
-entries one by one. Everything is checked before any work: an unknown key, step, preset or
-contrast is one error naming the file and the fix.
+entries one by one. Everything is checked before any work: an unknown key, step, preset,
+contrast or template, or an engine value the cluster cannot take, is one error naming the file and
+the fix.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from spinereg.batch.bids import SUFFIXES
-from spinereg.errors import InputError
+from spinereg.errors import InputError, SpineregError
 
 STEPS = ("segment", "label", "register-to-template", "chain", "mtr", "warp-template", "extract-metric", "csa")
 TOP_KEYS = {"template", "anatomical", "crop", "qc", "given", "contrasts", "engine"}
@@ -133,6 +135,8 @@ def check(data: dict, where: str) -> None:
         if not isinstance(block, dict) or set(block) - allowed:
             _fail(f"{key}: unknown entries {sorted(set(block) - allowed) if isinstance(block, dict) else block}",
                   where, f"use {', '.join(sorted(allowed))}")
+    _check_template(data.get("template"), where)
+    _check_engine(data.get("engine") or {}, where)
     for name, pats in (data.get("given") or {}).items():
         if not isinstance(pats, list) or not all(isinstance(p, str) for p in pats):
             _fail(f"given.{name} must be a list of file-name patterns", where, 'e.g. ["_seg-manual", "_seg"]')
@@ -183,6 +187,62 @@ def check(data: dict, where: str) -> None:
     if data["anatomical"] not in data["contrasts"]:
         _fail(f"no pipeline for the anatomical contrast {data['anatomical']}", where,
               f"add contrasts.{data['anatomical']} with steps: [register-to-template]")
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as the CLI's ``--workers`` / ``--threads-per-worker`` read it (``int(text)``); None
+    when it is no whole number (a bool, a float, other text)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _check_engine(engine: dict, where: str) -> None:
+    """engine.workers (or ``auto``) and engine.threads_per_worker: whole numbers of at least 1, the
+    rule of the CLI flags; memory_per_worker_gb: a positive number (or ``auto``). Unchecked before
+    session 48, ``workers: -3`` started a cluster of no worker that waited forever and ``abc`` was
+    an internal error, both after the output folder was made."""
+    for key, auto in (("workers", "auto"), ("threads_per_worker", None)):
+        value = engine.get(key)
+        if value is None or (auto is not None and value == auto):
+            continue
+        n = _whole_number(value)
+        if n is None or n < 1:
+            _fail(f"engine.{key}: {value!r} is not a whole number of at least 1", where,
+                  f"give engine.{key} 1 or more" + (f" (or {auto})" if auto else "") + " or leave it out")
+    mem = engine.get("memory_per_worker_gb")
+    if mem is None or mem == "auto":
+        return
+    try:
+        gb = None if isinstance(mem, bool) else float(mem)
+    except (TypeError, ValueError):
+        gb = None
+    if gb is None or not math.isfinite(gb) or gb <= 0:
+        _fail(f"engine.memory_per_worker_gb: {mem!r} is not a positive number", where,
+              "give the GB per worker (e.g. 4) or auto")
+
+
+def _check_template(value: object, where: str) -> None:
+    """The template resolves as the pipelines resolve it (:func:`spinereg.io.template.load_template`):
+    a template name, or a folder holding ``template/info_label.txt`` or ``info_label.txt``. A wrong
+    one failed every subject only once its work had started (exit 3, a partial output folder).
+    A named template's data is not looked for here: it is found (or downloaded) at its first use."""
+    from spinereg.io.template import load_template, template_names
+
+    names = template_names()
+    if not isinstance(value, str) or not value.strip():
+        _fail(f"template: {value!r} is not a template name or folder", where,
+              f"use one of {', '.join(names)} or a template folder")
+    if any(n.lower() == value.lower() for n in names) and not Path(value).is_dir():
+        return
+    try:
+        load_template(value)
+    except SpineregError as exc:
+        at = f" ({exc.path})" if exc.path else ""
+        _fail(f"template: {exc.message}{at}", where, exc.fix or f"use one of {', '.join(names)} or a template folder")
 
 
 def config_to_text(cfg: BatchConfig) -> str:

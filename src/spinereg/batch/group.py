@@ -3,7 +3,9 @@ resumed run ends with the same group files as an uninterrupted one):
 
 * ``OUT/group/subjects.tsv``: one row per unit, its status (done / failed), verdict, one-line reason
   and notes (e.g. which of several T2w images was used);
-* ``OUT/group/qc_scores.csv``: every registration's verdict and scores (``spinereg qc-scores``'s table);
+* ``OUT/group/qc_scores.csv``: every registration's verdict and scores (``spinereg qc-scores``'s table,
+  ``subject`` the participant id with ``session_id`` and ``image`` beside it, ``run_id`` the run
+  folder under OUT);
 * ``OUT/group/metrics_per_level.tsv``: every extracted metric, per subject and level;
 * ``OUT/group/summary_per_level.tsv``: per metric, label and level, n / mean / SD / median / min / max across subjects;
 * ``OUT/qc/index.html``: one QC report over every unit (the pages stay in each unit's ``qc/``;
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from spinereg.batch.bids import Unit
 
 SUBJECT_COLUMNS = ("participant_id", "session_id", "unit", "status", "verdict", "reason", "folder", "notes")
+#: qc_scores.csv's first columns (then the key scores): qc-scores' own, with the unit's session and the image
+QC_COLUMNS = ("run_id", "subject", "session_id", "image", "command", "verdict", "reasons", "folder")
 
 
 def unit_provenance(folder: Path) -> dict:
@@ -68,6 +72,33 @@ def _metric_rows(out: Path, units: Sequence[Unit]) -> list[dict]:
     return rows
 
 
+def _qc_rows(out: Path, units: Sequence[Unit]) -> list[dict]:
+    """qc-scores' rows of every complete unit, named by the unit: ``subject`` is its participant id
+    (qc-scores names a run by its image, ``sub-01_T2w``, or, a chain, by its folder, ``dwi_chain``,
+    which is what this table held before session 48) and ``run_id`` its folder under OUT (relative
+    to the unit folder, ``ses-01/sct/T2w_register-to-template`` was the run id of every subject's
+    first session)."""
+    from spinereg.errors import SpineregError
+    from spinereg.metrics.cohort import aggregate, image_stem
+
+    rows = []
+    top = out.resolve()
+    for u in units:
+        folder = out / u.rel
+        if not folder.is_dir():
+            continue
+        try:
+            found = aggregate([folder])
+        except SpineregError:  # no registration in this unit
+            continue
+        for r in found:
+            run = Path(r["folder"])
+            rows.append({**r, "run_id": run.relative_to(top).as_posix() if top in run.parents else r["run_id"],
+                         "subject": f"sub-{u.subject}", "session_id": f"ses-{u.session}" if u.session else "n/a",
+                         "image": image_stem(unit_provenance(run)) or r["subject"]})
+    return rows
+
+
 def _qc_index(out: Path, units: Sequence[Unit]) -> Path | None:
     """One report over the units' QC entries (their pictures stay in the unit folders)."""
     from spinereg.qc.report import ENTRIES, build_index, load_entries
@@ -99,22 +130,16 @@ def _qc_index(out: Path, units: Sequence[Unit]) -> Path | None:
 
 def write_group(out: Path, units: Sequence[Unit], failures: dict[str, str]) -> dict[str, Path]:
     """Write every group output (see module doc); returns them by role."""
-    from spinereg.errors import SpineregError
-    from spinereg.metrics.cohort import aggregate, to_cohort_csv
+    from spinereg.metrics.cohort import to_cohort_csv
 
     group = out / "group"
     files: dict[str, Path] = {}
     with OutputFolder(group, replace=True) as tmp:  # replaces the previous group folder as a whole
         subs = subject_rows(out, units, failures)
         write_tsv(tmp / "subjects.tsv", SUBJECT_COLUMNS, subs)
-        done = [out / u.rel for u in units if (out / u.rel).is_dir()]
-        if done:
-            try:
-                rows = aggregate(done)
-            except SpineregError:
-                rows = []
-            text = to_cohort_csv(rows) if rows else ""
-            (tmp / "qc_scores.csv").write_text(text)
+        if any((out / u.rel).is_dir() for u in units):
+            rows = _qc_rows(out, units)
+            (tmp / "qc_scores.csv").write_text(to_cohort_csv(rows, QC_COLUMNS) if rows else "")
         mrows = _metric_rows(out, units)
         write_tsv(tmp / "metrics_per_level.tsv", METRIC_COLUMNS, mrows)
         write_tsv(tmp / "summary_per_level.tsv", SUMMARY_COLUMNS, summarise(mrows))

@@ -204,7 +204,7 @@ def run_batch(bids: str | Path, out: str | Path, *, config: str | Path | BatchCo
     result = BatchResult(out, run_id)
     eng = cfg.data.get("engine") or {}
     threads = int(threads_per_worker or eng.get("threads_per_worker") or 1)
-    n_workers = workers or (None if eng.get("workers", "auto") == "auto" else int(eng["workers"]))
+    n_workers = workers or (None if eng.get("workers") in (None, "auto") else int(eng["workers"]))
     mem = eng.get("memory_per_worker_gb")
     mem = None if mem in (None, "auto") else float(mem)
     with Lock(out):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from spinereg.errors import InputError, SpineregError
@@ -22,31 +23,58 @@ KEY_SCORES = ("cord_dice", "hausdorff95_mm", "hausdorff95_vox", "centerline_rms_
               "jacobian_min", "pct_folding", "inverse_consistency_vox", "similarity_before", "similarity_after",
               "similarity_shift_gain", "image_structure")
 FIXED_COLUMNS = ("run_id", "subject", "command", "verdict", "reasons", "folder")
+#: provenance inputs naming a run's image (the first present wins)
+IMAGE_INPUTS = ("image", "input", "dest")
 
 
 def find_output_folders(roots: list[str | Path]) -> list[Path]:
-    """Folders holding both metrics.json and provenance.json under (or equal to) each root, sorted."""
+    """Folders holding both metrics.json and provenance.json under (or equal to) each root, sorted.
+
+    A folder below a hidden one (a name starting with '.', relative to the root) is left out: the
+    staging copies of unfinished work (a batch unit's ``.sub-01.<pid>.<random>.part/``, an output
+    folder's temporary copy) were counted as runs before session 48, twice when the unit then
+    completed."""
     found: set[Path] = set()
     for root in roots:
         r = Path(root)
         if not r.is_dir():
             raise InputError("not a folder", r, "give spinereg output folders or folders that contain them")
         for m in r.rglob("metrics.json"):
+            if _hidden(m.parent.relative_to(r)):
+                continue
             if (m.parent / "provenance.json").is_file():
                 found.add(m.parent.resolve())
     return sorted(found)
 
 
-def _subject(prov: dict, folder: Path) -> str:
-    inputs = prov.get("inputs") or {}
-    path = inputs.get("image") or inputs.get("input") or inputs.get("dest")
-    if not path:
-        return folder.name
+def _hidden(rel: Path) -> bool:
+    """Whether a path (relative to a scanned root) passes through a hidden folder."""
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def _stem(path: str) -> str:
     name = Path(path).name
     for suffix in (".nii.gz", ".nii"):
         if name.endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _subject(prov: dict, folder: Path) -> str:
+    inputs = prov.get("inputs") or {}
+    path = next((inputs[k] for k in IMAGE_INPUTS if inputs.get(k)), None)
+    return _stem(path) if path else folder.name
+
+
+def image_stem(prov: dict) -> str | None:
+    """The run's image without .nii[.gz] (``image`` / ``input`` / ``dest`` of its inputs, else a
+    chain's first image, its target), None when its provenance names none."""
+    inputs = prov.get("inputs") or {}
+    path = next((inputs[k] for k in IMAGE_INPUTS if inputs.get(k)), None)
+    images = inputs.get("images")
+    if not path and isinstance(images, list) and images and isinstance(images[0], str):
+        path = images[0]
+    return _stem(path) if path else None
 
 
 def _run_id(folder: Path, roots: list[Path]) -> str:
@@ -103,9 +131,9 @@ def aggregate(roots: list[str | Path], rescore: bool = False, thresholds: dict |
     return rows
 
 
-def to_cohort_csv(rows: list[dict]) -> str:
-    """CSV text: fixed columns, the key scores, then any other score (blank where absent)."""
-    cols = list(FIXED_COLUMNS) + list(KEY_SCORES)
+def to_cohort_csv(rows: list[dict], fixed: Sequence[str] = FIXED_COLUMNS) -> str:
+    """CSV text: the ``fixed`` columns, the key scores, then any other score (blank where absent)."""
+    cols = list(fixed) + [k for k in KEY_SCORES if k not in fixed]
     for r in rows:
         cols += [k for k in r if k not in cols]
     buf = io.StringIO()
