@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         series_stem,
         write_moco_outputs,
     )
+    from spinereg.epi.moco_masks import require_weights
     from spinereg.epi.sidecar import read_sidecar
     from spinereg.io.image import load_image
     from spinereg.io.provenance import RunRecord, write_json
@@ -101,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     th = Thresholds(**{k2: prm[k1] for k1, k2 in (("dropout", "dropout"), ("ghost", "ghosting"), ("fd", "fd_mm"),
                                                    ("z", "residual_z")) if k1 in prm})
     mask = load_image(args.mask, ndim=3, what="mask") if args.mask else None
+    if mask is not None:
+        require_weights(mask, "-m")  # an anatomical image there was a weight map of its intensities
     from spinereg.io.staging import OutputFolder
 
     outdir = out

@@ -65,7 +65,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(t)
     a = methods.add_parser("anat", help="field-map-less: PE-only registration to an anatomical image",
                            description="Field-map-less correction: registration to an undistorted anatomical "
-                                       "image along the phase-encode axis only.")
+                                       "image along the phase-encode axis only. An estimate whose 99th percentile "
+                                       "shift in the subject exceeds 5 voxels (real EPI distortion is a few voxels) "
+                                       "is written with a warning: -d is probably not the same subject, position "
+                                       "or coverage (<name>_sdc.json: plausibility_check).")
     a.add_argument("-i", "--input", required=True, help="EPI (3D or 4D; the mean is registered)")
     a.add_argument("-d", "--dest", required=True, help="undistorted anatomy (T2*w or T2w)")
     a.add_argument("-m", "--mask", help="cord mask in the anatomy's space (focus)")

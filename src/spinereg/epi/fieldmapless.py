@@ -70,6 +70,40 @@ def _check_anat(anat: Image, dilate_mm: float) -> None:
                          "give the subject's undistorted anatomical image (T2*w or T2w)")
 
 
+#: a field-map-less estimate whose 99th percentile shift where the EPI shows the subject exceeds
+#: this (voxels along PE) is not a plausible EPI distortion. Real distortion of the cord is a few
+#: voxels: B0 offsets in the neck after shimming of some 50-100 Hz (more only next to the lungs)
+#: times total readout times of 0.02-0.05 s give 1-5 voxels at the worst place, less over the
+#: subject; the EPI phantom's truth (70 Hz, 0.03 s) is 1.5-1.9 (seeds 0-2). Measured p99 of this
+#: estimate (EPI phantom's 4D series, seeds 0-2): against its own T2*w 2.3-4.4; against another
+#: subject's image -- SCT's t2 or t2s, another seed's T2*w -- 8.2-11.5 (the tester's 8.34, against
+#: 2.56 with its own T2*w). Over 5 the estimate is read as registration to a mismatched anatomy
+#: (another subject, another position, an anatomy that covers part of the EPI): SCT's dmri / fmri
+#: against SCT's t2 / t2s / mt1 by their headers alone (partial cover, cords 3-7 mm apart) gave
+#: 6.5-16, pe i or j, with or without the cord mask; the phantom's own T2w 3.4/6.9/12.3 (truth
+#: 1.5-1.9), and fields of 150 Hz x 0.03 s or 100 Hz x 0.06 s (truth 3.4-5.9) 55-66 where the
+#: solver failed: the figures over the bound are estimates that are wrong, not strong fields
+MAX_PLAUSIBLE_SHIFT_VOX = 5.0
+
+
+def implausible_shift_warning(p99: float, anat_name: str, readout_s: float | None) -> str | None:
+    """The warning for an estimated shift larger than real EPI distortion
+    (:data:`MAX_PLAUSIBLE_SHIFT_VOX`, 99th percentile where the EPI shows the subject), or None.
+    The estimate is kept as it is: the registration along PE bends the EPI onto whatever ``-d``
+    holds, so a large figure means the anatomy does not match (another subject, another position)
+    rather than a strong field. ``readout_s`` (when known) gives the field in Hz such a shift
+    needs, for the user to set against the readout time they gave."""
+    if not np.isfinite(p99) or p99 <= MAX_PLAUSIBLE_SHIFT_VOX:
+        return None
+    field = (f" (a field of {p99 / readout_s:.0f} Hz with the readout time {readout_s:g} s)"
+             if readout_s is not None and np.isfinite(readout_s) and readout_s > 0 else "")
+    return (f"the estimated distortion is implausibly large: 99th percentile shift in the subject {p99:.2f} voxels"
+            f"{field}, where real EPI distortion stays within a few voxels (bound {MAX_PLAUSIBLE_SHIFT_VOX:g}): "
+            f"the EPI was probably bent onto an anatomy that does not match it -- check that -d ({anat_name}) "
+            "is the same subject in the same position (or give -w EPI -> anatomy) and covers the EPI, and "
+            "that the readout time (--readout-time / TotalReadoutTime) is right")
+
+
 def correct_fieldmapless(
     epi: str | Path | Image,
     anat: str | Path | Image,
@@ -88,6 +122,11 @@ def correct_fieldmapless(
     ``mask``: cord mask (any grid in the same space as ``anat``; resampled like it). ``init``: pull
     transform(s) EPI points -> anatomy points. ``readout_s`` is only needed for the field in Hz
     (without it the field image holds NaN-free zeros and ``info['field_hz'] = False``).
+
+    An estimate whose 99th percentile shift in the subject exceeds a few voxels
+    (:data:`MAX_PLAUSIBLE_SHIFT_VOX`, 5: real EPI distortion of the cord is 1-5 voxels at its
+    worst) is kept but warned of (``info['warning']``, ``info['plausibility_check']``): the EPI
+    was most likely registered to an anatomy that does not match it.
     """
     from spinereg.transforms.apply import apply_transforms
 
@@ -122,12 +161,23 @@ def correct_fieldmapless(
     vsm, costs = solve_pe_shift(d1, axis, target=target, weight=weight, levels=levels)
     corrected = unwarp_image(epi_img, vsm, axis, jacobian_mod)
     field_hz = field_from_vsm(vsm, par.readout_s, par.pe) if have_readout else np.zeros_like(vsm)
+    p99 = object_shift_p99(d1, vsm)
     info = {"method": "fieldmapless", "cost_per_level": costs, "dilate_mm": dilate_mm,
             "field_hz": bool(have_readout), "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
-            "object_p99_shift_vox": object_shift_p99(d1, vsm), "seconds": round(time.perf_counter() - t0, 3)}
+            "object_p99_shift_vox": p99, "seconds": round(time.perf_counter() - t0, 3)}
+    warnings = []
     if not have_readout:
-        info["warning"] = ("no readout time (--readout-time / TotalReadoutTime): the field map output holds zeros, "
-                           "not a field in Hz (the shift map and the corrected EPI do not need it)")
+        warnings.append("no readout time (--readout-time / TotalReadoutTime): the field map output holds zeros, "
+                        "not a field in Hz (the shift map and the corrected EPI do not need it)")
+    # an unrelated anatomy as -d was 'corrected' by 8.34 voxels (p99; 2.56 against the EPI's own
+    # T2*w), exit 0, no word, before this check
+    implausible = implausible_shift_warning(p99, anat_img.name, par.readout_s if have_readout else None)
+    info["plausibility_check"] = {"object_p99_shift_vox": p99, "max_plausible_shift_vox": MAX_PLAUSIBLE_SHIFT_VOX,
+                                  "implausible": implausible is not None}
+    if implausible:
+        warnings.append(implausible)
+    if warnings:
+        info["warning"] = "; ".join(warnings)
     return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),
                      vsm=epi_img_3d(epi_img, vsm), transform=vsm_to_field(vsm, grid, axis),
                      pe=par.pe, readout_s=par.readout_s if have_readout else float("nan"), info=info)

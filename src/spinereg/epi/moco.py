@@ -60,6 +60,7 @@ from spinereg.epi.moco_acquisition import (
     read_bvals,
     read_bvecs,
     read_sidecar,
+    require_bvalues,
     slice_groups_from_multiband,
     slice_groups_from_timing,
 )
@@ -206,6 +207,7 @@ def motion_correct(
         b = np.asarray(bvals, float).ravel()
         if b.size != nvol:
             raise InputError(f"{b.size} b-values for {nvol} volumes", None, "give the matching bvals")
+        require_bvalues(b)
         classes = (b > B0_THRESHOLD).astype(int)
     units = np.zeros(nvol, int)
     uid = 0

@@ -11,6 +11,7 @@ import numpy as np
 from spinereg.errors import InputError
 from spinereg.io.grid import Grid
 from spinereg.io.image import Image, load_image
+from spinereg.io.sanity import require_mask, values_of
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +29,26 @@ TIGHT_MASK_MM2 = 150.0
 TIGHT_MASK_OUTLIER_PCT = 5.0
 
 
+def require_weights(mask: Image, option: str = "-m") -> None:
+    """Refuse a ``-m`` that is not a mask or a weight map: its values are the registration's
+    weights, so an anatomical image (t2.nii.gz, 0..1257) given there weighted every voxel by its
+    intensity, exit 0, before this check. A map within 0..1 is taken as weights whatever its share
+    of non-zero voxels (a Gaussian weight map, ``sct_create_mask -f gaussian``, is non-zero almost
+    everywhere, which :func:`~spinereg.io.sanity.require_mask` reads as an intensity image); others
+    must pass :func:`~spinereg.io.sanity.require_mask` (binary, e.g. 0/255, or soft 0..1)."""
+    v = values_of(mask)
+    if v.vmin >= 0 and v.vmax <= 1 + 1e-3:
+        return
+    require_mask(mask, "mask", option)
+
+
 def _as_weights(mask: Image | str | Path | np.ndarray | None, grid: Grid) -> np.ndarray | None:
     if mask is None:
         return None
     if isinstance(mask, str | Path):
         mask = load_image(mask, ndim=3, what="mask")
     if isinstance(mask, Image):
+        require_weights(mask)
         if not mask.grid.same_as(grid, atol=1e-3):
             from spinereg.transforms.apply import resample
 

@@ -59,12 +59,31 @@ class EPIParams:
     readout_s: float
 
 
+def _refuse_slice_axis(pe: str, sidecar: str | None) -> None:
+    """Refuse a phase-encode direction along the slice axis (``k``/``k-``). Every correction works
+    slice by slice in the (i, j) plane (the field is smoothed in-plane, the shift is along one
+    in-plane axis), and the CLI's --pe offers only i/j; a sidecar's ``"k"`` was applied along the
+    slice axis all the same by ``sdc fieldmap`` (exit 0), and refused by ``sdc topup``/``anat``
+    naming the EPI rather than the JSON that said it. ``sidecar``: the JSON the direction came
+    from (None when it was an argument)."""
+    if not pe.startswith("k"):
+        return
+    if sidecar is not None:
+        raise InputError(f"PhaseEncodingDirection {pe!r} is along the slice axis (the third voxel axis): "
+                         "distortion correction along the slice axis is not supported", sidecar,
+                         "give the in-plane phase-encode direction with --pe i, i-, j or j- (or correct "
+                         "PhaseEncodingDirection in the JSON)")
+    raise InputError(f"phase-encode direction {pe!r} is along the slice axis: distortion correction along the "
+                     "slice axis is not supported", None, "give the in-plane phase-encode direction: i, i-, j or j-")
+
+
 def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None,
                image: str | Path | None = None) -> EPIParams:
     """PE direction and readout time from arguments, else from the sidecar ``meta``.
 
     ``TotalReadoutTime`` may also be derived from ``EffectiveEchoSpacing`` and the matrix size
-    along PE (``(N - 1) * spacing``) is *not* guessed here: give it explicitly.
+    along PE (``(N - 1) * spacing``) is *not* guessed here: give it explicitly. A direction
+    along the slice axis (``k``, ``k-``) is refused, naming the sidecar when it came from there.
     """
     where = meta.get("_path") or (str(image) if image else None)
     from_meta = pe is None
@@ -75,8 +94,9 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
                              where, "pass --pe j (or j-, i, i-) or add PhaseEncodingDirection to the JSON")
     if str(pe).strip().lower() not in PE_CODES:  # a sidecar's "y" was refused without naming the sidecar
         raise InputError(f"unknown phase-encode direction {pe!r}" + (" (PhaseEncodingDirection)" if from_meta else ""),
-                         where if from_meta else None, "use a BIDS PhaseEncodingDirection: i, i-, j, j-, k or k-"
+                         where if from_meta else None, "use a BIDS PhaseEncodingDirection: i, i-, j or j-"
                          + (" (or pass --pe)" if from_meta else ""))
+    _refuse_slice_axis(str(pe).strip().lower(), where if from_meta else None)
     readout_given = readout_s is not None
     if readout_s is None:
         readout_s = meta.get("TotalReadoutTime")

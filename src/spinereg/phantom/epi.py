@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 
 from spinereg.epi.distortion import pe_axis, reverse_pe, vsm_to_field
@@ -313,6 +314,21 @@ def _rician(img: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarr
 MAX_EPI_VOXELS = 16_000_000
 
 
+def _nifti_header(shape: Sequence[int], grid: Grid, tr_s: float) -> nib.Nifti1Header:
+    """A header with units (mm, s) and, for a series, the repetition time as its 4th voxel size:
+    the phantom's epi.nii.gz said pixdim[4] 1.0 and units unknown while epi.json said
+    RepetitionTime 2.0, so tools reading the NIfTI (FSL, SCT, nibabel's zooms) took a TR of 1
+    (in unknown units) for it. 3D images carry the same units (SCT's images say mm, sec)."""
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(tuple(int(n) for n in shape))
+    zooms = [float(z) for z in grid.zooms[:3]]
+    if len(shape) > 3:
+        zooms += [float(tr_s)] + [1.0] * (len(shape) - 4)
+    hdr.set_zooms(zooms)
+    hdr.set_xyzt_units("mm", "sec")
+    return hdr
+
+
 def make_epi_phantom(
     shape: Sequence[int] = (64, 64, 20),
     voxel_mm: Sequence[float] = (1.0, 1.0, 5.0),
@@ -406,7 +422,7 @@ def make_epi_phantom(
         return v.reshape(g.shape)
 
     def img(data: np.ndarray, g: Grid) -> Image:
-        return Image(np.asarray(data), g.affine)
+        return Image(np.asarray(data), g.affine, _nifti_header(np.shape(data), g, tr_s))
 
     # ---- truth on the EPI grid
     field_epi = as_vol(model.field(model.to_anatomy(q)))
