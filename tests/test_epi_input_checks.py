@@ -205,3 +205,16 @@ def test_phantom_series_carries_its_repetition_time(tmp_path, capsys):
     assert hdr.get_xyzt_units() == ("mm", "sec")
     for name in ("epi_blipup", "t2w", "t2s_seg", "fieldmap_hz", "truth/vsm"):
         assert nib.load(str(out / f"{name}.nii.gz")).header.get_xyzt_units() == ("mm", "sec"), name
+
+
+def test_segment_bvals_refuse_negative(tmp_path):
+    """segment --bvals reads its own file (the b=0 / DWI split of a series): the same check."""
+    from spinereg.errors import InputError
+    from spinereg.segment.inputs import read_bvals
+
+    p = tmp_path / "bvals.txt"
+    p.write_text("0 750 -750 750\n")
+    with pytest.raises(InputError, match=r"volume 2: -750"):
+        read_bvals(p, 4)
+    p.write_text("0 750 750 750\n")
+    assert list(read_bvals(p, 4)) == [0, 750, 750, 750]

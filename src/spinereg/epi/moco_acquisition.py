@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from spinereg.errors import InputError
+from spinereg.io.sanity import require_bvalues
 
 
 def slice_groups_from_multiband(n_slices: int, multiband: int = 1) -> np.ndarray:
@@ -85,21 +86,6 @@ def read_bvals(path: str | Path, n_volumes: int) -> np.ndarray:
                          "give the bvals file that belongs to this series")
     require_bvalues(b, path)
     return b
-
-
-def require_bvalues(b: np.ndarray, path: str | Path | None = None) -> None:
-    """Refuse b-values that no acquisition has: negative or not finite. A b-value is a diffusion
-    weighting (s/mm2, 0 for a b=0 volume); ``0 750 -750 750 ...`` classed volume 2 as a b=0
-    volume (-750 <= 50) and moco ran with it in the b=0 reference, exit 0, before this check.
-    A ``nan`` (parsed as a number) was classed the same way."""
-    b = np.asarray(b, float).ravel()
-    bad = np.flatnonzero(~np.isfinite(b) | (b < 0))
-    if not bad.size:
-        return
-    shown = ", ".join(f"volume {int(t)}: {b[t]:g}" for t in bad[:5]) + (", ..." if bad.size > 5 else "")
-    raise InputError(f"{bad.size} b-value(s) negative or not a number ({shown})", path,
-                     "b-values are diffusion weightings >= 0 s/mm2 (0 for the b=0 volumes): give the "
-                     "bvals file that belongs to this series (FSL format, one value per volume)")
 
 
 def read_bvecs(path: str | Path, n_volumes: int) -> np.ndarray:

@@ -9,6 +9,7 @@ are judged on at most ~2 million evenly spaced voxels, so the checks take millis
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -199,3 +200,18 @@ def check_image_and_seg(img: Image, seg: Image, image_option: str = "-i", seg_op
                          f"give the {what} with {image_option} and its cord segmentation with {seg_option}")
     require_mask(seg, "segmentation", seg_option)
     require_not_mask(img, what, image_option)
+
+
+def require_bvalues(b: np.ndarray, path: str | Path | None = None) -> None:
+    """Refuse b-values that no acquisition has: negative or not finite. A b-value is a diffusion
+    weighting (s/mm2, 0 for a b=0 volume); ``0 750 -750 750 ...`` classed volume 2 as a b=0
+    volume (-750 <= 50) and moco ran with it in the b=0 reference, exit 0, before this check.
+    A ``nan`` (parsed as a number) was classed the same way."""
+    b = np.asarray(b, float).ravel()
+    bad = np.flatnonzero(~np.isfinite(b) | (b < 0))
+    if not bad.size:
+        return
+    shown = ", ".join(f"volume {int(t)}: {b[t]:g}" for t in bad[:5]) + (", ..." if bad.size > 5 else "")
+    raise InputError(f"{bad.size} b-value(s) negative or not a number ({shown})", path,
+                     "b-values are diffusion weightings >= 0 s/mm2 (0 for the b=0 volumes): give the "
+                     "bvals file that belongs to this series (FSL format, one value per volume)")

@@ -16,7 +16,7 @@ import numpy as np
 
 from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
-from spinereg.io.sanity import constant_value
+from spinereg.io.sanity import constant_value, require_bvalues
 
 #: b-value (s/mm2) above which a volume counts as diffusion-weighted
 B_DWI = 50.0
@@ -48,6 +48,7 @@ def read_bvals(path: str | Path, nvols: int) -> np.ndarray:
     if vals.size != nvols:
         raise InputError(f"{vals.size} b-values for {nvols} volumes", p,
                          "give the bvals file that belongs to this series")
+    require_bvalues(vals, p)  # a negative b-value was read as a b=0 volume
     return vals
 
 
