@@ -181,3 +181,14 @@ def test_cli_thick_slices_exit_3(sct_data, tmp_path):
                         "-s", str(d / "mt1_seg.nii.gz"), "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert r.returncode == 3, r.stderr
     assert "FAIL: the image samples the cord every 17.0 mm" in r.stderr
+
+
+def test_pin_on_the_pmj_region_is_refused(sct_data):
+    """Disc value 1 (PAM50_label_disc's pontomedullary junction region) is no disc the chain holds:
+    ``-initz 30,1`` on t2 was ignored (the image's own names written) while the check warned that
+    the pin named the levels 3 higher, before session 48."""
+    from spinereg.errors import InputError
+
+    img, seg = _t2(sct_data)
+    with pytest.raises(InputError, match="pontomedullary junction region"):
+        label_vertebrae(img, seg, contrast="t2", init=init_from_slice("30,1", seg))

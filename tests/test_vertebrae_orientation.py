@@ -80,14 +80,20 @@ def test_cervical_phantom_and_its_mirror(tmp_path, capsys):
 
 
 @pytest.mark.realdata
-def test_given_an_initial_disc_no_check_is_made():
-    """-initz fixes the identity (the user looked at the image): the mirror is not labelled."""
+def test_given_an_initial_disc_the_check_still_speaks():
+    """-initz names the levels, but on an image whose header has S-I reversed the chain runs from
+    the pin the wrong way: the image-alone run's check (made for the pin's own check) is carried
+    into the pinned labeling. Before session 48 the pinned mirror was named with confidence ~1,
+    unflagged (t2 flipped, C4/C5 pinned right: C5/C6 and C6/C7 named where C3/C4 and C2/C3 are)."""
     from spinereg.phantom.independent import make_independent_subject
     from spinereg.vertebrae import label_vertebrae
 
     ph = make_independent_subject("cervical", seed=0)
     lab = label_vertebrae(ph.image, ph.seg, "t2", init=(ph.disc_points[4], 4))
-    assert "orientation" not in lab.report
+    assert abs(lab.report["orientation"]["margin"] - CLAIM_CERVICAL) < 0.3 and not lab.ambiguous
+    up = label_vertebrae(flip_si(ph.image), flip_si(ph.seg), "t2", init=(ph.disc_points[4], 4))
+    assert up.report["orientation"]["upside_down"] and up.ambiguous
+    assert any(r.startswith(UPSIDE_DOWN) for r in up.report["ambiguous_reasons"])
 
 
 @pytest.mark.realdata

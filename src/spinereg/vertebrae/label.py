@@ -122,7 +122,7 @@ from spinereg.vertebrae.intensity import zero_based
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, SPACING_SD, spine_model
 from spinereg.vertebrae.names import margin_text
-from spinereg.vertebrae.orientation import flip_si, si_reversal
+from spinereg.vertebrae.orientation import UPSIDE_DOWN, flip_si, si_reversal
 from spinereg.vertebrae.prepare import (
     MAX_ROLL_DEG,
     ROLL_TOLERANCE_DEG,
@@ -154,6 +154,8 @@ __all__ = [
 
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
 UNSEEN = (1, 2)
+#: PAM50_label_disc's value 1: the pontomedullary junction region, above C1 (no disc)
+PMJ_REGION = 1
 #: where in the column the disc bands are averaged (see evidence.band_evidence)
 EVIDENCE_OPTIONS = {"offset_mm": 3.0, "fraction": 0.45}
 #: coarsest sampling along the cord (mm) at which discs (4-6 mm thick) are still resolved
@@ -226,6 +228,7 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if init is not None and check_identity:  # the free run shares the checks and the cord frame
             free = _with_csf_identity(image, seg, prep, template, _label_vertebrae(image, seg, prep, None, template, True))
             _check_init(lab, free, init)
+            lab = _with_orientation(lab, _free_orientation(free))
         elif check_identity:
             lab = _with_csf_identity(image, seg, prep, template, lab)
         if init is not None and not lab.discs:
@@ -234,6 +237,17 @@ def label_vertebrae(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if offset:
             lab.report["intensity_offset"] = round(offset, 4)
         return _with_flag_confidence(_with_cord_end(image, lab, prep))
+
+
+def _free_orientation(free: VertebralLabeling) -> tuple[dict, str | None] | None:
+    """The upside-down check of the image-alone labeling, for a pinned one: a pin names the levels,
+    but on an image whose header has S-I reversed the chain runs from it the wrong way (t2 flipped,
+    C4/C5 pinned right: the next discs named C5/C6 and C6/C7 where C3/C4 and C2/C3 are, confidence
+    0.99, unflagged, before session 48). The free run checks the mirror already."""
+    record = free.report.get("orientation")
+    if record is None:
+        return None
+    return record, next((r for r in free.report["ambiguous_reasons"] if r.startswith(UPSIDE_DOWN)), None)
 
 
 def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
@@ -404,6 +418,11 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
         if value not in model.disc_values:
             raise InputError(f"initial disc value {value} is not a {model.name} disc label",
                              None, f"use one of {model.disc_values.tolist()} (3 = C2/C3)")
+        if value == PMJ_REGION:  # the chain does not hold it: the pin was ignored, warned of as held, before session 48
+            raise InputError(f"initial disc value {value} is the pontomedullary junction region, not a disc the "
+                             "labeling places", None,
+                             "pin a disc from C1/C2 down (e.g. -initz Z,3 for C2/C3); the PMJ is found by itself "
+                             "when the image shows the brainstem")
         pinned = (int(np.flatnonzero(model.disc_values == value)[0]), s_init)
 
     # the cord's width at each grid position against the template's at each disc
