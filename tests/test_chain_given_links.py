@@ -51,3 +51,31 @@ def test_seg_on_another_grid_refused_before_work(sct_data, mt12t2, tmp_path, cap
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not on the same voxel grid" in err[0] and "t2s_seg.nii.gz" in err[0], err
     assert not out.exists()
+
+
+def _chain_links(sct_data, first, second, out):
+    d = sct_data
+    return main(["chain", "-i", str(d / "mt" / "mt1.nii.gz"), str(d / "t2" / "t2.nii.gz"),
+                 "--seg", "none", str(d / "t2" / "t2_seg-manual.nii.gz"), "-l", str(d / "t2" / "labels.nii.gz"),
+                 "--link-warp", "0", str(first), str(second), "-o", str(out)])
+
+
+def test_link_warp_of_another_space_refused_before_work(sct_data, tmp_path, capsys):
+    """t2's warp_template2anat given as the mt1 -> t2 link: the template cord landed on mt1 at Dice
+    0.39 (0.89 with the right warp), exit 0 with only the field-of-view warning the right pair gets
+    too, before session 48."""
+    out = tmp_path / "o"
+    assert _chain_links(sct_data, sct_data / "t2" / "warp_template2anat.nii.gz",
+                        sct_data / "mt" / "warp_t22mt1.nii.gz", out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warp_template2anat.nii.gz" in err[0] and "no common extent" in err[0], err
+    assert not out.exists()
+
+
+def test_link_warps_swapped_refused_before_work(sct_data, mt12t2, tmp_path, capsys):
+    """The right pair the other way round: Dice 0.76 instead of 0.89, exit 0, before session 48."""
+    out = tmp_path / "o"
+    assert _chain_links(sct_data, sct_data / "mt" / "warp_t22mt1.nii.gz", mt12t2, out) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "look swapped" in err[0] and "warp_mt12t2 (on t2.nii.gz's grid) first" in err[0], err
+    assert not out.exists()

@@ -165,6 +165,34 @@ def check_chain_inputs(images: list, segs: list, given: dict | None = None) -> N
                          "would overwrite each other", None, "give each image of the chain once, with its own name")
 
 
+def _given_link(k: int, paths: tuple[str, str], imgs: list[Image]) -> tuple[Transform, Transform]:
+    """``--link-warp K WARP_K2NEXT WARP_NEXT2K`` loaded and checked against the two images. SCT
+    naming: warp_<k>2<next> lives on the neighbour's grid (pulls its points into k), warp_<next>2<k>
+    on k's grid. A warp from another space (t2's warp_template2anat as mt1 -> t2: the template cord
+    on mt1 at Dice 0.39) and the pair given the other way round (0.76, against 0.89) ran with exit
+    0 and only a field-of-view warning, which the right pair gets too, before session 48."""
+    from spinereg.io.grid import Grid
+    from spinereg.io.image import path_stem
+    from spinereg.transforms.sanity import check_overlap
+
+    cur, nxt = (Grid(tuple(im.shape[:3]), im.affine) for im in (imgs[k], imgs[k + 1]))
+    names = (Path(str(imgs[k].name)).name, Path(str(imgs[k + 1].name)).name)
+    stems = tuple(path_stem(n) for n in names)
+    from_next, to_next = load_transform(paths[0]), load_transform(paths[1])
+    for warp, path, home, other in ((from_next, paths[0], nxt, cur), (to_next, paths[1], cur, nxt)):
+        g = getattr(warp, "grid", None)
+        if isinstance(g, Grid) and g.same_as(other, atol=1e-3) and not g.same_as(home, atol=1e-3):
+            raise InputError(f"the warps of --link-warp {k} look swapped: {Path(path).name} lives on the grid of "
+                             f"{names[0] if other is cur else names[1]}", path,
+                             f"give warp_{stems[0]}2{stems[1]} (on {names[1]}'s grid) first, then "
+                             f"warp_{stems[1]}2{stems[0]} (on {names[0]}'s grid): SCT's warp_A2B lives on B's grid")
+    # each warp must carry its image's points into the other image (a warp of another space, e.g. a
+    # template's, carries them nowhere near it)
+    check_overlap(cur, nxt, [from_next], [str(paths[0])], names[0], names[1], f"image {k}", f"image {k + 1}")
+    check_overlap(nxt, cur, [to_next], [str(paths[1])], names[1], names[0], f"image {k + 1}", f"image {k}")
+    return from_next, to_next
+
+
 def register_chain(
     images: list[str | Path | Image],
     segs: list[str | Path | Image | None],
@@ -204,17 +232,16 @@ def register_chain(
             # before the work; an image whose links are all given (--link-warp, --no-direct) had
             # its segmentation used unchecked: an internal IndexError after the anatomical run
             require_same_grid(im, sg)
+    given = given or {}
+    given_links = {k: _given_link(k, given[k], imgs) for k in sorted(given)}  # checked before the work
     anat = register_to_template(imgs[-1], sgs[-1], labels=labels, ldisc=ldisc, lrootlet=lrootlet,
                                 template=template, contrast=contrast, labeling=labeling, progress=progress)
     timings = {"anatomical": time.perf_counter() - t0}
     links: list[ChainLink] = []
-    given = given or {}
     for k in range(n - 1):
         t1 = time.perf_counter()
-        if k in given:
-            # SCT naming: warp_<k>2<next> lives on the neighbour's grid (pulls its points into k),
-            # warp_<next>2<k> lives on k's grid (pulls k's points into the neighbour)
-            from_next, to_next = load_transform(given[k][0]), load_transform(given[k][1])
+        if k in given_links:
+            from_next, to_next = given_links[k]
             links.append(ChainLink(k, "given", to_next, from_next))
         else:
             # the neighbour (towards the anatomy) is moved onto image k
