@@ -153,7 +153,7 @@ def fill_gaps(prob: np.ndarray, wg: WorkGrid, data: np.ndarray | None = None) ->
     """Prior for weak slices between slices with cord (thin stacks only); the filled slice
     indices. ``prob`` holds the kept cord only; ``data`` (the image on the working grid, as
     ``prob``) lets runs up to ``LESION_GAP_MM`` be filled where the model drew a lesion."""
-    if wg.thick or prob.shape[0] < 3:
+    if (wg.aligned and wg.thick) or prob.shape[0] < 3:  # not on an oblique stack's own thick slices
         return prob, []
     area = _areas(prob)
     nb = max(1, int(round(NEIGHBOUR_MM / wg.dz)))
