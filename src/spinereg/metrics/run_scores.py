@@ -341,15 +341,26 @@ def chain_metric_scores(metrics: dict) -> dict:
                 if isinstance(m.get("composed"), dict) and m["composed"].get("cord_dice_in_anat_fov") is not None]
     if composed:
         scores["composed_cord_dice"] = round(min(composed), 4)
+    gains = {name: float(m["link_similarity"]["gain"]) for name, m in entries.items()
+             if isinstance(m.get("link_similarity"), dict) and m["link_similarity"].get("gain") is not None}
+    notes: list[str] = []
+    if gains:
+        scores["link_similarity_gain"] = round(min(gains.values()), 4)
+        notes += [f"{name}: its link to the next image lowered the images' mutual information around the cord "
+                  f"({g:+.4f}): it may have moved them apart; check the overlay, or give the link other steps "
+                  "(--link-param, e.g. step=1,type=im,algo=slicereg,metric=MI for contrasts that differ)"
+                  for name, g in gains.items() if g < 0]
     outside = {name: float(m["cord_outside_anat_fov"]) for name, m in entries.items()
                if m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
     if outside:
         scores["cord_outside_anat_fov"] = round(max(outside.values()), 4)
-        scores["_notes"] = [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images its "
-                            "template warp goes through (the chain's later images), "
-                            "where its composed template warp is extrapolated; give its cord segmentation (or "
-                            "'auto') in --seg for a direct template registration of its whole field of view"
-                            for name, frac in outside.items() if frac > OUTSIDE_NOTE_ABOVE]
+        notes += [f"{name}: {frac:.0%} of its cord lies outside the field of view of the images its "
+                  "template warp goes through (the chain's later images), "
+                  "where its composed template warp is extrapolated; give its cord segmentation (or "
+                  "'auto') in --seg for a direct template registration of its whole field of view"
+                  for name, frac in outside.items() if frac > OUTSIDE_NOTE_ABOVE]
+    if notes:
+        scores["_notes"] = notes
     return scores
 
 
