@@ -30,13 +30,6 @@ def _bin(img: Image) -> Image:
 LINK_REGION_MM = 5.0
 
 
-def _volume(img: Image) -> Image:
-    if img.ndim == 3:
-        return img
-    data = np.stack([np.asarray(img.volume(t), np.float32) for t in range(img.nvols)], axis=-1)
-    return Image(data.mean(-1), img.affine, img.header, img.path)
-
-
 def link_similarity(result: ChainResult, k: int, cord: Image) -> dict | None:
     """Image similarity (:func:`spinereg.metrics.similarity.registration_similarity`: normalised
     mutual information, contrast-independent) of image ``k`` and the next image of the chain,
@@ -50,14 +43,15 @@ def link_similarity(result: ChainResult, k: int, cord: Image) -> dict | None:
     from scipy import ndimage
 
     from spinereg.metrics.similarity import registration_similarity
+    from spinereg.register.chain import mean_image
 
-    fixed = _volume(result.images[k])
+    fixed = mean_image(result.images[k])
     mask = np.asarray(cord.data) > 0.5
     if not mask.any():
         return None
     it = max(1, int(round(LINK_REGION_MM / float(np.min(fixed.grid.zooms)))))
     region = ndimage.binary_dilation(mask, iterations=it)
-    sim = registration_similarity(fixed, _volume(result.images[k + 1]), result.links[k].to_next,
+    sim = registration_similarity(fixed, mean_image(result.images[k + 1]), result.links[k].to_next,
                                   region=region, si_peak=False)
     return {"before": round(sim.before, 4), "after": round(sim.after, 4), "gain": round(sim.after - sim.before, 4)}
 

@@ -260,7 +260,7 @@ def register_chain(
         if direct and sgs[k] is not None:
             t1 = time.perf_counter()
             thick = float(imgs[k].grid.zooms.max()) > 3.0
-            img3d = imgs[k] if imgs[k].ndim == 3 else _mean(imgs[k])
+            img3d = mean_image(imgs[k])
             # the carried landmarks stay world points: snapping them to voxels of a thick-slice
             # image would move them by up to half a slice along S-I
             kw = {{"body": "labels", "disc": "ldisc", "rootlet": "lrootlet"}[lm.kind]: lm}
@@ -272,6 +272,9 @@ def register_chain(
     return result
 
 
-def _mean(img: Image) -> Image:
+def mean_image(img: Image) -> Image:
+    """``img`` itself (3D) or the mean of its volumes (a series)."""
+    if img.ndim == 3:
+        return img
     data = np.stack([np.asarray(img.volume(t), np.float32) for t in range(img.nvols)], axis=-1)
     return Image(data.mean(-1), img.affine, img.header, img.path)
