@@ -19,7 +19,8 @@ DESCRIPTION = """\
 Register a source image onto a destination image (any contrasts) and write SCT's outputs into the
 folder -o: <src>_reg, <dest>_reg, warp_<src>2<dest>, warp_<dest>2<src>, metrics.json with a
 pass/warn/fail verdict, provenance.json. The folder appears only when everything was written.
-Default steps: multimodal_spinereg_imseg with both segmentations, multimodal_epi with only --iseg,
+Default steps: multimodal_spinereg_imseg with both segmentations, multimodal_epi with only --iseg
+(multimodal_dwi, by mutual information, when -d's file name holds dwi or dmri),
 multimodal_spinereg_im otherwise. Exit code 3 when the verdict is fail (--allow-fail: 0)."""
 
 

@@ -34,6 +34,10 @@ if TYPE_CHECKING:  # pragma: no cover
 DEFAULT_SEG_PRESET = "multimodal_spinereg_imseg"
 DEFAULT_IM_PRESET = "multimodal_spinereg_im"
 DEFAULT_SRC_SEG_PRESET = "multimodal_epi"
+#: the source-segmentation default for a diffusion-weighted destination (:func:`default_preset`)
+DEFAULT_DWI_PRESET = "multimodal_dwi"
+#: lower-cased file-name tokens of a diffusion-weighted image (BIDS ``_dwi``, SCT's ``dmri``)
+DIFFUSION_TOKENS = ("dwi", "dmri")
 #: dilation (mm) of the source segmentation when it serves as the destination's metric mask
 MASK_DILATION_MM = 5.0
 
@@ -70,6 +74,21 @@ class MultimodalRegistration:
 
     def warp_dest2src(self) -> DisplacementField:
         return DisplacementField.from_transform(self.dest2src, self.src.grid)
+
+
+def default_preset(iseg: bool, dseg: bool, dest_name: str | Path | None = None) -> str:
+    """The preset ``register`` runs without ``--param``: both segmentations
+    ``multimodal_spinereg_imseg``; the source's only ``multimodal_epi`` (slice-wise correlation),
+    or ``multimodal_dwi`` (the same by mutual information) when the destination's file name marks
+    it diffusion-weighted (:data:`DIFFUSION_TOKENS`); none ``multimodal_spinereg_im``. Before
+    session 49 a DWI destination got correlation, which moved t2's cord 5.4 mm off the DWI's cord
+    (tests/test_epi_link_preset.py)."""
+    if iseg and dseg:
+        return DEFAULT_SEG_PRESET
+    if not iseg:
+        return DEFAULT_IM_PRESET
+    name = Path(str(dest_name or "")).name.lower()
+    return DEFAULT_DWI_PRESET if any(tok in name for tok in DIFFUSION_TOKENS) else DEFAULT_SRC_SEG_PRESET
 
 
 def _load(obj: str | Path | Image, what: str, ndim: int | tuple[int, ...] = 3) -> Image:
@@ -132,7 +151,7 @@ def register_multimodal(
         return MultimodalRegistration(s_img, d_img, s_seg, d_seg, [], initial, initial_inv, [], [], timings)
 
     has_segs = s_seg is not None and d_seg is not None
-    default = DEFAULT_SEG_PRESET if has_segs else (DEFAULT_SRC_SEG_PRESET if s_seg is not None else DEFAULT_IM_PRESET)
+    default = default_preset(s_seg is not None, d_seg is not None, d_img.path)
     steps = parse_param(param if param else default)
     if not has_segs and any(st.type in ("seg", "imseg") for st in steps):
         raise InputError("type=seg steps need both segmentations", None,

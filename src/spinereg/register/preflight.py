@@ -74,14 +74,10 @@ def check_multimodal_inputs(src: str | Path, dest: str | Path, iseg: str | Path 
                             param: str | None = None,
                             init_name: str = "--init-warp") -> MultimodalInputs:
     """Inputs of register (see module doc). ``init_warp``: a loaded transform (src -> dest)."""
-    from spinereg.register.multimodal import (
-        DEFAULT_IM_PRESET,
-        DEFAULT_SEG_PRESET,
-        DEFAULT_SRC_SEG_PRESET,
-    )
+    from spinereg.register.multimodal import default_preset
     from spinereg.transforms.sanity import check_overlap
 
-    default = (DEFAULT_SEG_PRESET if iseg and dseg else DEFAULT_SRC_SEG_PRESET if iseg else DEFAULT_IM_PRESET)
+    default = default_preset(bool(iseg), bool(dseg), dest)
     check_param(param, default)
     # both images read at once (gzip decompression releases the GIL); the source's error first
     with ThreadPoolExecutor(2) as pool:
