@@ -88,6 +88,8 @@ def test_lumbar_bare_job_reports_the_conus_without_registering_it(data_root, tmp
     assert names[0] == "T7/T8" and names[-2:] == ["L1/L2", "conus"], names
     lab_file = np.asarray(load_image(tmp_path / "out" / "t2_labels-disc.nii.gz").data)
     assert 60 in lab_file and 15 not in lab_file  # T7/T8's nearest voxel is off the image
+    # ... and the JSON says so (session 49)
+    assert [d["value"] for d in doc["discs"] if not d["in_label_file"]] == [15]
     assert sorted(reg.landmarks.values.tolist()) == [16, 17, 18, 19, 20, 21]  # no conus, no T7/T8
     qc = res.metrics["qc"]
     assert qc["verdict"] == "warn" and qc["reasons"] == ["warn: unverified_si_scale_deviation 0.0562 > 0.05"], qc

@@ -198,6 +198,9 @@ def test_outputs_and_cli(sct_data, tmp_path):
     vals = np.unique(np.asarray(labels.data))
     assert {3, 4, 5} <= set(vals.tolist()) and 2 not in vals
     assert all((np.asarray(labels.data) == v).sum() == 1 for v in vals if v)
+    # the JSON says which discs the label file holds (it did not before session 49)
+    assert [x["value"] for x in doc["discs"] if x["in_label_file"]] == sorted(int(v) for v in vals if v)
+    assert doc["discs"][0]["in_label_file"] is False and "listed here only" in doc["label_file"]
     painted = np.asarray(load_image(out / "t1w_seg_labeled.nii.gz").data)
     seg = np.asarray(load_image(d / "t1w_seg-manual.nii.gz").data) > 0.5
     assert set(np.unique(painted[seg]).tolist()) <= {1, 2, 3, 4, 5, 6}

@@ -244,7 +244,12 @@ def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
     from spinereg.io.template import load_template
     from spinereg.qc.labeling import warnings_of
     from spinereg.register.template import auto_labeling
-    from spinereg.vertebrae.outputs import disc_label_image, image_stem, registration_discs
+    from spinereg.vertebrae.outputs import (
+        disc_label_image,
+        image_stem,
+        labeling_document,
+        registration_discs,
+    )
 
     lab = labeling if labeling is not None else auto_labeling(image, seg, contrast, init=init)
     stem = image_stem(image_path)
@@ -254,7 +259,7 @@ def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
     _require_bands(lab, image_path, pinned=init is not None)
     path = save_image(disc_label_image(image, lab), tmp / f"{stem}_labels-disc.nii.gz", overwrite=True,
                       dtype="uint8")
-    doc = {"by": "spinereg label-vertebrae (automatic)", **lab.as_dict()}
+    doc = labeling_document(lab, image.grid, by="spinereg label-vertebrae (automatic)")
     (tmp / f"{stem}_discs.json").write_text(json.dumps(doc, indent=1))
     auto.files[path.name] = path
     auto.files[f"{stem}_discs.json"] = tmp / f"{stem}_discs.json"

@@ -1,9 +1,10 @@
 """Files of a labeling: the segmentation painted with levels, one voxel per disc, a JSON.
 
 ``<img>_seg_labeled.nii.gz``: every cord voxel valued by its vertebral level (PAM50_levels
-values), from its arc length on the centerline; ``<img>_labels-disc.nii.gz``: one voxel per disc
+values), from its arc length on the centerline; ``<img>_labels-disc.nii.gz``: one voxel per measured disc
 (PAM50_label_disc values, 60 = conus tip) on the centerline at the disc's height;
-``<img>_discs.json``: positions (mm), level names, confidences, identity margin and gaps;
+``<img>_discs.json``: positions (mm), level names, confidences, identity margin and gaps, and per
+disc whether the label file holds it (an estimated C1/C2 is in the JSON only);
 ``<img>_pmj.nii.gz`` when the image shows the pontomedullary junction: one voxel valued 50 (SCT's
 ``sct_detect_pmj`` file; :mod:`spinereg.vertebrae.pmj`). Each file appears with the others or not at all (spinereg.io.staging.OutputFolder): a failure leaves the
 folder as it was.
@@ -44,6 +45,22 @@ def disc_label_image(image: Image, labeling: VertebralLabeling) -> Image:
     """One voxel per disc (PAM50_label_disc values) on ``image``'s grid."""
     vol = place_labels(labeling.points, labeling.values, image.grid, dtype=np.uint8)
     return image.with_data(vol)
+
+
+def labeling_document(labeling: VertebralLabeling, grid: Grid, **head: object) -> dict:
+    """The ``<img>_discs.json`` of ``labeling`` on ``grid``: ``head`` first, then the labeling's
+    record, each disc with ``in_label_file`` (whether :func:`disc_label_image` writes it). The label
+    file holds the measured discs whose nearest voxel is on the grid: a C1/C2 the chain's spacing
+    placed (``estimated``, nothing on the image marks it) is in the JSON only, as a disc whose
+    centerline point lies past the field of view's edge. Before session 49 the JSON listed them
+    beside the others and said nothing of the label file leaving them out."""
+    doc = {**head, **labeling.as_dict()}
+    on_grid = grid.nearest_voxels(np.array([d.point for d in labeling.discs], float).reshape(-1, 3))[1]
+    for rec, disc, ok in zip(doc["discs"], labeling.discs, on_grid, strict=True):
+        rec["in_label_file"] = bool(ok and not disc.estimated)
+    doc["label_file"] = ("one voxel per disc measured on the image (PAM50_label_disc values, 60 = conus tip); "
+                         "discs with in_label_file false are listed here only")
+    return doc
 
 
 def disc_landmarks(labeling: VertebralLabeling, grid: Grid | None = None, source: str | None = None,
@@ -98,7 +115,7 @@ def write_labeling(image: Image, seg: Image, labeling: VertebralLabeling, outdir
     folder = OutputFolder(outdir, [p.name for p in files.values()], overwrite=overwrite).check()  # before any work
     labeled = labeled_segmentation(seg, labeling)
     discs = disc_label_image(image, labeling)
-    doc = {"inputs": inputs or {}, **labeling.as_dict()}
+    doc = labeling_document(labeling, image.grid, inputs=inputs or {})
     # all three files appear together or none (a failure leaves the folder as it was, and removes
     # the folders made for it)
     with folder as tmp:
