@@ -91,7 +91,16 @@ def concat_checked(ref_path: str | Path, warps: Sequence[str | Path], out_path: 
     :class:`~spinereg.errors.OutputError`): no transform, a displacement field the reference's
     points never reach (:func:`~spinereg.transforms.sanity.check_chain_domain`), an affine output
     for a composition holding a field, an existing output without ``overwrite``. Returned: the
-    output path and the warnings (ANTs' order)."""
+    output path and the warnings (ANTs' order).
+
+    Where the composition is undefined (a point runs through the 'no value' voxels of an SCT warp,
+    e.g. the FLT_MAX slices 0 and 4 of ``mt/warp_template2mt``) the field is written with that
+    marker (:data:`~spinereg.transforms.itk.UNDEFINED_MARK`), as the input warp had it. It was
+    written as 0, the identity: ``concat -d mt1 -w warp_template2mt`` applied to
+    ``PAM50_small_cord`` then put 59 and 62 cord voxels on mt1's slices 0 and 4 (the template read
+    at the subject's own coordinates) where applying the warp itself gives none, and 276 of mt1's
+    8000 voxels of ``apply -w concat(aff.txt, warp_t22mt1)`` differed from ``apply -w aff.txt
+    warp_t22mt1`` (by up to 539) (before session 49; now equal to 2e-4)."""
     from spinereg.errors import InputError
     from spinereg.io.image import check_writable, output_path, read_grid
     from spinereg.transforms.affine import AffineTransform
@@ -126,6 +135,6 @@ def concat_checked(ref_path: str | Path, warps: Sequence[str | Path], out_path: 
     chain = Chain(transforms)
     out = check_writable(output_path(out_path), overwrite)  # fail before the work
     field_ = DisplacementField.from_transform(chain, ref)
-    out = write_displacement(field_, out, overwrite=overwrite)
+    out = write_displacement(field_, out, overwrite=overwrite, mark_undefined=True)
     warning = order_warning(ref, transforms, names, "-d")
     return CheckedOutput(Path(out), [warning] if warning is not None else [])

@@ -20,6 +20,9 @@ from spinereg.transforms.displacement import DisplacementField, FieldInverse
 
 _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 _FLIP3 = np.array([-1.0, -1.0, 1.0], dtype=np.float32)
+#: the 'no value' marker of SCT's own warps (float32's largest, e.g. ``mt/warp_t22mt1``): read as
+#: undefined by spinereg (any |value| > 1e4 mm) and sending a point off every image in ANTs/ITK
+UNDEFINED_MARK = float(np.finfo(np.float32).max)
 AFFINE_SUFFIXES = (".mat", ".txt", ".tfm")
 
 
@@ -30,13 +33,13 @@ def is_affine_file(path: str | Path) -> bool:
 # -- displacement fields ------------------------------------------------------------------------
 #: fields this process wrote: resolved path -> (size, mtime_ns, the field); read back from memory
 #: while the file is unchanged (see read_displacement); the last few only, held weakly
-_WRITTEN: dict[str, tuple[int, int, weakref.ref]] = {}
+_WRITTEN: dict[str, tuple[int, int, weakref.ref, bool]] = {}
 _WRITTEN_MAX = 4
 
 
-def _remember(path: Path, field: DisplacementField) -> None:
+def _remember(path: Path, field: DisplacementField, marked: bool = False) -> None:
     st = path.stat()
-    _WRITTEN[str(path.resolve())] = (st.st_size, st.st_mtime_ns, weakref.ref(field))
+    _WRITTEN[str(path.resolve())] = (st.st_size, st.st_mtime_ns, weakref.ref(field), marked)
     while len(_WRITTEN) > _WRITTEN_MAX:
         _WRITTEN.pop(next(iter(_WRITTEN)))
 
@@ -44,12 +47,13 @@ def _remember(path: Path, field: DisplacementField) -> None:
 def _written(p: Path) -> DisplacementField | None:
     """The field read back from ``p`` without decompressing it, when this process wrote ``p``, the
     file is unchanged and the field is still alive: its values as the file holds them (NaN
-    written as 0) on the grid the file's header gives (float32 affine), as a read would."""
+    written as 0, or kept undefined where it was written as ``UNDEFINED_MARK``) on the grid the
+    file's header gives (float32 affine), as a read would."""
     key = str(p.resolve())
     entry = _WRITTEN.get(key)
     if entry is None:
         return None
-    size, mtime, ref = entry
+    size, mtime, ref, marked = entry
     field = ref()
     st = p.stat()
     if field is None or (st.st_size, st.st_mtime_ns) != (size, mtime):
@@ -58,7 +62,8 @@ def _written(p: Path) -> DisplacementField | None:
     hdr = nib.load(str(p))  # the header only: the data stays on disk
     if hdr.shape != tuple(field.grid.shape) + (1, 3) or hdr.get_data_dtype() != np.float32:
         return None
-    return DisplacementField(Grid(field.grid.shape, hdr.affine), np.nan_to_num(field.data, nan=0.0))
+    data = field.data if marked else np.nan_to_num(field.data, nan=0.0)
+    return DisplacementField(Grid(field.grid.shape, hdr.affine), data)
 
 
 def read_displacement(path: str | Path) -> DisplacementField:
@@ -92,9 +97,15 @@ def read_displacement(path: str | Path) -> DisplacementField:
     return DisplacementField(Grid(ras.shape[:3], img.affine), ras)
 
 
-def write_displacement(field: DisplacementField, path: str | Path, overwrite: bool = False) -> Path:
-    """Write a field as ITK/ANTs expect: 5D float32, intent vector (1007), LPS+ mm."""
-    data = np.nan_to_num(field.data, nan=0.0) * _FLIP3
+def write_displacement(field: DisplacementField, path: str | Path, overwrite: bool = False,
+                       mark_undefined: bool = False) -> Path:
+    """Write a field as ITK/ANTs expect: 5D float32, intent vector (1007), LPS+ mm.
+
+    Undefined (NaN) voxels are written as 0 (the identity), or with ``mark_undefined`` as
+    ``UNDEFINED_MARK``, SCT's own 'no value' marker, which every reader (spinereg, ANTs) takes
+    for "no image there": a composition whose points run through an SCT warp's undefined voxels
+    must not become the identity there (see :func:`~spinereg.transforms.apply_checks.concat_checked`)."""
+    data = np.nan_to_num(field.data, nan=UNDEFINED_MARK if mark_undefined else 0.0) * _FLIP3
     img = nib.Nifti1Image(data[:, :, :, None, :].astype(np.float32), field.grid.affine)
     img.header.set_intent("vector", (), name="")
     img.set_qform(field.grid.affine, code=1)
@@ -103,7 +114,7 @@ def write_displacement(field: DisplacementField, path: str | Path, overwrite: bo
     from spinereg.io.fastgz import write_nifti
 
     out = atomic_write(path, lambda tmp: write_nifti(img, tmp), overwrite)
-    _remember(Path(out), field)
+    _remember(Path(out), field, mark_undefined)
     return out
 
 
