@@ -28,6 +28,12 @@ weighted mean (weights ``w`` for ``wa``/``ml``/``map`` as SCT, the selected voxe
 ``wa``/``ml``/``map`` and the number of selected voxels otherwise. Non-finite metric voxels
 (and negative ones with ``discard_neg``) get weight 0, as in SCT.
 
+A label file with a value outside -0.5..1.5 is not a weight map (an intensity template, a levels
+file, a point-label file such as ``PAM50_label_body``): skipped with a warning when every label is
+asked for, refused when named with ``-l``. Before session 49 a file with only two distinct values
+passed (``PAM50_levels`` over a field of view holding one level, values 0 and 4: a "vertebral
+labeling" row whose ``Size [vox]`` was 448 for 112 voxels; now skipped, ``-l 7`` refused).
+
 Slices are counted along the image axis closest to the world S-I axis, from inferior
 (``Slice (I->S)``, SCT's RPI numbering) whatever the voxel order on disk. The vertebral level of
 a slice is the non-zero level covering most of its voxels in the levels file (ties: the lower
@@ -591,10 +597,10 @@ def extract_metric(
         if ids is not None:
             lab = unfit[0]
             raise InputError(f"label {lab.id} ({lab.name}) is not a weight map: {said(lab)}, an intensity "
-                             "template or a levels file", folder.root,
+                             "template, a levels or a point-label file", folder.root,
                              "choose labels whose files are masks or probabilistic maps (0..1); vertebral levels "
                              "go with --vertfile and --vert/--perlevel")
-        log.warning("labels %s skipped: not weight maps (intensity templates or levels files)",
+        log.warning("labels %s skipped: not weight maps (intensity templates, levels or point-label files)",
                     "; ".join(said(lab) for lab in unfit))
         chosen = [lab for lab in chosen if lab not in unfit]
         if not chosen:
@@ -662,8 +668,13 @@ def _load_problem(metric: Image, data: np.ndarray, folder: LabelFolder, tract_id
         _check_grid(metric, img, f"label file '{lab.name}'")
         w = _to_slices_last(np.asarray(img.data), axis, flip)
         lo, hi = float(np.nanmin(w)), float(np.nanmax(w))
-        if (hi > 1.5 or lo < -0.5) and np.unique(w[np.isfinite(w)][:1_000_000]).size > 2:
-            not_weights[tid] = (lo, hi)  # an intensity template or a levels file: not a weight map
+        if hi > 1.5 or lo < -0.5:
+            # an intensity template, a levels file or a point-label file: not a weight map. Two
+            # distinct values were let through before session 49: PAM50_levels over a field of view
+            # holding one level (values 0 and 4) gave a 'vertebral labeling' row, exit 0, its
+            # "Size [vox]" 448 for 112 voxels (weight 4 each), and -l 7 was accepted; a warped
+            # PAM50_label_body (one voxel valued 4) gave 'WA' = that voxel, 'Size [vox]' 4.
+            not_weights[tid] = (lo, hi)
         w = np.where(np.isfinite(w) & keep[None, None, :], w, 0)
         flat = np.flatnonzero(w.reshape(-1))
         sparse.append((flat, w.reshape(-1)[flat].astype(np.float64)))
