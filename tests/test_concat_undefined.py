@@ -74,3 +74,22 @@ def test_concat_affine_and_warp_equals_applying_both(sct_data, tmp_path, capsys)
             res[name] = load_image(o).data
         # measured max |diff| 1.8e-4 and 1.2e-4 (539 and 463 on 276 / 196 voxels before session 49)
         assert np.abs(res["cat"] - res["seq"]).max() < 2e-3, k
+
+
+def test_register_through_an_sct_init_warp_keeps_its_undefined_voxels(sct_data, tmp_path, capsys):
+    """``register --init-warp mt/warp_t22mt1`` (SCT's warp, undefined on 276 voxels of mt1's grid):
+    the output warp is undefined on 358 voxels (the init warp's, as the steps move the points) and
+    was written as the identity there before session 49: t2 applied through it put t2's values on
+    all 276 voxels where the init warp alone puts none."""
+    d, mt = sct_data / "t2", sct_data / "mt"
+    out = tmp_path / "reg"
+    _run(["register", "-i", str(d / "t2.nii.gz"), "-d", str(mt / "mt1.nii.gz"), "--iseg", str(d / "t2_seg-manual.nii.gz"),
+          "--dseg", str(mt / "mt1_seg.nii.gz"), "--init-warp", str(mt / "warp_t22mt1.nii.gz"), "-o", str(out)], capsys)
+    itk._WRITTEN.clear()
+    field = itk.read_displacement(out / "warp_t22mt1.nii.gz")
+    undefined = np.isnan(field.data).any(-1)
+    assert undefined.sum() == 358, undefined.sum()  # measured 358 (0 before session 49)
+    moved = tmp_path / "t2_on_mt1.nii.gz"
+    _run(["apply", "-i", str(d / "t2.nii.gz"), "-d", str(mt / "mt1.nii.gz"), "-w", str(out / "warp_t22mt1.nii.gz"),
+          "-o", str(moved), "-x", "linear"], capsys)
+    assert not np.asarray(load_image(moved).data)[undefined].any()
