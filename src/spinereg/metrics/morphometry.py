@@ -371,6 +371,16 @@ def _slice_levels(seg: Image, w: np.ndarray, axis: int, ks: np.ndarray, levels: 
         raise InputError(f"levels image must be 3D, got shape {levels.shape}", levels.name,
                          "give a 3D image of vertebral levels (cord voxels valued by level)")
     require_levels_image(levels)
+    from spinereg.metrics.spine_registration import template_lattice_of
+
+    # a template's own levels (PAM50_small_levels, not warped) read at a subject's world points:
+    # t2 got T3-T5 for its cervical cord, exit 0, before session 49
+    lattice = template_lattice_of(levels.grid)
+    if lattice is not None and template_lattice_of(seg.grid) != lattice:
+        raise InputError(f"the levels image lies on {lattice}'s own grid (the template's levels, not this "
+                         "subject's)", levels.name,
+                         "warp the template's levels onto the image first (spinereg warp-template -d IMAGE -w "
+                         "warp_template2anat), or give label-vertebrae's <img>_seg_labeled")
     idx = np.argwhere(w > 0)
     vals = np.rint(sample_world(np.asarray(levels.data), levels.affine, seg.grid.voxel_to_world(idx),
                                 interp="nn")).astype(int)

@@ -86,6 +86,20 @@ def on_template_lattice(grid: Grid, template: str = "PAM50", tol_vox: float = 1e
     return bool(np.all(corner >= -tol_vox) and np.all(far <= np.asarray(tg.shape[:3], float) - 1 + tol_vox))
 
 
+def template_lattice_of(grid: Grid) -> str | None:
+    """The named template (of those present locally: nothing is downloaded) on whose own grid, or a
+    crop of it, ``grid`` lies (:func:`on_template_lattice`); None when it lies on none."""
+    from spinereg.io.registry import locate, templates_table
+
+    for name, row in templates_table().items():
+        try:
+            if locate(row["dataset"]) is not None and on_template_lattice(grid, name):
+                return name
+        except Exception:  # a template folder without a cord file: not this check's business
+            continue
+    return None
+
+
 def bodies_from_warp(template2anat: Transform, grid: Grid, template: str = "PAM50", supersample: int = 1,
                      levels: Iterable[int] | None = None) -> Image:
     """Body labels on ``grid`` (the subject's; refined ``supersample`` times per axis) through the
