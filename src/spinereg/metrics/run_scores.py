@@ -348,8 +348,8 @@ def chain_metric_scores(metrics: dict) -> dict:
         scores["link_similarity_gain"] = round(min(gains.values()), 4)
         notes += [f"{name}: its link to the next image lowered the images' mutual information around the cord "
                   f"({g:+.4f}): it may have moved them apart; check the overlay, or give the link other steps "
-                  "(--link-param, e.g. step=1,type=im,algo=slicereg,metric=MI for contrasts that differ), or a warp "
-                  "you have checked (--link-warp)"
+                  "(--link-param, e.g. step=1,type=im,algo=slicereg,metric=MI for contrasts that differ), the "
+                  "image's automatic segmentation (--seg auto), or a warp you have checked (--link-warp)"
                   for name, g in gains.items() if g < 0]
     outside = {name: float(m["cord_outside_anat_fov"]) for name, m in entries.items()
                if m.get("mode") == "composed" and m.get("cord_outside_anat_fov") is not None}
