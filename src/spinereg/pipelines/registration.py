@@ -107,7 +107,7 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
     from spinereg.pipelines.template_outputs import output_names, write_outputs
     from spinereg.register.preflight import check_template_inputs
     from spinereg.register.template import register_to_template
-    from spinereg.vertebrae.init import init_from_label_file, resolve_init
+    from spinereg.vertebrae.init import init_from_label_file, resolve_init, sct_init_file
 
     run = run or RunRecord("register-to-template")
     out = Path(outdir)
@@ -126,7 +126,9 @@ def template_job(image: str | Path, seg: str | Path | None, outdir: str | Path, 
                 raise InputError("-initz / -initlabel pin the automatic labeling of a run given no landmarks; the "
                                  "given labels already fix the levels", None, "drop -initz / -initlabel, or the labels")
             # a bad -initlabel file is refused before any work (-initz needs the segmentation)
-            pinned = init_from_label_file(str(initlabel)) if initlabel and not initz else None
+            # (SCT's '-initz Z,DISC' text file is read as -initz once the segmentation is there)
+            pinned = init_from_label_file(str(initlabel)) \
+                if initlabel and not initz and sct_init_file(str(initlabel)) is None else None
         if seg is None or is_auto(seg):
             with run.stage("segmentation") as rec:
                 seg = auto.segment(image, contrast)

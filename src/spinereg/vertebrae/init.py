@@ -53,5 +53,27 @@ def resolve_init(initz: str | None, initlabel: str | Path | None, seg: Image) ->
     if initz:
         return init_from_slice(initz, seg)
     if initlabel:
+        text = sct_init_file(str(initlabel))
+        if text is not None:
+            return init_from_slice(text, seg)
         return init_from_label_file(str(initlabel))
     return None
+
+
+def sct_init_file(path: str) -> str | None:
+    """The ``Z,DISC`` of SCT's ``-initfile`` text (``-initz 55,3``, as sct_testing_data's
+    ``t1/init_label_vertebrae.txt``) given as ``-initlabel``, or None for any other file.
+
+    Before session 49 ``register-to-template -initlabel t1/init_label_vertebrae.txt`` stopped with
+    "not a readable NIfTI label file" (exit 2); now it pins the disc as ``-initz 55,3`` does (t1:
+    the same discs and warps). SCT's other form, ``-initcenter``, is refused naming -initz.
+    """
+    p = Path(path)
+    if p.suffix.lower() != ".txt" or not p.is_file() or p.stat().st_size > 4096:
+        return None
+    words = p.read_text(errors="replace").split()
+    if len(words) == 2 and words[0].lower() in ("-initz", "--initz"):
+        return words[1]
+    raise InputError(f"text file {' '.join(words[:4])!r} is not a label image nor SCT's '-initz Z,DISC' file",
+                     path, "give -initz Z,DISC (slice Z from the inferior end holds disc DISC, 3 = C2/C3) "
+                     "or a NIfTI file with one disc label")
