@@ -44,3 +44,26 @@ def test_label_vertebrae_cli_accepts_it(sct_data, tmp_path):
     rc = main(["label-vertebrae", "-i", str(t1 / "t1w.nii.gz"), "-s", str(t1 / "t1w_seg-manual.nii.gz"), "-c", "t1",
                "-initlabel", str(t1 / "init_label_vertebrae.txt"), "-o", str(tmp_path / "lv")])
     assert rc == 0
+
+
+def test_initfile_flag_as_sct(sct_data, tmp_path, capsys):
+    """``-initfile`` (SCT's flag for that text file): the same labeling as ``-initz 55,3``; a file of
+    another form refused before any work (exit 2, nothing written)."""
+    import json
+
+    from spinereg.cli.main import main
+
+    t1 = sct_data / "t1"
+    base = ["label-vertebrae", "-i", str(t1 / "t1w.nii.gz"), "-s", str(t1 / "t1w_seg-manual.nii.gz"), "-c", "t1"]
+    assert main([*base, "-initfile", str(t1 / "init_label_vertebrae.txt"), "-o", str(tmp_path / "f")]) == 0
+    assert main([*base, "-initz", "55,3", "-o", str(tmp_path / "z")]) == 0
+    discs = [json.loads((tmp_path / d / "t1w_discs.json").read_text())["discs"] for d in ("f", "z")]
+    assert [(x["value"], x["s_mm"]) for x in discs[0]] == [(x["value"], x["s_mm"]) for x in discs[1]]
+    bad = tmp_path / "init"
+    bad.write_text("-initcenter 3\n")
+    capsys.readouterr()
+    assert main([*base, "-initfile", str(bad), "-o", str(tmp_path / "b")]) == 2
+    assert "init file" in capsys.readouterr().err and not (tmp_path / "b").exists()
+    assert main(["register-to-template", "-i", str(t1 / "t1w.nii.gz"), "-c", "t1", "-initfile", str(bad),
+                 "-o", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()

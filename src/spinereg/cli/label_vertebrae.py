@@ -27,6 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-initz", "--initz", metavar="Z,DISC",
                    help="pin one disc: slice Z (S-I voxel index counted from the inferior end, as SCT's "
                         "RPI slice number) holds disc DISC (PAM50_label_disc value, 3 = C2/C3)")
+    g.add_argument("-initfile", "--initfile", metavar="FILE",
+                   help="pin one disc with SCT's init text file (one line: -initz Z,DISC)")
     g.add_argument("-initlabel", "--initlabel", metavar="FILE",
                    help="pin one disc with a label file: one voxel valued by its disc (3 = C2/C3)")
     p.add_argument("-o", "--outdir", default=".", help="output folder (default: the current folder)")
@@ -36,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinereg.io.image import load_image, on_grid_of
-    from spinereg.vertebrae.init import resolve_init
+    from spinereg.vertebrae.init import read_initfile, resolve_init
     from spinereg.vertebrae.label import MAX_SI_SPACING_MM, label_vertebrae
     from spinereg.vertebrae.outputs import write_labeling
 
@@ -44,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     image = load_image(args.input, ndim=3)
     # a segmentation holding the image's voxels in another axis order: exactly on the image's grid
     seg = on_grid_of(load_image(args.seg, ndim=3, what="segmentation"), image)
-    init = resolve_init(args.initz, args.initlabel, seg)
+    initz = read_initfile(args.initfile) if args.initfile else args.initz
+    init = resolve_init(initz, args.initlabel, seg)
     if args.qc:
         from spinereg.qc.report import check_qc_root
 
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     OutputFolder(args.outdir, overwrite=True).check()  # a folder we may write (named files: checked when written)
     labeling = label_vertebrae(image, seg, contrast=args.contrast, init=init)
     inputs = {"image": str(args.input), "seg": str(args.seg), "contrast": args.contrast,
-              "initz": args.initz, "initlabel": args.initlabel}
+              "initz": initz, "initlabel": args.initlabel, "initfile": args.initfile}
     files = write_labeling(image, seg, labeling, args.outdir, overwrite=args.overwrite, inputs=inputs)
     out = {"outdir": str(args.outdir), "seconds": round(time.perf_counter() - t0, 2),
            "files": {k: str(v) for k, v in files.items()},

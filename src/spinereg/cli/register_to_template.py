@@ -46,6 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     h.add_argument("-initz", "--initz", metavar="Z,DISC",
                    help="without landmarks: pin one disc of the automatic labeling, as label-vertebrae's -initz "
                         "(slice Z counted from the inferior end holds disc DISC, 3 = C2/C3)")
+    h.add_argument("-initfile", "--initfile", metavar="FILE",
+                   help="pin one disc with SCT's init text file (one line: -initz Z,DISC)")
     h.add_argument("-initlabel", "--initlabel", metavar="FILE",
                    help="without landmarks: pin one disc with a label file (one voxel valued by its disc)")
     p.add_argument("--param", help="steps (SCT syntax 'step=1,type=seg,algo=...:step=2,...') or a preset name "
@@ -69,12 +71,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from spinereg.pipelines.registration import template_job
+    from spinereg.vertebrae.init import read_initfile
 
+    initz = read_initfile(args.initfile) if args.initfile else args.initz  # before the run starts
     rec, display = start_run(args, "register-to-template", stages=6 + bool(args.qc) + bool(args.straight))
     res = template_job(args.image, args.seg, args.outdir, labels=args.labels, ldisc=args.ldisc,
                        lrootlet=args.lrootlet, template=args.template, contrast=args.contrast, param=args.param,
                        ref=args.ref, straight=args.straight, crop=args.crop, qc_root=args.qc,
                        overwrite=args.overwrite, run=rec, progress=display.bar(),
-                       auto_discs=not args.no_auto_discs, initz=args.initz, initlabel=args.initlabel)
+                       auto_discs=not args.no_auto_discs, initz=initz, initlabel=args.initlabel)
     print_warnings("register-to-template", res.extra.get("warnings", []))
     return finish_run(args, "register-to-template", res.metrics, res.outdir, res.files, res.qc_index, res.seconds)

@@ -71,9 +71,19 @@ def sct_init_file(path: str) -> str | None:
     p = Path(path)
     if p.suffix.lower() != ".txt" or not p.is_file() or p.stat().st_size > 4096:
         return None
-    words = p.read_text(errors="replace").split()
+    return read_initfile(path)
+
+
+def read_initfile(path: str | Path) -> str:
+    """The ``Z,DISC`` of SCT's ``-initfile`` (a text file holding ``-initz Z,DISC``); refused
+    (:class:`InputError`) for anything else, SCT's ``-initcenter`` form included."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", path, "give SCT's init text file (one line: -initz Z,DISC)")
+    words = p.read_bytes()[:4096].decode(errors="replace").split() if p.stat().st_size <= 4096 else []
     if len(words) == 2 and words[0].lower() in ("-initz", "--initz"):
         return words[1]
-    raise InputError(f"text file {' '.join(words[:4])!r} is not a label image nor SCT's '-initz Z,DISC' file",
-                     path, "give -initz Z,DISC (slice Z from the inferior end holds disc DISC, 3 = C2/C3) "
-                     "or a NIfTI file with one disc label")
+    raise InputError(f"not SCT's '-initz Z,DISC' init file ({' '.join(words[:4])!r})" if words else
+                     "not SCT's '-initz Z,DISC' init file", path,
+                     "give -initz Z,DISC (slice Z from the inferior end holds disc DISC, 3 = C2/C3) "
+                     "or a NIfTI file with one disc label (-initlabel)")
