@@ -12,7 +12,8 @@ from the regularisation along z, and writes them as the ``per_volume`` list of `
   volume). Flag below ``dropout`` (default 0.7).
 * **ghosting**: mean signal in the object mask shifted by N/2 along the phase-encode axis (outside
   the dilated object), minus the remaining background, relative to the object signal. Flag above
-  ``ghosting`` (default 0.15).
+  ``ghosting`` (default 0.15). A slice whose remaining background has fewer than
+  ``GHOST_MIN_BACKGROUND`` voxels (the body fills the field of view) scores 0: no evidence.
 * **outlier motion**: framewise displacement (sum of absolute in-plane translation changes from
   the previous volume, mm, averaged over slices) above ``fd_mm`` (default 0.5 mm); and the robust
   z-score (median / 1.4826 MAD over volumes of the same class, per slice) of the slice-wise
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
+    "GHOST_MIN_BACKGROUND",
     "ArtifactScores",
     "Thresholds",
     "cord_means",
@@ -115,10 +117,23 @@ def _dropout(m: np.ndarray, classes: np.ndarray | None) -> tuple[np.ndarray, np.
     return relative, static
 
 
+#: fewest voxels of background outside the ghost band for a ghosting score (below: score 0)
+GHOST_MIN_BACKGROUND = 20
+
+
 def ghosting_scores(volume: np.ndarray, pe_axis: int = 1, obj: np.ndarray | None = None) -> np.ndarray:
     """N/2 ghost level per slice ``(nz,)``: (mean in the ghost band - mean in the rest of the
     background) / mean in the object. The ghost band is the object mask rolled by half the
-    matrix along ``pe_axis`` (0 or 1), outside the object dilated by 3 voxels."""
+    matrix along ``pe_axis`` (0 or 1), outside the object dilated by 3 voxels.
+
+    A slice with fewer than :data:`GHOST_MIN_BACKGROUND` voxels of remaining background scores 0
+    (the ghost band cannot be told from the background level). Before, an empty remainder
+    counted as background 0, so the ghost band's whole tissue/noise level read as ghost: SCT's
+    fmri slice 2 (no remaining background, the body fills the 68x68 field of view) scored 0.32
+    in its 30 volumes, was flagged for ghosting in all of them and so never registered (moco
+    gave it the value interpolated along z). Now 0; its band (mean 104) is at the background
+    level of the other slices (89-97), i.e. no ghost.
+    """
     v = np.asarray(volume, float)
     o = object_mask(v) if obj is None else np.asarray(obj, bool)
     grown = ndimage.binary_dilation(o, structure=_INPLANE, iterations=3)
@@ -129,8 +144,9 @@ def ghosting_scores(volume: np.ndarray, pe_axis: int = 1, obj: np.ndarray | None
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_o = s_o / np.maximum(n_o, 1)
         mean_g = s_g / np.maximum(n_g, 1)
-        mean_r = np.where(n_r > 0, s_r / np.maximum(n_r, 1), 0.0)
-        score = np.where((n_o > 0) & (n_g > 0) & (mean_o > 0), (mean_g - mean_r) / mean_o, 0.0)
+        mean_r = s_r / np.maximum(n_r, 1)
+        score = np.where((n_o > 0) & (n_g > 0) & (n_r >= GHOST_MIN_BACKGROUND) & (mean_o > 0),
+                         (mean_g - mean_r) / mean_o, 0.0)
     return np.maximum(score, 0.0)
 
 
