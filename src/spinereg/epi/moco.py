@@ -6,7 +6,9 @@ an in-plane translation. Slices excited together (one multiband group, or equal 
 share one estimate, so a multiband series has no even/odd zig-zag. Per volume (or per group of
 ``group`` consecutive b>0 volumes for DWI, estimated on their mean) the group translations are
 found by weighted Gauss-Newton on the sum of squared differences to the reference after a linear
-intensity fit per slice (cubic B-spline sampling, coarse-to-fine), then regularised along z by a
+intensity fit per slice (cubic B-spline sampling, coarse-to-fine; in the first pass the whole
+volume's phase-correlation shift is a second start when it lies over ``FAR_START_VOX`` from the
+previous volume's estimate, the better fit kept), then regularised along z by a
 smoothing spline (GCV) through the group estimates
 (:func:`spinereg.register.slicewise.regularise_spline`), taken in acquisition order when
 ``SliceTiming`` is known (motion is smooth in time; an interleaved acquisition makes the true
@@ -65,11 +67,14 @@ from spinereg.epi.moco_acquisition import (
     slice_groups_from_timing,
 )
 from spinereg.epi.moco_estimate import (
+    FAR_START_VOX,
     _cap_exclusions,
     _estimate,
     _Reference,
     _regularise,
     _shift_volume,
+    coarse_shift,
+    misfit,
 )
 from spinereg.epi.moco_masks import (
     MIN_MASK_VOXELS,
@@ -272,11 +277,26 @@ def motion_correct(
             vol = np.mean([data[t] for t in members], axis=0).astype(np.float64) if len(members) > 1 \
                 else data[members[0]].astype(np.float64)
             sw = slice_ok[members].max(axis=0)
+            if not (sw > 0).any():
+                # every slice flagged (a far jump misfits near the field's edge): still moved by its
+                # own estimate, and still left out of the reference. Left with no estimate it got
+                # the shift 0: SCT's fmri mean with a (6, -5) voxel jump in one volume was estimated
+                # right in the first pass, flagged, and ended 7.0 mm off (session 49)
+                sw = np.ones_like(sw)
             start = np.nan_to_num(raw[members[0]]) if done >= len(np.unique(units)) else \
                 prev.get(c, np.zeros((n_groups, 2)))
-            est, ok = start, np.zeros(n_groups, bool)
-            for prep in (preps[c] if it == 0 else preps[c][-1:]):  # later passes start close
-                est, ok = _estimate(vol, prep, groups, n_groups, np.nan_to_num(est), sw)
+            starts = [start]
+            if it == 0:  # a jump beyond the local search's reach: the whole volume's shift as a second start
+                far = coarse_shift(vol, refs[c])
+                if np.abs(far - start.mean(axis=0)).max() > FAR_START_VOX:
+                    starts.append(np.tile(far, (n_groups, 1)))
+            fits = []
+            for est in starts:
+                ok = np.zeros(n_groups, bool)
+                for prep in (preps[c] if it == 0 else preps[c][-1:]):  # later passes start close
+                    est, ok = _estimate(vol, prep, groups, n_groups, np.nan_to_num(est), sw)
+                fits.append((misfit(vol, preps[c][-1], groups, est) if len(starts) > 1 else 0.0, est, ok))
+            _, est, ok = min(fits, key=lambda f: f[0])
             prev[c] = np.nan_to_num(est)
             gvalid = ok & (np.bincount(groups, weights=sw, minlength=n_groups) > 0)
             reg = _regularise(np.where(gvalid[:, None], est, np.nan), gvalid, regularise, order)

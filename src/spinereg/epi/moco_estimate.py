@@ -100,6 +100,43 @@ def _regularise(raw: np.ndarray, valid: np.ndarray, method: str, order: np.ndarr
     return regularise_spline(vals, valid)
 
 
+#: a whole-volume start further than this (voxels) from the previous volume's estimate is tried
+#: beside it (the Gauss-Newton steps are clipped to 1 voxel and start on a 2-voxel blur)
+FAR_START_VOX = 2.0
+
+
+def coarse_shift(vol: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """One in-plane translation ``d`` (voxels, integer) of the whole volume with ``vol(p + d) ~
+    ref(p)``: the peak of the phase correlation, the slices' cross-power spectra summed. A start
+    for motion beyond the Gauss-Newton's capture range (a jump of several voxels)."""
+    win = np.outer(np.hanning(vol.shape[0]), np.hanning(vol.shape[1]))[:, :, None]
+    f = np.fft.fft2((ref - ref.mean(axis=(0, 1))) * win, axes=(0, 1))
+    m = np.fft.fft2((vol - vol.mean(axis=(0, 1))) * win, axes=(0, 1))
+    cross = (m * np.conj(f)).sum(axis=2)
+    cross /= np.maximum(np.abs(cross), 1e-12)
+    corr = np.real(np.fft.ifft2(cross))
+    peak = np.array(np.unravel_index(int(np.argmax(corr)), corr.shape), float)
+    n = np.array(corr.shape, float)
+    return np.where(peak > n / 2, peak - n, peak)
+
+
+def misfit(vol: np.ndarray, ref: _Reference, groups: np.ndarray, d: np.ndarray) -> float:
+    """Mean over slices of the weighted residual after the linear intensity fit, relative to the
+    reference's weighted variance, at group translations ``d`` (a lower value fits better)."""
+    v = ndimage.gaussian_filter(vol, (ref.sigma, ref.sigma, 0)) if ref.sigma > 0 else vol
+    out = []
+    for k, sl in enumerate(ref.slices):
+        if sl is None or not np.all(np.isfinite(d[groups[k]])):
+            continue
+        pts, rv, _, w = sl
+        vw = ndimage.map_coordinates(v[:, :, k], pts + d[groups[k]][:, None], order=1, mode="nearest")
+        a, b = _fit_gain(rv, vw, w)
+        var = (w * (rv - (w * rv).sum() / w.sum()) ** 2).sum()
+        if var > 0:
+            out.append(float((w * (vw - a * rv - b) ** 2).sum() / var / max(a * a, 1e-12)))
+    return float(np.mean(out)) if out else np.inf
+
+
 def _shift_volume(vol: np.ndarray, shifts: np.ndarray, order: int = 3) -> np.ndarray:
     """Fast in-plane resampling (internal use: references and residuals)."""
     out = np.empty_like(vol, dtype=np.float32)
