@@ -277,7 +277,7 @@ def test_fieldmap_units_by_values():
 def test_reverse_pe_pair_that_shows_no_distortion(ph_dir, tmp_path, capsys):
     """The blip-up image given twice (no sidecars to tell): refused, one line, nothing written.
     Two blip-up acquisitions (the same one with other noise): the field estimated in the subject
-    is nothing (99th percentile 0.09 voxel against 1.56 for the right pair, whose true shift there is
+    is nothing (99th percentile 0.09 voxel against 1.65 for the right pair, whose true shift there is
     1.72; 2.86 before session 42's Jacobian slope limit, when the solver ran away at the subject's end
     along PE), said on stderr; before session 18 both ran silently and printed "max shift 12.73
     voxels" (the background's noise)."""
@@ -302,7 +302,8 @@ def test_reverse_pe_pair_that_shows_no_distortion(ph_dir, tmp_path, capsys):
     meta = json.loads((out / "epi_sdc.json").read_text())
     assert meta["object_p99_shift_vox"] < 0.105 and "no distortion difference" in meta["warning"]  # measured 0.094
     right = correct_reverse_pe(ph_dir / "epi_blipup.nii.gz", ph_dir / "epi_blipdown.nii.gz")
-    assert right.info["object_p99_shift_vox"] == pytest.approx(1.563, abs=0.08)  # measured 1.563 (truth 1.719)
+    # measured 1.651 (truth 1.719); 1.563 before session 49's coarser/wider REVERSE_PE_LEVELS (the field under-read)
+    assert right.info["object_p99_shift_vox"] == pytest.approx(1.651, abs=0.08)
     assert "warning" not in right.info
 
 
