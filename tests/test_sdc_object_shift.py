@@ -37,5 +37,6 @@ def test_object_shift_reported(ph, tmp_path, capsys):
         got[method] = (info["object_p99_shift_vox"], info["max_abs_shift_vox"])
     # the JSON rounds to 3 decimals: measured 1.719 vs truth 1.71893 (|diff| 7e-5)
     assert abs(got["fieldmap"][0] - truth) < 0.005, (got, truth)
-    assert abs(got["anat"][0] - truth) < 0.2, (got, truth)  # measured 1.899 (|diff| 0.180, seed 0)
-    assert got["anat"][1] > 10 * truth  # the grid's maximum (49.9) says nothing of the subject
+    assert abs(got["anat"][0] - truth) < 0.12, (got, truth)  # measured 1.639 (|diff| 0.080, seed 0; 1.899 before session 49)
+    # the grid's maximum says nothing of the subject: 6.34 (49.9 before session 49's level schedule)
+    assert got["anat"][1] > 3 * truth

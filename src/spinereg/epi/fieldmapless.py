@@ -30,7 +30,7 @@ from spinereg.epi.fieldmap import (
     unwarp_image,
 )
 from spinereg.epi.sidecar import epi_params, read_sidecar
-from spinereg.epi.topup import DEFAULT_LEVELS, solve_pe_shift
+from spinereg.epi.topup import REVERSE_PE_LEVELS, solve_pe_shift
 from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.io.sanity import require_mask, require_not_mask
@@ -82,7 +82,12 @@ def _check_anat(anat: Image, dilate_mm: float) -> None:
 #: against SCT's t2 / t2s / mt1 by their headers alone (partial cover, cords 3-7 mm apart) gave
 #: 6.5-16, pe i or j, with or without the cord mask; the phantom's own T2w 3.4/6.9/12.3 (truth
 #: 1.5-1.9), and fields of 150 Hz x 0.03 s or 100 Hz x 0.06 s (truth 3.4-5.9) 55-66 where the
-#: solver failed: the figures over the bound are estimates that are wrong, not strong fields
+#: solver failed: the figures over the bound are estimates that are wrong, not strong fields.
+#: Re-measured with session 49's level schedule (``REVERSE_PE_LEVELS``, now the default here; EPI
+#: phantom 4D series, seeds 0/1/2): own T2*w 1.94/2.24/3.55 (2.56/1.82/7.88 with the finer
+#: schedule: seed 2 was over the bound with its own anatomy), SCT's t2 8.44/8.21/8.85 and t2s
+#: 8.68/8.22/9.15 (8.11-8.84 before), the next seed's T2*w 4.04/3.64/10.75 (3.96/3.64/15.90): a
+#: phantom of another seed shares the generator's anatomy and position, and passes on two of three
 MAX_PLAUSIBLE_SHIFT_VOX = 5.0
 
 
@@ -114,10 +119,16 @@ def correct_fieldmapless(
     readout_s: float | None = None,
     sidecar: str | Path | None = None,
     dilate_mm: float = 6.0,
-    levels: Sequence[tuple[float, float, int]] = DEFAULT_LEVELS,
+    levels: Sequence[tuple[float, float, int]] = REVERSE_PE_LEVELS,
     jacobian_mod: bool = True,
 ) -> SDCResult:
     """Estimate the EPI's voxel shift map by registering it to ``anat`` along PE and correct.
+
+    ``levels``: the reverse-PE pair's schedule since session 49 (a coarse first level, wide middle
+    windows); with the finer ``DEFAULT_LEVELS`` the estimate settled short of the field: EPI
+    phantom seeds 0/1/2 in-cord RMS 0.270/0.306/0.279 -> 0.103/0.108/0.096 voxel; the real fmri
+    mean bent by known fields against its own contrast-changed image, p95 in the cord
+    0.43/2.11/0.27/0.91 -> 0.14/1.16/0.15/0.30 voxel (seeds 0-3).
 
     ``mask``: cord mask (any grid in the same space as ``anat``; resampled like it). ``init``: pull
     transform(s) EPI points -> anatomy points. ``readout_s`` is only needed for the field in Hz
