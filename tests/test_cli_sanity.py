@@ -48,7 +48,7 @@ def d(sct_data, data_root, tmp_path):
 
 
 def _error(capsys, argv, *words, out=None) -> str:
-    """Run; assert exit 2 within a second, one line naming ``words``, nothing written in ``out``."""
+    """Run; assert exit 2 before any work, one line naming ``words``, nothing written in ``out``."""
     before = folder_listing(out) if out is not None else None
     t0 = time.perf_counter()
     rc = main([str(a) for a in argv])
@@ -59,7 +59,9 @@ def _error(capsys, argv, *words, out=None) -> str:
     assert len(lines) == 1 and "Traceback" not in err and "fix" in lines[0], err
     for w in words:
         assert w in lines[0], f"{w!r} not in: {lines[0]}"
-    assert took < 1.0, f"{took:.2f} s until the error"
+    # an ordering guard, not a speed claim: the checks run before any work (seconds of registration
+    # or resampling); 1 s failed a clean CI run at 1.02 s on a loaded 2-core machine (session 49)
+    assert took < 5.0, f"{took:.2f} s until the error: the check came after the work?"
     if out is not None:
         assert folder_listing(out) == before, "something was written"
     return lines[0]
