@@ -24,6 +24,11 @@ def _source(d: dict) -> str:
     return "estimated" if d.get("estimated") else "csf" if d.get("located_from") == "csf" else "band"
 
 
+#: keys of the labeling JSON that are fields of VertebralLabeling (or of the written file), not its report
+_LABELING_FIELDS = ("discs", "scale_to_template", "identity_margin", "ambiguous", "identity_source", "disc_polarity",
+                    "gaps", "inputs", "label_file")
+
+
 def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> VertebralLabeling:
     """A :class:`~spinereg.vertebrae.result.VertebralLabeling` rebuilt from its JSON and the
     segmentation (for the centerline; on ``image``'s grid when given and it holds the image's
@@ -38,10 +43,21 @@ def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> 
                   float("nan") if d.get("evidence") is None else float(d["evidence"]), float(d.get("tilt_deg", 0.0)),
                   _source(d))
              for d in doc.get("discs", [])]
-    report = {k: doc[k] for k in ("warning", "ambiguous_reasons", "pmj") if k in doc}
+    # every report key the labeling wrote (init_check, confidence_scaled_by_flag, ...): only
+    # warning / ambiguous_reasons / pmj were kept before session 49, so the page's note lost the
+    # pinned-disc warning that the verdict's reasons gave (t2 -initfile: "the pinned disc (C2/C3)
+    # names the levels 1 level(s) higher ..." in the reasons, only the gap in the note) and the
+    # "(the disc confidences are halved for it)" of a flagged labeling
+    report = {k: v for k, v in doc.items() if k not in _LABELING_FIELDS}
     return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), float(doc.get("identity_margin", 0.0)),
                              bool(doc.get("ambiguous", False)), 1 if doc.get("disc_polarity") == "bright" else -1,
                              str(doc.get("identity_source", "")), list(doc.get("gaps", [])), None, report)
+
+
+def _tag(source: str) -> str:
+    from spinereg.qc.labeling import _SOURCE_TAG
+
+    return _SOURCE_TAG.get(source, source)
 
 
 @page("label-vertebrae")
@@ -54,7 +70,10 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     image = load_image(inputs["image"], ndim=3)
     lab = labeling_from_json(doc, inputs["seg"], image)
     (Path(outdir) / "labeling.png").write_bytes(labeling_figure(image, lab, width_in=6.0))
-    names = ", ".join(f"{d.name} {d.confidence:.2f}" for d in lab.discs) or "no disc found"
+    # a disc placed without a band says so in the caption as in the figure (t1w's C1/C2 "0.47, estimated"
+    # in the picture was "C1/C2 0.47" in the caption, as if measured, before session 49)
+    names = ", ".join(f"{d.name} {d.confidence:.2f}" + ("" if d.source == "band" else f" ({_tag(d.source)})")
+                      for d in lab.discs) or "no disc found"
     if lab.pmj is not None:
         names = f"PMJ (dotted; the pons {lab.pmj['pons_step_mm']:.0f} mm ahead of the medulla), " + names
     return [Panel("labels", "Vertebral labeling (discs and levels along the cord)", "single",

@@ -125,6 +125,19 @@ def require_unchanged(path: Path, prov: dict, what: str) -> None:
         return
 
 
+def _origin(recorded: object, given: str, made: str) -> str:
+    """Where a segmentation or a set of landmarks came from, for a caption: ``given``, or ``made``
+    (with how, in brackets) for an input recorded as ``NAME (automatic: spinereg segment ...)``,
+    which the run made itself. Before session 49 every caption said "cord segmentation given with
+    -s" / "the subject's landmarks", also for a bare register-to-template run and a chain with
+    ``--seg auto``, whose segmentation and discs were automatic."""
+    text = str(recorded or "")
+    if "(automatic" not in text:
+        return given
+    how = text.split("(automatic", 1)[1].lstrip(":").strip().rstrip(")").strip()
+    return f"{made} ({how})" if how else made
+
+
 def _template(prov: dict):
     from spinereg.io.template import load_template
 
@@ -231,8 +244,11 @@ def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template
                          inv: Transform, labels: Image | None = None, label_kind: str = "body",
                          template_on_image: Image | None = None, note: str = "",
                          names: tuple[str, str] = ("subject", "template warped onto the subject"),
-                         atlas: bool = True) -> list[Panel]:
-    """Segmentation, landmarks and template-on-subject panels (``inv``: template -> subject)."""
+                         atlas: bool = True, seg_from: str = "given with -s",
+                         labels_from: str = "the subject's landmarks") -> list[Panel]:
+    """Segmentation, landmarks and template-on-subject panels (``inv``: template -> subject).
+    ``seg_from`` / ``labels_from``: where the segmentation and the landmarks came from, as the
+    captions say it (see :func:`_origin`)."""
     tcord_img = load_image(template.path("cord"), ndim=3, check_finite=False)
     seg_full = np.asarray(seg.data) > 0.5 if seg is not None else on_grid(tcord_img, image.grid, [inv]) > 0.5
     grid = crop_grid(image.grid, seg_full)
@@ -255,7 +271,7 @@ def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template
         panels += [
             Panel("segmentation", "Cord segmentation (axial)", "toggle",
                   {"before": "seg_axial_image.png", "after": "seg_axial.png"},
-                  "red: cord segmentation given with -s; tiles labelled with the image's slice number and level",
+                  f"red: cord segmentation {seg_from}; tiles labelled with the image's slice number and level",
                   {"before": "image", "after": "image + segmentation"}),
             Panel("segmentation", "Cord segmentation (sagittal)", "single", {"image": "seg_sagittal.png"},
                   "red: cord segmentation through the cord's mid-sagittal plane; green: template levels"),
@@ -264,7 +280,7 @@ def subject_space_panels(outdir: Path, image: Image, seg: Image | None, template
         pts = label_points(to_ras(on_grid(labels, grid, None, "label"), grid.affine).data, label_kind)
         sagittal_view(base, outdir / "labels_sagittal.png", cordmask, [seg_ov], texts, pts)
         panels.append(Panel("labels", "Landmarks and vertebral levels", "single", {"image": "labels_sagittal.png"},
-                            "yellow: the subject's landmarks (named); green: the template's vertebral levels "
+                            f"yellow: {labels_from}, each named; green: the template's vertebral levels "
                             "warped onto the subject -- each landmark should sit in the level of its name"))
     if template_on_image is not None:
         after = to_ras(on_grid(template_on_image, grid), grid.affine)
@@ -346,7 +362,10 @@ def render_register_to_template(run_dir: Path, prov: dict, outdir: Path) -> list
     inv = read_displacement(run_dir / "warp_template2anat.nii.gz")
     t2a = run_dir / "template2anat.nii.gz"
     panels = subject_space_panels(outdir, image, seg, tpl, inv, labels if kind != "lrootlet" else None, kind,
-                                  load_image(t2a, check_finite=False) if t2a.exists() else None, note)
+                                  load_image(t2a, check_finite=False) if t2a.exists() else None, note,
+                                  seg_from=_origin(_input(prov, "seg"), "given with -s", "made by the run"),
+                                  labels_from=_origin(_input(prov, key) if labels is not None else None,
+                                                      "the subject's landmarks", "the automatic discs"))
     a2t = run_dir / "anat2template.nii.gz"
     if a2t.exists():
         panels += template_space_panels(outdir, load_image(a2t, check_finite=False), tpl, note)
@@ -359,17 +378,23 @@ def render_chain(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     from spinereg.transforms.itk import read_displacement
 
     images = list_input(prov.get("images") or (prov.get("inputs") or {}).get("images"))
-    segs = list_input(prov.get("segmentations") or (prov.get("inputs") or {}).get("segs"))
+    # inputs.segs first: the top-level "segmentations" names an automatic segmentation by the
+    # temporary file it was made in (/tmp/spinereg-autoseg-XXXX/<img>_seg.nii.gz, gone once the run
+    # ends), so `spinereg qc RUN_DIR` on a chain run with --seg auto stopped with "segmentation named
+    # in provenance.json not found" before session 49; inputs.segs names the copy in the run folder
+    segs = list_input((prov.get("inputs") or {}).get("segs") or prov.get("segmentations"))
     if not images:
         raise InputError("provenance.json lists no images", run_dir / "provenance.json", "re-run spinereg chain")
     image = _load(images[0], "target image", prov=prov)
     seg_p = segs[0] if segs and segs[0] not in (None, "none", "None") else None
-    seg = on_grid_of(_load(seg_p, "segmentation", prov=prov), image) if seg_p else None
+    # an automatic segmentation ("auto") is read from the run folder, where the chain wrote it
+    seg = on_grid_of(_load(seg_p, "segmentation", run_dir, prov), image) if seg_p else None
     inv = read_displacement(run_dir / f"warp_template2{stem(image, 'image0')}.nii.gz")
     tpl = _template(prov)
     note = "; ".join(n for n in (template_note(tpl, prov), _coverage_note(run_dir, stem(image, "image0"))) if n)
     return subject_space_panels(outdir, image, seg, tpl, inv, note=note,
-                                names=(image.path.name if image.path else "target", "template warped onto it"))
+                                names=(image.path.name if image.path else "target", "template warped onto it"),
+                                seg_from=_origin(seg_p, "given with --seg", "made by the run"))
 
 
 def _coverage_note(run_dir: Path, name: str) -> str:

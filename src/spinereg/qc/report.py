@@ -305,6 +305,7 @@ def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None =
             "scores": scores,
             "score_table": score_table(kind, scores),
             **verdict_of(metrics),
+            "notes": _notes_of(metrics),
             "template": tpl.get("name") if isinstance(tpl, dict) else tpl,
             "template_image": tpl.get("image") if isinstance(tpl, dict) else None,
             "metrics": {k: v for k, v in metrics.items() if k not in ("per_volume", "versions", "rows")},
@@ -315,6 +316,18 @@ def prepare_entry(run_dir: Path, qc_root: Path | None = None, kind: str | None =
         pending.abort()
         raise
     return pending
+
+
+def _notes_of(metrics: dict) -> list[str]:
+    """The verdict's notes (metrics.json ``qc.notes``: what the verdict could not check, e.g. "levels
+    not independently verified: the registration's landmarks are the automatic labeling's own
+    discs ...", a pinned disc the image reads as another level, a link that lowered the images'
+    mutual information). The report showed the verdict and its reasons only before session 49: a
+    bare register-to-template run read "warn" with two score lines, the note that says why its
+    levels are unchecked was in the entry's data but on no page."""
+    qc = metrics.get("qc")
+    notes = qc.get("notes") if isinstance(qc, dict) else None
+    return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def _rmdir(p: Path) -> None:

@@ -90,7 +90,7 @@
       if (fFlag.value === "none" && flags[e.id]) return false;
       if (fFlag.value && fFlag.value !== "none" && flags[e.id] !== fFlag.value) return false;
       if (text) {
-        var hay = [e.subject, e.command, e.run_dir, e.verdict, (e.reasons || []).join(" ")].join(" ").toLowerCase();
+        var hay = [e.subject, e.command, e.run_dir, e.verdict, (e.reasons || []).join(" "), (e.notes || []).join(" ")].join(" ").toLowerCase();
         if (hay.indexOf(text) < 0) return false;
       }
       return true;
@@ -232,6 +232,9 @@
            esc(flags[e.id] || "none") + "</span></p>");
     if ((e.reasons || []).length) {
       h.push('<ul class="reasons">' + e.reasons.map(function (r) { return "<li>" + esc(r) + "</li>"; }).join("") + "</ul>");
+    }
+    if ((e.notes || []).length) {  // what the verdict could not check (metrics.json qc.notes)
+      h.push('<ul class="notes" id="detail-notes">' + e.notes.map(function (r) { return "<li>note: " + esc(r) + "</li>"; }).join("") + "</ul>");
     }
     h.push(scoresHtml(e));
     var panels = e.panels || (e.figures || []).map(function (f) {
