@@ -52,6 +52,18 @@ def test_label_vertebrae_note_and_caption_match_the_run(sct_data, tmp_path, caps
         tagged = f"{shown} ({d['source']})" in panel["caption"]
         assert tagged == (d["source"] == "estimated"), (d, panel["caption"])
     assert any(d["source"] == "estimated" for d in doc["discs"])  # (the case this checks)
+    # the entry names its command line and version, as a run folder's entries do ("spinereg ?" and
+    # none before session 49)
+    assert e["command_line"].startswith("spinereg label-vertebrae -i ") and "?" not in e["version"], e["version"]
+
+
+def test_segment_entry_names_its_command_and_version(sct_data, tmp_path, capsys):
+    out, root = tmp_path / "t2s_seg.nii.gz", tmp_path / "qc"
+    assert main(["segment", "-i", str(sct_data / "t2s" / "t2s.nii.gz"), "-o", str(out), "--qc", str(root)]) == 0
+    capsys.readouterr()
+    e = _entry(root, "segment")
+    assert e["command_line"].startswith("spinereg segment -i ") and "?" not in e["version"], (e["command_line"],
+                                                                                             e["version"])
 
 
 def test_flagged_labeling_note_says_confidences_are_halved(sct_data, tmp_path, capsys):

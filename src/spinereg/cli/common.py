@@ -165,3 +165,15 @@ def finish_run(args: argparse.Namespace, command: str, metrics: dict, outdir: st
               file=sys.stderr)
         return EXIT_OK if allowed else EXIT_RESULT_FAILED
     return EXIT_OK
+
+
+def qc_record(args: argparse.Namespace, command: str, **fields: object) -> dict:
+    """A provenance record for a command's QC entry made outside a run folder (segment,
+    label-vertebrae): its command line and package versions beside ``fields``, as a run folder's
+    provenance.json has them. Without them the report showed "spinereg ?" and no command line for
+    those entries before session 49."""
+    from spinereg.io.provenance import RunRecord, versions
+
+    return {"command": command, "command_line": RunRecord(command, getattr(args, "_argv", None)).command_line,
+            "versions": versions(), **fields}
+

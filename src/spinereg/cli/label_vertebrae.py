@@ -101,9 +101,11 @@ def _add_to_report(args: argparse.Namespace, files: dict, inputs: dict,
     outdir = Path(args.outdir).resolve()
     tmp = make_temp_dir(".label-vertebrae-qc-", dir=outdir)
     try:
-        prov = {"command": "label-vertebrae", "inputs": {**inputs, "image": str(Path(args.input).resolve()),
-                                                          "seg": str(Path(args.seg).resolve())},
-                "labeling_json": str(Path(files["json"]).resolve())}
+        from spinereg.cli.common import qc_record
+
+        prov = qc_record(args, "label-vertebrae",
+                         inputs={**inputs, "image": str(Path(args.input).resolve()), "seg": str(Path(args.seg).resolve())},
+                         labeling_json=str(Path(files["json"]).resolve()))
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
         from spinereg.qc.labeling import warnings_of
 

@@ -94,10 +94,12 @@ def _add_to_report(args: argparse.Namespace, seg_path: Path, info: dict) -> Path
     folder = seg_path.resolve().parent
     tmp = make_temp_dir(".segment-qc-", dir=folder)
     try:
-        prov = {"command": "segment", "inputs": {"image": str(Path(args.input).resolve()), "contrast": args.contrast,
-                                                 "bvals": args.bvals},
-                "outputs": {"seg": str(seg_path.resolve())},
-                "segmentation": {k: v for k, v in info.items() if k != "models"}}
+        from spinereg.cli.common import qc_record
+
+        prov = qc_record(args, "segment",
+                         inputs={"image": str(Path(args.input).resolve()), "contrast": args.contrast, "bvals": args.bvals},
+                         outputs={"seg": str(seg_path.resolve())},
+                         segmentation={k: v for k, v in info.items() if k != "models"})
         (tmp / "provenance.json").write_text(json.dumps(prov, indent=1))
         return add_to_report(tmp, Path(args.qc), kind="segment", record_run_dir=folder / _stem(seg_path.name))
     finally:
