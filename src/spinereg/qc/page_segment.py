@@ -55,8 +55,11 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     what = info.get("segmented", "the image")
     note = ""
     if "median_axial_area_mm2" in info:
+        # both on the model's working grid, where the plausibility checks run (t2s: 88.5 mm2 there,
+        # 85.5 on the written mask's voxels): a check, not a measure (spinereg csa measures)
         note = (f"{info.get('working_slices_with_cord', '?')} slices with cord, median axial area "
-                f"{info['median_axial_area_mm2']} mm2, mean probability {info.get('mean_probability', '?')}")
+                f"{info['median_axial_area_mm2']} mm2 on the model's working grid (spinereg csa measures the "
+                f"written mask), mean probability {info.get('mean_probability', '?')}")
     if info.get("warnings"):  # what segment said on stderr, e.g. a cord ending well below the top
         note = "; ".join(f"warning: {w}" for w in info["warnings"]) + (f". {note}" if note else "")
     return [
