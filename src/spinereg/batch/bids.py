@@ -40,6 +40,9 @@ class BidsImage:
     entities: tuple[tuple[str, str], ...]
     suffix: str
     sidecar: dict = field(default_factory=dict, compare=False, hash=False)
+    #: why the sidecar could not be read (one line), None when it was: the unit using this image
+    #: fails with it, the other units go on (see :func:`discover`)
+    sidecar_error: str | None = field(default=None, compare=False, hash=False)
 
     @property
     def stem(self) -> str:
@@ -167,6 +170,11 @@ def discover(root: str | Path, participant_label: Sequence[str] | None = None,
              session: Sequence[str] | None = None) -> Dataset:
     """Find every unit of the BIDS dataset ``root`` (see module doc).
 
+    A sidecar that is not valid JSON is the failure of the unit whose image it describes
+    (``BidsImage.sidecar_error``, a note here): before session 49 it raised here, so one subject's
+    truncated ``sub-06_T2w.json`` stopped the whole batch (and ``--dry-run``) with exit 2 before
+    any unit ran.
+
     ``participant_label`` / ``session``: keep only these (with or without ``sub-``/``ses-``).
     Raises :class:`InputError` when ``root`` is not a BIDS folder or nothing is selected."""
     root = Path(root)
@@ -199,7 +207,12 @@ def discover(root: str | Path, participant_label: Sequence[str] | None = None,
                     if dict(ents).get("sub") != sub or dict(ents).get("ses") != ses:
                         notes.append(f"{f}: entities do not match its folder (skipped)")
                         continue
-                    images.append(BidsImage(f, dt, ents, suffix, _sidecar(f, root, ents, suffix)))
+                    try:
+                        side, err = _sidecar(f, root, ents, suffix), None
+                    except InputError as exc:  # one unit's broken sidecar: that unit fails, not the batch
+                        side, err = {}, exc.one_line()
+                        notes.append(f"{f.name}: its unit fails if it uses this image: {err}")
+                    images.append(BidsImage(f, dt, ents, suffix, side, err))
             units.append(Unit(sub, ses, root, tuple(images)))
     if not units:
         what = "participant label(s) " + ", ".join(sorted(want_sub)) if want_sub else "session(s)"

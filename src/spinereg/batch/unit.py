@@ -128,6 +128,8 @@ def _run_steps(ctx: st.Context) -> None:
         if im is None:
             ctx.notes.append(f"{suffix}: no image matching {cfg.contrast(suffix).get('target')}")
             continue
+        if im.sidecar_error:
+            raise st.UnitError(im.sidecar_error)
         st.check_readable(im)
         ctx.targets[suffix] = im
         ctx.inputs[suffix] = str(im.path)
