@@ -121,6 +121,11 @@ def test_truncated_gzip(capsys, ws):
         plain.write_bytes(fh.read(100))
     line = _apply_error(capsys, ws, ["-i", plain, "-d", ws["t2"]], "t2_head.nii")
     assert "truncated" in line and "100 of 348" in line
+    # an empty file is named empty (it was 'not a readable NIfTI ... convert DICOM' before session 49)
+    empty = ws["in"] / "t2_empty.nii.gz"
+    empty.write_bytes(b"")
+    line = _apply_error(capsys, ws, ["-i", empty, "-d", ws["t2"]], "t2_empty.nii.gz")
+    assert "empty file (0 bytes)" in line and "dcm2niix" not in line
     # a truncated 4D series fails while streaming: still nothing left behind
     blob4 = ws["fmri"].read_bytes()
     cut4 = ws["in"] / "fmri_cut.nii.gz"

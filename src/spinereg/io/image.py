@@ -234,6 +234,9 @@ def _unreadable(p: Path, what: str, exc: Exception) -> InputError:
     NIfTI ... convert DICOM with dcm2niix' before session 39), anything else not a NIfTI file."""
     import gzip
 
+    if p.stat().st_size == 0:  # was "not a readable NIfTI ... convert DICOM" (session 49)
+        return InputError(f"{what} is an empty file (0 bytes)", p,
+                          "copy or convert the image again (an interrupted copy or conversion leaves an empty file)")
     with open(p, "rb") as f:
         gz = f.read(2) == b"\x1f\x8b"
     head = b""
