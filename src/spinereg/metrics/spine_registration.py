@@ -89,13 +89,14 @@ def on_template_lattice(grid: Grid, template: str = "PAM50", tol_vox: float = 1e
 def template_lattice_of(grid: Grid) -> str | None:
     """The named template (of those present locally: nothing is downloaded) on whose own grid, or a
     crop of it, ``grid`` lies (:func:`on_template_lattice`); None when it lies on none."""
+    from spinereg.errors import SpineregError
     from spinereg.io.registry import locate, templates_table
 
     for name, row in templates_table().items():
         try:
             if locate(row["dataset"]) is not None and on_template_lattice(grid, name):
                 return name
-        except Exception:  # a template folder without a cord file: not this check's business
+        except (SpineregError, OSError):  # a template folder without a cord file: not this check's business
             continue
     return None
 
