@@ -28,8 +28,8 @@ def test_t2_auto_discs_edge_disc_residual_and_verdict(sct_data, tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     res = m["landmarks"]["residual_mm"]
     assert set(res) == {"3", "4", "5"}
-    assert res["3"] < 1.0, res  # 0.357 measured (150.8 before)
-    assert m["landmarks"]["max_residual_mm"] < 1.0
+    assert res["3"] < 0.36 + 0.05, res  # 0.357 measured (150.8 before)
+    assert m["landmarks"]["max_residual_mm"] < 0.475 + 0.05  # C3/C4 0.475 measured
     # levels from the automatic labeling (flagged ambiguous): warn, not fail
     assert m["qc"]["verdict"] == "warn" and rc == 0, m["qc"]["reasons"]
     # independent check that the registration is right: the hand-placed C3 / C5 body labels
@@ -39,8 +39,9 @@ def test_t2_auto_discs_edge_disc_residual_and_verdict(sct_data, tmp_path):
     lab = nib.load(t2 / "labels.nii.gz")
     body = nib.load(sct_data.parent / "PAM50" / "template" / "PAM50_label_body.nii.gz")
     bd = np.asarray(body.dataobj)
+    measured = {3: 0.64, 5: 1.09}
     for p in np.argwhere(np.asarray(lab.dataobj) > 0):
         v = int(np.asarray(lab.dataobj)[tuple(p)])
         q = nib.affines.apply_affine(lab.affine, p) + u[tuple(p)]
         ref = nib.affines.apply_affine(body.affine, np.argwhere(bd == v).mean(0))
-        assert np.linalg.norm(q - ref) < 1.5, (v, q, ref)  # 0.64 (C3) / 1.09 (C5) measured
+        assert np.linalg.norm(q - ref) < measured[v] + 0.1, (v, q, ref)
