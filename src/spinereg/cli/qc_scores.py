@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from spinereg.io.image import check_writable
-    from spinereg.metrics.cohort import aggregate, write_cohort_csv
+    from spinereg.metrics.cohort import aggregate, unjudged_folders, write_cohort_csv
     from spinereg.metrics.verdict import load_thresholds
 
     check_writable(args.output, args.overwrite)
@@ -36,4 +36,9 @@ def run(args: argparse.Namespace) -> int:
     counts = Counter(r["verdict"] for r in rows)
     print(f"{len(rows)} runs: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail"))
           + f" -> {args.output}")
+    left = unjudged_folders(args.dirs)
+    if left:
+        what = ", ".join(f"{len(v)} {k}" for k, v in left.items())
+        print(f"not listed: {sum(map(len, left.values()))} output folders without a QC verdict ({what}); "
+              "qc-scores judges register, register-to-template, chain and moco folders that hold metrics.json")
     return 0

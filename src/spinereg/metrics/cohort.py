@@ -47,6 +47,32 @@ def find_output_folders(roots: list[str | Path]) -> list[Path]:
     return sorted(found)
 
 
+def unjudged_folders(roots: list[str | Path]) -> dict[str, list[Path]]:
+    """Output folders under ``roots`` that :func:`aggregate` lists no row for, by command: those with
+    provenance.json whose command has no QC thresholds (segment, label-vertebrae, extract-metric,
+    ...) or that hold no metrics.json. Hidden folders are left out as in
+    :func:`find_output_folders`. ``spinereg qc-scores`` says how many it left out and why; before
+    session 50 they were left out silently."""
+    from spinereg.metrics.verdict import KINDS
+
+    out: dict[str, set[Path]] = {}
+    for root in roots:
+        r = Path(root)
+        if not r.is_dir():
+            continue
+        for p in r.rglob("provenance.json"):
+            if _hidden(p.parent.relative_to(r)):
+                continue
+            try:
+                prov = json.loads(p.read_text())
+                cmd = str(prov.get("command", "")) if isinstance(prov, dict) else ""
+            except (ValueError, OSError):
+                continue  # aggregate lists an unreadable one as a failed run when metrics.json is there
+            if not ((cmd in KINDS or "moco" in cmd) and (p.parent / "metrics.json").is_file()):
+                out.setdefault(cmd or "unknown", set()).add(p.parent.resolve())
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
 def _hidden(rel: Path) -> bool:
     """Whether a path (relative to a scanned root) passes through a hidden folder."""
     return any(part.startswith(".") for part in rel.parts)

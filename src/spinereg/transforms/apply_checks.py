@@ -135,6 +135,6 @@ def concat_checked(ref_path: str | Path, warps: Sequence[str | Path], out_path: 
     chain = Chain(transforms)
     out = check_writable(output_path(out_path), overwrite)  # fail before the work
     field_ = DisplacementField.from_transform(chain, ref)
-    out = write_displacement(field_, out, overwrite=overwrite, mark_undefined=True)
+    out = write_displacement(field_, out, overwrite=overwrite)
     warning = order_warning(ref, transforms, names, "-d")
     return CheckedOutput(Path(out), [warning] if warning is not None else [])
