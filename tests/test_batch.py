@@ -278,3 +278,38 @@ def test_target_entity_given_as_a_number(tmp_path: Path):
         ctx = st.Context(discover(root).units[0], load_config(cfg), tmp_path)
         im = st.target_image(ctx, "T2w")
         assert (im.path.name if im else None) == (f"sub-01_{chosen}_T2w.nii.gz" if chosen else None), target
+
+
+def test_chain_step_carries_the_chains_verdict(tmp_path, monkeypatch):
+    """The batch chain step records the chain's own verdict (metrics.json's qc block) with its
+    reasons and scores: before session 50 a chain that warned or failed left its unit "pass" in
+    provenance.json and group/subjects.tsv while qc_scores.csv said warn / fail."""
+    from types import SimpleNamespace
+
+    import spinereg.pipelines.chain_outputs as co
+    import spinereg.register.chain as rc
+    from spinereg.batch.bids import BidsImage
+    from spinereg.batch.steps import Context, chain
+
+    anat = tmp_path / "work" / "anat"
+    anat.mkdir(parents=True)
+    im = BidsImage(tmp_path / "sub-01_T2starw.nii.gz", "anat", (("sub", "01"),), "T2starw")
+    t2 = BidsImage(tmp_path / "sub-01_T2w.nii.gz", "anat", (("sub", "01"),), "T2w")
+    qc = {"verdict": "warn", "reasons": ["warn: cord_outside_anat_fov 0.4462 > 0.1"],
+          "scores": {"cord_dice": 0.937, "cord_outside_anat_fov": 0.4462}}
+    res = SimpleNamespace(metrics={"sub-01_T2starw": {"mode": "composed"}, "qc": qc})
+    monkeypatch.setattr(rc, "register_chain", lambda *a, **k: res)
+
+    def write(result, run, inputs, which):
+        (run / "warp_template2sub-01_T2starw.nii.gz").write_bytes(b"x")
+
+    monkeypatch.setattr(co, "write_chain_outputs", write)
+    cfg = SimpleNamespace(contrast=lambda s: {"via": ["T2w"], "direct": False, "contrast": "t2s"},
+                          anatomical="T2w", template="PAM50")
+    ctx = Context(SimpleNamespace(root=tmp_path, rel="sub-01"), cfg, tmp_path / "work")
+    ctx.targets["T2w"] = t2
+    chain(ctx, "T2starw", im)
+    rec = ctx.records[-1]
+    assert rec.step == "chain" and rec.kind == "chain" and rec.verdict == "warn"
+    assert rec.reasons == qc["reasons"] and rec.scores == qc["scores"]
+    assert ctx.warps["T2starw"].name.endswith("T2starw_mode-image_xfm.nii.gz")

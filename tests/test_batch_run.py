@@ -2,8 +2,11 @@
 MT images moved by known fields; 12 subjects, 2 of them with 2 sessions, plus 2 broken subjects),
 run as a user runs it: the ``spinereg`` command in its own process.
 
-* every good unit finishes with verdict pass, the broken ones are reported with their one-line
-  reason and skipped, the group outputs cover every unit;
+* every good unit finishes (status done) with verdict warn: its template registration passes and
+  its chains warn, their targets' cords reaching 17-46 % beyond T2w's field of view, where the
+  composed template warp is extrapolated (before session 50 the chains' verdicts did not reach the
+  unit, which said pass); the broken ones are reported with their one-line reason and skipped,
+  the group outputs cover every unit;
 * killed mid-way (SIGKILL to the whole process group), the same command resumes: completed
   units are not recomputed (the log says skipped, their files are untouched), a worker killed
   during the resumed run is replaced, and the final outputs equal, byte for byte, those of an
@@ -100,9 +103,14 @@ def test_cohort_all_good_units_pass_broken_reported(cohort: dict, main_run: dict
     rows = {r["unit"]: r for r in tsv(out / "group" / "subjects.tsv")}
     assert sorted(rows) == sorted(cohort["units"] + cohort["broken"])
     for uid in cohort["units"]:
-        assert rows[uid]["status"] == "done" and rows[uid]["verdict"] == "pass", rows[uid]
+        assert rows[uid]["status"] == "done" and rows[uid]["verdict"] == "warn", rows[uid]
         prov = json.loads((out / rows[uid]["folder"] / "provenance.json").read_text())
-        assert prov["verdict"] == "pass" and prov["config_sha256"]
+        assert prov["verdict"] == "warn" and prov["config_sha256"]
+        steps = {(s["contrast"], s["step"]): s for s in prov["steps"]}
+        assert steps[("T2w", "register-to-template")]["verdict"] == "pass"
+        for contrast in ("T2starw", "MTS"):
+            rec = steps[(contrast, "chain")]
+            assert rec["verdict"] == "warn" and any("cord_outside_anat_fov" in r for r in rec["reasons"]), rec
     bad = rows["sub-corrupt"]["reason"]
     assert "sub-corrupt_T2w.nii.gz" in bad and "fix:" in bad and "\n" not in bad
     assert "missing contrast T2w" in rows["sub-notwo"]["reason"]
@@ -137,7 +145,13 @@ def test_cohort_group_outputs(cohort: dict, main_run: dict):
     # T2starw 0.19 -> 0.80, sub-10 0.74 -> 0.85 / MTS 0.78 -> 0.88). The composed Dice of most units
     # stays 0.74-0.93 (direct 0.91-0.98): open, the verdict says so.
     chains = [r for r in rows if r["command"] == "chain"]
-    assert len(chains) == 28 and all(r["verdict"] in ("pass", "warn", "fail") and r["cord_dice"] for r in chains)
+    assert len(chains) == 28 and {r["verdict"] for r in chains} == {"warn"}
+    # session 50: a composed target is judged over the part its links keep inside T2w's field of
+    # view (measured 0.8889-0.9736; over the whole field, extrapolated part included, 0.737-0.948,
+    # and 12 of the 28 failed); every chain warns on the fraction beyond (0.17-0.46)
+    dices = sorted(float(r["cord_dice"]) for r in chains)
+    assert dices[0] > 0.875 and dices[2] > 0.92, dices
+    assert all(0.15 < float(r["cord_outside_anat_fov"]) < 0.48 for r in chains)
     metrics = tsv(out / "group" / "metrics_per_level.tsv")
     assert {(r["participant_id"], r["session_id"]) for r in metrics} == \
         {(u.split("_")[0], u.split("_")[1] if "_" in u else "n/a") for u in cohort["units"]}
@@ -271,7 +285,7 @@ def test_external_dask_scheduler_and_worker(cohort: dict, tmp_path: Path):
         assert res.returncode == 3, res.stderr
         assert "on scheduler Dask" in res.stdout
         rows = {r["unit"]: r for r in tsv(out / "group" / "subjects.tsv")}
-        assert rows["sub-03"]["status"] == "done" and rows["sub-03"]["verdict"] == "pass"
+        assert rows["sub-03"]["status"] == "done" and rows["sub-03"]["verdict"] == "warn"  # its chains warn
         assert rows["sub-notwo"]["status"] == "failed"
         engine = [e for e in events(out) if e["event"] == "engine"][0]
         assert engine["kind"] == "scheduler" and engine["address"] == address

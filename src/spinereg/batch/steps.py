@@ -227,10 +227,12 @@ def chain(ctx: Context, suffix: str, im: BidsImage) -> None:
     names = chain_names(im.prefix, im.stem, suffix, ctx.tpl)
     moved = move_with_alias(run, names, ctx.datatype_dir(im))
     ctx.warps[suffix] = moved[f"warp_template2{im.stem}.nii.gz"]
-    m = (res.metrics or {}).get(im.stem, {})
-    scores = {k: v for k, v in m.items() if isinstance(v, int | float)}
-    ctx.records.append(StepRecord(suffix, "chain", str(run.relative_to(ctx.tmp)), "chain", None, [],
-                                  [str(p.relative_to(ctx.tmp)) for p in moved.values()], scores))
+    # the chain's own verdict (metrics.json's qc block) is the step's: before session 50 a chain that
+    # warned or failed left its unit "pass" in provenance.json and group/subjects.tsv
+    qc = (res.metrics or {}).get("qc") or {}
+    ctx.records.append(StepRecord(suffix, "chain", str(run.relative_to(ctx.tmp)), "chain", qc.get("verdict"),
+                                  list(qc.get("reasons") or []),
+                                  [str(p.relative_to(ctx.tmp)) for p in moved.values()], dict(qc.get("scores") or {})))
 
 
 def mtr(ctx: Context, suffix: str, im: BidsImage) -> None:
