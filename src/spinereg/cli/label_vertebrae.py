@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     # a segmentation holding the image's voxels in another axis order: exactly on the image's grid
     seg = on_grid_of(load_image(args.seg, ndim=3, what="segmentation"), image)
     initz = read_initfile(args.initfile) if args.initfile else args.initz
-    init = resolve_init(initz, args.initlabel, seg)
+    init = resolve_init(initz, args.initlabel, seg, args.initfile)
     if args.qc:
         from spinereg.qc.report import check_qc_root
 

@@ -12,19 +12,23 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image, load_image
 
 
-def init_from_slice(text: str, seg: Image) -> tuple[np.ndarray, int]:
+def init_from_slice(text: str, seg: Image, source: str | Path | None = None) -> tuple[np.ndarray, int]:
     """``"Z,DISC"`` -> (world point, disc value): slice ``Z`` along the image's S-I voxel axis,
     counted from the inferior end (SCT's slice number in RPI), at the cord's centre of mass in
-    that slice (the slice centre when the cord is not segmented there)."""
+    that slice (the slice centre when the cord is not segmented there). ``source``: the init file
+    the text was read from (SCT's ``-initfile``), named by the errors; before session 50 a slice
+    past the image's end in ``t2/init_label_vertebrae.txt`` was blamed on the segmentation."""
     try:
         z_txt, v_txt = text.split(",")
         z, value = int(z_txt), int(v_txt)
     except ValueError as exc:
-        raise InputError(f"-initz {text!r} is not 'Z,DISC'", None, "write e.g. -initz 34,3 (slice 34 is C2/C3)") from exc
+        raise InputError(f"-initz {text!r} is not 'Z,DISC'", None if source is None else str(source),
+                         "write e.g. -initz 34,3 (slice 34 is C2/C3)") from exc
     axis = si_axis(seg.affine)
     n = seg.shape[axis]
     if not 0 <= z < n:
-        raise InputError(f"-initz slice {z} is outside the image (0..{n - 1} along S-I)", seg.name,
+        raise InputError(f"-initz slice {z} is outside the image (0..{n - 1} along S-I)",
+                         seg.name if source is None else str(source),
                          "give a slice index counted from the inferior end")
     superior_up = seg.affine[2, axis] > 0
     k = z if superior_up else n - 1 - z
@@ -46,16 +50,18 @@ def init_from_label_file(path: str) -> tuple[np.ndarray, int]:
     return lm.points[0], int(lm.values[0])
 
 
-def resolve_init(initz: str | None, initlabel: str | Path | None, seg: Image) -> tuple[np.ndarray, int] | None:
-    """``-initz`` or ``-initlabel`` (at most one) -> (world point, disc value), or None."""
+def resolve_init(initz: str | None, initlabel: str | Path | None, seg: Image,
+                 initfile: str | Path | None = None) -> tuple[np.ndarray, int] | None:
+    """``-initz`` or ``-initlabel`` (at most one) -> (world point, disc value), or None.
+    ``initfile``: the file ``initz`` was read from (SCT's ``-initfile``), named by the errors."""
     if initz and initlabel:
         raise InputError("-initz and -initlabel both given", None, "pin one disc, with one of them")
     if initz:
-        return init_from_slice(initz, seg)
+        return init_from_slice(initz, seg, initfile)
     if initlabel:
         text = sct_init_file(str(initlabel))
         if text is not None:
-            return init_from_slice(text, seg)
+            return init_from_slice(text, seg, initlabel)
         return init_from_label_file(str(initlabel))
     return None
 

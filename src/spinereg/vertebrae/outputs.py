@@ -23,7 +23,7 @@ from spinereg.io.image import Image, on_grid_of, path_stem, save_image
 from spinereg.io.resample import place_labels
 from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.model import CONUS
-from spinereg.vertebrae.result import VertebralLabeling
+from spinereg.vertebrae.result import Disc, VertebralLabeling
 
 
 def image_stem(path: str | Path | None) -> str:
@@ -41,23 +41,40 @@ def labeled_segmentation(seg: Image, labeling: VertebralLabeling) -> Image:
     return seg.with_data(out)
 
 
+def written_discs(labeling: VertebralLabeling, grid: Grid) -> list[Disc]:
+    """The discs of ``labeling`` (in its order) that the label file on ``grid`` holds: measured
+    (not ``estimated``) and with their nearest voxel on the grid; of two landing on one voxel, the
+    later (lower) one, which is the one the voxel keeps. The one rule :func:`disc_label_image`
+    writes by and :func:`labeling_document` reports as ``in_label_file``."""
+    cand = [d for d in labeling.discs if not d.estimated]
+    if not cand:
+        return []
+    ijk, ok = grid.nearest_voxels(np.array([d.point for d in cand], float).reshape(-1, 3))
+    at = {tuple(v): d for d, v, k in zip(cand, ijk.tolist(), ok, strict=True) if k}  # the last one kept
+    kept = {id(d) for d in at.values()}
+    return [d for d in cand if id(d) in kept]
+
+
 def disc_label_image(image: Image, labeling: VertebralLabeling) -> Image:
-    """One voxel per disc (PAM50_label_disc values) on ``image``'s grid."""
-    vol = place_labels(labeling.points, labeling.values, image.grid, dtype=np.uint8)
+    """One voxel per disc (PAM50_label_disc values) on ``image``'s grid: the discs of
+    :func:`written_discs`."""
+    discs = written_discs(labeling, image.grid)
+    vol = place_labels(np.array([d.point for d in discs], float).reshape(-1, 3),
+                       np.array([d.value for d in discs], int), image.grid, dtype=np.uint8)
     return image.with_data(vol)
 
 
 def labeling_document(labeling: VertebralLabeling, grid: Grid, **head: object) -> dict:
     """The ``<img>_discs.json`` of ``labeling`` on ``grid``: ``head`` first, then the labeling's
-    record, each disc with ``in_label_file`` (whether :func:`disc_label_image` writes it). The label
+    record, each disc with ``in_label_file`` (:func:`written_discs`, what :func:`disc_label_image` writes). The label
     file holds the measured discs whose nearest voxel is on the grid: a C1/C2 the chain's spacing
     placed (``estimated``, nothing on the image marks it) is in the JSON only, as a disc whose
     centerline point lies past the field of view's edge. Before session 49 the JSON listed them
     beside the others and said nothing of the label file leaving them out."""
     doc = {**head, **labeling.as_dict()}
-    on_grid = grid.nearest_voxels(np.array([d.point for d in labeling.discs], float).reshape(-1, 3))[1]
-    for rec, disc, ok in zip(doc["discs"], labeling.discs, on_grid, strict=True):
-        rec["in_label_file"] = bool(ok and not disc.estimated)
+    written = {id(d) for d in written_discs(labeling, grid)}
+    for rec, disc in zip(doc["discs"], labeling.discs, strict=True):
+        rec["in_label_file"] = id(disc) in written
     doc["label_file"] = ("one voxel per disc measured on the image (PAM50_label_disc values, 60 = conus tip); "
                          "discs with in_label_file false are listed here only")
     return doc
