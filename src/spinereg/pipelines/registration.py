@@ -21,6 +21,7 @@ from spinereg.io.provenance import RunRecord
 from spinereg.io.staging import OutputFolder, folder_is_own_run
 from spinereg.io.tempdirs import temporary_directory
 from spinereg.pipelines.autoseg import AutoSegmentations, is_auto
+from spinereg.vertebrae.names import margin_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.io.image import Image
@@ -205,7 +206,7 @@ def labeling_for_landmarks(image: Image, seg: Image, contrast: str) -> tuple[obj
         return None, {"failed": f"{type(err).__name__}: {err}"}
     return lab, {"by": "spinereg label-vertebrae (automatic)", "discs": [d.name for d in lab.discs],
                  "measured": [d.name for d in lab.measured], "ambiguous": bool(lab.ambiguous),
-                 "identity_margin": round(float(lab.identity_margin), 2)}
+                 "identity_margin": margin_value(lab.identity_margin)}
 
 
 def require_labelable(image: str | Path) -> None:
@@ -267,7 +268,7 @@ def label_discs(image: Image, seg: Image, image_path: str | Path, contrast: str,
     auto.files[f"{stem}_discs.json"] = tmp / f"{stem}_discs.json"
     warnings = [f"automatic vertebral labeling: {w}" for w in warnings_of(lab)]
     record = {"file": path.name, "discs": [d.name for d in lab.discs], "ambiguous": lab.ambiguous,
-              "identity_margin": round(float(lab.identity_margin), 2), "warnings": warnings}
+              "identity_margin": margin_value(lab.identity_margin), "warnings": warnings}
     # the registration takes the discs where they were measured (world mm, as in the JSON), not
     # their nearest voxels in the label file: on 5 mm axial slices the voxel moves a disc by up to
     # 2.5 mm along S-I

@@ -43,7 +43,7 @@ from spinereg.cord.landmarks import Landmarks
 from spinereg.register.cord_mapping import PiecewiseLinear
 from spinereg.vertebrae.convention import to_label_convention
 from spinereg.vertebrae.model import CONUS
-from spinereg.vertebrae.names import margin_text
+from spinereg.vertebrae.names import margin_text, margin_value
 
 if TYPE_CHECKING:  # pragma: no cover
     from spinereg.cord.centerline import Centerline
@@ -168,7 +168,7 @@ def automatic_discs(given: Landmarks, lab: VertebralLabeling, template_discs: La
     ``si_spacing_mm``; the report's ``registered_as`` says what was moved); None keeps the
     measured points. The level check above uses the measured points either way."""
     report: dict = {"used": False, "ambiguous": bool(lab.ambiguous),
-                    "identity_margin": round(float(lab.identity_margin), 2)}
+                    "identity_margin": margin_value(lab.identity_margin)}
     if given.kind not in ("body", "disc"):
         report["reason"] = f"{given.kind} landmarks are not checked against the labeling's levels"
         return None, report

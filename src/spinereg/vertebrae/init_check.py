@@ -12,7 +12,7 @@ from spinereg.errors import InputError
 from spinereg.io.image import Image
 from spinereg.vertebrae.identity_check import POSITION_HOLD_MM, level_shift
 from spinereg.vertebrae.model import CONUS
-from spinereg.vertebrae.names import margin_text
+from spinereg.vertebrae.names import margin_text, margin_value
 from spinereg.vertebrae.result import VertebralLabeling, disc_name
 
 
@@ -53,7 +53,7 @@ def _check_init(pinned: VertebralLabeling, free: VertebralLabeling, init: tuple[
     else:
         shift = level_shift(pinned, free)
     names = [d.name for d in free.measured]
-    record = {"image_discs": names, "image_identity_margin": round(float(free.identity_margin), 2),
+    record = {"image_discs": names, "image_identity_margin": margin_value(free.identity_margin),
               "image_ambiguous": bool(free.ambiguous), "level_shift": shift,
               "image_name_at_pin": None if near is None or abs(near.s - s0) > POSITION_HOLD_MM else near.name}
     if shift:

@@ -121,7 +121,7 @@ from spinereg.vertebrae.init_check import _check_init, _init_position, _refuse_e
 from spinereg.vertebrae.intensity import zero_based
 from spinereg.vertebrae.match import candidates, global_search
 from spinereg.vertebrae.model import CONUS, SPACING_SD, spine_model
-from spinereg.vertebrae.names import margin_text
+from spinereg.vertebrae.names import margin_text, margin_value
 from spinereg.vertebrae.orientation import UPSIDE_DOWN, flip_si, si_reversal
 from spinereg.vertebrae.prepare import (
     MAX_ROLL_DEG,
@@ -154,6 +154,9 @@ __all__ = [
 
 #: discs of PAM50's numbering that are not seen as bands (pontomedullary junction, C1/C2)
 UNSEEN = (1, 2)
+#: a chain score at or below this is a reading the hard limits (-1e9) or a pin rule out: no
+#: alternative for the identity margin
+IMPOSSIBLE = -1e8
 #: PAM50_label_disc's value 1: the pontomedullary junction region, above C1 (no disc)
 PMJ_REGION = 1
 #: where in the column the disc bands are averaged (see evidence.band_evidence)
@@ -290,7 +293,7 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
         return lab
     before = [d.name for d in lab.measured]
     again.report["csf_identity"] = {**found.as_dict(), "relabelled": True, "discs_before": before,
-                                    "identity_margin_before": round(float(lab.identity_margin), 2),
+                                    "identity_margin_before": margin_value(lab.identity_margin),
                                     "image_identity_before": lab.report.get("image_identity"),
                                     "pinned": {"name": disc_name(value), "s_mm": round(float(pin.s), 2)}}
     for key in ("first_pass", "second_pass"):  # what the passes before it named
@@ -332,7 +335,7 @@ def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | No
             f"cord width and image disagreed; relabelled with the cord width down-weighted (spread "
             f"{WIDTH_SD_FALLBACK}) the discs were named {' to '.join(second[:1] + second[-1:])} ({how}), beyond the "
             f"{MAX_SECOND_PASS_SHIFT} levels the image's check weighs: the first labeling is kept"))
-        lab.report["second_pass"] = {"discs": second, "identity_margin": round(again.identity_margin, 2),
+        lab.report["second_pass"] = {"discs": second, "identity_margin": margin_value(again.identity_margin),
                                      "level_shift": shift, "kept": False}
         lab.ambiguous = True
         return _with_orientation(lab, orientation)
@@ -340,7 +343,7 @@ def _label_vertebrae(image: Image, seg: Image, prep: _Prepared, init: tuple | No
             f"named {' to '.join(first[:1] + first[-1:])} (image-alone margin {margin_text(lab.report['image_identity']['margin'])}); "
             f"relabelled with it down-weighted (spread {WIDTH_SD_FALLBACK})")
     again.report["ambiguous_reasons"].insert(0, note)
-    again.report["first_pass"] = {"discs": first, "identity_margin": round(lab.identity_margin, 2),
+    again.report["first_pass"] = {"discs": first, "identity_margin": margin_value(lab.identity_margin),
                                   "image_identity": lab.report["image_identity"], "level_shift": shift}
     again.ambiguous = True
     return _with_orientation(_with_signal(again, signal, given, mismatch), orientation)
@@ -493,10 +496,12 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     for k in np.flatnonzero(inside & seen):
         best_here = chain.marginal[k, gx[k]]
         win = slice(max(gx[k] - 6, 0), gx[k] + 7)
-        alt = [chain.marginal[k2, win].max() for k2 in (k - 1, k + 1) if 0 <= k2 < len(t)]
-        margins.append(best_here - max(alt))
-        alts.append({"disc": int(model.disc_values[k]), "up": None if k == 0 else round(float(best_here - chain.marginal[k - 1, win].max()), 2),
-                     "down": None if k + 1 >= len(t) else round(float(best_here - chain.marginal[k + 1, win].max()), 2)})
+        # a reading the hard limits or a pin rule out (score <= IMPOSSIBLE) is no alternative
+        shifted = {k2: float(chain.marginal[k2, win].max()) for k2 in (k - 1, k + 1) if 0 <= k2 < len(t)}
+        alt = [v for v in shifted.values() if v > IMPOSSIBLE]
+        margins.append(best_here - max(alt) if alt else np.inf)
+        gap = {k2: round(float(best_here - v), 2) if v > IMPOSSIBLE else None for k2, v in shifted.items()}
+        alts.append({"disc": int(model.disc_values[k]), "up": gap.get(k - 1), "down": gap.get(k + 1)})
     margin = float(min(margins)) if margins else 0.0
     image_check = _image_identity(grid, img_unary, t, scales, chain, ev, sub.s, step, inside & seen) \
         if pinned is None and check_identity else None

@@ -36,5 +36,16 @@ def level_number(name: str | int) -> int:
 
 def margin_text(margin: float) -> str:
     """An identity margin as every message writes it: two decimals, rounded down, so that a
-    margin under a threshold never reads as the threshold (``1.996`` -> ``"1.99"``, not ``"2.00"``)."""
+    margin under a threshold never reads as the threshold (``1.996`` -> ``"1.99"``, not ``"2.00"``);
+    ``"unbounded"`` when no other reading was possible (a pin, or the CSF's relabelling, held the
+    levels)."""
+    if not np.isfinite(float(margin)):
+        return "unbounded (no other reading possible under the pin)"
     return f"{np.floor(float(margin) * 100) / 100:.2f}"
+
+
+def margin_value(margin: float) -> float | None:
+    """An identity margin as JSON holds it: two decimals, or None when unbounded (see
+    :func:`margin_text`). Before session 50 the hard limits' -1e9 score leaked through as a margin
+    of 999999994.44 on pinned runs."""
+    return round(float(margin), 2) if np.isfinite(float(margin)) else None

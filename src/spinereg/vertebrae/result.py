@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from spinereg.vertebrae.names import level_name
+from spinereg.vertebrae.names import level_name, margin_value
 
 if TYPE_CHECKING:
     from spinereg.cord.centerline import Centerline
@@ -133,6 +133,6 @@ class VertebralLabeling:
 
     def as_dict(self) -> dict:
         return {"discs": [d.as_dict() for d in self.discs], "scale_to_template": round(self.scale, 4),
-                "identity_margin": round(float(self.identity_margin), 2), "ambiguous": bool(self.ambiguous),
+                "identity_margin": margin_value(self.identity_margin), "ambiguous": bool(self.ambiguous),
                 "identity_source": self.identity_source, "disc_polarity": "bright" if self.polarity > 0 else "dark",
                 "gaps": list(self.gaps), **self.report}

@@ -1,0 +1,70 @@
+"""The identity margin and its alternatives never carry the hard limits' -1e9 score into the
+discs JSON. Before session 50 a run whose levels a pin (or the CSF's relabelling) held wrote
+``identity_margin: 999999994.44`` and ``identity_alternatives`` of the same size: a margin that
+reads as certainty on a labeling flagged ambiguous. Now an alternative the limits rule out is
+None, and a margin with no alternative left is None in JSON ("unbounded" in messages).
+
+Case: sct_testing_data t2 averaged to 3 mm voxels along its first (A-P) axis, a labeling the
+CSF relabelled (it is wrong and flagged ambiguous: thoracic names on a cervical cord, left to
+the flags); t1 with its init file (slice 55 = C2/C3, right)."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from scipy.ndimage import uniform_filter1d
+
+from spinereg.cli.main import main
+from spinereg.vertebrae.names import margin_text, margin_value
+
+pytestmark = pytest.mark.realdata
+
+
+def test_margin_helpers():
+    assert margin_value(1.996) == 2.0 and margin_value(float("inf")) is None
+    assert margin_text(1.996) == "1.99" and margin_text(float("inf")).startswith("unbounded")
+
+
+def _thick(src, dst, seg=False):
+    im = nib.load(str(src))
+    d = uniform_filter1d(np.asarray(im.dataobj, np.float32), 3, axis=0)[::3]
+    if seg:
+        d = (d >= 0.5).astype(np.uint8)
+    nib.save(nib.Nifti1Image(d, im.affine @ np.diag([3.0, 1, 1, 1])), str(dst))
+    return dst
+
+
+def _values(doc: dict) -> list:
+    return [doc["identity_margin"]] + [v for a in doc["identity_alternatives"] for v in (a["up"], a["down"])]
+
+
+def test_relabelled_run_has_no_sentinel_margin(sct_data, tmp_path, capsys):
+    t2 = sct_data / "t2"
+    img = _thick(t2 / "t2.nii.gz", tmp_path / "t2thick.nii.gz")
+    seg = _thick(t2 / "t2_seg-manual.nii.gz", tmp_path / "t2thick_seg.nii.gz", seg=True)
+    out = tmp_path / "lv"
+    assert main(["label-vertebrae", "-i", str(img), "-s", str(seg), "-c", "t2", "-o", str(out),
+                 "--qc", str(tmp_path / "qc")]) == 0
+    assert "level identity is ambiguous" in capsys.readouterr().err
+    text = (out / "t2thick_discs.json").read_text()
+    doc = json.loads(text)
+    assert doc["identity_source"] == "csf" and doc["ambiguous"]
+    assert doc["identity_margin"] is None and "99999" not in text, _values(doc)
+    assert doc["csf_identity"]["identity_margin_before"] == pytest.approx(2.97, abs=0.05)
+
+
+def test_pinned_run_alternatives_are_finite_or_none(sct_data, tmp_path):
+    t1 = sct_data / "t1"
+    out = tmp_path / "lv"
+    assert main(["label-vertebrae", "-i", str(t1 / "t1w.nii.gz"), "-s", str(t1 / "t1w_seg-manual.nii.gz"), "-c", "t1",
+                 "-initfile", str(t1 / "init_label_vertebrae.txt"), "-o", str(out)]) == 0
+    text = (out / "t1w_discs.json").read_text()
+    doc = json.loads(text)
+    vals = _values(doc)
+    # measured: margin 15.34; the alternatives the pin rules out (every "up") are None
+    assert "99999" not in text and doc["identity_margin"] == pytest.approx(15.34, abs=0.5), vals
+    assert all(a["up"] is None for a in doc["identity_alternatives"][:3])
+    assert all(v is None or abs(v) < 100 for v in vals), vals
