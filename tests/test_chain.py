@@ -85,7 +85,7 @@ def test_chain_cli_three_images(sct_data, tmp_path):
         assert m[name]["composed"]["cord_dice_whole"] < m[name]["composed"]["cord_dice_in_anat_fov"]
     # through the links alone, over the part the chain covers (mt1 -> t2s -> t2: every later image's
     # field of view; counting mt1's slices beyond t2s's made it 0.788 before session 38's fix)
-    assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.960, abs=0.005)  # measured 0.9604
+    assert m["mt1"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.966, abs=0.005)  # measured 0.9657 (0.9604 before session 50's link fix)
     assert m["t2s"]["composed"]["cord_dice_in_anat_fov"] == pytest.approx(0.967, abs=0.005)  # measured 0.9665
     assert m["mt1"]["cord_outside_anat_fov"] == pytest.approx(0.577, abs=0.02)
     assert m["t2s"]["cord_outside_anat_fov"] == pytest.approx(0.409, abs=0.02)

@@ -114,7 +114,7 @@ def test_cords_far_apart_keep_the_offset_when_the_image_term_is_dropped(sct_data
     by the headers. The image term (started from the cords' mean in-plane offset) did not raise the
     local correlation and was dropped whole, offset included, leaving the stiff in-plane seg step
     to close 11 mm: cord Dice 0.24, centerline RMS 8.3 mm (FAIL), before session 37; the chain
-    composed through it (template cord on T2starw: Dice 0.19). Now the offset is kept: PASS, Dice
+    composed through it (template cord on T2starw: Dice 0.19). Now the offset is kept: PASS (warn on cord_dice_src 0.919 since session 50), Dice
     0.94, Hausdorff95 0.5 mm (the seg step fits the segmentations, so the Dice is partly fitted;
     the failure it replaces is not), and the chain's composed Dice 0.80."""
     import sys
@@ -130,8 +130,13 @@ def test_cords_far_apart_keep_the_offset_when_the_image_term_is_dropped(sct_data
                  "-d", str(anat / f"{p}_T2starw.nii.gz"), "--dseg", str(lab / f"{p}_T2starw_seg-manual.nii.gz"),
                  "-o", str(tmp_path / "r"), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["qc"]["verdict"] == "pass", out["qc"]
-    assert out["qc"]["scores"]["cord_dice"] == pytest.approx(0.94, abs=0.01)
-    assert out["qc"]["scores"]["hausdorff95_mm"] <= 0.5
+    # session 50 (the image term leaves out what T2w does not cover, T2starw reaching 30 mm above
+    # it): centerline RMS 0.448 -> 0.117 mm, cord Dice 0.940 -> 0.928, cord_dice_src 0.934 -> 0.919,
+    # which warns (< 0.92); PASS before
+    s = out["qc"]["scores"]
+    assert out["qc"]["verdict"] in ("pass", "warn") and all("cord_dice_src" in r for r in out["qc"]["reasons"]), out["qc"]
+    assert s["cord_dice"] == pytest.approx(0.928, abs=0.01) and s["cord_dice_src"] == pytest.approx(0.919, abs=0.01)
+    assert s["centerline_rms_mm"] == pytest.approx(0.117, abs=0.05)
+    assert s["hausdorff95_mm"] <= 0.5
     rec = json.loads((tmp_path / "r" / "provenance.json").read_text())["step_records"][0]["report"]
     assert rec["used"] == "cord offset only" and abs(rec["offset_vox"][0]) > 20  # 0.5 mm voxels: > 10 mm

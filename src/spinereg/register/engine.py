@@ -146,8 +146,14 @@ def run_steps(
             extra["check_only"] = True
         both = all(k in fixed and k in moving_src for k in ("im", "seg"))
         if step.type == "imseg" and both and _takes_segs(step.algo):
+            mseg = pulled("seg")
+            if step.algo == "demons":
+                # the fixed-grid voxels the moving image covers: beyond them the pulled image is
+                # filled, an edge the fixed image does not have, which the image term's local
+                # correlation aligned (the cord stretched along S-I near the source's ends)
+                extra["moving_valid"] = np.isfinite(raw["seg"])
             t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
-                   fixed_seg=fixed["seg"], moving_seg=pulled("seg"), **extra)
+                   fixed_seg=fixed["seg"], moving_seg=mseg, **extra)
         else:
             kind = "im" if step.type == "im" else "seg"
             if kind not in fixed or kind not in moving_src:
