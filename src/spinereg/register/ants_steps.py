@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
+from scipy import ndimage
 
 from spinereg.errors import SpineregError
 from spinereg.io.grid import Grid
@@ -36,6 +37,13 @@ if TYPE_CHECKING:
 _FLIP = np.diag([-1.0, -1.0, 1.0])
 _LINEAR = {"translation": "Translation", "rigid": "Rigid", "affine": "Affine"}
 _METRIC_PARAM = {"MeanSquares": "1,0", "CC": "1,4", "MI": "1,32"}
+
+
+def _padded_slices(grid: Grid, n: int) -> Grid:
+    """``grid`` with ``n`` more slices at both ends of its third voxel axis."""
+    aff = grid.affine.copy()
+    aff[:3, 3] -= n * aff[:3, 2]
+    return Grid((grid.shape[0], grid.shape[1], grid.shape[2] + 2 * n), aff)
 
 
 def to_ants(data: np.ndarray, grid: Grid) -> LibImage:
@@ -99,7 +107,24 @@ def _ants_3d(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
     grad = float(_get(step, "gradStep", _get(step, "grad_step", 0.5)))
     deformation = str(_get(step, "deformation", "1x1x0"))
     spline = float(_get(step, "spline_distance", 5.0))
-    f_img, m_img = to_ants(fixed, grid), to_ants(moving, grid)
+    m_img = to_ants(moving, grid)
+    f_grid = grid
+    pad = int(_get(step, "pad", 0))
+    if algo in ("syn", "bsplinesyn") and iters > 0 and pad > 0:
+        # ``pad``: SCT pads the destination with 5 empty slices at both ends of the slice axis
+        # (sct_register_multimodal -z 5) "because ants doesn't deform the extremities": SyN holds
+        # the field at zero on the border of its domain, which on mt1's 5 slices froze 2 of them
+        # (session 50: mt0 -> mt1 with SCT's syn test steps, NCC with mt1 in the cord 0.827 -> 0.875,
+        # SCT's own result 0.881; tests/test_ants_syn_sct.py).
+        # The moving image keeps its own domain (outside it ANTs leaves the metric out, as in SCT).
+        # Not by default: on the articulated-spine phantom (tests/test_articulated_registration.py)
+        # pad=5 raised the rigid-bone SyN pipeline's cord error 0.30 -> 0.50 mm; the SCT presets
+        # (multimodal_default, multimodal_seg) set it.
+        f_grid = _padded_slices(grid, pad)
+        fixed = np.pad(np.asarray(fixed, np.float32), ((0, 0), (0, 0), (pad,) * 2))
+        if fixed_mask is not None:
+            fixed_mask = np.pad(np.asarray(fixed_mask) > 0, ((0, 0), (0, 0), (pad,) * 2))
+    f_img = to_ants(fixed, f_grid)
     with temporary_directory("spinereg-ants-") as tmp:
         prefix = os.path.join(tmp, "s")
         args = ["-d", "3", "--float", "1", "--random-seed", "1",
@@ -114,7 +139,7 @@ def _ants_3d(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
             raise ValueError(f"not an ANTs algorithm: {algo}")
         args += ["-c", f"[{iters},1e-6,10]", "-f", str(shrink), "-s", f"{smooth}mm", "-o", prefix]
         if fixed_mask is not None:
-            mask_img = to_ants((np.asarray(fixed_mask) > 0).astype(np.float32), grid)
+            mask_img = to_ants((np.asarray(fixed_mask) > 0).astype(np.float32), f_grid)
             args += ["-x", mask_img.ptr]
         code = ants_registration(args)
         if code != 0:
@@ -123,6 +148,12 @@ def _ants_3d(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         if algo in _LINEAR:
             return read_affine(Path(prefix + "0GenericAffine.mat"))
         field = read_displacement(Path(prefix + "0Warp.nii.gz"))
+    if field.grid.shape != tuple(grid.shape):
+        # padded slices, or shrink > 1 (ANTs's last level, hence its warp, is on the shrunk grid:
+        # same extent, coarser voxels; before, any shrink=2 SyN step, as SCT's mt0 syn test, raised
+        # ValueError): interpolated onto ours as antsApplyTransforms does (trilinear, outer node's
+        # value within half a voxel)
+        return DisplacementField.from_transform(field, grid)
     # resample onto our grid object exactly (same geometry, avoids float drift in the header)
     return DisplacementField(grid, field.data)
 
@@ -178,8 +209,25 @@ def ants_slicewise(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
                 moved = (pts - c) @ a.T + t + c  # ITK: A (x - c) + t + c
                 disp[:, :, k] = (moved - pts).reshape(nx, ny, 2)
             else:
-                w = np.asarray(nib.load(prefix + "0Warp.nii.gz").dataobj, dtype=np.float32)
+                warp = nib.load(prefix + "0Warp.nii.gz")
+                w = np.asarray(warp.dataobj, dtype=np.float32)
+                if w.shape[:2] != (nx, ny):  # shrink > 1: the warp is on the shrunk 2D grid
+                    w = _upsample_2d(w.reshape(w.shape[0], w.shape[1], 2), warp.affine, nx, ny, zooms)
                 disp[:, :, k] = w.reshape(nx, ny, 2)
     a3 = grid.affine[:3, :3] / zooms
     data = disp[..., 0:1] * a3[:, 0].astype(np.float32) + disp[..., 1:2] * a3[:, 1].astype(np.float32)
     return DisplacementField(grid, data)
+
+
+def _upsample_2d(w: np.ndarray, affine: np.ndarray, nx: int, ny: int, zooms: np.ndarray) -> np.ndarray:
+    """A 2D ANTs warp ``w`` (X, Y, 2) on a shrunk grid (NIfTI ``affine``, RAS; the 2D LPS frame
+    of :func:`ants_slicewise` has its origin at 0 and unit directions) sampled bilinearly at the
+    (nx, ny) voxel centres of the full slice, outer node's value beyond them (as ITK)."""
+    ii, jj = np.meshgrid(np.arange(nx) * zooms[0], np.arange(ny) * zooms[1], indexing="ij")
+    pts = np.stack([ii.ravel(), jj.ravel()], -1)  # LPS physical points of the full slice
+    a = np.asarray(affine, float)
+    lin = (_FLIP @ a[:3, :3])[:2, :2]  # NIfTI stores RAS: back to the LPS frame ANTs used
+    origin = (_FLIP @ a[:3, 3])[:2]
+    ij = np.linalg.solve(lin, (pts - origin).T)
+    out = [ndimage.map_coordinates(w[..., d], ij, order=1, mode="nearest") for d in range(2)]
+    return np.stack(out, -1).reshape(nx, ny, 2).astype(np.float32)

@@ -92,6 +92,7 @@ class Step:
     dof: str = _default("dof")
     rigidity: float = _default("rigidity")  # spinereg extension
     sigma: str = _default("sigma")  # spinereg extension (algo=tps)
+    pad: int = _default("pad")  # SCT's -z of sct_register_multimodal, as a step key
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
