@@ -30,6 +30,7 @@ def test_qc_scores_names_the_folders_it_does_not_list(tmp_path, capsys):
     _folder(runs, "sub-01_labels", "label-vertebrae", None)
     gone = _folder(runs, "sub-03_reg", "register-to-template", None)  # metrics.json missing
     _folder(runs, ".sub-04.part", "register", None)  # staging copy: not a run
+    _folder(runs, "sub-05", "batch", None)  # a batch unit's folder: its runs lie below it
     left = unjudged_folders([runs])
     assert {k: len(v) for k, v in left.items()} == {"label-vertebrae": 1, "register-to-template": 1, "segment": 1}
     assert left["register-to-template"] == [gone.resolve()]

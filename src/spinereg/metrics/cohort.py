@@ -50,7 +50,8 @@ def find_output_folders(roots: list[str | Path]) -> list[Path]:
 def unjudged_folders(roots: list[str | Path]) -> dict[str, list[Path]]:
     """Output folders under ``roots`` that :func:`aggregate` lists no row for, by command: those with
     provenance.json whose command has no QC thresholds (segment, label-vertebrae, extract-metric,
-    ...) or that hold no metrics.json. Hidden folders are left out as in
+    ...) or that hold no metrics.json. Hidden folders and batch unit folders (whose runs lie below
+    them) are left out as in
     :func:`find_output_folders`. ``spinereg qc-scores`` says how many it left out and why; before
     session 50 they were left out silently."""
     from spinereg.metrics.verdict import KINDS
@@ -68,6 +69,8 @@ def unjudged_folders(roots: list[str | Path]) -> dict[str, list[Path]]:
                 cmd = str(prov.get("command", "")) if isinstance(prov, dict) else ""
             except (ValueError, OSError):
                 continue  # aggregate lists an unreadable one as a failed run when metrics.json is there
+            if cmd == "batch":
+                continue  # a batch unit's folder: its runs lie below it, each listed or counted
             if not ((cmd in KINDS or "moco" in cmd) and (p.parent / "metrics.json").is_file()):
                 out.setdefault(cmd or "unknown", set()).add(p.parent.resolve())
     return {k: sorted(v) for k, v in sorted(out.items())}
