@@ -157,3 +157,17 @@ def _extend(x: np.ndarray, n: int) -> np.ndarray:
     out[max(lo - n, 0):lo] = x[lo]
     out[hi + 1:hi + 1 + n] = x[hi]
     return out
+
+
+def _hold_ends(width: np.ndarray, cord: np.ndarray) -> np.ndarray:
+    """``width`` (NaN outside one finite run) with its first and last finite values held over the
+    rows where ``cord`` (the segmented cord is present) and the width is NaN."""
+    ok = np.flatnonzero(np.isfinite(width))
+    if len(ok) == 0:
+        return width
+    out = width.copy()
+    lo, hi = ok[0], ok[-1]
+    idx = np.arange(len(width))
+    out[(idx < lo) & cord] = width[lo]
+    out[(idx > hi) & cord] = width[hi]
+    return out

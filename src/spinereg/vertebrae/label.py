@@ -71,6 +71,7 @@ from spinereg.vertebrae.chain_terms import (
     _global_vote,
     _grid_evidence,
     _half_widths,
+    _hold_ends,
     _width_step_sd,
 )
 from spinereg.vertebrae.chain_terms import (
@@ -142,7 +143,7 @@ from spinereg.vertebrae.straight import Straightened, slab_points, straighten_sl
 __all__ = [
     "AMBIGUOUS_MARGIN", "BAND_SHOWN", "CONTRAST_POLARITY", "CONUS_BELOW_MM", "CONUS_TOLERANCE_MM",
     "CSF_RELABEL_EVIDENCE", "CUES_DISAGREE", "E0", "EDGE_SLACK_MM", "EVIDENCE_OPTIONS",
-    "FIRST_LUMBAR_DISC", "FLAGGED_CONFIDENCE", "GLOBAL_WEIGHT", "HALF_WIDTH_FRACTION",
+    "FIRST_LUMBAR_DISC", "FLAGGED_CONFIDENCE", "GLOBAL_WEIGHT", "HALF_WIDTH_FRACTION", "HELD_WIDTH_TOLERANCE",
     "HALF_WIDTH_MAX_MM", "HALF_WIDTH_MIN_MM", "IDENTITY_TILTS_DEG", "IMAGE_DISAGREE_MARGIN",
     "IMAGE_POLARITY_MARGIN", "IMAGE_SHIFTS", "LAST_CERVICAL_DISC", "MAX_ROLL_DEG",
     "MAX_SECOND_PASS_SHIFT", "MAX_SI_SPACING_MM", "MIN_BANDS", "MIN_DISCS", "PMJ_TOLERANCE_MM",
@@ -210,6 +211,12 @@ REFINE_MM = 3.0
 #: stretch, and the vote's single scale pulled an unevenly stretched spine towards a uniform one
 #: (independent full phantom, 0.8 mm C1-T6, 11-12 bands; t2's 55 mm field shows 3)
 VOTE_FREE_MIN_BANDS = 8
+#: log width ratio the absolute cord-width term forgives where the width is held over the partial
+#: end bins of the segmented cord (2-3 mm at each end): a cervical cord (11-13 mm) read at a
+#: thoracic disc (7.6-8.5 mm) is 0.3-0.5 off, neighbouring cervical levels < 0.1. Held in full
+#: (no tolerance), t2 with its automatic segmentation was named one level low by the chain (C2/C3
+#: at its top edge, 12.7 mm wide against the template's 11.5; margin 0.45, relabelled by the CSF)
+HELD_WIDTH_TOLERANCE = 0.2
 #: the width measured at the ends of the segmented cord is held this far (mm) beyond them, so the
 #: pair term reaches discs at the edges of the field of view
 WIDTH_EXTEND_MM = 8.0
@@ -431,8 +438,15 @@ def _chain_labeling(image: Image, seg: Image, contrast: str = "auto", init: tupl
     # the cord's width at each grid position against the template's at each disc
     w_grid = np.where(in_sub, width[jc], np.nan)
     w_tpl = np.interp(t, model.s, model.cord_width)
+    # over the segmented cord's partial end bins (NaN in lr_width) the absolute term reads the end
+    # widths held, less HELD_WIDTH_TOLERANCE (an extrapolation: it rules out a gross mismatch only).
+    # Free there, a chain of thoracic discs at the longest scale put its only two discs in view at
+    # the two ends of t2's cervical cord cut 8 mm below, and named it T10/T11 (session 50)
     with np.errstate(all="ignore"):
         lr = np.log(w_grid[None] / w_tpl[:, None])
+        held = np.log(np.where(in_sub, _hold_ends(width, cord.any(1))[jc], np.nan)[None] / w_tpl[:, None])
+    held = np.sign(held) * np.maximum(np.abs(held) - HELD_WIDTH_TOLERANCE, 0.0)
+    lr = np.where(np.isfinite(lr), lr, held)
     wsd = WIDTH_SD if width_sd is None else width_sd
     width_term = np.where(np.isfinite(lr), -(lr ** 2) / (2 * wsd ** 2), 0.0)
     with np.errstate(all="ignore"):
