@@ -73,14 +73,14 @@ def test_sct_default_syn_preset_mt0_to_mt1(sct_data, tmp_path):
 
 
 def _ellipses(shift_per_slice):
-    from spinereg.io import Grid
+    """The ellipse pair of tests/test_ants_steps.py (one definition)."""
+    import sys
+    from pathlib import Path
 
-    g = Grid((40, 40, 6), np.diag([-0.8, 0.8, 5.0, 1.0]))
-    x, y, _ = np.meshgrid(np.arange(40), np.arange(40), np.arange(6), indexing="ij")
-    fixed = ((((x - 20) / 6) ** 2 + ((y - 20) / 4) ** 2) < 1).astype(np.float32)
-    sh = np.asarray(shift_per_slice)[None, None, :]
-    moving = ((((x - 20 - sh) / 6) ** 2 + ((y - 19) / 4) ** 2) < 1).astype(np.float32)
-    return g, fixed, moving
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_ants_steps import _ellipses as ellipses
+
+    return ellipses(shift_per_slice)
 
 
 @pytest.mark.parametrize("param,measured", [
