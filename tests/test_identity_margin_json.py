@@ -5,8 +5,9 @@ reads as certainty on a labeling flagged ambiguous. Now an alternative the limit
 None, and a margin with no alternative left is None in JSON ("unbounded" in messages).
 
 Case: sct_testing_data t2 averaged to 3 mm voxels along its first (A-P) axis, a labeling the
-CSF relabelled (it is wrong and flagged ambiguous: thoracic names on a cervical cord, left to
-the flags); t1 with its init file (slice 55 = C2/C3, right)."""
+CSF relabelled (one level low and flagged ambiguous, left to the flags; before session 50's held
+end widths it was thoracic, with identity_margin 999999994.44); t1 with its init file (slice 55
+= C2/C3, right)."""
 
 from __future__ import annotations
 
@@ -51,9 +52,13 @@ def test_relabelled_run_has_no_sentinel_margin(sct_data, tmp_path, capsys):
     assert "level identity is ambiguous" in capsys.readouterr().err
     text = (out / "t2thick_discs.json").read_text()
     doc = json.loads(text)
+    # measured (after session 50's held end widths): the chain named C2/C3-C4/C5 (margin 1.16), the
+    # CSF relabelled it one level low (C3/C4-C5/C6, flagged); under that pin every "down" reading
+    # is ruled out: None, where 999999994-sized values were written before
     assert doc["identity_source"] == "csf" and doc["ambiguous"]
-    assert doc["identity_margin"] is None and "99999" not in text, _values(doc)
-    assert doc["csf_identity"]["identity_margin_before"] == pytest.approx(2.97, abs=0.05)
+    assert "99999" not in text and all(a["down"] is None for a in doc["identity_alternatives"]), _values(doc)
+    assert doc["identity_margin"] == pytest.approx(8.61, abs=0.1)
+    assert doc["csf_identity"]["identity_margin_before"] == pytest.approx(1.16, abs=0.05)
 
 
 def test_pinned_run_alternatives_are_finite_or_none(sct_data, tmp_path):
