@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from spinereg.cli.common import new_parser
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     counts = Counter(r["verdict"] for r in rows)
     print(f"{len(rows)} runs: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in ("pass", "warn", "fail"))
           + f" -> {args.output}")
-    left = unjudged_folders(args.dirs)
+    left = unjudged_folders(args.dirs, {Path(r["folder"]) for r in rows})
     if left:
         what = ", ".join(f"{len(v)} {k}" for k, v in left.items())
         print(f"not listed: {sum(map(len, left.values()))} output folders without a QC verdict ({what}); "

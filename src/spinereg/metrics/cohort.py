@@ -47,13 +47,14 @@ def find_output_folders(roots: list[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def unjudged_folders(roots: list[str | Path]) -> dict[str, list[Path]]:
+def unjudged_folders(roots: list[str | Path], listed: set[Path] | None = None) -> dict[str, list[Path]]:
     """Output folders under ``roots`` that :func:`aggregate` lists no row for, by command: those with
     provenance.json whose command has no QC thresholds (segment, label-vertebrae, extract-metric,
     ...) or that hold no metrics.json. Hidden folders and batch unit folders (whose runs lie below
     them) are left out as in
-    :func:`find_output_folders`. ``spinereg qc-scores`` says how many it left out and why; before
-    session 50 they were left out silently."""
+    :func:`find_output_folders`. ``listed``: the folders :func:`aggregate` gave rows (resolved),
+    whose provenance.json is not read again. ``spinereg qc-scores`` says how many it left out and
+    why; before session 50 they were left out silently."""
     from spinereg.metrics.verdict import KINDS
 
     out: dict[str, set[Path]] = {}
@@ -62,7 +63,7 @@ def unjudged_folders(roots: list[str | Path]) -> dict[str, list[Path]]:
         if not r.is_dir():
             continue
         for p in r.rglob("provenance.json"):
-            if _hidden(p.parent.relative_to(r)):
+            if _hidden(p.parent.relative_to(r)) or (listed and p.parent.resolve() in listed):
                 continue
             try:
                 prov = json.loads(p.read_text())

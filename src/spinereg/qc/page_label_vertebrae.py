@@ -35,6 +35,7 @@ def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> 
     voxels in another axis order, as label-vertebrae used it)."""
     from spinereg.cord.centerline import Centerline
     from spinereg.io.image import load_image, on_grid_of
+    from spinereg.vertebrae.names import margin_from_value
     from spinereg.vertebrae.result import Disc, VertebralLabeling
 
     seg = load_image(seg_path, ndim=3, what="segmentation")
@@ -49,7 +50,7 @@ def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> 
     # names the levels 1 level(s) higher ..." in the reasons, only the gap in the note) and the
     # "(the disc confidences are halved for it)" of a flagged labeling
     report = {k: v for k, v in doc.items() if k not in _LABELING_FIELDS}
-    return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), _margin(doc.get("identity_margin", 0.0)),
+    return VertebralLabeling(discs, cl, float(doc.get("scale_to_template", 1.0)), margin_from_value(doc.get("identity_margin", 0.0)),
                              bool(doc.get("ambiguous", False)), 1 if doc.get("disc_polarity") == "bright" else -1,
                              str(doc.get("identity_source", "")), list(doc.get("gaps", [])), None, report)
 
@@ -79,8 +80,3 @@ def render(run_dir: Path, prov: dict, outdir: Path) -> list[Panel]:
     return [Panel("labels", "Vertebral labeling (discs and levels along the cord)", "single",
                   {"image": "labeling.png"}, caption=f"disc (confidence): {names}; level names between discs",
                   note="; ".join(warnings_of(lab)))]
-
-
-def _margin(value: object) -> float:
-    """The JSON's identity margin; None is unbounded (no other reading was possible)."""
-    return float("inf") if value is None else float(value)

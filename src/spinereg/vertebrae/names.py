@@ -49,3 +49,8 @@ def margin_value(margin: float) -> float | None:
     :func:`margin_text`). Before session 50 the hard limits' -1e9 score leaked through as a margin
     of 999999994.44 on pinned runs."""
     return round(float(margin), 2) if np.isfinite(float(margin)) else None
+
+
+def margin_from_value(value: object) -> float:
+    """The inverse of :func:`margin_value`: a JSON identity margin back to a float (None: unbounded)."""
+    return float("inf") if value is None else float(value)
