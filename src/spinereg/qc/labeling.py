@@ -38,6 +38,11 @@ def check_qc_root(qc_root: str | Path) -> Path:
 _SOURCE_TAG = {"estimated": "estimated", "csf": "from CSF"}
 
 
+def source_tag(source: str) -> str:
+    """How the figure and the QC page name a disc placed without a band, by its source."""
+    return _SOURCE_TAG.get(source, source)
+
+
 def labeling_figure(image: Image, labeling: VertebralLabeling, width_in: float = 5.0) -> bytes:
     """PNG bytes: the cord-frame sagittal view with disc lines, names and confidences."""
     import matplotlib
@@ -62,7 +67,7 @@ def labeling_figure(image: Image, labeling: VertebralLabeling, width_in: float =
         band = getattr(d, "source", "band") == "band"
         ax.axhline(d.s, color=colour, lw=1.0, alpha=0.8, ls="-" if band else "--")
         ax.plot([0.0], [d.s], "o" if band else "s", color=colour, ms=4, mfc=colour if band else "none")
-        tag = "" if band else f", {_SOURCE_TAG.get(d.source, d.source)}"
+        tag = "" if band else f", {source_tag(d.source)}"
         ax.text(b[-1] - 1, d.s + 0.5, f"{d.name} ({d.confidence:.2f}{tag})", color=colour, fontsize=7, ha="right",
                 va="bottom")
     if labeling.pmj is not None and len(sub.s) and sub.s[0] <= labeling.pmj["s"] <= sub.s[-1]:  # the PMJ, when in view

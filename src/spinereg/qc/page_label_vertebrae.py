@@ -56,9 +56,9 @@ def labeling_from_json(doc: dict, seg_path: str, image: Image | None = None) -> 
 
 
 def _tag(source: str) -> str:
-    from spinereg.qc.labeling import _SOURCE_TAG
+    from spinereg.qc.labeling import source_tag
 
-    return _SOURCE_TAG.get(source, source)
+    return source_tag(source)
 
 
 @page("label-vertebrae")

@@ -39,11 +39,18 @@ _LINEAR = {"translation": "Translation", "rigid": "Rigid", "affine": "Affine"}
 _METRIC_PARAM = {"MeanSquares": "1,0", "CC": "1,4", "MI": "1,32"}
 
 
-def _padded_slices(grid: Grid, n: int) -> Grid:
-    """``grid`` with ``n`` more slices at both ends of its third voxel axis."""
+def _si_axis(grid: Grid) -> int:
+    """The voxel axis closest to S-I (the last one on ``register``'s grid, which moves S-I last)."""
+    return int(np.argmax(np.abs(grid.affine[2, :3]) / grid.zooms))
+
+
+def _padded_slices(grid: Grid, n: int, axis: int) -> Grid:
+    """``grid`` with ``n`` more slices at both ends of voxel axis ``axis``."""
     aff = grid.affine.copy()
-    aff[:3, 3] -= n * aff[:3, 2]
-    return Grid((grid.shape[0], grid.shape[1], grid.shape[2] + 2 * n), aff)
+    aff[:3, 3] -= n * aff[:3, axis]
+    shape = list(grid.shape)
+    shape[axis] += 2 * n
+    return Grid(tuple(shape), aff)
 
 
 def to_ants(data: np.ndarray, grid: Grid) -> LibImage:
@@ -120,10 +127,14 @@ def _ants_3d(fixed: np.ndarray, moving: np.ndarray, grid: Grid, step: Any,
         # Not by default: on the articulated-spine phantom (tests/test_articulated_registration.py)
         # pad=5 raised the rigid-bone SyN pipeline's cord error 0.30 -> 0.50 mm; the SCT presets
         # (multimodal_default, multimodal_seg) set it.
-        f_grid = _padded_slices(grid, pad)
-        fixed = np.pad(np.asarray(fixed, np.float32), ((0, 0), (0, 0), (pad,) * 2))
+        # Along the voxel axis closest to S-I (SCT pads its z after reorienting to RPI; before
+        # session 51 the third voxel axis, S-I on ``register``'s grid but not on every grid).
+        ax = _si_axis(grid)
+        widths = [(pad, pad) if a == ax else (0, 0) for a in range(3)]
+        f_grid = _padded_slices(grid, pad, ax)
+        fixed = np.pad(np.asarray(fixed, np.float32), widths)
         if fixed_mask is not None:
-            fixed_mask = np.pad(np.asarray(fixed_mask) > 0, ((0, 0), (0, 0), (pad,) * 2))
+            fixed_mask = np.pad(np.asarray(fixed_mask) > 0, widths)
     f_img = to_ants(fixed, f_grid)
     with temporary_directory("spinereg-ants-") as tmp:
         prefix = os.path.join(tmp, "s")
