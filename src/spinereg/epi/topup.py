@@ -190,13 +190,15 @@ def solve_pe_shift(
     momentum: float = 0.7,
     max_slope: float | None = None,
     fov_edge: float | None = None,
+    d2_scale: float = 1.0,
 ) -> tuple[np.ndarray, list[float]]:
     """Voxel shift map ``s`` (along ``axis``) that makes ``D1(r + s)(1 + s')`` equal
     ``D2(r - s)(1 - s')`` (reverse PE) or ``target`` (field-map-less: the target's intensities
     are mapped to D1's contrast each level). ``max_slope``: the Jacobians' ``s'`` clipped there
     (:data:`MAX_SHIFT_SLOPE`, what :func:`correct_reverse_pe` gives). ``fov_edge`` (reverse PE): the
     lines' ends cut by the field of view are left out of the cost (:func:`fov_cut_ends`,
-    :data:`FOV_EDGE_SIGNAL`). Returns ``s`` and the cost per level."""
+    :data:`FOV_EDGE_SIGNAL`). ``d2_scale`` (reverse PE): ``D2``'s shift per unit of ``D1``'s, its
+    total readout time over ``D1``'s (``D2(r - k s)(1 - k s')``). Returns ``s`` and the cost per level."""
     if (d2 is None) == (target is None):
         raise ValueError("give d2 (reverse PE) or target (field-map-less)")
     shape = d1.shape
@@ -224,12 +226,12 @@ def solve_pe_shift(
             u1, a_s1, b_s1 = _warp_mod(a1, g1, s, 1.0, axis, base, max_slope)
             wl = w
             if d2 is not None:
-                u2, a_s2, b_s2 = _warp_mod(a2, g2, s, -1.0, axis, base, max_slope)
+                u2, a_s2, b_s2 = _warp_mod(a2, g2, s, -d2_scale, axis, base, max_slope)
                 r = u1 - u2
                 a, b = a_s1 - a_s2, b_s1 - b_s2
                 if cut is not None:
                     wl = w * ~_outside_cut(base[axis] + s, cut[0], shape[axis]) \
-                        * ~_outside_cut(base[axis] - s, cut[1], shape[axis])
+                        * ~_outside_cut(base[axis] - d2_scale * s, cut[1], shape[axis])
             else:
                 if tgt is None or it % 10 == 0:
                     tgt = _intensity_map(t_raw, u1, w)
@@ -336,12 +338,14 @@ MIN_JUDGED_SHIFT_VOX = 0.5
 TRIM_SHARE = 0.03
 
 
-def unexplained_difference(d1: np.ndarray, d2: np.ndarray, vsm: np.ndarray, axis: int) -> float:
+def unexplained_difference(d1: np.ndarray, d2: np.ndarray, vsm: np.ndarray, axis: int,
+                           d2_scale: float = 1.0) -> float:
     """How much of the difference between two EPIs (3D) the blip-up shift map ``vsm`` leaves.
 
     The raw difference ``d1 - k d2`` and the corrected one (both unwarped, Jacobian-modulated,
     ``d2`` with ``-vsm``), ``k`` one global intensity scale, are smoothed in-plane (Gaussian, 2
-    voxels: noise averages out, a misplaced structure stays) and compared as root mean squares over
+    voxels: noise averages out, a misplaced structure stays; ``d2`` unwarped with ``-d2_scale vsm``,
+    its readout time over ``d1``'s) and compared as root mean squares over
     the subject (either image above 20 % of its 99th percentile), the largest 3 % of each left out
     (:data:`TRIM_SHARE`: where the solver fails). A blip-up/blip-down pair's correction removes
     most of the difference (right pairs <= 0.54, re-measured <= 0.42); for two volumes of one series
@@ -355,12 +359,23 @@ def unexplained_difference(d1: np.ndarray, d2: np.ndarray, vsm: np.ndarray, axis
     obj = (a > 0.2 * np.percentile(a, 99)) | (b > 0.2 * np.percentile(b, 99))
     sigma = _inplane(2.0)
     raw = np.abs(ndimage.gaussian_filter(a - k * b, sigma)[obj])
-    res = np.abs(ndimage.gaussian_filter(unwarp(a, vsm, axis) - k * unwarp(b, -vsm, axis), sigma)[obj])
+    res = np.abs(ndimage.gaussian_filter(unwarp(a, vsm, axis) - k * unwarp(b, -d2_scale * vsm, axis), sigma)[obj])
     keep = int((1.0 - TRIM_SHARE) * raw.size)
     if keep < 1:
         return 0.0
     den = float(np.mean(np.sort(raw)[:keep] ** 2))
     return round(float(np.sqrt(np.mean(np.sort(res)[:keep] ** 2) / den)), 4) if den > 0 else 0.0
+
+
+def _sidecar_readout(meta: dict, readout_s: float) -> float:
+    """Blip-up's sidecar TotalReadoutTime when it states a valid one, else ``readout_s`` (the
+    argument): the blip-down's readout time is compared with the value written the same way, so a
+    --readout-time that overrides both sidecars' (equal, wrong) values does not make them differ."""
+    try:
+        t = float(meta.get("TotalReadoutTime"))
+    except (TypeError, ValueError):
+        return readout_s
+    return t if 0 < t < 1 else readout_s
 
 
 def _readout_ratio(meta: dict, readout_s: float) -> float:
@@ -438,8 +453,14 @@ def correct_reverse_pe(
         raise InputError("the blip-up and blip-down images hold the same voxels: no distortion difference to "
                          "estimate a field from", down.path,
                          "give the acquisition with the opposite phase-encode direction as --reverse")
+    # a blip-down read out in another time than blip-up (both sidecars' TotalReadoutTime) is shifted
+    # that much more or less by the same field. Before session 51 the pair was solved as mirror
+    # images: SCT dmri b0 moved by known fields (80 Hz bumps, blip-up 0.04 s, blip-down 0.02 s,
+    # seeds 0-2) had a 95th percentile blip-up shift error of 0.59 / 1.15 / 0.45 voxel in the
+    # subject (the same pair read out equally: 0.08 / 0.08 / 0.05), exit 0, no word
+    down_scale = _readout_ratio(dmeta, _sidecar_readout(meta, par.readout_s))
     s_up_axis, costs = solve_pe_shift(d1, axis, d2=d2, levels=levels, max_slope=MAX_SHIFT_SLOPE,
-                                      fov_edge=FOV_EDGE_SIGNAL)
+                                      fov_edge=FOV_EDGE_SIGNAL, d2_scale=down_scale)
     # s_up_axis is the blip-up VSM in voxel-axis units; the field follows from blip-up's sign
     vsm = s_up_axis
     field_hz = field_from_vsm(vsm, par.readout_s, par.pe)
@@ -449,7 +470,7 @@ def correct_reverse_pe(
         corrected = unwarp_image(target, vsm * t_scale, axis, jacobian_mod)
     else:
         u = 0.5 * (unwarp(d1, vsm, axis, jacobian_mod=jacobian_mod)
-                   + unwarp(d2, -vsm, axis, jacobian_mod=jacobian_mod))
+                   + unwarp(d2, -down_scale * vsm, axis, jacobian_mod=jacobian_mod))
         corrected = epi_img_3d(up, u)
     # the shift where the EPI shows the subject (the background's field is noise: up to 26 voxels
     # on the EPI phantom, whose true shifts stay under 3)
@@ -459,13 +480,15 @@ def correct_reverse_pe(
             "seconds": round(time.perf_counter() - t0, 3)}
     if t_scale != 1.0:
         info["apply_to_shift_scale"] = round(t_scale, 6)
+    if down_scale != 1.0:
+        info["reverse_shift_scale"] = round(down_scale, 6)
     # a same-PE partner of another contrast (a b0 and a diffusion-weighted volume) was 'corrected' by
     # 7.7 voxels, exit 0, no word, before session 41: the solver bends geometry to match intensities
     mismatch = line_sum_mismatch(d1, d2, axis)
     info["pair_check"] = {"line_sum_mismatch": mismatch, "max_for_a_pair": MAX_LINE_SUM_MISMATCH}
     # two volumes of one series (two b0s, two fmri volumes) hold the same line sums: 'corrected'
     # with a 1.55-voxel field fitted to noise, no word, before session 42
-    unexplained = unexplained_difference(d1, d2, vsm, axis)
+    unexplained = unexplained_difference(d1, d2, vsm, axis, down_scale)
     judged = p99 >= MIN_JUDGED_SHIFT_VOX
     info["pair_check"].update({"unexplained_difference": unexplained,
                                "max_unexplained_difference": MAX_UNEXPLAINED_DIFFERENCE,
