@@ -16,7 +16,8 @@ motion zig-zag along z, which a fit in slice order would flatten) and in slice o
 (:mod:`spinereg.epi.artifacts`) take no part in the estimate or the fit and receive the
 regularised value; flagged volumes/slices are left out of the reference mean.
 
-Reference: mean (or median) of the volumes (the first ``n_ref`` if given), then ``iterations``
+Reference: mean (or median) of the volumes (the first ``n_ref`` if given; when they lie several
+voxels apart, taken after a whole-volume pre-alignment, :func:`~spinereg.epi.moco_estimate.prealign_shifts`), then ``iterations``
 passes: register to the reference, recompute it from the corrected, unflagged volumes. DWI: b=0
 and b>0 volumes have their own reference. With ``align_classes`` the b>0 reference is registered
 onto the b=0 one and that translation is added to every b>0 volume (off by default: across the
@@ -75,6 +76,7 @@ from spinereg.epi.moco_estimate import (
     _shift_volume,
     coarse_shift,
     misfit,
+    prealign_shifts,
 )
 from spinereg.epi.moco_masks import (
     MIN_MASK_VOXELS,
@@ -253,7 +255,12 @@ def motion_correct(
         members = members[~missing[members]] if (~missing[members]).any() else members
         pick = members[: n_ref] if n_ref else members
         stack = [data[t] for t in pick]
-        refs[int(c)] = np.median(stack, axis=0) if reference == "median" else np.mean(stack, axis=0)
+        first = np.median(stack, axis=0) if reference == "median" else np.mean(stack, axis=0)
+        pre = prealign_shifts(stack, first)
+        if pre is not None:
+            stack = [_shift_volume(v, np.tile(d, (nz, 1))) for v, d in zip(stack, pre, strict=True)]
+            first = np.median(stack, axis=0) if reference == "median" else np.mean(stack, axis=0)
+        refs[int(c)] = first
         del stack
 
     levels = sorted({2.0, float(smooth)}, reverse=True)
