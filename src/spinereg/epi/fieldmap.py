@@ -345,8 +345,8 @@ def correct_fieldmap(
                 f"magnitude better ({as_hz['similarity_corrected']:.3f} vs {as_hz['similarity_as_rad_per_s']:.3f} "
                 f"local correlation; uncorrected {as_hz['similarity_uncorrected']:.3f}); check its units "
                 "(--fieldmap-units Hz, or \"Units\" in its sidecar)")
-    if coverage_warning:
-        info["warning"] = "; ".join(w for w in (info.get("warning"), coverage_warning) if w)
+    if coverage_warning or par.conflict:
+        info["warning"] = "; ".join(w for w in (par.conflict, info.get("warning"), coverage_warning) if w)
     info.update({**units_info, "method": "fieldmap", "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
                  "object_p99_shift_vox": object_shift_p99(ref, vsm), "seconds": round(time.perf_counter() - t0, 3)})
     return SDCResult(corrected=corrected, field_hz=epi_img_3d(epi_img, field_hz),

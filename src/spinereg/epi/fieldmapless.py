@@ -176,7 +176,7 @@ def correct_fieldmapless(
     info = {"method": "fieldmapless", "cost_per_level": costs, "dilate_mm": dilate_mm,
             "field_hz": bool(have_readout), "max_abs_shift_vox": float(np.abs(vsm).max(initial=0.0)),
             "object_p99_shift_vox": p99, "seconds": round(time.perf_counter() - t0, 3)}
-    warnings = []
+    warnings = [par.conflict] if par.conflict else []
     if not have_readout:
         warnings.append("no readout time (--readout-time / TotalReadoutTime): the field map output holds zeros, "
                         "not a field in Hz (the shift map and the corrected EPI do not need it)")

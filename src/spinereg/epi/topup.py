@@ -433,7 +433,8 @@ def correct_reverse_pe(
         if dpe != reverse_pe(par.pe):
             raise InputError(f"blip-down PhaseEncodingDirection is {dmeta['PhaseEncodingDirection']!r}"
                              + (f" ({dpe!r} in the blip-up image's voxel axes)" if dpe != dmeta["PhaseEncodingDirection"]
-                                else "") + f", not the reverse of {par.pe!r}", dmeta.get("_path"),
+                                else "") + f", not the reverse of {par.pe!r}"
+                             + (f" ({par.conflict.split(': ')[0]})" if par.conflict else ""), dmeta.get("_path"),
                              "give the acquisition with the opposite phase-encode direction")
     if target is not None:
         # the blip-down series as --apply-to was unwarped with blip-up's shifts (its distortion
@@ -493,7 +494,7 @@ def correct_reverse_pe(
     info["pair_check"].update({"unexplained_difference": unexplained,
                                "max_unexplained_difference": MAX_UNEXPLAINED_DIFFERENCE,
                                "unexplained_judged": bool(judged)})
-    warnings = []
+    warnings = [par.conflict] if par.conflict else []
     if judged and unexplained > MAX_UNEXPLAINED_DIFFERENCE:
         names = [str(x.path) if x.path is not None else what for x, what in ((up, "blip-up"), (down, "blip-down"))]
         warnings.append(f"{names[0]} and {names[1]} do not look distorted in opposite directions (the estimated "
