@@ -140,7 +140,7 @@ def prealign_shifts(stack: list[np.ndarray], mean: np.ndarray) -> np.ndarray | N
     0.17 / 0.15 / 0.19 / 2.83 mm (seed 4 mean 1.25 mm, slices of one volume 1.9-5.6 voxels apart);
     pre-aligned 0.133 / 0.091 / 0.110 / 0.088 / 0.140 mm (held-out seeds 5-9 0.067-0.177); a drift of 8
     voxels over 20 volumes, seeds 0 / 4: 0.186 / 0.369 -> 0.083 / 0.028 mm
-    (tests/test_s51s_moco_large_jumps.py). Series within 2 voxels are not touched. A volume's shift
+    (tests/test_moco_large_jumps.py). Series within 2 voxels are not touched. A volume's shift
     is kept only when it raises its correlation with the anchor by over :data:`PREALIGN_MIN_GAIN`:
     across contrasts the phase correlation's peak is noise (SCT's dmri, b=0 and b=750 volumes as one
     class, no bvals: shifts of up to 7 voxels that changed the correlation by -0.04 to +0.03; the

@@ -125,7 +125,7 @@ def _overridden(meta: dict, pe: str, readout: float, pe_given: bool, readout_giv
     used silently, and a field map then doubled the distortion instead of removing it (SCT dmri b0
     moved by known 80 Hz fields, 0.04 s, seeds 0-2: correlation with the truth 0.51-0.77 uncorrected,
     0.98-0.99 with the sidecar's direction, 0.32-0.61 with the reversed --pe, exit 0, no word, before
-    session 51; tests/test_s51s_sdc_overrides.py). The
+    session 51; tests/test_sdc_arg_overrides.py). The
     argument still wins (a sidecar can be stale after a reorientation); the run warns."""
     said = []
     spe = meta.get("PhaseEncodingDirection")
