@@ -4,10 +4,12 @@ discs JSON. Before session 50 a run whose levels a pin (or the CSF's relabelling
 reads as certainty on a labeling flagged ambiguous. Now an alternative the limits rule out is
 None, and a margin with no alternative left is None in JSON ("unbounded" in messages).
 
-Case: sct_testing_data t2 averaged to 3 mm voxels along its first (A-P) axis, a labeling the
-CSF relabelled (one level low and flagged ambiguous, left to the flags; before session 50's held
-end widths it was thoracic, with identity_margin 999999994.44); t1 with its init file (slice 55
-= C2/C3, right)."""
+Case: sct_testing_data t2 averaged to 3 mm voxels along its last (R-L) axis, a labeling the CSF
+relabelled (the chain named C3/C4-C5/C6, one level low; relabelled C2/C3-C4/C5, right, and
+flagged). Until session 51 the case was the same image averaged to 3 mm along A-P, whose right
+chain the CSF relabelled one level low (before session 50's held end widths it was thoracic,
+with identity_margin 999999994.44); the CSF no longer renames images that coarse along A-P
+(tests/test_s51l_inplane_resampling.py). t1 with its init file (slice 55 = C2/C3, right)."""
 
 from __future__ import annotations
 
@@ -29,12 +31,15 @@ def test_margin_helpers():
     assert margin_text(1.996) == "1.99" and margin_text(float("inf")).startswith("unbounded")
 
 
-def _thick(src, dst, seg=False):
+def _thick(src, dst, seg=False, axis=2):
     im = nib.load(str(src))
-    d = uniform_filter1d(np.asarray(im.dataobj, np.float32), 3, axis=0)[::3]
+    d = uniform_filter1d(np.asarray(im.dataobj, np.float32), 3, axis=axis)
+    d = d[tuple(slice(None, None, 3) if a == axis else slice(None) for a in range(3))]
     if seg:
         d = (d >= 0.5).astype(np.uint8)
-    nib.save(nib.Nifti1Image(d, im.affine @ np.diag([3.0, 1, 1, 1])), str(dst))
+    zoom = [1.0, 1.0, 1.0, 1.0]
+    zoom[axis] = 3.0
+    nib.save(nib.Nifti1Image(d, im.affine @ np.diag(zoom)), str(dst))
     return dst
 
 
@@ -52,13 +57,15 @@ def test_relabelled_run_has_no_sentinel_margin(sct_data, tmp_path, capsys):
     assert "level identity is ambiguous" in capsys.readouterr().err
     text = (out / "t2thick_discs.json").read_text()
     doc = json.loads(text)
-    # measured (after session 50's held end widths): the chain named C2/C3-C4/C5 (margin 1.16), the
-    # CSF relabelled it one level low (C3/C4-C5/C6, flagged); under that pin every "down" reading
-    # is ruled out: None, where 999999994-sized values were written before
+    # measured (session 51): the chain named C3/C4-C5/C6 (margin 0.50), the CSF (evidence 6.08)
+    # relabelled it one level higher, C2/C3-C4/C5 (right, flagged); under that pin every "up"
+    # reading is ruled out: None, where 999999994-sized values were written before session 50
     assert doc["identity_source"] == "csf" and doc["ambiguous"]
-    assert "99999" not in text and all(a["down"] is None for a in doc["identity_alternatives"]), _values(doc)
-    assert doc["identity_margin"] == pytest.approx(8.61, abs=0.1)
-    assert doc["csf_identity"]["identity_margin_before"] == pytest.approx(1.16, abs=0.05)
+    assert [d["name"] for d in doc["discs"]] == ["C2/C3", "C3/C4", "C4/C5"]
+    assert "99999" not in text and all(a["up"] is None for a in doc["identity_alternatives"]), _values(doc)
+    assert doc["identity_margin"] == pytest.approx(5.55, abs=0.1)
+    assert doc["csf_identity"]["identity_margin_before"] == pytest.approx(0.50, abs=0.05)
+    assert doc["csf_identity"]["evidence"] == pytest.approx(6.08, abs=0.1)
 
 
 def test_pinned_run_alternatives_are_finite_or_none(sct_data, tmp_path):

@@ -91,7 +91,7 @@ from spinereg.vertebrae.contrast import (
     _csf_sign as _csf_sign,
 )
 from spinereg.vertebrae.cordwidth import lr_width
-from spinereg.vertebrae.csf_identity import csf_identity, template_area_profiles
+from spinereg.vertebrae.csf_identity import coarse_ap_reason, csf_identity, template_area_profiles
 from spinereg.vertebrae.dp import best_chain
 from spinereg.vertebrae.evidence import (
     TILTS_DEG,
@@ -290,6 +290,13 @@ def _with_csf_identity(image: Image, seg: Image, prep: _Prepared, template: str,
                          "t2" if bright else prep.contrast, float(lab.report["si_spacing_mm"]))
     lab.report["csf_identity"] = None if found is None else found.as_dict()
     if found is None or found.shift == 0 or found.evidence < CSF_RELABEL_EVIDENCE:
+        return lab
+    coarse = coarse_ap_reason(image)
+    if coarse is not None:  # t2 at 3 mm A-P: relabelled one level low (evidence 13.1) before session 51
+        lab.report["csf_identity"]["not_applied"] = coarse
+        lab.report["ambiguous_reasons"].append(
+            f"the CSF around the cord named the levels {abs(found.shift)} {'lower' if found.shift > 0 else 'higher'} "
+            f"(evidence {found.evidence:.1f}) but was not read: {coarse}")
         return lab
     pin = max(band, key=lambda d: d.evidence)
     value = pin.value + found.shift
