@@ -81,23 +81,25 @@ def test_dark_csf_and_single_disc_are_not_read(t2):
     assert csf_identity(image, seg, lab.centerline, band[:1], model, prof, "t2", 1.0) is None
 
 
-def test_flagged_axial_stack_named_two_levels_low_is_relabelled():
-    """Independent phantom axial_thick 127 (0.5 x 0.5 x 5 mm, C2-C5, T2*-like, true
-    segmentation; development set of the rule): the chain named its discs C4/C5 onwards, two
-    levels low (flagged); the CSF profile prefers two levels higher with evidence 45.0, the
-    image is relabelled with its strongest band pinned there: names right, disc MAE 0.21 mm,
-    still flagged with the reason."""
+def test_flagged_axial_stack_named_one_level_low_is_relabelled():
+    """Independent phantom axial_thick 101 (0.5 x 0.5 x 5 mm, C2-C5, T2*-like, true
+    segmentation; development set of the rule): the chain names its discs C3/C4 onwards, one
+    level low (flagged); the CSF profile prefers one level higher with evidence 15.2, the image
+    is relabelled with its strongest band pinned there: names right, disc MAE 0.39 mm, still
+    flagged with the reason. Until session 51 the case was axial_thick 127 (named two levels low,
+    evidence 45.0), which the cord width pooled over thick slices (vertebrae.cordwidth) now
+    names right by the chain alone (margin 5.16, unflagged)."""
     from spinereg.phantom.independent import make_independent_subject
     from spinereg.vertebrae.evaluate import compare_to_truth
 
-    ph = make_independent_subject("axial_thick", seed=127)
+    ph = make_independent_subject("axial_thick", seed=101)
     lab = label_vertebrae(ph.image, ph.seg, contrast="t2s")
     rec = lab.report["csf_identity"]
-    assert rec["relabelled"] and rec["shift"] == -2 and rec["discs_before"][0] == "C4/C5", rec
+    assert rec["relabelled"] and rec["shift"] == -1 and rec["discs_before"][0] == "C3/C4", rec
     assert lab.identity_source == "csf" and rec["pinned"]["name"] in {d.name for d in lab.discs}, rec
-    assert abs(rec["evidence"] - 45.0) <= 2.0, rec
+    assert abs(rec["evidence"] - 15.2) <= 1.0, rec
     r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
-    assert r["identity_ok"] and r["mae_mm"] <= 0.23, r  # measured 0.209
+    assert r["identity_ok"] and r["mae_mm"] <= 0.42, r  # measured 0.394
     assert lab.ambiguous and lab.report["ambiguous_reasons"][0].startswith("the CSF around the cord"), lab.report
 
 
@@ -109,7 +111,7 @@ def test_auto_contrast_on_a_bright_csf_is_read(t2):
 
 
 def test_cli_writes_the_csf_reading(tmp_path):
-    """``spinereg label-vertebrae`` on the saved axial_thick 127 stack: the JSON names the levels
+    """``spinereg label-vertebrae`` on the saved axial_thick 101 stack: the JSON names the levels
     the CSF gave (identity source ``csf``, the record with the names before), flagged."""
     import json
     import subprocess
@@ -118,7 +120,7 @@ def test_cli_writes_the_csf_reading(tmp_path):
     from spinereg.io.image import save_image
     from spinereg.phantom.independent import make_independent_subject
 
-    ph = make_independent_subject("axial_thick", seed=127)
+    ph = make_independent_subject("axial_thick", seed=101)
     save_image(ph.image, tmp_path / "img.nii.gz")
     save_image(ph.seg, tmp_path / "seg.nii.gz")
     r = subprocess.run([sys.executable, "-m", "spinereg.cli.main", "label-vertebrae", "-i", str(tmp_path / "img.nii.gz"),
@@ -127,5 +129,5 @@ def test_cli_writes_the_csf_reading(tmp_path):
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "out" / "img_discs.json").read_text())
     assert doc["identity_source"] == "csf" and doc["ambiguous"], doc["identity_source"]
-    assert doc["csf_identity"]["relabelled"] and doc["csf_identity"]["discs_before"][0] == "C4/C5"
+    assert doc["csf_identity"]["relabelled"] and doc["csf_identity"]["discs_before"][0] == "C3/C4"
     assert doc["discs"][0]["name"] in ("C1/C2", "C2/C3"), doc["discs"][0]

@@ -225,26 +225,27 @@ def test_full_phantom_seed3_bare_labeling_right():
 def test_cues_disagree_second_pass_is_recorded_and_flagged():
     """When the cord width and the image alone name different levels, the chain is run again with
     the absolute cord width down-weighted, the first pass is recorded and the labeling is flagged. Held-out
-    phantom axial_thick 42 (0.5 x 0.5 x 5 mm, C2-C5, true segmentation): both passes name C4/C5-C7/T1
-    (two levels low), the image alone prefers the right levels by 4.82: wrong, and said to be
-    (vertebrae.label.CUES_DISAGREE). Seed 3 above took this path until session 20. Since session
-    23 the CSF around the cord is read on such a flagged labeling (vertebrae.csf_identity): it
-    prefers two levels higher (evidence 60.0) and the stack is relabelled right, still flagged,
-    the passes before it recorded."""
+    phantom axial_thick 44 (0.5 x 0.5 x 5 mm, C2-C5, true segmentation): both passes name C3/C4-C5/C6
+    (one level low), the image alone prefers other levels by 3.29: wrong, and said to be
+    (vertebrae.label.CUES_DISAGREE). Since session 23 the CSF around the cord is read on such a
+    flagged labeling (vertebrae.csf_identity): it prefers one level higher (evidence 8.9) and the
+    stack is relabelled right, still flagged, the passes before it recorded. Until session 51 the
+    case was axial_thick 42 (two levels low, CSF evidence 60.0), which the cord width pooled over
+    thick slices (vertebrae.cordwidth) now names right by the chain alone (margin 3.59, flagged)."""
     from spinereg.phantom.independent import make_independent_subject
     from spinereg.vertebrae import label_vertebrae
     from spinereg.vertebrae.evaluate import compare_to_truth
     from spinereg.vertebrae.label import CUES_DISAGREE
 
-    ph = make_independent_subject("axial_thick", seed=42)
+    ph = make_independent_subject("axial_thick", seed=44)
     lab = label_vertebrae(ph.image, ph.seg, contrast="t2s")
     first = lab.report["first_pass"]
-    assert first["discs"][0] == "C4/C5" and first["image_identity"]["margin"] <= -4.5, first  # measured -4.82
+    assert first["discs"][0] == "C3/C4" and first["image_identity"]["margin"] <= -3.0, first  # measured -3.29
     csf = lab.report["csf_identity"]
-    assert csf["relabelled"] and csf["shift"] == -2 and csf["discs_before"][0] == "C4/C5", csf
+    assert csf["relabelled"] and csf["shift"] == -1 and csf["discs_before"][0] == "C3/C4", csf
     reasons = lab.report["ambiguous_reasons"]
     assert lab.ambiguous and reasons[0].startswith("the CSF around the cord"), reasons
     assert any(r.startswith("cord width and image disagreed") for r in reasons), reasons
     assert any(r.startswith(CUES_DISAGREE) for r in reasons), reasons
     r = compare_to_truth(lab, {int(k): np.asarray(p) for k, p in ph.disc_points.items()})
-    assert r["identity_ok"] and r["mae_mm"] <= 0.75, r  # measured 0.67
+    assert r["identity_ok"] and r["mae_mm"] <= 0.45, r  # measured 0.40

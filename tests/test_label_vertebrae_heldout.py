@@ -107,7 +107,9 @@ def test_confidence_tracks_position_error(results):
 def test_identity_on_held_out_subjects(results):
     assert_wrong_are(results, [])
     relabelled = relabelled_by_csf(results)
-    assert relabelled == ["axial_thick/42", "axial_thick/44"], relabelled
+    # session 51 (the cord width pooled over thick slices): axial_thick 42 named right by the chain
+    # (margin 3.59); 44 still relabelled, one level higher (evidence 8.9; two, 51.0, before)
+    assert relabelled == ["axial_thick/44"], relabelled
 
 
 def test_positions_on_held_out_subjects(results):

@@ -41,10 +41,12 @@ def results() -> list[dict]:
 def test_identity(results):
     assert_wrong_are(results, [])
     relabelled = relabelled_by_csf(results)
-    assert relabelled == ["axial_thick/81", "axial_thick/84"], relabelled
+    # session 51 (the cord width pooled over thick slices, vertebrae.cordwidth): the chain names
+    # axial_thick 81 and 84 right itself (the CSF relabelled both before), and 81, 84, 85 are no
+    # longer flagged
+    assert relabelled == [], relabelled
     flagged = sorted(r["case"] for r in results if r["ambiguous"])
-    assert flagged == ["axial_thick/80", "axial_thick/81", "axial_thick/84", "axial_thick/85",
-                       "sagittal_thick/83"], flagged
+    assert flagged == ["axial_thick/80", "sagittal_thick/83"], flagged
 
 
 def test_positions(results):
@@ -64,5 +66,7 @@ def test_confidence_tracks_position_error(results):
     # every flagged labeling reports at most half the chain's confidence (confident_but_off checks);
     # six discs of unflagged labelings are off by > 2 mm at confidence >= 0.5: the dark discs of
     # the T1-like seeds 80 and 82 (+2.07..+3.31 mm) and thoracolumbar 84's L1/L2 (+2.10)
-    assert confident_but_off(results) == ["iso1mm_t1/80:6", "iso1mm_t1/80:7", "iso1mm_t1/82:8",
+    # session 51 (the cord width pooled over thick slices): also axial_thick/82's C5/C6 (unflagged,
+    # MAE 1.27 mm)
+    assert confident_but_off(results) == ["axial_thick/82:6", "iso1mm_t1/80:6", "iso1mm_t1/80:7", "iso1mm_t1/82:8",
                                           "test_t1/80:5", "test_t1/82:6", "thoracolumbar/84:21"]

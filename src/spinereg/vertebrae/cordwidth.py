@@ -40,6 +40,21 @@ NEIGHBOURS_MM = 10.0
 ONE_SIDED_MAX_VOXEL_MM = 2.0
 
 
+def _sampling_along(seg: Image, centerline: Centerline) -> float:
+    """The grid's voxel extent (mm) along the cord, median over the centerline. Where it is
+    longer than :func:`lr_width`'s bins each bin holds a strip of one slice's section: with the
+    cord tilted across the slices a strip off the section's middle, narrower than the section;
+    there the bins' moments are pooled over the smoothing window before the width is read.
+    sct_testing_data t2 averaged to 3 mm along S-I: 12.0 mm at the bottom falling to 8.6 at the
+    top (native 12.4-13.1 and 11.9 at the top), named thoracic (T11/T12, one disc); pooled
+    12.3-13.2 and 11.8, within 0.1 mm of the native image's widths (session 51). The independent
+    phantoms' 5 mm axial stacks (``axial_thick``, true segmentations): identity right on seeds
+    100-129 24 -> 30 of 30, on 40-45, 50-55, 60-65 15 -> 18 of 18; ``axial_7p5`` (7.5 mm) seeds
+    100-103 and 60-65 4 -> 3 of 10 (every wrong one flagged, before and after)."""
+    s = np.linspace(0.0, float(centerline.length), 9)
+    return float(np.median([seg.grid.extent_along(v) for v in centerline.frame(s)[:, :, 2]]))
+
+
 def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 2.0,
              smooth_mm: float = 4.0) -> np.ndarray:
     """Left-right cord width (mm) at arc lengths ``s`` (NaN where the cord is not segmented)."""
@@ -68,11 +83,24 @@ def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 
     one_sided &= float(np.max(seg.grid.zooms)) <= ONE_SIDED_MAX_VOXEL_MM
     w = np.where(one_sided, 4.0 * wide, w)
     ok = n >= 5
+    pooled = _sampling_along(seg, centerline) > bin_mm
+    if pooled:  # strips of thick slices (_sampling_along): the window's moments, then the width
+        def pool(x: np.ndarray) -> np.ndarray:
+            return ndimage.gaussian_filter1d(x, smooth_mm / bin_mm, mode="constant")
+
+        n_p, m1_p, m2_p = pool(n), pool(m1), pool(m2)
+        with np.errstate(all="ignore"):
+            w = 4.0 * np.sqrt(np.clip(m2_p / n_p - (m1_p / n_p) ** 2, 0, None))
+        first, last = np.flatnonzero(ok)[[0, -1]] if ok.any() else (0, -1)
+        ok = np.zeros(nb, bool)
+        ok[first:last + 1] = n_p[first:last + 1] >= 5
     ok[[0, -1]] = False  # partial end bins
     centers = 0.5 * (edges[:-1] + edges[1:])
     if ok.sum() < 2:
         return np.full(len(s), np.nan)
-    wc = ndimage.gaussian_filter1d(np.interp(centers, centers[ok], w[ok]), smooth_mm / bin_mm, mode="nearest")
+    wc = np.interp(centers, centers[ok], w[ok])
+    if not pooled:
+        wc = ndimage.gaussian_filter1d(wc, smooth_mm / bin_mm, mode="nearest")
     out = np.interp(s, centers, wc)
     out[(s < centers[ok][0]) | (s > centers[ok][-1])] = np.nan
     return out
