@@ -152,6 +152,7 @@ def run_steps(
                 # filled, an edge the fixed image does not have, which the image term's local
                 # correlation aligned (the cord stretched along S-I near the source's ends)
                 extra["moving_valid"] = np.isfinite(raw["seg"])
+                extra["moving_zooms"] = moving_src["seg"].grid.zooms  # its own sampling (thick slices)
             t = fn(fixed["im"], pulled("im"), grid, grid, step, fixed_mask,
                    fixed_seg=fixed["seg"], moving_seg=mseg, **extra)
         else:
