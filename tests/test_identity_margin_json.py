@@ -9,7 +9,7 @@ relabelled (the chain named C3/C4-C5/C6, one level low; relabelled C2/C3-C4/C5, 
 flagged). Until session 51 the case was the same image averaged to 3 mm along A-P, whose right
 chain the CSF relabelled one level low (before session 50's held end widths it was thoracic,
 with identity_margin 999999994.44); the CSF no longer renames images that coarse along A-P
-(tests/test_s51l_inplane_resampling.py). t1 with its init file (slice 55 = C2/C3, right)."""
+(tests/test_label_coarse_resampling.py). t1 with its init file (slice 55 = C2/C3, right)."""
 
 from __future__ import annotations
 

@@ -170,7 +170,7 @@ SI_PEAK = {("t1", False): 0.3721, ("t1", True): 0.0349, ("t2", False): 0.3124, (
 #: session 50 (the imseg demons image term leaves out what the source does not cover): SI_PEAK
 #: was 0.396 / 0.059 / 0.336 / -0.035 and CORD_DICE 0.969 / 0.973 / 0.946 / 0.956
 #: session 51 (the imseg demons image term kept out of the field's edge extension,
-#: tests/test_s51r_t2s_segs.py): SI_PEAK was 0.3665 / -0.0085 / 0.3207 / -0.0157 (the flipped
+#: tests/test_register_thick_slice_segs.py): SI_PEAK was 0.3665 / -0.0085 / 0.3207 / -0.0157 (the flipped
 #: pairs still warn, < 0.15) and CORD_DICE 0.970 / 0.9734 / 0.9494 / 0.9611
 CORD_DICE = {("t1", False): 0.970, ("t1", True): 0.9734, ("t2", False): 0.9494, ("t2", True): 0.9545}
 
