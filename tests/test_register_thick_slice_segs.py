@@ -37,7 +37,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from test_register_fov_edge import _known_field, _pull, _world
+from test_register_fov_edge import known_field_destination
 
 pytestmark = pytest.mark.realdata
 
@@ -70,12 +70,7 @@ def _case(sct_data, tmp_path, seed: int, rotated: bool = False):
         a = np.deg2rad(10.0)
         aff[:3, :3] = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]]) @ aff[:3, :3]
     aff[:3, 3] = c - aff[:3, :3] @ ((n - 1) / 2)
-    x = _world(tuple(n), aff)
-    u = _known_field(im.affine, im.shape, seed)(x)
-    dest = _pull(im.get_fdata(), im.affine, x + u, 3).reshape(tuple(n)).astype(np.float32)
-    dseg = _pull(sg.get_fdata(), sg.affine, x + u, 1).reshape(tuple(n)) > 0.5
-    nib.save(nib.Nifti1Image(dest, aff), tmp_path / "dest.nii.gz")
-    nib.save(nib.Nifti1Image(dseg.astype(np.uint8), aff), tmp_path / "dest_seg.nii.gz")
+    x, u, dseg = known_field_destination(im, sg, aff, tuple(n), seed, tmp_path)
     m = dseg.ravel()
     assert m.sum() > 4000
     return src, src_seg, x, u, m

@@ -19,8 +19,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.interpolate import CubicSpline
 
+from epi_known_field import bump_field, distort
 from spinereg.cli.main import main
 
 pytestmark = pytest.mark.realdata
@@ -30,44 +30,15 @@ READOUT = 0.04
 MEASURED = {0: (0.770, 0.978, 0.605), 1: (0.508, 0.991, 0.315), 2: (0.716, 0.986, 0.464)}
 
 
-def _field(shape: tuple[int, ...], seed: int, centre: tuple[float, float]) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    bumps = [(80.0 if k == 0 else 80.0 * rng.uniform(-0.6, 0.6), centre[0] + rng.uniform(-5, 5),
-              centre[1] + rng.uniform(-5, 5), rng.uniform(4, 8)) for k in range(3)]
-    f = np.zeros(shape)
-    for z in range(shape[2]):
-        zf = 1 + 0.3 * (z - (shape[2] - 1) / 2) / ((shape[2] - 1) / 2)
-        for a, bx, by, sg in bumps:
-            f[:, :, z] += zf * a * np.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * sg ** 2))
-    return f + (rng.uniform(-10, 10) * (y - shape[1] / 2) / shape[1])[:, :, None]
-
-
-def _distort_j(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Tissue at r appears at r + v(r) along j; D(y) = U(r(y)) / (1 + v'(r(y)))."""
-    n = u.shape[1]
-    r = np.arange(n, dtype=float)
-    rf = np.linspace(-0.5, n - 0.5, 10 * n + 1)
-    out = np.zeros_like(u)
-    for i in range(u.shape[0]):
-        for k in range(u.shape[2]):
-            sv = CubicSpline(r, v[i, :, k])
-            yf, jf = rf + sv(rf), 1 + sv(rf, 1)
-            rr = np.interp(r, yf, rf, left=np.nan, right=np.nan)
-            ok = np.isfinite(rr)
-            out[i, ok, k] = CubicSpline(r, u[i, :, k])(np.clip(rr[ok], 0, n - 1)) / np.interp(rr[ok], rf, jf)
-    return out
-
-
 @pytest.mark.parametrize("seed", sorted(MEASURED))
 def test_pe_argument_against_the_sidecar(sct_data, tmp_path, capsys, seed):
     img = nib.load(str(sct_data / "dmri" / "dmri.nii.gz"))
     data = img.get_fdata()
     truth = data[..., 0]
     body = ndimage.binary_opening(truth > 0.25 * np.percentile(truth, 99), np.ones((3, 3, 1)))
-    field = _field(truth.shape, seed, ndimage.center_of_mass(truth * body)[:2])
+    field = bump_field(truth.shape, seed, 80.0, ndimage.center_of_mass(truth * body)[:2])
     noise = 0.3 * float(np.std(data[..., 1] - data[..., 2]) / np.sqrt(2))
-    epi = _distort_j(truth, field * READOUT) + np.random.default_rng(100 + seed).normal(0, noise, truth.shape)
+    epi = distort(truth, field * READOUT, 1) + np.random.default_rng(100 + seed).normal(0, noise, truth.shape)
     nib.save(nib.Nifti1Image(epi.astype(np.float32), img.affine), str(tmp_path / "epi.nii.gz"))
     (tmp_path / "epi.json").write_text(json.dumps({"PhaseEncodingDirection": "j", "TotalReadoutTime": READOUT}))
     nib.save(nib.Nifti1Image(field.astype(np.float32), img.affine), str(tmp_path / "fm.nii.gz"))

@@ -2,7 +2,7 @@
 
 SCT's dmri b0 (40x42x5, 0.84 mm in-plane) is the undistorted subject. A smooth field (three
 Gaussian bumps around the subject's centre, the main one 80 Hz, sigma 4-8 voxels, 30 % S-I
-gradient, a linear gradient of up to 10 Hz across j) displaces it along j (:func:`_distort`: per PE
+gradient, a linear gradient of up to 10 Hz across j) displaces it along j (``epi_known_field.distort``: per PE
 line the inverse map by ``np.interp`` on a fine grid, cubic splines of image and shift, Jacobian
 modulation; not spinereg's code), by the field times 0.04 s for blip-up (``j``) and by minus the
 field times blip-down's own readout time (``j-``), both stated in the sidecars; Gaussian noise at
@@ -24,8 +24,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.interpolate import CubicSpline
 
+from epi_known_field import bump_field, distort
 from spinereg.epi.topup import correct_reverse_pe
 
 pytestmark = pytest.mark.realdata
@@ -33,36 +33,6 @@ pytestmark = pytest.mark.realdata
 UP_READOUT = 0.04
 #: (seed, blip-down readout s): measured 95th percentile |blip-up shift error| (voxels) in the subject
 MEASURED = {(0, 0.02): 0.072, (1, 0.02): 0.097, (2, 0.02): 0.065, (1, 0.04): 0.078}
-
-
-def _field(shape: tuple[int, ...], seed: int, peak: float, centre: tuple[float, float]) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
-    bumps = [(peak if k == 0 else peak * rng.uniform(-0.6, 0.6), centre[0] + rng.uniform(-5, 5),
-              centre[1] + rng.uniform(-5, 5), rng.uniform(4, 8)) for k in range(3)]
-    f = np.zeros(shape)
-    for z in range(shape[2]):
-        zf = 1 + 0.3 * (z - (shape[2] - 1) / 2) / ((shape[2] - 1) / 2)
-        for a, bx, by, sg in bumps:
-            f[:, :, z] += zf * a * np.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * sg ** 2))
-    return f + (rng.uniform(-10, 10) * (y - shape[1] / 2) / shape[1])[:, :, None]
-
-
-def _distort(u: np.ndarray, v: np.ndarray, axis: int) -> np.ndarray:
-    """Tissue at r appears at r + v(r); D(y) = U(r(y)) / (1 + v'(r(y))), per PE line."""
-    u, v = np.moveaxis(u, axis, -1), np.moveaxis(v, axis, -1)
-    n = u.shape[-1]
-    r = np.arange(n, dtype=float)
-    rf = np.linspace(-0.5, n - 0.5, 10 * n + 1)
-    out = np.zeros_like(u)
-    for idx in np.ndindex(u.shape[:-1]):
-        sv = CubicSpline(r, v[idx])
-        yf, jf = rf + sv(rf), 1 + sv(rf, 1)
-        assert np.all(np.diff(yf) > 0)
-        rr = np.interp(r, yf, rf, left=np.nan, right=np.nan)
-        ok = np.isfinite(rr)
-        out[idx][ok] = CubicSpline(r, u[idx])(np.clip(rr[ok], 0, n - 1)) / np.interp(rr[ok], rf, jf)
-    return np.moveaxis(out, -1, axis)
 
 
 @pytest.fixture(scope="module")
@@ -78,10 +48,10 @@ def b0(sct_data):
 @pytest.mark.parametrize(("seed", "down_readout"), sorted(MEASURED))
 def test_blip_down_readout_time_from_its_sidecar(b0, tmp_path, seed, down_readout):
     truth, aff, noise, body = b0
-    field = _field(truth.shape, seed, 80.0, ndimage.center_of_mass(truth * body)[:2])
+    field = bump_field(truth.shape, seed, 80.0, ndimage.center_of_mass(truth * body)[:2])
     rng = np.random.default_rng(100 + seed)
-    up = _distort(truth, field * UP_READOUT, 1) + rng.normal(0, noise, truth.shape)
-    down = _distort(truth, -field * down_readout, 1) + rng.normal(0, noise, truth.shape)
+    up = distort(truth, field * UP_READOUT, 1) + rng.normal(0, noise, truth.shape)
+    down = distort(truth, -field * down_readout, 1) + rng.normal(0, noise, truth.shape)
     for name, d, pe, t in (("up", up, "j", UP_READOUT), ("dn", down, "j-", down_readout)):
         nib.save(nib.Nifti1Image(d.astype(np.float32), aff), str(tmp_path / f"{name}.nii.gz"))
         (tmp_path / f"{name}.json").write_text(json.dumps({"PhaseEncodingDirection": pe, "TotalReadoutTime": t}))

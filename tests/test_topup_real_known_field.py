@@ -3,7 +3,7 @@ the method).
 
 The undistorted subject is SCT's fmri mean (68x68x6, 0.96 mm in-plane). A smooth field (three
 Gaussian bumps near the cord, the main one ``PEAK`` Hz, sigma 4-10 voxels, 30 % S-I gradient over
-the slab) times 0.03 s displaces it along j with Jacobian modulation (:func:`_distort`: per PE line,
+the slab) times 0.03 s displaces it along j with Jacobian modulation (``epi_known_field.distort``: per PE line,
 the inverse map by ``np.interp`` on a fine grid, a cubic spline of the image and of the shift; not
 spinereg's ``distort``), both ways for the pair, noise at the series' own level (SD of volume 0 -
 volume 1 over sqrt 2, over sqrt 30). Error of the estimated shift (voxels) over the cord (SCT's
@@ -28,8 +28,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 from scipy import ndimage
-from scipy.interpolate import CubicSpline
 
+from epi_known_field import distort
 from spinereg.cli.main import main
 from spinereg.epi.topup import correct_reverse_pe
 from spinereg.io.image import Image, load_image
@@ -61,23 +61,6 @@ def _field(shape, seed, peak):
     return f
 
 
-def _distort(u, vsm, axis):
-    """Tissue at r appears at r + vsm(r); D(y) = U(r) / (1 + vsm'(r)) at r(y), per PE line."""
-    u, v = np.moveaxis(u, axis, -1), np.moveaxis(vsm, axis, -1)
-    n = u.shape[-1]
-    r = np.arange(n, dtype=float)
-    rf = np.linspace(-0.5, n - 0.5, 8 * n + 1)
-    out = np.zeros_like(u)
-    for idx in np.ndindex(u.shape[:-1]):
-        sv = CubicSpline(r, v[idx])
-        yf, jf = rf + sv(rf), 1.0 + sv(rf, 1)
-        assert np.all(np.diff(yf) > 0)
-        rr = np.interp(r, yf, rf, left=np.nan, right=np.nan)
-        ok = np.isfinite(rr)
-        out[idx][ok] = CubicSpline(r, u[idx])(np.clip(rr[ok], 0, n - 1)) / np.interp(rr[ok], rf, jf)
-    return np.moveaxis(out, -1, axis)
-
-
 @pytest.fixture(scope="module")
 def fmri(sct_data):
     img = nib.load(str(sct_data / "fmri" / "fmri.nii.gz"))
@@ -103,8 +86,8 @@ def test_reverse_pe_reads_the_whole_field(fmri, seed):
     truth, aff, noise, region = fmri
     vsm = _field(truth.shape, seed, PEAK) * READOUT
     rng = np.random.default_rng(100 + seed)
-    up = _distort(truth, vsm, 1) + rng.normal(0, noise, truth.shape)
-    down = _distort(truth, -vsm, 1) + rng.normal(0, noise, truth.shape)
+    up = distort(truth, vsm, 1, oversample=8) + rng.normal(0, noise, truth.shape)
+    down = distort(truth, -vsm, 1, oversample=8) + rng.normal(0, noise, truth.shape)
     res = correct_reverse_pe(Image(up.astype(np.float32), aff), Image(down.astype(np.float32), aff),
                              pe="j", readout_s=READOUT)
     err = np.abs(res.vsm.data - vsm)[region]
@@ -125,7 +108,7 @@ def test_fieldmap_sign_and_axis_from_the_sidecar(fmri, tmp_path, capsys, pe):
     axis, sign = "ijk".index(pe[0]), (-1.0 if pe.endswith("-") else 1.0)
     field = _field(truth.shape, 0, 80.0)
     rng = np.random.default_rng(1)
-    d = _distort(truth, field * READOUT * sign, axis) + rng.normal(0, noise, truth.shape)
+    d = distort(truth, field * READOUT * sign, axis, oversample=8) + rng.normal(0, noise, truth.shape)
     nib.save(nib.Nifti1Image(d.astype(np.float32), aff), str(tmp_path / "epi.nii.gz"))
     (tmp_path / "epi.json").write_text(json.dumps({"PhaseEncodingDirection": pe, "TotalReadoutTime": READOUT}))
     nib.save(nib.Nifti1Image(field.astype(np.float32), aff), str(tmp_path / "fm.nii.gz"))
