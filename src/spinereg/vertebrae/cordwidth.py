@@ -55,6 +55,26 @@ def _sampling_along(seg: Image, centerline: Centerline) -> float:
     return float(np.median([seg.grid.extent_along(v) for v in centerline.frame(s)[:, :, 2]]))
 
 
+def _bin_width(seg: Image, a: np.ndarray, k: np.ndarray, n: np.ndarray, m1: np.ndarray,
+               m2: np.ndarray, bin_mm: float) -> np.ndarray:
+    """Each bin's width from its own moments (``a``: R-L coordinate of each voxel, ``k`` its
+    bin), taken from the wider side where a notch took voxels from one side only."""
+    nb = len(n)
+    left = a < 0
+    n_l = np.bincount(k[left], minlength=nb).astype(float)
+    m2_l = np.bincount(k[left], a[left] ** 2, nb)
+    with np.errstate(all="ignore"):
+        w = 4.0 * np.sqrt(np.clip(m2 / n - (m1 / n) ** 2, 0, None))
+        rms_l, rms_r = np.sqrt(m2_l / n_l), np.sqrt((m2 - m2_l) / (n - n_l))
+        wide, narrow = np.fmax(rms_l, rms_r), np.fmin(rms_l, rms_r)
+        one_sided = (wide > ONE_SIDED_RATIO * narrow) & (n_l >= 2) & (n - n_l >= 2)
+    # a notch takes voxels away: the bin holds less than its neighbours (a section merely off the
+    # centerline's fit, e.g. between thick slices, keeps its area and its own width)
+    one_sided &= n < LOST_AREA * neighbour_median(n, int(round(NEIGHBOURS_MM / bin_mm)), n >= 5)
+    one_sided &= float(np.max(seg.grid.zooms)) <= ONE_SIDED_MAX_VOXEL_MM
+    return np.where(one_sided, 4.0 * wide, w)
+
+
 def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 2.0,
              smooth_mm: float = 4.0) -> np.ndarray:
     """Left-right cord width (mm) at arc lengths ``s`` (NaN where the cord is not segmented)."""
@@ -69,19 +89,6 @@ def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 
     n = np.bincount(k, minlength=nb).astype(float)
     m1 = np.bincount(k, a, nb)
     m2 = np.bincount(k, a * a, nb)
-    left = a < 0
-    n_l = np.bincount(k[left], minlength=nb).astype(float)
-    m2_l = np.bincount(k[left], a[left] ** 2, nb)
-    with np.errstate(all="ignore"):
-        w = 4.0 * np.sqrt(np.clip(m2 / n - (m1 / n) ** 2, 0, None))
-        rms_l, rms_r = np.sqrt(m2_l / n_l), np.sqrt((m2 - m2_l) / (n - n_l))
-        wide, narrow = np.fmax(rms_l, rms_r), np.fmin(rms_l, rms_r)
-        one_sided = (wide > ONE_SIDED_RATIO * narrow) & (n_l >= 2) & (n - n_l >= 2)
-    # a notch takes voxels away: the bin holds less than its neighbours (a section merely off the
-    # centerline's fit, e.g. between thick slices, keeps its area and its own width)
-    one_sided &= n < LOST_AREA * neighbour_median(n, int(round(NEIGHBOURS_MM / bin_mm)), n >= 5)
-    one_sided &= float(np.max(seg.grid.zooms)) <= ONE_SIDED_MAX_VOXEL_MM
-    w = np.where(one_sided, 4.0 * wide, w)
     ok = n >= 5
     pooled = _sampling_along(seg, centerline) > bin_mm
     if pooled:  # strips of thick slices (_sampling_along): the window's moments, then the width
@@ -94,6 +101,8 @@ def lr_width(seg: Image, centerline: Centerline, s: np.ndarray, bin_mm: float = 
         first, last = np.flatnonzero(ok)[[0, -1]] if ok.any() else (0, -1)
         ok = np.zeros(nb, bool)
         ok[first:last + 1] = n_p[first:last + 1] >= 5
+    else:
+        w = _bin_width(seg, a, k, n, m1, m2, bin_mm)
     ok[[0, -1]] = False  # partial end bins
     centers = 0.5 * (edges[:-1] + edges[1:])
     if ok.sum() < 2:
