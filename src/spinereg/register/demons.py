@@ -28,9 +28,10 @@ interpolated, not iterated on), with steps normalised to one voxel of the level;
 starts from the mean in-plane offset of the cords (nothing along S-I: the fields of view need
 not cover the same length). Where the region reaches the edge of the grid, the field lives on
 a grid extended ``EDGE_PAD_MM`` beyond it and tapers to zero there (not inside the image).
-Image terms are checked before and after: where the two images share no structure in the
-region (mean squared local correlation < ``MIN_LOCAL_CC``: a noise image, an empty one) nothing
-is estimated, and a result that does not raise the local correlation is dropped (``imseg`` keeps
+Image terms are checked before and after: where the region holds fewer voxels than one local
+correlation window (no image region: the moving image's field of view does not reach it) or the
+two images share no structure in it (mean squared local correlation < ``MIN_LOCAL_CC``: a noise
+image, an empty one) nothing is estimated from the images, and a result that does not raise the local correlation is dropped (``imseg`` keeps
 the cords' mean in-plane offset it started from: it comes from the segmentations);
 ``field.report`` says which (the engine copies it into the step record).
 """
@@ -127,10 +128,15 @@ class _LNCC:
     """Local normalised cross-correlation (box window) between a fixed image and warped ones."""
 
     def __init__(self, f: np.ndarray, radius: int = 2):
-        self.size = [2 * radius + 1 if n > 2 * radius else 1 for n in f.shape]
+        self.size = self.window(f.shape, radius)
         self.f = f
         self.mf = self._box(f)
         self.sff = np.maximum(self._box(f * f) - self.mf**2, 0.0)
+
+    @staticmethod
+    def window(shape: Sequence[int], radius: int = 2) -> list[int]:
+        """The box window (voxels per axis) on an array of ``shape``."""
+        return [2 * radius + 1 if n > 2 * radius else 1 for n in shape]
 
     def _box(self, a: np.ndarray) -> np.ndarray:
         return ndimage.uniform_filter(a, self.size, mode="nearest")
@@ -270,6 +276,17 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
             # known field, seeds 0 / 1 / 2: cord S-I error 0.97 / 0.96 / 1.21 mm -> 0.24 / 0.43 / 0.26,
             # image-only 0.15 / 0.42 / 0.21)
             seg_valid = valid
+    n_region, n_window = int(np.count_nonzero(region)), int(np.prod(_LNCC.window(region.shape)))
+    if image and n_region < n_window:
+        # no region to correlate the images in (before session 52 the image term ran its whole solve on
+        # a NaN correlation, then was dropped): t2 onto mt1's 17 mm slices covers 3 of its 5 slices,
+        # and the moving image's field of view eroded by VALID_EROSION_VOX voxels leaves none
+        report.update(used=False, image_information=False,
+                      reason=f"no image region: {n_region} voxels where the image term may act (within "
+                             f"{IMAGE_REGION_MM:g} mm of the segmentations or in the mask, where the moving image "
+                             f"has data), fewer than one local correlation window ({n_window}): nothing "
+                             "estimated from the images")
+        return _offset_only(chans, grid, lo, hi, pad_lo, pad_hi, roi_c, w_axes, report, check_only)
     if image:
         fi, mi = prep(_rescale(f, roi_union)), prep(_rescale(m, roi_union))
         lcc0 = float(_LNCC(fi).cc(mi)[region].mean())
@@ -331,16 +348,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     # beyond the cord box the velocity is the coarse level's: its exponential is taken there on
     # that level's nodes (the grid of ``v``'s voxel 0 is the crop's, so the nodes line up)
     plan = ExpPlan(*fine) if fine and (padded or not np.any(lo)) else None
-    # zero at the edge of the crop (along the axes that deform), 1 over the segmentations / mask
-    keep = None
-    if roi_union.any():
-        idx = np.argwhere(roi_c)
-        keep = (idx.min(0), idx.max(0))
-    if padded:  # the ramp lies in the extension
-        n = np.array(inside.shape)
-        box = (np.where(pad_lo > 0, pad_lo, 0), np.where(pad_hi > 0, n - 1 - pad_hi, n - 1))
-        keep = box if keep is None else (np.where(pad_lo > 0, np.minimum(keep[0], box[0]), keep[0]),
-                                         np.where(pad_hi > 0, np.maximum(keep[1], box[1]), keep[1]))
+    keep = _keep_box(roi_c, pad_lo, pad_hi)
     if seg_f is not None:
         if image:
             # beyond the slices where both segmentations exist (along the axes that do not
@@ -370,23 +378,75 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
             # cords, not from the images. Dropping it left cords 11 mm apart to the stiff in-plane seg
             # step (synthetic cohort T2w -> T2starw, sub-01 ses-01: Dice 0.0016 -> 0.137 -> 0.24,
             # centerline 8.3 mm, before session 37)
-            v = np.broadcast_to(np.asarray(init, np.float32), v.shape).copy()
-            v *= taper_window(v.shape[:3], sub.zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
-            d, _ = exp_velocity(v, plan=None)
+            v, d = _offset_field(init, v.shape[:3], sub.zooms, w_axes, keep)
             plan = None
             report.update(used="cord offset only",
                           reason=report["reason"].replace("the step is dropped", "the image term is dropped, the "
                                                           "cords' mean in-plane offset kept"),
                           offset_vox=[round(float(x), 3) for x in init])
     if seg_f is not None:
-        fs, ms = chans[-1][1] > 0.5, chans[-1][2] > 0.5
-        after_s = _warp(chans[-1][2], d) > 0.5
-        report["seg_dice_before"] = round(_dice(fs, ms), 4)
-        report["seg_dice_after"] = round(_dice(fs, after_s), 4)
+        _seg_dice(report, chans[-1][1], chans[-1][2], d)
     if "used" not in report:  # (else "cord offset only", set above)
         report["used"] = True
         if image:
             report["image_information"] = True
+    return _field(grid, sub, sl, padded, v, d, plan, report)
+
+
+def _keep_box(roi_c: np.ndarray, pad_lo: np.ndarray, pad_hi: np.ndarray) -> tuple | None:
+    """Where the taper keeps 1 (voxel box, inclusive, of the padded crop): the segmentations / mask
+    (``roi_c``), and along the padded axes the grid (the ramp lies in the extension); None: nowhere."""
+    keep = None
+    if roi_c.any():
+        idx = np.argwhere(roi_c)
+        keep = (idx.min(0), idx.max(0))
+    if pad_lo.any() or pad_hi.any():
+        n = np.array(roi_c.shape)
+        box = (np.where(pad_lo > 0, pad_lo, 0), np.where(pad_hi > 0, n - 1 - pad_hi, n - 1))
+        keep = box if keep is None else (np.where(pad_lo > 0, np.minimum(keep[0], box[0]), keep[0]),
+                                         np.where(pad_hi > 0, np.maximum(keep[1], box[1]), keep[1]))
+    return keep
+
+
+def _offset_field(init: np.ndarray, shape: tuple[int, ...], zooms: np.ndarray, w_axes: np.ndarray,
+                  keep: tuple | None) -> tuple[np.ndarray, np.ndarray]:
+    """The constant ``init`` (voxels) tapered to zero at the edge of the crop: velocity, displacement."""
+    v = np.broadcast_to(np.asarray(init, np.float32), tuple(shape) + (3,)).copy()
+    v *= taper_window(v.shape[:3], zooms, np.flatnonzero(w_axes > 0), keep=keep)[..., None]
+    d, _ = exp_velocity(v, plan=None)
+    return v, d
+
+
+def _offset_only(chans: list, grid: Grid, lo: np.ndarray, hi: np.ndarray, pad_lo: np.ndarray, pad_hi: np.ndarray,
+                 roi_c: np.ndarray, w_axes: np.ndarray, report: dict, check_only: bool) -> VelocityField:
+    """An ``imseg`` step with no image term: the cords' mean in-plane offset (``chans``: the
+    segmentations, cropped and padded), as where an image term that did not raise the local
+    correlation is dropped; the identity without segmentations, in ``check_only``, or with no offset."""
+    if check_only or not chans or not np.any(w_axes):
+        return _identity(grid, report)
+    fs, ms = chans[-1][1], chans[-1][2]
+    init = _inplane_shift(fs, ms) * w_axes
+    if not np.any(init):
+        return _identity(grid, report)
+    sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
+    v, d = _offset_field(init, fs.shape, sub.zooms, w_axes, _keep_box(roi_c, pad_lo, pad_hi))
+    report.update(used="cord offset only", reason=report["reason"] + ", the cords' mean in-plane offset kept",
+                  offset_vox=[round(float(x), 3) for x in init])
+    _seg_dice(report, fs, ms, d)
+    sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
+    return _field(grid, sub, sl, bool(pad_lo.any() or pad_hi.any()), v, d, None, report)
+
+
+def _seg_dice(report: dict, fs: np.ndarray, ms: np.ndarray, d: np.ndarray) -> None:
+    """The segmentations' Dice before and after the displacement ``d`` (voxels), into ``report``."""
+    report["seg_dice_before"] = round(_dice(fs > 0.5, ms > 0.5), 4)
+    report["seg_dice_after"] = round(_dice(fs > 0.5, _warp(ms, d) > 0.5), 4)
+
+
+def _field(grid: Grid, sub: Grid, sl: tuple, padded: bool, v: np.ndarray, d: np.ndarray, plan: ExpPlan | None,
+           report: dict) -> VelocityField:
+    """The velocity and displacement (voxels of the crop ``sl``, or of the extended crop grid ``sub``
+    when ``padded``) as the pull diffeomorphism in world units, ``report`` attached."""
     a = grid.affine[:3, :3].astype(np.float32)
     if padded:  # the field on its extended crop grid (the identity beyond it)
         out = VelocityField(sub, np.einsum("ij,...j->...i", a, v), np.einsum("ij,...j->...i", a, d), plan=plan)
