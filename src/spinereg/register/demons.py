@@ -210,7 +210,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     f = np.asarray(fixed, np.float32)
     m = np.asarray(moving, np.float32)
     seg_f = seg_m = None
-    seg_valid = None  # with ``dead_zone``: where the segmentation force may act (None: everywhere)
+    dead_zone = None  # a thick-slice moving segmentation: where its force may act (see :func:`_level`)
     if kind == "imseg" and fixed_seg is not None and moving_seg is not None:
         seg_f, seg_m = np.asarray(fixed_seg, np.float32), np.asarray(moving_seg, np.float32)
     elif kind == "seg":
@@ -259,8 +259,9 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         region = region & inside
     # a moving segmentation resampled from thick slices: where the two agree at 0.5, what is left is
     # partial volume (a staircase along the thick axis, resampled twice), not where the cord is
-    dead_zone = bool(image and seg_f is not None and moving_zooms is not None
-                     and float(np.max(moving_zooms)) > 2.0 * float(zooms.min()) + 1e-6)
+    if (image and seg_f is not None and moving_zooms is not None
+            and float(np.max(moving_zooms)) > 2.0 * float(zooms.min()) + 1e-6):
+        dead_zone = np.ones(inside.shape, bool)
     if image and moving_valid is not None and not np.all(moving_valid):
         # the image term only where the moving image has data: beyond its field of view it is 0,
         # an edge the fixed image does not have, and the local correlation pulled the moving image
@@ -270,12 +271,12 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         valid = ndimage.binary_erosion(crop(np.asarray(moving_valid, bool)), iterations=VALID_EROSION_VOX,
                                        border_value=1)
         region = region & valid
-        if dead_zone:
+        if dead_zone is not None:
             # nor its segmentation force: beyond the moving image's field of view its segmentation is 0
             # for want of data, not of cord (t2s onto a 10-degree rotated 1 mm grid reaching beyond it,
             # known field, seeds 0 / 1 / 2: cord S-I error 0.97 / 0.96 / 1.21 mm -> 0.24 / 0.43 / 0.26,
             # image-only 0.15 / 0.42 / 0.21)
-            seg_valid = valid
+            dead_zone = valid
     n_region, n_window = int(np.count_nonzero(region)), int(np.prod(_LNCC.window(region.shape)))
     if image and n_region < n_window:
         # no region to correlate the images in (before session 52 the image term ran its whole solve on
@@ -343,7 +344,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
     else:
         fine = []
         v = _solve_log(chans, sub.zooms, w_axes, step, region, init, None, fine,
-                       (seg_valid if seg_valid is not None else True) if dead_zone else False)
+                       dead_zone)
     v *= w_axes.astype(np.float32)
     # beyond the cord box the velocity is the coarse level's: its exponential is taken there on
     # that level's nodes (the grid of ``v``'s voxel 0 is the crop's, so the nodes line up)
@@ -583,7 +584,7 @@ def _run_levels(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarr
                 w_axes: np.ndarray, step: Step, region: np.ndarray, levels: Sequence[np.ndarray],
                 iters: Sequence[int], s: np.ndarray | None = None, prev: np.ndarray | None = None,
                 init: np.ndarray | None = None, tol: float = IMAGE_TOL,
-                dead_zone: np.ndarray | bool = False) -> tuple[np.ndarray, np.ndarray]:
+                dead_zone: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Demons levels ``levels`` (factors) on ``chans``: the displacement (voxel units of the last
     level) and that level's factors. Starts from ``s`` (on a level of factors ``prev``, same
     origin) or from the constant ``init`` (voxels). ``tol``: see :func:`_level` (image terms)."""
@@ -609,14 +610,14 @@ def _run_levels(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarr
         fluid = np.full(3, 2.0) if image else 1.0 / z
         s = _level(lvl, s, w_axes, n_it, fluid, diff_mm / z, region[sub], max_step=1.0 if image else 0.5,
                    tol=tol if image else 1e-4, image_region=region[sub] if image else None,
-                   dead_zone=dead_zone[sub] if isinstance(dead_zone, np.ndarray) else dead_zone)
+                   dead_zone=None if dead_zone is None else dead_zone[sub])
         prev = fac
     return s, prev
 
 
 def _solve(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarray, w_axes: np.ndarray,
            step: Step, region: np.ndarray, init: np.ndarray | None = None,
-           keep_level: list | None = None, dead_zone: np.ndarray | bool = False) -> np.ndarray:
+           keep_level: list | None = None, dead_zone: np.ndarray | None = None) -> np.ndarray:
     """Displacement (voxel units of the crop) from coarse to fine levels, from the constant
     ``init`` (voxels) when given. ``keep_level`` (a list): the displacement stays on the finest
     level worked on (voxel units of that level) and that level's factors are appended to it."""
@@ -636,7 +637,7 @@ def _solve_log(chans: list[tuple[str, np.ndarray, np.ndarray]], zooms: np.ndarra
                w_axes: np.ndarray, step: Step, region: np.ndarray, init: np.ndarray | None = None,
                box: tuple[np.ndarray, np.ndarray]
                | Callable[[], tuple[np.ndarray, np.ndarray] | None] | None = None,
-               fine: list | None = None, dead_zone: np.ndarray | bool = False) -> np.ndarray:
+               fine: list | None = None, dead_zone: np.ndarray | None = None) -> np.ndarray:
     """The stationary velocity (voxel units of the crop) of :func:`_solve`'s displacement: its
     logarithm taken on the finest level worked on, then interpolated onto the crop (the field
     is smooth at that level's scale; the fixed point costs a fraction of its cost on the crop).
@@ -709,13 +710,13 @@ def _box_window(bshape: tuple[int, ...], zooms: np.ndarray, lo: np.ndarray, hi: 
 def _level(chans: list[tuple[str, np.ndarray, np.ndarray]], s: np.ndarray, w_axes: np.ndarray,
            iterations: int, sigma_fluid: np.ndarray, sigma_diff: np.ndarray, region: np.ndarray,
            max_step: float = 0.5, tol: float = 1e-4,
-           image_region: np.ndarray | None = None, dead_zone: np.ndarray | bool = False) -> np.ndarray:
+           image_region: np.ndarray | None = None, dead_zone: np.ndarray | None = None) -> np.ndarray:
     """Compositive demons iterations ``s <- G_diff * (u + s o (id + u))`` (Vercauteren et al. 2009)
     on one level; ``s`` in voxel units. Segmentations only: stops when the energy no longer
     falls. With an image term: each step is normalised to ``max_step`` voxel (99th percentile
     of the force in the region), shrunk when the energy rises; stops after 4 stalled steps.
-    ``dead_zone`` (True, or a mask of where): the segmentation force only where the segmentations
-    disagree at 0.5 (and in the mask)."""
+    ``dead_zone`` (a mask, all True for everywhere; None: no dead zone): the segmentation force
+    only in the mask and where the segmentations disagree at 0.5."""
     lncc = {name: _LNCC(fa) for name, fa, _ in chans if name == "im"}
     norm = {name: max(float(np.abs(fa).max()), float(np.abs(ma).max()), 1e-6) for name, fa, ma in chans}
     w = w_axes.astype(np.float32)
@@ -740,13 +741,13 @@ def _level(chans: list[tuple[str, np.ndarray, np.ndarray]], s: np.ndarray, w_axe
                 grad = _grad(mw / norm[name])
                 den = squared_norm(grad) + diff**2
                 force = np.where(den[..., None] > 1e-9, diff[..., None] * grad / np.maximum(den, 1e-9)[..., None], 0.0)
-                if dead_zone is not False:
+                if dead_zone is not None:
                     # next to an image term, a segmentation resampled from thick slices constrains, it
                     # does not refine: its force acts only where the two disagree at 0.5 (where they
                     # agree, the force, as large at the true field as at the identity on t2s, held the
                     # image term off the truth: tests/test_register_thick_slice_segs.py)
                     act = (fa > 0.5) != (mw > 0.5)
-                    force *= (act & dead_zone if isinstance(dead_zone, np.ndarray) else act)[..., None]
+                    force *= (act & dead_zone)[..., None]
                 u += force
                 energy += float((diff**2).mean())
         if _DEBUG:
