@@ -51,6 +51,38 @@ def write_sidecar(path: str | Path, meta: dict, overwrite: bool = False) -> Path
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text), overwrite)
 
 
+def _number(value: object) -> float | None:
+    """``value`` as Python's ``float()`` reads it, or None where it cannot."""
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def stated_readout(meta: dict, *, in_range: bool = True) -> float | None:
+    """The total readout time (seconds) that the sidecar ``meta`` states as ``TotalReadoutTime``,
+    else None: the one parser of that key (:func:`epi_params`, its warning of a --readout-time
+    that differs, topup's readout ratios).
+
+    The value is read as Python's ``float()`` reads it: a JSON number, or a numeric string
+    (``"0.03"`` and ``" 3e-2 "`` give 0.03, ``"nan"``/``"inf"`` give those), JSON ``true``/``false``
+    1.0/0.0. A missing key, ``null``, a string that is no number, a list or an object: None.
+
+    ``in_range`` (default): None unless ``0 < t < 1`` -- a stated 0, a negative, NaN, infinity or
+    a value in milliseconds (30) states no usable readout time; (0, 1) s is the range
+    :func:`epi_params` accepts. ``in_range=False``: whatever number ``float()`` makes of it (0,
+    negatives, 30, NaN, infinity kept), for a caller that judges the value itself
+    (:func:`epi_params` refuses it naming the sidecar; a --readout-time that differs from it is
+    warned of).
+
+    Never derived from ``EffectiveEchoSpacing`` or any other key: a sidecar that gives only the
+    echo spacing states no readout time here (give ``--readout-time``)."""
+    t = _number(meta.get("TotalReadoutTime"))
+    if in_range and t is not None and not (0 < t < 1):
+        return None
+    return t
+
+
 @dataclass(frozen=True)
 class EPIParams:
     """What distortion correction needs from an EPI: PE direction and total readout time (s)."""
@@ -84,8 +116,9 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
                image: str | Path | None = None) -> EPIParams:
     """PE direction and readout time from arguments, else from the sidecar ``meta``.
 
-    ``TotalReadoutTime`` may also be derived from ``EffectiveEchoSpacing`` and the matrix size
-    along PE (``(N - 1) * spacing``) is *not* guessed here: give it explicitly. A direction
+    The sidecar's ``TotalReadoutTime`` is read by :func:`stated_readout` and refused (naming the
+    sidecar) when missing, not a number or outside (0, 1) s; it is *not* derived from
+    ``EffectiveEchoSpacing`` and the matrix size along PE: give it explicitly. A direction
     along the slice axis (``k``, ``k-``) is refused, naming the sidecar when it came from there.
     """
     where = meta.get("_path") or (str(image) if image else None)
@@ -101,16 +134,17 @@ def epi_params(meta: dict, pe: str | None = None, readout_s: float | None = None
                          + (" (or pass --pe)" if from_meta else ""))
     _refuse_slice_axis(str(pe).strip().lower(), where if from_meta else None)
     readout_given = readout_s is not None
-    if readout_s is None:
+    if readout_given:
+        readout = _number(readout_s)
+    else:
         readout_s = meta.get("TotalReadoutTime")
         if readout_s is None:
             raise InputError("no readout time (TotalReadoutTime missing from the sidecar)", where,
                              "pass --readout-time SECONDS (e.g. 0.03) or add TotalReadoutTime to the JSON")
-    try:
-        readout = float(readout_s)
-    except (TypeError, ValueError):
+        readout = stated_readout(meta, in_range=False)
+    if readout is None:
         raise InputError(f"TotalReadoutTime is not a number ({readout_s!r})", where,
-                         "give the total readout time in seconds (e.g. 0.03)") from None
+                         "give the total readout time in seconds (e.g. 0.03)")
     if not (0 < readout < 1):  # --readout-time nan was blamed on the EPI's sidecar
         raise InputError(f"total readout time {readout} s is out of range (0, 1)"
                          + (" (--readout-time)" if readout_given else " (TotalReadoutTime)"),
@@ -131,10 +165,7 @@ def _overridden(meta: dict, pe: str, readout: float, pe_given: bool, readout_giv
     spe = meta.get("PhaseEncodingDirection")
     if pe_given and spe is not None and str(spe).strip().lower() != pe:
         said.append(f"--pe {pe} where the sidecar's PhaseEncodingDirection is {spe!r}")
-    try:
-        st = float(meta.get("TotalReadoutTime"))
-    except (TypeError, ValueError):
-        st = None
+    st = stated_readout(meta, in_range=False)  # any number: a stated 30 (ms) is warned of too
     if readout_given and st is not None and abs(readout / st - 1) > 0.01:
         said.append(f"--readout-time {readout:g} where the sidecar's TotalReadoutTime is {st:g}")
     if not said:

@@ -34,7 +34,7 @@ from spinereg.epi.fieldmap import (
     require_signal,
     unwarp_image,
 )
-from spinereg.epi.sidecar import epi_params, read_sidecar
+from spinereg.epi.sidecar import epi_params, read_sidecar, stated_readout
 from spinereg.errors import InputError
 from spinereg.io.image import Image, onto_grid_of
 
@@ -368,28 +368,22 @@ def unexplained_difference(d1: np.ndarray, d2: np.ndarray, vsm: np.ndarray, axis
 
 
 def _sidecar_readout(meta: dict, readout_s: float) -> float:
-    """Blip-up's sidecar TotalReadoutTime when it states a valid one, else ``readout_s`` (the
-    argument): the blip-down's readout time is compared with the value written the same way, so a
-    --readout-time that overrides both sidecars' (equal, wrong) values does not make them differ."""
-    try:
-        t = float(meta.get("TotalReadoutTime"))
-    except (TypeError, ValueError):
-        return readout_s
-    return t if 0 < t < 1 else readout_s
+    """Blip-up's sidecar TotalReadoutTime when it states one in (0, 1) s (:func:`stated_readout`),
+    else ``readout_s`` (the argument): the blip-down's readout time is compared with the value
+    written the same way, so a --readout-time that overrides both sidecars' (equal, wrong) values
+    does not make them differ."""
+    t = stated_readout(meta)
+    return readout_s if t is None else t
 
 
 def _readout_ratio(meta: dict, readout_s: float) -> float:
     """The --apply-to series' TotalReadoutTime over blip-up's (1 when its sidecar gives none or the
-    same): a voxel's shift is the field (Hz) times the readout time, so a series read out twice as
-    long is shifted twice as far by the same field. Before session 40 it was unwarped with
-    blip-up's shifts (EPI phantom read out in 0.06 s against a 0.03 s pair: half its distortion
-    left)."""
-    t = meta.get("TotalReadoutTime")
-    try:
-        t = float(t)
-    except (TypeError, ValueError):
-        return 1.0
-    if not (0 < t < 1) or abs(t / readout_s - 1) < 1e-3:
+    same; read by :func:`stated_readout`: a value outside (0, 1) s counts as none): a voxel's shift
+    is the field (Hz) times the readout time, so a series read out twice as long is shifted twice
+    as far by the same field. Before session 40 it was unwarped with blip-up's shifts (EPI phantom
+    read out in 0.06 s against a 0.03 s pair: half its distortion left)."""
+    t = stated_readout(meta)
+    if t is None or abs(t / readout_s - 1) < 1e-3:
         return 1.0
     return t / readout_s
 

@@ -1,0 +1,103 @@
+"""``stated_readout``: the one parser of a sidecar's ``TotalReadoutTime`` (no images, no data).
+
+Before session 52 three lenient parsers read the key each their own way (topup's blip-up readout
+and readout ratio, the --readout-time override warning) beside ``epi_params``' strict one; they
+now all call ``spinereg.epi.sidecar.stated_readout``. The values below are what each caller gave
+before the change (recorded on the same inputs first): a value ``float()`` reads (a number, a
+numeric string) counts; anything outside (0, 1) s is none for topup, refused by ``epi_params``,
+and still compared by the override warning. The heavy known-field checks stay in
+tests/test_topup_readout_ratio.py and tests/test_sdc_arg_overrides.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from spinereg.epi.sidecar import epi_params, stated_readout
+from spinereg.epi.topup import _readout_ratio, _sidecar_readout
+from spinereg.errors import InputError
+
+MISSING = object()
+#: sidecar value: (stated_readout, in_range=False, topup's ratio over a 0.04 s blip-up)
+CASES = {
+    "missing": (MISSING, None, None, 1.0),
+    "null": (None, None, None, 1.0),
+    "number": (0.03, 0.03, 0.03, 0.75),
+    "same as blip-up": (0.04, 0.04, 0.04, 1.0),
+    "numeric string": ("0.03", 0.03, 0.03, 0.75),
+    "padded exponent string": (" 3e-2 ", 0.03, 0.03, 0.75),
+    "non-number string": ("abc", None, None, 1.0),
+    "empty string": ("", None, None, 1.0),
+    "list": ([0.03], None, None, 1.0),
+    "zero": (0, None, 0.0, 1.0),
+    "negative": (-0.03, None, -0.03, 1.0),
+    "milliseconds": (30, None, 30.0, 1.0),
+    "one second": (1.0, None, 1.0, 1.0),
+    "infinity": (math.inf, None, math.inf, 1.0),
+    "infinity string": ("inf", None, math.inf, 1.0),
+}
+
+
+def _meta(value: object) -> dict:
+    meta = {"PhaseEncodingDirection": "j", "_path": "/data/epi.json"}
+    if value is not MISSING:
+        meta["TotalReadoutTime"] = value
+    return meta
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_stated_readout_and_topup(case):
+    value, in_range, any_number, ratio = CASES[case]
+    meta = _meta(value)
+    assert stated_readout(meta) == in_range
+    assert stated_readout(meta, in_range=False) == any_number
+    assert _sidecar_readout(meta, 0.04) == (0.04 if in_range is None else in_range)
+    assert _readout_ratio(meta, 0.04) == pytest.approx(ratio)
+
+
+@pytest.mark.parametrize("value", [math.nan, "nan"])
+def test_nan(value):
+    meta = _meta(value)
+    assert stated_readout(meta) is None
+    assert math.isnan(stated_readout(meta, in_range=False))
+    assert _sidecar_readout(meta, 0.04) == 0.04 and _readout_ratio(meta, 0.04) == 1.0
+    assert epi_params(meta, None, 0.04).conflict is None  # NaN differs from nothing: no warning
+    with pytest.raises(InputError, match=r"total readout time nan s is out of range \(0, 1\) \(TotalReadoutTime\)"):
+        epi_params(meta)
+
+
+@pytest.mark.parametrize(("case", "shown"), [("number", "0.03"), ("numeric string", "0.03"),
+                                             ("negative", "-0.03"), ("milliseconds", "30"),
+                                             ("infinity", "inf"), ("infinity string", "inf")])
+def test_override_warning_on_a_stated_number(case, shown):
+    note = epi_params(_meta(CASES[case][0]), None, 0.04).conflict
+    assert note is not None and f"--readout-time 0.04 where the sidecar's TotalReadoutTime is {shown}" in note
+    assert "/data/epi.json" in note
+
+
+@pytest.mark.parametrize("case", ["missing", "null", "same as blip-up", "non-number string", "list"])
+def test_no_override_warning_without_a_differing_number(case):
+    assert epi_params(_meta(CASES[case][0]), None, 0.04).conflict is None
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("missing", "no readout time (TotalReadoutTime missing from the sidecar)"),
+    ("null", "no readout time (TotalReadoutTime missing from the sidecar)"),
+    ("non-number string", "TotalReadoutTime is not a number ('abc')"),
+    ("list", "TotalReadoutTime is not a number ([0.03])"),
+    ("zero", "total readout time 0.0 s is out of range (0, 1) (TotalReadoutTime)"),
+    ("negative", "total readout time -0.03 s is out of range (0, 1) (TotalReadoutTime)"),
+    ("milliseconds", "total readout time 30.0 s is out of range (0, 1) (TotalReadoutTime)"),
+    ("infinity", "total readout time inf s is out of range (0, 1) (TotalReadoutTime)"),
+])
+def test_epi_params_refuses_naming_the_sidecar(case, message):
+    with pytest.raises(InputError) as err:
+        epi_params(_meta(CASES[case][0]))
+    assert message in str(err.value) and "/data/epi.json" in str(err.value)
+
+
+def test_epi_params_reads_a_numeric_string():
+    assert epi_params(_meta("0.03")).readout_s == 0.03
+    assert epi_params(_meta("0.03")).conflict is None
