@@ -101,3 +101,42 @@ def test_epi_params_refuses_naming_the_sidecar(case, message):
 def test_epi_params_reads_a_numeric_string():
     assert epi_params(_meta("0.03")).readout_s == 0.03
     assert epi_params(_meta("0.03")).conflict is None
+
+
+def test_a_stated_zero_is_warned_of_not_an_internal_error():
+    """Sidecar ``TotalReadoutTime`` 0 with any --readout-time was an internal ZeroDivisionError
+    (``sdc fieldmap``: "internal error (ZeroDivisionError: float division by zero)") before session 52."""
+    for value in (0, 0.0, False):
+        note = epi_params(_meta(value), None, 0.04).conflict
+        assert note is not None and "--readout-time 0.04 where the sidecar's TotalReadoutTime is 0" in note
+
+
+def test_an_integer_too_large_for_a_float_is_infinite():
+    """A 400-digit JSON integer was an internal OverflowError in every reader before session 52."""
+    meta = _meta(10**400)
+    assert stated_readout(meta) is None and stated_readout(meta, in_range=False) == math.inf
+    assert stated_readout(_meta(-(10**400)), in_range=False) == -math.inf
+    assert _sidecar_readout(meta, 0.04) == 0.04 and _readout_ratio(meta, 0.04) == 1.0
+    assert "TotalReadoutTime is inf" in epi_params(meta, None, 0.04).conflict
+    with pytest.raises(InputError, match=r"total readout time inf s is out of range"):
+        epi_params(meta)
+
+
+def test_cli_stated_zero_with_readout_argument(tmp_path, capsys):
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from spinereg.cli.main import main
+
+    epi = np.random.default_rng(0).random((20, 20, 4)).astype(np.float32) + 1
+    nib.save(nib.Nifti1Image(epi, np.eye(4)), str(tmp_path / "epi.nii.gz"))
+    field = np.broadcast_to(np.linspace(-5, 5, 20)[None, :, None], (20, 20, 4)).astype(np.float32)  # Hz
+    nib.save(nib.Nifti1Image(field, np.eye(4)), str(tmp_path / "fm.nii.gz"))
+    (tmp_path / "epi.json").write_text(json.dumps({"PhaseEncodingDirection": "j", "TotalReadoutTime": 0}))
+    rc = main(["sdc", "fieldmap", "-i", str(tmp_path / "epi.nii.gz"), "--fieldmap", str(tmp_path / "fm.nii.gz"),
+               "-o", str(tmp_path / "out"), "--readout-time", "0.03"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "--readout-time 0.03 where the sidecar's TotalReadoutTime is 0" in err and "epi.json" in err

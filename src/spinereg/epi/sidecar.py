@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +53,14 @@ def write_sidecar(path: str | Path, meta: dict, overwrite: bool = False) -> Path
 
 
 def _number(value: object) -> float | None:
-    """``value`` as Python's ``float()`` reads it, or None where it cannot."""
+    """``value`` as Python's ``float()`` reads it, or None where it cannot; an integer beyond a
+    float's range (a 400-digit JSON number) is +-infinity (it was an internal OverflowError)."""
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf  # type: ignore[operator]
 
 
 def stated_readout(meta: dict, *, in_range: bool = True) -> float | None:
@@ -66,7 +70,7 @@ def stated_readout(meta: dict, *, in_range: bool = True) -> float | None:
 
     The value is read as Python's ``float()`` reads it: a JSON number, or a numeric string
     (``"0.03"`` and ``" 3e-2 "`` give 0.03, ``"nan"``/``"inf"`` give those), JSON ``true``/``false``
-    1.0/0.0. A missing key, ``null``, a string that is no number, a list or an object: None.
+    1.0/0.0, an integer too large for a float +-infinity. A missing key, ``null``, a string that is no number, a list or an object: None.
 
     ``in_range`` (default): None unless ``0 < t < 1`` -- a stated 0, a negative, NaN, infinity or
     a value in milliseconds (30) states no usable readout time; (0, 1) s is the range
@@ -166,7 +170,8 @@ def _overridden(meta: dict, pe: str, readout: float, pe_given: bool, readout_giv
     if pe_given and spe is not None and str(spe).strip().lower() != pe:
         said.append(f"--pe {pe} where the sidecar's PhaseEncodingDirection is {spe!r}")
     st = stated_readout(meta, in_range=False)  # any number: a stated 30 (ms) is warned of too
-    if readout_given and st is not None and abs(readout / st - 1) > 0.01:
+    # a stated 0 was an internal ZeroDivisionError (with any --readout-time): it differs from any
+    if readout_given and st is not None and (st == 0 or abs(readout / st - 1) > 0.01):
         said.append(f"--readout-time {readout:g} where the sidecar's TotalReadoutTime is {st:g}")
     if not said:
         return None
