@@ -12,6 +12,7 @@ tests/test_topup_readout_ratio.py and tests/test_sdc_arg_overrides.py.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -63,7 +64,11 @@ def test_nan(value):
     assert stated_readout(meta) is None
     assert math.isnan(stated_readout(meta, in_range=False))
     assert _sidecar_readout(meta, 0.04) == 0.04 and _readout_ratio(meta, 0.04) == 1.0
-    assert epi_params(meta, None, 0.04).conflict is None  # NaN differs from nothing: no warning
+    # a stated NaN differs from any given time: warned of (no warning before session 52, while inf,
+    # 0, negatives and 30 were)
+    note = epi_params(meta, None, 0.04).conflict
+    assert note is not None and "--readout-time 0.04 where the sidecar's TotalReadoutTime is nan" in note
+    assert "/data/epi.json" in note
     with pytest.raises(InputError, match=r"total readout time nan s is out of range \(0, 1\) \(TotalReadoutTime\)"):
         epi_params(meta)
 
@@ -140,3 +145,71 @@ def test_cli_stated_zero_with_readout_argument(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "--readout-time 0.03 where the sidecar's TotalReadoutTime is 0" in err and "epi.json" in err
+
+
+def _small_epi_and_anat(d: Path) -> None:
+    """A 24x24x4 blob (noise seed 0) as the anatomy, and as the EPI shifted one voxel along j."""
+    import nibabel as nib
+    import numpy as np
+
+    i, j = np.indices((24, 24))
+    rng = np.random.default_rng(0)
+    aff = np.diag([1.0, 1.0, 3.0, 1.0])
+    for name, cj in (("t2s", 12), ("epi", 13)):
+        blob = 100.0 * np.exp(-((i - 12) ** 2 + (j - cj) ** 2) / 20.0)[..., None] * np.ones(4) + 10
+        data = (blob + rng.normal(0, 1, blob.shape)).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, aff), str(d / f"{name}.nii.gz"))
+
+
+def test_cli_anat_null_readout_runs_like_a_missing_one(tmp_path, capsys):
+    """``sdc anat`` with a sidecar ``"TotalReadoutTime": null`` was refused ("no readout time
+    (TotalReadoutTime missing from the sidecar)", exit 2) before session 52, where the key absent
+    runs without the field in Hz. Now null is absent; a stated non-number or 30 is still refused
+    naming the sidecar, and null with --readout-time makes the field in Hz."""
+    import json
+
+    from spinereg.cli.main import main
+
+    _small_epi_and_anat(tmp_path)
+    side = tmp_path / "epi.json"
+    argv = ["sdc", "anat", "-i", str(tmp_path / "epi.nii.gz"), "-d", str(tmp_path / "t2s.nii.gz")]
+    side.write_text(json.dumps({"PhaseEncodingDirection": "j", "TotalReadoutTime": None}))
+    rc = main([*argv, "-o", str(tmp_path / "null")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "field map output holds zeros" in err and "missing" not in err, err
+    res = json.loads((tmp_path / "null" / "epi_sdc.json").read_text())
+    assert res["TotalReadoutTime"] is None and res["field_hz"] is False
+    rc = main([*argv, "--readout-time", "0.03", "-o", str(tmp_path / "given")])
+    err = capsys.readouterr().err
+    assert rc == 0 and "holds zeros" not in err and "warning" not in err, err
+    assert json.loads((tmp_path / "given" / "epi_sdc.json").read_text())["field_hz"] is True
+    for value, message in (("abc", "TotalReadoutTime is not a number ('abc')"),
+                           (30, "total readout time 30.0 s is out of range (0, 1) (TotalReadoutTime)")):
+        side.write_text(json.dumps({"PhaseEncodingDirection": "j", "TotalReadoutTime": value}))
+        out = tmp_path / f"bad{value}"
+        rc = main([*argv, "-o", str(out)])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and message in err and str(side) in err, err
+        assert not out.exists()
+
+
+def test_cli_fieldmap_null_readout_is_missing(tmp_path, capsys):
+    """``sdc fieldmap`` needs the time: a null one is refused as missing, naming the sidecar."""
+    import json
+
+    import nibabel as nib
+    import numpy as np
+
+    from spinereg.cli.main import main
+
+    _small_epi_and_anat(tmp_path)
+    nib.save(nib.Nifti1Image(np.zeros((24, 24, 4), np.float32), np.diag([1.0, 1.0, 3.0, 1.0])),
+             str(tmp_path / "fm.nii.gz"))
+    side = tmp_path / "epi.json"
+    side.write_text(json.dumps({"PhaseEncodingDirection": "j", "TotalReadoutTime": None}))
+    out = tmp_path / "o"
+    rc = main(["sdc", "fieldmap", "-i", str(tmp_path / "epi.nii.gz"), "--fieldmap", str(tmp_path / "fm.nii.gz"),
+               "-o", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "TotalReadoutTime missing from the sidecar" in err and str(side) in err, err
+    assert "--readout-time" in err and not out.exists()

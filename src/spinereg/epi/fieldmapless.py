@@ -146,9 +146,10 @@ def correct_fieldmapless(
     anat_img = _as_image(anat, "anatomical image", 3)
     _check_anat(anat_img, dilate_mm)
     meta = read_sidecar(sidecar, epi_img.path)
-    # the key's presence, not stated_readout(): a stated value that is no number or out of range is
-    # refused by epi_params (naming the sidecar), not taken for an absent one
-    have_readout = readout_s is not None or "TotalReadoutTime" in meta
+    # a stated value, not stated_readout(): one that is no number or out of range is refused by
+    # epi_params (naming the sidecar), not taken for an absent one; a JSON null is absent (it was
+    # refused, "TotalReadoutTime missing from the sidecar", where an absent key runs without Hz)
+    have_readout = readout_s is not None or meta.get("TotalReadoutTime") is not None
     # without a readout time the field in Hz is not made: a stand-in (0.5 s) passes the range check (the
     # 1.0 s it was was refused, "total readout time 1.0 s is out of range", a time nobody gave)
     par = epi_params(meta, pe, readout_s if have_readout else 0.5, epi_img.path)

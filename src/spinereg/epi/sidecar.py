@@ -170,8 +170,9 @@ def _overridden(meta: dict, pe: str, readout: float, pe_given: bool, readout_giv
     if pe_given and spe is not None and str(spe).strip().lower() != pe:
         said.append(f"--pe {pe} where the sidecar's PhaseEncodingDirection is {spe!r}")
     st = stated_readout(meta, in_range=False)  # any number: a stated 30 (ms) is warned of too
-    # a stated 0 was an internal ZeroDivisionError (with any --readout-time): it differs from any
-    if readout_given and st is not None and (st == 0 or abs(readout / st - 1) > 0.01):
+    # a stated 0 was an internal ZeroDivisionError (with any --readout-time), a stated NaN compared
+    # as equal (no warning): both differ from any given time
+    if readout_given and st is not None and (st == 0 or math.isnan(st) or abs(readout / st - 1) > 0.01):
         said.append(f"--readout-time {readout:g} where the sidecar's TotalReadoutTime is {st:g}")
     if not said:
         return None
