@@ -291,7 +291,8 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
                              f"{IMAGE_REGION_MM:g} mm of the segmentations or in the mask, where the moving image "
                              f"has data), fewer than one local correlation window ({n_window}): nothing "
                              "estimated from the images")
-        return _offset_only(chans, grid, lo, hi, pad_lo, pad_hi, roi_c, w_axes, report, check_only)
+        return _offset_only(chans, grid, grid_crop(grid, lo - pad_lo, hi + pad_hi), sl, padded,
+                            _keep_box(roi_c, pad_lo, pad_hi), w_axes, report, check_only)
     if image:
         fi, mi = prep(_rescale(f, roi_union)), prep(_rescale(m, roi_union))
         lcc0 = float(_LNCC(fi).cc(mi)[region].mean())
@@ -422,24 +423,23 @@ def _offset_field(init: np.ndarray, shape: tuple[int, ...], zooms: np.ndarray, w
     return v, d
 
 
-def _offset_only(chans: list, grid: Grid, lo: np.ndarray, hi: np.ndarray, pad_lo: np.ndarray, pad_hi: np.ndarray,
-                 roi_c: np.ndarray, w_axes: np.ndarray, report: dict, check_only: bool) -> VelocityField:
+def _offset_only(chans: list, grid: Grid, sub: Grid, sl: tuple, padded: bool, keep: tuple | None,
+                 w_axes: np.ndarray, report: dict, check_only: bool) -> VelocityField:
     """An ``imseg`` step with no image term: the cords' mean in-plane offset (``chans``: the
-    segmentations, cropped and padded), as where an image term that did not raise the local
-    correlation is dropped; the identity without segmentations, in ``check_only``, or with no offset."""
+    segmentations, cropped to ``sl`` and padded onto ``sub``; ``keep``: :func:`_keep_box`), as where
+    an image term that did not raise the local correlation is dropped; the identity without
+    segmentations, in ``check_only``, or with no offset."""
     if check_only or not chans or not np.any(w_axes):
         return _identity(grid, report)
     fs, ms = chans[-1][1], chans[-1][2]
     init = _inplane_shift(fs, ms) * w_axes
     if not np.any(init):
         return _identity(grid, report)
-    sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
-    v, d = _offset_field(init, fs.shape, sub.zooms, w_axes, _keep_box(roi_c, pad_lo, pad_hi))
+    v, d = _offset_field(init, fs.shape, sub.zooms, w_axes, keep)
     report.update(used="cord offset only", reason=report["reason"] + ", the cords' mean in-plane offset kept",
                   offset_vox=[round(float(x), 3) for x in init])
     _seg_dice(report, fs, ms, d)
-    sl = tuple(slice(int(a), int(b) + 1) for a, b in zip(lo, hi, strict=True))
-    return _field(grid, sub, sl, bool(pad_lo.any() or pad_hi.any()), v, d, None, report)
+    return _field(grid, sub, sl, padded, v, d, None, report)
 
 
 def _seg_dice(report: dict, fs: np.ndarray, ms: np.ndarray, d: np.ndarray) -> None:
