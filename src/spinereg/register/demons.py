@@ -281,6 +281,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
             # known field, seeds 0 / 1 / 2: cord S-I error 0.97 / 0.96 / 1.21 mm -> 0.24 / 0.43 / 0.26,
             # image-only 0.15 / 0.42 / 0.21)
             dead_zone = valid
+    sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)  # the crop's grid, extended by the pads
     n_region, n_window = int(np.count_nonzero(region)), int(np.prod(_LNCC.window(region.shape)))
     if image and n_region < n_window:
         # no region to correlate the images in (before session 52 the image term ran its whole solve on
@@ -291,8 +292,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
                              f"{IMAGE_REGION_MM:g} mm of the segmentations or in the mask, where the moving image "
                              f"has data), fewer than one local correlation window ({n_window}): nothing "
                              "estimated from the images")
-        return _offset_only(chans, grid, grid_crop(grid, lo - pad_lo, hi + pad_hi), sl, padded,
-                            _keep_box(roi_c, pad_lo, pad_hi), w_axes, report, check_only)
+        return _offset_only(chans, grid, sub, sl, padded, _keep_box(roi_c, pad_lo, pad_hi), w_axes, report, check_only)
     if image:
         fi, mi = prep(_rescale(f, roi_union)), prep(_rescale(m, roi_union))
         lcc0 = float(_LNCC(fi).cc(mi)[region].mean())
@@ -314,7 +314,6 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
         report.update(used=False, reason="no axis may deform")
         return _identity(grid, report)
 
-    sub = grid_crop(grid, lo - pad_lo, hi + pad_hi)
     cord_c = None
     init = None
     if image and seg_f is not None:
@@ -348,8 +347,7 @@ def demons(fixed: np.ndarray, moving: np.ndarray, fixed_grid: Grid, moving_grid:
             v = _solve_log(chans, sub.zooms, w_axes, step, region, init, find_box, fine)
     else:
         fine = []
-        v = _solve_log(chans, sub.zooms, w_axes, step, region, init, None, fine,
-                       dead_zone)
+        v = _solve_log(chans, sub.zooms, w_axes, step, region, init, None, fine, dead_zone)
     v *= w_axes.astype(np.float32)
     # beyond the cord box the velocity is the coarse level's: its exponential is taken there on
     # that level's nodes (the grid of ``v``'s voxel 0 is the crop's, so the nodes line up)
